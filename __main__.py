@@ -1,0 +1,3 @@
+from zoo.core.cli import main
+
+main()

@@ -1,0 +1,423 @@
+"""The `zoo` command line.
+
+Plugins are loaded only by the commands that need them, and torch/coremltools
+only by the hooks that use them, so `zoo --help` and `zoo list` stay fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .registry import ENV_VAR as REGISTRY_ENV
+from .registry import Registry, RegistryError
+
+app = typer.Typer(
+    name="zoo",
+    help=(
+        "Export PyTorch text-to-speech models to CoreML packages, validate them against the upstream "
+        "model, record them in registry.toml, and run them.\n\n"
+        "Start with `zoo list`, then `zoo export MODEL --random-weights` (no download) or `zoo export MODEL`."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class State:
+    def __init__(self, registry: Optional[Path], strict: bool):
+        self.registry_path = registry
+        self.strict = strict
+        self._host: Any = None
+
+    def registry(self) -> Registry:
+        return Registry(self.registry_path)
+
+    def host(self) -> Any:
+        if self._host is None:
+            from .plugins import PluginHost, PluginLoadError
+
+            try:
+                self._host = PluginHost(strict=self.strict)
+            except PluginLoadError as exc:
+                err.print(f"[red]✗ plugin failed to load (--strict):[/] {exc}")
+                raise typer.Exit(EXIT_FAILED) from None
+            for info in self._host.failures:
+                err.print(f"[yellow]! plugin {info.name!r} is unavailable:[/] {info.error}")
+        return self._host
+
+
+def _state(ctx: typer.Context) -> State:
+    return ctx.ensure_object(State) if ctx.obj is None else ctx.obj
+
+
+def _model(ctx: typer.Context, name: str) -> Any:
+    from .plugins import UnknownModelError
+
+    try:
+        return _state(ctx).host().model(name)
+    except UnknownModelError as exc:
+        err.print(f"[red]✗ {exc}[/]")
+        raise typer.Exit(EXIT_USAGE) from None
+
+
+def _fail(message: str, code: int = EXIT_FAILED) -> None:
+    err.print(f"[red]✗ {message}[/]")
+    raise typer.Exit(code)
+
+
+def _registry_or_exit(ctx: typer.Context) -> Registry:
+    registry = _state(ctx).registry()
+    try:
+        registry.read()
+    except RegistryError as exc:
+        _fail(str(exc))
+    return registry
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from zoo import __version__
+
+        out.print(f"zoo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    ctx: typer.Context,
+    registry: Optional[Path] = typer.Option(
+        None, "--registry", envvar=REGISTRY_ENV, help="registry file to read and write [default: ./registry.toml]"
+    ),
+    strict: bool = typer.Option(False, "--strict", envvar="ZOO_STRICT", help="treat a plugin that fails to load as a fatal error"),
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="print zoo's version"),
+) -> None:
+    ctx.obj = State(registry, strict)
+
+
+def _weights(weights: Optional[Path], random_weights: bool, seed: int) -> Any:
+    from .spec import WeightsSource
+
+    if weights is not None and random_weights:
+        _fail("--weights and --random-weights exclude each other", EXIT_USAGE)
+    if weights is not None:
+        if not weights.exists():
+            _fail(f"--weights {weights}: no such file or directory", EXIT_USAGE)
+        return WeightsSource.local(weights)
+    if random_weights:
+        return WeightsSource.random(seed)
+    return None
+
+
+# ---------------------------------------------------------------------------- list
+@app.command("list")
+def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+    """List plugins (version, hooks, models, load errors) and the registered exports."""
+    state = _state(ctx)
+    host = state.host()
+    try:
+        exports = state.registry().exports()
+        registry_error = None
+    except RegistryError as exc:
+        exports, registry_error = [], str(exc)
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "plugins": [p.__dict__ for p in host.plugins.values()],
+                    "models": {name: {"plugin": m.plugin, "summary": m.summary, "default_variant": m.default_variant} for name, m in host.models.items()},
+                    "exports": [{k: e.get(k) for k in ("id", "model", "status", "validation_level", "created_at", "path")} for e in exports],
+                    "registry_error": registry_error,
+                },
+                indent=1,
+            )
+        )
+        return
+    table = Table(title="plugins", title_justify="left")
+    for col in ("plugin", "version", "status", "models", "hooks"):
+        table.add_column(col)
+    for info in host.plugins.values():
+        status = "[green]✓ loaded[/]" if info.ok else f"[red]✗ {info.error}[/]"
+        table.add_row(info.name, info.version, status, ", ".join(info.models), ", ".join(h for h in info.hooks if h != "zoo_register_models"))
+    out.print(table)
+    if host.models:
+        models = Table(title="models", title_justify="left")
+        for col in ("model", "plugin", "default variant", "components", "summary"):
+            models.add_column(col)
+        for m in host.models.values():
+            models.add_row(m.name, m.plugin, m.default_variant, ", ".join(c.name for c in m.components), m.summary)
+        out.print(models)
+    if registry_error:
+        err.print(f"[red]✗ {registry_error}[/]")
+        raise typer.Exit(EXIT_FAILED)
+    table = Table(title=f"exports in {state.registry().path}", title_justify="left")
+    for col in ("id", "model", "variant", "status", "level", "created"):
+        table.add_column(col)
+    for e in exports:
+        table.add_row(e["id"], e["model"], e.get("variant", {}).get("name", "?"), e.get("status", "?"), e.get("validation_level") or "-", e.get("created_at", ""))
+    if not exports:
+        out.print(f"no exports in {state.registry().path} yet — try `zoo export MODEL --random-weights`")
+    else:
+        out.print(table)
+
+
+# -------------------------------------------------------------------------- export
+class RichReporter:
+    def __init__(self, console: Console, quiet: bool):
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self.console = console
+        self.quiet = quiet
+        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console, transient=True, disable=quiet)
+        self.task = self.progress.add_task("export", total=1)
+        self.planned: set[str] = set()
+
+    def __enter__(self) -> "RichReporter":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def plan(self, stages: list[str]) -> None:
+        self.planned = set(stages)
+        self.progress.update(self.task, total=len(stages), completed=0)
+
+    def begin(self, stage: str) -> None:
+        self.progress.update(self.task, description=stage)
+
+    def end(self, result: Any) -> None:
+        if result.stage in self.planned:
+            self.progress.advance(self.task)
+        if not self.quiet:
+            mark = {"done": "[green]✓[/]", "cached": "[cyan]✓[/]", "failed": "[red]✗[/]"}.get(result.status, "·")
+            note = " (cached)" if result.status == "cached" else ""
+            self.console.print(f"{mark} {result.stage}{note} [dim]{result.seconds:.1f}s[/] {result.detail if result.status == 'failed' else ''}")
+
+
+def _print_report(report: Any) -> None:
+    table = Table(title=f"export {report.model} ({report.variant}, weights {report.weights})", title_justify="left")
+    for col in ("stage", "status", "seconds", "detail"):
+        table.add_column(col)
+    for s in report.stages:
+        mark = {"done": "[green]✓ done[/]", "cached": "[cyan]✓ cached[/]", "failed": "[red]✗ failed[/]"}.get(s.status, s.status)
+        table.add_row(s.stage, mark, f"{s.seconds:.1f}", s.detail)
+    out.print(table)
+    if report.checks:
+        checks = Table(title="validation", title_justify="left")
+        for col in ("level", "component", "metric", "value", "threshold", "status"):
+            checks.add_column(col)
+        for c in report.checks:
+            mark = {"passed": "[green]✓ passed[/]", "failed": "[red]✗ failed[/]", "skipped": "[yellow]- skipped[/]"}[c.status]
+            value = "" if c.value is None else f"{c.value:.3g}"
+            threshold = "" if c.threshold is None else f"{c.threshold:.3g}"
+            checks.add_row(c.level, c.component, c.metric or c.reason, value, threshold, mark)
+        out.print(checks)
+    if report.ok:
+        out.print(f"[green]✓ registered {report.export_id}[/] at {report.path} (validation level: {report.level})")
+    else:
+        out.print(f"[red]✗ export failed: {report.error}[/]")
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="model name (see `zoo list`)"),
+    variant: Optional[str] = typer.Option(None, "--variant", help="variant to export [default: the model's default]"),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="local weights: a directory laid out like the model's hub repository, or a file where the model has one"),
+    random_weights: bool = typer.Option(False, "--random-weights", help="real architecture, seeded random weights, no network"),
+    seed: int = typer.Option(0, "--seed", help="seed for --random-weights"),
+    out_dir: Path = typer.Option(Path("exports"), "--out", help="directory the export is placed in (as <out>/<id>/)"),
+    force: bool = typer.Option(False, "--force", help="redo every stage instead of reusing cached ones"),
+    cache: Optional[Path] = typer.Option(None, "--cache", envvar="ZOO_CACHE", help="stage cache directory [default: ~/.cache/zoo]"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of tables"),
+) -> None:
+    """Export MODEL: reference → traceables → parity → CoreML → constants → validation → registry.
+
+    Outputs are built aside and moved to OUT/<id> only when everything passed; an
+    interrupted or failed export leaves no package and no registry entry.
+    Finished stages are cached: running the same export again reuses them.
+    """
+    from .cache import StageCache
+    from .pipeline import Exporter, ExportFailed
+
+    state = _state(ctx)
+    spec = _model(ctx, model)
+    source = _weights(weights, random_weights, seed)
+    registry = _registry_or_exit(ctx)
+    try:
+        exporter = Exporter(state.host(), spec.name, variant, source, out_dir, registry, StageCache(cache), force)
+    except ValueError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    with RichReporter(err, quiet=as_json) as reporter:
+        exporter.reporter = reporter
+        try:
+            report = exporter.run()
+        except ExportFailed as exc:
+            report = exc.report
+            report.error = report.error or str(exc)
+        except KeyboardInterrupt:
+            err.print("[red]✗ interrupted: nothing was registered or placed in the output directory[/]")
+            raise typer.Exit(130) from None
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=1))
+    else:
+        _print_report(report)
+    if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+# -------------------------------------------------------------------------- verify
+@app.command()
+def verify(
+    ctx: typer.Context,
+    key: str = typer.Argument("", metavar="[MODEL|ID]", help="only exports of this model, or this export id"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Re-hash every registered package and constant; exit 1 naming anything changed or missing."""
+    from .verify import verify as run_verify
+
+    registry = _registry_or_exit(ctx)
+    entries, problems = run_verify(registry, key)
+    if key and not entries:
+        _fail(f"no export or model {key!r} in {registry.path}", EXIT_USAGE)
+    if as_json:
+        print(json.dumps({"checked": [e["id"] for e in entries], "ok": not problems, "problems": [p.as_dict() for p in problems]}, indent=1))
+    else:
+        bad = {p.export_id for p in problems}
+        for e in entries:
+            if e["id"] not in bad:
+                out.print(f"[green]✓[/] {e['id']}: {len(e.get('components', []))} components, {len(e.get('constants', []))} constants match")
+        for p in problems:
+            out.print(f"[red]✗[/] {p.export_id}: {p.kind} {p.name!r}: {p.message}")
+        if not entries:
+            out.print(f"no exports in {registry.path}")
+    if problems:
+        raise typer.Exit(EXIT_FAILED)
+
+
+# ---------------------------------------------------------------------------- info
+@app.command()
+def info(ctx: typer.Context, model: str = typer.Argument(..., help="model name"), as_json: bool = typer.Option(False, "--json")) -> None:
+    """Describe MODEL: plugin, variants, components, tolerances, weights and its exports."""
+    state = _state(ctx)
+    spec = _model(ctx, model)
+    plugin = state.host().plugin_info(spec)
+    try:
+        exports = list(state.registry().find(spec.name))
+    except RegistryError as exc:
+        exports = []
+        err.print(f"[yellow]! {exc}[/]")
+    data = {
+        "model": spec.name,
+        "summary": spec.summary,
+        "plugin": {"name": plugin.name, "version": plugin.version, "hooks": plugin.hooks},
+        "hub": {"repo": spec.hub_repo, "revision": spec.revision},
+        "sample_rate": spec.sample_rate,
+        "required_level": spec.required_level,
+        "default_variant": spec.default_variant,
+        "variants": {name: v.as_record() | {"description": v.description} for name, v in spec.variants.items()},
+        "components": [
+            {
+                "name": c.name,
+                "description": c.description,
+                "functions": list(c.functions),
+                "tolerances": {p: spec.tolerance(c.name, p).checks() for p in ("fp32", "fp16")},
+            }
+            for c in spec.components
+        ],
+        "exports": [{k: e.get(k) for k in ("id", "status", "validation_level", "created_at")} for e in exports],
+    }
+    if as_json:
+        print(json.dumps(data, indent=1))
+        return
+    out.print(f"[bold]{spec.name}[/] — {spec.summary}")
+    out.print(f"plugin {plugin.name} {plugin.version}; weights: {spec.hub_repo or '(no hub repo)'}@{spec.revision or '-'}; {spec.sample_rate} Hz; required level: {spec.required_level}")
+    variants = Table(title="variants", title_justify="left")
+    for col in ("variant", "precision", "target", "options", "description"):
+        variants.add_column(col)
+    for name, v in spec.variants.items():
+        variants.add_row(name + (" (default)" if name == spec.default_variant else ""), v.precision, v.target, json.dumps(dict(v.options)), v.description)
+    out.print(variants)
+    comps = Table(title="components", title_justify="left")
+    for col in ("component", "functions", "fp32 tolerance", "fp16 tolerance", "description"):
+        comps.add_column(col)
+    for c in data["components"]:
+        comps.add_row(c["name"], ", ".join(c["functions"]), json.dumps(c["tolerances"]["fp32"]), json.dumps(c["tolerances"]["fp16"]), c["description"])
+    out.print(comps)
+    out.print(f"{len(exports)} export(s) registered" + (f"; latest: {exports[-1]['id']}" if exports else ""))
+
+
+# ----------------------------------------------------------------------------- run
+@app.command()
+def run(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="model name"),
+    text: str = typer.Argument(..., help="text to speak"),
+    output: Path = typer.Option(..., "-o", "--output", help="WAV file to write"),
+    backend: str = typer.Option("torch", "--backend", help="torch: the traceables (from --weights/--random-weights or the hub); mil: the registered export through zoo's MIL interpreter; coreml: the registered export through CoreML (macOS)"),
+    variant: Optional[str] = typer.Option(None, "--variant", help="variant [default: the model's default / the latest valid export]"),
+    voice: Optional[str] = typer.Option(None, "--voice", help="voice name, or a WAV file where the model can clone voices"),
+    seed: int = typer.Option(0, "--seed", help="seed of the sampling noise (and of --random-weights)"),
+    settings: List[str] = typer.Option([], "--set", help="plugin-specific run option KEY=VALUE (repeatable; see `zoo info MODEL`)"),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="local weights for --backend torch"),
+    random_weights: bool = typer.Option(False, "--random-weights", help="seeded random weights for --backend torch"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object: frames, audio_seconds, wall_seconds, calls, calls_per_audio_second"),
+) -> None:
+    """Speak TEXT with MODEL through the plugin's run loop and write a 16-bit mono WAV."""
+    from .run import run as run_model
+    from .runtime import BACKENDS, BackendUnavailable
+    from .spec import RunOptions
+
+    if backend not in BACKENDS:
+        _fail(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}", EXIT_USAGE)
+    parsed = {}
+    for item in settings:
+        if "=" not in item or not item.split("=", 1)[0]:
+            _fail(f"--set expects KEY=VALUE, got {item!r}", EXIT_USAGE)
+        k, v = item.split("=", 1)
+        parsed[k] = v
+    spec = _model(ctx, model)
+    source = _weights(weights, random_weights, seed)
+    if source is not None and backend != "torch":
+        _fail("--weights/--random-weights only apply to --backend torch; other backends use the registered export", EXIT_USAGE)
+    registry = _registry_or_exit(ctx) if backend != "torch" else _state(ctx).registry()
+    try:
+        summary = run_model(_state(ctx).host(), spec.name, text, output, backend, registry, source, variant, RunOptions(voice=voice, seed=seed, settings=parsed))
+    except (BackendUnavailable, ValueError, KeyError) as exc:
+        _fail(str(exc).strip("'\""), EXIT_FAILED)
+    data = summary.as_dict(output, spec.name)
+    if as_json:
+        print(json.dumps(data, indent=1))
+    else:
+        calls = ", ".join(f"{k}×{v}" for k, v in data["calls"].items())
+        out.print(f"[green]✓[/] wrote {output}: {data['audio_seconds']:.2f} s of audio, {data['frames']} frames in {data['wall_seconds']:.2f} s ({summary.source}); calls: {calls}")
+
+
+def main() -> None:
+    if os.environ.get("ZOO_DEBUG"):
+        app()
+        return
+    try:
+        app()
+    except Exception as exc:  # last resort: a clear line instead of a traceback
+        from .plugins import HookError
+
+        if isinstance(exc, (HookError, RegistryError)):
+            err.print(f"[red]✗ {exc}[/]")
+        else:
+            err.print(f"[red]✗ {type(exc).__name__}: {exc}[/] (set ZOO_DEBUG=1 for a traceback)")
+        sys.exit(EXIT_FAILED)

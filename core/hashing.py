@@ -1,0 +1,49 @@
+"""Content hashes of files and package trees, as recorded in registry.toml."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+_CHUNK = 1 << 20
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def tree_files(root: str | Path) -> list[Path]:
+    """Regular files under ``root`` (or ``root`` itself), sorted by relative POSIX path."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    return sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
+
+
+def tree_sha256(root: str | Path) -> str:
+    """sha256 of a file, or of a directory tree.
+
+    For a tree, each file contributes its relative POSIX path, a NUL byte, its
+    size in decimal, a NUL byte and its bytes, in sorted path order: renaming,
+    adding, removing or editing any file changes the digest.
+    """
+    root = Path(root)
+    if root.is_file():
+        return file_sha256(root)
+    if not root.is_dir():
+        raise FileNotFoundError(root)
+    h = hashlib.sha256()
+    for path in tree_files(root):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + str(path.stat().st_size).encode() + b"\0")
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def tree_size(root: str | Path) -> int:
+    return sum(p.stat().st_size for p in tree_files(root))

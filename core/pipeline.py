@@ -1,0 +1,437 @@
+"""The export pipeline, the same for every plugin.
+
+load_reference → build_traceables → parity against the reference → convert →
+export_constants → validation levels (mil, coreml) → registry entry.
+
+Everything is produced in work directories (the stage cache and a staging
+directory) and the finished export is renamed into ``<out>/<id>`` under the
+registry lock right before the registry entry is written. An export that fails
+or is interrupted leaves neither a package in the output directory nor an entry
+in the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import shutil
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from . import validation
+from .cache import StageCache
+from .hashing import tree_sha256, tree_size
+from .plugins import PluginHost
+from .registry import Registry
+from .spec import ModelSpec, Reference, Traceable, Variant, WeightsSource, stable_hash
+from .validation import Check
+
+TOOLS = ("torch", "coremltools", "numpy")
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for dist in ("zoo-tts",) + TOOLS:
+        try:
+            versions["zoo" if dist == "zoo-tts" else dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions["zoo" if dist == "zoo-tts" else dist] = "not installed"
+    return versions
+
+
+class ExportFailed(RuntimeError):
+    def __init__(self, message: str, report: "ExportReport"):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass
+class StageResult:
+    stage: str
+    status: str  # done | cached | failed | skipped
+    seconds: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class ExportReport:
+    model: str
+    variant: str
+    weights: str
+    ok: bool = False
+    export_id: str | None = None
+    path: str | None = None
+    level: str | None = None
+    error: str | None = None
+    stages: list[StageResult] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
+    components: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "id": self.export_id,
+            "model": self.model,
+            "variant": self.variant,
+            "weights": self.weights,
+            "path": self.path,
+            "validation_level": self.level,
+            "error": self.error,
+            "stages": [s.__dict__ for s in self.stages],
+            "validation": [c.record() for c in self.checks],
+            "components": self.components,
+        }
+
+
+class Reporter:
+    """Receives stage progress; the CLI shows it with rich, tests ignore it."""
+
+    def plan(self, stages: list[str]) -> None:
+        pass
+
+    def begin(self, stage: str) -> None:
+        pass
+
+    def end(self, result: StageResult) -> None:
+        pass
+
+
+def normalise_functions(value: Any) -> dict[str, Traceable]:
+    if isinstance(value, Traceable):
+        return {"main": value}
+    if isinstance(value, Mapping) and value and all(isinstance(v, Traceable) for v in value.values()):
+        return dict(value)
+    raise TypeError(f"build_traceables must give a Traceable or {{function: Traceable}}, got {type(value).__name__}")
+
+
+def weights_identity(weights: WeightsSource) -> dict[str, Any]:
+    ident: dict[str, Any] = {"kind": weights.kind}
+    if weights.kind == "random":
+        ident["seed"] = weights.seed
+    elif weights.kind == "hub":
+        ident.update(repo=weights.repo, revision=weights.revision)
+    else:
+        path = Path(weights.path or "")
+        if not path.exists():
+            raise FileNotFoundError(f"weights path {path} does not exist")
+        ident.update(path=str(path), sha256=tree_sha256(path))
+    return ident
+
+
+def save_parity(path: Path, data: Mapping[str, Any]) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    save_file({k: np.ascontiguousarray(v) for k, v in data.items()}, str(path))
+
+
+def load_parity(path: Path) -> dict[str, Any]:
+    from safetensors.numpy import load_file
+
+    return load_file(str(path))
+
+
+def parity_cases(data: Mapping[str, Any]) -> dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]]:
+    """Group stored parity arrays into ``{(function, example): (inputs, outputs)}``."""
+    cases: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
+    for key, value in data.items():
+        fn, idx, kind, name = key.split("/", 3)
+        case = cases.setdefault((fn, int(idx)), ({}, {}))
+        case[0 if kind == "in" else 1][name] = value
+    return cases
+
+
+class Exporter:
+    def __init__(
+        self,
+        host: PluginHost,
+        model: str,
+        variant: str | None = None,
+        weights: WeightsSource | None = None,
+        out_dir: str | Path = "exports",
+        registry: Registry | None = None,
+        cache: StageCache | None = None,
+        force: bool = False,
+        reporter: Reporter | None = None,
+    ):
+        self.host = host
+        self.model: ModelSpec = host.model(model)
+        try:
+            self.variant: Variant = self.model.variant(variant)
+        except KeyError:
+            raise ValueError(f"model {model!r} has no variant {variant!r}; variants: {', '.join(self.model.variants)}") from None
+        if weights is None:
+            if not (self.model.hub_repo and self.model.revision):
+                raise ValueError(f"model {model!r} has no hub repository; pass --weights PATH or --random-weights")
+            weights = WeightsSource.hub(self.model.hub_repo, self.model.revision)
+        self.weights = weights
+        self.out_dir = Path(out_dir)
+        self.registry = registry or Registry()
+        self.cache = cache or StageCache()
+        self.force = force
+        self.reporter = reporter or Reporter()
+        self.report = ExportReport(model=self.model.name, variant=self.variant.name, weights=weights.describe())
+        self._reference: Reference | None = None
+        self._traceables: dict[str, dict[str, Traceable]] | None = None
+
+    # -- lazily computed inputs ----------------------------------------------------
+    @contextmanager
+    def _stage(self, name: str) -> Iterator[dict[str, Any]]:
+        self.reporter.begin(name)
+        start = time.perf_counter()
+        info: dict[str, Any] = {"status": "done", "detail": ""}
+        try:
+            yield info
+        except BaseException as exc:
+            result = StageResult(name, "failed", time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
+            self.report.stages.append(result)
+            self.reporter.end(result)
+            raise
+        result = StageResult(name, info["status"], time.perf_counter() - start, info["detail"])
+        self.report.stages.append(result)
+        self.reporter.end(result)
+
+    def reference(self) -> Reference:
+        if self._reference is None:
+            with self._stage("load_reference") as info:
+                ref = self.host.call(self.model, "load_reference", variant=self.variant, weights=self.weights)
+                if not isinstance(ref, Reference):
+                    raise TypeError(f"load_reference must return zoo.core.Reference, got {type(ref).__name__}")
+                self._reference = ref
+                info["detail"] = self.weights.describe()
+        return self._reference
+
+    def traceables(self) -> dict[str, dict[str, Traceable]]:
+        if self._traceables is None:
+            reference = self.reference()
+            with self._stage("build_traceables") as info:
+                raw = self.host.call(self.model, "build_traceables", variant=self.variant, reference=reference)
+                built = {name: normalise_functions(value) for name, value in dict(raw).items()}
+                for comp in self.model.components:
+                    if comp.name not in built:
+                        raise ValueError(f"build_traceables gave no component {comp.name!r}")
+                    if tuple(built[comp.name]) != comp.functions:
+                        raise ValueError(f"component {comp.name!r}: functions {tuple(built[comp.name])} differ from declared {comp.functions}")
+                extra = set(built) - {c.name for c in self.model.components}
+                if extra:
+                    raise ValueError(f"build_traceables gave undeclared components {sorted(extra)}")
+                self._traceables = built
+                info["detail"] = ", ".join(built)
+        return self._traceables
+
+    # -- stages --------------------------------------------------------------------
+    def _key(self, stage: str) -> str:
+        plugin = self.host.plugin_info(self.model)
+        return stable_hash(
+            {
+                "stage": stage,
+                "model": self.model.name,
+                "plugin": [plugin.name, plugin.version, plugin.source_digest],
+                "variant": self.variant.as_record(),
+                "weights": self._weights_ident,
+                "tools": self._tools,
+                "components": [(c.name, c.functions) for c in self.model.components],
+            }
+        )
+
+    def _cached_stage(self, stage: str, build: Any) -> Path:
+        """Reuse a finished stage or build it; returns the stage directory."""
+        key = self._key(stage)
+        with self._stage(stage) as info:
+            path = None if self.force else self.cache.get(key)
+            if path is not None:
+                info["status"] = "cached"
+                return path
+            path, _ = self.cache.put(key, build, meta={"stage": stage, "model": self.model.name})
+            return path
+
+    def _parity(self, component: str) -> tuple[list[Check], Path]:
+        tolerance = self.model.tolerance(component, self.variant.precision)
+
+        def build(tmp: Path) -> None:
+            functions = self.traceables()[component]
+            results, stored, checks = [], {}, []
+            missing = [fn for fn, t in functions.items() if t.reference is None]
+            for fn, traceable in functions.items():
+                for i, example in enumerate(traceable.examples):
+                    actual = traceable.run(example)
+                    for name, value in example.items():
+                        stored[f"{fn}/{i}/in/{name}"] = value
+                    for name, value in actual.items():
+                        stored[f"{fn}/{i}/out/{name}"] = value
+                    if traceable.reference is None:
+                        continue
+                    expected = traceable.reference(**example)
+                    for name in traceable.outputs:
+                        if name not in expected:
+                            raise ValueError(f"{component}.{fn}: reference gave no output {name!r}")
+                        results.append(validation.compare(actual[name], expected[name]))
+            if missing:
+                checks.append(validation.skipped("reference", f"plugin gave no reference for functions {missing}", component))
+            if results:
+                checks.extend(validation.judge("reference", component, results, tolerance))
+            save_parity(tmp / "parity.safetensors", stored)
+            (tmp / "checks.json").write_text(json.dumps([c.record() for c in checks], indent=1))
+
+        path = self._cached_stage(f"parity:{component}", build)
+        return [Check(**rec) for rec in json.loads((path / "checks.json").read_text())], path
+
+    def _convert(self, component: str) -> Path:
+        def build(tmp: Path) -> None:
+            functions = self.traceables()[component]
+            out = tmp / f"{component}.mlpackage"
+            saved = Path(
+                self.host.call(
+                    self.model, "convert", variant=self.variant, component=component, functions=functions, out_path=out
+                )
+            )
+            if saved.resolve() != out.resolve() or not saved.exists():
+                raise RuntimeError(f"convert must save the package at {out}, got {saved}")
+
+        return self._cached_stage(f"convert:{component}", build) / f"{component}.mlpackage"
+
+    def _constants(self) -> dict[str, str]:
+        def build(tmp: Path) -> None:
+            files = self.host.call(self.model, "export_constants", variant=self.variant, reference=self.reference(), out_dir=tmp)
+            names = {}
+            for name, path in dict(files).items():
+                path = Path(path).resolve()
+                if tmp.resolve() not in path.parents or not path.exists():
+                    raise ValueError(f"constant {name!r}: {path} is not a file inside the constants directory")
+                names[name] = path.relative_to(tmp.resolve()).as_posix()
+            (tmp / "constants.json").write_text(json.dumps(names, indent=1, sort_keys=True))
+
+        path = self._cached_stage("constants", build)
+        self._constants_dir = path
+        return json.loads((path / "constants.json").read_text())
+
+    def _coreml_level(self, packages: dict[str, Path], parity: dict[str, Path]) -> list[Check]:
+        ok, reason = validation.coreml_available()
+        if not ok:
+            return [validation.skipped("coreml", reason)]
+        from .runtime import predict_coreml
+
+        checks = []
+        with self._stage("validate:coreml"):
+            for comp in self.model.components:
+                results = []
+                for (fn, _), (inputs, outputs) in parity_cases(load_parity(parity[comp.name])).items():
+                    got = predict_coreml(packages[comp.name], fn, inputs)
+                    results.extend(validation.compare(got[name], outputs[name]) for name in outputs)
+                checks.extend(validation.judge("coreml", comp.name, results, self.model.tolerance(comp.name, self.variant.precision)))
+        return checks
+
+    # -- the whole export ----------------------------------------------------------
+    def run(self) -> ExportReport:
+        report = self.report
+        try:
+            self._run()
+        except ExportFailed:
+            raise
+        except Exception as exc:
+            report.error = f"{type(exc).__name__}: {exc}"
+            raise ExportFailed(report.error, report) from exc
+        return report
+
+    def _run(self) -> None:
+        report = self.report
+        comps = [c.name for c in self.model.components]
+        self.reporter.plan(
+            [f"parity:{c}" for c in comps] + [f"convert:{c}" for c in comps] + ["constants", "register"]
+        )
+        self._tools = tool_versions()
+        self._weights_ident = weights_identity(self.weights)
+
+        checks: list[Check] = []
+        parity_dirs: dict[str, Path] = {}
+        for comp in comps:
+            comp_checks, parity_dirs[comp] = self._parity(comp)
+            checks.extend(comp_checks)
+        report.checks = checks
+        if validation.level_failed(checks, "reference"):
+            failed = sorted({c.component for c in checks if c.status == "failed"})
+            raise ExportFailed(f"reference parity failed for {', '.join(failed)}; nothing was exported", report)
+
+        packages = {comp: self._convert(comp) for comp in comps}
+        constants = self._constants()
+
+        checks.append(validation.skipped("mil", "this zoo version has no MIL interpreter to execute saved packages"))
+        checks.extend(self._coreml_level(packages, {c: parity_dirs[c] / "parity.safetensors" for c in comps}))
+        report.checks = checks
+        level = validation.level_reached(checks)
+        required = self.model.required_level
+        if level is None or validation.LEVELS.index(level) < validation.LEVELS.index(required):
+            raise ExportFailed(f"required validation level {required!r} was not reached (reached: {level})", report)
+        report.level = level
+
+        with self._stage("register") as info:
+            self._assemble_and_register(packages, constants, parity_dirs, checks)
+            info["detail"] = report.export_id or ""
+        report.ok = True
+
+    def _assemble_and_register(self, packages: dict[str, Path], constants: dict[str, str], parity_dirs: dict[str, Path], checks: list[Check]) -> None:
+        report = self.report
+        stamp = datetime.now(timezone.utc)
+        export_id = f"{self.model.name}-{self.variant.name}-{stamp:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+        staging = self.cache.staging_dir(self.out_dir, export_id)
+        final = self.out_dir / export_id
+        try:
+            components = []
+            for comp in self.model.components:
+                dest = staging / f"{comp.name}.mlpackage"
+                shutil.copytree(packages[comp.name], dest)
+                components.append(
+                    {"name": comp.name, "path": dest.name, "functions": list(comp.functions), "sha256": tree_sha256(dest), "bytes": tree_size(dest)}
+                )
+            const_records = []
+            for name, rel in sorted(constants.items()):
+                dest = staging / "constants" / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(self._constants_dir / rel, dest)
+                const_records.append({"name": name, "path": f"constants/{rel}", "sha256": tree_sha256(dest), "bytes": dest.stat().st_size})
+            (staging / "parity").mkdir()
+            for comp, pdir in parity_dirs.items():
+                shutil.copy2(pdir / "parity.safetensors", staging / "parity" / f"{comp}.safetensors")
+            plugin = self.host.plugin_info(self.model)
+            weights = {"source": self.weights.describe(), **self._weights_ident}
+            if self._reference is not None and self._reference.files:
+                weights["files"] = dict(self._reference.files)
+            entry = {
+                "id": export_id,
+                "model": self.model.name,
+                "status": "valid",
+                "validation_level": report.level,
+                "created_at": stamp.isoformat(timespec="seconds"),
+                "path": self.registry.relative(final.resolve()),
+                "plugin": {"name": plugin.name, "version": plugin.version, "source_sha256": plugin.source_digest},
+                "variant": self.variant.as_record(),
+                "weights": {k: v for k, v in weights.items() if v is not None},
+                "tools": self._tools,
+                "components": components,
+                "constants": const_records,
+                "validation": [c.record() for c in checks],
+            }
+            if final.exists():
+                raise FileExistsError(f"{final} already exists")
+
+            def move_into_place() -> None:
+                os.rename(staging, final)
+
+            try:
+                self.registry.add(entry, before_write=move_into_place)
+            except BaseException:
+                if final.exists() and not staging.exists():
+                    shutil.rmtree(final, ignore_errors=True)
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        report.export_id = export_id
+        report.path = str(final)
+        report.components = components

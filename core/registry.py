@@ -1,0 +1,166 @@
+"""registry.toml: the record of every package zoo produced.
+
+Reads never modify the file. Writes take an exclusive file lock
+(``registry.toml.lock`` beside it), re-read the file under the lock, append, and
+replace the file atomically (temporary file, fsync, rename), so concurrent
+exports never lose an entry and a crash never leaves half a file. A registry
+that does not parse is refused and never overwritten.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import tomlkit
+from filelock import FileLock
+from tomlkit.exceptions import TOMLKitError
+
+SCHEMA_VERSION = 1
+ENV_VAR = "ZOO_REGISTRY"
+DEFAULT_PATH = "registry.toml"
+
+HEADER = """\
+zoo registry: every CoreML package zoo produced, with hashes and validation.
+Written by `zoo export` (atomically, under registry.toml.lock); read by
+`zoo list`, `zoo verify`, `zoo info` and `zoo run --backend mil|coreml`.
+Edit by hand only while no export is running.
+
+schema                       format version of this file
+[[exports]]                  one table per successful export
+  id                         unique export id: <model>-<variant>-<utc time>-<random>
+  model                      model name (see `zoo list`)
+  status                     "valid": every required validation level passed
+  validation_level           highest level reached in order reference < mil < coreml
+  created_at                 UTC time the export was registered
+  path                       export directory, relative to this file when below it
+  [exports.plugin]           name, version and source sha256 of the plugin that made it
+  [exports.variant]          name, precision (fp16|fp32), target (iOS17, ...), options
+                             (shapes, buckets and other plugin-specific settings)
+  [exports.weights]          kind = "hub" (repo, revision), "local" (path, sha256) or
+                             "random" (seed; recorded as random(seed=N) in `describe`);
+                             files = sha256 of every weights file read
+  [exports.tools]            python, zoo, torch, coremltools, numpy versions
+  [[exports.components]]     one per CoreML package:
+    name, path               component name; package path relative to the export dir
+    functions                the package's functions ("main" for a plain package)
+    sha256, bytes            sha256 over the package tree (sorted relative paths,
+                             sizes and bytes) and its total size
+  [[exports.constants]]      name, path, sha256, bytes of each constants file
+  [[exports.validation]]     one record per level and component (and metric):
+    level                    reference | mil | coreml
+    component, metric        what was compared and how (max_abs, rel, cosine_min)
+    value, threshold         the measured worst case and the bound it must meet
+    status                   passed | failed | skipped
+    reason                   why a level was skipped
+"""
+
+
+class RegistryError(RuntimeError):
+    """The registry file cannot be used (does not parse, wrong schema)."""
+
+
+def default_registry_path() -> Path:
+    return Path(os.environ.get(ENV_VAR) or DEFAULT_PATH)
+
+
+def new_document() -> tomlkit.TOMLDocument:
+    doc = tomlkit.document()
+    for line in HEADER.splitlines():
+        doc.add(tomlkit.comment(line) if line.strip() else tomlkit.comment(""))
+    doc.add(tomlkit.nl())
+    doc["schema"] = SCHEMA_VERSION
+    return doc
+
+
+class Registry:
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else default_registry_path()
+
+    @property
+    def root(self) -> Path:
+        return self.path.resolve().parent
+
+    def _lock(self) -> FileLock:
+        return FileLock(str(self.path) + ".lock", timeout=600)
+
+    def read(self) -> tomlkit.TOMLDocument:
+        """Parse the registry; a missing file reads as an empty registry."""
+        if not self.path.exists():
+            return new_document()
+        text = self.path.read_text(encoding="utf-8")
+        try:
+            doc = tomlkit.parse(text)
+        except TOMLKitError as exc:
+            raise RegistryError(f"{self.path} is not valid TOML ({exc}); fix or move it away — zoo will not overwrite it") from exc
+        schema = doc.get("schema")
+        if schema != SCHEMA_VERSION:
+            raise RegistryError(f"{self.path}: schema {schema!r} is not supported (this zoo writes schema {SCHEMA_VERSION})")
+        exports = doc.get("exports", [])
+        if not isinstance(exports, list) or any(not isinstance(e, dict) or "id" not in e for e in exports):
+            raise RegistryError(f"{self.path}: 'exports' must be an array of tables each with an 'id'")
+        return doc
+
+    def exports(self) -> list[dict[str, Any]]:
+        return [e.unwrap() if hasattr(e, "unwrap") else dict(e) for e in self.read().get("exports", [])]
+
+    def find(self, key: str) -> Iterator[dict[str, Any]]:
+        """Exports whose id or model is ``key`` (all exports for ``key=''``)."""
+        for entry in self.exports():
+            if not key or entry["id"] == key or entry["model"] == key:
+                yield entry
+
+    def latest_valid(self, model: str) -> dict[str, Any] | None:
+        valid = [e for e in self.exports() if e["model"] == model and e.get("status") == "valid"]
+        return max(valid, key=lambda e: e["created_at"], default=None)
+
+    def export_dir(self, entry: dict[str, Any]) -> Path:
+        path = Path(entry["path"])
+        return path if path.is_absolute() else self.root / path
+
+    def relative(self, path: Path) -> str:
+        path = path.resolve()
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def add(self, entry: dict[str, Any], before_write: Any = None) -> None:
+        """Append one export atomically under the lock.
+
+        ``before_write`` (optional, no arguments) runs under the lock after the
+        registry parsed and before it is replaced — used to move the export into
+        place only once the registry is known to be writable.
+        """
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock():
+            doc = self.read()
+            if any(e["id"] == entry["id"] for e in doc.get("exports", [])):
+                raise RegistryError(f"{self.path}: an export with id {entry['id']!r} already exists")
+            if "exports" not in doc:
+                doc.add(tomlkit.nl())
+                doc["exports"] = tomlkit.aot()
+            doc["exports"].append(tomlkit.item(entry))
+            text = tomlkit.dumps(doc)
+            if before_write is not None:
+                before_write()
+            self._write(text)
+
+    def _write(self, text: str) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

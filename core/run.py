@@ -1,0 +1,131 @@
+"""`zoo run`: drive a plugin's run_loop over one backend and write a WAV."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .pipeline import normalise_functions
+from .plugins import PluginHost
+from .registry import Registry
+from .runtime import BACKENDS, BackendUnavailable, ComponentRuntime, CoreMLRuntime, TorchRuntime
+from .spec import Reference, RunOptions, RunResult, WeightsSource
+
+
+@dataclass
+class RunSummary:
+    result: RunResult
+    runtime: ComponentRuntime
+    wall_seconds: float
+    source: str
+
+    def as_dict(self, output: Path, model: str) -> dict[str, Any]:
+        audio_seconds = len(self.result.audio) / self.result.sample_rate
+        calls = dict(sorted(self.runtime.calls.items()))
+        total = sum(calls.values())
+        return {
+            "model": model,
+            "backend": self.runtime.backend,
+            "source": self.source,
+            "output": str(output),
+            "sample_rate": self.result.sample_rate,
+            "frames": self.result.frames,
+            "audio_seconds": audio_seconds,
+            "wall_seconds": self.wall_seconds,
+            "realtime_factor": audio_seconds / self.wall_seconds if self.wall_seconds > 0 else None,
+            "calls": calls,
+            "calls_total": total,
+            "calls_per_audio_second": total / audio_seconds if audio_seconds > 0 else None,
+            **({"info": self.result.info} if self.result.info else {}),
+        }
+
+
+def write_wav(path: Path, audio: Any, sample_rate: int) -> None:
+    """16-bit mono PCM; written to a temporary file and renamed into place."""
+    import numpy as np
+
+    samples = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if not np.isfinite(samples).all():
+        raise ValueError("audio contains NaN or infinite samples")
+    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with wave.open(str(tmp), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(int(sample_rate))
+        w.writeframes(pcm.tobytes())
+    tmp.replace(path)
+
+
+def build_runtime(
+    host: PluginHost,
+    model_name: str,
+    backend: str,
+    registry: Registry,
+    weights: WeightsSource | None,
+    variant: str | None,
+    workdir: Path,
+) -> tuple[ComponentRuntime, str]:
+    model = host.model(model_name)
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == "torch":
+        var = model.variant(variant)
+        if weights is None:
+            if not (model.hub_repo and model.revision):
+                raise ValueError(f"model {model_name!r} has no hub repository; pass --weights PATH or --random-weights")
+            weights = WeightsSource.hub(model.hub_repo, model.revision)
+        reference = host.call(model, "load_reference", variant=var, weights=weights)
+        if not isinstance(reference, Reference):
+            raise TypeError("load_reference must return zoo.core.Reference")
+        raw = host.call(model, "build_traceables", variant=var, reference=reference)
+        traceables = {name: normalise_functions(value) for name, value in dict(raw).items()}
+        constants = host.call(model, "export_constants", variant=var, reference=reference, out_dir=workdir)
+        return TorchRuntime(traceables, constants), f"traceables ({weights.describe()}, variant {var.name})"
+    entry = registry.latest_valid(model_name)
+    if entry is None:
+        raise BackendUnavailable(f"no valid export of {model_name!r} in {registry.path}; run `zoo export {model_name}` first")
+    if variant and entry["variant"]["name"] != variant:
+        matches = [e for e in registry.find(model_name) if e["variant"]["name"] == variant and e.get("status") == "valid"]
+        if not matches:
+            raise BackendUnavailable(f"no valid {variant!r} export of {model_name!r} in {registry.path}")
+        entry = max(matches, key=lambda e: e["created_at"])
+    root = registry.export_dir(entry)
+    packages = {c["name"]: root / c["path"] for c in entry["components"]}
+    constants = {c["name"]: root / c["path"] for c in entry.get("constants", [])}
+    if backend == "mil":
+        raise BackendUnavailable("backend 'mil' needs zoo's MIL interpreter, which this zoo version does not have yet; use --backend torch")
+    return CoreMLRuntime(packages, constants), f"export {entry['id']}"
+
+
+def run(
+    host: PluginHost,
+    model_name: str,
+    text: str,
+    output: Path,
+    backend: str = "torch",
+    registry: Registry | None = None,
+    weights: WeightsSource | None = None,
+    variant: str | None = None,
+    options: RunOptions | None = None,
+) -> RunSummary:
+    if not text.strip():
+        raise ValueError("TEXT is empty")
+    registry = registry or Registry()
+    options = options or RunOptions()
+    model = host.model(model_name)
+    with tempfile.TemporaryDirectory(prefix="zoo-run-") as tmp:
+        runtime, source = build_runtime(host, model_name, backend, registry, weights, variant, Path(tmp))
+        start = time.perf_counter()
+        result = host.call(model, "run_loop", runtime=runtime, text=text, options=options)
+        wall = time.perf_counter() - start
+    if not isinstance(result, RunResult):
+        raise TypeError(f"run_loop must return zoo.core.RunResult, got {type(result).__name__}")
+    write_wav(output, result.audio, result.sample_rate)
+    return RunSummary(result, runtime, wall, source)

@@ -1,0 +1,302 @@
+"""The objects plugins and the core exchange.
+
+Everything here is plain data (dataclasses) and imports neither torch nor
+coremltools, so that `zoo --help` and `zoo list` stay fast. Objects that do hold
+torch modules (:class:`Traceable`) only reference them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import torch
+
+PRECISIONS = ("fp16", "fp32")
+TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
+LEVELS = ("reference", "mil", "coreml")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Thresholds one comparison must meet; ``None`` means "not checked".
+
+    * ``max_abs``: largest absolute difference.
+    * ``rel``: largest absolute difference divided by the largest absolute
+      value of the expected tensor.
+    * ``cosine_min``: cosine similarity of the flattened tensors.
+    """
+
+    max_abs: float | None = None
+    rel: float | None = None
+    cosine_min: float | None = None
+
+    def checks(self) -> dict[str, float]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+#: tolerances used when neither the component nor the model names one
+DEFAULT_TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(max_abs=1e-4),
+    "fp16": Tolerance(cosine_min=0.999),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of exporting a model: precision, deployment target, shapes."""
+
+    name: str
+    precision: str = "fp16"
+    target: str = "iOS17"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"variant {self.name!r}: precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if self.target not in TARGETS:
+            raise ValueError(f"variant {self.name!r}: target must be one of {TARGETS}, not {self.target!r}")
+
+    def as_record(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "precision": self.precision,
+            "target": self.target,
+            "options": dict(self.options),
+        }
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A CoreML package a model export produces.
+
+    ``functions`` lists the package's functions; a single ``"main"`` is a plain
+    package, several make a multifunction package whose functions share weights.
+    ``tolerances`` (by precision) override the model's for this component.
+    """
+
+    name: str
+    description: str = ""
+    functions: tuple[str, ...] = ("main",)
+    tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a plugin declares through ``zoo_register_models``."""
+
+    name: str
+    summary: str
+    variants: Mapping[str, Variant]
+    default_variant: str
+    components: tuple[ComponentSpec, ...]
+    tolerances: Mapping[str, Tolerance] = field(default_factory=lambda: dict(DEFAULT_TOLERANCES))
+    hub_repo: str | None = None
+    revision: str | None = None
+    sample_rate: int = 24000
+    #: the validation level an export must pass to be registered as valid
+    required_level: str = "reference"
+    #: filled in by the core: the name of the plugin that registered the model
+    plugin: str = ""
+
+    def __post_init__(self) -> None:
+        if self.default_variant not in self.variants:
+            raise ValueError(f"model {self.name!r}: default variant {self.default_variant!r} is not among {sorted(self.variants)}")
+        if self.required_level not in LEVELS:
+            raise ValueError(f"model {self.name!r}: required_level must be one of {LEVELS}")
+        names = [c.name for c in self.components]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model {self.name!r}: duplicate component names {names}")
+
+    def component(self, name: str) -> ComponentSpec:
+        for comp in self.components:
+            if comp.name == name:
+                return comp
+        raise KeyError(name)
+
+    def tolerance(self, component: str, precision: str) -> Tolerance:
+        comp = self.component(component)
+        if precision in comp.tolerances:
+            return comp.tolerances[precision]
+        if precision in self.tolerances:
+            return self.tolerances[precision]
+        return DEFAULT_TOLERANCES[precision]
+
+    def variant(self, name: str | None) -> Variant:
+        name = name or self.default_variant
+        if name not in self.variants:
+            raise KeyError(name)
+        return self.variants[name]
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a model's weights come from.
+
+    ``kind`` is ``"hub"`` (``repo`` at pinned ``revision``), ``"local"``
+    (``path``: a directory laid out like the hub repository, or a file) or
+    ``"random"`` (the real architecture with weights drawn from ``seed``).
+    """
+
+    kind: str
+    repo: str | None = None
+    revision: str | None = None
+    path: str | None = None
+    seed: int | None = None
+
+    @classmethod
+    def random(cls, seed: int = 0) -> "WeightsSource":
+        return cls(kind="random", seed=seed)
+
+    @classmethod
+    def local(cls, path: str | Path) -> "WeightsSource":
+        return cls(kind="local", path=str(Path(path).resolve()))
+
+    @classmethod
+    def hub(cls, repo: str, revision: str) -> "WeightsSource":
+        return cls(kind="hub", repo=repo, revision=revision)
+
+    def describe(self) -> str:
+        if self.kind == "random":
+            return f"random(seed={self.seed})"
+        if self.kind == "local":
+            return f"local:{self.path}"
+        return f"hub:{self.repo}@{self.revision}"
+
+
+@dataclass
+class Reference:
+    """What ``load_reference`` returns: the upstream model and how it was made.
+
+    ``model`` is whatever the plugin needs later (usually the upstream torch
+    module). ``files`` maps each weights file actually read to its sha256, for
+    the registry.
+    """
+
+    model: Any
+    files: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """An input of a traced function.
+
+    ``flexible`` maps an axis to ``(lower, upper)`` bounds for a flexible
+    (``RangeDim``) dimension; ``upper = -1`` means unbounded.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    flexible: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """A CoreML state (iOS18+) backed by a registered buffer of the module."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float16"
+
+
+@dataclass
+class Traceable:
+    """One function of a component, ready for ``torch.jit.trace``.
+
+    * ``module`` is called with the inputs in ``inputs`` order and returns a
+      tensor or a tuple of tensors in ``outputs`` order.
+    * ``examples`` are named numpy inputs; the first is used for tracing, all
+      are used for parity and stored with the export so that the package can
+      be re-checked later.
+    * ``reference`` computes the same outputs with the upstream model
+      (``reference(**inputs) -> {output: array}``); parity at the
+      ``reference`` level compares ``module`` against it.
+    * ``convert_options`` are passed to ``coremltools.convert`` (for example
+      an ``op_selector`` for ``compute_precision``).
+    """
+
+    module: "torch.nn.Module"
+    inputs: list[TensorSpec]
+    outputs: list[str]
+    examples: list[dict[str, "np.ndarray"]]
+    reference: Callable[..., Mapping[str, "np.ndarray"]] | None = None
+    states: list[StateSpec] = field(default_factory=list)
+    convert_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.examples:
+            raise ValueError("a Traceable needs at least one example input")
+        names = [i.name for i in self.inputs]
+        for example in self.examples:
+            if sorted(example) != sorted(names):
+                raise ValueError(f"example inputs {sorted(example)} do not match declared inputs {sorted(names)}")
+
+    def run(self, inputs: Mapping[str, "np.ndarray"], fresh_state: bool = True) -> dict[str, "np.ndarray"]:
+        """Run the torch module on numpy inputs.
+
+        With ``fresh_state`` a stateful module runs on a copy, so its states
+        start from their initial values and the module is left untouched.
+        """
+        import copy
+
+        import torch
+
+        module = copy.deepcopy(self.module) if (self.states and fresh_state) else self.module
+        args = [torch.from_numpy(_np_contiguous(inputs[spec.name])) for spec in self.inputs]
+        with torch.no_grad():
+            out = module(*args)
+        if not isinstance(out, (tuple, list)):
+            out = (out,)
+        if len(out) != len(self.outputs):
+            raise ValueError(f"module returned {len(out)} outputs, declared {self.outputs}")
+        return {name: t.detach().cpu().numpy() for name, t in zip(self.outputs, out)}
+
+
+def _np_contiguous(a: "np.ndarray") -> "np.ndarray":
+    import numpy as np
+
+    return np.ascontiguousarray(a)
+
+
+@dataclass
+class RunOptions:
+    """Options of ``zoo run`` handed to ``run_loop``."""
+
+    voice: str | None = None
+    seed: int = 0
+    settings: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """What ``run_loop`` returns: mono float audio in [-1, 1] and a frame count."""
+
+    audio: "np.ndarray"
+    sample_rate: int
+    frames: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def stable_hash(obj: Any) -> str:
+    """sha256 of a JSON rendering with sorted keys (for cache keys)."""
+
+    def default(o: Any) -> Any:
+        if dataclasses.is_dataclass(o):
+            return dataclasses.asdict(o)
+        if isinstance(o, Path):
+            return str(o)
+        if isinstance(o, float) and math.isnan(o):
+            return "nan"
+        raise TypeError(f"cannot hash {type(o).__name__}")
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=default).encode()).hexdigest()

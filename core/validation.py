@@ -1,0 +1,109 @@
+"""Validation levels and the comparison metrics recorded in the registry.
+
+Levels, in order:
+
+* ``reference`` — each traceable (torch) against the upstream model in torch;
+* ``mil`` — the saved package executed on any OS by zoo's MIL interpreter;
+* ``coreml`` — the saved package executed by the real CoreML runtime (macOS).
+
+A level that cannot run is recorded as ``skipped`` with its reason, never as
+passed. The highest level reached is the last one, in order, that passed
+without any earlier level failing or being skipped.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Mapping
+
+from .spec import LEVELS, Tolerance
+
+
+@dataclass
+class Check:
+    level: str
+    component: str
+    status: str  # passed | failed | skipped
+    metric: str = ""
+    value: float | None = None
+    threshold: float | None = None
+    reason: str = ""
+
+    def record(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
+
+
+def compare(actual: Any, expected: Any) -> dict[str, float]:
+    """max_abs, rel (max_abs / max |expected|) and cosine of two arrays."""
+    import numpy as np
+
+    a = np.asarray(actual, dtype=np.float64).ravel()
+    b = np.asarray(expected, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"shape mismatch: {np.shape(actual)} vs {np.shape(expected)}")
+    if a.size == 0:
+        return {"max_abs": 0.0, "rel": 0.0, "cosine": 1.0}
+    finite = np.isfinite(a).all() and np.isfinite(b).all()
+    if not finite:
+        same = np.array_equal(np.isnan(a), np.isnan(b)) and np.array_equal(a[~np.isnan(a)], b[~np.isnan(b)])
+        if not same:
+            return {"max_abs": float("inf"), "rel": float("inf"), "cosine": float("nan")}
+        a, b = np.nan_to_num(a), np.nan_to_num(b)
+    diff = float(np.max(np.abs(a - b)))
+    scale = float(np.max(np.abs(b)))
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    if na == 0 and nb == 0:
+        cosine = 1.0
+    elif na == 0 or nb == 0:
+        cosine = 0.0
+    else:
+        cosine = float(np.dot(a, b) / (na * nb))
+    return {"max_abs": diff, "rel": diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf")), "cosine": cosine}
+
+
+def judge(level: str, component: str, results: Iterable[Mapping[str, float]], tolerance: Tolerance) -> list[Check]:
+    """Worst case over ``results`` for each metric the tolerance bounds."""
+    results = list(results)
+    checks = []
+    for metric, threshold in tolerance.checks().items():
+        if metric == "cosine_min":
+            value = min(r["cosine"] for r in results)
+            ok = value >= threshold
+        else:
+            value = max(r[metric] for r in results)
+            ok = value <= threshold
+        # NaN never passes
+        ok = bool(ok) and value == value
+        checks.append(Check(level, component, "passed" if ok else "failed", metric, float(value), float(threshold)))
+    if not checks:
+        raise ValueError(f"{component}: tolerance bounds no metric")
+    return checks
+
+
+def skipped(level: str, reason: str, component: str = "*") -> Check:
+    return Check(level, component, "skipped", reason=reason)
+
+
+def level_reached(checks: Iterable[Check]) -> str | None:
+    """The highest level passed by every component, with all lower levels passed too."""
+    by_level: dict[str, list[str]] = {}
+    for c in checks:
+        by_level.setdefault(c.level, []).append(c.status)
+    reached = None
+    for level in LEVELS:
+        statuses = by_level.get(level)
+        if not statuses or any(s != "passed" for s in statuses):
+            break
+        reached = level
+    return reached
+
+
+def level_failed(checks: Iterable[Check], level: str) -> bool:
+    return any(c.level == level and c.status == "failed" for c in checks)
+
+
+def coreml_available() -> tuple[bool, str]:
+    if platform.system() != "Darwin":
+        return False, f"the CoreML runtime only runs on macOS (this is {platform.system()})"
+    return True, ""
