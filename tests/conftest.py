@@ -1,0 +1,105 @@
+"""Shared fixtures: the example plugin installed like a third-party one, and a CLI runner.
+
+Every test writes to its own registry, cache and output directory.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+
+
+def _pip_install_target(src: Path, target: Path) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(src)],
+        check=True,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/plugins/zoo_tiny installed with pip into its own directory (its entry point included)."""
+    target = tmp_path_factory.mktemp("tiny-site")
+    _pip_install_target(TESTS / "plugins" / "zoo_tiny", target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def broken_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A distribution whose zoo plugin raises at import."""
+    site = tmp_path_factory.mktemp("broken-site")
+    dist = site / "zoo_broken-0.0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-broken\nVersion: 0.0.1\n")
+    (dist / "entry_points.txt").write_text("[zoo.plugins]\nbroken = zoo_broken\n")
+    (site / "zoo_broken.py").write_text("raise RuntimeError('this plugin is broken on purpose')\n")
+    return site
+
+
+class Zoo:
+    """Runs `python -m zoo` in a subprocess with an isolated registry, cache and output."""
+
+    def __init__(self, workdir: Path, sites: list[Path]):
+        self.workdir = workdir
+        self.registry = workdir / "registry.toml"
+        self.cache = workdir / "cache"
+        self.out = workdir / "exports"
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(str(s) for s in sites),
+            "ZOO_REGISTRY": str(self.registry),
+            "ZOO_CACHE": str(self.cache),
+            "TQDM_DISABLE": "1",
+            "COLUMNS": "200",
+        }
+        self.env.pop("ZOO_STRICT", None)
+
+    def argv(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "zoo", *args]
+
+    def __call__(self, *args: str, check: bool | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+        proc = subprocess.run(self.argv(*args), cwd=self.workdir, env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"zoo {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+        return proc
+
+    def popen(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen(self.argv(*args), cwd=self.workdir, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def packages(self) -> list[Path]:
+        return sorted(self.out.rglob("*.mlpackage")) if self.out.exists() else []
+
+
+@pytest.fixture
+def zoo(tmp_path: Path, tiny_site: Path) -> Zoo:
+    return Zoo(tmp_path, [tiny_site])
+
+
+@pytest.fixture
+def write_plugin(tmp_path: Path):
+    """Write a throwaway plugin module and return its entry point."""
+    from importlib.metadata import EntryPoint
+
+    site = tmp_path / "plugin-site"
+    site.mkdir(exist_ok=True)
+    sys.path.insert(0, str(site))
+    written = []
+
+    def write(name: str, source: str) -> EntryPoint:
+        (site / f"{name}.py").write_text(textwrap.dedent(source))
+        written.append(name)
+        return EntryPoint(name=name, value=name, group="zoo.plugins")
+
+    yield write
+    sys.path.remove(str(site))
+    for name in written:
+        sys.modules.pop(name, None)

@@ -1,0 +1,179 @@
+"""End-to-end exports of the example plugin: registry, verify, run, cache, crashes, concurrency."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import wave
+from pathlib import Path
+
+import pytest
+
+from conftest import Zoo
+from zoo.core.registry import Registry
+
+pytestmark = pytest.mark.slow
+
+
+def _export(zoo: Zoo, *extra: str) -> dict:
+    proc = zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), "--json", *extra, check=True)
+    return json.loads(proc.stdout)
+
+
+def test_export_list_verify_run(zoo: Zoo):
+    report = _export(zoo)
+    assert report["ok"] and report["validation_level"] == "reference"
+    entry = Registry(zoo.registry).exports()[0]
+    assert entry["id"] == report["id"] and entry["status"] == "valid"
+    assert entry["weights"] == {"source": "random(seed=0)", "kind": "random", "seed": 0}
+    assert {c["name"] for c in entry["components"]} == {"encoder", "vocoder"}
+    for comp in entry["components"]:
+        assert len(comp["sha256"]) == 64 and comp["bytes"] > 0
+        assert (Path(zoo.out) / entry["id"] / comp["path"] / "Manifest.json").exists()
+    assert entry["constants"][0]["name"] == "embeddings"
+    assert set(entry["tools"]) >= {"python", "zoo", "torch", "coremltools", "numpy"}
+    levels = {(v["level"], v["status"]) for v in entry["validation"]}
+    assert ("reference", "passed") in levels
+    assert ("mil", "skipped") in levels  # until the interpreter lands; never recorded as passed
+    assert any(v["level"] == "coreml" and v["status"] == "skipped" and "macOS" in v["reason"] for v in entry["validation"])
+
+    listed = zoo("list", check=True).stdout
+    assert entry["id"] in listed and "valid" in listed
+    assert zoo("verify", check=True).returncode == 0
+    assert zoo("verify", "tiny", check=True).returncode == 0
+
+    wav = zoo.workdir / "hello.wav"
+    proc = zoo("run", "tiny", "Hello there.", "-o", str(wav), "--backend", "torch", "--random-weights", "--json", check=True)
+    data = json.loads(proc.stdout)
+    assert data["frames"] == len("Hello there.")
+    assert data["calls"] == {"encoder": 2, "vocoder": 12}
+    assert data["audio_seconds"] == pytest.approx(12 * 240 / 24000)
+    assert data["calls_per_audio_second"] == pytest.approx(14 / data["audio_seconds"])
+    assert data["wall_seconds"] > 0
+    with wave.open(str(wav)) as w:
+        assert w.getframerate() == 24000 and w.getnframes() == 12 * 240
+
+    mil = zoo("run", "tiny", "Hello", "-o", str(wav), "--backend", "mil")
+    assert mil.returncode == 1 and "MIL interpreter" in mil.stderr
+    coreml = zoo("run", "tiny", "Hello", "-o", str(wav), "--backend", "coreml")
+    assert coreml.returncode == 1 and "macOS" in coreml.stderr
+
+
+def test_flipped_byte_is_named_by_verify(zoo: Zoo):
+    report = _export(zoo)
+    root = Path(report["path"])
+    weights = sorted((root / "vocoder.mlpackage").rglob("weight.bin"))
+    assert weights
+    data = bytearray(weights[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights[0].write_bytes(bytes(data))
+    proc = zoo("verify", "--json")
+    assert proc.returncode == 1
+    problems = json.loads(proc.stdout)["problems"]
+    assert [(p["kind"], p["name"]) for p in problems] == [("component", "vocoder")]
+    text = zoo("verify").stdout
+    assert "vocoder" in text and "✗" in text
+
+    (root / "constants" / "embeddings.safetensors").unlink()
+    problems = json.loads(zoo("verify", "--json").stdout)["problems"]
+    assert ("constant", "embeddings") in [(p["kind"], p["name"]) for p in problems]
+
+
+def test_second_export_reuses_every_stage_and_force_redoes(zoo: Zoo):
+    first = _export(zoo)
+    assert {s["status"] for s in first["stages"]} == {"done"}
+    second = _export(zoo)
+    statuses = {s["stage"]: s["status"] for s in second["stages"]}
+    assert "load_reference" not in statuses  # nothing needed the model: every stage was cached
+    assert set(statuses.values()) == {"cached", "done"} and statuses["register"] == "done"
+    assert all(v == "cached" for k, v in statuses.items() if k != "register")
+    assert [c["sha256"] for c in second["components"]] == [c["sha256"] for c in first["components"]]
+    other_seed = _export(zoo, "--seed", "1")
+    assert all(s["status"] == "done" for s in other_seed["stages"])
+    forced = _export(zoo, "--force")
+    assert all(s["status"] == "done" for s in forced["stages"])
+    assert len(Registry(zoo.registry).exports()) == 4
+
+
+def test_failed_parity_registers_nothing(tmp_path, write_plugin):
+    from zoo.core.cache import StageCache
+    from zoo.core.pipeline import Exporter, ExportFailed
+    from zoo.core.plugins import PluginHost
+    from zoo.core.spec import WeightsSource
+
+    source = '''
+    import numpy as np
+    from zoo.core import hookimpl, ModelSpec, Variant, ComponentSpec, Traceable, TensorSpec, Reference
+
+    @hookimpl
+    def zoo_register_models():
+        return [ModelSpec(name="drift", summary="s", variants={"fp32": Variant("fp32", precision="fp32")},
+                          default_variant="fp32", components=(ComponentSpec("c"),))]
+
+    @hookimpl
+    def load_reference(model, variant, weights):
+        return Reference(None)
+
+    @hookimpl
+    def build_traceables(model, variant, reference):
+        import torch
+        class Port(torch.nn.Module):
+            def forward(self, x):
+                return torch.nn.functional.gelu(x)  # exact GELU where upstream uses tanh: drifts
+        x = np.linspace(-3, 3, 64, dtype=np.float32).reshape(1, 64)
+        def upstream(x):
+            return {"y": torch.nn.functional.gelu(torch.from_numpy(x), approximate="tanh").numpy()}
+        return {"c": Traceable(Port(), [TensorSpec("x", (1, 64))], ["y"], [{"x": x}], reference=upstream)}
+
+    @hookimpl
+    def export_constants(model, variant, reference, out_dir):
+        return {}
+    '''
+    host = PluginHost(entry_points=[write_plugin("drift", source)])
+    registry = Registry(tmp_path / "registry.toml")
+    exporter = Exporter(host, "drift", None, WeightsSource.random(0), tmp_path / "out", registry, StageCache(tmp_path / "cache"))
+    with pytest.raises(ExportFailed, match="reference parity failed for c") as err:
+        exporter.run()
+    check = err.value.report.checks[0]
+    assert check.status == "failed" and check.metric == "max_abs" and check.value > 1e-4
+    assert not registry.path.exists()
+    assert not list((tmp_path / "out").rglob("*.mlpackage")) if (tmp_path / "out").exists() else True
+    assert not any(s.stage.startswith("convert") for s in err.value.report.stages)
+
+
+def test_sigkill_during_convert_leaves_nothing_and_next_run_succeeds(zoo: Zoo):
+    proc = zoo.popen("export", "tiny", "--random-weights", "--out", str(zoo.out))
+    stages, work = zoo.cache / "stages", zoo.cache / "tmp"
+
+    def converting() -> bool:
+        # both parity stages are finished and this process has a convert work directory open
+        if not stages.is_dir() or len(list(stages.iterdir())) < 2 or not work.is_dir():
+            return False
+        return any(p.name.startswith(f"{proc.pid}-") for p in work.iterdir())
+
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not converting():
+        time.sleep(0.005)
+    assert converting(), "never saw the convert stage start"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert zoo.packages() == []
+    assert not zoo.registry.exists() or Registry(zoo.registry).exports() == []
+    report = _export(zoo)
+    assert report["ok"]
+    assert len(Registry(zoo.registry).exports()) == 1
+    assert len(zoo.packages()) == 2
+    assert not any((zoo.cache / "tmp").iterdir())  # the dead process's work directory was cleaned
+
+
+def test_eight_concurrent_exports_into_one_registry(zoo: Zoo):
+    procs = [zoo.popen("export", "tiny", "--random-weights", "--out", str(zoo.out), "--json") for _ in range(8)]
+    results = [p.communicate(timeout=600) for p in procs]
+    for p, (stdout, stderr) in zip(procs, results):
+        assert p.returncode == 0, stderr
+    entries = Registry(zoo.registry).exports()
+    assert len(entries) == 8 and len({e["id"] for e in entries}) == 8
+    assert zoo("verify", check=True).returncode == 0
