@@ -1,0 +1,261 @@
+"""Execute a saved CoreML ML program (.mlpackage) with numpy.
+
+The package's own bytes are loaded back into a MIL program with coremltools
+(``milproto.load`` over the spec and the weights blob), then every operation
+is executed in program order by a numpy kernel. Each op computes in float32 and
+its result is rounded to the dtype the program declares, so an fp16 package
+shows fp16 rounding and overflow as CoreML stores them. States (iOS18) are
+zero-initialised buffers, read by ``read_state`` and written by
+``coreml_update_state``, exactly as the program says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .kernels import KERNELS
+
+
+class MilError(RuntimeError):
+    """The program cannot be executed (unsupported op, bad input, kernel failure)."""
+
+
+class UnsupportedOp(MilError):
+    pass
+
+
+_FLOAT = (np.float16, np.float32, np.float64)
+
+
+def _np_type(builtin: Any) -> Any:
+    from coremltools.converters.mil.mil import types
+
+    return np.dtype(types.nptype_from_builtin(builtin)).type
+
+
+@dataclass
+class _Step:
+    index: int
+    op_type: str
+    name: str
+    kernel: Callable[..., Any]
+    args: list[tuple[str, str, Any]]  # (param, kind: const|var|list, payload)
+    outputs: list[tuple[str, Any, tuple[int | None, ...]]]  # (name, numpy type, static shape)
+    state: str | None = None  # read_state / coreml_update_state: the state name
+
+    def where(self, function: str) -> str:
+        return f"op #{self.index} {self.op_type} {self.name!r} in function {function!r}"
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    dtype: Any
+    shape: tuple[int | None, ...]
+
+
+@dataclass
+class MilFunction:
+    name: str
+    inputs: dict[str, TensorInfo]
+    states: dict[str, TensorInfo]
+    outputs: list[TensorInfo]
+    steps: list[_Step] = field(default_factory=list)
+
+    def op_types(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for step in self.steps:
+            counts[step.op_type] = counts.get(step.op_type, 0) + 1
+        return counts
+
+
+def _static_shape(var: Any) -> tuple[int | None, ...]:
+    shape = getattr(var, "shape", ()) or ()
+    return tuple(int(d) if isinstance(d, (int, np.integer)) else None for d in shape)
+
+
+def _const_value(var: Any) -> Any:
+    val = var.val
+    if isinstance(val, np.ndarray) and val.dtype == np.float16:
+        return val.astype(np.float32)
+    if isinstance(val, np.float16):
+        return np.float32(val)
+    if isinstance(val, (list, tuple)):
+        return type(val)(_const_value_raw(v) for v in val)
+    return val
+
+
+def _const_value_raw(v: Any) -> Any:
+    return v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float16 else v
+
+
+def _is_const(var: Any) -> bool:
+    return var.op is not None and var.op.op_type == "const"
+
+
+class MilProgram:
+    """A loaded ML program; ``run`` executes one of its functions."""
+
+    def __init__(self, path: Path, functions: dict[str, MilFunction]):
+        self.path = path
+        self.functions = functions
+        self.first_nonfinite: str | None = None
+
+    # -- loading ---------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path) -> "MilProgram":
+        import coremltools as ct
+        from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
+
+        path = Path(path)
+        if not (path / "Manifest.json").exists():
+            raise MilError(f"{path} is not an .mlpackage (no Manifest.json)")
+        spec = ct.utils.load_spec(str(path))
+        if spec.WhichOneof("Type") != "mlProgram":
+            raise MilError(f"{path} is not an ML program (type {spec.WhichOneof('Type')})")
+        weights = path / "Data" / "com.apple.CoreML" / "weights"
+        program = load_milproto(spec, spec.specificationVersion, file_weights_dir=str(weights))
+        functions = {name: cls._compile(name, fn) for name, fn in program.functions.items()}
+        return cls(path, functions)
+
+    @staticmethod
+    def _compile(fn_name: str, fn: Any) -> MilFunction:
+        from coremltools.converters.mil.mil import types
+
+        inputs: dict[str, TensorInfo] = {}
+        states: dict[str, TensorInfo] = {}
+        for name, var in fn.inputs.items():
+            if types.is_state(var.sym_type):
+                wrapped = var.sym_type.wrapped_type()
+                states[name] = TensorInfo(name, _np_type(wrapped.get_primitive()), tuple(int(d) for d in wrapped.get_shape()))
+            else:
+                inputs[name] = TensorInfo(name, _np_type(var.dtype), _static_shape(var))
+        outputs = [TensorInfo(v.name, _np_type(v.dtype), _static_shape(v)) for v in fn.outputs]
+        mil_fn = MilFunction(fn_name, inputs, states, outputs)
+        unsupported: dict[str, str] = {}
+        for index, op in enumerate(fn.operations):
+            if op.op_type == "const":
+                continue
+            if op.blocks:
+                unsupported.setdefault(op.op_type, f"op #{index} {op.name!r} (control flow with nested blocks)")
+                continue
+            kernel = KERNELS.get(op.op_type)
+            if op.op_type in ("read_state", "coreml_update_state"):
+                kernel = _state_kernel
+            if kernel is None:
+                unsupported.setdefault(op.op_type, f"op #{index} {op.name!r}")
+                continue
+            args: list[tuple[str, str, Any]] = []
+            state_name = None
+            for param, value in op.inputs.items():
+                if isinstance(value, (list, tuple)):
+                    args.append((param, "list", [("const", _const_value(v)) if _is_const(v) else ("var", v.name) for v in value]))
+                elif op.op_type in ("read_state", "coreml_update_state") and param in ("input", "state"):
+                    state_name = value.name
+                elif _is_const(value):
+                    args.append((param, "const", _const_value(value)))
+                else:
+                    args.append((param, "var", value.name))
+            outs = [(o.name, _np_type(o.dtype), _static_shape(o)) for o in op.outputs]
+            mil_fn.steps.append(_Step(index, op.op_type, op.name, kernel, args, outs, state_name))
+        if unsupported:
+            where = "; ".join(f"{t} at {w}" for t, w in sorted(unsupported.items()))
+            raise UnsupportedOp(f"zoo's MIL interpreter cannot execute op type(s) {', '.join(sorted(unsupported))} in function {fn_name!r}: {where}")
+        # outputs produced directly by consts still need a value
+        mil_fn._const_outputs = {v.name: _const_value(v) for v in fn.outputs if _is_const(v)}  # type: ignore[attr-defined]
+        return mil_fn
+
+    # -- execution -------------------------------------------------------------------
+    def function(self, name: str = "main") -> MilFunction:
+        if name not in self.functions:
+            raise MilError(f"{self.path.name} has no function {name!r}; functions: {', '.join(self.functions)}")
+        return self.functions[name]
+
+    def make_state(self, function: str = "main", initial: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+        """Zero-initialised state buffers (as CoreML allocates them), optionally overwritten."""
+        fn = self.function(function)
+        state = {name: np.zeros(info.shape, dtype=info.dtype) for name, info in fn.states.items()}
+        for name, value in (initial or {}).items():
+            if name not in state:
+                raise MilError(f"function {function!r} has no state {name!r}; states: {', '.join(state)}")
+            state[name][...] = np.asarray(value).astype(state[name].dtype)
+        return state
+
+    def run(self, inputs: Mapping[str, Any], function: str = "main", state: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        fn = self.function(function)
+        missing = sorted(set(fn.inputs) - set(inputs))
+        extra = sorted(set(inputs) - set(fn.inputs))
+        if missing or extra:
+            raise MilError(f"function {function!r} takes inputs {sorted(fn.inputs)}; missing {missing}, unexpected {extra}")
+        if fn.states and state is None:
+            raise MilError(f"function {function!r} is stateful ({', '.join(fn.states)}); pass state=program.make_state()")
+        env: dict[str, Any] = {}
+        for name, info in fn.inputs.items():
+            value = np.asarray(inputs[name])
+            for axis, (want, got) in enumerate(zip(info.shape, value.shape)):
+                if want is not None and want != got:
+                    raise MilError(f"input {name!r}: expected shape {info.shape}, got {value.shape}")
+            if len(info.shape) != value.ndim:
+                raise MilError(f"input {name!r}: expected rank {len(info.shape)}, got shape {value.shape}")
+            env[name] = _store(value.astype(info.dtype))
+        self.first_nonfinite = None
+        with np.errstate(all="ignore"):
+            for step in fn.steps:
+                kwargs = {}
+                for param, kind, payload in step.args:
+                    if kind == "const":
+                        kwargs[param] = payload
+                    elif kind == "var":
+                        kwargs[param] = env[payload]
+                    else:
+                        kwargs[param] = [p if k == "const" else env[p] for k, p in payload]
+                if step.state is not None:
+                    kwargs["_state"] = state
+                    kwargs["_name"] = step.state
+                    kwargs["_op"] = step.op_type
+                try:
+                    result = step.kernel(**kwargs)
+                except MilError:
+                    raise
+                except Exception as exc:
+                    raise MilError(f"{step.where(function)} failed: {type(exc).__name__}: {exc}") from exc
+                results = result if isinstance(result, tuple) else (result,)
+                if len(results) != len(step.outputs):
+                    raise MilError(f"{step.where(function)} produced {len(results)} outputs, program declares {len(step.outputs)}")
+                for value, (name, dtype, shape) in zip(results, step.outputs):
+                    value = np.asarray(value)
+                    if len(shape) != value.ndim or any(s is not None and s != v for s, v in zip(shape, value.shape)):
+                        raise MilError(f"{step.where(function)}: output {name!r} has shape {value.shape}, program declares {shape}")
+                    stored = _store(value.astype(dtype, copy=False))
+                    if self.first_nonfinite is None and stored.dtype.kind == "f" and not np.isfinite(stored).all():
+                        self.first_nonfinite = f"{step.where(function)} (output {name!r})"
+                    env[name] = stored
+        outputs = {}
+        consts = getattr(fn, "_const_outputs", {})
+        for info in fn.outputs:
+            value = consts[info.name] if info.name in consts else env[info.name]
+            outputs[info.name] = np.asarray(value).astype(info.dtype)
+        return outputs
+
+
+def _store(value: np.ndarray) -> np.ndarray:
+    """Keep declared-fp16 values as float32 holding fp16-rounded numbers (kernels compute in fp32)."""
+    if value.dtype == np.float16:
+        return value.astype(np.float32)
+    return value
+
+
+def _state_kernel(_state: dict[str, np.ndarray], _name: str, _op: str, value: Any = None, **_: Any) -> Any:
+    if _op == "read_state":
+        return _state[_name]
+    _state[_name][...] = np.asarray(value).astype(_state[_name].dtype)
+    return value
+
+
+def load(path: str | Path) -> MilProgram:
+    return MilProgram.load(path)
+
