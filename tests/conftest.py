@@ -6,6 +6,7 @@ Every test writes to its own registry, cache and output directory.
 from __future__ import annotations
 
 import os
+os.environ.setdefault("TQDM_DISABLE", "1")  # coremltools progress bars
 import subprocess
 import sys
 import textwrap

@@ -819,4 +819,11 @@ def lstm(
             out = out[::-1]
         if not output_sequence:
             out = out[-1:] if direction != "reverse" else out[:1]
-    return out, h[None] if h.ndim == 2 else h, c[None] if c.ndim == 2 else c
+    return out, h, c
+
+
+@kernel("crop")
+def crop(x: Any, crop_height: Any, crop_width: Any, **_: Any) -> Any:
+    (top, bottom), (left, right) = _ints(crop_height), _ints(crop_width)
+    h, w = x.shape[-2:]
+    return x[..., top : h - bottom, left : w - right]
