@@ -285,22 +285,29 @@ def export(
 def verify(
     ctx: typer.Context,
     key: str = typer.Argument("", metavar="[MODEL|ID]", help="only exports of this model, or this export id"),
+    execute: bool = typer.Option(False, "--execute", help="also re-run the recorded parity inputs through each package with zoo's MIL interpreter"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
-    """Re-hash every registered package and constant; exit 1 naming anything changed or missing."""
+    """Re-hash every registered package, constant and parity file; exit 1 naming anything changed or missing.
+
+    With --execute, each intact package is also executed on its recorded parity
+    inputs and compared with the recorded torch outputs, against the thresholds
+    the export was judged by.
+    """
     from .verify import verify as run_verify
 
     registry = _registry_or_exit(ctx)
-    entries, problems = run_verify(registry, key)
+    entries, problems, executed = run_verify(registry, key, execute)
     if key and not entries:
         _fail(f"no export or model {key!r} in {registry.path}", EXIT_USAGE)
     if as_json:
-        print(json.dumps({"checked": [e["id"] for e in entries], "ok": not problems, "problems": [p.as_dict() for p in problems]}, indent=1))
+        print(json.dumps({"checked": [e["id"] for e in entries], "ok": not problems, "problems": [p.as_dict() for p in problems], "executed": executed}, indent=1))
     else:
         bad = {p.export_id for p in problems}
         for e in entries:
             if e["id"] not in bad:
-                out.print(f"[green]✓[/] {e['id']}: {len(e.get('components', []))} components, {len(e.get('constants', []))} constants match")
+                ran = " and execute within thresholds" if execute else ""
+                out.print(f"[green]✓[/] {e['id']}: {len(e.get('components', []))} components, {len(e.get('constants', []))} constants match{ran}")
         for p in problems:
             out.print(f"[red]✗[/] {p.export_id}: {p.kind} {p.name!r}: {p.message}")
         if not entries:

@@ -34,10 +34,9 @@ def coreml_target(target: str) -> Any:
 
 def convert_function(traceable: Traceable, variant: Variant) -> Any:
     """Trace one function and convert it to an ``MLModel`` (not yet saved)."""
-    import os
+    from .coreml import import_coremltools
 
-    os.environ.setdefault("TQDM_DISABLE", "1")  # coremltools' per-pass progress bars drown zoo's own
-    import coremltools as ct
+    ct = import_coremltools()
     import numpy as np
     import torch
 
@@ -81,7 +80,9 @@ def save_component(functions: Mapping[str, Traceable], variant: Variant, out_pat
     if list(functions) == ["main"]:
         convert_function(functions["main"], variant).save(str(out_path))
         return out_path
-    import coremltools as ct
+    from .coreml import import_coremltools
+
+    ct = import_coremltools()
 
     with tempfile.TemporaryDirectory(dir=out_path.parent, prefix=".functions-") as tmp:
         descriptor = ct.utils.MultiFunctionDescriptor()

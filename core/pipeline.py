@@ -25,7 +25,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from . import validation
+from . import parity, validation
 from .cache import StageCache
 from .hashing import tree_sha256, tree_size
 from .plugins import PluginHost
@@ -123,29 +123,6 @@ def weights_identity(weights: WeightsSource) -> dict[str, Any]:
             raise FileNotFoundError(f"weights path {path} does not exist")
         ident.update(path=str(path), sha256=tree_sha256(path))
     return ident
-
-
-def save_parity(path: Path, data: Mapping[str, Any]) -> None:
-    import numpy as np
-    from safetensors.numpy import save_file
-
-    save_file({k: np.ascontiguousarray(v) for k, v in data.items()}, str(path))
-
-
-def load_parity(path: Path) -> dict[str, Any]:
-    from safetensors.numpy import load_file
-
-    return load_file(str(path))
-
-
-def parity_cases(data: Mapping[str, Any]) -> dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]]:
-    """Group stored parity arrays into ``{(function, example): (inputs, outputs)}``."""
-    cases: dict[tuple[str, int], tuple[dict[str, Any], dict[str, Any]]] = {}
-    for key, value in data.items():
-        fn, idx, kind, name = key.split("/", 3)
-        case = cases.setdefault((fn, int(idx)), ({}, {}))
-        case[0 if kind == "in" else 1][name] = value
-    return cases
 
 
 class Exporter:
@@ -257,15 +234,13 @@ class Exporter:
 
         def build(tmp: Path) -> None:
             functions = self.traceables()[component]
-            results, stored, checks = [], {}, []
+            results, cases, checks = [], [], []
             missing = [fn for fn, t in functions.items() if t.reference is None]
             for fn, traceable in functions.items():
+                states = parity.initial_states(traceable.module, [s.name for s in traceable.states]) if traceable.states else {}
                 for i, example in enumerate(traceable.examples):
                     actual = traceable.run(example)
-                    for name, value in example.items():
-                        stored[f"{fn}/{i}/in/{name}"] = value
-                    for name, value in actual.items():
-                        stored[f"{fn}/{i}/out/{name}"] = value
+                    cases.append(parity.ParityCase(fn, i, dict(example), actual, states))
                     if traceable.reference is None:
                         continue
                     expected = traceable.reference(**example)
@@ -277,7 +252,7 @@ class Exporter:
                 checks.append(validation.skipped("reference", f"plugin gave no reference for functions {missing}", component))
             if results:
                 checks.extend(validation.judge("reference", component, results, tolerance))
-            save_parity(tmp / "parity.safetensors", stored)
+            parity.save(tmp / "parity.safetensors", cases)
             (tmp / "checks.json").write_text(json.dumps([c.record() for c in checks], indent=1))
 
         path = self._cached_stage(f"parity:{component}", build)
@@ -312,21 +287,23 @@ class Exporter:
         self._constants_dir = path
         return json.loads((path / "constants.json").read_text())
 
-    def _coreml_level(self, packages: dict[str, Path], parity: dict[str, Path]) -> list[Check]:
+    def _execute_level(self, level: str, component: str, package: Path, parity_file: Path) -> list[Check]:
+        tolerance = self.model.tolerance(component, self.variant.precision)
+        if level == "mil":
+
+            def build(tmp: Path) -> None:
+                checks = validation.execute_parity("mil", component, package, parity_file, tolerance)
+                (tmp / "checks.json").write_text(json.dumps([c.record() for c in checks], indent=1))
+
+            path = self._cached_stage(f"mil:{component}", build)
+            return [Check(**rec) for rec in json.loads((path / "checks.json").read_text())]
         ok, reason = validation.coreml_available()
         if not ok:
-            return [validation.skipped("coreml", reason)]
+            return [validation.skipped("coreml", reason, component)]
         from .runtime import predict_coreml
 
-        checks = []
-        with self._stage("validate:coreml"):
-            for comp in self.model.components:
-                results = []
-                for (fn, _), (inputs, outputs) in parity_cases(load_parity(parity[comp.name])).items():
-                    got = predict_coreml(packages[comp.name], fn, inputs)
-                    results.extend(validation.compare(got[name], outputs[name]) for name in outputs)
-                checks.extend(validation.judge("coreml", comp.name, results, self.model.tolerance(comp.name, self.variant.precision)))
-        return checks
+        with self._stage(f"coreml:{component}"):
+            return validation.execute_parity("coreml", component, package, parity_file, tolerance, predict=predict_coreml)
 
     # -- the whole export ----------------------------------------------------------
     def run(self) -> ExportReport:
@@ -344,7 +321,7 @@ class Exporter:
         report = self.report
         comps = [c.name for c in self.model.components]
         self.reporter.plan(
-            [f"parity:{c}" for c in comps] + [f"convert:{c}" for c in comps] + ["constants", "register"]
+            [f"{stage}:{c}" for stage in ("parity", "convert", "mil") for c in comps] + ["constants", "register"]
         )
         self._tools = tool_versions()
         self._weights_ident = weights_identity(self.weights)
@@ -362,8 +339,9 @@ class Exporter:
         packages = {comp: self._convert(comp) for comp in comps}
         constants = self._constants()
 
-        checks.append(validation.skipped("mil", "this zoo version has no MIL interpreter to execute saved packages"))
-        checks.extend(self._coreml_level(packages, {c: parity_dirs[c] / "parity.safetensors" for c in comps}))
+        for level in ("mil", "coreml"):
+            for comp in comps:
+                checks.extend(self._execute_level(level, comp, packages[comp], parity_dirs[comp] / "parity.safetensors"))
         report.checks = checks
         level = validation.level_reached(checks)
         required = self.model.required_level
@@ -397,8 +375,11 @@ class Exporter:
                 shutil.copy2(self._constants_dir / rel, dest)
                 const_records.append({"name": name, "path": f"constants/{rel}", "sha256": tree_sha256(dest), "bytes": dest.stat().st_size})
             (staging / "parity").mkdir()
+            parity_records = []
             for comp, pdir in parity_dirs.items():
-                shutil.copy2(pdir / "parity.safetensors", staging / "parity" / f"{comp}.safetensors")
+                dest = staging / "parity" / f"{comp}.safetensors"
+                shutil.copy2(pdir / "parity.safetensors", dest)
+                parity_records.append({"name": comp, "path": f"parity/{dest.name}", "sha256": tree_sha256(dest), "bytes": dest.stat().st_size})
             plugin = self.host.plugin_info(self.model)
             weights = {"source": self.weights.describe(), **self._weights_ident}
             if self._reference is not None and self._reference.files:
@@ -416,6 +397,7 @@ class Exporter:
                 "tools": self._tools,
                 "components": components,
                 "constants": const_records,
+                "parity": parity_records,
                 "validation": [c.record() for c in checks],
             }
             if final.exists():

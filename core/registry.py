@@ -49,12 +49,16 @@ schema                       format version of this file
     sha256, bytes            sha256 over the package tree (sorted relative paths,
                              sizes and bytes) and its total size
   [[exports.constants]]      name, path, sha256, bytes of each constants file
+  [[exports.parity]]         per component: the parity inputs, torch outputs and initial
+                             states (safetensors) that `zoo verify --execute` re-runs
   [[exports.validation]]     one record per level and component (and metric):
-    level                    reference | mil | coreml
-    component, metric        what was compared and how (max_abs, rel, cosine_min)
+    level                    reference (traceable vs upstream, torch), mil (saved package
+                             run by zoo's MIL interpreter), coreml (CoreML, macOS only)
+    component, metric        what was compared and how (max_abs, rel, cosine_min;
+                             "execute" when the package could not be executed)
     value, threshold         the measured worst case and the bound it must meet
     status                   passed | failed | skipped
-    reason                   why a level was skipped
+    reason                   why a level was skipped or failed; first non-finite op
 """
 
 

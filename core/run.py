@@ -12,7 +12,7 @@ from typing import Any
 from .pipeline import normalise_functions
 from .plugins import PluginHost
 from .registry import Registry
-from .runtime import BACKENDS, BackendUnavailable, ComponentRuntime, CoreMLRuntime, TorchRuntime
+from .runtime import BACKENDS, BackendUnavailable, ComponentRuntime, CoreMLRuntime, MilRuntime, TorchRuntime
 from .spec import Reference, RunOptions, RunResult, WeightsSource
 
 
@@ -99,9 +99,11 @@ def build_runtime(
     root = registry.export_dir(entry)
     packages = {c["name"]: root / c["path"] for c in entry["components"]}
     constants = {c["name"]: root / c["path"] for c in entry.get("constants", [])}
-    if backend == "mil":
-        raise BackendUnavailable("backend 'mil' needs zoo's MIL interpreter, which this zoo version does not have yet; use --backend torch")
-    return CoreMLRuntime(packages, constants), f"export {entry['id']}"
+    missing = [str(p) for p in list(packages.values()) + list(constants.values()) if not p.exists()]
+    if missing:
+        raise BackendUnavailable(f"export {entry['id']} is incomplete on disk (missing {', '.join(missing)}); run `zoo verify`")
+    runtime_cls = MilRuntime if backend == "mil" else CoreMLRuntime
+    return runtime_cls(packages, constants), f"export {entry['id']}"
 
 
 def run(

@@ -36,6 +36,9 @@ class ComponentRuntime:
     def _run(self, component: str, function: str, inputs: Mapping[str, Any]) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
 
+    def reset_states(self) -> None:
+        """Start every stateful component from its initial state again (a new utterance)."""
+
 
 class TorchRuntime(ComponentRuntime):
     """Runs the traceables themselves; stateful modules keep their state across calls."""
@@ -45,6 +48,18 @@ class TorchRuntime(ComponentRuntime):
     def __init__(self, traceables: Mapping[str, Mapping[str, Traceable]], constants: Mapping[str, Path]):
         super().__init__(constants)
         self.traceables = traceables
+        self._initial = {
+            (c, f): {name: buf.detach().clone() for name, buf in t.module.named_buffers() if name in {s.name for s in t.states}}
+            for c, fns in traceables.items()
+            for f, t in fns.items()
+            if t.states
+        }
+
+    def reset_states(self) -> None:
+        for (c, f), buffers in self._initial.items():
+            current = dict(self.traceables[c][f].module.named_buffers())
+            for name, value in buffers.items():
+                current[name].copy_(value)
 
     def _run(self, component: str, function: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
         try:
@@ -52,6 +67,45 @@ class TorchRuntime(ComponentRuntime):
         except KeyError:
             raise KeyError(f"no component {component!r} function {function!r}; have {sorted(self.traceables)}") from None
         return traceable.run(inputs, fresh_state=False)
+
+
+class MilRuntime(ComponentRuntime):
+    """Runs the exported packages with zoo's MIL interpreter (any OS).
+
+    States start as zeros, as CoreML allocates them, and persist across calls.
+    """
+
+    backend = "mil"
+
+    def __init__(self, packages: Mapping[str, Path], constants: Mapping[str, Path]):
+        super().__init__(constants)
+        self.packages = {k: Path(v) for k, v in packages.items()}
+        self._programs: dict[str, Any] = {}
+        self._states: dict[tuple[str, str], Any] = {}
+        for component in self.packages:  # load up front so that run timings measure the loop
+            self.program(component)
+
+    def program(self, component: str) -> Any:
+        if component not in self._programs:
+            from .mil import MilProgram
+
+            if component not in self.packages:
+                raise KeyError(f"no component {component!r}; have {sorted(self.packages)}")
+            self._programs[component] = MilProgram.load(self.packages[component])
+        return self._programs[component]
+
+    def _run(self, component: str, function: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
+        program = self.program(component)
+        state = None
+        if program.function(function).states:
+            key = (component, function)
+            if key not in self._states:
+                self._states[key] = program.make_state(function)
+            state = self._states[key]
+        return program.run(inputs, function, state)
+
+    def reset_states(self) -> None:
+        self._states.clear()
 
 
 class CoreMLRuntime(ComponentRuntime):
@@ -73,7 +127,9 @@ class CoreMLRuntime(ComponentRuntime):
     def _model(self, component: str, function: str) -> Any:
         key = (component, function)
         if key not in self._models:
-            import coremltools as ct
+            from .coreml import import_coremltools
+
+            ct = import_coremltools()
 
             kwargs = {} if function == "main" else {"function_name": function}
             model = ct.models.MLModel(str(self.packages[component]), **kwargs)
@@ -88,8 +144,17 @@ class CoreMLRuntime(ComponentRuntime):
         out = model.predict(dict(inputs), state=state) if state is not None else model.predict(dict(inputs))
         return dict(out)
 
+    def reset_states(self) -> None:
+        self._states = {key: self._models[key].make_state() for key in self._states}
 
-def predict_coreml(package: Path, function: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
-    """One stateless CoreML prediction (used by the ``coreml`` validation level)."""
+
+def predict_coreml(package: Path, function: str, inputs: Mapping[str, Any], states: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One CoreML prediction from fresh states (used by the ``coreml`` validation level)."""
     runtime = CoreMLRuntime({"c": package}, {})
-    return runtime("c", inputs, function)
+    model = runtime._model("c", function)
+    state = runtime._states.get(("c", function))
+    if state is not None:
+        for name, value in (states or {}).items():
+            state.write_state(name, value)  # coremltools >= 8: MLState.write_state
+    out = model.predict(dict(inputs), state=state) if state is not None else model.predict(dict(inputs))
+    return dict(out)

@@ -107,3 +107,44 @@ def coreml_available() -> tuple[bool, str]:
     if platform.system() != "Darwin":
         return False, f"the CoreML runtime only runs on macOS (this is {platform.system()})"
     return True, ""
+
+
+def execute_parity(level: str, component: str, package: Any, parity_file: Any, tolerance: Tolerance, predict: Any = None) -> list[Check]:
+    """Execute the saved package on the stored parity inputs and compare with the traceable's outputs.
+
+    ``predict(package, function, inputs, initial_states) -> outputs`` defaults to
+    zoo's MIL interpreter. A package that cannot be executed (unsupported op,
+    kernel error) is a failed check naming the reason — never a pass.
+    """
+    from . import parity
+    from .mil import MilError, MilProgram
+
+    cases = parity.load(parity_file)
+    results = []
+    nonfinite = ""
+    try:
+        if predict is None:
+            program = MilProgram.load(package)
+            for case in cases:
+                fn = program.function(case.function)
+                state = program.make_state(case.function, initial=case.states) if fn.states else None
+                got = program.run(case.inputs, case.function, state)
+                if program.first_nonfinite and not nonfinite:
+                    nonfinite = f"first non-finite value at {program.first_nonfinite}"
+                results.extend(compare(got[name], want) for name, want in case.outputs.items())
+        else:
+            for case in cases:
+                got = predict(package, case.function, case.inputs, case.states)
+                results.extend(compare(got[name], want) for name, want in case.outputs.items())
+    except MilError as exc:
+        return [Check(level, component, "failed", "execute", reason=str(exc))]
+    checks = judge(level, component, results, tolerance)
+    for check in checks:
+        check.reason = nonfinite
+    return checks
+
+
+def tolerance_from_records(records: Iterable[Mapping[str, Any]], component: str, level: str) -> Tolerance | None:
+    """Rebuild the tolerance an export was judged by from its registry records."""
+    bounds = {r["metric"]: r["threshold"] for r in records if r.get("component") == component and r.get("level") == level and "threshold" in r}
+    return Tolerance(**bounds) if bounds else None

@@ -25,9 +25,11 @@ def verify_entry(registry: Registry, entry: dict[str, Any]) -> list[Problem]:
     problems: list[Problem] = []
     if not root.is_dir():
         return [Problem(entry["id"], "export", entry["id"], f"export directory {root} is missing")]
-    items: Iterable[tuple[str, dict[str, Any]]] = [("component", c) for c in entry.get("components", [])] + [
-        ("constant", c) for c in entry.get("constants", [])
-    ]
+    items: Iterable[tuple[str, dict[str, Any]]] = (
+        [("component", c) for c in entry.get("components", [])]
+        + [("constant", c) for c in entry.get("constants", [])]
+        + [("parity", c) for c in entry.get("parity", [])]
+    )
     for kind, item in items:
         path = root / item["path"]
         if not path.exists():
@@ -39,7 +41,42 @@ def verify_entry(registry: Registry, entry: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-def verify(registry: Registry, key: str = "") -> tuple[list[dict[str, Any]], list[Problem]]:
+def execute_entry(registry: Registry, entry: dict[str, Any]) -> tuple[list[Problem], list[dict[str, Any]]]:
+    """Re-run the recorded parity inputs through each package on disk with the MIL interpreter."""
+    from .validation import execute_parity, tolerance_from_records
+
+    root = registry.export_dir(entry)
+    parity_files = {p["name"]: root / p["path"] for p in entry.get("parity", [])}
+    problems, results = [], []
+    records = entry.get("validation", [])
+    for comp in entry.get("components", []):
+        name = comp["name"]
+        if not (root / comp["path"]).exists() or not parity_files.get(name, root / "-").exists():
+            continue  # already reported as missing by the hash check
+        if name not in parity_files:
+            problems.append(Problem(entry["id"], "component", name, "no parity inputs recorded for this component"))
+            continue
+        tolerance = tolerance_from_records(records, name, "mil") or tolerance_from_records(records, name, "reference")
+        if tolerance is None:
+            problems.append(Problem(entry["id"], "component", name, "no recorded threshold to check against"))
+            continue
+        for check in execute_parity("mil", name, root / comp["path"], parity_files[name], tolerance):
+            results.append({"export": entry["id"], **check.record()})
+            if check.status != "passed":
+                detail = check.reason or f"{check.metric} {check.value:.3g} vs threshold {check.threshold:.3g}"
+                problems.append(Problem(entry["id"], "component", name, f"executed package fails parity: {detail}"))
+    return problems, results
+
+
+def verify(registry: Registry, key: str = "", execute: bool = False) -> tuple[list[dict[str, Any]], list[Problem], list[dict[str, Any]]]:
     entries = list(registry.find(key))
-    problems = [p for entry in entries for p in verify_entry(registry, entry)]
-    return entries, problems
+    problems: list[Problem] = []
+    executed: list[dict[str, Any]] = []
+    for entry in entries:
+        found = verify_entry(registry, entry)
+        problems.extend(found)
+        if execute:
+            more, results = execute_entry(registry, entry)
+            problems.extend(more)
+            executed.extend(results)
+    return entries, problems, executed

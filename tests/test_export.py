@@ -9,6 +9,7 @@ import time
 import wave
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import Zoo
@@ -24,7 +25,7 @@ def _export(zoo: Zoo, *extra: str) -> dict:
 
 def test_export_list_verify_run(zoo: Zoo):
     report = _export(zoo)
-    assert report["ok"] and report["validation_level"] == "reference"
+    assert report["ok"] and report["validation_level"] == "mil"
     entry = Registry(zoo.registry).exports()[0]
     assert entry["id"] == report["id"] and entry["status"] == "valid"
     assert entry["weights"] == {"source": "random(seed=0)", "kind": "random", "seed": 0}
@@ -35,8 +36,10 @@ def test_export_list_verify_run(zoo: Zoo):
     assert entry["constants"][0]["name"] == "embeddings"
     assert set(entry["tools"]) >= {"python", "zoo", "torch", "coremltools", "numpy"}
     levels = {(v["level"], v["status"]) for v in entry["validation"]}
-    assert ("reference", "passed") in levels
-    assert ("mil", "skipped") in levels  # until the interpreter lands; never recorded as passed
+    assert ("reference", "passed") in levels and ("mil", "passed") in levels
+    mil = [v for v in entry["validation"] if v["level"] == "mil"]
+    assert {v["component"] for v in mil} == {"encoder", "vocoder"} and all(0 <= v["value"] <= v["threshold"] for v in mil)
+    assert {p["name"] for p in entry["parity"]} == {"encoder", "vocoder"}
     assert any(v["level"] == "coreml" and v["status"] == "skipped" and "macOS" in v["reason"] for v in entry["validation"])
 
     listed = zoo("list", check=True).stdout
@@ -55,8 +58,15 @@ def test_export_list_verify_run(zoo: Zoo):
     with wave.open(str(wav)) as w:
         assert w.getframerate() == 24000 and w.getnframes() == 12 * 240
 
-    mil = zoo("run", "tiny", "Hello", "-o", str(wav), "--backend", "mil")
-    assert mil.returncode == 1 and "MIL interpreter" in mil.stderr
+    mil_wav = zoo.workdir / "hello-mil.wav"
+    mil_run = json.loads(zoo("run", "tiny", "Hello there.", "-o", str(mil_wav), "--backend", "mil", "--json", check=True).stdout)
+    assert mil_run["backend"] == "mil" and mil_run["calls"] == data["calls"] and mil_run["source"] == f"export {entry['id']}"
+    with wave.open(str(wav)) as a, wave.open(str(mil_wav)) as b:
+        ta = np.frombuffer(a.readframes(a.getnframes()), dtype="<i2").astype(int)
+        tb = np.frombuffer(b.readframes(b.getnframes()), dtype="<i2").astype(int)
+    assert np.abs(ta - tb).max() <= 2  # the exported packages speak like the traceables, to 16-bit rounding
+    executed = json.loads(zoo("verify", "--execute", "--json", check=True).stdout)
+    assert executed["ok"] and {r["component"] for r in executed["executed"]} == {"encoder", "vocoder"}
     coreml = zoo("run", "tiny", "Hello", "-o", str(wav), "--backend", "coreml")
     assert coreml.returncode == 1 and "macOS" in coreml.stderr
 
@@ -67,7 +77,7 @@ def test_flipped_byte_is_named_by_verify(zoo: Zoo):
     weights = sorted((root / "vocoder.mlpackage").rglob("weight.bin"))
     assert weights
     data = bytearray(weights[0].read_bytes())
-    data[len(data) // 2] ^= 0xFF
+    data[len(data) // 8 * 4 + 3] ^= 0xFF  # the sign/exponent byte of a float32 weight
     weights[0].write_bytes(bytes(data))
     proc = zoo("verify", "--json")
     assert proc.returncode == 1
@@ -75,6 +85,11 @@ def test_flipped_byte_is_named_by_verify(zoo: Zoo):
     assert [(p["kind"], p["name"]) for p in problems] == [("component", "vocoder")]
     text = zoo("verify").stdout
     assert "vocoder" in text and "✗" in text
+
+    executed = zoo("verify", "--execute", "--json")
+    assert executed.returncode == 1
+    messages = [p["message"] for p in json.loads(executed.stdout)["problems"] if p["name"] == "vocoder"]
+    assert any("sha256" in m for m in messages) and any("executed package fails parity" in m for m in messages)
 
     (root / "constants" / "embeddings.safetensors").unlink()
     problems = json.loads(zoo("verify", "--json").stdout)["problems"]

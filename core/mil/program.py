@@ -108,7 +108,9 @@ class MilProgram:
     # -- loading ---------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path) -> "MilProgram":
-        import coremltools as ct
+        from ..coreml import import_coremltools
+
+        ct = import_coremltools()
         from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
 
         path = Path(path)
