@@ -1,0 +1,409 @@
+"""build_traceables: the PocketTTS components as fixed-shape torch modules.
+
+* ``flowlm`` — one package, two functions sharing the transformer weights:
+  - ``prefill``: a chunk of conditioning tokens [1, C, d] written into the KV
+    cache at ``pos``; only the first ``valid`` tokens are written, so padding
+    never creates cache entries nor advances the position.
+  - ``step``: one generation step — the transformer on the previous latent,
+    the EOS logit and every LSD decode step of the flow head, fused, with the
+    noise as an input.
+  Both run the same :class:`CachedTransformer`, so prefill and step cannot
+  diverge, and write the cache with a mask blend (``cache * (1 - m) + new``):
+  index writes on a cache tensor are what coremltools can drop silently.
+* ``mimi`` — the streaming Mimi decoder for one latent frame (1920 samples),
+  every piece of streaming state (convolution history, transposed-convolution
+  partial sums, the decoder transformer's last 250 keys/values) passed in and
+  returned explicitly.
+
+The modules reuse the upstream layers (weights and the ops they run: LayerNorm,
+tanh-GELU, RoPE formula, SDPA, the flow head); only the cache handling is new.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+MIMI_WINDOW = 250  # the decoder transformer's attention context, in 200 Hz steps
+
+
+def rope_tables(positions: int, dim: int, max_period: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables [positions, dim/2], computed exactly as pocket_tts.modules.rope does per call."""
+    ds = torch.arange(dim // 2, dtype=torch.float32)
+    freqs = torch.exp(ds * (-math.log(max_period) * 2 / dim))
+    ts = torch.arange(positions, dtype=torch.float32).view(-1, 1)
+    return torch.cos(freqs * ts), torch.sin(freqs * ts)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x [B, T, H, D] by per-position tables cos/sin [T, D/2] (upstream's pairing of even/odd)."""
+    b, t, h, d = x.shape
+    x = x.view(b, t, h, d // 2, 2)
+    xr, xi = x[..., 0], x[..., 1]
+    cos = cos.view(1, t, 1, d // 2)
+    sin = sin.view(1, t, 1, d // 2)
+    out = torch.stack([xr * cos - xi * sin, xr * sin + xi * cos], dim=-1)
+    return out.view(b, t, h, d)
+
+
+class CachedTransformer(nn.Module):
+    """The FlowLM transformer over a fixed-size KV cache, for C new tokens at ``pos``.
+
+    Cache layout: ``kv`` [layers, 2, S, heads * head_dim], keys stored after RoPE.
+    """
+
+    def __init__(self, transformer: nn.Module, cache_size: int):
+        super().__init__()
+        self.layers = transformer.layers
+        attn = self.layers[0].self_attn
+        self.heads = attn.num_heads
+        self.head_dim = attn.dim_per_head
+        self.attn_dim = attn.attn_dim
+        if attn.num_kv_heads != attn.num_heads or attn.context is not None:
+            raise NotImplementedError("grouped-query or windowed FlowLM attention is not supported")
+        self.cache_size = cache_size
+        cos, sin = rope_tables(cache_size, self.head_dim, transformer.max_period)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.register_buffer("slots", torch.arange(cache_size, dtype=torch.float32), persistent=False)
+
+    def forward(self, x: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        chunk = x.shape[1]  # a Python int at trace time
+        s, h, d = self.cache_size, self.heads, self.head_dim
+        offsets = torch.arange(chunk, dtype=torch.int32)
+        positions = pos.to(torch.int32) + offsets  # [C]
+        cos = torch.index_select(self.rope_cos, 0, positions)
+        sin = torch.index_select(self.rope_sin, 0, positions)
+        # write matrix [S, C]: token c goes to slot pos + c when c < valid
+        posf = pos.to(torch.float32)
+        target = posf + offsets.to(torch.float32)
+        keep = (offsets.to(torch.float32) < valid.to(torch.float32)).to(x.dtype)
+        write = (self.slots.view(s, 1) == target.view(1, chunk)).to(x.dtype) * keep.view(1, chunk)
+        written = write.sum(dim=1, keepdim=True)  # [S, 1]
+        # query c (absolute position pos + c) sees slots <= pos + c
+        mask = self.slots.view(1, s) <= target.view(chunk, 1)  # [C, S]
+        new_layers = []
+        for i, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            residual = x
+            y = layer.norm1(x)
+            projected = attn.in_proj(y)
+            q = projected[..., : self.attn_dim].view(1, chunk, h, d)
+            kvp = projected[..., self.attn_dim :].view(1, chunk, 2, h, d)
+            k, v = torch.unbind(kvp, dim=2)
+            q = apply_rope(q, cos, sin)
+            k = apply_rope(k, cos, sin)
+            k_cache = kv[i, 0] * (1 - written) + torch.matmul(write, k.reshape(chunk, h * d))
+            v_cache = kv[i, 1] * (1 - written) + torch.matmul(write, v.reshape(chunk, h * d))
+            new_layers.append(torch.stack([k_cache, v_cache], dim=0))
+            keys = k_cache.view(1, s, h, d).transpose(1, 2)
+            values = v_cache.view(1, s, h, d).transpose(1, 2)
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, mask.view(1, 1, chunk, s), dropout_p=0.0)
+            out = attn.out_proj(out.transpose(1, 2).reshape(1, chunk, h * d))
+            x = residual + layer.layer_scale_1(out)
+            x = layer._ff_block(x)
+        return x, torch.stack(new_layers, dim=0)
+
+
+class Prefill(nn.Module):
+    """flowlm.prefill: write ``valid`` conditioning tokens into the cache at ``pos``."""
+
+    def __init__(self, flow_lm: nn.Module, cache_size: int):
+        super().__init__()
+        self.transformer = CachedTransformer(flow_lm.transformer, cache_size)
+
+    def forward(self, cond: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        _, new_kv = self.transformer(cond, kv, pos, valid)
+        return new_kv
+
+
+class Step(nn.Module):
+    """flowlm.step: transformer on the previous latent, EOS logit and the fused LSD flow decode."""
+
+    def __init__(self, flow_lm: nn.Module, cache_size: int, decode_steps: int, transformer: CachedTransformer | None = None):
+        super().__init__()
+        self.transformer = transformer or CachedTransformer(flow_lm.transformer, cache_size)
+        self.input_linear = flow_lm.input_linear
+        self.out_norm = flow_lm.out_norm
+        self.out_eos = flow_lm.out_eos
+        self.flow_net = flow_lm.flow_net
+        if flow_lm.z_proj is not None or flow_lm.flow_type != "lsd":
+            raise NotImplementedError("only the LSD flow head without z projection is supported")
+        self.decode_steps = decode_steps
+
+    def forward(self, latent: torch.Tensor, noise: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = self.input_linear(latent.view(1, 1, -1))
+        one = torch.ones(1, dtype=torch.int32)
+        hidden, new_kv = self.transformer(x, kv, pos, one)
+        hidden = self.out_norm(hidden)[:, -1].to(torch.float32)  # [1, d]
+        eos = self.out_eos(hidden)
+        current = noise
+        n = self.decode_steps
+        for i in range(n):  # s = i/N, t = (i+1)/N
+            s = torch.full_like(noise[..., :1], i / n)
+            t = torch.full_like(noise[..., :1], (i + 1) / n)
+            current = current + self.flow_net(hidden, s, t, current) / n
+        return current, eos, new_kv
+
+
+# ------------------------------------------------------------------------------ Mimi
+def mimi_state_layout(mimi: nn.Module, frames_per_call: int = 1) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every streaming state of the Mimi decoder path."""
+    from pocket_tts.modules.conv import StreamingConv1d, StreamingConvTranspose1d
+
+    layout: dict[str, tuple[int, ...]] = {}
+    up = mimi.upsample.convtr.convtr
+    layout["upsample"] = (1, up.out_channels, up.kernel_size[0] - up.stride[0])
+    layers = mimi.decoder_transformer.transformer.layers
+    attn = layers[0].self_attn
+    for i in range(len(layers)):
+        layout[f"attn{i}_k"] = (1, attn.num_heads, MIMI_WINDOW, attn.dim_per_head)
+        layout[f"attn{i}_v"] = (1, attn.num_heads, MIMI_WINDOW, attn.dim_per_head)
+    for name, module in mimi.decoder.named_modules():
+        if isinstance(module, StreamingConv1d):
+            if module.pad_mode != "constant":
+                raise NotImplementedError(f"streaming pad mode {module.pad_mode!r}")
+            keep = module._effective_kernel_size - module._stride
+            if keep:
+                layout["conv_" + name.replace(".", "_")] = (1, module.conv.in_channels, keep)
+        elif isinstance(module, StreamingConvTranspose1d):
+            layout["convtr_" + name.replace(".", "_")] = (1, module.convtr.out_channels, module._kernel_size - module._stride)
+    return layout
+
+
+class MimiDecoder(nn.Module):
+    """One latent frame (after the quantizer projection) -> 1920 samples, state in and out.
+
+    Inputs: ``quantized`` [1, C, 1], ``pos`` int32 [1] (the decoder transformer's
+    absolute step), then every state of :func:`mimi_state_layout`. Outputs:
+    ``audio`` [1, 1, 1920] then the updated states in the same order.
+    """
+
+    def __init__(self, mimi: nn.Module, max_positions: int):
+        super().__init__()
+        from pocket_tts.modules.conv import StreamingConv1d, StreamingConvTranspose1d
+
+        self.upsample = mimi.upsample.convtr.convtr
+        self.layers = mimi.decoder_transformer.transformer.layers
+        proj = mimi.decoder_transformer
+        if proj.input_proj is not None or any(not isinstance(p, nn.Identity) for p in proj.output_projs):
+            raise NotImplementedError("projected Mimi transformers are not supported")
+        attn = self.layers[0].self_attn
+        if attn.context != MIMI_WINDOW:
+            raise NotImplementedError(f"Mimi context {attn.context} != {MIMI_WINDOW}")
+        self.heads, self.head_dim = attn.num_heads, attn.dim_per_head
+        self.steps = self.upsample.stride[0]  # transformer steps per latent
+        self.decoder = mimi.decoder.model
+        self.kinds = [
+            "conv" if isinstance(m, StreamingConv1d) else "convtr" if isinstance(m, StreamingConvTranspose1d) else "resblock" if hasattr(m, "block") else "plain"
+            for m in self.decoder
+        ]
+        self.layout = mimi_state_layout(mimi)
+        self.state_names = list(self.layout)
+        cos, sin = rope_tables(max_positions, self.head_dim, mimi.decoder_transformer.transformer.max_period)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        keys = MIMI_WINDOW + self.steps
+        self.register_buffer("key_index", torch.arange(keys, dtype=torch.float32), persistent=False)
+        self.register_buffer("query_index", torch.arange(self.steps, dtype=torch.float32), persistent=False)
+
+    @staticmethod
+    def _conv(conv: nn.Conv1d, x: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if previous is None:
+            return conv(x), None
+        x = torch.cat([previous, x], dim=-1)
+        return conv(x), x[..., -previous.shape[-1] :]
+
+    @staticmethod
+    def _convtr(convtr: nn.ConvTranspose1d, x: torch.Tensor, partial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y = convtr(x)
+        keep = partial.shape[-1]
+        length = y.shape[-1] - keep
+        out = torch.cat([y[..., :keep] + partial, y[..., keep:length]], dim=-1)
+        tail = y[..., length:]
+        if convtr.bias is not None:
+            tail = tail - convtr.bias[:, None]
+        return out, tail
+
+    def _transformer(self, x: torch.Tensor, pos: torch.Tensor, states: dict[str, torch.Tensor], new: dict[str, torch.Tensor]) -> torch.Tensor:
+        t, h, d = self.steps, self.heads, self.head_dim
+        positions = pos.to(torch.int32) + torch.arange(t, dtype=torch.int32)
+        cos = torch.index_select(self.rope_cos, 0, positions)
+        sin = torch.index_select(self.rope_sin, 0, positions)
+        # key j holds absolute position pos - W + j: the window's W past steps, then the t new ones
+        first_valid = MIMI_WINDOW - pos.to(torch.float32)
+        kj = self.key_index.view(1, -1)
+        qi = self.query_index.view(-1, 1)
+        mask = (kj >= first_valid) & (kj > qi) & (kj <= qi + MIMI_WINDOW)
+        for i, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            residual = x
+            y = layer.norm1(x)
+            projected = attn.in_proj(y)
+            q = projected[..., : attn.attn_dim].view(1, t, h, d)
+            kvp = projected[..., attn.attn_dim :].view(1, t, 2, h, d)
+            k, v = torch.unbind(kvp, dim=2)
+            q = apply_rope(q, cos, sin).transpose(1, 2)
+            k = apply_rope(k, cos, sin).transpose(1, 2)
+            keys = torch.cat([states[f"attn{i}_k"], k], dim=2)
+            values = torch.cat([states[f"attn{i}_v"], v.transpose(1, 2)], dim=2)
+            new[f"attn{i}_k"] = keys[:, :, t:]
+            new[f"attn{i}_v"] = values[:, :, t:]
+            out = F.scaled_dot_product_attention(q, keys, values, mask.view(1, 1, t, -1), dropout_p=0.0)
+            out = attn.out_proj(out.transpose(1, 2).reshape(1, t, h * d))
+            x = residual + layer.layer_scale_1(out)
+            x = layer._ff_block(x)
+        return x
+
+    def forward(self, quantized: torch.Tensor, pos: torch.Tensor, *state_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        states = dict(zip(self.state_names, state_values))
+        new: dict[str, torch.Tensor] = {}
+        x, new["upsample"] = self._convtr(self.upsample, quantized, states["upsample"])
+        x = self._transformer(x.transpose(1, 2), pos, states, new).transpose(1, 2)
+        for index, (module, kind) in enumerate(zip(self.decoder, self.kinds)):
+            if kind == "conv":
+                x, prev = self._conv(module.conv, x, states.get("conv_model_" + str(index)))
+                if prev is not None:
+                    new["conv_model_" + str(index)] = prev
+            elif kind == "convtr":
+                x, new["convtr_model_" + str(index)] = self._convtr(module.convtr, x, states["convtr_model_" + str(index)])
+            elif kind == "resblock":
+                v = x
+                for j, sub in enumerate(module.block):
+                    if hasattr(sub, "conv"):
+                        name = f"conv_model_{index}_block_{j}"
+                        v, prev = self._conv(sub.conv, v, states.get(name))
+                        if prev is not None:
+                            new[name] = prev
+                    else:
+                        v = sub(v)
+                x = x + v
+            else:
+                x = module(x)
+        return (x, *(new[name] for name in self.state_names))
+
+
+def initial_mimi_state(layout: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    import numpy as np
+
+    return {name: np.zeros(shape, dtype=np.float32) for name, shape in layout.items()}
+
+
+# ------------------------------------------------------------------------- assembling
+def _np(t: Any) -> Any:
+    import numpy as np
+
+    return np.ascontiguousarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t, dtype=np.float32)
+
+
+def voice_cache(state: dict[str, Any], cache_size: int) -> tuple[Any, int]:
+    """An upstream voice model_state -> (kv [layers, 2, S, H*D] zero-padded, voice length)."""
+    import numpy as np
+
+    layers = sorted(state, key=lambda n: int(n.split(".")[2]))
+    length = int(state[layers[0]]["offset"].view(-1)[0])
+    first = state[layers[0]]["cache"]
+    kv = np.zeros((len(layers), 2, cache_size, first.shape[-2] * first.shape[-1]), dtype=np.float32)
+    if length > cache_size:
+        raise ValueError(f"voice prompt of {length} tokens does not fit a cache of {cache_size}")
+    for i, name in enumerate(layers):
+        kv[i, :, :length] = _np(state[name]["cache"][:, 0, :length]).reshape(2, length, -1)
+    return kv, length
+
+
+def build(ref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from zoo.core import TensorSpec, Traceable
+
+    from . import reference as upstream
+
+    tts = ref.tts
+    flow = tts.flow_lm
+    cache, chunk, steps = int(options["cache_size"]), int(options["chunk"]), int(options["decode_steps"])
+    state_dtype = "float16" if precision == "fp16" else "float32"
+    rng = np.random.default_rng(20261121)
+    d = flow.dim
+    layers = len(flow.transformer.layers)
+    hd = flow.transformer.layers[0].self_attn.attn_dim
+
+    prefill = Prefill(flow, cache).eval()
+    step = Step(flow, cache, steps, transformer=prefill.transformer).eval()
+
+    # parity inputs: the voice prompt from an empty cache, then a padded text chunk after the voice
+    voice_name = next(iter(ref.voices))
+    voice_kv, voice_len = voice_cache(ref.voices[voice_name], cache)
+    prompt = ref.voice_prompts.get(voice_name)
+    first = np.zeros((1, chunk, d), dtype=np.float32)
+    n_first = min(chunk, voice_len)
+    if prompt is not None:
+        first[:, :n_first] = _np(prompt[:, :n_first])
+    else:
+        first[:, :n_first] = rng.standard_normal((1, n_first, d))
+    text = (rng.standard_normal((1, chunk, d)) * 0.5).astype(np.float32)  # padding rows hold garbage: it must not leak
+    kv_spec = TensorSpec("kv", (layers, 2, cache, hd), state_dtype)
+    prefill_examples = [
+        {"cond": first, "kv": np.zeros((layers, 2, cache, hd), np.float32), "pos": np.array([0], np.int32), "valid": np.array([n_first], np.int32)},
+        {"cond": text, "kv": voice_kv, "pos": np.array([voice_len], np.int32), "valid": np.array([min(5, chunk)], np.int32)},
+    ]
+    after_text = upstream.upstream_prefill(tts, text, voice_kv, np.array([voice_len]), np.array([min(5, chunk)]))["kv_out"]
+    pos_text = voice_len + min(5, chunk)
+    std = float(np.sqrt(tts.temp))
+    step_examples = [
+        {"latent": _np(flow.bos_emb).reshape(1, -1), "noise": (rng.standard_normal((1, flow.ldim)) * std).astype(np.float32), "kv": after_text, "pos": np.array([pos_text], np.int32)},
+        {"latent": rng.standard_normal((1, flow.ldim)).astype(np.float32), "noise": (rng.standard_normal((1, flow.ldim)) * std).astype(np.float32), "kv": after_text, "pos": np.array([pos_text], np.int32)},
+    ]
+
+    mimi = MimiDecoder(tts.mimi, int(options["mimi_max_positions"])).eval()
+    names = mimi.state_names
+    quant_w = _np(tts.mimi.quantizer.output_proj.weight)[:, :, 0]  # [C, latent]
+
+    def quantize(latent: Any) -> Any:
+        denorm = latent * _np(flow.emb_std) + _np(flow.emb_mean)
+        return (quant_w @ denorm.reshape(-1, 1)).reshape(1, -1, 1).astype(np.float32)
+
+    state = initial_mimi_state(mimi.layout)
+    mimi_examples = [{"quantized": quantize(rng.standard_normal(flow.ldim).astype(np.float32)), "pos": np.array([0], np.int32), **state}]
+    with torch.no_grad():
+        pos = 0
+        for _ in range(17):  # run past the 250-step window
+            inputs = [torch.from_numpy(quantize(rng.standard_normal(flow.ldim).astype(np.float32))), torch.tensor([pos], dtype=torch.int32)]
+            outs = mimi(*inputs, *(torch.from_numpy(state[n]) for n in names))
+            state = {n: _np(v) for n, v in zip(names, outs[1:])}
+            pos += mimi.steps
+    mimi_examples.append({"quantized": quantize(rng.standard_normal(flow.ldim).astype(np.float32)), "pos": np.array([pos], np.int32), **state})
+
+    def mimi_reference(quantized: Any, pos: Any, **states: Any) -> dict[str, Any]:
+        return upstream.upstream_mimi(tts, names, quantized, pos, states)
+
+    return {
+        "flowlm": {
+            "prefill": Traceable(
+                module=prefill,
+                inputs=[TensorSpec("cond", (1, chunk, d)), kv_spec, TensorSpec("pos", (1,), "int32"), TensorSpec("valid", (1,), "int32")],
+                outputs=["kv_out"],
+                examples=prefill_examples,
+                reference=lambda cond, kv, pos, valid: upstream.upstream_prefill(tts, cond, kv, pos, valid),
+            ),
+            "step": Traceable(
+                module=step,
+                inputs=[TensorSpec("latent", (1, flow.ldim)), TensorSpec("noise", (1, flow.ldim)), kv_spec, TensorSpec("pos", (1,), "int32")],
+                outputs=["latent_out", "eos_logit", "kv_out"],
+                examples=step_examples,
+                reference=lambda latent, noise, kv, pos: upstream.upstream_step(tts, steps, latent, noise, kv, pos),
+            ),
+        },
+        "mimi": Traceable(
+            module=mimi,
+            inputs=[TensorSpec("quantized", (1, quant_w.shape[0], 1)), TensorSpec("pos", (1,), "int32")]
+            + [TensorSpec(n, mimi.layout[n], state_dtype) for n in names],
+            outputs=["audio"] + ["new_" + n for n in names],
+            examples=mimi_examples,
+            reference=mimi_reference,
+        ),
+    }
