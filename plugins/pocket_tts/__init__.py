@@ -1,0 +1,83 @@
+"""pocket_tts: Kyutai PocketTTS (pocket-tts 4.0.1, ``english``) exported to CoreML.
+
+Components: ``flowlm`` (multifunction: ``prefill`` writes a 32-token chunk of
+conditioning into the KV cache, ``step`` runs one generation step with the LSD
+flow decode fused) and ``mimi`` (streaming decoder, one 80 ms frame per call):
+two CoreML calls per frame. The hooks below are thin: each names the module that
+does the work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zoo.core import ComponentSpec, ModelSpec, Tolerance, Variant, hookimpl
+
+__version__ = "0.1.0"
+
+MODEL = "pocket_tts"
+#: pinned in pocket-tts 4.0.1's config/english.yaml (weights_path)
+HUB_REPO = "kyutai/pocket-tts"
+HUB_REVISION = "db04f0e653473e5c7333c69686ac92b7460b0c1d"
+
+_COMMON = {"cache_size": 512, "chunk": 32, "decode_steps": 1}
+_FULL = {"size": "full", **_COMMON, "mimi_max_positions": 16384}
+_SMALL = {"size": "small", **_COMMON, "mimi_max_positions": 4096}
+
+
+def _options(variant: Variant) -> dict:
+    return dict(variant.options)
+
+
+@hookimpl
+def zoo_register_models():
+    return [
+        ModelSpec(
+            name=MODEL,
+            summary="Kyutai PocketTTS english (pocket-tts 4.0.1): flow LM + streaming Mimi, 2 calls per 80 ms frame",
+            variants={
+                "fp16": Variant("fp16", "fp16", "iOS17", _FULL, "default: fp16 weights and compute, explicit state I/O"),
+                "fp32": Variant("fp32", "fp32", "iOS17", _FULL, "fp32 everywhere, explicit state I/O"),
+                "small-fp32": Variant("small-fp32", "fp32", "iOS17", _SMALL, "reduced-size architecture for tests (--random-weights only)"),
+                "small-fp16": Variant("small-fp16", "fp16", "iOS17", _SMALL, "reduced-size architecture for tests (--random-weights only)"),
+            },
+            default_variant="fp16",
+            components=(
+                ComponentSpec("flowlm", "prefill: 32 conditioning tokens -> KV cache; step: latent + noise -> next latent, EOS logit", functions=("prefill", "step")),
+                ComponentSpec("mimi", "streaming Mimi decoder: quantized latent [1, 512, 1] + state -> 1920 samples + state"),
+            ),
+            tolerances={"fp32": Tolerance(max_abs=1e-4), "fp16": Tolerance(cosine_min=0.999)},
+            hub_repo=HUB_REPO,
+            revision=HUB_REVISION,
+            sample_rate=24000,
+            required_level="mil",
+        )
+    ]
+
+
+@hookimpl
+def load_reference(model, variant, weights):
+    from . import reference
+
+    return reference.load(weights, size=variant.options["size"], voice_seconds=10.0 if variant.options["size"] == "full" else 2.0)
+
+
+@hookimpl
+def build_traceables(model, variant, reference):
+    from . import traceables
+
+    return traceables.build(reference.model, _options(variant), variant.precision)
+
+
+@hookimpl
+def export_constants(model, variant, reference, out_dir):
+    from . import constants
+
+    return constants.export(reference.model, _options(variant), variant.precision, Path(out_dir))
+
+
+@hookimpl
+def run_loop(model, runtime, text, options):
+    from . import loop
+
+    return loop.run(runtime, text, options)

@@ -1,0 +1,90 @@
+"""export_constants: everything the run loop needs besides the packages, as safetensors + JSON.
+
+* ``flowlm.safetensors`` — text embedding table, BOS latent, latent mean/std, quantizer projection;
+* ``mimi_init_state.safetensors`` — the decoder's initial streaming state;
+* ``voice_<name>.safetensors`` — each voice's prefilled KV cache (voice first, then the
+  utterance's text is prefilled after it) and its length;
+* ``tokenizer.json`` — the tokenizer (the offline stand-in with random weights: see config);
+* ``config.json`` — the generation parameters and text rules of the upstream config.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .traceables import MimiDecoder, _np, initial_mimi_state, voice_cache
+
+
+def export(ref: Any, options: dict[str, Any], precision: str, out_dir: Path) -> dict[str, Path]:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    tts = ref.tts
+    flow = tts.flow_lm
+    store = np.float16 if precision == "fp16" else np.float32
+    files: dict[str, Path] = {}
+
+    path = out_dir / "flowlm.safetensors"
+    save_file(
+        {
+            "text_embedding": _np(flow.conditioner.embed.weight).astype(store),
+            "bos": _np(flow.bos_emb),
+            "latent_mean": _np(flow.emb_mean),
+            "latent_std": _np(flow.emb_std),
+            "quantizer": _np(tts.mimi.quantizer.output_proj.weight)[:, :, 0].copy(),
+        },
+        str(path),
+    )
+    files["flowlm"] = path
+
+    layout = MimiDecoder(tts.mimi, 1).layout
+    path = out_dir / "mimi_init_state.safetensors"
+    save_file({k: v.astype(store) for k, v in initial_mimi_state(layout).items()}, str(path))
+    files["mimi_init_state"] = path
+
+    for name, state in ref.voices.items():
+        kv, length = voice_cache(state, int(options["cache_size"]))
+        path = out_dir / f"voice_{name}.safetensors"
+        save_file({"kv": kv[:, :, :length].astype(store).copy(), "length": np.array([length], np.int32)}, str(path))
+        files[f"voice_{name}"] = path
+
+    path = out_dir / "tokenizer.json"
+    shutil.copyfile(ref.tokenizer_path, path)
+    files["tokenizer"] = path
+
+    config = tts.config
+    run_config = {
+        "sample_rate": config.mimi.sample_rate,
+        "frame_rate": config.mimi.frame_rate,
+        "samples_per_frame": int(config.mimi.sample_rate / config.mimi.frame_rate),
+        "mimi_steps_per_frame": MimiDecoder(tts.mimi, 1).steps,
+        "cache_size": int(options["cache_size"]),
+        "chunk": int(options["chunk"]),
+        "decode_steps": int(options["decode_steps"]),
+        "mimi_max_positions": int(options["mimi_max_positions"]),
+        "temperature": float(tts.temp),
+        "eos_threshold": float(tts.eos_threshold),
+        "frames_after_eos": config.model_recommended_frames_after_eos,
+        "min_frames_before_eos": tts._MIN_FRAMES_BEFORE_EOS,
+        "tokens_per_second": tts._TOKENS_PER_SECOND_ESTIMATE,
+        "gen_seconds_padding": tts._GEN_SECONDS_PADDING,
+        "max_tokens_per_chunk": 50,
+        "fade_in_samples": config.mimi.sample_rate // 200,
+        "default_voice": "alba" if "alba" in ref.voices else next(iter(ref.voices), None),
+        "voices": sorted(ref.voices),
+        "tokenizer_is_real": bool(ref.tokenizer_is_real),
+        "text_rules": {
+            "pad_with_spaces_for_short_inputs": config.pad_with_spaces_for_short_inputs,
+            "remove_semicolons": config.remove_semicolons,
+            "append_terminal_punctuation": config.append_terminal_punctuation,
+            "capitalize_first_letter": config.capitalize_first_letter,
+            "replace_characters": sorted(config.replace_characters.items()),
+        },
+    }
+    path = out_dir / "config.json"
+    path.write_text(json.dumps(run_config, indent=1, sort_keys=True))
+    files["config"] = path
+    return files

@@ -1,0 +1,140 @@
+"""run_loop: PocketTTS generation over the exported components, with numpy only.
+
+Per text chunk: tokenize, look the tokens up in the embedding table, prefill them
+after the voice's cached KV (``flowlm.prefill``, ``chunk`` tokens per call),
+then one ``flowlm.step`` and one ``mimi`` call per 80 ms frame until EOS plus
+the frames kept after it. Mirrors ``TTSModel.generate_audio`` of pocket-tts
+4.0.1: same text rules, same length estimate, EOS ignored for the first frames,
+the first 5 ms of every chunk faded in.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from zoo.core import RunOptions, RunResult
+
+from .text import TextRules, prepare, split
+
+SETTINGS = {
+    "temperature": float,
+    "eos_threshold": float,
+    "frames_after_eos": int,
+    "max_tokens": int,
+}
+
+
+def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown pocket_tts run option(s) {unknown}; known: {', '.join(SETTINGS)}")
+    try:
+        return {k: SETTINGS[k](v) for k, v in settings.items()}
+    except ValueError as exc:
+        raise ValueError(f"bad pocket_tts run option: {exc}") from None
+
+
+class Voice:
+    def __init__(self, path: Path):
+        from safetensors.numpy import load_file
+
+        data = load_file(str(path))
+        self.kv = data["kv"].astype(np.float32)
+        self.length = int(data["length"][0])
+
+
+def load_voice(constants: dict[str, Path], name: str | None, default: str | None) -> tuple[str, Voice]:
+    name = name or default
+    if name is None or f"voice_{name}" not in constants:
+        known = sorted(k.removeprefix("voice_") for k in constants if k.startswith("voice_"))
+        raise ValueError(f"unknown voice {name!r}; this export has: {', '.join(known) or '(none)'}")
+    return name, Voice(constants[f"voice_{name}"])
+
+
+def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+
+    consts = runtime.constants
+    cfg = json.loads(Path(consts["config"]).read_text())
+    settings = parse_settings(options.settings)
+    temperature = settings.get("temperature", cfg["temperature"])
+    threshold = settings.get("eos_threshold", cfg["eos_threshold"])
+    max_tokens = settings.get("max_tokens", cfg["max_tokens_per_chunk"])
+    if temperature < 0:
+        raise ValueError("temperature must be >= 0")
+    rules_cfg = dict(cfg["text_rules"])
+    rules = TextRules(**{**rules_cfg, "replace_characters": tuple(tuple(p) for p in rules_cfg["replace_characters"])})
+
+    tokenizer = Tokenizer.from_file(str(consts["tokenizer"]))
+
+    def encode(s: str) -> list[int]:
+        return tokenizer.encode(s).ids
+
+    flow = load_file(str(consts["flowlm"]))
+    table = flow["text_embedding"].astype(np.float32)
+    bos, mean, std, quant = flow["bos"], flow["latent_mean"], flow["latent_std"], flow["quantizer"]
+    mimi_init = {k: v.astype(np.float32) for k, v in load_file(str(consts["mimi_init_state"])).items()}
+    voice_name, voice = load_voice(consts, options.voice, cfg["default_voice"])
+    cache_size, chunk = cfg["cache_size"], cfg["chunk"]
+    rng = np.random.default_rng(options.seed)
+    noise_std = math.sqrt(temperature)
+
+    pieces, frames, report = [], 0, []
+    for part in split(text, encode, tokenizer.decode, max_tokens, rules):
+        prompt, guess = prepare(part, rules)
+        after_eos = settings.get("frames_after_eos", cfg["frames_after_eos"] if cfg["frames_after_eos"] is not None else guess + 2)
+        ids = encode(prompt)
+        max_frames = math.ceil((len(ids) / cfg["tokens_per_second"] + cfg["gen_seconds_padding"]) * cfg["frame_rate"])
+        if voice.length + len(ids) + max_frames > cache_size:
+            raise ValueError(
+                f"chunk {part[:40]!r}… needs {voice.length + len(ids) + max_frames} cache slots (voice {voice.length}, "
+                f"text {len(ids)}, up to {max_frames} frames) but the export has {cache_size}; use --set max_tokens=<smaller>"
+            )
+        if max_frames * cfg["mimi_steps_per_frame"] > cfg["mimi_max_positions"]:
+            raise ValueError(f"chunk {part[:40]!r}… may need more Mimi positions than the export's {cfg['mimi_max_positions']}")
+
+        kv = np.zeros((voice.kv.shape[0], 2, cache_size, voice.kv.shape[-1]), dtype=np.float32)
+        kv[:, :, : voice.length] = voice.kv
+        pos = voice.length
+        embedded = table[ids]
+        for start in range(0, len(ids), chunk):
+            block = np.zeros((1, chunk, table.shape[1]), dtype=np.float32)
+            rows = embedded[start : start + chunk]
+            block[0, : len(rows)] = rows
+            kv = runtime("flowlm", {"cond": block, "kv": kv, "pos": np.array([pos], np.int32), "valid": np.array([len(rows)], np.int32)}, "prefill")["kv_out"]
+            pos += len(rows)
+
+        latent = bos.reshape(1, -1).astype(np.float32)
+        state = {k: v.copy() for k, v in mimi_init.items()}
+        mimi_pos, eos_step, audio, logits = 0, None, [], []
+        for index in range(max_frames):
+            noise = (rng.standard_normal((1, latent.shape[1])) * noise_std).astype(np.float32) if noise_std > 0 else np.zeros_like(latent)
+            out = runtime("flowlm", {"latent": latent, "noise": noise, "kv": kv, "pos": np.array([pos], np.int32)}, "step")
+            kv, pos = out["kv_out"], pos + 1
+            logits.append(float(np.asarray(out["eos_logit"]).reshape(-1)[0]))
+            if logits[-1] > threshold and eos_step is None and index >= cfg["min_frames_before_eos"]:
+                eos_step = index
+            if eos_step is not None and index >= eos_step + after_eos:
+                break
+            latent = np.asarray(out["latent_out"], dtype=np.float32).reshape(1, -1)
+            quantized = (quant @ (latent.reshape(-1) * std + mean)).reshape(1, -1, 1).astype(np.float32)
+            decoded = runtime("mimi", {"quantized": quantized, "pos": np.array([mimi_pos], np.int32), **state})
+            state = {k: np.asarray(decoded["new_" + k], dtype=np.float32) for k in state}
+            mimi_pos += cfg["mimi_steps_per_frame"]
+            audio.append(np.asarray(decoded["audio"], dtype=np.float32).reshape(-1))
+        samples = np.concatenate(audio) if audio else np.zeros(0, np.float32)
+        fade = min(cfg["fade_in_samples"], len(samples))
+        samples[:fade] *= np.linspace(0, 1, cfg["fade_in_samples"], dtype=np.float32)[:fade]
+        pieces.append(samples)
+        frames += len(audio)
+        report.append({"text": prompt.strip(), "tokens": len(ids), "frames": len(audio), "eos_frame": eos_step, "eos_logits": [round(v, 5) for v in logits]})
+    info = {"voice": voice_name, "temperature": temperature, "eos_threshold": threshold, "chunks": report}
+    if not cfg["tokenizer_is_real"]:
+        info["note"] = "exported with the offline stand-in tokenizer and random weights: not real speech"
+    return RunResult(audio=np.concatenate(pieces) if pieces else np.zeros(0, np.float32), sample_rate=cfg["sample_rate"], frames=frames, info=info)
