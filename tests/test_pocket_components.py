@@ -1,0 +1,138 @@
+"""Regression tests for the bugs the seed port went through (see shared/seeds/pocket-tts-coreml-trial-log.md).
+
+Each test compares against upstream pocket-tts and also shows that the wrong
+behaviour would be caught (a negative control), so none of them can pass vacuously.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+import torch
+from pocket import SMALL, small_components, small_ref, small_runtime  # noqa: F401  (fixtures)
+
+from zoo.plugins.pocket_tts import reference as upstream
+from zoo.plugins.pocket_tts import traceables
+
+
+def max_diff(a, b) -> float:
+    return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
+
+def _prefill(components, cond, kv, pos, valid):
+    t = components["flowlm"]["prefill"]
+    return t.run({"cond": cond, "kv": kv, "pos": np.array([pos], np.int32), "valid": np.array([valid], np.int32)})["kv_out"]
+
+
+def test_padding_never_writes_cache_nor_advances_position(small_ref, small_components):
+    """Trial 8: zero-padded conditioning created real cache entries and moved the position to 150."""
+    ex = small_components["flowlm"]["prefill"].examples[1]
+    kv, pos = ex["kv"], int(ex["pos"][0])
+    rng = np.random.default_rng(1)
+    chunk = ex["cond"].shape[1]
+    tokens = rng.standard_normal((1, chunk, ex["cond"].shape[2])).astype(np.float32)
+    zero_padded = tokens.copy()
+    zero_padded[:, 5:] = 0
+    garbage_padded = tokens.copy()
+    garbage_padded[:, 5:] = 100 * rng.standard_normal(garbage_padded[:, 5:].shape)
+    a = _prefill(small_components, zero_padded, kv, pos, 5)
+    b = _prefill(small_components, garbage_padded, kv, pos, 5)
+    assert max_diff(a, b) == 0  # what sits in the padding does not matter
+    assert max_diff(a[:, :, pos + 5 :], kv[:, :, pos + 5 :]) == 0  # nothing written past the valid tokens
+    want = upstream.upstream_prefill(small_ref.tts, tokens, kv, np.array([pos]), np.array([5]))["kv_out"]
+    assert max_diff(a, want) <= 1e-4
+    # negative control: treating the zero padding as tokens (the seed bug) writes different entries
+    bug = _prefill(small_components, zero_padded, kv, pos, chunk)
+    assert max_diff(bug[:, :, pos + 5 :], kv[:, :, pos + 5 :]) > 1e-2
+    # the position advanced by exactly `valid`: the next 5 tokens land right after
+    second = np.zeros_like(tokens)
+    second[:, :5] = tokens[:, 5:10]
+    again = _prefill(small_components, second, a, pos + 5, 5)
+    both = _prefill(small_components, tokens, kv, pos, 10)
+    assert max_diff(again, both) <= 1e-5
+
+
+def test_voice_first_then_text(small_ref, small_components):
+    """Trial 11: text-first conditioning gave 0.6-0.9 cosine in the cache and unintelligible speech."""
+    tts = small_ref.tts
+    voice_state = small_ref.voices["random"]
+    voice_kv, voice_len = traceables.voice_cache(voice_state, SMALL["cache_size"])
+    tokens = torch.tensor([[5, 17, 300, 42, 9, 77]])
+    text = tts.flow_lm.conditioner(tokens).detach().numpy()
+    chunk = small_components["flowlm"]["prefill"].examples[0]["cond"].shape[1]
+    block = np.zeros((1, chunk, text.shape[2]), np.float32)
+    block[:, : text.shape[1]] = text
+    ours = _prefill(small_components, block, voice_kv, voice_len, text.shape[1])  # the run loop's order
+
+    import copy
+
+    state = copy.deepcopy(voice_state)
+    tts._expand_kv_cache(state, voice_len + text.shape[1])
+    with torch.no_grad():
+        tts._run_flow_lm_and_increment_step(model_state=state, text_tokens=tokens)  # upstream: voice, then text
+    want, _ = traceables.voice_cache(state, SMALL["cache_size"])
+    end = voice_len + text.shape[1]
+    assert max_diff(ours[:, :, :end], want[:, :, :end]) <= 1e-4
+
+    # negative control: text first, then the voice prompt
+    prompt = small_ref.voice_prompts["random"].detach().numpy()
+    kv = _prefill(small_components, block, np.zeros_like(voice_kv), 0, text.shape[1])
+    pos = text.shape[1]
+    for start in range(0, prompt.shape[1], chunk):
+        rows = prompt[:, start : start + chunk]
+        cond = np.zeros_like(block)
+        cond[:, : rows.shape[1]] = rows
+        kv = _prefill(small_components, cond, kv, pos, rows.shape[1])
+        pos += rows.shape[1]
+    assert max_diff(kv[:, :, :end], want[:, :, :end]) > 1e-2
+
+
+def test_flow_decode_times_are_i_over_n_and_next(small_ref):
+    """Trial 7: s was fixed at 0 and t lagged by one step; only several decode steps expose it."""
+    flow = small_ref.tts.flow_lm
+    step = traceables.Step(flow, SMALL["cache_size"], decode_steps=4).eval()
+    rng = np.random.default_rng(2)
+    voice_kv, voice_len = traceables.voice_cache(small_ref.voices["random"], SMALL["cache_size"])
+    inputs = {"latent": rng.standard_normal((1, 32)).astype(np.float32), "noise": rng.standard_normal((1, 32)).astype(np.float32), "kv": voice_kv, "pos": np.array([voice_len], np.int32)}
+    with torch.no_grad():
+        ours = step(*(torch.from_numpy(v) for v in inputs.values()))
+    want = upstream.upstream_step(small_ref.tts, 4, **inputs)
+    assert max_diff(ours[0], want["latent_out"]) <= 1e-4
+    # negative control: the seed's wrong times (s = 0, t = i/N) give another latent
+    with torch.no_grad():
+        seq = torch.from_numpy(inputs["latent"]).view(1, 1, -1)
+        state, _ = upstream._flow_state(small_ref.tts, inputs["kv"], voice_len, voice_len + 1)
+        h = flow.backbone(flow.input_linear(seq), torch.empty((1, 0, flow.dim)), seq, model_state=state)[:, -1]
+        x = torch.from_numpy(inputs["noise"])
+        for i in range(4):
+            zero, t = torch.zeros_like(x[..., :1]), torch.full_like(x[..., :1], i / 4)
+            x = x + partial(flow.flow_net, h)(zero, t, x) / 4
+    assert max_diff(x, want["latent_out"]) > 1e-3
+
+
+def test_prefill_and_step_share_one_attention(small_components):
+    """Trials 9-10: a separately written prefill attention diverged from the step's."""
+    prefill = small_components["flowlm"]["prefill"]
+    step = small_components["flowlm"]["step"]
+    assert step.module.transformer is prefill.module.transformer
+    ex = step.examples[1]
+    pos = int(ex["pos"][0])
+    kv_step = step.run(ex)["kv_out"]
+    with torch.no_grad():
+        x = step.module.input_linear(torch.from_numpy(ex["latent"]).view(1, 1, -1)).numpy()
+    chunk = prefill.examples[0]["cond"].shape[1]
+    cond = np.zeros((1, chunk, x.shape[2]), np.float32)
+    cond[:, :1] = x
+    kv_prefill = _prefill(small_components, cond, ex["kv"], pos, 1)
+    assert max_diff(kv_step, kv_prefill) <= 1e-5
+    # token-by-token prefill equals a chunked prefill
+    rng = np.random.default_rng(3)
+    tokens = rng.standard_normal((1, chunk, x.shape[2])).astype(np.float32)
+    chunked = _prefill(small_components, tokens, ex["kv"], pos, 7)
+    kv = ex["kv"]
+    for i in range(7):
+        single = np.zeros_like(tokens)
+        single[:, 0] = tokens[:, i]
+        kv = _prefill(small_components, single, kv, pos + i, 1)
+    assert max_diff(kv, chunked) <= 1e-4

@@ -1,0 +1,57 @@
+"""`zoo export pocket_tts` end to end on the small architecture: parity, MIL execution, runs."""
+
+from __future__ import annotations
+
+import json
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from zoo.core.registry import Registry
+
+pytest.importorskip("pocket_tts")
+pytestmark = pytest.mark.slow
+
+
+def _read(path: Path) -> np.ndarray:
+    with wave.open(str(path)) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
+
+
+@pytest.mark.parametrize("variant", ["small-fp32", "small-fp16"])
+def test_export_run_verify(zoo, variant):
+    proc = zoo("export", "pocket_tts", "--random-weights", "--variant", variant, "--out", str(zoo.out), "--json", check=True)
+    report = json.loads(proc.stdout)
+    assert report["ok"] and report["validation_level"] == "mil"
+    entry = Registry(zoo.registry).exports()[0]
+    assert {c["name"]: c["functions"] for c in entry["components"]} == {"flowlm": ["prefill", "step"], "mimi": ["main"]}
+    names = {c["name"] for c in entry["constants"]}
+    assert {"flowlm", "mimi_init_state", "voice_random", "tokenizer", "config"} <= names
+    checks = {(v["level"], v["component"], v["metric"]): v for v in entry["validation"] if v["status"] != "skipped"}
+    for level in ("reference", "mil"):
+        for comp in ("flowlm", "mimi"):
+            if variant.endswith("fp32"):
+                check = checks[(level, comp, "max_abs")]
+                assert check["status"] == "passed" and check["value"] <= 1e-4
+            else:
+                check = checks[(level, comp, "cosine_min")]
+                assert check["status"] == "passed" and check["value"] >= 0.999
+    # the fp16 package really computes in fp16: the MIL level differs from the torch traceable
+    if variant.endswith("fp16"):
+        assert 0 < checks[("mil", "flowlm", "cosine_min")]["value"] < 1
+    config = json.loads((Path(report["path"]) / "constants" / "config.json").read_text())
+    assert config["tokenizer_is_real"] is False
+
+    text = "Hello there. Nice to meet you."
+    torch_wav, mil_wav = zoo.workdir / "torch.wav", zoo.workdir / "mil.wav"
+    args = ["--variant", variant, "--set", "temperature=0", "--set", "eos_threshold=1e9", "--set", "frames_after_eos=0", "--json"]
+    t = json.loads(zoo("run", "pocket_tts", text, "-o", str(torch_wav), "--backend", "torch", "--random-weights", *args, check=True).stdout)
+    m = json.loads(zoo("run", "pocket_tts", text, "-o", str(mil_wav), "--backend", "mil", *args, check=True).stdout)
+    assert t["frames"] == m["frames"] > 0 and t["calls"] == m["calls"]
+    assert m["calls"]["mimi"] == m["frames"] and m["calls"]["flowlm.prefill"] == 1
+    a, b = _read(torch_wav), _read(mil_wav)
+    snr = 10 * np.log10(np.sum(a**2) / max(np.sum((a - b) ** 2), 1e-9))
+    assert snr >= (40 if variant.endswith("fp32") else 10), snr
+    assert zoo("verify", "--execute", check=True).returncode == 0
