@@ -12,12 +12,15 @@ import sys
 from pathlib import Path
 from typing import Any, List, Optional
 
-import typer
-from rich.console import Console
-from rich.table import Table
+# coremltools' per-pass progress bars (tqdm, configured once at import) would drown zoo's own
+os.environ.setdefault("TQDM_DISABLE", "1")
 
-from .registry import ENV_VAR as REGISTRY_ENV
-from .registry import Registry, RegistryError
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from .registry import ENV_VAR as REGISTRY_ENV  # noqa: E402
+from .registry import Registry, RegistryError  # noqa: E402
 
 app = typer.Typer(
     name="zoo",

@@ -1,6 +1,7 @@
 """Parity data: the example inputs of every function, the traceable's outputs on
 them, and the initial values of its states, stored with each export as
-safetensors (``parity/<component>.safetensors``) so that the package on disk can
+gzip-compressed safetensors (``parity/<component>.safetensors.gz``; caches are
+mostly empty slots, which compress well) so that the package on disk can
 be re-checked at any time (``zoo verify --execute``).
 
 Keys are ``<function>/<example>/<kind>/<name>`` with kind ``in``, ``out`` or
@@ -24,22 +25,26 @@ class ParityCase:
 
 
 def save(path: Path, cases: list[ParityCase]) -> None:
+    import gzip
+
     import numpy as np
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save as to_bytes
 
     data = {}
     for case in cases:
         for kind, values in (("in", case.inputs), ("out", case.outputs), ("state", case.states)):
             for name, value in values.items():
                 data[f"{case.function}/{case.index}/{kind}/{name}"] = np.ascontiguousarray(value)
-    save_file(data, str(path))
+    Path(path).write_bytes(gzip.compress(to_bytes(data), compresslevel=1))
 
 
 def load(path: Path) -> list[ParityCase]:
-    from safetensors.numpy import load_file
+    import gzip
+
+    from safetensors.numpy import load as from_bytes
 
     cases: dict[tuple[str, int], ParityCase] = {}
-    for key, value in load_file(str(path)).items():
+    for key, value in from_bytes(gzip.decompress(Path(path).read_bytes())).items():
         fn, idx, kind, name = key.split("/", 3)
         case = cases.setdefault((fn, int(idx)), ParityCase(fn, int(idx)))
         {"in": case.inputs, "out": case.outputs, "state": case.states}[kind][name] = value

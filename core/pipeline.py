@@ -34,6 +34,7 @@ from .spec import ModelSpec, Reference, Traceable, Variant, WeightsSource, stabl
 from .validation import Check
 
 TOOLS = ("torch", "coremltools", "numpy")
+PARITY_FILE = "parity.safetensors.gz"
 
 
 def tool_versions() -> dict[str, str]:
@@ -252,7 +253,7 @@ class Exporter:
                 checks.append(validation.skipped("reference", f"plugin gave no reference for functions {missing}", component))
             if results:
                 checks.extend(validation.judge("reference", component, results, tolerance))
-            parity.save(tmp / "parity.safetensors", cases)
+            parity.save(tmp / PARITY_FILE, cases)
             (tmp / "checks.json").write_text(json.dumps([c.record() for c in checks], indent=1))
 
         path = self._cached_stage(f"parity:{component}", build)
@@ -341,7 +342,7 @@ class Exporter:
 
         for level in ("mil", "coreml"):
             for comp in comps:
-                checks.extend(self._execute_level(level, comp, packages[comp], parity_dirs[comp] / "parity.safetensors"))
+                checks.extend(self._execute_level(level, comp, packages[comp], parity_dirs[comp] / PARITY_FILE))
         report.checks = checks
         level = validation.level_reached(checks)
         required = self.model.required_level
@@ -377,8 +378,8 @@ class Exporter:
             (staging / "parity").mkdir()
             parity_records = []
             for comp, pdir in parity_dirs.items():
-                dest = staging / "parity" / f"{comp}.safetensors"
-                shutil.copy2(pdir / "parity.safetensors", dest)
+                dest = staging / "parity" / f"{comp}.safetensors.gz"
+                shutil.copy2(pdir / PARITY_FILE, dest)
                 parity_records.append({"name": comp, "path": f"parity/{dest.name}", "sha256": tree_sha256(dest), "bytes": dest.stat().st_size})
             plugin = self.host.plugin_info(self.model)
             weights = {"source": self.weights.describe(), **self._weights_ident}

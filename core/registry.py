@@ -57,6 +57,7 @@ schema                       format version of this file
     component, metric        what was compared and how (max_abs, rel, cosine_min;
                              "execute" when the package could not be executed)
     value, threshold         the measured worst case and the bound it must meet
+    worst                    worst max_abs, rel and cosine over all compared outputs
     status                   passed | failed | skipped
     reason                   why a level was skipped or failed; first non-finite op
 """

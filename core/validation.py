@@ -29,9 +29,11 @@ class Check:
     value: float | None = None
     threshold: float | None = None
     reason: str = ""
+    #: the worst value of every metric, for the record (max_abs, rel, cosine)
+    worst: dict[str, float] | None = None
 
     def record(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
+        return {k: v for k, v in asdict(self).items() if v not in (None, "", {})}
 
 
 def compare(actual: Any, expected: Any) -> dict[str, float]:
@@ -65,6 +67,11 @@ def compare(actual: Any, expected: Any) -> dict[str, float]:
 def judge(level: str, component: str, results: Iterable[Mapping[str, float]], tolerance: Tolerance) -> list[Check]:
     """Worst case over ``results`` for each metric the tolerance bounds."""
     results = list(results)
+    worst = {
+        "max_abs": float(max(r["max_abs"] for r in results)),
+        "rel": float(max(r["rel"] for r in results)),
+        "cosine": float(min(r["cosine"] for r in results)),
+    }
     checks = []
     for metric, threshold in tolerance.checks().items():
         if metric == "cosine_min":
@@ -75,7 +82,7 @@ def judge(level: str, component: str, results: Iterable[Mapping[str, float]], to
             ok = value <= threshold
         # NaN never passes
         ok = bool(ok) and value == value
-        checks.append(Check(level, component, "passed" if ok else "failed", metric, float(value), float(threshold)))
+        checks.append(Check(level, component, "passed" if ok else "failed", metric, float(value), float(threshold), worst=dict(worst)))
     if not checks:
         raise ValueError(f"{component}: tolerance bounds no metric")
     return checks

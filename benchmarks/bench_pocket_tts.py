@@ -1,0 +1,130 @@
+"""Benchmark of the full-size pocket_tts export, run and interpreter (random weights, no network).
+
+    .venv/bin/python benchmarks/bench_pocket_tts.py [--variant fp16] [--keep DIR]
+
+Prints, measured in this run:
+* export wall time and peak RSS of `zoo export pocket_tts --random-weights` (fresh cache),
+  package bytes per component and in total, constants bytes;
+* `zoo run --backend mil --json`: calls per second of audio;
+* the torch-backend run loop vs upstream `TTSModel.generate_audio` on the same model, voice,
+  text and EOS threshold at temperature 0 (speed ratio, and both frame counts);
+* MIL interpreter time per call vs the torch traceable for the generation step (flowlm.step).
+Goals (from the issues) are printed next to the figures; nothing here asserts them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TEXT = "Hello there. This is a benchmark of the exported PocketTTS components, one frame at a time."
+
+
+def zoo(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "zoo", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"zoo {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", default="fp16")
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="zoo-bench-pocket-"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "ZOO_REGISTRY": str(work / "registry.toml"), "ZOO_CACHE": str(work / "cache"), "TQDM_DISABLE": "1"}
+    results: dict = {"variant": args.variant}
+
+    start = time.perf_counter()
+    report = json.loads(zoo(env, work, "export", "pocket_tts", "--random-weights", "--variant", args.variant, "--force", "--out", str(work / "exports"), "--json").stdout)
+    results["export_seconds"] = round(time.perf_counter() - start, 1)
+    results["export_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 0)
+    entry = next(e for e in json.loads(zoo(env, work, "list", "--json").stdout)["exports"] if e["id"] == report["id"])
+    import tomllib
+
+    full = next(e for e in tomllib.loads((work / "registry.toml").read_text())["exports"] if e["id"] == entry["id"])
+    results["package_bytes"] = {c["name"]: c["bytes"] for c in full["components"]}
+    results["packages_total_mb"] = round(sum(results["package_bytes"].values()) / 1e6, 1)
+    results["constants_mb"] = round(sum(c["bytes"] for c in full["constants"]) / 1e6, 1)
+    results["total_mb"] = round(results["packages_total_mb"] + results["constants_mb"], 1)
+    results["validation"] = [f"{v['level']}/{v['component']}: {v.get('metric', '')} {v.get('value', '')} {v['status']}" for v in full["validation"]]
+
+    run = json.loads(zoo(env, work, "run", "pocket_tts", TEXT, "-o", str(work / "mil.wav"), "--backend", "mil", "--json").stdout)
+    results["mil_run"] = {k: run[k] for k in ("frames", "audio_seconds", "wall_seconds", "calls", "calls_per_audio_second")}
+
+    results.update(torch_vs_upstream_and_interpreter(Path(report["path"]), args.variant))
+    print(json.dumps(results, indent=1))
+    print()
+    print(f"export: {results['export_seconds']} s (goal <= 120), peak RSS {results['export_peak_rss_mb']} MB (goal <= 4096)")
+    print(f"size: packages {results['packages_total_mb']} MB + constants {results['constants_mb']} MB = {results['total_mb']} MB (goal <= 200 for fp16)")
+    print(f"calls per second of audio (mil run): {results['mil_run']['calls_per_audio_second']:.1f} (goal <= 25; seed design ~125)")
+    print(f"torch loop vs upstream generate_audio: {results['torch_speed_vs_upstream']:.2f}x (goal >= 1.0)")
+    print(f"MIL interpreter / torch per step call: {results['mil_over_torch_step']:.2f}x (goal <= 5)")
+
+
+def torch_vs_upstream_and_interpreter(export_dir: Path, variant: str) -> dict:
+    import numpy as np
+
+    from zoo.core import RunOptions, WeightsSource
+    from zoo.core.mil import MilProgram
+    from zoo.core.pipeline import normalise_functions
+    from zoo.core.runtime import TorchRuntime
+    from zoo.plugins.pocket_tts import constants, loop, reference, traceables
+    from zoo.plugins.pocket_tts import zoo_register_models
+
+    options = dict(zoo_register_models()[0].variants[variant].options)
+    ref = reference.load(WeightsSource.random(0), size=options["size"]).model
+    comps = traceables.build(ref, options, "fp32")
+    files = constants.export(ref, options, "fp32", Path(tempfile.mkdtemp()))
+    runtime = TorchRuntime({k: normalise_functions(v) for k, v in comps.items()}, files)
+
+    probe = loop.run(runtime, TEXT, RunOptions(settings={"temperature": "0", "eos_threshold": "1e9"}))
+    logits = [v for c in probe.info["chunks"] for v in c["eos_logits"][6:]]
+    threshold = float(np.quantile(logits, 0.9))  # EOS somewhere inside the generation
+    settings = {"temperature": "0", "eos_threshold": str(threshold)}
+    loop.run(runtime, "Warm up.", RunOptions(settings=settings))
+    start = time.perf_counter()
+    ours = loop.run(runtime, TEXT, RunOptions(settings=settings))
+    ours_s = time.perf_counter() - start
+
+    tts = copy.copy(ref.tts)
+    tts.temp, tts.eos_threshold = 0.0, threshold
+    tts.generate_audio(ref.voices["random"], "Warm up.")
+    start = time.perf_counter()
+    up = tts.generate_audio(ref.voices["random"], TEXT)
+    up_s = time.perf_counter() - start
+
+    step = comps["flowlm"]["step"]
+    example = step.examples[0]
+    program = MilProgram.load(export_dir / "flowlm.mlpackage")
+    n = 5
+    start = time.perf_counter()
+    for _ in range(n):
+        step.run(example)
+    torch_call = (time.perf_counter() - start) / n
+    program.run(example, "step")
+    start = time.perf_counter()
+    for _ in range(n):
+        program.run(example, "step")
+    mil_call = (time.perf_counter() - start) / n
+    return {
+        "torch_loop": {"seconds": round(ours_s, 2), "frames": ours.frames, "audio_seconds": len(ours.audio) / 24000},
+        "upstream_generate_audio": {"seconds": round(up_s, 2), "frames": int(up.shape[-1] // 1920)},
+        "torch_speed_vs_upstream": up_s / ours_s,
+        "step_call_ms": {"torch": round(torch_call * 1000, 1), "mil": round(mil_call * 1000, 1)},
+        "mil_over_torch_step": mil_call / torch_call,
+    }
+
+
+if __name__ == "__main__":
+    main()
