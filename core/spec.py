@@ -222,7 +222,8 @@ class Traceable:
       (``reference(**inputs) -> {output: array}``); parity at the
       ``reference`` level compares ``module`` against it.
     * ``convert_options`` are passed to ``coremltools.convert`` (for example
-      an ``op_selector`` for ``compute_precision``).
+      an ``op_selector`` keeping some ops in fp32 in an fp16 variant, or
+      ``compute_precision="fp32"`` for a component that must stay fp32).
     """
 
     module: "torch.nn.Module"

@@ -12,9 +12,9 @@ pytest.importorskip("pocket_tts", reason="pocket-tts is not installed (pip insta
 from zoo.core import RunOptions, WeightsSource  # noqa: E402
 from zoo.core.pipeline import normalise_functions  # noqa: E402
 from zoo.core.runtime import TorchRuntime  # noqa: E402
-from zoo.plugins.pocket_tts import constants, loop, reference, traceables  # noqa: E402
+from zoo.plugins.pocket_tts import constants, loop, reference, traceables, zoo_register_models  # noqa: E402
 
-SMALL = {"size": "small", "cache_size": 512, "chunk": 32, "decode_steps": 1, "mimi_max_positions": 4096}
+SMALL = dict(zoo_register_models()[0].variants["small-fp32"].options)
 
 
 @pytest.fixture(scope="session")

@@ -26,13 +26,13 @@ def test_export_run_verify(zoo, variant):
     report = json.loads(proc.stdout)
     assert report["ok"] and report["validation_level"] == "mil"
     entry = Registry(zoo.registry).exports()[0]
-    assert {c["name"]: c["functions"] for c in entry["components"]} == {"flowlm": ["prefill", "step"], "mimi": ["main"]}
+    assert {c["name"]: c["functions"] for c in entry["components"]} == {"flowlm": ["prefill", "step"], "mimi": ["main"], "voice_encoder": ["main"]}
     names = {c["name"] for c in entry["constants"]}
     assert {"flowlm", "mimi_init_state", "voice_random", "tokenizer", "config"} <= names
     checks = {(v["level"], v["component"], v["metric"]): v for v in entry["validation"] if v["status"] != "skipped"}
     for level in ("reference", "mil"):
-        for comp in ("flowlm", "mimi"):
-            if variant.endswith("fp32"):
+        for comp in ("flowlm", "mimi", "voice_encoder"):
+            if variant.endswith("fp32") or comp == "voice_encoder":  # the encoder is fp32 in every variant
                 check = checks[(level, comp, "max_abs")]
                 assert check["status"] == "passed" and check["value"] <= 1e-4
             else:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from pocket import small_components, small_ref, small_runtime, speak  # noqa: F401  (fixtures)
+
+from zoo.core import RunOptions
+from zoo.plugins.pocket_tts import loop
 
 TEXT = "Hello there. The quick brown fox jumps over the lazy dog."
 
@@ -80,7 +85,50 @@ def test_bad_run_options_are_refused(small_runtime):
     with pytest.raises(ValueError, match="unknown pocket_tts run option"):
         speak(small_runtime, "x", speed=2)
     with pytest.raises(ValueError, match="unknown voice"):
-        from zoo.core import RunOptions
-        from zoo.plugins.pocket_tts import loop
-
         loop.run(small_runtime, "x", RunOptions(voice="nobody"))
+
+
+def _write_wav(path, audio, rate):
+    import wave
+
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def test_voice_cloning_matches_upstream_and_is_cached(small_ref, small_runtime, tmp_path, monkeypatch):
+    from scipy.signal import resample_poly
+
+    from zoo.plugins.pocket_tts import reference, traceables
+
+    monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
+    audio = resample_poly(reference.random_voice_audio(11, seconds=1.2)[0], 2, 3)  # 16 kHz: resampled on the way in
+    wav = tmp_path / "prompt.wav"
+    _write_wav(wav, audio, 16000)
+    cfg = json.loads(small_runtime.constants["config"].read_text())
+    small_runtime.calls.clear()
+    _, voice = loop.load_voice(small_runtime, str(wav), cfg)
+    assert small_runtime.calls["voice_encoder"] == 1
+    want, length = traceables.voice_cache(reference.upstream_clone_state(small_ref.tts, wav), cfg["cache_size"])
+    assert voice.length == length
+    assert np.max(np.abs(voice.kv - want[:, :, :length])) <= 1e-4
+    small_runtime.calls.clear()
+    _, again = loop.load_voice(small_runtime, str(wav), cfg)
+    assert small_runtime.calls["voice_encoder"] == 0 and np.array_equal(again.kv, voice.kv)  # cached
+    clone = loop.run(small_runtime, "Cloned.", RunOptions(voice=str(wav), settings={"temperature": "0"}))
+    assert clone.frames > 0 and clone.info["voice"] == str(wav)
+
+
+def test_voice_encoder_ignores_padding_after_the_prompt(small_ref, small_components):
+    import torch
+
+    encoder = small_components["voice_encoder"]
+    audio = encoder.examples[0]["audio"].copy()
+    n = 1920 * 7
+    with torch.no_grad():
+        alone = small_ref.tts._encode_audio(torch.from_numpy(audio[..., :n])).numpy()
+    audio[..., n:] = np.random.default_rng(5).standard_normal(audio[..., n:].shape)  # anything after the prompt
+    padded = encoder.run({"audio": audio})["conditioning"]
+    assert np.max(np.abs(padded[:, :7] - alone)) <= 1e-5

@@ -2,8 +2,9 @@
 
 Components: ``flowlm`` (multifunction: ``prefill`` writes a 32-token chunk of
 conditioning into the KV cache, ``step`` runs one generation step with the LSD
-flow decode fused) and ``mimi`` (streaming decoder, one 80 ms frame per call):
-two CoreML calls per frame. The hooks below are thin: each names the module that
+flow decode fused), ``mimi`` (streaming decoder, one 80 ms frame per call) —
+two CoreML calls per frame — and ``voice_encoder`` (voice cloning from a WAV,
+run once per voice; the result is cached). The hooks below are thin: each names the module that
 does the work.
 """
 
@@ -21,8 +22,8 @@ HUB_REPO = "kyutai/pocket-tts"
 HUB_REVISION = "db04f0e653473e5c7333c69686ac92b7460b0c1d"
 
 _COMMON = {"cache_size": 512, "chunk": 32, "decode_steps": 1}
-_FULL = {"size": "full", **_COMMON, "mimi_max_positions": 16384}
-_SMALL = {"size": "small", **_COMMON, "mimi_max_positions": 4096}
+_FULL = {"size": "full", **_COMMON, "mimi_max_positions": 16384, "voice_seconds": 10.0}
+_SMALL = {"size": "small", **_COMMON, "mimi_max_positions": 4096, "voice_seconds": 2.0}
 
 
 def _options(variant: Variant) -> dict:
@@ -45,6 +46,11 @@ def zoo_register_models():
             components=(
                 ComponentSpec("flowlm", "prefill: 32 conditioning tokens -> KV cache; step: latent + noise -> next latent, EOS logit", functions=("prefill", "step")),
                 ComponentSpec("mimi", "streaming Mimi decoder: quantized latent [1, 512, 1] + state -> 1920 samples + state"),
+                ComponentSpec(
+                    "voice_encoder",
+                    "voice cloning: audio prompt [1, 1, 24000 * voice_seconds] -> conditioning rows (always fp32)",
+                    tolerances={"fp16": Tolerance(max_abs=1e-4)},  # computed in fp32 in every variant
+                ),
             ),
             tolerances={"fp32": Tolerance(max_abs=1e-4), "fp16": Tolerance(cosine_min=0.999)},
             hub_repo=HUB_REPO,

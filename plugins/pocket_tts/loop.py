@@ -40,20 +40,117 @@ def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
 
 
 class Voice:
-    def __init__(self, path: Path):
+    """A voice's prefilled KV cache [layers, 2, length, heads * head_dim]."""
+
+    def __init__(self, kv: Any, length: int):
+        self.kv = np.asarray(kv, dtype=np.float32)
+        self.length = int(length)
+
+    @classmethod
+    def load(cls, path: Path) -> "Voice":
         from safetensors.numpy import load_file
 
         data = load_file(str(path))
-        self.kv = data["kv"].astype(np.float32)
-        self.length = int(data["length"][0])
+        return cls(data["kv"], int(data["length"][0]))
+
+    def save(self, path: Path) -> None:
+        from safetensors.numpy import save_file
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        save_file({"kv": np.ascontiguousarray(self.kv), "length": np.array([self.length], np.int32)}, str(tmp))
+        tmp.replace(path)
 
 
-def load_voice(constants: dict[str, Path], name: str | None, default: str | None) -> tuple[str, Voice]:
-    name = name or default
+def load_voice(runtime: Any, name: str | None, cfg: dict[str, Any]) -> tuple[str, Voice]:
+    """A bundled voice by name, or a clone of a WAV file (computed once, then cached)."""
+    constants = runtime.constants
+    if name and (name.lower().endswith(".wav") or Path(name).is_file()):
+        return name, clone_voice(runtime, Path(name), cfg)
+    name = name or cfg["default_voice"]
     if name is None or f"voice_{name}" not in constants:
         known = sorted(k.removeprefix("voice_") for k in constants if k.startswith("voice_"))
-        raise ValueError(f"unknown voice {name!r}; this export has: {', '.join(known) or '(none)'}")
-    return name, Voice(constants[f"voice_{name}"])
+        raise ValueError(f"unknown voice {name!r}; this export has: {', '.join(known) or '(none)'}; or pass a .wav file to clone")
+    return name, Voice.load(constants[f"voice_{name}"])
+
+
+def read_wav(path: Path) -> tuple[Any, int]:
+    """16-bit PCM WAV -> mono float32 in [-1, 1] and its sample rate."""
+    import wave
+
+    if not path.is_file():
+        raise ValueError(f"voice prompt {path} does not exist")
+    try:
+        with wave.open(str(path), "rb") as w:
+            if w.getsampwidth() != 2:
+                raise ValueError(f"voice prompt {path}: only 16-bit PCM WAV is supported (got {8 * w.getsampwidth()}-bit)")
+            rate, channels = w.getframerate(), w.getnchannels()
+            data = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    except wave.Error as exc:
+        raise ValueError(f"voice prompt {path} is not a readable WAV file: {exc}") from None
+    if channels > 1:
+        data = data.reshape(-1, channels).mean(axis=1)
+    if data.size == 0:
+        raise ValueError(f"voice prompt {path} is empty")
+    return data, rate
+
+
+def end_on_pause(wav: Any, rate: int, pause: float = 0.08, fade: float = 0.02, floor_db: float = 35.0) -> Any:
+    """Cut trailing silence, fade out the last ``fade`` seconds and add ``pause`` seconds of silence (upstream's rule)."""
+    frame = max(1, int(0.02 * rate))
+    n = len(wav) // frame
+    if n == 0:
+        return wav
+    rms = np.sqrt(np.mean(np.square(wav[: n * frame].reshape(n, frame)), axis=1))
+    db = 20 * np.log10(rms + 1e-12)
+    end = (int(np.nonzero(db > db.max() - floor_db)[0][-1]) + 1) * frame
+    wav = wav[:end].copy()
+    length = min(int(fade * rate), end)
+    wav[end - length :] *= np.linspace(1, 0, length, dtype=np.float32)
+    return np.concatenate([wav, np.zeros(int(pause * rate), np.float32)])
+
+
+def clone_voice(runtime: Any, path: Path, cfg: dict[str, Any]) -> Voice:
+    import hashlib
+    from math import gcd
+
+    from safetensors.numpy import load_file
+
+    from zoo.core.cache import default_cache_root
+
+    consts = runtime.constants
+    key = hashlib.sha256(path.read_bytes() + runtime.backend.encode() + Path(consts["flowlm"]).read_bytes()).hexdigest()[:32]
+    cached = default_cache_root() / "pocket_tts" / "voices" / f"{key}.safetensors"
+    if cached.exists():
+        return Voice.load(cached)
+    wav, rate = read_wav(path)
+    sr = cfg["sample_rate"]
+    if rate != sr:
+        from scipy.signal import resample_poly
+
+        g = gcd(int(rate), int(sr))
+        wav = resample_poly(wav, sr // g, int(rate) // g).astype(np.float32)
+    limit = cfg["voice_prompt_samples"]
+    wav = end_on_pause(wav[: limit - int(0.08 * sr)], sr)
+    audio = np.zeros((1, 1, limit), np.float32)
+    audio[0, 0, : len(wav)] = wav
+    cond = runtime("voice_encoder", {"audio": audio})["conditioning"].astype(np.float32)
+    cond = cond[:, : -(-len(wav) // cfg["samples_per_frame"])]
+    flow = load_file(str(consts["flowlm"]))
+    if "bos_before_voice" in flow:
+        cond = np.concatenate([flow["bos_before_voice"].reshape(1, 1, -1), cond], axis=1)
+    layers, width = cfg["kv_layers"], cfg["kv_width"]
+    kv = np.zeros((layers, 2, cfg["cache_size"], width), np.float32)
+    chunk, pos = cfg["chunk"], 0
+    for start in range(0, cond.shape[1], chunk):
+        rows = cond[:, start : start + chunk]
+        block = np.zeros((1, chunk, cond.shape[2]), np.float32)
+        block[:, : rows.shape[1]] = rows
+        kv = runtime("flowlm", {"cond": block, "kv": kv, "pos": np.array([pos], np.int32), "valid": np.array([rows.shape[1]], np.int32)}, "prefill")["kv_out"]
+        pos += rows.shape[1]
+    voice = Voice(np.asarray(kv)[:, :, :pos], pos)
+    voice.save(cached)
+    return voice
 
 
 def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
@@ -80,7 +177,7 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
     table = flow["text_embedding"].astype(np.float32)
     bos, mean, std, quant = flow["bos"], flow["latent_mean"], flow["latent_std"], flow["quantizer"]
     mimi_init = {k: v.astype(np.float32) for k, v in load_file(str(consts["mimi_init_state"])).items()}
-    voice_name, voice = load_voice(consts, options.voice, cfg["default_voice"])
+    voice_name, voice = load_voice(runtime, options.voice, cfg)
     cache_size, chunk = cfg["cache_size"], cfg["chunk"]
     rng = np.random.default_rng(options.seed)
     noise_std = math.sqrt(temperature)

@@ -373,3 +373,8 @@ def upstream_mimi(tts: Any, names: list[str], quantized: Any, pos: Any, states: 
                     new[0, :, j] = state[name]["cache"][kind, 0, position].numpy()
             out[f"new_attn{i}_{slot}"] = new
     return {k: out[k] for k in ["audio"] + ["new_" + n for n in names]}
+
+
+def upstream_clone_state(tts: Any, wav_path: Any) -> Any:
+    """Upstream's voice state for a WAV prompt (what get_state_for_audio_prompt(path) computes)."""
+    return tts.get_state_for_audio_prompt(Path(wav_path))

@@ -14,6 +14,10 @@
   every piece of streaming state (convolution history, transposed-convolution
   partial sums, the decoder transformer's last 250 keys/values) passed in and
   returned explicitly.
+* ``voice_encoder`` — voice cloning: a prompt of up to ``voice_seconds`` of audio
+  (zero-padded at the end) -> the voice conditioning, one row per 80 ms. Mimi's
+  encoder is causal, so padding at the end leaves the rows of the real audio
+  exact. It always computes in fp32: its RoPE angles reach ~2000 rad, beyond fp16.
 
 The modules reuse the upstream layers (weights and the ops they run: LayerNorm,
 tanh-GELU, RoPE formula, SDPA, the flow head); only the cache handling is new.
@@ -287,6 +291,17 @@ class MimiDecoder(nn.Module):
         return (x, *(new[name] for name in self.state_names))
 
 
+class VoiceEncoder(nn.Module):
+    """audio [1, 1, N] -> voice conditioning [1, N / 1920, d] (upstream's Mimi encoder + speaker projection)."""
+
+    def __init__(self, tts: nn.Module):
+        super().__init__()
+        self.tts = tts
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.tts._encode_audio(audio)
+
+
 def initial_mimi_state(layout: dict[str, tuple[int, ...]]) -> dict[str, Any]:
     import numpy as np
 
@@ -381,6 +396,15 @@ def build(ref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
     def mimi_reference(quantized: Any, pos: Any, **states: Any) -> dict[str, Any]:
         return upstream.upstream_mimi(tts, names, quantized, pos, states)
 
+    samples = int(options["voice_seconds"] * tts.config.mimi.sample_rate)
+    prompt_audio = np.zeros((1, 1, samples), np.float32)
+    real = upstream.random_voice_audio(7, seconds=options["voice_seconds"] * 0.6)[0]
+    prompt_audio[0, 0, : len(real)] = real
+
+    def encoder_reference(audio: Any) -> dict[str, Any]:
+        with torch.no_grad():
+            return {"conditioning": tts._encode_audio(torch.as_tensor(audio)).numpy()}
+
     return {
         "flowlm": {
             "prefill": Traceable(
@@ -398,6 +422,14 @@ def build(ref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
                 reference=lambda latent, noise, kv, pos: upstream.upstream_step(tts, steps, latent, noise, kv, pos),
             ),
         },
+        "voice_encoder": Traceable(
+            module=VoiceEncoder(tts).eval(),
+            inputs=[TensorSpec("audio", (1, 1, samples))],
+            outputs=["conditioning"],
+            examples=[{"audio": prompt_audio}],
+            reference=encoder_reference,
+            convert_options={"compute_precision": "fp32"},
+        ),
         "mimi": Traceable(
             module=mimi,
             inputs=[TensorSpec("quantized", (1, quant_w.shape[0], 1)), TensorSpec("pos", (1,), "int32")]
