@@ -1,9 +1,9 @@
 """pocket_tts: Kyutai PocketTTS (pocket-tts 4.0.1, ``english``) exported to CoreML.
 
-Components: ``flowlm`` (multifunction: ``prefill`` writes a 32-token chunk of
+Components: ``flowlm`` (multifunction: ``prefill`` writes a 64-token chunk of
 conditioning into the KV cache, ``step`` runs one generation step with the LSD
-flow decode fused), ``mimi`` (streaming decoder, one 80 ms frame per call) —
-two CoreML calls per frame — and ``voice_encoder`` (voice cloning from a WAV,
+flow decode fused), ``mimi`` (streaming decoder, two 80 ms frames per call) —
+1.5 CoreML calls per frame — and ``voice_encoder`` (voice cloning from a WAV,
 run once per voice; the result is cached). The hooks below are thin: each names the module that
 does the work.
 """
@@ -21,8 +21,12 @@ MODEL = "pocket_tts"
 HUB_REPO = "kyutai/pocket-tts"
 HUB_REVISION = "db04f0e653473e5c7333c69686ac92b7460b0c1d"
 
-_COMMON = {"cache_size": 512, "chunk": 32, "decode_steps": 1}
-_FULL = {"size": "full", **_COMMON, "mimi_max_positions": 16384, "voice_seconds": 10.0}
+#: cache_size: KV slots (voice + text + generated frames); chunk: prefill tokens per call;
+#: decode_steps: LSD steps fused in flowlm.step; mimi_frames: latent frames per Mimi call;
+#: mimi_max_positions: RoPE table of the decoder transformer (200 Hz steps per text chunk);
+#: voice_seconds: longest voice prompt the voice encoder takes.
+_COMMON = {"cache_size": 512, "chunk": 64, "decode_steps": 1, "mimi_frames": 2}
+_FULL = {"size": "full", **_COMMON, "mimi_max_positions": 8192, "voice_seconds": 10.0}
 _SMALL = {"size": "small", **_COMMON, "mimi_max_positions": 4096, "voice_seconds": 2.0}
 
 
@@ -35,7 +39,7 @@ def zoo_register_models():
     return [
         ModelSpec(
             name=MODEL,
-            summary="Kyutai PocketTTS english (pocket-tts 4.0.1): flow LM + streaming Mimi, 2 calls per 80 ms frame",
+            summary="Kyutai PocketTTS english (pocket-tts 4.0.1): flow LM + streaming Mimi, 1.5 calls per 80 ms frame",
             variants={
                 "fp16": Variant("fp16", "fp16", "iOS17", _FULL, "default: fp16 weights and compute, explicit state I/O"),
                 "fp32": Variant("fp32", "fp32", "iOS17", _FULL, "fp32 everywhere, explicit state I/O"),
@@ -44,8 +48,8 @@ def zoo_register_models():
             },
             default_variant="fp16",
             components=(
-                ComponentSpec("flowlm", "prefill: 32 conditioning tokens -> KV cache; step: latent + noise -> next latent, EOS logit", functions=("prefill", "step")),
-                ComponentSpec("mimi", "streaming Mimi decoder: quantized latent [1, 512, 1] + state -> 1920 samples + state"),
+                ComponentSpec("flowlm", "prefill: 64 conditioning tokens -> KV cache; step: latent + noise -> next latent, EOS logit", functions=("prefill", "step")),
+                ComponentSpec("mimi", "streaming Mimi decoder: 2 quantized latents [1, 512, 2] + state -> 3840 samples + state"),
                 ComponentSpec(
                     "voice_encoder",
                     "voice cloning: audio prompt [1, 1, 24000 * voice_seconds] -> conditioning rows (always fp32)",

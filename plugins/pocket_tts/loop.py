@@ -39,6 +39,54 @@ def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
         raise ValueError(f"bad pocket_tts run option: {exc}") from None
 
 
+class MimiStream:
+    """Decodes latents ``mimi_frames_per_call`` at a time, in order, on a worker thread.
+
+    Generation does not wait for decoding (as upstream's decoder thread). A final
+    group that is not full is padded with copies of its last latent; the decoder is
+    causal, so the padding only produces audio that is dropped.
+    """
+
+    def __init__(self, runtime: Any, cfg: dict[str, Any], init: dict[str, Any], quant: Any, mean: Any, std: Any):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.runtime, self.quant, self.mean, self.std = runtime, quant, mean, std
+        self.frames = cfg["mimi_frames_per_call"]
+        self.steps = cfg["mimi_steps_per_frame"]
+        self.samples = cfg["samples_per_frame"]
+        self.state = {k: v.copy() for k, v in init.items()}
+        self.pos = 0
+        self.pending: list[Any] = []
+        self.futures: list[Any] = []
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mimi")
+
+    def push(self, latent: Any) -> None:
+        self.pending.append((self.quant @ (latent.reshape(-1) * self.std + self.mean)).astype(np.float32))
+        if len(self.pending) == self.frames:
+            self._flush()
+
+    def _flush(self) -> None:
+        count = len(self.pending)
+        group = self.pending + [self.pending[-1]] * (self.frames - count)
+        self.pending = []
+        self.futures.append(self.pool.submit(self._decode, np.stack(group, axis=-1)[None], count))
+
+    def _decode(self, quantized: Any, count: int) -> Any:
+        out = self.runtime("mimi", {"quantized": quantized, "pos": np.array([self.pos], np.int32), **self.state})
+        self.state = {k: np.asarray(out["new_" + k], dtype=np.float32) for k in self.state}
+        self.pos += self.steps * self.frames
+        return np.asarray(out["audio"], dtype=np.float32).reshape(-1)[: count * self.samples]
+
+    def finish(self) -> Any:
+        if self.pending:
+            self._flush()
+        parts = [f.result() for f in self.futures]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 class Voice:
     """A voice's prefilled KV cache [layers, 2, length, heads * head_dim]."""
 
@@ -208,29 +256,31 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
             pos += len(rows)
 
         latent = bos.reshape(1, -1).astype(np.float32)
-        state = {k: v.copy() for k, v in mimi_init.items()}
-        mimi_pos, eos_step, audio, logits = 0, None, [], []
-        for index in range(max_frames):
-            noise = (rng.standard_normal((1, latent.shape[1])) * noise_std).astype(np.float32) if noise_std > 0 else np.zeros_like(latent)
-            out = runtime("flowlm", {"latent": latent, "noise": noise, "kv": kv, "pos": np.array([pos], np.int32)}, "step")
-            kv, pos = out["kv_out"], pos + 1
-            logits.append(float(np.asarray(out["eos_logit"]).reshape(-1)[0]))
-            if logits[-1] > threshold and eos_step is None and index >= cfg["min_frames_before_eos"]:
-                eos_step = index
-            if eos_step is not None and index >= eos_step + after_eos:
-                break
-            latent = np.asarray(out["latent_out"], dtype=np.float32).reshape(1, -1)
-            quantized = (quant @ (latent.reshape(-1) * std + mean)).reshape(1, -1, 1).astype(np.float32)
-            decoded = runtime("mimi", {"quantized": quantized, "pos": np.array([mimi_pos], np.int32), **state})
-            state = {k: np.asarray(decoded["new_" + k], dtype=np.float32) for k in state}
-            mimi_pos += cfg["mimi_steps_per_frame"]
-            audio.append(np.asarray(decoded["audio"], dtype=np.float32).reshape(-1))
-        samples = np.concatenate(audio) if audio else np.zeros(0, np.float32)
+        decoder = MimiStream(runtime, cfg, mimi_init, quant, mean, std)
+        eos_step, logits, emitted = None, [], 0
+        try:
+            for index in range(max_frames):
+                if eos_step is not None and index >= eos_step + after_eos:
+                    break  # decided before stepping: the step that ends generation is never run
+                noise = (rng.standard_normal((1, latent.shape[1])) * noise_std).astype(np.float32) if noise_std > 0 else np.zeros_like(latent)
+                out = runtime("flowlm", {"latent": latent, "noise": noise, "kv": kv, "pos": np.array([pos], np.int32)}, "step")
+                kv, pos = out["kv_out"], pos + 1
+                logits.append(float(np.asarray(out["eos_logit"]).reshape(-1)[0]))
+                if logits[-1] > threshold and eos_step is None and index >= cfg["min_frames_before_eos"]:
+                    eos_step = index
+                if eos_step is not None and index >= eos_step + after_eos:
+                    break
+                latent = np.asarray(out["latent_out"], dtype=np.float32).reshape(1, -1)
+                decoder.push(latent)
+                emitted += 1
+            samples = decoder.finish()
+        finally:
+            decoder.close()
         fade = min(cfg["fade_in_samples"], len(samples))
         samples[:fade] *= np.linspace(0, 1, cfg["fade_in_samples"], dtype=np.float32)[:fade]
         pieces.append(samples)
-        frames += len(audio)
-        report.append({"text": prompt.strip(), "tokens": len(ids), "frames": len(audio), "eos_frame": eos_step, "eos_logits": [round(v, 5) for v in logits]})
+        frames += emitted
+        report.append({"text": prompt.strip(), "tokens": len(ids), "frames": emitted, "eos_frame": eos_step, "eos_logits": [round(v, 5) for v in logits]})
     info = {"voice": voice_name, "temperature": temperature, "eos_threshold": threshold, "chunks": report}
     if not cfg["tokenizer_is_real"]:
         info["note"] = "exported with the offline stand-in tokenizer and random weights: not real speech"

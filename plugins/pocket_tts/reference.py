@@ -332,7 +332,7 @@ def upstream_mimi(tts: Any, names: list[str], quantized: Any, pos: Any, states: 
 
     mimi = tts.mimi
     p = int(pos[0])
-    steps = mimi.upsample.convtr.convtr.stride[0]
+    steps = mimi.upsample.convtr.convtr.stride[0] * int(quantized.shape[-1])
     state = init_states(mimi, batch_size=1, sequence_length=p + steps)
     for name, module in mimi.decoder.named_modules():
         key = "decoder." + name

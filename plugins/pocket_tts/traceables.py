@@ -180,14 +180,16 @@ def mimi_state_layout(mimi: nn.Module, frames_per_call: int = 1) -> dict[str, tu
 
 
 class MimiDecoder(nn.Module):
-    """One latent frame (after the quantizer projection) -> 1920 samples, state in and out.
+    """``frames`` latent frames (after the quantizer projection) -> 1920 samples each, state in and out.
 
-    Inputs: ``quantized`` [1, C, 1], ``pos`` int32 [1] (the decoder transformer's
-    absolute step), then every state of :func:`mimi_state_layout`. Outputs:
-    ``audio`` [1, 1, 1920] then the updated states in the same order.
+    Inputs: ``quantized`` [1, C, frames], ``pos`` int32 [1] (the decoder
+    transformer's absolute step), then every state of :func:`mimi_state_layout`.
+    Outputs: ``audio`` [1, 1, 1920 * frames] then the updated states in the same
+    order. The decoder is causal, so a frame's audio does not depend on the frames
+    decoded after it in the same call.
     """
 
-    def __init__(self, mimi: nn.Module, max_positions: int):
+    def __init__(self, mimi: nn.Module, max_positions: int, frames: int = 1):
         super().__init__()
         from pocket_tts.modules.conv import StreamingConv1d, StreamingConvTranspose1d
 
@@ -200,7 +202,9 @@ class MimiDecoder(nn.Module):
         if attn.context != MIMI_WINDOW:
             raise NotImplementedError(f"Mimi context {attn.context} != {MIMI_WINDOW}")
         self.heads, self.head_dim = attn.num_heads, attn.dim_per_head
-        self.steps = self.upsample.stride[0]  # transformer steps per latent
+        self.steps_per_frame = self.upsample.stride[0]  # transformer steps per latent
+        self.frames = frames
+        self.steps = self.steps_per_frame * frames
         self.decoder = mimi.decoder.model
         self.kinds = [
             "conv" if isinstance(m, StreamingConv1d) else "convtr" if isinstance(m, StreamingConvTranspose1d) else "resblock" if hasattr(m, "block") else "plain"
@@ -374,7 +378,8 @@ def build(ref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
         {"latent": rng.standard_normal((1, flow.ldim)).astype(np.float32), "noise": (rng.standard_normal((1, flow.ldim)) * std).astype(np.float32), "kv": after_text, "pos": np.array([pos_text], np.int32)},
     ]
 
-    mimi = MimiDecoder(tts.mimi, int(options["mimi_max_positions"])).eval()
+    frames = int(options["mimi_frames"])
+    mimi = MimiDecoder(tts.mimi, int(options["mimi_max_positions"]), frames).eval()
     names = mimi.state_names
     quant_w = _np(tts.mimi.quantizer.output_proj.weight)[:, :, 0]  # [C, latent]
 
@@ -382,16 +387,19 @@ def build(ref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
         denorm = latent * _np(flow.emb_std) + _np(flow.emb_mean)
         return (quant_w @ denorm.reshape(-1, 1)).reshape(1, -1, 1).astype(np.float32)
 
+    def quantize_frames() -> Any:
+        return np.concatenate([quantize(rng.standard_normal(flow.ldim).astype(np.float32)) for _ in range(frames)], axis=2)
+
     state = initial_mimi_state(mimi.layout)
-    mimi_examples = [{"quantized": quantize(rng.standard_normal(flow.ldim).astype(np.float32)), "pos": np.array([0], np.int32), **state}]
+    mimi_examples = [{"quantized": quantize_frames(), "pos": np.array([0], np.int32), **state}]
     with torch.no_grad():
         pos = 0
-        for _ in range(17):  # run past the 250-step window
-            inputs = [torch.from_numpy(quantize(rng.standard_normal(flow.ldim).astype(np.float32))), torch.tensor([pos], dtype=torch.int32)]
+        for _ in range(-(-17 // frames)):  # run past the 250-step window
+            inputs = [torch.from_numpy(quantize_frames()), torch.tensor([pos], dtype=torch.int32)]
             outs = mimi(*inputs, *(torch.from_numpy(state[n]) for n in names))
             state = {n: _np(v) for n, v in zip(names, outs[1:])}
             pos += mimi.steps
-    mimi_examples.append({"quantized": quantize(rng.standard_normal(flow.ldim).astype(np.float32)), "pos": np.array([pos], np.int32), **state})
+    mimi_examples.append({"quantized": quantize_frames(), "pos": np.array([pos], np.int32), **state})
 
     def mimi_reference(quantized: Any, pos: Any, **states: Any) -> dict[str, Any]:
         return upstream.upstream_mimi(tts, names, quantized, pos, states)
@@ -432,7 +440,7 @@ def build(ref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
         ),
         "mimi": Traceable(
             module=mimi,
-            inputs=[TensorSpec("quantized", (1, quant_w.shape[0], 1)), TensorSpec("pos", (1,), "int32")]
+            inputs=[TensorSpec("quantized", (1, quant_w.shape[0], frames)), TensorSpec("pos", (1,), "int32")]
             + [TensorSpec(n, mimi.layout[n], state_dtype) for n in names],
             outputs=["audio"] + ["new_" + n for n in names],
             examples=mimi_examples,
