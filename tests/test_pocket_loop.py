@@ -131,4 +131,4 @@ def test_voice_encoder_ignores_padding_after_the_prompt(small_ref, small_compone
         alone = small_ref.tts._encode_audio(torch.from_numpy(audio[..., :n])).numpy()
     audio[..., n:] = np.random.default_rng(5).standard_normal(audio[..., n:].shape)  # anything after the prompt
     padded = encoder.run({"audio": audio})["conditioning"]
-    assert np.max(np.abs(padded[:, :7] - alone)) <= 1e-5
+    assert np.max(np.abs(padded[:, :7] - alone)) <= 1e-4

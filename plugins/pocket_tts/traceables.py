@@ -296,14 +296,82 @@ class MimiDecoder(nn.Module):
 
 
 class VoiceEncoder(nn.Module):
-    """audio [1, 1, N] -> voice conditioning [1, N / 1920, d] (upstream's Mimi encoder + speaker projection)."""
+    """audio [1, 1, N] -> voice conditioning [1, N / 1920, d]: Mimi's encoder and the speaker projection.
 
-    def __init__(self, tts: nn.Module):
+    The same layers and ops as upstream's ``TTSModel._encode_audio``, with the
+    shape arithmetic done in Python at build time (traced shape ops are what
+    fails to convert) and the RoPE angles precomputed for the fixed length.
+    """
+
+    def __init__(self, tts: nn.Module, samples: int):
         super().__init__()
-        self.tts = tts
+        from pocket_tts.modules.conv import StreamingConv1d
+
+        mimi = tts.mimi
+        self.encoder = mimi.encoder.model
+        self.kinds = [
+            "conv" if isinstance(m, StreamingConv1d) else "resblock" if hasattr(m, "block") else "plain" for m in self.encoder
+        ]
+        for m in mimi.encoder.modules():
+            if isinstance(m, StreamingConv1d) and m.pad_mode != "constant":
+                raise NotImplementedError(f"encoder pad mode {m.pad_mode!r}")
+        self.layers = mimi.encoder_transformer.transformer.layers
+        proj = mimi.encoder_transformer
+        if proj.input_proj is not None or any(not isinstance(p, nn.Identity) for p in proj.output_projs):
+            raise NotImplementedError("projected Mimi transformers are not supported")
+        self.downsample = mimi.downsample.conv
+        if self.downsample.pad_mode != "replicate":
+            raise NotImplementedError("the Mimi downsampling is expected to pad by replication")
+        self.speaker_proj = tts.flow_lm.speaker_proj_weight
+        if samples % mimi.frame_size:
+            raise ValueError(f"voice prompt length {samples} is not a multiple of the {mimi.frame_size}-sample frame")
+        steps = samples // mimi.encoder.hop_length
+        attn = self.layers[0].self_attn
+        self.heads, self.head_dim, self.context = attn.num_heads, attn.dim_per_head, attn.context
+        cos, sin = rope_tables(steps, self.head_dim, mimi.encoder_transformer.transformer.max_period)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        pos = torch.arange(steps)
+        delta = pos.view(-1, 1) - pos.view(1, -1)
+        mask = delta >= 0
+        if self.context is not None:
+            mask = mask & (delta < self.context)
+        self.register_buffer("mask", mask.view(1, 1, steps, steps), persistent=False)
+
+    @staticmethod
+    def _conv(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        keep = module._effective_kernel_size - module._stride
+        return module.conv(F.pad(x, (keep, 0)) if keep else x)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
-        return self.tts._encode_audio(audio)
+        x = audio
+        for module, kind in zip(self.encoder, self.kinds):
+            if kind == "conv":
+                x = self._conv(module, x)
+            elif kind == "resblock":
+                v = x
+                for sub in module.block:
+                    v = self._conv(sub, v) if hasattr(sub, "conv") else sub(v)
+                x = x + v
+            else:
+                x = module(x)
+        x = x.transpose(1, 2)  # [1, T, C]
+        t, h, d = x.shape[1], self.heads, self.head_dim
+        for layer in self.layers:
+            attn = layer.self_attn
+            y = layer.norm1(x)
+            projected = attn.in_proj(y)
+            q = projected[..., : attn.attn_dim].view(1, t, h, d)
+            k, v = torch.unbind(projected[..., attn.attn_dim :].view(1, t, 2, h, d), dim=2)
+            q = apply_rope(q, self.rope_cos, self.rope_sin).transpose(1, 2)
+            k = apply_rope(k, self.rope_cos, self.rope_sin).transpose(1, 2)
+            out = F.scaled_dot_product_attention(q, k, v.transpose(1, 2), self.mask, dropout_p=0.0)
+            x = x + layer.layer_scale_1(attn.out_proj(out.transpose(1, 2).reshape(1, t, h * d)))
+            x = layer._ff_block(x)
+        x = x.transpose(1, 2)
+        keep = self.downsample._effective_kernel_size - self.downsample._stride
+        x = self.downsample.conv(torch.cat([x[..., :1].expand(-1, -1, keep), x], dim=-1))
+        return F.linear(x.transpose(1, 2).to(torch.float32), self.speaker_proj)
 
 
 def initial_mimi_state(layout: dict[str, tuple[int, ...]]) -> dict[str, Any]:
@@ -431,7 +499,7 @@ def build(ref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
             ),
         },
         "voice_encoder": Traceable(
-            module=VoiceEncoder(tts).eval(),
+            module=VoiceEncoder(tts, samples).eval(),
             inputs=[TensorSpec("audio", (1, 1, samples))],
             outputs=["conditioning"],
             examples=[{"audio": prompt_audio}],
