@@ -272,3 +272,23 @@ def test_dropped_index_write_is_exposed(tmp_path):
     assert "coreml_update_state" not in program.function().op_types()  # the write is gone from the program
     assert min(diffs) > 0.05, "the interpreter must expose the dropped state write"
     assert not state["cache"].any()
+
+
+def test_fp16_rounding_matches_numpy_cast():
+    from zoo.core.mil.program import round_to_fp16
+
+    rng = np.random.default_rng(4)
+    values = np.concatenate(
+        [
+            rng.standard_normal(20000) * 100,
+            rng.standard_normal(20000) * 1e-5,  # fp16 subnormals
+            rng.standard_normal(20000) * 7e4,  # overflow to inf
+            [0.0, -0.0, 65504, 65519.99, 65520, -65520, 2.0**-24, 2.0**-25, 1e-8, np.inf, -np.inf, np.nan],
+        ]
+    ).astype(np.float32)
+    with np.errstate(all="ignore"):
+        want = values.astype(np.float16).astype(np.float32)
+    got = round_to_fp16(values)
+    assert got.dtype == np.float32
+    assert np.array_equal(got, want, equal_nan=True)
+    assert np.array_equal(np.signbit(got), np.signbit(want))

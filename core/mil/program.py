@@ -30,6 +30,16 @@ class UnsupportedOp(MilError):
 
 _FLOAT = (np.float16, np.float32, np.float64)
 
+#: ops that only move or select values of their (already rounded) inputs: their
+#: results need no rounding and cannot introduce a non-finite value
+DATA_MOVEMENT = frozenset(
+    {
+        "reshape", "transpose", "expand_dims", "squeeze", "slice_by_index", "slice_by_size", "slice_update",
+        "concat", "stack", "split", "gather", "gather_along_axis", "gather_nd", "tile", "identity", "select",
+        "crop", "reverse", "read_state", "coreml_update_state", "reshape_like",
+    }
+)
+
 
 def _np_type(builtin: Any) -> Any:
     from coremltools.converters.mil.mil import types
@@ -46,6 +56,7 @@ class _Step:
     args: list[tuple[str, str, Any]]  # (param, kind: const|var|list, payload)
     outputs: list[tuple[str, Any, tuple[int | None, ...]]]  # (name, numpy type, static shape)
     state: str | None = None  # read_state / coreml_update_state: the state name
+    moves: bool = False  # a data-movement op (see DATA_MOVEMENT)
 
     def where(self, function: str) -> str:
         return f"op #{self.index} {self.op_type} {self.name!r} in function {function!r}"
@@ -163,7 +174,7 @@ class MilProgram:
                 else:
                     args.append((param, "var", value.name))
             outs = [(o.name, _np_type(o.dtype), _static_shape(o)) for o in op.outputs]
-            mil_fn.steps.append(_Step(index, op.op_type, op.name, kernel, args, outs, state_name))
+            mil_fn.steps.append(_Step(index, op.op_type, op.name, kernel, args, outs, state_name, op.op_type in DATA_MOVEMENT))
         if unsupported:
             where = "; ".join(f"{t} at {w}" for t, w in sorted(unsupported.items()))
             raise UnsupportedOp(f"zoo's MIL interpreter cannot execute op type(s) {', '.join(sorted(unsupported))} in function {fn_name!r}: {where}")
@@ -203,7 +214,7 @@ class MilProgram:
                     raise MilError(f"input {name!r}: expected shape {info.shape}, got {value.shape}")
             if len(info.shape) != value.ndim:
                 raise MilError(f"input {name!r}: expected rank {len(info.shape)}, got shape {value.shape}")
-            env[name] = _store(value.astype(info.dtype))
+            env[name] = round_to_fp16(value) if info.dtype == np.float16 and value.dtype != np.float16 else _store(value.astype(info.dtype))
         self.first_nonfinite = None
         with np.errstate(all="ignore"):
             for step in fn.steps:
@@ -232,8 +243,12 @@ class MilProgram:
                     value = np.asarray(value)
                     if len(shape) != value.ndim or any(s is not None and s != v for s, v in zip(shape, value.shape)):
                         raise MilError(f"{step.where(function)}: output {name!r} has shape {value.shape}, program declares {shape}")
-                    stored = _store(value.astype(dtype, copy=False))
-                    if self.first_nonfinite is None and stored.dtype.kind == "f" and not np.isfinite(stored).all():
+                    if dtype == np.float16 and value.dtype in (np.float32, np.float64):
+                        # moved values are already fp16-rounded; computed ones are rounded here
+                        stored = value.astype(np.float32, copy=False) if step.moves else round_to_fp16(value)
+                    else:
+                        stored = _store(value.astype(dtype, copy=False))
+                    if not step.moves and self.first_nonfinite is None and stored.dtype.kind == "f" and not _finite(stored):
                         self.first_nonfinite = f"{step.where(function)} (output {name!r})"
                     env[name] = stored
         outputs = {}
@@ -242,6 +257,32 @@ class MilProgram:
             value = consts[info.name] if info.name in consts else env[info.name]
             outputs[info.name] = np.asarray(value).astype(info.dtype)
         return outputs
+
+
+def _finite(value: np.ndarray) -> bool:
+    """All values finite? One reduction; the element-wise test only if the sum is not finite."""
+    total = np.add.reduce(value, axis=None, dtype=np.float64)
+    return bool(np.isfinite(total)) or bool(np.isfinite(value).all())
+
+
+def round_to_fp16(value: np.ndarray) -> np.ndarray:
+    """float32 -> the nearest fp16 value (ties to even), held in float32; same result as
+    ``value.astype(float16).astype(float32)``, about twice as fast.
+
+    Rounds the mantissa to 10 bits with integer arithmetic; the rare values outside
+    fp16's normal range (non-zero subnormals, overflow to inf, NaN) take numpy's cast.
+    """
+    bits = np.ascontiguousarray(value, dtype=np.float32).view(np.uint32)
+    rounded = bits + (np.uint32(0x0FFF) + ((bits >> np.uint32(13)) & np.uint32(1)))
+    rounded &= np.uint32(0xFFFFE000)
+    exponent = bits & np.uint32(0x7F800000)
+    odd = ((exponent < np.uint32(0x38800000)) & ((bits & np.uint32(0x7FFFFFFF)) != 0)) | ((rounded & np.uint32(0x7F800000)) >= np.uint32(0x47800000))
+    out = rounded.view(np.float32).reshape(np.shape(value))
+    where = np.flatnonzero(odd)
+    if where.size:
+        flat = out.reshape(-1)
+        flat[where] = np.asarray(value, dtype=np.float32).reshape(-1)[where].astype(np.float16).astype(np.float32)
+    return out
 
 
 def _store(value: np.ndarray) -> np.ndarray:
