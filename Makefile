@@ -15,11 +15,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test,all]"
 	touch $(STAMP)
 
-# The main job: export a model with seeded random weights (no download), then list what zoo knows.
-# Until the first model plugin lands this uses the example plugin from tests/plugins/zoo_tiny.
+# The main job: export PocketTTS at full size with seeded random weights (no download; about a
+# minute), speak through the exported packages with zoo's MIL interpreter, then list what zoo knows.
 demo: setup
-	$(BIN)/pip install --quiet --no-deps -e tests/plugins/zoo_tiny
-	$(BIN)/zoo export tiny --random-weights
+	$(BIN)/zoo export pocket_tts --random-weights
+	$(BIN)/zoo run pocket_tts "Hello there." -o hello.wav --backend mil
 	$(BIN)/zoo list
 
 test: setup

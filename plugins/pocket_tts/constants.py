@@ -63,6 +63,7 @@ def export(ref: Any, options: dict[str, Any], precision: str, out_dir: Path) -> 
         "samples_per_frame": int(config.mimi.sample_rate / config.mimi.frame_rate),
         "mimi_steps_per_frame": MimiDecoder(tts.mimi, 1).steps_per_frame,
         "mimi_frames_per_call": int(options["mimi_frames"]),
+        "mimi_stateful": bool(options.get("stateful_mimi", False)),
         "cache_size": int(options["cache_size"]),
         "kv_layers": len(flow.transformer.layers),
         "kv_width": flow.transformer.layers[0].self_attn.attn_dim,

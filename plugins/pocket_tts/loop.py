@@ -54,7 +54,8 @@ class MimiStream:
         self.frames = cfg["mimi_frames_per_call"]
         self.steps = cfg["mimi_steps_per_frame"]
         self.samples = cfg["samples_per_frame"]
-        self.state = {k: v.copy() for k, v in init.items()}
+        self.stateful = cfg.get("mimi_stateful", False)
+        self.state = {} if self.stateful else {k: v.copy() for k, v in init.items()}
         self.pos = 0
         self.pending: list[Any] = []
         self.futures: list[Any] = []
@@ -73,7 +74,8 @@ class MimiStream:
 
     def _decode(self, quantized: Any, count: int) -> Any:
         out = self.runtime("mimi", {"quantized": quantized, "pos": np.array([self.pos], np.int32), **self.state})
-        self.state = {k: np.asarray(out["new_" + k], dtype=np.float32) for k in self.state}
+        if not self.stateful:
+            self.state = {k: np.asarray(out["new_" + k], dtype=np.float32) for k in self.state}
         self.pos += self.steps * self.frames
         return np.asarray(out["audio"], dtype=np.float32).reshape(-1)[: count * self.samples]
 
@@ -256,6 +258,8 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
             pos += len(rows)
 
         latent = bos.reshape(1, -1).astype(np.float32)
+        if cfg.get("mimi_stateful"):
+            runtime.reset_states()  # a fresh decoder state for every text chunk, as upstream
         decoder = MimiStream(runtime, cfg, mimi_init, quant, mean, std)
         eos_step, logits, emitted = None, [], 0
         try:

@@ -17,7 +17,7 @@
 * ``voice_encoder`` — voice cloning: a prompt of up to ``voice_seconds`` of audio
   (zero-padded at the end) -> the voice conditioning, one row per 80 ms. Mimi's
   encoder is causal, so padding at the end leaves the rows of the real audio
-  exact. It always computes in fp32: its RoPE angles reach ~2000 rad, beyond fp16.
+  exact. Its RoPE angles (up to ~2000 rad, beyond fp16) are precomputed in fp32.
 
 The modules reuse the upstream layers (weights and the ops they run: LayerNorm,
 tanh-GELU, RoPE formula, SDPA, the flow head); only the cache handling is new.
@@ -295,6 +295,28 @@ class MimiDecoder(nn.Module):
         return (x, *(new[name] for name in self.state_names))
 
 
+class StatefulMimiDecoder(MimiDecoder):
+    """The Mimi decoder with its streaming state held as CoreML states (iOS18), in fp16.
+
+    Inputs ``quantized`` and ``pos``; output ``audio``. Each state is read at the
+    start of a call and written back whole with a full-slice assignment, the write
+    pattern coremltools converts into ``coreml_update_state``. States start at zero,
+    which is the decoder's initial state.
+    """
+
+    def __init__(self, mimi: nn.Module, max_positions: int, frames: int = 1):
+        super().__init__(mimi, max_positions, frames)
+        for name, shape in self.layout.items():
+            self.register_buffer("s_" + name, torch.zeros(shape, dtype=torch.float16))
+
+    def forward(self, quantized: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        buffers = [getattr(self, "s_" + n) for n in self.state_names]
+        outs = super().forward(quantized, pos, *(b.to(torch.float32) for b in buffers))
+        for buf, new in zip(buffers, outs[1:]):
+            buf[(slice(None),) * buf.dim()] = new.to(torch.float16)
+        return outs[0]
+
+
 class VoiceEncoder(nn.Module):
     """audio [1, 1, N] -> voice conditioning [1, N / 1920, d]: Mimi's encoder and the speaker projection.
 
@@ -406,7 +428,7 @@ def build(ref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from zoo.core import TensorSpec, Traceable
+    from zoo.core import StateSpec, TensorSpec, Traceable
 
     from . import reference as upstream
 
@@ -472,6 +494,29 @@ def build(ref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
     def mimi_reference(quantized: Any, pos: Any, **states: Any) -> dict[str, Any]:
         return upstream.upstream_mimi(tts, names, quantized, pos, states)
 
+    if options.get("stateful_mimi"):
+        if precision != "fp16":
+            raise ValueError("the stateful Mimi decoder exists in fp16 only (CoreML states are fp16)")
+        stateful = StatefulMimiDecoder(tts.mimi, int(options["mimi_max_positions"]), frames).eval()
+        zeros = initial_mimi_state(mimi.layout)
+        mimi_traceable = Traceable(
+            module=stateful,
+            inputs=[TensorSpec("quantized", (1, quant_w.shape[0], frames)), TensorSpec("pos", (1,), "int32")],
+            outputs=["audio"],
+            examples=[{k: mimi_examples[0][k] for k in ("quantized", "pos")}],
+            reference=lambda quantized, pos: {"audio": upstream.upstream_mimi(tts, names, quantized, pos, zeros)["audio"]},
+            states=[StateSpec("s_" + n, mimi.layout[n], "float16") for n in names],
+        )
+    else:
+        mimi_traceable = Traceable(
+            module=mimi,
+            inputs=[TensorSpec("quantized", (1, quant_w.shape[0], frames)), TensorSpec("pos", (1,), "int32")]
+            + [TensorSpec(n, mimi.layout[n], state_dtype) for n in names],
+            outputs=["audio"] + ["new_" + n for n in names],
+            examples=mimi_examples,
+            reference=mimi_reference,
+        )
+
     samples = int(options["voice_seconds"] * tts.config.mimi.sample_rate)
     prompt_audio = np.zeros((1, 1, samples), np.float32)
     real = upstream.random_voice_audio(7, seconds=options["voice_seconds"] * 0.6)[0]
@@ -504,14 +549,6 @@ def build(ref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
             outputs=["conditioning"],
             examples=[{"audio": prompt_audio}],
             reference=encoder_reference,
-            convert_options={"compute_precision": "fp32"},
         ),
-        "mimi": Traceable(
-            module=mimi,
-            inputs=[TensorSpec("quantized", (1, quant_w.shape[0], frames)), TensorSpec("pos", (1,), "int32")]
-            + [TensorSpec(n, mimi.layout[n], state_dtype) for n in names],
-            outputs=["audio"] + ["new_" + n for n in names],
-            examples=mimi_examples,
-            reference=mimi_reference,
-        ),
+        "mimi": mimi_traceable,
     }
