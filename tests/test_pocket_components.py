@@ -20,9 +20,14 @@ def max_diff(a, b) -> float:
     return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
 
 
-def _prefill(components, cond, kv, pos, valid):
+def _rows(components, cond, kv, pos, valid):
     t = components["flowlm"]["prefill"]
-    return t.run({"cond": cond, "kv": kv, "pos": np.array([pos], np.int32), "valid": np.array([valid], np.int32)})["kv_out"]
+    return t.run({"cond": cond, "kv": kv, "pos": np.array([pos], np.int32), "valid": np.array([valid], np.int32)})["kv_new"]
+
+
+def _prefill(components, cond, kv, pos, valid):
+    """The cache after a prefill call, stored as the run loop stores it (the first `valid` rows at `pos`)."""
+    return traceables.write_rows(kv, _rows(components, cond, kv, pos, valid), pos, valid)
 
 
 def test_padding_never_writes_cache_nor_advances_position(small_ref, small_components):
@@ -36,11 +41,13 @@ def test_padding_never_writes_cache_nor_advances_position(small_ref, small_compo
     zero_padded[:, 5:] = 0
     garbage_padded = tokens.copy()
     garbage_padded[:, 5:] = 100 * rng.standard_normal(garbage_padded[:, 5:].shape)
+    rows = _rows(small_components, garbage_padded, kv, pos, 5)
+    assert not rows[:, :, 5:].any()  # the padding's rows are zeros: nothing to write
     a = _prefill(small_components, zero_padded, kv, pos, 5)
-    b = _prefill(small_components, garbage_padded, kv, pos, 5)
+    b = traceables.write_rows(kv, rows, pos, 5)
     assert max_diff(a, b) == 0  # what sits in the padding does not matter
     assert max_diff(a[:, :, pos + 5 :], kv[:, :, pos + 5 :]) == 0  # nothing written past the valid tokens
-    want = upstream.upstream_prefill(small_ref.tts, tokens, kv, np.array([pos]), np.array([5]))["kv_out"]
+    want = traceables.write_rows(kv, upstream.upstream_prefill(small_ref.tts, tokens, kv, np.array([pos]), np.array([5]))["kv_new"], pos, 5)
     assert max_diff(a, want) <= 1e-4
     # negative control: treating the zero padding as tokens (the seed bug) writes different entries
     bug = _prefill(small_components, zero_padded, kv, pos, chunk)
@@ -118,7 +125,7 @@ def test_prefill_and_step_share_one_attention(small_components):
     assert step.module.transformer is prefill.module.transformer
     ex = step.examples[1]
     pos = int(ex["pos"][0])
-    kv_step = step.run(ex)["kv_out"]
+    kv_step = traceables.write_rows(ex["kv"], step.run(ex)["kv_new"], pos, 1)
     with torch.no_grad():
         x = step.module.input_linear(torch.from_numpy(ex["latent"]).view(1, 1, -1)).numpy()
     chunk = prefill.examples[0]["cond"].shape[1]

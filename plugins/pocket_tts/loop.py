@@ -196,7 +196,8 @@ def clone_voice(runtime: Any, path: Path, cfg: dict[str, Any]) -> Voice:
         rows = cond[:, start : start + chunk]
         block = np.zeros((1, chunk, cond.shape[2]), np.float32)
         block[:, : rows.shape[1]] = rows
-        kv = runtime("flowlm", {"cond": block, "kv": kv, "pos": np.array([pos], np.int32), "valid": np.array([rows.shape[1]], np.int32)}, "prefill")["kv_out"]
+        new = runtime("flowlm", {"cond": block, "kv": kv, "pos": np.array([pos], np.int32), "valid": np.array([rows.shape[1]], np.int32)}, "prefill")["kv_new"]
+        kv[:, :, pos : pos + rows.shape[1]] = np.asarray(new)[:, :, : rows.shape[1]]
         pos += rows.shape[1]
     voice = Voice(np.asarray(kv)[:, :, :pos], pos)
     voice.save(cached)
@@ -254,7 +255,8 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
             block = np.zeros((1, chunk, table.shape[1]), dtype=np.float32)
             rows = embedded[start : start + chunk]
             block[0, : len(rows)] = rows
-            kv = runtime("flowlm", {"cond": block, "kv": kv, "pos": np.array([pos], np.int32), "valid": np.array([len(rows)], np.int32)}, "prefill")["kv_out"]
+            new = runtime("flowlm", {"cond": block, "kv": kv, "pos": np.array([pos], np.int32), "valid": np.array([len(rows)], np.int32)}, "prefill")["kv_new"]
+            kv[:, :, pos : pos + len(rows)] = np.asarray(new)[:, :, : len(rows)]
             pos += len(rows)
 
         latent = bos.reshape(1, -1).astype(np.float32)
@@ -268,7 +270,8 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
                     break  # decided before stepping: the step that ends generation is never run
                 noise = (rng.standard_normal((1, latent.shape[1])) * noise_std).astype(np.float32) if noise_std > 0 else np.zeros_like(latent)
                 out = runtime("flowlm", {"latent": latent, "noise": noise, "kv": kv, "pos": np.array([pos], np.int32)}, "step")
-                kv, pos = out["kv_out"], pos + 1
+                kv[:, :, pos] = np.asarray(out["kv_new"])[:, :, 0]
+                pos += 1
                 logits.append(float(np.asarray(out["eos_logit"]).reshape(-1)[0]))
                 if logits[-1] > threshold and eos_step is None and index >= cfg["min_frames_before_eos"]:
                     eos_step = index

@@ -282,17 +282,19 @@ def _flow_state(tts: Any, kv: Any, pos: int, length: int) -> Any:
     return state, layers
 
 
-def _kv_from_state(kv: Any, state: Any, layers: list[str], start: int, count: int) -> Any:
+def _rows_from_state(kv: Any, state: Any, layers: list[str], start: int, count: int, width: int) -> Any:
+    """The cache entries upstream wrote at start..start+count, as rows [layers, 2, width, HD] (zeros after count)."""
     import numpy as np
 
-    out = np.array(kv, dtype=np.float32, copy=True)
+    out = np.zeros((len(layers), 2, width, np.shape(kv)[-1]), dtype=np.float32)
     for i, name in enumerate(layers):
         cache = state[name]["cache"][:, 0, start : start + count]  # [2, n, H, D]
-        out[i, :, start : start + count] = cache.reshape(2, count, -1).numpy()
+        out[i, :, :count] = cache.reshape(2, count, -1).numpy()
     return out
 
 
 def upstream_prefill(tts: Any, cond: Any, kv: Any, pos: Any, valid: Any) -> dict[str, Any]:
+    import numpy as np
     import torch
 
     p, n = int(pos[0]), int(valid[0])
@@ -301,7 +303,7 @@ def upstream_prefill(tts: Any, cond: Any, kv: Any, pos: Any, valid: Any) -> dict
     empty_latents = torch.empty((1, 0, tts.flow_lm.ldim))
     with torch.no_grad():
         tts._run_flow_lm(model_state=state, text_tokens=empty_tokens, backbone_input_latents=empty_latents, audio_conditioning=torch.as_tensor(cond)[:, :n])
-    return {"kv_out": _kv_from_state(kv, state, layers, p, n)}
+    return {"kv_new": _rows_from_state(kv, state, layers, p, n, np.shape(cond)[1])}
 
 
 def upstream_step(tts: Any, decode_steps: int, latent: Any, noise: Any, kv: Any, pos: Any) -> dict[str, Any]:
@@ -319,7 +321,7 @@ def upstream_step(tts: Any, decode_steps: int, latent: Any, noise: Any, kv: Any,
         hidden = hidden.to(torch.float32)[:, -1]
         eos = flow.out_eos(hidden)
         latent_out = lsd_decode(partial(flow.flow_net, hidden), torch.as_tensor(noise), decode_steps)
-    return {"latent_out": latent_out.numpy(), "eos_logit": eos.numpy(), "kv_out": _kv_from_state(kv, state, layers, p, 1)}
+    return {"latent_out": latent_out.numpy(), "eos_logit": eos.numpy(), "kv_new": _rows_from_state(kv, state, layers, p, 1, 1)}
 
 
 def upstream_mimi(tts: Any, names: list[str], quantized: Any, pos: Any, states: dict[str, Any]) -> dict[str, Any]:

@@ -55,9 +55,13 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class CachedTransformer(nn.Module):
-    """The FlowLM transformer over a fixed-size KV cache, for C new tokens at ``pos``.
+    """The FlowLM transformer for C new tokens at ``pos`` over a fixed-size KV cache.
 
-    Cache layout: ``kv`` [layers, 2, S, heads * head_dim], keys stored after RoPE.
+    Cache layout: ``kv`` [layers, 2, S, heads * head_dim], keys stored after RoPE;
+    slots below ``pos`` hold the tokens so far. The cache is only read: the new
+    tokens' keys/values come back as rows [layers, 2, C, heads * head_dim] for the
+    caller to store at ``pos`` — only the first ``valid`` rows are real, the rest
+    are zeros, so padding can neither write a cache entry nor advance the position.
     """
 
     def __init__(self, transformer: nn.Module, cache_size: int):
@@ -82,15 +86,13 @@ class CachedTransformer(nn.Module):
         positions = pos.to(torch.int32) + offsets  # [C]
         cos = torch.index_select(self.rope_cos, 0, positions)
         sin = torch.index_select(self.rope_sin, 0, positions)
-        # write matrix [S, C]: token c goes to slot pos + c when c < valid
-        posf = pos.to(torch.float32)
-        target = posf + offsets.to(torch.float32)
-        keep = (offsets.to(torch.float32) < valid.to(torch.float32)).to(x.dtype)
-        write = (self.slots.view(s, 1) == target.view(1, chunk)).to(x.dtype) * keep.view(1, chunk)
-        written = write.sum(dim=1, keepdim=True)  # [S, 1]
-        # query c (absolute position pos + c) sees slots <= pos + c
-        mask = self.slots.view(1, s) <= target.view(chunk, 1)  # [C, S]
-        new_layers = []
+        # keys are the S cache slots then the C new tokens: query c sees the slots below pos
+        # and the new tokens up to itself (causal)
+        steps = offsets.to(torch.float32)
+        cache_visible = (self.slots.view(1, s) < pos.to(torch.float32)).expand(chunk, s)
+        mask = torch.cat([cache_visible, steps.view(1, chunk) <= steps.view(chunk, 1)], dim=1)  # [C, S + C]
+        keep = (steps < valid.to(torch.float32)).to(x.dtype).view(1, chunk, 1)
+        rows = []
         for i, layer in enumerate(self.layers):
             attn = layer.self_attn
             residual = x
@@ -101,28 +103,31 @@ class CachedTransformer(nn.Module):
             k, v = torch.unbind(kvp, dim=2)
             q = apply_rope(q, cos, sin)
             k = apply_rope(k, cos, sin)
-            k_cache = kv[i, 0] * (1 - written) + torch.matmul(write, k.reshape(chunk, h * d))
-            v_cache = kv[i, 1] * (1 - written) + torch.matmul(write, v.reshape(chunk, h * d))
-            new_layers.append(torch.stack([k_cache, v_cache], dim=0))
-            keys = k_cache.view(1, s, h, d).transpose(1, 2)
-            values = v_cache.view(1, s, h, d).transpose(1, 2)
-            out = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, mask.view(1, 1, chunk, s), dropout_p=0.0)
+            keys = torch.cat([kv[i, 0].view(1, s, h, d), k], dim=1).transpose(1, 2)
+            values = torch.cat([kv[i, 1].view(1, s, h, d), v], dim=1).transpose(1, 2)
+            out = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, mask.view(1, 1, chunk, s + chunk), dropout_p=0.0)
             out = attn.out_proj(out.transpose(1, 2).reshape(1, chunk, h * d))
             x = residual + layer.layer_scale_1(out)
             x = layer._ff_block(x)
-        return x, torch.stack(new_layers, dim=0)
+            rows.append(torch.stack([k.reshape(1, chunk, h * d), v.reshape(1, chunk, h * d)], dim=0) * keep)
+        return x, torch.cat(rows, dim=1)  # [2, layers, C, HD]
+
+
+def _rows(stacked: torch.Tensor, layers: int) -> torch.Tensor:
+    """[2, layers, C, HD] -> [layers, 2, C, HD]."""
+    return stacked.transpose(0, 1)
 
 
 class Prefill(nn.Module):
-    """flowlm.prefill: write ``valid`` conditioning tokens into the cache at ``pos``."""
+    """flowlm.prefill: keys/values of ``valid`` conditioning tokens at ``pos`` (zeros for the padding)."""
 
     def __init__(self, flow_lm: nn.Module, cache_size: int):
         super().__init__()
         self.transformer = CachedTransformer(flow_lm.transformer, cache_size)
 
     def forward(self, cond: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        _, new_kv = self.transformer(cond, kv, pos, valid)
-        return new_kv
+        _, rows = self.transformer(cond, kv, pos, valid)
+        return _rows(rows, len(self.transformer.layers))
 
 
 class Step(nn.Module):
@@ -142,7 +147,7 @@ class Step(nn.Module):
     def forward(self, latent: torch.Tensor, noise: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.input_linear(latent.view(1, 1, -1))
         one = torch.ones(1, dtype=torch.int32)
-        hidden, new_kv = self.transformer(x, kv, pos, one)
+        hidden, rows = self.transformer(x, kv, pos, one)
         hidden = self.out_norm(hidden)[:, -1].to(torch.float32)  # [1, d]
         eos = self.out_eos(hidden)
         current = noise
@@ -151,7 +156,7 @@ class Step(nn.Module):
             s = torch.full_like(noise[..., :1], i / n)
             t = torch.full_like(noise[..., :1], (i + 1) / n)
             current = current + self.flow_net(hidden, s, t, current) / n
-        return current, eos, new_kv
+        return current, eos, _rows(rows, len(self.transformer.layers))
 
 
 # ------------------------------------------------------------------------------ Mimi
@@ -409,6 +414,15 @@ def _np(t: Any) -> Any:
     return np.ascontiguousarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t, dtype=np.float32)
 
 
+def write_rows(kv: Any, rows: Any, pos: int, count: int) -> Any:
+    """The cache after storing the first ``count`` new rows [layers, 2, C, HD] at ``pos`` (a copy)."""
+    import numpy as np
+
+    out = np.array(kv, dtype=np.float32, copy=True)
+    out[:, :, pos : pos + count] = np.asarray(rows)[:, :, :count]
+    return out
+
+
 def voice_cache(state: dict[str, Any], cache_size: int) -> tuple[Any, int]:
     """An upstream voice model_state -> (kv [layers, 2, S, H*D] zero-padded, voice length)."""
     import numpy as np
@@ -460,8 +474,8 @@ def build(ref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
         {"cond": first, "kv": np.zeros((layers, 2, cache, hd), np.float32), "pos": np.array([0], np.int32), "valid": np.array([n_first], np.int32)},
         {"cond": text, "kv": voice_kv, "pos": np.array([voice_len], np.int32), "valid": np.array([min(5, chunk)], np.int32)},
     ]
-    after_text = upstream.upstream_prefill(tts, text, voice_kv, np.array([voice_len]), np.array([min(5, chunk)]))["kv_out"]
     pos_text = voice_len + min(5, chunk)
+    after_text = write_rows(voice_kv, upstream.upstream_prefill(tts, text, voice_kv, np.array([voice_len]), np.array([min(5, chunk)]))["kv_new"], voice_len, min(5, chunk))
     std = float(np.sqrt(tts.temp))
     step_examples = [
         {"latent": _np(flow.bos_emb).reshape(1, -1), "noise": (rng.standard_normal((1, flow.ldim)) * std).astype(np.float32), "kv": after_text, "pos": np.array([pos_text], np.int32)},
@@ -531,14 +545,14 @@ def build(ref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
             "prefill": Traceable(
                 module=prefill,
                 inputs=[TensorSpec("cond", (1, chunk, d)), kv_spec, TensorSpec("pos", (1,), "int32"), TensorSpec("valid", (1,), "int32")],
-                outputs=["kv_out"],
+                outputs=["kv_new"],
                 examples=prefill_examples,
                 reference=lambda cond, kv, pos, valid: upstream.upstream_prefill(tts, cond, kv, pos, valid),
             ),
             "step": Traceable(
                 module=step,
                 inputs=[TensorSpec("latent", (1, flow.ldim)), TensorSpec("noise", (1, flow.ldim)), kv_spec, TensorSpec("pos", (1,), "int32")],
-                outputs=["latent_out", "eos_logit", "kv_out"],
+                outputs=["latent_out", "eos_logit", "kv_new"],
                 examples=step_examples,
                 reference=lambda latent, noise, kv, pos: upstream.upstream_step(tts, steps, latent, noise, kv, pos),
             ),
