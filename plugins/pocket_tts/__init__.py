@@ -1,7 +1,7 @@
 """pocket_tts: Kyutai PocketTTS (pocket-tts 4.0.1, ``english``) exported to CoreML.
 
-Components: ``flowlm`` (multifunction: ``prefill`` writes a 64-token chunk of
-conditioning into the KV cache, ``step`` runs one generation step with the LSD
+Components: ``flowlm`` (multifunction: ``prefill`` computes the KV rows of a
+64-token chunk of conditioning, ``step`` runs one generation step with the LSD
 flow decode fused), ``mimi`` (streaming decoder, two 80 ms frames per call) —
 1.5 CoreML calls per frame — and ``voice_encoder`` (voice cloning from a WAV,
 run once per voice; the result is cached). The hooks below are thin: each names the module that
@@ -50,7 +50,7 @@ def zoo_register_models():
             },
             default_variant="fp16",
             components=(
-                ComponentSpec("flowlm", "prefill: 64 conditioning tokens -> KV cache; step: latent + noise -> next latent, EOS logit", functions=("prefill", "step")),
+                ComponentSpec("flowlm", "prefill: 64 conditioning tokens -> their KV rows; step: latent + noise -> next latent, EOS logit, KV row", functions=("prefill", "step")),
                 ComponentSpec("mimi", "streaming Mimi decoder: 2 quantized latents [1, 512, 2] + state -> 3840 samples + state"),
                 ComponentSpec("voice_encoder", "voice cloning: audio prompt [1, 1, 24000 * voice_seconds] -> conditioning rows"),
             ),
