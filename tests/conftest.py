@@ -19,11 +19,18 @@ ROOT = TESTS.parent
 
 
 def _pip_install_target(src: Path, target: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(src)],
-        check=True,
-        capture_output=True,
-    )
+    """pip-install a copy of ``src`` (building in the source tree would leave build/ behind)."""
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / src.name
+        shutil.copytree(src, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(copy)],
+            check=True,
+            capture_output=True,
+        )
 
 
 @pytest.fixture(scope="session")

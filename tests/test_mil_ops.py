@@ -127,6 +127,11 @@ CASES = [
     ("gather", lambda s, ids: s.emb(ids), {"ids": np.array([[3, 0, 9, 4]], dtype=np.int32)}, {"emb": nn.Embedding(10, 6)}),
     ("gather_along_axis", lambda s, x, i: torch.gather(x, 1, i.long()), {"x": rand(3, 6), "i": np.array([[0, 5], [2, 2], [1, 4]], dtype=np.int32)}, {}),
     ("cumsum", lambda s, x: torch.cumsum(x, dim=1), {"x": rand(2, 8)}, {}),
+    ("scatter_along_axis", lambda s, x, i, u: x.scatter(1, i.long(), u), {"x": rand(3, 6), "i": np.array([[0, 5], [2, 1], [4, 3]], dtype=np.int32), "u": rand(3, 2)}, {}),
+    ("scatter_along_axis", lambda s, x, i, u: x.scatter_add(1, i.long(), u), {"x": rand(3, 6), "i": np.array([[0, 0], [2, 1], [4, 4]], dtype=np.int32), "u": rand(3, 2)}, {}),
+    ("scatter_nd", lambda s, x, i, u: x.index_put((i.long(),), u, accumulate=True), {"x": rand(5, 3), "i": np.array([4, 0, 4], dtype=np.int32), "u": rand(3, 3)}, {}),
+    ("scatter_nd", lambda s, x, i, j, u: x.index_put((i.long(), j.long()), u, accumulate=True), {"x": rand(4, 5), "i": np.array([0, 3, 0], dtype=np.int32), "j": np.array([1, 4, 1], dtype=np.int32), "u": rand(3)}, {}),
+    ("gather_nd", lambda s, x, i, j: x[i.long(), j.long()], {"x": rand(4, 5, 2), "i": np.array([0, 3, 2], dtype=np.int32), "j": np.array([1, 4, 0], dtype=np.int32)}, {}),
     ("pad", lambda s, x: F.pad(x, (2, 3), value=0.5), {"x": rand(1, 3, 6)}, {}),
     ("pad", lambda s, x: F.pad(x, (2, 1), mode="reflect"), {"x": rand(1, 3, 6)}, {}),
     ("pad", lambda s, x: F.pad(x, (2, 1), mode="replicate"), {"x": rand(1, 3, 6)}, {}),
@@ -167,6 +172,34 @@ def test_op_matches_torch_fp16_within_rounding(tmp_path, op, fn, inputs, params)
     # a few fp16 ulps (2**-10 relative) through the op and the input/weight rounding
     assert rel_err(got, want) <= 8 * 2**-10
     assert rel_err(got, want) > 0  # really computed in fp16, not fp32
+
+
+@pytest.mark.parametrize("mode", ["update", "add", "max"])
+def test_scatter_built_in_mil(tmp_path, mode):
+    """No torch op converts to MIL `scatter`; build the program with coremltools' MIL builder instead."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    indices = np.array([4, 0, 2], dtype=np.int32)
+    updates = rand(3, 3)
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(5, 3))], opset_version=ct.target.iOS17)
+    def prog(x):
+        return mb.scatter(data=x, indices=indices, updates=updates, axis=0, mode=mode)
+
+    model = ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17, compute_precision=ct.precision.FLOAT32)
+    path = tmp_path / "scatter.mlpackage"
+    model.save(str(path))
+    program = MilProgram.load(path)
+    assert "scatter" in program.function().op_types()
+    x = rand(5, 3)
+    want = x.copy()
+    if mode == "update":
+        want[indices] = updates
+    else:
+        {"add": np.add, "max": np.maximum}[mode].at(want, indices, updates)
+    (got,) = program.run({next(iter(program.function().inputs)): x}).values()
+    assert rel_err(got, want) <= 1e-6
 
 
 def test_sdpa_on_ios18(tmp_path):

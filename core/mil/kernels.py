@@ -666,8 +666,14 @@ def gather_nd(x: Any, indices: Any, batch_dims: Any = 0, **_: Any) -> Any:
     return x[tuple(np.moveaxis(idx, -1, 0)[i] for i in range(k))]
 
 
-def _accumulate(mode: str) -> Callable[..., Any]:
-    return {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide, "max": np.maximum, "min": np.minimum}[mode]
+def _scatter_into(y: Any, index: Any, updates: Any, mode: str) -> Any:
+    """y[index] = updates (mode "update") or y[index] <op>= updates, repeated indices accumulating."""
+    if mode == "update":
+        y[index] = updates
+    else:
+        ufunc = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide, "max": np.maximum, "min": np.minimum}[mode]
+        ufunc.at(y, index, updates)
+    return y
 
 
 @kernel("scatter")
@@ -677,11 +683,7 @@ def scatter(data: Any, indices: Any, updates: Any, axis: Any = 0, mode: str = "a
     idx = np.asarray(indices).astype(np.int64).reshape(-1)
     idx = np.where(idx < 0, idx + y.shape[0], idx)
     u = np.moveaxis(np.asarray(updates), a, 0).reshape((len(idx),) + y.shape[1:])
-    if mode == "update":
-        y[idx] = u
-    else:
-        _accumulate(mode).at(y, idx, u)
-    return np.moveaxis(y, 0, a)
+    return np.moveaxis(_scatter_into(y, idx, u, mode), 0, a)
 
 
 @kernel("scatter_nd")
@@ -691,12 +693,7 @@ def scatter_nd(data: Any, indices: Any, updates: Any, mode: str = "add", **_: An
     k = idx.shape[-1]
     flat = idx.reshape(-1, k)
     u = np.asarray(updates).reshape((flat.shape[0],) + y.shape[k:])
-    index = tuple(flat[:, i] for i in range(k))
-    if mode == "update":
-        y[index] = u
-    else:
-        _accumulate(mode).at(y, index, u)
-    return y
+    return _scatter_into(y, tuple(flat[:, i] for i in range(k)), u, mode)
 
 
 @kernel("scatter_along_axis")
@@ -707,12 +704,7 @@ def scatter_along_axis(data: Any, indices: Any, updates: Any, axis: Any = 0, mod
     idx = np.where(idx < 0, idx + y.shape[a], idx)
     grids = list(np.indices(idx.shape, sparse=True))
     grids[a] = idx
-    index = tuple(grids)
-    if mode == "update":
-        y[index] = updates
-    else:
-        _accumulate(mode).at(y, index, updates)
-    return y
+    return _scatter_into(y, tuple(grids), updates, mode)
 
 
 # ------------------------------------------------------------------------ resizing

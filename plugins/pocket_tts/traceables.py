@@ -54,6 +54,24 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return out.view(b, t, h, d)
 
 
+def rope_qkv(layer: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An upstream transformer layer's norm1 and in_proj on x [1, t, E]: q, k (RoPE applied) and v, each [1, t, h, d]."""
+    attn = layer.self_attn
+    t, h, d = x.shape[1], attn.num_heads, attn.dim_per_head
+    projected = attn.in_proj(layer.norm1(x))
+    q = projected[..., : attn.attn_dim].view(1, t, h, d)
+    k, v = torch.unbind(projected[..., attn.attn_dim :].view(1, t, 2, h, d), dim=2)
+    return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+
+def attend_and_feed_forward(layer: nn.Module, x: torch.Tensor, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The rest of the layer: SDPA (q/keys/values [1, h, *, d]), out_proj, layer scale, residual, feed-forward."""
+    t = q.shape[2]
+    out = F.scaled_dot_product_attention(q, keys, values, mask, dropout_p=0.0)
+    out = layer.self_attn.out_proj(out.transpose(1, 2).reshape(1, t, -1))
+    return layer._ff_block(x + layer.layer_scale_1(out))
+
+
 class CachedTransformer(nn.Module):
     """The FlowLM transformer for C new tokens at ``pos`` over a fixed-size KV cache.
 
@@ -94,21 +112,10 @@ class CachedTransformer(nn.Module):
         keep = (steps < valid.to(torch.float32)).to(x.dtype).view(1, chunk, 1)
         rows = []
         for i, layer in enumerate(self.layers):
-            attn = layer.self_attn
-            residual = x
-            y = layer.norm1(x)
-            projected = attn.in_proj(y)
-            q = projected[..., : self.attn_dim].view(1, chunk, h, d)
-            kvp = projected[..., self.attn_dim :].view(1, chunk, 2, h, d)
-            k, v = torch.unbind(kvp, dim=2)
-            q = apply_rope(q, cos, sin)
-            k = apply_rope(k, cos, sin)
+            q, k, v = rope_qkv(layer, x, cos, sin)
             keys = torch.cat([kv[i, 0].view(1, s, h, d), k], dim=1).transpose(1, 2)
             values = torch.cat([kv[i, 1].view(1, s, h, d), v], dim=1).transpose(1, 2)
-            out = F.scaled_dot_product_attention(q.transpose(1, 2), keys, values, mask.view(1, 1, chunk, s + chunk), dropout_p=0.0)
-            out = attn.out_proj(out.transpose(1, 2).reshape(1, chunk, h * d))
-            x = residual + layer.layer_scale_1(out)
-            x = layer._ff_block(x)
+            x = attend_and_feed_forward(layer, x, q.transpose(1, 2), keys, values, mask.view(1, 1, chunk, s + chunk))
             rows.append(torch.stack([k.reshape(1, chunk, h * d), v.reshape(1, chunk, h * d)], dim=0) * keep)
         return x, torch.cat(rows, dim=1)  # [2, layers, C, HD]
 
@@ -243,7 +250,7 @@ class MimiDecoder(nn.Module):
         return out, tail
 
     def _transformer(self, x: torch.Tensor, pos: torch.Tensor, states: dict[str, torch.Tensor], new: dict[str, torch.Tensor]) -> torch.Tensor:
-        t, h, d = self.steps, self.heads, self.head_dim
+        t = self.steps
         positions = pos.to(torch.int32) + torch.arange(t, dtype=torch.int32)
         cos = torch.index_select(self.rope_cos, 0, positions)
         sin = torch.index_select(self.rope_sin, 0, positions)
@@ -253,23 +260,12 @@ class MimiDecoder(nn.Module):
         qi = self.query_index.view(-1, 1)
         mask = (kj >= first_valid) & (kj > qi) & (kj <= qi + MIMI_WINDOW)
         for i, layer in enumerate(self.layers):
-            attn = layer.self_attn
-            residual = x
-            y = layer.norm1(x)
-            projected = attn.in_proj(y)
-            q = projected[..., : attn.attn_dim].view(1, t, h, d)
-            kvp = projected[..., attn.attn_dim :].view(1, t, 2, h, d)
-            k, v = torch.unbind(kvp, dim=2)
-            q = apply_rope(q, cos, sin).transpose(1, 2)
-            k = apply_rope(k, cos, sin).transpose(1, 2)
-            keys = torch.cat([states[f"attn{i}_k"], k], dim=2)
+            q, k, v = rope_qkv(layer, x, cos, sin)
+            keys = torch.cat([states[f"attn{i}_k"], k.transpose(1, 2)], dim=2)
             values = torch.cat([states[f"attn{i}_v"], v.transpose(1, 2)], dim=2)
             new[f"attn{i}_k"] = keys[:, :, t:]
             new[f"attn{i}_v"] = values[:, :, t:]
-            out = F.scaled_dot_product_attention(q, keys, values, mask.view(1, 1, t, -1), dropout_p=0.0)
-            out = attn.out_proj(out.transpose(1, 2).reshape(1, t, h * d))
-            x = residual + layer.layer_scale_1(out)
-            x = layer._ff_block(x)
+            x = attend_and_feed_forward(layer, x, q.transpose(1, 2), keys, values, mask.view(1, 1, t, -1))
         return x
 
     def forward(self, quantized: torch.Tensor, pos: torch.Tensor, *state_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -383,18 +379,9 @@ class VoiceEncoder(nn.Module):
             else:
                 x = module(x)
         x = x.transpose(1, 2)  # [1, T, C]
-        t, h, d = x.shape[1], self.heads, self.head_dim
         for layer in self.layers:
-            attn = layer.self_attn
-            y = layer.norm1(x)
-            projected = attn.in_proj(y)
-            q = projected[..., : attn.attn_dim].view(1, t, h, d)
-            k, v = torch.unbind(projected[..., attn.attn_dim :].view(1, t, 2, h, d), dim=2)
-            q = apply_rope(q, self.rope_cos, self.rope_sin).transpose(1, 2)
-            k = apply_rope(k, self.rope_cos, self.rope_sin).transpose(1, 2)
-            out = F.scaled_dot_product_attention(q, k, v.transpose(1, 2), self.mask, dropout_p=0.0)
-            x = x + layer.layer_scale_1(attn.out_proj(out.transpose(1, 2).reshape(1, t, h * d)))
-            x = layer._ff_block(x)
+            q, k, v = rope_qkv(layer, x, self.rope_cos, self.rope_sin)
+            x = attend_and_feed_forward(layer, x, q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), self.mask)
         x = x.transpose(1, 2)
         keep = self.downsample._effective_kernel_size - self.downsample._stride
         x = self.downsample.conv(torch.cat([x[..., :1].expand(-1, -1, keep), x], dim=-1))
