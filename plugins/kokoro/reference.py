@@ -1,0 +1,131 @@
+"""load_reference for Kokoro-82M: upstream ``kokoro.KModel`` from the hub, a local directory, or random weights.
+
+Random weights: the real architecture from the real hyper-parameters (see
+config.py), seeded, with the duration projection's bias set so that durations are
+realistic (2-3 frames per token), and a seeded random voice pack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zoo.core import Reference, WeightsSource
+
+from .config import CONFIG, HUB_REPO, WEIGHTS_FILE, small_config
+
+
+@dataclass
+class KokoroReference:
+    model: Any  # kokoro.KModel, weight norm removed, eval mode
+    config: dict
+    voices: dict[str, Any] = field(default_factory=dict)  # name -> voice pack [510, 1, 256]
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def remove_weight_norm(model: Any) -> None:
+    """Fold weight norm into plain weights (its reparametrisation does not convert)."""
+    import torch
+
+    for module in model.modules():
+        if hasattr(module, "weight_g") and hasattr(module, "weight_v"):
+            torch.nn.utils.remove_weight_norm(module)
+
+
+def build(config: dict, weights_file: Path | None) -> Any:
+    """KModel from a config dict; with no weights file, from an empty state (no download)."""
+    import torch
+    from kokoro import KModel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if weights_file is None:
+            weights_file = Path(tmp) / "empty.pth"
+            torch.save({}, weights_file)
+        model = KModel(repo_id=HUB_REPO, config=config, model=str(weights_file))
+    return model
+
+
+def randomise(model: Any, seed: int) -> None:
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2:
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=gen) / fan_in**0.5)
+            elif "norm" in name or "gamma" in name or name.endswith("alpha") or name.endswith(".weight") and "LayerNorm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+            else:
+                p.copy_(0.1 * torch.randn(p.shape, generator=gen))
+        for name, p in model.named_parameters():  # Snake alphas and norms must stay away from zero
+            if ".alpha" in name:
+                p.copy_(1.0 + 0.2 * torch.rand(p.shape, generator=gen))
+        proj = model.predictor.duration_proj.linear_layer
+        proj.weight.mul_(3.0)
+        # sum of max_dur sigmoids ~= 2-3 frames per token, varying from token to token
+        target = 2.2 / proj.out_features
+        proj.bias.copy_(torch.log(torch.tensor(target / (1 - target))) + 0.3 * torch.randn(proj.bias.shape, generator=gen))
+
+
+def random_voice(seed: int, style_dim: int) -> Any:
+    import torch
+
+    gen = torch.Generator().manual_seed(seed + 1)
+    return 0.15 * torch.randn((510, 1, 2 * style_dim), generator=gen)
+
+
+def load(weights: WeightsSource, size: str = "full", voices: list[str] | None = None) -> Reference:
+    import torch
+
+    files: dict[str, str] = {}
+    if weights.kind == "random":
+        config = CONFIG if size == "full" else small_config()
+        torch.manual_seed(weights.seed or 0)
+        model = build(config, None)
+        randomise(model, weights.seed or 0)
+        ref = KokoroReference(model, config, {"random": random_voice(weights.seed or 0, config["style_dim"])})
+    else:
+        if size != "full":
+            raise ValueError(f"the {size!r} architecture only exists with --random-weights")
+        root = _fetch(weights)
+        import json
+
+        config = json.loads((root / "config.json").read_text())
+        model = build(config, root / WEIGHTS_FILE)
+        files = {"config.json": _sha256(root / "config.json"), WEIGHTS_FILE: _sha256(root / WEIGHTS_FILE)}
+        ref = KokoroReference(model, config)
+        for pack in sorted((root / "voices").glob("*.pt")) if (root / "voices").is_dir() else []:
+            if voices and pack.stem not in voices:
+                continue
+            ref.voices[pack.stem] = torch.load(pack, map_location="cpu", weights_only=True)  # a plain tensor
+            files[f"voices/{pack.name}"] = _sha256(pack)
+    remove_weight_norm(ref.model)
+    ref.model.eval()
+    info = {"params": sum(p.numel() for p in ref.model.parameters()), "size": size}
+    return Reference(ref, files=files, info=info)
+
+
+def _fetch(weights: WeightsSource) -> Path:
+    """A directory laid out like the hub repository: config.json, kokoro-v1_0.pth, voices/*.pt."""
+    if weights.kind == "local":
+        root = Path(weights.path)
+        if root.is_file():
+            root = root.parent
+        missing = [n for n in ("config.json", WEIGHTS_FILE) if not (root / n).exists()]
+        if missing:
+            raise FileNotFoundError(f"{root} lacks {', '.join(missing)} (expected the layout of {HUB_REPO})")
+        return root
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo_id=weights.repo, revision=weights.revision, allow_patterns=["config.json", WEIGHTS_FILE, "voices/*.pt"]))
