@@ -67,22 +67,29 @@ class StageCache:
             return path
         return None
 
-    def put(self, key: str, build: Callable[[Path], Any], meta: dict[str, Any] | None = None) -> tuple[Path, Any]:
-        """Run ``build(tmpdir)`` and publish the directory under ``key``."""
+    def put(self, key: str, build: Callable[[Path], Any], meta: dict[str, Any] | None = None, replace: bool = False) -> tuple[Path, Any]:
+        """Run ``build(tmpdir)`` and publish the directory under ``key``.
+
+        When another process published the same key first, its directory is kept
+        (it may be being read) and this build is discarded; ``replace`` (``--force``)
+        swaps the new build in instead.
+        """
         tmp = workdir(self.root / "tmp", key[:12])
         try:
             result = build(tmp)
             (tmp / _MARKER).write_text(json.dumps(meta or {}, sort_keys=True))
             final = self.root / "stages" / key
             final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists():  # forced rebuild, or another process won the race
-                shutil.rmtree(final, ignore_errors=True)
+            if final.exists() and replace:
+                trash = workdir(self.root / "tmp", "old-" + key[:12])
+                os.rename(final, trash / "stage")
+                shutil.rmtree(trash, ignore_errors=True)
             try:
                 os.rename(tmp, final)
             except OSError:
                 if not (final / _MARKER).exists():
                     raise
-                shutil.rmtree(tmp, ignore_errors=True)
+                shutil.rmtree(tmp, ignore_errors=True)  # another process published it first: keep theirs
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

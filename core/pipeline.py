@@ -227,7 +227,7 @@ class Exporter:
             if path is not None:
                 info["status"] = "cached"
                 return path
-            path, _ = self.cache.put(key, build, meta={"stage": stage, "model": self.model.name})
+            path, _ = self.cache.put(key, build, meta={"stage": stage, "model": self.model.name}, replace=self.force)
             return path
 
     def _parity(self, component: str) -> tuple[list[Check], Path]:

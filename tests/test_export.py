@@ -188,7 +188,7 @@ def test_eight_concurrent_exports_into_one_registry(zoo: Zoo):
     procs = [zoo.popen("export", "tiny", "--random-weights", "--out", str(zoo.out), "--json") for _ in range(8)]
     results = [p.communicate(timeout=600) for p in procs]
     for p, (stdout, stderr) in zip(procs, results):
-        assert p.returncode == 0, stderr
+        assert p.returncode == 0, stdout + stderr
     entries = Registry(zoo.registry).exports()
     assert len(entries) == 8 and len({e["id"] for e in entries}) == 8
     assert zoo("verify", check=True).returncode == 0

@@ -2,9 +2,11 @@
 
 Done: the upstream reference (hub, local directory, random weights from the real
 hyper-parameters) and the ``predictor`` component (token bucket + valid length,
-padding masked everywhere, parity with KModel). Still to come before the entry
-point is added: the decoder component (flexible frame axis, STFT as convolutions,
-noise as input), the host-side alignment and run loop, G2P, constants.
+padding masked everywhere, parity with KModel). In progress: the ``decoder``
+(decoder.py — torch parity of its pieces; its harmonic source is not yet
+bit-faithful, see that module). Still to come before the entry point is added:
+conversion of the decoder over a flexible frame axis, the host-side alignment and
+run loop, G2P, constants, buckets.
 """
 
 __version__ = "0.0.1"

@@ -76,6 +76,12 @@ def randomise(model: Any, seed: int) -> None:
         # sum of max_dur sigmoids ~= 2-3 frames per token, varying from token to token
         target = 2.2 / proj.out_features
         proj.bias.copy_(torch.log(torch.tensor(target / (1 - target))) + 0.3 * torch.randn(proj.bias.shape, generator=gen))
+        # F0 around 150 Hz (above the 10 Hz voicing threshold: the harmonic source must be exercised)
+        model.predictor.F0_proj.weight.mul_(20.0)
+        model.predictor.F0_proj.bias.fill_(150.0)
+        # keep exp() of the generator's magnitude branch in a sane range
+        model.decoder.generator.conv_post.weight.mul_(0.01)
+        model.decoder.generator.conv_post.bias.zero_()
 
 
 def random_voice(seed: int, style_dim: int) -> Any:
@@ -93,6 +99,7 @@ def load(weights: WeightsSource, size: str = "full", voices: list[str] | None = 
         config = CONFIG if size == "full" else small_config()
         torch.manual_seed(weights.seed or 0)
         model = build(config, None)
+        remove_weight_norm(model)  # before randomising: weight norm recomputes weights from g and v
         randomise(model, weights.seed or 0)
         ref = KokoroReference(model, config, {"random": random_voice(weights.seed or 0, config["style_dim"])})
     else:

@@ -15,7 +15,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 
 def _direction(lstm: nn.LSTM, suffix: str) -> nn.LSTM:

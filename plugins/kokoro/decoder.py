@@ -1,0 +1,206 @@
+"""The Kokoro decoder as a traceable module over a flexible frame axis (work in progress).
+
+F0/N prediction, the decoder blocks and the iSTFTNet generator, reusing the
+upstream layers, with what does not convert replaced by equivalent ops:
+
+* the harmonic source (SineGen) takes its additive noise as an input, uses
+  ``x - floor(x)`` for ``x % 1`` (``remainder`` converts to zeros in coremltools
+  9.0), and replays PyTorch's linear interpolation with precomputed indices and
+  weights (a float scale factor on a flexible axis does not convert);
+* STFT / iSTFT are convolutions that reproduce ``torch.stft`` / ``torch.istft``
+  (Hann window, centred, reflect padding, window-envelope normalisation);
+* ``torch.rsqrt(torch.tensor(2))`` (an int op) becomes a float constant.
+
+Open problem: the harmonic phase reaches ~1e4-1e5 rad, so one ulp is ~1e-3-1e-2
+rad. PyTorch's linear upsampling computes ``fma(x0, w0, x1 * w1)``; with fp32
+ops rounded twice our source differs from upstream by up to ~1e-5, and the STFT
+phase of near-silent bins turns that into audio differences of ~20%. Matching
+upstream needs the fused rounding (fp64 in torch; an error-free transformation in
+the converted program), or a decision to validate the source separately.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+SQRT_HALF = float(torch.rsqrt(torch.tensor(2.0)))  # the value upstream multiplies by
+
+
+class ConvSTFT(nn.Module):
+    """torch.stft / torch.istft (periodic Hann, center=True, reflect pad, onesided) as convolutions."""
+
+    def __init__(self, n_fft: int, hop: int):
+        super().__init__()
+        self.n_fft, self.hop = n_fft, hop
+        n = np.arange(n_fft)
+        k = np.arange(n_fft // 2 + 1)
+        window = 0.5 - 0.5 * np.cos(2 * np.pi * n / n_fft)  # periodic Hann
+        angle = 2 * np.pi * np.outer(k, n) / n_fft
+        cos, sin = np.cos(angle), np.sin(angle)
+        sin[(k == 0) | (k == n_fft // 2)] = 0.0  # exactly zero: DC and Nyquist bins are real
+        self.register_buffer("fwd_re", torch.tensor(cos * window, dtype=torch.float32)[:, None])
+        self.register_buffer("fwd_im", torch.tensor(-sin * window + 0.0, dtype=torch.float32)[:, None])
+        scale = np.where((k == 0) | (k == n_fft // 2), 1.0, 2.0)[:, None] / n_fft
+        self.register_buffer("inv_re", torch.tensor(scale * cos * window, dtype=torch.float32)[:, None])
+        self.register_buffer("inv_im", torch.tensor(-scale * sin * window + 0.0, dtype=torch.float32)[:, None])
+        self.register_buffer("window_sq", torch.tensor(window**2, dtype=torch.float32).view(1, 1, -1))
+
+    def transform(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [1, T] -> magnitude, phase [1, n_fft/2 + 1, frames]."""
+        pad = self.n_fft // 2
+        x = F.pad(x[:, None], (pad, pad), mode="reflect")
+        re = F.conv1d(x, self.fwd_re, stride=self.hop)
+        im = F.conv1d(x, self.fwd_im, stride=self.hop)
+        # torch.angle gives pi for a negative real with a zero imaginary part, whatever the zero's sign
+        phase = torch.where((im == 0) & (re < 0), torch.full_like(im, math.pi), torch.atan2(im, re))
+        return torch.sqrt(re * re + im * im), phase
+
+    def inverse(self, magnitude: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
+        """magnitude, phase [1, bins, frames] -> [1, 1, hop * (frames - 1)]."""
+        y = F.conv_transpose1d(magnitude * torch.cos(phase), self.inv_re, stride=self.hop)
+        y = y + F.conv_transpose1d(magnitude * torch.sin(phase), self.inv_im, stride=self.hop)
+        envelope = F.conv_transpose1d(torch.ones_like(magnitude[:, :1]), self.window_sq, stride=self.hop)
+        pad = self.n_fft // 2
+        return (y / envelope)[..., pad:-pad]
+
+
+def linear_upsample_tables(factor: int, max_input: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index and weight of PyTorch's linear upsampling by an integer ``factor`` (align_corners=False),
+    replayed in float32 for every output position up to ``factor * max_input``."""
+    scale = np.float64(np.float32(1.0 / factor))
+    j = np.arange(factor * max_input)
+    src = np.maximum(((j + 0.5) * scale - 0.5).astype(np.float32), np.float32(0))
+    index = src.astype(np.int64)
+    weight = np.clip(src - index.astype(np.float32), np.float32(0), np.float32(1)).astype(np.float32)
+    return index.astype(np.int32), weight
+
+
+class HarmonicSource(nn.Module):
+    """SourceModuleHnNSF + SineGen of kokoro.istftnet, deterministic: the additive noise is an input.
+
+    f0 [1, M] at the decoder's frame rate (M = 2F) -> harmonic source [1, 300 * M].
+    SineGen's random initial phase only touches the first sample, which its linear
+    downsampling never reads, so it has no effect and is left out.
+    """
+
+    def __init__(self, source: nn.Module, factor: int, max_frames: int):
+        super().__init__()
+        gen = source.l_sin_gen
+        self.sine_amp, self.noise_std, self.threshold = gen.sine_amp, gen.noise_std, gen.voiced_threshold
+        self.rate, self.factor = gen.sampling_rate, factor
+        self.register_buffer("harmonics", torch.arange(1, gen.harmonic_num + 2, dtype=torch.float32).view(1, 1, -1))
+        index, weight = linear_upsample_tables(factor, max_frames)
+        self.register_buffer("up_index", torch.from_numpy(index.astype(np.int64)))
+        self.register_buffer("up_weight", torch.from_numpy(weight))
+        self.linear = source.l_linear
+        self.max_frames = max_frames
+
+    def forward(self, f0: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        frames = f0.shape[-1]
+        samples = frames * self.factor
+        # per-frame phase increments (what upstream's sample-rate computation reduces to)
+        rad = f0.unsqueeze(-1) * self.harmonics / self.rate  # [1, M, H]
+        rad = rad - torch.floor(rad)
+        phase = (torch.cumsum(rad, dim=1) * 2 * math.pi).transpose(1, 2) * self.factor  # [1, H, M]
+        i0 = self.up_index[:samples]
+        i1 = torch.clamp(i0 + 1, max=frames - 1)
+        w1 = self.up_weight[:samples]
+        phase = (1 - w1) * torch.index_select(phase, 2, i0) + w1 * torch.index_select(phase, 2, i1)
+        sines = torch.sin(phase.transpose(1, 2)) * self.sine_amp  # [1, S, H]
+        f0_up = f0.unsqueeze(-1).expand(1, frames, self.factor).reshape(1, samples, 1)
+        uv = (f0_up > self.threshold).to(torch.float32)
+        amp = uv * self.noise_std + (1 - uv) * self.sine_amp / 3
+        waves = sines * uv + amp * noise
+        return torch.tanh(self.linear(waves)).transpose(1, 2).squeeze(1)  # [1, S]
+
+
+def adain_block(block: nn.Module, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """AdainResBlk1d.forward with its 1/sqrt(2) as a float constant."""
+    return (block._residual(x, s) + block._shortcut(x)) * SQRT_HALF
+
+
+class Decoder(nn.Module):
+    """en [1, C, F], asr [1, 512, F], style [1, 2 * style_dim], noise [1, 600 F, 9] -> audio [1, 600 F]."""
+
+    def __init__(self, kmodel: Any, max_frames: int):
+        super().__init__()
+        self.predictor = kmodel.predictor
+        self.decoder = kmodel.decoder
+        gen = kmodel.decoder.generator
+        self.generator = gen
+        self.style_dim = kmodel.predictor.text_encoder.sty_dim
+        hop = gen.stft.hop_length
+        factor = int(gen.f0_upsamp.scale_factor)
+        self.source = HarmonicSource(gen.m_source, factor, 2 * max_frames)
+        self.stft = ConvSTFT(gen.post_n_fft, hop)
+
+    def forward(self, en: torch.Tensor, asr: torch.Tensor, style: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        s_pred, s_dec = style[:, self.style_dim :], style[:, : self.style_dim]
+        # F0 / N prediction (ProsodyPredictor.F0Ntrain)
+        p = self.predictor
+        x, _ = p.shared(en.transpose(-1, -2))
+        f0 = x.transpose(-1, -2)
+        for block in p.F0:
+            f0 = adain_block(block, f0, s_pred)
+        f0 = p.F0_proj(f0).squeeze(1)
+        n = x.transpose(-1, -2)
+        for block in p.N:
+            n = adain_block(block, n, s_pred)
+        n = p.N_proj(n).squeeze(1)
+        # decoder blocks (istftnet.Decoder.forward)
+        d = self.decoder
+        f0_down = d.F0_conv(f0.unsqueeze(1))
+        n_down = d.N_conv(n.unsqueeze(1))
+        x = adain_block(d.encode, torch.cat([asr, f0_down, n_down], dim=1), s_dec)
+        asr_res = d.asr_res(asr)
+        residual = True
+        for block in d.decode:
+            if residual:
+                x = torch.cat([x, asr_res, f0_down, n_down], dim=1)
+            x = adain_block(block, x, s_dec)
+            if block.upsample_type != "none":
+                residual = False
+        # generator (istftnet.Generator.forward) with the deterministic source and conv STFT
+        g = self.generator
+        har_spec, har_phase = self.stft.transform(self.source(f0, noise))
+        har = torch.cat([har_spec, har_phase], dim=1)
+        for i in range(g.num_upsamples):
+            x = F.leaky_relu(x, negative_slope=0.1)
+            x_source = g.noise_res[i](g.noise_convs[i](har), s_dec)
+            x = g.ups[i](x)
+            if i == g.num_upsamples - 1:
+                x = g.reflection_pad(x)
+            x = x + x_source
+            xs = None
+            for j in range(g.num_kernels):
+                out = g.resblocks[i * g.num_kernels + j](x, s_dec)
+                xs = out if xs is None else xs + out
+            x = xs / g.num_kernels
+        x = g.conv_post(F.leaky_relu(x))
+        bins = g.post_n_fft // 2 + 1
+        audio = self.stft.inverse(torch.exp(x[:, :bins, :]), torch.sin(x[:, bins:, :]))
+        return audio.squeeze(1)
+
+
+def upstream_decoder(kmodel: Any, en: Any, asr: Any, style: Any, noise: Any) -> dict[str, Any]:
+    """KModel.forward_with_tokens' second half, its random draws replaced by ``noise`` (the
+    harmonic source's additive noise; the other draws do not reach the audio)."""
+    from unittest import mock
+
+    noise_t = torch.as_tensor(noise)
+    ref_s = torch.as_tensor(style)
+    sd = ref_s.shape[1] // 2
+
+    def randn_like(t: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return noise_t.clone() if t.shape == noise_t.shape else torch.zeros_like(t)
+
+    with torch.no_grad(), mock.patch("torch.randn_like", randn_like), mock.patch("torch.rand", lambda *a, **k: torch.zeros(*a)):
+        f0, n = kmodel.predictor.F0Ntrain(torch.as_tensor(en), ref_s[:, sd:])
+        audio = kmodel.decoder(torch.as_tensor(asr), f0, n, ref_s[:, :sd])
+    return {"audio": audio.squeeze(1).numpy()}
