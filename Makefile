@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 # minute), speak through the exported packages with zoo's MIL interpreter, then list what zoo knows.
 demo: setup
 	$(BIN)/zoo export pocket_tts --random-weights
-	$(BIN)/zoo run pocket_tts "Hello there." -o hello.wav --backend mil
+	$(BIN)/zoo run pocket_tts "Hello there." -o hello.wav
 	$(BIN)/zoo list
 
 test: setup

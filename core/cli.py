@@ -378,7 +378,7 @@ def run(
     model: str = typer.Argument(..., help="model name"),
     text: str = typer.Argument(..., help="text to speak"),
     output: Path = typer.Option(..., "-o", "--output", help="WAV file to write"),
-    backend: str = typer.Option("torch", "--backend", help="torch: the traceables (from --weights/--random-weights or the hub); mil: the registered export through zoo's MIL interpreter; coreml: the registered export through CoreML (macOS)"),
+    backend: str = typer.Option("auto", "--backend", help="auto: the latest valid registered export, with CoreML on macOS and zoo's MIL interpreter elsewhere (torch when --weights/--random-weights is given); torch: the traceables (from --weights/--random-weights or the hub); mil: the registered export through zoo's MIL interpreter; coreml: the registered export through CoreML (macOS)"),
     variant: Optional[str] = typer.Option(None, "--variant", help="variant [default: the model's default / the latest valid export]"),
     voice: Optional[str] = typer.Option(None, "--voice", help="voice name, or a WAV file where the model can clone voices"),
     seed: int = typer.Option(0, "--seed", help="seed of the sampling noise (and of --random-weights)"),
@@ -392,8 +392,12 @@ def run(
     from .runtime import BACKENDS, BackendUnavailable
     from .spec import RunOptions
 
+    if backend == "auto":
+        import platform
+
+        backend = "torch" if (weights is not None or random_weights) else ("coreml" if platform.system() == "Darwin" else "mil")
     if backend not in BACKENDS:
-        _fail(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}", EXIT_USAGE)
+        _fail(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}", EXIT_USAGE)
     parsed = {}
     for item in settings:
         if "=" not in item or not item.split("=", 1)[0]:

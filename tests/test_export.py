@@ -192,3 +192,13 @@ def test_eight_concurrent_exports_into_one_registry(zoo: Zoo):
     entries = Registry(zoo.registry).exports()
     assert len(entries) == 8 and len({e["id"] for e in entries}) == 8
     assert zoo("verify", check=True).returncode == 0
+
+
+def test_run_defaults_to_the_registered_export(zoo: Zoo):
+    missing = zoo("run", "tiny", "Hi", "-o", str(zoo.workdir / "a.wav"))
+    assert missing.returncode == 1 and "no valid export" in missing.stderr  # auto -> the export, none yet
+    _export(zoo)
+    data = json.loads(zoo("run", "tiny", "Hi", "-o", str(zoo.workdir / "a.wav"), "--json", check=True).stdout)
+    assert data["backend"] == "mil" and data["source"].startswith("export ")
+    data = json.loads(zoo("run", "tiny", "Hi", "-o", str(zoo.workdir / "b.wav"), "--random-weights", "--json", check=True).stdout)
+    assert data["backend"] == "torch"
