@@ -11,12 +11,11 @@ upstream layers, with what does not convert replaced by equivalent ops:
   (Hann window, centred, reflect padding, window-envelope normalisation);
 * ``torch.rsqrt(torch.tensor(2))`` (an int op) becomes a float constant.
 
-Open problem: the harmonic phase reaches ~1e4-1e5 rad, so one ulp is ~1e-3-1e-2
-rad. PyTorch's linear upsampling computes ``fma(x0, w0, x1 * w1)``; with fp32
-ops rounded twice our source differs from upstream by up to ~1e-5, and the STFT
-phase of near-silent bins turns that into audio differences of ~20%. Matching
-upstream needs the fused rounding (fp64 in torch; an error-free transformation in
-the converted program), or a decision to validate the source separately.
+The harmonic phase reaches ~1e4-1e5 rad, where one fp32 ulp is ~1e-3-1e-2 rad,
+and the generator feeds the STFT phase of near-silent bins onward: a last-bit
+difference in the source becomes a large audio difference. So the source replays
+PyTorch's interpolation bit for bit, including its fused multiply-add (emulated
+with error-free fp32 transformations, which convert and execute like any op).
 """
 
 from __future__ import annotations
@@ -70,6 +69,30 @@ class ConvSTFT(nn.Module):
         return (y / envelope)[..., pad:-pad]
 
 
+def _split(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Veltkamp split of fp32 values into 12-bit halves (x = hi + lo exactly)."""
+    t = x * 4097.0
+    hi = t - (t - x)
+    return hi, x - hi
+
+
+def fused_multiply_add(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """a * b + c rounded once, from fp32 operations only (Dekker's product, Knuth's sum).
+
+    PyTorch's CPU linear interpolation computes ``fma(x0, w0, x1 * w1)``; replaying
+    it with separately rounded fp32 ops differs in the last bit, which the harmonic
+    source's ~1e4-rad phases turn into audible differences.
+    """
+    product = a * b
+    a_hi, a_lo = _split(a)
+    b_hi, b_lo = _split(b)
+    product_err = ((a_hi * b_hi - product) + a_hi * b_lo + a_lo * b_hi) + a_lo * b_lo
+    total = product + c
+    back = total - product
+    sum_err = (product - (total - back)) + (c - back)
+    return total + (sum_err + product_err)
+
+
 def linear_upsample_tables(factor: int, max_input: int) -> tuple[np.ndarray, np.ndarray]:
     """Index and weight of PyTorch's linear upsampling by an integer ``factor`` (align_corners=False),
     replayed in float32 for every output position up to ``factor * max_input``."""
@@ -111,7 +134,7 @@ class HarmonicSource(nn.Module):
         i0 = self.up_index[:samples]
         i1 = torch.clamp(i0 + 1, max=frames - 1)
         w1 = self.up_weight[:samples]
-        phase = (1 - w1) * torch.index_select(phase, 2, i0) + w1 * torch.index_select(phase, 2, i1)
+        phase = fused_multiply_add(torch.index_select(phase, 2, i0), 1 - w1, torch.index_select(phase, 2, i1) * w1)
         sines = torch.sin(phase.transpose(1, 2)) * self.sine_amp  # [1, S, H]
         f0_up = f0.unsqueeze(-1).expand(1, frames, self.factor).reshape(1, samples, 1)
         uv = (f0_up > self.threshold).to(torch.float32)
