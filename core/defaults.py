@@ -61,6 +61,11 @@ def convert_function(traceable: Traceable, variant: Variant) -> Any:
         "compute_precision": ct.precision.FLOAT16 if variant.precision == "fp16" else ct.precision.FLOAT32,
     }
     options.update(traceable.convert_options)
+    removed = options.pop("remove_passes", None)
+    if removed:  # e.g. "common::divide_to_multiply", where a component needs IEEE division as traced
+        pipeline = ct.PassPipeline.DEFAULT
+        pipeline.remove_passes(list(removed))
+        options["pass_pipeline"] = pipeline
     if options.get("compute_precision") in ("fp32", "fp16"):  # a component may pin its precision
         options["compute_precision"] = ct.precision.FLOAT32 if options["compute_precision"] == "fp32" else ct.precision.FLOAT16
     if "op_selector" in options:

@@ -79,7 +79,7 @@ def test_decoder_body_matches_upstream_given_the_same_source(small):
         def forward(self, f0_, noise_):
             return har.transpose(1, 2).squeeze(1)
 
-    decoder = Decoder(small.model, 100).eval()
+    decoder = Decoder(small.model).eval()
     decoder.source = UpstreamSource()
     with torch.no_grad():
         ours = decoder(*(torch.from_numpy(v) for v in (en, asr, style, noise))).numpy()
@@ -99,5 +99,5 @@ def test_harmonic_source_close_to_upstream(small):
     noise = torch.randn(1, 300 * 80, 9)
     with torch.no_grad(), mock.patch("torch.randn_like", lambda t, *a, **k: noise.clone() if t.shape == noise.shape else torch.zeros_like(t)):
         want, _, _ = gen.m_source(gen.f0_upsamp(f0[:, None]).transpose(1, 2))
-        ours = HarmonicSource(gen.m_source, 300, 80)(f0, noise)
+        ours = HarmonicSource(gen.m_source, 300)(f0, noise)
     assert torch.equal(ours, want.transpose(1, 2).squeeze(1))  # bit for bit
