@@ -7,13 +7,13 @@ realistic (2-3 frames per token), and a seeded random voice pack.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from zoo.core import Reference, WeightsSource
+from zoo.core.hashing import file_sha256
 
 from .config import CONFIG, HUB_REPO, WEIGHTS_FILE, small_config
 
@@ -23,14 +23,6 @@ class KokoroReference:
     model: Any  # kokoro.KModel, weight norm removed, eval mode
     config: dict
     voices: dict[str, Any] = field(default_factory=dict)  # name -> voice pack [510, 1, 256]
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def remove_weight_norm(model: Any) -> None:
@@ -110,13 +102,13 @@ def load(weights: WeightsSource, size: str = "full", voices: list[str] | None = 
 
         config = json.loads((root / "config.json").read_text())
         model = build(config, root / WEIGHTS_FILE)
-        files = {"config.json": _sha256(root / "config.json"), WEIGHTS_FILE: _sha256(root / WEIGHTS_FILE)}
+        files = {"config.json": file_sha256(root / "config.json"), WEIGHTS_FILE: file_sha256(root / WEIGHTS_FILE)}
         ref = KokoroReference(model, config)
         for pack in sorted((root / "voices").glob("*.pt")) if (root / "voices").is_dir() else []:
             if voices and pack.stem not in voices:
                 continue
             ref.voices[pack.stem] = torch.load(pack, map_location="cpu", weights_only=True)  # a plain tensor
-            files[f"voices/{pack.name}"] = _sha256(pack)
+            files[f"voices/{pack.name}"] = file_sha256(pack)
     remove_weight_norm(ref.model)
     ref.model.eval()
     info = {"params": sum(p.numel() for p in ref.model.parameters()), "size": size}

@@ -8,13 +8,13 @@ seeded random weights, a stand-in tokenizer and a seeded random voice prompt.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from zoo.core import Reference, WeightsSource
+from zoo.core.hashing import file_sha256
 
 from .tokenizer import STAND_IN_NOTE, build_stand_in_tokenizer
 
@@ -65,14 +65,6 @@ def hub_files(config: Any) -> dict[str, tuple[str, str, str | None]]:
         "weights_without_voice_cloning": _parse_hf(config.weights_path_without_voice_cloning),
         "tokenizer": _parse_hf(config.flow_lm.lookup_table.tokenizer_path),
     }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -209,8 +201,8 @@ def load(weights: WeightsSource, size: str = "full", voices: list[str] | None = 
         missing, unexpected = tts.load_state_dict(state, strict=False)
         if unexpected or [k for k in missing if not k.startswith("flow_lm.speaker_proj")]:
             raise ValueError(f"{weights_file} does not match the {LANGUAGE} architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        files[weights_file.name] = _sha256(weights_file)
-        files[tokenizer.name] = _sha256(tokenizer)
+        files[weights_file.name] = file_sha256(weights_file)
+        files[tokenizer.name] = file_sha256(tokenizer)
         ref = PocketReference(tts, tokenizer, tokenizer_is_real=True)
         from pocket_tts.models.model_state import _import_model_state
 
@@ -218,7 +210,7 @@ def load(weights: WeightsSource, size: str = "full", voices: list[str] | None = 
             if voices and voice_file.stem not in voices:
                 continue
             ref.voices[voice_file.stem] = _import_model_state(voice_file, torch.device("cpu"))
-            files[f"voices/{voice_file.name}"] = _sha256(voice_file)
+            files[f"voices/{voice_file.name}"] = file_sha256(voice_file)
         info["tokenizer"] = "real"
     info["params"] = sum(p.numel() for p in ref.tts.parameters())
     return Reference(ref, files=files, info=info)
