@@ -58,10 +58,13 @@ def _inputs(ref, frames=40):
     return en, asr, style, noise
 
 
-def test_decoder_body_matches_upstream_given_the_same_source(small):
-    """With upstream's harmonic source signal, the rest of the decoder (F0/N, blocks, generator,
-    conv STFT) reproduces KModel away from the edges: an atan2 sign flip in the first STFT
-    frame disturbs the first ~5 frames (3000 samples)."""
+def test_decoder_body_matches_upstream_given_the_same_source_and_stft(small):
+    """With upstream's harmonic source and STFT, the rest of the decoder (F0/N prediction,
+    decoder blocks, generator) reproduces KModel exactly: only the replaced pieces differ.
+
+    (End to end the decoder is chaotic: a 1e-5 relative change of the harmonic source
+    moves the audio by ~20% through the STFT phase of near-silent bins, so the conv STFT
+    is checked on its own above rather than through the whole generator.)"""
     from unittest import mock
 
     from zoo.plugins.kokoro.decoder import Decoder, upstream_decoder
@@ -75,17 +78,18 @@ def test_decoder_body_matches_upstream_given_the_same_source(small):
         nt = torch.from_numpy(noise)
         with mock.patch("torch.randn_like", lambda t, *a, **k: nt.clone() if t.shape == nt.shape else torch.zeros_like(t)):
             har, _, _ = gen.m_source(gen.f0_upsamp(f0[:, None]).transpose(1, 2))
+
     class UpstreamSource(torch.nn.Module):
         def forward(self, f0_, noise_):
             return har.transpose(1, 2).squeeze(1)
 
     decoder = Decoder(small.model).eval()
     decoder.source = UpstreamSource()
+    decoder.stft = gen.stft
     with torch.no_grad():
         ours = decoder(*(torch.from_numpy(v) for v in (en, asr, style, noise))).numpy()
     assert ours.shape == want.shape == (1, 600 * 40)
-    inner = np.abs(ours - want)[:, 3000:-1200].max() / np.abs(want).max()
-    assert inner <= 1e-3
+    assert np.max(np.abs(ours - want)) <= 1e-6 * np.abs(want).max()
     assert float((f0 > 10).float().mean()) >= 0.9  # mostly voiced: the sine path is exercised
 
 
