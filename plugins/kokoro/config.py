@@ -67,6 +67,5 @@ def small_config() -> dict:
 
     config = copy.deepcopy(CONFIG)
     config["plbert"].update(hidden_size=128, num_attention_heads=2, intermediate_size=256, num_hidden_layers=2)
-    config["n_layer"] = 1
-    config["style_dim"] = 32
+    config["n_layer"] = 1  # style_dim stays 128: KModel.forward slices the style vector at 128
     return config
