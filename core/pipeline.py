@@ -35,6 +35,32 @@ from .validation import Check
 
 TOOLS = ("torch", "coremltools", "numpy")
 PARITY_FILE = "parity.safetensors.gz"
+PENDING_MARKER = ".zoo-pending.json"
+
+
+def remove_abandoned_exports(out_dir: Path, registry: Registry) -> list[Path]:
+    """Export directories moved into place by a process that died before registering them."""
+    from .cache import _pid_alive
+
+    removed: list[Path] = []
+    if not out_dir.is_dir():
+        return removed
+    registered: set[str] | None = None
+    for marker in out_dir.glob(f"*/{PENDING_MARKER}"):
+        try:
+            info = json.loads(marker.read_text())
+        except (OSError, ValueError):
+            continue
+        if _pid_alive(int(info.get("pid", 0))):
+            continue  # still being registered
+        if registered is None:
+            registered = {e["id"] for e in registry.exports()}
+        if info.get("id") in registered:
+            marker.unlink(missing_ok=True)  # registered; the process died before tidying up
+        else:
+            shutil.rmtree(marker.parent, ignore_errors=True)
+            removed.append(marker.parent)
+    return removed
 
 
 def tool_versions() -> dict[str, str]:
@@ -326,6 +352,7 @@ class Exporter:
         )
         self._tools = tool_versions()
         self._weights_ident = weights_identity(self.weights)
+        remove_abandoned_exports(self.out_dir, self.registry)
 
         checks: list[Check] = []
         parity_dirs: dict[str, Path] = {}
@@ -404,6 +431,10 @@ class Exporter:
             if final.exists():
                 raise FileExistsError(f"{final} already exists")
 
+            # a marker naming this process: if it dies between moving the export into place and
+            # writing the registry, the next export removes the unregistered directory
+            (staging / PENDING_MARKER).write_text(json.dumps({"id": export_id, "pid": os.getpid()}))
+
             def move_into_place() -> None:
                 os.rename(staging, final)
 
@@ -413,6 +444,7 @@ class Exporter:
                 if final.exists() and not staging.exists():
                     shutil.rmtree(final, ignore_errors=True)
                 raise
+            (final / PENDING_MARKER).unlink(missing_ok=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         report.export_id = export_id

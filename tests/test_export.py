@@ -202,3 +202,19 @@ def test_run_defaults_to_the_registered_export(zoo: Zoo):
     assert data["backend"] == "mil" and data["source"].startswith("export ")
     data = json.loads(zoo("run", "tiny", "Hi", "-o", str(zoo.workdir / "b.wav"), "--random-weights", "--json", check=True).stdout)
     assert data["backend"] == "torch"
+
+
+def test_export_dir_abandoned_before_registration_is_removed(zoo: Zoo):
+    """A process killed between moving its export into place and writing the registry leaves a
+    marked, unregistered directory; the next export removes it."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    orphan = zoo.out / "tiny-fp32-orphan"
+    (orphan / "encoder.mlpackage").mkdir(parents=True)
+    (orphan / ".zoo-pending.json").write_text(json.dumps({"id": "tiny-fp32-orphan", "pid": int(dead)}))
+    report = _export(zoo)
+    assert not orphan.exists()
+    assert not (Path(report["path"]) / ".zoo-pending.json").exists()  # a registered export keeps no marker
+    assert [p.parent.name for p in zoo.packages()] == [report["id"]] * 2
