@@ -54,7 +54,8 @@ schema                       format version of this file
   [[exports.validation]]     one record per level and component (and metric):
     level                    reference (traceable vs upstream, torch), mil (saved package
                              run by zoo's MIL interpreter), coreml (CoreML, macOS only)
-    component, metric        what was compared and how (max_abs, rel, cosine_min;
+    component, metric        what was compared and how (max_abs, rel, cosine_min,
+                             spectral_max for audio judged by its magnitude spectrogram;
                              "execute" when the package could not be executed)
     value, threshold         the measured worst case and the bound it must meet
     worst                    worst max_abs, rel and cosine over all compared outputs

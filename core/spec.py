@@ -32,11 +32,14 @@ class Tolerance:
     * ``rel``: largest absolute difference divided by the largest absolute
       value of the expected tensor.
     * ``cosine_min``: cosine similarity of the flattened tensors.
+    * ``spectral_max``: for audio, the relative error of the magnitude
+      spectrograms (phase-blind: for outputs that are chaotic sample by sample).
     """
 
     max_abs: float | None = None
     rel: float | None = None
     cosine_min: float | None = None
+    spectral_max: float | None = None
 
     def checks(self) -> dict[str, float]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

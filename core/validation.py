@@ -36,8 +36,25 @@ class Check:
         return {k: v for k, v in asdict(self).items() if v not in (None, "", {})}
 
 
-def compare(actual: Any, expected: Any) -> dict[str, float]:
-    """max_abs, rel (max_abs / max |expected|) and cosine of two arrays."""
+def spectral_distance(actual: Any, expected: Any, n_fft: int = 512, hop: int = 128) -> float:
+    """||S_a - S_b|| / ||S_b|| over magnitude spectrograms (Hann window) of the flattened signals."""
+    import numpy as np
+
+    def magnitudes(x: Any) -> Any:
+        x = np.asarray(x, dtype=np.float64).ravel()
+        if x.size < n_fft:
+            x = np.pad(x, (0, n_fft - x.size))
+        frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop]
+        return np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=-1))
+
+    sa, sb = magnitudes(actual), magnitudes(expected)
+    norm = float(np.linalg.norm(sb))
+    diff = float(np.linalg.norm(sa - sb))
+    return diff / norm if norm > 0 else (0.0 if diff == 0 else float("inf"))
+
+
+def compare(actual: Any, expected: Any, spectral: bool = False) -> dict[str, float]:
+    """max_abs, rel (max_abs / max |expected|) and cosine of two arrays (and the spectral distance)."""
     import numpy as np
 
     a = np.asarray(actual, dtype=np.float64).ravel()
@@ -61,7 +78,10 @@ def compare(actual: Any, expected: Any) -> dict[str, float]:
         cosine = 0.0
     else:
         cosine = float(np.dot(a, b) / (na * nb))
-    return {"max_abs": diff, "rel": diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf")), "cosine": cosine}
+    result = {"max_abs": diff, "rel": diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf")), "cosine": cosine}
+    if spectral:
+        result["spectral"] = spectral_distance(a, b)
+    return result
 
 
 def judge(level: str, component: str, results: Iterable[Mapping[str, float]], tolerance: Tolerance) -> list[Check]:
@@ -72,11 +92,16 @@ def judge(level: str, component: str, results: Iterable[Mapping[str, float]], to
         "rel": float(max(r["rel"] for r in results)),
         "cosine": float(min(r["cosine"] for r in results)),
     }
+    if all("spectral" in r for r in results):
+        worst["spectral"] = float(max(r["spectral"] for r in results))
     checks = []
     for metric, threshold in tolerance.checks().items():
         if metric == "cosine_min":
             value = min(r["cosine"] for r in results)
             ok = value >= threshold
+        elif metric == "spectral_max":
+            value = max(r["spectral"] for r in results)
+            ok = value <= threshold
         else:
             value = max(r[metric] for r in results)
             ok = value <= threshold
@@ -127,6 +152,7 @@ def execute_parity(level: str, component: str, package: Any, parity_file: Any, t
     from .mil import MilError, MilProgram
 
     cases = parity.load(parity_file)
+    spectral = tolerance.spectral_max is not None
     results = []
     nonfinite = ""
     try:
@@ -138,11 +164,11 @@ def execute_parity(level: str, component: str, package: Any, parity_file: Any, t
                 got = program.run(case.inputs, case.function, state)
                 if program.first_nonfinite and not nonfinite:
                     nonfinite = f"first non-finite value at {program.first_nonfinite}"
-                results.extend(compare(got[name], want) for name, want in case.outputs.items())
+                results.extend(compare(got[name], want, spectral) for name, want in case.outputs.items())
         else:
             for case in cases:
                 got = predict(package, case.function, case.inputs, case.states)
-                results.extend(compare(got[name], want) for name, want in case.outputs.items())
+                results.extend(compare(got[name], want, spectral) for name, want in case.outputs.items())
     except MilError as exc:
         return [Check(level, component, "failed", "execute", reason=str(exc))]
     checks = judge(level, component, results, tolerance)

@@ -104,3 +104,22 @@ def test_tree_hash_is_stable_and_sensitive(tmp_path):
     assert tree_sha256(root) == digest
     blob.rename(root / "Data" / "w" / "weights.bin")
     assert tree_sha256(root) != digest
+
+
+def test_spectral_distance_is_phase_blind_but_not_blind():
+    import numpy as np
+
+    from zoo.core.validation import compare, judge
+    from zoo.core.spec import Tolerance
+
+    t = np.arange(24000) / 24000
+    tone = np.sin(2 * np.pi * 220 * t)
+    shifted = np.sin(2 * np.pi * 220 * t + 1.0)  # same spectrum, different samples
+    other = np.sin(2 * np.pi * 330 * t)
+    same = compare(shifted, tone, spectral=True)
+    assert same["max_abs"] > 0.5 and same["spectral"] < 0.01
+    assert compare(other, tone, spectral=True)["spectral"] > 0.5
+    (check,) = judge("reference", "c", [same], Tolerance(spectral_max=0.05))
+    assert check.status == "passed" and check.metric == "spectral_max"
+    (check,) = judge("reference", "c", [compare(other, tone, spectral=True)], Tolerance(spectral_max=0.05))
+    assert check.status == "failed"
