@@ -10,7 +10,6 @@ a :class:`PluginLoadError`.
 from __future__ import annotations
 
 import hashlib
-import traceback
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path
@@ -210,6 +209,3 @@ class PluginHost:
         if result is None:
             raise HookError(model.plugin, hook, NotImplementedError(f"no implementation of {hook} answered for model {model.name!r}"))
         return result
-
-    def describe_failure(self, exc: BaseException) -> str:
-        return "".join(traceback.format_exception_only(type(exc), exc)).strip()

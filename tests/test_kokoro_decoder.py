@@ -27,19 +27,6 @@ def test_conv_stft_reproduces_torch_stft_and_istft():
     assert y1.shape == y2.shape and torch.max(torch.abs(y1 - y2)) <= 1e-5
 
 
-def test_linear_upsample_tables_replay_pytorch():
-    from torch.nn import functional as F
-
-    from zoo.plugins.kokoro.decoder import linear_upsample_tables
-
-    p = torch.randn(1, 9, 40)
-    index, weight = linear_upsample_tables(300, 40)
-    i0 = torch.from_numpy(index.astype(np.int64))
-    w = torch.from_numpy(weight)
-    ours = (1 - w) * p[..., i0] + w * p[..., torch.clamp(i0 + 1, max=39)]
-    assert torch.max(torch.abs(ours - F.interpolate(p, scale_factor=300, mode="linear"))) <= 1e-5
-
-
 @pytest.fixture(scope="module")
 def small():
     from zoo.core import WeightsSource

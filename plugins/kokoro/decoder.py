@@ -106,17 +106,6 @@ def fused_multiply_add(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tor
     return total + (sum_err + product_err)
 
 
-def linear_upsample_tables(factor: int, max_input: int) -> tuple[np.ndarray, np.ndarray]:
-    """Index and weight of PyTorch's linear upsampling by an integer ``factor`` (align_corners=False),
-    replayed in float32 for every output position up to ``factor * max_input``."""
-    scale = np.float64(np.float32(1.0 / factor))
-    j = np.arange(factor * max_input)
-    src = np.maximum(((j + 0.5) * scale - 0.5).astype(np.float32), np.float32(0))
-    index = src.astype(np.int64)
-    weight = np.clip(src - index.astype(np.float32), np.float32(0), np.float32(1)).astype(np.float32)
-    return index.astype(np.int32), weight
-
-
 class HarmonicSource(nn.Module):
     """SourceModuleHnNSF + SineGen of kokoro.istftnet, deterministic: the additive noise is an input.
 
