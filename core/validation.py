@@ -154,26 +154,26 @@ def execute_parity(level: str, component: str, package: Any, parity_file: Any, t
     cases = parity.load(parity_file)
     spectral = tolerance.spectral_max is not None
     results = []
-    nonfinite = ""
+    nonfinite: list[str] = []
     try:
         if predict is None:
             program = MilProgram.load(package)
-            for case in cases:
-                fn = program.function(case.function)
-                state = program.make_state(case.function, initial=case.states) if fn.states else None
-                got = program.run(case.inputs, case.function, state)
+
+            def predict(_: Any, function: str, inputs: Mapping[str, Any], states: Mapping[str, Any]) -> Mapping[str, Any]:
+                state = program.make_state(function, initial=states) if program.function(function).states else None
+                got = program.run(inputs, function, state)
                 if program.first_nonfinite and not nonfinite:
-                    nonfinite = f"first non-finite value at {program.first_nonfinite}"
-                results.extend(compare(got[name], want, spectral) for name, want in case.outputs.items())
-        else:
-            for case in cases:
-                got = predict(package, case.function, case.inputs, case.states)
-                results.extend(compare(got[name], want, spectral) for name, want in case.outputs.items())
+                    nonfinite.append(f"first non-finite value at {program.first_nonfinite}")
+                return got
+
+        for case in cases:
+            got = predict(package, case.function, case.inputs, case.states)
+            results.extend(compare(got[name], want, spectral) for name, want in case.outputs.items())
     except MilError as exc:
         return [Check(level, component, "failed", "execute", reason=str(exc))]
     checks = judge(level, component, results, tolerance)
     for check in checks:
-        check.reason = nonfinite
+        check.reason = "".join(nonfinite)
     return checks
 
 

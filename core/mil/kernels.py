@@ -36,10 +36,6 @@ def _axis(axis: Any, rank: int) -> int:
     return a + rank if a < 0 else a
 
 
-def _f32(x: Any) -> np.ndarray:
-    return np.asarray(x, dtype=np.float32)
-
-
 # ---------------------------------------------------------------- elementwise binary
 _BINARY = {
     "add": np.add,

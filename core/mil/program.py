@@ -28,8 +28,6 @@ class UnsupportedOp(MilError):
     pass
 
 
-_FLOAT = (np.float16, np.float32, np.float64)
-
 #: ops that only move or select values of their (already rounded) inputs: their
 #: results need no rounding and cannot introduce a non-finite value
 DATA_MOVEMENT = frozenset(
@@ -90,18 +88,16 @@ def _static_shape(var: Any) -> tuple[int | None, ...]:
 
 
 def _const_value(var: Any) -> Any:
-    val = var.val
-    if isinstance(val, np.ndarray) and val.dtype == np.float16:
-        return val.astype(np.float32)
-    if isinstance(val, np.float16):
-        return np.float32(val)
+    return _widen(var.val)
+
+
+def _widen(val: Any) -> Any:
+    """fp16 constants held as float32 (kernels compute in fp32); lists element by element."""
     if isinstance(val, (list, tuple)):
-        return type(val)(_const_value_raw(v) for v in val)
+        return type(val)(_widen(v) for v in val)
+    if isinstance(val, (np.ndarray, np.float16)) and val.dtype == np.float16:
+        return val.astype(np.float32)
     return val
-
-
-def _const_value_raw(v: Any) -> Any:
-    return v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype == np.float16 else v
 
 
 def _is_const(var: Any) -> bool:

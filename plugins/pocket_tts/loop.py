@@ -112,6 +112,23 @@ class Voice:
         tmp.replace(path)
 
 
+def prefill(runtime: Any, kv: Any, pos: int, tokens: Any, chunk: int) -> int:
+    """Write conditioning rows [n, d] into the cache kv (in place) from ``pos``, ``chunk`` per call.
+
+    Each call gets a zero-padded chunk and its valid length; only the valid rows it
+    returns are stored. Returns the position after the last token.
+    """
+    for start in range(0, len(tokens), chunk):
+        rows = tokens[start : start + chunk]
+        block = np.zeros((1, chunk, tokens.shape[1]), np.float32)
+        block[0, : len(rows)] = rows
+        inputs = {"cond": block, "kv": kv, "pos": np.array([pos], np.int32), "valid": np.array([len(rows)], np.int32)}
+        new = runtime("flowlm", inputs, "prefill")["kv_new"]
+        kv[:, :, pos : pos + len(rows)] = np.asarray(new)[:, :, : len(rows)]
+        pos += len(rows)
+    return pos
+
+
 def load_voice(runtime: Any, name: str | None, cfg: dict[str, Any]) -> tuple[str, Voice]:
     """A bundled voice by name, or a clone of a WAV file (computed once, then cached)."""
     constants = runtime.constants
@@ -192,13 +209,7 @@ def clone_voice(runtime: Any, path: Path, cfg: dict[str, Any]) -> Voice:
     layers, width = cfg["kv_layers"], cfg["kv_width"]
     kv = np.zeros((layers, 2, cfg["cache_size"], width), np.float32)
     chunk, pos = cfg["chunk"], 0
-    for start in range(0, cond.shape[1], chunk):
-        rows = cond[:, start : start + chunk]
-        block = np.zeros((1, chunk, cond.shape[2]), np.float32)
-        block[:, : rows.shape[1]] = rows
-        new = runtime("flowlm", {"cond": block, "kv": kv, "pos": np.array([pos], np.int32), "valid": np.array([rows.shape[1]], np.int32)}, "prefill")["kv_new"]
-        kv[:, :, pos : pos + rows.shape[1]] = np.asarray(new)[:, :, : rows.shape[1]]
-        pos += rows.shape[1]
+    pos = prefill(runtime, kv, pos, cond[0], chunk)
     voice = Voice(np.asarray(kv)[:, :, :pos], pos)
     voice.save(cached)
     return voice
@@ -251,13 +262,7 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
         kv[:, :, : voice.length] = voice.kv
         pos = voice.length
         embedded = table[ids]
-        for start in range(0, len(ids), chunk):
-            block = np.zeros((1, chunk, table.shape[1]), dtype=np.float32)
-            rows = embedded[start : start + chunk]
-            block[0, : len(rows)] = rows
-            new = runtime("flowlm", {"cond": block, "kv": kv, "pos": np.array([pos], np.int32), "valid": np.array([len(rows)], np.int32)}, "prefill")["kv_new"]
-            kv[:, :, pos : pos + len(rows)] = np.asarray(new)[:, :, : len(rows)]
-            pos += len(rows)
+        pos = prefill(runtime, kv, pos, embedded, chunk)
 
         latent = bos.reshape(1, -1).astype(np.float32)
         if cfg.get("mimi_stateful"):
