@@ -345,7 +345,7 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., help="model name")
                 "name": c.name,
                 "description": c.description,
                 "functions": list(c.functions),
-                "tolerances": {p: spec.tolerance(c.name, p).checks() for p in ("fp32", "fp16")},
+                "tolerances": {p: _tolerance_summary(spec, c.name, p) for p in ("fp32", "fp16")},
             }
             for c in spec.components
         ],
@@ -369,6 +369,19 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., help="model name")
         comps.add_row(c["name"], ", ".join(c["functions"]), json.dumps(c["tolerances"]["fp32"]), json.dumps(c["tolerances"]["fp16"]), c["description"])
     out.print(comps)
     out.print(f"{len(exports)} export(s) registered" + (f"; latest: {exports[-1]['id']}" if exports else ""))
+
+
+def _tolerance_summary(spec: Any, component: str, precision: str) -> dict[str, Any]:
+    """The reference-level thresholds, plus the levels that differ from them and any edge."""
+    base = spec.tolerance(component, precision)
+    summary: dict[str, Any] = dict(base.checks())
+    if base.edge:
+        summary["edge"] = base.edge
+    for level in ("mil", "coreml"):
+        other = spec.tolerance(component, precision, level)
+        if other != base:
+            summary[level] = {**other.checks(), **({"edge": other.edge} if other.edge else {})}
+    return summary
 
 
 # ----------------------------------------------------------------------------- run

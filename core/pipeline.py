@@ -274,7 +274,7 @@ class Exporter:
                     for name in traceable.outputs:
                         if name not in expected:
                             raise ValueError(f"{component}.{fn}: reference gave no output {name!r}")
-                        results.append(validation.compare(actual[name], expected[name], tolerance.spectral_max is not None))
+                        results.append(validation.compare(actual[name], expected[name], tolerance.spectral_max is not None, tolerance.edge))
             if missing:
                 checks.append(validation.skipped("reference", f"plugin gave no reference for functions {missing}", component))
             if results:
@@ -315,7 +315,7 @@ class Exporter:
         return json.loads((path / "constants.json").read_text())
 
     def _execute_level(self, level: str, component: str, package: Path, parity_file: Path) -> list[Check]:
-        tolerance = self.model.tolerance(component, self.variant.precision)
+        tolerance = self.model.tolerance(component, self.variant.precision, level)
         if level == "mil":
 
             def build(tmp: Path) -> None:

@@ -34,15 +34,20 @@ class Tolerance:
     * ``cosine_min``: cosine similarity of the flattened tensors.
     * ``spectral_max``: for audio, the relative error of the magnitude
       spectrograms (phase-blind: for outputs that are chaotic sample by sample).
+
+    ``edge`` is not a threshold: that many values at each end of the flattened
+    outputs are left out of every metric (audio whose first and last frames are
+    ill-conditioned, e.g. an STFT phase at a sign flip).
     """
 
     max_abs: float | None = None
     rel: float | None = None
     cosine_min: float | None = None
     spectral_max: float | None = None
+    edge: int = 0
 
     def checks(self) -> dict[str, float]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k != "edge"}
 
 
 #: tolerances used when neither the component nor the model names one
@@ -83,7 +88,9 @@ class ComponentSpec:
 
     ``functions`` lists the package's functions; a single ``"main"`` is a plain
     package, several make a multifunction package whose functions share weights.
-    ``tolerances`` (by precision) override the model's for this component.
+    ``tolerances`` override the model's for this component. Keys are a
+    precision (``"fp16"``), or a precision at one validation level
+    (``"fp16@mil"``), which wins over the plain precision at that level.
     """
 
     name: str
@@ -125,12 +132,13 @@ class ModelSpec:
                 return comp
         raise KeyError(name)
 
-    def tolerance(self, component: str, precision: str) -> Tolerance:
+    def tolerance(self, component: str, precision: str, level: str = "reference") -> Tolerance:
+        """The component's tolerance at ``level``, else the model's, else the default (see ComponentSpec)."""
         comp = self.component(component)
-        if precision in comp.tolerances:
-            return comp.tolerances[precision]
-        if precision in self.tolerances:
-            return self.tolerances[precision]
+        for table in (comp.tolerances, self.tolerances):
+            for key in (f"{precision}@{level}", precision):
+                if key in table:
+                    return table[key]
         return DEFAULT_TOLERANCES[precision]
 
     def variant(self, name: str | None) -> Variant:

@@ -1,18 +1,28 @@
-"""run_loop for Kokoro-82M (work in progress): numpy orchestration over the components.
+"""run_loop for Kokoro-82M: numpy orchestration over the components.
 
-phonemes (G2P, or given) -> token ids in the smallest bucket that fits -> ``predictor``
--> durations rounded on the host (at least one frame per token) -> features
-expanded along the frames (the alignment, as upstream's one-hot matmul, done as
-an exact gather) -> ``decoder`` with the harmonic source's noise as input -> audio.
+phonemes (G2P, or ``--set phonemes=``) -> token ids in the smallest bucket that
+fits -> ``predictor`` -> durations rounded on the host (at least one frame per
+token) -> features expanded along the frames (the alignment: upstream's one-hot
+matmul, done as an exact gather) -> ``decoder`` with the harmonic source's noise
+as input (seeded by ``--seed``) -> audio. Text longer than the largest bucket is
+split at word boundaries, preferring punctuation, and the pieces concatenated.
+
+The torch backend has no fixed shapes, so there the predictor runs on the
+unpadded tokens exactly as KModel does; the packages run the padded bucket.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from zoo.core import RunOptions, RunResult
+
 MAX_PHONEMES = 510
+SETTINGS = {"phonemes": str, "speed": float}
 
 
 def phonemize(text: str, g2p: Callable[[str], Any] | None = None) -> str:
@@ -66,13 +76,14 @@ def synthesize(
     """One utterance: audio [samples] and the per-token frame counts."""
     ids = tokens(phonemes, vocab)
     bucket = pick_bucket(len(ids), buckets)
-    padded = np.zeros((1, bucket), np.int32)
+    width = len(ids) if getattr(runtime, "backend", "") == "torch" else bucket  # see the module docstring
+    padded = np.zeros((1, width), np.int32)
     padded[0, : len(ids)] = ids
-    style = np.asarray(voice_pack[len(phonemes) - 1], dtype=np.float32).reshape(1, -1)
+    style = np.asarray(voice_pack[min(len(phonemes), len(voice_pack)) - 1], dtype=np.float32).reshape(1, -1)
     out = runtime(
         "predictor",
         {"input_ids": padded, "valid": np.array([len(ids)], np.int32), "style": style, "speed": np.array([speed], np.float32)},
-        f"tokens{bucket}" if len(buckets) > 1 else "main",
+        f"tokens{bucket}",
     )
     frames = durations(out["duration"], len(ids))
     order = np.repeat(np.arange(len(ids)), frames)
@@ -82,3 +93,75 @@ def synthesize(
     source_noise = noise(shape) if noise is not None else np.zeros(shape, np.float32)
     audio = runtime("decoder", {"en": en, "asr": asr, "style": style, "noise": source_noise})["audio"]
     return np.asarray(audio, np.float32).reshape(-1), frames
+
+
+def split_phonemes(phonemes: str, vocab: dict[str, int], limit: int) -> list[str]:
+    """Pieces of at most ``limit`` known phonemes, cut at spaces, after punctuation when possible."""
+    words = phonemes.split(" ")
+    pieces: list[str] = []
+    current: list[str] = []
+
+    def size(ws: list[str]) -> int:
+        return sum(1 for ch in " ".join(ws) if ch in vocab)
+
+    for word in words:
+        if size([word]) > limit:
+            raise ValueError(f"a single word has more than {limit} phonemes: {word[:40]!r}")
+        if current and size(current + [word]) > limit:
+            cut = max((i + 1 for i, w in enumerate(current) if w and w[-1] in ".!?;:,"), default=len(current))
+            pieces.append(" ".join(current[:cut]))
+            current = current[cut:]
+            while current and size(current + [word]) > limit:  # punctuation cut left too much behind
+                pieces.append(" ".join(current))
+                current = []
+        current.append(word)
+    if current:
+        pieces.append(" ".join(current))
+    return [p.strip() for p in pieces if p.strip()]
+
+
+def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ValueError(f"unknown kokoro run option(s) {unknown}; known: {', '.join(SETTINGS)}")
+    try:
+        parsed = {k: SETTINGS[k](v) for k, v in settings.items()}
+    except ValueError as exc:
+        raise ValueError(f"bad kokoro run option: {exc}") from None
+    if "speed" in parsed and not 0.1 <= parsed["speed"] <= 10:
+        raise ValueError(f"speed must be within [0.1, 10], not {parsed['speed']}")
+    return parsed
+
+
+def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
+    from safetensors.numpy import load_file
+
+    cfg = json.loads(Path(runtime.constants["config"]).read_text())
+    settings = parse_settings(options.settings)
+    voices = load_file(str(runtime.constants["voices"]))
+    voice = options.voice or cfg["default_voice"]
+    if voice not in voices:
+        raise ValueError(f"unknown voice {voice!r}; this export has {', '.join(sorted(voices))}")
+    vocab = cfg["vocab"]
+    if "phonemes" in settings:
+        phonemes, g2p = settings["phonemes"], "given"
+    else:
+        phonemes, g2p = phonemize(text), "misaki"
+    if not any(ch in vocab for ch in phonemes):
+        raise ValueError(f"no known phonemes in {phonemes!r}")
+    limit = min(MAX_PHONEMES, max(cfg["buckets"]) - 2)
+    rng = np.random.default_rng(options.seed)
+
+    def noise(shape: tuple[int, ...]) -> Any:
+        if shape[1] > cfg["max_frames"] * cfg["samples_per_frame"]:
+            raise ValueError(f"{shape[1] // cfg['samples_per_frame']} frames: more than the export's {cfg['max_frames']}")
+        return rng.standard_normal(shape).astype(np.float32)
+
+    pieces, frames, report = [], 0, []
+    for piece in split_phonemes(phonemes, vocab, limit):
+        audio, counts = synthesize(runtime, piece, vocab, voices[voice], cfg["buckets"], settings.get("speed", 1.0), noise)
+        pieces.append(audio)
+        frames += int(counts.sum())
+        report.append({"phonemes": piece, "tokens": len(counts), "frames": int(counts.sum())})
+    audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+    return RunResult(audio, cfg["sample_rate"], frames, {"voice": voice, "g2p": g2p, "pieces": report})

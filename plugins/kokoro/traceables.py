@@ -1,4 +1,4 @@
-"""build_traceables for Kokoro-82M.
+"""build_traceables for Kokoro-82M: ``predictor`` (one function per token bucket) and ``decoder``.
 
 ``predictor``: ALBERT + duration encoder + prosody LSTM + text encoder at a fixed
 token bucket, with the utterance's length as an input. Padding is masked out
@@ -6,7 +6,11 @@ everywhere it could leak: ALBERT's attention never looks at padded keys, every
 convolution output is re-zeroed at padded positions, and each bidirectional LSTM
 runs forward over the valid prefix and backward from the last *valid* token (the
 prefix reversed in place) — what ``pack_padded_sequence`` does upstream, without
-packing. Outputs at padded positions are zero.
+packing. Outputs at padded positions are zero. The buckets' functions share their
+weights in one multifunction package.
+
+``decoder`` (decoder.py): F0/N prediction, decoder and generator over a flexible
+frame axis, so no padded frame ever reaches an InstanceNorm, LSTM or convolution.
 """
 
 from __future__ import annotations
@@ -84,7 +88,9 @@ class Predictor(nn.Module):
         self.text_lstm = MaskedBiLSTM(text.lstm)
 
     def forward(self, input_ids: torch.Tensor, valid: torch.Tensor, style: torch.Tensor, speed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        length = self.bucket
+        # traced: the bucket, a Python int (shape arithmetic would trace into int ops); in eager
+        # torch (the torch backend) any length, so unpadded tokens run exactly as KModel runs them
+        length = self.bucket if torch.jit.is_tracing() else int(input_ids.shape[1])
         ids = input_ids.to(torch.int64)
         keep = (torch.arange(length, dtype=torch.float32) < valid.to(torch.float32)).to(torch.float32)  # [L]
         s = style[:, self.style_dim :]
@@ -142,3 +148,81 @@ def upstream_predictor(kmodel: Any, input_ids: Any, valid: Any, style: Any, spee
     out_t = np.zeros((1, t_en.shape[1], length), np.float32)
     out_t[:, :, :n] = t_en.numpy()
     return {"duration": out_duration, "d": out_d, "t_en": out_t}
+
+
+# ----------------------------------------------------------------------------- build
+
+def _token_example(kref: Any, bucket: int, count: int, rng: Any) -> dict[str, Any]:
+    """``count`` tokens (boundary 0s included) of random phonemes, 0-padded to ``bucket``."""
+    import numpy as np
+
+    ids = np.zeros((1, bucket), np.int32)
+    ids[0, 1 : count - 1] = rng.choice(sorted(set(kref.config["vocab"].values())), count - 2)
+    voice = next(iter(kref.voices.values()))
+    style = np.asarray(voice[count - 3], dtype=np.float32).reshape(1, -1)  # upstream: pack[len(phonemes) - 1]
+    return {"input_ids": ids, "valid": np.array([count], np.int32), "style": style, "speed": np.array([1.0], np.float32)}
+
+
+def _decoder_example(kref: Any, count: int, rng: Any) -> dict[str, Any]:
+    """Decoder inputs as the run loop makes them: upstream predictor features aligned by its durations."""
+    import numpy as np
+
+    tokens = _token_example(kref, count, count, rng)
+    out = upstream_predictor(kref.model, **tokens)
+    frames = np.maximum(np.round(out["duration"][0]), 1).astype(np.int64)
+    order = np.repeat(np.arange(count), frames)
+    en = np.ascontiguousarray(out["d"][0, order].T[None])
+    asr = np.ascontiguousarray(out["t_en"][0][:, order][None])
+    noise = rng.standard_normal((1, 600 * len(order), 9)).astype(np.float32)
+    return {"en": en, "asr": asr, "style": tokens["style"], "noise": noise}
+
+
+def build(kref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
+    import numpy as np
+
+    from zoo.core import TensorSpec, Traceable
+
+    from .decoder import Decoder, keep_harmonic_fp32, upstream_decoder
+
+    model = kref.model
+    style_width = 2 * model.predictor.text_encoder.sty_dim
+    rng = np.random.default_rng(int(options.get("seed", 0)))
+
+    predictor: dict[str, Traceable] = {}
+    for bucket in options["buckets"]:
+        counts = sorted({max(3, bucket // 2 + 1), bucket})
+        predictor[f"tokens{bucket}"] = Traceable(
+            module=Predictor(model, bucket).eval(),
+            inputs=[
+                TensorSpec("input_ids", (1, bucket), "int32"),
+                TensorSpec("valid", (1,), "int32"),
+                TensorSpec("style", (1, style_width)),
+                TensorSpec("speed", (1,)),
+            ],
+            outputs=["duration", "d", "t_en"],
+            examples=[_token_example(kref, bucket, n, rng) for n in counts],
+            reference=lambda **kw: upstream_predictor(model, **kw),
+        )
+
+    max_frames = int(options["max_frames"])
+    channels = model.predictor.text_encoder.d_model + model.predictor.text_encoder.sty_dim
+    examples = [_decoder_example(kref, n, rng) for n in options["decoder_tokens"]]
+    decoder = Traceable(
+        module=Decoder(model).eval(),
+        inputs=[
+            TensorSpec("en", (1, channels, 1), flexible={2: (1, max_frames)}),
+            TensorSpec("asr", (1, 512, 1), flexible={2: (1, max_frames)}),
+            TensorSpec("style", (1, style_width)),
+            TensorSpec("noise", (1, 600, 9), flexible={1: (600, 600 * max_frames)}),
+        ],
+        outputs=["audio"],
+        examples=examples,
+        reference=lambda **kw: upstream_decoder(model, **kw),
+        convert_options={
+            # IEEE division as traced: the chaotic generator turns x * (1/y) vs x / y into audible differences
+            "remove_passes": ["common::divide_to_multiply"],
+            # the harmonic source's phase does not fit fp16: that path stays fp32 in an fp16 export
+            "op_selector": keep_harmonic_fp32,
+        },
+    )
+    return {"predictor": predictor, "decoder": decoder}
