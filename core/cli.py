@@ -372,15 +372,13 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., help="model name")
 
 
 def _tolerance_summary(spec: Any, component: str, precision: str) -> dict[str, Any]:
-    """The reference-level thresholds, plus the levels that differ from them and any edge."""
+    """The reference-level thresholds, plus the levels whose thresholds differ."""
     base = spec.tolerance(component, precision)
     summary: dict[str, Any] = dict(base.checks())
-    if base.edge:
-        summary["edge"] = base.edge
     for level in ("mil", "coreml"):
         other = spec.tolerance(component, precision, level)
         if other != base:
-            summary[level] = {**other.checks(), **({"edge": other.edge} if other.edge else {})}
+            summary[level] = other.checks()
     return summary
 
 

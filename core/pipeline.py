@@ -274,7 +274,7 @@ class Exporter:
                     for name in traceable.outputs:
                         if name not in expected:
                             raise ValueError(f"{component}.{fn}: reference gave no output {name!r}")
-                        results.append(validation.compare(actual[name], expected[name], tolerance.spectral_max is not None, tolerance.edge))
+                        results.append(validation.compare(actual[name], expected[name], tolerance.spectral_max is not None))
             if missing:
                 checks.append(validation.skipped("reference", f"plugin gave no reference for functions {missing}", component))
             if results:

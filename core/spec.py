@@ -34,20 +34,15 @@ class Tolerance:
     * ``cosine_min``: cosine similarity of the flattened tensors.
     * ``spectral_max``: for audio, the relative error of the magnitude
       spectrograms (phase-blind: for outputs that are chaotic sample by sample).
-
-    ``edge`` is not a threshold: that many values at each end of the flattened
-    outputs are left out of every metric (audio whose first and last frames are
-    ill-conditioned, e.g. an STFT phase at a sign flip).
     """
 
     max_abs: float | None = None
     rel: float | None = None
     cosine_min: float | None = None
     spectral_max: float | None = None
-    edge: int = 0
 
     def checks(self) -> dict[str, float]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k != "edge"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
 
 
 #: tolerances used when neither the component nor the model names one

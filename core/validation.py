@@ -31,8 +31,6 @@ class Check:
     reason: str = ""
     #: the worst value of every metric, for the record (max_abs, rel, cosine)
     worst: dict[str, float] | None = None
-    #: values left out at each end of the outputs (Tolerance.edge)
-    edge: int | None = None
 
     def record(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, "", {})}
@@ -55,19 +53,14 @@ def spectral_distance(actual: Any, expected: Any, n_fft: int = 512, hop: int = 1
     return diff / norm if norm > 0 else (0.0 if diff == 0 else float("inf"))
 
 
-def compare(actual: Any, expected: Any, spectral: bool = False, edge: int = 0) -> dict[str, float]:
-    """max_abs, rel (max_abs / max |expected|) and cosine of two arrays (and the spectral distance),
-    leaving out ``edge`` values at each end of the flattened arrays."""
+def compare(actual: Any, expected: Any, spectral: bool = False) -> dict[str, float]:
+    """max_abs, rel (max_abs / max |expected|) and cosine of two arrays (and the spectral distance)."""
     import numpy as np
 
     a = np.asarray(actual, dtype=np.float64).ravel()
     b = np.asarray(expected, dtype=np.float64).ravel()
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch: {np.shape(actual)} vs {np.shape(expected)}")
-    if edge:
-        if a.size <= 2 * edge:
-            raise ValueError(f"{a.size} values leave nothing to compare once {edge} are left out at each end")
-        a, b = a[edge:-edge], b[edge:-edge]
     if a.size == 0:
         return {"max_abs": 0.0, "rel": 0.0, "cosine": 1.0}
     finite = np.isfinite(a).all() and np.isfinite(b).all()
@@ -115,7 +108,7 @@ def judge(level: str, component: str, results: Iterable[Mapping[str, float]], to
         # NaN never passes
         ok = bool(ok) and value == value
         checks.append(
-            Check(level, component, "passed" if ok else "failed", metric, float(value), float(threshold), worst=dict(worst), edge=tolerance.edge or None)
+            Check(level, component, "passed" if ok else "failed", metric, float(value), float(threshold), worst=dict(worst))
         )
     if not checks:
         raise ValueError(f"{component}: tolerance bounds no metric")
@@ -177,7 +170,7 @@ def execute_parity(level: str, component: str, package: Any, parity_file: Any, t
 
         for case in cases:
             got = predict(package, case.function, case.inputs, case.states)
-            results.extend(compare(got[name], want, spectral, tolerance.edge) for name, want in case.outputs.items())
+            results.extend(compare(got[name], want, spectral) for name, want in case.outputs.items())
     except MilError as exc:
         return [Check(level, component, "failed", "execute", reason=str(exc))]
     checks = judge(level, component, results, tolerance)
@@ -188,9 +181,5 @@ def execute_parity(level: str, component: str, package: Any, parity_file: Any, t
 
 def tolerance_from_records(records: Iterable[Mapping[str, Any]], component: str, level: str) -> Tolerance | None:
     """Rebuild the tolerance an export was judged by from its registry records."""
-    mine = [r for r in records if r.get("component") == component and r.get("level") == level and "threshold" in r]
-    bounds: dict[str, Any] = {r["metric"]: r["threshold"] for r in mine}
-    edges = {int(r.get("edge", 0)) for r in mine}
-    if len(edges) == 1:
-        bounds["edge"] = edges.pop()
+    bounds = {r["metric"]: r["threshold"] for r in records if r.get("component") == component and r.get("level") == level and "threshold" in r}
     return Tolerance(**bounds) if bounds else None

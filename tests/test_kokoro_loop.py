@@ -102,3 +102,29 @@ def test_run_settings_are_checked():
         loop.parse_settings({"temperature": "1"})
     with pytest.raises(ValueError, match="speed"):
         loop.parse_settings({"speed": "0"})
+
+
+def test_zoo_run_torch_backend_matches_kmodel(small, tmp_path):
+    """`zoo run kokoro --backend torch` (the installed plugin through the core's run) against
+    KModel.forward on the same phonemes, voice and noise: the whole utterance, sample by sample."""
+    from zoo.core import RunOptions, WeightsSource
+    from zoo.core.plugins import PluginHost
+    from zoo.core.run import run
+    from zoo.plugins.kokoro.decoder import deterministic_upstream
+
+    phonemes = PHONEMES
+    summary = run(
+        PluginHost(), "kokoro", "(ignored: phonemes given)", tmp_path / "out.wav", backend="torch",
+        weights=WeightsSource.random(0), variant="small-fp32", options=RunOptions(seed=7, settings={"phonemes": phonemes}),
+    )
+    audio = summary.result.audio
+    assert summary.runtime.calls == {"predictor.tokens64": 1, "decoder": 1}
+    assert (tmp_path / "out.wav").stat().st_size == 44 + 2 * len(audio)
+    # the loop's noise: numpy's default_rng(seed), standard normal, [1, 600 * frames, 9]
+    noise = np.random.default_rng(7).standard_normal((1, len(audio), 9)).astype(np.float32)
+    with torch.no_grad(), deterministic_upstream(small.model, noise):
+        want = small.model(phonemes, small.voices["random"][len(phonemes) - 1], 1, return_output=True)
+    assert summary.result.frames == int(want.pred_dur.sum())
+    want_audio = want.audio.numpy().reshape(-1)
+    assert audio.shape == want_audio.shape
+    assert np.abs(audio - want_audio).max() / np.abs(want_audio).max() <= 1e-3

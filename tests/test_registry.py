@@ -123,3 +123,18 @@ def test_spectral_distance_is_phase_blind_but_not_blind():
     assert check.status == "passed" and check.metric == "spectral_max"
     (check,) = judge("reference", "c", [compare(other, tone, spectral=True)], Tolerance(spectral_max=0.05))
     assert check.status == "failed"
+
+
+def test_tolerance_per_level():
+    from zoo.core import ComponentSpec, ModelSpec, Tolerance, Variant
+
+    spec = ModelSpec(
+        "m", "s", {"v": Variant("v", "fp32")}, "v",
+        (ComponentSpec("c", tolerances={"fp32": Tolerance(rel=1e-3), "fp32@mil": Tolerance(spectral_max=0.1)}),),
+        tolerances={"fp16@coreml": Tolerance(cosine_min=0.99)},
+    )
+    assert spec.tolerance("c", "fp32") == Tolerance(rel=1e-3)
+    assert spec.tolerance("c", "fp32", "mil") == Tolerance(spectral_max=0.1)
+    assert spec.tolerance("c", "fp32", "coreml") == Tolerance(rel=1e-3)  # falls back to the precision
+    assert spec.tolerance("c", "fp16", "coreml") == Tolerance(cosine_min=0.99)  # the model's table
+    assert spec.tolerance("c", "fp16", "mil") == Tolerance(cosine_min=0.999)  # the default

@@ -58,10 +58,14 @@ def zoo_register_models():
                     tolerances={
                         "fp32": exact_audio,
                         "fp16@reference": exact_audio,  # the torch modules are fp32 in every variant
-                        # phase-blind once executed by another implementation: see decoder.py
+                        # phase-blind once executed by another implementation: see decoder.py (a 1e-6
+                        # input perturbation moves the torch decoder by 0.047)
                         "fp32@mil": Tolerance(spectral_max=0.1),
                         "fp32@coreml": Tolerance(spectral_max=0.1),
-                        "fp16": Tolerance(spectral_max=0.2),
+                        # fp16 rounding (~1e-3) of the features: the torch decoder moves by 0.24 for a
+                        # 1e-3 input perturbation with random weights (0.40 for 1e-2; a remainder-zeroed
+                        # source: 0.43)
+                        "fp16": Tolerance(spectral_max=0.3),
                     },
                 ),
             ),
