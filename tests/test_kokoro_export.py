@@ -21,6 +21,28 @@ def _read(path: Path) -> np.ndarray:
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64) / 32767
 
 
+def test_export_small_fp16_keeps_the_harmonic_source_fp32(zoo):
+    proc = zoo("export", "kokoro", "--random-weights", "--variant", "small-fp16", "--out", str(zoo.out), "--json", check=True)
+    report = json.loads(proc.stdout)
+    assert report["ok"] and report["validation_level"] == "mil"
+    entry = Registry(zoo.registry).exports()[0]
+    assert entry["variant"]["options"]["fp32_scopes"] == ["harmonic"]  # recorded with the export
+    checks = {(v["level"], v["component"]): v for v in entry["validation"]}
+    assert checks[("mil", "predictor")]["metric"] == "cosine_min" and checks[("mil", "predictor")]["value"] >= 0.999
+    assert checks[("mil", "decoder")]["metric"] == "spectral_max" and checks[("mil", "decoder")]["value"] <= 0.3  # measured 0.244
+
+    from zoo.core.mil import MilProgram
+
+    decoder = MilProgram.load(Path(report["path"]) / "decoder.mlpackage").function()
+    dtypes = {}
+    for step in decoder.steps:
+        for _, dtype, _ in step.outputs:
+            dtypes.setdefault(step.op_type, set()).add(np.dtype(dtype).name)
+    assert dtypes["cumsum"] == {"float32"}  # the source's phase accumulation (and its STFT's frame mask)
+    assert dtypes["atan"] == dtypes["sqrt"] == {"float32"}  # the source spectrum: phase (atan2) and magnitude
+    assert "float16" in dtypes["conv"] and "float16" in dtypes["instance_norm"]  # the rest is fp16
+
+
 def test_export_run_verify_small_fp32(zoo):
     proc = zoo("export", "kokoro", "--random-weights", "--variant", "small-fp32", "--out", str(zoo.out), "--json", check=True)
     report = json.loads(proc.stdout)

@@ -23,12 +23,14 @@ MODEL = "kokoro"
 #: ports; upstream kokoro itself downloads ``main``. Not checked here (no hub access): see the README.
 HUB_REVISION = "f3ff3571791e39611d31c381e3a41a3af07b4987"
 
+#: fp32_scopes: Decoder submodules kept in fp32 by an fp16 export (recorded with the variant);
 #: buckets: predictor token buckets (boundary tokens included; 512 = upstream's 510 phonemes);
 #: max_frames: the decoder's frame-axis bound (40 frames per second); decoder_tokens: token
 #: counts of the decoder's parity examples (their frames follow from the predicted durations)
 BUCKETS = (32, 64, 128, 256, 512)
 _FULL = {"size": "full", "buckets": BUCKETS, "max_frames": 4096, "decoder_tokens": (12, 20)}
 _SMALL = {"size": "small", "buckets": BUCKETS, "max_frames": 1024, "decoder_tokens": (12, 20)}
+_FP32_SOURCE = {"fp32_scopes": ("harmonic",)}
 
 
 @hookimpl
@@ -39,10 +41,10 @@ def zoo_register_models():
             name=MODEL,
             summary="Kokoro-82M (kokoro 0.9.4): token-bucket predictor + flexible-length decoder, 2 calls per utterance",
             variants={
-                "fp16": Variant("fp16", "fp16", "iOS17", _FULL, "default: fp16, the harmonic source path in fp32"),
+                "fp16": Variant("fp16", "fp16", "iOS17", {**_FULL, **_FP32_SOURCE}, "default: fp16, the harmonic source and its STFT in fp32"),
                 "fp32": Variant("fp32", "fp32", "iOS17", _FULL, "fp32 everywhere"),
                 "small-fp32": Variant("small-fp32", "fp32", "iOS17", _SMALL, "reduced-size architecture for tests (--random-weights only)"),
-                "small-fp16": Variant("small-fp16", "fp16", "iOS17", _SMALL, "reduced-size architecture for tests (--random-weights only)"),
+                "small-fp16": Variant("small-fp16", "fp16", "iOS17", {**_SMALL, **_FP32_SOURCE}, "reduced-size architecture for tests (--random-weights only)"),
             },
             default_variant="fp16",
             components=(

@@ -12,8 +12,8 @@ upstream layers, with what does not convert replaced by equivalent ops:
 * ``torch.rsqrt(torch.tensor(2))`` (an int op) becomes a float constant.
 
 The source and its STFT form one submodule, ``harmonic``, so that an fp16
-export can keep exactly that path in fp32 (see ``keep_harmonic_fp32``): its
-phase cumsum reaches ~1e4-1e5 rad, where fp16 cannot even hold the phase.
+export can keep exactly that path in fp32 (see ``fp32_scopes``): its phase
+cumsum reaches ~1e4-1e5 rad, where fp16 cannot even hold the phase.
 
 Why the packaged decoder is judged by a spectral metric. The phase is so large
 that one fp32 ulp is ~1e-3-1e-2 rad, and the generator feeds the STFT phase of
@@ -168,16 +168,18 @@ class HarmonicSpectrum(nn.Module):
         return torch.cat([magnitude, phase], dim=1)
 
 
-#: the Decoder submodule an fp16 export keeps in fp32
-FP32_SCOPE = "harmonic"
+def fp32_scopes(scopes: Any) -> Any:
+    """A coremltools op_selector: fp16 for every op except those traced inside the named
+    Decoder submodules (e.g. ``["harmonic"]``), which stay fp32 in an fp16 export."""
+    keep = set(scopes)
 
+    def select(op: Any) -> bool:
+        from coremltools.converters.mil.mil.scope import ScopeSource
 
-def keep_harmonic_fp32(op: Any) -> bool:
-    """coremltools op_selector: True (cast to fp16) except for ops traced inside ``Decoder.harmonic``."""
-    from coremltools.converters.mil.mil.scope import ScopeSource
+        names = op.scopes.get(ScopeSource.TORCHSCRIPT_MODULE_NAME) or []
+        return not (names and names[0] in keep)
 
-    names = op.scopes.get(ScopeSource.TORCHSCRIPT_MODULE_NAME) or []
-    return not (names and names[0] == FP32_SCOPE)
+    return select
 
 
 class Decoder(nn.Module):

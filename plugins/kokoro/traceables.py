@@ -182,7 +182,7 @@ def build(kref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
 
     from zoo.core import TensorSpec, Traceable
 
-    from .decoder import Decoder, keep_harmonic_fp32, upstream_decoder
+    from .decoder import Decoder, fp32_scopes, upstream_decoder
 
     model = kref.model
     style_width = 2 * model.predictor.text_encoder.sty_dim
@@ -221,8 +221,8 @@ def build(kref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
         convert_options={
             # IEEE division as traced: the chaotic generator turns x * (1/y) vs x / y into audible differences
             "remove_passes": ["common::divide_to_multiply"],
-            # the harmonic source's phase does not fit fp16: that path stays fp32 in an fp16 export
-            "op_selector": keep_harmonic_fp32,
+            # the variant's fp32 islands in an fp16 export (the harmonic source: its phase does not fit fp16)
+            **({"op_selector": fp32_scopes(options["fp32_scopes"])} if options.get("fp32_scopes") else {}),
         },
     )
     return {"predictor": predictor, "decoder": decoder}
