@@ -29,7 +29,7 @@ def test_export_small_fp16_keeps_the_harmonic_source_fp32(zoo):
     assert entry["variant"]["options"]["fp32_scopes"] == ["harmonic"]  # recorded with the export
     checks = {(v["level"], v["component"]): v for v in entry["validation"]}
     assert checks[("mil", "predictor")]["metric"] == "cosine_min" and checks[("mil", "predictor")]["value"] >= 0.999
-    assert checks[("mil", "decoder")]["metric"] == "spectral_max" and checks[("mil", "decoder")]["value"] <= 0.3  # measured 0.244
+    assert checks[("mil", "decoder")]["metric"] == "spectral_max" and checks[("mil", "decoder")]["value"] <= 0.35  # measured 0.244
 
     from zoo.core.mil import MilProgram
 

@@ -64,10 +64,11 @@ def zoo_register_models():
                         # input perturbation moves the torch decoder by 0.047)
                         "fp32@mil": Tolerance(spectral_max=0.1),
                         "fp32@coreml": Tolerance(spectral_max=0.1),
-                        # fp16 rounding (~1e-3) of the features: the torch decoder moves by 0.24 for a
-                        # 1e-3 input perturbation with random weights (0.40 for 1e-2; a remainder-zeroed
-                        # source: 0.43)
-                        "fp16": Tolerance(spectral_max=0.3),
+                        # a coarse bound: fp16 rounding (~1e-3) of its input moves the random-weight
+                        # torch decoder by 0.24 (small) / 0.26 (full); measured fp16 exports 0.24 / 0.29.
+                        # It does not tell the remainder trap (0.43 / 0.36) apart at full size: the
+                        # source-level regression test and the fp32 variant's bound do.
+                        "fp16": Tolerance(spectral_max=0.35),
                     },
                 ),
             ),

@@ -146,7 +146,8 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
     if "phonemes" in settings:
         phonemes, g2p = settings["phonemes"], "given"
     else:
-        phonemes, g2p = phonemize(text), "misaki"
+        converter = english_g2p()
+        phonemes, g2p = phonemize(text, converter), f"{type(converter).__module__}.{type(converter).__name__}"
     if not any(ch in vocab for ch in phonemes):
         raise ValueError(f"no known phonemes in {phonemes!r}")
     limit = min(MAX_PHONEMES, max(cfg["buckets"]) - 2)

@@ -1,0 +1,133 @@
+"""Benchmark of the full-size kokoro export and run (random weights, offline espeak G2P).
+
+    .venv/bin/python benchmarks/bench_kokoro.py [--variant fp16] [--keep DIR]
+
+Prints, measured in this run:
+* export wall time and peak RSS of `zoo export kokoro --random-weights` (fresh cache),
+  package bytes per component and in total, constants bytes, the validation records;
+* `zoo run kokoro TEXT --backend mil --json` on the export (offline G2P): wall time, audio seconds;
+* the torch-backend run loop vs `KModel.forward` on the same phonemes, voice and model, timed
+  in this process (speed ratio), and their whole-utterance difference with the same noise;
+* MIL interpreter time vs the torch traceable for one decoder call.
+Nothing here asserts a goal: the figures are for the issue's closing note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TEXT = "Hello world. This is a benchmark of the exported Kokoro components."
+
+
+def zoo(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "zoo", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"zoo {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", default="fp16")
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="zoo-bench-kokoro-"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "ZOO_REGISTRY": str(work / "registry.toml"), "ZOO_CACHE": str(work / "cache"), "TQDM_DISABLE": "1"}
+    results: dict = {"variant": args.variant}
+
+    start = time.perf_counter()
+    report = json.loads(zoo(env, work, "export", "kokoro", "--random-weights", "--variant", args.variant, "--force", "--out", str(work / "exports"), "--json").stdout)
+    results["export_seconds"] = round(time.perf_counter() - start, 1)
+    results["export_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 0)
+    results["stages"] = {s["stage"]: round(s["seconds"], 1) for s in report["stages"]}
+    import tomllib
+
+    entry = next(e for e in tomllib.loads((work / "registry.toml").read_text())["exports"] if e["id"] == report["id"])
+    results["package_bytes"] = {c["name"]: c["bytes"] for c in entry["components"]}
+    results["packages_total_mb"] = round(sum(results["package_bytes"].values()) / 1e6, 1)
+    results["constants_mb"] = round(sum(c["bytes"] for c in entry["constants"]) / 1e6, 2)
+    results["validation"] = [
+        f"{v['level']}/{v['component']}: {v.get('metric', '')} {v.get('value', '')} {v['status']} (worst {v.get('worst', {})})" for v in entry["validation"]
+    ]
+
+    run = json.loads(zoo(env, work, "run", "kokoro", TEXT, "-o", str(work / "mil.wav"), "--backend", "mil", "--json").stdout)
+    results["mil_run"] = {k: run[k] for k in ("frames", "audio_seconds", "wall_seconds", "calls", "info")}
+
+    results.update(torch_vs_kmodel_and_interpreter(Path(report["path"]), args.variant))
+    print(json.dumps(results, indent=1, ensure_ascii=False))
+    print()
+    print(f"export: {results['export_seconds']} s, peak RSS {results['export_peak_rss_mb']} MB")
+    print(f"size: packages {results['packages_total_mb']} MB ({results['package_bytes']}) + constants {results['constants_mb']} MB")
+    print(f"zoo run --backend mil: {run['audio_seconds']:.2f} s of audio in {run['wall_seconds']:.2f} s")
+    print(f"torch loop vs KModel.forward: {results['torch_speed_vs_kmodel']:.2f}x; whole utterance rel. difference {results['torch_vs_kmodel_rel']:.2e}")
+    print(f"MIL interpreter / torch per decoder call: {results['mil_over_torch_decoder']:.2f}x")
+
+
+def torch_vs_kmodel_and_interpreter(export_dir: Path, variant: str) -> dict:
+    import numpy as np
+    import torch
+
+    from zoo.core import RunOptions, WeightsSource
+    from zoo.core.mil import MilProgram
+    from zoo.core.pipeline import normalise_functions
+    from zoo.core.runtime import TorchRuntime
+    from zoo.plugins.kokoro import constants, loop, reference, traceables, zoo_register_models
+    from zoo.plugins.kokoro.decoder import deterministic_upstream
+
+    options = dict(zoo_register_models()[0].variants[variant].options)
+    kref = reference.load(WeightsSource.random(0), size=options["size"]).model
+    comps = traceables.build(kref, options, "fp32")
+    files = constants.export(kref, options, Path(tempfile.mkdtemp()))
+    runtime = TorchRuntime({k: normalise_functions(v) for k, v in comps.items()}, files)
+    phonemes = loop.phonemize(TEXT)
+    voice = kref.voices["random"]
+    settings = RunOptions(seed=5, settings={"phonemes": phonemes})
+
+    loop.run(runtime, "x", RunOptions(settings={"phonemes": "həlˈO"}))  # warm up
+    with torch.no_grad():
+        kref.model(phonemes[:5], voice[4], 1)
+    start = time.perf_counter()
+    ours = loop.run(runtime, "x", settings)
+    ours_s = time.perf_counter() - start
+    start = time.perf_counter()
+    with torch.no_grad():
+        kref.model(phonemes, voice[len(phonemes) - 1], 1)
+    kmodel_s = time.perf_counter() - start
+    noise = np.random.default_rng(5).standard_normal((1, len(ours.audio), 9)).astype(np.float32)
+    with torch.no_grad(), deterministic_upstream(kref.model, noise):
+        want = kref.model(phonemes, voice[len(phonemes) - 1], 1).numpy().reshape(-1)
+    rel = float(np.abs(ours.audio - want).max() / np.abs(want).max()) if want.shape == ours.audio.shape else float("inf")
+
+    decoder = comps["decoder"]
+    example = decoder.examples[0]
+    start = time.perf_counter()
+    decoder.run(example)
+    torch_call = time.perf_counter() - start
+    program = MilProgram.load(export_dir / "decoder.mlpackage")
+    start = time.perf_counter()
+    program.run(example)
+    mil_call = time.perf_counter() - start
+    return {
+        "phonemes": phonemes,
+        "torch_loop_seconds": round(ours_s, 3),
+        "kmodel_forward_seconds": round(kmodel_s, 3),
+        "torch_speed_vs_kmodel": kmodel_s / ours_s,
+        "torch_vs_kmodel_rel": rel,
+        "decoder_example_frames": int(example["en"].shape[2]),
+        "decoder_torch_seconds": round(torch_call, 3),
+        "decoder_mil_seconds": round(mil_call, 3),
+        "mil_over_torch_decoder": mil_call / torch_call,
+    }
+
+
+if __name__ == "__main__":
+    main()
