@@ -10,6 +10,7 @@ Nothing imported by this module pulls in torch or coremltools.
 from .hookspecs import hookimpl
 from .spec import (
     ComponentSpec,
+    LoopCase,
     ModelSpec,
     Reference,
     RunOptions,
@@ -25,6 +26,7 @@ from .spec import (
 __all__ = [
     "hookimpl",
     "ComponentSpec",
+    "LoopCase",
     "ModelSpec",
     "Reference",
     "RunOptions",

@@ -4,8 +4,8 @@ A plugin is a module (or object) exposed through the ``zoo.plugins`` entry-point
 group whose functions are marked with :data:`zoo.core.hookimpl`. The built-in
 plugins are registered through that same group.
 
-A plugin declares its models with :func:`zoo_register_models`. The five
-pipeline hooks are then called *only for models the plugin registered*: the
+A plugin declares its models with :func:`zoo_register_models`. The pipeline
+hooks are then called *only for models the plugin registered*: the
 core calls the owning plugin's implementation first and falls back to the core's
 own default where one exists (``convert``). Every pipeline hook is
 ``firstresult``: the first non-``None`` answer wins, so a plugin overrides a
@@ -24,7 +24,7 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runtime import ComponentRuntime
-    from .spec import ModelSpec, Reference, RunOptions, RunResult, Traceable, Variant, WeightsSource
+    from .spec import LoopCase, ModelSpec, Reference, RunOptions, RunResult, Traceable, Variant, WeightsSource
 
 PROJECT = "zoo"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -98,6 +98,19 @@ def run_loop(model: "ModelSpec", runtime: "ComponentRuntime", text: str, options
     interpreter over the saved packages, or CoreML on macOS) and counts the
     calls; ``runtime.constants`` maps constant names to files. The loop itself
     must be numpy-only so that it mirrors what an app does.
+    """
+
+
+@hookspec(firstresult=True)
+def loop_parity(model: "ModelSpec", variant: "Variant", reference: "Reference", runtime: "ComponentRuntime") -> "list[LoopCase] | None":
+    """Optional: whole utterances of the run loop against the upstream model's own generation.
+
+    ``runtime`` runs the traceables in torch (with the exported constants). Run
+    the plugin's loop on it and the upstream model end to end on the same inputs
+    and the same noise, and return :class:`zoo.core.spec.LoopCase` items (audio
+    pairs with their tolerance). The core judges them at the ``reference`` level
+    and records them in the registry as components ``loop:<name>``; a failure
+    stops the export like any parity failure.
     """
 
 

@@ -285,6 +285,31 @@ class Exporter:
         path = self._cached_stage(f"parity:{component}", build)
         return [Check(**rec) for rec in json.loads((path / "checks.json").read_text())], path
 
+    def _loop_parity(self, constants: dict[str, str]) -> list[Check]:
+        """The plugin's whole-loop cases (optional hook), judged at the reference level."""
+
+        def build(tmp: Path) -> None:
+            from .runtime import TorchRuntime
+
+            files = {name: self._constants_dir / rel for name, rel in constants.items()}
+            runtime = TorchRuntime(self.traceables(), files)
+            cases = self.host.call(self.model, "loop_parity", variant=self.variant, reference=self.reference(), runtime=runtime) or []
+            checks: list[Check] = []
+            for case in cases:
+                name = f"loop:{case.name}"
+                try:
+                    result = validation.compare(case.actual, case.expected, case.tolerance.spectral_max is not None)
+                except ValueError as exc:  # e.g. another number of frames
+                    checks.append(Check("reference", name, "failed", "shape", reason=str(exc)))
+                    continue
+                for check in validation.judge("reference", name, [result], case.tolerance):
+                    check.detail = ", ".join(f"{k}={v}" for k, v in case.info.items())
+                    checks.append(check)
+            (tmp / "checks.json").write_text(json.dumps([c.record() for c in checks], indent=1))
+
+        path = self._cached_stage("loop_parity", build)
+        return [Check(**rec) for rec in json.loads((path / "checks.json").read_text())]
+
     def _convert(self, component: str) -> Path:
         def build(tmp: Path) -> None:
             functions = self.traceables()[component]
@@ -348,7 +373,7 @@ class Exporter:
         report = self.report
         comps = [c.name for c in self.model.components]
         self.reporter.plan(
-            [f"{stage}:{c}" for stage in ("parity", "convert", "mil") for c in comps] + ["constants", "register"]
+            [f"parity:{c}" for c in comps] + ["constants", "loop_parity"] + [f"{stage}:{c}" for stage in ("convert", "mil") for c in comps] + ["register"]
         )
         self._tools = tool_versions()
         self._weights_ident = weights_identity(self.weights)
@@ -359,13 +384,14 @@ class Exporter:
         for comp in comps:
             comp_checks, parity_dirs[comp] = self._parity(comp)
             checks.extend(comp_checks)
+        constants = self._constants()
+        checks.extend(self._loop_parity(constants))
         report.checks = checks
         if validation.level_failed(checks, "reference"):
             failed = sorted({c.component for c in checks if c.status == "failed"})
             raise ExportFailed(f"reference parity failed for {', '.join(failed)}; nothing was exported", report)
 
         packages = {comp: self._convert(comp) for comp in comps}
-        constants = self._constants()
 
         for level in ("mil", "coreml"):
             for comp in comps:

@@ -22,7 +22,9 @@ from . import defaults, hookspecs
 from .spec import ModelSpec
 
 ENTRY_POINT_GROUP = "zoo.plugins"
-PIPELINE_HOOKS = ("load_reference", "build_traceables", "convert", "export_constants", "run_loop")
+PIPELINE_HOOKS = ("load_reference", "build_traceables", "convert", "export_constants", "run_loop", "loop_parity")
+#: pipeline hooks a plugin may leave out
+OPTIONAL_HOOKS = ("loop_parity",)
 
 
 class PluginLoadError(RuntimeError):
@@ -206,6 +208,6 @@ class PluginHost:
             raise
         except Exception as exc:
             raise HookError(model.plugin, hook, exc) from exc
-        if result is None:
+        if result is None and hook not in OPTIONAL_HOOKS:
             raise HookError(model.plugin, hook, NotImplementedError(f"no implementation of {hook} answered for model {model.name!r}"))
         return result

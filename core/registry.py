@@ -56,7 +56,9 @@ schema                       format version of this file
                              run by zoo's MIL interpreter), coreml (CoreML, macOS only)
     component, metric        what was compared and how (max_abs, rel, cosine_min,
                              spectral_max for audio judged by its magnitude spectrogram;
-                             "execute" when the package could not be executed)
+                             "execute" when the package could not be executed);
+                             "loop:<name>": a whole utterance of the run loop vs upstream,
+                             with what was compared in `detail`
     value, threshold         the measured worst case and the bound it must meet
     worst                    worst max_abs, rel and cosine over all compared outputs
     status                   passed | failed | skipped

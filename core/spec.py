@@ -276,6 +276,22 @@ def _np_contiguous(a: "np.ndarray") -> "np.ndarray":
 
 
 @dataclass
+class LoopCase:
+    """One whole-loop comparison returned by the ``loop_parity`` hook.
+
+    ``actual`` is what the plugin's run loop produced on the torch traceables,
+    ``expected`` what the upstream model generated end to end from the same
+    inputs and noise; ``info`` says what was compared (text, frames, seed...).
+    """
+
+    name: str
+    actual: Any
+    expected: Any
+    tolerance: Tolerance
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class RunOptions:
     """Options of ``zoo run`` handed to ``run_loop``."""
 

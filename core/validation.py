@@ -29,6 +29,8 @@ class Check:
     value: float | None = None
     threshold: float | None = None
     reason: str = ""
+    #: what was compared, when the component name does not say (whole-loop cases)
+    detail: str = ""
     #: the worst value of every metric, for the record (max_abs, rel, cosine)
     worst: dict[str, float] | None = None
 

@@ -218,3 +218,62 @@ def test_export_dir_abandoned_before_registration_is_removed(zoo: Zoo):
     assert not orphan.exists()
     assert not (Path(report["path"]) / ".zoo-pending.json").exists()  # a registered export keeps no marker
     assert [p.parent.name for p in zoo.packages()] == [report["id"]] * 2
+
+
+def test_failed_loop_parity_registers_nothing_and_is_recorded(tmp_path, write_plugin):
+    """The optional loop_parity hook: a run loop that drifts from upstream stops the export
+    before conversion; one that matches is recorded as a reference-level check."""
+    from zoo.core.cache import StageCache
+    from zoo.core.pipeline import Exporter, ExportFailed
+    from zoo.core.plugins import PluginHost
+    from zoo.core.spec import WeightsSource
+
+    source = '''
+    import numpy as np
+    from zoo.core import hookimpl, ModelSpec, Variant, ComponentSpec, Traceable, TensorSpec, Reference, LoopCase, Tolerance, RunResult
+
+    GAIN = {gain}
+
+    @hookimpl
+    def zoo_register_models():
+        return [ModelSpec(name="looped", summary="s", variants={{"fp32": Variant("fp32", precision="fp32")}},
+                          default_variant="fp32", components=(ComponentSpec("c"),))]
+
+    @hookimpl
+    def load_reference(model, variant, weights):
+        return Reference(None)
+
+    @hookimpl
+    def build_traceables(model, variant, reference):
+        import torch
+        x = np.linspace(-1, 1, 8, dtype=np.float32).reshape(1, 8)
+        return {{"c": Traceable(torch.nn.Tanh(), [TensorSpec("x", (1, 8))], ["y"], [{{"x": x}}],
+                               reference=lambda x: {{"y": np.tanh(x)}})}}
+
+    @hookimpl
+    def export_constants(model, variant, reference, out_dir):
+        return {{}}
+
+    @hookimpl
+    def run_loop(model, runtime, text, options):
+        y = runtime("c", {{"x": np.full((1, 8), 0.5, np.float32)}})["y"]
+        return RunResult(GAIN * y.reshape(-1), 24000, 1)
+
+    @hookimpl
+    def loop_parity(model, variant, reference, runtime):
+        ours = run_loop(model, runtime, "t", None)
+        return [LoopCase("tone", ours.audio, np.tanh(np.full(8, 0.5)), Tolerance(rel=1e-5), {{"text": "t"}})]
+    '''
+    for gain, ok in ((1.01, False), (1.0, True)):
+        host = PluginHost(entry_points=[write_plugin(f"looped{int(ok)}", source.format(gain=gain))])
+        registry = Registry(tmp_path / f"registry{int(ok)}.toml")
+        exporter = Exporter(host, "looped", None, WeightsSource.random(0), tmp_path / "out", registry, StageCache(tmp_path / "cache"))
+        if not ok:
+            with pytest.raises(ExportFailed, match="reference parity failed for loop:tone") as err:
+                exporter.run()
+            assert not registry.path.exists()
+            assert not any(s.stage.startswith("convert") for s in err.value.report.stages)
+            continue
+        exporter.run()
+        (loop,) = [v for v in registry.exports()[0]["validation"] if v["component"] == "loop:tone"]
+        assert loop["status"] == "passed" and loop["level"] == "reference" and loop["detail"] == "text=t"

@@ -54,6 +54,8 @@ def test_export_run_verify_small_fp32(zoo):
     checks = {(v["level"], v["component"]): v for v in entry["validation"]}
     assert checks[("reference", "predictor")]["metric"] == "max_abs" and checks[("reference", "predictor")]["value"] <= 1e-4
     assert checks[("reference", "decoder")]["metric"] == "rel" and checks[("reference", "decoder")]["value"] <= 1e-3
+    loop = checks[("reference", "loop:utterance")]  # the run loop's whole utterance vs KModel.forward
+    assert loop["status"] == "passed" and loop["value"] <= 1e-3 and "kmodel_frames=" in loop["detail"]
     assert checks[("mil", "predictor")]["metric"] == "max_abs" and checks[("mil", "predictor")]["value"] <= 1e-4
     assert checks[("mil", "decoder")]["metric"] == "spectral_max" and checks[("mil", "decoder")]["value"] <= 0.1
     assert checks[("coreml", "decoder")]["status"] == "skipped"

@@ -106,3 +106,10 @@ def run_loop(model, runtime, text, options):
     from . import loop
 
     return loop.run(runtime, text, options)
+
+
+@hookimpl
+def loop_parity(model, variant, reference, runtime):
+    from . import loop
+
+    return loop.parity_cases(runtime, reference.model, Tolerance(rel=1e-3))

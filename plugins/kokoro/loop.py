@@ -166,3 +166,27 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
         report.append({"phonemes": piece, "tokens": len(counts), "frames": int(counts.sum())})
     audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     return RunResult(audio, cfg["sample_rate"], frames, {"voice": voice, "g2p": g2p, "pieces": report})
+
+
+#: espeak-ng's en-us phonemes for "Hello world. How are you today?" (fixed: no G2P in the comparison)
+PARITY_PHONEMES = "həlˈO wˈɜːld. hˌW ɑːɹ juː tədˈA?"
+
+
+def parity_cases(runtime: Any, kref: Any, tolerance: Any, seed: int = 0) -> list[Any]:
+    """The run loop on ``runtime`` vs KModel.forward on the same phonemes, voice and noise."""
+    import torch
+
+    from zoo.core import LoopCase
+
+    from .decoder import deterministic_upstream
+
+    voice_name = sorted(kref.voices)[0]
+    options = RunOptions(voice=voice_name, seed=seed, settings={"phonemes": PARITY_PHONEMES})
+    ours = run(runtime, "(phonemes given)", options)
+    # the loop's noise: numpy's default_rng(seed), standard normal, [1, samples, 9] (one piece here)
+    noise = np.random.default_rng(seed).standard_normal((1, len(ours.audio), 9)).astype(np.float32)
+    pack = kref.voices[voice_name]
+    with torch.no_grad(), deterministic_upstream(kref.model, noise):
+        out = kref.model(PARITY_PHONEMES, pack[len(PARITY_PHONEMES) - 1], 1, return_output=True)
+    info = {"phonemes": PARITY_PHONEMES, "voice": voice_name, "seed": seed, "frames": ours.frames, "kmodel_frames": int(out.pred_dur.sum())}
+    return [LoopCase("utterance", ours.audio, out.audio.numpy().reshape(-1), tolerance, info)]
