@@ -38,6 +38,8 @@ def test_export_run_verify(zoo, variant):
             else:
                 check = checks[(level, comp, "cosine_min")]
                 assert check["status"] == "passed" and check["value"] >= 0.999
+    loop = checks[("reference", "loop:utterance", "rel")]  # the run loop vs upstream generate_audio
+    assert loop["status"] == "passed" and loop["value"] <= 1e-3 and "eos_frames=" in loop["detail"]
     # the fp16 package really computes in fp16: the MIL level differs from the torch traceable
     if "fp16" in variant:
         assert 0 < checks[("mil", "flowlm", "cosine_min")]["value"] < 1

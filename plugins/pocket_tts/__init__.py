@@ -89,3 +89,11 @@ def run_loop(model, runtime, text, options):
     from . import loop
 
     return loop.run(runtime, text, options)
+
+
+@hookimpl
+def loop_parity(model, variant, reference, runtime):
+    from . import parity
+
+    # upstream runs in fp32 torch whatever the variant: the traceables are fp32 too
+    return parity.cases(runtime, reference.model, Tolerance(rel=1e-3))

@@ -1,0 +1,70 @@
+"""loop_parity for pocket_tts: the run loop against upstream ``TTSModel.generate_audio``.
+
+Both at temperature 0 (no sampling noise), on the same voice and text, with an EOS
+threshold chosen from the model's own EOS logits so that every text chunk ends by EOS
+well inside its generation (with random weights the released threshold may never be
+crossed, or crossed at once).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from zoo.core import LoopCase, RunOptions, Tolerance
+
+from . import loop
+
+TEXT = "Hello there. The quick brown fox jumps over the lazy dog."
+MAX_TOKENS = 16  # two text chunks for TEXT: the chunking is compared too
+
+
+def pick_threshold(trajectories: list[list[float]], first: int, margin: float = 2e-3) -> float | None:
+    """An EOS threshold that every trajectory crosses after ``first``, none within ``margin`` of it.
+
+    Among candidates (midpoints between observed logits), the one whose earliest crossing
+    is latest wins, so EOS fires well inside the generation rather than at the first allowed
+    frame. None when no candidate works.
+    """
+    values = sorted({v for t in trajectories for v in t[first:]})
+    best, best_frame = None, -1
+    for lo, hi in zip(values, values[1:]):
+        if hi - lo < 2 * margin:
+            continue
+        threshold = (lo + hi) / 2
+        frames = []
+        for t in trajectories:
+            crossing = next((i for i in range(first, len(t) - 4) if t[i] > threshold), None)
+            if crossing is None:
+                break
+            frames.append(crossing)
+        else:
+            if min(frames) > best_frame:
+                best, best_frame = threshold, min(frames)
+    return best
+
+
+def cases(runtime: Any, ref: Any, tolerance: Tolerance) -> list[LoopCase]:
+    def speak(threshold: float) -> Any:
+        settings = {"temperature": "0", "eos_threshold": repr(threshold), "max_tokens": str(MAX_TOKENS)}
+        return loop.run(runtime, TEXT, RunOptions(voice="random" if "random" in ref.voices else None, settings=settings))
+
+    probe = speak(1e9)  # EOS logits along the longest generation
+    threshold = pick_threshold([chunk["eos_logits"] for chunk in probe.info["chunks"]], 6)
+    if threshold is None:
+        threshold = float(ref.tts.eos_threshold)
+    ours = speak(threshold)
+    tts = copy.copy(ref.tts)
+    tts.temp, tts.eos_threshold = 0.0, threshold
+    voice = ref.voices[ours.info["voice"]]
+    upstream = tts.generate_audio(voice, TEXT, max_tokens=MAX_TOKENS).numpy()
+    info = {
+        "text": TEXT,
+        "voice": ours.info["voice"],
+        "temperature": 0,
+        "eos_threshold": round(threshold, 5),
+        "frames": ours.frames,
+        "eos_frames": [c["eos_frame"] for c in ours.info["chunks"]],
+        "upstream_samples": len(upstream),
+    }
+    return [LoopCase("utterance", ours.audio, upstream, tolerance, info)]
