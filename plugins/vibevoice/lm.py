@@ -1,0 +1,88 @@
+"""VibeVoice's language models (Qwen2 decoder stacks) laid out for the Neural Engine.
+
+:class:`AneQwen2` mirrors a transformers ``Qwen2Model``'s parameter names
+(``layers.N.self_attn.q_proj.weight`` ...) so the upstream weights load into it
+directly — ``Conv1x1`` reshapes the Linear weights as they load. It takes a chunk of
+``L`` positions per call: input embeddings or token ids ``[1, L]``, the chunk's first
+position and how many of its rows are real (``valid``); rows past ``valid`` neither
+write the KV cache nor advance anything, so the host can feed any number of tokens up
+to ``L`` (the lm takes whole sentences at once, not the tts_lm's 5-token windows).
+The KV cache of every layer lives in buffers that convert to CoreML states.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo.core.ane import ChannelRMSNorm, GQAttention, SwiGLU, causal_mask, placement, rope_tables
+
+
+class AneDecoderLayer(nn.Module):
+    def __init__(self, cfg: dict, capacity: int, cache_dtype: torch.dtype):
+        super().__init__()
+        hidden = cfg["hidden_size"]
+        self.input_layernorm = ChannelRMSNorm(hidden, cfg["rms_norm_eps"])
+        self.self_attn = GQAttention(hidden, cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"], capacity, True, cache_dtype)
+        self.post_attention_layernorm = ChannelRMSNorm(hidden, cfg["rms_norm_eps"])
+        self.mlp = SwiGLU(hidden, cfg["intermediate_size"])
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, place: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, place, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class AneQwen2(nn.Module):
+    """A Qwen2 decoder stack over ``(1, C, 1, L)`` chunks with a stateful KV cache of ``capacity`` slots.
+
+    ``embed``: the chunk arrives as token ids (the lm) instead of embeddings (the tts_lm).
+    ``final_norm``: the tts_lm keeps Qwen2's final RMSNorm; the lm's is an identity upstream.
+    """
+
+    def __init__(self, cfg: dict, layers: int, chunk: int, capacity: int, embed: bool, final_norm: bool, cache_dtype: torch.dtype = torch.float32):
+        super().__init__()
+        self.chunk, self.capacity, self.hidden = chunk, capacity, cfg["hidden_size"]
+        self.embed_tokens = nn.Embedding(cfg["vocab_size"], self.hidden) if embed else None
+        self.layers = nn.ModuleList(AneDecoderLayer(cfg, capacity, cache_dtype) for _ in range(layers))
+        self.norm = ChannelRMSNorm(self.hidden, cfg["rms_norm_eps"]) if final_norm else None
+        cos, sin = rope_tables(cfg["head_dim"], capacity, cfg["rope_theta"])
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+
+    def state_names(self) -> list[str]:
+        return [name for name, _ in self.named_buffers() if name.endswith((".cache.k", ".cache.v"))]
+
+    def forward(self, inputs: torch.Tensor, position: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """inputs: ids [1, L] (int32) or embeddings [1, C, 1, L]; position, valid [1] -> hidden [1, C, 1, L]."""
+        length, capacity = self.chunk, self.capacity
+        if self.embed_tokens is not None:
+            x = self.embed_tokens(inputs.to(torch.int64)).transpose(1, 2).unsqueeze(2)  # [1, C, 1, L]
+        else:
+            x = inputs
+        positions = position.to(torch.int32) + torch.arange(length, dtype=torch.int32)
+        last = torch.full((length,), capacity - 1, dtype=torch.int32)
+        positions = torch.where(positions > last, last, positions)  # padding rows past the end (clamp converts to fp32)
+        cos = torch.index_select(self.rope_cos, 0, positions)
+        sin = torch.index_select(self.rope_sin, 0, positions)
+        place = placement(position, valid, length, capacity)
+        mask = causal_mask(position, length, capacity)
+        for layer in self.layers:
+            x = layer(x, cos, sin, place, mask)
+        return self.norm(x) if self.norm is not None else x
+
+    def reset(self) -> None:
+        for name in self.state_names():
+            self.get_buffer(name).zero_()
+
+
+def from_qwen2(qwen: Any, cfg: dict, chunk: int, capacity: int, embed: bool, final_norm: bool, cache_dtype: torch.dtype = torch.float32) -> AneQwen2:
+    """An AneQwen2 carrying a transformers Qwen2Model's weights (strict: every weight must land)."""
+    model = AneQwen2(cfg, len(qwen.layers), chunk, capacity, embed, final_norm, cache_dtype)
+    state = {k: v for k, v in qwen.state_dict().items() if (embed or not k.startswith("embed_tokens.")) and (final_norm or not k.startswith("norm."))}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith((".cache.k", ".cache.v"))]
+    if missing or unexpected:
+        raise ValueError(f"weights do not map onto the ANE layout: missing {missing}, unexpected {unexpected}")
+    return model.eval()
