@@ -34,7 +34,10 @@ def _chunks(qwen, cfg, sizes, embed, seed=1):
         ids = torch.randint(0, cfg["vocab_size"], (1, n), generator=gen)
         with torch.no_grad():
             embeds = qwen.embed_tokens(ids) if embed else torch.randn(1, n, cfg["hidden_size"], generator=gen)
-            want = qwen(inputs_embeds=embeds, past_key_values=cache, use_cache=True, position_ids=torch.arange(pos, pos + n)[None]).last_hidden_state
+            if n:
+                want = qwen(inputs_embeds=embeds, past_key_values=cache, use_cache=True, position_ids=torch.arange(pos, pos + n)[None]).last_hidden_state
+            else:  # nothing for this sequence in this chunk
+                want = torch.zeros(1, 0, cfg["hidden_size"])
         if embed:
             x = np.zeros((1, CHUNK), np.int32)
             x[0, :n] = ids[0].numpy()
@@ -58,6 +61,22 @@ def test_ane_layout_matches_qwen2_chunk_by_chunk(embed, final_norm):
         assert np.abs(got - want).max() <= 1e-5 * max(1.0, np.abs(want).max())
     written = ane.layers[0].self_attn.cache.k[0, 0].abs().sum(dim=-1)
     assert bool((written[:19] > 0).all()) and not bool(written[19:].any())  # padding rows wrote nothing
+
+
+def test_two_paths_in_one_batch_keep_separate_caches():
+    """The tts_lm layout: positive and negative paths as a batch of 2, each with its own cache and
+    position; a chunk where one path has valid = 0 leaves that path's cache untouched."""
+    cfg, qwen = _qwen(2, final_norm=True)
+    ane = from_qwen2(qwen, cfg, CHUNK, CAPACITY, embed=False, final_norm=True, batch=2)
+    paths = [_chunks(qwen, cfg, sizes, embed=False, seed=seed) for sizes, seed in (((8, 5, 1), 1), ((2, 0, 1), 2))]
+    for (a, want_a, na), (b, want_b, nb) in zip(*paths):
+        inputs = {k: np.concatenate([a[k], b[k]]) for k in a}
+        with torch.no_grad():
+            got = ane(*(torch.from_numpy(v) for v in inputs.values())).numpy()
+        assert np.abs(got[0, :, 0, :na].T - want_a).max() <= 1e-5 * max(1.0, np.abs(want_a).max())
+        assert np.abs(got[1, :, 0, :nb].T - want_b).max() <= 1e-5 * max(1.0, np.abs(want_b).max()) if nb else True
+    filled = ane.layers[1].self_attn.cache.v.abs().sum(dim=(1, 3))
+    assert int((filled[0] > 0).sum()) == 14 and int((filled[1] > 0).sum()) == 3
 
 
 def test_rmsnorm_as_layernorm_of_x_and_minus_x():

@@ -17,15 +17,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from zoo.core.ane import ChannelRMSNorm, GQAttention, SwiGLU, causal_mask, placement, rope_tables
+from zoo.core.ane import ChannelRMSNorm, GQAttention, SwiGLU, causal_mask, placement, rope_rows, rope_tables
 
 
 class AneDecoderLayer(nn.Module):
-    def __init__(self, cfg: dict, capacity: int, cache_dtype: torch.dtype):
+    def __init__(self, cfg: dict, capacity: int, cache_dtype: torch.dtype, batch: int):
         super().__init__()
         hidden = cfg["hidden_size"]
         self.input_layernorm = ChannelRMSNorm(hidden, cfg["rms_norm_eps"])
-        self.self_attn = GQAttention(hidden, cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"], capacity, True, cache_dtype)
+        self.self_attn = GQAttention(hidden, cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"], capacity, True, cache_dtype, batch)
         self.post_attention_layernorm = ChannelRMSNorm(hidden, cfg["rms_norm_eps"])
         self.mlp = SwiGLU(hidden, cfg["intermediate_size"])
 
@@ -39,13 +39,18 @@ class AneQwen2(nn.Module):
 
     ``embed``: the chunk arrives as token ids (the lm) instead of embeddings (the tts_lm).
     ``final_norm``: the tts_lm keeps Qwen2's final RMSNorm; the lm's is an identity upstream.
+    ``batch``: independent sequences with their own caches, positions and valid counts
+    (the tts_lm's positive and negative classifier-free-guidance paths).
     """
 
-    def __init__(self, cfg: dict, layers: int, chunk: int, capacity: int, embed: bool, final_norm: bool, cache_dtype: torch.dtype = torch.float32):
+    def __init__(
+        self, cfg: dict, layers: int, chunk: int, capacity: int, embed: bool, final_norm: bool,
+        cache_dtype: torch.dtype = torch.float32, batch: int = 1,
+    ):
         super().__init__()
-        self.chunk, self.capacity, self.hidden = chunk, capacity, cfg["hidden_size"]
+        self.chunk, self.capacity, self.hidden, self.batch = chunk, capacity, cfg["hidden_size"], batch
         self.embed_tokens = nn.Embedding(cfg["vocab_size"], self.hidden) if embed else None
-        self.layers = nn.ModuleList(AneDecoderLayer(cfg, capacity, cache_dtype) for _ in range(layers))
+        self.layers = nn.ModuleList(AneDecoderLayer(cfg, capacity, cache_dtype, batch) for _ in range(layers))
         self.norm = ChannelRMSNorm(self.hidden, cfg["rms_norm_eps"]) if final_norm else None
         cos, sin = rope_tables(cfg["head_dim"], capacity, cfg["rope_theta"])
         self.register_buffer("rope_cos", cos, persistent=False)
@@ -55,17 +60,13 @@ class AneQwen2(nn.Module):
         return [name for name, _ in self.named_buffers() if name.endswith((".cache.k", ".cache.v"))]
 
     def forward(self, inputs: torch.Tensor, position: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """inputs: ids [1, L] (int32) or embeddings [1, C, 1, L]; position, valid [1] -> hidden [1, C, 1, L]."""
+        """inputs: ids [B, L] (int32) or embeddings [B, C, 1, L]; position, valid [B] -> hidden [B, C, 1, L]."""
         length, capacity = self.chunk, self.capacity
         if self.embed_tokens is not None:
-            x = self.embed_tokens(inputs.to(torch.int64)).transpose(1, 2).unsqueeze(2)  # [1, C, 1, L]
+            x = self.embed_tokens(inputs.to(torch.int64)).transpose(1, 2).unsqueeze(2)  # [B, C, 1, L]
         else:
             x = inputs
-        positions = position.to(torch.int32) + torch.arange(length, dtype=torch.int32)
-        last = torch.full((length,), capacity - 1, dtype=torch.int32)
-        positions = torch.where(positions > last, last, positions)  # padding rows past the end (clamp converts to fp32)
-        cos = torch.index_select(self.rope_cos, 0, positions)
-        sin = torch.index_select(self.rope_sin, 0, positions)
+        cos, sin = rope_rows(self.rope_cos, self.rope_sin, position, length)
         place = placement(position, valid, length, capacity)
         mask = causal_mask(position, length, capacity)
         for layer in self.layers:
@@ -77,9 +78,11 @@ class AneQwen2(nn.Module):
             self.get_buffer(name).zero_()
 
 
-def from_qwen2(qwen: Any, cfg: dict, chunk: int, capacity: int, embed: bool, final_norm: bool, cache_dtype: torch.dtype = torch.float32) -> AneQwen2:
+def from_qwen2(
+    qwen: Any, cfg: dict, chunk: int, capacity: int, embed: bool, final_norm: bool, cache_dtype: torch.dtype = torch.float32, batch: int = 1,
+) -> AneQwen2:
     """An AneQwen2 carrying a transformers Qwen2Model's weights (strict: every weight must land)."""
-    model = AneQwen2(cfg, len(qwen.layers), chunk, capacity, embed, final_norm, cache_dtype)
+    model = AneQwen2(cfg, len(qwen.layers), chunk, capacity, embed, final_norm, cache_dtype, batch)
     state = {k: v for k, v in qwen.state_dict().items() if (embed or not k.startswith("embed_tokens.")) and (final_norm or not k.startswith("norm."))}
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith((".cache.k", ".cache.v"))]
