@@ -39,6 +39,11 @@ class ComponentRuntime:
     def reset_states(self) -> None:
         """Start every stateful component from its initial state again (a new utterance)."""
 
+    def load_states(self, component: str, values: Mapping[str, Any], function: str = "main") -> None:
+        """Set a stateful component's states (by the torch buffer names; the rest start at zero),
+        e.g. a KV cache prefilled with a voice prompt."""
+        raise NotImplementedError(f"backend {self.backend!r} cannot load states")
+
 
 class TorchRuntime(ComponentRuntime):
     """Runs the traceables themselves; stateful modules keep their state across calls."""
@@ -60,6 +65,15 @@ class TorchRuntime(ComponentRuntime):
             current = dict(self.traceables[c][f].module.named_buffers())
             for name, value in buffers.items():
                 current[name].copy_(value)
+
+    def load_states(self, component: str, values: Mapping[str, Any], function: str = "main") -> None:
+        import torch
+
+        traceable = self.traceables[component][function]
+        buffers = dict(traceable.module.named_buffers())
+        for spec in traceable.states:
+            value = values.get(spec.name)
+            buffers[spec.name].copy_(torch.as_tensor(value) if value is not None else torch.zeros_like(buffers[spec.name]))
 
     def _run(self, component: str, function: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
         try:
@@ -107,6 +121,9 @@ class MilRuntime(ComponentRuntime):
     def reset_states(self) -> None:
         self._states.clear()
 
+    def load_states(self, component: str, values: Mapping[str, Any], function: str = "main") -> None:
+        self._states[(component, function)] = self.program(component).make_state(function, initial=values)
+
 
 class CoreMLRuntime(ComponentRuntime):
     """Runs the exported packages with the CoreML framework (macOS only)."""
@@ -146,6 +163,15 @@ class CoreMLRuntime(ComponentRuntime):
 
     def reset_states(self) -> None:
         self._states = {key: self._models[key].make_state() for key in self._states}
+
+    def load_states(self, component: str, values: Mapping[str, Any], function: str = "main") -> None:
+        import re
+
+        self._model(component, function)
+        state = self._models[(component, function)].make_state()
+        for name, value in values.items():
+            state.write_state(re.sub(r"[^0-9A-Za-z_]", "_", name), value)  # coremltools >= 8: MLState.write_state
+        self._states[(component, function)] = state
 
 
 def predict_coreml(package: Path, function: str, inputs: Mapping[str, Any], states: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -11,6 +11,8 @@ zero-initialised buffers, read by ``read_state`` and written by
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -185,10 +187,15 @@ class MilProgram:
         return self.functions[name]
 
     def make_state(self, function: str = "main", initial: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
-        """Zero-initialised state buffers (as CoreML allocates them), optionally overwritten."""
+        """Zero-initialised state buffers (as CoreML allocates them), optionally overwritten.
+
+        ``initial`` may name states as the torch buffers are named (``layers.0.cache.k``):
+        coremltools turns such names into identifiers (``layers_0_cache_k``)."""
         fn = self.function(function)
         state = {name: np.zeros(info.shape, dtype=info.dtype) for name, info in fn.states.items()}
         for name, value in (initial or {}).items():
+            if name not in state:
+                name = re.sub(r"[^0-9A-Za-z_]", "_", name)
             if name not in state:
                 raise MilError(f"function {function!r} has no state {name!r}; states: {', '.join(state)}")
             state[name][...] = np.asarray(value).astype(state[name].dtype)

@@ -1,11 +1,94 @@
-"""vibevoice: Microsoft VibeVoice-Realtime-0.5B — work in progress, not registered as a plugin yet.
+"""vibevoice: Microsoft VibeVoice-Realtime-0.5B exported to CoreML, language models laid out for the Neural Engine.
 
-Done: the architecture's facts (config.py) and the language models laid out for the
-Neural Engine (lm.py: zoo.core.ane layers, KV cache as CoreML state, chunked input),
-checked against transformers' Qwen2Model in torch and, converted, through zoo's MIL
-interpreter. Open: the reference loader (checkpoint names, voice presets), the
-tts_lm step with the negative (CFG) path, the fused diffusion head, the streaming
-acoustic decoder, constants, the run loop and the export hooks.
+Components: ``lm`` (text encoder, Qwen2 lower 4 layers, whole chunks of text per call),
+``tts_lm`` (Qwen2 upper 20 layers, positive and negative CFG paths as a batch of 2, KV
+caches as CoreML states, EOS logit), ``sampler`` (diffusion head + 5 DPM-Solver++ steps +
+CFG + acoustic connector in one call) and ``decoder`` (streaming σ-VAE decoder, 3200
+samples per latent). Per speech latent: 3 calls (sampler, decoder, tts_lm). The hooks are
+thin: each names the module that does the work.
 """
 
-__version__ = "0.0.1"
+from __future__ import annotations
+
+from pathlib import Path
+
+from zoo.core import ComponentSpec, ModelSpec, Tolerance, Variant, hookimpl
+
+from .config import HUB_REPO
+
+__version__ = "0.1.0"
+
+MODEL = "vibevoice"
+#: not pinned yet: the checkpoint loader is written against the released names but untested (no hub access)
+HUB_REVISION = "main"
+
+#: lm_chunk: text tokens per lm call; lm_capacity / tts_capacity: KV cache slots (voice preset +
+#: text + speech latents; 7.5 latents per second)
+_FULL = {"size": "full", "lm_chunk": 32, "lm_capacity": 512, "tts_capacity": 1024}
+_SMALL = {"size": "small", "lm_chunk": 8, "lm_capacity": 128, "tts_capacity": 256}
+
+#: CoreML states are fp16 only: the KV caches are fp16 in every variant, which bounds the lms' fp32 parity
+_LM = {"fp32": Tolerance(rel=1e-3), "fp16": Tolerance(cosine_min=0.999)}
+_EXACT = {"fp32": Tolerance(rel=1e-4), "fp16": Tolerance(cosine_min=0.999)}
+
+
+@hookimpl
+def zoo_register_models():
+    return [
+        ModelSpec(
+            name=MODEL,
+            summary="VibeVoice-Realtime-0.5B: Qwen2 lms in the Neural Engine layout with state KV caches, fused diffusion sampler, streaming decoder",
+            variants={
+                "fp16": Variant("fp16", "fp16", "iOS18", _FULL, "default: fp16, KV caches as CoreML states (iOS18/macOS15)"),
+                "fp32": Variant("fp32", "fp32", "iOS18", _FULL, "fp32 compute and weights (the KV state is fp16: CoreML states are)"),
+                "small-fp32": Variant("small-fp32", "fp32", "iOS18", _SMALL, "reduced-size architecture for tests (--random-weights only)"),
+                "small-fp16": Variant("small-fp16", "fp16", "iOS18", _SMALL, "reduced-size architecture for tests (--random-weights only)"),
+            },
+            default_variant="fp16",
+            components=(
+                ComponentSpec("lm", "text ids [1, 32] + position + valid -> hidden [1, 896, 1, 32]; KV cache in states", tolerances=_LM),
+                ComponentSpec("tts_lm", "embeddings [2, 896, 1, 5] (positive, negative) + positions + valid -> hidden, EOS logits; KV caches in states", tolerances=_LM),
+                ComponentSpec("sampler", "conditions [2, 896] + noise [1, 64] + CFG scale -> speech latent [1, 64] and its embedding [1, 896]", tolerances=_EXACT),
+                ComponentSpec("decoder", "speech latent [1, 64] + conv caches -> 3200 samples + caches", tolerances=_EXACT),
+            ),
+            hub_repo=HUB_REPO,
+            revision=HUB_REVISION,
+            sample_rate=24000,
+            required_level="mil",
+        )
+    ]
+
+
+@hookimpl
+def load_reference(model, variant, weights):
+    from . import reference
+
+    return reference.load(weights, size=variant.options["size"])
+
+
+@hookimpl
+def build_traceables(model, variant, reference):
+    from . import traceables
+
+    return traceables.build(reference.model, dict(variant.options))
+
+
+@hookimpl
+def export_constants(model, variant, reference, out_dir):
+    from . import constants
+
+    return constants.export(reference.model, dict(variant.options), Path(out_dir))
+
+
+@hookimpl
+def run_loop(model, runtime, text, options):
+    from . import loop
+
+    return loop.run(runtime, text, options)
+
+
+@hookimpl
+def loop_parity(model, variant, reference, runtime):
+    from . import loop
+
+    return loop.parity_cases(runtime, reference.model, Tolerance(rel=1e-2))

@@ -1,0 +1,72 @@
+"""export_constants for VibeVoice: voice presets, the type embedding, the run configuration.
+
+* ``presets.safetensors`` — per voice ``<voice>.lm_k`` / ``lm_v`` ([layers, kv_heads, T, D]),
+  ``tts_k`` / ``tts_v``, ``neg_k`` / ``neg_v`` (the negative tts_lm path), and the last hidden
+  states ``tts_hidden`` / ``neg_hidden`` [C] the first speech latent is conditioned on; fp16
+  (the released presets are bf16, exact in fp16);
+* ``embeddings.safetensors`` — ``tts_input_types`` [2, C] (row 1 text, row 0 speech);
+* ``config.json`` — windows, chunk sizes and cache capacities, latent geometry, CFG scale,
+  the tokenizer (a stand-in with random weights).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import config as C
+
+
+def export(model: Any, options: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    from safetensors.numpy import save_file
+
+    from .traceables import _bf16
+
+    tensors: dict[str, np.ndarray] = {}
+    for voice, preset in sorted(model.presets.items()):
+        p = {part: {k: _bf16(v) for k, v in arrays.items()} for part, arrays in preset.items()}
+        tensors.update({
+            f"{voice}.lm_k": p["lm"]["k"], f"{voice}.lm_v": p["lm"]["v"],
+            f"{voice}.tts_k": p["tts_lm"]["k"], f"{voice}.tts_v": p["tts_lm"]["v"],
+            f"{voice}.neg_k": p["neg_tts_lm"]["k"], f"{voice}.neg_v": p["neg_tts_lm"]["v"],
+            f"{voice}.tts_hidden": p["tts_lm"]["hidden"][0, -1], f"{voice}.neg_hidden": p["neg_tts_lm"]["hidden"][0, -1],
+        })
+    path = out_dir / "presets.safetensors"
+    save_file({k: np.ascontiguousarray(v.astype(np.float16)) for k, v in tensors.items()}, str(path))
+    files = {"presets": path}
+
+    path = out_dir / "embeddings.safetensors"
+    save_file({"tts_input_types": model.tts_input_types.weight.detach().numpy().astype(np.float32)}, str(path))
+    files["embeddings"] = path
+
+    cfg = model.cfg["decoder"]
+    run_config = {
+        "sample_rate": 24000,
+        "samples_per_latent": C.SAMPLES_PER_LATENT,
+        "latent": C.LATENT,
+        "hidden": cfg["hidden_size"],
+        "text_window": C.TEXT_WINDOW,
+        "speech_window": C.SPEECH_WINDOW,
+        "lm_chunk": int(options["lm_chunk"]),
+        "lm_capacity": int(options["lm_capacity"]),
+        "tts_capacity": int(options["tts_capacity"]),
+        "cfg_scale": 1.5,
+        "eos_probability": 0.5,
+        "voices": sorted(model.presets),
+        "default_voice": sorted(model.presets)[0],
+        "tokenizer": {"kind": "real" if model.tokenizer_is_real else "bytes", "vocab": cfg["vocab_size"]},
+        "decoder_cache_shapes": [list(shape) for shape in _decoder_cache_shapes(model)],
+    }
+    path = out_dir / "config.json"
+    path.write_text(json.dumps(run_config, indent=1, sort_keys=True))
+    files["config"] = path
+    return files
+
+
+def _decoder_cache_shapes(model: Any) -> list[tuple[int, int, int]]:
+    from .acoustic import StreamingDecoder
+
+    return StreamingDecoder(model.decoder).cache_shapes()

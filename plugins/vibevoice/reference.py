@@ -1,0 +1,236 @@
+"""The plugin's reference implementation of VibeVoice-Realtime-0.5B (upstream lives only on GitHub).
+
+Built from library layers with the checkpoint's parameter names mapped onto them, so the
+released weights load strictly: transformers' ``Qwen2Model`` for ``model.language_model``
+(4 layers, final norm an identity) and ``model.tts_language_model`` (20 layers; its token
+embedding is never used — the tts_lm only reads the lm's hidden states and the acoustic
+connector's embeddings — and is not built), transformers' VibeVoice diffusion head and
+acoustic decoder, and upstream's small modules (type embedding, connector, EOS classifier).
+The acoustic *encoder* only serves voice cloning from audio, which the realtime model does
+not do (voices come as prefilled presets), so it is not built either.
+
+:func:`generate` is upstream's ``generate`` loop (text windows of 5, 6 speech latents per
+window, classifier-free guidance through the negative tts_lm path, EOS classifier) over
+these modules, with the diffusion noise supplied by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from zoo.core import Reference, WeightsSource
+
+from . import config as C
+
+
+@dataclass
+class VibeVoice:
+    cfg: dict  # decoder (Qwen2) facts plus tts_layers, head and acoustic facts
+    lm: Any
+    tts_lm: Any
+    tts_input_types: Any
+    connector: Any
+    head: Any
+    decoder: Any
+    eos: Any
+    scaling: float
+    bias: float
+    presets: dict[str, Any] = field(default_factory=dict)
+    tokenizer: Any = None
+    tokenizer_is_real: bool = False
+
+
+def sizes(size: str) -> dict:
+    if size == "full":
+        return {"decoder": dict(C.DECODER), "tts_layers": C.TTS_LAYERS, "head_layers": 4, "acoustic": {"filters": 32, "depths": (3, 3, 3, 3, 3, 3, 8)}}
+    return {"decoder": C.small_decoder(), "tts_layers": 3, "head_layers": 2, "acoustic": {"filters": 4, "depths": (1, 1, 1, 1, 1, 1, 2)}}
+
+
+def build(cfg: dict) -> VibeVoice:
+    from torch import nn
+    from transformers import Qwen2Model
+    from transformers.models.vibevoice.modeling_vibevoice import VibeVoiceDiffusionHead
+    from transformers.models.vibevoice_acoustic_tokenizer.modeling_vibevoice_acoustic_tokenizer import VibeVoiceAcousticTokenizerDecoderModel
+
+    from .acoustic import decoder_config
+    from .diffusion import SpeechConnector, head_config
+
+    dec = cfg["decoder"]
+    hidden = dec["hidden_size"]
+    lm_layers = dec["num_hidden_layers"] - cfg["tts_layers"]
+    lm = Qwen2Model(C.qwen2_config(dec, lm_layers)).eval()
+    lm.norm = nn.Identity()
+    tts_lm = Qwen2Model(C.qwen2_config({**dec, "vocab_size": 1}, cfg["tts_layers"])).eval()
+    tts_lm.embed_tokens = None  # never read: inputs arrive as embeddings
+    eos = nn.Module()  # upstream's tts_eos_classifier: fc1, ReLU, fc2 (see eos_logit)
+    eos.fc1 = nn.Linear(hidden, hidden)
+    eos.fc2 = nn.Linear(hidden, 1)
+    head = VibeVoiceDiffusionHead(head_config(hidden, layers=cfg["head_layers"])).eval()
+    decoder = VibeVoiceAcousticTokenizerDecoderModel(decoder_config(C.LATENT, **cfg["acoustic"])).eval()
+    model = VibeVoice(
+        cfg, lm, tts_lm, nn.Embedding(2, hidden), SpeechConnector(C.LATENT, hidden).eval(), head, decoder, eos.eval(), float("nan"), float("nan")
+    )
+    return model
+
+
+def eos_logit(model: VibeVoice, hidden: Any) -> Any:
+    import torch
+
+    return model.eos.fc2(torch.relu(model.eos.fc1(hidden)))
+
+
+def randomise(model: VibeVoice, seed: int) -> None:
+    """Seeded weights that exercise every path: upstream zero-initialises the diffusion head's
+    modulation and output layers and leaves the latent scaling factors NaN, and the acoustic
+    decoder's layer scales start at 1e-6 — with those the tests would test nothing."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in (model.lm, model.tts_lm, model.tts_input_types, model.connector, model.eos):
+            for name, p in module.named_parameters():
+                if name.endswith("norm.weight") or ".norm." in name and name.endswith("weight"):
+                    p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+                elif p.dim() >= 2:
+                    p.copy_(torch.randn(p.shape, generator=gen) / p.shape[-1] ** 0.5)
+                else:
+                    p.copy_(0.05 * torch.randn(p.shape, generator=gen))
+        for p in model.head.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) / max(1, p.shape[-1]) ** 0.5)
+        for name, p in model.decoder.named_parameters():  # audio at a realistic level (fp16 must hold it)
+            if "gamma" in name:
+                p.copy_(0.5 + 0.1 * torch.randn(p.shape, generator=gen))
+            elif "norm" in name:
+                p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
+            elif p.dim() >= 2:
+                p.copy_(torch.randn(p.shape, generator=gen) / p[0].numel() ** 0.5)
+            else:
+                p.copy_(0.02 * torch.randn(p.shape, generator=gen))
+        # the EOS classifier must not fire at once: bias its logit low, so EOS comes from the loop's limit
+        model.eos.fc2.bias.fill_(-4.0)
+    model.scaling, model.bias = 0.5, 0.1
+
+
+def random_preset(model: VibeVoice, seed: int, text_tokens: int = 12, speech_tokens: int = 20) -> dict[str, dict[str, np.ndarray]]:
+    """A voice preset in the released presets' layout, from the model itself: the lm and tts_lm
+    prefilled on random text (and, for the tts_lm, random speech embeddings), the negative paths
+    on one padding token."""
+    import torch
+    from transformers import DynamicCache
+
+    gen = torch.Generator().manual_seed(seed + 7)
+    dec = model.cfg["decoder"]
+    vocab, hidden = dec["vocab_size"], dec["hidden_size"]
+    ids = torch.randint(0, vocab, (1, text_tokens), generator=gen)
+    neg = torch.full((1, 1), vocab - 1)
+    out = {}
+    with torch.no_grad():
+        for part, token_ids in (("lm", ids), ("neg_lm", neg)):
+            cache = DynamicCache()
+            h = model.lm(input_ids=token_ids, past_key_values=cache, use_cache=True).last_hidden_state
+            out[part] = {"hidden": h.numpy(), **_cache_arrays(cache)}
+        text = out["lm"]["hidden"]
+        speech = 0.5 * torch.randn(1, speech_tokens, hidden, generator=gen)
+        types = torch.cat([torch.ones(text_tokens), torch.zeros(speech_tokens)]).long()[None]
+        for part, embeds, t in (("tts_lm", torch.cat([torch.from_numpy(text), speech], 1), types), ("neg_tts_lm", torch.from_numpy(out["neg_lm"]["hidden"]), torch.ones(1, 1).long())):
+            cache = DynamicCache()
+            h = model.tts_lm(inputs_embeds=embeds + model.tts_input_types(t), past_key_values=cache, use_cache=True).last_hidden_state
+            out[part] = {"hidden": h.numpy(), **_cache_arrays(cache)}
+    return out
+
+
+def _cache_arrays(cache: Any) -> dict[str, np.ndarray]:
+    keys = [layer.keys for layer in cache.layers]
+    values = [layer.values for layer in cache.layers]
+    return {"k": np.concatenate([k.numpy() for k in keys]), "v": np.concatenate([v.numpy() for v in values])}
+
+
+def preset_cache(part: dict[str, np.ndarray]) -> Any:
+    """A transformers DynamicCache holding a preset part's keys and values."""
+    import torch
+    from transformers import DynamicCache
+
+    cache = DynamicCache()
+    for layer in range(part["k"].shape[0]):
+        cache.update(torch.from_numpy(part["k"][layer : layer + 1]).float(), torch.from_numpy(part["v"][layer : layer + 1]).float(), layer)
+    return cache
+
+
+def stand_in_tokenizer(vocab: int) -> Callable[[str], list[int]]:
+    """Offline stand-in for the Qwen2.5 tokenizer (random weights only): UTF-8 bytes as ids."""
+
+    def encode(text: str) -> list[int]:
+        return [1 + b % (vocab - 2) for b in text.encode("utf-8")]
+
+    return encode
+
+
+def load(weights: WeightsSource, size: str = "full") -> Reference:
+    import torch
+
+    cfg = sizes(size)
+    files: dict[str, str] = {}
+    if weights.kind == "random":
+        torch.manual_seed(weights.seed or 0)
+        model = build(cfg)
+        randomise(model, weights.seed or 0)
+        model.presets = {"random": random_preset(model, weights.seed or 0)}
+        model.tokenizer = stand_in_tokenizer(cfg["decoder"]["vocab_size"])
+    else:
+        if size != "full":
+            raise ValueError(f"the {size!r} architecture only exists with --random-weights")
+        raise NotImplementedError("vibevoice: loading the released checkpoint is not written yet (work in progress)")
+    info = {"params": sum(p.numel() for m in (model.lm, model.tts_lm, model.tts_input_types, model.connector, model.head, model.decoder, model.eos) for p in m.parameters()), "size": size}
+    return Reference(model, files=files, info=info)
+
+
+def generate(model: VibeVoice, text_ids: list[int], preset: dict, noise: Callable[[int], Any], cfg_scale: float = 1.5, max_latents: int | None = None) -> dict[str, Any]:
+    """Upstream's generate loop on the reference modules. ``noise(i)`` is latent i's diffusion noise [1, 64]."""
+    import torch
+
+    from .acoustic import StreamingDecoder
+    from .diffusion import STEPS, upstream_sample
+
+    lm_cache, tts_cache = preset_cache(preset["lm"]), preset_cache(preset["tts_lm"])
+    neg_cache = preset_cache(preset["neg_tts_lm"])
+    lm_pos, tts_pos, neg_pos = preset["lm"]["k"].shape[2], preset["tts_lm"]["k"].shape[2], preset["neg_tts_lm"]["k"].shape[2]
+    tts_hidden = torch.from_numpy(preset["tts_lm"]["hidden"][:, -1]).float()
+    neg_hidden = torch.from_numpy(preset["neg_tts_lm"]["hidden"][:, -1]).float()
+    stream = StreamingDecoder(model.decoder).eval()
+    caches = [torch.zeros(shape) for shape in stream.cache_shapes()]
+    ids = torch.tensor([text_ids])
+    audio, latents, eos_at, window = [], 0, None, 0
+    type_text, type_speech = model.tts_input_types.weight[1], model.tts_input_types.weight[0]
+    with torch.no_grad():
+        while eos_at is None:
+            chunk = ids[:, window * C.TEXT_WINDOW : (window + 1) * C.TEXT_WINDOW]
+            window += 1
+            if chunk.shape[1]:
+                n = chunk.shape[1]
+                h = model.lm(input_ids=chunk, past_key_values=lm_cache, use_cache=True, position_ids=torch.arange(lm_pos, lm_pos + n)[None]).last_hidden_state
+                lm_pos += n
+                out = model.tts_lm(inputs_embeds=h + type_text, past_key_values=tts_cache, use_cache=True, position_ids=torch.arange(tts_pos, tts_pos + n)[None]).last_hidden_state
+                tts_pos += n
+                tts_hidden = out[:, -1]
+            for _ in range(C.SPEECH_WINDOW):
+                latent = torch.from_numpy(upstream_sample(model.head, torch.cat([tts_hidden, neg_hidden]), noise(latents), cfg_scale, STEPS))
+                piece, *caches = stream((latent / model.scaling - model.bias).unsqueeze(-1), *caches)
+                audio.append(piece.reshape(-1).numpy())
+                latents += 1
+                embed = (model.connector(latent) + type_speech)[:, None]
+                out = model.tts_lm(inputs_embeds=embed, past_key_values=tts_cache, use_cache=True, position_ids=torch.tensor([[tts_pos]])).last_hidden_state
+                tts_pos += 1
+                tts_hidden = out[:, -1]
+                neg = model.tts_lm(inputs_embeds=embed, past_key_values=neg_cache, use_cache=True, position_ids=torch.tensor([[neg_pos]])).last_hidden_state
+                neg_pos += 1
+                neg_hidden = neg[:, -1]
+                if float(torch.sigmoid(eos_logit(model, tts_hidden))[0, 0]) > 0.5:
+                    eos_at = latents
+                    break
+                if max_latents is not None and latents >= max_latents:
+                    eos_at = -1
+                    break
+    return {"audio": np.concatenate(audio), "latents": latents, "eos": eos_at}
