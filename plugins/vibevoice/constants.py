@@ -6,7 +6,8 @@
   (the released presets are bf16, exact in fp16);
 * ``embeddings.safetensors`` — ``tts_input_types`` [2, C] (row 1 text, row 0 speech);
 * ``config.json`` — windows, chunk sizes and cache capacities, latent geometry, CFG scale,
-  the tokenizer (a stand-in with random weights).
+  the tokenizer kind (a byte stand-in with random weights);
+* ``tokenizer.json`` — the Qwen2.5 tokenizer, with the released weights.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ def export(model: Any, options: dict[str, Any], out_dir: Path) -> dict[str, Path
     save_file({"tts_input_types": model.tts_input_types.weight.detach().numpy().astype(np.float32)}, str(path))
     files["embeddings"] = path
 
+    if model.tokenizer_file is not None:
+        import shutil
+
+        path = out_dir / "tokenizer.json"
+        shutil.copyfile(model.tokenizer_file, path)
+        files["tokenizer"] = path
     cfg = model.cfg["decoder"]
     run_config = {
         "sample_rate": 24000,
@@ -57,7 +64,8 @@ def export(model: Any, options: dict[str, Any], out_dir: Path) -> dict[str, Path
         "eos_probability": 0.5,
         "voices": sorted(model.presets),
         "default_voice": sorted(model.presets)[0],
-        "tokenizer": {"kind": "real" if model.tokenizer_is_real else "bytes", "vocab": cfg["vocab_size"]},
+        # "tokenizer.json": the Qwen2.5 tokenizer file; "bytes": the offline stand-in of --random-weights
+        "tokenizer": {"kind": "tokenizer.json" if model.tokenizer_file is not None else "bytes", "vocab": cfg["vocab_size"]},
         "decoder_cache_shapes": [list(shape) for shape in _decoder_cache_shapes(model)],
     }
     path = out_dir / "config.json"

@@ -35,11 +35,15 @@ def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
     return parsed
 
 
-def tokenize(text: str, cfg: dict[str, Any]) -> list[int]:
+def tokenize(text: str, cfg: dict[str, Any], tokenizer_file: Any = None) -> list[int]:
+    """Upstream's processor: the stripped text plus a newline, no special tokens."""
+    script = text.strip() + "\n"
     tok = cfg["tokenizer"]
-    if tok["kind"] != "bytes":
-        raise NotImplementedError("vibevoice: the Qwen2.5 tokenizer is not wired yet (work in progress)")
-    return [1 + b % (tok["vocab"] - 2) for b in (text.strip() + "\n").encode("utf-8")]
+    if tok["kind"] == "bytes":  # the --random-weights stand-in
+        return [1 + b % (tok["vocab"] - 2) for b in script.encode("utf-8")]
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(tokenizer_file)).encode(script, add_special_tokens=False).ids
 
 
 def voice_states(presets: dict[str, np.ndarray], voice: str, cfg: dict[str, Any]) -> tuple[dict, dict, dict[str, Any]]:
@@ -80,7 +84,7 @@ def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = 
     cfg_scale = settings.get("cfg_scale", cfg["cfg_scale"])
     if max_latents is None:
         max_latents = math.ceil(settings.get("max_seconds", 30.0) * cfg["sample_rate"] / cfg["samples_per_latent"])
-    ids = tokenize(text, cfg)
+    ids = tokenize(text, cfg, runtime.constants.get("tokenizer"))
     lm_states, tts_states, start = voice_states(presets, voice, cfg)
     if start["lm"] + len(ids) > cfg["lm_capacity"]:
         raise ValueError(f"{len(ids)} text tokens do not fit the lm cache ({cfg['lm_capacity'] - start['lm']} left after the voice)")
@@ -157,6 +161,6 @@ def parity_cases(runtime: Any, model: Any, tolerance: Any, latents: int = 12, se
     noises = [rng.standard_normal((1, 64)).astype(np.float32) for _ in range(latents)]
     preset = {part: {k: _bf16(v) for k, v in arrays.items()} for part, arrays in model.presets[voice].items()}
     cfg = json.loads(Path(runtime.constants["config"]).read_text())
-    want = generate(model, tokenize(text, cfg), preset, lambda i: torch.from_numpy(noises[i]), max_latents=latents)
+    want = generate(model, tokenize(text, cfg, runtime.constants.get("tokenizer")), preset, lambda i: torch.from_numpy(noises[i]), max_latents=latents)
     info = {"text": text, "voice": voice, "seed": seed, "latents": ours.frames, "reference_latents": want["latents"]}
     return [LoopCase("utterance", ours.audio, want["audio"], tolerance, info)]

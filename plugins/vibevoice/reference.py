@@ -39,8 +39,7 @@ class VibeVoice:
     scaling: float
     bias: float
     presets: dict[str, Any] = field(default_factory=dict)
-    tokenizer: Any = None
-    tokenizer_is_real: bool = False
+    tokenizer_file: Any = None  # tokenizer.json of the released weights (None: the loop's byte stand-in)
 
 
 def sizes(size: str) -> dict:
@@ -159,15 +158,6 @@ def preset_cache(part: dict[str, np.ndarray]) -> Any:
     return cache
 
 
-def stand_in_tokenizer(vocab: int) -> Callable[[str], list[int]]:
-    """Offline stand-in for the Qwen2.5 tokenizer (random weights only): UTF-8 bytes as ids."""
-
-    def encode(text: str) -> list[int]:
-        return [1 + b % (vocab - 2) for b in text.encode("utf-8")]
-
-    return encode
-
-
 def load(weights: WeightsSource, size: str = "full") -> Reference:
     import torch
 
@@ -178,11 +168,10 @@ def load(weights: WeightsSource, size: str = "full") -> Reference:
         model = build(cfg)
         randomise(model, weights.seed or 0)
         model.presets = {"random": random_preset(model, weights.seed or 0)}
-        model.tokenizer = stand_in_tokenizer(cfg["decoder"]["vocab_size"])
     else:
         if size != "full":
             raise ValueError(f"the {size!r} architecture only exists with --random-weights")
-        raise NotImplementedError("vibevoice: loading the released checkpoint is not written yet (work in progress)")
+        model, files = load_checkpoint(_fetch(weights))
     info = {"params": sum(p.numel() for m in (model.lm, model.tts_lm, model.tts_input_types, model.connector, model.head, model.decoder, model.eos) for p in m.parameters()), "size": size}
     return Reference(model, files=files, info=info)
 
@@ -234,3 +223,91 @@ def generate(model: VibeVoice, text_ids: list[int], preset: dict, noise: Callabl
                     eos_at = -1
                     break
     return {"audio": np.concatenate(audio), "latents": latents, "eos": eos_at}
+
+
+# ----------------------------------------------------------------------------- released weights
+
+def config_from_json(raw: dict) -> dict:
+    """Our sizes dict from the checkpoint's config.json (VibeVoiceStreamingConfig)."""
+    dec = {k: raw["decoder_config"][k] for k in C.DECODER if k in raw["decoder_config"]}
+    dec.setdefault("head_dim", dec["hidden_size"] // dec["num_attention_heads"])
+    head = raw.get("diffusion_head_config", {})
+    acoustic = raw.get("acoustic_tokenizer_config", {})
+    depths = acoustic.get("encoder_depths", "3-3-3-3-3-3-8")
+    return {
+        "decoder": {**C.DECODER, **dec},
+        "tts_layers": int(raw.get("tts_backbone_num_hidden_layers", C.TTS_LAYERS)),
+        "head_layers": int(head.get("head_layers", 4)),
+        "acoustic": {"filters": int(acoustic.get("encoder_n_filters", 32)), "depths": tuple(int(d) for d in str(depths).split("-"))},
+    }
+
+
+def _fetch(weights: WeightsSource) -> Any:
+    """A directory laid out like the hub repository (config.json, *.safetensors) plus voices/*.pt."""
+    from pathlib import Path
+
+    if weights.kind == "local":
+        root = Path(weights.path)
+        root = root.parent if root.is_file() else root
+    else:
+        from huggingface_hub import snapshot_download
+
+        root = Path(snapshot_download(repo_id=weights.repo, revision=weights.revision, allow_patterns=["*.json", "*.safetensors"]))
+    missing = [n for n in ("config.json",) if not (root / n).exists()] + ([] if list(root.glob("*.safetensors")) else ["*.safetensors"])
+    if missing:
+        raise FileNotFoundError(f"{root} lacks {', '.join(missing)} (expected the layout of {C.HUB_REPO})")
+    if not list((root / "voices").glob("*.pt")):
+        raise FileNotFoundError(
+            f"{root}/voices has no voice presets: the hub repository does not carry them; copy microsoft/VibeVoice's "
+            "demo/voices/streaming_model/*.pt there and pass --weights DIR"
+        )
+    return root
+
+
+def load_checkpoint(root: Any) -> tuple[VibeVoice, dict[str, str]]:
+    """Build from config.json and load every module strictly from the checkpoint's names."""
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    from zoo.core.hashing import file_sha256
+
+    from . import presets as preset_files
+    from .acoustic import decoder_state_from_upstream
+    from .diffusion import head_state_from_upstream
+
+    model = build(config_from_json(json.loads((root / "config.json").read_text())))
+    files = {"config.json": file_sha256(root / "config.json")}
+    state: dict[str, Any] = {}
+    for path in sorted(root.glob("*.safetensors")):
+        state.update(load_file(str(path)))
+        files[path.name] = file_sha256(path)
+
+    def part(prefix: str, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+        return {k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix) and not k[len(prefix):].startswith(drop)}
+
+    model.lm.load_state_dict(part("model.language_model.", ("norm.",)), strict=True)
+    model.tts_lm.load_state_dict(part("model.tts_language_model.", ("embed_tokens.",)), strict=True)
+    model.tts_input_types.load_state_dict(part("model.tts_input_types."), strict=True)
+    model.connector.load_state_dict(part("model.acoustic_connector."), strict=True)
+    model.head.load_state_dict(head_state_from_upstream(part("model.prediction_head.")), strict=True)
+    model.decoder.load_state_dict({k: v.float() for k, v in decoder_state_from_upstream(state).items()}, strict=True)
+    model.eos.load_state_dict(part("tts_eos_classifier."), strict=True)
+    model.scaling = float(state["model.speech_scaling_factor"])
+    model.bias = float(state["model.speech_bias_factor"])
+    if not (torch.isfinite(torch.tensor([model.scaling, model.bias])).all()):
+        raise ValueError("the checkpoint's speech scaling/bias factors are not finite")
+    for path in sorted((root / "voices").glob("*.pt")):
+        model.presets[path.stem] = preset_files.load(path)
+        files[f"voices/{path.name}"] = file_sha256(path)
+    tokenizer = root / "tokenizer.json"
+    if tokenizer.exists():
+        model.tokenizer_file = tokenizer
+        files["tokenizer.json"] = file_sha256(tokenizer)
+    else:
+        raise FileNotFoundError(f"{root} lacks tokenizer.json (the Qwen2.5 tokenizer upstream's processor uses)")
+    for module in (model.lm, model.tts_lm, model.connector, model.head, model.decoder, model.eos):
+        module.eval()
+    return model, files
+
