@@ -1,0 +1,113 @@
+"""Benchmark of the full-size vibevoice export and run (random weights, no network).
+
+    .venv/bin/python benchmarks/bench_vibevoice.py [--variant fp16] [--keep DIR]
+
+Prints, measured in this run:
+* export wall time and peak RSS of `zoo export vibevoice --random-weights` (fresh cache),
+  parameters, package bytes per component and in total, constants bytes, the validation records;
+* `zoo run vibevoice --backend mil --json` on the export: latents, calls per second of audio, wall time;
+* the Neural Engine layout of the lm against transformers' Qwen2Model at full size (max difference,
+  fp32 cache, in torch);
+* MIL interpreter time vs the torch traceable for one tts_lm call and one decoder call.
+Nothing here asserts a goal: the figures are for the issue's closing note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TEXT = "Hello there. This is a benchmark of the exported VibeVoice components."
+
+
+def zoo(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "zoo", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"zoo {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", default="fp16")
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix="zoo-bench-vibevoice-"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "ZOO_REGISTRY": str(work / "registry.toml"), "ZOO_CACHE": str(work / "cache"), "TQDM_DISABLE": "1"}
+    results: dict = {"variant": args.variant}
+
+    start = time.perf_counter()
+    report = json.loads(zoo(env, work, "export", "vibevoice", "--random-weights", "--variant", args.variant, "--force", "--out", str(work / "exports"), "--json").stdout)
+    results["export_seconds"] = round(time.perf_counter() - start, 1)
+    results["export_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 0)
+    results["stages"] = {s["stage"]: round(s["seconds"], 1) for s in report["stages"]}
+    import tomllib
+
+    entry = next(e for e in tomllib.loads((work / "registry.toml").read_text())["exports"] if e["id"] == report["id"])
+    results["package_mb"] = {c["name"]: round(c["bytes"] / 1e6, 1) for c in entry["components"]}
+    results["packages_total_mb"] = round(sum(c["bytes"] for c in entry["components"]) / 1e6, 1)
+    results["constants_mb"] = round(sum(c["bytes"] for c in entry["constants"]) / 1e6, 2)
+    results["validation"] = [
+        f"{v['level']}/{v['component']}: {v.get('metric', '')} {v.get('value', '')} {v['status']}" for v in entry["validation"]
+    ]
+
+    run = json.loads(zoo(env, work, "run", "vibevoice", TEXT, "-o", str(work / "mil.wav"), "--backend", "mil", "--set", "max_seconds=4", "--json").stdout)
+    results["mil_run"] = {k: run[k] for k in ("frames", "audio_seconds", "wall_seconds", "calls", "calls_per_audio_second")}
+
+    results.update(layout_and_interpreter(Path(report["path"]), args.variant))
+    print(json.dumps(results, indent=1))
+    print()
+    print(f"export: {results['export_seconds']} s, peak RSS {results['export_peak_rss_mb']} MB, {results['params'] / 1e6:.0f}M parameters built")
+    print(f"size: packages {results['packages_total_mb']} MB {results['package_mb']} + constants {results['constants_mb']} MB")
+    print(f"zoo run --backend mil: {run['frames']} latents, {run['audio_seconds']:.2f} s of audio in {run['wall_seconds']:.1f} s, {run['calls_per_audio_second']:.1f} calls per audio second")
+    print(f"ANE-layout lm vs transformers Qwen2 (fp32 cache, full size): max abs {results['ane_lm_max_abs']:.2e} (hidden max {results['ane_lm_scale']:.2f})")
+    print(f"MIL interpreter / torch per call: tts_lm {results['mil_over_torch_tts_lm']:.2f}x, decoder {results['mil_over_torch_decoder']:.2f}x")
+
+
+def layout_and_interpreter(export_dir: Path, variant: str) -> dict:
+    import numpy as np
+    import torch
+    from transformers import DynamicCache
+
+    from zoo.core import WeightsSource
+    from zoo.core.mil import MilProgram
+    from zoo.plugins.vibevoice import reference, traceables, zoo_register_models
+    from zoo.plugins.vibevoice.lm import from_qwen2
+
+    options = dict(zoo_register_models()[0].variants[variant].options)
+    loaded = reference.load(WeightsSource.random(0), size=options["size"])
+    model = loaded.model
+    cfg = model.cfg["decoder"]
+    ane = from_qwen2(model.lm, cfg, 32, 256, embed=True, final_norm=False)  # fp32 cache: the layout alone
+    ids = torch.randint(0, cfg["vocab_size"], (1, 32), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = model.lm(input_ids=ids, past_key_values=DynamicCache(), use_cache=True).last_hidden_state[0]
+        got = ane(ids.to(torch.int32), torch.tensor([0], dtype=torch.int32), torch.tensor([32], dtype=torch.int32))[0, :, 0, :].T
+    out = {"params": loaded.info["params"], "ane_lm_max_abs": float((got - want).abs().max()), "ane_lm_scale": float(want.abs().max())}
+
+    comps = traceables.build(model, options)
+    for name in ("tts_lm", "decoder"):
+        traceable = comps[name]
+        example = traceable.examples[-1]
+        start = time.perf_counter()
+        traceable.run(example)
+        torch_call = time.perf_counter() - start
+        program = MilProgram.load(export_dir / f"{name}.mlpackage")
+        state = program.make_state() if program.function().states else None
+        start = time.perf_counter()
+        program.run(example, state=state)
+        out[f"mil_over_torch_{name}"] = (time.perf_counter() - start) / torch_call
+    del np
+    return out
+
+
+if __name__ == "__main__":
+    main()
