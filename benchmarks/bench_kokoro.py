@@ -14,50 +14,19 @@ Nothing here asserts a goal: the figures are for the issue's closing note.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import measured_export, workspace, zoo
+
 TEXT = "Hello world. This is a benchmark of the exported Kokoro components."
 
 
-def zoo(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "zoo", *args], cwd=cwd, env=env, capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"zoo {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    return proc
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variant", default="fp16")
-    parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
-    args = parser.parse_args()
-    work = args.keep or Path(tempfile.mkdtemp(prefix="zoo-bench-kokoro-"))
-    work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "ZOO_REGISTRY": str(work / "registry.toml"), "ZOO_CACHE": str(work / "cache"), "TQDM_DISABLE": "1"}
-    results: dict = {"variant": args.variant}
-
-    start = time.perf_counter()
-    report = json.loads(zoo(env, work, "export", "kokoro", "--random-weights", "--variant", args.variant, "--force", "--out", str(work / "exports"), "--json").stdout)
-    results["export_seconds"] = round(time.perf_counter() - start, 1)
-    results["export_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 0)
-    results["stages"] = {s["stage"]: round(s["seconds"], 1) for s in report["stages"]}
-    import tomllib
-
-    entry = next(e for e in tomllib.loads((work / "registry.toml").read_text())["exports"] if e["id"] == report["id"])
-    results["package_bytes"] = {c["name"]: c["bytes"] for c in entry["components"]}
-    results["packages_total_mb"] = round(sum(results["package_bytes"].values()) / 1e6, 1)
-    results["constants_mb"] = round(sum(c["bytes"] for c in entry["constants"]) / 1e6, 2)
-    results["validation"] = [
-        f"{v['level']}/{v['component']}: {v.get('metric', '')} {v.get('value', '')} {v['status']} (worst {v.get('worst', {})})" for v in entry["validation"]
-    ]
+    args, work, env = workspace(__doc__, "zoo-bench-kokoro-")
+    report, _, results = measured_export(env, work, "kokoro", args.variant)
 
     run = json.loads(zoo(env, work, "run", "kokoro", TEXT, "-o", str(work / "mil.wav"), "--backend", "mil", "--json").stdout)
     results["mil_run"] = {k: run[k] for k in ("frames", "audio_seconds", "wall_seconds", "calls", "info")}

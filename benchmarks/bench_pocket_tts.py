@@ -14,50 +14,20 @@ Goals (from the issues) are printed next to the figures; nothing here asserts th
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
-import os
-import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import measured_export, workspace, zoo
+
 TEXT = "Hello there. This is a benchmark of the exported PocketTTS components, one frame at a time."
 
 
-def zoo(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "zoo", *args], cwd=cwd, env=env, capture_output=True, text=True)
-    if proc.returncode:
-        sys.exit(f"zoo {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
-    return proc
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variant", default="fp16")
-    parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
-    args = parser.parse_args()
-    work = args.keep or Path(tempfile.mkdtemp(prefix="zoo-bench-pocket-"))
-    work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "ZOO_REGISTRY": str(work / "registry.toml"), "ZOO_CACHE": str(work / "cache"), "TQDM_DISABLE": "1"}
-    results: dict = {"variant": args.variant}
-
-    start = time.perf_counter()
-    report = json.loads(zoo(env, work, "export", "pocket_tts", "--random-weights", "--variant", args.variant, "--force", "--out", str(work / "exports"), "--json").stdout)
-    results["export_seconds"] = round(time.perf_counter() - start, 1)
-    results["export_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 0)
-    entry = next(e for e in json.loads(zoo(env, work, "list", "--json").stdout)["exports"] if e["id"] == report["id"])
-    import tomllib
-
-    full = next(e for e in tomllib.loads((work / "registry.toml").read_text())["exports"] if e["id"] == entry["id"])
-    results["package_bytes"] = {c["name"]: c["bytes"] for c in full["components"]}
-    results["packages_total_mb"] = round(sum(results["package_bytes"].values()) / 1e6, 1)
-    results["constants_mb"] = round(sum(c["bytes"] for c in full["constants"]) / 1e6, 1)
-    results["total_mb"] = round(results["packages_total_mb"] + results["constants_mb"], 1)
-    results["validation"] = [f"{v['level']}/{v['component']}: {v.get('metric', '')} {v.get('value', '')} {v['status']}" for v in full["validation"]]
+    args, work, env = workspace(__doc__, "zoo-bench-pocket-")
+    report, _, results = measured_export(env, work, "pocket_tts", args.variant)
 
     run = json.loads(zoo(env, work, "run", "pocket_tts", TEXT, "-o", str(work / "mil.wav"), "--backend", "mil", "--json").stdout)
     results["mil_run"] = {k: run[k] for k in ("frames", "audio_seconds", "wall_seconds", "calls", "calls_per_audio_second")}

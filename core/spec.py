@@ -299,6 +299,17 @@ class RunOptions:
     seed: int = 0
     settings: dict[str, str] = field(default_factory=dict)
 
+    def typed(self, schema: Mapping[str, Callable[[str], Any]], model: str) -> dict[str, Any]:
+        """The ``--set`` values converted by ``schema`` (name -> type); unknown names and values
+        that do not convert raise ValueError naming the model and the known names."""
+        unknown = sorted(set(self.settings) - set(schema))
+        if unknown:
+            raise ValueError(f"unknown {model} run option(s) {unknown}; known: {', '.join(schema)}")
+        try:
+            return {k: schema[k](v) for k, v in self.settings.items()}
+        except ValueError as exc:
+            raise ValueError(f"bad {model} run option: {exc}") from None
+
 
 @dataclass
 class RunResult:

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from helpers import read_wav
 
 from zoo.core.registry import Registry
 
 pytest.importorskip("kokoro", reason="kokoro is not installed (pip install zoo-tts[kokoro])")
 pytestmark = pytest.mark.slow
 
-
-def _read(path: Path) -> np.ndarray:
-    with wave.open(str(path)) as w:
-        assert w.getframerate() == 24000
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64) / 32767
 
 
 def test_export_small_fp16_keeps_the_harmonic_source_fp32(zoo):
@@ -66,7 +62,7 @@ def test_export_run_verify_small_fp32(zoo):
     hello = zoo.workdir / "hello.wav"
     run = json.loads(zoo("run", "kokoro", "Hello world.", "-o", str(hello), "--backend", "mil", "--json", check=True).stdout)
     assert run["calls"] == {"predictor.tokens32": 1, "decoder": 1} and run["frames"] > 0
-    assert len(_read(hello)) == 600 * run["frames"]
+    assert len(read_wav(hello)) == 600 * run["frames"]
 
     # the same phonemes and seed on the torch traceables and on the packages: same durations, same spectrum
     phonemes = "həlˈO wˈɜːld. hˌW ɑːɹ juː tədˈA?"
@@ -76,7 +72,7 @@ def test_export_run_verify_small_fp32(zoo):
     assert t["frames"] == m["frames"] and t["info"]["pieces"] == m["info"]["pieces"]
     from zoo.core.validation import spectral_distance
 
-    assert spectral_distance(_read(zoo.workdir / "m.wav"), _read(zoo.workdir / "t.wav")) <= 0.1
+    assert spectral_distance(read_wav(zoo.workdir / "m.wav"), read_wav(zoo.workdir / "t.wav")) <= 0.1
 
     bad = zoo("run", "kokoro", "x", "-o", str(zoo.workdir / "bad.wav"), "--backend", "mil", "--voice", "nobody")
     assert bad.returncode != 0 and "unknown voice 'nobody'" in bad.stderr and not (zoo.workdir / "bad.wav").exists()

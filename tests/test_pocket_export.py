@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from helpers import read_wav
 
 from zoo.core.registry import Registry
 
 pytest.importorskip("pocket_tts")
 pytestmark = pytest.mark.slow
 
-
-def _read(path: Path) -> np.ndarray:
-    with wave.open(str(path)) as w:
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64)
 
 
 @pytest.mark.parametrize("variant", ["small-fp32", "small-fp16", "small-fp16-stateful"])
@@ -53,7 +50,7 @@ def test_export_run_verify(zoo, variant):
     m = json.loads(zoo("run", "pocket_tts", text, "-o", str(mil_wav), "--backend", "mil", *args, check=True).stdout)
     assert t["frames"] == m["frames"] > 0 and t["calls"] == m["calls"]
     assert m["calls"]["mimi"] == -(-m["frames"] // 2) and m["calls"]["flowlm.prefill"] == 1
-    a, b = _read(torch_wav), _read(mil_wav)
+    a, b = read_wav(torch_wav), read_wav(mil_wav)
     snr = 10 * np.log10(np.sum(a**2) / max(np.sum((a - b) ** 2), 1e-9))
     assert snr >= (40 if variant.endswith("fp32") else 10), snr
     if variant.endswith("stateful"):  # the decoder state lives in the package: no state inputs

@@ -8,6 +8,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from helpers import upstream_decoder_name  # noqa: E402
+
 from zoo.plugins.vibevoice.acoustic import StreamingDecoder, decoder_config, decoder_state_from_upstream  # noqa: E402
 
 
@@ -46,23 +48,7 @@ def test_latent_by_latent_matches_transformers_streaming_and_whole_decoding():
 
 def test_checkpoint_names_map_onto_the_transformers_decoder():
     dec = _decoder()
-    upstream = {}
-    for key, value in dec.state_dict().items():  # the checkpoint's names, from the facts of the layout
-        name = key
-        if name.startswith("stem.conv.conv."):
-            name = name.replace("stem.conv.conv.", "upsample_layers.0.0.conv.conv.conv.")
-        elif name.startswith("stem.stage."):
-            name = name.replace("stem.stage.", "stages.0.")
-        elif name.startswith("conv_layers."):
-            index, rest = name[len("conv_layers."):].split(".", 1)
-            if rest.startswith("convtr.convtr."):
-                name = f"upsample_layers.{int(index) + 1}.0.{rest}"
-            else:
-                name = f"stages.{int(index) + 1}.{rest[len('stage.'):]}"
-        elif name.startswith("head."):
-            name = "head.conv." + name[len("head."):]
-        name = name.replace("mixer.conv.", "mixer.conv.conv.conv.")
-        upstream["model.acoustic_tokenizer.decoder." + name] = value
+    upstream = {"model.acoustic_tokenizer.decoder." + upstream_decoder_name(k): v for k, v in dec.state_dict().items()}
     upstream["model.acoustic_tokenizer.encoder.stem.whatever"] = torch.zeros(1)  # not the decoder's
     mapped = decoder_state_from_upstream(upstream)
     assert set(mapped) == set(dec.state_dict())

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from helpers import read_wav
 
 from zoo.core.registry import Registry
 
@@ -15,11 +16,6 @@ pytest.importorskip("transformers")
 pytest.importorskip("diffusers", reason="the reference scheduler is diffusers'")
 pytestmark = pytest.mark.slow
 
-
-def _read(path: Path) -> np.ndarray:
-    with wave.open(str(path)) as w:
-        assert w.getframerate() == 24000
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64) / 32767
 
 
 @pytest.mark.parametrize("variant", ["small-fp32", "small-fp16"])
@@ -51,12 +47,12 @@ def test_export_run_verify(zoo, variant):
     out = zoo.workdir / "out.wav"
     run = json.loads(zoo("run", "vibevoice", "Hello there, world.", "-o", str(out), "--backend", "mil", "--set", "max_seconds=2", "--json", check=True).stdout)
     latents = run["frames"]
-    assert latents == 15 and len(_read(out)) == 3200 * latents  # ceil(2 s * 7.5), no EOS with these weights
+    assert latents == 15 and len(read_wav(out)) == 3200 * latents  # ceil(2 s * 7.5), no EOS with these weights
     assert run["calls"]["sampler"] == run["calls"]["decoder"] == latents
     assert run["calls"]["tts_lm"] == latents + 3 and run["calls"]["lm"] == 3  # 3 text windows reached; 20 tokens in chunks of 8
     torch_run = json.loads(zoo("run", "vibevoice", "Hello there, world.", "-o", str(zoo.workdir / "t.wav"), "--backend", "torch",
                                "--random-weights", "--variant", variant, "--set", "max_seconds=2", "--json", check=True).stdout)
-    a, b = _read(zoo.workdir / "t.wav"), _read(out)
+    a, b = read_wav(zoo.workdir / "t.wav"), read_wav(out)
     assert torch_run["frames"] == latents
     cosine = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))
     assert cosine >= (0.999 if variant == "small-fp32" else 0.99), cosine

@@ -11,6 +11,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from helpers import upstream_decoder_name  # noqa: E402
+
 from zoo.core import WeightsSource  # noqa: E402
 from zoo.plugins.vibevoice import reference  # noqa: E402
 from zoo.plugins.vibevoice.diffusion import HEAD_KEYS  # noqa: E402
@@ -29,17 +31,7 @@ def _upstream_names(model):
                 key = key.replace(new, old)
                 break
         state["model.prediction_head." + key] = value
-    for key, value in model.decoder.state_dict().items():
-        if key.startswith("stem.conv.conv."):
-            key = key.replace("stem.conv.conv.", "upsample_layers.0.0.conv.conv.conv.")
-        elif key.startswith("stem.stage."):
-            key = key.replace("stem.stage.", "stages.0.")
-        elif key.startswith("conv_layers."):
-            index, rest = key[len("conv_layers."):].split(".", 1)
-            key = f"upsample_layers.{int(index) + 1}.0.{rest}" if rest.startswith("convtr.") else f"stages.{int(index) + 1}.{rest[len('stage.'):]}"
-        elif key.startswith("head."):
-            key = "head.conv." + key[len("head."):]
-        state["model.acoustic_tokenizer.decoder." + key.replace("mixer.conv.", "mixer.conv.conv.conv.")] = value
+    state.update({"model.acoustic_tokenizer.decoder." + upstream_decoder_name(k): v for k, v in model.decoder.state_dict().items()})
     state["model.speech_scaling_factor"] = torch.tensor(model.scaling)
     state["model.speech_bias_factor"] = torch.tensor(model.bias)
     return {k: v.contiguous() for k, v in state.items()}

@@ -121,13 +121,7 @@ def split_phonemes(phonemes: str, vocab: dict[str, int], limit: int) -> list[str
 
 
 def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
-    unknown = sorted(set(settings) - set(SETTINGS))
-    if unknown:
-        raise ValueError(f"unknown kokoro run option(s) {unknown}; known: {', '.join(SETTINGS)}")
-    try:
-        parsed = {k: SETTINGS[k](v) for k, v in settings.items()}
-    except ValueError as exc:
-        raise ValueError(f"bad kokoro run option: {exc}") from None
+    parsed = RunOptions(settings=settings).typed(SETTINGS, "kokoro")
     if "speed" in parsed and not 0.1 <= parsed["speed"] <= 10:
         raise ValueError(f"speed must be within [0.1, 10], not {parsed['speed']}")
     return parsed

@@ -30,13 +30,7 @@ SETTINGS = {
 
 
 def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
-    unknown = sorted(set(settings) - set(SETTINGS))
-    if unknown:
-        raise ValueError(f"unknown pocket_tts run option(s) {unknown}; known: {', '.join(SETTINGS)}")
-    try:
-        return {k: SETTINGS[k](v) for k, v in settings.items()}
-    except ValueError as exc:
-        raise ValueError(f"bad pocket_tts run option: {exc}") from None
+    return RunOptions(settings=settings).typed(SETTINGS, "pocket_tts")
 
 
 class MimiStream:

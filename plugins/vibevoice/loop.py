@@ -23,13 +23,7 @@ SETTINGS = {"cfg_scale": float, "max_seconds": float}
 
 
 def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
-    unknown = sorted(set(settings) - set(SETTINGS))
-    if unknown:
-        raise ValueError(f"unknown vibevoice run option(s) {unknown}; known: {', '.join(SETTINGS)}")
-    try:
-        parsed = {k: SETTINGS[k](v) for k, v in settings.items()}
-    except ValueError as exc:
-        raise ValueError(f"bad vibevoice run option: {exc}") from None
+    parsed = RunOptions(settings=settings).typed(SETTINGS, "vibevoice")
     if parsed.get("max_seconds", 1.0) <= 0:
         raise ValueError("max_seconds must be > 0")
     return parsed

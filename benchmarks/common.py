@@ -1,0 +1,52 @@
+"""What the benchmark scripts share: a private registry and cache, `zoo` in a subprocess, a measured export."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+
+def workspace(doc: str, prefix: str) -> tuple[argparse.Namespace, Path, dict[str, str]]:
+    """Parse ``--variant`` / ``--keep`` and give the work directory and the environment pointing zoo at it."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", default="fp16")
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "ZOO_REGISTRY": str(work / "registry.toml"), "ZOO_CACHE": str(work / "cache"), "TQDM_DISABLE": "1"}
+    return args, work, env
+
+
+def zoo(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "zoo", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if proc.returncode:
+        sys.exit(f"zoo {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def measured_export(env: dict, work: Path, model: str, variant: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """`zoo export MODEL --random-weights --force` from a fresh cache: (report, registry entry, figures)."""
+    start = time.perf_counter()
+    report = json.loads(zoo(env, work, "export", model, "--random-weights", "--variant", variant, "--force", "--out", str(work / "exports"), "--json").stdout)
+    figures: dict[str, Any] = {"variant": variant, "export_seconds": round(time.perf_counter() - start, 1)}
+    figures["export_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 0)
+    figures["stages"] = {s["stage"]: round(s["seconds"], 1) for s in report["stages"]}
+    entry = next(e for e in tomllib.loads((work / "registry.toml").read_text())["exports"] if e["id"] == report["id"])
+    figures["package_bytes"] = {c["name"]: c["bytes"] for c in entry["components"]}
+    figures["packages_total_mb"] = round(sum(figures["package_bytes"].values()) / 1e6, 1)
+    figures["constants_mb"] = round(sum(c["bytes"] for c in entry["constants"]) / 1e6, 2)
+    figures["total_mb"] = round(figures["packages_total_mb"] + figures["constants_mb"], 1)
+    figures["validation"] = [
+        f"{v['level']}/{v['component']}: {v.get('metric', '')} {v.get('value', '')} {v['status']}" for v in entry["validation"]
+    ]
+    return report, entry, figures
