@@ -19,8 +19,9 @@ from .config import HUB_REPO
 __version__ = "0.1.0"
 
 MODEL = "vibevoice"
-#: not pinned yet: the checkpoint loader is written against the released names but untested (no hub access)
-HUB_REVISION = "main"
+#: a microsoft/VibeVoice-Realtime-0.5B commit as pinned by another port; not checked here (no hub access),
+#: and the checkpoint loader was only run on a checkpoint written under the released names (see the README)
+HUB_REVISION = "6bce5f06044837fe6d2c5d7a71a84f0416bd57e4"
 
 #: lm_chunk: text tokens per lm call; lm_capacity / tts_capacity: KV cache slots (voice preset +
 #: text + speech latents; 7.5 latents per second)
