@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
-from .spec import Traceable
+from .spec import Traceable, state_identifier
 
 BACKENDS = ("torch", "mil", "coreml")
 
@@ -165,12 +165,10 @@ class CoreMLRuntime(ComponentRuntime):
         self._states = {key: self._models[key].make_state() for key in self._states}
 
     def load_states(self, component: str, values: Mapping[str, Any], function: str = "main") -> None:
-        import re
-
         self._model(component, function)
         state = self._models[(component, function)].make_state()
         for name, value in values.items():
-            state.write_state(re.sub(r"[^0-9A-Za-z_]", "_", name), value)  # coremltools >= 8: MLState.write_state
+            state.write_state(state_identifier(name), value)  # coremltools >= 8: MLState.write_state
         self._states[(component, function)] = state
 
 

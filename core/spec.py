@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
@@ -204,6 +205,11 @@ class TensorSpec:
     shape: tuple[int, ...]
     dtype: str = "float32"
     flexible: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+
+
+def state_identifier(name: str) -> str:
+    """The name coremltools gives a state converted from a torch buffer (``layers.0.k`` -> ``layers_0_k``)."""
+    return re.sub(r"[^0-9A-Za-z_]", "_", name)
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,13 @@ zero-initialised buffers, read by ``read_state`` and written by
 
 from __future__ import annotations
 
-import re
-
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from ..spec import state_identifier
 from .kernels import KERNELS
 
 
@@ -195,7 +194,7 @@ class MilProgram:
         state = {name: np.zeros(info.shape, dtype=info.dtype) for name, info in fn.states.items()}
         for name, value in (initial or {}).items():
             if name not in state:
-                name = re.sub(r"[^0-9A-Za-z_]", "_", name)
+                name = state_identifier(name)
             if name not in state:
                 raise MilError(f"function {function!r} has no state {name!r}; states: {', '.join(state)}")
             state[name][...] = np.asarray(value).astype(state[name].dtype)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -64,6 +64,16 @@ def durations(raw: Any, count: int) -> Any:
     return np.maximum(np.round(np.asarray(raw, dtype=np.float32)[0, :count]), 1).astype(np.int64)
 
 
+def align(out: Mapping[str, Any], count: int) -> tuple[Any, Any, Any]:
+    """The predictor's outputs expanded along the frames (upstream's one-hot alignment, as a gather):
+    en [1, C, F], asr [1, 512, F], and the per-token frame counts."""
+    frames = durations(out["duration"], count)
+    order = np.repeat(np.arange(count), frames)
+    en = np.ascontiguousarray(np.asarray(out["d"], np.float32)[0, order].T[None])
+    asr = np.ascontiguousarray(np.asarray(out["t_en"], np.float32)[0][:, order][None])
+    return en, asr, frames
+
+
 def synthesize(
     runtime: Any,
     phonemes: str,
@@ -85,11 +95,8 @@ def synthesize(
         {"input_ids": padded, "valid": np.array([len(ids)], np.int32), "style": style, "speed": np.array([speed], np.float32)},
         f"tokens{bucket}",
     )
-    frames = durations(out["duration"], len(ids))
-    order = np.repeat(np.arange(len(ids)), frames)
-    en = np.ascontiguousarray(np.asarray(out["d"], np.float32)[0, order].T[None])  # [1, C, F]
-    asr = np.ascontiguousarray(np.asarray(out["t_en"], np.float32)[0][:, order][None])  # [1, 512, F]
-    shape = (1, 600 * len(order), 9)
+    en, asr, frames = align(out, len(ids))
+    shape = (1, 600 * en.shape[2], 9)
     source_noise = noise(shape) if noise is not None else np.zeros(shape, np.float32)
     audio = runtime("decoder", {"en": en, "asr": asr, "style": style, "noise": source_noise})["audio"]
     return np.asarray(audio, np.float32).reshape(-1), frames

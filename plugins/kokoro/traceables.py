@@ -167,13 +167,11 @@ def _decoder_example(kref: Any, count: int, rng: Any) -> dict[str, Any]:
     """Decoder inputs as the run loop makes them: upstream predictor features aligned by its durations."""
     import numpy as np
 
+    from .loop import align
+
     tokens = _token_example(kref, count, count, rng)
-    out = upstream_predictor(kref.model, **tokens)
-    frames = np.maximum(np.round(out["duration"][0]), 1).astype(np.int64)
-    order = np.repeat(np.arange(count), frames)
-    en = np.ascontiguousarray(out["d"][0, order].T[None])
-    asr = np.ascontiguousarray(out["t_en"][0][:, order][None])
-    noise = rng.standard_normal((1, 600 * len(order), 9)).astype(np.float32)
+    en, asr, _ = align(upstream_predictor(kref.model, **tokens), count)
+    noise = rng.standard_normal((1, 600 * en.shape[2], 9)).astype(np.float32)
     return {"en": en, "asr": asr, "style": tokens["style"], "noise": noise}
 
 

@@ -40,27 +40,29 @@ def tokenize(text: str, cfg: dict[str, Any], tokenizer_file: Any = None) -> list
     return Tokenizer.from_file(str(tokenizer_file)).encode(script, add_special_tokens=False).ids
 
 
+def cache_states(parts: list[tuple[np.ndarray, np.ndarray]], capacity: int, prefix: str) -> dict[str, np.ndarray]:
+    """The KV-cache state buffers ``<prefix>.layers.N.self_attn.cache.k|v`` [batch, kv_heads, capacity, D] (fp16),
+    sequence b holding ``parts[b]``'s keys and values [layers, kv_heads, T, D] at slots 0..T-1."""
+    states = {}
+    for kind, index in (("k", 0), ("v", 1)):
+        _, kv_heads, _, head_dim = parts[0][index].shape
+        for layer in range(parts[0][index].shape[0]):
+            buf = np.zeros((len(parts), kv_heads, capacity, head_dim), np.float16)
+            for b, part in enumerate(parts):
+                rows = part[index][layer]
+                buf[b, :, : rows.shape[1]] = rows
+            states[f"{prefix}.layers.{layer}.self_attn.cache.{kind}"] = buf
+    return states
+
+
 def voice_states(presets: dict[str, np.ndarray], voice: str, cfg: dict[str, Any]) -> tuple[dict, dict, dict[str, Any]]:
     """lm and tts_lm state values for ``voice``, and the positions/hidden states they leave."""
-
-    def fill(parts: list[tuple[np.ndarray, np.ndarray]], capacity: int, prefix: str) -> dict[str, np.ndarray]:
-        layers = parts[0][0].shape[0]
-        states = {}
-        for kind, index in (("k", 0), ("v", 1)):
-            for layer in range(layers):
-                buf = np.zeros((len(parts), *parts[0][index].shape[1:2], capacity, parts[0][index].shape[3]), np.float16)
-                for b, part in enumerate(parts):
-                    rows = part[index][layer]
-                    buf[b, :, : rows.shape[1]] = rows
-                states[f"{prefix}.layers.{layer}.self_attn.cache.{kind}"] = buf
-        return states
-
     get = lambda name: presets[f"{voice}.{name}"]  # noqa: E731
     lm_len, tts_len, neg_len = get("lm_k").shape[2], get("tts_k").shape[2], get("neg_k").shape[2]
     if lm_len > cfg["lm_capacity"] or max(tts_len, neg_len) > cfg["tts_capacity"]:
         raise ValueError(f"voice {voice!r} is longer than the export's caches")
-    lm_states = fill([(get("lm_k"), get("lm_v"))], cfg["lm_capacity"], "lm")
-    tts_states = fill([(get("tts_k"), get("tts_v")), (get("neg_k"), get("neg_v"))], cfg["tts_capacity"], "tts_lm")
+    lm_states = cache_states([(get("lm_k"), get("lm_v"))], cfg["lm_capacity"], "lm")
+    tts_states = cache_states([(get("tts_k"), get("tts_v")), (get("neg_k"), get("neg_v"))], cfg["tts_capacity"], "tts_lm")
     start = {"lm": lm_len, "tts": tts_len, "neg": neg_len, "tts_hidden": get("tts_hidden").astype(np.float32), "neg_hidden": get("neg_hidden").astype(np.float32)}
     return lm_states, tts_states, start
 

@@ -31,6 +31,7 @@ from . import config as C
 from .acoustic import StreamingDecoder
 from .diffusion import Sampler, solver_steps, upstream_sample
 from .lm import AneQwen2, from_qwen2
+from .loop import cache_states
 from .reference import VibeVoice, eos_logit, preset_cache
 
 CACHE_DTYPE = torch.float16
@@ -87,19 +88,6 @@ def _bf16(a: np.ndarray) -> np.ndarray:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.bfloat16).float().numpy()
 
 
-def preset_states(module: AneQwen2, parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Cache buffers of ``module`` (batch = len(parts)) holding each preset part's keys/values at slots 0..T-1."""
-    states: dict[str, np.ndarray] = {}
-    for index, layer in enumerate(module.layers):
-        for kind in ("k", "v"):
-            buf = np.zeros(tuple(getattr(layer.self_attn.cache, kind).shape), np.float16)
-            for b, part in enumerate(parts):
-                rows = part[kind][index]  # [kv, T, D]
-                buf[b, :, : rows.shape[1]] = rows
-            states[f"layers.{index}.self_attn.cache.{kind}"] = buf
-    return states
-
-
 def load_buffers(module: nn.Module, states: dict[str, np.ndarray]) -> None:
     buffers = dict(module.named_buffers())
     with torch.no_grad():
@@ -116,7 +104,7 @@ def build(model: VibeVoice, options: dict[str, Any]) -> dict[str, Traceable]:
     # -- lm
     chunk, capacity = int(options["lm_chunk"]), int(options["lm_capacity"])
     lm = from_qwen2(model.lm, cfg, chunk, capacity, embed=True, final_norm=False, cache_dtype=CACHE_DTYPE)
-    lm_states = {f"lm.{k}": v for k, v in preset_states(lm, [preset["lm"]]).items()}
+    lm_states = cache_states([(preset["lm"]["k"], preset["lm"]["v"])], capacity, "lm")
     lm_step = LmStep(lm).eval()
     load_buffers(lm_step, lm_states)
     start = preset["lm"]["k"].shape[2]
@@ -147,7 +135,7 @@ def build(model: VibeVoice, options: dict[str, Any]) -> dict[str, Traceable]:
     # -- tts_lm: positive and negative paths
     window, tts_capacity = C.TEXT_WINDOW, int(options["tts_capacity"])
     tts = from_qwen2(model.tts_lm, cfg, window, tts_capacity, embed=False, final_norm=True, cache_dtype=CACHE_DTYPE, batch=2)
-    tts_states = {f"tts_lm.{k}": v for k, v in preset_states(tts, [preset["tts_lm"], preset["neg_tts_lm"]]).items()}
+    tts_states = cache_states([(preset[p]["k"], preset[p]["v"]) for p in ("tts_lm", "neg_tts_lm")], tts_capacity, "tts_lm")
     tts_step = TtsLmStep(tts, model.eos).eval()
     load_buffers(tts_step, tts_states)
     pos0, neg0 = preset["tts_lm"]["k"].shape[2], preset["neg_tts_lm"]["k"].shape[2]
@@ -225,9 +213,8 @@ def build(model: VibeVoice, options: dict[str, Any]) -> dict[str, Traceable]:
         # transformers' streaming decode from the same caches: replay them into its padding cache
         padding = VibeVoiceAcousticTokenizerConv1dPaddingCache()
         stream = decoder.stream
-        for key_module, value in zip(stream.convs, (caches_in[n] for n in names)):
-            layer = padding.layers.setdefault(key_module.cache_key, _cache_layer(key_module, value))
-            layer.cache = torch.from_numpy(np.array(value))
+        for module, name in zip(stream.convs, names):
+            padding.layers[module.cache_key] = _cache_layer(module, caches_in[name])
         scaled = torch.from_numpy(latent) / model.scaling - model.bias
         with torch.no_grad():
             audio = model.decoder(scaled.unsqueeze(-1), padding_cache=padding, use_cache=True).audio
