@@ -393,7 +393,7 @@ def run(
     variant: Optional[str] = typer.Option(None, "--variant", help="variant [default: the model's default / the latest valid export]"),
     voice: Optional[str] = typer.Option(None, "--voice", help="voice name, or a WAV file where the model can clone voices"),
     seed: int = typer.Option(0, "--seed", help="seed of the sampling noise (and of --random-weights)"),
-    settings: List[str] = typer.Option([], "--set", help="plugin-specific run option KEY=VALUE (repeatable; see `zoo info MODEL`)"),
+    settings: List[str] = typer.Option([], "--set", help="plugin-specific run option KEY=VALUE (repeatable; each model's keys are in the README, and an unknown KEY lists them)"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="local weights for --backend torch"),
     random_weights: bool = typer.Option(False, "--random-weights", help="seeded random weights for --backend torch"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object: frames, audio_seconds, wall_seconds, calls, calls_per_audio_second"),
