@@ -73,10 +73,11 @@ class ChannelRMSNorm(nn.Module):
         return normed[:, : self.channels] * self.weight.view(1, -1, 1, 1)
 
 
-def rope_tables(head_dim: int, positions: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin [positions, head_dim] as transformers' default rotary embedding computes them."""
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).to(torch.float32) / head_dim))
-    angles = torch.arange(positions, dtype=torch.int64).to(torch.float32)[:, None] * inv_freq[None, :]
+def rope_tables(head_dim: int, positions: int, theta: float, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin [positions, head_dim] as transformers' default rotary embedding computes them: its
+    ``inv_freq`` is a float32 buffer of the model (so float32 here too), the angles are in ``dtype``."""
+    inv_freq = (1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).to(torch.float32) / head_dim))).to(dtype)
+    angles = torch.arange(positions, dtype=torch.int64).to(dtype)[:, None] * inv_freq[None, :]
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
 

@@ -35,6 +35,7 @@ from .validation import Check
 
 TOOLS = ("torch", "coremltools", "numpy")
 PARITY_FILE = "parity.safetensors.gz"
+CALIBRATION_FILE = "calibration.json"
 PENDING_MARKER = ".zoo-pending.json"
 
 
@@ -245,23 +246,39 @@ class Exporter:
             }
         )
 
-    def _cached_stage(self, stage: str, build: Any) -> Path:
-        """Reuse a finished stage or build it; returns the stage directory."""
+    def _cached_stage(self, stage: str, build: Any, checked: bool = False) -> Path:
+        """Reuse a finished stage or build it; returns the stage directory. A ``checked`` stage
+        (one that writes ``checks.json``) whose checks failed is shown as failed."""
         key = self._key(stage)
         with self._stage(stage) as info:
             path = None if self.force else self.cache.get(key)
             if path is not None:
                 info["status"] = "cached"
-                return path
-            path, _ = self.cache.put(key, build, meta={"stage": stage, "model": self.model.name}, replace=self.force)
+            else:
+                path, _ = self.cache.put(key, build, meta={"stage": stage, "model": self.model.name}, replace=self.force)
+            if checked:
+                failed = [Check(**r) for r in json.loads((path / "checks.json").read_text()) if r.get("status") == "failed"]
+                if failed:
+                    info["status"] = "failed"
+                    info["detail"] = "; ".join(f"{c.component} {c.metric} {c.value:.3g} > {c.threshold:.3g}" if c.value is not None and c.threshold is not None else f"{c.component} {c.metric} {c.reason}" for c in failed)
             return path
 
     def _parity(self, component: str) -> tuple[list[Check], Path]:
-        tolerance = self.model.tolerance(component, self.variant.precision)
+        """The ``reference`` level of one component (see calibration.py): float64 exactness, the
+        port's fp32 error against a multiple of upstream's own, integer outputs exactly; plus the
+        parity data every later level is executed on, and the measurements later bounds derive from."""
+        spec = self.model.component(component)
+        tolerance = self.model.tolerance(component, self.variant.precision, "reference")
+        levels = [self.model.tolerance(component, self.variant.precision, lv) for lv in validation.LEVELS]
+        chaotic = any(t.spectral_factor is not None for t in levels)
 
         def build(tmp: Path) -> None:
+            from .calibration import Calibration, sensitivity
+            from .spec import ROUNDING
+
             functions = self.traceables()[component]
-            results, cases, checks = [], [], []
+            cases, checks = [], []
+            runs: list[tuple[Traceable, dict[str, Any], dict[str, Any], dict[str, Any]]] = []  # traceable, example, actual, expected
             missing = [fn for fn, t in functions.items() if t.reference is None]
             for fn, traceable in functions.items():
                 states = parity.initial_states(traceable.module, [s.name for s in traceable.states]) if traceable.states else {}
@@ -274,16 +291,68 @@ class Exporter:
                     for name in traceable.outputs:
                         if name not in expected:
                             raise ValueError(f"{component}.{fn}: reference gave no output {name!r}")
-                        results.append(validation.compare(actual[name], expected[name], tolerance.spectral_max is not None))
+                    runs.append((traceable, example, actual, expected))
+            calibration = Calibration()
             if missing:
                 checks.append(validation.skipped("reference", f"plugin gave no reference for functions {missing}", component))
-            if results:
-                checks.extend(validation.judge("reference", component, results, tolerance))
+            if runs:
+                float64 = self._float64(component, functions, runs, calibration, tolerance, chaotic)
+                if chaotic:
+                    with_reference = [t for t in functions.values() if t.reference is not None]
+                    for precision in {"fp32", self.variant.precision}:
+                        calibration.sensitivity[precision] = max(sensitivity(t, t.examples, ROUNDING[precision]) for t in with_reference)
+                checks.extend(float64)
+                fixed, basis = calibration.resolve(tolerance, "fp32")
+                results = [validation.compare(a[n], e[n], fixed.spectral_max is not None) for t, _, a, e in runs for n in t.outputs]
+                judged = validation.judge("reference", component, results, fixed) if fixed.checks() else []
+                for check in judged:
+                    check.basis = basis
+                checks.extend(judged)
+                pairs = [(n, a[n], e[n]) for t, _, a, e in runs for n in t.outputs]
+                checks.extend(validation.integer_mismatches("reference", component, pairs, spec.integer_outputs))
             parity.save(tmp / PARITY_FILE, cases)
+            calibration.save(tmp / CALIBRATION_FILE)
             (tmp / "checks.json").write_text(json.dumps([c.record() for c in checks], indent=1))
 
-        path = self._cached_stage(f"parity:{component}", build)
+        path = self._cached_stage(f"parity:{component}", build, checked=True)
         return [Check(**rec) for rec in json.loads((path / "checks.json").read_text())], path
+
+    def _float64(self, component: str, functions: Mapping[str, Traceable], runs: list, calibration: Any, tolerance: Any, chaotic: bool) -> list[Check]:
+        """Port and upstream in float64 on the parity inputs; records upstream's own fp32 error too."""
+        from .calibration import sensitivity
+        from .float64 import as_float64, inputs_float64
+        from .spec import ROUNDING
+
+        metric = "float64_spectral" if chaotic else "float64_rel"
+        try:
+            results, upstream = [], []
+            with as_float64(self.reference().model, *[t.module for t in functions.values()]):
+                for traceable, example, _, expected32 in runs:
+                    wide = inputs_float64(example)
+                    actual, expected = traceable.run(wide), traceable.reference(**wide)
+                    for name in traceable.outputs:
+                        results.append(validation.compare(actual[name], expected[name], chaotic))
+                        upstream.append(validation.compare(expected32[name], expected[name])["rel"])
+                if chaotic:
+                    calibration.sensitivity["float64"] = max(
+                        sensitivity(t, [inputs_float64(e) for e in t.examples], ROUNDING["float64"]) for t in functions.values() if t.reference is not None
+                    )
+        except Exception as exc:  # noqa: BLE001 - e.g. an upstream op with no float64 kernel
+            calibration.float64_skipped = f"{type(exc).__name__}: {exc}"
+            return [Check("reference", component, "skipped", metric, reason=f"the float64 run failed: {calibration.float64_skipped}")]
+        calibration.upstream_rel = float(max(upstream))
+        if tolerance.float64_rel is None and not chaotic:
+            return []
+        if chaotic:
+            factor = tolerance.spectral_factor
+            moved = calibration.sensitivity["float64"]
+            value, bound = max(r["spectral"] for r in results), factor * moved
+            basis = f"spectral ≤ {factor:g} × torch's own movement {moved:.3g} for a float64 perturbation"
+        else:
+            value, bound = max(r["rel"] for r in results), tolerance.float64_rel
+            basis = "float64: the port and upstream may differ only by summation order"
+        ok = value <= bound  # NaN never passes
+        return [Check("reference", component, "passed" if ok else "failed", metric, float(value), float(bound), basis=basis)]
 
     def _loop_parity(self, constants: dict[str, str]) -> list[Check]:
         """The plugin's whole-loop cases (optional hook), judged at the reference level."""
@@ -307,7 +376,7 @@ class Exporter:
                     checks.append(check)
             (tmp / "checks.json").write_text(json.dumps([c.record() for c in checks], indent=1))
 
-        path = self._cached_stage("loop_parity", build)
+        path = self._cached_stage("loop_parity", build, checked=True)
         return [Check(**rec) for rec in json.loads((path / "checks.json").read_text())]
 
     def _convert(self, component: str) -> Path:
@@ -339,15 +408,20 @@ class Exporter:
         self._constants_dir = path
         return json.loads((path / "constants.json").read_text())
 
-    def _execute_level(self, level: str, component: str, package: Path, parity_file: Path) -> list[Check]:
-        tolerance = self.model.tolerance(component, self.variant.precision, level)
+    def _execute_level(self, level: str, component: str, package: Path, parity_dir: Path) -> list[Check]:
+        from .calibration import Calibration
+
+        calibration = Calibration.load(parity_dir / CALIBRATION_FILE)
+        tolerance, basis = calibration.resolve(self.model.tolerance(component, self.variant.precision, level), self.variant.precision)
+        options = {"integer_outputs": self.model.component(component).integer_outputs, "basis": basis}
+        parity_file = parity_dir / PARITY_FILE
         if level == "mil":
 
             def build(tmp: Path) -> None:
-                checks = validation.execute_parity("mil", component, package, parity_file, tolerance)
+                checks = validation.execute_parity("mil", component, package, parity_file, tolerance, **options)
                 (tmp / "checks.json").write_text(json.dumps([c.record() for c in checks], indent=1))
 
-            path = self._cached_stage(f"mil:{component}", build)
+            path = self._cached_stage(f"mil:{component}", build, checked=True)
             return [Check(**rec) for rec in json.loads((path / "checks.json").read_text())]
         ok, reason = validation.coreml_available()
         if not ok:
@@ -355,7 +429,7 @@ class Exporter:
         from .runtime import predict_coreml
 
         with self._stage(f"coreml:{component}"):
-            return validation.execute_parity("coreml", component, package, parity_file, tolerance, predict=predict_coreml)
+            return validation.execute_parity("coreml", component, package, parity_file, tolerance, predict=predict_coreml, **options)
 
     # -- the whole export ----------------------------------------------------------
     def run(self) -> ExportReport:
@@ -395,7 +469,7 @@ class Exporter:
 
         for level in ("mil", "coreml"):
             for comp in comps:
-                checks.extend(self._execute_level(level, comp, packages[comp], parity_dirs[comp] / PARITY_FILE))
+                checks.extend(self._execute_level(level, comp, packages[comp], parity_dirs[comp]))
         report.checks = checks
         level = validation.level_reached(checks)
         required = self.model.required_level

@@ -33,6 +33,8 @@ class Check:
     detail: str = ""
     #: the worst value of every metric, for the record (max_abs, rel, cosine)
     worst: dict[str, float] | None = None
+    #: how a bound measured at export time was derived (see calibration.py)
+    basis: str = ""
 
     def record(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v not in (None, "", {})}
@@ -117,6 +119,25 @@ def judge(level: str, component: str, results: Iterable[Mapping[str, float]], to
     return checks
 
 
+def integer_mismatches(level: str, component: str, pairs: Iterable[tuple[str, Any, Any]], integer_outputs: Mapping[str, str]) -> list[Check]:
+    """Integer outputs (``name -> rounding``) compared exactly after the run loop's rounding:
+    one check per output, the value is the number of elements that differ."""
+    import numpy as np
+
+    from .calibration import ROUNDINGS
+
+    counts: dict[str, int] = {}
+    for name, actual, expected in pairs:
+        if name in integer_outputs:
+            rounding = ROUNDINGS[integer_outputs[name]]
+            diff = int(np.count_nonzero(rounding(np.asarray(actual, np.float64)) != rounding(np.asarray(expected, np.float64))))
+            counts[name] = counts.get(name, 0) + diff
+    return [
+        Check(level, component, "passed" if n == 0 else "failed", f"{name}:mismatches", float(n), 0.0, basis=integer_outputs[name])
+        for name, n in sorted(counts.items())
+    ]
+
+
 def skipped(level: str, reason: str, component: str = "*") -> Check:
     return Check(level, component, "skipped", reason=reason)
 
@@ -145,7 +166,10 @@ def coreml_available() -> tuple[bool, str]:
     return True, ""
 
 
-def execute_parity(level: str, component: str, package: Any, parity_file: Any, tolerance: Tolerance, predict: Any = None) -> list[Check]:
+def execute_parity(
+    level: str, component: str, package: Any, parity_file: Any, tolerance: Tolerance, predict: Any = None,
+    integer_outputs: Mapping[str, str] | None = None, basis: str = "",
+) -> list[Check]:
     """Execute the saved package on the stored parity inputs and compare with the traceable's outputs.
 
     ``predict(package, function, inputs, initial_states) -> outputs`` defaults to
@@ -158,6 +182,7 @@ def execute_parity(level: str, component: str, package: Any, parity_file: Any, t
     cases = parity.load(parity_file)
     spectral = tolerance.spectral_max is not None
     results = []
+    pairs: list[tuple[str, Any, Any]] = []
     nonfinite: list[str] = []
     try:
         if predict is None:
@@ -173,15 +198,28 @@ def execute_parity(level: str, component: str, package: Any, parity_file: Any, t
         for case in cases:
             got = predict(package, case.function, case.inputs, case.states)
             results.extend(compare(got[name], want, spectral) for name, want in case.outputs.items())
-    except MilError as exc:
-        return [Check(level, component, "failed", "execute", reason=str(exc))]
+            pairs.extend((name, got[name], want) for name, want in case.outputs.items())
+    except Exception as exc:  # noqa: BLE001 - an interpreter or CoreML error is a failed check, never a crash
+        reason = str(exc) if isinstance(exc, MilError) else f"{type(exc).__name__}: {exc}"
+        return [Check(level, component, "failed", "execute", reason=reason)]
     checks = judge(level, component, results, tolerance)
     for check in checks:
         check.reason = "".join(nonfinite)
-    return checks
+        check.basis = basis
+    return checks + integer_mismatches(level, component, pairs, integer_outputs or {})
+
+
+def integer_outputs_from_records(records: Iterable[Mapping[str, Any]], component: str, level: str) -> dict[str, str]:
+    """The integer outputs (name -> rounding) an export was judged on, from its ``<name>:mismatches`` records."""
+    return {
+        r["metric"].split(":")[0]: r["basis"]
+        for r in records
+        if r.get("component") == component and r.get("level") == level and str(r.get("metric", "")).endswith(":mismatches") and r.get("basis")
+    }
 
 
 def tolerance_from_records(records: Iterable[Mapping[str, Any]], component: str, level: str) -> Tolerance | None:
     """Rebuild the tolerance an export was judged by from its registry records."""
-    bounds = {r["metric"]: r["threshold"] for r in records if r.get("component") == component and r.get("level") == level and "threshold" in r}
+    fixed = ("max_abs", "rel", "cosine_min", "spectral_max")  # bounds measured at export time are recorded as these
+    bounds = {r["metric"]: r["threshold"] for r in records if r.get("component") == component and r.get("level") == level and "threshold" in r and r.get("metric") in fixed}
     return Tolerance(**bounds) if bounds else None

@@ -43,7 +43,7 @@ def verify_entry(registry: Registry, entry: dict[str, Any]) -> list[Problem]:
 
 def execute_entry(registry: Registry, entry: dict[str, Any]) -> tuple[list[Problem], list[dict[str, Any]]]:
     """Re-run the recorded parity inputs through each package on disk with the MIL interpreter."""
-    from .validation import execute_parity, tolerance_from_records
+    from .validation import execute_parity, integer_outputs_from_records, tolerance_from_records
 
     root = registry.export_dir(entry)
     parity_files = {p["name"]: root / p["path"] for p in entry.get("parity", [])}
@@ -60,7 +60,8 @@ def execute_entry(registry: Registry, entry: dict[str, Any]) -> tuple[list[Probl
         if tolerance is None:
             problems.append(Problem(entry["id"], "component", name, "no recorded threshold to check against"))
             continue
-        for check in execute_parity("mil", name, root / comp["path"], parity_files[name], tolerance):
+        integers = integer_outputs_from_records(records, name, "mil")
+        for check in execute_parity("mil", name, root / comp["path"], parity_files[name], tolerance, integer_outputs=integers):
             results.append({"export": entry["id"], **check.record()})
             if check.status != "passed":
                 detail = check.reason or f"{check.metric} {check.value:.3g} vs threshold {check.threshold:.3g}"

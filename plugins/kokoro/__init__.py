@@ -33,9 +33,16 @@ _SMALL = {"size": "small", "buckets": BUCKETS, "max_frames": 1024, "decoder_toke
 _FP32_SOURCE = {"fp32_scopes": ("harmonic",)}
 
 
+#: the decoder is chaotic sample by sample (the phase of near-silent STFT bins flips between +pi and
+#: -pi on last-bit differences, at any precision), so it is judged phase-blind at every level, within
+#: CHAOS_FACTOR x how far the torch decoder itself moves when its inputs are perturbed by the compared
+#: precision's unit roundoff (measured at export time on the parity inputs; see README "Validation").
+CHAOS_FACTOR = 4.0
+
+
 @hookimpl
 def zoo_register_models():
-    exact_audio = Tolerance(rel=1e-3)
+    chaotic = Tolerance(spectral_factor=CHAOS_FACTOR)
     return [
         ModelSpec(
             name=MODEL,
@@ -52,24 +59,13 @@ def zoo_register_models():
                     "predictor",
                     "token ids [1, bucket] + length + style -> durations, duration features, text features",
                     functions=tuple(f"tokens{b}" for b in BUCKETS),
-                    tolerances={"fp32": Tolerance(max_abs=1e-4), "fp16@reference": Tolerance(max_abs=1e-4), "fp16": Tolerance(cosine_min=0.999)},
+                    # the core's defaults: float64 exactness, fp32 within 16x upstream's own rounding, fp16 cosine
+                    integer_outputs={"duration": "round_min1"},  # the loop's rounding (loop.durations)
                 ),
                 ComponentSpec(
                     "decoder",
                     "aligned features [1, C, frames] + style + source noise -> audio [1, 600 * frames]",
-                    tolerances={
-                        "fp32": exact_audio,
-                        "fp16@reference": exact_audio,  # the torch modules are fp32 in every variant
-                        # phase-blind once executed by another implementation: see decoder.py (a 1e-6
-                        # input perturbation moves the torch decoder by 0.047)
-                        "fp32@mil": Tolerance(spectral_max=0.1),
-                        "fp32@coreml": Tolerance(spectral_max=0.1),
-                        # a coarse bound: fp16 rounding (~1e-3) of its input moves the random-weight
-                        # torch decoder by 0.24 (small) / 0.26 (full); measured fp16 exports 0.24 / 0.29.
-                        # It does not tell the remainder trap (0.43 / 0.36) apart at full size: the
-                        # source-level regression test and the fp32 variant's bound do.
-                        "fp16": Tolerance(spectral_max=0.35),
-                    },
+                    tolerances={"reference": chaotic, "fp32": chaotic, "fp16": chaotic},
                 ),
             ),
             hub_repo=HUB_REPO,
@@ -112,4 +108,4 @@ def run_loop(model, runtime, text, options):
 def loop_parity(model, variant, reference, runtime):
     from . import loop
 
-    return loop.parity_cases(runtime, reference.model, Tolerance(rel=1e-3))
+    return loop.parity_cases(runtime, reference.model, CHAOS_FACTOR)

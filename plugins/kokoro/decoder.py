@@ -42,6 +42,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zoo.core.float64 import register_derived
+
 SQRT_HALF = float(torch.rsqrt(torch.tensor(2.0)))  # the value upstream multiplies by
 
 
@@ -57,12 +59,16 @@ class ConvSTFT(nn.Module):
         angle = 2 * np.pi * np.outer(k, n) / n_fft
         cos, sin = np.cos(angle), np.sin(angle)
         sin[(k == 0) | (k == n_fft // 2)] = 0.0  # exactly zero: DC and Nyquist bins are real
-        self.register_buffer("fwd_re", torch.tensor(cos * window, dtype=torch.float32)[:, None])
-        self.register_buffer("fwd_im", torch.tensor(-sin * window + 0.0, dtype=torch.float32)[:, None])
         scale = np.where((k == 0) | (k == n_fft // 2), 1.0, 2.0)[:, None] / n_fft
-        self.register_buffer("inv_re", torch.tensor(scale * cos * window, dtype=torch.float32)[:, None])
-        self.register_buffer("inv_im", torch.tensor(-scale * sin * window + 0.0, dtype=torch.float32)[:, None])
-        self.register_buffer("window_sq", torch.tensor(window**2, dtype=torch.float32).view(1, 1, -1))
+        tables = {
+            "fwd_re": (cos * window)[:, None],
+            "fwd_im": (-sin * window + 0.0)[:, None],
+            "inv_re": (scale * cos * window)[:, None],
+            "inv_im": (-scale * sin * window + 0.0)[:, None],
+            "window_sq": (window**2).reshape(1, 1, -1),
+        }
+        for name, table in tables.items():  # computed in float64, rounded to the module's dtype
+            register_derived(self, name, lambda dtype, table=table: torch.tensor(table, dtype=dtype), persistent=True)
 
     def transform(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x [1, T] -> magnitude, phase [1, n_fft/2 + 1, frames]."""

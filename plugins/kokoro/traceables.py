@@ -141,11 +141,12 @@ def upstream_predictor(kmodel: Any, input_ids: Any, valid: Any, style: Any, spee
         x, _ = kmodel.predictor.lstm(d)
         duration = torch.sigmoid(kmodel.predictor.duration_proj(x)).sum(dim=-1) / float(np.asarray(speed).reshape(-1)[0])
         t_en = kmodel.text_encoder(ids, lengths, text_mask)
-    out_duration = np.zeros((1, length), np.float32)
+    dtype = np.asarray(style).dtype  # float64 in the float64 parity check
+    out_duration = np.zeros((1, length), dtype)
     out_duration[:, :n] = duration.numpy()
-    out_d = np.zeros((1, length, d.shape[-1]), np.float32)
+    out_d = np.zeros((1, length, d.shape[-1]), dtype)
     out_d[:, :n] = d.numpy()
-    out_t = np.zeros((1, t_en.shape[1], length), np.float32)
+    out_t = np.zeros((1, t_en.shape[1], length), dtype)
     out_t[:, :, :n] = t_en.numpy()
     return {"duration": out_duration, "d": out_d, "t_en": out_t}
 

@@ -278,7 +278,8 @@ def _rows_from_state(kv: Any, state: Any, layers: list[str], start: int, count: 
     """The cache entries upstream wrote at start..start+count, as rows [layers, 2, width, HD] (zeros after count)."""
     import numpy as np
 
-    out = np.zeros((len(layers), 2, width, np.shape(kv)[-1]), dtype=np.float32)
+    dtype = state[layers[0]]["cache"].numpy().dtype  # float64 in the float64 parity check
+    out = np.zeros((len(layers), 2, width, np.shape(kv)[-1]), dtype=dtype)
     for i, name in enumerate(layers):
         cache = state[name]["cache"][:, 0, start : start + count]  # [2, n, H, D]
         out[i, :, :count] = cache.reshape(2, count, -1).numpy()

@@ -32,15 +32,23 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zoo.core.float64 import register_derived
+
 MIMI_WINDOW = 250  # the decoder transformer's attention context, in 200 Hz steps
 
 
-def rope_tables(positions: int, dim: int, max_period: float) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(positions: int, dim: int, max_period: float, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin tables [positions, dim/2], computed exactly as pocket_tts.modules.rope does per call."""
-    ds = torch.arange(dim // 2, dtype=torch.float32)
+    ds = torch.arange(dim // 2, dtype=dtype)
     freqs = torch.exp(ds * (-math.log(max_period) * 2 / dim))
-    ts = torch.arange(positions, dtype=torch.float32).view(-1, 1)
+    ts = torch.arange(positions, dtype=dtype).view(-1, 1)
     return torch.cos(freqs * ts), torch.sin(freqs * ts)
+
+
+def register_rope(module: nn.Module, positions: int, dim: int, max_period: float) -> None:
+    """``rope_cos`` / ``rope_sin`` buffers (rebuilt in float64 for the float64 parity check)."""
+    register_derived(module, "rope_cos", lambda dtype: rope_tables(positions, dim, max_period, dtype)[0])
+    register_derived(module, "rope_sin", lambda dtype: rope_tables(positions, dim, max_period, dtype)[1])
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -92,9 +100,7 @@ class CachedTransformer(nn.Module):
         if attn.num_kv_heads != attn.num_heads or attn.context is not None:
             raise NotImplementedError("grouped-query or windowed FlowLM attention is not supported")
         self.cache_size = cache_size
-        cos, sin = rope_tables(cache_size, self.head_dim, transformer.max_period)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        register_rope(self, cache_size, self.head_dim, transformer.max_period)
         self.register_buffer("slots", torch.arange(cache_size, dtype=torch.float32), persistent=False)
 
     def forward(self, x: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -224,9 +230,7 @@ class MimiDecoder(nn.Module):
         ]
         self.layout = mimi_state_layout(mimi)
         self.state_names = list(self.layout)
-        cos, sin = rope_tables(max_positions, self.head_dim, mimi.decoder_transformer.transformer.max_period)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        register_rope(self, max_positions, self.head_dim, mimi.decoder_transformer.transformer.max_period)
         keys = MIMI_WINDOW + self.steps
         self.register_buffer("key_index", torch.arange(keys, dtype=torch.float32), persistent=False)
         self.register_buffer("query_index", torch.arange(self.steps, dtype=torch.float32), persistent=False)
@@ -351,9 +355,7 @@ class VoiceEncoder(nn.Module):
         steps = samples // mimi.encoder.hop_length
         attn = self.layers[0].self_attn
         self.heads, self.head_dim, self.context = attn.num_heads, attn.dim_per_head, attn.context
-        cos, sin = rope_tables(steps, self.head_dim, mimi.encoder_transformer.transformer.max_period)
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        register_rope(self, steps, self.head_dim, mimi.encoder_transformer.transformer.max_period)
         pos = torch.arange(steps)
         delta = pos.view(-1, 1) - pos.view(1, -1)
         mask = delta >= 0

@@ -28,9 +28,11 @@ HUB_REVISION = "6bce5f06044837fe6d2c5d7a71a84f0416bd57e4"
 _FULL = {"size": "full", "lm_chunk": 32, "lm_capacity": 512, "tts_capacity": 1024}
 _SMALL = {"size": "small", "lm_chunk": 8, "lm_capacity": 128, "tts_capacity": 256}
 
-#: CoreML states are fp16 only: the KV caches are fp16 in every variant, which bounds the lms' fp32 parity
-_LM = {"fp32": Tolerance(rel=1e-3), "fp16": Tolerance(cosine_min=0.999)}
-_EXACT = {"fp32": Tolerance(rel=1e-4), "fp16": Tolerance(cosine_min=0.999)}
+#: the language models keep their KV caches in fp16 in every variant (CoreML states are fp16 only), so
+#: their fp32 error is fp16 storage rounding (unit roundoff 4.9e-4), not fp32's: measured rel 1.5e-4
+#: (small, vs transformers with an fp32 cache) at the reference level, 1.5e-5 package vs torch. In
+#: float64 the caches are float64 too and the port is exact (measured 9e-16).
+_LM = {"reference": Tolerance(float64_rel=1e-9, rel=1e-3), "fp32": Tolerance(rel=1e-3), "fp16": Tolerance(cosine_min=0.999)}
 
 
 @hookimpl
@@ -49,8 +51,8 @@ def zoo_register_models():
             components=(
                 ComponentSpec("lm", "text ids [1, 32] + position + valid -> hidden [1, 896, 1, 32]; KV cache in states", tolerances=_LM),
                 ComponentSpec("tts_lm", "embeddings [2, 896, 1, 5] (positive, negative) + positions + valid -> hidden, EOS logits; KV caches in states", tolerances=_LM),
-                ComponentSpec("sampler", "conditions [2, 896] + noise [1, 64] + CFG scale -> speech latent [1, 64] and its embedding [1, 896]", tolerances=_EXACT),
-                ComponentSpec("decoder", "speech latent [1, 64] + conv caches -> 3200 samples + caches", tolerances=_EXACT),
+                ComponentSpec("sampler", "conditions [2, 896] + noise [1, 64] + CFG scale -> speech latent [1, 64] and its embedding [1, 896]"),
+                ComponentSpec("decoder", "speech latent [1, 64] + conv caches -> 3200 samples + caches"),
             ),
             hub_repo=HUB_REPO,
             revision=HUB_REVISION,

@@ -71,10 +71,11 @@ class SolverStep:
     c: float
 
 
-def solver_steps(steps: int = STEPS, train_steps: int = TRAIN_STEPS) -> list[SolverStep]:
-    """DPM-Solver++ (2M, lower order at the final step, final sigma 0) for the cosine schedule."""
+def solver_steps(steps: int = STEPS, train_steps: int = TRAIN_STEPS, betas_dtype: Any = np.float32) -> list[SolverStep]:
+    """DPM-Solver++ (2M, lower order at the final step, final sigma 0) for the cosine schedule.
+    ``betas_dtype``: diffusers keeps the betas in the default dtype (float32; float64 in the float64 check)."""
     alpha_bar = [math.cos((t + 0.008) / 1.008 * math.pi / 2) ** 2 for t in np.arange(train_steps + 1) / train_steps]
-    betas = np.array([min(1 - alpha_bar[i + 1] / alpha_bar[i], 0.999) for i in range(train_steps)], dtype=np.float32)
+    betas = np.array([min(1 - alpha_bar[i + 1] / alpha_bar[i], 0.999) for i in range(train_steps)], dtype=betas_dtype)
     cumprod = np.cumprod(1.0 - betas.astype(np.float64), axis=0)
     timesteps = np.linspace(0, train_steps - 1, steps + 1).round()[::-1][:-1].astype(np.int64)
     all_sigmas = np.sqrt((1 - cumprod) / cumprod)
@@ -128,16 +129,18 @@ class Sampler(nn.Module):
     scales it), ``embed`` the connector's embedding of it for the next tts_lm step.
     """
 
-    def __init__(self, head: nn.Module, connector: nn.Module, steps: list[SolverStep]):
+    def __init__(self, head: nn.Module, connector: nn.Module, steps: list[SolverStep], steps64: list[SolverStep] | None = None):
         super().__init__()
         self.head, self.connector, self.steps = head, connector, steps
+        #: the same schedule from float64 betas, used when the sampler runs in float64 (the parity check)
+        self.steps64 = steps64 or steps
 
     def forward(self, condition: torch.Tensor, noise: torch.Tensor, cfg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = noise
         previous = None
-        for step in self.steps:
+        for step in self.steps64 if noise.dtype == torch.float64 else self.steps:
             both = torch.cat([x, x], dim=0)
-            t = torch.full((2,), step.timestep, dtype=torch.float32)
+            t = torch.full((2,), step.timestep, dtype=noise.dtype)
             v = self.head(both, t, condition)
             guided = v[1:2] + cfg.view(1, 1) * (v[0:1] - v[1:2])
             x0 = step.alpha * x - step.sigma * guided

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from zoo.core.float64 import register_derived
 from zoo.core.ane import ChannelRMSNorm, GQAttention, SwiGLU, causal_mask, placement, rope_rows, rope_tables
 
 
@@ -52,9 +53,9 @@ class AneQwen2(nn.Module):
         self.embed_tokens = nn.Embedding(cfg["vocab_size"], self.hidden) if embed else None
         self.layers = nn.ModuleList(AneDecoderLayer(cfg, capacity, cache_dtype, batch) for _ in range(layers))
         self.norm = ChannelRMSNorm(self.hidden, cfg["rms_norm_eps"]) if final_norm else None
-        cos, sin = rope_tables(cfg["head_dim"], capacity, cfg["rope_theta"])
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        # rebuilt in float64 for the float64 parity check
+        register_derived(self, "rope_cos", lambda dtype: rope_tables(cfg["head_dim"], capacity, cfg["rope_theta"], dtype)[0])
+        register_derived(self, "rope_sin", lambda dtype: rope_tables(cfg["head_dim"], capacity, cfg["rope_theta"], dtype)[1])
 
     def state_names(self) -> list[str]:
         return [name for name, _ in self.named_buffers() if name.endswith((".cache.k", ".cache.v"))]

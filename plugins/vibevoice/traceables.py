@@ -119,7 +119,7 @@ def build(model: VibeVoice, options: dict[str, Any]) -> dict[str, Traceable]:
         cache = preset_cache(preset["lm"])
         with torch.no_grad():
             out = model.lm(input_ids=torch.from_numpy(ids[:, :n]).long(), past_key_values=cache, use_cache=True, position_ids=torch.arange(pos, pos + n)[None]).last_hidden_state
-        full = np.zeros((1, hidden, 1, chunk), np.float32)
+        full = np.zeros((1, hidden, 1, chunk), out.numpy().dtype)  # float64 in the float64 parity check
         full[0, :, 0, :n] = out[0].numpy().T
         return {"hidden": full}
 
@@ -149,8 +149,8 @@ def build(model: VibeVoice, options: dict[str, Any]) -> dict[str, Traceable]:
     ]
 
     def tts_reference(embeds: Any, position: Any, valid: Any) -> dict[str, Any]:
-        out_h = np.zeros((2, hidden, 1, window), np.float32)
-        out_e = np.zeros((2, 1, 1, window), np.float32)
+        out_h = np.zeros((2, hidden, 1, window), embeds.dtype)  # float64 in the float64 parity check
+        out_e = np.zeros((2, 1, 1, window), embeds.dtype)
         for b, part in enumerate(("tts_lm", "neg_tts_lm")):
             n, pos = int(valid[b]), int(position[b])
             if n == 0:
@@ -173,7 +173,7 @@ def build(model: VibeVoice, options: dict[str, Any]) -> dict[str, Traceable]:
     )
 
     # -- sampler
-    sampler = Sampler(model.head, model.connector, solver_steps()).eval()
+    sampler = Sampler(model.head, model.connector, solver_steps(), solver_steps(betas_dtype=np.float64)).eval()
     sampler_examples = [
         {"condition": rng.standard_normal((2, hidden)).astype(np.float32), "noise": rng.standard_normal((1, C.LATENT)).astype(np.float32), "cfg": np.array([1.5], np.float32)}
         for _ in range(2)

@@ -1,0 +1,148 @@
+"""Running a port and its upstream model in float64.
+
+A faithful port computes the same function as upstream; in float64 the two can
+only differ by summation order, ~1e-15 relative per op and well below 1e-9 after
+a deep network — whatever the weights and their scale. Any larger difference is
+a port bug, not rounding. That is why the ``reference`` level gates on float64
+first and judges the working precision (fp32) separately, against a bound
+measured on upstream itself (see ``calibration.py``).
+
+:func:`as_float64` turns every floating-point parameter and buffer of the torch
+modules reachable from the objects it is given into float64 *in place* (so that
+modules shared between the traceables and the upstream model stay shared), and
+back to each tensor's own dtype afterwards. float32 and float16 values are exact
+in float64, so the round trip restores every tensor bit for bit.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping
+
+#: how deep :func:`modules_in` looks into plain objects, dicts and sequences for torch modules
+_DEPTH = 3
+
+
+def modules_in(*objects: Any) -> list[Any]:
+    """Torch modules held by ``objects``: modules themselves, or found in their attributes, dicts, lists."""
+    import torch
+
+    found: dict[int, Any] = {}
+    seen: set[int] = set()
+
+    def walk(obj: Any, depth: int) -> None:
+        if id(obj) in seen or depth > _DEPTH:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, torch.nn.Module):
+            found[id(obj)] = obj
+            return
+        if isinstance(obj, (str, bytes, int, float, torch.Tensor)) or obj is None:
+            return
+        if isinstance(obj, Mapping):
+            children = list(obj.values())
+        elif isinstance(obj, (list, tuple, set)):
+            children = list(obj)
+        elif hasattr(obj, "__dict__") and not isinstance(obj, type):
+            children = list(vars(obj).values())
+        else:
+            return
+        for child in children:
+            walk(child, depth + 1)
+
+    for obj in objects:
+        walk(obj, 0)
+    return list(found.values())
+
+
+def register_derived(module: Any, name: str, build: Callable[[Any], Any], persistent: bool = False) -> None:
+    """Register buffer ``name`` computed by ``build(dtype)``: float32 for export, rebuilt in float64 by
+    :func:`as_float64`. For tables a port precomputes (RoPE, STFT kernels) where upstream computes per
+    call: rounded to float32 once, they would differ from upstream's float64 run by ~1e-7."""
+    import torch
+
+    module.register_buffer(name, build(torch.float32), persistent=persistent)
+    if "_zoo_derived" not in module.__dict__:
+        module.__dict__["_zoo_derived"] = {}
+    module.__dict__["_zoo_derived"][name] = build
+
+
+def _float64_mode() -> Any:
+    """A TorchFunctionMode under which every floating-point tensor torch makes is float64.
+
+    Upstream code pins float32 in places (``.float()``, ``dtype=torch.float32`` in
+    factories, RoPE computed in float32) and a port mirrors those pins; both would
+    otherwise leave float32 islands in a float64 run. The mode rewrites any requested
+    floating dtype to float64 and upcasts any floating result that is not float64, so
+    the two computations are compared as mathematical functions.
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    floating = (torch.float32, torch.float16, torch.bfloat16)
+    narrowing = {torch.Tensor.float, torch.Tensor.half, torch.Tensor.bfloat16}
+
+    def widen(value: Any) -> Any:
+        if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float64:
+            return value.to(torch.float64)
+        if isinstance(value, (tuple, list)) and any(isinstance(v, torch.Tensor) for v in value):
+            return type(value)(widen(v) for v in value) if not hasattr(value, "_fields") else type(value)(*(widen(v) for v in value))
+        return value
+
+    class Float64Mode(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            kwargs = dict(kwargs or {})
+            if func in narrowing:
+                return widen(args[0])
+            if kwargs.get("dtype") in floating:
+                kwargs["dtype"] = torch.float64
+            args = tuple(torch.float64 if isinstance(a, torch.dtype) and a in floating else a for a in args)
+            return widen(func(*args, **kwargs))
+
+    return Float64Mode()
+
+
+@contextmanager
+def as_float64(*objects: Any) -> Iterator[None]:
+    """Every floating-point parameter and buffer of the modules in ``objects`` is float64 inside the
+    block, and so is every floating-point tensor torch computes there (see :func:`_float64_mode`)."""
+    import torch
+
+    tensors: dict[int, tuple[Any, torch.dtype]] = {}
+    derived: list[tuple[Any, Any]] = []  # (buffer, its float32 data) of tables rebuilt in float64
+    modules = modules_in(*objects)
+    with torch.no_grad():
+        for module in modules:
+            for sub in module.modules():
+                for name, build in sub.__dict__.get("_zoo_derived", {}).items():
+                    buffer = sub._buffers[name]
+                    if id(buffer) not in tensors:
+                        tensors[id(buffer)] = (buffer, buffer.dtype)
+                        derived.append((buffer, buffer.data))
+                        buffer.data = build(torch.float64).to(buffer.device)
+    for module in modules:
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            if tensor.is_floating_point() and tensor.dtype != torch.float64:
+                tensors.setdefault(id(tensor), (tensor, tensor.dtype))
+    with torch.no_grad():
+        for tensor, _ in tensors.values():
+            tensor.data = tensor.data.to(torch.float64)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        with _float64_mode():
+            yield
+    finally:
+        torch.set_default_dtype(previous)
+        with torch.no_grad():
+            for tensor, dtype in tensors.values():
+                tensor.data = tensor.data.to(dtype)
+            for buffer, data in derived:
+                buffer.data = data
+
+
+def inputs_float64(example: Mapping[str, Any]) -> dict[str, Any]:
+    """The example with its floating-point arrays as float64 (integer inputs unchanged)."""
+    import numpy as np
+
+    return {k: (np.asarray(v, dtype=np.float64) if np.issubdtype(np.asarray(v).dtype, np.floating) else v) for k, v in example.items()}
