@@ -264,95 +264,19 @@ class Exporter:
             return path
 
     def _parity(self, component: str) -> tuple[list[Check], Path]:
-        """The ``reference`` level of one component (see calibration.py): float64 exactness, the
-        port's fp32 error against a multiple of upstream's own, integer outputs exactly; plus the
-        parity data every later level is executed on, and the measurements later bounds derive from."""
-        spec = self.model.component(component)
-        tolerance = self.model.tolerance(component, self.variant.precision, "reference")
-        levels = [self.model.tolerance(component, self.variant.precision, lv) for lv in validation.LEVELS]
-        chaotic = any(t.spectral_factor is not None for t in levels)
+        """The ``reference`` level of one component (levels/reference.py), with the parity data
+        every later level executes the package on and the measurements its bounds derive from."""
 
         def build(tmp: Path) -> None:
-            from .calibration import Calibration, sensitivity
-            from .spec import ROUNDING
+            from .levels import reference
 
-            functions = self.traceables()[component]
-            cases, checks = [], []
-            runs: list[tuple[Traceable, dict[str, Any], dict[str, Any], dict[str, Any]]] = []  # traceable, example, actual, expected
-            missing = [fn for fn, t in functions.items() if t.reference is None]
-            for fn, traceable in functions.items():
-                states = parity.initial_states(traceable.module, [s.name for s in traceable.states]) if traceable.states else {}
-                for i, example in enumerate(traceable.examples):
-                    actual = traceable.run(example)
-                    cases.append(parity.ParityCase(fn, i, dict(example), actual, states))
-                    if traceable.reference is None:
-                        continue
-                    expected = traceable.reference(**example)
-                    for name in traceable.outputs:
-                        if name not in expected:
-                            raise ValueError(f"{component}.{fn}: reference gave no output {name!r}")
-                    runs.append((traceable, example, actual, expected))
-            calibration = Calibration()
-            if missing:
-                checks.append(validation.skipped("reference", f"plugin gave no reference for functions {missing}", component))
-            if runs:
-                float64 = self._float64(component, functions, runs, calibration, tolerance, chaotic)
-                if chaotic:
-                    with_reference = [t for t in functions.values() if t.reference is not None]
-                    for precision in {"fp32", self.variant.precision}:
-                        calibration.sensitivity[precision] = max(sensitivity(t, t.examples, ROUNDING[precision]) for t in with_reference)
-                checks.extend(float64)
-                fixed, basis = calibration.resolve(tolerance, "fp32")
-                results = [validation.compare(a[n], e[n], fixed.spectral_max is not None) for t, _, a, e in runs for n in t.outputs]
-                judged = validation.judge("reference", component, results, fixed) if fixed.checks() else []
-                for check in judged:
-                    check.basis = basis
-                checks.extend(judged)
-                pairs = [(n, a[n], e[n]) for t, _, a, e in runs for n in t.outputs]
-                checks.extend(validation.integer_mismatches("reference", component, pairs, spec.integer_outputs))
-            parity.save(tmp / PARITY_FILE, cases)
-            calibration.save(tmp / CALIBRATION_FILE)
-            (tmp / "checks.json").write_text(json.dumps([c.record() for c in checks], indent=1))
+            result = reference.check_component(self.model, self.variant, component, self.reference().model, self.traceables()[component])
+            parity.save(tmp / PARITY_FILE, result.cases)
+            result.calibration.save(tmp / CALIBRATION_FILE)
+            (tmp / "checks.json").write_text(json.dumps([c.record() for c in result.checks], indent=1))
 
         path = self._cached_stage(f"parity:{component}", build, checked=True)
         return [Check(**rec) for rec in json.loads((path / "checks.json").read_text())], path
-
-    def _float64(self, component: str, functions: Mapping[str, Traceable], runs: list, calibration: Any, tolerance: Any, chaotic: bool) -> list[Check]:
-        """Port and upstream in float64 on the parity inputs; records upstream's own fp32 error too."""
-        from .calibration import sensitivity
-        from .float64 import as_float64, inputs_float64
-        from .spec import ROUNDING
-
-        metric = "float64_spectral" if chaotic else "float64_rel"
-        try:
-            results, upstream = [], []
-            with as_float64(self.reference().model, *[t.module for t in functions.values()]):
-                for traceable, example, _, expected32 in runs:
-                    wide = inputs_float64(example)
-                    actual, expected = traceable.run(wide), traceable.reference(**wide)
-                    for name in traceable.outputs:
-                        results.append(validation.compare(actual[name], expected[name], chaotic))
-                        upstream.append(validation.compare(expected32[name], expected[name])["rel"])
-                if chaotic:
-                    calibration.sensitivity["float64"] = max(
-                        sensitivity(t, [inputs_float64(e) for e in t.examples], ROUNDING["float64"]) for t in functions.values() if t.reference is not None
-                    )
-        except Exception as exc:  # noqa: BLE001 - e.g. an upstream op with no float64 kernel
-            calibration.float64_skipped = f"{type(exc).__name__}: {exc}"
-            return [Check("reference", component, "skipped", metric, reason=f"the float64 run failed: {calibration.float64_skipped}")]
-        calibration.upstream_rel = float(max(upstream))
-        if tolerance.float64_rel is None and not chaotic:
-            return []
-        if chaotic:
-            factor = tolerance.spectral_factor
-            moved = calibration.sensitivity["float64"]
-            value, bound = max(r["spectral"] for r in results), factor * moved
-            basis = f"spectral ≤ {factor:g} × torch's own movement {moved:.3g} for a float64 perturbation"
-        else:
-            value, bound = max(r["rel"] for r in results), tolerance.float64_rel
-            basis = "float64: the port and upstream may differ only by summation order"
-        ok = value <= bound  # NaN never passes
-        return [Check("reference", component, "passed" if ok else "failed", metric, float(value), float(bound), basis=basis)]
 
     def _loop_parity(self, constants: dict[str, str]) -> list[Check]:
         """The plugin's whole-loop cases (optional hook), judged at the reference level."""

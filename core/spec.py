@@ -54,8 +54,8 @@ class Tolerance:
       precise than upstream itself.
     * ``spectral_factor``: for chaotic audio, ``spectral`` ≤ factor × how far
       the torch component itself moves for an input perturbation of the
-      compared precision's unit roundoff. With it, the float64 check is
-      spectral too.
+      compared precision's unit roundoff. With it, the float64 check compares
+      spectra too (against ``float64_rel``).
     """
 
     max_abs: float | None = None

@@ -65,7 +65,8 @@ def zoo_register_models():
                 ComponentSpec(
                     "decoder",
                     "aligned features [1, C, frames] + style + source noise -> audio [1, 600 * frames]",
-                    tolerances={"reference": chaotic, "fp32": chaotic, "fp16": chaotic},
+                    # float64: measured spectral 1e-11, rel 9e-11 sample-wise (no chaos at float64's roundoff)
+                    tolerances={"reference": Tolerance(float64_rel=1e-9, spectral_factor=CHAOS_FACTOR), "fp32": chaotic, "fp16": chaotic},
                 ),
             ),
             hub_repo=HUB_REPO,

@@ -55,7 +55,8 @@ class ConvSTFT(nn.Module):
         self.n_fft, self.hop = n_fft, hop
         n = np.arange(n_fft)
         k = np.arange(n_fft // 2 + 1)
-        window = 0.5 - 0.5 * np.cos(2 * np.pi * n / n_fft)  # periodic Hann
+        # upstream's window: a float32 periodic Hann (TorchSTFT.window, a constant of the model)
+        window = torch.hann_window(n_fft, periodic=True, dtype=torch.float32).double().numpy()
         angle = 2 * np.pi * np.outer(k, n) / n_fft
         cos, sin = np.cos(angle), np.sin(angle)
         sin[(k == 0) | (k == n_fft // 2)] = 0.0  # exactly zero: DC and Nyquist bins are real
@@ -142,7 +143,9 @@ class HarmonicSource(nn.Module):
         # PyTorch's linear upsampling, replayed exactly: source index, weight, fused blend
         f0_up = f0.unsqueeze(-1).repeat(1, 1, self.factor).reshape(1, -1, 1)  # nearest upsampling
         j = torch.cumsum(torch.ones_like(f0_up[0, :, 0]), dim=0) - 0.5  # j + 0.5 for j = 0..S-1
-        src = torch.clamp(fused_multiply_add(j, torch.full_like(j, self.scale), torch.full_like(j, -0.5)), min=0.0)
+        # PyTorch computes the step in the tensor's own precision: 1/factor in float64 (the parity check)
+        scale = 1.0 / self.factor if f0.dtype == torch.float64 else self.scale
+        src = torch.clamp(fused_multiply_add(j, torch.full_like(j, scale), torch.full_like(j, -0.5)), min=0.0)
         i0 = torch.floor(src)
         w1 = torch.clamp(src - i0, 0.0, 1.0)
         padded = torch.cat([phase, phase[..., -1:]], dim=-1)  # the last frame blends with itself
@@ -159,7 +162,8 @@ class HarmonicSource(nn.Module):
 
 def adain_block(block: nn.Module, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     """AdainResBlk1d.forward with its 1/sqrt(2) as a float constant."""
-    return (block._residual(x, s) + block._shortcut(x)) * SQRT_HALF
+    # upstream's torch.rsqrt(torch.tensor(2)) is in the default dtype: float64 in the parity check
+    return (block._residual(x, s) + block._shortcut(x)) * (SQRT_HALF if x.dtype != torch.float64 else 0.5**0.5)
 
 
 class HarmonicSpectrum(nn.Module):

@@ -1,0 +1,104 @@
+"""The ``reference`` level: each traceable against the upstream model, in torch.
+
+Three checks per component, each of which holds for any weights (see ``calibration.py``):
+
+1. ``float64_rel`` — the port and upstream, both run in float64 on the parity
+   inputs, differ only by summation order (≤ 1e-9 relative). This is where a port
+   bug shows, at any weight scale. (``float64_spectral`` for chaotic audio.)
+2. ``rel`` — the port in float32 against upstream in float32, within a multiple
+   of upstream's own float32-vs-float64 error measured on the same inputs.
+3. ``<output>:mismatches`` — integer outputs (durations) compared exactly after
+   the run loop's rounding.
+
+It also produces the parity data (inputs and the port's fp32 outputs) that the
+``mil`` and ``coreml`` levels execute the saved package on, and the
+measurements their bounds derive from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .. import parity, validation
+from ..calibration import Calibration, sensitivity
+from ..float64 import as_float64, inputs_float64
+from ..spec import LEVELS, ROUNDING, ModelSpec, Traceable, Variant
+from ..validation import Check
+
+LEVEL = "reference"
+
+
+@dataclass
+class ReferenceResult:
+    checks: list[Check] = field(default_factory=list)
+    cases: list[parity.ParityCase] = field(default_factory=list)
+    calibration: Calibration = field(default_factory=Calibration)
+
+
+def check_component(model: ModelSpec, variant: Variant, component: str, upstream: Any, functions: Mapping[str, Traceable]) -> ReferenceResult:
+    """Run every function of ``component`` on its examples next to upstream (``upstream`` is
+    ``Reference.model``: its torch modules are switched to float64 for the float64 check)."""
+    spec = model.component(component)
+    tolerance = model.tolerance(component, variant.precision, LEVEL)
+    chaotic = any(model.tolerance(component, variant.precision, level).spectral_factor is not None for level in LEVELS)
+    result = ReferenceResult()
+    runs: list[tuple[Traceable, dict[str, Any], dict[str, Any], dict[str, Any]]] = []  # traceable, example, actual, expected
+    missing = [fn for fn, t in functions.items() if t.reference is None]
+    for fn, traceable in functions.items():
+        states = parity.initial_states(traceable.module, [s.name for s in traceable.states]) if traceable.states else {}
+        for i, example in enumerate(traceable.examples):
+            actual = traceable.run(example)
+            result.cases.append(parity.ParityCase(fn, i, dict(example), actual, states))
+            if traceable.reference is None:
+                continue
+            expected = traceable.reference(**example)
+            for name in traceable.outputs:
+                if name not in expected:
+                    raise ValueError(f"{component}.{fn}: reference gave no output {name!r}")
+            runs.append((traceable, example, actual, expected))
+    if missing:
+        result.checks.append(validation.skipped(LEVEL, f"plugin gave no reference for functions {missing}", component))
+    if not runs:
+        return result
+    calibration = result.calibration
+    result.checks.extend(_float64(component, upstream, functions, runs, calibration, tolerance, chaotic))
+    if chaotic:
+        with_reference = [t for t in functions.values() if t.reference is not None]
+        for precision in sorted({"fp32", variant.precision}):
+            calibration.sensitivity[precision] = max(sensitivity(t, t.examples, ROUNDING[precision]) for t in with_reference)
+    fixed, basis = calibration.resolve(tolerance, "fp32")
+    if fixed.checks():
+        results = [validation.compare(a[n], e[n], fixed.spectral_max is not None) for t, _, a, e in runs for n in t.outputs]
+        for check in validation.judge(LEVEL, component, results, fixed):
+            check.basis = basis
+            result.checks.append(check)
+    pairs = [(n, a[n], e[n]) for t, _, a, e in runs for n in t.outputs]
+    result.checks.extend(validation.integer_mismatches(LEVEL, component, pairs, spec.integer_outputs))
+    return result
+
+
+def _float64(component: str, upstream: Any, functions: Mapping[str, Traceable], runs: list, calibration: Calibration, tolerance: Any, chaotic: bool) -> list[Check]:
+    """Port and upstream in float64 on the parity inputs; measures upstream's own fp32 error too."""
+    metric = "float64_spectral" if chaotic else "float64_rel"
+    try:
+        results, upstream_errors = [], []
+        with as_float64(upstream, *[t.module for t in functions.values()]):
+            for traceable, example, _, expected32 in runs:
+                wide = inputs_float64(example)
+                actual, expected = traceable.run(wide), traceable.reference(**wide)
+                for name in traceable.outputs:
+                    results.append(validation.compare(actual[name], expected[name], chaotic))
+                    upstream_errors.append(validation.compare(expected32[name], expected[name])["rel"])
+    except Exception as exc:  # noqa: BLE001 - e.g. an upstream op with no float64 kernel: skipped, never passed
+        calibration.float64_skipped = f"{type(exc).__name__}: {exc}"
+        return [Check(LEVEL, component, "skipped", metric, reason=f"the float64 run failed: {calibration.float64_skipped}")]
+    calibration.upstream_rel = float(max(upstream_errors))
+    if tolerance.float64_rel is None:
+        return []
+    # chaotic audio too: in float64 no sign flip of a near-silent bin happens (kokoro's decoder: rel
+    # 3e-11 sample-wise), but the spectral distance is the metric its other levels use
+    value, bound = max(r["spectral" if chaotic else "rel"] for r in results), tolerance.float64_rel
+    basis = "float64: the port and upstream may differ only by summation order"
+    ok = value <= bound  # NaN never passes
+    return [Check(LEVEL, component, "passed" if ok else "failed", metric, float(value), float(bound), basis=basis)]
