@@ -43,6 +43,9 @@ class Calibration:
     upstream_rel: float | None = None
     #: precision name -> worst spectral distance of the torch component under a perturbation of that size
     sensitivity: dict[str, float] = field(default_factory=dict)
+    #: worst rel difference the port's reduced-precision state storage makes to its outputs, against the
+    #: same port with float32 states (components that keep state in fp16 by design: Tolerance.storage)
+    storage_movement: float | None = None
     #: why the float64 run could not be made (then the float64 check is skipped, never passed)
     float64_skipped: str = ""
 
@@ -59,11 +62,17 @@ class Calibration:
         basis = []
         rel = tolerance.rel
         if tolerance.rounding_factor is not None:
-            floor = ROUNDING["fp32"]
             measured = self.upstream_rel
-            scale = max(measured, floor) if measured is not None else floor
+            scale, source = ROUNDING["fp32"], "the fp32 unit roundoff"
+            if measured is not None and measured > scale:
+                scale, source = measured, f"upstream fp32 error {measured:.3g}"
+            if tolerance.storage is not None:
+                moved = self.storage_movement
+                if moved is None:
+                    raise ValueError(f"no {tolerance.storage} storage movement was measured for a storage bound")
+                if moved > scale:
+                    scale, source = moved, f"the port's own {tolerance.storage} state storage effect {moved:.3g}"
             rel = tolerance.rounding_factor * scale
-            source = f"upstream fp32 error {measured:.3g}" if measured is not None and measured >= floor else "the fp32 unit roundoff"
             basis.append(f"rel ≤ {tolerance.rounding_factor:g} × {source}")
         spectral = tolerance.spectral_max
         if tolerance.spectral_factor is not None:
@@ -72,7 +81,7 @@ class Calibration:
                 raise ValueError(f"no {precision} sensitivity was measured for a spectral_factor bound")
             spectral = tolerance.spectral_factor * moved
             basis.append(f"spectral ≤ {tolerance.spectral_factor:g} × torch's own movement {moved:.3g} for a {precision} perturbation")
-        fixed = replace(tolerance, rel=rel, spectral_max=spectral, float64_rel=None, rounding_factor=None, spectral_factor=None)
+        fixed = replace(tolerance, rel=rel, spectral_max=spectral, float64_rel=None, rounding_factor=None, spectral_factor=None, storage=None)
         return fixed, "; ".join(basis)
 
 
@@ -91,15 +100,68 @@ def perturbed(example: Mapping[str, Any], size: float, seed: int) -> dict[str, A
     return out
 
 
-def sensitivity(traceable: Any, examples: list[Mapping[str, Any]], size: float, draws: int = 2) -> float:
-    """Worst spectral distance of the traceable's outputs when its inputs move by ``size`` (relative)."""
-    from .validation import spectral_distance
+def movement(traceable: Any, examples: list[Mapping[str, Any]], size: float, metric: str = "spectral", draws: int = 2) -> float:
+    """How far the traceable's outputs move (worst ``spectral`` distance or ``rel`` error) when its
+    floating-point inputs, and the initial values of its states, move by ``size`` (relative)."""
+    import copy
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from .validation import compare, spectral_distance
 
     worst = 0.0
     for example in examples:
         base = traceable.run(example)
         for seed in range(draws):
-            moved = traceable.run(perturbed(example, size, seed))
+            moved_traceable = traceable
+            if traceable.states:
+                module = copy.deepcopy(traceable.module)
+                rng = np.random.default_rng(1000 + seed)
+                with torch.no_grad():
+                    for state in traceable.states:
+                        buffer = module.get_buffer(state.name)
+                        signs = torch.from_numpy(rng.choice(np.array([-1.0, 1.0]), size=tuple(buffer.shape)))
+                        buffer.copy_((buffer.double() * (1.0 + size * signs)).to(buffer.dtype))
+                moved_traceable = dataclasses.replace(traceable, module=module)
+            moved = moved_traceable.run(perturbed(example, size, seed), fresh_state=False)
             for name in traceable.outputs:
-                worst = max(worst, spectral_distance(moved[name], base[name]))
+                if metric == "spectral":
+                    value = spectral_distance(moved[name], base[name])
+                else:
+                    value = compare(moved[name], base[name])[metric]
+                worst = max(worst, value)
     return worst
+
+
+def storage_effect(traceable: Any, examples: list[Mapping[str, Any]]) -> float:
+    """Worst rel difference the port's reduced-precision state storage makes: its outputs with the
+    state buffers as declared (e.g. fp16 KV caches) against the same module with them in float32."""
+    import copy
+    import dataclasses
+
+    import torch
+
+    from .validation import compare
+
+    if not traceable.states:
+        return 0.0
+    wide = copy.deepcopy(traceable.module)
+    with torch.no_grad():
+        for state in traceable.states:
+            buffer = wide.get_buffer(state.name)
+            buffer.data = buffer.data.float()
+    wide_traceable = dataclasses.replace(traceable, module=wide)
+    worst = 0.0
+    for example in examples:
+        narrow_out = traceable.run(example)
+        wide_out = dataclasses.replace(wide_traceable, module=copy.deepcopy(wide)).run(example, fresh_state=False)
+        for name in traceable.outputs:
+            worst = max(worst, compare(narrow_out[name], wide_out[name])["rel"])
+    return worst
+
+
+def sensitivity(traceable: Any, examples: list[Mapping[str, Any]], size: float, draws: int = 2) -> float:
+    """Worst spectral distance of the traceable's outputs when its inputs move by ``size`` (relative)."""
+    return movement(traceable, examples, size, "spectral", draws)

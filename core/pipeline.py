@@ -337,7 +337,7 @@ class Exporter:
 
         calibration = Calibration.load(parity_dir / CALIBRATION_FILE)
         tolerance, basis = calibration.resolve(self.model.tolerance(component, self.variant.precision, level), self.variant.precision)
-        options = {"integer_outputs": self.model.component(component).integer_outputs, "basis": basis}
+        options = {"integer_outputs": self.model.component(component).integer_outputs, "basis": basis, "precision": self.variant.precision}
         parity_file = parity_dir / PARITY_FILE
         if level == "mil":
 

@@ -52,6 +52,10 @@ class Tolerance:
     * ``rounding_factor``: ``rel`` ≤ factor × upstream's own float32-vs-float64
       error (at least the fp32 unit roundoff): the port may not be much less
       precise than upstream itself.
+    * ``storage``: the precision the port keeps state in by design (``"fp16"``:
+      KV caches in CoreML states); a ``rounding_factor`` bound is then at least
+      factor × the difference that storage makes to the port's own outputs
+      (the same module with float32 states), measured at export time.
     * ``spectral_factor``: for chaotic audio, ``spectral`` ≤ factor × how far
       the torch component itself moves for an input perturbation of the
       compared precision's unit roundoff. With it, the float64 check compares
@@ -65,6 +69,7 @@ class Tolerance:
     float64_rel: float | None = None
     rounding_factor: float | None = None
     spectral_factor: float | None = None
+    storage: str | None = None
 
     def checks(self) -> dict[str, float]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

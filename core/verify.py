@@ -61,7 +61,8 @@ def execute_entry(registry: Registry, entry: dict[str, Any]) -> tuple[list[Probl
             problems.append(Problem(entry["id"], "component", name, "no recorded threshold to check against"))
             continue
         integers = integer_outputs_from_records(records, name, "mil")
-        for check in execute_parity("mil", name, root / comp["path"], parity_files[name], tolerance, integer_outputs=integers):
+        precision = entry.get("variant", {}).get("precision", "fp32")
+        for check in execute_parity("mil", name, root / comp["path"], parity_files[name], tolerance, integer_outputs=integers, precision=precision):
             results.append({"export": entry["id"], **check.record()})
             if check.status != "passed":
                 detail = check.reason or f"{check.metric} {check.value:.3g} vs threshold {check.threshold:.3g}"

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .. import parity, validation
-from ..calibration import Calibration, sensitivity
+from ..calibration import Calibration, sensitivity, storage_effect
 from ..float64 import as_float64, inputs_float64
 from ..spec import LEVELS, ROUNDING, ModelSpec, Traceable, Variant
 from ..validation import Check
@@ -67,6 +67,8 @@ def check_component(model: ModelSpec, variant: Variant, component: str, upstream
         with_reference = [t for t in functions.values() if t.reference is not None]
         for precision in sorted({"fp32", variant.precision}):
             calibration.sensitivity[precision] = max(sensitivity(t, t.examples, ROUNDING[precision]) for t in with_reference)
+    if any(model.tolerance(component, variant.precision, level).storage for level in LEVELS):
+        calibration.storage_movement = max(storage_effect(t, t.examples) for t in functions.values())
     fixed, basis = calibration.resolve(tolerance, "fp32")
     if fixed.checks():
         results = [validation.compare(a[n], e[n], fixed.spectral_max is not None) for t, _, a, e in runs for n in t.outputs]

@@ -37,7 +37,9 @@ _FP32_SOURCE = {"fp32_scopes": ("harmonic",)}
 #: -pi on last-bit differences, at any precision), so it is judged phase-blind at every level, within
 #: CHAOS_FACTOR x how far the torch decoder itself moves when its inputs are perturbed by the compared
 #: precision's unit roundoff (measured at export time on the parity inputs; see README "Validation").
-CHAOS_FACTOR = 4.0
+#: Measured (small, seed 0): packages fp32 0.038 for a movement of 0.037 (1.0x), fp16 0.27 for 0.23
+#: (1.2x); the remainder trap at fp32 0.43 (> 3 x 0.037).
+CHAOS_FACTOR = 3.0
 
 
 @hookimpl

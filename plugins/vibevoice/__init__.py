@@ -29,10 +29,14 @@ _FULL = {"size": "full", "lm_chunk": 32, "lm_capacity": 512, "tts_capacity": 102
 _SMALL = {"size": "small", "lm_chunk": 8, "lm_capacity": 128, "tts_capacity": 256}
 
 #: the language models keep their KV caches in fp16 in every variant (CoreML states are fp16 only), so
-#: their fp32 error is fp16 storage rounding (unit roundoff 4.9e-4), not fp32's: measured rel 1.5e-4
-#: (small, vs transformers with an fp32 cache) at the reference level, 1.5e-5 package vs torch. In
-#: float64 the caches are float64 too and the port is exact (measured 9e-16).
-_LM = {"reference": Tolerance(float64_rel=1e-9, rel=1e-3), "fp32": Tolerance(rel=1e-3), "fp16": Tolerance(cosine_min=0.999)}
+#: their fp32 error is fp16 storage rounding, not fp32's: bounded at 16x the difference the fp16 caches
+#: make to the torch port's own outputs (against float32 caches), measured at export time.
+#: Measured (small, vs transformers with an fp32 cache): rel 1.5e-4 at weight scale 1, up to 1.5e-2 at
+#: scale 4 (q.k logits x16: a sharper softmax amplifies the rounding of K), where a fixed bound
+#: (1e-3, then 16x the fp16 roundoff) failed. In float64 the caches are float64 too and the port is
+#: exact (measured 9e-16).
+_FP16_CACHE = Tolerance(rounding_factor=16, storage="fp16")
+_LM = {"reference": Tolerance(float64_rel=1e-9, rounding_factor=16, storage="fp16"), "fp32": _FP16_CACHE, "fp16": Tolerance(cosine_min=0.999)}
 
 
 @hookimpl

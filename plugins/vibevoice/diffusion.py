@@ -79,7 +79,8 @@ def solver_steps(steps: int = STEPS, train_steps: int = TRAIN_STEPS, betas_dtype
     cumprod = np.cumprod(1.0 - betas.astype(np.float64), axis=0)
     timesteps = np.linspace(0, train_steps - 1, steps + 1).round()[::-1][:-1].astype(np.int64)
     all_sigmas = np.sqrt((1 - cumprod) / cumprod)
-    sigmas = np.concatenate([np.interp(timesteps, np.arange(len(all_sigmas)), all_sigmas), [0.0]])
+    # diffusers rounds the schedule's sigmas to float32 in numpy, whatever torch's precision
+    sigmas = np.concatenate([np.interp(timesteps, np.arange(len(all_sigmas)), all_sigmas), [0.0]]).astype(np.float32).astype(np.float64)
 
     def alpha_sigma(s: float) -> tuple[float, float]:
         alpha = 1.0 / math.sqrt(s * s + 1.0)
