@@ -287,17 +287,7 @@ class Exporter:
             files = {name: self._constants_dir / rel for name, rel in constants.items()}
             runtime = TorchRuntime(self.traceables(), files)
             cases = self.host.call(self.model, "loop_parity", variant=self.variant, reference=self.reference(), runtime=runtime) or []
-            checks: list[Check] = []
-            for case in cases:
-                name = f"loop:{case.name}"
-                try:
-                    result = validation.compare(case.actual, case.expected, case.tolerance.spectral_max is not None)
-                except ValueError as exc:  # e.g. another number of frames
-                    checks.append(Check("reference", name, "failed", "shape", reason=str(exc)))
-                    continue
-                for check in validation.judge("reference", name, [result], case.tolerance):
-                    check.detail = ", ".join(f"{k}={v}" for k, v in case.info.items())
-                    checks.append(check)
+            checks = validation.loop_checks(cases)
             (tmp / "checks.json").write_text(json.dumps([c.record() for c in checks], indent=1))
 
         path = self._cached_stage("loop_parity", build, checked=True)

@@ -155,6 +155,93 @@ def integer_mismatches(
     return checks
 
 
+def loop_checks(cases: Iterable[Any]) -> list[Check]:
+    """``loop_parity`` cases judged at the reference level, each recorded as ``loop:<name>``."""
+    checks: list[Check] = []
+    for case in cases:
+        name = f"loop:{case.name}"
+        try:
+            result = compare(case.actual, case.expected, case.tolerance.spectral_max is not None)
+        except ValueError as exc:  # e.g. another number of frames
+            checks.append(Check("reference", name, "failed", "shape", reason=str(exc)))
+            continue
+        for check in judge("reference", name, [result], case.tolerance):
+            check.detail = ", ".join(f"{k}={v}" for k, v in case.info.items())
+            checks.append(check)
+    return checks
+
+
+def skipped(level: str, reason: str, component: str = "*") -> Check:
+    return Check(level, component, "skipped", reason=reason)
+
+
+def level_reached(checks: Iterable[Check]) -> str | None:
+    """The highest level passed by every component, with all lower levels passed too."""
+    by_level: dict[str, list[str]] = {}
+    for c in checks:
+        by_level.setdefault(c.level, []).append(c.status)
+    reached = None
+    for level in LEVELS:
+        statuses = by_level.get(level)
+        if not statuses or any(s != "passed" for s in statuses):
+            break
+        reached = level
+    return reached
+
+
+def level_failed(checks: Iterable[Check], level: str) -> bool:
+    return any(c.level == level and c.status == "failed" for c in checks)
+
+
+def coreml_available() -> tuple[bool, str]:
+    if platform.system() != "Darwin":
+        return False, f"the CoreML runtime only runs on macOS (this is {platform.system()})"
+    return True, ""
+
+
+def execute_parity(
+    level: str, component: str, package: Any, parity_file: Any, tolerance: Tolerance, predict: Any = None,
+    integer_outputs: Mapping[str, str] | None = None, basis: str = "", precision: str = "fp32",
+) -> list[Check]:
+    """Execute the saved package on the stored parity inputs and compare with the traceable's outputs.
+
+    ``predict(package, function, inputs, initial_states) -> outputs`` defaults to
+    zoo's MIL interpreter. A package that cannot be executed (unsupported op,
+    kernel error) is a failed check naming the reason — never a pass.
+    """
+    from . import parity
+    from .mil import MilError, MilProgram
+
+    cases = parity.load(parity_file)
+    spectral = tolerance.spectral_max is not None
+    results = []
+    pairs: list[tuple[str, Any, Any]] = []
+    nonfinite: list[str] = []
+    try:
+        if predict is None:
+            program = MilProgram.load(package)
+
+            def predict(_: Any, function: str, inputs: Mapping[str, Any], states: Mapping[str, Any]) -> Mapping[str, Any]:
+                state = program.make_state(function, initial=states) if program.function(function).states else None
+                got = program.run(inputs, function, state)
+                if program.first_nonfinite and not nonfinite:
+                    nonfinite.append(f"first non-finite value at {program.first_nonfinite}")
+                return got
+
+        for case in cases:
+            got = predict(package, case.function, case.inputs, case.states)
+            results.extend(compare(got[name], want, spectral) for name, want in case.outputs.items())
+            pairs.extend((name, got[name], want) for name, want in case.outputs.items())
+    except Exception as exc:  # noqa: BLE001 - an interpreter or CoreML error is a failed check, never a crash
+        reason = str(exc) if isinstance(exc, MilError) else f"{type(exc).__name__}: {exc}"
+        return [Check(level, component, "failed", "execute", reason=reason)]
+    checks = judge(level, component, results, tolerance)
+    for check in checks:
+        check.reason = "".join(nonfinite)
+        check.basis = basis
+    return checks + integer_mismatches(level, component, pairs, integer_outputs or {}, precision)
+
+
 def integer_outputs_from_records(records: Iterable[Mapping[str, Any]], component: str, level: str) -> dict[str, str]:
     """The integer outputs (name -> rounding) an export was judged on, from its ``<name>:mismatches`` records."""
     return {
