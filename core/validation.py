@@ -13,6 +13,7 @@ without any earlier level failing or being skipped.
 
 from __future__ import annotations
 
+import math
 import platform
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping
@@ -108,10 +109,16 @@ def judge(level: str, component: str, results: Iterable[Mapping[str, float]], to
         else:
             value = max(r[metric] for r in results)
             ok = value <= threshold
-        # NaN never passes
-        ok = bool(ok) and value == value
+        # NaN never passes, nor does anything against a bound that is not finite (a measured
+        # calibration that overflowed)
+        reason = ""
+        if not math.isfinite(value):
+            reason = "non-finite output values: an overflow on either side proves nothing"
+        if not math.isfinite(threshold):
+            reason = "the bound is not finite (its calibration measured a non-finite movement)"
+        ok = bool(ok) and math.isfinite(value) and math.isfinite(threshold)
         checks.append(
-            Check(level, component, "passed" if ok else "failed", metric, float(value), float(threshold), worst=dict(worst))
+            Check(level, component, "passed" if ok else "failed", metric, float(value), float(threshold), reason=reason, worst=dict(worst))
         )
     if not checks:
         raise ValueError(f"{component}: tolerance bounds no metric")
