@@ -221,13 +221,14 @@ def _print_report(report: Any) -> None:
     out.print(table)
     if report.checks:
         checks = Table(title="validation", title_justify="left")
-        for col in ("level", "component", "metric", "value", "threshold", "status"):
+        for col in ("level", "component", "metric", "value", "threshold", "status", "bound from / note"):
             checks.add_column(col)
         for c in report.checks:
             mark = {"passed": "[green]✓ passed[/]", "failed": "[red]✗ failed[/]", "skipped": "[yellow]- skipped[/]"}[c.status]
             value = "" if c.value is None else f"{c.value:.3g}"
             threshold = "" if c.threshold is None else f"{c.threshold:.3g}"
-            checks.add_row(c.level, c.component, c.metric or c.reason, value, threshold, mark)
+            note = c.reason if (c.reason and (c.status != "passed" or not c.basis)) else c.basis
+            checks.add_row(c.level, c.component, c.metric or c.reason, value, threshold, mark, note if c.metric else "")
         out.print(checks)
     if report.ok:
         out.print(f"[green]✓ registered {report.export_id}[/] at {report.path} (validation level: {report.level})")

@@ -54,12 +54,16 @@ schema                       format version of this file
   [[exports.validation]]     one record per level and component (and metric):
     level                    reference (traceable vs upstream, torch), mil (saved package
                              run by zoo's MIL interpreter), coreml (CoreML, macOS only)
-    component, metric        what was compared and how (max_abs, rel, cosine_min,
-                             spectral_max for audio judged by its magnitude spectrogram;
-                             "execute" when the package could not be executed);
+    component, metric        what was compared and how: float64_rel / float64_spectral
+                             (port and upstream both in float64), rel, cosine_min,
+                             spectral_max (audio judged by its magnitude spectrogram),
+                             <output>:mismatches (integer outputs after the loop's rounding),
+                             max_abs; "execute" when the package could not be executed;
                              "loop:<name>": a whole utterance of the run loop vs upstream,
-                             with what was compared in `detail`
+                             with what was compared in `detail` (README: "Validation")
     value, threshold         the measured worst case and the bound it must meet
+    basis                    how a bound measured at export time was derived, with the
+                             measurement (e.g. "rel ≤ 16 × upstream fp32 error 6.3e-07")
     worst                    worst max_abs, rel and cosine over all compared outputs
     status                   passed | failed | skipped
     reason                   why a level was skipped or failed; first non-finite op
