@@ -152,7 +152,8 @@ def test_failed_parity_registers_nothing(tmp_path, write_plugin):
     with pytest.raises(ExportFailed, match="reference parity failed for c") as err:
         exporter.run()
     check = err.value.report.checks[0]
-    assert check.status == "failed" and check.metric == "max_abs" and check.value > 1e-4
+    assert check.status == "failed" and check.metric == "float64_rel" and check.value > 1e-4
+    assert [s.status for s in err.value.report.stages if s.stage == "parity:c"] == ["failed"]  # shown as ✗
     assert not registry.path.exists()
     assert not list((tmp_path / "out").rglob("*.mlpackage")) if (tmp_path / "out").exists() else True
     assert not any(s.stage.startswith("convert") for s in err.value.report.stages)

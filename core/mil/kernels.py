@@ -280,15 +280,22 @@ KERNELS["reduce_argmin"] = _reduce_arg(np.argmin)
 # ------------------------------------------------------------------- normalisation
 @kernel("layer_norm")
 def layer_norm(x: Any, axes: Any = None, gamma: Any = None, beta: Any = None, epsilon: Any = 1e-5, **_: Any) -> Any:
-    ax = tuple(_ints(axes)) if axes is not None else tuple(range(x.ndim))
-    mean = np.mean(x, axis=ax, keepdims=True)
+    """Normalise over ``axes``; gamma and beta have the shape of x at those axes (in ascending axis
+    order, whatever order ``axes`` lists them in) and scale the elements at those axes, wherever
+    they are — not only trailing ones."""
+    ax = sorted({_axis(a, x.ndim) for a in _ints(axes)}) if axes is not None else list(range(x.ndim))
+    mean = np.mean(x, axis=tuple(ax), keepdims=True)
     centred = x - mean
-    var = np.mean(centred * centred, axis=ax, keepdims=True)
+    var = np.mean(centred * centred, axis=tuple(ax), keepdims=True)
     y = centred / np.sqrt(var + epsilon)
+
+    def placed(param: Any) -> Any:
+        return np.asarray(param).reshape([x.shape[a] if a in ax else 1 for a in range(x.ndim)])
+
     if gamma is not None:
-        y = y * gamma
+        y = y * placed(gamma)
     if beta is not None:
-        y = y + beta
+        y = y + placed(beta)
     return y
 
 
@@ -318,9 +325,10 @@ def batch_norm(x: Any, mean: Any, variance: Any, gamma: Any = None, beta: Any = 
 
 
 @kernel("l2_norm")
-def l2_norm(x: Any, axes: Any = None, epsilon: Any = 1e-6, **_: Any) -> Any:
-    ax = tuple(_ints(axes)) if axes is not None else tuple(range(x.ndim))
-    return x / np.sqrt(np.maximum(np.sum(x * x, axis=ax, keepdims=True), epsilon))
+def l2_norm(x: Any, epsilon: Any = 1e-6, **_: Any) -> Any:
+    """x / sqrt(sum(x^2) + epsilon) over the last three dimensions, the leading ones being batch."""
+    ax = tuple(range(x.ndim - 3, x.ndim))
+    return x / np.sqrt(np.sum(x * x, axis=ax, keepdims=True) + epsilon)
 
 
 # ------------------------------------------------------------------ linear algebra
@@ -815,3 +823,123 @@ def crop(x: Any, crop_height: Any, crop_width: Any, **_: Any) -> Any:
     (top, bottom), (left, right) = _ints(crop_height), _ints(crop_width)
     h, w = x.shape[-2:]
     return x[..., top : h - bottom, left : w - right]
+
+
+# ------------------------------------------------------------- more activations and layout ops
+@kernel("clamped_relu")
+def clamped_relu(x: Any, alpha: Any, beta: Any, **_: Any) -> Any:
+    """min(beta, x) for x >= 0, min(beta, alpha * x) below."""
+    return np.minimum(np.where(x >= 0, x, alpha * x), beta)
+
+
+@kernel("thresholded_relu")
+def thresholded_relu(x: Any, alpha: Any = 1.0, **_: Any) -> Any:
+    return np.where(x >= alpha, x, 0).astype(np.asarray(x).dtype)
+
+
+@kernel("local_response_norm")
+def local_response_norm(x: Any, size: Any, alpha: Any = 1e-4, beta: Any = 0.75, k: Any = 1.0, **_: Any) -> Any:
+    """x / (k + alpha/size * sum of x^2 over channels c - size//2 .. c + (size-1)//2)^beta (axis 1)."""
+    size = int(size)
+    sq = np.asarray(x, np.float32) ** 2
+    pad = [(0, 0)] * sq.ndim
+    pad[1] = (size // 2, (size - 1) // 2)
+    padded = np.pad(sq, pad)
+    window = sum(padded[:, i : i + x.shape[1]] for i in range(size))
+    return x / np.power(k + alpha / size * window, beta)
+
+
+@kernel("flatten2d")
+def flatten2d(x: Any, axis: Any = 1, **_: Any) -> Any:
+    a = _axis(axis, x.ndim)
+    return np.reshape(x, (int(np.prod(x.shape[:a], dtype=np.int64)), -1 if x.size else int(np.prod(x.shape[a:], dtype=np.int64))))
+
+
+@kernel("sliding_windows")
+def sliding_windows(x: Any, axis: Any, size: Any, stride: Any = 1, **_: Any) -> Any:
+    """All windows of ``size`` along ``axis``, ``stride`` apart: [*d0, count, size, *dn]."""
+    a, size, stride = _axis(axis, x.ndim), int(size), int(stride)
+    windows = np.lib.stride_tricks.sliding_window_view(x, size, axis=a)  # [*d0, n - size + 1, *dn, size]
+    windows = np.moveaxis(windows, -1, a + 1)[(slice(None),) * a + (slice(None, None, stride),)]
+    return np.ascontiguousarray(windows)
+
+
+@kernel("reverse_sequence")
+def reverse_sequence(x: Any, lengths: Any, seq_axis: Any = 0, batch_axis: Any = 0, **_: Any) -> Any:
+    """For each slice along ``batch_axis``, reverse its first ``lengths[b]`` elements along ``seq_axis``."""
+    out = np.array(x, copy=True)
+    sa, ba = _axis(seq_axis, x.ndim), _axis(batch_axis, x.ndim)
+    for b, n in enumerate(_ints(lengths)):
+        index: list[Any] = [slice(None)] * x.ndim
+        index[ba] = b
+        index[sa] = slice(0, n)
+        source = np.asarray(x)[tuple(index)]
+        seq = sa - (1 if ba < sa else 0)  # seq_axis within the slice
+        out[tuple(index)] = np.flip(source, axis=seq)
+    return out
+
+
+@kernel("non_zero")
+def non_zero(x: Any, **_: Any) -> Any:
+    return np.argwhere(np.asarray(x) != 0).astype(np.int32)
+
+
+@kernel("one_hot")
+def one_hot(indices: Any, one_hot_vector_size: Any, axis: Any = -1, on_value: Any = 1, off_value: Any = 0, **_: Any) -> Any:
+    indices = np.asarray(indices).astype(np.int64)
+    depth = int(np.asarray(one_hot_vector_size).reshape(-1)[0])
+    hot = indices[..., None] == np.arange(depth)  # [*D, depth]
+    out = np.where(hot, on_value, off_value)
+    return np.moveaxis(out, -1, _axis(axis, indices.ndim + 1))
+
+
+@kernel("pixel_shuffle")
+def pixel_shuffle(x: Any, upscale_factor: Any, **_: Any) -> Any:
+    """[n, C f^2, H, W] -> [n, C, H f, W f], as torch.nn.PixelShuffle."""
+    f = int(upscale_factor)
+    n, c, h, w = x.shape
+    y = np.reshape(x, (n, c // (f * f), f, f, h, w)).transpose(0, 1, 4, 2, 5, 3)
+    return y.reshape(n, c // (f * f), h * f, w * f)
+
+
+@kernel("depth_to_space")
+def depth_to_space(x: Any, block_size: Any, **_: Any) -> Any:
+    """[n, C b^2, H, W] -> [n, C, H b, W b], depth-column-row order (TensorFlow's, NCHW)."""
+    b = int(block_size)
+    n, c, h, w = x.shape
+    y = np.reshape(x, (n, b, b, c // (b * b), h, w)).transpose(0, 3, 4, 1, 5, 2)
+    return y.reshape(n, c // (b * b), h * b, w * b)
+
+
+@kernel("space_to_depth")
+def space_to_depth(x: Any, block_size: Any, **_: Any) -> Any:
+    """The inverse of depth_to_space: [n, C, H, W] -> [n, C b^2, H / b, W / b]."""
+    b = int(block_size)
+    n, c, h, w = x.shape
+    y = np.reshape(x, (n, c, h // b, b, w // b, b)).transpose(0, 3, 5, 1, 2, 4)
+    return y.reshape(n, c * b * b, h // b, w // b)
+
+
+@kernel("space_to_batch")
+def space_to_batch(x: Any, block_shape: Any, paddings: Any, **_: Any) -> Any:
+    """Pad H and W, then move each (i, j) position of a block_shape block into its own batch group."""
+    b0, b1 = _ints(block_shape)
+    (t, bt), (l, r) = np.asarray(paddings, np.int64).reshape(2, 2)
+    x = np.pad(x, [(0, 0), (0, 0), (int(t), int(bt)), (int(l), int(r))])
+    n, c, h, w = x.shape
+    y = np.reshape(x, (n, c, h // b0, b0, w // b1, b1)).transpose(3, 5, 0, 1, 2, 4)
+    return y.reshape(b0 * b1 * n, c, h // b0, w // b1)
+
+
+@kernel("batch_to_space")
+def batch_to_space(x: Any, block_shape: Any, crops: Any, **_: Any) -> Any:
+    """The inverse of space_to_batch, then ``crops`` removed from H and W."""
+    b0, b1 = _ints(block_shape)
+    (t, bt), (l, r) = np.asarray(crops, np.int64).reshape(2, 2)
+    nb, c, h, w = x.shape
+    n = nb // (b0 * b1)
+    y = np.reshape(x, (b0, b1, n, c, h, w)).transpose(2, 3, 4, 0, 5, 1).reshape(n, c, h * b0, w * b1)
+    return y[:, :, int(t) : h * b0 - int(bt), int(l) : w * b1 - int(r)]
+
+
+from . import compression  # noqa: E402,F401  - registers the compression ops' kernels
