@@ -23,9 +23,11 @@ def test_export_small_fp16_keeps_the_harmonic_source_fp32(zoo):
     assert report["ok"] and report["validation_level"] == "mil"
     entry = Registry(zoo.registry).exports()[0]
     assert entry["variant"]["options"]["fp32_scopes"] == ["harmonic"]  # recorded with the export
-    checks = {(v["level"], v["component"]): v for v in entry["validation"]}
-    assert checks[("mil", "predictor")]["metric"] == "cosine_min" and checks[("mil", "predictor")]["value"] >= 0.999
-    assert checks[("mil", "decoder")]["metric"] == "spectral_max" and checks[("mil", "decoder")]["value"] <= 0.35  # measured 0.244
+    checks = {(v["level"], v["component"], v["metric"]): v for v in entry["validation"]}
+    assert checks[("mil", "predictor", "cosine_min")]["value"] >= 0.999
+    assert checks[("mil", "predictor", "duration:mismatches")]["status"] == "passed"  # flips only next to a boundary
+    decoder = checks[("mil", "decoder", "spectral_max")]  # 3x the torch decoder's own movement for an fp16 perturbation
+    assert decoder["status"] == "passed" and "fp16 perturbation" in decoder["basis"]
 
     from zoo.core.mil import MilProgram
 
@@ -47,14 +49,19 @@ def test_export_run_verify_small_fp32(zoo):
     functions = {c["name"]: c["functions"] for c in entry["components"]}
     assert functions == {"predictor": ["tokens32", "tokens64", "tokens128", "tokens256", "tokens512"], "decoder": ["main"]}
     assert {c["name"] for c in entry["constants"]} == {"voices", "config"}
-    checks = {(v["level"], v["component"]): v for v in entry["validation"]}
-    assert checks[("reference", "predictor")]["metric"] == "max_abs" and checks[("reference", "predictor")]["value"] <= 1e-4
-    assert checks[("reference", "decoder")]["metric"] == "rel" and checks[("reference", "decoder")]["value"] <= 1e-3
-    loop = checks[("reference", "loop:utterance")]  # the run loop's whole utterance vs KModel.forward
-    assert loop["status"] == "passed" and loop["value"] <= 1e-3 and "kmodel_frames=" in loop["detail"]
-    assert checks[("mil", "predictor")]["metric"] == "max_abs" and checks[("mil", "predictor")]["value"] <= 1e-4
-    assert checks[("mil", "decoder")]["metric"] == "spectral_max" and checks[("mil", "decoder")]["value"] <= 0.1
-    assert checks[("coreml", "decoder")]["status"] == "skipped"
+    checks = {(v["level"], v["component"], v.get("metric", "")): v for v in entry["validation"]}
+    passed = lambda *key: checks[key]["status"] == "passed"  # noqa: E731
+    assert passed("reference", "predictor", "float64_rel") and checks[("reference", "predictor", "float64_rel")]["value"] <= 1e-9
+    assert passed("reference", "predictor", "rel") and passed("reference", "predictor", "duration:mismatches")
+    assert passed("reference", "decoder", "float64_spectral") and passed("reference", "decoder", "spectral_max")
+    loop = checks[("reference", "loop:utterance", "spectral_max")]  # the run loop's whole utterance vs KModel.forward
+    assert loop["status"] == "passed" and "kmodel_frames=" in loop["detail"]
+    assert passed("reference", "loop:durations", "max_abs") and checks[("reference", "loop:durations", "max_abs")]["value"] == 0
+    assert passed("mil", "predictor", "rel") and passed("mil", "predictor", "duration:mismatches")
+    decoder = checks[("mil", "decoder", "spectral_max")]
+    # the fp32 bound is measured, and still tells the remainder trap (0.43 here) apart
+    assert decoder["status"] == "passed" and decoder["threshold"] < 0.43 and "fp32 perturbation" in decoder["basis"]
+    assert checks[("coreml", "decoder", "")]["status"] == "skipped"
     config = json.loads((Path(report["path"]) / "constants" / "config.json").read_text())
     assert config["buckets"] == [32, 64, 128, 256, 512] and config["voices"] == ["random"]
 

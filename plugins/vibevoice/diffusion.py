@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 #: checkpoint name fragment (upstream VibeVoiceDiffusionHead) -> transformers' VibeVoiceDiffusionHead
 HEAD_KEYS = (
@@ -123,6 +124,27 @@ class SpeechConnector(nn.Module):
         return self.fc2(self.norm(self.fc1(latent)))
 
 
+def rms_norm_last(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """RMSNorm over the last axis, x / sqrt(mean(x^2) + eps), as a LayerNorm of [x, -x] (mean 0,
+    variance mean(x^2)). Not ``F.rms_norm``: coremltools 9.0 converts it as sqrt(mean((x/m)^2) + eps) * m
+    with m = max|x|, which scales eps by m^2 — another function (the small sampler package measured
+    3e-5 from float64 truth against torch's 4e-7). Not x.pow(2) either: fp16 overflows above 256."""
+    d = x.shape[-1]
+    return F.layer_norm(torch.cat([x, -x], dim=-1), (2 * d,), eps=eps)[..., :d]
+
+
+def head_forward(head: nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+    """transformers' VibeVoiceDiffusionHead.forward with its final layer's RMSNorm as :func:`rms_norm_last`."""
+    hidden = head.noisy_images_proj(noisy)
+    embedded = head.timestep_proj(head.timestep_embedding(timesteps).to(timesteps.dtype))
+    condition = head.cond_proj(condition) + embedded
+    for layer in head.layers:
+        hidden = layer(hidden, condition)
+    final = head.final_layer
+    shift, scale = final.linear_1(final.act_fn(condition)).chunk(2, dim=-1)
+    return final.linear_2(rms_norm_last(hidden, final.rms_norm_eps) * (1 + scale) + shift)
+
+
 class Sampler(nn.Module):
     """condition [2, C] (positive, negative), noise [1, latent], cfg [1] -> latent [1, latent], embed [1, C].
 
@@ -142,7 +164,7 @@ class Sampler(nn.Module):
         for step in self.steps64 if noise.dtype == torch.float64 else self.steps:
             both = torch.cat([x, x], dim=0)
             t = torch.full((2,), step.timestep, dtype=noise.dtype)
-            v = self.head(both, t, condition)
+            v = head_forward(self.head, both, t, condition)
             guided = v[1:2] + cfg.view(1, 1) * (v[0:1] - v[1:2])
             x0 = step.alpha * x - step.sigma * guided
             x = step.a * x + step.b * x0
