@@ -286,3 +286,32 @@ def test_float64_check_is_skipped_with_its_reason_when_upstream_cannot_run_in_fl
     from zoo.core.validation import level_reached
 
     assert level_reached(checks) is None  # a skipped check is not a pass
+
+
+def _mil_checks(subject, component: str, tmp_path) -> list:
+    """The component's reference level, then its package converted and judged at the mil level
+    against the bound the reference level measured (what the pipeline does)."""
+    from zoo.core import parity
+    from zoo.core.defaults import save_component
+    from zoo.core.validation import execute_parity
+
+    functions = subject.traceables()[component]
+    result = reference_level.check_component(subject.model, subject.variant, component, subject.reference.model, functions)
+    parity.save(tmp_path / "parity.safetensors.gz", result.cases)
+    tolerance, basis = result.calibration.resolve(subject.model.tolerance(component, subject.variant.precision, "mil"), subject.variant.precision)
+    package = save_component(functions, subject.variant, tmp_path / f"{component}.mlpackage")
+    return execute_parity("mil", component, package, tmp_path / "parity.safetensors.gz", tolerance, basis=basis)
+
+
+@pytest.mark.slow
+def test_coremltools_rms_norm_conversion_is_caught_at_the_mil_level(vibevoice_subject, monkeypatch, tmp_path):
+    """coremltools 9.0 converts F.rms_norm as sqrt(mean((x/m)^2) + eps) * m, m = max|x|: eps scaled by m^2.
+    Invisible in torch (the reference level passes); the calibrated mil bound (16x upstream's own fp32
+    error) catches it. The sampler's final layer therefore computes RMSNorm as a LayerNorm of [x, -x]."""
+    from zoo.plugins.vibevoice import diffusion
+
+    (tmp_path / "ours").mkdir()
+    assert not failed(_mil_checks(vibevoice_subject, "sampler", tmp_path / "ours"))
+    monkeypatch.setattr(diffusion, "head_forward", lambda head, noisy, t, condition: head(noisy, t, condition))
+    (tmp_path / "upstream").mkdir()
+    assert failed(_mil_checks(vibevoice_subject, "sampler", tmp_path / "upstream"), "rel")
