@@ -47,6 +47,8 @@ def measured_export(env: dict, work: Path, model: str, variant: str) -> tuple[di
     figures["constants_mb"] = round(sum(c["bytes"] for c in entry["constants"]) / 1e6, 2)
     figures["total_mb"] = round(figures["packages_total_mb"] + figures["constants_mb"], 1)
     figures["validation"] = [
-        f"{v['level']}/{v['component']}: {v.get('metric', '')} {v.get('value', '')} {v['status']}" for v in entry["validation"]
+        f"{v['level']}/{v['component']}: {v.get('metric', '')} {v.get('value', '')} (bound {v.get('threshold', '-')}"
+        f"{'; ' + v['basis'] if v.get('basis') else ''}) {v['status']}"
+        for v in entry["validation"]
     ]
     return report, entry, figures
