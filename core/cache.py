@@ -2,10 +2,15 @@
 
 A finished stage is a directory ``<root>/stages/<key>`` holding its files and a
 ``.complete`` marker, where ``key`` hashes everything the stage depends on
-(model, plugin version and sources, variant, weights identity, tool versions).
-Stages are built in ``<root>/tmp`` and renamed into place, so a crash never
-leaves a half-built stage that looks finished. Leftovers of dead processes are
-removed on the next start.
+(model, plugin version and sources, zoo's own sources, variant, weights identity,
+tool versions). Stages are built in ``<root>/tmp`` and renamed into place, so a
+crash never leaves a half-built stage that looks finished. Leftovers of dead
+processes are removed on the next start.
+
+Nothing read back is trusted: the marker records the sha256 of the stage's files
+when it is published, and every reuse hashes them again. A stage whose files no
+longer match (a flipped byte in a cached package, a missing file, a marker
+without a hash) is a miss: it is moved away and rebuilt, and the miss says why.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
+
+from .hashing import tree_sha256
 
 ENV_VAR = "ZOO_CACHE"
 _MARKER = ".complete"
@@ -38,34 +45,84 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+#: work directories zoo creates are named ``zoo-<pid>-<label>-<random>``; only those are ever removed
+_WORK_PREFIX = "zoo-"
+#: the cache root's sentinel (the Cache Directory Tagging convention, which backup tools honour)
+SENTINEL = "CACHEDIR.TAG"
+_SENTINEL_TEXT = "Signature: 8a477f597d28d172789f06886806bc55\n# zoo's stage cache (https://bford.info/cachedir/)\n"
+
+
 def remove_dead_workdirs(parent: Path) -> None:
-    """Remove ``<pid>-*`` work directories whose process is gone."""
+    """Remove ``zoo-<pid>-*`` work directories whose process is gone, and nothing else."""
     if not parent.is_dir():
         return
     for child in parent.iterdir():
-        pid_text = child.name.split("-", 1)[0].lstrip(".")
+        if not child.name.startswith(_WORK_PREFIX) or not child.is_dir() or child.is_symlink():
+            continue
+        pid_text = child.name[len(_WORK_PREFIX) :].split("-", 1)[0]
         if pid_text.isdigit() and not _pid_alive(int(pid_text)):
             shutil.rmtree(child, ignore_errors=True)
 
 
 def workdir(parent: Path, label: str) -> Path:
     parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"{os.getpid()}-{label}-", dir=parent))
+    return Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-{label}-", dir=parent))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def stage_digest(path: Path) -> str:
+    """sha256 of a stage directory's files, its marker left out."""
+    return tree_sha256(path, exclude=frozenset({_MARKER}))
 
 
 class StageCache:
     def __init__(self, root: str | Path | None = None, enabled: bool = True):
         self.root = Path(root) if root is not None else default_cache_root()
         self.enabled = enabled
+        fresh = not self.root.exists() or not any(self.root.iterdir())
         self.root.mkdir(parents=True, exist_ok=True)
-        remove_dead_workdirs(self.root / "tmp")
-        remove_dead_workdirs(self.root / "staging")
+        if fresh:
+            (self.root / SENTINEL).write_text(_SENTINEL_TEXT)
+        #: a directory zoo did not create as its cache (no sentinel) is used, but never cleaned
+        self.owned = (self.root / SENTINEL).is_file()
+        if self.owned:
+            remove_dead_workdirs(self.root / "tmp")
+            remove_dead_workdirs(self.root / "staging")
+        #: why the last ``get`` missed, when the stage existed but could not be trusted
+        self.last_rejection = ""
 
     def get(self, key: str) -> Path | None:
+        """The published stage ``key`` if its files still hash to what was recorded, else None
+        (a stage that fails the check is moved away, so that it is rebuilt)."""
+        self.last_rejection = ""
         path = self.root / "stages" / key
-        if self.enabled and (path / _MARKER).exists():
+        if not self.enabled or not (path / _MARKER).exists():
+            return None
+        try:
+            recorded = json.loads((path / _MARKER).read_text()).get("sha256")
+        except (OSError, ValueError, AttributeError):
+            recorded = None
+        if not isinstance(recorded, str):
+            self.last_rejection = "its marker records no hash"
+        elif stage_digest(path) != recorded:
+            self.last_rejection = "its files no longer match the hash recorded when it was built"
+        else:
             return path
+        self._discard(path)
         return None
+
+    def _discard(self, path: Path) -> None:
+        trash = workdir(self.root / "tmp", "bad")
+        try:
+            os.rename(path, trash / "stage")
+        except OSError:
+            pass  # another process already replaced or removed it
+        shutil.rmtree(trash, ignore_errors=True)
 
     def put(self, key: str, build: Callable[[Path], Any], meta: dict[str, Any] | None = None, replace: bool = False) -> tuple[Path, Any]:
         """Run ``build(tmpdir)`` and publish the directory under ``key``.
@@ -77,7 +134,7 @@ class StageCache:
         tmp = workdir(self.root / "tmp", key[:12])
         try:
             result = build(tmp)
-            (tmp / _MARKER).write_text(json.dumps(meta or {}, sort_keys=True))
+            (tmp / _MARKER).write_text(json.dumps({**(meta or {}), "sha256": stage_digest(tmp)}, sort_keys=True))
             final = self.root / "stages" / key
             final.parent.mkdir(parents=True, exist_ok=True)
             if final.exists() and replace:
@@ -100,5 +157,8 @@ class StageCache:
         out_dir.mkdir(parents=True, exist_ok=True)
         same_fs = os.stat(self.root).st_dev == os.stat(out_dir).st_dev
         parent = self.root / "staging" if same_fs else out_dir / ".zoo-staging"
-        remove_dead_workdirs(parent)
-        return workdir(parent, label)
+        if self.owned or not same_fs:
+            remove_dead_workdirs(parent)
+        staging = workdir(parent, label)
+        os.chmod(staging, 0o777 & ~_umask())  # an export is readable like any other output (mkdtemp gives 0700)
+        return staging

@@ -16,15 +16,17 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def tree_files(root: str | Path) -> list[Path]:
-    """Regular files under ``root`` (or ``root`` itself), sorted by relative POSIX path."""
+def tree_files(root: str | Path, exclude: frozenset[str] = frozenset()) -> list[Path]:
+    """Regular files under ``root`` (or ``root`` itself), sorted by relative POSIX path, without
+    the top-level names in ``exclude``."""
     root = Path(root)
     if root.is_file():
         return [root]
-    return sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: p.relative_to(root).as_posix())
+    files = (p for p in root.rglob("*") if p.is_file() and p.relative_to(root).parts[0] not in exclude)
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def tree_sha256(root: str | Path) -> str:
+def tree_sha256(root: str | Path, exclude: frozenset[str] = frozenset()) -> str:
     """sha256 of a file, or of a directory tree.
 
     For a tree, each file contributes its relative POSIX path, a NUL byte, its
@@ -37,7 +39,7 @@ def tree_sha256(root: str | Path) -> str:
     if not root.is_dir():
         raise FileNotFoundError(root)
     h = hashlib.sha256()
-    for path in tree_files(root):
+    for path in tree_files(root, exclude):
         h.update(path.relative_to(root).as_posix().encode() + b"\0" + str(path.stat().st_size).encode() + b"\0")
         with open(path, "rb") as f:
             while chunk := f.read(_CHUNK):
@@ -47,3 +49,14 @@ def tree_sha256(root: str | Path) -> str:
 
 def tree_size(root: str | Path) -> int:
     return sum(p.stat().st_size for p in tree_files(root))
+
+
+def python_sources_sha256(root: str | Path) -> str:
+    """sha256 over the ``*.py`` files below ``root`` (or the file itself): relative path, NUL, bytes."""
+    root = Path(root)
+    files = [root] if root.is_file() else sorted(root.rglob("*.py"), key=lambda p: p.relative_to(root).as_posix())
+    base = root.parent if root.is_file() else root
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(base).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()

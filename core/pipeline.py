@@ -64,6 +64,19 @@ def remove_abandoned_exports(out_dir: Path, registry: Registry) -> list[Path]:
     return removed
 
 
+def core_digest() -> str:
+    """sha256 of zoo.core's own sources (computed once per process)."""
+    global _CORE_DIGEST
+    if _CORE_DIGEST is None:
+        from .hashing import python_sources_sha256
+
+        _CORE_DIGEST = python_sources_sha256(Path(__file__).parent)
+    return _CORE_DIGEST
+
+
+_CORE_DIGEST: str | None = None
+
+
 def tool_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for dist in ("zoo-tts",) + TOOLS:
@@ -101,6 +114,7 @@ class ExportReport:
     stages: list[StageResult] = field(default_factory=list)
     checks: list[Check] = field(default_factory=list)
     components: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -115,6 +129,7 @@ class ExportReport:
             "stages": [s.__dict__ for s in self.stages],
             "validation": [c.record() for c in self.checks],
             "components": self.components,
+            "warnings": self.warnings,
         }
 
 
@@ -232,13 +247,15 @@ class Exporter:
         return self._traceables
 
     # -- stages --------------------------------------------------------------------
-    def _key(self, stage: str) -> str:
+    def _key(self, stage: str, extra: Any = None) -> str:
         plugin = self.host.plugin_info(self.model)
         return stable_hash(
             {
                 "stage": stage,
+                "extra": extra,
                 "model": self.model.name,
                 "plugin": [plugin.name, plugin.version, plugin.source_digest],
+                "core": core_digest(),  # a change to zoo.core (a kernel, the default convert) is a miss too
                 "variant": self.variant.as_record(),
                 "weights": self._weights_ident,
                 "tools": self._tools,
@@ -246,15 +263,18 @@ class Exporter:
             }
         )
 
-    def _cached_stage(self, stage: str, build: Any, checked: bool = False) -> Path:
+    def _cached_stage(self, stage: str, build: Any, checked: bool = False, extra: Any = None) -> Path:
         """Reuse a finished stage or build it; returns the stage directory. A ``checked`` stage
         (one that writes ``checks.json``) whose checks failed is shown as failed."""
-        key = self._key(stage)
+        key = self._key(stage, extra)
         with self._stage(stage) as info:
             path = None if self.force else self.cache.get(key)
             if path is not None:
                 info["status"] = "cached"
             else:
+                if self.cache.last_rejection and not self.force:
+                    self.report.warnings.append(f"{stage}: the cached stage was rebuilt: {self.cache.last_rejection}")
+                    info["detail"] = f"rebuilt: the cached copy was rejected ({self.cache.last_rejection})"
                 path, _ = self.cache.put(key, build, meta={"stage": stage, "model": self.model.name}, replace=self.force)
             if checked:
                 failed = [Check(**r) for r in json.loads((path / "checks.json").read_text()) if r.get("status") == "failed"]
@@ -335,7 +355,8 @@ class Exporter:
                 checks = validation.execute_parity("mil", component, package, parity_file, tolerance, **options)
                 (tmp / "checks.json").write_text(json.dumps([c.record() for c in checks], indent=1))
 
-            path = self._cached_stage(f"mil:{component}", build, checked=True)
+            # keyed on the package's bytes: a verdict is never reused for another package
+            path = self._cached_stage(f"mil:{component}", build, checked=True, extra={"package": self._package_digests[component]})
             return [Check(**rec) for rec in json.loads((path / "checks.json").read_text())]
         ok, reason = validation.coreml_available()
         if not ok:
@@ -380,6 +401,9 @@ class Exporter:
             raise ExportFailed(f"reference parity failed for {', '.join(failed)}; nothing was exported", report)
 
         packages = {comp: self._convert(comp) for comp in comps}
+        # hashed once the convert stage passed its own check: the mil verdict is keyed on it and the
+        # copy placed in the export must match it
+        self._package_digests = {comp: tree_sha256(path) for comp, path in packages.items()}
 
         for level in ("mil", "coreml"):
             for comp in comps:
@@ -407,8 +431,11 @@ class Exporter:
             for comp in self.model.components:
                 dest = staging / f"{comp.name}.mlpackage"
                 shutil.copytree(packages[comp.name], dest)
+                digest = tree_sha256(dest)
+                if digest != self._package_digests[comp.name]:
+                    raise RuntimeError(f"{comp.name}: the copy placed in the export does not match the validated package (sha256 {digest[:16]}…)")
                 components.append(
-                    {"name": comp.name, "path": dest.name, "functions": list(comp.functions), "sha256": tree_sha256(dest), "bytes": tree_size(dest)}
+                    {"name": comp.name, "path": dest.name, "functions": list(comp.functions), "sha256": digest, "bytes": tree_size(dest)}
                 )
             const_records = []
             for name, rel in sorted(constants.items()):

@@ -74,15 +74,13 @@ class PluginInfo:
 
 def _source_digest(module: Any) -> str:
     """sha256 over a plugin's Python sources, so edited code invalidates caches."""
+    from .hashing import python_sources_sha256
+
     file = getattr(module, "__file__", None)
     if not file:
         return ""
     path = Path(file)
-    files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
-    h = hashlib.sha256()
-    for f in files:
-        h.update(str(f.relative_to(path.parent)).encode() + b"\0" + f.read_bytes())
-    return h.hexdigest()
+    return python_sources_sha256(path.parent if path.name == "__init__.py" else path)
 
 
 def _plugin_version(obj: Any, ep: metadata.EntryPoint | None) -> str:

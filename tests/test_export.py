@@ -167,7 +167,7 @@ def test_sigkill_during_convert_leaves_nothing_and_next_run_succeeds(zoo: Zoo):
         # both parity stages are finished and this process has a convert work directory open
         if not stages.is_dir() or len(list(stages.iterdir())) < 2 or not work.is_dir():
             return False
-        return any(p.name.startswith(f"{proc.pid}-") for p in work.iterdir())
+        return any(p.name.startswith(f"zoo-{proc.pid}-") for p in work.iterdir())
 
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and not converting():

@@ -1,0 +1,72 @@
+"""What zoo reads back from disk is checked before it is reused, and zoo deletes only what it made."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import Zoo
+from zoo.core.registry import Registry
+
+pytestmark = pytest.mark.slow
+
+
+def _export(zoo: Zoo, *extra: str) -> dict:
+    return json.loads(zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), "--json", *extra, check=True).stdout)
+
+
+def test_poisoned_cache_stage_is_rebuilt_not_registered(zoo: Zoo):
+    """One byte flipped in a cached package, then an export without --force: the stage fails its
+    recorded hash, is rebuilt (and says so), and the registered package is the clean one."""
+    first = _export(zoo)
+    stages = [p for p in (zoo.cache / "stages").iterdir() if json.loads((p / ".complete").read_text()).get("stage") == "convert:vocoder"]
+    weights = sorted(stages[0].rglob("weight.bin"))
+    data = bytearray(weights[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights[0].write_bytes(bytes(data))
+
+    second = _export(zoo)
+    statuses = {s["stage"]: (s["status"], s["detail"]) for s in second["stages"]}
+    assert statuses["convert:vocoder"][0] == "done" and "rejected" in statuses["convert:vocoder"][1]
+    assert statuses["convert:encoder"][0] == "cached"
+    assert any("convert:vocoder" in w for w in second["warnings"])
+    # conversion writes fresh identifiers into the manifest, so compare the weights themselves
+    clean = sorted((Path(first["path"]) / "vocoder.mlpackage").rglob("weight.bin"))[0].read_bytes()
+    assert sorted((Path(second["path"]) / "vocoder.mlpackage").rglob("weight.bin"))[0].read_bytes() == clean != bytes(data)
+    assert zoo("verify", "--execute", check=True).returncode == 0
+    text = zoo("export", "tiny", "--random-weights", "--out", str(zoo.out)).stdout  # shown in the stage table too
+    assert "cached" in text
+
+
+def test_cache_directory_with_foreign_files_is_used_but_never_cleaned(zoo: Zoo, tmp_path):
+    """--cache pointing at a directory zoo did not create: nothing in it is deleted, even
+    directories whose names look like a dead process's work."""
+    cache = tmp_path / "mine"
+    keep = [cache / "tmp" / "2024-taxes", cache / "staging" / "1999-photos", cache / "tmp" / "zoo-999999-x-y", cache / "notes.txt"]
+    for path in keep[:3]:
+        path.mkdir(parents=True)
+        (path / "file").write_text("precious")
+    keep[3].write_text("precious")
+    _export(zoo, "--cache", str(cache))
+    assert all(p.exists() for p in keep)
+    assert not (cache / "CACHEDIR.TAG").exists()
+
+
+def test_a_cache_zoo_created_is_tagged_and_cleans_only_its_own_dead_work(zoo: Zoo):
+    _export(zoo)
+    assert (zoo.cache / "CACHEDIR.TAG").read_text().startswith("Signature: 8a477f597d28d172789f06886806bc55")
+    dead = zoo.cache / "tmp" / "zoo-999999-convert-abc"  # no such process
+    foreign = zoo.cache / "tmp" / "999999-taxes"
+    for path in (dead, foreign):
+        path.mkdir(parents=True)
+    _export(zoo)
+    assert not dead.exists() and foreign.exists()
+    assert len(Registry(zoo.registry).exports()) == 2
+
+
+def test_exported_directories_are_readable_like_other_output(zoo: Zoo):
+    report = _export(zoo)
+    mode = Path(report["path"]).stat().st_mode & 0o777
+    assert mode & 0o055 == 0o055  # group and others may read and enter (mkdtemp alone gives 0700)
