@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -47,18 +48,38 @@ def tests_dir() -> Path:
     return Path(coremltools.__file__).parent / "converters" / "mil" / "mil" / "ops" / "tests"
 
 
-def run(modules: list[str], subset: bool, canary: bool, report: Path, extra: list[str] | None = None) -> list[dict]:
-    """Run the suite in a subprocess (the plugin patches coremltools process-wide)."""
-    args = [sys.executable, "-m", "pytest", "-p", "zoo.core.mil.conformance", "-q", "--no-header", "-p", "no:cacheprovider", "-rN"]
-    args += ["--zoo-report", str(report), "-W", "ignore"]
-    if subset:
-        args.append("--zoo-subset")
-    if canary:
-        args.append("--zoo-canary")
-    args += [str(tests_dir() / m) for m in modules] + list(extra or [])
+def run(modules: list[str], subset: bool, canary: bool, report: Path, extra: list[str] | None = None, jobs: int = 1) -> list[dict]:
+    """Run the suite in ``jobs`` subprocesses, modules dealt out largest first (the plugin patches
+    coremltools process-wide, so never in this process); every case's outcome, in module order."""
+    groups: list[list[str]] = [[] for _ in range(max(1, jobs))]
+    sizes = [0] * len(groups)
+    for module in sorted(modules, key=lambda m: -(tests_dir() / m).stat().st_size):
+        i = sizes.index(min(sizes))
+        groups[i].append(module)
+        sizes[i] += (tests_dir() / module).stat().st_size
+    procs = []
     with tempfile.TemporaryDirectory() as tmp:  # coremltools' tests write into the working directory
-        subprocess.run(args, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-    return json.loads(report.read_text()) if report.exists() else []
+        for i, group in enumerate(g for g in groups if g):
+            args = [sys.executable, "-m", "pytest", "-p", "zoo.core.mil.conformance", "-q", "--no-header", "-p", "no:cacheprovider", "-rN"]
+            args += ["--zoo-report", str(report) + f".{i}", "-W", "ignore"]
+            if subset:
+                args.append("--zoo-subset")
+            if canary:
+                args.append("--zoo-canary")
+            args += [str(tests_dir() / m) for m in group] + list(extra or [])
+            work = Path(tmp) / str(i)
+            work.mkdir()
+            procs.append((subprocess.Popen(args, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), Path(str(report) + f".{i}")))
+        results: list[dict] = []
+        for proc, part in procs:
+            proc.wait()
+            if part.exists():
+                results.extend(json.loads(part.read_text()))
+                part.unlink()
+    order = {m.replace(".py", ""): i for i, m in enumerate(modules)}
+    results.sort(key=lambda r: order.get(r["module"], len(order)))
+    report.write_text(json.dumps(results, indent=1))
+    return results
 
 
 def main() -> int:
@@ -73,11 +94,12 @@ def main() -> int:
     parser.add_argument("--modules", nargs="*", default=list(MODULES), help="test modules under coremltools' ops/tests")
     parser.add_argument("--report", type=Path, default=Path(tempfile.gettempdir()) / "zoo-mil-conformance.json")
     parser.add_argument("--classes", action="store_true", help="print the per-class table too")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="parallel pytest processes")
     opts = parser.parse_args()
 
     console = Console()
     start = time.perf_counter()
-    results = run(opts.modules, opts.subset, opts.canary, opts.report)
+    results = run(opts.modules, opts.subset, opts.canary, opts.report, jobs=opts.jobs)
     seconds = time.perf_counter() - start
     shown = [o for o in OUTCOMES if any(r["outcome"] == o for r in results)]
     for by in ("module",) + (("class",) if opts.classes else ()):

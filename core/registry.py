@@ -71,7 +71,42 @@ schema                       format version of this file
 
 
 class RegistryError(RuntimeError):
-    """The registry file cannot be used (does not parse, wrong schema)."""
+    """The registry file cannot be used (does not parse, wrong schema, a broken entry)."""
+
+
+#: what every entry must carry, and of which type (schema 1)
+_REQUIRED = {"id": str, "model": str, "status": str, "created_at": str, "path": str, "variant": dict, "components": list}
+_ITEM_LISTS = ("components", "constants", "parity")
+_ITEM_KEYS = {"name": str, "path": str, "sha256": str}
+
+
+def entry_problem(entry: dict[str, Any]) -> str | None:
+    """What is wrong with one ``[[exports]]`` table, or None: required keys and their types, and
+    relative item paths that stay inside the export (``..`` and absolute paths are refused)."""
+    for key, kind in _REQUIRED.items():
+        if key not in entry:
+            return f"missing key {key!r}"
+        if not isinstance(entry[key], kind):
+            return f"{key!r} must be a {kind.__name__}, not {type(entry[key]).__name__}"
+    if not isinstance(entry["variant"].get("name"), str):
+        return "variant.name is missing"
+    for listing in _ITEM_LISTS:
+        items = entry.get(listing, [])
+        if not isinstance(items, list):
+            return f"{listing!r} must be an array of tables"
+        for item in items:
+            if not isinstance(item, dict):
+                return f"{listing!r} must be an array of tables"
+            for key, kind in _ITEM_KEYS.items():
+                if not isinstance(item.get(key), kind):
+                    return f"a {listing} item lacks a {key!r} string"
+            rel = Path(item["path"])
+            if rel.is_absolute() or ".." in rel.parts:
+                return f"{listing} {item['name']!r}: path {item['path']!r} leads outside the export"
+    for record in entry.get("validation", []):
+        if not isinstance(record, dict) or not isinstance(record.get("level"), str) or not isinstance(record.get("status"), str):
+            return "a validation record lacks its level or status"
+    return None
 
 
 def default_registry_path() -> Path:
@@ -102,17 +137,30 @@ class Registry:
         """Parse the registry; a missing file reads as an empty registry."""
         if not self.path.exists():
             return new_document()
-        text = self.path.read_text(encoding="utf-8")
+        refuse = "fix or move it away — zoo will not overwrite it"
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise RegistryError(f"{self.path} is not UTF-8 text (byte {exc.start}); {refuse}") from None
         try:
             doc = tomlkit.parse(text)
         except TOMLKitError as exc:
-            raise RegistryError(f"{self.path} is not valid TOML ({exc}); fix or move it away — zoo will not overwrite it") from exc
+            raise RegistryError(f"{self.path} is not valid TOML ({exc}); {refuse}") from exc
         schema = doc.get("schema")
         if schema != SCHEMA_VERSION:
             raise RegistryError(f"{self.path}: schema {schema!r} is not supported (this zoo writes schema {SCHEMA_VERSION})")
         exports = doc.get("exports", [])
-        if not isinstance(exports, list) or any(not isinstance(e, dict) or "id" not in e for e in exports):
-            raise RegistryError(f"{self.path}: 'exports' must be an array of tables each with an 'id'")
+        if not isinstance(exports, list) or any(not isinstance(e, dict) for e in exports):
+            raise RegistryError(f"{self.path}: 'exports' must be an array of tables; {refuse}")
+        seen: set[str] = set()
+        for index, entry in enumerate(exports):
+            problem = entry_problem(entry)
+            name = entry.get("id") if isinstance(entry.get("id"), str) else f"#{index + 1}"
+            if problem is None and entry["id"] in seen:
+                problem = "its id is used by an earlier entry too"
+            if problem:
+                raise RegistryError(f"{self.path}: export {name}: {problem}; {refuse}")
+            seen.add(entry["id"])
         return doc
 
     def exports(self) -> list[dict[str, Any]]:
@@ -131,6 +179,17 @@ class Registry:
     def export_dir(self, entry: dict[str, Any]) -> Path:
         path = Path(entry["path"])
         return path if path.is_absolute() else self.root / path
+
+    def member(self, entry: dict[str, Any], relative: str) -> Path:
+        """A path an entry lists (component, constant, parity file), which must lie inside that
+        export's directory — symbolic links resolved — or it is refused naming the entry."""
+        root = self.export_dir(entry)
+        path = root / relative
+        inside = root.resolve()
+        resolved = path.resolve()
+        if Path(relative).is_absolute() or (resolved != inside and inside not in resolved.parents):
+            raise RegistryError(f"{self.path}: export {entry['id']}: path {relative!r} leads outside its directory {root}")
+        return path
 
     def relative(self, path: Path) -> str:
         path = path.resolve()

@@ -31,7 +31,7 @@ def verify_entry(registry: Registry, entry: dict[str, Any]) -> list[Problem]:
         + [("parity", c) for c in entry.get("parity", [])]
     )
     for kind, item in items:
-        path = root / item["path"]
+        path = registry.member(entry, item["path"])
         if not path.exists():
             problems.append(Problem(entry["id"], kind, item["name"], f"{path} is missing"))
             continue
@@ -46,12 +46,13 @@ def execute_entry(registry: Registry, entry: dict[str, Any]) -> tuple[list[Probl
     from .validation import execute_parity, integer_outputs_from_records, tolerance_from_records
 
     root = registry.export_dir(entry)
-    parity_files = {p["name"]: root / p["path"] for p in entry.get("parity", [])}
+    parity_files = {p["name"]: registry.member(entry, p["path"]) for p in entry.get("parity", [])}
     problems, results = [], []
     records = entry.get("validation", [])
     for comp in entry.get("components", []):
         name = comp["name"]
-        if not (root / comp["path"]).exists() or not parity_files.get(name, root / "-").exists():
+        package = registry.member(entry, comp["path"])
+        if not package.exists() or not parity_files.get(name, root / "-").exists():
             continue  # already reported as missing by the hash check
         if name not in parity_files:
             problems.append(Problem(entry["id"], "component", name, "no parity inputs recorded for this component"))
@@ -62,7 +63,7 @@ def execute_entry(registry: Registry, entry: dict[str, Any]) -> tuple[list[Probl
             continue
         integers = integer_outputs_from_records(records, name, "mil")
         precision = entry.get("variant", {}).get("precision", "fp32")
-        for check in execute_parity("mil", name, root / comp["path"], parity_files[name], tolerance, integer_outputs=integers, precision=precision):
+        for check in execute_parity("mil", name, package, parity_files[name], tolerance, integer_outputs=integers, precision=precision):
             results.append({"export": entry["id"], **check.record()})
             if check.status != "passed":
                 detail = check.reason or f"{check.metric} {check.value:.3g} vs threshold {check.threshold:.3g}"

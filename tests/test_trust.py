@@ -70,3 +70,53 @@ def test_exported_directories_are_readable_like_other_output(zoo: Zoo):
     report = _export(zoo)
     mode = Path(report["path"]).stat().st_mode & 0o777
     assert mode & 0o055 == 0o055  # group and others may read and enter (mkdtemp alone gives 0700)
+
+
+# ------------------------------------------------------------------------------ the registry, validated on read
+GOOD = """schema = 1
+
+[[exports]]
+id = "tiny-fp32-1"
+model = "tiny"
+status = "valid"
+created_at = "2026-01-01T00:00:00+00:00"
+path = "exports/tiny-fp32-1"
+variant = {name = "fp32", precision = "fp32", target = "iOS17", options = {}}
+components = [{name = "vocoder", path = "vocoder.mlpackage", sha256 = "00", bytes = 1}]
+"""
+
+BROKEN = {
+    "only an id": 'schema = 1\n\n[[exports]]\nid = "x"\n',
+    "cut after created_at": 'schema = 1\n\n[[exports]]\nid = "x"\nmodel = "tiny"\nstatus = "valid"\ncreated_at = "2026"\n',
+    "duplicate ids": GOOD + GOOD.split("\n", 2)[2],
+    "traversal": GOOD.replace('path = "vocoder.mlpackage"', 'path = "../../../etc"'),
+    "absolute path": GOOD.replace('path = "vocoder.mlpackage"', 'path = "/etc/hostname"'),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN) + ["not utf-8"])
+def test_broken_registry_is_refused_by_every_command_and_left_byte_identical(zoo: Zoo, case):
+    data = b'schema = 1\n# \xff\xfe\n' if case == "not utf-8" else BROKEN[case].encode()
+    zoo.registry.write_bytes(data)
+    for args in (("list",), ("verify",), ("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav"), "--backend", "mil"), ("export", "tiny", "--random-weights", "--out", str(zoo.out))):
+        proc = zoo(*args)
+        assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+        message = " ".join(proc.stderr.split())
+        assert str(zoo.registry.name) in message and ("export x" in message or "export tiny-fp32-1" in message or "UTF-8" in message), (args, message)
+        assert "Traceback" not in proc.stderr
+    assert zoo.registry.read_bytes() == data  # never rewritten
+    assert not zoo.packages()
+    assert "tiny" in zoo("list").stdout  # plugins are still listed
+
+
+def test_paths_in_an_entry_cannot_escape_its_export_even_through_a_link(zoo: Zoo, tmp_path):
+    report = json.loads(zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), "--json", check=True).stdout)
+    root = Path(report["path"])
+    outside = tmp_path / "outside.mlpackage"
+    outside.mkdir()
+    text = zoo.registry.read_text().replace('path = "vocoder.mlpackage"', 'path = "escape.mlpackage"')
+    (root / "escape.mlpackage").symlink_to(outside)
+    zoo.registry.write_text(text)
+    for args in (("verify",), ("verify", "--execute"), ("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav"), "--backend", "mil")):
+        proc = zoo(*args)
+        assert proc.returncode == 1 and "leads outside its directory" in " ".join(proc.stderr.split()), (args, proc.stderr)
