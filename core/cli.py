@@ -134,8 +134,11 @@ def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", h
     try:
         exports = state.registry().exports()
         registry_error = None
+        from .pipeline import orphaned_exports
+
+        orphans = [str(p) for p in orphaned_exports(state.registry())]
     except RegistryError as exc:
-        exports, registry_error = [], str(exc)
+        exports, registry_error, orphans = [], str(exc), []
     if as_json:
         print(
             json.dumps(
@@ -144,6 +147,7 @@ def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", h
                     "models": {name: {"plugin": m.plugin, "summary": m.summary, "default_variant": m.default_variant} for name, m in host.models.items()},
                     "exports": [{k: e.get(k) for k in ("id", "model", "status", "validation_level", "created_at", "path")} for e in exports],
                     "registry_error": registry_error,
+                    "orphans": orphans,
                 },
                 indent=1,
             )
@@ -171,10 +175,16 @@ def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", h
         table.add_column(col)
     for e in exports:
         table.add_row(e["id"], e["model"], e.get("variant", {}).get("name", "?"), e.get("status", "?"), e.get("validation_level") or "-", e.get("created_at", ""))
+    _print_orphans(orphans)
     if not exports:
         out.print(f"no exports in {state.registry().path} yet — try `zoo export MODEL --random-weights`")
     else:
         out.print(table)
+
+
+def _print_orphans(orphans: list[str]) -> None:
+    for path in orphans:
+        err.print(f"[yellow]! orphaned export {path}: complete but never registered (its process was killed); the next `zoo export` into that directory removes it[/]")
 
 
 # -------------------------------------------------------------------------- export
@@ -230,6 +240,8 @@ def _print_report(report: Any) -> None:
             note = c.reason if (c.reason and (c.status != "passed" or not c.basis)) else c.basis
             checks.add_row(c.level, c.component, c.metric or c.reason, value, threshold, mark, note if c.metric else "")
         out.print(checks)
+    for warning in report.warnings:
+        err.print(f"[yellow]! {warning}[/]")
     if report.ok:
         out.print(f"[green]✓ registered {report.export_id}[/] at {report.path} (validation level: {report.level})")
     else:
@@ -304,8 +316,11 @@ def verify(
     entries, problems, executed = run_verify(registry, key, execute)
     if key and not entries:
         _fail(f"no export or model {key!r} in {registry.path}", EXIT_USAGE)
+    from .pipeline import orphaned_exports
+
+    orphans = [str(p) for p in orphaned_exports(registry)]
     if as_json:
-        print(json.dumps({"checked": [e["id"] for e in entries], "ok": not problems, "problems": [p.as_dict() for p in problems], "executed": executed}, indent=1))
+        print(json.dumps({"checked": [e["id"] for e in entries], "ok": not problems, "problems": [p.as_dict() for p in problems], "executed": executed, "orphans": orphans}, indent=1))
     else:
         bad = {p.export_id for p in problems}
         for e in entries:
@@ -316,6 +331,7 @@ def verify(
             out.print(f"[red]✗[/] {p.export_id}: {p.kind} {p.name!r}: {p.message}")
         if not entries:
             out.print(f"no exports in {registry.path}")
+        _print_orphans(orphans)
     if problems:
         raise typer.Exit(EXIT_FAILED)
 

@@ -29,7 +29,7 @@ from . import parity, validation
 from .cache import StageCache
 from .hashing import tree_sha256, tree_size
 from .plugins import PluginHost
-from .registry import Registry
+from .registry import Registry, RegistryError
 from .spec import ModelSpec, Reference, Traceable, Variant, WeightsSource, stable_hash
 from .validation import Check
 
@@ -39,29 +39,76 @@ CALIBRATION_FILE = "calibration.json"
 PENDING_MARKER = ".zoo-pending.json"
 
 
-def remove_abandoned_exports(out_dir: Path, registry: Registry) -> list[Path]:
-    """Export directories moved into place by a process that died before registering them."""
+def _pending(out_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | None, str]]:
+    """Every ``<out>/<dir>/.zoo-pending.json``: (export directory, its marker if well-formed, why not)."""
+    if not out_dir.is_dir():
+        return
+    for marker in sorted(out_dir.glob(f"*/{PENDING_MARKER}")):
+        directory = marker.parent
+        try:
+            info = json.loads(marker.read_text())
+        except (OSError, ValueError) as exc:
+            yield directory, None, f"unreadable marker ({type(exc).__name__})"
+            continue
+        if not (isinstance(info, dict) and isinstance(info.get("id"), str) and type(info.get("pid")) is int and isinstance(info.get("registry"), str)):
+            yield directory, None, "malformed marker (needs a string id, an integer pid and a registry path)"
+        elif info["id"] != directory.name:
+            yield directory, None, f"its marker names another export ({info['id']!r})"
+        else:
+            yield directory, info, ""
+
+
+def _registered(info: dict[str, Any], registry: Registry) -> bool | None:
+    """Is the marker's export in the registry it names, or in ``registry``? None: cannot tell."""
+    ids: set[str] = set()
+    for reg in {Path(info["registry"]), registry.path.resolve()}:
+        try:
+            ids.update(e["id"] for e in Registry(reg).exports())
+        except (RegistryError, OSError):
+            return None
+    return info["id"] in ids
+
+
+def remove_abandoned_exports(out_dir: Path, registry: Registry) -> tuple[list[Path], list[str]]:
+    """Export directories moved into place by a process that died before registering them.
+
+    Deleted only when zoo provably made them and nobody registered them: a well-formed marker
+    naming the directory itself and a dead process, and the export in neither the registry the
+    marker records nor this one. Everything else is left alone, with a warning when suspicious.
+    Returns (removed directories, warnings)."""
     from .cache import _pid_alive
 
     removed: list[Path] = []
-    if not out_dir.is_dir():
-        return removed
-    registered: set[str] | None = None
-    for marker in out_dir.glob(f"*/{PENDING_MARKER}"):
-        try:
-            info = json.loads(marker.read_text())
-        except (OSError, ValueError):
+    warnings: list[str] = []
+    for directory, info, problem in _pending(out_dir):
+        if info is None:
+            warnings.append(f"{directory}: {problem}; left alone")
             continue
-        if _pid_alive(int(info.get("pid", 0))):
+        if _pid_alive(info["pid"]):
             continue  # still being registered
+        registered = _registered(info, registry)
         if registered is None:
-            registered = {e["id"] for e in registry.exports()}
-        if info.get("id") in registered:
-            marker.unlink(missing_ok=True)  # registered; the process died before tidying up
+            warnings.append(f"{directory}: cannot read the registry {info['registry']} its marker names; left alone")
+        elif registered:
+            (directory / PENDING_MARKER).unlink(missing_ok=True)  # registered; the process died before tidying up
         else:
-            shutil.rmtree(marker.parent, ignore_errors=True)
-            removed.append(marker.parent)
-    return removed
+            shutil.rmtree(directory, ignore_errors=True)
+            removed.append(directory)
+    return removed, warnings
+
+
+def orphaned_exports(registry: Registry) -> list[Path]:
+    """Complete export directories no registry lists, left by a process killed between moving its
+    export into place and registering it (next to this registry's exports, or in ./exports)."""
+    from .cache import _pid_alive
+
+    parents = {registry.export_dir(e).parent for e in registry.exports()} | {Path("exports")}
+    found = []
+    for parent in sorted(parents):
+        for directory, info, _ in _pending(parent):
+            if info is not None and not _pid_alive(info["pid"]) and _registered(info, registry) is False:
+                found.append(directory)
+    return found
 
 
 def core_digest() -> str:
@@ -386,7 +433,8 @@ class Exporter:
         )
         self._tools = tool_versions()
         self._weights_ident = weights_identity(self.weights)
-        remove_abandoned_exports(self.out_dir, self.registry)
+        _, warnings = remove_abandoned_exports(self.out_dir, self.registry)
+        report.warnings.extend(warnings)
 
         checks: list[Check] = []
         parity_dirs: dict[str, Path] = {}
@@ -474,7 +522,8 @@ class Exporter:
 
             # a marker naming this process: if it dies between moving the export into place and
             # writing the registry, the next export removes the unregistered directory
-            (staging / PENDING_MARKER).write_text(json.dumps({"id": export_id, "pid": os.getpid()}))
+            marker = {"id": export_id, "pid": os.getpid(), "registry": str(self.registry.path.resolve())}
+            (staging / PENDING_MARKER).write_text(json.dumps(marker))
 
             def move_into_place() -> None:
                 os.rename(staging, final)

@@ -214,7 +214,7 @@ def test_export_dir_abandoned_before_registration_is_removed(zoo: Zoo):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
     orphan = zoo.out / "tiny-fp32-orphan"
     (orphan / "encoder.mlpackage").mkdir(parents=True)
-    (orphan / ".zoo-pending.json").write_text(json.dumps({"id": "tiny-fp32-orphan", "pid": int(dead)}))
+    (orphan / ".zoo-pending.json").write_text(json.dumps({"id": "tiny-fp32-orphan", "pid": int(dead), "registry": str(zoo.registry)}))
     report = _export(zoo)
     assert not orphan.exists()
     assert not (Path(report["path"]) / ".zoo-pending.json").exists()  # a registered export keeps no marker

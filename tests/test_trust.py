@@ -120,3 +120,53 @@ def test_paths_in_an_entry_cannot_escape_its_export_even_through_a_link(zoo: Zoo
     for args in (("verify",), ("verify", "--execute"), ("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav"), "--backend", "mil")):
         proc = zoo(*args)
         assert proc.returncode == 1 and "leads outside its directory" in " ".join(proc.stderr.split()), (args, proc.stderr)
+
+
+# ------------------------------------------------------------------------------ what zoo deletes
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+
+
+def test_a_marker_naming_another_id_inside_a_registered_export_deletes_nothing(zoo: Zoo):
+    first = _export(zoo)
+    marker = Path(first["path"]) / ".zoo-pending.json"
+    marker.write_text(json.dumps({"id": "tiny-fp32-someone-else", "pid": _dead_pid(), "registry": str(zoo.registry)}))
+    second = zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), "--json", check=True)
+    assert Path(first["path"]).is_dir() and len(zoo.packages()) == 4
+    assert any("names another export" in w for w in json.loads(second.stdout)["warnings"])
+    assert zoo("verify", check=True).returncode == 0
+
+
+def test_an_export_registered_in_another_registry_survives_an_export_into_the_same_out(zoo: Zoo):
+    """A kill between the registry write and the marker's removal leaves a marker in a registered
+    export; an export with another --registry into the same --out must not delete it."""
+    first = _export(zoo)
+    root = Path(first["path"])
+    (root / ".zoo-pending.json").write_text(json.dumps({"id": root.name, "pid": _dead_pid(), "registry": str(zoo.registry)}))
+    other = zoo.workdir / "other.toml"
+    zoo("--registry", str(other), "export", "tiny", "--random-weights", "--out", str(zoo.out), check=True)
+    assert root.is_dir() and not (root / ".zoo-pending.json").exists()  # registered: only the marker goes
+    assert zoo("verify", check=True).returncode == 0
+
+
+@pytest.mark.parametrize("marker", ['{"id": "x", "pid": "abc", "registry": "r"}', "[1, 2]", "null", "{not json"])
+def test_malformed_markers_are_skipped_with_a_warning(zoo: Zoo, marker):
+    stray = zoo.out / "x"
+    stray.mkdir(parents=True)
+    (stray / ".zoo-pending.json").write_text(marker)
+    report = _export(zoo)
+    assert stray.is_dir() and report["ok"]
+    assert any(str(stray) in w for w in report["warnings"])
+
+
+def test_an_orphaned_export_is_shown_by_list_and_verify(zoo: Zoo):
+    orphan = zoo.out / "tiny-fp32-orphan"
+    (orphan / "encoder.mlpackage").mkdir(parents=True)
+    (orphan / ".zoo-pending.json").write_text(json.dumps({"id": orphan.name, "pid": _dead_pid(), "registry": str(zoo.registry)}))
+    _export(zoo, "--out", str(zoo.workdir / "elsewhere"))  # another --out: the orphan stays
+    assert orphan.is_dir()
+    assert str(orphan) in json.loads(zoo("list", "--json").stdout)["orphans"] or orphan.name in zoo("list").stderr
+    assert "orphaned export" in " ".join(zoo("verify").stderr.split())
