@@ -170,3 +170,76 @@ def test_an_orphaned_export_is_shown_by_list_and_verify(zoo: Zoo):
     assert orphan.is_dir()
     assert str(orphan) in json.loads(zoo("list", "--json").stdout)["orphans"] or orphan.name in zoo("list").stderr
     assert "orphaned export" in " ".join(zoo("verify").stderr.split())
+
+
+# ------------------------------------------------------------------------------ voice WAVs
+def _wav(path: Path, rate: int, seconds: float = 0.5, channels: int = 1, claim_frames: int | None = None) -> Path:
+    import struct
+
+    import numpy as np
+
+    samples = (np.sin(np.arange(int(rate * seconds) * channels) * 0.05) * 8000).astype("<i2").tobytes()
+    frames = claim_frames if claim_frames is not None else len(samples) // (2 * channels)
+    header = b"RIFF" + struct.pack("<I", 36 + frames * 2 * channels) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * 2 * channels, 2 * channels, 16)
+    path.write_bytes(header + b"data" + struct.pack("<I", frames * 2 * channels) + samples)
+    return path
+
+
+@pytest.mark.parametrize("rate", [1, 0, 7999, 192001])
+def test_wav_with_an_absurd_rate_is_refused_naming_the_file(tmp_path, rate):
+    pytest.importorskip("pocket_tts")
+    from zoo.plugins.pocket_tts.loop import read_wav
+
+    path = _wav(tmp_path / "v.wav", 8000, claim_frames=None)
+    data = bytearray(path.read_bytes())
+    data[24:28] = rate.to_bytes(4, "little")  # the header's sample rate
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"v\.wav.*sample rate"):
+        read_wav(path, 10.0)
+
+
+def test_wav_reading_is_bounded_by_the_prompt_not_the_header(tmp_path):
+    """A header claiming hours of audio (or a long file): only what the prompt can use is read,
+    and a prime rate resamples with memory bounded by the prompt."""
+    pytest.importorskip("pocket_tts")
+    import resource
+
+    from zoo.plugins.pocket_tts.loop import read_wav, resample
+
+    long = _wav(tmp_path / "long.wav", 48000, seconds=30)
+    wav, rate = read_wav(long, 2.0)
+    assert rate == 48000 and len(wav) == 2 * 48000 + 1
+    claims = _wav(tmp_path / "claims.wav", 16000, seconds=1, claim_frames=10**9)  # a lying header
+    wav, _ = read_wav(claims, 10.0)
+    assert len(wav) == 16000
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    prime = _wav(tmp_path / "prime.wav", 8009, seconds=10)
+    wav, rate = read_wav(prime, 10.0)
+    out = resample(wav, rate, 24000)
+    assert abs(len(out) - 240000) <= 30
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: not the 640 GiB a polyphase filter asks
+
+
+@pytest.mark.parametrize("damage", ["truncated header", "missing"])
+def test_broken_wav_names_the_file(tmp_path, damage):
+    pytest.importorskip("pocket_tts")
+    from zoo.plugins.pocket_tts.loop import read_wav
+
+    path = _wav(tmp_path / "v.wav", 16000)
+    if damage == "missing":
+        path.unlink()
+    else:
+        path.write_bytes(path.read_bytes()[:30])
+    with pytest.raises(ValueError, match=r"v\.wav"):
+        read_wav(path, 10.0)
+
+
+def test_zoo_run_refuses_a_crafted_wav_with_a_message(zoo: Zoo, tmp_path):
+    pytest.importorskip("pocket_tts")
+    path = _wav(tmp_path / "one-hertz.wav", 16000)
+    data = bytearray(path.read_bytes())
+    data[24:28] = (1).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    proc = zoo("run", "pocket_tts", "Hi.", "-o", str(tmp_path / "o.wav"), "--backend", "torch", "--random-weights", "--variant", "small-fp32", "--voice", str(path))
+    assert proc.returncode != 0 and "one-hertz.wav" in proc.stderr and "sample rate 1 Hz" in " ".join(proc.stderr.split())
+    assert "Traceback" not in proc.stderr and not (tmp_path / "o.wav").exists()
