@@ -220,8 +220,16 @@ class Registry:
             self._write(text)
 
     def _write(self, text: str) -> None:
+        # keep the file's mode (a new file gets 0666 less the umask, not mkstemp's 0600)
+        try:
+            mode = self.path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         try:
+            os.fchmod(fd, mode)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()

@@ -41,8 +41,10 @@ def verify_entry(registry: Registry, entry: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-def execute_entry(registry: Registry, entry: dict[str, Any]) -> tuple[list[Problem], list[dict[str, Any]]]:
-    """Re-run the recorded parity inputs through each package on disk with the MIL interpreter."""
+def execute_entry(registry: Registry, entry: dict[str, Any], failed_hash: set[str] = frozenset()) -> tuple[list[Problem], list[dict[str, Any]]]:
+    """Re-run the recorded parity inputs through each package on disk with the MIL interpreter.
+    A component (or its parity file) that failed its hash is not executed: its bytes are not the
+    ones that were validated, and a corrupt package may not even load."""
     from .validation import execute_parity, integer_outputs_from_records, tolerance_from_records
 
     root = registry.export_dir(entry)
@@ -52,6 +54,8 @@ def execute_entry(registry: Registry, entry: dict[str, Any]) -> tuple[list[Probl
     for comp in entry.get("components", []):
         name = comp["name"]
         package = registry.member(entry, comp["path"])
+        if name in failed_hash:
+            continue  # reported by the hash check
         if not package.exists() or not parity_files.get(name, root / "-").exists():
             continue  # already reported as missing by the hash check
         if name not in parity_files:
@@ -79,7 +83,8 @@ def verify(registry: Registry, key: str = "", execute: bool = False) -> tuple[li
         found = verify_entry(registry, entry)
         problems.extend(found)
         if execute:
-            more, results = execute_entry(registry, entry)
+            failed_hash = {p.name for p in found if p.kind in ("component", "parity")}
+            more, results = execute_entry(registry, entry, failed_hash)
             problems.extend(more)
             executed.extend(results)
     return entries, problems, executed

@@ -89,7 +89,21 @@ def test_flipped_byte_is_named_by_verify(zoo: Zoo):
     executed = zoo("verify", "--execute", "--json")
     assert executed.returncode == 1
     messages = [p["message"] for p in json.loads(executed.stdout)["problems"] if p["name"] == "vocoder"]
-    assert any("sha256" in m for m in messages) and any("executed package fails parity" in m for m in messages)
+    assert messages and all("sha256" in m for m in messages)  # reported by its hash, not executed
+    assert [r["component"] for r in json.loads(executed.stdout)["executed"]] == ["encoder"]
+
+    # bytes that still hash right but do not execute (a record edited to match): a failed check, not a crash
+    (root / "encoder.mlpackage" / "Data" / "com.apple.CoreML" / "model.mlmodel").write_bytes(b"not a model")
+    text = Registry(zoo.registry).path.read_text()
+    from zoo.core.hashing import tree_sha256
+
+    entry = Registry(zoo.registry).exports()[0]
+    old_digest = next(c["sha256"] for c in entry["components"] if c["name"] == "encoder")
+    Registry(zoo.registry).path.write_text(text.replace(old_digest, tree_sha256(root / "encoder.mlpackage")))
+    broken = zoo("verify", "--execute", "--json")
+    data = json.loads(broken.stdout)
+    assert broken.returncode == 1 and "Traceback" not in broken.stderr
+    assert any(p["name"] == "encoder" and "executed package fails parity" in p["message"] for p in data["problems"])
 
     (root / "constants" / "embeddings.safetensors").unlink()
     problems = json.loads(zoo("verify", "--json").stdout)["problems"]

@@ -243,3 +243,12 @@ def test_zoo_run_refuses_a_crafted_wav_with_a_message(zoo: Zoo, tmp_path):
     proc = zoo("run", "pocket_tts", "Hi.", "-o", str(tmp_path / "o.wav"), "--backend", "torch", "--random-weights", "--variant", "small-fp32", "--voice", str(path))
     assert proc.returncode != 0 and "one-hertz.wav" in proc.stderr and "sample rate 1 Hz" in " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stderr and not (tmp_path / "o.wav").exists()
+
+
+def test_registry_writes_keep_its_file_mode(zoo: Zoo):
+    import os
+
+    zoo.registry.write_text("schema = 1\n")
+    os.chmod(zoo.registry, 0o644)
+    _export(zoo)
+    assert zoo.registry.stat().st_mode & 0o777 == 0o644
