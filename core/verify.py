@@ -47,7 +47,6 @@ def execute_entry(registry: Registry, entry: dict[str, Any], failed_hash: set[st
     ones that were validated, and a corrupt package may not even load."""
     from .validation import execute_parity, integer_outputs_from_records, tolerance_from_records
 
-    root = registry.export_dir(entry)
     parity_files = {p["name"]: registry.member(entry, p["path"]) for p in entry.get("parity", [])}
     problems, results = [], []
     records = entry.get("validation", [])
@@ -56,11 +55,11 @@ def execute_entry(registry: Registry, entry: dict[str, Any], failed_hash: set[st
         package = registry.member(entry, comp["path"])
         if name in failed_hash:
             continue  # reported by the hash check
-        if not package.exists() or not parity_files.get(name, root / "-").exists():
-            continue  # already reported as missing by the hash check
-        if name not in parity_files:
-            problems.append(Problem(entry["id"], "component", name, "no parity inputs recorded for this component"))
+        if name not in parity_files:  # never a silent skip: nothing to execute is a problem
+            problems.append(Problem(entry["id"], "component", name, "no parity inputs recorded for this component: it cannot be executed"))
             continue
+        if not package.exists() or not parity_files[name].exists():
+            continue  # already reported as missing by the hash check
         tolerance = tolerance_from_records(records, name, "mil") or tolerance_from_records(records, name, "reference")
         if tolerance is None:
             problems.append(Problem(entry["id"], "component", name, "no recorded threshold to check against"))

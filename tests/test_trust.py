@@ -252,3 +252,38 @@ def test_registry_writes_keep_its_file_mode(zoo: Zoo):
     os.chmod(zoo.registry, 0o644)
     _export(zoo)
     assert zoo.registry.stat().st_mode & 0o777 == 0o644
+
+
+def test_verify_execute_never_skips_a_component_silently(zoo: Zoo):
+    """A component with no parity record cannot be executed: a problem, not 'within thresholds'."""
+    import tomlkit
+
+    _export(zoo)
+    doc = tomlkit.parse(zoo.registry.read_text())
+    parity = doc["exports"][0]["parity"]
+    del parity[[p["name"] for p in parity].index("vocoder")]
+    zoo.registry.write_text(tomlkit.dumps(doc))
+    proc = zoo("verify", "--execute", "--json")
+    assert proc.returncode == 1
+    problems = json.loads(proc.stdout)["problems"]
+    assert [(p["name"], "no parity inputs" in p["message"]) for p in problems] == [("vocoder", True)]
+
+
+def test_stage_cache_key_covers_zoo_core_sources(monkeypatch, tmp_path):
+    """An edit to zoo.core (a kernel, the default convert) must not reuse cached convert/mil verdicts."""
+    from zoo.core import pipeline
+    from zoo.core.cache import StageCache
+    from zoo.core.plugins import PluginHost
+    from zoo.core.registry import Registry as Reg
+    from zoo.core.spec import WeightsSource
+
+    pytest.importorskip("pocket_tts")
+    exporter = pipeline.Exporter(PluginHost(), "pocket_tts", "small-fp32", WeightsSource.random(0), tmp_path / "out", Reg(tmp_path / "r.toml"), StageCache(tmp_path / "c"))
+    exporter._tools, exporter._weights_ident = pipeline.tool_versions(), {"kind": "random", "seed": 0}
+    keys = []
+    for digest in ("core-a", "core-b"):
+        monkeypatch.setattr(pipeline, "_CORE_DIGEST", digest)
+        keys.append(exporter._key("convert:flowlm"))
+    assert keys[0] != keys[1]
+    monkeypatch.setattr(pipeline, "_CORE_DIGEST", None)
+    assert pipeline.core_digest() == pipeline.core_digest() and len(pipeline.core_digest()) == 64
