@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 # coremltools' per-pass progress bars (tqdm, configured once at import) would drown zoo's own
-os.environ.setdefault("TQDM_DISABLE", "1")
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
@@ -450,6 +449,7 @@ def run(
 
 
 def main() -> None:
+    os.environ.setdefault("TQDM_DISABLE", "1")  # coremltools' per-pass progress bars: zoo shows its own
     if os.environ.get("ZOO_DEBUG"):
         app()
         return

@@ -173,12 +173,9 @@ class CoreMLRuntime(ComponentRuntime):
 
 
 def predict_coreml(package: Path, function: str, inputs: Mapping[str, Any], states: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """One CoreML prediction from fresh states (used by the ``coreml`` validation level)."""
+    """One CoreML prediction from fresh states (used by the ``coreml`` validation level); states are
+    named as the torch buffers are (``layers.0.cache.k``) and written under CoreML's identifiers."""
     runtime = CoreMLRuntime({"c": package}, {})
-    model = runtime._model("c", function)
-    state = runtime._states.get(("c", function))
-    if state is not None:
-        for name, value in (states or {}).items():
-            state.write_state(name, value)  # coremltools >= 8: MLState.write_state
-    out = model.predict(dict(inputs), state=state) if state is not None else model.predict(dict(inputs))
-    return dict(out)
+    if states:
+        runtime.load_states("c", states, function)
+    return runtime._run("c", function, inputs)
