@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
+import tomlkit
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ def measured_export(env: dict, work: Path, model: str, variant: str) -> tuple[di
     figures: dict[str, Any] = {"variant": variant, "export_seconds": round(time.perf_counter() - start, 1)}
     figures["export_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 0)
     figures["stages"] = {s["stage"]: round(s["seconds"], 1) for s in report["stages"]}
-    entry = next(e for e in tomllib.loads((work / "registry.toml").read_text())["exports"] if e["id"] == report["id"])
+    entry = next(e for e in tomlkit.parse((work / "registry.toml").read_text()).unwrap()["exports"] if e["id"] == report["id"])
     figures["package_bytes"] = {c["name"]: c["bytes"] for c in entry["components"]}
     figures["packages_total_mb"] = round(sum(figures["package_bytes"].values()) / 1e6, 1)
     figures["constants_mb"] = round(sum(c["bytes"] for c in entry["constants"]) / 1e6, 2)

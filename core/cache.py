@@ -35,6 +35,14 @@ def default_cache_root() -> Path:
     return Path(base) / "zoo"
 
 
+def plugin_cache_dir(plugin: str) -> Path:
+    """A directory a plugin may keep its own files in (e.g. pocket_tts's cloned voices), under the
+    cache root, created on demand; plugins ask for it instead of writing into the core's layout."""
+    path = default_cache_root() / "plugins" / plugin
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

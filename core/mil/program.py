@@ -75,6 +75,8 @@ class MilFunction:
     states: dict[str, TensorInfo]
     outputs: list[TensorInfo]
     steps: list[_Step] = field(default_factory=list)
+    #: outputs the program produces directly from constants
+    const_outputs: dict[str, Any] = field(default_factory=dict)
 
     def op_types(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -176,7 +178,7 @@ class MilProgram:
             where = "; ".join(f"{t} at {w}" for t, w in sorted(unsupported.items()))
             raise UnsupportedOp(f"zoo's MIL interpreter cannot execute op type(s) {', '.join(sorted(unsupported))} in function {fn_name!r}: {where}")
         # outputs produced directly by consts still need a value
-        mil_fn._const_outputs = {v.name: _const_value(v) for v in fn.outputs if _is_const(v)}  # type: ignore[attr-defined]
+        mil_fn.const_outputs = {v.name: _const_value(v) for v in fn.outputs if _is_const(v)}
         return mil_fn
 
     # -- execution -------------------------------------------------------------------
@@ -254,7 +256,7 @@ class MilProgram:
                         self.first_nonfinite = f"{step.where(function)} (output {name!r})"
                     env[name] = stored
         outputs = {}
-        consts = getattr(fn, "_const_outputs", {})
+        consts = fn.const_outputs
         for info in fn.outputs:
             value = consts[info.name] if info.name in consts else env[info.name]
             outputs[info.name] = np.asarray(value).astype(info.dtype)

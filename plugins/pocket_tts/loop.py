@@ -209,7 +209,7 @@ def clone_voice(runtime: Any, path: Path, cfg: dict[str, Any]) -> Voice:
 
     from safetensors.numpy import load_file
 
-    from zoo.core.cache import default_cache_root
+    from zoo.core.cache import plugin_cache_dir
 
     consts = runtime.constants
     from zoo.core.hashing import file_sha256
@@ -217,7 +217,7 @@ def clone_voice(runtime: Any, path: Path, cfg: dict[str, Any]) -> Voice:
     if not path.is_file():
         raise ValueError(f"voice prompt {path} does not exist")
     key = hashlib.sha256((file_sha256(path) + runtime.backend + file_sha256(consts["flowlm"])).encode()).hexdigest()[:32]
-    cached = default_cache_root() / "pocket_tts" / "voices" / f"{key}.safetensors"
+    cached = plugin_cache_dir("pocket_tts") / "voices" / f"{key}.safetensors"
     if cached.exists():
         return Voice.load(cached)
     sr = cfg["sample_rate"]
