@@ -56,14 +56,14 @@ def pytest_addoption(parser: Any) -> None:
 def _program(model: Any) -> Any:
     from zoo.core.mil import MilProgram
 
+    if model.get_spec().WhichOneof("Type") != "mlProgram":
+        pytest.skip("a neuralnetwork model: zoo executes ML programs only")
     if not model.package_path:  # built from a spec in memory: save it, as CoreML compiles it
         import tempfile
 
         saved = Path(tempfile.mkdtemp(prefix="zoo-conformance-")) / "model.mlpackage"
         model.save(str(saved))
         model.package_path = str(saved)
-    if model.get_spec().WhichOneof("Type") != "mlProgram":
-        pytest.skip("a neuralnetwork model: zoo executes ML programs only")
     path = str(model.package_path)
     if path not in _programs:
         try:
