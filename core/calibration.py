@@ -100,41 +100,6 @@ def perturbed(example: Mapping[str, Any], size: float, seed: int) -> dict[str, A
     return out
 
 
-def movement(traceable: Any, examples: list[Mapping[str, Any]], size: float, metric: str = "spectral", draws: int = 2) -> float:
-    """How far the traceable's outputs move (worst ``spectral`` distance or ``rel`` error) when its
-    floating-point inputs, and the initial values of its states, move by ``size`` (relative)."""
-    import copy
-    import dataclasses
-
-    import numpy as np
-    import torch
-
-    from .validation import compare, spectral_distance
-
-    worst = 0.0
-    for example in examples:
-        base = traceable.run(example)
-        for seed in range(draws):
-            moved_traceable = traceable
-            if traceable.states:
-                module = copy.deepcopy(traceable.module)
-                rng = np.random.default_rng(1000 + seed)
-                with torch.no_grad():
-                    for state in traceable.states:
-                        buffer = module.get_buffer(state.name)
-                        signs = torch.from_numpy(rng.choice(np.array([-1.0, 1.0]), size=tuple(buffer.shape)))
-                        buffer.copy_((buffer.double() * (1.0 + size * signs)).to(buffer.dtype))
-                moved_traceable = dataclasses.replace(traceable, module=module)
-            moved = moved_traceable.run(perturbed(example, size, seed), fresh_state=False)
-            for name in traceable.outputs:
-                if metric == "spectral":
-                    value = spectral_distance(moved[name], base[name])
-                else:
-                    value = compare(moved[name], base[name])[metric]
-                worst = max(worst, value)
-    return worst
-
-
 def storage_effect(traceable: Any, examples: list[Mapping[str, Any]]) -> float:
     """Worst rel difference the port's reduced-precision state storage makes: its outputs with the
     state buffers as declared (e.g. fp16 KV caches) against the same module with them in float32."""
@@ -162,6 +127,17 @@ def storage_effect(traceable: Any, examples: list[Mapping[str, Any]]) -> float:
     return worst
 
 
-def sensitivity(traceable: Any, examples: list[Mapping[str, Any]], size: float, draws: int = 2) -> float:
-    """Worst spectral distance of the traceable's outputs when its inputs move by ``size`` (relative)."""
-    return movement(traceable, examples, size, "spectral", draws)
+def sensitivity(traceable: Any, cases: list[tuple[Mapping[str, Any], Mapping[str, Any]]], sizes: Mapping[str, float], draws: int = 2) -> dict[str, float]:
+    """For each named perturbation size: the worst spectral distance of the traceable's outputs
+    when its floating-point inputs move by that much (relative, random signs), over ``cases`` of
+    (inputs, the traceable's outputs on them)."""
+    from .validation import spectral_distance
+
+    worst = dict.fromkeys(sizes, 0.0)
+    for example, base in cases:
+        for name, size in sizes.items():
+            for seed in range(draws):
+                moved = traceable.run(perturbed(example, size, seed))
+                for output in traceable.outputs:
+                    worst[name] = max(worst[name], spectral_distance(moved[output], base[output]))
+    return worst

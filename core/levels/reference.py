@@ -64,10 +64,12 @@ def check_component(model: ModelSpec, variant: Variant, component: str, upstream
         return result
     calibration = result.calibration
     result.checks.extend(_float64(component, upstream, functions, runs, calibration, tolerance, chaotic))
-    if chaotic:
-        with_reference = [t for t in functions.values() if t.reference is not None]
-        for precision in sorted({"fp32", variant.precision}):
-            calibration.sensitivity[precision] = max(sensitivity(t, t.examples, ROUNDING[precision]) for t in with_reference)
+    if chaotic:  # how far the torch component itself moves for a perturbation of each compared precision
+        sizes = {precision: ROUNDING[precision] for precision in sorted({"fp32", variant.precision})}
+        for traceable in {id(t): t for t, _, _, _ in runs}.values():
+            cases = [(example, actual) for t, example, actual, _ in runs if t is traceable]
+            for precision, moved in sensitivity(traceable, cases, sizes).items():
+                calibration.sensitivity[precision] = max(calibration.sensitivity.get(precision, 0.0), moved)
     if any(model.tolerance(component, variant.precision, level).storage for level in LEVELS):
         calibration.storage_movement = max(storage_effect(t, t.examples) for t in functions.values())
     fixed, basis = calibration.resolve(tolerance, "fp32")

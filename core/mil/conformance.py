@@ -61,7 +61,7 @@ def _program(model: Any) -> Any:
     if not model.package_path:  # built from a spec in memory: save it, as CoreML compiles it
         import tempfile
 
-        saved = Path(tempfile.mkdtemp(prefix="zoo-conformance-")) / "model.mlpackage"
+        saved = Path(tempfile.mkdtemp(prefix="zoo-conformance-", dir=".")).resolve() / "model.mlpackage"  # the runner's work dir
         model.save(str(saved))
         model.package_path = str(saved)
     path = str(model.package_path)
