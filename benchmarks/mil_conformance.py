@@ -69,6 +69,8 @@ def run(modules: list[str], subset: bool, canary: bool, report: Path, extra: lis
             args += [str(tests_dir() / m) for m in group] + list(extra or [])
             work = Path(tmp) / str(i)
             work.mkdir()
+            (work / "pytest.ini").write_text("[pytest]\n")  # not the project's settings (workers, filters)
+            args[3:3] = ["-c", str(work / "pytest.ini")]
             procs.append((subprocess.Popen(args, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), Path(str(report) + f".{i}")))
         results: list[dict] = []
         for proc, part in procs:
