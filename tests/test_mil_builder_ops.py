@@ -225,3 +225,33 @@ def test_iOS18_blockwise_and_grouped_lut_weights_decompress(tmp_path):
     program, x = _dense_weight_program(tmp_path, lambda: mb.constexpr_lut_to_dense(indices=indices, lut=lut), "iOS18", "lut18")
     want = np.array([[lut[i // 3, 0, int(indices[i, j]), 0] for j in range(2)] for i in range(6)], np.float32)
     np.testing.assert_array_equal(run(program, {"x": x}), want)
+
+
+#: every layer_norm the built-in plugins' packages contain, by layout: (who, x shape, affine)
+PLUGIN_LAYER_NORMS = [
+    ("pocket_tts transformer LayerNorm", (1, 7, 64), True),
+    ("kokoro ALBERT LayerNorm", (1, 12, 48), True),
+    ("kokoro AdaLayerNorm (affine from the style, applied after)", (1, 12, 40), False),
+    ("ANE RMSNorm: layer_norm of [x, -x]", (2, 1, 5, 32), False),
+    ("vibevoice sampler final RMSNorm: layer_norm of [x, -x]", (2, 128), False),
+]
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+@pytest.mark.parametrize("who, shape, affine", PLUGIN_LAYER_NORMS, ids=[w for w, _, _ in PLUGIN_LAYER_NORMS])
+def test_layer_norm_at_the_layouts_zoo_plugins_emit(tmp_path, who, shape, affine, precision):
+    from coremltools.converters.mil import Builder as mb
+
+    dtype = np.float16 if precision == "fp16" else np.float32  # fp16-typed tensors and constants: fp16 ops
+    x = (RNG.standard_normal(shape) * 4).astype(dtype)
+    gamma = (RNG.standard_normal(shape[-1]) * 2).astype(dtype) if affine else None
+    beta = RNG.standard_normal(shape[-1]).astype(dtype) if affine else None
+    kwargs = {"gamma": gamma, "beta": beta} if affine else {}
+    program = build(tmp_path, lambda x: mb.layer_norm(x=x, axes=[-1], epsilon=dtype(1e-5), **kwargs), {"x": x}, precision=precision)
+    step = next(s for s in program.function().steps if s.op_type == "layer_norm")
+    assert step.outputs[0][1] == dtype
+    got = run(program, {"x": x})
+    x, gamma, beta = (None if a is None else a.astype(np.float32) for a in (x, gamma, beta))
+    want = layer_norm_reference(x, [-1], gamma, beta, 1e-5)
+    tolerance = 1e-5 if precision == "fp32" else 8 * 2.0**-11  # fp16: a few units of its roundoff
+    assert np.abs(got - want).max() / np.abs(want).max() <= tolerance, who
