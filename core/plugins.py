@@ -9,7 +9,6 @@ a :class:`PluginLoadError`.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, replace
 from importlib import metadata
 from pathlib import Path

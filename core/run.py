@@ -96,7 +96,6 @@ def build_runtime(
         if not matches:
             raise BackendUnavailable(f"no valid {variant!r} export of {model_name!r} in {registry.path}")
         entry = max(matches, key=lambda e: e["created_at"])
-    root = registry.export_dir(entry)
     packages = {c["name"]: registry.member(entry, c["path"]) for c in entry["components"]}
     constants = {c["name"]: registry.member(entry, c["path"]) for c in entry.get("constants", [])}
     missing = [str(p) for p in list(packages.values()) + list(constants.values()) if not p.exists()]

@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _entry(i: int) -> dict:
-    return {"id": f"m-{i}", "model": "m", "status": "valid", "created_at": f"2026-01-01T00:00:{i:02d}+00:00", "path": f"exports/m-{i}", "components": [{"name": "c", "sha256": "0" * 64}]}
+    return {"id": f"m-{i}", "model": "m", "status": "valid", "created_at": f"2026-01-01T00:00:{i:02d}+00:00", "path": f"exports/m-{i}",
+            "variant": {"name": "fp32"}, "components": [{"name": "c", "path": "c.mlpackage", "sha256": "0" * 64}]}
 
 
 def test_committed_registry_is_the_documented_empty_schema():
