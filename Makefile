@@ -17,10 +17,13 @@ $(STAMP): pyproject.toml
 
 # The main job: export PocketTTS at full size with seeded random weights (no download; about a
 # minute), speak through the exported packages with zoo's MIL interpreter, then list what zoo knows.
+# The demo registers into exports/registry.toml (ignored by git), so the committed registry.toml stays as cloned.
+DEMO := ZOO_REGISTRY=exports/registry.toml
+
 demo: setup
-	$(BIN)/zoo export pocket_tts --random-weights
-	$(BIN)/zoo run pocket_tts "Hello there." -o hello.wav
-	$(BIN)/zoo list
+	$(DEMO) $(BIN)/zoo export pocket_tts --random-weights
+	$(DEMO) $(BIN)/zoo run pocket_tts "Hello there." -o hello.wav
+	$(DEMO) $(BIN)/zoo list
 
 test: setup
 	$(BIN)/python -m pytest
