@@ -77,7 +77,8 @@ def workdir(parent: Path, label: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-{label}-", dir=parent))
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -168,5 +169,5 @@ class StageCache:
         if self.owned or not same_fs:
             remove_dead_workdirs(parent)
         staging = workdir(parent, label)
-        os.chmod(staging, 0o777 & ~_umask())  # an export is readable like any other output (mkdtemp gives 0700)
+        os.chmod(staging, 0o777 & ~current_umask())  # an export is readable like any other output (mkdtemp gives 0700)
         return staging

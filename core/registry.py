@@ -224,9 +224,9 @@ class Registry:
         try:
             mode = self.path.stat().st_mode & 0o7777
         except FileNotFoundError:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
+            from .cache import current_umask
+
+            mode = 0o666 & ~current_umask()
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         try:
             os.fchmod(fd, mode)

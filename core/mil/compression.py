@@ -40,14 +40,17 @@ def _along(param: Any, rank: int, axis: Any) -> np.ndarray:
     return param.reshape(shape)
 
 
+def _block_index(shape: tuple[int, ...], blocks: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """Per dimension d, the block (of ``blocks[d]`` equal blocks) each index falls in, shaped to broadcast."""
+    return tuple(
+        (np.arange(n) // (n // blocks[d])).reshape([-1 if i == d else 1 for i in range(len(shape))]) for d, n in enumerate(shape)
+    )
+
+
 def _blocks(param: Any, shape: tuple[int, ...]) -> np.ndarray:
     """A per-block parameter (same rank as the data, each dim dividing it) expanded to ``shape``."""
     param = np.asarray(param, np.float32)
-    index = tuple(
-        (np.arange(n) // (n // param.shape[d])).reshape([-1 if i == d else 1 for i in range(len(shape))])
-        for d, n in enumerate(shape)
-    )
-    return param[index]
+    return param[_block_index(shape, param.shape)]
 
 
 # ------------------------------------------------------------------------------- iOS16
@@ -75,10 +78,7 @@ def _lut_iOS18(indices: Any, lut: Any, vector_axis: Any = None) -> np.ndarray:
     idx = np.asarray(indices).astype(np.int64)
     lut = np.asarray(lut)
     rank = idx.ndim
-    groups = [
-        (np.arange(n) // (n // lut.shape[d])).reshape([-1 if i == d else 1 for i in range(rank)]) for d, n in enumerate(idx.shape)
-    ]
-    values = lut[tuple(groups) + (idx,)]  # [*indices.shape, vector]
+    values = lut[_block_index(idx.shape, lut.shape[:rank]) + (idx,)]  # [*indices.shape, vector]
     vector = lut.shape[-1]
     if vector == 1:
         return values[..., 0]
