@@ -6,13 +6,20 @@ executes packages with its MIL interpreter there) and only clutters the output.
 The ``zoo`` command also turns off coremltools' per-pass progress bars
 (``TQDM_DISABLE``), since it reports its own progress; imported as a library,
 zoo changes no process-wide setting.
+
+It also reads a package's model specification without coremltools'
+``ModelPackage``, which rewrites ``Manifest.json`` each time a package is opened:
+a cached or exported package is read by several processes at once and hashed,
+and must never be written by reading it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -29,3 +36,40 @@ def import_coremltools() -> Any:
     import coremltools
 
     return coremltools
+
+
+class PackageError(ValueError):
+    """A directory that is not a readable ``.mlpackage``."""
+
+
+def root_model_path(package: str | Path) -> Path:
+    """The model specification file of ``package``, read from its ``Manifest.json``
+    (``rootModelIdentifier`` names an entry of ``itemInfoEntries`` whose ``path`` is
+    relative to ``Data/``); the path must stay inside the package."""
+    package = Path(package)
+    manifest = package / "Manifest.json"
+    try:
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        entry = data["itemInfoEntries"][data["rootModelIdentifier"]]
+        rel = entry["path"]
+    except FileNotFoundError:
+        raise PackageError(f"{package} is not an .mlpackage (no Manifest.json)") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PackageError(f"{manifest}: no root model entry ({type(exc).__name__}: {exc})") from None
+    if not isinstance(rel, str):
+        raise PackageError(f"{manifest}: the root model path is not a string")
+    data_dir = (package / "Data").resolve()
+    path = (data_dir / rel).resolve()
+    if data_dir not in path.parents or not path.is_file():
+        raise PackageError(f"{manifest}: the root model {rel!r} is not a file inside {package / 'Data'}")
+    return path
+
+
+def load_package_spec(package: str | Path) -> Any:
+    """The ``Model`` protobuf of ``package``, read without writing to it."""
+    from coremltools.proto import Model_pb2
+
+    import_coremltools()
+    spec = Model_pb2.Model()
+    spec.ParseFromString(root_model_path(package).read_bytes())
+    return spec

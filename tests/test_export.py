@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 import wave
 from pathlib import Path
@@ -174,19 +175,17 @@ def test_failed_parity_registers_nothing(tmp_path, write_plugin):
 
 
 def test_sigkill_during_convert_leaves_nothing_and_next_run_succeeds(zoo: Zoo):
-    proc = zoo.popen("export", "tiny", "--random-weights", "--out", str(zoo.out))
-    stages, work = zoo.cache / "stages", zoo.cache / "tmp"
-
-    def converting() -> bool:
-        # both parity stages are finished and this process has a convert work directory open
-        if not stages.is_dir() or len(list(stages.iterdir())) < 2 or not work.is_dir():
-            return False
-        return any(p.name.startswith(f"zoo-{proc.pid}-") for p in work.iterdir())
-
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not converting():
-        time.sleep(0.005)
-    assert converting(), "never saw the convert stage start"
+    hold = zoo.workdir / "converting"
+    proc = subprocess.Popen(
+        zoo.argv("export", "tiny", "--random-weights", "--out", str(zoo.out)),
+        cwd=zoo.workdir, env={**zoo.env, "ZOO_TINY_HOLD_CONVERT": str(hold)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    while proc.poll() is None and not hold.exists():  # the plugin's test seam waits there to be killed
+        time.sleep(0.05)
+    assert hold.exists(), f"the export ended ({proc.returncode}) before its convert stage"
+    work = [p for p in (zoo.cache / "tmp").iterdir() if p.name.startswith(f"zoo-{proc.pid}-")]
+    assert work, "no convert work directory open"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL

@@ -287,3 +287,24 @@ def test_stage_cache_key_covers_zoo_core_sources(monkeypatch, tmp_path):
     assert keys[0] != keys[1]
     monkeypatch.setattr(pipeline, "_CORE_DIGEST", None)
     assert pipeline.core_digest() == pipeline.core_digest() and len(pipeline.core_digest()) == 64
+
+
+def test_reading_a_package_never_writes_to_it(zoo: Zoo):
+    """coremltools' ModelPackage rewrites Manifest.json whenever a package is opened; with
+    several exports reading one cached package, a copier saw a half-written manifest (CI: 'the
+    copy placed in the export does not match the validated package'). zoo reads packages
+    without it: a cached re-export, `verify --execute` and `run --backend mil` leave every
+    byte and every mtime of the cache and the export as they were."""
+    _export(zoo)
+
+    def snapshot() -> dict[str, tuple[int, bytes]]:
+        files = [p for root in (zoo.cache / "stages", zoo.out) for p in root.rglob("*") if p.is_file() and p.name != ".complete"]
+        return {str(p): (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
+
+    before = snapshot()
+    assert any(name.endswith("Manifest.json") for name in before)
+    zoo("verify", "--execute", check=True)
+    zoo("run", "tiny", "hi", "--backend", "mil", "-o", str(zoo.workdir / "hi.wav"), check=True)
+    _export(zoo)  # every stage cached: the mil stage re-reads nothing, the register stage copies
+    after = snapshot()
+    assert {k: v for k, v in after.items() if k in before} == before

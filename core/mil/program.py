@@ -118,15 +118,16 @@ class MilProgram:
     # -- loading ---------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path) -> "MilProgram":
-        from ..coreml import import_coremltools
+        from ..coreml import PackageError, import_coremltools, load_package_spec
 
-        ct = import_coremltools()
+        import_coremltools()
         from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
 
         path = Path(path)
-        if not (path / "Manifest.json").exists():
-            raise MilError(f"{path} is not an .mlpackage (no Manifest.json)")
-        spec = ct.utils.load_spec(str(path))
+        try:
+            spec = load_package_spec(path)  # never coremltools' ModelPackage: it rewrites the manifest
+        except PackageError as exc:
+            raise MilError(str(exc)) from None
         if spec.WhichOneof("Type") != "mlProgram":
             raise MilError(f"{path} is not an ML program (type {spec.WhichOneof('Type')})")
         weights = path / "Data" / "com.apple.CoreML" / "weights"

@@ -5,6 +5,8 @@ Nothing heavy is imported at module level: torch is imported inside hooks.
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 from zoo.core import (
@@ -110,6 +112,20 @@ def build_traceables(model, variant, reference):
             reference=torch_call(net.vocode, "audio"),
         ),
     }
+
+
+@hookimpl
+def convert(model, variant, component, functions, out_path):
+    """The core's default conversion (``None`` passes the call on), except under the test seam
+    ``ZOO_TINY_HOLD_CONVERT=<file>``: write this process's pid to ``<file>`` once the convert
+    stage is under way, then wait to be killed, so a test can kill an export mid-stage
+    without racing it."""
+    hold = os.environ.get("ZOO_TINY_HOLD_CONVERT")
+    if not hold:
+        return None
+    Path(hold).write_text(str(os.getpid()))
+    while True:
+        time.sleep(1)
 
 
 @hookimpl
