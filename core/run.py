@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import tempfile
 import time
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .audio import write_wav
 from .pipeline import normalise_functions
 from .plugins import PluginHost
 from .registry import Registry
@@ -42,25 +42,6 @@ class RunSummary:
             "calls_per_audio_second": total / audio_seconds if audio_seconds > 0 else None,
             **({"info": self.result.info} if self.result.info else {}),
         }
-
-
-def write_wav(path: Path, audio: Any, sample_rate: int) -> None:
-    """16-bit mono PCM; written to a temporary file and renamed into place."""
-    import numpy as np
-
-    samples = np.asarray(audio, dtype=np.float32).reshape(-1)
-    if not np.isfinite(samples).all():
-        raise ValueError("audio contains NaN or infinite samples")
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with wave.open(str(tmp), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(int(sample_rate))
-        w.writeframes(pcm.tobytes())
-    tmp.replace(path)
 
 
 def build_runtime(

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import wave
 from pathlib import Path
 
 import numpy as np
 
 
 def read_wav(path: Path, rate: int = 24000) -> np.ndarray:
-    """A 16-bit mono WAV written by `zoo run`, as floats in [-1, 1]."""
-    with wave.open(str(path)) as w:
-        assert w.getframerate() == rate and w.getnchannels() == 1 and w.getsampwidth() == 2
-        return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float64) / 32767
+    """A WAV written by `zoo run` at ``rate``, as floats in [-1, 1]."""
+    from zoo.core.audio import read_wav as read
+
+    audio, got = read(path)
+    assert got == rate
+    return audio.astype(np.float64)
 
 
 def upstream_decoder_name(key: str) -> str:

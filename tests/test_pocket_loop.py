@@ -9,6 +9,7 @@ import pytest
 from pocket import small_components, small_ref, small_runtime, speak  # noqa: F401  (fixtures)
 
 from zoo.core import RunOptions
+from zoo.core.audio import write_wav
 from zoo.plugins.pocket_tts import loop
 from zoo.plugins.pocket_tts.parity import pick_threshold
 
@@ -65,16 +66,6 @@ def test_bad_run_options_are_refused(small_runtime):
         loop.run(small_runtime, "x", RunOptions(voice="nobody"))
 
 
-def _write_wav(path, audio, rate):
-    import wave
-
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes((np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes())
-
-
 def test_voice_cloning_matches_upstream_and_is_cached(small_ref, small_runtime, tmp_path, monkeypatch):
     from scipy.signal import resample_poly
 
@@ -83,7 +74,7 @@ def test_voice_cloning_matches_upstream_and_is_cached(small_ref, small_runtime, 
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
     audio = resample_poly(reference.random_voice_audio(11, seconds=1.2)[0], 2, 3)  # 16 kHz: resampled on the way in
     wav = tmp_path / "prompt.wav"
-    _write_wav(wav, audio, 16000)
+    write_wav(wav, audio, 16000)
     cfg = json.loads(small_runtime.constants["config"].read_text())
     small_runtime.calls.clear()
     _, voice = loop.load_voice(small_runtime, str(wav), cfg)

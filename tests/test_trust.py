@@ -187,8 +187,7 @@ def _wav(path: Path, rate: int, seconds: float = 0.5, channels: int = 1, claim_f
 
 @pytest.mark.parametrize("rate", [1, 0, 7999, 192001])
 def test_wav_with_an_absurd_rate_is_refused_naming_the_file(tmp_path, rate):
-    pytest.importorskip("pocket_tts")
-    from zoo.plugins.pocket_tts.loop import read_wav
+    from zoo.core.audio import read_wav
 
     path = _wav(tmp_path / "v.wav", 8000, claim_frames=None)
     data = bytearray(path.read_bytes())
@@ -201,10 +200,9 @@ def test_wav_with_an_absurd_rate_is_refused_naming_the_file(tmp_path, rate):
 def test_wav_reading_is_bounded_by_the_prompt_not_the_header(tmp_path):
     """A header claiming hours of audio (or a long file): only what the prompt can use is read,
     and a prime rate resamples with memory bounded by the prompt."""
-    pytest.importorskip("pocket_tts")
     import resource
 
-    from zoo.plugins.pocket_tts.loop import read_wav, resample
+    from zoo.core.audio import read_wav, resample
 
     long = _wav(tmp_path / "long.wav", 48000, seconds=30)
     wav, rate = read_wav(long, 2.0)
@@ -222,8 +220,7 @@ def test_wav_reading_is_bounded_by_the_prompt_not_the_header(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncated header", "missing"])
 def test_broken_wav_names_the_file(tmp_path, damage):
-    pytest.importorskip("pocket_tts")
-    from zoo.plugins.pocket_tts.loop import read_wav
+    from zoo.core.audio import read_wav
 
     path = _wav(tmp_path / "v.wav", 16000)
     if damage == "missing":

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from zoo.core import RunOptions, RunResult
+from zoo.core.audio import read_wav, resample
 
 from .text import TextRules, prepare, split
 
@@ -135,60 +136,6 @@ def load_voice(runtime: Any, name: str | None, cfg: dict[str, Any]) -> tuple[str
     return name, Voice.load(constants[f"voice_{name}"])
 
 
-#: sample rates a voice prompt may have; anything else is refused before reading the audio
-WAV_RATES = (8000, 192000)
-#: a resampling ratio up/down with either term above this uses an FFT resampler (memory bounded by
-#: the prompt) instead of a polyphase filter whose length grows with the ratio (a prime rate: ~GBs)
-MAX_POLYPHASE = 1000
-
-
-def read_wav(path: Path, max_seconds: float | None = None) -> tuple[Any, int]:
-    """16-bit PCM WAV -> mono float32 in [-1, 1] and its sample rate; at most ``max_seconds`` read
-    (memory bounded by the prompt, whatever the header claims). Every error names the file."""
-    import wave
-
-    if not path.is_file():
-        raise ValueError(f"voice prompt {path} does not exist")
-    try:
-        with wave.open(str(path), "rb") as w:
-            if w.getsampwidth() != 2:
-                raise ValueError(f"voice prompt {path}: only 16-bit PCM WAV is supported (got {8 * w.getsampwidth()}-bit)")
-            rate, channels = w.getframerate(), w.getnchannels()
-            if not WAV_RATES[0] <= rate <= WAV_RATES[1]:
-                raise ValueError(f"voice prompt {path}: sample rate {rate} Hz is outside {WAV_RATES[0]}-{WAV_RATES[1]} Hz")
-            if not 1 <= channels <= 8:
-                raise ValueError(f"voice prompt {path}: {channels} channels (1 to 8 supported)")
-            frames = w.getnframes() if max_seconds is None else min(w.getnframes(), int(max_seconds * rate) + 1)
-            data = np.frombuffer(w.readframes(frames), dtype="<i2")
-    except wave.Error as exc:
-        raise ValueError(f"voice prompt {path} is not a readable WAV file: {exc}") from None
-    except (EOFError, OSError) as exc:
-        raise ValueError(f"voice prompt {path} is truncated or unreadable ({type(exc).__name__}: {exc})") from None
-    data = data[: data.size - data.size % channels].astype(np.float32) / 32768.0
-    if channels > 1:
-        data = data.reshape(-1, channels).mean(axis=1)
-    if data.size == 0:
-        raise ValueError(f"voice prompt {path} is empty")
-    return data, rate
-
-
-def resample(wav: Any, rate: int, target: int) -> Any:
-    """Polyphase resampling for the usual rates (exact ratios), FFT resampling for odd ones."""
-    from math import gcd
-
-    if rate == target:
-        return wav
-    g = gcd(int(rate), int(target))
-    up, down = target // g, int(rate) // g
-    if max(up, down) <= MAX_POLYPHASE:
-        from scipy.signal import resample_poly
-
-        return resample_poly(wav, up, down).astype(np.float32)
-    from scipy.signal import resample as fft_resample
-
-    return fft_resample(wav, max(1, round(len(wav) * target / rate))).astype(np.float32)
-
-
 def end_on_pause(wav: Any, rate: int, pause: float = 0.08, fade: float = 0.02, floor_db: float = 35.0) -> Any:
     """Cut trailing silence, fade out the last ``fade`` seconds and add ``pause`` seconds of silence (upstream's rule)."""
     frame = max(1, int(0.02 * rate))
@@ -222,7 +169,7 @@ def clone_voice(runtime: Any, path: Path, cfg: dict[str, Any]) -> Voice:
         return Voice.load(cached)
     sr = cfg["sample_rate"]
     limit = cfg["voice_prompt_samples"]
-    wav, rate = read_wav(path, max_seconds=limit / sr + 0.1)  # no more than the prompt can use
+    wav, rate = read_wav(path, max_seconds=limit / sr + 0.1, what="voice prompt")  # no more than the prompt can use
     wav = resample(wav, rate, sr)
     wav = end_on_pause(wav[: limit - int(0.08 * sr)], sr)
     audio = np.zeros((1, 1, limit), np.float32)
