@@ -391,10 +391,12 @@ def _tolerance_summary(spec: Any, component: str, precision: str) -> dict[str, A
     """The reference-level thresholds, plus the levels whose thresholds differ."""
     base = spec.tolerance(component, precision)
     summary: dict[str, Any] = dict(base.checks())
-    for level in ("mil", "coreml"):
-        other = spec.tolerance(component, precision, level)
+    from .levels import PACKAGE_LEVELS
+
+    for level in PACKAGE_LEVELS:
+        other = spec.tolerance(component, precision, level.name)
         if other != base:
-            summary[level] = other.checks()
+            summary[level.name] = other.checks()
     return summary
 
 

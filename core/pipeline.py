@@ -28,6 +28,7 @@ from typing import Any, Iterator, Mapping
 from . import parity, validation
 from .cache import StageCache
 from .hashing import tree_sha256, tree_size
+from .levels import LEVELS, PACKAGE_LEVELS, Level
 from .plugins import PluginHost
 from .registry import Registry, RegistryError
 from .spec import ModelSpec, Reference, Traceable, Variant, WeightsSource, stable_hash
@@ -389,29 +390,27 @@ class Exporter:
         self._constants_dir = path
         return json.loads((path / "constants.json").read_text())
 
-    def _execute_level(self, level: str, component: str, package: Path, parity_dir: Path) -> list[Check]:
+    def _execute_level(self, level: "Level", component: str, package: Path, parity_dir: Path) -> list[Check]:
         from .calibration import Calibration
 
         calibration = Calibration.load(parity_dir / CALIBRATION_FILE)
-        tolerance, basis = calibration.resolve(self.model.tolerance(component, self.variant.precision, level), self.variant.precision)
+        tolerance, basis = calibration.resolve(self.model.tolerance(component, self.variant.precision, level.name), self.variant.precision)
         options = {"integer_outputs": self.model.component(component).integer_outputs, "basis": basis, "precision": self.variant.precision}
         parity_file = parity_dir / PARITY_FILE
-        if level == "mil":
+        ok, reason = level.available()
+        if not ok:
+            return [validation.skipped(level.name, reason, component)]
+        if level.cached:
 
             def build(tmp: Path) -> None:
-                checks = validation.execute_parity("mil", component, package, parity_file, tolerance, **options)
+                checks = level.execute(component, package, parity_file, tolerance, **options)
                 (tmp / "checks.json").write_text(json.dumps([c.record() for c in checks], indent=1))
 
             # keyed on the package's bytes: a verdict is never reused for another package
-            path = self._cached_stage(f"mil:{component}", build, checked=True, extra={"package": self._package_digests[component]})
+            path = self._cached_stage(f"{level.name}:{component}", build, checked=True, extra={"package": self._package_digests[component]})
             return [Check(**rec) for rec in json.loads((path / "checks.json").read_text())]
-        ok, reason = validation.coreml_available()
-        if not ok:
-            return [validation.skipped("coreml", reason, component)]
-        from .runtime import predict_coreml
-
-        with self._stage(f"coreml:{component}"):
-            return validation.execute_parity("coreml", component, package, parity_file, tolerance, predict=predict_coreml, **options)
+        with self._stage(f"{level.name}:{component}"):
+            return level.execute(component, package, parity_file, tolerance, **options)
 
     # -- the whole export ----------------------------------------------------------
     def run(self) -> ExportReport:
@@ -429,7 +428,8 @@ class Exporter:
         report = self.report
         comps = [c.name for c in self.model.components]
         self.reporter.plan(
-            [f"parity:{c}" for c in comps] + ["constants", "loop_parity"] + [f"{stage}:{c}" for stage in ("convert", "mil") for c in comps] + ["register"]
+            [f"parity:{c}" for c in comps] + ["constants", "loop_parity"] + [f"convert:{c}" for c in comps]
+            + [f"{level.name}:{c}" for level in PACKAGE_LEVELS if level.cached for c in comps] + ["register"]
         )
         self._tools = tool_versions()
         self._weights_ident = weights_identity(self.weights)
@@ -453,13 +453,13 @@ class Exporter:
         # copy placed in the export must match it
         self._package_digests = {comp: tree_sha256(path) for comp, path in packages.items()}
 
-        for level in ("mil", "coreml"):
+        for level in PACKAGE_LEVELS:
             for comp in comps:
                 checks.extend(self._execute_level(level, comp, packages[comp], parity_dirs[comp]))
         report.checks = checks
         level = validation.level_reached(checks)
         required = self.model.required_level
-        if level is None or validation.LEVELS.index(level) < validation.LEVELS.index(required):
+        if level is None or LEVELS.index(level) < LEVELS.index(required):
             raise ExportFailed(f"required validation level {required!r} was not reached (reached: {level})", report)
         report.level = level
 

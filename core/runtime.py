@@ -131,9 +131,9 @@ class CoreMLRuntime(ComponentRuntime):
     backend = "coreml"
 
     def __init__(self, packages: Mapping[str, Path], constants: Mapping[str, Path]):
-        from .validation import coreml_available
+        from .levels import coreml
 
-        ok, reason = coreml_available()
+        ok, reason = coreml.available()
         if not ok:
             raise BackendUnavailable(f"backend 'coreml': {reason}; use --backend mil or --backend torch")
         super().__init__(constants)

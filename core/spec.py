@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PRECISIONS = ("fp16", "fp32")
 TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
-LEVELS = ("reference", "mil", "coreml")
+from .levels import LEVELS  # noqa: E402,F401  (the ordered level names; levels/__init__.py)
 
 
 #: unit roundoff of each precision a comparison can be made at: the size of the perturbation used to

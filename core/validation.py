@@ -1,24 +1,19 @@
-"""Validation levels and the comparison metrics recorded in the registry.
+"""Checks, the comparison metrics recorded in the registry, and how a level's verdict is reached.
 
-Levels, in order:
-
-* ``reference`` — each traceable (torch) against the upstream model in torch;
-* ``mil`` — the saved package executed on any OS by zoo's MIL interpreter;
-* ``coreml`` — the saved package executed by the real CoreML runtime (macOS).
-
-A level that cannot run is recorded as ``skipped`` with its reason, never as
-passed. The highest level reached is the last one, in order, that passed
-without any earlier level failing or being skipped.
+The levels themselves (what runs where) are in ``levels/``. A level that cannot
+run is recorded as ``skipped`` with its reason, never as passed. The highest
+level reached is the last one, in order, that passed without any earlier level
+failing or being skipped.
 """
 
 from __future__ import annotations
 
 import math
-import platform
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable, Mapping
 
-from .spec import LEVELS, Tolerance
+from .levels import LEVELS
+from .spec import Tolerance
 
 
 @dataclass
@@ -200,43 +195,27 @@ def level_failed(checks: Iterable[Check], level: str) -> bool:
     return any(c.level == level and c.status == "failed" for c in checks)
 
 
-def coreml_available() -> tuple[bool, str]:
-    if platform.system() != "Darwin":
-        return False, f"the CoreML runtime only runs on macOS (this is {platform.system()})"
-    return True, ""
-
-
 def execute_parity(
-    level: str, component: str, package: Any, parity_file: Any, tolerance: Tolerance, predict: Any = None,
-    integer_outputs: Mapping[str, str] | None = None, basis: str = "", precision: str = "fp32",
+    level: str, component: str, parity_file: Any, tolerance: Tolerance, predict: Any,
+    integer_outputs: Mapping[str, str] | None = None, basis: str = "", precision: str = "fp32", notes: list[str] | None = None,
 ) -> list[Check]:
-    """Execute the saved package on the stored parity inputs and compare with the traceable's outputs.
+    """Execute a package on the stored parity inputs and compare with the traceable's outputs.
 
-    ``predict(package, function, inputs, initial_states) -> outputs`` defaults to
-    zoo's MIL interpreter. A package that cannot be executed (unsupported op,
-    kernel error) is a failed check naming the reason — never a pass.
+    ``predict(function, inputs, initial_states) -> outputs`` runs the package (see the package
+    levels in ``levels/``); ``notes`` it fills are added to every check's reason. A package that
+    cannot be executed (unreadable, unsupported op, kernel or runtime error) is a failed check
+    naming the reason, never a pass and never a crash.
     """
     from . import parity
-    from .mil import MilError, MilProgram
+    from .mil import MilError
 
     cases = parity.load(parity_file)
     spectral = tolerance.spectral_max is not None
     results = []
     pairs: list[tuple[str, Any, Any]] = []
-    nonfinite: list[str] = []
     try:
-        if predict is None:
-            program = MilProgram.load(package)
-
-            def predict(_: Any, function: str, inputs: Mapping[str, Any], states: Mapping[str, Any]) -> Mapping[str, Any]:
-                state = program.make_state(function, initial=states) if program.function(function).states else None
-                got = program.run(inputs, function, state)
-                if program.first_nonfinite and not nonfinite:
-                    nonfinite.append(f"first non-finite value at {program.first_nonfinite}")
-                return got
-
         for case in cases:
-            got = predict(package, case.function, case.inputs, case.states)
+            got = predict(case.function, case.inputs, case.states)
             results.extend(compare(got[name], want, spectral) for name, want in case.outputs.items())
             pairs.extend((name, got[name], want) for name, want in case.outputs.items())
     except Exception as exc:  # noqa: BLE001 - an interpreter or CoreML error is a failed check, never a crash
@@ -244,7 +223,7 @@ def execute_parity(
         return [Check(level, component, "failed", "execute", reason=reason)]
     checks = judge(level, component, results, tolerance)
     for check in checks:
-        check.reason = "".join(nonfinite)
+        check.reason = "; ".join(notes or [])
         check.basis = basis
     return checks + integer_mismatches(level, component, pairs, integer_outputs or {}, precision)
 

@@ -42,10 +42,14 @@ def verify_entry(registry: Registry, entry: dict[str, Any]) -> list[Problem]:
 
 
 def execute_entry(registry: Registry, entry: dict[str, Any], failed_hash: set[str] = frozenset()) -> tuple[list[Problem], list[dict[str, Any]]]:
-    """Re-run the recorded parity inputs through each package on disk with the MIL interpreter.
+    """Re-run the recorded parity inputs through each package on disk, at every package level this
+    machine can run (``levels.PACKAGE_LEVELS``: the MIL interpreter anywhere, CoreML on macOS).
     A component (or its parity file) that failed its hash is not executed: its bytes are not the
     ones that were validated, and a corrupt package may not even load."""
-    from .validation import execute_parity, integer_outputs_from_records, tolerance_from_records
+    from .levels import PACKAGE_LEVELS
+    from .validation import integer_outputs_from_records, tolerance_from_records
+
+    levels = [level for level in PACKAGE_LEVELS if level.available()[0]]
 
     parity_files = {p["name"]: registry.member(entry, p["path"]) for p in entry.get("parity", [])}
     problems, results = [], []
@@ -60,17 +64,18 @@ def execute_entry(registry: Registry, entry: dict[str, Any], failed_hash: set[st
             continue
         if not package.exists() or not parity_files[name].exists():
             continue  # already reported as missing by the hash check
-        tolerance = tolerance_from_records(records, name, "mil") or tolerance_from_records(records, name, "reference")
-        if tolerance is None:
-            problems.append(Problem(entry["id"], "component", name, "no recorded threshold to check against"))
-            continue
-        integers = integer_outputs_from_records(records, name, "mil")
         precision = entry.get("variant", {}).get("precision", "fp32")
-        for check in execute_parity("mil", name, package, parity_files[name], tolerance, integer_outputs=integers, precision=precision):
-            results.append({"export": entry["id"], **check.record()})
-            if check.status != "passed":
-                detail = check.reason or f"{check.metric} {check.value:.3g} vs threshold {check.threshold:.3g}"
-                problems.append(Problem(entry["id"], "component", name, f"executed package fails parity: {detail}"))
+        for level in levels:
+            tolerance = tolerance_from_records(records, name, level.name) or tolerance_from_records(records, name, "reference")
+            if tolerance is None:
+                problems.append(Problem(entry["id"], "component", name, f"no recorded {level.name} threshold to check against"))
+                continue
+            integers = integer_outputs_from_records(records, name, level.name)
+            for check in level.execute(name, package, parity_files[name], tolerance, integer_outputs=integers, precision=precision):
+                results.append({"export": entry["id"], **check.record()})
+                if check.status != "passed":
+                    detail = check.reason or f"{check.metric} {check.value:.3g} vs threshold {check.threshold:.3g}"
+                    problems.append(Problem(entry["id"], "component", name, f"executed package fails parity at {level.name}: {detail}"))
     return problems, results
 
 

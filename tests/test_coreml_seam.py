@@ -11,10 +11,11 @@ import numpy as np
 def test_states_are_written_under_coreml_identifiers_and_errors_are_failed_checks(monkeypatch, tmp_path):
     import coremltools as ct
 
-    from zoo.core import parity, runtime, validation
+    from zoo.core import parity
+    from zoo.core.levels import coreml, level
     from zoo.core.spec import Tolerance
 
-    monkeypatch.setattr(validation, "coreml_available", lambda: (True, ""))
+    monkeypatch.setattr(coreml, "available", lambda: (True, ""))
     written: dict[str, object] = {}
 
     class FakeState:
@@ -37,7 +38,7 @@ def test_states_are_written_under_coreml_identifiers_and_errors_are_failed_check
     monkeypatch.setattr(ct.models, "MLModel", FakeModel)
     states = {"layers.0.cache.k": np.ones(2, np.float16)}
     parity.save(tmp_path / "p.safetensors.gz", [parity.ParityCase("main", 0, {"x": np.zeros(2, np.float32)}, {"y": np.zeros(2, np.float32)}, states)])
-    checks = validation.execute_parity("coreml", "lm", tmp_path / "lm.mlpackage", tmp_path / "p.safetensors.gz", Tolerance(rel=1e-3), predict=runtime.predict_coreml)
+    checks = level("coreml").execute("lm", tmp_path / "lm.mlpackage", tmp_path / "p.safetensors.gz", Tolerance(rel=1e-3))
     assert list(written) == ["layers_0_cache_k"]  # the buffer's name as coremltools names the state
     assert [(c.level, c.status, c.metric) for c in checks] == [("coreml", "failed", "execute")]
     assert "RuntimeError: E5RT: compilation failed" in checks[0].reason

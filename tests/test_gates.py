@@ -293,14 +293,14 @@ def _mil_checks(subject, component: str, tmp_path) -> list:
     against the bound the reference level measured (what the pipeline does)."""
     from zoo.core import parity
     from zoo.core.defaults import save_component
-    from zoo.core.validation import execute_parity
+    from zoo.core.levels import level
 
     functions = subject.traceables()[component]
     result = reference_level.check_component(subject.model, subject.variant, component, subject.reference.model, functions)
     parity.save(tmp_path / "parity.safetensors.gz", result.cases)
     tolerance, basis = result.calibration.resolve(subject.model.tolerance(component, subject.variant.precision, "mil"), subject.variant.precision)
     package = save_component(functions, subject.variant, tmp_path / f"{component}.mlpackage")
-    return execute_parity("mil", component, package, tmp_path / "parity.safetensors.gz", tolerance, basis=basis)
+    return level("mil").execute(component, package, tmp_path / "parity.safetensors.gz", tolerance, basis=basis)
 
 
 @pytest.mark.slow

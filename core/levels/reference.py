@@ -30,6 +30,10 @@ from ..validation import Check
 LEVEL = "reference"
 
 
+def available() -> tuple[bool, str]:
+    return True, ""  # torch runs anywhere zoo does
+
+
 @dataclass
 class ReferenceResult:
     checks: list[Check] = field(default_factory=list)
