@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import measured_export, workspace, zoo
+from common import fp32_session, measured_export, workspace, zoo
 
 TEXT = "Hello world. This is a benchmark of the exported Kokoro components."
 
@@ -45,18 +45,15 @@ def torch_vs_kmodel_and_interpreter(export_dir: Path, variant: str) -> dict:
     import numpy as np
     import torch
 
-    from zoo.core import RunOptions, WeightsSource
+    from zoo.core import RunOptions
     from zoo.core.mil import MilProgram
-    from zoo.core.pipeline import normalise_functions
-    from zoo.core.runtime import TorchRuntime
-    from zoo.plugins.kokoro import constants, loop, reference, traceables, zoo_register_models
+    from zoo.core.plugins import PluginHost
+    from zoo.plugins.kokoro import loop
     from zoo.plugins.kokoro.decoder import deterministic_upstream
 
-    options = dict(zoo_register_models()[0].variants[variant].options)
-    kref = reference.load(WeightsSource.random(0), size=options["size"]).model
-    comps = traceables.build(kref, options, "fp32")
-    files = constants.export(kref, options, Path(tempfile.mkdtemp()))
-    runtime = TorchRuntime({k: normalise_functions(v) for k, v in comps.items()}, files)
+    session = fp32_session(PluginHost(), "kokoro", variant)
+    kref = session.reference().model
+    runtime = session.torch_runtime(Path(tempfile.mkdtemp()))
     phonemes = loop.phonemize(TEXT)
     voice = kref.voices["random"]
     settings = RunOptions(seed=5, settings={"phonemes": phonemes})
@@ -76,7 +73,7 @@ def torch_vs_kmodel_and_interpreter(export_dir: Path, variant: str) -> dict:
         want = kref.model(phonemes, voice[len(phonemes) - 1], 1).numpy().reshape(-1)
     rel = float(np.abs(ours.audio - want).max() / np.abs(want).max()) if want.shape == ours.audio.shape else float("inf")
 
-    decoder = comps["decoder"]
+    decoder = session.traceables()["decoder"]["main"]
     example = decoder.examples[0]
     start = time.perf_counter()
     decoder.run(example)

@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import measured_export, workspace, zoo
+from common import fp32_session, measured_export, workspace, zoo
 
 TEXT = "Hello there. This is a benchmark of the exported PocketTTS components, one frame at a time."
 
@@ -45,18 +45,14 @@ def main() -> None:
 def torch_vs_upstream_and_interpreter(export_dir: Path, variant: str) -> dict:
     import numpy as np
 
-    from zoo.core import RunOptions, WeightsSource
+    from zoo.core import RunOptions
     from zoo.core.mil import MilProgram
-    from zoo.core.pipeline import normalise_functions
-    from zoo.core.runtime import TorchRuntime
-    from zoo.plugins.pocket_tts import constants, loop, reference, traceables
-    from zoo.plugins.pocket_tts import zoo_register_models
+    from zoo.core.plugins import PluginHost
+    from zoo.plugins.pocket_tts import loop
 
-    options = dict(zoo_register_models()[0].variants[variant].options)
-    ref = reference.load(WeightsSource.random(0), size=options["size"]).model
-    comps = traceables.build(ref, options, "fp32")
-    files = constants.export(ref, options, "fp32", Path(tempfile.mkdtemp()))
-    runtime = TorchRuntime({k: normalise_functions(v) for k, v in comps.items()}, files)
+    session = fp32_session(PluginHost(), "pocket_tts", variant)
+    ref = session.reference().model
+    runtime = session.torch_runtime(Path(tempfile.mkdtemp()))
 
     probe = loop.run(runtime, TEXT, RunOptions(settings={"temperature": "0", "eos_threshold": "1e9"}))
     logits = [v for c in probe.info["chunks"] for v in c["eos_logits"][6:]]
@@ -74,7 +70,7 @@ def torch_vs_upstream_and_interpreter(export_dir: Path, variant: str) -> dict:
     up = tts.generate_audio(ref.voices["random"], TEXT)
     up_s = time.perf_counter() - start
 
-    step = comps["flowlm"]["step"]
+    step = session.traceables()["flowlm"]["step"]
     example = step.examples[0]
     program = MilProgram.load(export_dir / "flowlm.mlpackage")
     n = 5

@@ -18,7 +18,7 @@ import json
 import time
 from pathlib import Path
 
-from common import measured_export, workspace, zoo
+from common import fp32_session, measured_export, workspace, zoo
 
 TEXT = "Hello there. This is a benchmark of the exported VibeVoice components."
 
@@ -46,13 +46,12 @@ def layout_and_interpreter(export_dir: Path, variant: str) -> dict:
     import torch
     from transformers import DynamicCache
 
-    from zoo.core import WeightsSource
     from zoo.core.mil import MilProgram
-    from zoo.plugins.vibevoice import reference, traceables, zoo_register_models
+    from zoo.core.plugins import PluginHost
     from zoo.plugins.vibevoice.lm import from_qwen2
 
-    options = dict(zoo_register_models()[0].variants[variant].options)
-    loaded = reference.load(WeightsSource.random(0), size=options["size"])
+    session = fp32_session(PluginHost(), "vibevoice", variant)
+    loaded = session.reference()
     model = loaded.model
     cfg = model.cfg["decoder"]
     ane = from_qwen2(model.lm, cfg, 32, 256, embed=True, final_norm=False)  # fp32 cache: the layout alone
@@ -62,9 +61,8 @@ def layout_and_interpreter(export_dir: Path, variant: str) -> dict:
         got = ane(ids.to(torch.int32), torch.tensor([0], dtype=torch.int32), torch.tensor([32], dtype=torch.int32))[0, :, 0, :].T
     out = {"params": loaded.info["params"], "ane_lm_max_abs": float((got - want).abs().max()), "ane_lm_scale": float(want.abs().max())}
 
-    comps = traceables.build(model, options)
     for name in ("tts_lm", "decoder"):
-        traceable = comps[name]
+        traceable = session.traceables()[name]["main"]
         example = traceable.examples[-1]
         start = time.perf_counter()
         traceable.run(example)

@@ -52,3 +52,15 @@ def measured_export(env: dict, work: Path, model: str, variant: str) -> tuple[di
         for v in entry["validation"]
     ]
     return report, entry, figures
+
+
+def fp32_session(host: Any, model: str, variant: str) -> Any:
+    """A model session on the variant's architecture with seeded random weights (seed 0), its
+    traceables in fp32 (the torch side of a benchmark runs at upstream's precision)."""
+    import dataclasses
+
+    from zoo.core import WeightsSource
+    from zoo.core.session import ModelSession
+
+    spec = host.model(model).variant(variant)
+    return ModelSession(host, model, dataclasses.replace(spec, precision="fp32"), WeightsSource.random(0))

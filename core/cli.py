@@ -133,7 +133,7 @@ def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", h
     try:
         exports = state.registry().exports()
         registry_error = None
-        from .pipeline import orphaned_exports
+        from .publish import orphaned_exports
 
         orphans = [str(p) for p in orphaned_exports(state.registry())]
     except RegistryError as exc:
@@ -187,66 +187,6 @@ def _print_orphans(orphans: list[str]) -> None:
 
 
 # -------------------------------------------------------------------------- export
-class RichReporter:
-    def __init__(self, console: Console, quiet: bool):
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        self.console = console
-        self.quiet = quiet
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console, transient=True, disable=quiet)
-        self.task = self.progress.add_task("export", total=1)
-        self.planned: set[str] = set()
-
-    def __enter__(self) -> "RichReporter":
-        self.progress.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.progress.stop()
-
-    def plan(self, stages: list[str]) -> None:
-        self.planned = set(stages)
-        self.progress.update(self.task, total=len(stages), completed=0)
-
-    def begin(self, stage: str) -> None:
-        self.progress.update(self.task, description=stage)
-
-    def end(self, result: Any) -> None:
-        if result.stage in self.planned:
-            self.progress.advance(self.task)
-        if not self.quiet:
-            mark = {"done": "[green]✓[/]", "cached": "[cyan]✓[/]", "failed": "[red]✗[/]"}.get(result.status, "·")
-            note = " (cached)" if result.status == "cached" else ""
-            self.console.print(f"{mark} {result.stage}{note} [dim]{result.seconds:.1f}s[/] {result.detail if result.status == 'failed' else ''}")
-
-
-def _print_report(report: Any) -> None:
-    table = Table(title=f"export {report.model} ({report.variant}, weights {report.weights})", title_justify="left")
-    for col in ("stage", "status", "seconds", "detail"):
-        table.add_column(col)
-    for s in report.stages:
-        mark = {"done": "[green]✓ done[/]", "cached": "[cyan]✓ cached[/]", "failed": "[red]✗ failed[/]"}.get(s.status, s.status)
-        table.add_row(s.stage, mark, f"{s.seconds:.1f}", s.detail)
-    out.print(table)
-    if report.checks:
-        checks = Table(title="validation", title_justify="left")
-        for col in ("level", "component", "metric", "value", "threshold", "status", "bound from / note"):
-            checks.add_column(col)
-        for c in report.checks:
-            mark = {"passed": "[green]✓ passed[/]", "failed": "[red]✗ failed[/]", "skipped": "[yellow]- skipped[/]"}[c.status]
-            value = "" if c.value is None else f"{c.value:.3g}"
-            threshold = "" if c.threshold is None else f"{c.threshold:.3g}"
-            note = c.reason if (c.reason and (c.status != "passed" or not c.basis)) else c.basis
-            checks.add_row(c.level, c.component, c.metric or c.reason, value, threshold, mark, note if c.metric else "")
-        out.print(checks)
-    for warning in report.warnings:
-        err.print(f"[yellow]! {warning}[/]")
-    if report.ok:
-        out.print(f"[green]✓ registered {report.export_id}[/] at {report.path} (validation level: {report.level})")
-    else:
-        out.print(f"[red]✗ export failed: {report.error}[/]")
-
-
 @app.command()
 def export(
     ctx: typer.Context,
@@ -267,7 +207,8 @@ def export(
     Finished stages are cached: running the same export again reuses them.
     """
     from .cache import StageCache
-    from .pipeline import Exporter, ExportFailed
+    from .pipeline import Exporter
+    from .report import ExportFailed, RichReporter, print_report
 
     state = _state(ctx)
     spec = _model(ctx, model)
@@ -290,7 +231,7 @@ def export(
     if as_json:
         print(json.dumps(report.as_dict(), indent=1))
     else:
-        _print_report(report)
+        print_report(report, out, err)
     if not report.ok:
         raise typer.Exit(EXIT_FAILED)
 
@@ -315,7 +256,7 @@ def verify(
     entries, problems, executed = run_verify(registry, key, execute)
     if key and not entries:
         _fail(f"no export or model {key!r} in {registry.path}", EXIT_USAGE)
-    from .pipeline import orphaned_exports
+    from .publish import orphaned_exports
 
     orphans = [str(p) for p in orphaned_exports(registry)]
     if as_json:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -109,6 +110,56 @@ def entry_problem(entry: dict[str, Any]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Item:
+    """One file or package an entry lists (``[[exports.components]]``, ``constants``, ``parity``)."""
+
+    name: str
+    path: str  # relative to the export directory
+    sha256: str
+    bytes: int
+    functions: tuple[str, ...] | None = None  # components only
+
+
+@dataclass
+class ExportEntry:
+    """One ``[[exports]]`` table, as the pipeline writes it (the fields HEADER documents)."""
+
+    id: str
+    model: str
+    validation_level: str
+    created_at: str
+    path: str
+    plugin: dict[str, str]
+    variant: dict[str, Any]
+    weights: dict[str, Any]
+    tools: dict[str, str]
+    components: list[Item]
+    constants: list[Item] = field(default_factory=list)
+    parity: list[Item] = field(default_factory=list)
+    validation: list[dict[str, Any]] = field(default_factory=list)
+    status: str = "valid"
+
+    def record(self) -> dict[str, Any]:
+        """The TOML table: keys in HEADER's order, no empty optional values."""
+        def item(i: Item) -> dict[str, Any]:
+            d = {k: v for k, v in asdict(i).items() if v is not None}
+            if i.functions is not None:
+                d["functions"] = list(i.functions)
+            return d
+
+        order = ("id", "model", "status", "validation_level", "created_at", "path", "plugin", "variant", "weights", "tools")
+        table: dict[str, Any] = {k: getattr(self, k) for k in order}
+        table["components"] = [item(i) for i in self.components]
+        table["constants"] = [item(i) for i in self.constants]
+        table["parity"] = [item(i) for i in self.parity]
+        table["validation"] = list(self.validation)
+        problem = entry_problem(table)
+        if problem:
+            raise ValueError(f"export {self.id}: {problem}")
+        return table
+
+
 def default_registry_path() -> Path:
     return Path(os.environ.get(ENV_VAR) or DEFAULT_PATH)
 
@@ -198,13 +249,15 @@ class Registry:
         except ValueError:
             return str(path)
 
-    def add(self, entry: dict[str, Any], before_write: Any = None) -> None:
+    def add(self, entry: "ExportEntry | dict[str, Any]", before_write: Any = None) -> None:
         """Append one export atomically under the lock.
 
         ``before_write`` (optional, no arguments) runs under the lock after the
         registry parsed and before it is replaced — used to move the export into
         place only once the registry is known to be writable.
         """
+        if isinstance(entry, ExportEntry):
+            entry = entry.record()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock():
             doc = self.read()

@@ -9,11 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from .audio import write_wav
-from .pipeline import normalise_functions
 from .plugins import PluginHost
 from .registry import Registry
-from .runtime import BACKENDS, BackendUnavailable, ComponentRuntime, CoreMLRuntime, MilRuntime, TorchRuntime
-from .spec import Reference, RunOptions, RunResult, WeightsSource
+from .runtime import BACKENDS, BackendUnavailable, ComponentRuntime, CoreMLRuntime, MilRuntime
+from .spec import RunOptions, RunResult, WeightsSource
 
 
 @dataclass
@@ -53,22 +52,14 @@ def build_runtime(
     variant: str | None,
     workdir: Path,
 ) -> tuple[ComponentRuntime, str]:
-    model = host.model(model_name)
+    host.model(model_name)  # an unknown model is refused before anything loads
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "torch":
-        var = model.variant(variant)
-        if weights is None:
-            if not (model.hub_repo and model.revision):
-                raise ValueError(f"model {model_name!r} has no hub repository; pass --weights PATH or --random-weights")
-            weights = WeightsSource.hub(model.hub_repo, model.revision)
-        reference = host.call(model, "load_reference", variant=var, weights=weights)
-        if not isinstance(reference, Reference):
-            raise TypeError("load_reference must return zoo.core.Reference")
-        raw = host.call(model, "build_traceables", variant=var, reference=reference)
-        traceables = {name: normalise_functions(value) for name, value in dict(raw).items()}
-        constants = host.call(model, "export_constants", variant=var, reference=reference, out_dir=workdir)
-        return TorchRuntime(traceables, constants), f"traceables ({weights.describe()}, variant {var.name})"
+        from .session import ModelSession
+
+        session = ModelSession(host, model_name, variant, weights)
+        return session.torch_runtime(workdir), f"traceables ({session.weights.describe()}, variant {session.variant.name})"
     entry = registry.latest_valid(model_name)
     if entry is None:
         raise BackendUnavailable(f"no valid export of {model_name!r} in {registry.path}; run `zoo export {model_name}` first")

@@ -10,28 +10,32 @@ import pytest
 pytest.importorskip("pocket_tts", reason="pocket-tts is not installed (pip install zoo-tts[pocket_tts])")
 
 from zoo.core import RunOptions, WeightsSource  # noqa: E402
-from zoo.core.pipeline import normalise_functions  # noqa: E402
-from zoo.core.runtime import TorchRuntime  # noqa: E402
-from zoo.plugins.pocket_tts import constants, loop, reference, traceables, zoo_register_models  # noqa: E402
+from zoo.core.plugins import PluginHost  # noqa: E402
+from zoo.core.session import ModelSession  # noqa: E402
+from zoo.plugins.pocket_tts import loop, zoo_register_models  # noqa: E402
 
 SMALL = dict(zoo_register_models()[0].variants["small-fp32"].options)
 
 
 @pytest.fixture(scope="session")
-def small_ref():
-    return reference.load(WeightsSource.random(0), size="small", voice_seconds=2.0).model
+def small_session():
+    return ModelSession(PluginHost(), "pocket_tts", "small-fp32", WeightsSource.random(0))
 
 
 @pytest.fixture(scope="session")
-def small_components(small_ref):
-    return traceables.build(small_ref, SMALL, "fp32")
+def small_ref(small_session):
+    return small_session.reference().model
 
 
 @pytest.fixture(scope="session")
-def small_runtime(small_ref, small_components, tmp_path_factory):
-    out = tmp_path_factory.mktemp("pocket-constants")
-    files = constants.export(small_ref, SMALL, "fp32", out)
-    return TorchRuntime({k: normalise_functions(v) for k, v in small_components.items()}, files)
+def small_components(small_session):
+    """{component: {function: Traceable}} (a single-function component's is "main")."""
+    return small_session.traceables()
+
+
+@pytest.fixture(scope="session")
+def small_runtime(small_session, tmp_path_factory):
+    return small_session.torch_runtime(tmp_path_factory.mktemp("pocket-constants"))
 
 
 def speak(runtime, text, seed=0, **settings):

@@ -19,9 +19,8 @@ import torch
 from zoo.core import WeightsSource
 from zoo.core.float64 import modules_in
 from zoo.core.levels import reference as reference_level
-from zoo.core.pipeline import normalise_functions
+from zoo.core.session import ModelSession
 from zoo.core.plugins import PluginHost
-from zoo.core.runtime import TorchRuntime
 from zoo.core.validation import loop_checks
 
 SEEDS = (0, 1, 2)
@@ -34,13 +33,14 @@ class Subject:
     def __init__(self, plugin: str, variant: str, seed: int, options: dict | None = None):
         import dataclasses
 
-        self.host = PluginHost()
-        self.model = self.host.model(plugin)
+        host = PluginHost()
+        self.model = host.model(plugin)
         variant_spec = self.model.variant(variant)
         if options:
             variant_spec = dataclasses.replace(variant_spec, options={**variant_spec.options, **options})
         self.variant = variant_spec
-        self.reference = self.host.call(self.model, "load_reference", variant=self.variant, weights=WeightsSource.random(seed))
+        self.session = ModelSession(host, plugin, self.variant, WeightsSource.random(seed))
+        self.reference = self.session.reference()
         self._originals = [(p, p.detach().clone()) for m in modules_in(self.reference.model) for p in m.parameters()]
 
     def scale(self, factor: float) -> None:
@@ -49,8 +49,7 @@ class Subject:
                 param.copy_(original * factor)
 
     def traceables(self) -> dict:
-        built = self.host.call(self.model, "build_traceables", variant=self.variant, reference=self.reference)
-        return {name: normalise_functions(value) for name, value in built.items()}
+        return self.session.traceables(fresh=True)  # the weights may have been scaled since
 
     def checks(self, component: str, functions: list[str] | None = None, traceables: dict | None = None, examples: int | None = None) -> list:
         import dataclasses
@@ -64,10 +63,8 @@ class Subject:
 
     def loop_checks(self, tmp_path) -> list:
         tmp_path.mkdir(parents=True, exist_ok=True)
-        traceables = self.traceables()
-        files = self.host.call(self.model, "export_constants", variant=self.variant, reference=self.reference, out_dir=tmp_path)
-        runtime = TorchRuntime(traceables, {k: tmp_path / v if not str(v).startswith("/") else v for k, v in dict(files).items()})
-        return loop_checks(self.host.call(self.model, "loop_parity", variant=self.variant, reference=self.reference, runtime=runtime))
+        self.traceables()
+        return loop_checks(self.session.loop_parity(self.session.torch_runtime(tmp_path)))
 
 
 def failed(checks: list, metric: str | None = None) -> list:

@@ -10,7 +10,7 @@ from functools import partial
 
 import numpy as np
 import torch
-from pocket import SMALL, small_components, small_ref, small_runtime  # noqa: F401  (fixtures)
+from pocket import SMALL, small_components, small_ref, small_runtime, small_session  # noqa: F401  (fixtures)
 
 from zoo.plugins.pocket_tts import reference as upstream
 from zoo.plugins.pocket_tts import traceables

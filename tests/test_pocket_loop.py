@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from pocket import small_components, small_ref, small_runtime, speak  # noqa: F401  (fixtures)
+from pocket import small_components, small_ref, small_runtime, small_session, speak  # noqa: F401  (fixtures)
 
 from zoo.core import RunOptions
 from zoo.core.audio import write_wav
@@ -92,7 +92,7 @@ def test_voice_cloning_matches_upstream_and_is_cached(small_ref, small_runtime, 
 def test_voice_encoder_ignores_padding_after_the_prompt(small_ref, small_components):
     import torch
 
-    encoder = small_components["voice_encoder"]
+    encoder = small_components["voice_encoder"]["main"]
     audio = encoder.examples[0]["audio"].copy()
     n = 1920 * 7
     with torch.no_grad():

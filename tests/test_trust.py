@@ -268,22 +268,19 @@ def test_verify_execute_never_skips_a_component_silently(zoo: Zoo):
 
 def test_stage_cache_key_covers_zoo_core_sources(monkeypatch, tmp_path):
     """An edit to zoo.core (a kernel, the default convert) must not reuse cached convert/mil verdicts."""
-    from zoo.core import pipeline
+    from zoo.core import stages as stages_module
     from zoo.core.cache import StageCache
-    from zoo.core.plugins import PluginHost
-    from zoo.core.registry import Registry as Reg
-    from zoo.core.spec import WeightsSource
+    from zoo.core.report import ExportReport, Reporter
 
-    pytest.importorskip("pocket_tts")
-    exporter = pipeline.Exporter(PluginHost(), "pocket_tts", "small-fp32", WeightsSource.random(0), tmp_path / "out", Reg(tmp_path / "r.toml"), StageCache(tmp_path / "c"))
-    exporter._tools, exporter._weights_ident = pipeline.tool_versions(), {"kind": "random", "seed": 0}
+    stages = stages_module.Stages(StageCache(tmp_path / "c"), ExportReport("m", "v", "w"), Reporter(), {"model": "m", "plugin": ["p", "1", "abc"]})
     keys = []
     for digest in ("core-a", "core-b"):
-        monkeypatch.setattr(pipeline, "_CORE_DIGEST", digest)
-        keys.append(exporter._key("convert:flowlm"))
+        monkeypatch.setattr(stages_module, "_CORE_DIGEST", digest)
+        keys.append(stages.key("convert:flowlm"))
     assert keys[0] != keys[1]
-    monkeypatch.setattr(pipeline, "_CORE_DIGEST", None)
-    assert pipeline.core_digest() == pipeline.core_digest() and len(pipeline.core_digest()) == 64
+    monkeypatch.setattr(stages_module, "_CORE_DIGEST", None)
+    digest = stages_module.core_digest()
+    assert digest == stages_module.core_digest() and len(digest) == 64
 
 
 def test_reading_a_package_never_writes_to_it(zoo: Zoo):
