@@ -2,12 +2,17 @@
 
 What a plugin needs is importable from here::
 
-    from zoo.core import hookimpl, ModelSpec, Variant, ComponentSpec, Tolerance, Traceable, TensorSpec
+    from zoo.core import ModelPlugin, Record, ModelSpec, Variant, ComponentSpec, Tolerance, Traceable, TensorSpec
+
+(``ModelPlugin``: the skeleton every model plugin derives from, see ``skeleton.py``;
+``hookimpl`` marks a hook implementation for anything the skeleton does not cover.)
 
 Nothing imported by this module pulls in torch or coremltools.
 """
 
+from .config import Record, RecordError
 from .hookspecs import hookimpl
+from .skeleton import ModelPlugin
 from .spec import (
     ComponentSpec,
     LoopCase,
@@ -25,6 +30,9 @@ from .spec import (
 
 __all__ = [
     "hookimpl",
+    "ModelPlugin",
+    "Record",
+    "RecordError",
     "ComponentSpec",
     "LoopCase",
     "ModelSpec",

@@ -75,6 +75,11 @@ def _source_digest(module: Any) -> str:
     """sha256 over a plugin's Python sources, so edited code invalidates caches."""
     from .hashing import python_sources_sha256
 
+    if not isinstance(module, ModuleType):  # an instance or class: the module that defines its class
+        import sys
+
+        cls = module if isinstance(module, type) else type(module)
+        module = sys.modules.get(cls.__module__)
     file = getattr(module, "__file__", None)
     if not file:
         return ""
@@ -148,7 +153,7 @@ class PluginHost:
             info.error = f"invalid plugin: {exc}"
             return info
         self._objects[info.name] = obj
-        info.source_digest = _source_digest(obj if isinstance(obj, ModuleType) else type(obj))
+        info.source_digest = _source_digest(obj)
         callers = self.pm.get_hookcallers(obj) or []
         unknown = [hc.name for hc in callers if not hc.has_spec()]
         if unknown:

@@ -12,9 +12,8 @@ pytest.importorskip("pocket_tts", reason="pocket-tts is not installed (pip insta
 from zoo.core import RunOptions, WeightsSource  # noqa: E402
 from zoo.core.plugins import PluginHost  # noqa: E402
 from zoo.core.session import ModelSession  # noqa: E402
-from zoo.plugins.pocket_tts import loop, zoo_register_models  # noqa: E402
-
-SMALL = dict(zoo_register_models()[0].variants["small-fp32"].options)
+from zoo.plugins.pocket_tts import loop  # noqa: E402
+from zoo.plugins.pocket_tts.options import SMALL  # noqa: E402,F401  (the small architecture's options)
 
 
 @pytest.fixture(scope="session")

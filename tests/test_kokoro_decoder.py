@@ -30,9 +30,10 @@ def test_conv_stft_reproduces_torch_stft_and_istft():
 @pytest.fixture(scope="module")
 def small():
     from zoo.core import WeightsSource
+    from zoo.plugins.kokoro.options import SMALL
     from zoo.plugins.kokoro.reference import load
 
-    return load(WeightsSource.random(0), size="small").model
+    return load(WeightsSource.random(0), SMALL).model
 
 
 def _inputs(ref, frames=40):

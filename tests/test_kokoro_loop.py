@@ -12,9 +12,10 @@ torch = pytest.importorskip("torch")
 @pytest.fixture(scope="module")
 def small():
     from zoo.core import WeightsSource
+    from zoo.plugins.kokoro.options import SMALL
     from zoo.plugins.kokoro.reference import load
 
-    return load(WeightsSource.random(0), size="small").model
+    return load(WeightsSource.random(0), SMALL).model
 
 
 class ModuleRuntime:

@@ -11,9 +11,10 @@ pytest.importorskip("kokoro", reason="kokoro is not installed (pip install zoo-t
 @pytest.fixture(scope="module")
 def small():
     from zoo.core import WeightsSource
+    from zoo.plugins.kokoro.options import SMALL
     from zoo.plugins.kokoro.reference import load
 
-    return load(WeightsSource.random(0), size="small").model
+    return load(WeightsSource.random(0), SMALL).model
 
 
 def _example(ref, bucket, n, seed=0):

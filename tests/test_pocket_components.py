@@ -64,7 +64,7 @@ def test_voice_first_then_text(small_ref, small_components):
     """Trial 11: text-first conditioning gave 0.6-0.9 cosine in the cache and unintelligible speech."""
     tts = small_ref.tts
     voice_state = small_ref.voices["random"]
-    voice_kv, voice_len = traceables.voice_cache(voice_state, SMALL["cache_size"])
+    voice_kv, voice_len = traceables.voice_cache(voice_state, SMALL.cache_size)
     tokens = torch.tensor([[5, 17, 300, 42, 9, 77]])
     text = tts.flow_lm.conditioner(tokens).detach().numpy()
     chunk = small_components["flowlm"]["prefill"].examples[0]["cond"].shape[1]
@@ -78,7 +78,7 @@ def test_voice_first_then_text(small_ref, small_components):
     tts._expand_kv_cache(state, voice_len + text.shape[1])
     with torch.no_grad():
         tts._run_flow_lm_and_increment_step(model_state=state, text_tokens=tokens)  # upstream: voice, then text
-    want, _ = traceables.voice_cache(state, SMALL["cache_size"])
+    want, _ = traceables.voice_cache(state, SMALL.cache_size)
     end = voice_len + text.shape[1]
     assert max_diff(ours[:, :, :end], want[:, :, :end]) <= 1e-4
 
@@ -98,9 +98,9 @@ def test_voice_first_then_text(small_ref, small_components):
 def test_flow_decode_times_are_i_over_n_and_next(small_ref):
     """Trial 7: s was fixed at 0 and t lagged by one step; only several decode steps expose it."""
     flow = small_ref.tts.flow_lm
-    step = traceables.Step(flow, SMALL["cache_size"], decode_steps=4).eval()
+    step = traceables.Step(flow, SMALL.cache_size, decode_steps=4).eval()
     rng = np.random.default_rng(2)
-    voice_kv, voice_len = traceables.voice_cache(small_ref.voices["random"], SMALL["cache_size"])
+    voice_kv, voice_len = traceables.voice_cache(small_ref.voices["random"], SMALL.cache_size)
     inputs = {"latent": rng.standard_normal((1, 32)).astype(np.float32), "noise": rng.standard_normal((1, 32)).astype(np.float32), "kv": voice_kv, "pos": np.array([voice_len], np.int32)}
     with torch.no_grad():
         ours = step(*(torch.from_numpy(v) for v in inputs.values()))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
@@ -70,16 +69,17 @@ def test_voice_cloning_matches_upstream_and_is_cached(small_ref, small_runtime, 
     from scipy.signal import resample_poly
 
     from zoo.plugins.pocket_tts import reference, traceables
+    from zoo.plugins.pocket_tts.options import RunConfig
 
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
     audio = resample_poly(reference.random_voice_audio(11, seconds=1.2)[0], 2, 3)  # 16 kHz: resampled on the way in
     wav = tmp_path / "prompt.wav"
     write_wav(wav, audio, 16000)
-    cfg = json.loads(small_runtime.constants["config"].read_text())
+    cfg = RunConfig.load(small_runtime.constants["config"])
     small_runtime.calls.clear()
     _, voice = loop.load_voice(small_runtime, str(wav), cfg)
     assert small_runtime.calls["voice_encoder"] == 1
-    want, length = traceables.voice_cache(reference.upstream_clone_state(small_ref.tts, wav), cfg["cache_size"])
+    want, length = traceables.voice_cache(reference.upstream_clone_state(small_ref.tts, wav), cfg.cache_size)
     assert voice.length == length
     assert np.max(np.abs(voice.kv - want[:, :, :length])) <= 1e-4
     small_runtime.calls.clear()

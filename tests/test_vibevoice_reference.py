@@ -15,6 +15,7 @@ from helpers import upstream_decoder_name  # noqa: E402
 
 from zoo.core import WeightsSource  # noqa: E402
 from zoo.plugins.vibevoice import reference  # noqa: E402
+from zoo.plugins.vibevoice.options import FULL, SMALL  # noqa: E402
 from zoo.plugins.vibevoice.diffusion import HEAD_KEYS  # noqa: E402
 
 
@@ -42,7 +43,7 @@ def test_checkpoint_directory_loads_strictly(tmp_path):
     from test_vibevoice_presets import _fake_preset
     from tokenizers import Tokenizer, models
 
-    small = reference.load(WeightsSource.random(0), size="small").model
+    small = reference.load(WeightsSource.random(0), SMALL).model
     cfg = small.cfg
     (tmp_path / "config.json").write_text(json.dumps({
         "decoder_config": {**cfg["decoder"], "model_type": "qwen2"},
@@ -55,7 +56,7 @@ def test_checkpoint_directory_loads_strictly(tmp_path):
     _fake_preset(tmp_path / "voices" / "en-Test_man.pt")
     Tokenizer(models.WordLevel({"[UNK]": 0, "hello": 1}, unk_token="[UNK]")).save(str(tmp_path / "tokenizer.json"))
 
-    loaded = reference.load(WeightsSource.local(tmp_path), size="full")
+    loaded = reference.load(WeightsSource.local(tmp_path), FULL)
     model = loaded.model
     for name in ("lm", "tts_lm", "tts_input_types", "connector", "head", "decoder", "eos"):
         want, got = getattr(small, name).state_dict(), getattr(model, name).state_dict()
@@ -69,11 +70,11 @@ def test_directory_without_voices_is_refused_with_a_hint(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(FileNotFoundError, match="demo/voices/streaming_model"):
-        reference.load(WeightsSource.local(tmp_path), size="full")
+        reference.load(WeightsSource.local(tmp_path), FULL)
 
 
 def test_random_weights_exercise_every_path():
-    model = reference.load(WeightsSource.random(0), size="small").model
+    model = reference.load(WeightsSource.random(0), SMALL).model
     assert np.isfinite([model.scaling, model.bias]).all()  # upstream leaves them NaN until trained
     assert all(float(p.abs().max()) > 0 for p in model.head.parameters())  # upstream zero-initialises parts
     gen = torch.Generator().manual_seed(0)

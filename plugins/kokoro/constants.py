@@ -8,12 +8,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from .options import KokoroOptions, RunConfig
 
-def export(kref: Any, options: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+
+def export(kref: Any, options: KokoroOptions, precision: str, out_dir: Path) -> dict[str, Path]:
     import numpy as np
     from safetensors.numpy import save_file
 
@@ -25,19 +26,17 @@ def export(kref: Any, options: dict[str, Any], out_dir: Path) -> dict[str, Path]
     files = {"voices": path}
 
     gen = kref.model.decoder.generator
-    config = {
-        "sample_rate": 24000,
-        "samples_per_frame": int(np.prod(kref.config["istftnet"]["upsample_rates"])) * gen.stft.hop_length * 2,
-        "buckets": [int(b) for b in options["buckets"]],
-        "max_frames": int(options["max_frames"]),
-        "max_phonemes": 510,
-        "noise_channels": gen.m_source.l_sin_gen.dim,
-        "style_dim": int(kref.config["style_dim"]),
-        "vocab": dict(kref.config["vocab"]),
-        "voices": sorted(voices),
-        "default_voice": "af_heart" if "af_heart" in voices else sorted(voices)[0],
-    }
-    path = out_dir / "config.json"
-    path.write_text(json.dumps(config, indent=1, ensure_ascii=False, sort_keys=True))
-    files["config"] = path
+    config = RunConfig(
+        sample_rate=24000,
+        samples_per_frame=int(np.prod(kref.config["istftnet"]["upsample_rates"])) * gen.stft.hop_length * 2,
+        buckets=tuple(int(b) for b in options.buckets),
+        max_frames=options.max_frames,
+        max_phonemes=510,
+        noise_channels=gen.m_source.l_sin_gen.dim,
+        style_dim=int(kref.config["style_dim"]),
+        vocab=dict(kref.config["vocab"]),
+        voices=tuple(sorted(voices)),
+        default_voice="af_heart" if "af_heart" in voices else sorted(voices)[0],
+    )
+    files["config"] = config.save(out_dir / "config.json")
     return files

@@ -13,14 +13,12 @@ unpadded tokens exactly as KModel does; the packages run the padded bucket.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from zoo.core.validation import spectral_distance
-from zoo.core import RunOptions, RunResult
+from ...core import RunOptions, RunResult
+from .options import RunConfig
 
 MAX_PHONEMES = 510
 SETTINGS = {"phonemes": str, "speed": float}
@@ -138,13 +136,13 @@ def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
 def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
     from safetensors.numpy import load_file
 
-    cfg = json.loads(Path(runtime.constants["config"]).read_text())
+    cfg = RunConfig.load(runtime.constants["config"])
     settings = parse_settings(options.settings)
     voices = load_file(str(runtime.constants["voices"]))
-    voice = options.voice or cfg["default_voice"]
+    voice = options.voice or cfg.default_voice
     if voice not in voices:
         raise ValueError(f"unknown voice {voice!r}; this export has {', '.join(sorted(voices))}")
-    vocab = cfg["vocab"]
+    vocab = cfg.vocab
     if "phonemes" in settings:
         phonemes, g2p = settings["phonemes"], "given"
     else:
@@ -152,62 +150,19 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
         phonemes, g2p = phonemize(text, converter), f"{type(converter).__module__}.{type(converter).__name__}"
     if not any(ch in vocab for ch in phonemes):
         raise ValueError(f"no known phonemes in {phonemes!r}")
-    limit = min(MAX_PHONEMES, max(cfg["buckets"]) - 2)
+    limit = min(MAX_PHONEMES, max(cfg.buckets) - 2)
     rng = np.random.default_rng(options.seed)
 
     def noise(shape: tuple[int, ...]) -> Any:
-        if shape[1] > cfg["max_frames"] * cfg["samples_per_frame"]:
-            raise ValueError(f"{shape[1] // cfg['samples_per_frame']} frames: more than the export's {cfg['max_frames']}")
+        if shape[1] > cfg.max_frames * cfg.samples_per_frame:
+            raise ValueError(f"{shape[1] // cfg.samples_per_frame} frames: more than the export's {cfg.max_frames}")
         return rng.standard_normal(shape).astype(np.float32)
 
     pieces, frames, report = [], 0, []
     for piece in split_phonemes(phonemes, vocab, limit):
-        audio, counts = synthesize(runtime, piece, vocab, voices[voice], cfg["buckets"], settings.get("speed", 1.0), noise)
+        audio, counts = synthesize(runtime, piece, vocab, voices[voice], list(cfg.buckets), settings.get("speed", 1.0), noise)
         pieces.append(audio)
         frames += int(counts.sum())
         report.append({"phonemes": piece, "tokens": len(counts), "frames": int(counts.sum()), "durations": counts.tolist()})
     audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    return RunResult(audio, cfg["sample_rate"], frames, {"voice": voice, "g2p": g2p, "pieces": report})
-
-
-#: espeak-ng's en-us phonemes for "Hello world. How are you today?" (fixed: no G2P in the comparison)
-PARITY_PHONEMES = "həlˈO wˈɜːld. hˌW ɑːɹ juː tədˈA?"
-
-
-def parity_cases(runtime: Any, kref: Any, factor: float, seed: int = 0) -> list[Any]:
-    """The run loop on ``runtime`` vs KModel.forward on the same phonemes, voice and noise.
-
-    ``durations``: per-token frame counts, exactly. ``utterance``: the audio, phase-blind, within
-    ``factor`` × how far KModel's own audio moves when its style vector is perturbed by the fp32 unit
-    roundoff (the decoder is chaotic sample by sample, and how much depends on the weights: a fixed
-    bound fits one seed's weights only).
-    """
-    import torch
-
-    from zoo.core import LoopCase, Tolerance
-
-    from .decoder import deterministic_upstream
-
-    voice_name = sorted(kref.voices)[0]
-    options = RunOptions(voice=voice_name, seed=seed, settings={"phonemes": PARITY_PHONEMES})
-    ours = run(runtime, "(phonemes given)", options)
-    # the loop's noise: numpy's default_rng(seed), standard normal, [1, samples, 9] (one piece here)
-    noise = np.random.default_rng(seed).standard_normal((1, len(ours.audio), 9)).astype(np.float32)
-    style = kref.voices[voice_name][len(PARITY_PHONEMES) - 1]
-    signs = torch.from_numpy(np.random.default_rng(seed + 1).choice([-1.0, 1.0], size=tuple(style.shape)))
-    nudged = (style.double() * (1 + 2.0**-24 * signs)).to(style.dtype)
-    with torch.no_grad():
-        with deterministic_upstream(kref.model, noise):
-            out = kref.model(PARITY_PHONEMES, style, 1, return_output=True)
-        with deterministic_upstream(kref.model, noise):
-            moved = kref.model(PARITY_PHONEMES, nudged, 1, return_output=True)
-    expected = out.audio.numpy().reshape(-1)
-    movement = spectral_distance(moved.audio.numpy().reshape(-1), expected) if moved.audio.numel() == out.audio.numel() else float("inf")
-    floor = 1e-4  # a bit-stable decoder moves by ~1e-7 relative: do not demand less than this
-    bound = factor * max(movement, floor)
-    info = {"phonemes": PARITY_PHONEMES, "voice": voice_name, "seed": seed, "frames": ours.frames, "kmodel_frames": int(out.pred_dur.sum())}
-    ours_durations = np.concatenate([np.asarray(p["durations"]) for p in ours.info["pieces"]])
-    return [
-        LoopCase("durations", ours_durations.astype(np.float64), out.pred_dur.numpy().astype(np.float64), Tolerance(max_abs=0.0), info),
-        LoopCase("utterance", ours.audio, expected, Tolerance(spectral_max=bound), {**info, "kmodel_movement": f"{movement:.3g}", "factor": factor}),
-    ]
+    return RunResult(audio, cfg.sample_rate, frames, {"voice": voice, "g2p": g2p, "pieces": report})

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.core import Reference, WeightsSource
-from zoo.core.hashing import file_sha256
-
+from ...core import Reference, WeightsSource
+from ...core.hashing import file_sha256
 from .config import CONFIG, HUB_REPO, WEIGHTS_FILE, small_config
+from .options import KokoroOptions
 
 
 @dataclass
@@ -83,9 +83,10 @@ def random_voice(seed: int, style_dim: int) -> Any:
     return 0.15 * torch.randn((510, 1, 2 * style_dim), generator=gen)
 
 
-def load(weights: WeightsSource, size: str = "full", voices: list[str] | None = None) -> Reference:
+def load(weights: WeightsSource, options: KokoroOptions, voices: list[str] | None = None) -> Reference:
     import torch
 
+    size = options.size
     files: dict[str, str] = {}
     if weights.kind == "random":
         config = CONFIG if size == "full" else small_config()

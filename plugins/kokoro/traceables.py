@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .options import KokoroOptions
+
 
 def _direction(lstm: nn.LSTM, suffix: str) -> nn.LSTM:
     """One direction of a bidirectional single-layer LSTM as its own batch-first LSTM."""
@@ -176,19 +178,19 @@ def _decoder_example(kref: Any, count: int, rng: Any) -> dict[str, Any]:
     return {"en": en, "asr": asr, "style": tokens["style"], "noise": noise}
 
 
-def build(kref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
+def build(kref: Any, options: KokoroOptions, precision: str) -> dict[str, Any]:
     import numpy as np
 
-    from zoo.core import TensorSpec, Traceable
+    from ...core import TensorSpec, Traceable
 
     from .decoder import Decoder, fp32_scopes, upstream_decoder
 
     model = kref.model
     style_width = 2 * model.predictor.text_encoder.sty_dim
-    rng = np.random.default_rng(int(options.get("seed", 0)))
+    rng = np.random.default_rng(0)
 
     predictor: dict[str, Traceable] = {}
-    for bucket in options["buckets"]:
+    for bucket in options.buckets:
         counts = sorted({max(3, bucket // 2 + 1), bucket})
         predictor[f"tokens{bucket}"] = Traceable(
             module=Predictor(model, bucket).eval(),
@@ -203,9 +205,9 @@ def build(kref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
             reference=lambda **kw: upstream_predictor(model, **kw),
         )
 
-    max_frames = int(options["max_frames"])
+    max_frames = options.max_frames
     channels = model.predictor.text_encoder.d_model + model.predictor.text_encoder.sty_dim
-    examples = [_decoder_example(kref, n, rng) for n in options["decoder_tokens"]]
+    examples = [_decoder_example(kref, n, rng) for n in options.decoder_tokens]
     decoder = Traceable(
         module=Decoder(model).eval(),
         inputs=[
@@ -221,7 +223,7 @@ def build(kref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
             # IEEE division as traced: the chaotic generator turns x * (1/y) vs x / y into audible differences
             "remove_passes": ["common::divide_to_multiply"],
             # the variant's fp32 islands in an fp16 export (the harmonic source: its phase does not fit fp16)
-            **({"op_selector": fp32_scopes(options["fp32_scopes"])} if options.get("fp32_scopes") else {}),
+            **({"op_selector": fp32_scopes(options.fp32_scopes)} if options.fp32_scopes else {}),
         },
     )
     return {"predictor": predictor, "decoder": decoder}

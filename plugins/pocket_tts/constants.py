@@ -10,15 +10,15 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+from .options import PocketOptions, RunConfig, TextRulesRecord
 from .traceables import MimiDecoder, _np, initial_mimi_state, voice_cache
 
 
-def export(ref: Any, options: dict[str, Any], precision: str, out_dir: Path) -> dict[str, Path]:
+def export(ref: Any, options: PocketOptions, precision: str, out_dir: Path) -> dict[str, Path]:
     import numpy as np
     from safetensors.numpy import save_file
 
@@ -47,7 +47,7 @@ def export(ref: Any, options: dict[str, Any], precision: str, out_dir: Path) -> 
     files["mimi_init_state"] = path
 
     for name, state in ref.voices.items():
-        kv, length = voice_cache(state, int(options["cache_size"]))
+        kv, length = voice_cache(state, options.cache_size)
         path = out_dir / f"voice_{name}.safetensors"
         save_file({"kv": kv[:, :, :length].astype(store).copy(), "length": np.array([length], np.int32)}, str(path))
         files[f"voice_{name}"] = path
@@ -57,40 +57,38 @@ def export(ref: Any, options: dict[str, Any], precision: str, out_dir: Path) -> 
     files["tokenizer"] = path
 
     config = tts.config
-    run_config = {
-        "sample_rate": config.mimi.sample_rate,
-        "frame_rate": config.mimi.frame_rate,
-        "samples_per_frame": int(config.mimi.sample_rate / config.mimi.frame_rate),
-        "mimi_steps_per_frame": MimiDecoder(tts.mimi, 1).steps_per_frame,
-        "mimi_frames_per_call": int(options["mimi_frames"]),
-        "mimi_stateful": bool(options.get("stateful_mimi", False)),
-        "cache_size": int(options["cache_size"]),
-        "kv_layers": len(flow.transformer.layers),
-        "kv_width": flow.transformer.layers[0].self_attn.attn_dim,
-        "chunk": int(options["chunk"]),
-        "decode_steps": int(options["decode_steps"]),
-        "mimi_max_positions": int(options["mimi_max_positions"]),
-        "temperature": float(tts.temp),
-        "eos_threshold": float(tts.eos_threshold),
-        "frames_after_eos": config.model_recommended_frames_after_eos,
-        "min_frames_before_eos": tts._MIN_FRAMES_BEFORE_EOS,
-        "tokens_per_second": tts._TOKENS_PER_SECOND_ESTIMATE,
-        "gen_seconds_padding": tts._GEN_SECONDS_PADDING,
-        "max_tokens_per_chunk": 50,
-        "fade_in_samples": config.mimi.sample_rate // 200,
-        "voice_prompt_samples": int(options["voice_seconds"] * config.mimi.sample_rate),
-        "default_voice": "alba" if "alba" in ref.voices else next(iter(ref.voices), None),
-        "voices": sorted(ref.voices),
-        "tokenizer_is_real": bool(ref.tokenizer_is_real),
-        "text_rules": {
-            "pad_with_spaces_for_short_inputs": config.pad_with_spaces_for_short_inputs,
-            "remove_semicolons": config.remove_semicolons,
-            "append_terminal_punctuation": config.append_terminal_punctuation,
-            "capitalize_first_letter": config.capitalize_first_letter,
-            "replace_characters": sorted(config.replace_characters.items()),
-        },
-    }
-    path = out_dir / "config.json"
-    path.write_text(json.dumps(run_config, indent=1, sort_keys=True))
-    files["config"] = path
+    run_config = RunConfig(
+        sample_rate=config.mimi.sample_rate,
+        frame_rate=config.mimi.frame_rate,
+        samples_per_frame=int(config.mimi.sample_rate / config.mimi.frame_rate),
+        mimi_steps_per_frame=MimiDecoder(tts.mimi, 1).steps_per_frame,
+        mimi_frames_per_call=options.mimi_frames,
+        mimi_stateful=options.stateful_mimi,
+        cache_size=options.cache_size,
+        kv_layers=len(flow.transformer.layers),
+        kv_width=flow.transformer.layers[0].self_attn.attn_dim,
+        chunk=options.chunk,
+        decode_steps=options.decode_steps,
+        mimi_max_positions=options.mimi_max_positions,
+        temperature=float(tts.temp),
+        eos_threshold=float(tts.eos_threshold),
+        frames_after_eos=config.model_recommended_frames_after_eos,
+        min_frames_before_eos=tts._MIN_FRAMES_BEFORE_EOS,
+        tokens_per_second=float(tts._TOKENS_PER_SECOND_ESTIMATE),
+        gen_seconds_padding=float(tts._GEN_SECONDS_PADDING),
+        max_tokens_per_chunk=50,
+        fade_in_samples=config.mimi.sample_rate // 200,
+        voice_prompt_samples=int(options.voice_seconds * config.mimi.sample_rate),
+        default_voice="alba" if "alba" in ref.voices else next(iter(ref.voices), None),
+        voices=sorted(ref.voices),
+        tokenizer_is_real=bool(ref.tokenizer_is_real),
+        text_rules=TextRulesRecord(
+            pad_with_spaces_for_short_inputs=config.pad_with_spaces_for_short_inputs,
+            remove_semicolons=config.remove_semicolons,
+            append_terminal_punctuation=config.append_terminal_punctuation,
+            capitalize_first_letter=config.capitalize_first_letter,
+            replace_characters=[list(p) for p in sorted(config.replace_characters.items())],
+        ).as_dict(),
+    )
+    files["config"] = run_config.save(out_dir / "config.json")
     return files

@@ -10,16 +10,15 @@ the first 5 ms of every chunk faded in.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from zoo.core import RunOptions, RunResult
-from zoo.core.audio import read_wav, resample
-
+from ...core import RunOptions, RunResult
+from ...core.audio import read_wav, resample
+from .options import RunConfig, TextRulesRecord
 from .text import TextRules, prepare, split
 
 SETTINGS = {
@@ -42,14 +41,14 @@ class MimiStream:
     causal, so the padding only produces audio that is dropped.
     """
 
-    def __init__(self, runtime: Any, cfg: dict[str, Any], init: dict[str, Any], quant: Any, mean: Any, std: Any):
+    def __init__(self, runtime: Any, cfg: RunConfig, init: dict[str, Any], quant: Any, mean: Any, std: Any):
         from concurrent.futures import ThreadPoolExecutor
 
         self.runtime, self.quant, self.mean, self.std = runtime, quant, mean, std
-        self.frames = cfg["mimi_frames_per_call"]
-        self.steps = cfg["mimi_steps_per_frame"]
-        self.samples = cfg["samples_per_frame"]
-        self.stateful = cfg.get("mimi_stateful", False)
+        self.frames = cfg.mimi_frames_per_call
+        self.steps = cfg.mimi_steps_per_frame
+        self.samples = cfg.samples_per_frame
+        self.stateful = cfg.mimi_stateful
         self.state = {} if self.stateful else {k: v.copy() for k, v in init.items()}
         self.pos = 0
         self.pending: list[Any] = []
@@ -124,12 +123,12 @@ def prefill(runtime: Any, kv: Any, pos: int, tokens: Any, chunk: int) -> int:
     return pos
 
 
-def load_voice(runtime: Any, name: str | None, cfg: dict[str, Any]) -> tuple[str, Voice]:
+def load_voice(runtime: Any, name: str | None, cfg: RunConfig) -> tuple[str, Voice]:
     """A bundled voice by name, or a clone of a WAV file (computed once, then cached)."""
     constants = runtime.constants
     if name and (name.lower().endswith(".wav") or Path(name).is_file()):
         return name, clone_voice(runtime, Path(name), cfg)
-    name = name or cfg["default_voice"]
+    name = name or cfg.default_voice
     if name is None or f"voice_{name}" not in constants:
         known = sorted(k.removeprefix("voice_") for k in constants if k.startswith("voice_"))
         raise ValueError(f"unknown voice {name!r}; this export has: {', '.join(known) or '(none)'}; or pass a .wav file to clone")
@@ -151,15 +150,15 @@ def end_on_pause(wav: Any, rate: int, pause: float = 0.08, fade: float = 0.02, f
     return np.concatenate([wav, np.zeros(int(pause * rate), np.float32)])
 
 
-def clone_voice(runtime: Any, path: Path, cfg: dict[str, Any]) -> Voice:
+def clone_voice(runtime: Any, path: Path, cfg: RunConfig) -> Voice:
     import hashlib
 
     from safetensors.numpy import load_file
 
-    from zoo.core.cache import plugin_cache_dir
+    from ...core.cache import plugin_cache_dir
 
     consts = runtime.constants
-    from zoo.core.hashing import file_sha256
+    from ...core.hashing import file_sha256
 
     if not path.is_file():
         raise ValueError(f"voice prompt {path} does not exist")
@@ -167,21 +166,21 @@ def clone_voice(runtime: Any, path: Path, cfg: dict[str, Any]) -> Voice:
     cached = plugin_cache_dir("pocket_tts") / "voices" / f"{key}.safetensors"
     if cached.exists():
         return Voice.load(cached)
-    sr = cfg["sample_rate"]
-    limit = cfg["voice_prompt_samples"]
+    sr = cfg.sample_rate
+    limit = cfg.voice_prompt_samples
     wav, rate = read_wav(path, max_seconds=limit / sr + 0.1, what="voice prompt")  # no more than the prompt can use
     wav = resample(wav, rate, sr)
     wav = end_on_pause(wav[: limit - int(0.08 * sr)], sr)
     audio = np.zeros((1, 1, limit), np.float32)
     audio[0, 0, : len(wav)] = wav
     cond = runtime("voice_encoder", {"audio": audio})["conditioning"].astype(np.float32)
-    cond = cond[:, : -(-len(wav) // cfg["samples_per_frame"])]
+    cond = cond[:, : -(-len(wav) // cfg.samples_per_frame)]
     flow = load_file(str(consts["flowlm"]))
     if "bos_before_voice" in flow:
         cond = np.concatenate([flow["bos_before_voice"].reshape(1, 1, -1), cond], axis=1)
-    layers, width = cfg["kv_layers"], cfg["kv_width"]
-    kv = np.zeros((layers, 2, cfg["cache_size"], width), np.float32)
-    chunk, pos = cfg["chunk"], 0
+    layers, width = cfg.kv_layers, cfg.kv_width
+    kv = np.zeros((layers, 2, cfg.cache_size, width), np.float32)
+    chunk, pos = cfg.chunk, 0
     pos = prefill(runtime, kv, pos, cond[0], chunk)
     voice = Voice(np.asarray(kv)[:, :, :pos], pos)
     voice.save(cached)
@@ -193,15 +192,15 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
     from tokenizers import Tokenizer
 
     consts = runtime.constants
-    cfg = json.loads(Path(consts["config"]).read_text())
+    cfg = RunConfig.load(consts["config"])
     settings = parse_settings(options.settings)
-    temperature = settings.get("temperature", cfg["temperature"])
-    threshold = settings.get("eos_threshold", cfg["eos_threshold"])
-    max_tokens = settings.get("max_tokens", cfg["max_tokens_per_chunk"])
+    temperature = settings.get("temperature", cfg.temperature)
+    threshold = settings.get("eos_threshold", cfg.eos_threshold)
+    max_tokens = settings.get("max_tokens", cfg.max_tokens_per_chunk)
     if temperature < 0:
         raise ValueError("temperature must be >= 0")
-    rules_cfg = dict(cfg["text_rules"])
-    rules = TextRules(**{**rules_cfg, "replace_characters": tuple(tuple(p) for p in rules_cfg["replace_characters"])})
+    rules_cfg = TextRulesRecord.from_mapping(cfg.text_rules, f"{consts['config']}: text_rules")
+    rules = TextRules(**{**rules_cfg.as_dict(), "replace_characters": tuple(tuple(p) for p in rules_cfg.replace_characters)})
 
     tokenizer = Tokenizer.from_file(str(consts["tokenizer"]))
 
@@ -213,23 +212,23 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
     bos, mean, std, quant = flow["bos"], flow["latent_mean"], flow["latent_std"], flow["quantizer"]
     mimi_init = {k: v.astype(np.float32) for k, v in load_file(str(consts["mimi_init_state"])).items()}
     voice_name, voice = load_voice(runtime, options.voice, cfg)
-    cache_size, chunk = cfg["cache_size"], cfg["chunk"]
+    cache_size, chunk = cfg.cache_size, cfg.chunk
     rng = np.random.default_rng(options.seed)
     noise_std = math.sqrt(temperature)
 
     pieces, frames, report = [], 0, []
     for part in split(text, encode, tokenizer.decode, max_tokens, rules):
         prompt, guess = prepare(part, rules)
-        after_eos = settings.get("frames_after_eos", cfg["frames_after_eos"] if cfg["frames_after_eos"] is not None else guess + 2)
+        after_eos = settings.get("frames_after_eos", cfg.frames_after_eos if cfg.frames_after_eos is not None else guess + 2)
         ids = encode(prompt)
-        max_frames = math.ceil((len(ids) / cfg["tokens_per_second"] + cfg["gen_seconds_padding"]) * cfg["frame_rate"])
+        max_frames = math.ceil((len(ids) / cfg.tokens_per_second + cfg.gen_seconds_padding) * cfg.frame_rate)
         if voice.length + len(ids) + max_frames > cache_size:
             raise ValueError(
                 f"chunk {part[:40]!r}… needs {voice.length + len(ids) + max_frames} cache slots (voice {voice.length}, "
                 f"text {len(ids)}, up to {max_frames} frames) but the export has {cache_size}; use --set max_tokens=<smaller>"
             )
-        if max_frames * cfg["mimi_steps_per_frame"] > cfg["mimi_max_positions"]:
-            raise ValueError(f"chunk {part[:40]!r}… may need more Mimi positions than the export's {cfg['mimi_max_positions']}")
+        if max_frames * cfg.mimi_steps_per_frame > cfg.mimi_max_positions:
+            raise ValueError(f"chunk {part[:40]!r}… may need more Mimi positions than the export's {cfg.mimi_max_positions}")
 
         kv = np.zeros((voice.kv.shape[0], 2, cache_size, voice.kv.shape[-1]), dtype=np.float32)
         kv[:, :, : voice.length] = voice.kv
@@ -238,7 +237,7 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
         pos = prefill(runtime, kv, pos, embedded, chunk)
 
         latent = bos.reshape(1, -1).astype(np.float32)
-        if cfg.get("mimi_stateful"):
+        if cfg.mimi_stateful:
             runtime.reset_states()  # a fresh decoder state for every text chunk, as upstream
         decoder = MimiStream(runtime, cfg, mimi_init, quant, mean, std)
         eos_step, logits, emitted = None, [], 0
@@ -251,7 +250,7 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
                 kv[:, :, pos] = np.asarray(out["kv_new"])[:, :, 0]
                 pos += 1
                 logits.append(float(np.asarray(out["eos_logit"]).reshape(-1)[0]))
-                if logits[-1] > threshold and eos_step is None and index >= cfg["min_frames_before_eos"]:
+                if logits[-1] > threshold and eos_step is None and index >= cfg.min_frames_before_eos:
                     eos_step = index
                 if eos_step is not None and index >= eos_step + after_eos:
                     break
@@ -261,12 +260,12 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
             samples = decoder.finish()
         finally:
             decoder.close()
-        fade = min(cfg["fade_in_samples"], len(samples))
-        samples[:fade] *= np.linspace(0, 1, cfg["fade_in_samples"], dtype=np.float32)[:fade]
+        fade = min(cfg.fade_in_samples, len(samples))
+        samples[:fade] *= np.linspace(0, 1, cfg.fade_in_samples, dtype=np.float32)[:fade]
         pieces.append(samples)
         frames += emitted
         report.append({"text": prompt.strip(), "tokens": len(ids), "frames": emitted, "eos_frame": eos_step, "eos_logits": [round(v, 5) for v in logits]})
     info = {"voice": voice_name, "temperature": temperature, "eos_threshold": threshold, "chunks": report}
-    if not cfg["tokenizer_is_real"]:
+    if not cfg.tokenizer_is_real:
         info["note"] = "exported with the offline stand-in tokenizer and random weights: not real speech"
-    return RunResult(audio=np.concatenate(pieces) if pieces else np.zeros(0, np.float32), sample_rate=cfg["sample_rate"], frames=frames, info=info)
+    return RunResult(audio=np.concatenate(pieces) if pieces else np.zeros(0, np.float32), sample_rate=cfg.sample_rate, frames=frames, info=info)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from zoo.core import LoopCase, RunOptions, Tolerance
-
+from ...core import LoopCase, RunOptions, Tolerance
 from . import loop
+from .options import PocketOptions
 
 TEXT = "Hello there. The quick brown fox jumps over the lazy dog."
 MAX_TOKENS = 16  # two text chunks for TEXT: the chunking is compared too
@@ -44,7 +44,11 @@ def pick_threshold(trajectories: list[list[float]], first: int, margin: float = 
     return best
 
 
-def cases(runtime: Any, ref: Any, tolerance: Tolerance) -> list[LoopCase]:
+#: upstream runs in fp32 torch whatever the variant: the traceables are fp32 too
+TOLERANCE = Tolerance(rel=1e-3)
+
+
+def cases(runtime: Any, ref: Any, options: PocketOptions, tolerance: Tolerance = TOLERANCE) -> list[LoopCase]:
     def speak(threshold: float) -> Any:
         settings = {"temperature": "0", "eos_threshold": repr(threshold), "max_tokens": str(MAX_TOKENS)}
         return loop.run(runtime, TEXT, RunOptions(voice="random" if "random" in ref.voices else None, settings=settings))

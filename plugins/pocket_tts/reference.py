@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.core import Reference, WeightsSource
-from zoo.core.hashing import file_sha256
-
+from ...core import Reference, WeightsSource
+from ...core.hashing import file_sha256
+from .options import MIMI_WINDOW, PocketOptions
 from .tokenizer import STAND_IN_NOTE, build_stand_in_tokenizer
 
 LANGUAGE = "english"
@@ -170,9 +170,10 @@ def prefill_voice(tts: Any, prompt: Any) -> Any:
     return state
 
 
-def load(weights: WeightsSource, size: str = "full", voices: list[str] | None = None, voice_seconds: float = 10.0) -> Reference:
+def load(weights: WeightsSource, options: PocketOptions, voices: list[str] | None = None) -> Reference:
     import torch
 
+    size, voice_seconds = options.size, options.voice_seconds
     if size != "full" and weights.kind != "random":
         raise ValueError(f"the {size!r} architecture only exists with --random-weights")
     config = bundled_config(size=size)
@@ -322,8 +323,6 @@ def upstream_mimi(tts: Any, names: list[str], quantized: Any, pos: Any, states: 
     import torch
     from pocket_tts.modules.conv import StreamingConv1d, StreamingConvTranspose1d
     from pocket_tts.modules.stateful_module import init_states
-
-    from .traceables import MIMI_WINDOW
 
     mimi = tts.mimi
     p = int(pos[0])

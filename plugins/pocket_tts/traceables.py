@@ -32,9 +32,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zoo.core.float64 import register_derived
+from ...core.float64 import register_derived
+from .options import MIMI_WINDOW, PocketOptions
 
-MIMI_WINDOW = 250  # the decoder transformer's attention context, in 200 Hz steps
 
 
 def rope_tables(positions: int, dim: int, max_period: float, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
@@ -427,17 +427,17 @@ def voice_cache(state: dict[str, Any], cache_size: int) -> tuple[Any, int]:
     return kv, length
 
 
-def build(ref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
+def build(ref: Any, options: PocketOptions, precision: str) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from zoo.core import StateSpec, TensorSpec, Traceable
+    from ...core import StateSpec, TensorSpec, Traceable
 
     from . import reference as upstream
 
     tts = ref.tts
     flow = tts.flow_lm
-    cache, chunk, steps = int(options["cache_size"]), int(options["chunk"]), int(options["decode_steps"])
+    cache, chunk, steps = options.cache_size, options.chunk, options.decode_steps
     state_dtype = "float16" if precision == "fp16" else "float32"
     rng = np.random.default_rng(20261121)
     d = flow.dim
@@ -471,8 +471,8 @@ def build(ref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
         {"latent": rng.standard_normal((1, flow.ldim)).astype(np.float32), "noise": (rng.standard_normal((1, flow.ldim)) * std).astype(np.float32), "kv": after_text, "pos": np.array([pos_text], np.int32)},
     ]
 
-    frames = int(options["mimi_frames"])
-    mimi = MimiDecoder(tts.mimi, int(options["mimi_max_positions"]), frames).eval()
+    frames = options.mimi_frames
+    mimi = MimiDecoder(tts.mimi, options.mimi_max_positions, frames).eval()
     names = mimi.state_names
     quant_w = _np(tts.mimi.quantizer.output_proj.weight)[:, :, 0]  # [C, latent]
 
@@ -497,10 +497,10 @@ def build(ref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
     def mimi_reference(quantized: Any, pos: Any, **states: Any) -> dict[str, Any]:
         return upstream.upstream_mimi(tts, names, quantized, pos, states)
 
-    if options.get("stateful_mimi"):
+    if options.stateful_mimi:
         if precision != "fp16":
             raise ValueError("the stateful Mimi decoder exists in fp16 only (CoreML states are fp16)")
-        stateful = StatefulMimiDecoder(tts.mimi, int(options["mimi_max_positions"]), frames).eval()
+        stateful = StatefulMimiDecoder(tts.mimi, options.mimi_max_positions, frames).eval()
         zeros = initial_mimi_state(mimi.layout)
         mimi_traceable = Traceable(
             module=stateful,
@@ -520,9 +520,9 @@ def build(ref: Any, options: dict[str, Any], precision: str) -> dict[str, Any]:
             reference=mimi_reference,
         )
 
-    samples = int(options["voice_seconds"] * tts.config.mimi.sample_rate)
+    samples = int(options.voice_seconds * tts.config.mimi.sample_rate)
     prompt_audio = np.zeros((1, 1, samples), np.float32)
-    real = upstream.random_voice_audio(7, seconds=options["voice_seconds"] * 0.6)[0]
+    real = upstream.random_voice_audio(7, seconds=options.voice_seconds * 0.6)[0]
     prompt_audio[0, 0, : len(real)] = real
 
     def encoder_reference(audio: Any) -> dict[str, Any]:

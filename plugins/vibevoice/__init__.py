@@ -4,17 +4,19 @@ Components: ``lm`` (text encoder, Qwen2 lower 4 layers, whole chunks of text per
 ``tts_lm`` (Qwen2 upper 20 layers, positive and negative CFG paths as a batch of 2, KV
 caches as CoreML states, EOS logit), ``sampler`` (diffusion head + 5 DPM-Solver++ steps +
 CFG + acoustic connector in one call) and ``decoder`` (streaming σ-VAE decoder, 3200
-samples per latent). Per speech latent: 3 calls (sampler, decoder, tts_lm). The hooks are
-thin: each names the module that does the work.
+samples per latent). Per speech latent: 3 calls (sampler, decoder, tts_lm).
+
+Laid out on the plugin skeleton (``zoo.core.skeleton``); its own layers:
+``lm.py`` (Qwen2 in the Neural Engine layout), ``diffusion.py`` (the fused sampler),
+``acoustic.py`` (the streaming decoder), ``presets.py`` (voice preset files),
+``config.py`` (upstream's hyper-parameters).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from zoo.core import ComponentSpec, ModelSpec, Tolerance, Variant, hookimpl
-
+from ...core import ComponentSpec, ModelPlugin, ModelSpec, Tolerance, Variant
 from .config import HUB_REPO
+from .options import FULL, SMALL, VibeVoiceOptions
 
 __version__ = "0.1.0"
 
@@ -22,11 +24,6 @@ MODEL = "vibevoice"
 #: a microsoft/VibeVoice-Realtime-0.5B commit as pinned by another port; not checked here (no hub access),
 #: and the checkpoint loader was only run on a checkpoint written under the released names (see the README)
 HUB_REVISION = "6bce5f06044837fe6d2c5d7a71a84f0416bd57e4"
-
-#: lm_chunk: text tokens per lm call; lm_capacity / tts_capacity: KV cache slots (voice preset +
-#: text + speech latents; 7.5 latents per second)
-_FULL = {"size": "full", "lm_chunk": 32, "lm_capacity": 512, "tts_capacity": 1024}
-_SMALL = {"size": "small", "lm_chunk": 8, "lm_capacity": 128, "tts_capacity": 256}
 
 #: the language models keep their KV caches in fp16 in every variant (CoreML states are fp16 only), so
 #: their fp32 error is fp16 storage rounding, not fp32's: bounded at 16x the difference the fp16 caches
@@ -39,63 +36,35 @@ _FP16_CACHE = Tolerance(rounding_factor=16, storage="fp16")
 _LM = {"reference": Tolerance(float64_rel=1e-9, rounding_factor=16, storage="fp16"), "fp32": _FP16_CACHE, "fp16": Tolerance(cosine_min=0.999)}
 
 
-@hookimpl
-def zoo_register_models():
-    return [
-        ModelSpec(
-            name=MODEL,
-            summary="VibeVoice-Realtime-0.5B: Qwen2 lms in the Neural Engine layout with state KV caches, fused diffusion sampler, streaming decoder",
-            variants={
-                "fp16": Variant("fp16", "fp16", "iOS18", _FULL, "default: fp16, KV caches as CoreML states (iOS18/macOS15)"),
-                "fp32": Variant("fp32", "fp32", "iOS18", _FULL, "fp32 compute and weights (the KV state is fp16: CoreML states are)"),
-                "small-fp32": Variant("small-fp32", "fp32", "iOS18", _SMALL, "reduced-size architecture for tests (--random-weights only)"),
-                "small-fp16": Variant("small-fp16", "fp16", "iOS18", _SMALL, "reduced-size architecture for tests (--random-weights only)"),
-            },
-            default_variant="fp16",
-            components=(
-                ComponentSpec("lm", "text ids [1, 32] + position + valid -> hidden [1, 896, 1, 32]; KV cache in states", tolerances=_LM),
-                ComponentSpec("tts_lm", "embeddings [2, 896, 1, 5] (positive, negative) + positions + valid -> hidden, EOS logits; KV caches in states", tolerances=_LM),
-                ComponentSpec("sampler", "conditions [2, 896] + noise [1, 64] + CFG scale -> speech latent [1, 64] and its embedding [1, 896]"),
-                ComponentSpec("decoder", "speech latent [1, 64] + conv caches -> 3200 samples + caches"),
-            ),
-            hub_repo=HUB_REPO,
-            revision=HUB_REVISION,
-            sample_rate=24000,
-            required_level="mil",
-        )
-    ]
+class VibeVoice(ModelPlugin):
+    package = __name__
+    __version__ = __version__
+    options_type = VibeVoiceOptions
+
+    def models(self) -> list[ModelSpec]:
+        return [
+            ModelSpec(
+                name=MODEL,
+                summary="VibeVoice-Realtime-0.5B: Qwen2 lms in the Neural Engine layout with state KV caches, fused diffusion sampler, streaming decoder",
+                variants={
+                    "fp16": Variant("fp16", "fp16", "iOS18", FULL.as_dict(), "default: fp16, KV caches as CoreML states (iOS18/macOS15)"),
+                    "fp32": Variant("fp32", "fp32", "iOS18", FULL.as_dict(), "fp32 compute and weights (the KV state is fp16: CoreML states are)"),
+                    "small-fp32": Variant("small-fp32", "fp32", "iOS18", SMALL.as_dict(), "reduced-size architecture for tests (--random-weights only)"),
+                    "small-fp16": Variant("small-fp16", "fp16", "iOS18", SMALL.as_dict(), "reduced-size architecture for tests (--random-weights only)"),
+                },
+                default_variant="fp16",
+                components=(
+                    ComponentSpec("lm", "text ids [1, 32] + position + valid -> hidden [1, 896, 1, 32]; KV cache in states", tolerances=_LM),
+                    ComponentSpec("tts_lm", "embeddings [2, 896, 1, 5] (positive, negative) + positions + valid -> hidden, EOS logits; KV caches in states", tolerances=_LM),
+                    ComponentSpec("sampler", "conditions [2, 896] + noise [1, 64] + CFG scale -> speech latent [1, 64] and its embedding [1, 896]"),
+                    ComponentSpec("decoder", "speech latent [1, 64] + conv caches -> 3200 samples + caches"),
+                ),
+                hub_repo=HUB_REPO,
+                revision=HUB_REVISION,
+                sample_rate=24000,
+                required_level="mil",
+            )
+        ]
 
 
-@hookimpl
-def load_reference(model, variant, weights):
-    from . import reference
-
-    return reference.load(weights, size=variant.options["size"])
-
-
-@hookimpl
-def build_traceables(model, variant, reference):
-    from . import traceables
-
-    return traceables.build(reference.model, dict(variant.options))
-
-
-@hookimpl
-def export_constants(model, variant, reference, out_dir):
-    from . import constants
-
-    return constants.export(reference.model, dict(variant.options), Path(out_dir))
-
-
-@hookimpl
-def run_loop(model, runtime, text, options):
-    from . import loop
-
-    return loop.run(runtime, text, options)
-
-
-@hookimpl
-def loop_parity(model, variant, reference, runtime):
-    from . import loop
-
-    return loop.parity_cases(runtime, reference.model, Tolerance(rel=1e-2))
+plugin = VibeVoice()

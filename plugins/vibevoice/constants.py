@@ -12,16 +12,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from . import config as C
+from .options import RunConfig, TokenizerInfo, VibeVoiceOptions
 
 
-def export(model: Any, options: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+def export(model: Any, options: VibeVoiceOptions, precision: str, out_dir: Path) -> dict[str, Path]:
     from safetensors.numpy import save_file
 
     from .traceables import _bf16
@@ -50,27 +50,24 @@ def export(model: Any, options: dict[str, Any], out_dir: Path) -> dict[str, Path
         shutil.copyfile(model.tokenizer_file, path)
         files["tokenizer"] = path
     cfg = model.cfg["decoder"]
-    run_config = {
-        "sample_rate": 24000,
-        "samples_per_latent": C.SAMPLES_PER_LATENT,
-        "latent": C.LATENT,
-        "hidden": cfg["hidden_size"],
-        "text_window": C.TEXT_WINDOW,
-        "speech_window": C.SPEECH_WINDOW,
-        "lm_chunk": int(options["lm_chunk"]),
-        "lm_capacity": int(options["lm_capacity"]),
-        "tts_capacity": int(options["tts_capacity"]),
-        "cfg_scale": 1.5,
-        "eos_probability": 0.5,
-        "voices": sorted(model.presets),
-        "default_voice": sorted(model.presets)[0],
-        # "tokenizer.json": the Qwen2.5 tokenizer file; "bytes": the offline stand-in of --random-weights
-        "tokenizer": {"kind": "tokenizer.json" if model.tokenizer_file is not None else "bytes", "vocab": cfg["vocab_size"]},
-        "decoder_cache_shapes": [list(shape) for shape in _decoder_cache_shapes(model)],
-    }
-    path = out_dir / "config.json"
-    path.write_text(json.dumps(run_config, indent=1, sort_keys=True))
-    files["config"] = path
+    run_config = RunConfig(
+        sample_rate=24000,
+        samples_per_latent=C.SAMPLES_PER_LATENT,
+        latent=C.LATENT,
+        hidden=cfg["hidden_size"],
+        text_window=C.TEXT_WINDOW,
+        speech_window=C.SPEECH_WINDOW,
+        lm_chunk=options.lm_chunk,
+        lm_capacity=options.lm_capacity,
+        tts_capacity=options.tts_capacity,
+        cfg_scale=1.5,
+        eos_probability=0.5,
+        voices=sorted(model.presets),
+        default_voice=sorted(model.presets)[0],
+        tokenizer=TokenizerInfo("tokenizer.json" if model.tokenizer_file is not None else "bytes", cfg["vocab_size"]).as_dict(),
+        decoder_cache_shapes=[list(shape) for shape in _decoder_cache_shapes(model)],
+    )
+    files["config"] = run_config.save(out_dir / "config.json")
     return files
 
 

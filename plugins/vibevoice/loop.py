@@ -10,14 +10,13 @@ the lm and tts_lm KV states before the first call.
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from zoo.core import RunOptions, RunResult
+from ...core import RunOptions, RunResult
+from .options import RunConfig
 
 SETTINGS = {"cfg_scale": float, "max_seconds": float}
 
@@ -29,12 +28,12 @@ def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
     return parsed
 
 
-def tokenize(text: str, cfg: dict[str, Any], tokenizer_file: Any = None) -> list[int]:
+def tokenize(text: str, cfg: RunConfig, tokenizer_file: Any = None) -> list[int]:
     """Upstream's processor: the stripped text plus a newline, no special tokens."""
     script = text.strip() + "\n"
-    tok = cfg["tokenizer"]
-    if tok["kind"] == "bytes":  # the --random-weights stand-in
-        return [1 + b % (tok["vocab"] - 2) for b in script.encode("utf-8")]
+    tok = cfg.tokenizer_info
+    if tok.kind == "bytes":  # the --random-weights stand-in
+        return [1 + b % (tok.vocab - 2) for b in script.encode("utf-8")]
     from tokenizers import Tokenizer
 
     return Tokenizer.from_file(str(tokenizer_file)).encode(script, add_special_tokens=False).ids
@@ -55,14 +54,14 @@ def cache_states(parts: list[tuple[np.ndarray, np.ndarray]], capacity: int, pref
     return states
 
 
-def voice_states(presets: dict[str, np.ndarray], voice: str, cfg: dict[str, Any]) -> tuple[dict, dict, dict[str, Any]]:
+def voice_states(presets: dict[str, np.ndarray], voice: str, cfg: RunConfig) -> tuple[dict, dict, dict[str, Any]]:
     """lm and tts_lm state values for ``voice``, and the positions/hidden states they leave."""
     get = lambda name: presets[f"{voice}.{name}"]  # noqa: E731
     lm_len, tts_len, neg_len = get("lm_k").shape[2], get("tts_k").shape[2], get("neg_k").shape[2]
-    if lm_len > cfg["lm_capacity"] or max(tts_len, neg_len) > cfg["tts_capacity"]:
+    if lm_len > cfg.lm_capacity or max(tts_len, neg_len) > cfg.tts_capacity:
         raise ValueError(f"voice {voice!r} is longer than the export's caches")
-    lm_states = cache_states([(get("lm_k"), get("lm_v"))], cfg["lm_capacity"], "lm")
-    tts_states = cache_states([(get("tts_k"), get("tts_v")), (get("neg_k"), get("neg_v"))], cfg["tts_capacity"], "tts_lm")
+    lm_states = cache_states([(get("lm_k"), get("lm_v"))], cfg.lm_capacity, "lm")
+    tts_states = cache_states([(get("tts_k"), get("tts_v")), (get("neg_k"), get("neg_v"))], cfg.tts_capacity, "tts_lm")
     start = {"lm": lm_len, "tts": tts_len, "neg": neg_len, "tts_hidden": get("tts_hidden").astype(np.float32), "neg_hidden": get("neg_hidden").astype(np.float32)}
     return lm_states, tts_states, start
 
@@ -70,23 +69,23 @@ def voice_states(presets: dict[str, np.ndarray], voice: str, cfg: dict[str, Any]
 def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = None) -> RunResult:
     from safetensors.numpy import load_file
 
-    cfg = json.loads(Path(runtime.constants["config"]).read_text())
+    cfg = RunConfig.load(runtime.constants["config"])
     settings = parse_settings(options.settings)
     presets = load_file(str(runtime.constants["presets"]))
     types = load_file(str(runtime.constants["embeddings"]))["tts_input_types"]
-    voice = options.voice or cfg["default_voice"]
-    if voice not in cfg["voices"]:
-        raise ValueError(f"unknown voice {voice!r}; this export has {', '.join(cfg['voices'])}")
-    cfg_scale = settings.get("cfg_scale", cfg["cfg_scale"])
+    voice = options.voice or cfg.default_voice
+    if voice not in cfg.voices:
+        raise ValueError(f"unknown voice {voice!r}; this export has {', '.join(cfg.voices)}")
+    cfg_scale = settings.get("cfg_scale", cfg.cfg_scale)
     if max_latents is None:
-        max_latents = math.ceil(settings.get("max_seconds", 30.0) * cfg["sample_rate"] / cfg["samples_per_latent"])
+        max_latents = math.ceil(settings.get("max_seconds", 30.0) * cfg.sample_rate / cfg.samples_per_latent)
     ids = tokenize(text, cfg, runtime.constants.get("tokenizer"))
     lm_states, tts_states, start = voice_states(presets, voice, cfg)
-    if start["lm"] + len(ids) > cfg["lm_capacity"]:
-        raise ValueError(f"{len(ids)} text tokens do not fit the lm cache ({cfg['lm_capacity'] - start['lm']} left after the voice)")
+    if start["lm"] + len(ids) > cfg.lm_capacity:
+        raise ValueError(f"{len(ids)} text tokens do not fit the lm cache ({cfg.lm_capacity - start['lm']} left after the voice)")
     runtime.load_states("lm", lm_states)
     runtime.load_states("tts_lm", tts_states)
-    hidden, chunk, window = cfg["hidden"], cfg["lm_chunk"], cfg["text_window"]
+    hidden, chunk, window = cfg.hidden, cfg.lm_chunk, cfg.text_window
 
     # the lm over all the text, a chunk at a time (it never sees speech)
     text_hidden = np.zeros((len(ids), hidden), np.float32)
@@ -98,14 +97,14 @@ def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = 
         text_hidden[at : at + n] = np.asarray(out, np.float32)[0, :, 0, :n].T
 
     rng = np.random.default_rng(options.seed)
-    caches = [np.zeros(shape, np.float32) for shape in cfg["decoder_cache_shapes"]]
+    caches = [np.zeros(shape, np.float32) for shape in cfg.decoder_cache_shapes]
     pos, neg = start["tts"], start["neg"]
     pos_hidden, neg_hidden = start["tts_hidden"], start["neg_hidden"]
     pieces, eos_at, latents, w = [], None, 0, 0
 
     def tts_lm(embeds: Any, valid: list[int]) -> tuple[Any, Any]:
-        if max(pos, neg) + window > cfg["tts_capacity"]:
-            raise ValueError(f"the utterance outgrew the tts_lm cache ({cfg['tts_capacity']} positions); use shorter text or --set max_seconds")
+        if max(pos, neg) + window > cfg.tts_capacity:
+            raise ValueError(f"the utterance outgrew the tts_lm cache ({cfg.tts_capacity} positions); use shorter text or --set max_seconds")
         out = runtime("tts_lm", {"embeds": embeds, "position": np.array([pos, neg], np.int32), "valid": np.array(valid, np.int32)})
         return np.asarray(out["hidden"], np.float32), np.asarray(out["eos"], np.float32)
 
@@ -118,8 +117,8 @@ def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = 
             h, _ = tts_lm(embeds, [len(rows), 0])
             pos += len(rows)
             pos_hidden = h[0, :, 0, len(rows) - 1]
-        for _ in range(cfg["speech_window"]):
-            noise = rng.standard_normal((1, cfg["latent"])).astype(np.float32)
+        for _ in range(cfg.speech_window):
+            noise = rng.standard_normal((1, cfg.latent)).astype(np.float32)
             out = runtime("sampler", {"condition": np.stack([pos_hidden, neg_hidden]), "noise": noise, "cfg": np.array([cfg_scale], np.float32)})
             latent, embed = np.asarray(out["latent"], np.float32), np.asarray(out["embed"], np.float32)
             decoded = runtime("decoder", {"latent": latent, **{f"cache{i}": c for i, c in enumerate(caches)}})
@@ -131,32 +130,11 @@ def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = 
             h, eos = tts_lm(embeds, [1, 1])
             pos, neg = pos + 1, neg + 1
             pos_hidden, neg_hidden = h[0, :, 0, 0], h[1, :, 0, 0]
-            if 1.0 / (1.0 + math.exp(-float(eos[0, 0, 0, 0]))) > cfg["eos_probability"]:
+            if 1.0 / (1.0 + math.exp(-float(eos[0, 0, 0, 0]))) > cfg.eos_probability:
                 eos_at = latents
                 break
             if latents >= max_latents:
                 break
     audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    info = {"voice": voice, "text_tokens": len(ids), "latents": latents, "eos_latent": eos_at, "tokenizer": cfg["tokenizer"]["kind"]}
-    return RunResult(audio, cfg["sample_rate"], latents, info)
-
-
-def parity_cases(runtime: Any, model: Any, tolerance: Any, latents: int = 12, seed: int = 0) -> list[Any]:
-    """The loop on ``runtime`` vs the reference generate loop, same preset and noise, a fixed number of latents."""
-    import torch
-
-    from zoo.core import LoopCase
-
-    from .reference import generate
-    from .traceables import _bf16
-
-    text = "Hello there, world."
-    voice = sorted(model.presets)[0]
-    ours = run(runtime, text, RunOptions(voice=voice, seed=seed), max_latents=latents)
-    rng = np.random.default_rng(seed)
-    noises = [rng.standard_normal((1, 64)).astype(np.float32) for _ in range(latents)]
-    preset = {part: {k: _bf16(v) for k, v in arrays.items()} for part, arrays in model.presets[voice].items()}
-    cfg = json.loads(Path(runtime.constants["config"]).read_text())
-    want = generate(model, tokenize(text, cfg, runtime.constants.get("tokenizer")), preset, lambda i: torch.from_numpy(noises[i]), max_latents=latents)
-    info = {"text": text, "voice": voice, "seed": seed, "latents": ours.frames, "reference_latents": want["latents"]}
-    return [LoopCase("utterance", ours.audio, want["audio"], tolerance, info)]
+    info = {"voice": voice, "text_tokens": len(ids), "latents": latents, "eos_latent": eos_at, "tokenizer": cfg.tokenizer_info.kind}
+    return RunResult(audio, cfg.sample_rate, latents, info)

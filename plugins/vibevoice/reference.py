@@ -21,9 +21,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from zoo.core import Reference, WeightsSource
+from ...core import Reference, WeightsSource
 
 from . import config as C
+from .options import VibeVoiceOptions
 
 
 @dataclass
@@ -158,9 +159,10 @@ def preset_cache(part: dict[str, np.ndarray]) -> Any:
     return cache
 
 
-def load(weights: WeightsSource, size: str = "full") -> Reference:
+def load(weights: WeightsSource, options: VibeVoiceOptions) -> Reference:
     import torch
 
+    size = options.size
     cfg = sizes(size)
     files: dict[str, str] = {}
     if weights.kind == "random":
@@ -271,7 +273,7 @@ def load_checkpoint(root: Any) -> tuple[VibeVoice, dict[str, str]]:
     import torch
     from safetensors.torch import load_file
 
-    from zoo.core.hashing import file_sha256
+    from ...core.hashing import file_sha256
 
     from . import presets as preset_files
     from .acoustic import decoder_state_from_upstream

@@ -24,14 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from zoo.core import StateSpec, TensorSpec, Traceable
-from zoo.core.ane import Conv1x1
+from ...core import StateSpec, TensorSpec, Traceable
+from ...core.ane import Conv1x1
 
 from . import config as C
 from .acoustic import StreamingDecoder
 from .diffusion import Sampler, solver_steps, upstream_sample
 from .lm import AneQwen2, from_qwen2
 from .loop import cache_states
+from .options import VibeVoiceOptions
 from .reference import VibeVoice, eos_logit, preset_cache
 
 CACHE_DTYPE = torch.float16
@@ -95,14 +96,14 @@ def load_buffers(module: nn.Module, states: dict[str, np.ndarray]) -> None:
             buffers[name].copy_(torch.from_numpy(value))
 
 
-def build(model: VibeVoice, options: dict[str, Any]) -> dict[str, Traceable]:
+def build(model: VibeVoice, options: VibeVoiceOptions, precision: str = "fp32") -> dict[str, Traceable]:
     cfg = model.cfg["decoder"]
     hidden = cfg["hidden_size"]
     preset = {part: {k: _bf16(v) for k, v in arrays.items()} for part, arrays in next(iter(model.presets.values())).items()}
     rng = np.random.default_rng(0)
 
     # -- lm
-    chunk, capacity = int(options["lm_chunk"]), int(options["lm_capacity"])
+    chunk, capacity = options.lm_chunk, options.lm_capacity
     lm = from_qwen2(model.lm, cfg, chunk, capacity, embed=True, final_norm=False, cache_dtype=CACHE_DTYPE)
     lm_states = cache_states([(preset["lm"]["k"], preset["lm"]["v"])], capacity, "lm")
     lm_step = LmStep(lm).eval()
@@ -133,7 +134,7 @@ def build(model: VibeVoice, options: dict[str, Any]) -> dict[str, Traceable]:
     )
 
     # -- tts_lm: positive and negative paths
-    window, tts_capacity = C.TEXT_WINDOW, int(options["tts_capacity"])
+    window, tts_capacity = C.TEXT_WINDOW, options.tts_capacity
     tts = from_qwen2(model.tts_lm, cfg, window, tts_capacity, embed=False, final_norm=True, cache_dtype=CACHE_DTYPE, batch=2)
     tts_states = cache_states([(preset[p]["k"], preset[p]["v"]) for p in ("tts_lm", "neg_tts_lm")], tts_capacity, "tts_lm")
     tts_step = TtsLmStep(tts, model.eos).eval()

@@ -1,0 +1,82 @@
+"""The plugin skeleton: one folder layout, one base class, no per-hook boilerplate.
+
+A model plugin is a package laid out like this (``zoo new-plugin NAME`` writes one)::
+
+    <plugin>/
+      __init__.py     the ModelSpec(s) and ``plugin = <Class>()``, the object the entry point names
+      options.py      typed variant options and the run config (frozen ``zoo.core.Record``s)
+      reference.py    load(weights, options) -> Reference           (load_reference)
+      traceables.py   build(upstream, options, precision) -> {component: Traceable(s)}
+      constants.py    export(upstream, options, precision, out_dir) -> {name: file}
+      loop.py         run(runtime, text, run_options) -> RunResult  (run_loop)
+      parity.py       cases(runtime, upstream, options) -> [LoopCase] (loop_parity; optional)
+      <layers>.py     the model's own torch layers, text processing, upstream config
+
+:class:`ModelPlugin` implements every pipeline hook by calling the function of
+the same role in the plugin's own modules, imported when the hook is first
+called (so ``zoo list`` never imports torch). ``upstream`` is
+``Reference.model``; ``options`` is the variant's options parsed into the
+plugin's ``options_type``. A plugin overrides a method to do something else
+(e.g. ``convert``: the core's default runs unless a plugin implements it).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from pathlib import Path
+from typing import Any, ClassVar
+
+from .hookspecs import hookimpl
+from .spec import ModelSpec, Variant
+
+
+class ModelPlugin:
+    #: the plugin's package (``__name__`` of its ``__init__.py``)
+    package: ClassVar[str] = ""
+    #: its version, shown by ``zoo list`` and recorded in every export
+    __version__: ClassVar[str] = "0.0.0"
+    #: a ``zoo.core.Record`` dataclass the variant options are parsed into (None: a plain dict)
+    options_type: ClassVar[Any] = None
+
+    def models(self) -> list[ModelSpec]:
+        raise NotImplementedError
+
+    def module(self, role: str) -> Any:
+        """The plugin's module for ``role`` (reference, traceables, constants, loop, parity)."""
+        return import_module(f"{self.package}.{role}")
+
+    def options(self, variant: Variant) -> Any:
+        if self.options_type is None:
+            return dict(variant.options)
+        return self.options_type.from_mapping(variant.options, f"variant {variant.name!r} options")
+
+    # -- the hooks -----------------------------------------------------------------------
+    @hookimpl
+    def zoo_register_models(self) -> list[ModelSpec]:
+        return self.models()
+
+    @hookimpl
+    def load_reference(self, model: ModelSpec, variant: Variant, weights: Any) -> Any:
+        return self.module("reference").load(weights, self.options(variant))
+
+    @hookimpl
+    def build_traceables(self, model: ModelSpec, variant: Variant, reference: Any) -> Any:
+        return self.module("traceables").build(reference.model, self.options(variant), variant.precision)
+
+    @hookimpl
+    def export_constants(self, model: ModelSpec, variant: Variant, reference: Any, out_dir: Path) -> Any:
+        return self.module("constants").export(reference.model, self.options(variant), variant.precision, Path(out_dir))
+
+    @hookimpl
+    def run_loop(self, model: ModelSpec, runtime: Any, text: str, options: Any) -> Any:
+        return self.module("loop").run(runtime, text, options)
+
+    @hookimpl
+    def loop_parity(self, model: ModelSpec, variant: Variant, reference: Any, runtime: Any) -> Any:
+        try:
+            parity = self.module("parity")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{self.package}.parity":
+                raise
+            return None  # no whole-loop parity cases: the hook is optional
+        return parity.cases(runtime, reference.model, self.options(variant))

@@ -1,0 +1,53 @@
+"""kokoro's typed records: the variant options, and the run config written by constants.py and
+read back by loop.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...core import Record
+
+#: predictor token buckets (boundary tokens included; 512 = upstream's 510 phonemes + 2)
+BUCKETS = (32, 64, 128, 256, 512)
+
+#: the decoder is chaotic sample by sample (the phase of near-silent STFT bins flips between +pi and
+#: -pi on last-bit differences, at any precision), so it is judged phase-blind at every level, within
+#: CHAOS_FACTOR x how far the torch decoder itself moves when its inputs are perturbed by the compared
+#: precision's unit roundoff (measured at export time on the parity inputs; see README "Validation").
+#: Measured (small, seed 0): packages fp32 0.038 for a movement of 0.037 (1.0x), fp16 0.27 for 0.23
+#: (1.2x); the remainder trap at fp32 0.43 (> 3 x 0.037).
+CHAOS_FACTOR = 3.0
+
+
+@dataclass(frozen=True)
+class KokoroOptions(Record):
+    #: "full" (Kokoro-82M) or "small" (a reduced architecture for tests, random weights only)
+    size: str
+    #: predictor token buckets, one function each
+    buckets: tuple[int, ...] = BUCKETS
+    #: the decoder's frame-axis bound (40 frames per second)
+    max_frames: int = 4096
+    #: token counts of the decoder's parity examples (their frames follow from the durations)
+    decoder_tokens: tuple[int, ...] = (12, 20)
+    #: decoder submodules kept in fp32 by an fp16 export (recorded with the variant)
+    fp32_scopes: tuple[str, ...] = ()
+
+
+FULL = KokoroOptions("full")
+SMALL = KokoroOptions("small", max_frames=1024)
+
+
+@dataclass(frozen=True)
+class RunConfig(Record):
+    """``config.json`` of an export: what the run loop needs to know about the packages."""
+
+    sample_rate: int
+    samples_per_frame: int
+    buckets: tuple[int, ...]
+    max_frames: int
+    max_phonemes: int
+    noise_channels: int
+    style_dim: int
+    vocab: dict[str, int]
+    voices: tuple[str, ...]
+    default_voice: str

@@ -1,0 +1,56 @@
+"""vibevoice's typed records: the variant options, and the run config written by constants.py and
+read back by loop.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ...core import Record
+
+
+@dataclass(frozen=True)
+class VibeVoiceOptions(Record):
+    #: "full" (VibeVoice-Realtime-0.5B) or "small" (a reduced architecture for tests, random weights only)
+    size: str
+    #: text tokens per lm call
+    lm_chunk: int = 32
+    #: KV cache slots of the lm (voice preset + text)
+    lm_capacity: int = 512
+    #: KV cache slots of the tts_lm (voice preset + text windows + speech latents; 7.5 latents per second)
+    tts_capacity: int = 1024
+
+
+FULL = VibeVoiceOptions("full")
+SMALL = VibeVoiceOptions("small", lm_chunk=8, lm_capacity=128, tts_capacity=256)
+
+
+@dataclass(frozen=True)
+class TokenizerInfo(Record):
+    #: "tokenizer.json": the Qwen2.5 tokenizer file; "bytes": the offline stand-in of --random-weights
+    kind: str
+    vocab: int
+
+
+@dataclass(frozen=True)
+class RunConfig(Record):
+    """``config.json`` of an export: windows, chunk sizes, cache capacities, latent geometry."""
+
+    sample_rate: int
+    samples_per_latent: int
+    latent: int
+    hidden: int
+    text_window: int
+    speech_window: int
+    lm_chunk: int
+    lm_capacity: int
+    tts_capacity: int
+    cfg_scale: float
+    eos_probability: float
+    voices: list[str]
+    default_voice: str
+    tokenizer: dict
+    decoder_cache_shapes: list[list[int]]
+
+    @property
+    def tokenizer_info(self) -> TokenizerInfo:
+        return TokenizerInfo.from_mapping(self.tokenizer, "config.json: tokenizer")
