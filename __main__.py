@@ -1,3 +1,3 @@
-from zoo.core.cli import main
+from .core.cli import main
 
 main()

@@ -92,7 +92,7 @@ def _registry_or_exit(ctx: typer.Context) -> Registry:
 
 def _version_callback(value: bool) -> None:
     if value:
-        from zoo import __version__
+        from .. import __version__
 
         out.print(f"zoo {__version__}")
         raise typer.Exit()

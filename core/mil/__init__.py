@@ -8,6 +8,7 @@
 """
 
 from .kernels import KERNELS
+from . import compression  # noqa: E402,F401  (registers the constexpr and quantization ops' kernels)
 from .program import MilError, MilFunction, MilProgram, UnsupportedOp, load
 
 __all__ = ["KERNELS", "MilError", "MilFunction", "MilProgram", "UnsupportedOp", "load"]

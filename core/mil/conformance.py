@@ -54,7 +54,7 @@ def pytest_addoption(parser: Any) -> None:
 
 
 def _program(model: Any) -> Any:
-    from zoo.core.mil import MilProgram
+    from . import MilProgram
 
     if model.get_spec().WhichOneof("Type") != "mlProgram":
         pytest.skip("a neuralnetwork model: zoo executes ML programs only")
@@ -69,7 +69,7 @@ def _program(model: Any) -> Any:
         try:
             _programs[path] = MilProgram.load(path)
         except Exception as exc:  # noqa: BLE001
-            from zoo.core.mil import UnsupportedOp
+            from . import UnsupportedOp
 
             if isinstance(exc, UnsupportedOp):
                 raise
@@ -138,7 +138,7 @@ def pytest_configure(config: Any) -> None:
     ct.models.MLModel.predict = _predict
     ct.models.MLModel.make_state = _make_state
     if config.getoption("--zoo-canary"):
-        from zoo.core.mil import kernels
+        from . import kernels
 
         relu = kernels.KERNELS["relu"]
         kernels.KERNELS["relu"] = lambda x, **kw: relu(x, **kw) + 1.0
@@ -171,7 +171,7 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: Any, call: Any) -> Any:
-    from zoo.core.mil import MilError, UnsupportedOp
+    from . import MilError, UnsupportedOp
 
     if call.when == "setup":
         _current.clear()

@@ -940,6 +940,3 @@ def batch_to_space(x: Any, block_shape: Any, crops: Any, **_: Any) -> Any:
     n = nb // (b0 * b1)
     y = np.reshape(x, (b0, b1, n, c, h, w)).transpose(2, 3, 4, 0, 5, 1).reshape(n, c, h * b0, w * b1)
     return y[:, :, int(t) : h * b0 - int(bt), int(l) : w * b1 - int(r)]
-
-
-from . import compression  # noqa: E402,F401  - registers the compression ops' kernels
