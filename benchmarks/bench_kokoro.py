@@ -19,17 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import fp32_session, measured_export, workspace, zoo
+from common import export_and_speak, fp32_session
 
 TEXT = "Hello world. This is a benchmark of the exported Kokoro components."
 
 
 def main() -> None:
-    args, work, env = workspace(__doc__, "zoo-bench-kokoro-")
-    report, _, results = measured_export(env, work, "kokoro", args.variant)
-
-    run = json.loads(zoo(env, work, "run", "kokoro", TEXT, "-o", str(work / "mil.wav"), "--backend", "mil", "--json").stdout)
-    results["mil_run"] = {k: run[k] for k in ("frames", "audio_seconds", "wall_seconds", "calls", "info")}
+    args, report, results, run = export_and_speak(__doc__, "kokoro", TEXT, ("frames", "audio_seconds", "wall_seconds", "calls", "info"))
 
     results.update(torch_vs_kmodel_and_interpreter(Path(report["path"]), args.variant))
     print(json.dumps(results, indent=1, ensure_ascii=False))

@@ -20,17 +20,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import fp32_session, measured_export, workspace, zoo
+from common import export_and_speak, fp32_session
 
 TEXT = "Hello there. This is a benchmark of the exported PocketTTS components, one frame at a time."
 
 
 def main() -> None:
-    args, work, env = workspace(__doc__, "zoo-bench-pocket-")
-    report, _, results = measured_export(env, work, "pocket_tts", args.variant)
-
-    run = json.loads(zoo(env, work, "run", "pocket_tts", TEXT, "-o", str(work / "mil.wav"), "--backend", "mil", "--json").stdout)
-    results["mil_run"] = {k: run[k] for k in ("frames", "audio_seconds", "wall_seconds", "calls", "calls_per_audio_second")}
+    args, report, results, run = export_and_speak(__doc__, "pocket_tts", TEXT, ("frames", "audio_seconds", "wall_seconds", "calls", "calls_per_audio_second"))
 
     results.update(torch_vs_upstream_and_interpreter(Path(report["path"]), args.variant))
     print(json.dumps(results, indent=1))

@@ -18,18 +18,14 @@ import json
 import time
 from pathlib import Path
 
-from common import fp32_session, measured_export, workspace, zoo
+from common import export_and_speak, fp32_session
 
 TEXT = "Hello there. This is a benchmark of the exported VibeVoice components."
 
 
 def main() -> None:
-    args, work, env = workspace(__doc__, "zoo-bench-vibevoice-")
-    report, _, results = measured_export(env, work, "vibevoice", args.variant)
+    args, report, results, run = export_and_speak(__doc__, "vibevoice", TEXT, ("frames", "audio_seconds", "wall_seconds", "calls", "calls_per_audio_second"), "--set", "max_seconds=4")
     results["package_mb"] = {name: round(size / 1e6, 1) for name, size in results["package_bytes"].items()}
-
-    run = json.loads(zoo(env, work, "run", "vibevoice", TEXT, "-o", str(work / "mil.wav"), "--backend", "mil", "--set", "max_seconds=4", "--json").stdout)
-    results["mil_run"] = {k: run[k] for k in ("frames", "audio_seconds", "wall_seconds", "calls", "calls_per_audio_second")}
 
     results.update(layout_and_interpreter(Path(report["path"]), args.variant))
     print(json.dumps(results, indent=1))

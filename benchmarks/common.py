@@ -54,6 +54,16 @@ def measured_export(env: dict, work: Path, model: str, variant: str) -> tuple[di
     return report, entry, figures
 
 
+def export_and_speak(doc: str, model: str, text: str, keys: tuple[str, ...], *run_args: str) -> tuple[argparse.Namespace, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A measured export of ``model`` (``--variant`` from the command line), then ``zoo run`` on it
+    with the MIL interpreter: (arguments, export report, figures, run report)."""
+    args, work, env = workspace(doc, f"zoo-bench-{model}-")
+    report, _, results = measured_export(env, work, model, args.variant)
+    run = json.loads(zoo(env, work, "run", model, text, "-o", str(work / "mil.wav"), "--backend", "mil", *run_args, "--json").stdout)
+    results["mil_run"] = {k: run[k] for k in keys}
+    return args, report, results, run
+
+
 def fp32_session(host: Any, model: str, variant: str) -> Any:
     """A model session on the variant's architecture with seeded random weights (seed 0), its
     traceables in fp32 (the torch side of a benchmark runs at upstream's precision)."""

@@ -29,3 +29,17 @@ def upstream_decoder_name(key: str) -> str:
     elif key.startswith("head."):
         key = "head.conv." + key[len("head."):]
     return key.replace("mixer.conv.", "mixer.conv.conv.conv.")
+
+
+def export_small(zoo, model: str, variant: str) -> tuple[dict, dict, dict]:
+    """`zoo export MODEL --random-weights --variant VARIANT`, which must register at level mil:
+    (the JSON report, the registry entry, its validation records by (level, component, metric))."""
+    import json
+
+    from zoo.core.registry import Registry
+
+    report = json.loads(zoo("export", model, "--random-weights", "--variant", variant, "--out", str(zoo.out), "--json", check=True).stdout)
+    assert report["ok"] and report["validation_level"] == "mil"
+    entry = next(e for e in Registry(zoo.registry).exports() if e["id"] == report["id"])
+    checks = {(v["level"], v["component"], v.get("metric", "")): v for v in entry["validation"]}
+    return report, entry, checks

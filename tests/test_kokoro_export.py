@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import read_wav
+from helpers import export_small, read_wav
 
-from zoo.core.registry import Registry
 
 pytest.importorskip("kokoro", reason="kokoro is not installed (pip install zoo-tts[kokoro])")
 pytestmark = pytest.mark.slow
@@ -17,14 +16,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_export_run_verify_small_fp32(zoo):
-    proc = zoo("export", "kokoro", "--random-weights", "--variant", "small-fp32", "--out", str(zoo.out), "--json", check=True)
-    report = json.loads(proc.stdout)
-    assert report["ok"] and report["validation_level"] == "mil"
-    entry = Registry(zoo.registry).exports()[0]
+    report, entry, checks = export_small(zoo, "kokoro", "small-fp32")
     functions = {c["name"]: c["functions"] for c in entry["components"]}
     assert functions == {"predictor": ["tokens32", "tokens64", "tokens128", "tokens256", "tokens512"], "decoder": ["main"]}
     assert {c["name"] for c in entry["constants"]} == {"voices", "config"}
-    checks = {(v["level"], v["component"], v.get("metric", "")): v for v in entry["validation"]}
     passed = lambda *key: checks[key]["status"] == "passed"  # noqa: E731
     assert passed("reference", "predictor", "float64_rel") and checks[("reference", "predictor", "float64_rel")]["value"] <= 1e-9
     assert passed("reference", "predictor", "rel") and passed("reference", "predictor", "duration:mismatches")

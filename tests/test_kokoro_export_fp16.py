@@ -3,25 +3,20 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from zoo.core.registry import Registry
+from helpers import export_small
 
 pytest.importorskip("kokoro", reason="kokoro is not installed (pip install zoo-tts[kokoro])")
 pytestmark = pytest.mark.slow
 
 
 def test_export_small_fp16_keeps_the_harmonic_source_fp32(zoo):
-    proc = zoo("export", "kokoro", "--random-weights", "--variant", "small-fp16", "--out", str(zoo.out), "--json", check=True)
-    report = json.loads(proc.stdout)
-    assert report["ok"] and report["validation_level"] == "mil"
-    entry = Registry(zoo.registry).exports()[0]
+    report, entry, checks = export_small(zoo, "kokoro", "small-fp16")
     assert entry["variant"]["options"]["fp32_scopes"] == ["harmonic"]  # recorded with the export
-    checks = {(v["level"], v["component"], v.get("metric", "")): v for v in entry["validation"]}
     assert checks[("mil", "predictor", "cosine_min")]["value"] >= 0.999
     assert checks[("mil", "predictor", "duration:mismatches")]["status"] == "passed"  # flips only next to a boundary
     decoder = checks[("mil", "decoder", "spectral_max")]  # 3x the torch decoder's own movement for an fp16 perturbation
