@@ -62,22 +62,36 @@ def test_decoder_matches_kmodel_with_the_same_noise(small, frames):
 
 
 def test_first_stft_frame_tie_break_is_what_makes_kmodel_reproducible(small):
-    """Without the tie-break, KModel's first STFT frame picks +pi or -pi from FFT rounding noise
-    and InstanceNorm spreads the difference over the whole utterance: the comparison above would
-    fail. (This guards the reason for ConvSTFT zeroing frame 0's imaginary parts.)"""
+    """Frame 0 of the harmonic source's STFT is symmetric, so its imaginary parts are zero in exact
+    arithmetic; an FFT leaves rounding noise whose sign picks +pi or -pi as the phase of a negative
+    real part, and InstanceNorm spreads that choice over the whole utterance. KModel with every such
+    phase at -pi instead of the port's +pi (as FFT noise may decide on another machine) is far from
+    the port: the comparison above is only reproducible because both apply the same tie-break.
+    (This guards the reason for ConvSTFT zeroing frame 0's imaginary parts.)"""
+    import math
     from unittest import mock
 
     from zoo.plugins.kokoro.decoder import Decoder
 
     en, asr, style, noise = _inputs(small, 35)
     nt = torch.from_numpy(noise)
+    stft = small.model.decoder.generator.stft
+
+    def other_sign(x):
+        spec = torch.stft(x, stft.filter_length, stft.hop_length, stft.win_length, window=stft.window, return_complex=True)
+        phase = torch.angle(spec)
+        first = phase[..., 0]
+        phase[..., 0] = torch.where(spec.real[..., 0] < 0, torch.full_like(first, -math.pi), torch.zeros_like(first))
+        return torch.abs(spec), phase
+
     with torch.no_grad(), mock.patch("torch.randn_like", lambda t, *a, **k: nt.clone() if t.shape == nt.shape else torch.zeros_like(t)):
         f0, n = small.model.predictor.F0Ntrain(torch.from_numpy(en), torch.from_numpy(style)[:, 128:])
-        raw = small.model.decoder(torch.from_numpy(asr), f0, n, torch.from_numpy(style)[:, :128]).squeeze(1).numpy()
+        with mock.patch.object(stft, "transform", other_sign):
+            raw = small.model.decoder(torch.from_numpy(asr), f0, n, torch.from_numpy(style)[:, :128]).squeeze(1).numpy()
         ours = Decoder(small.model).eval()(*(torch.from_numpy(v) for v in (en, asr, style, noise))).numpy()
     first = np.abs(ours - raw)[:, :600].max() / np.abs(raw).max()
     rest = np.abs(ours - raw)[:, 600:].max() / np.abs(raw).max()
-    assert first > 0.05 and rest > 1e-3  # measured 0.18 and 5e-3 (vs <= 6e-5 with the tie-break)
+    assert first > 0.05 and rest > 1e-3  # measured 0.22 and 1.1e-2 (vs <= 6e-5 with the same tie-break)
 
 
 def test_harmonic_source_close_to_upstream(small):
