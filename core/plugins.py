@@ -199,6 +199,10 @@ class PluginHost:
     def plugin_info(self, model: ModelSpec) -> PluginInfo:
         return self.plugins[model.plugin]
 
+    def implementation(self, model: ModelSpec) -> Any:
+        """The registered object (module or ``ModelPlugin`` instance) of ``model``'s plugin."""
+        return self._objects[model.plugin]
+
     def call(self, model: ModelSpec, hook: str, **kwargs: Any) -> Any:
         """Call ``hook`` on the plugin that owns ``model`` (then the core defaults)."""
         if hook not in PIPELINE_HOOKS:
