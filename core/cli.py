@@ -151,6 +151,8 @@ def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", h
                 indent=1,
             )
         )
+        if registry_error:  # like every other command: a broken registry is a failure
+            raise typer.Exit(EXIT_FAILED)
         return
     table = Table(title="plugins", title_justify="left")
     for col in ("plugin", "version", "status", "models", "hooks"):
@@ -283,11 +285,11 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., help="model name")
     state = _state(ctx)
     spec = _model(ctx, model)
     plugin = state.host().plugin_info(spec)
+    registry_error = None
     try:
         exports = list(state.registry().find(spec.name))
     except RegistryError as exc:
-        exports = []
-        err.print(f"[yellow]! {exc}[/]")
+        exports, registry_error = [], str(exc)
     data = {
         "model": spec.name,
         "summary": spec.summary,
@@ -308,8 +310,12 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., help="model name")
         ],
         "exports": [{k: e.get(k) for k in ("id", "status", "validation_level", "created_at")} for e in exports],
     }
+    if registry_error:
+        data["registry_error"] = registry_error
     if as_json:
         print(json.dumps(data, indent=1))
+        if registry_error:
+            raise typer.Exit(EXIT_FAILED)
         return
     out.print(f"[bold]{spec.name}[/] — {spec.summary}")
     out.print(f"plugin {plugin.name} {plugin.version}; weights: {spec.hub_repo or '(no hub repo)'}@{spec.revision or '-'}; {spec.sample_rate} Hz; required level: {spec.required_level}")
@@ -326,6 +332,9 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., help="model name")
         comps.add_row(c["name"], ", ".join(c["functions"]), json.dumps(c["tolerances"]["fp32"]), json.dumps(c["tolerances"]["fp16"]), c["description"])
     out.print(comps)
     out.print(f"{len(exports)} export(s) registered" + (f"; latest: {exports[-1]['id']}" if exports else ""))
+    if registry_error:
+        err.print(f"[red]✗ {registry_error}[/]")
+        raise typer.Exit(EXIT_FAILED)
 
 
 def _tolerance_summary(spec: Any, component: str, precision: str) -> dict[str, Any]:

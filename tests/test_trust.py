@@ -91,6 +91,8 @@ BROKEN = {
     "duplicate ids": GOOD + GOOD.split("\n", 2)[2],
     "traversal": GOOD.replace('path = "vocoder.mlpackage"', 'path = "../../../etc"'),
     "absolute path": GOOD.replace('path = "vocoder.mlpackage"', 'path = "/etc/hostname"'),
+    "an integer id": GOOD.replace('id = "tiny-fp32-1"', "id = 5"),
+    "no model": GOOD.replace('model = "tiny"\n', ""),
 }
 
 
@@ -102,8 +104,12 @@ def test_broken_registry_is_refused_by_every_command_and_left_byte_identical(zoo
         proc = zoo(*args)
         assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
         message = " ".join(proc.stderr.split())
-        assert str(zoo.registry.name) in message and ("export x" in message or "export tiny-fp32-1" in message or "UTF-8" in message), (args, message)
+        assert str(zoo.registry.name) in message and ("export x" in message or "export tiny-fp32-1" in message or "export #1" in message or "UTF-8" in message), (args, message)
         assert "Traceback" not in proc.stderr
+    for args in (("list", "--json"), ("info", "tiny"), ("info", "tiny", "--json")):  # machines and humans alike
+        proc = zoo(*args)
+        assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
+        assert str(zoo.registry.name) in (proc.stderr + proc.stdout), args
     assert zoo.registry.read_bytes() == data  # never rewritten
     assert not zoo.packages()
     assert "tiny" in zoo("list").stdout  # plugins are still listed
