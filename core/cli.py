@@ -107,6 +107,11 @@ def main_callback(
     strict: bool = typer.Option(False, "--strict", envvar="ZOO_STRICT", help="treat a plugin that fails to load as a fatal error"),
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="print zoo's version"),
 ) -> None:
+    from .registry import default_registry_path
+
+    path = registry if registry is not None else default_registry_path()
+    if path.is_dir():
+        _fail(f"--registry {path} is a directory; give the registry file (e.g. {path / 'registry.toml'})", EXIT_USAGE)
     ctx.obj = State(registry, strict)
 
 
@@ -215,6 +220,8 @@ def export(
     state = _state(ctx)
     spec = _model(ctx, model)
     source = _weights(weights, random_weights, seed)
+    if out_dir.exists() and not out_dir.is_dir():
+        _fail(f"--out {out_dir} is a file; give the directory exports are placed in", EXIT_USAGE)
     registry = _registry_or_exit(ctx)
     try:
         exporter = Exporter(state.host(), spec.name, variant, source, out_dir, registry, StageCache(cache), force)
@@ -310,6 +317,12 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., help="model name")
         ],
         "exports": [{k: e.get(k) for k in ("id", "status", "validation_level", "created_at")} for e in exports],
     }
+    data["run_settings"] = [
+        {"name": s.name, "type": s.type.__name__, "default": s.default, "min": s.min, "max": s.max, "above": s.above, "help": s.help, "accepts": s.describe()}
+        for s in spec.run_settings
+    ]
+    data["clones_voices"] = spec.clones_voices
+    data["voices"] = _latest_voices(state, spec)
     if registry_error:
         data["registry_error"] = registry_error
     if as_json:
@@ -331,10 +344,35 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., help="model name")
     for c in data["components"]:
         comps.add_row(c["name"], ", ".join(c["functions"]), json.dumps(c["tolerances"]["fp32"]), json.dumps(c["tolerances"]["fp16"]), c["description"])
     out.print(comps)
+    if spec.run_settings:
+        settings = Table(title="run options (zoo run --set NAME=VALUE)", title_justify="left")
+        for col in ("name", "accepts", "what it does"):
+            settings.add_column(col)
+        for s in spec.run_settings:
+            settings.add_row(s.name, s.describe(), s.help)
+        out.print(settings)
+    if data["voices"] is not None:
+        clone = "; or --voice FILE.wav to clone a voice" if spec.clones_voices else ""
+        out.print(f"voices of the latest export: {', '.join(data['voices']) or '(none)'}{clone}")
     out.print(f"{len(exports)} export(s) registered" + (f"; latest: {exports[-1]['id']}" if exports else ""))
     if registry_error:
         err.print(f"[red]✗ {registry_error}[/]")
         raise typer.Exit(EXIT_FAILED)
+
+
+def _latest_voices(state: "State", spec: Any) -> list[str] | None:
+    """The voices of the model's latest valid export (None: no export, or no named voices)."""
+    try:
+        registry = state.registry()
+        entry = registry.latest_valid(spec.name)
+        if entry is None:
+            return None
+        constants = {c["name"]: registry.member(entry, c["path"]) for c in entry.get("constants", [])}
+        if not all(p.exists() for p in constants.values()):
+            return None
+        return state.host().call(spec, "list_voices", constants=constants)
+    except Exception:  # noqa: BLE001 - a description never fails on a damaged export (zoo verify reports it)
+        return None
 
 
 def _tolerance_summary(spec: Any, component: str, precision: str) -> dict[str, Any]:
@@ -361,15 +399,15 @@ def run(
     variant: Optional[str] = typer.Option(None, "--variant", help="variant [default: the model's default / the latest valid export]"),
     voice: Optional[str] = typer.Option(None, "--voice", help="voice name, or a WAV file where the model can clone voices"),
     seed: int = typer.Option(0, "--seed", help="seed of the sampling noise (and of --random-weights)"),
-    settings: List[str] = typer.Option([], "--set", help="plugin-specific run option KEY=VALUE (repeatable; each model's keys are in the README, and an unknown KEY lists them)"),
+    settings: List[str] = typer.Option([], "--set", help="plugin-specific run option KEY=VALUE (repeatable; `zoo info MODEL` lists each model's keys, types and ranges)"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="local weights for --backend torch"),
     random_weights: bool = typer.Option(False, "--random-weights", help="seeded random weights for --backend torch"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object: frames, audio_seconds, wall_seconds, calls, calls_per_audio_second"),
 ) -> None:
     """Speak TEXT with MODEL through the plugin's run loop and write a 16-bit mono WAV."""
-    from .run import run as run_model
+    from .run import execute, plan
     from .runtime import BACKENDS, BackendUnavailable
-    from .spec import RunOptions
+    from .spec import RunOptions, UsageError
 
     if backend == "auto":
         import platform
@@ -388,8 +426,15 @@ def run(
     if source is not None and backend != "torch":
         _fail("--weights/--random-weights only apply to --backend torch; other backends use the registered export", EXIT_USAGE)
     registry = _registry_or_exit(ctx) if backend != "torch" else _state(ctx).registry()
+    host = _state(ctx).host()
+    try:  # everything checkable without loading a model: a bad value exits 2 before anything loads
+        request = plan(host, spec.name, text, output, backend, registry, source, variant, RunOptions(voice=voice, seed=seed, settings=parsed))
+    except UsageError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except BackendUnavailable as exc:
+        _fail(str(exc), EXIT_FAILED)
     try:
-        summary = run_model(_state(ctx).host(), spec.name, text, output, backend, registry, source, variant, RunOptions(voice=voice, seed=seed, settings=parsed))
+        summary = execute(host, request, registry)
     except (BackendUnavailable, ValueError, KeyError) as exc:
         _fail(str(exc).strip("'\""), EXIT_FAILED)
     data = summary.as_dict(output, spec.name)

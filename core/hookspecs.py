@@ -114,6 +114,14 @@ def loop_parity(model: "ModelSpec", variant: "Variant", reference: "Reference", 
     """
 
 
+@hookspec(firstresult=True)
+def list_voices(model: "ModelSpec", constants: "Mapping[str, Path]") -> "list[str] | None":
+    """Optional: the voice names an export offers, read from its constants (cheap: no model
+    is loaded). ``zoo run --voice`` is checked against them before anything loads, and
+    ``zoo info`` lists them. None: the model has no named voices.
+    """
+
+
 def hook_names() -> list[str]:
     return [name for name, value in globals().items() if hasattr(value, PROJECT + "_spec")]
 

@@ -21,9 +21,9 @@ from . import defaults, hookspecs
 from .spec import ModelSpec
 
 ENTRY_POINT_GROUP = "zoo.plugins"
-PIPELINE_HOOKS = ("load_reference", "build_traceables", "convert", "export_constants", "run_loop", "loop_parity")
+PIPELINE_HOOKS = ("load_reference", "build_traceables", "convert", "export_constants", "run_loop", "loop_parity", "list_voices")
 #: pipeline hooks a plugin may leave out
-OPTIONAL_HOOKS = ("loop_parity",)
+OPTIONAL_HOOKS = ("loop_parity", "list_voices")
 
 
 class PluginLoadError(RuntimeError):

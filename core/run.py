@@ -12,7 +12,7 @@ from .audio import write_wav
 from .plugins import PluginHost
 from .registry import Registry
 from .runtime import BACKENDS, BackendUnavailable, ComponentRuntime, CoreMLRuntime, MilRuntime
-from .spec import RunOptions, RunResult, WeightsSource
+from .spec import RunOptions, RunResult, UsageError, WeightsSource, parse_run_settings
 
 
 @dataclass
@@ -43,23 +43,78 @@ class RunSummary:
         }
 
 
-def build_runtime(
+@dataclass(frozen=True)
+class RunRequest:
+    """A checked ``zoo run``: everything is known to be usable before any model loads."""
+
+    model: str
+    backend: str
+    text: str
+    output: Path
+    options: RunOptions
+    weights: WeightsSource | None = None
+    variant: str | None = None
+    #: the registered export to run (mil / coreml backends)
+    entry: dict[str, Any] | None = None
+
+
+def plan(
     host: PluginHost,
     model_name: str,
-    backend: str,
-    registry: Registry,
-    weights: WeightsSource | None,
-    variant: str | None,
-    workdir: Path,
-) -> tuple[ComponentRuntime, str]:
-    host.model(model_name)  # an unknown model is refused before anything loads
+    text: str,
+    output: Path,
+    backend: str = "torch",
+    registry: Registry | None = None,
+    weights: WeightsSource | None = None,
+    variant: str | None = None,
+    options: RunOptions | None = None,
+) -> RunRequest:
+    """Check a run without loading anything heavy: the text, the output path, the ``--set`` options
+    (typed and range-checked by the model's RunSettings), the variant, the export to run and its
+    voices. A bad value raises UsageError naming it; a missing export raises BackendUnavailable."""
+    model = host.model(model_name)
+    options = options or RunOptions()
+    if not text.strip():
+        raise UsageError("TEXT is empty: give the words to speak")
+    output = Path(output)
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a directory; give the WAV file to write")
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if backend == "torch":
-        from .session import ModelSession
+        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    parse_run_settings(model.run_settings, options.settings, model.name)
+    if variant is not None and variant not in model.variants:
+        raise UsageError(f"model {model.name!r} has no variant {variant!r}; variants: {', '.join(model.variants)}")
+    entry = None
+    voices = None
+    if backend != "torch":
+        entry = _export_entry(registry or Registry(), model.name, variant)
+        constants = {c["name"]: (registry or Registry()).member(entry, c["path"]) for c in entry.get("constants", [])}
+        if all(p.exists() for p in constants.values()):
+            voices = host.call(model, "list_voices", constants=constants)
+    _check_voice(model, options.voice, voices)
+    return RunRequest(model.name, backend, text, output, options, weights, variant, entry)
 
-        session = ModelSession(host, model_name, variant, weights)
-        return session.torch_runtime(workdir), f"traceables ({session.weights.describe()}, variant {session.variant.name})"
+
+def _check_voice(model: Any, voice: str | None, voices: list[str] | None) -> None:
+    if voice is None:
+        return
+    looks_like_file = voice.lower().endswith(".wav") or "/" in voice
+    if looks_like_file:
+        if not model.clones_voices:
+            raise UsageError(f"{model.name} cannot clone a voice from a WAV file; choose one of its voices" + (f": {', '.join(voices)}" if voices else ""))
+        if not Path(voice).is_file():
+            raise UsageError(f"--voice {voice}: no such WAV file")
+        return
+    if voices is not None and voice not in voices:
+        import difflib
+
+        close = difflib.get_close_matches(voice, voices, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        clone = " (or a WAV file to clone)" if model.clones_voices else ""
+        raise UsageError(f"unknown voice {voice!r}{hint}; this export has: {', '.join(voices) or '(none)'}{clone}")
+
+
+def _export_entry(registry: Registry, model_name: str, variant: str | None) -> dict[str, Any]:
     entry = registry.latest_valid(model_name)
     if entry is None:
         raise BackendUnavailable(f"no valid export of {model_name!r} in {registry.path}; run `zoo export {model_name}` first")
@@ -68,12 +123,23 @@ def build_runtime(
         if not matches:
             raise BackendUnavailable(f"no valid {variant!r} export of {model_name!r} in {registry.path}")
         entry = max(matches, key=lambda e: e["created_at"])
+    return entry
+
+
+def build_runtime(host: PluginHost, request: RunRequest, registry: Registry, workdir: Path) -> tuple[ComponentRuntime, str]:
+    if request.backend == "torch":
+        from .session import ModelSession
+
+        session = ModelSession(host, request.model, request.variant, request.weights)
+        return session.torch_runtime(workdir), f"traceables ({session.weights.describe()}, variant {session.variant.name})"
+    entry = request.entry
+    assert entry is not None
     packages = {c["name"]: registry.member(entry, c["path"]) for c in entry["components"]}
     constants = {c["name"]: registry.member(entry, c["path"]) for c in entry.get("constants", [])}
     missing = [str(p) for p in list(packages.values()) + list(constants.values()) if not p.exists()]
     if missing:
-        raise BackendUnavailable(f"export {entry['id']} is incomplete on disk (missing {', '.join(missing)}); run `zoo verify`")
-    runtime_cls = MilRuntime if backend == "mil" else CoreMLRuntime
+        raise BackendUnavailable(f"export {entry['id']} is incomplete on disk (missing {', '.join(missing)}); run `zoo verify {entry['id']}`")
+    runtime_cls = MilRuntime if request.backend == "mil" else CoreMLRuntime
     return runtime_cls(packages, constants), f"export {entry['id']}"
 
 
@@ -88,17 +154,19 @@ def run(
     variant: str | None = None,
     options: RunOptions | None = None,
 ) -> RunSummary:
-    if not text.strip():
-        raise ValueError("TEXT is empty")
     registry = registry or Registry()
-    options = options or RunOptions()
-    model = host.model(model_name)
+    request = plan(host, model_name, text, output, backend, registry, weights, variant, options)
+    return execute(host, request, registry)
+
+
+def execute(host: PluginHost, request: RunRequest, registry: Registry) -> RunSummary:
+    model = host.model(request.model)
     with tempfile.TemporaryDirectory(prefix="zoo-run-") as tmp:
-        runtime, source = build_runtime(host, model_name, backend, registry, weights, variant, Path(tmp))
+        runtime, source = build_runtime(host, request, registry, Path(tmp))
         start = time.perf_counter()
-        result = host.call(model, "run_loop", runtime=runtime, text=text, options=options)
+        result = host.call(model, "run_loop", runtime=runtime, text=request.text, options=request.options)
         wall = time.perf_counter() - start
     if not isinstance(result, RunResult):
         raise TypeError(f"run_loop must return zoo.core.RunResult, got {type(result).__name__}")
-    write_wav(output, result.audio, result.sample_rate)
+    write_wav(request.output, result.audio, result.sample_rate)
     return RunSummary(result, runtime, wall, source)

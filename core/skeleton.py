@@ -72,6 +72,11 @@ class ModelPlugin:
         return self.module("loop").run(runtime, text, options)
 
     @hookimpl
+    def list_voices(self, model: ModelSpec, constants: Any) -> Any:
+        voices = getattr(self.module("loop"), "voices", None)  # loop.voices(constants), when it names voices
+        return voices(constants) if voices is not None else None
+
+    @hookimpl
     def loop_parity(self, model: ModelSpec, variant: Variant, reference: Any, runtime: Any) -> Any:
         try:
             parity = self.module("parity")

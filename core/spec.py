@@ -134,6 +134,73 @@ class ComponentSpec:
     integer_outputs: Mapping[str, str] = field(default_factory=dict)
 
 
+class UsageError(ValueError):
+    """A bad command-line value (``zoo`` exits 2, before any model is loaded)."""
+
+
+_SETTING_TYPES = {int: "integer", float: "number", str: "text", bool: "true/false"}
+
+
+@dataclass(frozen=True)
+class RunSetting:
+    """One ``zoo run --set NAME=VALUE`` option of a model: its type, default and allowed range.
+
+    ``default`` None means "the export's own value" (read from its constants at run time); a
+    bound is inclusive; ``help`` says what the option does (shown by ``zoo info``)."""
+
+    name: str
+    type: type
+    help: str
+    default: Any = None
+    min: float | None = None
+    max: float | None = None
+    #: exclusive lower bound (e.g. "must be > 0")
+    above: float | None = None
+
+    def describe(self) -> str:
+        parts = [_SETTING_TYPES.get(self.type, self.type.__name__)]
+        if self.above is not None:
+            parts.append(f"> {self.above:g}")
+        if self.min is not None or self.max is not None:
+            parts.append(f"in [{'-inf' if self.min is None else f'{self.min:g}'}, {'inf' if self.max is None else f'{self.max:g}'}]")
+        parts.append(f"default {self.default!r}" if self.default is not None else "default: the export's")
+        return ", ".join(parts)
+
+    def parse(self, text: str, model: str) -> Any:
+        where = f"{model} run option {self.name}={text!r}"
+        try:
+            if self.type is bool:
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(text)
+                value: Any = text.lower() in ("true", "1", "yes")
+            else:
+                value = self.type(text)
+        except ValueError:
+            raise UsageError(f"{where}: expected {self.describe()}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{where}: expected a finite number")
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max) or (self.above is not None and value <= self.above):
+            raise UsageError(f"{where}: out of range ({self.describe()})")
+        return value
+
+
+def parse_run_settings(settings: "Mapping[str, RunSetting] | tuple[RunSetting, ...]", raw: Mapping[str, str], model: str) -> dict[str, Any]:
+    """``--set`` values typed and range-checked; an unknown name is refused with the known ones
+    (and a close match)."""
+    import difflib
+
+    known = {s.name: s for s in settings} if not isinstance(settings, Mapping) else dict(settings)
+    parsed = {}
+    for name, text in raw.items():
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            listing = ", ".join(known) if known else "(none)"
+            raise UsageError(f"unknown {model} run option {name!r}{hint} (known: {listing}; see `zoo info {model}`)")
+        parsed[name] = known[name].parse(text, model)
+    return parsed
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What a plugin declares through ``zoo_register_models``."""
@@ -149,6 +216,10 @@ class ModelSpec:
     sample_rate: int = 24000
     #: the validation level an export must pass to be registered as valid
     required_level: str = "reference"
+    #: ``zoo run --set`` options of the run loop (checked before anything loads)
+    run_settings: tuple[RunSetting, ...] = ()
+    #: whether ``--voice`` may name a WAV file to clone a voice from
+    clones_voices: bool = False
     #: filled in by the core: the name of the plugin that registered the model
     plugin: str = ""
 
@@ -344,16 +415,10 @@ class RunOptions:
     seed: int = 0
     settings: dict[str, str] = field(default_factory=dict)
 
-    def typed(self, schema: Mapping[str, Callable[[str], Any]], model: str) -> dict[str, Any]:
-        """The ``--set`` values converted by ``schema`` (name -> type); unknown names and values
-        that do not convert raise ValueError naming the model and the known names."""
-        unknown = sorted(set(self.settings) - set(schema))
-        if unknown:
-            raise ValueError(f"unknown {model} run option(s) {unknown}; known: {', '.join(schema)}")
-        try:
-            return {k: schema[k](v) for k, v in self.settings.items()}
-        except ValueError as exc:
-            raise ValueError(f"bad {model} run option: {exc}") from None
+    def typed(self, schema: "tuple[RunSetting, ...]", model: str) -> dict[str, Any]:
+        """The ``--set`` values typed and range-checked by the model's ``RunSetting``s (see
+        :func:`parse_run_settings`); a bad one raises UsageError naming the option."""
+        return parse_run_settings(schema, self.settings, model)
 
 
 @dataclass

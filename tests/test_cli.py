@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from conftest import Zoo
 
 NO_TORCH = """
@@ -76,3 +78,43 @@ def test_bad_options_are_usage_errors(zoo: Zoo, tmp_path):
 def test_python_dash_m_works(zoo: Zoo):
     proc = subprocess.run([sys.executable, "-m", "zoo", "--version"], env=zoo.env, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.startswith("zoo ")
+
+
+#: (arguments, what the message must say): each exits 2 before any model loads. The torch backend
+#: with --random-weights would build the model next, so reaching that point would take seconds and
+#: end differently; the registry is empty, so a mil run could not start either.
+USAGE_ERRORS = [
+    (("run", "kokoro", "  ", "-o", "x.wav", "--backend", "torch", "--random-weights"), "TEXT is empty"),
+    (("run", "kokoro", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--set", "sped=1"), "did you mean 'speed'"),
+    (("run", "kokoro", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--set", "speed=0"), "speed='0': out of range"),
+    (("run", "pocket_tts", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--set", "max_tokens=-5"), "max_tokens='-5': out of range"),
+    (("run", "pocket_tts", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--set", "temperature=warm"), "temperature='warm': expected number"),
+    (("run", "vibevoice", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--set", "max_seconds=0"), "max_seconds='0': out of range"),
+    (("run", "kokoro", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--voice", "me.wav"), "cannot clone a voice"),
+    (("run", "pocket_tts", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--voice", "me.wav"), "me.wav: no such WAV file"),
+    (("run", "kokoro", "hi", "-o", ".", "--backend", "torch", "--random-weights"), "is a directory"),
+    (("run", "kokoro", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--variant", "int4"), "no variant 'int4'"),
+    (("export", "tiny", "--random-weights", "--out", "a-file"), "--out a-file is a file"),
+    (("--registry", ".", "list"), "is a directory"),
+]
+
+
+@pytest.mark.parametrize("args, message", USAGE_ERRORS, ids=[" ".join(a[:2] + a[-2:]) for a, _ in USAGE_ERRORS])
+def test_usage_errors_exit_2_naming_the_value(zoo: Zoo, args, message):
+    pytest.importorskip("kokoro")
+    pytest.importorskip("pocket_tts")
+    (zoo.workdir / "a-file").write_text("not a directory")
+    proc = zoo(*args)
+    text = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and message in text, (proc.returncode, text)
+    assert "Traceback" not in proc.stderr and not (zoo.workdir / "x.wav").exists()
+
+
+def test_info_lists_run_options_with_type_default_and_range(zoo: Zoo):
+    pytest.importorskip("kokoro")
+    data = __import__("json").loads(zoo("info", "kokoro", "--json", check=True).stdout)
+    speed = next(s for s in data["run_settings"] if s["name"] == "speed")
+    assert (speed["type"], speed["default"], speed["min"], speed["max"]) == ("float", 1.0, 0.1, 10.0)
+    assert data["voices"] is None and data["clones_voices"] is False  # no export yet
+    text = " ".join(zoo("info", "kokoro", check=True).stdout.split())
+    assert "run options" in text and "phonemes" in text and "in [0.1, 10]" in text

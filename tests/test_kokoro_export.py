@@ -52,5 +52,9 @@ def test_export_run_verify_small_fp32(zoo):
     assert spectral_distance(read_wav(zoo.workdir / "m.wav"), read_wav(zoo.workdir / "t.wav")) <= 0.1
 
     bad = zoo("run", "kokoro", "x", "-o", str(zoo.workdir / "bad.wav"), "--backend", "mil", "--voice", "nobody")
-    assert bad.returncode != 0 and "unknown voice 'nobody'" in bad.stderr and not (zoo.workdir / "bad.wav").exists()
+    message = " ".join(bad.stderr.split())
+    assert bad.returncode == 2 and "unknown voice 'nobody'; this export has: random" in message and "clone" not in message
+    assert not (zoo.workdir / "bad.wav").exists()
+    bad = zoo("run", "kokoro", "x", "-o", str(zoo.workdir / "bad.wav"), "--backend", "mil", "--voice", "randon")
+    assert bad.returncode == 2 and "did you mean 'random'" in bad.stderr
     assert zoo("verify", "--execute", check=True).returncode == 0

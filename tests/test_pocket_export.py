@@ -57,6 +57,10 @@ def test_export_run_verify(zoo, variant):
     a, b = read_wav(torch_wav), read_wav(mil_wav)
     snr = 10 * np.log10(np.sum(a**2) / max(np.sum((a - b) ** 2), 1e-9))
     assert snr >= (40 if variant.endswith("fp32") else 10), snr
+    bad = zoo("run", "pocket_tts", text, "-o", str(zoo.workdir / "bad.wav"), "--backend", "mil", "--variant", variant, "--voice", "alba")
+    message = " ".join(bad.stderr.split())  # the README's voice is not in a random-weight export: said before loading
+    assert bad.returncode == 2 and "unknown voice 'alba'; this export has: random (or a WAV file to clone)" in message
+    assert json.loads(zoo("info", "pocket_tts", "--json", check=True).stdout)["voices"] == ["random"]
     if variant.endswith("stateful"):  # the decoder state lives in the package: no state inputs
         from zoo.core.mil import MilProgram
 

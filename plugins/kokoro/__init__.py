@@ -18,7 +18,7 @@ from dataclasses import replace
 
 from ...core import ComponentSpec, ModelPlugin, ModelSpec, Tolerance, Variant
 from .config import HUB_REPO
-from .options import BUCKETS, CHAOS_FACTOR, FULL, SMALL, KokoroOptions
+from .options import BUCKETS, CHAOS_FACTOR, FULL, RUN_SETTINGS, SMALL, KokoroOptions
 
 __version__ = "0.1.0"
 
@@ -71,6 +71,7 @@ class Kokoro(ModelPlugin):
                 revision=HUB_REVISION,
                 sample_rate=24000,
                 required_level="mil",
+                run_settings=RUN_SETTINGS,
             )
         ]
 

@@ -18,10 +18,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ...core import RunOptions, RunResult
-from .options import RunConfig
+from .options import RUN_SETTINGS, RunConfig
 
 MAX_PHONEMES = 510
-SETTINGS = {"phonemes": str, "speed": float}
 
 
 def phonemize(text: str, g2p: Callable[[str], Any] | None = None) -> str:
@@ -127,10 +126,12 @@ def split_phonemes(phonemes: str, vocab: dict[str, int], limit: int) -> list[str
 
 
 def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
-    parsed = RunOptions(settings=settings).typed(SETTINGS, "kokoro")
-    if "speed" in parsed and not 0.1 <= parsed["speed"] <= 10:
-        raise ValueError(f"speed must be within [0.1, 10], not {parsed['speed']}")
-    return parsed
+    return RunOptions(settings=settings).typed(RUN_SETTINGS, "kokoro")
+
+
+def voices(constants: Mapping[str, Any]) -> list[str]:
+    """The export's voice names (the list_voices hook)."""
+    return list(RunConfig.load(constants["config"]).voices)
 
 
 def run(runtime: Any, text: str, options: RunOptions) -> RunResult:

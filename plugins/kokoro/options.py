@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...core import Record
+from ...core.spec import RunSetting
 
 #: predictor token buckets (boundary tokens included; 512 = upstream's 510 phonemes + 2)
 BUCKETS = (32, 64, 128, 256, 512)
@@ -32,6 +33,12 @@ class KokoroOptions(Record):
     #: decoder submodules kept in fp32 by an fp16 export (recorded with the variant)
     fp32_scopes: tuple[str, ...] = ()
 
+
+#: ``zoo run kokoro --set NAME=VALUE``
+RUN_SETTINGS = (
+    RunSetting("phonemes", str, "phonemes to speak instead of the text's G2P (misaki, else espeak-ng)"),
+    RunSetting("speed", float, "speaking rate (upstream's speed: durations divided by it)", default=1.0, min=0.1, max=10.0),
+)
 
 FULL = KokoroOptions("full")
 SMALL = KokoroOptions("small", max_frames=1024)

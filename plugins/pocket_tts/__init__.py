@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ...core import ComponentSpec, ModelPlugin, ModelSpec, Variant
-from .options import FULL, SMALL, PocketOptions
+from .options import FULL, RUN_SETTINGS, SMALL, PocketOptions
 
 __version__ = "0.1.0"
 
@@ -60,6 +60,8 @@ class PocketTTS(ModelPlugin):
                 revision=HUB_REVISION,
                 sample_rate=24000,
                 required_level="mil",
+                run_settings=RUN_SETTINGS,
+                clones_voices=True,
             )
         ]
 

@@ -12,25 +12,17 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from ...core import RunOptions, RunResult
 from ...core.audio import read_wav, resample
-from .options import RunConfig, TextRulesRecord
+from .options import RUN_SETTINGS, RunConfig, TextRulesRecord
 from .text import TextRules, prepare, split
 
-SETTINGS = {
-    "temperature": float,
-    "eos_threshold": float,
-    "frames_after_eos": int,
-    "max_tokens": int,
-}
-
-
 def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
-    return RunOptions(settings=settings).typed(SETTINGS, "pocket_tts")
+    return RunOptions(settings=settings).typed(RUN_SETTINGS, "pocket_tts")
 
 
 class MimiStream:
@@ -185,6 +177,11 @@ def clone_voice(runtime: Any, path: Path, cfg: RunConfig) -> Voice:
     voice = Voice(np.asarray(kv)[:, :, :pos], pos)
     voice.save(cached)
     return voice
+
+
+def voices(constants: Mapping[str, Any]) -> list[str]:
+    """The export's voice names (the list_voices hook)."""
+    return list(RunConfig.load(constants["config"]).voices)
 
 
 def run(runtime: Any, text: str, options: RunOptions) -> RunResult:

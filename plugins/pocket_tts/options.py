@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...core import Record
+from ...core.spec import RunSetting
 
 #: the Mimi decoder transformer's attention context, in 200 Hz steps (upstream's config)
 MIMI_WINDOW = 250
@@ -30,6 +31,14 @@ class PocketOptions(Record):
     #: Mimi's streaming state as CoreML states (iOS18/macOS15) instead of explicit inputs/outputs
     stateful_mimi: bool = False
 
+
+#: ``zoo run pocket_tts --set NAME=VALUE`` (no default: the export's own value, from upstream's config)
+RUN_SETTINGS = (
+    RunSetting("temperature", float, "sampling temperature of the flow LM's noise (0: deterministic)", min=0.0, max=10.0),
+    RunSetting("eos_threshold", float, "EOS logit above which a text chunk ends"),
+    RunSetting("frames_after_eos", int, "frames generated after EOS fires", min=0, max=1000),
+    RunSetting("max_tokens", int, "text tokens per chunk (upstream splits text at sentence ends within it)", min=1, max=1000),
+)
 
 FULL = PocketOptions("full")
 SMALL = PocketOptions("small", mimi_max_positions=4096, voice_seconds=2.0)

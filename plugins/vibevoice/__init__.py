@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ...core import ComponentSpec, ModelPlugin, ModelSpec, Tolerance, Variant
 from .config import HUB_REPO
-from .options import FULL, SMALL, VibeVoiceOptions
+from .options import FULL, RUN_SETTINGS, SMALL, VibeVoiceOptions
 
 __version__ = "0.1.0"
 
@@ -63,6 +63,7 @@ class VibeVoice(ModelPlugin):
                 revision=HUB_REVISION,
                 sample_rate=24000,
                 required_level="mil",
+                run_settings=RUN_SETTINGS,
             )
         ]
 

@@ -11,21 +11,15 @@ the lm and tts_lm KV states before the first call.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from ...core import RunOptions, RunResult
-from .options import RunConfig
-
-SETTINGS = {"cfg_scale": float, "max_seconds": float}
-
+from .options import RUN_SETTINGS, RunConfig
 
 def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
-    parsed = RunOptions(settings=settings).typed(SETTINGS, "vibevoice")
-    if parsed.get("max_seconds", 1.0) <= 0:
-        raise ValueError("max_seconds must be > 0")
-    return parsed
+    return RunOptions(settings=settings).typed(RUN_SETTINGS, "vibevoice")
 
 
 def tokenize(text: str, cfg: RunConfig, tokenizer_file: Any = None) -> list[int]:
@@ -64,6 +58,11 @@ def voice_states(presets: dict[str, np.ndarray], voice: str, cfg: RunConfig) -> 
     tts_states = cache_states([(get("tts_k"), get("tts_v")), (get("neg_k"), get("neg_v"))], cfg.tts_capacity, "tts_lm")
     start = {"lm": lm_len, "tts": tts_len, "neg": neg_len, "tts_hidden": get("tts_hidden").astype(np.float32), "neg_hidden": get("neg_hidden").astype(np.float32)}
     return lm_states, tts_states, start
+
+
+def voices(constants: Mapping[str, Any]) -> list[str]:
+    """The export's voice names (the list_voices hook)."""
+    return list(RunConfig.load(constants["config"]).voices)
 
 
 def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = None) -> RunResult:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...core import Record
+from ...core.spec import RunSetting
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,12 @@ class VibeVoiceOptions(Record):
     #: KV cache slots of the tts_lm (voice preset + text windows + speech latents; 7.5 latents per second)
     tts_capacity: int = 1024
 
+
+#: ``zoo run vibevoice --set NAME=VALUE``
+RUN_SETTINGS = (
+    RunSetting("cfg_scale", float, "classifier-free guidance scale (default: the export's, 1.5)", min=0.0, max=20.0),
+    RunSetting("max_seconds", float, "longest audio generated before EOS", default=30.0, above=0.0, max=600.0),
+)
 
 FULL = VibeVoiceOptions("full")
 SMALL = VibeVoiceOptions("small", lm_chunk=8, lm_capacity=128, tts_capacity=256)
