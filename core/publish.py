@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .cache import StageCache, _pid_alive
-from .hashing import tree_sha256, tree_size
+from .hashing import tree_files, tree_sha256, tree_size
 from .registry import ExportEntry, Item, Registry, RegistryError
 
 PENDING_MARKER = ".zoo-pending.json"
@@ -54,7 +54,8 @@ class Provenance:
 
 
 def _item(staging: Path, dest: Path, name: str, functions: tuple[str, ...] | None = None) -> Item:
-    return Item(name, dest.relative_to(staging).as_posix(), tree_sha256(dest), tree_size(dest), functions)
+    files = tuple(p.relative_to(dest).as_posix() for p in tree_files(dest)) if dest.is_dir() else None
+    return Item(name, dest.relative_to(staging).as_posix(), tree_sha256(dest), tree_size(dest), functions, files)
 
 
 def publish(bundle: Bundle, provenance: Provenance, level: str, validation: list[dict[str, Any]], out_dir: Path, registry: Registry, cache: StageCache) -> tuple[ExportEntry, Path]:

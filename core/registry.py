@@ -49,6 +49,7 @@ schema                       format version of this file
     functions                the package's functions ("main" for a plain package)
     sha256, bytes            sha256 over the package tree (sorted relative paths,
                              sizes and bytes) and its total size
+    files                    the package's files, relative to it (a missing one is named)
   [[exports.constants]]      name, path, sha256, bytes of each constants file
   [[exports.parity]]         per component: the parity inputs, torch outputs and initial
                              states (safetensors) that `zoo verify --execute` re-runs
@@ -101,9 +102,11 @@ def entry_problem(entry: dict[str, Any]) -> str | None:
             for key, kind in _ITEM_KEYS.items():
                 if not isinstance(item.get(key), kind):
                     return f"a {listing} item lacks a {key!r} string"
-            rel = Path(item["path"])
-            if rel.is_absolute() or ".." in rel.parts:
-                return f"{listing} {item['name']!r}: path {item['path']!r} leads outside the export"
+            for rel in [item["path"]] + [str(Path(item["path"]) / f) for f in item.get("files", []) if isinstance(f, str)]:
+                if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                    return f"{listing} {item['name']!r}: path {rel!r} leads outside the export"
+            if "files" in item and not (isinstance(item["files"], list) and all(isinstance(f, str) for f in item["files"])):
+                return f"{listing} {item['name']!r}: files must be an array of strings"
     for record in entry.get("validation", []):
         if not isinstance(record, dict) or not isinstance(record.get("level"), str) or not isinstance(record.get("status"), str):
             return "a validation record lacks its level or status"
@@ -119,6 +122,8 @@ class Item:
     sha256: str
     bytes: int
     functions: tuple[str, ...] | None = None  # components only
+    #: the files of a package (relative to it), so that a missing one is named (components only)
+    files: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -144,8 +149,9 @@ class ExportEntry:
         """The TOML table: keys in HEADER's order, no empty optional values."""
         def item(i: Item) -> dict[str, Any]:
             d = {k: v for k, v in asdict(i).items() if v is not None}
-            if i.functions is not None:
-                d["functions"] = list(i.functions)
+            for key in ("functions", "files"):
+                if getattr(i, key) is not None:
+                    d[key] = list(getattr(i, key))
             return d
 
         order = ("id", "model", "status", "validation_level", "created_at", "path", "plugin", "variant", "weights", "tools")

@@ -136,7 +136,10 @@ def build_runtime(host: PluginHost, request: RunRequest, registry: Registry, wor
     assert entry is not None
     packages = {c["name"]: registry.member(entry, c["path"]) for c in entry["components"]}
     constants = {c["name"]: registry.member(entry, c["path"]) for c in entry.get("constants", [])}
+    from .verify import missing_files
+
     missing = [str(p) for p in list(packages.values()) + list(constants.values()) if not p.exists()]
+    missing += [f for c in entry["components"] if packages[c["name"]].exists() for f in missing_files(registry, entry, c)]
     if missing:
         raise BackendUnavailable(f"export {entry['id']} is incomplete on disk (missing {', '.join(missing)}); run `zoo verify {entry['id']}`")
     runtime_cls = MilRuntime if request.backend == "mil" else CoreMLRuntime

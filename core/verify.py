@@ -20,6 +20,12 @@ class Problem:
         return self.__dict__.copy()
 
 
+def missing_files(registry: Registry, entry: dict[str, Any], item: dict[str, Any]) -> list[str]:
+    """The registered files of a package that are gone (paths relative to the export)."""
+    root = registry.member(entry, item["path"])
+    return [f"{item['path']}/{f}" for f in item.get("files", []) if not (root / f).is_file()]
+
+
 def verify_entry(registry: Registry, entry: dict[str, Any]) -> list[Problem]:
     root = registry.export_dir(entry)
     problems: list[Problem] = []
@@ -34,6 +40,10 @@ def verify_entry(registry: Registry, entry: dict[str, Any]) -> list[Problem]:
         path = registry.member(entry, item["path"])
         if not path.exists():
             problems.append(Problem(entry["id"], kind, item["name"], f"{path} is missing"))
+            continue
+        gone = missing_files(registry, entry, item)
+        if gone:
+            problems.append(Problem(entry["id"], kind, item["name"], f"missing {', '.join(gone)} (of the {len(item['files'])} files registered)"))
             continue
         digest = tree_sha256(path)
         if digest != item["sha256"]:

@@ -308,3 +308,17 @@ def test_reading_a_package_never_writes_to_it(zoo: Zoo):
     _export(zoo)  # every stage cached: the mil stage re-reads nothing, the register stage copies
     after = snapshot()
     assert {k: v for k, v in after.items() if k in before} == before
+
+
+def test_a_deleted_weight_file_is_named_by_verify_and_run(zoo: Zoo):
+    report = _export(zoo)
+    weights = sorted((Path(report["path"]) / "vocoder.mlpackage").rglob("weight.bin"))[0]
+    weights.unlink()
+    proc = zoo("verify", "--execute")
+    message = " ".join(proc.stderr.split()) + " ".join(proc.stdout.split())
+    assert proc.returncode == 1 and "missing vocoder.mlpackage/Data/com.apple.CoreML/weights/weight.bin" in message
+    assert "sha256" not in message  # a missing file, not a hash mismatch
+    run = zoo("run", "tiny", "hi", "-o", str(zoo.workdir / "hi.wav"), "--backend", "mil")
+    text = " ".join(run.stderr.split())
+    assert run.returncode == 1 and "weight.bin" in text and f"zoo verify {report['id']}" in text
+    assert not (zoo.workdir / "hi.wav").exists()
