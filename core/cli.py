@@ -445,6 +445,53 @@ def run(
         out.print(f"[green]✓[/] wrote {output}: {data['audio_seconds']:.2f} s of audio, {data['frames']} frames in {data['wall_seconds']:.2f} s ({summary.source}); calls: {calls}")
 
 
+# ------------------------------------------------------------------------------ rm
+@app.command()
+def rm(
+    ctx: typer.Context,
+    export_ids: List[str] = typer.Argument(None, help="export ids to remove (see `zoo list`)"),
+    older_duplicates: bool = typer.Option(False, "--older-duplicates", help="remove every export that a newer one made from identical inputs duplicates"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Remove exports: the registry entry (under the registry lock), then the files it lists.
+
+    Only what the entry lists is deleted; anything else found in its directory is left
+    there and named.
+    """
+    from .publish import delete_export_files
+
+    registry = _registry_or_exit(ctx)
+    exports = registry.exports()
+    ids = list(export_ids or [])
+    if older_duplicates:
+        newest: dict[str, dict[str, Any]] = {}
+        for e in sorted(exports, key=lambda e: e["created_at"]):
+            if e.get("inputs_sha256"):
+                previous = newest.get(e["inputs_sha256"])
+                if previous is not None:
+                    ids.append(previous["id"])
+                newest[e["inputs_sha256"]] = e
+    if not ids and not older_duplicates:
+        _fail("name the exports to remove (zoo rm ID ...), or --older-duplicates", EXIT_USAGE)
+    unknown = [i for i in ids if i not in {e["id"] for e in exports}]
+    if unknown:
+        import difflib
+
+        close = difflib.get_close_matches(unknown[0], [e["id"] for e in exports], n=1)
+        _fail(f"no export {unknown[0]!r} in {registry.path}" + (f"; did you mean {close[0]!r}?" if close else ""), EXIT_USAGE)
+    removed = registry.remove(list(dict.fromkeys(ids))) if ids else []
+    left = {e["id"]: delete_export_files(registry, e) for e in removed}
+    if as_json:
+        print(json.dumps({"removed": [e["id"] for e in removed], "left_in_place": left}, indent=1))
+        return
+    for e in removed:
+        out.print(f"[green]✓[/] removed {e['id']} ({registry.export_dir(e)})")
+        if left[e["id"]]:
+            err.print(f"[yellow]! left in {registry.export_dir(e)} (not listed by the export): {', '.join(left[e['id']])}[/]")
+    if not removed:
+        out.print("nothing to remove")
+
+
 # ------------------------------------------------------------------------ new-plugin
 @app.command("new-plugin")
 def new_plugin(

@@ -29,7 +29,8 @@ from .registry import Registry
 from .report import ExportFailed, ExportReport, Reporter
 from .session import ModelSession, default_weights, resolve_variant
 from .spec import WeightsSource
-from .stages import Stages, read_checks, tool_versions, weights_identity, write_checks
+from .spec import stable_hash
+from .stages import Stages, core_digest, read_checks, tool_versions, weights_identity, write_checks
 from .validation import Check
 
 PARITY_FILE = "parity.safetensors.gz"
@@ -97,9 +98,13 @@ class Exporter:
         )
         identity = self.identity()
         stages = Stages(self.cache, report, self.reporter, identity, self.force)
-        session = ModelSession(self.host, self.model.name, self.variant, self.weights, stage=stages.stage)
         _, warnings = remove_abandoned_exports(self.out_dir, self.registry)
         report.warnings.extend(warnings)
+        inputs = stable_hash({**identity, "core": core_digest()})
+        reuse = "no" if self.force else self._reuse(stages, inputs)
+        if reuse == "reused":
+            return
+        session = ModelSession(self.host, self.model.name, self.variant, self.weights, stage=stages.stage)
 
         checks: list[Check] = []
         parity_dirs: dict[str, Path] = {}
@@ -140,6 +145,7 @@ class Exporter:
             plugin={"name": plugin.name, "version": plugin.version, "source_sha256": plugin.source_digest},
             weights={k: v for k, v in weights.items() if v is not None},
             tools=identity["tools"],
+            inputs_sha256=inputs,
         )
         bundle = Bundle(
             packages=packages,
@@ -147,12 +153,40 @@ class Exporter:
             parity={comp: parity_dirs[comp] / PARITY_FILE for comp in comps},
         )
         with stages.stage("register") as info:
-            entry, final = publish(bundle, provenance, reached, [c.record() for c in checks], self.out_dir, self.registry, self.cache)
-            info["detail"] = entry.id
-        report.export_id = entry.id
+            entry, final, reused = publish(bundle, provenance, reached, [c.record() for c in checks], self.out_dir, self.registry, self.cache, reuse_identical=reuse == "none")
+            info["detail"] = entry["id"] + (" (an identical export registered meanwhile: reused)" if reused else "")
+        report.export_id = entry["id"]
         report.path = str(final)
-        report.components = [c for c in entry.record()["components"]]
+        report.components = list(entry["components"])
+        report.reused = reused
         report.ok = True
+
+    def _reuse(self, stages: Stages, inputs: str) -> str:
+        """An identical valid export already registered, whose files still hash as registered:
+        the report names it and nothing is done (``--force`` makes a new one). Returns "reused",
+        "none" (no identical export: one registered meanwhile may be reused at registration) or
+        "damaged" (the identical export fails verify: a new one is registered)."""
+        from .verify import verify_entry
+
+        existing = self.registry.identical(inputs)
+        if existing is None:
+            return "none"
+        with stages.stage("reuse") as info:
+            problems = verify_entry(self.registry, existing)
+            if problems:
+                info["detail"] = f"{existing['id']} fails zoo verify ({problems[0].message}): exporting again"
+                self.report.warnings.append(f"the identical export {existing['id']} fails `zoo verify`: a new one was made")
+                return "damaged"
+            info["status"] = "cached"
+            info["detail"] = f"{existing['id']}: made from identical inputs (--force makes a new one)"
+        report = self.report
+        report.export_id, report.path = existing["id"], str(self.registry.export_dir(existing))
+        report.level = existing.get("validation_level")
+        report.checks = [Check(**{k: v for k, v in r.items() if k in Check.__dataclass_fields__}) for r in existing.get("validation", [])]
+        report.components = list(existing["components"])
+        report.reused = True
+        report.ok = True
+        return "reused"
 
 
 # -- the stages, each a function of the stage runner and the session -------------------------

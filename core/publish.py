@@ -51,6 +51,7 @@ class Provenance:
     plugin: dict[str, str]
     weights: dict[str, Any]
     tools: dict[str, str]
+    inputs_sha256: str = ""
 
 
 def _item(staging: Path, dest: Path, name: str, functions: tuple[str, ...] | None = None) -> Item:
@@ -58,8 +59,11 @@ def _item(staging: Path, dest: Path, name: str, functions: tuple[str, ...] | Non
     return Item(name, dest.relative_to(staging).as_posix(), tree_sha256(dest), tree_size(dest), functions, files)
 
 
-def publish(bundle: Bundle, provenance: Provenance, level: str, validation: list[dict[str, Any]], out_dir: Path, registry: Registry, cache: StageCache) -> tuple[ExportEntry, Path]:
-    """Copy ``bundle`` into ``<out_dir>/<id>`` and register it; returns (entry, export directory)."""
+def publish(
+    bundle: Bundle, provenance: Provenance, level: str, validation: list[dict[str, Any]], out_dir: Path, registry: Registry, cache: StageCache, reuse_identical: bool = True
+) -> tuple[dict[str, Any], Path, bool]:
+    """Copy ``bundle`` into ``<out_dir>/<id>`` and register it; returns (the registry entry, the
+    export directory, whether an identical export registered meanwhile was reused instead)."""
     stamp = datetime.now(timezone.utc)
     export_id = f"{provenance.model}-{provenance.variant['name']}-{stamp:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
     staging = cache.staging_dir(out_dir, export_id)
@@ -95,6 +99,7 @@ def publish(bundle: Bundle, provenance: Provenance, level: str, validation: list
             variant=provenance.variant,
             weights=provenance.weights,
             tools=provenance.tools,
+            inputs_sha256=provenance.inputs_sha256,
             components=components,
             constants=constants,
             parity=parity,
@@ -111,15 +116,40 @@ def publish(bundle: Bundle, provenance: Provenance, level: str, validation: list
             os.rename(staging, final)
 
         try:
-            registry.add(entry, before_write=move_into_place)
+            existing = registry.add(entry, before_write=move_into_place, reuse_identical=reuse_identical)
         except BaseException:
             if final.exists() and not staging.exists():
                 shutil.rmtree(final, ignore_errors=True)
             raise
+        if existing is not None:  # registered by a concurrent identical export: ours is dropped
+            return existing, registry.export_dir(existing), True
         (final / PENDING_MARKER).unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return entry, final
+    return entry.record(), final, False
+
+
+def delete_export_files(registry: Registry, entry: dict[str, Any]) -> list[str]:
+    """Delete what an (already unregistered) entry lists inside its export directory, then the
+    directories left empty. Anything else found there is left alone and named in the result."""
+    root = registry.export_dir(entry)
+    if not root.is_dir():
+        return []
+    for listing in ("components", "constants", "parity"):
+        for item in entry.get(listing, []):
+            path = registry.member(entry, item["path"])
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+    (root / PENDING_MARKER).unlink(missing_ok=True)
+    for directory in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(directory.iterdir()):
+            directory.rmdir()
+    left = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+    if not left:
+        root.rmdir()
+    return left
 
 
 def _pending(out_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | None, str]]:

@@ -37,6 +37,9 @@ schema                       format version of this file
   validation_level           highest level reached in order reference < mil < coreml
   created_at                 UTC time the export was registered
   path                       export directory, relative to this file when below it
+  inputs_sha256              sha256 of what the export was made from (model, plugin and
+                             core sources, variant, weights, tool versions): `zoo export`
+                             reuses a valid export with the same value instead of adding one
   [exports.plugin]           name, version and source sha256 of the plugin that made it
   [exports.variant]          name, precision (fp16|fp32), target (iOS17, ...), options
                              (shapes, buckets and other plugin-specific settings)
@@ -144,6 +147,9 @@ class ExportEntry:
     parity: list[Item] = field(default_factory=list)
     validation: list[dict[str, Any]] = field(default_factory=list)
     status: str = "valid"
+    #: sha256 of everything the export was made from (model, plugin and core sources, variant,
+    #: weights, tool versions): an identical export is reused instead of registered again
+    inputs_sha256: str = ""
 
     def record(self) -> dict[str, Any]:
         """The TOML table: keys in HEADER's order, no empty optional values."""
@@ -154,7 +160,7 @@ class ExportEntry:
                     d[key] = list(getattr(i, key))
             return d
 
-        order = ("id", "model", "status", "validation_level", "created_at", "path", "plugin", "variant", "weights", "tools")
+        order = ("id", "model", "status", "validation_level", "created_at", "path", "inputs_sha256", "plugin", "variant", "weights", "tools")
         table: dict[str, Any] = {k: getattr(self, k) for k in order}
         table["components"] = [item(i) for i in self.components]
         table["constants"] = [item(i) for i in self.constants]
@@ -255,18 +261,29 @@ class Registry:
         except ValueError:
             return str(path)
 
-    def add(self, entry: "ExportEntry | dict[str, Any]", before_write: Any = None) -> None:
+    def identical(self, inputs_sha256: str, exports: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+        """The newest valid export made from the same inputs, if any."""
+        same = [e for e in (self.exports() if exports is None else exports) if inputs_sha256 and e.get("inputs_sha256") == inputs_sha256 and e.get("status") == "valid"]
+        return max(same, key=lambda e: e["created_at"], default=None)
+
+    def add(self, entry: "ExportEntry | dict[str, Any]", before_write: Any = None, reuse_identical: bool = False) -> dict[str, Any] | None:
         """Append one export atomically under the lock.
 
         ``before_write`` (optional, no arguments) runs under the lock after the
         registry parsed and before it is replaced — used to move the export into
-        place only once the registry is known to be writable.
+        place only once the registry is known to be writable. With
+        ``reuse_identical``, an export registered meanwhile from the same inputs is
+        returned instead and nothing is written (None: the entry was added).
         """
         if isinstance(entry, ExportEntry):
             entry = entry.record()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock():
             doc = self.read()
+            if reuse_identical:
+                existing = self.identical(entry.get("inputs_sha256", ""), [e.unwrap() if hasattr(e, "unwrap") else dict(e) for e in doc.get("exports", [])])
+                if existing is not None:
+                    return existing
             if any(e["id"] == entry["id"] for e in doc.get("exports", [])):
                 raise RegistryError(f"{self.path}: an export with id {entry['id']!r} already exists")
             if "exports" not in doc:
@@ -277,6 +294,23 @@ class Registry:
             if before_write is not None:
                 before_write()
             self._write(text)
+        return None
+
+    def remove(self, export_ids: list[str]) -> list[dict[str, Any]]:
+        """Drop the entries ``export_ids`` atomically under the lock; returns them (an unknown id
+        raises RegistryError and nothing is written)."""
+        with self._lock():
+            doc = self.read()
+            exports = doc.get("exports", [])
+            known = {e["id"]: i for i, e in enumerate(exports)}
+            unknown = [i for i in export_ids if i not in known]
+            if unknown:
+                raise RegistryError(f"{self.path}: no export {', '.join(map(repr, unknown))}")
+            removed = [exports[known[i]].unwrap() for i in export_ids]
+            for index in sorted((known[i] for i in set(export_ids)), reverse=True):
+                del exports[index]
+            self._write(tomlkit.dumps(doc))
+        return removed
 
     def _write(self, text: str) -> None:
         # keep the file's mode (a new file gets 0666 less the umask, not mkstemp's 0600)

@@ -45,6 +45,8 @@ class ExportReport:
     checks: list[Check] = field(default_factory=list)
     components: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: an identical export was already registered: this report names it, nothing new was written
+    reused: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +62,7 @@ class ExportReport:
             "validation": [c.record() for c in self.checks],
             "components": self.components,
             "warnings": self.warnings,
+            "reused": self.reused,
         }
 
 
@@ -133,6 +136,9 @@ def print_report(report: "ExportReport", out: "Console", err: "Console") -> None
     for warning in report.warnings:
         err.print(f"[yellow]! {warning}[/]")
     if report.ok:
-        out.print(f"[green]✓ registered {report.export_id}[/] at {report.path} (validation level: {report.level})")
+        if report.reused:
+            out.print(f"[green]✓ already registered: {report.export_id}[/] at {report.path} (validation level: {report.level}), made from identical inputs; `--force` exports again")
+        else:
+            out.print(f"[green]✓ registered {report.export_id}[/] at {report.path} (validation level: {report.level})")
     else:
         out.print(f"[red]✗ export failed: {report.error}[/]")

@@ -111,20 +111,29 @@ def test_flipped_byte_is_named_by_verify(zoo: Zoo):
     assert ("constant", "embeddings") in [(p["kind"], p["name"]) for p in problems]
 
 
-def test_second_export_reuses_every_stage_and_force_redoes(zoo: Zoo):
+def test_an_identical_export_is_reused_and_force_redoes(zoo: Zoo):
     first = _export(zoo)
-    assert {s["status"] for s in first["stages"]} == {"done"}
+    assert {s["status"] for s in first["stages"]} == {"done"} and not first["reused"]
+    second = _export(zoo)  # same model, variant, weights, sources and tools: the registered export
+    assert second["reused"] and second["id"] == first["id"] and second["path"] == first["path"]
+    assert [(s["stage"], s["status"]) for s in second["stages"]] == [("reuse", "cached")]
+    assert second["validation_level"] == "mil" and second["validation"] == first["validation"]
+    assert "already registered" in zoo("export", "tiny", "--random-weights", "--out", str(zoo.out)).stdout
+    other_seed = _export(zoo, "--seed", "1")
+    assert all(s["status"] == "done" for s in other_seed["stages"]) and not other_seed["reused"]
+    forced = _export(zoo, "--force")
+    assert all(s["status"] == "done" for s in forced["stages"]) and not forced["reused"]
+    assert len(Registry(zoo.registry).exports()) == 3 and len(list(zoo.out.iterdir())) == 3
+
+
+def test_an_identical_export_that_fails_verify_is_exported_again_from_the_cache(zoo: Zoo):
+    first = _export(zoo)
+    sorted((Path(first["path"]) / "vocoder.mlpackage").rglob("weight.bin"))[0].write_bytes(b"damaged")
     second = _export(zoo)
     statuses = {s["stage"]: s["status"] for s in second["stages"]}
+    assert not second["reused"] and second["id"] != first["id"] and statuses["reuse"] == "done"
     assert "load_reference" not in statuses  # nothing needed the model: every stage was cached
-    assert set(statuses.values()) == {"cached", "done"} and statuses["register"] == "done"
-    assert all(v == "cached" for k, v in statuses.items() if k != "register")
-    assert [c["sha256"] for c in second["components"]] == [c["sha256"] for c in first["components"]]
-    other_seed = _export(zoo, "--seed", "1")
-    assert all(s["status"] == "done" for s in other_seed["stages"])
-    forced = _export(zoo, "--force")
-    assert all(s["status"] == "done" for s in forced["stages"])
-    assert len(Registry(zoo.registry).exports()) == 4
+    assert all(v == "cached" for k, v in statuses.items() if k not in ("reuse", "register"))
 
 
 def test_failed_parity_registers_nothing(tmp_path, write_plugin):
@@ -199,12 +208,20 @@ def test_sigkill_during_convert_leaves_nothing_and_next_run_succeeds(zoo: Zoo):
 
 
 def test_eight_concurrent_exports_into_one_registry(zoo: Zoo):
-    procs = [zoo.popen("export", "tiny", "--random-weights", "--out", str(zoo.out), "--json") for _ in range(8)]
+    """Four seeds, each exported twice at once: the pairs share cache stages, the registry gets
+    four entries (appends under the lock), and each pair's second export reuses the first's."""
+    seeds = [0, 1, 2, 3] * 2
+    procs = [zoo.popen("export", "tiny", "--random-weights", "--seed", str(s), "--out", str(zoo.out), "--json") for s in seeds]
     results = [p.communicate(timeout=600) for p in procs]
     for p, (stdout, stderr) in zip(procs, results):
         assert p.returncode == 0, stdout + stderr
+    reports = [json.loads(stdout) for stdout, _ in results]
     entries = Registry(zoo.registry).exports()
-    assert len(entries) == 8 and len({e["id"] for e in entries}) == 8
+    assert len(entries) == 4 and len({e["id"] for e in entries}) == 4
+    for seed in range(4):
+        pair = [r for s, r in zip(seeds, reports) if s == seed]
+        assert pair[0]["id"] == pair[1]["id"] and sum(r["reused"] for r in pair) == 1
+    assert sorted(p.name for p in zoo.out.iterdir()) == sorted(e["id"] for e in entries)  # no dropped copy left
     assert zoo("verify", check=True).returncode == 0
 
 

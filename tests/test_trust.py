@@ -27,6 +27,7 @@ def test_poisoned_cache_stage_is_rebuilt_not_registered(zoo: Zoo):
     data[len(data) // 2] ^= 0xFF
     weights[0].write_bytes(bytes(data))
 
+    zoo.registry.unlink()  # forget the first export (an intact identical export would be reused)
     second = _export(zoo)
     statuses = {s["stage"]: (s["status"], s["detail"]) for s in second["stages"]}
     assert statuses["convert:vocoder"][0] == "done" and "rejected" in statuses["convert:vocoder"][1]
@@ -61,7 +62,7 @@ def test_a_cache_zoo_created_is_tagged_and_cleans_only_its_own_dead_work(zoo: Zo
     foreign = zoo.cache / "tmp" / "999999-taxes"
     for path in (dead, foreign):
         path.mkdir(parents=True)
-    _export(zoo)
+    _export(zoo, "--seed", "1")
     assert not dead.exists() and foreign.exists()
     assert len(Registry(zoo.registry).exports()) == 2
 
@@ -140,7 +141,7 @@ def test_a_marker_naming_another_id_inside_a_registered_export_deletes_nothing(z
     first = _export(zoo)
     marker = Path(first["path"]) / ".zoo-pending.json"
     marker.write_text(json.dumps({"id": "tiny-fp32-someone-else", "pid": _dead_pid(), "registry": str(zoo.registry)}))
-    second = zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), "--json", check=True)
+    second = zoo("export", "tiny", "--random-weights", "--seed", "1", "--out", str(zoo.out), "--json", check=True)
     assert Path(first["path"]).is_dir() and len(zoo.packages()) == 4
     assert any("names another export" in w for w in json.loads(second.stdout)["warnings"])
     assert zoo("verify", check=True).returncode == 0
@@ -322,3 +323,19 @@ def test_a_deleted_weight_file_is_named_by_verify_and_run(zoo: Zoo):
     text = " ".join(run.stderr.split())
     assert run.returncode == 1 and "weight.bin" in text and f"zoo verify {report['id']}" in text
     assert not (zoo.workdir / "hi.wav").exists()
+
+
+def test_zoo_rm_removes_the_entry_and_only_the_files_it_lists(zoo: Zoo):
+    first = _export(zoo)
+    second = _export(zoo, "--force")  # identical inputs, made anew: an older duplicate
+    (Path(second["path"]) / "notes.txt").write_text("mine")
+    assert zoo("rm", "tiny-nope").returncode == 2
+    removed = json.loads(zoo("rm", second["id"], "--json", check=True).stdout)
+    assert removed == {"removed": [second["id"]], "left_in_place": {second["id"]: ["notes.txt"]}}
+    assert [e["id"] for e in Registry(zoo.registry).exports()] == [first["id"]]
+    assert [p.name for p in Path(second["path"]).iterdir()] == ["notes.txt"]  # not zoo's: kept
+    third = _export(zoo, "--force")
+    data = json.loads(zoo("rm", "--older-duplicates", "--json", check=True).stdout)
+    assert data["removed"] == [first["id"]] and not Path(first["path"]).exists()
+    assert [e["id"] for e in Registry(zoo.registry).exports()] == [third["id"]]
+    assert zoo("verify", check=True).returncode == 0
