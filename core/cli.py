@@ -177,10 +177,15 @@ def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", h
         err.print(f"[red]✗ {registry_error}[/]")
         raise typer.Exit(EXIT_FAILED)
     table = Table(title=f"exports in {state.registry().path}", title_justify="left")
-    for col in ("id", "model", "variant", "status", "level", "created"):
-        table.add_column(col)
+    # ids are what users copy: never cut or wrapped; the id carries model, variant and time,
+    # so a narrow terminal shows the id and the validation only
+    narrow = out.width < 120
+    table.add_column("id", no_wrap=True, min_width=max((len(e["id"]) for e in exports), default=2))
+    for col in ("status", "level") if narrow else ("model", "variant", "status", "level", "created"):
+        table.add_column(col, no_wrap=True)
     for e in exports:
-        table.add_row(e["id"], e["model"], e.get("variant", {}).get("name", "?"), e.get("status", "?"), e.get("validation_level") or "-", e.get("created_at", ""))
+        status, level = e.get("status", "?"), e.get("validation_level") or "-"
+        table.add_row(e["id"], status, level) if narrow else table.add_row(e["id"], e["model"], e.get("variant", {}).get("name", "?"), status, level, e.get("created_at", ""))
     _print_orphans(orphans)
     if not exports:
         out.print(f"no exports in {state.registry().path} yet — try `zoo export MODEL --random-weights`")

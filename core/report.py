@@ -116,23 +116,35 @@ def print_report(report: "ExportReport", out: "Console", err: "Console") -> None
     from rich.table import Table
 
     table = Table(title=f"export {report.model} ({report.variant}, weights {report.weights})", title_justify="left")
-    for col in ("stage", "status", "seconds", "detail"):
-        table.add_column(col)
+    for col in ("stage", "status", "seconds"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("detail", overflow="fold")
     for s in report.stages:
         mark = {"done": "[green]✓ done[/]", "cached": "[cyan]✓ cached[/]", "failed": "[red]✗ failed[/]"}.get(s.status, s.status)
         table.add_row(s.stage, mark, f"{s.seconds:.1f}", s.detail)
     out.print(table)
     if report.checks:
-        checks = Table(title="validation", title_justify="left")
-        for col in ("level", "component", "metric", "value", "threshold", "status", "bound from / note"):
-            checks.add_column(col)
+        rows = []
         for c in report.checks:
             mark = {"passed": "[green]✓ passed[/]", "failed": "[red]✗ failed[/]", "skipped": "[yellow]- skipped[/]"}[c.status]
             value = "" if c.value is None else f"{c.value:.3g}"
             threshold = "" if c.threshold is None else f"{c.threshold:.3g}"
             note = c.reason if (c.reason and (c.status != "passed" or not c.basis)) else c.basis
-            checks.add_row(c.level, c.component, c.metric or c.reason, value, threshold, mark, note if c.metric else "")
-        out.print(checks)
+            rows.append((c.level, c.component, c.metric or "-", value, threshold, mark, note if c.metric else c.reason))
+        if out.width >= 120:
+            checks = Table(title="validation", title_justify="left")
+            for col in ("level", "component", "metric", "value", "threshold", "status", "bound from / note"):
+                checks.add_column(col)
+            for row in rows:
+                checks.add_row(*row)
+            out.print(checks)
+        else:  # a narrow terminal: one line a check, the note on its own indented line
+            out.print("[bold]validation[/]")
+            for level, component, metric, value, threshold, mark, note in rows:
+                bound = f" {value} (bound {threshold})" if value else ""
+                out.print(f"{mark} {level} {component} {metric}{bound}")
+                if note:
+                    out.print(f"    {note}", style="dim")
     for warning in report.warnings:
         err.print(f"[yellow]! {warning}[/]")
     if report.ok:

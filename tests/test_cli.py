@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 
 from conftest import Zoo
+from zoo.core.registry import Registry
 
 NO_TORCH = """
 import sys, runpy
@@ -112,9 +114,19 @@ def test_usage_errors_exit_2_naming_the_value(zoo: Zoo, args, message):
 
 def test_info_lists_run_options_with_type_default_and_range(zoo: Zoo):
     pytest.importorskip("kokoro")
-    data = __import__("json").loads(zoo("info", "kokoro", "--json", check=True).stdout)
+    data = json.loads(zoo("info", "kokoro", "--json", check=True).stdout)
     speed = next(s for s in data["run_settings"] if s["name"] == "speed")
     assert (speed["type"], speed["default"], speed["min"], speed["max"]) == ("float", 1.0, 0.1, 10.0)
     assert data["voices"] is None and data["clones_voices"] is False  # no export yet
     text = " ".join(zoo("info", "kokoro", check=True).stdout.split())
     assert "run options" in text and "phonemes" in text and "in [0.1, 10]" in text
+
+
+def test_at_80_columns_ids_are_whole_and_skip_reasons_one_line(zoo: Zoo):
+    zoo.env["COLUMNS"] = "80"
+    report = zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), check=True).stdout
+    assert any(line.strip() == "the CoreML runtime only runs on macOS (this is Linux)" for line in report.splitlines())
+    listing = zoo("list", check=True).stdout
+    export_id = Registry(zoo.registry).exports()[0]["id"]
+    assert any(export_id in line for line in listing.splitlines())  # on one line, not cut with "…"
+    assert max(len(line) for line in listing.splitlines()) <= 80
