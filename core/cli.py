@@ -106,13 +106,29 @@ def main_callback(
     ),
     strict: bool = typer.Option(False, "--strict", envvar="ZOO_STRICT", help="treat a plugin that fails to load as a fatal error"),
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="print zoo's version"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", envvar="ZOO_VERBOSE", help="also show the libraries' own warnings (coremltools, torch, upstream models)"),
 ) -> None:
+    if not verbose:
+        _quiet_libraries()
     from .registry import default_registry_path
 
     path = registry if registry is not None else default_registry_path()
     if path.is_dir():
         _fail(f"--registry {path} is a directory; give the registry file (e.g. {path / 'registry.toml'})", EXIT_USAGE)
     ctx.obj = State(registry, strict)
+
+
+def _quiet_libraries() -> None:
+    """The zoo command reports what matters itself (checks, stages, errors); the libraries'
+    warnings (coremltools' int64->int32 casts and tuple flattening, torch's tracer, an upstream
+    model's chunking notes) are shown with --verbose only. Errors always show."""
+    import logging
+    import warnings
+
+    logging.getLogger().setLevel(logging.ERROR)
+    for name in ("coremltools", "torch", "transformers", "diffusers", "pocket_tts", "kokoro", "misaki", "phonemizer"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")
 
 
 def _weights(weights: Optional[Path], random_weights: bool, seed: int) -> Any:
