@@ -464,6 +464,8 @@ def run(
     else:
         calls = ", ".join(f"{k}×{v}" for k, v in data["calls"].items())
         out.print(f"[green]✓[/] wrote {output}: {data['audio_seconds']:.2f} s of audio, {data['frames']} frames in {data['wall_seconds']:.2f} s ({summary.source}); calls: {calls}")
+        if summary.random_weights:
+            err.print("[yellow]! random weights: the model is the real architecture with seeded random weights, so the audio is noise-like, not speech[/]")
 
 
 # ------------------------------------------------------------------------------ rm

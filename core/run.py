@@ -21,6 +21,8 @@ class RunSummary:
     runtime: ComponentRuntime
     wall_seconds: float
     source: str
+    #: spoken by seeded random weights: the audio is not speech
+    random_weights: bool = False
 
     def as_dict(self, output: Path, model: str) -> dict[str, Any]:
         audio_seconds = len(self.result.audio) / self.result.sample_rate
@@ -30,6 +32,7 @@ class RunSummary:
             "model": model,
             "backend": self.runtime.backend,
             "source": self.source,
+            "random_weights": self.random_weights,
             "output": str(output),
             "sample_rate": self.result.sample_rate,
             "frames": self.result.frames,
@@ -172,4 +175,8 @@ def execute(host: PluginHost, request: RunRequest, registry: Registry) -> RunSum
     if not isinstance(result, RunResult):
         raise TypeError(f"run_loop must return zoo.core.RunResult, got {type(result).__name__}")
     write_wav(request.output, result.audio, result.sample_rate)
-    return RunSummary(result, runtime, wall, source)
+    if request.entry is not None:
+        random_weights = request.entry.get("weights", {}).get("kind") == "random"
+    else:
+        random_weights = request.weights is not None and request.weights.kind == "random"
+    return RunSummary(result, runtime, wall, source, random_weights)

@@ -130,3 +130,10 @@ def test_at_80_columns_ids_are_whole_and_skip_reasons_one_line(zoo: Zoo):
     export_id = Registry(zoo.registry).exports()[0]["id"]
     assert any(export_id in line for line in listing.splitlines())  # on one line, not cut with "…"
     assert max(len(line) for line in listing.splitlines()) <= 80
+
+
+def test_random_weight_audio_is_flagged(zoo: Zoo):
+    proc = zoo("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav"), "--random-weights", check=True)
+    assert "random weights" in " ".join(proc.stderr.split()) and "not speech" in proc.stderr
+    data = json.loads(zoo("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav"), "--random-weights", "--json", check=True).stdout)
+    assert data["random_weights"] is True
