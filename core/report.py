@@ -109,7 +109,7 @@ class RichReporter:
         if not self.quiet:
             mark = {"done": "[green]✓[/]", "cached": "[cyan]✓[/]", "failed": "[red]✗[/]"}.get(result.status, "·")
             note = " (cached)" if result.status == "cached" else ""
-            self.console.print(f"{mark} {result.stage}{note} [dim]{result.seconds:.1f}s[/] {result.detail if result.status == 'failed' else ''}")
+            self.console.print(f"{mark} {result.stage}{note} [dim]{result.seconds:.1f}s[/]")  # a failure's message is said once, at the end
 
 
 def print_report(report: "ExportReport", out: "Console", err: "Console") -> None:
@@ -121,7 +121,8 @@ def print_report(report: "ExportReport", out: "Console", err: "Console") -> None
     table.add_column("detail", overflow="fold")
     for s in report.stages:
         mark = {"done": "[green]✓ done[/]", "cached": "[cyan]✓ cached[/]", "failed": "[red]✗ failed[/]"}.get(s.status, s.status)
-        table.add_row(s.stage, mark, f"{s.seconds:.1f}", s.detail)
+        said_below = s.status == "failed" and report.error and s.detail and s.detail in report.error
+        table.add_row(s.stage, mark, f"{s.seconds:.1f}", "(the error below)" if said_below else s.detail)
     out.print(table)
     if report.checks:
         rows = []

@@ -83,7 +83,14 @@ class Stages:
         try:
             yield info
         except BaseException as exc:
-            result = StageResult(name, "failed", time.perf_counter() - start, f"{type(exc).__name__}: {exc}")
+            inner = getattr(exc, "_zoo_stage", None)  # raised in a stage nested in this one: said there
+            detail = f"failed in {inner}" if inner else f"{type(exc).__name__}: {exc}"
+            if inner is None:
+                try:
+                    exc._zoo_stage = name  # type: ignore[attr-defined]
+                except AttributeError:
+                    pass
+            result = StageResult(name, "failed", time.perf_counter() - start, detail)
             self.report.stages.append(result)
             self.reporter.end(result)
             raise

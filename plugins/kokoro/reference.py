@@ -14,6 +14,7 @@ from typing import Any
 
 from ...core import Reference, WeightsSource
 from ...core.hashing import file_sha256
+from ...core.weights import WeightsError, hub_snapshot, load_torch, read_json
 from .config import CONFIG, HUB_REPO, WEIGHTS_FILE, small_config
 from .options import KokoroOptions
 
@@ -99,16 +100,17 @@ def load(weights: WeightsSource, options: KokoroOptions, voices: list[str] | Non
         if size != "full":
             raise ValueError(f"the {size!r} architecture only exists with --random-weights")
         root = _fetch(weights)
-        import json
-
-        config = json.loads((root / "config.json").read_text())
+        config = read_json(root / "config.json", "kokoro config")
+        if not isinstance(config, dict) or "vocab" not in config or "istftnet" not in config:
+            raise WeightsError(f"kokoro config {root / 'config.json'} is not Kokoro's config.json (no 'vocab' / 'istftnet')")
+        load_torch(root / WEIGHTS_FILE, "kokoro checkpoint")  # a clear message for a damaged file (KModel loads it again)
         model = build(config, root / WEIGHTS_FILE)
         files = {"config.json": file_sha256(root / "config.json"), WEIGHTS_FILE: file_sha256(root / WEIGHTS_FILE)}
         ref = KokoroReference(model, config)
         for pack in sorted((root / "voices").glob("*.pt")) if (root / "voices").is_dir() else []:
             if voices and pack.stem not in voices:
                 continue
-            ref.voices[pack.stem] = torch.load(pack, map_location="cpu", weights_only=True)  # a plain tensor
+            ref.voices[pack.stem] = load_torch(pack, "kokoro voice pack")  # a plain tensor
             files[f"voices/{pack.name}"] = file_sha256(pack)
     remove_weight_norm(ref.model)
     ref.model.eval()
@@ -126,6 +128,4 @@ def _fetch(weights: WeightsSource) -> Path:
         if missing:
             raise FileNotFoundError(f"{root} lacks {', '.join(missing)} (expected the layout of {HUB_REPO})")
         return root
-    from huggingface_hub import snapshot_download
-
-    return Path(snapshot_download(repo_id=weights.repo, revision=weights.revision, allow_patterns=["config.json", WEIGHTS_FILE, "voices/*.pt"]))
+    return hub_snapshot(weights.repo, weights.revision, ["config.json", WEIGHTS_FILE, "voices/*.pt"])

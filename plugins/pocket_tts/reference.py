@@ -15,6 +15,7 @@ from typing import Any
 
 from ...core import Reference, WeightsSource
 from ...core.hashing import file_sha256
+from ...core.weights import hub_file, load_safetensors, load_tokenizer
 from .options import MIMI_WINDOW, PocketOptions
 from .tokenizer import STAND_IN_NOTE, build_stand_in_tokenizer
 
@@ -195,10 +196,9 @@ def load(weights: WeightsSource, options: PocketOptions, voices: list[str] | Non
             weights_file, tokenizer, voice_dir = _local_layout(root, config)
         else:
             weights_file, tokenizer, voice_dir = _download(config)
+        load_tokenizer(tokenizer, "pocket-tts tokenizer")  # a clear message for a damaged file
         tts = _build(config, tokenizer, seed=None)
-        from safetensors.torch import load_file
-
-        state = load_file(str(weights_file))
+        state = load_safetensors(weights_file, what="pocket-tts weights")
         missing, unexpected = tts.load_state_dict(state, strict=False)
         if unexpected or [k for k in missing if not k.startswith("flow_lm.speaker_proj")]:
             raise ValueError(f"{weights_file} does not match the {LANGUAGE} architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
@@ -210,6 +210,7 @@ def load(weights: WeightsSource, options: PocketOptions, voices: list[str] | Non
         for voice_file in sorted(voice_dir.glob("*.safetensors")) if voice_dir and voice_dir.is_dir() else []:
             if voices and voice_file.stem not in voices:
                 continue
+            load_safetensors(voice_file, what="pocket-tts voice")  # names a damaged voice file
             ref.voices[voice_file.stem] = _import_model_state(voice_file, torch.device("cpu"))
             files[f"voices/{voice_file.name}"] = file_sha256(voice_file)
         info["tokenizer"] = "real"
@@ -237,19 +238,17 @@ def _local_layout(root: Path, config: Any) -> tuple[Path, Path, Path | None]:
 
 
 def _download(config: Any) -> tuple[Path, Path, Path]:
-    from huggingface_hub import hf_hub_download
-
     from pocket_tts.utils.utils import _ORIGINS_OF_PREDEFINED_VOICES, get_predefined_voice
 
     locations = hub_files(config)
     repo, path, revision = locations["weights"]
-    weights_file = Path(hf_hub_download(repo_id=repo, filename=path, revision=revision))
+    weights_file = hub_file(repo, path, revision)
     repo, path, revision = locations["tokenizer"]
-    tokenizer = Path(hf_hub_download(repo_id=repo, filename=path, revision=revision))
+    tokenizer = hub_file(repo, path, revision)
     voice_dir = None
     for name in _ORIGINS_OF_PREDEFINED_VOICES:
         repo, path, revision = _parse_hf(get_predefined_voice(LANGUAGE, name))
-        voice_dir = Path(hf_hub_download(repo_id=repo, filename=path, revision=revision)).parent
+        voice_dir = hub_file(repo, path, revision).parent
     return weights_file, tokenizer, voice_dir
 
 

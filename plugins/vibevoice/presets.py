@@ -63,8 +63,16 @@ def load(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     """{part: {"hidden": [1, T, C], "k": [layers, kv_heads, T, D], "v": ...}} as float32 arrays."""
     import torch
 
-    with torch.serialization.safe_globals([(Record, CACHE_CLASS), (output_fields, OUTPUT_CLASS)]):
-        raw = torch.load(str(path), map_location="cpu", weights_only=True)
+    from ...core.weights import WeightsError
+
+    try:
+        with torch.serialization.safe_globals([(Record, CACHE_CLASS), (output_fields, OUTPUT_CLASS)]):
+            raw = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch's message advises unsafe loading: not repeated
+        raise WeightsError(
+            f"voice preset {path} is not a readable VibeVoice preset ({type(exc).__name__}); zoo loads presets with "
+            "weights_only=True, allowing only the cache classes they are made of"
+        ) from None
     out: dict[str, dict[str, np.ndarray]] = {}
     for part in PARTS:
         if part not in raw:

@@ -252,9 +252,9 @@ def _fetch(weights: WeightsSource) -> Any:
         root = Path(weights.path)
         root = root.parent if root.is_file() else root
     else:
-        from huggingface_hub import snapshot_download
+        from ...core.weights import hub_snapshot
 
-        root = Path(snapshot_download(repo_id=weights.repo, revision=weights.revision, allow_patterns=["*.json", "*.safetensors"]))
+        root = hub_snapshot(weights.repo, weights.revision, ["*.json", "*.safetensors"])
     missing = [n for n in ("config.json",) if not (root / n).exists()] + ([] if list(root.glob("*.safetensors")) else ["*.safetensors"])
     if missing:
         raise FileNotFoundError(f"{root} lacks {', '.join(missing)} (expected the layout of {C.HUB_REPO})")
@@ -268,22 +268,20 @@ def _fetch(weights: WeightsSource) -> Any:
 
 def load_checkpoint(root: Any) -> tuple[VibeVoice, dict[str, str]]:
     """Build from config.json and load every module strictly from the checkpoint's names."""
-    import json
-
     import torch
-    from safetensors.torch import load_file
 
     from ...core.hashing import file_sha256
+    from ...core.weights import load_safetensors, read_json
 
     from . import presets as preset_files
     from .acoustic import decoder_state_from_upstream
     from .diffusion import head_state_from_upstream
 
-    model = build(config_from_json(json.loads((root / "config.json").read_text())))
+    model = build(config_from_json(read_json(root / "config.json", "vibevoice config")))
     files = {"config.json": file_sha256(root / "config.json")}
     state: dict[str, Any] = {}
     for path in sorted(root.glob("*.safetensors")):
-        state.update(load_file(str(path)))
+        state.update(load_safetensors(path, what="vibevoice weights"))
         files[path.name] = file_sha256(path)
 
     def part(prefix: str, drop: tuple[str, ...] = ()) -> dict[str, Any]:
