@@ -212,7 +212,7 @@ def test_eight_concurrent_exports_into_one_registry(zoo: Zoo):
     four entries (appends under the lock), and each pair's second export reuses the first's."""
     seeds = [0, 1, 2, 3] * 2
     procs = [zoo.popen("export", "tiny", "--random-weights", "--seed", str(s), "--out", str(zoo.out), "--json") for s in seeds]
-    results = [p.communicate(timeout=600) for p in procs]
+    results = [p.communicate() for p in procs]
     for p, (stdout, stderr) in zip(procs, results):
         assert p.returncode == 0, stdout + stderr
     reports = [json.loads(stdout) for stdout, _ in results]
