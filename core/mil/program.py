@@ -56,6 +56,9 @@ class _Step:
     outputs: list[tuple[str, Any, tuple[int | None, ...]]]  # (name, numpy type, static shape)
     state: str | None = None  # read_state / coreml_update_state: the state name
     moves: bool = False  # a data-movement op (see DATA_MOVEMENT)
+    #: values no later step reads (nor the function returns): freed once this step ran, so
+    #: memory holds the live values only, not every intermediate of the call
+    release: tuple[str, ...] = ()
 
     def where(self, function: str) -> str:
         return f"op #{self.index} {self.op_type} {self.name!r} in function {function!r}"
@@ -180,6 +183,7 @@ class MilProgram:
             raise UnsupportedOp(f"zoo's MIL interpreter cannot execute op type(s) {', '.join(sorted(unsupported))} in function {fn_name!r}: {where}")
         # outputs produced directly by consts still need a value
         mil_fn.const_outputs = {v.name: _const_value(v) for v in fn.outputs if _is_const(v)}
+        _plan_releases(mil_fn)
         return mil_fn
 
     # -- execution -------------------------------------------------------------------
@@ -256,12 +260,37 @@ class MilProgram:
                     if not step.moves and self.first_nonfinite is None and stored.dtype.kind == "f" and not _finite(stored):
                         self.first_nonfinite = f"{step.where(function)} (output {name!r})"
                     env[name] = stored
+                for name in step.release:
+                    env.pop(name, None)
         outputs = {}
         consts = fn.const_outputs
         for info in fn.outputs:
             value = consts[info.name] if info.name in consts else env[info.name]
             outputs[info.name] = np.asarray(value).astype(info.dtype)
         return outputs
+
+
+def _plan_releases(fn: MilFunction) -> None:
+    """Give each step the values whose last reader it is (or that it produced and nobody reads);
+    the function's outputs are kept."""
+    last: dict[str, int] = {}
+    for i, step in enumerate(fn.steps):
+        for _, kind, payload in step.args:
+            if kind == "var":
+                last[payload] = i
+            elif kind == "list":
+                for k, name in payload:
+                    if k == "var":
+                        last[name] = i
+        for name, _, _ in step.outputs:
+            last.setdefault(name, i)
+    keep = {info.name for info in fn.outputs}
+    releases: dict[int, list[str]] = {}
+    for name, i in last.items():
+        if name not in keep:
+            releases.setdefault(i, []).append(name)
+    for i, step in enumerate(fn.steps):
+        step.release = tuple(sorted(releases.get(i, [])))
 
 
 def _finite(value: np.ndarray) -> bool:
