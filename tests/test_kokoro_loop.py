@@ -129,3 +129,32 @@ def test_zoo_run_torch_backend_matches_kmodel(small, tmp_path):
     want_audio = want.audio.numpy().reshape(-1)
     assert audio.shape == want_audio.shape
     assert np.abs(audio - want_audio).max() / np.abs(want_audio).max() <= 1e-3
+
+
+def test_halve_cuts_at_the_sentence_nearest_the_middle():
+    from zoo.plugins.kokoro import loop
+
+    assert loop.halve("a b. c d e. f g h i j. k") == ("a b. c d e.", "f g h i j. k")
+    assert loop.halve("a b, c d e f") == ("a b,", "c d e f")
+    assert loop.halve("a b c d") == ("a b", "c d")
+    with pytest.raises(ValueError, match="single word"):
+        loop.halve("abc")
+
+
+def test_a_long_text_is_split_within_the_decoder_frame_cap(tmp_path):
+    """Slow speech (speed 0.2: five times the frames) of a long phoneme string: no decoder call
+    exceeds MAX_DECODER_FRAMES, and the pieces say every phoneme once, in order."""
+    from zoo.core import RunOptions, WeightsSource
+    from zoo.core.plugins import PluginHost
+    from zoo.core.run import run
+    from zoo.plugins.kokoro import loop
+
+    phonemes = " ".join([PHONEMES] * 6)
+    summary = run(
+        PluginHost(), "kokoro", "(phonemes given)", tmp_path / "long.wav", backend="torch", weights=WeightsSource.random(0),
+        variant="small-fp32", options=RunOptions(settings={"phonemes": phonemes, "speed": "0.2"}),
+    )
+    pieces = summary.result.info["pieces"]
+    assert len(pieces) > 1 and max(p["frames"] for p in pieces) <= loop.MAX_DECODER_FRAMES
+    assert " ".join(p["phonemes"] for p in pieces) == phonemes
+    assert summary.result.frames == sum(p["frames"] for p in pieces) > loop.MAX_DECODER_FRAMES

@@ -93,8 +93,21 @@ def _static_shape(var: Any) -> tuple[int | None, ...]:
     return tuple(int(d) if isinstance(d, (int, np.integer)) else None for d in shape)
 
 
-def _const_value(var: Any) -> Any:
-    return _widen(var.val)
+#: constants at least this large are shared between functions when their bytes are equal
+SHARED_CONST_BYTES = 1 << 16
+
+
+def _const_value(var: Any, pool: dict[Any, Any] | None = None) -> Any:
+    """A constant as the kernels take it. A multifunction package stores each weight once, but the
+    milproto loader gives every function its own copy: equal large arrays are shared through
+    ``pool`` (one copy per package, whatever its number of functions)."""
+    value = _widen(var.val)
+    if pool is None or not isinstance(value, np.ndarray) or value.nbytes < SHARED_CONST_BYTES:
+        return value
+    import hashlib
+
+    key = (value.dtype.str, value.shape, hashlib.blake2b(np.ascontiguousarray(value).view(np.uint8), digest_size=16).digest())
+    return pool.setdefault(key, value)
 
 
 def _widen(val: Any) -> Any:
@@ -135,11 +148,14 @@ class MilProgram:
             raise MilError(f"{path} is not an ML program (type {spec.WhichOneof('Type')})")
         weights = path / "Data" / "com.apple.CoreML" / "weights"
         program = load_milproto(spec, spec.specificationVersion, file_weights_dir=str(weights))
-        functions = {name: cls._compile(name, fn) for name, fn in program.functions.items()}
+        pool: dict[Any, Any] = {}
+        functions = {}
+        for name in list(program.functions):
+            functions[name] = cls._compile(name, program.functions.pop(name), pool)  # the loader's copy goes
         return cls(path, functions)
 
     @staticmethod
-    def _compile(fn_name: str, fn: Any) -> MilFunction:
+    def _compile(fn_name: str, fn: Any, pool: dict[Any, Any] | None = None) -> MilFunction:
         from coremltools.converters.mil.mil import types
 
         inputs: dict[str, TensorInfo] = {}
@@ -169,11 +185,11 @@ class MilProgram:
             state_name = None
             for param, value in op.inputs.items():
                 if isinstance(value, (list, tuple)):
-                    args.append((param, "list", [("const", _const_value(v)) if _is_const(v) else ("var", v.name) for v in value]))
+                    args.append((param, "list", [("const", _const_value(v, pool)) if _is_const(v) else ("var", v.name) for v in value]))
                 elif op.op_type in ("read_state", "coreml_update_state") and param in ("input", "state"):
                     state_name = value.name
                 elif _is_const(value):
-                    args.append((param, "const", _const_value(value)))
+                    args.append((param, "const", _const_value(value, pool)))
                 else:
                     args.append((param, "var", value.name))
             outs = [(o.name, _np_type(o.dtype), _static_shape(o)) for o in op.outputs]
