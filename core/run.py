@@ -149,20 +149,11 @@ def build_runtime(host: PluginHost, request: RunRequest, registry: Registry, wor
     return runtime_cls(packages, constants), f"export {entry['id']}"
 
 
-def run(
-    host: PluginHost,
-    model_name: str,
-    text: str,
-    output: Path,
-    backend: str = "torch",
-    registry: Registry | None = None,
-    weights: WeightsSource | None = None,
-    variant: str | None = None,
-    options: RunOptions | None = None,
-) -> RunSummary:
+def run(host: PluginHost, model_name: str, text: str, output: Path, registry: Registry | None = None, **request: Any) -> RunSummary:
+    """``plan`` then ``execute``: the library's one-call ``zoo run`` (``request``: backend,
+    weights, variant, options as ``plan`` takes them)."""
     registry = registry or Registry()
-    request = plan(host, model_name, text, output, backend, registry, weights, variant, options)
-    return execute(host, request, registry)
+    return execute(host, plan(host, model_name, text, output, registry=registry, **request), registry)
 
 
 def execute(host: PluginHost, request: RunRequest, registry: Registry) -> RunSummary:
