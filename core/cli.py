@@ -102,7 +102,7 @@ def _version_callback(value: bool) -> None:
 def main_callback(
     ctx: typer.Context,
     registry: Optional[Path] = typer.Option(
-        None, "--registry", envvar=REGISTRY_ENV, help="registry file to read and write [default: ./registry.toml]"
+        None, "--registry", envvar=REGISTRY_ENV, help="registry file to read and write \\[default: ./registry.toml]"
     ),
     strict: bool = typer.Option(False, "--strict", envvar="ZOO_STRICT", help="treat a plugin that fails to load as a fatal error"),
     version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="print zoo's version"),
@@ -219,13 +219,13 @@ def _print_orphans(orphans: list[str]) -> None:
 def export(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="model name (see `zoo list`)"),
-    variant: Optional[str] = typer.Option(None, "--variant", help="variant to export [default: the model's default]"),
+    variant: Optional[str] = typer.Option(None, "--variant", help="variant to export \\[default: the model's default]"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="local weights: a directory laid out like the model's hub repository, or a file where the model has one"),
     random_weights: bool = typer.Option(False, "--random-weights", help="real architecture, seeded random weights, no network"),
     seed: int = typer.Option(0, "--seed", help="seed for --random-weights"),
     out_dir: Path = typer.Option(Path("exports"), "--out", help="directory the export is placed in (as <out>/<id>/)"),
     force: bool = typer.Option(False, "--force", help="redo every stage instead of reusing cached ones"),
-    cache: Optional[Path] = typer.Option(None, "--cache", envvar="ZOO_CACHE", help="stage cache directory [default: ~/.cache/zoo]"),
+    cache: Optional[Path] = typer.Option(None, "--cache", envvar="ZOO_CACHE", help="stage cache directory \\[default: ~/.cache/zoo]"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of tables"),
 ) -> None:
     """Export MODEL: reference → traceables → parity → CoreML → constants → validation → registry.
@@ -417,7 +417,7 @@ def run(
     text: str = typer.Argument(..., help="text to speak"),
     output: Path = typer.Option(..., "-o", "--output", help="WAV file to write"),
     backend: str = typer.Option("auto", "--backend", help="auto: the latest valid registered export, with CoreML on macOS and zoo's MIL interpreter elsewhere (torch when --weights/--random-weights is given); torch: the traceables (from --weights/--random-weights or the hub); mil: the registered export through zoo's MIL interpreter; coreml: the registered export through CoreML (macOS)"),
-    variant: Optional[str] = typer.Option(None, "--variant", help="variant [default: the model's default / the latest valid export]"),
+    variant: Optional[str] = typer.Option(None, "--variant", help="variant \\[default: the model's default / the latest valid export]"),
     voice: Optional[str] = typer.Option(None, "--voice", help="voice name, or a WAV file where the model can clone voices"),
     seed: int = typer.Option(0, "--seed", help="seed of the sampling noise (and of --random-weights)"),
     settings: List[str] = typer.Option([], "--set", help="plugin-specific run option KEY=VALUE (repeatable; `zoo info MODEL` lists each model's keys, types and ranges)"),
@@ -519,7 +519,7 @@ def rm(
 @app.command("new-plugin")
 def new_plugin(
     name: str = typer.Argument(..., help="the model's name (lowercase, e.g. my_tts): the plugin is the package zoo_NAME"),
-    directory: Optional[Path] = typer.Option(None, "--dir", help="where to write the package [default: ./zoo-NAME]"),
+    directory: Optional[Path] = typer.Option(None, "--dir", help="where to write the package \\[default: ./zoo-NAME]"),
 ) -> None:
     """Write an installable plugin package on zoo's skeleton, with a placeholder model.
 

@@ -137,3 +137,10 @@ def test_random_weight_audio_is_flagged(zoo: Zoo):
     assert "random weights" in " ".join(proc.stderr.split()) and "not speech" in proc.stderr
     data = json.loads(zoo("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav"), "--random-weights", "--json", check=True).stdout)
     assert data["random_weights"] is True
+
+
+def test_help_shows_the_defaults(zoo: Zoo):
+    top = " ".join(zoo("--help", check=True).stdout.split())
+    assert "[default: ./registry.toml]" in top
+    export = " ".join(zoo("export", "--help", check=True).stdout.split())
+    assert "[default: the model's default]" in export and "[default: ~/.cache/zoo]" in export
