@@ -41,6 +41,40 @@ def write_wav(path: str | Path, audio: Any, sample_rate: int) -> None:
         tmp.unlink(missing_ok=True)
 
 
+class WavStream:
+    """A 16-bit mono WAV written piece by piece to a temporary file beside ``path`` and renamed
+    into place by ``close`` (``abort`` removes it): a reader never sees half a file."""
+
+    def __init__(self, path: str | Path, sample_rate: int):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self.samples = 0
+        self._wave = wave.open(str(self.tmp), "wb")
+        self._wave.setnchannels(1)
+        self._wave.setsampwidth(2)
+        self._wave.setframerate(int(sample_rate))
+
+    def write(self, audio: Any) -> None:
+        import numpy as np
+
+        samples = np.asarray(audio, dtype=np.float32).reshape(-1)
+        if not np.isfinite(samples).all():
+            raise ValueError("audio contains NaN or infinite samples")
+        self._wave.writeframes((np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes())
+        self.samples += samples.size
+
+    def close(self) -> None:
+        self._wave.close()
+        self.tmp.replace(self.path)
+
+    def abort(self) -> None:
+        try:
+            self._wave.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
 def read_wav(path: str | Path, max_seconds: float | None = None, what: str = "WAV file") -> tuple[Any, int]:
     """16-bit PCM WAV -> (mono float32 in [-1, 1], sample rate); channels are averaged and at most
     ``max_seconds`` are read. ``what`` names the file's role in error messages."""

@@ -423,7 +423,7 @@ def run(
     settings: List[str] = typer.Option([], "--set", help="plugin-specific run option KEY=VALUE (repeatable; `zoo info MODEL` lists each model's keys, types and ranges)"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="local weights for --backend torch"),
     random_weights: bool = typer.Option(False, "--random-weights", help="seeded random weights for --backend torch"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object: frames, audio_seconds, wall_seconds, calls, calls_per_audio_second"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object: frames, audio_seconds, wall_seconds, calls, calls_per_audio_second, first_audio_seconds, calls_before_first_audio"),
 ) -> None:
     """Speak TEXT with MODEL through the plugin's run loop and write a 16-bit mono WAV."""
     from .run import execute, plan
@@ -455,7 +455,12 @@ def run(
     except BackendUnavailable as exc:
         _fail(str(exc), EXIT_FAILED)
     try:
-        summary = execute(host, request, registry)
+        with err.status(f"speaking with {spec.name} ({backend})…") as status:  # shown on a terminal only
+
+            def progress(seconds: float) -> None:
+                status.update(f"speaking with {spec.name} ({backend})… {seconds:.1f} s of audio written to {output}")
+
+            summary = execute(host, request, registry, progress=None if as_json else progress)
     except (BackendUnavailable, ValueError, KeyError) as exc:
         _fail(str(exc).strip("'\""), EXIT_FAILED)
     data = summary.as_dict(output, spec.name)

@@ -6,9 +6,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from .audio import write_wav
+from .audio import WavStream, write_wav
 from .plugins import PluginHost
 from .registry import Registry
 from .runtime import BACKENDS, BackendUnavailable, ComponentRuntime, CoreMLRuntime, MilRuntime
@@ -23,6 +23,10 @@ class RunSummary:
     source: str
     #: spoken by seeded random weights: the audio is not speech
     random_weights: bool = False
+    #: when the first piece of audio was written, and how many component calls it took (None:
+    #: the run loop hands its audio over only at the end)
+    first_audio_seconds: float | None = None
+    calls_before_first_audio: int | None = None
 
     def as_dict(self, output: Path, model: str) -> dict[str, Any]:
         audio_seconds = len(self.result.audio) / self.result.sample_rate
@@ -33,6 +37,8 @@ class RunSummary:
             "backend": self.runtime.backend,
             "source": self.source,
             "random_weights": self.random_weights,
+            "first_audio_seconds": self.first_audio_seconds,
+            "calls_before_first_audio": self.calls_before_first_audio,
             "output": str(output),
             "sample_rate": self.result.sample_rate,
             "frames": self.result.frames,
@@ -156,18 +162,48 @@ def run(host: PluginHost, model_name: str, text: str, output: Path, registry: Re
     return execute(host, plan(host, model_name, text, output, registry=registry, **request), registry)
 
 
-def execute(host: PluginHost, request: RunRequest, registry: Registry) -> RunSummary:
+def execute(host: PluginHost, request: RunRequest, registry: Registry, progress: Callable[[float], None] | None = None) -> RunSummary:
+    """Run the loop, writing each piece of audio to the WAV as the loop hands it over
+    (``RunOptions.emit``); ``progress(seconds_of_audio_so_far)`` is told after each piece."""
+    import dataclasses
+
     model = host.model(request.model)
+    stream: WavStream | None = None
+    first: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="zoo-run-") as tmp:
         runtime, source = build_runtime(host, request, registry, Path(tmp))
+
+        def on_audio(audio: Any) -> None:
+            nonlocal stream
+            if stream is None:
+                stream = WavStream(request.output, model.sample_rate)
+                first.update(seconds=time.perf_counter() - start, calls=sum(runtime.calls.values()))
+            stream.write(audio)
+            if progress is not None:
+                progress(stream.samples / model.sample_rate)
+
+        options = dataclasses.replace(request.options, on_audio=on_audio)
         start = time.perf_counter()
-        result = host.call(model, "run_loop", runtime=runtime, text=request.text, options=request.options)
+        try:
+            result = host.call(model, "run_loop", runtime=runtime, text=request.text, options=options)
+        except BaseException:
+            if stream is not None:
+                stream.abort()
+            raise
         wall = time.perf_counter() - start
     if not isinstance(result, RunResult):
+        if stream is not None:
+            stream.abort()
         raise TypeError(f"run_loop must return zoo.core.RunResult, got {type(result).__name__}")
-    write_wav(request.output, result.audio, result.sample_rate)
+    if stream is not None and stream.samples == len(result.audio) and result.sample_rate == model.sample_rate:
+        stream.close()
+    else:  # a loop that hands its audio over only at the end (or another way than it returns it)
+        if stream is not None:
+            stream.abort()
+            first.clear()
+        write_wav(request.output, result.audio, result.sample_rate)
     if request.entry is not None:
         random_weights = request.entry.get("weights", {}).get("kind") == "random"
     else:
         random_weights = request.weights is not None and request.weights.kind == "random"
-    return RunSummary(result, runtime, wall, source, random_weights)
+    return RunSummary(result, runtime, wall, source, random_weights, first.get("seconds"), first.get("calls"))

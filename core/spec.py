@@ -414,6 +414,14 @@ class RunOptions:
     voice: str | None = None
     seed: int = 0
     settings: dict[str, str] = field(default_factory=dict)
+    #: called by the run loop with each piece of audio as soon as it is final (in order; the
+    #: pieces concatenated are RunResult.audio): ``zoo run`` writes them to the WAV as they come
+    on_audio: Callable[["np.ndarray"], None] | None = None
+
+    def emit(self, audio: "np.ndarray") -> None:
+        """Hand a finished piece of audio to ``on_audio`` (a loop calls this; it may be None)."""
+        if self.on_audio is not None:
+            self.on_audio(audio)
 
     def typed(self, schema: "tuple[RunSetting, ...]", model: str) -> dict[str, Any]:
         """The ``--set`` values typed and range-checked by the model's ``RunSetting``s (see

@@ -55,6 +55,7 @@ def test_export_list_verify_run(zoo: Zoo):
     assert data["calls"] == {"encoder": 2, "vocoder": 12}
     assert data["audio_seconds"] == pytest.approx(12 * 240 / 24000)
     assert data["calls_per_audio_second"] == pytest.approx(14 / data["audio_seconds"])
+    assert data["first_audio_seconds"] is None  # this loop hands its audio over at the end: written then
     assert data["wall_seconds"] > 0
     with wave.open(str(wav)) as w:
         assert w.getframerate() == 24000 and w.getnframes() == 12 * 240

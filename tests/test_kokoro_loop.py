@@ -141,20 +141,30 @@ def test_halve_cuts_at_the_sentence_nearest_the_middle():
         loop.halve("abc")
 
 
-def test_a_long_text_is_split_within_the_decoder_frame_cap(tmp_path):
+def test_a_long_text_is_split_within_the_decoder_frame_cap_and_written_as_it_is_spoken(tmp_path):
     """Slow speech (speed 0.2: five times the frames) of a long phoneme string: no decoder call
-    exceeds MAX_DECODER_FRAMES, and the pieces say every phoneme once, in order."""
+    exceeds MAX_DECODER_FRAMES, the pieces say every phoneme once, in order, and each piece is
+    written to the WAV as soon as it is decoded (the WAV holds exactly the returned audio)."""
+    from helpers import read_wav
     from zoo.core import RunOptions, WeightsSource
     from zoo.core.plugins import PluginHost
-    from zoo.core.run import run
+    from zoo.core.registry import Registry
+    from zoo.core.run import execute, plan
     from zoo.plugins.kokoro import loop
 
     phonemes = " ".join([PHONEMES] * 6)
-    summary = run(
-        PluginHost(), "kokoro", "(phonemes given)", tmp_path / "long.wav", backend="torch", weights=WeightsSource.random(0),
-        variant="small-fp32", options=RunOptions(settings={"phonemes": phonemes, "speed": "0.2"}),
-    )
+    written: list[float] = []
+    host = PluginHost()
+    request = plan(host, "kokoro", "(phonemes given)", tmp_path / "long.wav", backend="torch", weights=WeightsSource.random(0),
+                   variant="small-fp32", options=RunOptions(settings={"phonemes": phonemes, "speed": "0.2"}))
+    summary = execute(host, request, Registry(tmp_path / "r.toml"), progress=written.append)
     pieces = summary.result.info["pieces"]
     assert len(pieces) > 1 and max(p["frames"] for p in pieces) <= loop.MAX_DECODER_FRAMES
     assert " ".join(p["phonemes"] for p in pieces) == phonemes
     assert summary.result.frames == sum(p["frames"] for p in pieces) > loop.MAX_DECODER_FRAMES
+    assert len(written) == len(pieces) and written == sorted(written)  # one report per piece, growing
+    calls = sum(summary.runtime.calls.values())
+    assert 2 <= summary.calls_before_first_audio < calls and 0 < summary.first_audio_seconds < summary.wall_seconds
+    audio = read_wav(tmp_path / "long.wav")
+    assert len(audio) == len(summary.result.audio) and abs(written[-1] - len(audio) / 24000) < 1e-9
+    assert np.abs(audio - summary.result.audio).max() <= 1 / 32767 + 1e-6  # 16-bit rounding only

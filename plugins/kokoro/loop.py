@@ -203,6 +203,7 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
             continue
         audio = decode(runtime, predicted, noise)
         pieces.append(audio)
+        options.emit(audio)
         frames += int(counts.sum())
         report.append({"phonemes": piece, "tokens": len(counts), "frames": int(counts.sum()), "durations": counts.tolist()})
     audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)

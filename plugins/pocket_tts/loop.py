@@ -260,6 +260,7 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
         fade = min(cfg.fade_in_samples, len(samples))
         samples[:fade] *= np.linspace(0, 1, cfg.fade_in_samples, dtype=np.float32)[:fade]
         pieces.append(samples)
+        options.emit(samples)
         frames += emitted
         report.append({"text": prompt.strip(), "tokens": len(ids), "frames": emitted, "eos_frame": eos_step, "eos_logits": [round(v, 5) for v in logits]})
     info = {"voice": voice_name, "temperature": temperature, "eos_threshold": threshold, "chunks": report}

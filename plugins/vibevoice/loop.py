@@ -123,6 +123,7 @@ def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = 
             decoded = runtime("decoder", {"latent": latent, **{f"cache{i}": c for i, c in enumerate(caches)}})
             caches = [np.asarray(decoded[f"new_cache{i}"], np.float32) for i in range(len(caches))]
             pieces.append(np.asarray(decoded["audio"], np.float32).reshape(-1))
+            options.emit(pieces[-1])
             latents += 1
             embeds = np.zeros((2, hidden, 1, window), np.float32)
             embeds[:, :, 0, 0] = embed[0] + types[0]
