@@ -104,9 +104,9 @@ def main_callback(
     registry: Optional[Path] = typer.Option(
         None, "--registry", envvar=REGISTRY_ENV, help="registry file to read and write \\[default: ./registry.toml]"
     ),
-    strict: bool = typer.Option(False, "--strict", envvar="ZOO_STRICT", help="treat a plugin that fails to load as a fatal error"),
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, help="print zoo's version"),
-    verbose: bool = typer.Option(False, "--verbose", "-v", envvar="ZOO_VERBOSE", help="also show the libraries' own warnings (coremltools, torch, upstream models)"),
+    strict: bool = typer.Option(False, "--strict", envvar="ZOO_STRICT", metavar="", help="treat a plugin that fails to load as a fatal error"),
+    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, metavar="", help="print zoo's version"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", envvar="ZOO_VERBOSE", metavar="", help="also show the libraries' own warnings (coremltools, torch, upstream models)"),
 ) -> None:
     if not verbose:
         _quiet_libraries()
@@ -147,7 +147,7 @@ def _weights(weights: Optional[Path], random_weights: bool, seed: int) -> Any:
 
 # ---------------------------------------------------------------------------- list
 @app.command("list")
-def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", help="print one JSON object")) -> None:
+def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object")) -> None:
     """List plugins (version, hooks, models, load errors) and the registered exports."""
     state = _state(ctx)
     host = state.host()
@@ -221,12 +221,12 @@ def export(
     model: str = typer.Argument(..., help="model name (see `zoo list`)"),
     variant: Optional[str] = typer.Option(None, "--variant", help="variant to export \\[default: the model's default]"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="local weights: a directory laid out like the model's hub repository, or a file where the model has one"),
-    random_weights: bool = typer.Option(False, "--random-weights", help="real architecture, seeded random weights, no network"),
+    random_weights: bool = typer.Option(False, "--random-weights", metavar="", help="real architecture, seeded random weights, no network"),
     seed: int = typer.Option(0, "--seed", help="seed for --random-weights"),
     out_dir: Path = typer.Option(Path("exports"), "--out", help="directory the export is placed in (as <out>/<id>/)"),
-    force: bool = typer.Option(False, "--force", help="redo every stage instead of reusing cached ones"),
+    force: bool = typer.Option(False, "--force", metavar="", help="redo every stage instead of reusing cached ones"),
     cache: Optional[Path] = typer.Option(None, "--cache", envvar="ZOO_CACHE", help="stage cache directory \\[default: ~/.cache/zoo]"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of tables"),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object instead of tables"),
 ) -> None:
     """Export MODEL: reference → traceables → parity → CoreML → constants → validation → registry.
 
@@ -271,8 +271,8 @@ def export(
 def verify(
     ctx: typer.Context,
     key: str = typer.Argument("", metavar="[MODEL|ID]", help="only exports of this model, or this export id"),
-    execute: bool = typer.Option(False, "--execute", help="also re-run the recorded parity inputs through each package with zoo's MIL interpreter"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    execute: bool = typer.Option(False, "--execute", metavar="", help="also re-run the recorded parity inputs through each package with zoo's MIL interpreter"),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Re-hash every registered package, constant and parity file; exit 1 naming anything changed or missing.
 
@@ -308,7 +308,7 @@ def verify(
 
 # ---------------------------------------------------------------------------- info
 @app.command()
-def info(ctx: typer.Context, model: str = typer.Argument(..., help="model name"), as_json: bool = typer.Option(False, "--json")) -> None:
+def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="model name"), as_json: bool = typer.Option(False, "--json")) -> None:
     """Describe MODEL: plugin, variants, components, tolerances, weights and its exports."""
     state = _state(ctx)
     spec = _model(ctx, model)
@@ -422,8 +422,8 @@ def run(
     seed: int = typer.Option(0, "--seed", help="seed of the sampling noise (and of --random-weights)"),
     settings: List[str] = typer.Option([], "--set", help="plugin-specific run option KEY=VALUE (repeatable; `zoo info MODEL` lists each model's keys, types and ranges)"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="local weights for --backend torch"),
-    random_weights: bool = typer.Option(False, "--random-weights", help="seeded random weights for --backend torch"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object: frames, audio_seconds, wall_seconds, calls, calls_per_audio_second, first_audio_seconds, calls_before_first_audio"),
+    random_weights: bool = typer.Option(False, "--random-weights", metavar="", help="seeded random weights for --backend torch"),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object: frames, audio_seconds, wall_seconds, calls, calls_per_audio_second, first_audio_seconds, calls_before_first_audio"),
 ) -> None:
     """Speak TEXT with MODEL through the plugin's run loop and write a 16-bit mono WAV."""
     from .run import execute, plan
@@ -478,8 +478,8 @@ def run(
 def rm(
     ctx: typer.Context,
     export_ids: List[str] = typer.Argument(None, help="export ids to remove (see `zoo list`)"),
-    older_duplicates: bool = typer.Option(False, "--older-duplicates", help="remove every export that a newer one made from identical inputs duplicates"),
-    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    older_duplicates: bool = typer.Option(False, "--older-duplicates", metavar="", help="remove every export that a newer one made from identical inputs duplicates"),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Remove exports: the registry entry (under the registry lock), then the files it lists.
 

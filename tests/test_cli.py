@@ -144,3 +144,4 @@ def test_help_shows_the_defaults(zoo: Zoo):
     assert "[default: ./registry.toml]" in top
     export = " ".join(zoo("export", "--help", check=True).stdout.split())
     assert "[default: the model's default]" in export and "[default: ~/.cache/zoo]" in export
+    assert "<bool>" not in export.replace("--help <bool>", "")  # plain flags (only typer's own --help keeps its metavar)
