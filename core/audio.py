@@ -18,29 +18,6 @@ WAV_RATES = (8000, 192000)
 MAX_POLYPHASE = 1000
 
 
-def write_wav(path: str | Path, audio: Any, sample_rate: int) -> None:
-    """16-bit mono PCM, clipped to [-1, 1]; written to a temporary file and renamed into place,
-    so a reader never sees half a file. Non-finite samples are refused."""
-    import numpy as np
-
-    samples = np.asarray(audio, dtype=np.float32).reshape(-1)
-    if not np.isfinite(samples).all():
-        raise ValueError("audio contains NaN or infinite samples")
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with wave.open(str(tmp), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(int(sample_rate))
-            w.writeframes(pcm.tobytes())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 class WavStream:
     """A 16-bit mono WAV written piece by piece to a temporary file beside ``path`` and renamed
     into place by ``close`` (``abort`` removes it): a reader never sees half a file."""
@@ -73,6 +50,18 @@ class WavStream:
             self._wave.close()
         finally:
             self.tmp.unlink(missing_ok=True)
+
+
+def write_wav(path: str | Path, audio: Any, sample_rate: int) -> None:
+    """16-bit mono PCM, clipped to [-1, 1], written at once (see WavStream: a reader never sees
+    half a file). Non-finite samples are refused and nothing is left behind."""
+    stream = WavStream(path, sample_rate)
+    try:
+        stream.write(audio)
+    except BaseException:
+        stream.abort()
+        raise
+    stream.close()
 
 
 def read_wav(path: str | Path, max_seconds: float | None = None, what: str = "WAV file") -> tuple[Any, int]:

@@ -383,15 +383,12 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="
 
 def _latest_voices(state: "State", spec: Any) -> list[str] | None:
     """The voices of the model's latest valid export (None: no export, or no named voices)."""
+    from .run import export_voices
+
     try:
         registry = state.registry()
         entry = registry.latest_valid(spec.name)
-        if entry is None:
-            return None
-        constants = {c["name"]: registry.member(entry, c["path"]) for c in entry.get("constants", [])}
-        if not all(p.exists() for p in constants.values()):
-            return None
-        return state.host().call(spec, "list_voices", constants=constants)
+        return None if entry is None else export_voices(state.host(), spec, registry, entry)
     except Exception:  # noqa: BLE001 - a description never fails on a damaged export (zoo verify reports it)
         return None
 

@@ -67,9 +67,9 @@ def root_model_path(package: str | Path) -> Path:
 
 def load_package_spec(package: str | Path) -> Any:
     """The ``Model`` protobuf of ``package``, read without writing to it."""
+    import_coremltools()  # first: quietly (see the module docstring)
     from coremltools.proto import Model_pb2
 
-    import_coremltools()
     spec = Model_pb2.Model()
     spec.ParseFromString(root_model_path(package).read_bytes())
     return spec

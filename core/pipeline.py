@@ -28,8 +28,7 @@ from .publish import Bundle, Provenance, ValidatedPackage, publish, remove_aband
 from .registry import Registry
 from .report import ExportFailed, ExportReport, Reporter
 from .session import ModelSession, default_weights, resolve_variant
-from .spec import WeightsSource
-from .spec import stable_hash
+from .spec import WeightsSource, stable_hash
 from .stages import Stages, core_digest, read_checks, tool_versions, weights_identity, write_checks
 from .validation import Check
 
@@ -134,7 +133,7 @@ class Exporter:
             raise ExportFailed(f"required validation level {required!r} was not reached (reached: {reached})", report)
         report.level = reached
 
-        plugin = self.host.plugin_info(self.model)
+        plugin_name, plugin_version, plugin_digest = identity["plugin"]
         weights = {"source": self.weights.describe(), **identity["weights"]}
         reference_files = session.loaded_reference_files()
         if reference_files:
@@ -142,7 +141,7 @@ class Exporter:
         provenance = Provenance(
             model=self.model.name,
             variant=self.variant.as_record(),
-            plugin={"name": plugin.name, "version": plugin.version, "source_sha256": plugin.source_digest},
+            plugin={"name": plugin_name, "version": plugin_version, "source_sha256": plugin_digest},
             weights={k: v for k, v in weights.items() if v is not None},
             tools=identity["tools"],
             inputs_sha256=inputs,

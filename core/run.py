@@ -96,12 +96,20 @@ def plan(
     entry = None
     voices = None
     if backend != "torch":
-        entry = _export_entry(registry or Registry(), model.name, variant)
-        constants = {c["name"]: (registry or Registry()).member(entry, c["path"]) for c in entry.get("constants", [])}
-        if all(p.exists() for p in constants.values()):
-            voices = host.call(model, "list_voices", constants=constants)
+        registry = registry or Registry()
+        entry = _export_entry(registry, model.name, variant)
+        voices = export_voices(host, model, registry, entry)
     _check_voice(model, options.voice, voices)
     return RunRequest(model.name, backend, text, output, options, weights, variant, entry)
+
+
+def export_voices(host: PluginHost, model: Any, registry: Registry, entry: dict[str, Any]) -> list[str] | None:
+    """The voices a registered export offers (the plugin's list_voices on its constants, read
+    without loading a model); None when the model names none or a constant file is missing."""
+    constants = {c["name"]: registry.member(entry, c["path"]) for c in entry.get("constants", [])}
+    if not all(p.exists() for p in constants.values()):
+        return None
+    return host.call(model, "list_voices", constants=constants)
 
 
 def _check_voice(model: Any, voice: str | None, voices: list[str] | None) -> None:
