@@ -283,7 +283,13 @@ def verify(
     from .verify import verify as run_verify
 
     registry = _registry_or_exit(ctx)
-    entries, problems, executed = run_verify(registry, key, execute)
+    with err.status("verifying…") as status:  # shown on a terminal only: hashing and executing take seconds to minutes
+
+        def progress(step: str) -> None:
+            if not as_json:
+                status.update(f"verifying… {step}")
+
+        entries, problems, executed = run_verify(registry, key, execute, progress)
     if key and not entries:
         _fail(f"no export or model {key!r} in {registry.path}", EXIT_USAGE)
     from .publish import orphaned_exports

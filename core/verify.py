@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .hashing import tree_sha256
 from .registry import Registry
@@ -26,7 +26,14 @@ def missing_files(registry: Registry, entry: dict[str, Any], item: dict[str, Any
     return [f"{item['path']}/{f}" for f in item.get("files", []) if not (root / f).is_file()]
 
 
-def verify_entry(registry: Registry, entry: dict[str, Any]) -> list[Problem]:
+Progress = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+def verify_entry(registry: Registry, entry: dict[str, Any], progress: Progress = _quiet) -> list[Problem]:
     root = registry.export_dir(entry)
     problems: list[Problem] = []
     if not root.is_dir():
@@ -37,6 +44,7 @@ def verify_entry(registry: Registry, entry: dict[str, Any]) -> list[Problem]:
         + [("parity", c) for c in entry.get("parity", [])]
     )
     for kind, item in items:
+        progress(f"{entry['id']}: hashing {kind} {item['name']}")
         path = registry.member(entry, item["path"])
         if not path.exists():
             problems.append(Problem(entry["id"], kind, item["name"], f"{path} is missing"))
@@ -51,7 +59,7 @@ def verify_entry(registry: Registry, entry: dict[str, Any]) -> list[Problem]:
     return problems
 
 
-def execute_entry(registry: Registry, entry: dict[str, Any], failed_hash: set[str] = frozenset()) -> tuple[list[Problem], list[dict[str, Any]]]:
+def execute_entry(registry: Registry, entry: dict[str, Any], failed_hash: set[str] = frozenset(), progress: Progress = _quiet) -> tuple[list[Problem], list[dict[str, Any]]]:
     """Re-run the recorded parity inputs through each package on disk, at every package level this
     machine can run (``levels.PACKAGE_LEVELS``: the MIL interpreter anywhere, CoreML on macOS).
     A component (or its parity file) that failed its hash is not executed: its bytes are not the
@@ -81,6 +89,7 @@ def execute_entry(registry: Registry, entry: dict[str, Any], failed_hash: set[st
                 problems.append(Problem(entry["id"], "component", name, f"no recorded {level.name} threshold to check against"))
                 continue
             integers = integer_outputs_from_records(records, name, level.name)
+            progress(f"{entry['id']}: executing {name} at level {level.name}")
             for check in level.execute(name, package, parity_files[name], tolerance, integer_outputs=integers, precision=precision):
                 results.append({"export": entry["id"], **check.record()})
                 if check.status != "passed":
@@ -89,16 +98,16 @@ def execute_entry(registry: Registry, entry: dict[str, Any], failed_hash: set[st
     return problems, results
 
 
-def verify(registry: Registry, key: str = "", execute: bool = False) -> tuple[list[dict[str, Any]], list[Problem], list[dict[str, Any]]]:
+def verify(registry: Registry, key: str = "", execute: bool = False, progress: Progress = _quiet) -> tuple[list[dict[str, Any]], list[Problem], list[dict[str, Any]]]:
     entries = list(registry.find(key))
     problems: list[Problem] = []
     executed: list[dict[str, Any]] = []
     for entry in entries:
-        found = verify_entry(registry, entry)
+        found = verify_entry(registry, entry, progress)
         problems.extend(found)
         if execute:
             failed_hash = {p.name for p in found if p.kind in ("component", "parity")}
-            more, results = execute_entry(registry, entry, failed_hash)
+            more, results = execute_entry(registry, entry, failed_hash, progress)
             problems.extend(more)
             executed.extend(results)
     return entries, problems, executed

@@ -339,3 +339,15 @@ def test_zoo_rm_removes_the_entry_and_only_the_files_it_lists(zoo: Zoo):
     assert data["removed"] == [first["id"]] and not Path(first["path"]).exists()
     assert [e["id"] for e in Registry(zoo.registry).exports()] == [third["id"]]
     assert zoo("verify", check=True).returncode == 0
+
+
+def test_verify_reports_each_step_as_progress(zoo: Zoo):
+    """`zoo verify --execute` takes seconds to minutes per export: it names each hash and execution as it starts."""
+    from zoo.core.verify import verify
+
+    report = _export(zoo)
+    steps: list[str] = []
+    entries, problems, executed = verify(Registry(zoo.registry), "", True, steps.append)
+    assert not problems and len(executed) == 2
+    assert f"{report['id']}: executing encoder at level mil" in steps and f"{report['id']}: executing vocoder at level mil" in steps
+    assert f"{report['id']}: hashing component vocoder" in steps and f"{report['id']}: hashing constant embeddings" in steps
