@@ -28,15 +28,22 @@ def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
 class MimiStream:
     """Decodes latents ``mimi_frames_per_call`` at a time, in order, on a worker thread.
 
-    Generation does not wait for decoding (as upstream's decoder thread). A final
-    group that is not full is padded with copies of its last latent; the decoder is
-    causal, so the padding only produces audio that is dropped.
+    Generation does not wait for decoding (as upstream's decoder thread) unless it is
+    two groups ahead. Each decoded group is handed to ``emit`` in order from the calling
+    thread, with the chunk's fade-in applied, so audio is written as it is produced and
+    never more than two groups of it wait in memory. A final group that is not full is
+    padded with copies of its last latent; the decoder is causal, so the padding only
+    produces audio that is dropped.
     """
 
-    def __init__(self, runtime: Any, cfg: RunConfig, init: dict[str, Any], quant: Any, mean: Any, std: Any):
+    def __init__(self, runtime: Any, cfg: RunConfig, init: dict[str, Any], quant: Any, mean: Any, std: Any, emit: Any = None):
         from concurrent.futures import ThreadPoolExecutor
 
         self.runtime, self.quant, self.mean, self.std = runtime, quant, mean, std
+        self.emit = emit or (lambda audio: None)
+        self.fade = np.linspace(0, 1, cfg.fade_in_samples, dtype=np.float32)
+        self.handed: list[Any] = []
+        self.handed_samples = 0
         self.frames = cfg.mimi_frames_per_call
         self.steps = cfg.mimi_steps_per_frame
         self.samples = cfg.samples_per_frame
@@ -51,6 +58,19 @@ class MimiStream:
         self.pending.append((self.quant @ (latent.reshape(-1) * self.std + self.mean)).astype(np.float32))
         if len(self.pending) == self.frames:
             self._flush()
+            self._hand_over(wait=len(self.futures) > 1)
+
+    def _hand_over(self, wait: bool) -> None:
+        """Emit decoded groups in order: those already finished, or with ``wait`` every one."""
+        while self.futures and (wait or self.futures[0].done()):
+            audio = self.futures.pop(0).result()
+            start = self.handed_samples
+            if start < len(self.fade):  # the chunk's fade-in may span several groups
+                n = min(len(self.fade) - start, len(audio))
+                audio[:n] *= self.fade[start : start + n]
+            self.handed_samples += len(audio)
+            self.handed.append(audio)
+            self.emit(audio)
 
     def _flush(self) -> None:
         count = len(self.pending)
@@ -66,10 +86,11 @@ class MimiStream:
         return np.asarray(out["audio"], dtype=np.float32).reshape(-1)[: count * self.samples]
 
     def finish(self) -> Any:
+        """Decode what is left, emit it, and return the chunk's whole audio (faded in)."""
         if self.pending:
             self._flush()
-        parts = [f.result() for f in self.futures]
-        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        self._hand_over(wait=True)
+        return np.concatenate(self.handed) if self.handed else np.zeros(0, np.float32)
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -236,7 +257,7 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
         latent = bos.reshape(1, -1).astype(np.float32)
         if cfg.mimi_stateful:
             runtime.reset_states()  # a fresh decoder state for every text chunk, as upstream
-        decoder = MimiStream(runtime, cfg, mimi_init, quant, mean, std)
+        decoder = MimiStream(runtime, cfg, mimi_init, quant, mean, std, options.emit)
         eos_step, logits, emitted = None, [], 0
         try:
             for index in range(max_frames):
@@ -257,10 +278,7 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
             samples = decoder.finish()
         finally:
             decoder.close()
-        fade = min(cfg.fade_in_samples, len(samples))
-        samples[:fade] *= np.linspace(0, 1, cfg.fade_in_samples, dtype=np.float32)[:fade]
         pieces.append(samples)
-        options.emit(samples)
         frames += emitted
         report.append({"text": prompt.strip(), "tokens": len(ids), "frames": emitted, "eos_frame": eos_step, "eos_logits": [round(v, 5) for v in logits]})
     info = {"voice": voice_name, "temperature": temperature, "eos_threshold": threshold, "chunks": report}
