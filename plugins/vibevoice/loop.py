@@ -65,8 +65,26 @@ def voices(constants: Mapping[str, Any]) -> list[str]:
     return list(RunConfig.load(constants["config"]).voices)
 
 
+#: speech a text piece is given room for in the tts_lm cache, in latents per text token: English
+#: speech runs ~2.3 latents (7.5 per second) per Qwen2 token (~3.3 tokens per second), so 3 leaves
+#: a margin; more would make pieces shorter, fewer risks a piece ending at the cache before EOS
+LATENTS_PER_TOKEN = 3
+#: and for the tail after the last word (2 s)
+TAIL_LATENTS = 15
+
+
+def fits_caches(n_tokens: int, start: dict[str, Any], cfg: RunConfig) -> bool:
+    """A piece of ``n_tokens`` fits both caches after the voice, with room for its speech."""
+    speech = LATENTS_PER_TOKEN * n_tokens + TAIL_LATENTS
+    return start["lm"] + n_tokens <= cfg.lm_capacity and max(start["tts"], start["neg"]) + n_tokens + speech + cfg.text_window <= cfg.tts_capacity
+
+
 def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = None) -> RunResult:
+    """Speak ``text`` as consecutive pieces that fit the export's caches (core.text.pieces: whole
+    sentences where they fit), each an utterance from the voice preset, through one decoder stream."""
     from safetensors.numpy import load_file
+
+    from ...core.text import pieces
 
     cfg = RunConfig.load(runtime.constants["config"])
     settings = parse_settings(options.settings)
@@ -78,14 +96,34 @@ def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = 
     cfg_scale = settings.get("cfg_scale", cfg.cfg_scale)
     if max_latents is None:
         max_latents = math.ceil(settings.get("max_seconds", 30.0) * cfg.sample_rate / cfg.samples_per_latent)
-    ids = tokenize(text, cfg, runtime.constants.get("tokenizer"))
+    tokenizer = runtime.constants.get("tokenizer")
     lm_states, tts_states, start = voice_states(presets, voice, cfg)
-    if start["lm"] + len(ids) > cfg.lm_capacity:
-        raise ValueError(f"{len(ids)} text tokens do not fit the lm cache ({cfg.lm_capacity - start['lm']} left after the voice)")
-    runtime.load_states("lm", lm_states)
-    runtime.load_states("tts_lm", tts_states)
-    hidden, chunk, window = cfg.hidden, cfg.lm_chunk, cfg.text_window
+    if not fits_caches(1, start, cfg):
+        raise ValueError(f"voice {voice!r} leaves no room for text in the export's caches")
+    parts = pieces(text, lambda piece: fits_caches(len(tokenize(piece, cfg, tokenizer)), start, cfg))
+    if not parts:
+        raise ValueError("text to speak is empty")
+    rng = np.random.default_rng(options.seed)
+    decoder = [np.zeros(shape, np.float32) for shape in cfg.decoder_cache_shapes]  # one stream: no seam between pieces
+    audio, latents, report = [], 0, []
+    for part in parts:
+        ids = tokenize(part, cfg, tokenizer)
+        runtime.load_states("lm", lm_states)
+        runtime.load_states("tts_lm", tts_states)
+        piece, decoder, ended = _utterance(runtime, ids, start, cfg, types, rng, cfg_scale, max_latents, decoder, options)
+        audio.extend(piece)
+        latents += len(piece)
+        report.append({"text": part, "text_tokens": len(ids), "latents": len(piece), "ended": ended})
+    info = {"voice": voice, "pieces": report, "tokenizer": cfg.tokenizer_info.kind}
+    samples = np.concatenate(audio) if audio else np.zeros(0, np.float32)
+    return RunResult(samples, cfg.sample_rate, latents, info)
 
+
+def _utterance(runtime: Any, ids: list[int], start: dict[str, Any], cfg: RunConfig, types: Any, rng: Any, cfg_scale: float,
+               max_latents: int, caches: list[Any], options: RunOptions) -> tuple[list[Any], list[Any], str]:
+    """One piece, as upstream's generate: (audio per latent, the decoder caches after it, why it ended:
+    eos | max_seconds | cache). The lm and tts_lm states hold the voice preset when called."""
+    hidden, chunk, window = cfg.hidden, cfg.lm_chunk, cfg.text_window
     # the lm over all the text, a chunk at a time (it never sees speech)
     text_hidden = np.zeros((len(ids), hidden), np.float32)
     for at in range(0, len(ids), chunk):
@@ -95,21 +133,20 @@ def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = 
         out = runtime("lm", {"ids": padded, "position": np.array([start["lm"] + at], np.int32), "valid": np.array([n], np.int32)})["hidden"]
         text_hidden[at : at + n] = np.asarray(out, np.float32)[0, :, 0, :n].T
 
-    rng = np.random.default_rng(options.seed)
-    caches = [np.zeros(shape, np.float32) for shape in cfg.decoder_cache_shapes]
     pos, neg = start["tts"], start["neg"]
     pos_hidden, neg_hidden = start["tts_hidden"], start["neg_hidden"]
-    pieces, eos_at, latents, w = [], None, 0, 0
+    audio: list[Any] = []
+    w = 0
 
     def tts_lm(embeds: Any, valid: list[int]) -> tuple[Any, Any]:
-        if max(pos, neg) + window > cfg.tts_capacity:
-            raise ValueError(f"the utterance outgrew the tts_lm cache ({cfg.tts_capacity} positions); use shorter text or --set max_seconds")
         out = runtime("tts_lm", {"embeds": embeds, "position": np.array([pos, neg], np.int32), "valid": np.array(valid, np.int32)})
         return np.asarray(out["hidden"], np.float32), np.asarray(out["eos"], np.float32)
 
-    while eos_at is None and latents < max_latents:
+    while True:
         rows = text_hidden[w * window : (w + 1) * window]
         w += 1
+        if len(rows) and max(pos, neg) + window > cfg.tts_capacity:
+            return audio, caches, "cache"
         if len(rows):
             embeds = np.zeros((2, hidden, 1, window), np.float32)
             embeds[0, :, 0, : len(rows)] = (rows + types[1]).T
@@ -122,19 +159,16 @@ def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = 
             latent, embed = np.asarray(out["latent"], np.float32), np.asarray(out["embed"], np.float32)
             decoded = runtime("decoder", {"latent": latent, **{f"cache{i}": c for i, c in enumerate(caches)}})
             caches = [np.asarray(decoded[f"new_cache{i}"], np.float32) for i in range(len(caches))]
-            pieces.append(np.asarray(decoded["audio"], np.float32).reshape(-1))
-            options.emit(pieces[-1])
-            latents += 1
+            audio.append(np.asarray(decoded["audio"], np.float32).reshape(-1))
+            options.emit(audio[-1])
+            if len(audio) >= max_latents:
+                return audio, caches, "max_seconds"
+            if max(pos, neg) + window > cfg.tts_capacity:  # fits_caches leaves room for 3 latents per token: rare
+                return audio, caches, "cache"
             embeds = np.zeros((2, hidden, 1, window), np.float32)
             embeds[:, :, 0, 0] = embed[0] + types[0]
             h, eos = tts_lm(embeds, [1, 1])
             pos, neg = pos + 1, neg + 1
             pos_hidden, neg_hidden = h[0, :, 0, 0], h[1, :, 0, 0]
             if 1.0 / (1.0 + math.exp(-float(eos[0, 0, 0, 0]))) > cfg.eos_probability:
-                eos_at = latents
-                break
-            if latents >= max_latents:
-                break
-    audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    info = {"voice": voice, "text_tokens": len(ids), "latents": latents, "eos_latent": eos_at, "tokenizer": cfg.tokenizer_info.kind}
-    return RunResult(audio, cfg.sample_rate, latents, info)
+                return audio, caches, "eos"

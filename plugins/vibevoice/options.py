@@ -24,7 +24,7 @@ class VibeVoiceOptions(Record):
 #: ``zoo run vibevoice --set NAME=VALUE``
 RUN_SETTINGS = (
     RunSetting("cfg_scale", float, "classifier-free guidance scale (default: the export's, 1.5)", min=0.0, max=20.0),
-    RunSetting("max_seconds", float, "longest audio generated before EOS", default=30.0, above=0.0, max=600.0),
+    RunSetting("max_seconds", float, "longest audio of one piece of text before EOS (a long text is spoken in pieces that fit the export's caches)", default=30.0, above=0.0, max=600.0),
 )
 
 FULL = VibeVoiceOptions("full")
