@@ -26,6 +26,7 @@ from .spec import (
     Traceable,
     Variant,
     WeightsSource,
+    with_compressed,
 )
 
 __all__ = [
@@ -45,4 +46,5 @@ __all__ = [
     "Traceable",
     "Variant",
     "WeightsSource",
+    "with_compressed",
 ]

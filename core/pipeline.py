@@ -4,6 +4,7 @@
     constants            export_constants
     loop_parity          the plugin's whole-loop cases, on the torch runtime
     convert:<component>  convert (the core's default, or the plugin's)
+    compress:<component> compressed variants: compress.py on the converted package
     <level>:<component>  each package level (levels/: mil here, coreml on macOS)
     register             publish.py: staging directory → <out>/<id> → registry entry
 
@@ -92,6 +93,7 @@ class Exporter:
             [f"parity:{c}" for c in comps]
             + ["constants", "loop_parity"]
             + [f"convert:{c}" for c in comps]
+            + ([f"compress:{c}" for c in comps] if self.variant.compression != "none" else [])
             + [f"{level.name}:{c}" for level in PACKAGE_LEVELS if level.cached for c in comps]
             + ["register"]
         )
@@ -123,9 +125,15 @@ class Exporter:
             # hashed once the convert stage passed its own check: the cached level verdicts are
             # keyed on it and the copy placed in the export must match it
             packages[comp.name] = ValidatedPackage(path, tree_sha256(path), comp.functions)
+        bounds: dict[str, tuple[Any, str]] = {}
+        if self.variant.compression != "none":  # the compressed package is the one validated and shipped
+            for comp in comps:
+                packages[comp], bound = compress_stage(stages, session, comp, packages[comp])
+                if bound is not None:
+                    bounds[comp] = bound
         for level in PACKAGE_LEVELS:
             for comp in comps:
-                checks.extend(package_level_stage(stages, session, level, comp, packages[comp], parity_dirs[comp]))
+                checks.extend(package_level_stage(stages, session, level, comp, packages[comp], parity_dirs[comp], bounds.get(comp)))
         report.checks = checks
         reached = validation.level_reached(checks)
         required = self.model.required_level
@@ -237,9 +245,38 @@ def convert_stage(stages: Stages, session: ModelSession, component: str) -> Path
     return stages.cached(f"convert:{component}", build) / f"{component}.mlpackage"
 
 
-def package_level_stage(stages: Stages, session: ModelSession, level: Level, component: str, package: ValidatedPackage, parity_dir: Path) -> list[Check]:
+def compress_stage(stages: Stages, session: ModelSession, component: str, package: ValidatedPackage) -> tuple[ValidatedPackage, tuple[Any, str] | None]:
+    """The variant's compression of one converted package (compress.py): the compressed package,
+    and the bound its outputs are judged by at the package levels (with its basis); None when no
+    weight was compressed (the component's own tolerance applies, as uncompressed)."""
+    import shutil
+
+    from .compress import COMPRESSION_FILE, CompressionRecord, compress_package
+    from .spec import Tolerance
+
+    keep = session.model.component(component).uncompressed
+
+    def build(tmp: Path) -> None:
+        work = tmp / "source.mlpackage"  # compressed from a copy: the cached package is only read
+        shutil.copytree(package.path, work)
+        record = compress_package(work, tmp / f"{component}.mlpackage", session.variant.compression, keep)
+        shutil.rmtree(work)
+        record.save(tmp / COMPRESSION_FILE)
+
+    root = stages.cached(f"compress:{component}", build, extra={"package": package.sha256, "uncompressed": list(keep)})
+    record = CompressionRecord.load(root / COMPRESSION_FILE)
+    path = root / f"{component}.mlpackage"
+    compressed = ValidatedPackage(path, tree_sha256(path), package.functions, record.as_dict())
+    if not record.weight_snr_db:
+        return compressed, None
+    bound, basis = record.bound()
+    return compressed, (Tolerance(snr_db_min=round(bound, 2)), basis)
+
+
+def package_level_stage(stages: Stages, session: ModelSession, level: Level, component: str, package: ValidatedPackage, parity_dir: Path,
+                        bound: tuple[Any, str] | None = None) -> list[Check]:
     """One package level (levels/) on one component, its bounds resolved from the calibration the
-    reference stage measured."""
+    reference stage measured (or, for a compressed package, ``bound``: from its compression)."""
     from .calibration import Calibration
 
     ok, reason = level.available()
@@ -247,7 +284,10 @@ def package_level_stage(stages: Stages, session: ModelSession, level: Level, com
         return [validation.skipped(level.name, reason, component)]
     calibration = Calibration.load(parity_dir / CALIBRATION_FILE)
     precision = session.variant.precision
-    tolerance, basis = calibration.resolve(session.model.tolerance(component, precision, level.name), precision)
+    if bound is not None:
+        tolerance, basis = bound
+    else:
+        tolerance, basis = calibration.resolve(session.model.tolerance(component, precision, level.name), precision)
     options = {"integer_outputs": session.model.component(component).integer_outputs, "basis": basis, "precision": precision}
     parity_file = parity_dir / PARITY_FILE
     if not level.cached:

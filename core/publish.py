@@ -31,6 +31,7 @@ class ValidatedPackage:
     path: Path
     sha256: str  # the digest the package was validated under
     functions: tuple[str, ...]
+    compression: dict[str, Any] | None = None  # CompressionRecord.as_dict() of a compressed package
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,9 @@ class Provenance:
     inputs_sha256: str = ""
 
 
-def _item(staging: Path, dest: Path, name: str, functions: tuple[str, ...] | None = None) -> Item:
+def _item(staging: Path, dest: Path, name: str, functions: tuple[str, ...] | None = None, compression: dict[str, Any] | None = None) -> Item:
     files = tuple(p.relative_to(dest).as_posix() for p in tree_files(dest)) if dest.is_dir() else None
-    return Item(name, dest.relative_to(staging).as_posix(), tree_sha256(dest), tree_size(dest), functions, files)
+    return Item(name, dest.relative_to(staging).as_posix(), tree_sha256(dest), tree_size(dest), functions, files, compression)
 
 
 def publish(
@@ -73,7 +74,7 @@ def publish(
         for name, package in bundle.packages.items():
             dest = staging / f"{name}.mlpackage"
             shutil.copytree(package.path, dest)
-            item = _item(staging, dest, name, package.functions)
+            item = _item(staging, dest, name, package.functions, package.compression)
             if item.sha256 != package.sha256:
                 raise RuntimeError(f"{name}: the copy placed in the export does not match the validated package (sha256 {item.sha256[:16]}…)")
             components.append(item)

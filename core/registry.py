@@ -53,6 +53,11 @@ schema                       format version of this file
     sha256, bytes            sha256 over the package tree (sorted relative paths,
                              sizes and bytes) and its total size
     files                    the package's files, relative to it (a missing one is named)
+    compression              compressed variants: mode (w8, p6, p4), compressed_weights,
+                             worst_weight_snr_db and predicted_snr_db (the weights' own SNR
+                             after decompression, and the output SNR it predicts), kept
+                             (weights the plugin keeps uncompressed), left (weights whose
+                             shape the mode cannot take, left as they were), bytes_before/after
   [[exports.constants]]      name, path, sha256, bytes of each constants file
   [[exports.parity]]         per component: the parity inputs, torch outputs and initial
                              states (safetensors) that `zoo verify --execute` re-runs
@@ -61,7 +66,8 @@ schema                       format version of this file
                              run by zoo's MIL interpreter), coreml (CoreML, macOS only)
     component, metric        what was compared and how: float64_rel / float64_spectral
                              (port and upstream both in float64), rel, cosine_min,
-                             spectral_max (audio judged by its magnitude spectrogram),
+                             spectral_max (audio judged by its magnitude spectrogram), snr_db_min
+                             (compressed packages: output SNR in dB),
                              <output>:mismatches (integer outputs after the loop's rounding),
                              max_abs; "execute" when the package could not be executed;
                              "loop:<name>": a whole utterance of the run loop vs upstream,
@@ -127,6 +133,8 @@ class Item:
     functions: tuple[str, ...] | None = None  # components only
     #: the files of a package (relative to it), so that a missing one is named (components only)
     files: tuple[str, ...] | None = None
+    #: what compression did to the package (compressed variants, components only)
+    compression: dict[str, Any] | None = None
 
 
 @dataclass

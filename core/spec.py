@@ -70,6 +70,9 @@ class Tolerance:
     rounding_factor: float | None = None
     spectral_factor: float | None = None
     storage: str | None = None
+    #: compressed packages: signal-to-noise ratio (dB) of the outputs against the reference's
+    #: (10·log10 Σ expected² / Σ difference²), at least this
+    snr_db_min: float | None = None
 
     def checks(self) -> dict[str, float]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -98,20 +101,51 @@ class Variant:
     target: str = "iOS17"
     options: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    #: weight compression applied to the converted packages (core/compress.py: none, w8, p6, p4)
+    compression: str = "none"
 
     def __post_init__(self) -> None:
+        from .compress import COMPRESSIONS
+
         if self.precision not in PRECISIONS:
             raise ValueError(f"variant {self.name!r}: precision must be one of {PRECISIONS}, not {self.precision!r}")
         if self.target not in TARGETS:
             raise ValueError(f"variant {self.name!r}: target must be one of {TARGETS}, not {self.target!r}")
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"variant {self.name!r}: compression must be one of {COMPRESSIONS}, not {self.compression!r}")
 
     def as_record(self) -> dict[str, Any]:
-        return {
+        record = {
             "name": self.name,
             "precision": self.precision,
             "target": self.target,
             "options": dict(self.options),
         }
+        if self.compression != "none":  # uncompressed variants keep the record (and stage keys) they had
+            record["compression"] = self.compression
+        return record
+
+    def compressed(self, mode: str) -> "Variant":
+        """This variant with its weights compressed (``<name>-<mode>``), at the target the mode needs."""
+        from .compress import MODES
+
+        generation = {"iOS16": 0, "macOS13": 0, "iOS17": 1, "macOS14": 1, "iOS18": 2, "macOS15": 2}
+        needed = generation[MODES[mode].target]
+        target = self.target
+        if generation[target] < needed:
+            target = [t for t, g in generation.items() if g == needed and t[:3] == target[:3]][0]
+        return Variant(f"{self.name}-{mode}", self.precision, target, self.options,
+                       f"{self.description}; weights {MODES[mode].description}".lstrip("; "), mode)
+
+
+def with_compressed(variants: Mapping[str, Variant], bases: tuple[str, ...], modes: tuple[str, ...] = ("w8", "p6", "p4")) -> dict[str, Variant]:
+    """``variants`` plus ``<base>-<mode>`` for each base and compression mode (``Variant.compressed``)."""
+    out = dict(variants)
+    for base in bases:
+        for mode in modes:
+            v = variants[base].compressed(mode)
+            out[v.name] = v
+    return out
 
 
 @dataclass(frozen=True)
@@ -132,6 +166,10 @@ class ComponentSpec:
     #: outputs the run loop turns into integers (durations): name -> rounding (``round``,
     #: ``round_min1``); compared exactly after that rounding, at every level
     integer_outputs: Mapping[str, str] = field(default_factory=dict)
+    #: weights kept uncompressed in compressed variants: regular expressions on the weight
+    #: constants' names (coremltools derives them from the torch parameter paths), and why
+    uncompressed: tuple[str, ...] = ()
+    uncompressed_reason: str = ""
 
 
 class UsageError(ValueError):

@@ -62,11 +62,11 @@ def compare(actual: Any, expected: Any, spectral: bool = False) -> dict[str, flo
     if a.shape != b.shape:
         raise ValueError(f"shape mismatch: {np.shape(actual)} vs {np.shape(expected)}")
     if a.size == 0:
-        return {"max_abs": 0.0, "rel": 0.0, "cosine": 1.0}
+        return {"max_abs": 0.0, "rel": 0.0, "cosine": 1.0, "snr_db": float("inf")}
     if not (np.isfinite(a).all() and np.isfinite(b).all()):
         # a non-finite value on either side is never a match, even the same NaN in the same place:
         # an output that overflowed proves nothing about the port
-        worst = {"max_abs": float("inf"), "rel": float("inf"), "cosine": float("nan")}
+        worst = {"max_abs": float("inf"), "rel": float("inf"), "cosine": float("nan"), "snr_db": float("nan")}
         return {**worst, "spectral": float("inf")} if spectral else worst
     diff = float(np.max(np.abs(a - b)))
     scale = float(np.max(np.abs(b)))
@@ -77,7 +77,9 @@ def compare(actual: Any, expected: Any, spectral: bool = False) -> dict[str, flo
         cosine = 0.0
     else:
         cosine = float(np.dot(a, b) / (na * nb))
-    result = {"max_abs": diff, "rel": diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf")), "cosine": cosine}
+    noise, signal = float(np.sum((a - b) ** 2)), float(np.sum(b**2))
+    snr = float("inf") if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else float("-inf"))
+    result = {"max_abs": diff, "rel": diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf")), "cosine": cosine, "snr_db": snr}
     if spectral:
         result["spectral"] = spectral_distance(a, b)
     return result
@@ -98,6 +100,11 @@ def judge(level: str, component: str, results: Iterable[Mapping[str, float]], to
         if metric == "cosine_min":
             value = min(r["cosine"] for r in results)
             ok = value >= threshold
+        elif metric == "snr_db_min":
+            value = min(r["snr_db"] for r in results)
+            ok = value >= threshold
+            if value == float("inf"):  # identical outputs: finite for the record, still a pass
+                value = 999.0
         elif metric == "spectral_max":
             value = max(r["spectral"] for r in results)
             ok = value <= threshold
@@ -239,6 +246,6 @@ def integer_outputs_from_records(records: Iterable[Mapping[str, Any]], component
 
 def tolerance_from_records(records: Iterable[Mapping[str, Any]], component: str, level: str) -> Tolerance | None:
     """Rebuild the tolerance an export was judged by from its registry records."""
-    fixed = ("max_abs", "rel", "cosine_min", "spectral_max")  # bounds measured at export time are recorded as these
+    fixed = ("max_abs", "rel", "cosine_min", "spectral_max", "snr_db_min")  # bounds measured at export time are recorded as these
     bounds = {r["metric"]: r["threshold"] for r in records if r.get("component") == component and r.get("level") == level and "threshold" in r and r.get("metric") in fixed}
     return Tolerance(**bounds) if bounds else None

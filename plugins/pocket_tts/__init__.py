@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ...core import ComponentSpec, ModelPlugin, ModelSpec, Variant
+from ...core import ComponentSpec, ModelPlugin, ModelSpec, Variant, with_compressed
 from .options import FULL, RUN_SETTINGS, SMALL, PocketOptions
 
 __version__ = "0.1.0"
@@ -30,6 +30,12 @@ def _variant(name: str, precision: str, target: str, options: PocketOptions, des
     return Variant(name, precision, target, options.as_dict(), description)
 
 
+#: weights compressed variants keep as they are: the RoPE cos/sin tables are read by position, not
+#: multiplied into activations, so a table error is not averaged away (see UNCOMPRESSED_REASON)
+UNCOMPRESSED = (r"rope_(cos|sin)",)
+UNCOMPRESSED_REASON = "RoPE tables: looked up by position, so their quantization error rotates every query and key"
+
+
 class PocketTTS(ModelPlugin):
     package = __name__
     __version__ = __version__
@@ -41,17 +47,18 @@ class PocketTTS(ModelPlugin):
             ModelSpec(
                 name=MODEL,
                 summary="Kyutai PocketTTS english (pocket-tts 4.0.1): flow LM + streaming Mimi, 1.5 calls per 80 ms frame",
-                variants={
+                variants=with_compressed({
                     "fp16": _variant("fp16", "fp16", "iOS17", FULL, "default: fp16 weights and compute, explicit state I/O"),
                     "fp32": _variant("fp32", "fp32", "iOS17", FULL, "fp32 everywhere, explicit state I/O"),
                     "fp16-stateful": _variant("fp16-stateful", "fp16", "iOS18", stateful_full, "fp16, Mimi streaming state as CoreML states (iOS18/macOS15)"),
                     "small-fp16-stateful": _variant("small-fp16-stateful", "fp16", "iOS18", stateful_small, "reduced-size stateful variant for tests"),
                     "small-fp32": _variant("small-fp32", "fp32", "iOS17", SMALL, "reduced-size architecture for tests (--random-weights only)"),
                     "small-fp16": _variant("small-fp16", "fp16", "iOS17", SMALL, "reduced-size architecture for tests (--random-weights only)"),
-                },
+                }, bases=("fp16", "small-fp16")),
                 default_variant="fp16",
                 components=(
-                    ComponentSpec("flowlm", "prefill: 64 conditioning tokens -> their KV rows; step: latent + noise -> next latent, EOS logit, KV row", functions=("prefill", "step")),
+                    ComponentSpec("flowlm", "prefill: 64 conditioning tokens -> their KV rows; step: latent + noise -> next latent, EOS logit, KV row", functions=("prefill", "step"),
+                                  uncompressed=UNCOMPRESSED, uncompressed_reason=UNCOMPRESSED_REASON),
                     ComponentSpec("mimi", "streaming Mimi decoder: 2 quantized latents [1, 512, 2] + state -> 3840 samples + state"),
                     ComponentSpec("voice_encoder", "voice cloning: audio prompt [1, 1, 24000 * voice_seconds] -> conditioning rows"),
                 ),

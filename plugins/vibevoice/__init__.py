@@ -14,7 +14,7 @@ Laid out on the plugin skeleton (``zoo.core.skeleton``); its own layers:
 
 from __future__ import annotations
 
-from ...core import ComponentSpec, ModelPlugin, ModelSpec, Tolerance, Variant
+from ...core import ComponentSpec, ModelPlugin, ModelSpec, Tolerance, Variant, with_compressed
 from .config import HUB_REPO
 from .options import FULL, RUN_SETTINGS, SMALL, VibeVoiceOptions
 
@@ -46,12 +46,12 @@ class VibeVoice(ModelPlugin):
             ModelSpec(
                 name=MODEL,
                 summary="VibeVoice-Realtime-0.5B: Qwen2 lms in the Neural Engine layout with state KV caches, fused diffusion sampler, streaming decoder",
-                variants={
+                variants=with_compressed({
                     "fp16": Variant("fp16", "fp16", "iOS18", FULL.as_dict(), "default: fp16, KV caches as CoreML states (iOS18/macOS15)"),
                     "fp32": Variant("fp32", "fp32", "iOS18", FULL.as_dict(), "fp32 compute and weights (the KV state is fp16: CoreML states are)"),
                     "small-fp32": Variant("small-fp32", "fp32", "iOS18", SMALL.as_dict(), "reduced-size architecture for tests (--random-weights only)"),
                     "small-fp16": Variant("small-fp16", "fp16", "iOS18", SMALL.as_dict(), "reduced-size architecture for tests (--random-weights only)"),
-                },
+                }, bases=("fp16", "small-fp16")),
                 default_variant="fp16",
                 components=(
                     ComponentSpec("lm", "text ids [1, 32] + position + valid -> hidden [1, 896, 1, 32]; KV cache in states", tolerances=_LM),

@@ -1,0 +1,241 @@
+"""Post-training weight compression of a saved package (``coremltools.optimize.coreml``).
+
+A variant's ``compression`` names a mode (``COMPRESSIONS``); ``compress_package`` applies it to
+the converted package — every function of a multifunction package, each shared weight
+compressed once — and saves a new package whose weights are constexpr ops (int8 with a
+per-channel scale, or a look-up table of 2^bits values per group of 16 output channels), which
+zoo's MIL interpreter executes (``core/mil/compression.py``) like any other op.
+
+Weights a plugin declares uncompressed (``ComponentSpec.uncompressed``: regular expressions
+on the weight constants' names, which coremltools derives from the torch parameter paths)
+stay as they are, with the plugin's measured reason next to the declaration.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+COMPRESSION_FILE = "compression.json"
+#: every compression a variant can name; ``none`` leaves the converted package as it is
+COMPRESSIONS = ("none", "w8", "p6", "p4")
+#: weights smaller than this stay as they are (coremltools' default threshold: biases, norms)
+WEIGHT_THRESHOLD = 2048
+#: output channels sharing one look-up table (per-grouped-channel palettization: iOS18)
+GROUP_SIZE = 16
+#: processes running k-means (one per core of the 2-core machines zoo is measured on)
+KMEANS_WORKERS = 2
+
+
+@dataclass(frozen=True)
+class Mode:
+    name: str
+    bits: int
+    kind: str  # linear | palette
+    #: the lowest deployment target whose ops the mode emits
+    target: str
+    description: str
+    #: every compressed weight must decompress at least this close to the original (SNR, dB):
+    #: 10 dB under what the mode gives Gaussian weights (int8 per channel: ~42 dB; optimal 6- and
+    #: 4-bit tables: 31 and 20 dB), room for trained weights' heavier tails; a shuffled or
+    #: misindexed table decompresses at 0 dB or less. Measured worst, random weights, small
+    #: pocket_tts: w8 41.6 dB, p4 19.8 dB.
+    weight_snr_floor_db: float
+
+
+MODES = {
+    "w8": Mode("w8", 8, "linear", "iOS16", "int8 weights, symmetric, one scale per output channel", 32.0),
+    "p6": Mode("p6", 6, "palette", "iOS18", f"6-bit look-up table (64 values, k-means) per group of {GROUP_SIZE} output channels", 21.0),
+    "p4": Mode("p4", 4, "palette", "iOS18", f"4-bit look-up table (16 values, k-means) per group of {GROUP_SIZE} output channels", 10.0),
+}
+
+
+#: the gate on a compressed package's outputs sits this far below the SNR its weights predict
+#: (see ``CompressionRecord.predicted_snr_db``). Measured, pocket_tts small flowlm, random weights:
+#: outputs came out 8-12 dB *above* the prediction at w8, p6 and p4 (residual paths dilute the
+#: noise of deep layers), so 6 dB below it leaves room for a component that amplifies its noise
+#: 4x in power, while a broken table (indices into a shuffled LUT: weight SNR ~0 dB) fails.
+MARGIN_DB = 6.0
+
+
+@dataclass(frozen=True)
+class CompressionRecord:
+    """What a compression did to one package, as the registry records it.
+
+    ``weight_snr_db``: per compressed weight, 10·log10(Σ w² / Σ (w - ŵ)²) of the decompressed
+    weight ŵ (executed by zoo's kernels from the saved constexpr op) against the original.
+    """
+
+    mode: str
+    weight_snr_db: tuple[tuple[str, float], ...]
+    kept: tuple[str, ...]  # weight constants the plugin keeps uncompressed
+    bytes_before: int
+    bytes_after: int
+    left: tuple[str, ...] = ()  # weights coremltools could not compress in this mode (left as they were)
+
+    @property
+    def predicted_snr_db(self) -> float:
+        """Output SNR if every compressed weight added its relative noise to the output with unit
+        gain: -10·log10 Σ 10^(-snr_i/10). Scale-free, so it holds for any weights' magnitude,
+        and it falls with their outliers (what makes trained weights harder to quantize)."""
+        import math
+
+        noise = sum(10 ** (-snr / 10) for _, snr in self.weight_snr_db)
+        return float("inf") if noise == 0 else -10 * math.log10(noise)
+
+    def bound(self) -> tuple[float, str]:
+        """The least output SNR the package must reach, and its basis; +inf (a bound nothing
+        meets) when a weight decompresses under its mode's floor: the compression is broken."""
+        worst = min((snr for _, snr in self.weight_snr_db), default=float("inf"))
+        floor = MODES[self.mode].weight_snr_floor_db
+        broken = [(name, snr) for name, snr in self.weight_snr_db if snr < floor]
+        if broken:
+            name, snr = min(broken, key=lambda b: b[1])
+            return float("inf"), f"{len(broken)} weight(s) decompress under the {self.mode} floor of {floor:g} dB (worst {name}: {snr:.1f} dB): the compression is broken"
+        predicted = self.predicted_snr_db
+        return predicted - MARGIN_DB, (
+            f"{MARGIN_DB:g} dB under the {predicted:.1f} dB predicted from the {len(self.weight_snr_db)} compressed weights' "
+            f"own SNR (worst {worst:.1f} dB; {self.mode})"
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "compressed_weights": len(self.weight_snr_db),
+            "worst_weight_snr_db": round(min((snr for _, snr in self.weight_snr_db), default=float("inf")), 2),
+            "predicted_snr_db": round(self.predicted_snr_db, 2),
+            "kept": list(self.kept),
+            "left": list(self.left),
+            "bytes_before": self.bytes_before,
+            "bytes_after": self.bytes_after,
+        }
+
+    def save(self, path: Path) -> None:
+        import json
+
+        path.write_text(json.dumps({**self.as_dict(), "weight_snr_db": dict(self.weight_snr_db)}, indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> "CompressionRecord":
+        import json
+
+        data = json.loads(path.read_text())
+        return cls(data["mode"], tuple(data["weight_snr_db"].items()), tuple(data["kept"]), data["bytes_before"], data["bytes_after"], tuple(data["left"]))
+
+
+def op_config(mode: Mode) -> Any:
+    import coremltools.optimize.coreml as cto
+
+    if mode.kind == "linear":
+        return cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=WEIGHT_THRESHOLD)
+    return cto.OpPalettizerConfig(mode="kmeans", nbits=mode.bits, granularity="per_grouped_channel", group_size=GROUP_SIZE,
+                                  num_kmeans_workers=KMEANS_WORKERS, weight_threshold=WEIGHT_THRESHOLD)
+
+
+def _weight_consts(prog: Any) -> list[Any]:
+    """The float constants large enough to be compressed, once per name (functions share them)."""
+    import numpy as np
+
+    seen: dict[str, Any] = {}
+    for fn in prog.functions.values():
+        for op in fn.operations:
+            if op.op_type != "const" or op.name in seen:
+                continue
+            val = op.outputs[0].val
+            if isinstance(val, np.ndarray) and val.dtype.kind == "f" and val.size > WEIGHT_THRESHOLD and op.outputs[0].child_ops:
+                seen[op.name] = op
+    return list(seen.values())
+
+
+def _bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def compress_package(src: Path, dst: Path, mode_name: str, uncompressed: Iterable[str] = ()) -> CompressionRecord:
+    """Compress ``src`` into a new package at ``dst`` (``src`` is only read)."""
+    from .coreml import import_coremltools, load_package_spec
+
+    import_coremltools()
+    import coremltools.optimize.coreml as cto
+    from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
+    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
+    from coremltools.converters.mil.mil.passes.graph_pass import PassOption
+
+    mode = MODES[mode_name]
+    spec = load_package_spec(src)
+    prog = load_milproto(spec, spec.specificationVersion, file_weights_dir=str(src / "Data" / "com.apple.CoreML" / "weights"))
+    keep = [re.compile(p) for p in uncompressed]
+    consts = _weight_consts(prog)
+    kept = sorted(op.name for op in consts if any(k.search(op.name) for k in keep))
+    config = cto.OptimizationConfig(global_config=op_config(mode), op_name_configs={name: None for name in kept})
+    graph_pass = PASS_REGISTRY["compression::linear_quantize_weights" if mode.kind == "linear" else "compression::palettize_weights"]
+    graph_pass.set_options([PassOption("config", config), PassOption("joint_compression", False)])
+    originals = {op.name: op.outputs[0].val for op in consts if op.name not in kept}
+    owner = type(graph_pass)
+    if mode.kind == "palette" and KMEANS_WORKERS > 1:
+        # coremltools would fork its k-means workers from this process, whose torch and BLAS
+        # threads can leave a forked child deadlocked; workers from a fresh server process cannot
+        import multiprocessing
+
+        owner._compress_pool = multiprocessing.get_context("forkserver").Pool(KMEANS_WORKERS)
+    try:
+        graph_pass.apply(prog)
+    finally:
+        # and coremltools closes the pool it keeps on the pass class without forgetting it
+        # ("Pool not running" for the next package): zoo's pool lives for one package
+        pool = getattr(owner, "_compress_pool", None)
+        if pool is not None:
+            pool.terminate()
+            owner._compress_pool = None
+    if len(prog.functions) > 1:  # each function compressed its copy of a shared weight: store it once
+        PASS_REGISTRY["common::const_deduplication"]._deduplicate_const_across_functions(prog)
+        prog.export_as_multifunction = True
+        prog.default_function_name = spec.description.defaultFunctionName or next(iter(prog.functions))
+    prog.skip_all_passes = True
+    snrs = weight_snrs(prog, originals)
+    _save(prog, spec, max(spec.specificationVersion, {"iOS16": 7, "iOS17": 8, "iOS18": 9}[mode.target]), dst)
+    # coremltools leaves a weight whose shape its mode cannot take (e.g. fewer output channels than
+    # a group) as it was, with a warning: recorded as such, never counted as compressed
+    left = tuple(sorted(set(originals) - set(snrs)))
+    return CompressionRecord(mode.name, tuple(sorted(snrs.items())), tuple(kept), _bytes(src), _bytes(dst), left)
+
+
+def _save(prog: Any, spec: Any, version: int, dst: Path) -> None:
+    from coremltools.converters.mil.converter import mil_convert
+
+    from .coreml import import_coremltools
+
+    ct = import_coremltools()
+    model = mil_convert(prog, convert_to="mlprogram", convert_from="milinternal", specification_version=version,
+                        compute_units=ct.ComputeUnit.CPU_ONLY, model_description=spec.description, skip_model_load=True)
+    if dst.exists():
+        shutil.rmtree(dst)
+    model.save(str(dst))
+
+
+def weight_snrs(prog: Any, originals: dict[str, Any]) -> dict[str, float]:
+    """Per compressed weight (named as its original constant), the SNR of its decompression by
+    zoo's kernels against the original values."""
+    import math
+
+    import numpy as np
+
+    from .mil import KERNELS
+
+    out: dict[str, float] = {}
+    for fn in prog.functions.values():
+        for op in fn.operations:
+            if not op.op_type.startswith("constexpr_"):
+                continue
+            name = re.sub(r"_(palettized|quantized)$", "", op.name)
+            if name not in originals or name in out:
+                continue
+            args = {param: var.val for param, var in op.inputs.items()}
+            dense = np.asarray(KERNELS[op.op_type](**args), np.float64)
+            want = np.asarray(originals[name], np.float64)
+            noise, signal = float(np.sum((dense - want) ** 2)), float(np.sum(want**2))
+            out[name] = 999.0 if noise == 0 else 10 * math.log10(max(signal, 1e-300) / noise)
+    return out

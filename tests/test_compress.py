@@ -1,0 +1,128 @@
+"""Compressed variants (core/compress.py): executed by the MIL interpreter, judged by output SNR
+against a bound the compressed weights predict, and broken compressions caught."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from zoo.core import compress
+from zoo.core.cache import StageCache
+from zoo.core.registry import Registry
+from zoo.core.spec import WeightsSource
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def tiny_host(tiny_site, monkeypatch):
+    monkeypatch.syspath_prepend(str(tiny_site))
+    from zoo.core.plugins import PluginHost
+
+    return PluginHost()
+
+
+def _export(host, variant, tmp_path):
+    from zoo.core.pipeline import Exporter
+
+    registry = Registry(tmp_path / "registry.toml")
+    exporter = Exporter(host, "tiny", variant, WeightsSource.random(0), tmp_path / "out", registry, StageCache(tmp_path / "cache"))
+    return exporter, registry
+
+
+def _mil(report, component):
+    return [c for c in report.checks if c.level == "mil" and c.component == component]
+
+
+@pytest.mark.parametrize("mode", ["w8", "p4"])
+def test_a_compressed_export_is_executed_judged_and_recorded(tiny_host, tmp_path, mode):
+    from zoo.core.verify import verify
+
+    exporter, registry = _export(tiny_host, f"fp16-{mode}", tmp_path)
+    report = exporter.run()
+    assert report.ok and report.level == "mil"
+    (check,) = _mil(report, "vocoder")  # the one weight over the threshold: the vocoder's 240 x 16
+    assert [c.metric for c in _mil(report, "encoder")] == ["cosine_min"]  # nothing compressed: judged as fp16
+    assert check.metric == "snr_db_min" and check.status == "passed" and check.value >= check.threshold
+    assert f"predicted from the 1 compressed weights' own SNR" in check.basis and mode in check.basis
+    entry = registry.exports()[0]
+    assert entry["variant"]["compression"] == mode and entry["variant"]["target"] == ("iOS18" if mode == "p4" else "iOS17")
+    record = {c["name"]: c.get("compression") for c in entry["components"]}
+    assert record["vocoder"]["mode"] == mode and record["vocoder"]["compressed_weights"] == 1
+    assert record["vocoder"]["worst_weight_snr_db"] >= compress.MODES[mode].weight_snr_floor_db
+    assert record["vocoder"]["bytes_after"] < record["vocoder"]["bytes_before"]
+    _, problems, executed = verify(registry, "", True)  # zoo verify --execute re-judges it by the recorded bound
+    assert not problems and {r["metric"] for r in executed if r["component"] == "vocoder"} == {"snr_db_min"}
+
+
+def _shuffle_luts(prog) -> int:
+    """Permute every look-up table's entries in place: indices now point at the wrong values."""
+    rng = np.random.default_rng(0)
+    count = 0
+    for fn in prog.functions.values():
+        for op in fn.operations:
+            if op.op_type == "constexpr_lut_to_dense":
+                var = op.inputs["lut"]
+                order = rng.permutation(var.val.shape[-2])
+                # what is serialized (the const op's value) and what the program reads (its output)
+                for lut in {id(a): a for a in (var.op.val.val, var.val)}.values():
+                    lut[...] = np.take(lut, order, axis=-2)
+                count += 1
+    return count
+
+
+def test_a_lut_shuffled_after_palettization_fails_the_mil_level(tiny_host, tmp_path, monkeypatch):
+    """The saved package's tables are shuffled after the weights were measured: the executed
+    outputs fall under the bound the (honest) measurement predicted."""
+    real_save = compress._save
+    shuffled = []
+
+    def save(prog, *args):
+        shuffled.append(_shuffle_luts(prog))
+        real_save(prog, *args)
+
+    monkeypatch.setattr(compress, "_save", save)
+    exporter, registry = _export(tiny_host, "fp16-p4", tmp_path)
+    report = exporter.run()
+    assert shuffled == [0, 1]  # the encoder has no weight over the threshold: nothing to shuffle
+    (check,) = _mil(report, "vocoder")
+    assert check.status == "failed" and check.metric == "snr_db_min" and check.value < 0 < check.threshold
+    # tiny requires only the reference level: registered, stating the highest level reached
+    assert report.level == "reference" and registry.exports()[0]["validation_level"] == "reference"
+
+
+def test_a_lut_broken_before_it_is_measured_fails_by_the_weight_floor(tiny_host, tmp_path, monkeypatch):
+    """A palettizer that breaks its tables before zoo measures them: the weight decompresses under
+    the mode's floor, and no output bound is derived from it (the check fails, naming the weight)."""
+    real = compress.weight_snrs
+
+    def measured(prog, originals):
+        _shuffle_luts(prog)
+        return real(prog, originals)
+
+    monkeypatch.setattr(compress, "weight_snrs", measured)
+    exporter, _ = _export(tiny_host, "fp16-p4", tmp_path)
+    report = exporter.run()
+    assert report.level == "reference"
+    (check,) = _mil(report, "vocoder")
+    assert check.status == "failed" and "the compression is broken" in check.basis and "floor of 10 dB" in check.basis
+
+
+def test_pocket_tts_speaks_through_palettized_packages(zoo):
+    """A real model at small size: every component palettized to 4 bits (the RoPE tables kept, as
+    declared), judged at the mil level, spoken through by zoo run and re-checked by verify --execute."""
+    import json
+
+    pytest.importorskip("pocket_tts")
+    report = json.loads(zoo("export", "pocket_tts", "--random-weights", "--variant", "small-fp16-p4", "--out", str(zoo.out), "--json", check=True).stdout)
+    assert report["ok"] and report["validation_level"] == "mil"
+    mil = {c["component"]: c for c in report["validation"] if c["level"] == "mil"}
+    assert {c: (m["metric"], m["status"]) for c, m in mil.items()} == {c: ("snr_db_min", "passed") for c in ("flowlm", "mimi", "voice_encoder")}
+    records = {c["name"]: c["compression"] for c in report["components"]}
+    assert records["flowlm"]["kept"] == ["transformer_rope_cos_to_fp16", "transformer_rope_sin_to_fp16"]
+    assert sum(r["bytes_after"] for r in records.values()) < 0.5 * sum(r["bytes_before"] for r in records.values())
+    run = json.loads(zoo("run", "pocket_tts", "Hello there.", "-o", str(zoo.workdir / "p4.wav"), "--variant", "small-fp16-p4", "--backend", "mil", "--json", check=True).stdout)
+    assert run["frames"] > 0 and run["source"] == f"export {report['id']}"
+    assert json.loads(zoo("verify", "--execute", "--json", check=True).stdout)["ok"]
+    listed = json.loads(zoo("info", "pocket_tts", "--json", check=True).stdout)
+    assert {"fp16-w8", "fp16-p6", "fp16-p4"} <= set(listed["variants"])
