@@ -23,8 +23,12 @@ def workspace(doc: str, prefix: str) -> tuple[argparse.Namespace, Path, dict[str
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix=prefix))
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "ZOO_REGISTRY": str(work / "registry.toml"), "ZOO_CACHE": str(work / "cache"), "TQDM_DISABLE": "1"}
-    return args, work, env
+    return args, work, workspace_env(work)
+
+
+def workspace_env(work: Path) -> dict[str, str]:
+    """The environment pointing zoo's registry and stage cache into ``work``."""
+    return {**os.environ, "ZOO_REGISTRY": str(work / "registry.toml"), "ZOO_CACHE": str(work / "cache"), "TQDM_DISABLE": "1"}
 
 
 def zoo(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:

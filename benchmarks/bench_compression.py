@@ -1,0 +1,75 @@
+"""Compressed variants at full size: bytes against the goal, export time against the uncompressed
+export's, the mil-level SNR of each component, and the whole loop on compressed vs uncompressed.
+
+    .venv/bin/python benchmarks/bench_compression.py MODEL [--modes w8,p6,p4] [--keep DIR]
+
+Exports MODEL's fp16 variant and fp16-<mode> for each mode (random weights, --force, one
+private registry and cache), then speaks one text through each export with zoo's MIL
+interpreter (same seed) and compares the compressed loop's audio with the uncompressed one's:
+frames and the relative magnitude-spectrogram distance (core.validation.spectral_distance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import measured_export, workspace_env, zoo  # noqa: E402
+
+#: issue #15's goals, packages + constants (MB)
+GOALS_MB = {"pocket_tts": 80, "kokoro": 60, "vibevoice": 600}
+TEXT = "The quick brown fox jumps over the lazy dog. Seven bright stars shine above the quiet hills."
+RUN_ARGS = {"pocket_tts": ["--set", "temperature=0"], "vibevoice": ["--set", "max_seconds=4"], "kokoro": []}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model")
+    parser.add_argument("--modes", default="w8,p6,p4")
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
+    args = parser.parse_args()
+    work = args.keep or Path(tempfile.mkdtemp(prefix=f"zoo-bench-compress-{args.model}-"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = workspace_env(work)
+    from zoo.core.audio import read_wav
+    from zoo.core.validation import spectral_distance
+
+    rows = []
+    for variant in ["fp16"] + [f"fp16-{m}" for m in args.modes.split(",")]:
+        _, entry, figures = measured_export(env, work, args.model, variant)
+        wav = work / f"{variant}.wav"
+        run = json.loads(zoo(env, work, "run", args.model, TEXT, "-o", str(wav), "--variant", variant, "--backend", "mil", "--seed", "0",
+                             *RUN_ARGS.get(args.model, []), "--json").stdout)
+        mil = {v["component"]: v for v in entry["validation"] if v["level"] == "mil" and v["status"] != "skipped"}
+        rows.append({"variant": variant, "total_mb": figures["total_mb"], "export_seconds": figures["export_seconds"],
+                     "export_peak_rss_mb": figures["export_peak_rss_mb"], "frames": run["frames"], "wav": str(wav),
+                     "mil": {c: f"{v['metric']} {v['value']:.4g} (bound {v['threshold']:.4g}) {v['status']}" for c, v in mil.items()},
+                     "compression": {c["name"]: c.get("compression") for c in entry["components"]}})
+    base = rows[0]
+    reference = read_wav(Path(base["wav"]))
+    for row in rows[1:]:
+        audio = read_wav(Path(row["wav"]))
+        n = min(len(audio), len(reference))
+        row["loop_spectral_vs_fp16"] = round(spectral_distance(audio[:n], reference[:n]), 4) if n else None
+        row["loop_frames_vs_fp16"] = row["frames"] - base["frames"]
+        row["export_time_vs_fp16"] = round(row["export_seconds"] / base["export_seconds"], 2)
+    print(json.dumps({"model": args.model, "rows": rows}, indent=1))
+    print()
+    goal = GOALS_MB.get(args.model)
+    for row in rows:
+        line = f"{row['variant']:>10}: {row['total_mb']:>8} MB (goal <= {goal} MB: {'ok' if goal and row['total_mb'] <= goal else 'over'})"
+        line += f", export {row['export_seconds']} s"
+        if "export_time_vs_fp16" in row:
+            line += f" = {row['export_time_vs_fp16']}x fp16's (goal <= 2x)"
+            line += f", loop vs fp16: frames {row['loop_frames_vs_fp16']:+d}, spectral {row['loop_spectral_vs_fp16']}"
+        print(line)
+        for comp, verdict in row["mil"].items():
+            print(f"{'':>12}{comp}: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
