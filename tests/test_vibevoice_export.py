@@ -49,7 +49,9 @@ def test_export_run_verify(zoo, variant):
     latents = run["frames"]
     assert latents == 15 and len(read_wav(out)) == 3200 * latents  # ceil(2 s * 7.5), no EOS with these weights
     assert run["calls"]["sampler"] == run["calls"]["decoder"] == latents
-    assert run["calls"]["tts_lm"] == latents + 3 and run["calls"]["lm"] == 3  # 3 text windows reached; 20 tokens in chunks of 8
+    # 3 text windows reached, and each latent fed back but the last (max_seconds ends there); 20 tokens in chunks of 8
+    assert run["calls"]["tts_lm"] == 3 + latents - 1 and run["calls"]["lm"] == 3
+    assert [p["ended"] for p in run["info"]["pieces"]] == ["max_seconds"]  # one piece: the text fits the caches
     torch_run = json.loads(zoo("run", "vibevoice", "Hello there, world.", "-o", str(zoo.workdir / "t.wav"), "--backend", "torch",
                                "--random-weights", "--variant", variant, "--set", "max_seconds=2", "--json", check=True).stdout)
     a, b = read_wav(zoo.workdir / "t.wav"), read_wav(out)
