@@ -50,9 +50,9 @@ def main() -> None:
                      "mil": {c: f"{v['metric']} {v['value']:.4g} (bound {v['threshold']:.4g}) {v['status']}" for c, v in mil.items()},
                      "compression": {c["name"]: c.get("compression") for c in entry["components"]}})
     base = rows[0]
-    reference = read_wav(Path(base["wav"]))
+    reference, _ = read_wav(Path(base["wav"]))
     for row in rows[1:]:
-        audio = read_wav(Path(row["wav"]))
+        audio, _ = read_wav(Path(row["wav"]))
         n = min(len(audio), len(reference))
         row["loop_spectral_vs_fp16"] = round(spectral_distance(audio[:n], reference[:n]), 4) if n else None
         row["loop_frames_vs_fp16"] = row["frames"] - base["frames"]

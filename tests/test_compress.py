@@ -126,3 +126,16 @@ def test_pocket_tts_speaks_through_palettized_packages(zoo):
     assert json.loads(zoo("verify", "--execute", "--json", check=True).stdout)["ok"]
     listed = json.loads(zoo("info", "pocket_tts", "--json", check=True).stdout)
     assert {"fp16-w8", "fp16-p6", "fp16-p4"} <= set(listed["variants"])
+
+
+def test_the_output_bound_follows_the_weights_and_never_drops_under_the_floor():
+    record = lambda snrs: compress.CompressionRecord("p4", tuple((f"w{i}", s) for i, s in enumerate(snrs)), (), 2, 1)  # noqa: E731
+    one = record([20.0])
+    assert one.predicted_snr_db == pytest.approx(20.0) and one.bound()[0] == pytest.approx(20.0 - compress.MARGIN_DB)
+    ten = record([20.0] * 10)  # ten equal noise sources: 10 dB less
+    assert ten.predicted_snr_db == pytest.approx(10.0) and ten.bound()[0] == pytest.approx(10.0 - compress.MARGIN_DB)
+    many = record([20.0] * 100)  # prediction 0 dB: the floor holds
+    bound, basis = many.bound()
+    assert bound == compress.OUTPUT_SNR_FLOOR_DB and basis.startswith("the 0 dB floor")
+    broken = record([20.0, 5.0])  # under p4's weight floor (10 dB)
+    assert broken.bound()[0] == float("inf") and "w1: 5.0 dB" in broken.bound()[1]
