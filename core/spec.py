@@ -134,8 +134,9 @@ class Variant:
         target = self.target
         if generation[target] < needed:
             target = [t for t, g in generation.items() if g == needed and t[:3] == target[:3]][0]
+        base = self.description.removeprefix("default: ")
         return Variant(f"{self.name}-{mode}", self.precision, target, self.options,
-                       f"{self.description}; weights {MODES[mode].description}".lstrip("; "), mode)
+                       f"{base}; weights {MODES[mode].description}".lstrip("; "), mode)
 
 
 def with_compressed(variants: Mapping[str, Variant], bases: tuple[str, ...], modes: tuple[str, ...] = ("w8", "p6", "p4")) -> dict[str, Variant]:
