@@ -325,3 +325,12 @@ def test_fp16_rounding_matches_numpy_cast():
     assert got.dtype == np.float32
     assert np.array_equal(got, want, equal_nan=True)
     assert np.array_equal(np.signbit(got), np.signbit(want))
+    from zoo.core.mil import program
+
+    chunked = program.ROUND_CHUNK
+    try:  # a tensor larger than a chunk (here 7 elements): rounded chunk by chunk, the same values
+        program.ROUND_CHUNK = 7
+        tiled = round_to_fp16(values.reshape(-1, 4)[:15000])
+    finally:
+        program.ROUND_CHUNK = chunked
+    assert tiled.shape == (15000, 4) and np.array_equal(tiled, want.reshape(-1, 4)[:15000], equal_nan=True)

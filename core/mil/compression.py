@@ -56,8 +56,10 @@ def _blocks(param: Any, shape: tuple[int, ...]) -> np.ndarray:
 # ------------------------------------------------------------------------------- iOS16
 @kernel("constexpr_affine_dequantize")
 def constexpr_affine_dequantize(quantized_data: Any, zero_point: Any, scale: Any, axis: Any = 0, **_: Any) -> Any:
-    q = np.asarray(quantized_data).astype(np.float32)
-    return _along(scale, q.ndim, axis) * (q - _along(zero_point, q.ndim, axis))
+    q = np.asarray(quantized_data).astype(np.float32)  # the one full-size array: the rest in place
+    q -= _along(zero_point, q.ndim, axis)
+    q *= _along(scale, q.ndim, axis)
+    return q
 
 
 @kernel("constexpr_cast")

@@ -315,13 +315,30 @@ def _finite(value: np.ndarray) -> bool:
     return bool(np.isfinite(total)) or bool(np.isfinite(value).all())
 
 
+#: elements rounded at a time: the integer temporaries of a large tensor (a dequantized embedding
+#: table of 136 M values) stay at 4 x 16 MB instead of 4 x its size
+ROUND_CHUNK = 1 << 22
+
+
 def round_to_fp16(value: np.ndarray) -> np.ndarray:
     """float32 -> the nearest fp16 value (ties to even), held in float32; same result as
     ``value.astype(float16).astype(float32)``, about twice as fast.
 
     Rounds the mantissa to 10 bits with integer arithmetic; the rare values outside
     fp16's normal range (non-zero subnormals, overflow to inf, NaN) take numpy's cast.
+    A large tensor is rounded ``ROUND_CHUNK`` elements at a time into one new array.
     """
+    value = np.ascontiguousarray(value, dtype=np.float32)
+    if value.size <= ROUND_CHUNK:
+        return _round_chunk(value)
+    out = np.empty(value.shape, np.float32)
+    flat_in, flat_out = value.reshape(-1), out.reshape(-1)
+    for start in range(0, value.size, ROUND_CHUNK):
+        flat_out[start : start + ROUND_CHUNK] = _round_chunk(flat_in[start : start + ROUND_CHUNK])
+    return out
+
+
+def _round_chunk(value: np.ndarray) -> np.ndarray:
     bits = np.ascontiguousarray(value, dtype=np.float32).view(np.uint32)
     rounded = bits + (np.uint32(0x0FFF) + ((bits >> np.uint32(13)) & np.uint32(1)))
     rounded &= np.uint32(0xFFFFE000)
