@@ -155,13 +155,10 @@ def _weight_consts(prog: Any) -> list[Any]:
     return list(seen.values())
 
 
-def _bytes(path: Path) -> int:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
 def compress_package(src: Path, dst: Path, mode_name: str, uncompressed: Iterable[str] = ()) -> CompressionRecord:
     """Compress ``src`` into a new package at ``dst`` (``src`` is only read)."""
     from .coreml import import_coremltools, load_package_spec
+    from .hashing import tree_size
 
     import_coremltools()
     import coremltools.optimize.coreml as cto
@@ -205,7 +202,7 @@ def compress_package(src: Path, dst: Path, mode_name: str, uncompressed: Iterabl
     # coremltools leaves a weight whose shape its mode cannot take (e.g. fewer output channels than
     # a group) as it was, with a warning: recorded as such, never counted as compressed
     left = tuple(sorted(set(originals) - set(snrs)))
-    return CompressionRecord(mode.name, tuple(sorted(snrs.items())), tuple(kept), _bytes(src), _bytes(dst), left)
+    return CompressionRecord(mode.name, tuple(sorted(snrs.items())), tuple(kept), tree_size(src), tree_size(dst), left)
 
 
 def _save(prog: Any, spec: Any, version: int, dst: Path) -> None:

@@ -24,13 +24,18 @@ def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
 
 def tokenize(text: str, cfg: RunConfig, tokenizer_file: Any = None) -> list[int]:
     """Upstream's processor: the stripped text plus a newline, no special tokens."""
-    script = text.strip() + "\n"
+    return encoder(cfg, tokenizer_file)(text)
+
+
+def encoder(cfg: RunConfig, tokenizer_file: Any = None) -> Any:
+    """``tokenize`` with the tokenizer file read once (the text splitter asks for many counts)."""
     tok = cfg.tokenizer_info
     if tok.kind == "bytes":  # the --random-weights stand-in
-        return [1 + b % (tok.vocab - 2) for b in script.encode("utf-8")]
+        return lambda text: [1 + b % (tok.vocab - 2) for b in (text.strip() + "\n").encode("utf-8")]
     from tokenizers import Tokenizer
 
-    return Tokenizer.from_file(str(tokenizer_file)).encode(script, add_special_tokens=False).ids
+    loaded = Tokenizer.from_file(str(tokenizer_file))
+    return lambda text: loaded.encode(text.strip() + "\n", add_special_tokens=False).ids
 
 
 def cache_states(parts: list[tuple[np.ndarray, np.ndarray]], capacity: int, prefix: str) -> dict[str, np.ndarray]:
@@ -96,18 +101,18 @@ def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = 
     cfg_scale = settings.get("cfg_scale", cfg.cfg_scale)
     if max_latents is None:
         max_latents = math.ceil(settings.get("max_seconds", 30.0) * cfg.sample_rate / cfg.samples_per_latent)
-    tokenizer = runtime.constants.get("tokenizer")
+    encode = encoder(cfg, runtime.constants.get("tokenizer"))
     lm_states, tts_states, start = voice_states(presets, voice, cfg)
     if not fits_caches(1, start, cfg):
         raise ValueError(f"voice {voice!r} leaves no room for text in the export's caches")
-    parts = pieces(text, lambda piece: fits_caches(len(tokenize(piece, cfg, tokenizer)), start, cfg))
+    parts = pieces(text, lambda piece: fits_caches(len(encode(piece)), start, cfg))
     if not parts:
         raise ValueError("text to speak is empty")
     rng = np.random.default_rng(options.seed)
     decoder = [np.zeros(shape, np.float32) for shape in cfg.decoder_cache_shapes]  # one stream: no seam between pieces
     audio, latents, report = [], 0, []
     for part in parts:
-        ids = tokenize(part, cfg, tokenizer)
+        ids = encode(part)
         runtime.load_states("lm", lm_states)
         runtime.load_states("tts_lm", tts_states)
         piece, decoder, ended = _utterance(runtime, ids, start, cfg, types, rng, cfg_scale, max_latents, decoder, options)
