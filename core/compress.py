@@ -21,7 +21,7 @@ from typing import Any, Iterable
 
 COMPRESSION_FILE = "compression.json"
 #: every compression a variant can name; ``none`` leaves the converted package as it is
-COMPRESSIONS = ("none", "w8", "p6", "p4")
+COMPRESSIONS = ("none", "w8", "p6", "p4", "mixed")
 #: weights smaller than this stay as they are (coremltools' default threshold: biases, norms)
 WEIGHT_THRESHOLD = 2048
 #: output channels sharing one look-up table (per-grouped-channel palettization: iOS18)
@@ -46,10 +46,23 @@ class Mode:
     weight_snr_floor_db: float
 
 
+#: the least SNR (dB) a weight palettized at each width must decompress at: 10 dB under what an
+#: optimal table gives Gaussian weights (8 bits ~43, 6 bits ~31-32, 4 bits ~20 dB; measured with
+#: ``lut_kmeans``: 32.2 dB at 6 bits, 20.3 at 4), room for trained weights' heavier tails
+PALETTE_FLOOR_DB = {8: 33.0, 6: 21.0, 4: 10.0}
+#: the ``mixed`` compression's widths, narrowest first
+MIXED_BITS = (4, 6, 8)
+#: what ``mixed`` aims at: every output of the component within this SNR (dB) of the uncompressed
+#: package's, on the parity examples — output noise power 1% of the signal, between what uniform
+#: tables give full-size pocket_tts (p6: 23.7-25.7 dB, p4: 9.7-14.7 dB; w8: 32.7-34.7 dB)
+MIXED_TARGET_DB = 20.0
+
 MODES = {
     "w8": Mode("w8", 8, "linear", "iOS16", "int8 weights, symmetric, one scale per output channel", 32.0),
     "p6": Mode("p6", 6, "palette", "iOS18", f"6-bit look-up table (64 values, 1-D k-means) per group of {GROUP_SIZE} output channels", 21.0),
     "p4": Mode("p4", 4, "palette", "iOS18", f"4-bit look-up table (16 values, 1-D k-means) per group of {GROUP_SIZE} output channels", 10.0),
+    "mixed": Mode("mixed", 0, "mixed", "iOS18", f"look-up tables of 8, 6 or 4 bits per weight, the narrowest its measured effect on the outputs allows "
+                  f"(outputs >= {MIXED_TARGET_DB:g} dB SNR)", 0.0),
 }
 
 
@@ -79,6 +92,14 @@ class CompressionRecord:
     bytes_before: int
     bytes_after: int
     left: tuple[str, ...] = ()  # weights coremltools could not compress in this mode (left as they were)
+    #: ``mixed``: each compressed weight's table width, and how they were chosen (``MixedPlan.as_dict``)
+    bits: tuple[tuple[str, int], ...] = ()
+    plan: dict[str, Any] | None = None
+
+    def floor_db(self, name: str) -> float:
+        if self.mode == "mixed":
+            return PALETTE_FLOOR_DB[dict(self.bits)[name]]
+        return MODES[self.mode].weight_snr_floor_db
 
     @property
     def predicted_snr_db(self) -> float:
@@ -94,11 +115,11 @@ class CompressionRecord:
         """The least output SNR the package must reach, and its basis; +inf (a bound nothing
         meets) when a weight decompresses under its mode's floor: the compression is broken."""
         worst = min((snr for _, snr in self.weight_snr_db), default=float("inf"))
-        floor = MODES[self.mode].weight_snr_floor_db
-        broken = [(name, snr) for name, snr in self.weight_snr_db if snr < floor]
+        broken = [(name, snr) for name, snr in self.weight_snr_db if snr < self.floor_db(name)]
         if broken:
-            name, snr = min(broken, key=lambda b: b[1])
-            return float("inf"), f"{len(broken)} weight(s) decompress under the {self.mode} floor of {floor:g} dB (worst {name}: {snr:.1f} dB): the compression is broken"
+            name, snr = min(broken, key=lambda b: b[1] - self.floor_db(b[0]))
+            return float("inf"), (f"{len(broken)} weight(s) decompress under their {self.mode} floor (worst {name}: {snr:.1f} dB, "
+                                  f"floor {self.floor_db(name):g} dB): the compression is broken")
         predicted = self.predicted_snr_db
         basis = (f"{MARGIN_DB:g} dB under the {predicted:.1f} dB predicted from the {len(self.weight_snr_db)} compressed weights' "
                  f"own SNR (worst {worst:.1f} dB; {self.mode})")
@@ -116,6 +137,8 @@ class CompressionRecord:
             "left": list(self.left),
             "bytes_before": self.bytes_before,
             "bytes_after": self.bytes_after,
+            **({"bits": dict(self.bits)} if self.bits else {}),
+            **({"plan": self.plan} if self.plan else {}),
         }
 
     def save(self, path: Path) -> None:
@@ -128,7 +151,8 @@ class CompressionRecord:
         import json
 
         data = json.loads(path.read_text())
-        return cls(data["mode"], tuple(data["weight_snr_db"].items()), tuple(data["kept"]), data["bytes_before"], data["bytes_after"], tuple(data["left"]))
+        return cls(data["mode"], tuple(data["weight_snr_db"].items()), tuple(data["kept"]), data["bytes_before"], data["bytes_after"], tuple(data["left"]),
+                   tuple(data.get("bits", {}).items()), data.get("plan"))
 
 
 def lut_kmeans(values: Any, bits: int) -> tuple[Any, Any]:
@@ -190,13 +214,19 @@ def lut_kmeans(values: Any, bits: int) -> tuple[Any, Any]:
 
 
 def op_config(mode: Mode) -> Any:
-    import functools
-
     import coremltools.optimize.coreml as cto
 
     if mode.kind == "linear":
         return cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=WEIGHT_THRESHOLD)
-    return cto.OpPalettizerConfig(mode="custom", lut_function=functools.partial(lut_kmeans, bits=mode.bits), granularity="per_grouped_channel",
+    return palette_config(mode.bits)
+
+
+def palette_config(bits: int) -> Any:
+    import functools
+
+    import coremltools.optimize.coreml as cto
+
+    return cto.OpPalettizerConfig(mode="custom", lut_function=functools.partial(lut_kmeans, bits=bits), granularity="per_grouped_channel",
                                   group_size=GROUP_SIZE, weight_threshold=WEIGHT_THRESHOLD)
 
 
@@ -215,39 +245,185 @@ def _weight_consts(prog: Any) -> list[Any]:
     return list(seen.values())
 
 
-def compress_package(src: Path, dst: Path, mode_name: str, uncompressed: Iterable[str] = ()) -> CompressionRecord:
-    """Compress ``src`` into a new package at ``dst`` (``src`` is only read)."""
+def _load(src: Path) -> tuple[Any, Any]:
+    """(spec, MIL program) of a saved package."""
+    from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
+
     from .coreml import import_coremltools, load_package_spec
-    from .hashing import tree_size
 
     import_coremltools()
-    import coremltools.optimize.coreml as cto
-    from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
-    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
-    from coremltools.converters.mil.mil.passes.graph_pass import PassOption
-
-    mode = MODES[mode_name]
     spec = load_package_spec(src)
-    prog = load_milproto(spec, spec.specificationVersion, file_weights_dir=str(src / "Data" / "com.apple.CoreML" / "weights"))
-    keep = [re.compile(p) for p in uncompressed]
-    consts = _weight_consts(prog)
-    kept = sorted(op.name for op in consts if any(k.search(op.name) for k in keep))
-    config = cto.OptimizationConfig(global_config=op_config(mode), op_name_configs={name: None for name in kept})
-    graph_pass = PASS_REGISTRY["compression::linear_quantize_weights" if mode.kind == "linear" else "compression::palettize_weights"]
+    return spec, load_milproto(spec, spec.specificationVersion, file_weights_dir=str(src / "Data" / "com.apple.CoreML" / "weights"))
+
+
+def _apply(prog: Any, spec: Any, kind: str, config: Any) -> None:
+    """Run coremltools' compression pass over every function of ``prog`` (its public API refuses
+    multifunction programs), then store each weight the functions share once."""
+    from coremltools.converters.mil.mil.passes.graph_pass import PassOption
+    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
+
+    graph_pass = PASS_REGISTRY["compression::linear_quantize_weights" if kind == "linear" else "compression::palettize_weights"]
     graph_pass.set_options([PassOption("config", config), PassOption("joint_compression", False)])
-    originals = {op.name: op.outputs[0].val for op in consts if op.name not in kept}
     graph_pass.apply(prog)
     if len(prog.functions) > 1:  # each function compressed its copy of a shared weight: store it once
         PASS_REGISTRY["common::const_deduplication"]._deduplicate_const_across_functions(prog)
         prog.export_as_multifunction = True
         prog.default_function_name = spec.description.defaultFunctionName or next(iter(prog.functions))
     prog.skip_all_passes = True
+
+
+def compress_package(src: Path, dst: Path, mode_name: str, uncompressed: Iterable[str] = (), parity_file: Path | None = None,
+                     progress: Any = None) -> CompressionRecord:
+    """Compress ``src`` into a new package at ``dst`` (``src`` is only read). ``mixed`` measures each
+    weight's effect on the outputs on the parity examples in ``parity_file``; ``progress(done, total)``
+    follows its executions."""
+    import coremltools.optimize.coreml as cto
+
+    from .hashing import tree_size
+
+    mode = MODES[mode_name]
+    spec, prog = _load(src)
+    keep = [re.compile(p) for p in uncompressed]
+    consts = _weight_consts(prog)
+    kept = sorted(op.name for op in consts if any(k.search(op.name) for k in keep))
+    originals = {op.name: op.outputs[0].val for op in consts if op.name not in kept}
+    bits: dict[str, int] = {}
+    plan = None
+    if mode.kind == "mixed":
+        if parity_file is None:
+            raise ValueError("the mixed compression measures each weight on the parity examples: pass parity_file")
+        del prog, consts  # the plan loads its own copies
+        bits, plan = plan_mixed(src, kept, originals, parity_file, progress)
+        spec, prog = _load(src)
+        config = cto.OptimizationConfig(op_name_configs={**{name: palette_config(b) for name, b in bits.items()}, **{name: None for name in kept}})
+        _apply(prog, spec, "palette", config)
+    else:
+        _apply(prog, spec, mode.kind, cto.OptimizationConfig(global_config=op_config(mode), op_name_configs={name: None for name in kept}))
     snrs = weight_snrs(prog, originals)
     _save(prog, spec, max(spec.specificationVersion, {"iOS16": 7, "iOS17": 8, "iOS18": 9}[mode.target]), dst)
     # coremltools leaves a weight whose shape its mode cannot take (e.g. fewer output channels than
     # a group) as it was, with a warning: recorded as such, never counted as compressed
     left = tuple(sorted(set(originals) - set(snrs)))
-    return CompressionRecord(mode.name, tuple(sorted(snrs.items())), tuple(kept), tree_size(src), tree_size(dst), left)
+    return CompressionRecord(mode.name, tuple(sorted(snrs.items())), tuple(kept), tree_size(src), tree_size(dst), left,
+                             tuple(sorted((n, b) for n, b in bits.items() if n in snrs)), plan.as_dict() if plan else None)
+
+
+@dataclass
+class MixedPlan:
+    """How ``plan_mixed`` chose the widths: the target, the output SNR its measurements predict for
+    the chosen widths (worst output), and the executions it took."""
+
+    target_db: float
+    estimated_snr_db: float
+    executions: int
+    unmeasured: tuple[str, ...] = ()  # weights no executed op reads directly (kept at 8 bits)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"target_db": self.target_db, "estimated_snr_db": round(self.estimated_snr_db, 2), "executions": self.executions,
+                "unmeasured": list(self.unmeasured)}
+
+
+def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_file: Path, progress: Any = None,
+               target_db: float = MIXED_TARGET_DB) -> tuple[dict[str, int], MixedPlan]:
+    """Each weight's table width for the ``mixed`` compression (Apple's per-layer recipe for large
+    models, executed by zoo's MIL interpreter).
+
+    1. Every weight palettized at 4, 6 and 8 bits (three passes of the whole package): each
+       weight's relative noise e(w, b) = Σ(w - ŵ)² / Σ w².
+    2. The uncompressed package on the parity examples, then once per weight with only that
+       weight at 4 bits: the relative noise it puts on each output o, n(w, o). Small perturbations
+       act linearly, so the weight's gain g(w, o) = n(w, o) / e(w, 4) predicts its noise at any
+       width, and the noises of different weights add.
+    3. Starting from 4 bits everywhere, while the worst output's predicted noise Σ_w g(w, o) e(w, b_w)
+       is above the target, widen the weight that removes the most of that output's noise per byte
+       added (4 -> 6 -> 8 bits).
+
+    The whole component is then judged at the mil level like every compressed package (its bound
+    follows from the weights' own SNRs, not from this estimate).
+    """
+    import math
+
+    import numpy as np
+    import coremltools.optimize.coreml as cto
+
+    from . import parity
+    from .mil import KERNELS, MilError, MilProgram
+
+    noise: dict[int, dict[str, float]] = {}
+    dense4: dict[str, Any] = {}
+    for b in MIXED_BITS:
+        spec, prog = _load(src)
+        _apply(prog, spec, "palette", cto.OptimizationConfig(global_config=palette_config(b), op_name_configs={name: None for name in kept}))
+        noise[b] = {name: 10 ** (-snr / 10) for name, snr in weight_snrs(prog, originals).items()}
+        if b == MIXED_BITS[0]:
+            for fn in prog.functions.values():
+                for op in fn.operations:
+                    name = re.sub(r"_palettized$", "", op.name)
+                    if op.op_type.startswith("constexpr_") and name in noise[b] and name not in dense4:
+                        dense4[name] = KERNELS[op.op_type](**{param: var.val for param, var in op.inputs.items()})
+        del prog
+    names = [n for n in originals if all(n in noise[b] for b in MIXED_BITS)]
+
+    program = MilProgram.load(src)
+    cases = parity.load(parity_file)
+
+    def outputs() -> list[np.ndarray]:
+        got = []
+        for case in cases:
+            fn = program.function(case.function)
+            state = program.make_state(case.function, initial=case.states) if fn.states else None
+            result = program.run(case.inputs, case.function, state)
+            got.extend(np.asarray(result[k], np.float64) for k in sorted(result) if np.asarray(result[k]).dtype.kind == "f")
+        return got
+
+    base = outputs()
+    power = [float(np.sum(v**2)) for v in base]
+    gain: dict[str, np.ndarray] = {}
+    unmeasured = []
+    for i, name in enumerate(names):
+        if progress is not None:
+            progress(i, len(names))
+        try:
+            previous = program.substitute(name, dense4.pop(name))
+        except MilError:  # read only inside a list argument: no single op to swap it in
+            unmeasured.append(name)
+            continue
+        got = outputs()
+        program.substitute(name, previous)
+        rel = np.array([float(np.sum((g - v) ** 2)) / p if p > 0 else 0.0 for g, v, p in zip(got, base, power)])
+        gain[name] = rel / max(noise[4][name], 1e-30)
+
+    width = {name: (MIXED_BITS[-1] if name in unmeasured else MIXED_BITS[0]) for name in names}
+    size = {name: int(np.asarray(originals[name]).size) for name in names}
+    budget = 10 ** (-target_db / 10)
+
+    def predicted() -> np.ndarray:
+        total = np.zeros(len(base))
+        for name, g in gain.items():
+            total += g * noise[width[name]][name]
+        return total
+
+    total = predicted()
+    while total.size and total.max() > budget:
+        worst = int(np.argmax(total))
+        best, best_rate = None, 0.0
+        for name, g in gain.items():
+            b = width[name]
+            if b == MIXED_BITS[-1]:
+                continue
+            wider = MIXED_BITS[MIXED_BITS.index(b) + 1]
+            rate = g[worst] * (noise[b][name] - noise[wider][name]) / (size[name] * (wider - b))
+            if rate > best_rate:
+                best, best_rate = name, rate
+        if best is None:  # nothing left to widen helps that output
+            break
+        width[best] = MIXED_BITS[MIXED_BITS.index(width[best]) + 1]
+        total = predicted()
+    worst_noise = float(total.max()) if total.size else 0.0
+    estimated = float("inf") if worst_noise <= 0 else -10 * math.log10(worst_noise)
+    if progress is not None:
+        progress(len(names), len(names))
+    return width, MixedPlan(target_db, estimated, len(names) - len(unmeasured) + 1, tuple(sorted(unmeasured)))
 
 
 def _save(prog: Any, spec: Any, version: int, dst: Path) -> None:

@@ -128,7 +128,7 @@ class Exporter:
         bounds: dict[str, tuple[Any, str]] = {}
         if self.variant.compression != "none":  # the compressed package is the one validated and shipped
             for comp in comps:
-                packages[comp], bound = compress_stage(stages, session, comp, packages[comp])
+                packages[comp], bound = compress_stage(stages, session, comp, packages[comp], parity_dirs[comp] / PARITY_FILE)
                 if bound is not None:
                     bounds[comp] = bound
         for level in PACKAGE_LEVELS:
@@ -245,25 +245,34 @@ def convert_stage(stages: Stages, session: ModelSession, component: str) -> Path
     return stages.cached(f"convert:{component}", build) / f"{component}.mlpackage"
 
 
-def compress_stage(stages: Stages, session: ModelSession, component: str, package: ValidatedPackage) -> tuple[ValidatedPackage, tuple[Any, str] | None]:
+def compress_stage(stages: Stages, session: ModelSession, component: str, package: ValidatedPackage,
+                   parity_file: Path) -> tuple[ValidatedPackage, tuple[Any, str] | None]:
     """The variant's compression of one converted package (compress.py): the compressed package,
     and the bound its outputs are judged by at the package levels (with its basis); None when no
-    weight was compressed (the component's own tolerance applies, as uncompressed)."""
+    weight was compressed (the component's own tolerance applies, as uncompressed). ``mixed``
+    measures each weight's effect on the parity examples (``parity_file``)."""
     import shutil
 
     from .compress import COMPRESSION_FILE, CompressionRecord, compress_package
+    from .hashing import file_sha256
     from .spec import Tolerance
 
     keep = session.model.component(component).uncompressed
+    mixed = session.variant.compression == "mixed"
+
+    def progress(done: int, total: int) -> None:
+        stages.reporter.begin(f"compress:{component} (measured {done}/{total} weights)")
 
     def build(tmp: Path) -> None:
         work = tmp / "source.mlpackage"  # compressed from a copy: the cached package is only read
         shutil.copytree(package.path, work)
-        record = compress_package(work, tmp / f"{component}.mlpackage", session.variant.compression, keep)
+        record = compress_package(work, tmp / f"{component}.mlpackage", session.variant.compression, keep,
+                                  parity_file if mixed else None, progress if mixed else None)
         shutil.rmtree(work)
         record.save(tmp / COMPRESSION_FILE)
 
-    root = stages.cached(f"compress:{component}", build, extra={"package": package.sha256, "uncompressed": list(keep)})
+    extra = {"package": package.sha256, "uncompressed": list(keep), **({"parity": file_sha256(parity_file)} if mixed else {})}
+    root = stages.cached(f"compress:{component}", build, extra=extra)
     record = CompressionRecord.load(root / COMPRESSION_FILE)
     path = root / f"{component}.mlpackage"
     compressed = ValidatedPackage(path, tree_sha256(path), package.functions, record.as_dict())

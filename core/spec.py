@@ -101,7 +101,7 @@ class Variant:
     target: str = "iOS17"
     options: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
-    #: weight compression applied to the converted packages (core/compress.py: none, w8, p6, p4)
+    #: weight compression applied to the converted packages (core/compress.py: none, w8, p6, p4, mixed)
     compression: str = "none"
 
     def __post_init__(self) -> None:
@@ -139,7 +139,7 @@ class Variant:
                        f"{base}; weights {MODES[mode].description}".lstrip("; "), mode)
 
 
-def with_compressed(variants: Mapping[str, Variant], bases: tuple[str, ...], modes: tuple[str, ...] = ("w8", "p6", "p4")) -> dict[str, Variant]:
+def with_compressed(variants: Mapping[str, Variant], bases: tuple[str, ...], modes: tuple[str, ...] = ("w8", "p6", "p4", "mixed")) -> dict[str, Variant]:
     """``variants`` plus ``<base>-<mode>`` for each base and compression mode (``Variant.compressed``)."""
     out = dict(variants)
     for base in bases:

@@ -254,6 +254,28 @@ def test_multifunction_package(tmp_path):
         assert rel_err(program.run(x, name)["y"], t.run(x)["y"]) <= 1e-5
 
 
+def test_a_substituted_weight_is_read_by_every_function_until_restored(tmp_path):
+    lin = nn.Linear(4, 4)
+    a = Traceable(Fn(lambda s, x: s.lin(x), lin=lin), [TensorSpec("x", (1, 4))], ["y"], [{"x": rand(1, 4)}])
+    b = Traceable(Fn(lambda s, x: torch.relu(s.lin(x)), lin=lin), [TensorSpec("x", (1, 4))], ["y"], [{"x": rand(1, 4)}])
+    path = tmp_path / "multi.mlpackage"
+    save_component({"first": a, "second": b}, Variant("v", precision="fp32"), path)
+    program = MilProgram.load(path)
+    weight = next(name for name in program.functions["first"].const_reads if "weight" in name)
+    x = rand(1, 4)
+    before = {fn: program.run({"x": x}, fn)["y"] for fn in ("first", "second")}
+    doubled = 2 * lin.weight.detach().numpy()
+    previous = program.substitute(weight, doubled)
+    with torch.no_grad():
+        want = x @ doubled.T + lin.bias.numpy()
+    assert rel_err(program.run({"x": x}, "first")["y"], want) <= 1e-5
+    assert rel_err(program.run({"x": x}, "second")["y"], np.maximum(want, 0)) <= 1e-5
+    program.substitute(weight, previous)
+    assert all(np.array_equal(program.run({"x": x}, fn)["y"], before[fn]) for fn in before)
+    with pytest.raises(MilError, match="no constant"):
+        program.substitute("no_such_weight", doubled)
+
+
 class MaskBlendCache(nn.Module):
     """A KV-cache-like fp16 state written with an in-place mask blend: converts correctly."""
 

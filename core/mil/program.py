@@ -80,6 +80,8 @@ class MilFunction:
     steps: list[_Step] = field(default_factory=list)
     #: outputs the program produces directly from constants
     const_outputs: dict[str, Any] = field(default_factory=dict)
+    #: where each constant is read: const op name -> [(step number, argument number)]
+    const_reads: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
     def op_types(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -189,6 +191,7 @@ class MilProgram:
                 elif op.op_type in ("read_state", "coreml_update_state") and param in ("input", "state"):
                     state_name = value.name
                 elif _is_const(value):
+                    mil_fn.const_reads.setdefault(value.op.name, []).append((len(mil_fn.steps), len(args)))
                     args.append((param, "const", _const_value(value, pool)))
                 else:
                     args.append((param, "var", value.name))
@@ -207,6 +210,22 @@ class MilProgram:
         if name not in self.functions:
             raise MilError(f"{self.path.name} has no function {name!r}; functions: {', '.join(self.functions)}")
         return self.functions[name]
+
+    def substitute(self, const: str, value: Any) -> Any:
+        """Make every op that reads the constant ``const`` (its op name) read ``value`` instead, in
+        every function; returns what they read before (pass it back to undo). For measuring what
+        one weight does to the outputs (the ``mixed`` compression's sensitivity runs)."""
+        previous = None
+        found = False
+        for fn in self.functions.values():
+            for step_no, arg_no in fn.const_reads.get(const, ()):
+                step = fn.steps[step_no]
+                param, kind, old = step.args[arg_no]
+                previous, found = old, True
+                step.args[arg_no] = (param, kind, _widen(value))
+        if not found:
+            raise MilError(f"{self.path.name} reads no constant {const!r} in an executed op")
+        return previous
 
     def make_state(self, function: str = "main", initial: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
         """Zero-initialised state buffers (as CoreML allocates them), optionally overwritten.
