@@ -14,6 +14,7 @@ from .config import Record, RecordError
 from .hookspecs import hookimpl
 from .skeleton import ModelPlugin
 from .spec import (
+    CompressedLoop,
     ComponentSpec,
     LoopCase,
     ModelSpec,
@@ -39,6 +40,7 @@ __all__ = [
     "ModelSpec",
     "Reference",
     "RunOptions",
+    "CompressedLoop",
     "RunResult",
     "StateSpec",
     "TensorSpec",

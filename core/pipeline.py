@@ -95,6 +95,7 @@ class Exporter:
             + [f"convert:{c}" for c in comps]
             + ([f"compress:{c}" for c in comps] if self.variant.compression != "none" else [])
             + [f"{level.name}:{c}" for level in PACKAGE_LEVELS if level.cached for c in comps]
+            + (["loop:compressed"] if self.variant.compression != "none" and self.model.compressed_loop is not None else [])
             + ["register"]
         )
         identity = self.identity()
@@ -126,6 +127,7 @@ class Exporter:
             # keyed on it and the copy placed in the export must match it
             packages[comp.name] = ValidatedPackage(path, tree_sha256(path), comp.functions)
         bounds: dict[str, tuple[Any, str]] = {}
+        uncompressed = dict(packages)
         if self.variant.compression != "none":  # the compressed package is the one validated and shipped
             for comp in comps:
                 packages[comp], bound = compress_stage(stages, session, comp, packages[comp], parity_dirs[comp] / PARITY_FILE)
@@ -134,6 +136,9 @@ class Exporter:
         for level in PACKAGE_LEVELS:
             for comp in comps:
                 checks.extend(package_level_stage(stages, session, level, comp, packages[comp], parity_dirs[comp], bounds.get(comp)))
+        if self.variant.compression != "none" and self.model.compressed_loop is not None:
+            loop_constants = {name: constants_dir / rel for name, rel in constants.items()}
+            checks.extend(compressed_loop_stage(stages, session, uncompressed, packages, loop_constants))
         report.checks = checks
         reached = validation.level_reached(checks)
         required = self.model.required_level
@@ -253,12 +258,14 @@ def compress_stage(stages: Stages, session: ModelSession, component: str, packag
     measures each weight's effect on the parity examples (``parity_file``)."""
     import shutil
 
-    from .compress import COMPRESSION_FILE, CompressionRecord, compress_package
+    from .compress import COMPRESSION_FILE, CompressionRecord, MixedTargets, compress_package
     from .hashing import file_sha256
     from .spec import Tolerance
 
-    keep = session.model.component(component).uncompressed
+    spec = session.model.component(component)
+    keep = spec.uncompressed
     mixed = session.variant.compression == "mixed"
+    targets = _mixed_targets(session, component, parity_file.parent) if mixed else None
 
     def progress(done: int, total: int) -> None:
         stages.reporter.begin(f"compress:{component} (measured {done}/{total} weights)")
@@ -267,11 +274,11 @@ def compress_stage(stages: Stages, session: ModelSession, component: str, packag
         work = tmp / "source.mlpackage"  # compressed from a copy: the cached package is only read
         shutil.copytree(package.path, work)
         record = compress_package(work, tmp / f"{component}.mlpackage", session.variant.compression, keep,
-                                  parity_file if mixed else None, progress if mixed else None)
+                                  parity_file if mixed else None, progress if mixed else None, targets or MixedTargets())
         shutil.rmtree(work)
         record.save(tmp / COMPRESSION_FILE)
 
-    extra = {"package": package.sha256, "uncompressed": list(keep), **({"parity": file_sha256(parity_file)} if mixed else {})}
+    extra = {"package": package.sha256, "uncompressed": list(keep), **({"parity": file_sha256(parity_file), "targets": repr(targets)} if mixed else {})}
     root = stages.cached(f"compress:{component}", build, extra=extra)
     record = CompressionRecord.load(root / COMPRESSION_FILE)
     path = root / f"{component}.mlpackage"
@@ -279,7 +286,57 @@ def compress_stage(stages: Stages, session: ModelSession, component: str, packag
     if not record.weight_snr_db:
         return compressed, None
     bound, basis = record.bound()
+    own = session.model.tolerance(component, session.variant.precision, "mil")
+    if own.spectral_factor is not None or own.spectral_max is not None:
+        # chaotic sample by sample (an SNR means nothing there): judged phase-blind by its own
+        # calibrated bound, as uncompressed; a weight under its floor still fails it
+        return compressed, ((Tolerance(snr_db_min=bound), basis) if bound == float("inf") else None)
     return compressed, (Tolerance(snr_db_min=round(bound, 2)), basis)
+
+
+def compressed_loop_stage(stages: Stages, session: ModelSession, before: dict[str, ValidatedPackage], after: dict[str, ValidatedPackage],
+                          constants: dict[str, Path]) -> list[Check]:
+    """The whole run loop on the compressed packages against the uncompressed ones (both executed
+    by the MIL interpreter, same text, seed and settings: ``ModelSpec.compressed_loop``)."""
+    loop = session.model.compressed_loop
+
+    def build(tmp: Path) -> None:
+        from .runtime import MilRuntime
+        from .spec import RunOptions
+
+        results = {}
+        for label, packages, seed in (("uncompressed", before, 0), ("other seed", before, 1), ("compressed", after, 0)):
+            runtime = MilRuntime({c: p.path for c, p in packages.items()}, constants)
+            results[label] = session.call("run_loop", runtime=runtime, text=loop.text, options=RunOptions(seed=seed, settings=dict(loop.settings)))
+        write_checks(tmp, validation.compressed_loop_checks(results["compressed"], results["uncompressed"], results["other seed"], loop))
+
+    extra = {"packages": {c: [before[c].sha256, after[c].sha256] for c in before}, "loop": repr(loop)}
+    return read_checks(stages.cached("loop:compressed", build, checked=True, extra=extra))
+
+
+def _mixed_targets(session: ModelSession, component: str, parity_dir: Path) -> Any:
+    """What the ``mixed`` compression aims at for each output of ``component`` (compress.MixedTargets):
+    integer outputs higher; a chaotic component's audio no farther (spectral distance from the
+    uncompressed package) than torch's own movement for a perturbation at the variant's precision."""
+    from .calibration import Calibration
+    from .compress import MIXED_INTEGER_TARGET_DB, MixedTargets
+
+    spec = session.model.component(component)
+    precision = session.variant.precision
+    db = {name: MIXED_INTEGER_TARGET_DB for name in spec.integer_outputs}
+    own = session.model.tolerance(component, precision, "mil")
+    if own.spectral_factor is None:
+        return MixedTargets(tuple(sorted(db.items())))
+    import math
+
+    from . import parity
+
+    moved = Calibration.load(parity_dir / CALIBRATION_FILE).sensitivity.get(precision)
+    if not moved:
+        raise ValueError(f"{component}: no {precision} movement was measured for the mixed compression's spectral target")
+    outputs = sorted({name for case in parity.load(parity_dir / PARITY_FILE) for name in case.outputs} - set(db))
+    db.update({name: -20 * math.log10(moved) for name in outputs})
+    return MixedTargets(tuple(sorted(db.items())), tuple(outputs), f"spectral distance ≤ torch's own movement {moved:.3g} for a {precision} perturbation")
 
 
 def package_level_stage(stages: Stages, session: ModelSession, level: Level, component: str, package: ValidatedPackage, parity_dir: Path,

@@ -259,6 +259,8 @@ class ModelSpec:
     run_settings: tuple[RunSetting, ...] = ()
     #: whether ``--voice`` may name a WAV file to clone a voice from
     clones_voices: bool = False
+    #: compressed variants: their whole loop against the uncompressed packages' (None: not compared)
+    compressed_loop: "CompressedLoop | None" = None
     #: filled in by the core: the name of the plugin that registered the model
     plugin: str = ""
 
@@ -444,6 +446,27 @@ class LoopCase:
     expected: Any
     tolerance: Tolerance
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CompressedLoop:
+    """How an export of a compressed variant speaks against the same export uncompressed: the run
+    loop on both sets of packages (zoo's MIL interpreter, same text, voice, seed and settings),
+    judged at the ``mil`` level as component ``loop:compressed``.
+
+    ``frames_max_delta`` bounds the difference in ``RunResult.frames`` (where the loop ended: EOS,
+    durations). The audio's spectral distance (over the common length) is bounded relative to what
+    the loop itself does with other noise: ``spectral_factor`` × the distance between the
+    uncompressed packages' audio with seed 0 and with seed 1 — scale-free, so it holds for any
+    weights (a model that speaks differently per seed tolerates more). ``basis`` names the
+    measurements the bounds stand on.
+    """
+
+    text: str
+    frames_max_delta: int
+    spectral_factor: float
+    basis: str
+    settings: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -180,6 +180,36 @@ def loop_checks(cases: Iterable[Any]) -> list[Check]:
     return checks
 
 
+def compressed_loop_checks(compressed: Any, uncompressed: Any, other_seed: Any, loop: Any) -> list[Check]:
+    """A compressed export's whole loop (``RunResult``) against the uncompressed packages' on the
+    same input and seed, judged at the ``mil`` level by ``loop`` (``spec.CompressedLoop``): its
+    spectral bound is ``loop.spectral_factor`` × the distance of the uncompressed loop's audio
+    with another seed (``other_seed``)."""
+    import numpy as np
+
+    name = "loop:compressed"
+    delta = abs(int(compressed.frames) - int(uncompressed.frames))
+    detail = f"frames {compressed.frames} vs {uncompressed.frames} uncompressed; text {loop.text!r}"
+    checks = [Check("mil", name, "passed" if delta <= loop.frames_max_delta else "failed", "frames_delta", float(delta), float(loop.frames_max_delta),
+                    detail=detail, basis=loop.basis)]
+
+    def distance(a: Any, b: Any) -> float | None:
+        n = min(len(a.audio), len(b.audio))
+        if n == 0:
+            return None
+        x, y = np.asarray(a.audio[:n], np.float64), np.asarray(b.audio[:n], np.float64)
+        return spectral_distance(x, y) if np.isfinite(x).all() else float("inf")
+
+    moved, seeds = distance(compressed, uncompressed), distance(other_seed, uncompressed)
+    if moved is None or seeds is None:
+        checks.append(Check("mil", name, "failed", "spectral_max", reason="no audio to compare", detail=detail, basis=loop.basis))
+        return checks
+    bound = loop.spectral_factor * seeds
+    basis = f"spectral ≤ {loop.spectral_factor:g} × {seeds:.3g}, the uncompressed loop's own distance between seeds 0 and 1; {loop.basis}"
+    checks.append(Check("mil", name, "passed" if moved <= bound else "failed", "spectral_max", moved, bound, detail=detail, basis=basis))
+    return checks
+
+
 def skipped(level: str, reason: str, component: str = "*") -> Check:
     return Check(level, component, "skipped", reason=reason)
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ...core import ComponentSpec, ModelPlugin, ModelSpec, Tolerance, Variant
+from ...core import ComponentSpec, ModelPlugin, ModelSpec, Tolerance, Variant, with_compressed
 from .config import HUB_REPO
-from .options import BUCKETS, CHAOS_FACTOR, FULL, RUN_SETTINGS, SMALL, KokoroOptions
+from .options import BUCKETS, CHAOS_FACTOR, COMPRESSED_LOOP, FULL, RUN_SETTINGS, SMALL, KokoroOptions
 
 __version__ = "0.1.0"
 
@@ -34,6 +34,13 @@ def _variant(name: str, precision: str, options: KokoroOptions, description: str
     return Variant(name, precision, "iOS17", options.as_dict(), description)
 
 
+#: weights compressed variants keep as they are: the harmonic source and its STFT (kept fp32 in
+#: fp16 exports too), whose phase a last-bit change moves (a 1e-7 relative change of the source
+#: moves the audio by ~1e-3; see decoder.py)
+UNCOMPRESSED = (r"harmonic",)
+UNCOMPRESSED_REASON = "the harmonic source's phase: a 1e-7 relative change of the source moves the audio by ~1e-3 (decoder.py)"
+
+
 class Kokoro(ModelPlugin):
     package = __name__
     __version__ = __version__
@@ -45,12 +52,12 @@ class Kokoro(ModelPlugin):
             ModelSpec(
                 name=MODEL,
                 summary="Kokoro-82M (kokoro 0.9.4): token-bucket predictor + flexible-length decoder, 2 calls per utterance",
-                variants={
+                variants=with_compressed({
                     "fp16": _variant("fp16", "fp16", FULL, "default: fp16, the harmonic source and its STFT in fp32"),
                     "fp32": _variant("fp32", "fp32", FULL, "fp32 everywhere"),
                     "small-fp32": _variant("small-fp32", "fp32", SMALL, "reduced-size architecture for tests (--random-weights only)"),
                     "small-fp16": _variant("small-fp16", "fp16", SMALL, "reduced-size architecture for tests (--random-weights only)"),
-                },
+                }, bases=("fp16", "small-fp16")),
                 default_variant="fp16",
                 components=(
                     ComponentSpec(
@@ -65,6 +72,7 @@ class Kokoro(ModelPlugin):
                         "aligned features [1, C, frames] + style + source noise -> audio [1, 600 * frames]",
                         # float64: measured spectral 1e-11, rel 9e-11 sample-wise (no chaos at float64's roundoff)
                         tolerances={"reference": Tolerance(float64_rel=1e-9, spectral_factor=CHAOS_FACTOR), "fp32": chaotic, "fp16": chaotic},
+                        uncompressed=UNCOMPRESSED, uncompressed_reason=UNCOMPRESSED_REASON,
                     ),
                 ),
                 hub_repo=HUB_REPO,
@@ -72,6 +80,7 @@ class Kokoro(ModelPlugin):
                 sample_rate=24000,
                 required_level="mil",
                 run_settings=RUN_SETTINGS,
+                compressed_loop=COMPRESSED_LOOP,
             )
         ]
 

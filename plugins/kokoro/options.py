@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...core import Record
-from ...core.spec import RunSetting
+from ...core.spec import CompressedLoop, RunSetting
 
 #: predictor token buckets (boundary tokens included; 512 = upstream's 510 phonemes + 2)
 BUCKETS = (32, 64, 128, 256, 512)
@@ -58,3 +58,12 @@ class RunConfig(Record):
     vocab: dict[str, int]
     voices: tuple[str, ...]
     default_voice: str
+
+
+#: compressed variants speak this against the uncompressed packages (core: ``loop:compressed``)
+COMPRESSED_LOOP = CompressedLoop(
+    text="The quick brown fox jumps over the lazy dog.",
+    frames_max_delta=0,
+    spectral_factor=1.0,
+    basis="measuring",
+)

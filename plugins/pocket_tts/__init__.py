@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ...core import ComponentSpec, ModelPlugin, ModelSpec, Variant, with_compressed
-from .options import FULL, RUN_SETTINGS, SMALL, PocketOptions
+from .options import COMPRESSED_LOOP, FULL, RUN_SETTINGS, SMALL, PocketOptions
 
 __version__ = "0.1.0"
 
@@ -68,6 +68,7 @@ class PocketTTS(ModelPlugin):
                 sample_rate=24000,
                 required_level="mil",
                 run_settings=RUN_SETTINGS,
+                compressed_loop=COMPRESSED_LOOP,
                 clones_voices=True,
             )
         ]

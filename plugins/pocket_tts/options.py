@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...core import Record
-from ...core.spec import RunSetting
+from ...core.spec import CompressedLoop, RunSetting
 
 #: the Mimi decoder transformer's attention context, in 200 Hz steps (upstream's config)
 MIMI_WINDOW = 250
@@ -84,3 +84,12 @@ class RunConfig(Record):
     voices: list[str]
     tokenizer_is_real: bool
     text_rules: dict
+
+
+#: compressed variants speak this against the uncompressed packages (core: ``loop:compressed``)
+COMPRESSED_LOOP = CompressedLoop(
+    text="The quick brown fox jumps over the lazy dog.",
+    frames_max_delta=1,
+    spectral_factor=1.0,
+    basis="measuring",
+)

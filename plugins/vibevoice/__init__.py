@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ...core import ComponentSpec, ModelPlugin, ModelSpec, Tolerance, Variant, with_compressed
 from .config import HUB_REPO
-from .options import FULL, RUN_SETTINGS, SMALL, VibeVoiceOptions
+from .options import COMPRESSED_LOOP, FULL, RUN_SETTINGS, SMALL, VibeVoiceOptions
 
 __version__ = "0.1.0"
 
@@ -64,6 +64,7 @@ class VibeVoice(ModelPlugin):
                 sample_rate=24000,
                 required_level="mil",
                 run_settings=RUN_SETTINGS,
+                compressed_loop=COMPRESSED_LOOP,
             )
         ]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...core import Record
-from ...core.spec import RunSetting
+from ...core.spec import CompressedLoop, RunSetting
 
 
 @dataclass(frozen=True)
@@ -61,3 +61,13 @@ class RunConfig(Record):
     @property
     def tokenizer_info(self) -> TokenizerInfo:
         return TokenizerInfo.from_mapping(self.tokenizer, "config.json: tokenizer")
+
+
+#: compressed variants speak this against the uncompressed packages (core: ``loop:compressed``)
+COMPRESSED_LOOP = CompressedLoop(
+    text="The quick brown fox jumps over the lazy dog.",
+    frames_max_delta=1,
+    spectral_factor=1.0,
+    basis="measuring",
+    settings={"max_seconds": "2"},
+)
