@@ -326,6 +326,14 @@ def compress_package(src: Path, dst: Path, mode_name: str, uncompressed: Iterabl
                              tuple(sorted((n, b) for n, b in bits.items() if n in snrs)), plan.as_dict() if plan else None)
 
 
+def layer_group(name: str) -> str:
+    """The layer a weight constant belongs to: its name up to the first layer number (coremltools
+    names constants after torch parameter paths: ``transformer_layers_3_self_attn_out_proj_weight``
+    -> ``transformer_layers_3``); a name without one is its own group."""
+    match = re.match(r"^(.*?_\d+)(?:_|$)", name)
+    return match.group(1) if match else name
+
+
 @dataclass
 class MixedPlan:
     """How ``plan_mixed`` chose the widths: the target, the output SNR its measurements predict for
@@ -334,27 +342,29 @@ class MixedPlan:
     #: output name -> (target dB, estimated dB for the chosen widths; spectral outputs: -20·log10 distance)
     outputs: dict[str, tuple[float, float]]
     executions: int
-    unmeasured: tuple[str, ...] = ()  # weights no executed op reads directly (kept at 8 bits)
+    layers: int
+    unmeasured: tuple[str, ...] = ()  # layers with a weight no executed op reads directly (kept at 8 bits)
     basis: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"outputs": {name: {"target_db": t, "estimated_db": round(e, 2)} for name, (t, e) in sorted(self.outputs.items())},
-                "executions": self.executions, "unmeasured": list(self.unmeasured), **({"basis": self.basis} if self.basis else {})}
+                "executions": self.executions, "layers": self.layers, "unmeasured": list(self.unmeasured),
+                **({"basis": self.basis} if self.basis else {})}
 
 
 def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_file: Path, progress: Any = None,
                targets: MixedTargets = MixedTargets()) -> tuple[dict[str, int], MixedPlan]:
     """Each weight's table width for the ``mixed`` compression (Apple's per-layer recipe for large
-    models, executed by zoo's MIL interpreter).
+    models, executed by zoo's MIL interpreter), one width per layer (``layer_group``).
 
     1. Every weight palettized at 4, 6 and 8 bits (three passes of the whole package): each
-       weight's relative noise e(w, b) = Σ(w - ŵ)² / Σ w².
-    2. The uncompressed package on the parity examples, then once per weight with only that
-       weight at 4 bits: the relative noise it puts on each output o, n(w, o). Small perturbations
-       act linearly, so the weight's gain g(w, o) = n(w, o) / e(w, 4) predicts its noise at any
-       width, and the noises of different weights add.
-    3. Starting from 4 bits everywhere, while an output's predicted noise Σ_w g(w, o) e(w, b_w) is
-       above its target (the most over it first), widen the weight that removes the most of that
+       layer's relative noise e(l, b) = Σ(w - ŵ)² / Σ w² over its weights.
+    2. The uncompressed package on the parity examples, then once per layer with only that
+       layer's weights at 4 bits: the relative noise it puts on each output o, n(l, o). Small
+       perturbations act linearly, so the layer's gain g(l, o) = n(l, o) / e(l, 4) predicts its
+       noise at any width, and the noises of different layers add.
+    3. Starting from 4 bits everywhere, while an output's predicted noise Σ_l g(l, o) e(l, b_l) is
+       above its target (the most over it first), widen the layer that removes the most of that
        output's noise per byte added (4 -> 6 -> 8 bits).
 
     A spectral output's noise is its squared spectral distance (``targets.spectral``).
@@ -372,6 +382,7 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
 
     noise: dict[int, dict[str, float]] = {}
     dense4: dict[str, Any] = {}
+    energy = {name: float(np.sum(np.asarray(value, np.float64) ** 2)) for name, value in originals.items()}
     for b in MIXED_BITS:
         spec, prog = _load(src)
         _apply(prog, spec, "palette", cto.OptimizationConfig(global_config=palette_config(b), op_name_configs={name: None for name in kept}))
@@ -384,6 +395,12 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
                         dense4[name] = KERNELS[op.op_type](**{param: var.val for param, var in op.inputs.items()})
         del prog
     names = [n for n in originals if all(n in noise[b] for b in MIXED_BITS)]
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(layer_group(name), []).append(name)
+    # a layer's relative noise: its weights' noise energy over their energy
+    layer_noise = {b: {g: sum(noise[b][n] * energy[n] for n in members) / max(sum(energy[n] for n in members), 1e-300)
+                       for g, members in groups.items()} for b in MIXED_BITS}
 
     program = MilProgram.load(src)
     cases = parity.load(parity_file)
@@ -410,26 +427,32 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
     budget = np.array([10 ** (-targets.target(k) / 10) for k in keys])
     gain: dict[str, np.ndarray] = {}
     unmeasured = []
-    for i, name in enumerate(names):
+    for i, (group, members) in enumerate(groups.items()):
         if progress is not None:
-            progress(i, len(names))
+            progress(i, len(groups))
+        previous: dict[str, Any] = {}
         try:
-            previous = program.substitute(name, dense4.pop(name))
+            for name in members:
+                previous[name] = program.substitute(name, dense4[name])
         except MilError:  # read only inside a list argument: no single op to swap it in
-            unmeasured.append(name)
-            continue
-        got = outputs()
-        program.substitute(name, previous)
-        rel = np.array([rel_noise(g, v, k) for (k, g), (_, v) in zip(got, base)])
-        gain[name] = rel / max(noise[4][name], 1e-30)
+            unmeasured.append(group)
+        else:
+            got = outputs()
+            rel = np.array([rel_noise(g, v, k) for (k, g), (_, v) in zip(got, base)])
+            gain[group] = rel / max(layer_noise[4][group], 1e-30)
+        for name, value in previous.items():
+            program.substitute(name, value)
+        for name in members:
+            dense4.pop(name, None)
 
-    width = {name: (MIXED_BITS[-1] if name in unmeasured else MIXED_BITS[0]) for name in names}
-    size = {name: int(np.asarray(originals[name]).size) for name in names}
+    width = {group: (MIXED_BITS[-1] if group in unmeasured else MIXED_BITS[0]) for group in groups}
+    size = {group: sum(int(np.asarray(originals[n]).size) for n in members) for group, members in groups.items()}
+    noise = layer_noise
 
     def predicted() -> np.ndarray:
         total = np.zeros(len(base))
-        for name, g in gain.items():
-            total += g * noise[width[name]][name]
+        for group, g in gain.items():
+            total += g * noise[width[group]][group]
         return total
 
     total = predicted()
@@ -453,8 +476,9 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
         db = float("inf") if value <= 0 else -10 * math.log10(value)
         estimated[key] = (targets.target(key), min(db, estimated.get(key, (0, float("inf")))[1]))
     if progress is not None:
-        progress(len(names), len(names))
-    return width, MixedPlan(estimated, len(names) - len(unmeasured) + 1, tuple(sorted(unmeasured)), targets.basis)
+        progress(len(groups), len(groups))
+    bits = {name: width[group] for group, members in groups.items() for name in members}
+    return bits, MixedPlan(estimated, len(groups) - len(unmeasured) + 1, len(groups), tuple(sorted(unmeasured)), targets.basis)
 
 
 def _save(prog: Any, spec: Any, version: int, dst: Path) -> None:

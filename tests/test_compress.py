@@ -124,7 +124,7 @@ def test_pocket_tts_speaks_through_mixed_width_packages(zoo):
     pytest.importorskip("pocket_tts")
     report = json.loads(zoo("export", "pocket_tts", "--random-weights", "--variant", "small-fp16-mixed", "--out", str(zoo.out), "--json", check=True).stdout)
     assert report["ok"] and report["validation_level"] == "mil"
-    mil = {c["component"]: c for c in report["validation"] if c["level"] == "mil"}
+    mil = {c["component"]: c for c in report["validation"] if c["level"] == "mil" and c["component"] != "loop:compressed"}
     assert {c: (m["metric"], m["status"]) for c, m in mil.items()} == {c: ("snr_db_min", "passed") for c in ("flowlm", "mimi", "voice_encoder")}
     records = {c["name"]: c["compression"] for c in report["components"]}
     assert records["flowlm"]["kept"] == ["transformer_rope_cos_to_fp16", "transformer_rope_sin_to_fp16"]
@@ -138,6 +138,9 @@ def test_pocket_tts_speaks_through_mixed_width_packages(zoo):
         # the estimate (from one execution per weight) holds for the whole component within 3 dB
         # (measured at this size: flowlm 19.4 dB for an estimate of 21.2, mimi 20.7 / 20.7, voice encoder 22.1 / 21.6)
         assert mil[name]["value"] >= compress.MIXED_TARGET_DB - 3, name
+    loop = {c["metric"]: c for c in report["validation"] if c["component"] == "loop:compressed"}
+    assert {m: c["status"] for m, c in loop.items()} == {"frames_delta": "passed", "spectral_max": "passed"}
+    assert loop["frames_delta"]["threshold"] == 1 and "seeds 0 and 1" in loop["spectral_max"]["basis"]
     # all at 4 bits the same weights reach 9.7-14.7 dB (p4, full size); all at 6 bits 60% more bytes than 4
     assert sum(r["bytes_after"] for r in records.values()) < 0.6 * sum(r["bytes_before"] for r in records.values())
     run = json.loads(zoo("run", "pocket_tts", "Hello there.", "-o", str(zoo.workdir / "mixed.wav"), "--variant", "small-fp16-mixed", "--backend", "mil", "--json", check=True).stdout)
@@ -183,3 +186,27 @@ def test_lut_kmeans_is_as_good_as_coremltools_own_kmeans(bits, law):
 
     ref_lut, ref_index = _get_kmeans_lookup_table_and_weight(bits, group)
     assert snr(lut, index) >= snr(ref_lut, ref_index.reshape(-1)) - 0.1
+
+
+def test_the_compressed_loop_is_judged_against_what_another_seed_does():
+    from zoo.core.spec import CompressedLoop, RunResult
+    from zoo.core.validation import compressed_loop_checks
+
+    rng = np.random.default_rng(0)
+    t = np.arange(24000) / 24000
+    speech = np.sin(2 * np.pi * 220 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    result = lambda audio, frames: RunResult(audio, 24000, frames)  # noqa: E731
+    loop = CompressedLoop("text", frames_max_delta=1, spectral_factor=1.0, basis="measured")
+    base = result(speech, 10)
+    other_seed = result(speech + 0.05 * rng.standard_normal(len(t)), 10)
+    close = result(speech + 0.01 * rng.standard_normal(len(t)), 11)
+    far = result(speech + 0.2 * rng.standard_normal(len(t)), 12)
+
+    def verdict(compressed):
+        return {c.metric: c.status for c in compressed_loop_checks(compressed, base, other_seed, loop)}
+
+    assert verdict(close) == {"frames_delta": "passed", "spectral_max": "passed"}
+    assert verdict(far) == {"frames_delta": "failed", "spectral_max": "failed"}
+    # the same audio 100x quieter is far in spectrum: the bound is relative, not an absolute level
+    assert verdict(result(speech / 100, 10))["spectral_max"] == "failed"
+    assert verdict(result(np.zeros(0), 10))["spectral_max"] == "failed"
