@@ -1,10 +1,10 @@
 """Compressed variants at full size: bytes against the goal, export time against the uncompressed
 export's, the mil-level SNR of each component, and the whole loop on compressed vs uncompressed.
 
-    .venv/bin/python benchmarks/bench_compression.py MODEL [--modes mixed,w8,p6,p4] [--keep DIR]
+    .venv/bin/python benchmarks/bench_compression.py MODEL [--modes mixed,w8,p6,p4] [--base fp16] [--keep DIR]
 
-Exports MODEL's fp16 variant and fp16-<mode> for each mode (random weights, --force, one
-private registry and cache), then speaks one text through each export with zoo's MIL
+Exports MODEL's base variant (fp16; small-fp16 for the reduced size) and <base>-<mode> for
+each mode (random weights, --force, one private registry and cache), then speaks one text through each export with zoo's MIL
 interpreter (same seed) and compares the compressed loop's audio with the uncompressed one's:
 frames and the relative magnitude-spectrogram distance (core.validation.spectral_distance).
 Each compressed export also records its own whole-loop check (``loop:compressed``), printed
@@ -32,6 +32,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model")
     parser.add_argument("--modes", default="mixed,w8,p6,p4")
+    parser.add_argument("--base", default="fp16", help="the uncompressed variant the compressed ones derive from")
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it")
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix=f"zoo-bench-compress-{args.model}-"))
@@ -41,7 +42,7 @@ def main() -> None:
     from zoo.core.validation import spectral_distance
 
     rows = []
-    for variant in ["fp16"] + [f"fp16-{m}" for m in args.modes.split(",")]:
+    for variant in [args.base] + [f"{args.base}-{m}" for m in args.modes.split(",")]:
         _, entry, figures = measured_export(env, work, args.model, variant)
         wav = work / f"{variant}.wav"
         run = json.loads(zoo(env, work, "run", args.model, TEXT, "-o", str(wav), "--variant", variant, "--backend", "mil", "--seed", "0",
@@ -67,8 +68,8 @@ def main() -> None:
         line = f"{row['variant']:>10}: {row['total_mb']:>8} MB (goal <= {goal} MB: {'ok' if goal and row['total_mb'] <= goal else 'over'})"
         line += f", export {row['export_seconds']} s"
         if "export_time_vs_fp16" in row:
-            line += f" = {row['export_time_vs_fp16']}x fp16's (goal <= 2x; compress stages {row['compress_seconds']} s)"
-            line += f", loop vs fp16: frames {row['loop_frames_vs_fp16']:+d}, spectral {row['loop_spectral_vs_fp16']}"
+            line += f" = {row['export_time_vs_fp16']}x {args.base}'s (goal <= 2x; compress stages {row['compress_seconds']} s)"
+            line += f", loop vs {args.base}: frames {row['loop_frames_vs_fp16']:+d}, spectral {row['loop_spectral_vs_fp16']}"
         print(line)
         for comp, verdict in row["mil"].items():
             print(f"{'':>12}{comp}: {verdict}")
