@@ -339,6 +339,7 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="
                 "description": c.description,
                 "functions": list(c.functions),
                 "tolerances": {p: _tolerance_summary(spec, c.name, p) for p in ("fp32", "fp16")},
+                **({"uncompressed": list(c.uncompressed), "uncompressed_reason": c.uncompressed_reason} if c.uncompressed else {}),
             }
             for c in spec.components
         ],
@@ -349,6 +350,10 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="
         for s in spec.run_settings
     ]
     data["clones_voices"] = spec.clones_voices
+    if spec.compressed_loop is not None:
+        loop = spec.compressed_loop
+        data["compressed_loop"] = {"text": loop.text, "frames_max_delta": loop.frames_max_delta, "spectral_factor": loop.spectral_factor,
+                                   "settings": dict(loop.settings), "basis": loop.basis}
     data["voices"] = _latest_voices(state, spec)
     if registry_error:
         data["registry_error"] = registry_error
@@ -371,6 +376,11 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="
     for c in data["components"]:
         comps.add_row(c["name"], ", ".join(c["functions"]), json.dumps(c["tolerances"]["fp32"]), json.dumps(c["tolerances"]["fp16"]), c["description"])
     out.print(comps)
+    for c in data["components"]:
+        if c.get("uncompressed"):
+            out.print(f"compressed variants keep {c['name']}'s weights matching {', '.join(c['uncompressed'])} uncompressed: {c['uncompressed_reason']}")
+    if spec.compressed_loop is not None:
+        out.print(f"compressed variants' whole loop vs uncompressed: {spec.compressed_loop.basis}")
     if spec.run_settings:
         settings = Table(title="run options (zoo run --set NAME=VALUE)", title_justify="left")
         for col in ("name", "accepts", "what it does"):

@@ -268,7 +268,7 @@ def compress_stage(stages: Stages, session: ModelSession, component: str, packag
     targets = _mixed_targets(session, component, parity_file.parent) if mixed else None
 
     def progress(done: int, total: int) -> None:
-        stages.reporter.begin(f"compress:{component} (measured {done}/{total} weights)")
+        stages.reporter.begin(f"compress:{component} (measured {done}/{total} layers)")
 
     def build(tmp: Path) -> None:
         work = tmp / "source.mlpackage"  # compressed from a copy: the cached package is only read

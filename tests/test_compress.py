@@ -148,6 +148,9 @@ def test_pocket_tts_speaks_through_mixed_width_packages(zoo):
     assert json.loads(zoo("verify", "--execute", "--json", check=True).stdout)["ok"]
     listed = json.loads(zoo("info", "pocket_tts", "--json", check=True).stdout)
     assert {"fp16-w8", "fp16-p6", "fp16-p4", "fp16-mixed"} <= set(listed["variants"])
+    flowlm = next(c for c in listed["components"] if c["name"] == "flowlm")
+    assert flowlm["uncompressed"] and "RoPE" in flowlm["uncompressed_reason"]
+    assert listed["compressed_loop"]["frames_max_delta"] == 1
 
 
 def test_the_output_bound_follows_the_weights_and_never_drops_under_the_floor():
