@@ -385,7 +385,7 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
     from .mil import KERNELS, MilError, MilProgram
 
     noise: dict[int, dict[str, float]] = {}
-    dense4: dict[str, Any] = {}
+    packed4: dict[str, Any] = {}  # each weight's 4-bit constexpr op, decompressed when its layer is measured
     energy = {name: float(np.sum(np.asarray(value, np.float64) ** 2)) for name, value in originals.items()}
     for b in MIXED_BITS[:-1]:
         spec, prog = _load(src)
@@ -395,8 +395,8 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
             for fn in prog.functions.values():
                 for op in fn.operations:
                     name = re.sub(r"_palettized$", "", op.name)
-                    if op.op_type.startswith("constexpr_") and name in noise[b] and name not in dense4:
-                        dense4[name] = KERNELS[op.op_type](**{param: var.val for param, var in op.inputs.items()})
+                    if op.op_type.startswith("constexpr_") and name in noise[b] and name not in packed4:
+                        packed4[name] = op
         del prog
     noise[MIXED_BITS[-1]] = {name: e / 16 for name, e in noise[MIXED_BITS[-2]].items()}
     names = [n for n in originals if all(n in noise[b] for b in MIXED_BITS)]
@@ -438,7 +438,8 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
         previous: dict[str, Any] = {}
         try:
             for name in members:
-                previous[name] = program.substitute(name, dense4[name])
+                op = packed4[name]
+                previous[name] = program.substitute(name, KERNELS[op.op_type](**{param: var.val for param, var in op.inputs.items()}))
         except MilError:  # read only inside a list argument: no single op to swap it in
             unmeasured.append(group)
         else:
@@ -447,8 +448,6 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
             gain[group] = rel / max(layer_noise[4][group], 1e-30)
         for name, value in previous.items():
             program.substitute(name, value)
-        for name in members:
-            dense4.pop(name, None)
 
     width = {group: (MIXED_BITS[-1] if group in unmeasured else MIXED_BITS[0]) for group in groups}
     size = {group: sum(int(np.asarray(originals[n]).size) for n in members) for group, members in groups.items()}
