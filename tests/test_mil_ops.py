@@ -241,13 +241,19 @@ def test_bad_inputs_are_refused(tmp_path):
         program.run({"x": rand(3, 3)})
 
 
-def test_multifunction_package(tmp_path):
+def _two_functions_one_weight(tmp_path, rows: int) -> tuple[nn.Linear, Traceable, Traceable, MilProgram]:
+    """A package whose functions ``first`` (x W + b) and ``second`` (relu of it, x of ``rows``
+    rows) share one Linear's weight."""
     lin = nn.Linear(4, 4)
     a = Traceable(Fn(lambda s, x: s.lin(x), lin=lin), [TensorSpec("x", (1, 4))], ["y"], [{"x": rand(1, 4)}])
-    b = Traceable(Fn(lambda s, x: torch.relu(s.lin(x)), lin=lin), [TensorSpec("x", (3, 4))], ["y"], [{"x": rand(3, 4)}])
+    b = Traceable(Fn(lambda s, x: torch.relu(s.lin(x)), lin=lin), [TensorSpec("x", (rows, 4))], ["y"], [{"x": rand(rows, 4)}])
     path = tmp_path / "multi.mlpackage"
     save_component({"first": a, "second": b}, Variant("v", precision="fp32"), path)
-    program = MilProgram.load(path)
+    return lin, a, b, MilProgram.load(path)
+
+
+def test_multifunction_package(tmp_path):
+    _, a, b, program = _two_functions_one_weight(tmp_path, rows=3)
     assert set(program.functions) == {"first", "second"}
     for name, t in (("first", a), ("second", b)):
         x = t.examples[0]
@@ -255,12 +261,7 @@ def test_multifunction_package(tmp_path):
 
 
 def test_a_substituted_weight_is_read_by_every_function_until_restored(tmp_path):
-    lin = nn.Linear(4, 4)
-    a = Traceable(Fn(lambda s, x: s.lin(x), lin=lin), [TensorSpec("x", (1, 4))], ["y"], [{"x": rand(1, 4)}])
-    b = Traceable(Fn(lambda s, x: torch.relu(s.lin(x)), lin=lin), [TensorSpec("x", (1, 4))], ["y"], [{"x": rand(1, 4)}])
-    path = tmp_path / "multi.mlpackage"
-    save_component({"first": a, "second": b}, Variant("v", precision="fp32"), path)
-    program = MilProgram.load(path)
+    lin, _, _, program = _two_functions_one_weight(tmp_path, rows=1)
     weight = next(name for name in program.functions["first"].const_reads if "weight" in name)
     x = rand(1, 4)
     before = {fn: program.run({"x": x}, fn)["y"] for fn in ("first", "second")}
