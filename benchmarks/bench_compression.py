@@ -52,6 +52,7 @@ def main() -> None:
                      "export_peak_rss_mb": figures["export_peak_rss_mb"], "frames": run["frames"], "wav": str(wav),
                      "mil": {f"{c} {m}": f"{v['value']:.4g} (bound {v['threshold']:.4g}) {v['status']}" for (c, m), v in mil.items() if "threshold" in v},
                      "compress_seconds": round(sum(t for name, t in figures["stages"].items() if name.startswith("compress:")), 1),
+                     "loop_check_seconds": figures["stages"].get("loop:compressed", 0.0),
                      "compression": {c["name"]: c.get("compression") for c in entry["components"]}})
     base = rows[0]
     reference, _ = read_wav(Path(base["wav"]))
@@ -68,7 +69,8 @@ def main() -> None:
         line = f"{row['variant']:>10}: {row['total_mb']:>8} MB (goal <= {goal} MB: {'ok' if goal and row['total_mb'] <= goal else 'over'})"
         line += f", export {row['export_seconds']} s"
         if "export_time_vs_fp16" in row:
-            line += f" = {row['export_time_vs_fp16']}x {args.base}'s (goal <= 2x; compress stages {row['compress_seconds']} s)"
+            line += (f" = {row['export_time_vs_fp16']}x {args.base}'s (goal <= 2x; compress stages {row['compress_seconds']} s, "
+                     f"loop check {row['loop_check_seconds']} s)")
             line += f", loop vs {args.base}: frames {row['loop_frames_vs_fp16']:+d}, spectral {row['loop_spectral_vs_fp16']}"
         print(line)
         for comp, verdict in row["mil"].items():
