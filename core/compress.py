@@ -336,6 +336,43 @@ def layer_group(name: str) -> str:
     return match.group(1) if match else name
 
 
+def choose_widths(width: dict[str, int], gain: dict[str, Any], noise: dict[int, dict[str, float]], size: dict[str, int], budget: Any) -> Any:
+    """Widen layers in ``width`` (name -> bits, updated in place) until every output's predicted
+    noise Σ_l gain[l][o] · noise[bits_l][l] is within ``budget[o]``: each step widens the layer that
+    removes the most noise per added byte from the output most over its budget that a widening
+    still helps. Returns the predicted noise per output."""
+    import numpy as np
+
+    def predicted() -> Any:
+        total = np.zeros(len(budget))
+        for layer, g in gain.items():
+            total += g * noise[width[layer]][layer]
+        return total
+
+    def widest_help(output: int) -> str | None:
+        best, best_rate = None, 0.0
+        for layer, g in gain.items():
+            b = width[layer]
+            if b == MIXED_BITS[-1]:
+                continue
+            wider = MIXED_BITS[MIXED_BITS.index(b) + 1]
+            rate = g[output] * (noise[b][layer] - noise[wider][layer]) / (size[layer] * (wider - b))
+            if rate > best_rate:
+                best, best_rate = layer, rate
+        return best
+
+    total = predicted()
+    while total.size:
+        over = total / budget
+        # an output whose layers are all at 8 bits cannot get better: the next one is served
+        best = next((layer for o in np.argsort(-over) if over[o] > 1 for layer in [widest_help(int(o))] if layer is not None), None)
+        if best is None:
+            break
+        width[best] = MIXED_BITS[MIXED_BITS.index(width[best]) + 1]
+        total = predicted()
+    return total
+
+
 @dataclass
 class MixedPlan:
     """How ``plan_mixed`` chose the widths: the target, the output SNR its measurements predict for
@@ -453,28 +490,7 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
     size = {group: sum(int(np.asarray(originals[n]).size) for n in members) for group, members in groups.items()}
     noise = layer_noise
 
-    def predicted() -> np.ndarray:
-        total = np.zeros(len(base))
-        for group, g in gain.items():
-            total += g * noise[width[group]][group]
-        return total
-
-    total = predicted()
-    while total.size and (total / budget).max() > 1:
-        worst = int(np.argmax(total / budget))
-        best, best_rate = None, 0.0
-        for name, g in gain.items():
-            b = width[name]
-            if b == MIXED_BITS[-1]:
-                continue
-            wider = MIXED_BITS[MIXED_BITS.index(b) + 1]
-            rate = g[worst] * (noise[b][name] - noise[wider][name]) / (size[name] * (wider - b))
-            if rate > best_rate:
-                best, best_rate = name, rate
-        if best is None:  # nothing left to widen helps that output
-            break
-        width[best] = MIXED_BITS[MIXED_BITS.index(width[best]) + 1]
-        total = predicted()
+    total = choose_widths(width, gain, noise, size, budget)
     estimated: dict[str, tuple[float, float]] = {}
     for key, value in zip(keys, total):  # per output name, its worst case over the examples
         db = float("inf") if value <= 0 else -10 * math.log10(value)

@@ -235,3 +235,17 @@ def test_the_compressed_loop_is_judged_against_what_another_seed_does():
     # the same audio 100x quieter is far in spectrum: the bound is relative, not an absolute level
     assert verdict(result(speech / 100, 10))["spectral_max"] == "failed"
     assert verdict(result(np.zeros(0), 10))["spectral_max"] == "failed"
+
+
+def test_widths_grow_where_they_buy_the_most_and_an_unreachable_output_does_not_stop_the_others():
+    from zoo.core.compress import MIXED_BITS, choose_widths
+
+    noise = {4: {"a": 1e-2, "b": 1e-2, "c": 1e-2}, 6: {"a": 6e-4, "b": 6e-4, "c": 6e-4}, 8: {"a": 4e-5, "b": 4e-5, "c": 4e-5}}
+    size = {"a": 100, "b": 100, "c": 100}
+    # output 0 hears only "a", so loudly that even 8 bits leave it over its budget; output 1
+    # hears "b" ten times more than "c"
+    gain = {"a": np.array([1e3, 0.0]), "b": np.array([0.0, 10.0]), "c": np.array([0.0, 1.0])}
+    width = {"a": 4, "b": 4, "c": 4}
+    total = choose_widths(width, gain, noise, size, np.array([1e-3, 2e-2]))
+    assert width["a"] == MIXED_BITS[-1] and total[0] > 1e-3  # widened to the end, still over: recorded as such
+    assert width == {"a": 8, "b": 6, "c": 4} and total[1] <= 2e-2  # then output 1 served, by the layer it hears most
