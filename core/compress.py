@@ -280,16 +280,22 @@ def _apply(prog: Any, spec: Any, kind: str, config: Any) -> None:
 
 @dataclass(frozen=True)
 class MixedTargets:
-    """What ``mixed`` aims at per output name (dB; ``MIXED_TARGET_DB`` for the others). Outputs in
-    ``spectral`` (audio that is chaotic sample by sample) are measured by their spectral distance d
-    instead of sample-wise noise (target -20·log10 d)."""
+    """What ``mixed`` aims at per output name (dB): ``db`` names some outputs; with ``spectral_db``
+    (a component whose audio is chaotic sample by sample) every other output is measured by its
+    spectral distance d instead of sample-wise noise (target -20·log10 d); else MIXED_TARGET_DB."""
 
     db: tuple[tuple[str, float], ...] = ()
-    spectral: tuple[str, ...] = ()
+    spectral_db: float | None = None
     basis: str = ""
 
+    def spectral(self, output: str) -> bool:
+        return self.spectral_db is not None and output not in dict(self.db)
+
     def target(self, output: str) -> float:
-        return dict(self.db).get(output, MIXED_TARGET_DB)
+        named = dict(self.db)
+        if output in named:
+            return named[output]
+        return self.spectral_db if self.spectral_db is not None else MIXED_TARGET_DB
 
 
 def compress_package(src: Path, dst: Path, mode_name: str, uncompressed: Iterable[str] = (), parity_file: Path | None = None,
@@ -375,8 +381,8 @@ def choose_widths(width: dict[str, int], gain: dict[str, Any], noise: dict[int, 
 
 @dataclass
 class MixedPlan:
-    """How ``plan_mixed`` chose the widths: the target, the output SNR its measurements predict for
-    the chosen widths (worst output), and the executions it took."""
+    """How ``plan_mixed`` chose the widths: per output its target and the estimate its measurements
+    give for the chosen widths, the executions and layers, and the layers it could not measure."""
 
     #: output name -> (target dB, estimated dB for the chosen widths; spectral outputs: -20·log10 distance)
     outputs: dict[str, tuple[float, float]]
@@ -408,7 +414,7 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
        above its target (the most over it first), widen the layer that removes the most of that
        output's noise per byte added (4 -> 6 -> 8 bits).
 
-    A spectral output's noise is its squared spectral distance (``targets.spectral``).
+    A spectral output's noise is its squared spectral distance (``MixedTargets.spectral``).
 
     The whole component is then judged at the mil level like every compressed package (its bound
     follows from the weights' own SNRs, not from this estimate).
@@ -419,7 +425,7 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
     import coremltools.optimize.coreml as cto
 
     from . import parity
-    from .mil import KERNELS, MilError, MilProgram
+    from .mil import MilError, MilProgram
 
     noise: dict[int, dict[str, float]] = {}
     packed4: dict[str, Any] = {}  # each weight's 4-bit constexpr op, decompressed when its layer is measured
@@ -431,7 +437,7 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
         if b == MIXED_BITS[0]:
             for fn in prog.functions.values():
                 for op in fn.operations:
-                    name = re.sub(r"_palettized$", "", op.name)
+                    name = _original_name(op)
                     if op.op_type.startswith("constexpr_") and name in noise[b] and name not in packed4:
                         packed4[name] = op
         del prog
@@ -459,7 +465,7 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
         return got
 
     def rel_noise(got: np.ndarray, want: np.ndarray, name: str) -> float:
-        if name in targets.spectral:
+        if targets.spectral(name):
             return spectral_distance(got, want) ** 2
         power = float(np.sum(want**2))
         return float(np.sum((got - want) ** 2)) / power if power > 0 else 0.0
@@ -475,8 +481,7 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
         previous: dict[str, Any] = {}
         try:
             for name in members:
-                op = packed4[name]
-                previous[name] = program.substitute(name, KERNELS[op.op_type](**{param: var.val for param, var in op.inputs.items()}))
+                previous[name] = program.substitute(name, decompress(packed4[name]))
         except MilError:  # read only inside a list argument: no single op to swap it in
             unmeasured.append(group)
         else:
@@ -514,6 +519,18 @@ def _save(prog: Any, spec: Any, version: int, dst: Path) -> None:
     model.save(str(dst))
 
 
+def _original_name(op: Any) -> str:
+    """The weight constant a compressed (constexpr) op stands for: coremltools names it after it."""
+    return re.sub(r"_(palettized|quantized)$", "", op.name)
+
+
+def decompress(op: Any) -> Any:
+    """A constexpr op's dense weight, by zoo's own kernels (what the MIL interpreter executes)."""
+    from .mil import KERNELS
+
+    return KERNELS[op.op_type](**{param: var.val for param, var in op.inputs.items()})
+
+
 def weight_snrs(prog: Any, originals: dict[str, Any]) -> dict[str, float]:
     """Per compressed weight (named as its original constant), the SNR of its decompression by
     zoo's kernels against the original values."""
@@ -521,18 +538,15 @@ def weight_snrs(prog: Any, originals: dict[str, Any]) -> dict[str, float]:
 
     import numpy as np
 
-    from .mil import KERNELS
-
     out: dict[str, float] = {}
     for fn in prog.functions.values():
         for op in fn.operations:
             if not op.op_type.startswith("constexpr_"):
                 continue
-            name = re.sub(r"_(palettized|quantized)$", "", op.name)
+            name = _original_name(op)
             if name not in originals or name in out:
                 continue
-            args = {param: var.val for param, var in op.inputs.items()}
-            dense = np.asarray(KERNELS[op.op_type](**args), np.float64)
+            dense = np.asarray(decompress(op), np.float64)
             want = np.asarray(originals[name], np.float64)
             noise, signal = float(np.sum((dense - want) ** 2)), float(np.sum(want**2))
             out[name] = 999.0 if noise == 0 else 10 * math.log10(max(signal, 1e-300) / noise)

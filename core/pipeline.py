@@ -329,14 +329,10 @@ def _mixed_targets(session: ModelSession, component: str, parity_dir: Path) -> A
         return MixedTargets(tuple(sorted(db.items())))
     import math
 
-    from . import parity
-
     moved = Calibration.load(parity_dir / CALIBRATION_FILE).sensitivity.get(precision)
     if not moved:
         raise ValueError(f"{component}: no {precision} movement was measured for the mixed compression's spectral target")
-    outputs = sorted({name for case in parity.load(parity_dir / PARITY_FILE) for name in case.outputs} - set(db))
-    db.update({name: -20 * math.log10(moved) for name in outputs})
-    return MixedTargets(tuple(sorted(db.items())), tuple(outputs), f"spectral distance ≤ torch's own movement {moved:.3g} for a {precision} perturbation")
+    return MixedTargets(tuple(sorted(db.items())), -20 * math.log10(moved), f"spectral distance ≤ torch's own movement {moved:.3g} for a {precision} perturbation")
 
 
 def package_level_stage(stages: Stages, session: ModelSession, level: Level, component: str, package: ValidatedPackage, parity_dir: Path,
