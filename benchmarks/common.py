@@ -38,10 +38,12 @@ def zoo(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
-def measured_export(env: dict, work: Path, model: str, variant: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """`zoo export MODEL --random-weights --force` from a fresh cache: (report, registry entry, figures)."""
+def measured_export(env: dict, work: Path, model: str, variant: str, force: bool = True) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """`zoo export MODEL --random-weights --force` (every stage built again; without ``force``,
+    what the workspace's stage cache holds is reused): (report, registry entry, figures)."""
     start = time.perf_counter()
-    report = json.loads(zoo(env, work, "export", model, "--random-weights", "--variant", variant, "--force", "--out", str(work / "exports"), "--json").stdout)
+    report = json.loads(zoo(env, work, "export", model, "--random-weights", "--variant", variant, *(["--force"] if force else []),
+                            "--out", str(work / "exports"), "--json").stdout)
     figures: dict[str, Any] = {"variant": variant, "export_seconds": round(time.perf_counter() - start, 1)}
     figures["export_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 0)
     figures["stages"] = {s["stage"]: round(s["seconds"], 1) for s in report["stages"]}

@@ -13,6 +13,13 @@ default simply by implementing the hook, and may return ``None`` to defer to it.
 
 Heavy libraries (torch, coremltools, upstream model packages) must be imported
 inside hook bodies, never at module import time.
+
+What a hook may read of its ``variant`` is what its cached stage is keyed on
+(core/stages.py): ``load_reference``, ``build_traceables``, ``export_constants``
+and ``loop_parity`` its precision and options; ``convert`` also its deployment
+target. None of them sees a compression (a compressed variant's hooks get the
+variant it compresses: ``Variant.uncompressed``), and none may depend on the
+variant's name, so every variant sharing those fields shares those stages.
 """
 
 from __future__ import annotations

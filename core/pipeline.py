@@ -30,7 +30,7 @@ from .registry import Registry
 from .report import ExportFailed, ExportReport, Reporter
 from .session import ModelSession, default_weights, resolve_variant
 from .spec import WeightsSource, stable_hash
-from .stages import Stages, core_digest, read_checks, tool_versions, weights_identity, write_checks
+from .stages import CONVERTED, TORCH_SIDE, Stages, core_digest, read_checks, tool_versions, weights_identity, write_checks
 from .validation import Check
 
 PARITY_FILE = "parity.safetensors.gz"
@@ -95,7 +95,7 @@ class Exporter:
             + [f"convert:{c}" for c in comps]
             + ([f"compress:{c}" for c in comps] if self.variant.compression != "none" else [])
             + [f"{level.name}:{c}" for level in PACKAGE_LEVELS if level.cached for c in comps]
-            + (["loop:compressed"] if self.variant.compression != "none" and self.model.compressed_loop is not None else [])
+            + (["loop:uncompressed", "loop:compressed"] if self.variant.compression != "none" and self.model.compressed_loop is not None else [])
             + ["register"]
         )
         identity = self.identity()
@@ -214,7 +214,7 @@ def reference_stage(stages: Stages, session: ModelSession, component: str) -> Pa
         result.calibration.save(tmp / CALIBRATION_FILE)
         write_checks(tmp, result.checks)
 
-    return stages.cached(f"parity:{component}", build, checked=True)
+    return stages.cached(f"parity:{component}", build, checked=True, variant_fields=TORCH_SIDE)
 
 
 def constants_stage(stages: Stages, session: ModelSession) -> tuple[Path, dict[str, str]]:
@@ -226,7 +226,7 @@ def constants_stage(stages: Stages, session: ModelSession) -> tuple[Path, dict[s
         names = {name: path.relative_to(root).as_posix() for name, path in session.constants(tmp).items()}
         (tmp / "constants.json").write_text(json.dumps(names, indent=1, sort_keys=True))
 
-    path = stages.cached("constants", build)
+    path = stages.cached("constants", build, variant_fields=TORCH_SIDE)
     return path, json.loads((path / "constants.json").read_text())
 
 
@@ -237,17 +237,17 @@ def loop_parity_stage(stages: Stages, session: ModelSession, constants: dict[str
         runtime = session.torch_runtime(tmp, constants)
         write_checks(tmp, validation.loop_checks(session.loop_parity(runtime)))
 
-    return read_checks(stages.cached("loop_parity", build, checked=True))
+    return read_checks(stages.cached("loop_parity", build, checked=True, variant_fields=TORCH_SIDE))
 
 
 def convert_stage(stages: Stages, session: ModelSession, component: str) -> Path:
     def build(tmp: Path) -> None:
         out = tmp / f"{component}.mlpackage"
-        saved = session.call("convert", variant=session.variant, component=component, functions=session.traceables()[component], out_path=out)
+        saved = session.call("convert", variant=session.variant.uncompressed(), component=component, functions=session.traceables()[component], out_path=out)
         if saved is None or Path(saved).resolve() != out.resolve() or not out.exists():
             raise RuntimeError(f"convert must save the package at {out}, got {saved}")
 
-    return stages.cached(f"convert:{component}", build) / f"{component}.mlpackage"
+    return stages.cached(f"convert:{component}", build, variant_fields=CONVERTED) / f"{component}.mlpackage"
 
 
 def compress_stage(stages: Stages, session: ModelSession, component: str, package: ValidatedPackage,
@@ -297,21 +297,59 @@ def compress_stage(stages: Stages, session: ModelSession, component: str, packag
 def compressed_loop_stage(stages: Stages, session: ModelSession, before: dict[str, ValidatedPackage], after: dict[str, ValidatedPackage],
                           constants: dict[str, Path]) -> list[Check]:
     """The whole run loop on the compressed packages against the uncompressed ones (both executed
-    by the MIL interpreter, same text, seed and settings: ``ModelSpec.compressed_loop``)."""
+    by the MIL interpreter, same text, seed and settings: ``ModelSpec.compressed_loop``). The
+    uncompressed loops are a stage of their own, shared by every compression of those packages."""
     loop = session.model.compressed_loop
+    reference = uncompressed_loop_stage(stages, session, before, constants)
 
     def build(tmp: Path) -> None:
-        from .runtime import MilRuntime
-        from .spec import RunOptions
-
-        results = {}
-        for label, packages, seed in (("uncompressed", before, 0), ("other seed", before, 1), ("compressed", after, 0)):
-            runtime = MilRuntime({c: p.path for c, p in packages.items()}, constants)
-            results[label] = session.call("run_loop", runtime=runtime, text=loop.text, options=RunOptions(seed=seed, settings=dict(loop.settings)))
-        write_checks(tmp, validation.compressed_loop_checks(results["compressed"], results["uncompressed"], results["other seed"], loop))
+        results = {label: _load_loop(reference, label) for label in ("seed0", "seed1")}
+        compressed = _speak(session, after, constants, seed=0)
+        write_checks(tmp, validation.compressed_loop_checks(compressed, results["seed0"], results["seed1"], loop))
 
     extra = {"packages": {c: [before[c].sha256, after[c].sha256] for c in before}, "loop": repr(loop)}
     return read_checks(stages.cached("loop:compressed", build, checked=True, extra=extra))
+
+
+def uncompressed_loop_stage(stages: Stages, session: ModelSession, packages: dict[str, ValidatedPackage], constants: dict[str, Path]) -> Path:
+    """The compressed-loop check's basis: the uncompressed packages' loop with seeds 0 and 1
+    (``seed0.npy`` / ``seed1.npy`` audio, ``frames.json``)."""
+    import json
+
+    import numpy as np
+
+    loop = session.model.compressed_loop
+
+    def build(tmp: Path) -> None:
+        frames = {}
+        for seed in (0, 1):
+            result = _speak(session, packages, constants, seed)
+            np.save(tmp / f"seed{seed}.npy", np.asarray(result.audio, np.float32))
+            frames[f"seed{seed}"] = [int(result.frames), int(result.sample_rate)]
+        (tmp / "frames.json").write_text(json.dumps(frames))
+
+    extra = {"packages": {c: p.sha256 for c, p in packages.items()}, "loop": repr(loop)}
+    return stages.cached("loop:uncompressed", build, extra=extra, variant_fields=CONVERTED)
+
+
+def _speak(session: ModelSession, packages: dict[str, ValidatedPackage], constants: dict[str, Path], seed: int) -> Any:
+    from .runtime import MilRuntime
+    from .spec import RunOptions
+
+    loop = session.model.compressed_loop
+    runtime = MilRuntime({c: p.path for c, p in packages.items()}, constants)
+    return session.call("run_loop", runtime=runtime, text=loop.text, options=RunOptions(seed=seed, settings=dict(loop.settings)))
+
+
+def _load_loop(directory: Path, label: str) -> Any:
+    import json
+
+    import numpy as np
+
+    from .spec import RunResult
+
+    frames, rate = json.loads((directory / "frames.json").read_text())[label]
+    return RunResult(np.load(directory / f"{label}.npy", allow_pickle=False), int(rate), int(frames))
 
 
 def _mixed_targets(session: ModelSession, component: str, parity_dir: Path) -> Any:

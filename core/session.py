@@ -74,7 +74,7 @@ class ModelSession:
     def reference(self) -> Reference:
         if self._reference is None:
             with self._stage("load_reference") as info:
-                ref = self.call("load_reference", variant=self.variant, weights=self.weights)
+                ref = self.call("load_reference", variant=self.variant.uncompressed(), weights=self.weights)
                 if not isinstance(ref, Reference):
                     raise TypeError(f"load_reference must return zoo.core.Reference, got {type(ref).__name__}")
                 self._reference = ref
@@ -91,7 +91,7 @@ class ModelSession:
         if self._traceables is None or fresh:
             reference = self.reference()
             with self._stage("build_traceables") as info:
-                raw = self.call("build_traceables", variant=self.variant, reference=reference)
+                raw = self.call("build_traceables", variant=self.variant.uncompressed(), reference=reference)
                 built = {name: normalise_functions(value) for name, value in dict(raw).items()}
                 for comp in self.model.components:
                     if comp.name not in built:
@@ -108,7 +108,7 @@ class ModelSession:
     def constants(self, out_dir: Path) -> dict[str, Path]:
         """``export_constants`` into ``out_dir``: ``{name: file}``, each an existing file inside it."""
         out_dir = Path(out_dir)
-        files = self.call("export_constants", variant=self.variant, reference=self.reference(), out_dir=out_dir) or {}
+        files = self.call("export_constants", variant=self.variant.uncompressed(), reference=self.reference(), out_dir=out_dir) or {}
         root = out_dir.resolve()
         checked: dict[str, Path] = {}
         for name, path in dict(files).items():
@@ -127,4 +127,4 @@ class ModelSession:
 
     def loop_parity(self, runtime: Any) -> list[Any]:
         """The plugin's whole-loop parity cases (the optional ``loop_parity`` hook)."""
-        return self.call("loop_parity", variant=self.variant, reference=self.reference(), runtime=runtime) or []
+        return self.call("loop_parity", variant=self.variant.uncompressed(), reference=self.reference(), runtime=runtime) or []

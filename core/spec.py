@@ -103,6 +103,8 @@ class Variant:
     description: str = ""
     #: weight compression applied to the converted packages (core/compress.py: none, w8, p6, p4, mixed)
     compression: str = "none"
+    #: a compressed variant: the name of the variant it compresses
+    base: str = ""
 
     def __post_init__(self) -> None:
         from .compress import COMPRESSIONS
@@ -136,7 +138,14 @@ class Variant:
             target = [t for t, g in generation.items() if g == needed and t[:3] == target[:3]][0]
         base = self.description.removeprefix("default: ")
         return Variant(f"{self.name}-{mode}", self.precision, target, self.options,
-                       f"{base}; weights {MODES[mode].description}".lstrip("; "), mode)
+                       f"{base}; weights {MODES[mode].description}".lstrip("; "), mode, self.name)
+
+    def uncompressed(self) -> "Variant":
+        """What the hooks before compression see (reference, traceables, constants, convert): the
+        variant this one compresses, at this one's target; an uncompressed variant itself."""
+        if self.compression == "none":
+            return self
+        return Variant(self.base or self.name, self.precision, self.target, self.options, "", "none")
 
 
 def with_compressed(variants: Mapping[str, Variant], bases: tuple[str, ...], modes: tuple[str, ...] = ("w8", "p6", "p4", "mixed")) -> dict[str, Variant]:

@@ -3,7 +3,9 @@
 A stage key hashes the stage's name and extra inputs with the model, the plugin's
 name, version and source digest, zoo.core's own source digest, the variant, the
 weights' identity (for local weights, their sha256) and the tool versions: any
-change to any of them is a cache miss. A cached stage is re-hashed when reused
+change to any of them is a cache miss. The stages before compression are keyed on
+only the variant fields their hooks may depend on (``TORCH_SIDE``, ``CONVERTED``;
+hookspecs.py), so a compressed variant reuses what its uncompressed variant built. A cached stage is re-hashed when reused
 (``cache.StageCache.get``); one that fails its hash is rebuilt and the export
 says so.
 """
@@ -25,6 +27,11 @@ from .spec import WeightsSource, stable_hash
 from .validation import Check
 
 TOOLS = ("torch", "coremltools", "numpy")
+#: the variant fields the torch-side stages (reference, constants, loop parity) are keyed on: their
+#: hooks see the variant without its name, deployment target or compression (hookspecs.py)
+TORCH_SIDE = ("precision", "options")
+#: ... and the convert stages: the deployment target too
+CONVERTED = ("precision", "target", "options")
 
 _CORE_DIGEST: str | None = None
 
@@ -98,13 +105,18 @@ class Stages:
         self.report.stages.append(result)
         self.reporter.end(result)
 
-    def key(self, stage: str, extra: Any = None) -> str:
-        return stable_hash({"stage": stage, "extra": extra, "core": core_digest(), **self.identity})
+    def key(self, stage: str, extra: Any = None, variant_fields: tuple[str, ...] | None = None) -> str:
+        identity = dict(self.identity)
+        if variant_fields is not None:
+            identity["variant"] = {k: identity["variant"][k] for k in variant_fields}
+        return stable_hash({"stage": stage, "extra": extra, "core": core_digest(), **identity})
 
-    def cached(self, stage: str, build: Callable[[Path], Any], checked: bool = False, extra: Any = None) -> Path:
+    def cached(self, stage: str, build: Callable[[Path], Any], checked: bool = False, extra: Any = None,
+               variant_fields: tuple[str, ...] | None = None) -> Path:
         """Reuse a finished stage or build it; returns the stage directory. A ``checked`` stage
-        (one that writes ``checks.json``) whose checks failed is shown as failed."""
-        key = self.key(stage, extra)
+        (one that writes ``checks.json``) whose checks failed is shown as failed. ``variant_fields``:
+        the only fields of the variant the stage depends on (default: all of it)."""
+        key = self.key(stage, extra, variant_fields)
         with self.stage(stage) as info:
             path = None if self.force else self.cache.get(key)
             if path is not None:

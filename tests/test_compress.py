@@ -61,6 +61,25 @@ def test_a_compressed_export_is_executed_judged_and_recorded(tiny_host, tmp_path
     assert not problems and {r["metric"] for r in executed if r["component"] == "vocoder"} == {"snr_db_min"}
 
 
+def test_a_compressed_variant_reuses_the_stages_its_uncompressed_variant_built(tiny_host, tmp_path):
+    """Reference, constants and loop parity are keyed on precision and options, convert also on the
+    target: fp16-w8 (iOS17, as fp16) rebuilds nothing before compression; fp16-p4 (iOS18) converts."""
+
+    def statuses(variant):
+        exporter, _ = _export(tiny_host, variant, tmp_path)
+        report = exporter.run()
+        assert report.ok
+        return {s.stage: s.status for s in report.stages}
+
+    statuses("fp16")
+    w8, p4 = statuses("fp16-w8"), statuses("fp16-p4")
+    torch_side = ["parity:encoder", "parity:vocoder", "constants", "loop_parity"]
+    assert all(w8[name] == "cached" for name in torch_side + ["convert:encoder", "convert:vocoder"])
+    assert w8["compress:vocoder"] == "done"
+    assert all(p4[name] == "cached" for name in torch_side)
+    assert p4["convert:vocoder"] == "done" and p4["compress:vocoder"] == "done"
+
+
 def _shuffle_luts(prog) -> int:
     """Permute every look-up table's entries in place: indices now point at the wrong values."""
     rng = np.random.default_rng(0)
