@@ -346,7 +346,8 @@ def choose_widths(width: dict[str, int], gain: dict[str, Any], noise: dict[int, 
     """Widen layers in ``width`` (name -> bits, updated in place) until every output's predicted
     noise Σ_l gain[l][o] · noise[bits_l][l] is within ``budget[o]``: each step widens the layer that
     removes the most noise per added byte from the output most over its budget that a widening
-    still helps. Returns the predicted noise per output."""
+    still helps; then layers whose widening later ones made unneeded are narrowed again. Returns
+    the predicted noise per output."""
     import numpy as np
 
     def predicted() -> Any:
@@ -375,6 +376,24 @@ def choose_widths(width: dict[str, int], gain: dict[str, Any], noise: dict[int, 
         if best is None:
             break
         width[best] = MIXED_BITS[MIXED_BITS.index(width[best]) + 1]
+        total = predicted()
+    # a widening chosen early can be made unneeded by later ones: narrow again, most bytes saved
+    # first, every layer whose narrower width keeps each output within its budget (an output over
+    # it already, one no widening could help, gets no noisier)
+    while total.size:
+        best, best_saved = None, 0
+        for layer, g in gain.items():
+            b = width[layer]
+            if b == MIXED_BITS[0]:
+                continue
+            narrower = MIXED_BITS[MIXED_BITS.index(b) - 1]
+            after = total + g * (noise[narrower][layer] - noise[b][layer])
+            saved = size[layer] * (b - narrower)
+            if saved > best_saved and np.all(after <= np.maximum(budget, total)):
+                best, best_saved = layer, saved
+        if best is None:
+            break
+        width[best] = MIXED_BITS[MIXED_BITS.index(width[best]) - 1]
         total = predicted()
     return total
 

@@ -268,3 +268,15 @@ def test_widths_grow_where_they_buy_the_most_and_an_unreachable_output_does_not_
     total = choose_widths(width, gain, noise, size, np.array([1e-3, 2e-2]))
     assert width["a"] == MIXED_BITS[-1] and total[0] > 1e-3  # widened to the end, still over: recorded as such
     assert width == {"a": 8, "b": 6, "c": 4} and total[1] <= 2e-2  # then output 1 served, by the layer it hears most
+
+
+def test_a_widening_later_ones_made_unneeded_is_narrowed_again():
+    from zoo.core.compress import choose_widths
+
+    # "b" removes the most noise per byte first (4 -> 6 -> 8 bits), then only the big "a" at 6
+    # bits brings the output within budget; with "a" at 6, "b" at 6 is enough
+    noise = {4: {"a": 1.0, "b": 1.0}, 6: {"a": 0.05, "b": 0.5}, 8: {"a": 0.01, "b": 0.4}}
+    gain = {"a": np.array([1.0]), "b": np.array([1.0])}
+    width = {"a": 4, "b": 4}
+    total = choose_widths(width, gain, noise, {"a": 100, "b": 10}, np.array([1.0]))
+    assert width == {"a": 6, "b": 6} and total[0] == pytest.approx(0.55)
