@@ -173,14 +173,47 @@ def lut_kmeans(values: Any, bits: int) -> tuple[Any, Any]:
     Gaussian 6-bit 32.20 / 32.24 dB, 7.9 / 104 ms; Laplace 6-bit 30.67 / 30.69 dB; Student-t(3)
     6-bit 27.82 / 27.83 dB, 11 / 185 ms; 4-bit equal to 0.01 dB in 3.6-8 ms / 27-52 ms.
     """
+    import hashlib
+
+    import numpy as np
+
+    flat = np.asarray(values).reshape(-1)
+    size = 1 << bits
+    key = None
+    if _TABLES is not None:  # the same group seen before in this compression: its table again
+        key = (bits, flat.dtype.str, hashlib.blake2b(flat.tobytes(), digest_size=16).digest())
+        if key in _TABLES:
+            lut = _TABLES[key]
+            return lut, _nearest(flat, lut)
+    lut, index = _lut_kmeans(flat, size)
+    if key is not None:
+        _TABLES[key] = lut
+    return lut, index
+
+
+#: while ``compress_package`` runs: each group's table by (bits, dtype, digest of its values).
+#: coremltools compresses each function's copy of a weight the functions share (kokoro's predictor:
+#: 5 functions), and ``mixed`` palettizes every weight at 4 and 6 bits before choosing: the same
+#: groups, whose k-means is most of a compression's time, come back
+_TABLES: dict[tuple[int, str, bytes], Any] | None = None
+
+
+def _nearest(flat: Any, lut: Any) -> Any:
+    """Each value's index of the table entry nearest to it (ties to the larger entry)."""
+    import numpy as np
+
+    order = np.argsort(lut, kind="stable")
+    stored = lut[order].astype(np.float64)
+    return order[np.searchsorted((stored[:-1] + stored[1:]) / 2, flat.astype(np.float64), side="right")].astype(np.uint8)
+
+
+def _lut_kmeans(flat: Any, size: int) -> tuple[Any, Any]:
     import numpy as np
 
     # the weighted build of kmeans1d coremltools ships for its own k-means (the PyPI release
     # takes no weights); coremltools is pinned, so this private path is stable for zoo
     from coremltools._deps import kmeans1d
 
-    flat = np.asarray(values).reshape(-1)
-    size = 1 << bits
     distinct, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     m = len(distinct)
@@ -303,11 +336,20 @@ def compress_package(src: Path, dst: Path, mode_name: str, uncompressed: Iterabl
     """Compress ``src`` into a new package at ``dst`` (``src`` is only read). ``mixed`` measures each
     weight's effect on the outputs on the parity examples in ``parity_file`` against ``targets``;
     ``progress(done, total)`` follows its executions."""
+    global _TABLES
+    _TABLES = {}
+    try:
+        return _compress(src, dst, MODES[mode_name], uncompressed, parity_file, progress, targets)
+    finally:
+        _TABLES = None
+
+
+def _compress(src: Path, dst: Path, mode: Mode, uncompressed: Iterable[str], parity_file: Path | None, progress: Any,
+              targets: MixedTargets) -> CompressionRecord:
     import coremltools.optimize.coreml as cto
 
     from .hashing import tree_size
 
-    mode = MODES[mode_name]
     spec, prog = _load(src)
     keep = [re.compile(p) for p in uncompressed]
     consts = _weight_consts(prog)

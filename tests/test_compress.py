@@ -280,3 +280,20 @@ def test_a_widening_later_ones_made_unneeded_is_narrowed_again():
     width = {"a": 4, "b": 4}
     total = choose_widths(width, gain, noise, {"a": 100, "b": 10}, np.array([1.0]))
     assert width == {"a": 6, "b": 6} and total[0] == pytest.approx(0.55)
+
+
+@pytest.mark.parametrize("distinct", [None, 10])
+def test_a_group_seen_again_gets_the_same_table_and_indices(monkeypatch, distinct):
+    """Within one compression, a group already clustered (a weight another function shares, or
+    mixed's passes at 4 and 6 bits) reuses its table; every weight decodes to the same value."""
+    rng = np.random.default_rng(1)
+    group = rng.normal(size=(16, 256)).astype(np.float16)
+    if distinct:  # fewer distinct values than table entries: the table holds them, padded
+        group = rng.choice(rng.normal(size=distinct), size=(16, 256)).astype(np.float16)
+    fresh_lut, fresh_index = compress.lut_kmeans(group, 4)
+    monkeypatch.setattr(compress, "_TABLES", {})
+    compress.lut_kmeans(group, 4)
+    assert len(compress._TABLES) == 1
+    monkeypatch.setattr(compress, "_lut_kmeans", lambda *a: pytest.fail("clustered again"))
+    lut, index = compress.lut_kmeans(group, 4)
+    assert np.array_equal(lut, fresh_lut) and np.array_equal(lut[index], fresh_lut[fresh_index])
