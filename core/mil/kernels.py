@@ -400,17 +400,13 @@ def conv(x: Any, weight: Any, bias: Any = None, strides: Any = None, pad_type: s
         ]
         taps.append(xp[tuple(index)])
     cols = np.stack(taps, axis=2)  # [N, C, prod(K), *out]
-    w = weight.reshape(cout, cin // g, -1)  # [Cout, C/g, prod(K)]
-    if g == 1:
-        y = np.tensordot(w, cols, axes=([1, 2], [1, 2]))  # [Cout, N, *out]
-        y = np.moveaxis(y, 0, 1)
-    else:
-        cg, og = cin // g, cout // g
-        parts = []
-        for gi in range(g):
-            part = np.tensordot(w[gi * og : (gi + 1) * og], cols[:, gi * cg : (gi + 1) * cg], axes=([1, 2], [1, 2]))
-            parts.append(np.moveaxis(part, 0, 1))
-        y = np.concatenate(parts, axis=1)
+    cg, og, length = cin // g, cout // g, int(np.prod(out_sizes))
+    # one batched matrix product over the groups (BLAS; a depthwise conv is g products of [1, K]
+    # by [K, N*L], not g separate calls): [g, O/g, C/g*K] @ [g, C/g*K, N*L]
+    cols = cols.reshape(n, g, cg * len(taps), length).transpose(1, 2, 0, 3).reshape(g, cg * len(taps), n * length)
+    y = np.matmul(weight.reshape(g, og, cg * len(taps)), cols)  # [g, O/g, N*L]
+    y = y.reshape(g, og, n, *out_sizes)
+    y = np.moveaxis(y, 2, 0).reshape(n, cout, *out_sizes)
     if bias is not None:
         y = y + bias.reshape((1, -1) + (1,) * nsp)
     return y
@@ -428,16 +424,15 @@ def conv_transpose(x: Any, weight: Any, bias: Any = None, pad: Any = None, outpu
     og = weight.shape[1]
     full = [(x.shape[2 + i] - 1) * s[i] + (ks[i] - 1) * d[i] + 1 for i in range(nsp)]
     y = np.zeros((n, og * g, *full), dtype=np.float32)
-    for gi in range(g):
-        xg = x[:, gi * cg : (gi + 1) * cg]
-        wg = weight[gi * cg : (gi + 1) * cg]  # [C/g, O/g, K...]
-        for offs in itertools.product(*[range(k) for k in ks]):
-            contrib = np.tensordot(xg, wg[(slice(None), slice(None)) + offs], axes=([1], [0]))  # [N, *in, O/g]
-            contrib = np.moveaxis(contrib, -1, 1)
-            index = [slice(None), slice(gi * og, (gi + 1) * og)] + [
-                slice(o * d[i], o * d[i] + (x.shape[2 + i] - 1) * s[i] + 1, s[i]) for i, o in enumerate(offs)
-            ]
-            y[tuple(index)] += contrib
+    in_sizes = list(x.shape[2:])
+    # every group at once per kernel tap, as one batched matrix product: [g, O/g, C/g] @ [g, C/g, N*L]
+    xs = np.moveaxis(x.reshape(n, g, cg, -1), 0, 2).reshape(g, cg, -1)
+    wt = weight.reshape(g, cg, og, -1)  # [g, C/g, O/g, prod(K)]
+    for t, offs in enumerate(itertools.product(*[range(k) for k in ks])):
+        contrib = np.matmul(np.swapaxes(wt[..., t], 1, 2), xs).reshape(g, og, n, *in_sizes)
+        contrib = np.moveaxis(contrib, 2, 0).reshape(n, g * og, *in_sizes)
+        index = [slice(None), slice(None)] + [slice(o * d[i], o * d[i] + (in_sizes[i] - 1) * s[i] + 1, s[i]) for i, o in enumerate(offs)]
+        y[tuple(index)] += contrib
     if pad_type == "custom" and pad is not None:
         p = _ints(pad)
         crops = [(p[2 * i], p[2 * i + 1]) for i in range(nsp)]
