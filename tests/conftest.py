@@ -93,6 +93,13 @@ def zoo(tmp_path: Path, tiny_site: Path) -> Zoo:
     return Zoo(tmp_path, [tiny_site])
 
 
+@pytest.fixture(scope="module")
+def module_zoo(tmp_path_factory: pytest.TempPathFactory, tiny_site: Path) -> Zoo:
+    """One Zoo (registry, stage cache, output) for a module's tests: an export one test made, the
+    next builds on (a compressed variant reuses its base's stages)."""
+    return Zoo(tmp_path_factory.mktemp("zoo"), [tiny_site])
+
+
 @pytest.fixture
 def write_plugin(tmp_path: Path):
     """Write a throwaway plugin module and return its entry point."""

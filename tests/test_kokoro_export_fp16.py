@@ -1,5 +1,6 @@
-"""`zoo export kokoro --variant small-fp16`: the harmonic source stays fp32, the rest is fp16
-(a file of its own so that the two kokoro exports run on different test workers)."""
+"""`zoo export kokoro --variant small-fp16`: the harmonic source stays fp32, the rest is fp16; then
+small-fp16-mixed on its stages (a file of its own so that the kokoro exports of test_kokoro_export
+run on another test worker)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,13 @@ pytest.importorskip("kokoro", reason="kokoro is not installed (pip install zoo-t
 pytestmark = pytest.mark.slow
 
 
-def test_export_small_fp16_keeps_the_harmonic_source_fp32(zoo):
-    report, entry, checks = export_small(zoo, "kokoro", "small-fp16")
+@pytest.fixture(scope="module")
+def small_fp16(module_zoo):
+    return export_small(module_zoo, "kokoro", "small-fp16")
+
+
+def test_export_small_fp16_keeps_the_harmonic_source_fp32(small_fp16):
+    report, entry, checks = small_fp16
     assert entry["variant"]["options"]["fp32_scopes"] == ["harmonic"]  # recorded with the export
     assert checks[("mil", "predictor", "cosine_min")]["value"] >= 0.999
     assert checks[("mil", "predictor", "duration:mismatches")]["status"] == "passed"  # flips only next to a boundary
@@ -32,3 +38,28 @@ def test_export_small_fp16_keeps_the_harmonic_source_fp32(zoo):
     assert dtypes["cumsum"] == {"float32"}  # the source's phase accumulation (and its STFT's frame mask)
     assert dtypes["atan"] == dtypes["sqrt"] == {"float32"}  # the source spectrum: phase (atan2) and magnitude
     assert "float16" in dtypes["conv"] and "float16" in dtypes["instance_norm"]  # the rest is fp16
+
+
+def test_export_small_fp16_mixed_after_small_fp16(module_zoo, small_fp16):
+    """kokoro's compressed variant, exported after small-fp16 into the same stage cache (it reuses
+    the reference stages): widths chosen per layer, durations identical at the mil level and in the
+    whole loop, the chaotic decoder within its own spectral bound, and it speaks."""
+    zoo = module_zoo
+    report, entry, checks = export_small(zoo, "kokoro", "small-fp16-mixed")
+    stages = {s["stage"]: s["status"] for s in report["stages"]}
+    assert all(stages[name] == "cached" for name in ("parity:predictor", "parity:decoder", "constants", "loop_parity"))
+    record = {c["name"]: c["compression"] for c in entry["components"]}
+    for comp in ("predictor", "decoder"):
+        assert record[comp]["mode"] == "mixed" and set(record[comp]["bits"].values()) <= {4, 6, 8}
+        assert record[comp]["bytes_after"] < 0.6 * record[comp]["bytes_before"]  # weights coremltools cannot group stay fp16
+    assert record["predictor"]["plan"]["outputs"]["duration"]["target_db"] == 50
+    assert checks[("mil", "predictor", "duration:mismatches")]["status"] == "passed"
+    assert checks[("mil", "decoder", "spectral_max")]["status"] == "passed"
+    assert checks[("mil", "loop:compressed", "frames_delta")]["value"] == 0
+    assert checks[("mil", "loop:compressed", "spectral_max")]["status"] == "passed"
+    wav = zoo.workdir / "mixed.wav"
+    zoo("run", "kokoro", "Compressed weights still speak.", "--variant", "small-fp16-mixed", "--backend", "mil", "-o", str(wav), check=True)
+    from zoo.core.audio import read_wav
+
+    audio, _ = read_wav(wav)
+    assert len(audio) > 0 and np.abs(audio).max() > 0
