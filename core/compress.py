@@ -161,8 +161,10 @@ class CompressionRecord:
                    tuple(data.get("bits", {}).items()), data.get("plan"))
 
 
-def lut_kmeans(values: Any, bits: int) -> tuple[Any, Any]:
+def lut_kmeans(values: Any, bits: int, tables: dict | None = None) -> tuple[Any, Any]:
     """A look-up table of 2^bits values for one group of weights, and each weight's index in it.
+    ``tables`` (one compression's store, by bits, dtype and a digest of the group's values):
+    a group seen before gets its table again, without clustering.
 
     coremltools' own k-means (the exact 1-D dynamic programme of ``kmeans1d`` over every distinct
     value) takes ~0.1 s per group of 16 x 1024 fp16 weights: ~12 min for pocket_tts at 6 bits on
@@ -179,23 +181,15 @@ def lut_kmeans(values: Any, bits: int) -> tuple[Any, Any]:
 
     flat = np.asarray(values).reshape(-1)
     size = 1 << bits
-    key = None
-    if _TABLES is not None:  # the same group seen before in this compression: its table again
-        key = (bits, flat.dtype.str, hashlib.blake2b(flat.tobytes(), digest_size=16).digest())
-        if key in _TABLES:
-            lut = _TABLES[key]
-            return lut, _nearest(flat, lut)
+    if tables is None:
+        return _lut_kmeans(flat, size)
+    key = (bits, flat.dtype.str, hashlib.blake2b(flat.tobytes(), digest_size=16).digest())
+    if key in tables:
+        lut = tables[key]
+        return lut, _nearest(flat, lut)
     lut, index = _lut_kmeans(flat, size)
-    if key is not None:
-        _TABLES[key] = lut
+    tables[key] = lut
     return lut, index
-
-
-#: while ``compress_package`` runs: each group's table by (bits, dtype, digest of its values).
-#: coremltools compresses each function's copy of a weight the functions share (kokoro's predictor:
-#: 5 functions), and ``mixed`` palettizes every weight at 4 and 6 bits before choosing: the same
-#: groups, whose k-means is most of a compression's time, come back
-_TABLES: dict[tuple[int, str, bytes], Any] | None = None
 
 
 def _nearest(flat: Any, lut: Any) -> Any:
@@ -246,27 +240,29 @@ def _lut_kmeans(flat: Any, size: int) -> tuple[Any, Any]:
         centroids = np.where(n > 0, (moment[edges[1:]] - moment[edges[:-1]]) / np.maximum(n, 1), centroids)
     # each weight indexes the table entry nearest to it as stored (in the weights' dtype)
     lut = centroids.astype(flat.dtype)
-    stored = lut.astype(np.float64)
-    cuts = np.searchsorted(x, (stored[:-1] + stored[1:]) / 2)
-    index = np.searchsorted(cuts, np.arange(m), side="right")
-    return lut, index[inverse].astype(np.uint8)
+    return lut, _nearest(flat, lut)
 
 
-def op_config(mode: Mode) -> Any:
+def op_config(mode: Mode, tables: dict) -> Any:
     import coremltools.optimize.coreml as cto
 
     if mode.kind == "linear":
         return cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=WEIGHT_THRESHOLD)
-    return palette_config(mode.bits)
+    return palette_config(mode.bits, tables)
 
 
-def palette_config(bits: int) -> Any:
+def palette_config(bits: int, tables: dict) -> Any:
+    """Look-up tables of ``bits`` per group of ``GROUP_SIZE`` output channels, by ``lut_kmeans``.
+    ``tables``: one compression's store of tables — coremltools compresses each function's copy of
+    a weight the functions share (kokoro's predictor: 5 functions), and ``mixed`` palettizes every
+    weight at 4 and 6 bits before its final pass: the same groups, whose k-means is most of a
+    compression's time, come back."""
     import functools
 
     import coremltools.optimize.coreml as cto
 
-    return cto.OpPalettizerConfig(mode="custom", lut_function=functools.partial(lut_kmeans, bits=bits), granularity="per_grouped_channel",
-                                  group_size=GROUP_SIZE, weight_threshold=WEIGHT_THRESHOLD)
+    return cto.OpPalettizerConfig(mode="custom", lut_function=functools.partial(lut_kmeans, bits=bits, tables=tables),
+                                  granularity="per_grouped_channel", group_size=GROUP_SIZE, weight_threshold=WEIGHT_THRESHOLD)
 
 
 def _weight_consts(prog: Any) -> list[Any]:
@@ -336,20 +332,12 @@ def compress_package(src: Path, dst: Path, mode_name: str, uncompressed: Iterabl
     """Compress ``src`` into a new package at ``dst`` (``src`` is only read). ``mixed`` measures each
     weight's effect on the outputs on the parity examples in ``parity_file`` against ``targets``;
     ``progress(done, total)`` follows its executions."""
-    global _TABLES
-    _TABLES = {}
-    try:
-        return _compress(src, dst, MODES[mode_name], uncompressed, parity_file, progress, targets)
-    finally:
-        _TABLES = None
-
-
-def _compress(src: Path, dst: Path, mode: Mode, uncompressed: Iterable[str], parity_file: Path | None, progress: Any,
-              targets: MixedTargets) -> CompressionRecord:
     import coremltools.optimize.coreml as cto
 
     from .hashing import tree_size
 
+    mode = MODES[mode_name]
+    tables: dict = {}  # each group's look-up table, clustered once (palette_config)
     spec, prog = _load(src)
     keep = [re.compile(p) for p in uncompressed]
     consts = _weight_consts(prog)
@@ -361,12 +349,12 @@ def _compress(src: Path, dst: Path, mode: Mode, uncompressed: Iterable[str], par
         if parity_file is None:
             raise ValueError("the mixed compression measures each weight on the parity examples: pass parity_file")
         del prog, consts  # the plan loads its own copies
-        bits, plan = plan_mixed(src, kept, originals, parity_file, progress, targets)
+        bits, plan = plan_mixed(src, kept, originals, parity_file, progress, targets, tables)
         spec, prog = _load(src)
-        config = cto.OptimizationConfig(op_name_configs={**{name: palette_config(b) for name, b in bits.items()}, **{name: None for name in kept}})
+        config = cto.OptimizationConfig(op_name_configs={**{name: palette_config(b, tables) for name, b in bits.items()}, **{name: None for name in kept}})
         _apply(prog, spec, "palette", config)
     else:
-        _apply(prog, spec, mode.kind, cto.OptimizationConfig(global_config=op_config(mode), op_name_configs={name: None for name in kept}))
+        _apply(prog, spec, mode.kind, cto.OptimizationConfig(global_config=op_config(mode, tables), op_name_configs={name: None for name in kept}))
     snrs = weight_snrs(prog, originals)
     _save(prog, spec, max(spec.specificationVersion, {"iOS16": 7, "iOS17": 8, "iOS18": 9}[mode.target]), dst)
     # coremltools leaves a weight whose shape its mode cannot take (e.g. fewer output channels than
@@ -459,7 +447,7 @@ class MixedPlan:
 
 
 def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_file: Path, progress: Any = None,
-               targets: MixedTargets = MixedTargets()) -> tuple[dict[str, int], MixedPlan]:
+               targets: MixedTargets = MixedTargets(), tables: dict | None = None) -> tuple[dict[str, int], MixedPlan]:
     """Each weight's table width for the ``mixed`` compression (Apple's per-layer recipe for large
     models, executed by zoo's MIL interpreter), one width per layer (``layer_group``).
 
@@ -488,12 +476,13 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
     from . import parity
     from .mil import MilError, MilProgram
 
+    tables = {} if tables is None else tables  # the look-up tables, for the final pass to reuse
     noise: dict[int, dict[str, float]] = {}
     packed4: dict[str, Any] = {}  # each weight's 4-bit constexpr op, decompressed when its layer is measured
     energy = {name: float(np.sum(np.asarray(value, np.float64) ** 2)) for name, value in originals.items()}
     for b in MIXED_BITS[:-1]:
         spec, prog = _load(src)
-        _apply(prog, spec, "palette", cto.OptimizationConfig(global_config=palette_config(b), op_name_configs={name: None for name in kept}))
+        _apply(prog, spec, "palette", cto.OptimizationConfig(global_config=palette_config(b, tables), op_name_configs={name: None for name in kept}))
         noise[b] = {name: 10 ** (-snr / 10) for name, snr in weight_snrs(prog, originals).items()}
         if b == MIXED_BITS[0]:
             for fn in prog.functions.values():

@@ -5,9 +5,9 @@ name, version and source digest, zoo.core's own source digest, the variant, the
 weights' identity (for local weights, their sha256) and the tool versions: any
 change to any of them is a cache miss. The stages before compression are keyed on
 only the variant fields their hooks may depend on (``TORCH_SIDE``, ``CONVERTED``;
-hookspecs.py), so a compressed variant reuses what its uncompressed variant built. A cached stage is re-hashed when reused
-(``cache.StageCache.get``); one that fails its hash is rebuilt and the export
-says so.
+hookspecs.py), so a compressed variant reuses what its uncompressed variant built.
+A cached stage is re-hashed when reused (``cache.StageCache.get``); one that fails
+its hash is rebuilt and the export says so.
 """
 
 from __future__ import annotations

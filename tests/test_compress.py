@@ -44,7 +44,7 @@ def test_a_compressed_export_is_executed_judged_and_recorded(tiny_host, tmp_path
     (check,) = _mil(report, "vocoder")  # the one weight over the threshold: the vocoder's 240 x 16
     assert [c.metric for c in _mil(report, "encoder")] == ["cosine_min"]  # nothing compressed: judged as fp16
     assert check.metric == "snr_db_min" and check.status == "passed" and check.value >= check.threshold
-    assert f"predicted from the 1 compressed weights' own SNR" in check.basis and mode in check.basis
+    assert "predicted from the 1 compressed weights' own SNR" in check.basis and mode in check.basis
     entry = registry.exports()[0]
     assert entry["variant"]["compression"] == mode and entry["variant"]["target"] == ("iOS17" if mode == "w8" else "iOS18")
     record = {c["name"]: c.get("compression") for c in entry["components"]}
@@ -291,9 +291,9 @@ def test_a_group_seen_again_gets_the_same_table_and_indices(monkeypatch, distinc
     if distinct:  # fewer distinct values than table entries: the table holds them, padded
         group = rng.choice(rng.normal(size=distinct), size=(16, 256)).astype(np.float16)
     fresh_lut, fresh_index = compress.lut_kmeans(group, 4)
-    monkeypatch.setattr(compress, "_TABLES", {})
-    compress.lut_kmeans(group, 4)
-    assert len(compress._TABLES) == 1
+    tables = {}
+    compress.lut_kmeans(group, 4, tables=tables)
+    assert len(tables) == 1
     monkeypatch.setattr(compress, "_lut_kmeans", lambda *a: pytest.fail("clustered again"))
-    lut, index = compress.lut_kmeans(group, 4)
+    lut, index = compress.lut_kmeans(group, 4, tables=tables)
     assert np.array_equal(lut, fresh_lut) and np.array_equal(lut[index], fresh_lut[fresh_index])
