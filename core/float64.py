@@ -103,16 +103,28 @@ def _float64_mode() -> Any:
 
 
 @contextmanager
-def as_float64(*objects: Any) -> Iterator[None]:
+def as_float64(*objects: Any, lazy: tuple[Any, ...] = ()) -> Iterator[None]:
     """Every floating-point parameter and buffer of the modules in ``objects`` is float64 inside the
-    block, and so is every floating-point tensor torch computes there (see :func:`_float64_mode`)."""
+    block, and so is every floating-point tensor torch computes there (see :func:`_float64_mode`).
+
+    The modules in ``lazy`` are widened only when called (a module's tensors, its submodules'
+    included, when its forward first runs in the block): an upstream model whose one component is
+    checked is not copied to float64 whole (pocket_tts: ~0.4 GB of peak memory per parity stage).
+    A tensor such a module reads without being called stays float32: a same-dtype op then raises,
+    and arithmetic between two such tensors rounds to float32 — so a lazy run may fail where an
+    eager one passes, never the reverse (see :func:`levels.reference._float64`, which falls back)."""
     import torch
 
     tensors: dict[int, tuple[Any, torch.dtype]] = {}
     derived: list[tuple[Any, Any]] = []  # (buffer, its float32 data) of tables rebuilt in float64
     modules = modules_in(*objects)
-    with torch.no_grad():
-        for module in modules:
+    waiting = {id(sub): sub for module in modules_in(*lazy) for sub in module.modules()}
+    for module in modules:
+        for sub in module.modules():
+            waiting.pop(id(sub), None)
+
+    def widen(module: Any) -> None:
+        with torch.no_grad():
             for sub in module.modules():
                 for name, build in sub.__dict__.get("_zoo_derived", {}).items():
                     buffer = sub._buffers[name]
@@ -120,19 +132,28 @@ def as_float64(*objects: Any) -> Iterator[None]:
                         tensors[id(buffer)] = (buffer, buffer.dtype)
                         derived.append((buffer, buffer.data))
                         buffer.data = build(torch.float64).to(buffer.device)
+            for tensor in list(module.parameters()) + list(module.buffers()):
+                if tensor.is_floating_point() and tensor.dtype != torch.float64 and id(tensor) not in tensors:
+                    tensors[id(tensor)] = (tensor, tensor.dtype)
+                    tensor.data = tensor.data.to(torch.float64)
+
+    def on_call(module: Any, args: Any) -> None:
+        if waiting.pop(id(module), None) is not None:
+            widen(module)
+            for sub in module.modules():
+                waiting.pop(id(sub), None)
+
     for module in modules:
-        for tensor in list(module.parameters()) + list(module.buffers()):
-            if tensor.is_floating_point() and tensor.dtype != torch.float64:
-                tensors.setdefault(id(tensor), (tensor, tensor.dtype))
-    with torch.no_grad():
-        for tensor, _ in tensors.values():
-            tensor.data = tensor.data.to(torch.float64)
+        widen(module)
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(on_call) if waiting else None
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
         with _float64_mode():
             yield
     finally:
+        if hook is not None:
+            hook.remove()
         torch.set_default_dtype(previous)
         with torch.no_grad():
             for tensor, dtype in tensors.values():

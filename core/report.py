@@ -29,6 +29,9 @@ class StageResult:
     status: str  # done | cached | failed | skipped
     seconds: float = 0.0
     detail: str = ""
+    #: the process's peak resident memory when the stage ended (MB): the stage whose value
+    #: jumps is the one that set the export's peak
+    peak_rss_mb: float = 0.0
 
 
 @dataclass

@@ -70,6 +70,16 @@ def weights_identity(weights: WeightsSource) -> dict[str, Any]:
     return ident
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (0 where the platform does not say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if platform.system() == "Darwin" else 1024), 1)  # bytes on macOS, KiB elsewhere
+
+
 class Stages:
     """Runs the stages of one export: ``stage(name)`` times and reports a step, ``cached(...)``
     reuses or builds a cached one. ``identity`` is what every key of this export includes."""
@@ -97,11 +107,11 @@ class Stages:
                     exc._zoo_stage = name  # type: ignore[attr-defined]
                 except AttributeError:
                     pass
-            result = StageResult(name, "failed", time.perf_counter() - start, detail)
+            result = StageResult(name, "failed", time.perf_counter() - start, detail, peak_rss_mb())
             self.report.stages.append(result)
             self.reporter.end(result)
             raise
-        result = StageResult(name, info["status"], time.perf_counter() - start, info["detail"])
+        result = StageResult(name, info["status"], time.perf_counter() - start, info["detail"], peak_rss_mb())
         self.report.stages.append(result)
         self.reporter.end(result)
 

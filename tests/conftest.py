@@ -119,3 +119,26 @@ def write_plugin(tmp_path: Path):
     sys.path.remove(str(site))
     for name in written:
         sys.modules.pop(name, None)
+
+
+#: test files by their time in one run of the suite (seconds, `pytest --durations`, 2026-12-02), longest
+#: first: xdist hands files out in collection order, so the long ones start first and the short
+#: ones fill the other worker's time (with xdist's default order, by test count, kokoro's
+#: two-test fp16 file started last and ran alone for ~5 min)
+LONGEST_FIRST = (
+    "test_kokoro_export_fp16.py",  # 525: small-fp16, then small-fp16-mixed on its stages
+    "test_trust.py",  # 180 in many short tests
+    "test_gates.py",  # 175: the kokoro grid is 160
+    "test_kokoro_export.py",  # 175
+    "test_pocket_export.py",  # 140
+    "test_vibevoice_export.py",  # 115
+    "test_export.py",  # 115
+    "test_compress.py",  # 85
+    "test_mil_conformance.py",  # 85
+    "test_kokoro_loop.py",  # 75
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order kept
