@@ -201,6 +201,32 @@ def _nearest(flat: Any, lut: Any) -> Any:
     return order[np.searchsorted((stored[:-1] + stored[1:]) / 2, flat.astype(np.float64), side="right")].astype(np.uint8)
 
 
+def _distinct(flat: Any) -> tuple[Any, Any, Any]:
+    """``np.unique(flat, return_inverse=True, return_counts=True)`` (inverse flat). For fp16, by
+    counting the 65,536 bit patterns instead of sorting: 0.34 ms instead of 4.5 ms for a group of
+    16 x 1536 weights, a third of a table's time (-0 counted as 0, as np.unique does; a group
+    holding a NaN takes np.unique)."""
+    import numpy as np
+
+    if flat.dtype != np.float16:
+        distinct, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+        return distinct, inverse.reshape(-1), counts
+    codes = flat.view(np.uint16)
+    counts_all = np.bincount(codes, minlength=1 << 16)
+    if counts_all[0x7C01:0x8000].any() or counts_all[0xFC01:].any():  # NaN patterns
+        distinct, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
+        return distinct, inverse.reshape(-1), counts
+    counts_all[0] += counts_all[0x8000]  # -0 is 0
+    counts_all[0x8000] = 0
+    present = np.flatnonzero(counts_all)
+    order = np.argsort(present.astype(np.uint16).view(np.float16), kind="stable")
+    ranked = present[order]
+    rank = np.zeros(1 << 16, np.intp)
+    rank[ranked] = np.arange(len(ranked))
+    rank[0x8000] = rank[0]
+    return ranked.astype(np.uint16).view(np.float16), rank[codes], counts_all[ranked]
+
+
 def _lut_kmeans(flat: Any, size: int) -> tuple[Any, Any]:
     import numpy as np
 
@@ -208,8 +234,7 @@ def _lut_kmeans(flat: Any, size: int) -> tuple[Any, Any]:
     # takes no weights); coremltools is pinned, so this private path is stable for zoo
     from coremltools._deps import kmeans1d
 
-    distinct, inverse, counts = np.unique(flat, return_inverse=True, return_counts=True)
-    inverse = inverse.reshape(-1)
+    distinct, inverse, counts = _distinct(flat)
     m = len(distinct)
     if m <= size:
         lut = np.zeros(size, flat.dtype)

@@ -297,3 +297,22 @@ def test_a_group_seen_again_gets_the_same_table_and_indices(monkeypatch, distinc
     monkeypatch.setattr(compress, "_lut_kmeans", lambda *a: pytest.fail("clustered again"))
     lut, index = compress.lut_kmeans(group, 4, tables=tables)
     assert np.array_equal(lut, fresh_lut) and np.array_equal(lut[index], fresh_lut[fresh_index])
+
+
+def test_fp16_distinct_values_by_counting_bit_patterns_equal_np_unique():
+    """The table's distinct values, their indices and counts, counted over fp16 bit patterns: the
+    same as np.unique's (-0 and 0 one value; infinities; a NaN takes np.unique itself)."""
+    rng = np.random.default_rng(1)
+    for trial in range(60):
+        n = int(rng.integers(1, 5000))
+        x = (rng.standard_normal(n) * rng.choice([1e-6, 1e-3, 1.0, 100.0])).astype(np.float16)
+        x[rng.integers(0, n, size=max(1, n // 10))] = np.float16(-0.0) if trial % 2 else np.float16(0.0)
+        if trial % 3 == 0:
+            x[0], x[-1] = np.float16(np.inf), np.float16(-np.inf)
+        if trial == 5:
+            x[1] = np.float16(np.nan)
+        want = np.unique(x, return_inverse=True, return_counts=True)
+        got = compress._distinct(x)
+        for a, b in zip(want, got):
+            np.testing.assert_array_equal(a.reshape(-1), b)
+        assert np.array_equal(got[0][got[1]], x, equal_nan=True)
