@@ -6,6 +6,7 @@ overrides them by implementing the same hook and returning a result.
 
 from __future__ import annotations
 
+import gc
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -96,6 +97,8 @@ def save_component(functions: Mapping[str, Traceable], variant: Variant, out_pat
         for fn_name, traceable in functions.items():
             part = Path(tmp) / f"{fn_name}.mlpackage"
             convert_function(traceable, variant).save(str(part))
+            # the converted program's weights (cyclic MIL graph) go before the next function converts
+            gc.collect()
             descriptor.add_function(str(part), src_function_name="main", target_function_name=fn_name)
         descriptor.default_function_name = next(iter(functions))
         ct.utils.save_multifunction(descriptor, str(out_path))

@@ -126,6 +126,7 @@ class Exporter:
             # hashed once the convert stage passed its own check: the cached level verdicts are
             # keyed on it and the copy placed in the export must match it
             packages[comp.name] = ValidatedPackage(path, tree_sha256(path), comp.functions)
+        session.release()  # nothing after conversion runs torch: its memory goes before packages load
         bounds: dict[str, tuple[Any, str]] = {}
         uncompressed = dict(packages)
         if self.variant.compression != "none":  # the compressed package is the one validated and shipped
@@ -246,6 +247,9 @@ def convert_stage(stages: Stages, session: ModelSession, component: str) -> Path
         saved = session.call("convert", variant=session.variant.uncompressed(), component=component, functions=session.traceables()[component], out_path=out)
         if saved is None or Path(saved).resolve() != out.resolve() or not out.exists():
             raise RuntimeError(f"convert must save the package at {out}, got {saved}")
+        import gc
+
+        gc.collect()  # the converted program (a cyclic MIL graph holding every weight) goes now
 
     return stages.cached(f"convert:{component}", build, variant_fields=CONVERTED) / f"{component}.mlpackage"
 

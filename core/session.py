@@ -67,6 +67,7 @@ class ModelSession:
         self._stage = stage or _no_stage
         self._reference: Reference | None = None
         self._traceables: dict[str, dict[str, Traceable]] | None = None
+        self._files: dict[str, str] = {}  # the reference's weights files, kept after release()
 
     def call(self, hook: str, **kwargs: Any) -> Any:
         return self.host.call(self.model, hook, **kwargs)
@@ -83,7 +84,20 @@ class ModelSession:
 
     def loaded_reference_files(self) -> dict[str, str]:
         """The weights files the reference was loaded from (name -> sha256), if it was loaded."""
-        return dict(self._reference.files) if self._reference is not None and self._reference.files else {}
+        if self._reference is not None and self._reference.files:
+            return dict(self._reference.files)
+        return dict(self._files)
+
+    def release(self) -> None:
+        """Let the reference and the traceables go (the export's stages after conversion run the
+        saved packages, not torch): their memory is returned before the package levels load the
+        packages. Asked for again, they are built again."""
+        import gc
+
+        if self._reference is not None:
+            self._files = dict(self._reference.files or {})
+        self._reference = self._traceables = None
+        gc.collect()  # torch modules and traced graphs hold reference cycles
 
     def traceables(self, fresh: bool = False) -> dict[str, dict[str, Traceable]]:
         """``{component: {function: Traceable}}``, checked against the model's declared components
