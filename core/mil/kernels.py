@@ -380,6 +380,12 @@ def _conv_pads(pad_type: str, pad: Any, in_sizes: list[int], kernel_sizes: list[
     return pads
 
 
+#: the gathered kernel taps of one conv call are built for at most this many bytes at a time: a
+#: longer output is computed in pieces along its last axis (kokoro's generator: 128 channels x 11
+#: taps x 96,000 samples would be 540 MB at once; each output value is the same dot product)
+CONV_CHUNK_BYTES = 32 << 20
+
+
 @kernel("conv")
 def conv(x: Any, weight: Any, bias: Any = None, strides: Any = None, pad_type: str = "valid", pad: Any = None, dilations: Any = None, groups: Any = 1, **_: Any) -> Any:
     nsp = x.ndim - 2
@@ -388,10 +394,27 @@ def conv(x: Any, weight: Any, bias: Any = None, strides: Any = None, pad_type: s
     ks = list(weight.shape[2:])
     pads = _conv_pads(pad_type, pad, list(x.shape[2:]), ks, strides_, dil)
     xp = np.pad(x, [(0, 0), (0, 0)] + pads) if any(p != (0, 0) for p in pads) else x
-    g = int(groups)
+    n, cin = xp.shape[:2]
+    out_sizes = [(xp.shape[2 + i] - (ks[i] - 1) * dil[i] - 1) // strides_[i] + 1 for i in range(nsp)]
+    y = np.empty((n, weight.shape[0], *out_sizes), np.float32)
+    cols_bytes = 4 * n * cin * int(np.prod(ks)) * int(np.prod(out_sizes))
+    last = out_sizes[-1]
+    per = max(1, last * CONV_CHUNK_BYTES // max(cols_bytes, 1)) if cols_bytes > CONV_CHUNK_BYTES else last
+    for a in range(0, last, per):
+        b = min(a + per, last)
+        lo, hi = a * strides_[-1], (b - 1) * strides_[-1] + (ks[-1] - 1) * dil[-1] + 1
+        y[..., a:b] = _conv_valid(xp[..., lo:hi], weight, strides_, dil, int(groups), out_sizes[:-1] + [b - a])
+    if bias is not None:
+        y += bias.reshape((1, -1) + (1,) * nsp)
+    return y
+
+
+def _conv_valid(xp: Any, weight: Any, strides_: list[int], dil: list[int], g: int, out_sizes: list[int]) -> Any:
+    """An unpadded convolution whose output has ``out_sizes``: [N, O, *out_sizes]."""
+    nsp = xp.ndim - 2
+    ks = list(weight.shape[2:])
     n, cin = xp.shape[:2]
     cout = weight.shape[0]
-    out_sizes = [(xp.shape[2 + i] - (ks[i] - 1) * dil[i] - 1) // strides_[i] + 1 for i in range(nsp)]
     # gather every kernel tap as a strided view: [N, C, K..., *out]
     taps = []
     for offs in itertools.product(*[range(k) for k in ks]):
@@ -406,10 +429,7 @@ def conv(x: Any, weight: Any, bias: Any = None, strides: Any = None, pad_type: s
     cols = cols.reshape(n, g, cg * len(taps), length).transpose(1, 2, 0, 3).reshape(g, cg * len(taps), n * length)
     y = np.matmul(weight.reshape(g, og, cg * len(taps)), cols)  # [g, O/g, N*L]
     y = y.reshape(g, og, n, *out_sizes)
-    y = np.moveaxis(y, 2, 0).reshape(n, cout, *out_sizes)
-    if bias is not None:
-        y = y + bias.reshape((1, -1) + (1,) * nsp)
-    return y
+    return np.moveaxis(y, 2, 0).reshape(n, cout, *out_sizes)
 
 
 @kernel("conv_transpose")
