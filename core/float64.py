@@ -103,7 +103,7 @@ def _float64_mode() -> Any:
 
 
 @contextmanager
-def as_float64(*objects: Any, lazy: tuple[Any, ...] = ()) -> Iterator[None]:
+def as_float64(*objects: Any, lazy: tuple[Any, ...] = (), extra: tuple[Any, ...] = ()) -> Iterator[None]:
     """Every floating-point parameter and buffer of the modules in ``objects`` is float64 inside the
     block, and so is every floating-point tensor torch computes there (see :func:`_float64_mode`).
 
@@ -112,7 +112,8 @@ def as_float64(*objects: Any, lazy: tuple[Any, ...] = ()) -> Iterator[None]:
     checked is not copied to float64 whole (pocket_tts: ~0.4 GB of peak memory per parity stage).
     A tensor such a module reads without being called stays float32: a same-dtype op then raises,
     and arithmetic between two such tensors rounds to float32 — so a lazy run may fail where an
-    eager one passes, never the reverse (see :func:`levels.reference._float64`, which falls back)."""
+    eager one passes, never the reverse (see :func:`levels.reference._float64`, which falls back).
+    ``extra``: parameters or buffers widened up front, whichever module holds them."""
     import torch
 
     tensors: dict[int, tuple[Any, torch.dtype]] = {}
@@ -145,6 +146,11 @@ def as_float64(*objects: Any, lazy: tuple[Any, ...] = ()) -> Iterator[None]:
 
     for module in modules:
         widen(module)
+    with torch.no_grad():
+        for tensor in extra:
+            if tensor.is_floating_point() and tensor.dtype != torch.float64 and id(tensor) not in tensors:
+                tensors[id(tensor)] = (tensor, tensor.dtype)
+                tensor.data = tensor.data.to(torch.float64)
     hook = torch.nn.modules.module.register_module_forward_pre_hook(on_call) if waiting else None
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)

@@ -1,5 +1,6 @@
 """as_float64: the modules given are widened up front, the ``lazy`` ones only when called; the
-reference level falls back to widening everything when a lazy run cannot be trusted."""
+reference level widens the port for its run and upstream's called modules for upstream's, and
+falls back to widening everything at once when such a run cannot be trusted."""
 
 from __future__ import annotations
 
@@ -56,12 +57,12 @@ def test_the_reference_level_falls_back_to_widening_every_module(monkeypatch):
     calls = []
     real = reference_level.as_float64
 
-    def counted(*objects, lazy=()):
+    def counted(*objects, lazy=(), extra=()):
         calls.append("lazy" if lazy else "eager")
-        return real(*objects, lazy=lazy)
+        return real(*objects, lazy=lazy, extra=extra)
 
     monkeypatch.setattr(reference_level, "as_float64", counted)
     result = reference_level.check_component(model, model.variant("fp32"), "c", up, {"main": traceable})
-    assert calls == ["lazy", "eager"]
+    assert calls == ["eager", "lazy", "eager"]  # the port; upstream lazily (raised); both at once
     checks = {c.metric: c for c in result.checks}
     assert checks["float64_rel"].status == "passed" and checks["float64_rel"].value < 1e-12, checks
