@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 from .cache import StageCache
 from .hashing import tree_sha256
+from .memory import peak_rss_mb
 from .report import ExportReport, Reporter, StageResult
 from .spec import WeightsSource, stable_hash
 from .validation import Check
@@ -68,16 +69,6 @@ def weights_identity(weights: WeightsSource) -> dict[str, Any]:
             raise FileNotFoundError(f"weights path {path} does not exist")
         ident.update(path=str(path), sha256=tree_sha256(path))
     return ident
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory so far, in MB (0 where the platform does not say)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return 0.0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024 if platform.system() == "Darwin" else 1024), 1)  # bytes on macOS, KiB elsewhere
 
 
 class Stages:
