@@ -64,9 +64,6 @@ class Exporter:
         self.report = ExportReport(model=self.model.name, variant=self.variant.name, weights=self.weights.describe())
 
     def run(self) -> ExportReport:
-        from .memory import return_freed_memory
-
-        return_freed_memory()  # each stage's freed memory goes back, not into the next one's peak
         report = self.report
         try:
             self._run()

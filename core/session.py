@@ -98,6 +98,9 @@ class ModelSession:
             self._files = dict(self._reference.files or {})
         self._reference = self._traceables = None
         gc.collect()  # torch modules and traced graphs hold reference cycles
+        from .memory import return_freed_memory
+
+        return_freed_memory()
 
     def traceables(self, fresh: bool = False) -> dict[str, dict[str, Traceable]]:
         """``{component: {function: Traceable}}``, checked against the model's declared components

@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 
 from .cache import StageCache
 from .hashing import tree_sha256
-from .memory import peak_rss_mb
+from .memory import peak_rss_mb, return_freed_memory
 from .report import ExportReport, Reporter, StageResult
 from .spec import WeightsSource, stable_hash
 from .validation import Check
@@ -103,6 +103,7 @@ class Stages:
             self.reporter.end(result)
             raise
         result = StageResult(name, info["status"], time.perf_counter() - start, info["detail"], peak_rss_mb())
+        return_freed_memory()  # what the stage freed goes back, not under the next stage's peak
         self.report.stages.append(result)
         self.reporter.end(result)
 
