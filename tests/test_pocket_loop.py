@@ -100,3 +100,30 @@ def test_voice_encoder_ignores_padding_after_the_prompt(small_ref, small_compone
     audio[..., n:] = np.random.default_rng(5).standard_normal(audio[..., n:].shape)  # anything after the prompt
     padded = encoder.run({"audio": audio})["conditioning"]
     assert np.max(np.abs(padded[:, :7] - alone)) <= 1e-4
+
+
+def test_each_step_writes_its_row_into_the_one_cache_array(small_runtime):
+    """The KV cache is one array per text chunk, written in place at ``pos`` after each step (a
+    copy per step would move the whole cache: 25 MB at full size)."""
+    seen = []
+
+    class Recording:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+        def __call__(self, component, inputs, function="main"):
+            out = self.inner(component, inputs, function)
+            if function == "step":
+                seen.append((inputs["kv"], int(inputs["pos"][0]), np.array(out["kv_new"])[:, :, 0]))
+            return out
+
+    result = speak(Recording(small_runtime), "In place.", temperature=0, eos_threshold=1e9, frames_after_eos=0)
+    assert len(seen) == result.frames > 2
+    kv = seen[0][0]
+    assert all(cache is kv for cache, _, _ in seen)  # the same array every step
+    for cache, pos, row in seen:  # each step's new row is stored at its position
+        np.testing.assert_array_equal(kv[:, :, pos], row)
+    assert [pos for _, pos, _ in seen] == list(range(seen[0][1], seen[0][1] + len(seen)))
