@@ -96,7 +96,7 @@ def _float64(component: str, upstream: Any, functions: Mapping[str, Traceable], 
     # upstream's tensors the port holds too (pocket_tts wraps upstream's modules; vibevoice's lm
     # copies its weights): widened for upstream's run as well, as its reference may read them
     # without calling their module (pocket_tts: F.linear on flow_lm.speaker_proj_weight)
-    port_tensors = {id(t): t for module in modules_in(*port) for t in list(module.parameters()) + list(module.buffers())}
+    port_tensors = {id(t) for module in modules_in(*port) for t in list(module.parameters()) + list(module.buffers())}
     shared = tuple(t for module in modules_in(upstream) for t in list(module.parameters()) + list(module.buffers()) if id(t) in port_tensors)
 
     def run(lazy: bool) -> tuple[list[dict[str, float]], list[float]]:

@@ -411,7 +411,6 @@ def conv(x: Any, weight: Any, bias: Any = None, strides: Any = None, pad_type: s
 
 def _conv_valid(xp: Any, weight: Any, strides_: list[int], dil: list[int], g: int, out_sizes: list[int]) -> Any:
     """An unpadded convolution whose output has ``out_sizes``: [N, O, *out_sizes]."""
-    nsp = xp.ndim - 2
     ks = list(weight.shape[2:])
     n, cin = xp.shape[:2]
     cout = weight.shape[0]
