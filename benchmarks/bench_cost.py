@@ -3,14 +3,15 @@
     .venv/bin/python benchmarks/bench_cost.py [--models pocket_tts,kokoro,vibevoice] [--keep DIR]
 
 Prints, measured in this run, with the goal beside each figure:
-* per model: `zoo export MODEL --random-weights --force` wall time and peak RSS, the stage that set
-  the peak (each stage reports the process's peak when it ended), and the validation overhead
+* per model: `zoo export MODEL --random-weights --force` wall time and peak RSS, the stages that
+  raised the peak (each stage reports the process's peak when it ended), and the validation overhead
   (reference parity, loop parity and package-level stages) next to the conversion time;
 * pocket_tts: the torch run loop vs upstream `TTSModel.generate_audio` (same model, voice, text,
   EOS threshold, temperature 0, both warm, timed in this process);
 * kokoro: the torch run loop vs `KModel.forward` on the same phonemes and voice;
-* the MIL interpreter's time per call over torch's (warm, median of three): pocket_tts's
-  generation step, kokoro's decoder, vibevoice's decoder;
+* the MIL interpreter's time per call over torch's (common.interpreter_over_torch: warm, median of
+  three): pocket_tts's generation step, kokoro's decoder (its longest parity example), vibevoice's
+  decoder;
 * kokoro's decoder: the peak memory its first call adds, interpreter vs torch, each in a fresh
   process (Linux: the process's peak is reset right before the call).
 `make test`'s time is measured by benchmarks/bench_suite.py. Nothing here asserts a goal.
@@ -21,10 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -80,64 +79,31 @@ def export_lines(model: str, report: dict, fig: dict) -> list[str]:
     ]
 
 
-def per_call(run: Callable[[], Any], repeats: int = 3) -> float:
-    """Median seconds of ``run()`` after one warm-up call."""
-    run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def interpreter_over_torch(traceable: Any, package: Path, function: str = "main", example: dict | None = None) -> tuple[float, float]:
-    """(torch seconds, interpreter seconds) per call of one function on one example."""
-    from zoo.core.mil import MilProgram
-
-    example = example if example is not None else traceable.examples[0]
-    program = MilProgram.load(package)
-
-    def mil() -> Any:
-        state = program.make_state(function) if program.function(function).states else None
-        return program.run(example, function, state)
-
-    return per_call(lambda: traceable.run(example)), per_call(mil)
-
-
 def pocket_figures(export_dir: Path) -> dict:
     from bench_pocket_tts import torch_vs_upstream_and_interpreter
-    from common import fp32_session
-    from zoo.core.plugins import PluginHost
 
     out = torch_vs_upstream_and_interpreter(export_dir, "fp16")
-    step = fp32_session(PluginHost(), "pocket_tts", "fp16").traceables()["flowlm"]["step"]
-    torch_s, mil_s = interpreter_over_torch(step, export_dir / "flowlm.mlpackage", "step")
-    out.update(step_torch_ms=round(torch_s * 1e3, 1), step_mil_ms=round(mil_s * 1e3, 1))
+    ms = out["step_call_ms"]
     out["_lines"] = [
         f"pocket_tts torch run loop vs upstream generate_audio: {out['torch_speed_vs_upstream']:.2f}x "
         f"({out['upstream_generate_audio']['seconds']} s / {out['torch_loop']['seconds']} s, frames {out['upstream_generate_audio']['frames']} / {out['torch_loop']['frames']}; goal >= 1.2)",
-        f"pocket_tts MIL interpreter / torch per step call: {mil_s / torch_s:.2f}x ({mil_s * 1e3:.1f} / {torch_s * 1e3:.1f} ms; goal <= 2)",
+        f"pocket_tts MIL interpreter / torch per step call: {out['mil_over_torch_step']:.2f}x ({ms['mil']} / {ms['torch']} ms; goal <= 2)",
     ]
     return out
 
 
 def kokoro_figures(export_dir: Path) -> dict:
     from bench_kokoro import torch_vs_kmodel_and_interpreter
-    from common import fp32_session
-    from zoo.core.plugins import PluginHost
 
     out = torch_vs_kmodel_and_interpreter(export_dir, "fp16")
-    decoder = fp32_session(PluginHost(), "kokoro", "fp16").traceables()["decoder"]["main"]
-    example = decoder.examples[-1]
-    torch_s, mil_s = interpreter_over_torch(decoder, export_dir / "decoder.mlpackage", example=example)
-    seconds = int(example["en"].shape[2]) / 40  # 40 frames per second of audio
+    seconds = out["decoder_example_frames"] / 40  # 40 frames per second of audio
     memory = {backend: in_child(decoder_call_memory, str(export_dir), backend) for backend in ("torch", "mil")}
-    out.update(decoder_torch_s=round(torch_s, 3), decoder_mil_s=round(mil_s, 3), decoder_audio_seconds=seconds, decoder_call_mb=memory)
+    out.update(decoder_audio_seconds=seconds, decoder_call_mb=memory)
     ratio = memory["mil"] / memory["torch"] if memory["torch"] > 0 else float("inf")
+    mil_s, torch_s = out["decoder_mil_seconds"], out["decoder_torch_seconds"]
     out["_lines"] = [
         f"kokoro torch run loop vs KModel.forward: {out['torch_speed_vs_kmodel']:.2f}x (goal >= 1.0)",
-        f"kokoro MIL interpreter / torch per decoder call ({seconds:.2f} s of audio): {mil_s / torch_s:.2f}x ({mil_s:.2f} / {torch_s:.2f} s; goal <= 2)",
+        f"kokoro MIL interpreter / torch per decoder call ({seconds:.2f} s of audio): {out['mil_over_torch_decoder']:.2f}x ({mil_s:.2f} / {torch_s:.2f} s; goal <= 2)",
         f"kokoro decoder call peak memory, interpreter vs torch ({seconds:.2f} s of audio): {memory['mil']:.0f} / {memory['torch']:.0f} MB = {ratio:.2f}x "
         f"({memory['mil'] / seconds:.0f} MB per second of audio; goal <= 1.5x)",
     ]
@@ -145,7 +111,7 @@ def kokoro_figures(export_dir: Path) -> dict:
 
 
 def vibevoice_figures(export_dir: Path) -> dict:
-    from common import fp32_session
+    from common import fp32_session, interpreter_over_torch
     from zoo.core.plugins import PluginHost
 
     decoder = fp32_session(PluginHost(), "vibevoice", "fp16").traceables()["decoder"]["main"]

@@ -8,7 +8,8 @@ Prints, measured in this run:
 * `zoo run --backend mil --json`: calls per second of audio;
 * the torch-backend run loop vs upstream `TTSModel.generate_audio` on the same model, voice,
   text and EOS threshold at temperature 0 (speed ratio, and both frame counts);
-* MIL interpreter time per call vs the torch traceable for the generation step (flowlm.step).
+* MIL interpreter time per call vs the torch traceable for the generation step (flowlm.step;
+  warm, median of three).
 Goals (from the issues) are printed next to the figures; nothing here asserts them.
 """
 
@@ -21,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import export_and_speak, fp32_session
+from common import export_and_speak, fp32_session, interpreter_over_torch
 
 #: timed runs of each loop (the median is reported)
 REPEATS = 3
@@ -45,7 +46,6 @@ def torch_vs_upstream_and_interpreter(export_dir: Path, variant: str) -> dict:
     import numpy as np
 
     from zoo.core import RunOptions
-    from zoo.core.mil import MilProgram
     from zoo.core.plugins import PluginHost
     from zoo.plugins.pocket_tts import loop
 
@@ -72,18 +72,7 @@ def torch_vs_upstream_and_interpreter(export_dir: Path, variant: str) -> dict:
     ours_s, up_s = statistics.median(ours_times), statistics.median(up_times)
 
     step = session.traceables()["flowlm"]["step"]
-    example = step.examples[0]
-    program = MilProgram.load(export_dir / "flowlm.mlpackage")
-    n = 5
-    start = time.perf_counter()
-    for _ in range(n):
-        step.run(example)
-    torch_call = (time.perf_counter() - start) / n
-    program.run(example, "step")
-    start = time.perf_counter()
-    for _ in range(n):
-        program.run(example, "step")
-    mil_call = (time.perf_counter() - start) / n
+    torch_call, mil_call = interpreter_over_torch(step, export_dir / "flowlm.mlpackage", "step")
     return {
         "torch_loop": {"seconds": round(ours_s, 2), "frames": ours.frames, "audio_seconds": len(ours.audio) / 24000},
         "upstream_generate_audio": {"seconds": round(up_s, 2), "frames": int(up.shape[-1] // 1920)},

@@ -84,3 +84,31 @@ def fp32_session(host: Any, model: str, variant: str) -> Any:
 
     spec = host.model(model).variant(variant)
     return ModelSession(host, model, dataclasses.replace(spec, precision="fp32"), WeightsSource.random(0))
+
+
+def per_call(run: Any, repeats: int = 3) -> float:
+    """Median seconds of ``run()`` after one warm-up call."""
+    import statistics
+
+    run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def interpreter_over_torch(traceable: Any, package: Path, function: str = "main", example: dict | None = None) -> tuple[float, float]:
+    """(torch seconds, MIL interpreter seconds) per call of one function on one example (default:
+    its first), each warm, the median of three; a stateful function starts from fresh states."""
+    from zoo.core.mil import MilProgram
+
+    example = example if example is not None else traceable.examples[0]
+    program = MilProgram.load(package)
+
+    def mil() -> Any:
+        state = program.make_state(function) if program.function(function).states else None
+        return program.run(example, function, state)
+
+    return per_call(lambda: traceable.run(example)), per_call(mil)
