@@ -58,11 +58,11 @@ class MimiStream:
         self.pending.append((self.quant @ (latent.reshape(-1) * self.std + self.mean)).astype(np.float32))
         if len(self.pending) == self.frames:
             self._flush()
-            self._hand_over(wait=len(self.futures) > 1)
+            self._hand_over(keep=1)
 
-    def _hand_over(self, wait: bool) -> None:
-        """Emit decoded groups in order: those already finished, or with ``wait`` every one."""
-        while self.futures and (wait or self.futures[0].done()):
+    def _hand_over(self, keep: int) -> None:
+        """Emit decoded groups in order: every finished one, waiting until at most ``keep`` are in flight."""
+        while self.futures and (len(self.futures) > keep or self.futures[0].done()):
             audio = self.futures.pop(0).result()
             start = self.handed_samples
             if start < len(self.fade):  # the chunk's fade-in may span several groups
@@ -89,7 +89,7 @@ class MimiStream:
         """Decode what is left, emit it, and return the chunk's whole audio (faded in)."""
         if self.pending:
             self._flush()
-        self._hand_over(wait=True)
+        self._hand_over(keep=0)
         return np.concatenate(self.handed) if self.handed else np.zeros(0, np.float32)
 
     def close(self) -> None:

@@ -104,6 +104,8 @@ class CachedTransformer(nn.Module):
         self.register_buffer("slots", torch.arange(cache_size, dtype=torch.float32), persistent=False)
 
     def forward(self, x: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if not torch.jit.is_tracing():
+            return self._eager(x, kv, int(pos.reshape(-1)[0]), valid)
         chunk = x.shape[1]  # a Python int at trace time
         s, h, d = self.cache_size, self.heads, self.head_dim
         offsets = torch.arange(chunk, dtype=torch.int32)
@@ -124,6 +126,33 @@ class CachedTransformer(nn.Module):
             x = attend_and_feed_forward(layer, x, q.transpose(1, 2), keys, values, mask.view(1, 1, chunk, s + chunk))
             rows.append(torch.stack([k.reshape(1, chunk, h * d), v.reshape(1, chunk, h * d)], dim=0) * keep)
         return x, torch.cat(rows, dim=1)  # [2, layers, C, HD]
+
+    def _eager(self, x: torch.Tensor, kv: torch.Tensor, pos: int, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The same computation run eagerly (the torch backend): attend to the ``pos`` filled slots only.
+
+        The traced graph must read every slot with a mask (CoreML needs static shapes); eagerly,
+        a position is a Python int, so each layer reads the filled prefix as a strided view
+        and concatenates only those rows with the new ones, as upstream's cache does, instead
+        of all S slots: at pos 150 of 512 a step moves 0.3x the bytes. Parity of the exported
+        graph against this path is what the mil level checks.
+        """
+        chunk = x.shape[1]
+        h, d = self.heads, self.head_dim
+        if not 0 <= pos <= self.cache_size - chunk:
+            raise ValueError(f"cache position {pos} outside 0..{self.cache_size - chunk}")
+        cos, sin = self.rope_cos[pos : pos + chunk], self.rope_sin[pos : pos + chunk]
+        steps = torch.arange(chunk)
+        causal = steps.view(1, chunk) <= steps.view(chunk, 1)
+        mask = None if chunk == 1 else torch.cat([torch.ones(chunk, pos, dtype=torch.bool), causal], dim=1).view(1, 1, chunk, pos + chunk)
+        keep = (steps < valid.reshape(-1)[0]).to(x.dtype).view(1, chunk, 1)
+        rows = []
+        for i, layer in enumerate(self.layers):
+            q, k, v = rope_qkv(layer, x, cos, sin)
+            keys = torch.cat([kv[i, 0, :pos].view(1, pos, h, d), k], dim=1).transpose(1, 2)
+            values = torch.cat([kv[i, 1, :pos].view(1, pos, h, d), v], dim=1).transpose(1, 2)
+            x = attend_and_feed_forward(layer, x, q.transpose(1, 2), keys, values, mask)
+            rows.append(torch.stack([k.reshape(1, chunk, h * d), v.reshape(1, chunk, h * d)], dim=0) * keep)
+        return x, torch.cat(rows, dim=1)
 
 
 def _rows(stacked: torch.Tensor, layers: int) -> torch.Tensor:
