@@ -99,16 +99,20 @@ def per_call(run: Any, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-def interpreter_over_torch(traceable: Any, package: Path, function: str = "main", example: dict | None = None) -> tuple[float, float]:
+def interpreter_over_torch(traceable: Any, package: Path, function: str = "main", example: dict | None = None, held: tuple[str, ...] = ()) -> tuple[float, float]:
     """(torch seconds, MIL interpreter seconds) per call of one function on one example (default:
-    its first), each warm, the median of three; a stateful function starts from fresh states."""
+    its first), each warm, the median of three; a stateful function starts from fresh states.
+    Inputs named in ``held`` reach the interpreter in the package's declared dtype, as the run
+    loop holds them (pocket_tts's KV cache)."""
     from zoo.core.mil import MilProgram
 
     example = example if example is not None else traceable.examples[0]
     program = MilProgram.load(package)
+    declared = program.function(function).inputs
+    mil_example = {k: (v.astype(declared[k].dtype) if k in held else v) for k, v in example.items()}
 
     def mil() -> Any:
         state = program.make_state(function) if program.function(function).states else None
-        return program.run(example, function, state)
+        return program.run(mil_example, function, state)
 
     return per_call(lambda: traceable.run(example)), per_call(mil)

@@ -36,6 +36,16 @@ class ComponentRuntime:
     def _run(self, component: str, function: str, inputs: Mapping[str, Any]) -> dict[str, Any]:  # pragma: no cover
         raise NotImplementedError
 
+    def input_dtype(self, component: str, name: str, function: str = "main") -> Any:
+        """The numpy dtype a component's function declares for input ``name``.
+
+        A loop that keeps a large input between calls (a KV cache) holds it in this dtype, so
+        that no backend converts it at every call: an fp16 package's cache is kept in fp16.
+        """
+        import numpy as np
+
+        return np.dtype(np.float32)
+
     def reset_states(self) -> None:
         """Start every stateful component from its initial state again (a new utterance)."""
 
@@ -59,6 +69,13 @@ class TorchRuntime(ComponentRuntime):
             for f, t in fns.items()
             if t.states
         }
+
+    def input_dtype(self, component: str, name: str, function: str = "main") -> Any:
+        import numpy as np
+
+        spec = next(s for s in self.traceables[component][function].inputs if s.name == name)
+        # the package may declare fp16; the torch modules compute in fp32 whatever it declares
+        return np.dtype(np.float32) if np.dtype(spec.dtype).kind == "f" else np.dtype(spec.dtype)
 
     def reset_states(self) -> None:
         for (c, f), buffers in self._initial.items():
@@ -118,6 +135,11 @@ class MilRuntime(ComponentRuntime):
             state = self._states[key]
         return program.run(inputs, function, state)
 
+    def input_dtype(self, component: str, name: str, function: str = "main") -> Any:
+        import numpy as np
+
+        return np.dtype(self.program(component).function(function).inputs[name].dtype)
+
     def reset_states(self) -> None:
         self._states.clear()
 
@@ -161,6 +183,9 @@ class CoreMLRuntime(ComponentRuntime):
         out = model.predict(dict(inputs), state=state) if state is not None else model.predict(dict(inputs))
         return dict(out)
 
+    def input_dtype(self, component: str, name: str, function: str = "main") -> Any:
+        return spec_input_dtype(self._model(component, function).get_spec(), name, function)
+
     def reset_states(self) -> None:
         self._states = {key: self._models[key].make_state() for key in self._states}
 
@@ -170,6 +195,22 @@ class CoreMLRuntime(ComponentRuntime):
         for name, value in values.items():
             state.write_state(state_identifier(name), value)  # coremltools >= 8: MLState.write_state
         self._states[(component, function)] = state
+
+
+def spec_input_dtype(spec: Any, name: str, function: str = "main") -> Any:
+    """The numpy dtype of multiarray input ``name`` in a CoreML model spec (of ``function`` in a
+    multifunction model)."""
+    import numpy as np
+    from coremltools.proto import FeatureTypes_pb2
+
+    functions = {f.name: f.input for f in spec.description.functions}
+    described = functions[function] if functions else spec.description.input
+    kinds = FeatureTypes_pb2.ArrayFeatureType.ArrayDataType
+    numpy_of = {kinds.FLOAT16: np.float16, kinds.FLOAT32: np.float32, kinds.DOUBLE: np.float64, kinds.INT32: np.int32}
+    for feature in described:
+        if feature.name == name:
+            return np.dtype(numpy_of[feature.type.multiArrayType.dataType])
+    raise KeyError(f"no input {name!r} in function {function!r}; have {[f.name for f in described]}")
 
 
 def predict_coreml(package: Path, function: str, inputs: Mapping[str, Any], states: Mapping[str, Any] | None = None) -> dict[str, Any]:

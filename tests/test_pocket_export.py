@@ -46,6 +46,19 @@ def test_export_run_verify(zoo, variant):
     # the fp16 package really computes in fp16: the MIL level differs from the torch traceable
     if "fp16" in variant:
         assert 0 < checks[("mil", "flowlm", "cosine_min")]["value"] < 1
+    # the dtype each input is declared with, read by the mil backend and from the CoreML spec alike
+    # (the run loop keeps its KV cache in it)
+    import coremltools as ct
+
+    from zoo.core.mil import MilProgram
+    from zoo.core.runtime import spec_input_dtype
+
+    package = Path(report["path"]) / "flowlm.mlpackage"
+    spec, program = ct.utils.load_spec(str(package)), MilProgram.load(package)
+    for function in ("prefill", "step"):
+        for name, info in program.function(function).inputs.items():
+            assert spec_input_dtype(spec, name, function) == np.dtype(info.dtype)
+    assert spec_input_dtype(spec, "kv", "step") == (np.float16 if "fp16" in variant else np.float32)
     config = json.loads((Path(report["path"]) / "constants" / "config.json").read_text())
     assert config["tokenizer_is_real"] is False
 

@@ -102,9 +102,11 @@ def test_voice_encoder_ignores_padding_after_the_prompt(small_ref, small_compone
     assert np.max(np.abs(padded[:, :7] - alone)) <= 1e-4
 
 
-def test_each_step_writes_its_row_into_the_one_cache_array(small_runtime):
+@pytest.mark.parametrize("declared", [np.float32, np.float16])
+def test_each_step_writes_its_row_into_the_one_cache_array(small_runtime, declared):
     """The KV cache is one array per text chunk, written in place at ``pos`` after each step (a
-    copy per step would move the whole cache: 25 MB at full size)."""
+    copy per step would move the whole cache: 25 MB at full size), held in the dtype the
+    backend declares for it (an fp16 package's cache is never converted per call)."""
     seen = []
 
     class Recording:
@@ -114,8 +116,13 @@ def test_each_step_writes_its_row_into_the_one_cache_array(small_runtime):
         def __getattr__(self, name):
             return getattr(self.inner, name)
 
+        def input_dtype(self, component, name, function="main"):
+            return np.dtype(declared) if name == "kv" else self.inner.input_dtype(component, name, function)
+
         def __call__(self, component, inputs, function="main"):
-            out = self.inner(component, inputs, function)
+            # the torch traceables compute in fp32: they get a widened copy of an fp16 cache
+            widened = {**inputs, "kv": inputs["kv"].astype(np.float32)} if "kv" in inputs else inputs
+            out = self.inner(component, widened, function)
             if function == "step":
                 seen.append((inputs["kv"], int(inputs["pos"][0]), np.array(out["kv_new"])[:, :, 0]))
             return out
@@ -123,9 +130,10 @@ def test_each_step_writes_its_row_into_the_one_cache_array(small_runtime):
     result = speak(Recording(small_runtime), "In place.", temperature=0, eos_threshold=1e9, frames_after_eos=0)
     assert len(seen) == result.frames > 2
     kv = seen[0][0]
+    assert kv.dtype == declared
     assert all(cache is kv for cache, _, _ in seen)  # the same array every step
     for cache, pos, row in seen:  # each step's new row is stored at its position
-        np.testing.assert_array_equal(kv[:, :, pos], row)
+        np.testing.assert_array_equal(kv[:, :, pos], row.astype(declared))
     assert [pos for _, pos, _ in seen] == list(range(seen[0][1], seen[0][1] + len(seen)))
 
 

@@ -258,7 +258,7 @@ class MilProgram:
                     raise MilError(f"input {name!r}: expected shape {info.shape}, got {value.shape}")
             if len(info.shape) != value.ndim:
                 raise MilError(f"input {name!r}: expected rank {len(info.shape)}, got shape {value.shape}")
-            env[name] = round_to_fp16(value) if info.dtype == np.float16 and value.dtype != np.float16 else _store(value.astype(info.dtype))
+            env[name] = round_to_fp16(value) if info.dtype == np.float16 and value.dtype != np.float16 else _store(value.astype(info.dtype, copy=False))
         self.first_nonfinite = None
         with np.errstate(all="ignore"):
             for step in fn.steps:

@@ -231,6 +231,7 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
     mimi_init = {k: v.astype(np.float32) for k, v in load_file(str(consts["mimi_init_state"])).items()}
     voice_name, voice = load_voice(runtime, options.voice, cfg)
     cache_size, chunk = cfg.cache_size, cfg.chunk
+    kv_dtype = runtime.input_dtype("flowlm", "kv", "step")  # fp16 packages: the cache is kept in fp16, never converted per call
     rng = np.random.default_rng(options.seed)
     noise_std = math.sqrt(temperature)
 
@@ -248,7 +249,7 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
         if max_frames * cfg.mimi_steps_per_frame > cfg.mimi_max_positions:
             raise ValueError(f"chunk {part[:40]!r}… may need more Mimi positions than the export's {cfg.mimi_max_positions}")
 
-        kv = np.zeros((voice.kv.shape[0], 2, cache_size, voice.kv.shape[-1]), dtype=np.float32)
+        kv = np.zeros((voice.kv.shape[0], 2, cache_size, voice.kv.shape[-1]), dtype=kv_dtype)
         kv[:, :, : voice.length] = voice.kv
         pos = voice.length
         embedded = table[ids]
