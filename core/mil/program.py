@@ -334,17 +334,16 @@ def _finite(value: np.ndarray) -> bool:
     return bool(np.isfinite(total)) or bool(np.isfinite(value).all())
 
 
-#: elements rounded at a time: the integer temporaries of a large tensor (a dequantized embedding
-#: table of 136 M values) stay at 4 x 16 MB instead of 4 x its size
-ROUND_CHUNK = 1 << 22
+#: elements rounded at a time: the temporaries (256 KB each) stay in the CPU cache, and those of a
+#: large tensor (a dequantized embedding table of 136 M values) never grow with it. Measured on
+#: 8 M values, a seventh of them below 2**-14: 21-31 ms per call with 2**15-2**18, 50 ms with 2**22
+ROUND_CHUNK = 1 << 16
 
 
 def round_to_fp16(value: np.ndarray) -> np.ndarray:
     """float32 -> the nearest fp16 value (ties to even), held in float32; same result as
-    ``value.astype(float16).astype(float32)``, about twice as fast.
+    ``value.astype(float16).astype(float32)``, 2-4x as fast (how: ``_round_chunk``).
 
-    Rounds the mantissa to 10 bits with integer arithmetic; the rare values outside
-    fp16's normal range (non-zero subnormals, overflow to inf, NaN) take numpy's cast.
     A large tensor is rounded ``ROUND_CHUNK`` elements at a time into one new array.
     """
     value = np.ascontiguousarray(value, dtype=np.float32)
@@ -358,17 +357,38 @@ def round_to_fp16(value: np.ndarray) -> np.ndarray:
 
 
 def _round_chunk(value: np.ndarray) -> np.ndarray:
-    bits = np.ascontiguousarray(value, dtype=np.float32).view(np.uint32)
-    rounded = bits + (np.uint32(0x0FFF) + ((bits >> np.uint32(13)) & np.uint32(1)))
-    rounded &= np.uint32(0xFFFFE000)
-    exponent = bits & np.uint32(0x7F800000)
-    odd = ((exponent < np.uint32(0x38800000)) & ((bits & np.uint32(0x7FFFFFFF)) != 0)) | ((rounded & np.uint32(0x7F800000)) >= np.uint32(0x47800000))
-    out = rounded.view(np.float32).reshape(np.shape(value))
-    where = np.flatnonzero(odd)
-    if where.size:
-        flat = out.reshape(-1)
-        flat[where] = np.asarray(value, dtype=np.float32).reshape(-1)[where].astype(np.float16).astype(np.float32)
-    return out
+    """One chunk of round_to_fp16, in whole-array passes without indexing (the common cases):
+
+    * fp16's normal range: add half an fp16 ulp (less one, plus the kept bit: ties to even)
+      to the float32 bits and clear the 13 dropped mantissa bits;
+    * below 2**-14, where fp16 holds multiples of 2**-24 (subnormals): one float32 addition
+      of 0.5 rounds |x| to a multiple of 2**-24, ties to even, because the float32 ulp on
+      [0.5, 1) is 2**-24; subtracting 0.5 again is exact;
+    * 65520 and beyond, inf and NaN (rare): numpy's cast on those elements only.
+    """
+    value = np.ascontiguousarray(value, dtype=np.float32)
+    bits = value.view(np.uint32)
+    out = np.right_shift(bits, np.uint32(13))
+    out &= np.uint32(1)
+    out += np.uint32(0x0FFF)
+    out += bits
+    out &= np.uint32(0xFFFFE000)
+    result = out.view(np.float32)
+    magnitude = bits & np.uint32(0x7FFFFFFF)
+    small = magnitude < np.uint32(0x38800000)  # below 2**-14
+    if small.any():
+        tiny = np.abs(value)
+        tiny += _HALF
+        tiny -= _HALF
+        np.copysign(tiny, value, out=tiny)
+        np.copyto(result, tiny, where=small)
+    if magnitude.max(initial=0) >= np.uint32(0x477FF000):  # rounds to inf (65520), inf, NaN
+        where = np.flatnonzero(magnitude >= np.uint32(0x477FF000))
+        result.reshape(-1)[where] = value.reshape(-1)[where].astype(np.float16).astype(np.float32)
+    return result.reshape(np.shape(value))
+
+
+_HALF = np.float32(0.5)
 
 
 def _store(value: np.ndarray) -> np.ndarray:
