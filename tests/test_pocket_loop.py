@@ -139,36 +139,50 @@ def test_each_step_writes_its_row_into_the_one_cache_array(small_runtime, declar
 
 def test_generation_waits_for_the_oldest_mimi_group_only():
     """Two groups in flight: the loop waits until the older one is decoded, never for the one it
-    just handed over (waiting for both stalled every other group: 1.6 s of 9 s at full size)."""
-    import threading
+    just handed over (waiting for both stalled every other group: 1.6 s of 9 s at full size).
+    Decoding runs when the test says so; waiting on a group that has not run fails at once."""
+    from concurrent.futures import Future
     from types import SimpleNamespace
 
-    release = [threading.Event() for _ in range(3)]
-    started = []
+    class Group(Future):
+        def result(self, *args):
+            assert self.done(), "the loop waited for a group still decoding"
+            return super().result(*args)
+
+    class ByHand:  # an executor whose work runs only when the test finishes it
+        def __init__(self):
+            self.queued = []
+
+        def submit(self, fn, *args):
+            group = Group()
+            self.queued.append((group, fn, args))
+            return group
+
+        def finish_next(self):
+            group, fn, args = self.queued.pop(0)
+            group.set_result(fn(*args))
+
+        def shutdown(self, **_):
+            pass
 
     def runtime(component, inputs, function="main"):
-        started.append(len(started))
-        release[len(started) - 1].wait(timeout=30)  # each group waits for the test to release it (30 s: a failing loop's way out)
         return {"audio": np.ones((1, 1, 2 * 4), np.float32)}
 
     cfg = SimpleNamespace(fade_in_samples=1, mimi_frames_per_call=2, mimi_steps_per_frame=1, samples_per_frame=4, mimi_stateful=True)
     stream = loop.MimiStream(runtime, cfg, {}, np.eye(3, dtype=np.float32), np.zeros(3, np.float32), np.ones(3, np.float32))
-    try:
-        latent = np.zeros((1, 3), np.float32)
-        stream.push(latent)
-        stream.push(latent)  # the first group handed over: it cannot finish yet
-        assert len(stream.futures) == 1
-        release[0].set()
-        stream.push(latent)
-        stream.push(latent)  # the second: waits for the first (released), not for itself (never released)
-        assert len(stream.futures) == 1 and not stream.futures[0].done()  # returned with the newest in flight
-        assert len(stream.handed) == 1
-        release[1].set()
-        release[2].set()
-        stream.push(latent)  # a third group, not full: finish pads and decodes it
-        audio = stream.finish()
-        assert len(audio) == 5 * 4 and len(stream.handed) == 3  # five frames of four samples
-    finally:
-        for event in release:
-            event.set()
-        stream.close()
+    stream.pool.shutdown()
+    stream.pool = pool = ByHand()
+    latent = np.zeros((1, 3), np.float32)
+    stream.push(latent)
+    stream.push(latent)  # the first group handed over, not decoded yet: nothing waits
+    assert len(stream.futures) == 1 and not stream.handed
+    pool.finish_next()
+    stream.push(latent)
+    stream.push(latent)  # the second: the first (decoded) is emitted, the second stays in flight
+    assert len(stream.futures) == 1 and not stream.futures[0].done() and len(stream.handed) == 1
+    stream.push(latent)  # a third group, not full
+    pool.finish_next()
+    stream._flush()
+    pool.finish_next()
+    audio = stream.finish()
+    assert len(audio) == 5 * 4 and len(stream.handed) == 3  # five frames of four samples, in order
