@@ -14,6 +14,7 @@ from .config import Record, RecordError
 from .hookspecs import hookimpl
 from .skeleton import ModelPlugin
 from .spec import (
+    Checkpoint,
     CompressedLoop,
     ComponentSpec,
     LoopCase,
@@ -35,6 +36,7 @@ __all__ = [
     "ModelPlugin",
     "Record",
     "RecordError",
+    "Checkpoint",
     "ComponentSpec",
     "LoopCase",
     "ModelSpec",

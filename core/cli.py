@@ -220,6 +220,7 @@ def export(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="model name (see `zoo list`)"),
     variant: Optional[str] = typer.Option(None, "--variant", help="variant to export \\[default: the model's default]"),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="released checkpoint (language, size) for models that have several; `zoo info MODEL` lists them \\[default: the model's default]"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="local weights: a directory laid out like the model's hub repository, or a file where the model has one"),
     random_weights: bool = typer.Option(False, "--random-weights", metavar="", help="real architecture, seeded random weights, no network"),
     seed: int = typer.Option(0, "--seed", help="seed for --random-weights"),
@@ -245,7 +246,7 @@ def export(
         _fail(f"--out {out_dir} is a file; give the directory exports are placed in", EXIT_USAGE)
     registry = _registry_or_exit(ctx)
     try:
-        exporter = Exporter(state.host(), spec.name, variant, source, out_dir, registry, StageCache(cache), force)
+        exporter = Exporter(state.host(), spec.name, variant, source, out_dir, registry, StageCache(cache), force, checkpoint=checkpoint)
     except ValueError as exc:
         _fail(str(exc), EXIT_USAGE)
     with RichReporter(err, quiet=as_json) as reporter:
@@ -272,6 +273,7 @@ def verify(
     ctx: typer.Context,
     key: str = typer.Argument("", metavar="[MODEL|ID]", help="only exports of this model, or this export id"),
     execute: bool = typer.Option(False, "--execute", metavar="", help="also re-run the recorded parity inputs through each package with zoo's MIL interpreter"),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="only exports of this checkpoint (models that have several)"),
     as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Re-hash every registered package, constant and parity file; exit 1 naming anything changed or missing.
@@ -289,9 +291,12 @@ def verify(
             if not as_json:
                 status.update(f"verifying… {step}")
 
-        entries, problems, executed = run_verify(registry, key, execute, progress)
-    if key and not entries:
-        _fail(f"no export or model {key!r} in {registry.path}", EXIT_USAGE)
+        host = _state(ctx).host()
+        entries, problems, executed = run_verify(registry, key, execute, progress, checkpoint,
+                                                 lambda name: host.models[name].default_checkpoint if name in host.models else "")
+    if (key or checkpoint) and not entries:
+        what = " ".join(x for x in (f"model {key!r}" if key else "", f"checkpoint {checkpoint!r}" if checkpoint else "") if x)
+        _fail(f"no export of {what} in {registry.path}" if checkpoint else f"no export or model {key!r} in {registry.path}", EXIT_USAGE)
     from .publish import orphaned_exports
 
     orphans = [str(p) for p in orphaned_exports(registry)]
@@ -314,16 +319,28 @@ def verify(
 
 # ---------------------------------------------------------------------------- info
 @app.command()
-def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="model name"), as_json: bool = typer.Option(False, "--json")) -> None:
-    """Describe MODEL: plugin, variants, components, tolerances, weights and its exports."""
+def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="model name"),
+         checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="only this checkpoint's exports and voices (models that have several)"),
+         as_json: bool = typer.Option(False, "--json")) -> None:
+    """Describe MODEL: plugin, checkpoints, variants, components, tolerances, weights and its exports."""
+    from .registry import entry_checkpoint
+    from .session import resolve_variant
+
     state = _state(ctx)
     spec = _model(ctx, model)
+    if checkpoint is not None:
+        try:
+            resolve_variant(spec, None, checkpoint)
+        except ValueError as exc:
+            _fail(str(exc), EXIT_USAGE)
     plugin = state.host().plugin_info(spec)
     registry_error = None
     try:
         exports = list(state.registry().find(spec.name))
     except RegistryError as exc:
         exports, registry_error = [], str(exc)
+    if checkpoint is not None:
+        exports = [e for e in exports if entry_checkpoint(e, spec.default_checkpoint) == checkpoint]
     data = {
         "model": spec.name,
         "summary": spec.summary,
@@ -333,6 +350,9 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="
         "required_level": spec.required_level,
         "default_variant": spec.default_variant,
         "variants": {name: v.as_record() | {"description": v.description} for name, v in spec.variants.items()},
+        "default_checkpoint": spec.default_checkpoint or None,
+        "checkpoints": {name: {"description": c.description, "family": c.family, "hub": {"repo": c.hub_repo, "revision": c.revision}, "source": c.source,
+                               **({"unsupported": c.unsupported} if c.unsupported else {})} for name, c in spec.checkpoints.items()},
         "components": [
             {
                 "name": c.name,
@@ -354,7 +374,7 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="
         loop = spec.compressed_loop
         data["compressed_loop"] = {"text": loop.text, "frames_max_delta": loop.frames_max_delta, "spectral_factor": loop.spectral_factor,
                                    "settings": dict(loop.settings), "basis": loop.basis}
-    data["voices"] = _latest_voices(state, spec)
+    data["voices"] = _latest_voices(state, spec, checkpoint)
     if registry_error:
         data["registry_error"] = registry_error
     if as_json:
@@ -368,8 +388,17 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="
     for col in ("variant", "precision", "target", "options", "description"):
         variants.add_column(col)
     for name, v in spec.variants.items():
-        variants.add_row(name + (" (default)" if name == spec.default_variant else ""), v.precision, v.target, json.dumps(dict(v.options)), v.description)
+        shown = {k: x for k, x in v.options.items() if k != "checkpoint"}  # checkpoints: their own table
+        variants.add_row(name + (" (default)" if name == spec.default_variant else ""), v.precision, v.target, json.dumps(shown), v.description)
     out.print(variants)
+    if spec.checkpoints:
+        table = Table(title="checkpoints (--checkpoint NAME)", title_justify="left")
+        for col in ("checkpoint", "family", "revision", "description"):
+            table.add_column(col)
+        for name, c in spec.checkpoints.items():
+            note = f" — not exportable: {c.unsupported}" if c.unsupported else ""
+            table.add_row(name + (" (default)" if name == spec.default_checkpoint else ""), c.family, (c.revision or "-")[:12], c.description + note)
+        out.print(table)
     comps = Table(title="components", title_justify="left")
     for col in ("component", "functions", "fp32 tolerance", "fp16 tolerance", "description"):
         comps.add_column(col)
@@ -397,13 +426,13 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="
         raise typer.Exit(EXIT_FAILED)
 
 
-def _latest_voices(state: "State", spec: Any) -> list[str] | None:
-    """The voices of the model's latest valid export (None: no export, or no named voices)."""
+def _latest_voices(state: "State", spec: Any, checkpoint: str | None = None) -> list[str] | None:
+    """The voices of the model's latest valid export (of ``checkpoint``; None: no export, or no named voices)."""
     from .run import export_voices
 
     try:
         registry = state.registry()
-        entry = registry.latest_valid(spec.name)
+        entry = registry.latest_valid(spec.name, checkpoint, spec.default_checkpoint)
         return None if entry is None else export_voices(state.host(), spec, registry, entry)
     except Exception:  # noqa: BLE001 - a description never fails on a damaged export (zoo verify reports it)
         return None
@@ -431,6 +460,7 @@ def run(
     output: Path = typer.Option(..., "-o", "--output", help="WAV file to write"),
     backend: str = typer.Option("auto", "--backend", help="auto: the latest valid registered export, with CoreML on macOS and zoo's MIL interpreter elsewhere (torch when --weights/--random-weights is given); torch: the traceables (from --weights/--random-weights or the hub); mil: the registered export through zoo's MIL interpreter; coreml: the registered export through CoreML (macOS)"),
     variant: Optional[str] = typer.Option(None, "--variant", help="variant \\[default: the model's default / the latest valid export]"),
+    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="checkpoint (models that have several): the latest valid export of it, or its weights with --backend torch \\[default: the latest valid export / the model's default]"),
     voice: Optional[str] = typer.Option(None, "--voice", help="voice name, or a WAV file where the model can clone voices"),
     seed: int = typer.Option(0, "--seed", help="seed of the sampling noise (and of --random-weights)"),
     settings: List[str] = typer.Option([], "--set", help="plugin-specific run option KEY=VALUE (repeatable; `zoo info MODEL` lists each model's keys, types and ranges)"),
@@ -462,7 +492,7 @@ def run(
     registry = _registry_or_exit(ctx) if backend != "torch" else _state(ctx).registry()
     host = _state(ctx).host()
     try:  # everything checkable without loading a model: a bad value exits 2 before anything loads
-        request = plan(host, spec.name, text, output, backend, registry, source, variant, RunOptions(voice=voice, seed=seed, settings=parsed))
+        request = plan(host, spec.name, text, output, backend, registry, source, variant, RunOptions(voice=voice, seed=seed, settings=parsed), checkpoint)
     except UsageError as exc:
         _fail(str(exc), EXIT_USAGE)
     except BackendUnavailable as exc:

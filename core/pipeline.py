@@ -51,11 +51,12 @@ class Exporter:
         cache: StageCache | None = None,
         force: bool = False,
         reporter: Reporter | None = None,
+        checkpoint: str | None = None,
     ):
         self.host = host
         self.model = host.model(model)
-        self.variant = resolve_variant(self.model, variant)  # usage errors before anything runs
-        self.weights = weights if weights is not None else default_weights(self.model)
+        self.variant = resolve_variant(self.model, variant, checkpoint)  # usage errors before anything runs
+        self.weights = weights if weights is not None else default_weights(self.model, self.variant)
         self.out_dir = Path(out_dir)
         self.registry = registry or Registry()
         self.cache = cache or StageCache()
@@ -152,6 +153,8 @@ class Exporter:
         reference_files = session.loaded_reference_files()
         if reference_files:
             weights["files"] = reference_files
+        if self.variant.checkpoint:  # which released weights, as upstream pins them
+            weights["checkpoint"] = self.model.checkpoint(self.variant.checkpoint).as_record()
         provenance = Provenance(
             model=self.model.name,
             variant=self.variant.as_record(),

@@ -13,7 +13,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import tomlkit
 from filelock import FileLock
@@ -137,6 +137,12 @@ class Item:
     compression: dict[str, Any] | None = None
 
 
+def entry_checkpoint(entry: Mapping[str, Any], default: str = "") -> str:
+    """The checkpoint an export was made from (its variant's options; ``default`` if none)."""
+    options = (entry.get("variant") or {}).get("options") or {}
+    return str(options.get("checkpoint") or default) if isinstance(options, Mapping) else default
+
+
 @dataclass
 class ExportEntry:
     """One ``[[exports]]`` table, as the pipeline writes it (the fields HEADER documents)."""
@@ -243,8 +249,12 @@ class Registry:
             if not key or entry["id"] == key or entry["model"] == key:
                 yield entry
 
-    def latest_valid(self, model: str) -> dict[str, Any] | None:
+    def latest_valid(self, model: str, checkpoint: str | None = None, default_checkpoint: str = "") -> dict[str, Any] | None:
+        """The newest valid export of ``model`` (of ``checkpoint`` if given; an entry that names
+        none is of ``default_checkpoint``)."""
         valid = [e for e in self.exports() if e["model"] == model and e.get("status") == "valid"]
+        if checkpoint is not None:
+            valid = [e for e in valid if entry_checkpoint(e, default_checkpoint) == checkpoint]
         return max(valid, key=lambda e: e["created_at"], default=None)
 
     def export_dir(self, entry: dict[str, Any]) -> Path:

@@ -65,6 +65,8 @@ class RunRequest:
     variant: str | None = None
     #: the registered export to run (mil / coreml backends)
     entry: dict[str, Any] | None = None
+    #: the checkpoint (models that have them; None: the default, or the export's)
+    checkpoint: str | None = None
 
 
 def plan(
@@ -77,6 +79,7 @@ def plan(
     weights: WeightsSource | None = None,
     variant: str | None = None,
     options: RunOptions | None = None,
+    checkpoint: str | None = None,
 ) -> RunRequest:
     """Check a run without loading anything heavy: the text, the output path, the ``--set`` options
     (typed and range-checked by the model's RunSettings), the variant, the export to run and its
@@ -93,14 +96,21 @@ def plan(
     parse_run_settings(model.run_settings, options.settings, model.name)
     if variant is not None and variant not in model.variants:
         raise UsageError(f"model {model.name!r} has no variant {variant!r}; variants: {', '.join(model.variants)}")
+    if checkpoint is not None:
+        from .session import resolve_variant
+
+        try:
+            resolve_variant(model, variant, checkpoint)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     entry = None
     voices = None
     if backend != "torch":
         registry = registry or Registry()
-        entry = _export_entry(registry, model.name, variant)
+        entry = _export_entry(registry, model, variant, checkpoint)
         voices = export_voices(host, model, registry, entry)
     _check_voice(model, options.voice, voices)
-    return RunRequest(model.name, backend, text, output, options, weights, variant, entry)
+    return RunRequest(model.name, backend, text, output, options, weights, variant, entry, checkpoint)
 
 
 def export_voices(host: PluginHost, model: Any, registry: Registry, entry: dict[str, Any]) -> list[str] | None:
@@ -131,24 +141,30 @@ def _check_voice(model: Any, voice: str | None, voices: list[str] | None) -> Non
         raise UsageError(f"unknown voice {voice!r}{hint}; this export has: {', '.join(voices) or '(none)'}{clone}")
 
 
-def _export_entry(registry: Registry, model_name: str, variant: str | None) -> dict[str, Any]:
-    entry = registry.latest_valid(model_name)
-    if entry is None:
-        raise BackendUnavailable(f"no valid export of {model_name!r} in {registry.path}; run `zoo export {model_name}` first")
-    if variant and entry["variant"]["name"] != variant:
-        matches = [e for e in registry.find(model_name) if e["variant"]["name"] == variant and e.get("status") == "valid"]
-        if not matches:
-            raise BackendUnavailable(f"no valid {variant!r} export of {model_name!r} in {registry.path}")
-        entry = max(matches, key=lambda e: e["created_at"])
-    return entry
+def _export_entry(registry: Registry, model: Any, variant: str | None, checkpoint: str | None = None) -> dict[str, Any]:
+    """The newest valid export of the model (of ``variant`` and ``checkpoint`` when given)."""
+    from .registry import entry_checkpoint
+
+    model_name = model.name
+    valid = [e for e in registry.find(model_name) if e["model"] == model_name and e.get("status") == "valid"]
+    if checkpoint is not None:
+        valid = [e for e in valid if entry_checkpoint(e, model.default_checkpoint) == checkpoint]
+    if variant:
+        valid = [e for e in valid if e["variant"]["name"] == variant]
+    if not valid:
+        which = ", ".join(x for x in (f"variant {variant!r}" if variant else "", f"checkpoint {checkpoint!r}" if checkpoint else "") if x)
+        hint = f"zoo export {model_name}" + (f" --variant {variant}" if variant else "") + (f" --checkpoint {checkpoint}" if checkpoint else "")
+        raise BackendUnavailable(f"no valid export of {model_name!r}{f' ({which})' if which else ''} in {registry.path}; run `{hint}` first")
+    return max(valid, key=lambda e: e["created_at"])
 
 
 def build_runtime(host: PluginHost, request: RunRequest, registry: Registry, workdir: Path) -> tuple[ComponentRuntime, str]:
     if request.backend == "torch":
         from .session import ModelSession
 
-        session = ModelSession(host, request.model, request.variant, request.weights)
-        return session.torch_runtime(workdir), f"traceables ({session.weights.describe()}, variant {session.variant.name})"
+        session = ModelSession(host, request.model, request.variant, request.weights, checkpoint=request.checkpoint)
+        of = f", checkpoint {session.variant.checkpoint}" if session.variant.checkpoint else ""
+        return session.torch_runtime(workdir), f"traceables ({session.weights.describe()}, variant {session.variant.name}{of})"
     entry = request.entry
     assert entry is not None
     packages = {c["name"]: registry.member(entry, c["path"]) for c in entry["components"]}

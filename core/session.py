@@ -31,20 +31,40 @@ def normalise_functions(value: Any) -> dict[str, Traceable]:
     raise TypeError(f"build_traceables must give a Traceable or {{function: Traceable}}, got {type(value).__name__}")
 
 
-def default_weights(model: ModelSpec) -> WeightsSource:
-    """The model's pinned hub revision: the weights used when none are given."""
-    if not (model.hub_repo and model.revision):
+def default_weights(model: ModelSpec, variant: Variant | None = None) -> WeightsSource:
+    """The pinned hub revision (of the variant's checkpoint, if the model has checkpoints): the
+    weights used when none are given."""
+    repo, revision = model.hub_repo, model.revision
+    if variant is not None and variant.checkpoint and model.checkpoints:
+        checkpoint = model.checkpoint(variant.checkpoint)
+        repo, revision = checkpoint.hub_repo or repo, checkpoint.revision or revision
+    if not (repo and revision):
         raise ValueError(f"model {model.name!r} has no hub repository; pass --weights PATH or --random-weights")
-    return WeightsSource.hub(model.hub_repo, model.revision)
+    return WeightsSource.hub(repo, revision)
 
 
-def resolve_variant(model: ModelSpec, variant: str | Variant | None) -> Variant:
-    if isinstance(variant, Variant):
+def resolve_variant(model: ModelSpec, variant: str | Variant | None, checkpoint: str | None = None) -> Variant:
+    """The named variant (default: the model's) of ``checkpoint`` (default: the variant's own, else
+    the model's default checkpoint). ValueError names what is unknown and lists what exists."""
+    if not isinstance(variant, Variant):
+        try:
+            variant = model.variant(variant)
+        except KeyError:
+            raise ValueError(f"model {model.name!r} has no variant {variant!r}; variants: {', '.join(model.variants)}") from None
+    if not model.checkpoints:
+        if checkpoint:
+            raise ValueError(f"model {model.name!r} has no checkpoints (one set of weights); drop --checkpoint {checkpoint}")
         return variant
-    try:
-        return model.variant(variant)
-    except KeyError:
-        raise ValueError(f"model {model.name!r} has no variant {variant!r}; variants: {', '.join(model.variants)}") from None
+    name = checkpoint or variant.checkpoint or model.default_checkpoint
+    if name not in model.checkpoints:
+        import difflib
+
+        close = difflib.get_close_matches(name, list(model.checkpoints), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"model {model.name!r} has no checkpoint {name!r}{hint} (checkpoints: {', '.join(model.checkpoints)})")
+    if model.checkpoints[name].unsupported:
+        raise ValueError(f"model {model.name!r}: checkpoint {name!r} cannot be exported: {model.checkpoints[name].unsupported}")
+    return variant.for_checkpoint(name)
 
 
 def _no_stage(name: str) -> AbstractContextManager:
@@ -59,11 +79,12 @@ class ModelSession:
         variant: str | Variant | None = None,
         weights: WeightsSource | None = None,
         stage: StageHook | None = None,
+        checkpoint: str | None = None,
     ):
         self.host = host
         self.model: ModelSpec = host.model(model)
-        self.variant: Variant = resolve_variant(self.model, variant)
-        self.weights: WeightsSource = weights if weights is not None else default_weights(self.model)
+        self.variant: Variant = resolve_variant(self.model, variant, checkpoint)
+        self.weights: WeightsSource = weights if weights is not None else default_weights(self.model, self.variant)
         self._stage = stage or _no_stage
         self._reference: Reference | None = None
         self._traceables: dict[str, dict[str, Traceable]] | None = None

@@ -127,6 +127,16 @@ class Variant:
             record["compression"] = self.compression
         return record
 
+    def for_checkpoint(self, name: str) -> "Variant":
+        """This variant of the checkpoint ``name`` (kept in ``options["checkpoint"]``, so that stage
+        keys, the registry record and the plugin's options all carry it)."""
+        return dataclasses.replace(self, options={**self.options, "checkpoint": name})
+
+    @property
+    def checkpoint(self) -> str:
+        """The checkpoint this variant is of ("" for a model without checkpoints)."""
+        return str(self.options.get("checkpoint", ""))
+
     def compressed(self, mode: str) -> "Variant":
         """This variant with its weights compressed (``<name>-<mode>``), at the target the mode needs."""
         from .compress import MODES
@@ -250,6 +260,28 @@ def parse_run_settings(settings: "Mapping[str, RunSetting] | tuple[RunSetting, .
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """One set of released weights a model exports from (a language, a size): ``zoo export
+    MODEL --checkpoint NAME``. Variants (precision, compression) apply to every checkpoint."""
+
+    name: str
+    description: str = ""
+    #: where the released weights live (``hub_repo`` at the pinned ``revision``)
+    hub_repo: str | None = None
+    revision: str | None = None
+    #: upstream's own reference to the weights (e.g. ``hf://owner/repo/path@revision``), recorded
+    source: str = ""
+    #: the architecture family (checkpoints of one family share the plugin's port)
+    family: str = ""
+    #: why this checkpoint cannot be exported ("" when it can), said before anything loads
+    unsupported: str = ""
+
+    def as_record(self) -> dict[str, Any]:
+        record = {"name": self.name, "source": self.source, "family": self.family}
+        return {k: v for k, v in record.items() if v}
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What a plugin declares through ``zoo_register_models``."""
 
@@ -270,6 +302,9 @@ class ModelSpec:
     clones_voices: bool = False
     #: compressed variants: their whole loop against the uncompressed packages' (None: not compared)
     compressed_loop: "CompressedLoop | None" = None
+    #: released checkpoints (``--checkpoint``); empty: the model has one set of weights
+    checkpoints: Mapping[str, Checkpoint] = field(default_factory=dict)
+    default_checkpoint: str = ""
     #: filled in by the core: the name of the plugin that registered the model
     plugin: str = ""
 
@@ -281,6 +316,17 @@ class ModelSpec:
         names = [c.name for c in self.components]
         if len(set(names)) != len(names):
             raise ValueError(f"model {self.name!r}: duplicate component names {names}")
+        if self.checkpoints and self.default_checkpoint not in self.checkpoints:
+            raise ValueError(f"model {self.name!r}: default checkpoint {self.default_checkpoint!r} is not among {sorted(self.checkpoints)}")
+        if any(name != c.name for name, c in self.checkpoints.items()):
+            raise ValueError(f"model {self.name!r}: checkpoints must be keyed by their names")
+
+    def checkpoint(self, name: str | None) -> Checkpoint:
+        """The named checkpoint (``None``: the default); KeyError if unknown or the model has none."""
+        name = name or self.default_checkpoint
+        if name not in self.checkpoints:
+            raise KeyError(name)
+        return self.checkpoints[name]
 
     def component(self, name: str) -> ComponentSpec:
         for comp in self.components:

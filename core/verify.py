@@ -98,8 +98,15 @@ def execute_entry(registry: Registry, entry: dict[str, Any], failed_hash: set[st
     return problems, results
 
 
-def verify(registry: Registry, key: str = "", execute: bool = False, progress: Progress = _quiet) -> tuple[list[dict[str, Any]], list[Problem], list[dict[str, Any]]]:
+def verify(registry: Registry, key: str = "", execute: bool = False, progress: Progress = _quiet,
+           checkpoint: str | None = None, default_checkpoint: Callable[[str], str] = lambda model: "") -> tuple[list[dict[str, Any]], list[Problem], list[dict[str, Any]]]:
+    """Verify the exports ``key`` selects (of ``checkpoint`` if given; an entry naming none is of
+    ``default_checkpoint(its model)``)."""
+    from .registry import entry_checkpoint
+
     entries = list(registry.find(key))
+    if checkpoint is not None:
+        entries = [e for e in entries if entry_checkpoint(e, default_checkpoint(e["model"])) == checkpoint]
     problems: list[Problem] = []
     executed: list[dict[str, Any]] = []
     for entry in entries:

@@ -1,4 +1,5 @@
-"""pocket_tts: Kyutai PocketTTS (pocket-tts 4.0.1, ``english``) exported to CoreML.
+"""pocket_tts: Kyutai PocketTTS (pocket-tts 4.0.1) exported to CoreML, one checkpoint (a bundled
+config: ``english`` by default, ``--checkpoint french_24l`` ...) per export.
 
 Components: ``flowlm`` (multifunction: ``prefill`` computes the KV rows of a
 64-token chunk of conditioning, ``step`` runs one generation step with the LSD
@@ -8,7 +9,7 @@ run once per voice; the result is cached).
 
 Laid out on the plugin skeleton (``zoo.core.skeleton``); its own modules:
 ``text.py`` (upstream's text rules and chunking), ``tokenizer.py`` (the offline
-stand-in tokenizer used with random weights).
+stand-in tokenizer used with random weights), ``checkpoints.py`` (the bundled configs).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from ...core import ComponentSpec, ModelPlugin, ModelSpec, Variant, with_compressed
+from .checkpoints import DEFAULT as DEFAULT_CHECKPOINT
+from .checkpoints import discover as discover_checkpoints
 from .options import COMPRESSED_LOOP, FULL, RUN_SETTINGS, SMALL, PocketOptions
 
 __version__ = "0.1.0"
@@ -46,7 +49,7 @@ class PocketTTS(ModelPlugin):
         return [
             ModelSpec(
                 name=MODEL,
-                summary="Kyutai PocketTTS english (pocket-tts 4.0.1): flow LM + streaming Mimi, 1.5 calls per 80 ms frame",
+                summary="Kyutai PocketTTS (pocket-tts 4.0.1; --checkpoint: language, date, depth): flow LM + streaming Mimi, 1.5 calls per 80 ms frame",
                 variants=with_compressed({
                     "fp16": _variant("fp16", "fp16", "iOS17", FULL, "default: fp16 weights and compute, explicit state I/O"),
                     "fp32": _variant("fp32", "fp32", "iOS17", FULL, "fp32 everywhere, explicit state I/O"),
@@ -56,6 +59,8 @@ class PocketTTS(ModelPlugin):
                     "small-fp16": _variant("small-fp16", "fp16", "iOS17", SMALL, "reduced-size architecture for tests (--random-weights only)"),
                 }, bases=("fp16", "small-fp16")),
                 default_variant="fp16",
+                checkpoints=(checkpoints := discover_checkpoints()),
+                default_checkpoint=DEFAULT_CHECKPOINT if checkpoints else "",
                 components=(
                     ComponentSpec("flowlm", "prefill: 64 conditioning tokens -> their KV rows; step: latent + noise -> next latent, EOS logit, KV row", functions=("prefill", "step"),
                                   uncompressed=UNCOMPRESSED, uncompressed_reason=UNCOMPRESSED_REASON),

@@ -14,8 +14,10 @@ MIMI_WINDOW = 250
 
 @dataclass(frozen=True)
 class PocketOptions(Record):
-    #: "full" (pocket-tts english) or "small" (a reduced architecture for tests, random weights only)
+    #: "full" (the checkpoint's architecture) or "small" (reduced for tests, random weights only)
     size: str
+    #: the pocket-tts config the weights, tokenizer and text rules come from (``--checkpoint``)
+    checkpoint: str = "english"
     #: KV slots of the flow LM (voice + text + generated frames)
     cache_size: int = 512
     #: conditioning tokens per prefill call

@@ -32,8 +32,8 @@ def _parse_hf(url: str) -> tuple[str, str, str | None]:
     return "/".join(parts[:2]), "/".join(parts[2:]), revision or None
 
 
-def bundled_config(language: str = LANGUAGE, size: str = "full") -> Any:
-    """The package's config; ``size="small"`` shrinks every width and depth for fast tests.
+def bundled_config(checkpoint: str = LANGUAGE, size: str = "full") -> Any:
+    """The package's config of ``checkpoint``; ``size="small"`` shrinks every width and depth for fast tests.
 
     The small architecture keeps what the port depends on: latent size 32, the
     4000-piece vocabulary, 1920 samples per frame (SEANet ratios 6·5·4 and the
@@ -41,7 +41,10 @@ def bundled_config(language: str = LANGUAGE, size: str = "full") -> Any:
     """
     from pocket_tts.utils.config import CONFIGS_DIR, load_config
 
-    config = load_config(CONFIGS_DIR / f"{language}.yaml")
+    path = CONFIGS_DIR / f"{checkpoint}.yaml"
+    if not path.is_file():
+        raise ValueError(f"pocket-tts has no config {checkpoint!r} in {CONFIGS_DIR}")
+    config = load_config(path)
     if size == "small":
         config = config.model_copy(deep=True)
         t = config.flow_lm.transformer
@@ -103,6 +106,15 @@ def _build(config: Any, tokenizer_path: Path, seed: int | None) -> Any:
     tts.mimi = build_mimi(config.mimi)
     stamp_state_names(tts)
     return tts.eval()
+
+
+def random_seed(seed: int, checkpoint: str) -> int:
+    """The seed of a checkpoint's random weights: ``seed`` for the default checkpoint, mixed with
+    the name for the others, so that two checkpoints never share random weights (as their
+    released weights differ) and a shared component would show."""
+    import zlib
+
+    return seed if checkpoint == LANGUAGE else (seed + zlib.crc32(checkpoint.encode())) % 2**31
 
 
 def randomise(tts: Any, seed: int) -> None:
@@ -174,17 +186,18 @@ def prefill_voice(tts: Any, prompt: Any) -> Any:
 def load(weights: WeightsSource, options: PocketOptions, voices: list[str] | None = None) -> Reference:
     import torch
 
-    size, voice_seconds = options.size, options.voice_seconds
+    size, voice_seconds, checkpoint = options.size, options.voice_seconds, options.checkpoint
     if size != "full" and weights.kind != "random":
         raise ValueError(f"the {size!r} architecture only exists with --random-weights")
-    config = bundled_config(size=size)
+    config = bundled_config(checkpoint, size=size)
     files: dict[str, str] = {}
-    info: dict[str, Any] = {"language": LANGUAGE}
+    info: dict[str, Any] = {"checkpoint": checkpoint}
     if weights.kind == "random":
         tmp = tempfile.TemporaryDirectory(prefix="zoo-pocket-")
         tokenizer = build_stand_in_tokenizer(config.flow_lm.lookup_table.n_bins, Path(tmp.name) / TOKENIZER_FILE)
-        tts = _build(config, tokenizer, seed=weights.seed)
-        randomise(tts, weights.seed or 0)
+        seed = random_seed(weights.seed or 0, checkpoint)
+        tts = _build(config, tokenizer, seed=seed)
+        randomise(tts, seed)
         ref = PocketReference(tts, tokenizer, tokenizer_is_real=False, workdir=tmp)
         prompt = encode_voice(tts, random_voice_audio(weights.seed or 0, voice_seconds))
         ref.voice_prompts["random"] = prompt
@@ -195,13 +208,13 @@ def load(weights: WeightsSource, options: PocketOptions, voices: list[str] | Non
             root = Path(weights.path)
             weights_file, tokenizer, voice_dir = _local_layout(root, config)
         else:
-            weights_file, tokenizer, voice_dir = _download(config)
+            weights_file, tokenizer, voice_dir = _download(config, checkpoint)
         load_tokenizer(tokenizer, "pocket-tts tokenizer")  # a clear message for a damaged file
         tts = _build(config, tokenizer, seed=None)
         state = load_safetensors(weights_file, what="pocket-tts weights")
         missing, unexpected = tts.load_state_dict(state, strict=False)
         if unexpected or [k for k in missing if not k.startswith("flow_lm.speaker_proj")]:
-            raise ValueError(f"{weights_file} does not match the {LANGUAGE} architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise ValueError(f"{weights_file} does not match the {checkpoint} architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
         files[weights_file.name] = file_sha256(weights_file)
         files[tokenizer.name] = file_sha256(tokenizer)
         ref = PocketReference(tts, tokenizer, tokenizer_is_real=True)
@@ -237,7 +250,7 @@ def _local_layout(root: Path, config: Any) -> tuple[Path, Path, Path | None]:
     return weights_file, tokenizer, voice_dir if voice_dir.is_dir() else None
 
 
-def _download(config: Any) -> tuple[Path, Path, Path]:
+def _download(config: Any, checkpoint: str) -> tuple[Path, Path, Path]:
     from pocket_tts.utils.utils import _ORIGINS_OF_PREDEFINED_VOICES, get_predefined_voice
 
     locations = hub_files(config)
@@ -247,7 +260,7 @@ def _download(config: Any) -> tuple[Path, Path, Path]:
     tokenizer = hub_file(repo, path, revision)
     voice_dir = None
     for name in _ORIGINS_OF_PREDEFINED_VOICES:
-        repo, path, revision = _parse_hf(get_predefined_voice(LANGUAGE, name))
+        repo, path, revision = _parse_hf(get_predefined_voice(checkpoint, name))  # upstream: the config's stem
         voice_dir = hub_file(repo, path, revision).parent
     return weights_file, tokenizer, voice_dir
 

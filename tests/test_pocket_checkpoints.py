@@ -1,0 +1,126 @@
+"""pocket_tts checkpoints: every config pocket-tts ships is listed, each exportable one builds
+with random weights and matches upstream, and each export carries its own weights and rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import Zoo
+
+pytest.importorskip("pocket_tts")
+
+from zoo.core import WeightsSource  # noqa: E402
+from zoo.core.plugins import PluginHost  # noqa: E402
+from zoo.core.registry import Registry  # noqa: E402
+from zoo.core.session import ModelSession  # noqa: E402
+from zoo.plugins.pocket_tts import checkpoints, reference  # noqa: E402
+
+HOST = PluginHost()
+SPEC = HOST.model("pocket_tts")
+PORTED = [name for name, c in SPEC.checkpoints.items() if not c.unsupported]
+
+
+def test_every_bundled_config_is_a_checkpoint_with_its_pinned_revision():
+    import yaml
+
+    files = sorted(checkpoints.config_dir().glob("*.yaml"))
+    assert sorted(SPEC.checkpoints) == sorted(p.stem for p in files) and len(files) >= 27
+    assert SPEC.default_checkpoint == "english"
+    for path in files:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        c = SPEC.checkpoints[path.stem]
+        assert c.source == config["weights_path"] and c.source.endswith("@" + c.revision) and len(c.revision) == 40
+        layers = config["flow_lm"]["transformer"]["num_layers"]
+        if c.family.startswith("flowlm-"):  # what the port handles: full attention, LSD head, one Mimi
+            assert c.family == f"flowlm-{layers}l" and not c.unsupported
+            assert "decoder_seanet" not in config["mimi"] and config["flow_lm"]["flow"].get("type", "lsd") == "lsd"
+        else:
+            assert c.unsupported and c.family in checkpoints.NOT_PORTED
+    families = [c.family for c in SPEC.checkpoints.values()]
+    assert families.count("small") == 6 and families.count("drifting") == 1 and len(PORTED) == len(files) - 7
+
+
+def test_family_reads_what_the_port_depends_on():
+    base = {"flow_lm": {"transformer": {"num_layers": 6}, "flow": {}, "lookup_table": {}}, "mimi": {}}
+    assert checkpoints.family(base) == "flowlm-6l"
+    gqa = json.loads(json.dumps(base))
+    gqa["flow_lm"]["transformer"]["num_kv_heads"] = 2
+    drifting = json.loads(json.dumps(base))
+    drifting["flow_lm"]["flow"]["type"] = "drifting"
+    separate = json.loads(json.dumps(base))
+    separate["mimi"]["decoder_seanet"] = {}
+    assert [checkpoints.family(c) for c in (gqa, drifting, separate)] == ["small", "drifting", "small"]
+
+
+@pytest.mark.parametrize("name", PORTED)
+def test_each_ported_checkpoint_builds_and_matches_upstream(name):
+    """Small size, random weights: the checkpoint's own config (rules, temperature) and a step
+    of the port against upstream's on the same cache."""
+    session = ModelSession(HOST, "pocket_tts", "small-fp32", WeightsSource.random(0), checkpoint=name)
+    assert session.variant.checkpoint == name
+    ref = session.reference().model
+    config = reference.bundled_config(name)
+    assert ref.tts.config.replace_characters == config.replace_characters
+    assert float(ref.tts.temp) == config.default_temperature
+    step = session.traceables()["flowlm"]["step"]
+    ex = step.examples[1]
+    ours = step.run(ex)
+    want = reference.upstream_step(ref.tts, 1, ex["latent"], ex["noise"], ex["kv"], ex["pos"])
+    for key in ("latent_out", "eos_logit", "kv_new"):
+        scale = max(1.0, float(np.max(np.abs(want[key]))))
+        # fp32 port vs fp32 upstream, measured: 0.0 on all 20 ported checkpoints (the eager step runs
+        # upstream's ops in its order); 1e-5 of the scale leaves room for another summation order only
+        assert float(np.max(np.abs(ours[key] - want[key]))) <= 1e-5 * scale, (name, key)
+
+
+def test_random_weights_differ_between_checkpoints():
+    a = reference.random_seed(0, "english")
+    assert a == 0 and len({reference.random_seed(0, n) for n in PORTED}) == len(PORTED)
+
+
+def test_unknown_or_unported_checkpoint_is_refused_before_loading(zoo: Zoo):
+    proc = zoo("export", "pocket_tts", "--random-weights", "--checkpoint", "frnch")
+    assert proc.returncode == 2 and "no checkpoint 'frnch'; did you mean 'french'?" in " ".join(proc.stderr.split())
+    proc = zoo("export", "pocket_tts", "--random-weights", "--checkpoint", "english_drifting_26-09")
+    message = " ".join(proc.stderr.split())
+    assert proc.returncode == 2 and "cannot be exported" in message and "drifting sampler" in message
+    proc = zoo("run", "kokoro", "Hello.", "-o", str(zoo.workdir / "x.wav"), "--checkpoint", "french")
+    assert proc.returncode == 2 and "has no checkpoints" in proc.stderr
+    assert not Path(zoo.registry).exists() or not Registry(zoo.registry).exports()
+
+
+@pytest.mark.slow
+def test_each_export_has_its_own_weights_rules_and_mimi(zoo: Zoo):
+    """english and french, small: different Mimi packages (their weights differ), each export's
+    own text rules, the registry names the checkpoint's pinned source, and run/info/verify
+    select by checkpoint."""
+    ids = {}
+    for name in ("english", "french"):
+        proc = zoo("export", "pocket_tts", "--random-weights", "--variant", "small-fp32", "--checkpoint", name, "--out", str(zoo.out), "--json", check=True)
+        report = json.loads(proc.stdout)
+        assert report["ok"] and report["validation_level"] == "mil"
+        ids[name] = report["id"]
+    entries = {e["id"]: e for e in Registry(zoo.registry).exports()}
+    en, fr = entries[ids["english"]], entries[ids["french"]]
+    for name, entry in (("english", en), ("french", fr)):
+        assert entry["variant"]["options"]["checkpoint"] == name
+        assert entry["weights"]["checkpoint"]["source"] == SPEC.checkpoints[name].source
+    mimi = {name: next(c["sha256"] for c in e["components"] if c["name"] == "mimi") for name, e in (("english", en), ("french", fr))}
+    assert mimi["english"] != mimi["french"]
+    rules = {}
+    for name, entry in (("english", en), ("french", fr)):
+        config = json.loads((Path(zoo.out) / Path(entry["path"]).name / "constants" / "config.json").read_text())
+        rules[name] = dict(map(tuple, config["text_rules"]["replace_characters"]))
+    assert "«" in rules["french"] and "«" not in rules["english"]
+    for name in ("english", "french"):  # run picks the latest valid export of the checkpoint asked for
+        out = json.loads(zoo("run", "pocket_tts", "Bonjour.", "-o", str(zoo.workdir / f"{name}.wav"), "--backend", "mil", "--checkpoint", name,
+                             "--set", "temperature=0", "--set", "eos_threshold=1e9", "--set", "frames_after_eos=0", "--json", check=True).stdout)
+        assert out["source"] == f"export {ids[name]}"
+    assert [e["id"] for e in json.loads(zoo("info", "pocket_tts", "--checkpoint", "french", "--json", check=True).stdout)["exports"]] == [ids["french"]]
+    assert json.loads(zoo("verify", "--checkpoint", "english", "--json", check=True).stdout)["checked"] == [ids["english"]]
+    proc = zoo("run", "pocket_tts", "Hallo.", "-o", str(zoo.workdir / "de.wav"), "--backend", "mil", "--checkpoint", "german")
+    assert proc.returncode == 1 and "run `zoo export pocket_tts --checkpoint german` first" in " ".join(proc.stderr.split())
