@@ -124,3 +124,18 @@ def test_each_export_has_its_own_weights_rules_and_mimi(zoo: Zoo):
     assert json.loads(zoo("verify", "--checkpoint", "english", "--json", check=True).stdout)["checked"] == [ids["english"]]
     proc = zoo("run", "pocket_tts", "Hallo.", "-o", str(zoo.workdir / "de.wav"), "--backend", "mil", "--checkpoint", "german")
     assert proc.returncode == 1 and "run `zoo export pocket_tts --checkpoint german` first" in " ".join(proc.stderr.split())
+
+
+def test_an_unreadable_config_takes_only_its_checkpoint_down(tmp_path, monkeypatch):
+    for name in ("english", "french"):
+        (tmp_path / f"{name}.yaml").write_text((checkpoints.config_dir() / f"{name}.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "broken.yaml").write_text("flow_lm: [unclosed\n", encoding="utf-8")
+    monkeypatch.setattr(checkpoints, "config_dir", lambda: tmp_path)
+    checkpoints.discover.cache_clear()
+    try:
+        found = checkpoints.discover()
+    finally:
+        monkeypatch.undo()
+        checkpoints.discover.cache_clear()
+    assert list(found) == ["english", "broken", "french"]  # the default first
+    assert "could not be read" in found["broken"].unsupported and not found["french"].unsupported

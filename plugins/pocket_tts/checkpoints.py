@@ -80,9 +80,13 @@ def discover() -> dict[str, Checkpoint]:
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     found: dict[str, Checkpoint] = {}
     for path in sorted(folder.glob("*.yaml"), key=lambda p: (p.stem != DEFAULT, p.stem)):
-        text = path.read_text(encoding="utf-8")
-        config = yaml.load(text, Loader=loader) or {}
-        kind = family(config)
+        try:
+            text = path.read_text(encoding="utf-8")
+            config = yaml.load(text, Loader=loader) or {}
+            kind = family(config)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError) as exc:  # one bad file: that checkpoint only
+            found[path.stem] = Checkpoint(name=path.stem, unsupported=f"its config {path} could not be read: {exc}")
+            continue
         repo, revision = _pinned(str(config.get("weights_path", "")))
         found[path.stem] = Checkpoint(
             name=path.stem,
