@@ -95,32 +95,37 @@ def test_unknown_or_unported_checkpoint_is_refused_before_loading(zoo: Zoo):
 
 @pytest.mark.slow
 def test_each_export_has_its_own_weights_rules_and_mimi(zoo: Zoo):
-    """english and french, small: different Mimi packages (their weights differ), each export's
-    own text rules, the registry names the checkpoint's pinned source, and run/info/verify
-    select by checkpoint."""
-    ids = {}
-    for name in ("english", "french"):
+    """english and french_24l (one per exportable family), small: whole-loop parity with upstream
+    generate_audio recorded by each, different Mimi packages (their weights differ), each
+    export's own depth and text rules, the registry names the checkpoint's pinned source, and
+    run/info/verify select by checkpoint."""
+    ids, reports = {}, {}
+    for name in ("english", "french_24l"):
         proc = zoo("export", "pocket_tts", "--random-weights", "--variant", "small-fp32", "--checkpoint", name, "--out", str(zoo.out), "--json", check=True)
         report = json.loads(proc.stdout)
         assert report["ok"] and report["validation_level"] == "mil"
-        ids[name] = report["id"]
+        ids[name], reports[name] = report["id"], report
     entries = {e["id"]: e for e in Registry(zoo.registry).exports()}
-    en, fr = entries[ids["english"]], entries[ids["french"]]
-    for name, entry in (("english", en), ("french", fr)):
+    en, fr = entries[ids["english"]], entries[ids["french_24l"]]
+    for name, entry in (("english", en), ("french_24l", fr)):
+        loop = next(v for v in entry["validation"] if v["component"] == "loop:utterance" and v["level"] == "reference")
+        assert loop["status"] == "passed" and loop["value"] <= 1e-3  # the run loop vs upstream generate_audio
         assert entry["variant"]["options"]["checkpoint"] == name
         assert entry["weights"]["checkpoint"]["source"] == SPEC.checkpoints[name].source
-    mimi = {name: next(c["sha256"] for c in e["components"] if c["name"] == "mimi") for name, e in (("english", en), ("french", fr))}
-    assert mimi["english"] != mimi["french"]
-    rules = {}
-    for name, entry in (("english", en), ("french", fr)):
+    mimi = {name: next(c["sha256"] for c in e["components"] if c["name"] == "mimi") for name, e in (("english", en), ("french_24l", fr))}
+    assert mimi["english"] != mimi["french_24l"]
+    rules, layers = {}, {}
+    for name, entry in (("english", en), ("french_24l", fr)):
         config = json.loads((Path(zoo.out) / Path(entry["path"]).name / "constants" / "config.json").read_text())
         rules[name] = dict(map(tuple, config["text_rules"]["replace_characters"]))
-    assert "«" in rules["french"] and "«" not in rules["english"]
-    for name in ("english", "french"):  # run picks the latest valid export of the checkpoint asked for
+        layers[name] = config["kv_layers"]
+    assert "«" in rules["french_24l"] and "«" not in rules["english"]
+    assert layers == {"english": 2, "french_24l": 8}  # small size keeps the depth ratio
+    for name in ("english", "french_24l"):  # run picks the latest valid export of the checkpoint asked for
         out = json.loads(zoo("run", "pocket_tts", "Bonjour.", "-o", str(zoo.workdir / f"{name}.wav"), "--backend", "mil", "--checkpoint", name,
                              "--set", "temperature=0", "--set", "eos_threshold=1e9", "--set", "frames_after_eos=0", "--json", check=True).stdout)
         assert out["source"] == f"export {ids[name]}"
-    assert [e["id"] for e in json.loads(zoo("info", "pocket_tts", "--checkpoint", "french", "--json", check=True).stdout)["exports"]] == [ids["french"]]
+    assert [e["id"] for e in json.loads(zoo("info", "pocket_tts", "--checkpoint", "french_24l", "--json", check=True).stdout)["exports"]] == [ids["french_24l"]]
     assert json.loads(zoo("verify", "--checkpoint", "english", "--json", check=True).stdout)["checked"] == [ids["english"]]
     proc = zoo("run", "pocket_tts", "Hallo.", "-o", str(zoo.workdir / "de.wav"), "--backend", "mil", "--checkpoint", "german")
     assert proc.returncode == 1 and "run `zoo export pocket_tts --checkpoint german` first" in " ".join(proc.stderr.split())

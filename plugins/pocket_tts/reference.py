@@ -48,7 +48,8 @@ def bundled_config(checkpoint: str = LANGUAGE, size: str = "full") -> Any:
     if size == "small":
         config = config.model_copy(deep=True)
         t = config.flow_lm.transformer
-        t.d_model, t.num_heads, t.num_layers, t.hidden_scale = 128, 4, 2, 2
+        # depth in proportion (6 -> 2, 24 -> 8): a deep checkpoint stays deeper in tests
+        t.d_model, t.num_heads, t.num_layers, t.hidden_scale = 128, 4, max(1, t.num_layers // 3), 2
         config.flow_lm.lookup_table.dim = 128
         config.flow_lm.flow.dim, config.flow_lm.flow.depth = 64, 2
         m = config.mimi
