@@ -38,11 +38,12 @@ def zoo(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
-def measured_export(env: dict, work: Path, model: str, variant: str, force: bool = True) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def measured_export(env: dict, work: Path, model: str, variant: str, force: bool = True, extra: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """`zoo export MODEL --random-weights --force` (every stage built again; without ``force``,
-    what the workspace's stage cache holds is reused): (report, registry entry, figures)."""
+    what the workspace's stage cache holds is reused; ``extra``: more arguments, e.g.
+    ``--checkpoint NAME``): (report, registry entry, figures)."""
     start = time.perf_counter()
-    report = json.loads(zoo(env, work, "export", model, "--random-weights", "--variant", variant, *(["--force"] if force else []),
+    report = json.loads(zoo(env, work, "export", model, "--random-weights", "--variant", variant, *(["--force"] if force else []), *extra,
                             "--out", str(work / "exports"), "--json").stdout)
     figures: dict[str, Any] = {"variant": variant, "export_seconds": round(time.perf_counter() - start, 1)}
     # the export's own peak: each stage reports its process's peak when it ended (RUSAGE_CHILDREN

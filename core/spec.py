@@ -214,9 +214,13 @@ class RunSetting:
     max: float | None = None
     #: exclusive lower bound (e.g. "must be > 0")
     above: float | None = None
+    #: the only values accepted (empty: any value of the type)
+    choices: tuple[Any, ...] = ()
 
     def describe(self) -> str:
         parts = [_SETTING_TYPES.get(self.type, self.type.__name__)]
+        if self.choices:
+            parts.append("one of " + "|".join(map(str, self.choices)))
         if self.above is not None:
             parts.append(f"> {self.above:g}")
         if self.min is not None or self.max is not None:
@@ -239,6 +243,8 @@ class RunSetting:
             raise UsageError(f"{where}: expected a finite number")
         if (self.min is not None and value < self.min) or (self.max is not None and value > self.max) or (self.above is not None and value <= self.above):
             raise UsageError(f"{where}: out of range ({self.describe()})")
+        if self.choices and value not in self.choices:
+            raise UsageError(f"{where}: expected {self.describe()}")
         return value
 
 

@@ -18,28 +18,19 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from ...core import RunOptions, RunResult
+from . import languages
 from .options import RUN_SETTINGS, RunConfig
 
 MAX_PHONEMES = 510
 
 
 def phonemize(text: str, g2p: Callable[[str], Any] | None = None) -> str:
-    """English phonemes: misaki's full G2P when it works, else its espeak-ng G2P (offline)."""
-    if g2p is None:
-        g2p = english_g2p()
-    result = g2p(text)
-    return result[0] if isinstance(result, tuple) else result
+    """Phonemes of ``text`` (default G2P: American English, see languages.py)."""
+    return languages.phonemize(text, g2p or english_g2p())
 
 
 def english_g2p() -> Callable[[str], Any]:
-    try:
-        from misaki import en, espeak
-
-        return en.G2P(trf=False, british=False, fallback=espeak.EspeakFallback(british=False))
-    except Exception:  # noqa: BLE001 - misaki's full G2P needs a spaCy model it downloads at run time
-        from misaki import espeak
-
-        return espeak.EspeakG2P(language="en-us")
+    return languages.g2p(languages.LANGUAGES["a"])[0]
 
 
 def tokens(phonemes: str, vocab: dict[str, int]) -> list[int]:
@@ -126,7 +117,7 @@ def halve(phonemes: str) -> tuple[str, str]:
     if len(words) < 2:
         raise ValueError(f"a single word needs more frames than one decoder call takes: {phonemes[:40]!r}")
     middle = len(words) / 2
-    for marks in (".!?", ";:,", None):
+    for marks in (languages.SENTENCE_ENDS, languages.CLAUSE_ENDS, None):
         cuts = [i + 1 for i, w in enumerate(words[:-1]) if marks is None or (w and w[-1] in marks)]
         if cuts:
             cut = min(cuts, key=lambda c: abs(c - middle))
@@ -147,7 +138,7 @@ def split_phonemes(phonemes: str, vocab: dict[str, int], limit: int) -> list[str
         if size([word]) > limit:
             raise ValueError(f"a single word has more than {limit} phonemes: {word[:40]!r}")
         if current and size(current + [word]) > limit:
-            cut = max((i + 1 for i, w in enumerate(current) if w and w[-1] in ".!?;:,"), default=len(current))
+            cut = max((i + 1 for i, w in enumerate(current) if w and w[-1] in languages.SENTENCE_ENDS + languages.CLAUSE_ENDS), default=len(current))
             pieces.append(" ".join(current[:cut]))
             current = current[cut:]
             while current and size(current + [word]) > limit:  # punctuation cut left too much behind
@@ -178,11 +169,12 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
     if voice not in voices:
         raise ValueError(f"unknown voice {voice!r}; this export has {', '.join(sorted(voices))}")
     vocab = cfg.vocab
+    language = languages.resolve(settings.get("lang"), voice)
     if "phonemes" in settings:
         phonemes, g2p = settings["phonemes"], "given"
     else:
-        converter = english_g2p()
-        phonemes, g2p = phonemize(text, converter), f"{type(converter).__module__}.{type(converter).__name__}"
+        converter, g2p = languages.g2p(language)
+        phonemes = languages.phonemize(text, converter)
     if not any(ch in vocab for ch in phonemes):
         raise ValueError(f"no known phonemes in {phonemes!r}")
     limit = min(MAX_PHONEMES, max(cfg.buckets) - 2)
@@ -207,4 +199,4 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
         frames += int(counts.sum())
         report.append({"phonemes": piece, "tokens": len(counts), "frames": int(counts.sum()), "durations": counts.tolist()})
     audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    return RunResult(audio, cfg.sample_rate, frames, {"voice": voice, "g2p": g2p, "pieces": report})
+    return RunResult(audio, cfg.sample_rate, frames, {"voice": voice, "lang": language.code, "language": language.name, "g2p": g2p, "pieces": report})

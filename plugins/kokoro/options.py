@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ...core import Record
 from ...core.spec import CompressedLoop, RunSetting
+from .languages import CHOICES
 
 #: predictor token buckets (boundary tokens included; 512 = upstream's 510 phonemes + 2)
 BUCKETS = (32, 64, 128, 256, 512)
@@ -36,6 +37,8 @@ class KokoroOptions(Record):
 
 #: ``zoo run kokoro --set NAME=VALUE``
 RUN_SETTINGS = (
+    RunSetting("lang", str, "language of the text's G2P: a code or upstream's alias (a/en-us, b/en-gb, e/es, f/fr-fr, h/hi, i/it, "
+               "j/ja, p/pt-br, z/zh); default: the voice name's first letter (ef_dora: Spanish), else American English", choices=CHOICES),
     RunSetting("phonemes", str, "phonemes to speak instead of the text's G2P (misaki, else espeak-ng)"),
     RunSetting("speed", float, "speaking rate (upstream's speed: durations divided by it)", default=1.0, min=0.1, max=10.0),
 )
