@@ -35,13 +35,14 @@ def test_every_bundled_config_is_a_checkpoint_with_its_pinned_revision():
         c = SPEC.checkpoints[path.stem]
         assert c.source == config["weights_path"] and c.source.endswith("@" + c.revision) and len(c.revision) == 40
         layers = config["flow_lm"]["transformer"]["num_layers"]
-        if c.family.startswith("flowlm-"):  # what the port handles: full attention, LSD head, one Mimi
-            assert c.family == f"flowlm-{layers}l" and not c.unsupported
-            assert "decoder_seanet" not in config["mimi"] and config["flow_lm"]["flow"].get("type", "lsd") == "lsd"
+        head = config["flow_lm"]["flow"].get("type", "lsd")
+        if c.family.startswith("flowlm-"):  # what the port handles: full attention, LSD or drifting head, one Mimi
+            assert c.family == f"flowlm-{layers}l" + ("-drifting" if head == "drifting" else "") and not c.unsupported
+            assert "decoder_seanet" not in config["mimi"] and head in ("lsd", "drifting")
         else:
             assert c.unsupported and c.family in checkpoints.NOT_PORTED
     families = [c.family for c in SPEC.checkpoints.values()]
-    assert families.count("small") == 6 and families.count("drifting") == 1 and len(PORTED) == len(files) - 7
+    assert families.count("small") == 6 and families.count("flowlm-6l-drifting") == 1 and len(PORTED) == len(files) - 6
 
 
 def test_family_reads_what_the_port_depends_on():
@@ -51,9 +52,12 @@ def test_family_reads_what_the_port_depends_on():
     gqa["flow_lm"]["transformer"]["num_kv_heads"] = 2
     drifting = json.loads(json.dumps(base))
     drifting["flow_lm"]["flow"]["type"] = "drifting"
+    matching = json.loads(json.dumps(base))
+    matching["flow_lm"]["flow"]["type"] = "flow_matching"
     separate = json.loads(json.dumps(base))
     separate["mimi"]["decoder_seanet"] = {}
-    assert [checkpoints.family(c) for c in (gqa, drifting, separate)] == ["small", "drifting", "small"]
+    assert [checkpoints.family(c) for c in (gqa, drifting, matching, separate)] == ["small", "flowlm-6l-drifting", "flow_matching", "small"]
+    assert "flow_matching" in checkpoints.NOT_PORTED
 
 
 @pytest.mark.parametrize("name", PORTED)
@@ -72,7 +76,7 @@ def test_each_ported_checkpoint_builds_and_matches_upstream(name):
     want = reference.upstream_step(ref.tts, 1, ex["latent"], ex["noise"], ex["kv"], ex["pos"])
     for key in ("latent_out", "eos_logit", "kv_new"):
         scale = max(1.0, float(np.max(np.abs(want[key]))))
-        # fp32 port vs fp32 upstream, measured: 0.0 on all 20 ported checkpoints (the eager step runs
+        # fp32 port vs fp32 upstream, measured: 0.0 on all 21 ported checkpoints (the eager step runs
         # upstream's ops in its order); 1e-5 of the scale leaves room for another summation order only
         assert float(np.max(np.abs(ours[key] - want[key]))) <= 1e-5 * scale, (name, key)
 
@@ -85,9 +89,9 @@ def test_random_weights_differ_between_checkpoints():
 def test_unknown_or_unported_checkpoint_is_refused_before_loading(zoo: Zoo):
     proc = zoo("export", "pocket_tts", "--random-weights", "--checkpoint", "frnch")
     assert proc.returncode == 2 and "no checkpoint 'frnch'; did you mean 'french'?" in " ".join(proc.stderr.split())
-    proc = zoo("export", "pocket_tts", "--random-weights", "--checkpoint", "english_drifting_26-09")
+    proc = zoo("export", "pocket_tts", "--random-weights", "--checkpoint", "english_7m_2026-10")
     message = " ".join(proc.stderr.split())
-    assert proc.returncode == 2 and "cannot be exported" in message and "drifting sampler" in message
+    assert proc.returncode == 2 and "cannot be exported" in message and "grouped-query attention" in message
     proc = zoo("run", "kokoro", "Hello.", "-o", str(zoo.workdir / "x.wav"), "--checkpoint", "french")
     assert proc.returncode == 2 and "has no checkpoints" in proc.stderr
     assert not Path(zoo.registry).exists() or not Registry(zoo.registry).exports()
@@ -95,19 +99,19 @@ def test_unknown_or_unported_checkpoint_is_refused_before_loading(zoo: Zoo):
 
 @pytest.mark.slow
 def test_each_export_has_its_own_weights_rules_and_mimi(zoo: Zoo):
-    """english and french_24l (one per exportable family), small: whole-loop parity with upstream
+    """english, french_24l and english_drifting_26-09 (one per exportable family), small: whole-loop parity with upstream
     generate_audio recorded by each, different Mimi packages (their weights differ), each
     export's own depth and text rules, the registry names the checkpoint's pinned source, and
     run/info/verify select by checkpoint."""
     ids, reports = {}, {}
-    for name in ("english", "french_24l"):
+    for name in ("english", "french_24l", "english_drifting_26-09"):
         proc = zoo("export", "pocket_tts", "--random-weights", "--variant", "small-fp32", "--checkpoint", name, "--out", str(zoo.out), "--json", check=True)
         report = json.loads(proc.stdout)
         assert report["ok"] and report["validation_level"] == "mil"
         ids[name], reports[name] = report["id"], report
     entries = {e["id"]: e for e in Registry(zoo.registry).exports()}
     en, fr = entries[ids["english"]], entries[ids["french_24l"]]
-    for name, entry in (("english", en), ("french_24l", fr)):
+    for name, entry in (("english", en), ("french_24l", fr), ("english_drifting_26-09", entries[ids["english_drifting_26-09"]])):
         loop = next(v for v in entry["validation"] if v["component"] == "loop:utterance" and v["level"] == "reference")
         assert loop["status"] == "passed" and loop["value"] <= 1e-3  # the run loop vs upstream generate_audio
         assert entry["variant"]["options"]["checkpoint"] == name

@@ -9,7 +9,8 @@ Families, by what the port has to handle:
 * ``flowlm-6l`` / ``flowlm-24l`` — the architecture zoo ports (full attention, the LSD flow
   head, one Mimi with its SEANet decoder); the languages and dates differ in weights,
   tokenizer and text rules only;
-* ``drifting`` — the 6-layer model with a one-step drifting sampler head;
+* ``flowlm-6l-drifting`` — the same with a one-step drifting sampler head (the sample is the
+  head's output for the noise, no time conditions);
 * ``small`` — english_2m / 7m / 18m (and their REFL fine-tunes): grouped-query attention,
   low-rank embeddings, a drifting sampler and a separate SEANet decoder.
 """
@@ -26,7 +27,8 @@ from ...core import Checkpoint
 DEFAULT = "english"
 
 NOT_PORTED = {
-    "drifting": "its one-step drifting sampler head (flow_lm.flow.type: drifting) is not ported; zoo ports the LSD flow head",
+    "flow_matching": "its flow-matching sampler head is not ported (zoo ports the LSD and drifting heads)",
+    "pointwise": "its pointwise sampler head is not ported (zoo ports the LSD and drifting heads)",
     "small": "the small architecture (grouped-query attention, low-rank text embeddings, drifting sampler, separate SEANet "
              "decoder: mimi.decoder_seanet / decoder_transformer) is not ported",
 }
@@ -47,9 +49,10 @@ def family(config: dict[str, Any]) -> str:
     mimi = config.get("mimi") or {}
     if "decoder_seanet" in mimi or transformer.get("num_kv_heads") or (flow_lm.get("lookup_table") or {}).get("rank"):
         return "small"
-    if (flow_lm.get("flow") or {}).get("type", "lsd") != "lsd":
-        return "drifting"
-    return f"flowlm-{transformer.get('num_layers', '?')}l"
+    head = (flow_lm.get("flow") or {}).get("type", "lsd")
+    if head not in ("lsd", "drifting"):
+        return head  # a flow head the port does not know (flow_matching, pointwise): not ported
+    return f"flowlm-{transformer.get('num_layers', '?')}l" + ("-drifting" if head == "drifting" else "")
 
 
 def _description(text: str) -> str:

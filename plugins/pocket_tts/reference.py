@@ -317,7 +317,7 @@ def upstream_step(tts: Any, decode_steps: int, latent: Any, noise: Any, kv: Any,
     from functools import partial
 
     import torch
-    from pocket_tts.models.flow_lm import lsd_decode
+    from pocket_tts.models.flow_lm import drifting_decode, lsd_decode
 
     p = int(pos[0])
     state, layers = _flow_state(tts, kv, p, p + 1)
@@ -327,7 +327,8 @@ def upstream_step(tts: Any, decode_steps: int, latent: Any, noise: Any, kv: Any,
         hidden = flow.backbone(flow.input_linear(sequence), torch.empty((1, 0, flow.dim)), sequence, model_state=state)
         hidden = hidden.to(torch.float32)[:, -1]
         eos = flow.out_eos(hidden)
-        latent_out = lsd_decode(partial(flow.flow_net, hidden), torch.as_tensor(noise), decode_steps)
+        decode = drifting_decode if flow.flow_type == "drifting" else lsd_decode
+        latent_out = decode(partial(flow.flow_net, hidden), torch.as_tensor(noise), decode_steps)
     return {"latent_out": latent_out.numpy(), "eos_logit": eos.numpy(), "kv_new": _rows_from_state(kv, state, layers, p, 1, 1)}
 
 

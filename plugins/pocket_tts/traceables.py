@@ -182,8 +182,10 @@ class Step(nn.Module):
         self.out_norm = flow_lm.out_norm
         self.out_eos = flow_lm.out_eos
         self.flow_net = flow_lm.flow_net
-        if flow_lm.z_proj is not None or flow_lm.flow_type != "lsd":
-            raise NotImplementedError("only the LSD flow head without z projection is supported")
+        if flow_lm.z_proj is not None or flow_lm.flow_type not in ("lsd", "drifting"):
+            raise NotImplementedError("only the LSD and drifting flow heads without z projection are supported")
+        #: "lsd": decode_steps Euler steps of the flow head; "drifting": one call of the head on the noise
+        self.flow_type = flow_lm.flow_type
         self.decode_steps = decode_steps
 
     def forward(self, latent: torch.Tensor, noise: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -192,6 +194,8 @@ class Step(nn.Module):
         hidden, rows = self.transformer(x, kv, pos, one)
         hidden = self.out_norm(hidden)[:, -1].to(torch.float32)  # [1, d]
         eos = self.out_eos(hidden)
+        if self.flow_type == "drifting":  # upstream's drifting_decode: the sample is the head's output
+            return self.flow_net(hidden, noise), eos, _rows(rows, len(self.transformer.layers))
         current = noise
         n = self.decode_steps
         for i in range(n):  # s = i/N, t = (i+1)/N
