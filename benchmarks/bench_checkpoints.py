@@ -1,6 +1,7 @@
 """Full-size pocket_tts exports of several checkpoints (random weights, no network).
 
     .venv/bin/python benchmarks/bench_checkpoints.py [--variant fp16] [--keep DIR] [--checkpoints english,french_24l,english_7m_2026-10]
+    .venv/bin/python benchmarks/bench_checkpoints.py --variant small-fp16 --checkpoints all   # every config, reduced size
 
 For each checkpoint, measured in this run: `zoo export pocket_tts --checkpoint NAME
 --random-weights` wall time and peak RSS (fresh stages), package and constants bytes, the
@@ -33,7 +34,10 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     env = workspace_env(work)
     rows = []
-    for name in args.checkpoints.split(","):
+    names = args.checkpoints.split(",")
+    if names == ["all"]:
+        names = list(json.loads(zoo(env, work, "info", "pocket_tts", "--json").stdout)["checkpoints"])
+    for name in names:
         probe = subprocess.run([sys.executable, "-m", "zoo", "info", "pocket_tts", "--checkpoint", name, "--json"], cwd=work, env=env, capture_output=True, text=True)
         if probe.returncode:
             rows.append((name, None, " ".join(probe.stderr.split())))
@@ -57,6 +61,8 @@ def main() -> None:
               f"(mil run: {fig['mil_run']['frames']} frames in {fig['mil_run']['wall_seconds']:.1f} s), mimi {fig['mimi_sha256'][:12]}")
     mimis = [fig["mimi_sha256"] for _, fig, _ in rows if fig]
     print(f"  Mimi packages: {len(set(mimis))} distinct of {len(mimis)} (each checkpoint's own weights)")
+    levels = [fig["validation_level"] for _, fig, _ in rows if fig]
+    print(f"  exported {len(levels)} of {len(rows)} (levels reached: {', '.join(sorted(set(levels)))}), refused {len(rows) - len(levels)}")
 
 
 if __name__ == "__main__":
