@@ -249,12 +249,14 @@ class Registry:
             if not key or entry["id"] == key or entry["model"] == key:
                 yield entry
 
-    def latest_valid(self, model: str, checkpoint: str | None = None, default_checkpoint: str = "") -> dict[str, Any] | None:
-        """The newest valid export of ``model`` (of ``checkpoint`` if given; an entry that names
-        none is of ``default_checkpoint``)."""
+    def latest_valid(self, model: str, checkpoint: str | None = None, default_checkpoint: str = "", variant: str | None = None) -> dict[str, Any] | None:
+        """The newest valid export of ``model`` (of ``checkpoint`` and ``variant`` if given; an entry
+        that names no checkpoint is of ``default_checkpoint``)."""
         valid = [e for e in self.exports() if e["model"] == model and e.get("status") == "valid"]
         if checkpoint is not None:
             valid = [e for e in valid if entry_checkpoint(e, default_checkpoint) == checkpoint]
+        if variant:
+            valid = [e for e in valid if e["variant"]["name"] == variant]
         return max(valid, key=lambda e: e["created_at"], default=None)
 
     def export_dir(self, entry: dict[str, Any]) -> Path:

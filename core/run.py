@@ -143,19 +143,13 @@ def _check_voice(model: Any, voice: str | None, voices: list[str] | None) -> Non
 
 def _export_entry(registry: Registry, model: Any, variant: str | None, checkpoint: str | None = None) -> dict[str, Any]:
     """The newest valid export of the model (of ``variant`` and ``checkpoint`` when given)."""
-    from .registry import entry_checkpoint
-
     model_name = model.name
-    valid = [e for e in registry.find(model_name) if e["model"] == model_name and e.get("status") == "valid"]
-    if checkpoint is not None:
-        valid = [e for e in valid if entry_checkpoint(e, model.default_checkpoint) == checkpoint]
-    if variant:
-        valid = [e for e in valid if e["variant"]["name"] == variant]
-    if not valid:
+    entry = registry.latest_valid(model_name, checkpoint, model.default_checkpoint, variant)
+    if entry is None:
         which = ", ".join(x for x in (f"variant {variant!r}" if variant else "", f"checkpoint {checkpoint!r}" if checkpoint else "") if x)
         hint = f"zoo export {model_name}" + (f" --variant {variant}" if variant else "") + (f" --checkpoint {checkpoint}" if checkpoint else "")
         raise BackendUnavailable(f"no valid export of {model_name!r}{f' ({which})' if which else ''} in {registry.path}; run `{hint}` first")
-    return max(valid, key=lambda e: e["created_at"])
+    return entry
 
 
 def build_runtime(host: PluginHost, request: RunRequest, registry: Registry, workdir: Path) -> tuple[ComponentRuntime, str]:
