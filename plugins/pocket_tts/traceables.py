@@ -107,7 +107,7 @@ class CachedTransformer(nn.Module):
         if not torch.jit.is_tracing():
             return self._eager(x, kv, int(pos.reshape(-1)[0]), valid)
         chunk = x.shape[1]  # a Python int at trace time
-        s, h, d = self.cache_size, self.heads, self.head_dim
+        s = self.cache_size
         offsets = torch.arange(chunk, dtype=torch.int32)
         positions = pos.to(torch.int32) + offsets  # [C]
         cos = torch.index_select(self.rope_cos, 0, positions)
@@ -118,14 +118,7 @@ class CachedTransformer(nn.Module):
         cache_visible = (self.slots.view(1, s) < pos.to(torch.float32)).expand(chunk, s)
         mask = torch.cat([cache_visible, steps.view(1, chunk) <= steps.view(chunk, 1)], dim=1)  # [C, S + C]
         keep = (steps < valid.to(torch.float32)).to(x.dtype).view(1, chunk, 1)
-        rows = []
-        for i, layer in enumerate(self.layers):
-            q, k, v = rope_qkv(layer, x, cos, sin)
-            keys = torch.cat([kv[i, 0].view(1, s, h, d), k], dim=1).transpose(1, 2)
-            values = torch.cat([kv[i, 1].view(1, s, h, d), v], dim=1).transpose(1, 2)
-            x = attend_and_feed_forward(layer, x, q.transpose(1, 2), keys, values, mask.view(1, 1, chunk, s + chunk))
-            rows.append(torch.stack([k.reshape(1, chunk, h * d), v.reshape(1, chunk, h * d)], dim=0) * keep)
-        return x, torch.cat(rows, dim=1)  # [2, layers, C, HD]
+        return self._layers(x, kv, chunk, s, cos, sin, mask.view(1, 1, chunk, s + chunk), keep)
 
     def _eager(self, x: torch.Tensor, kv: torch.Tensor, pos: int, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The same computation run eagerly (the torch backend): attend to the ``pos`` filled slots only.
@@ -137,7 +130,6 @@ class CachedTransformer(nn.Module):
         graph against this path is what the mil level checks.
         """
         chunk = x.shape[1]
-        h, d = self.heads, self.head_dim
         if not 0 <= pos <= self.cache_size - chunk:
             raise ValueError(f"cache position {pos} outside 0..{self.cache_size - chunk}")
         cos, sin = self.rope_cos[pos : pos + chunk], self.rope_sin[pos : pos + chunk]
@@ -145,11 +137,20 @@ class CachedTransformer(nn.Module):
         causal = steps.view(1, chunk) <= steps.view(chunk, 1)
         mask = None if chunk == 1 else torch.cat([torch.ones(chunk, pos, dtype=torch.bool), causal], dim=1).view(1, 1, chunk, pos + chunk)
         keep = (steps < valid.reshape(-1)[0]).to(x.dtype).view(1, chunk, 1)
+        return self._layers(x, kv, chunk, pos, cos, sin, mask, keep)
+
+    def _layers(self, x: torch.Tensor, kv: torch.Tensor, chunk: int, slots: int, cos: torch.Tensor, sin: torch.Tensor,
+                mask: torch.Tensor | None, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every layer on the C new tokens x [1, C, E], each attending to the first ``slots`` rows of
+        its cache (all S in the traced graph, under ``mask``; the ``pos`` filled ones eagerly) and
+        to the new tokens: (x, the new rows [2, layers, C, HD], zeroed where ``keep`` is 0)."""
+        h, d = self.heads, self.head_dim
         rows = []
         for i, layer in enumerate(self.layers):
             q, k, v = rope_qkv(layer, x, cos, sin)
-            keys = torch.cat([kv[i, 0, :pos].view(1, pos, h, d), k], dim=1).transpose(1, 2)
-            values = torch.cat([kv[i, 1, :pos].view(1, pos, h, d), v], dim=1).transpose(1, 2)
+            past = kv[i] if slots == self.cache_size else kv[i, :, :slots]  # the graph reads the whole cache
+            keys = torch.cat([past[0].view(1, slots, h, d), k], dim=1).transpose(1, 2)
+            values = torch.cat([past[1].view(1, slots, h, d), v], dim=1).transpose(1, 2)
             x = attend_and_feed_forward(layer, x, q.transpose(1, 2), keys, values, mask)
             rows.append(torch.stack([k.reshape(1, chunk, h * d), v.reshape(1, chunk, h * d)], dim=0) * keep)
         return x, torch.cat(rows, dim=1)
