@@ -284,6 +284,8 @@ def verify(
     """
     from .verify import verify as run_verify
 
+    if checkpoint is not None and not checkpoint.strip():
+        _fail("--checkpoint is empty; give a checkpoint name or leave the option out", EXIT_USAGE)
     registry = _registry_or_exit(ctx)
     with err.status("verifying…") as status:  # shown on a terminal only: hashing and executing take seconds to minutes
 
@@ -324,13 +326,13 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="
          as_json: bool = typer.Option(False, "--json")) -> None:
     """Describe MODEL: plugin, checkpoints, variants, components, tolerances, weights and its exports."""
     from .registry import entry_checkpoint
-    from .session import resolve_variant
+    from .session import checkpoint_name
 
     state = _state(ctx)
     spec = _model(ctx, model)
     if checkpoint is not None:
         try:
-            resolve_variant(spec, None, checkpoint)
+            checkpoint_name(spec, checkpoint)  # described even when it cannot be exported (the table says why)
         except ValueError as exc:
             _fail(str(exc), EXIT_USAGE)
     plugin = state.host().plugin_info(spec)

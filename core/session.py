@@ -43,25 +43,38 @@ def default_weights(model: ModelSpec, variant: Variant | None = None) -> Weights
     return WeightsSource.hub(repo, revision)
 
 
-def resolve_variant(model: ModelSpec, variant: str | Variant | None, checkpoint: str | None = None) -> Variant:
-    """The named variant (default: the model's) of ``checkpoint`` (default: the variant's own, else
-    the model's default checkpoint). ValueError names what is unknown and lists what exists."""
-    if not isinstance(variant, Variant):
-        try:
-            variant = model.variant(variant)
-        except KeyError:
-            raise ValueError(f"model {model.name!r} has no variant {variant!r}; variants: {', '.join(model.variants)}") from None
+def checkpoint_name(model: ModelSpec, checkpoint: str | None, fallback: str | None = None) -> str | None:
+    """The checkpoint ``checkpoint`` names (else ``fallback``, else the model's default), checked to
+    exist; None for a model without checkpoints. ValueError names what is wrong: an empty name,
+    --checkpoint on a model without checkpoints, an unknown name (with the closest one)."""
+    if checkpoint is not None and not checkpoint.strip():
+        raise ValueError(f"--checkpoint is empty; give a checkpoint name of model {model.name!r} or leave the option out")
     if not model.checkpoints:
         if checkpoint:
             raise ValueError(f"model {model.name!r} has no checkpoints (one set of weights); drop --checkpoint {checkpoint}")
-        return variant
-    name = checkpoint or variant.checkpoint or model.default_checkpoint
+        return None
+    name = checkpoint or fallback or model.default_checkpoint
     if name not in model.checkpoints:
         import difflib
 
         close = difflib.get_close_matches(name, list(model.checkpoints), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"model {model.name!r} has no checkpoint {name!r}{hint} (checkpoints: {', '.join(model.checkpoints)})")
+    return name
+
+
+def resolve_variant(model: ModelSpec, variant: str | Variant | None, checkpoint: str | None = None) -> Variant:
+    """The named variant (default: the model's) of ``checkpoint`` (default: the variant's own, else
+    the model's default checkpoint). ValueError names what is unknown and lists what exists, or
+    why the checkpoint cannot be exported."""
+    if not isinstance(variant, Variant):
+        try:
+            variant = model.variant(variant)
+        except KeyError:
+            raise ValueError(f"model {model.name!r} has no variant {variant!r}; variants: {', '.join(model.variants)}") from None
+    name = checkpoint_name(model, checkpoint, variant.checkpoint)
+    if name is None:
+        return variant
     if model.checkpoints[name].unsupported:
         raise ValueError(f"model {model.name!r}: checkpoint {name!r} cannot be exported: {model.checkpoints[name].unsupported}")
     return variant.for_checkpoint(name)

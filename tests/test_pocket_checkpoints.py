@@ -22,6 +22,8 @@ from zoo.plugins.pocket_tts import checkpoints, reference  # noqa: E402
 HOST = PluginHost()
 SPEC = HOST.model("pocket_tts")
 PORTED = [name for name, c in SPEC.checkpoints.items() if not c.unsupported]
+#: one checkpoint per family: 6-layer, 24-layer, drifting head, small architecture
+FAMILY_EXAMPLES = ("english", "french_24l", "english_drifting_26-09", "english_7m_2026-10")
 
 
 def test_every_bundled_config_is_a_checkpoint_with_its_pinned_revision():
@@ -34,15 +36,20 @@ def test_every_bundled_config_is_a_checkpoint_with_its_pinned_revision():
         config = yaml.safe_load(path.read_text(encoding="utf-8"))
         c = SPEC.checkpoints[path.stem]
         assert c.source == config["weights_path"] and c.source.endswith("@" + c.revision) and len(c.revision) == 40
-        layers = config["flow_lm"]["transformer"]["num_layers"]
-        head = config["flow_lm"]["flow"].get("type", "lsd")
-        if c.family.startswith("flowlm-"):  # what the port handles: full attention, LSD or drifting head, one Mimi
-            assert c.family == f"flowlm-{layers}l" + ("-drifting" if head == "drifting" else "") and not c.unsupported
-            assert "decoder_seanet" not in config["mimi"] and head in ("lsd", "drifting")
+        flow_lm = config["flow_lm"]
+        layers = flow_lm["transformer"]["num_layers"]
+        head = flow_lm["flow"].get("type", "lsd")
+        if c.family.startswith("flowlm-"):  # full attention, full-rank table, one Mimi
+            assert c.family == f"flowlm-{layers}l" + ("" if head == "lsd" else f"-{head}") and not c.unsupported
+            assert "decoder_seanet" not in config["mimi"] and not flow_lm["transformer"].get("num_kv_heads") and not flow_lm.get("z_dim")
+        elif c.family == "small":  # a separate decoder (50-step context), z projection, SentencePiece
+            assert config["mimi"]["decoder_transformer"]["context"] == 50 and flow_lm["z_dim"] and not c.unsupported
+            assert flow_lm["lookup_table"]["tokenizer_path"].split("@")[0].endswith(".model")
         else:
             assert c.unsupported and c.family in checkpoints.NOT_PORTED
     families = [c.family for c in SPEC.checkpoints.values()]
-    assert families.count("small") == 6 and families.count("flowlm-6l-drifting") == 1 and len(PORTED) == len(files) - 6
+    # pocket-tts 4.0.1: 12 6-layer, 8 24-layer, 1 drifting, 6 small; every one exportable
+    assert families.count("small") == 6 and families.count("flowlm-6l-drifting") == 1 and len(PORTED) == len(files)
 
 
 def test_family_reads_what_the_port_depends_on():
@@ -56,7 +63,14 @@ def test_family_reads_what_the_port_depends_on():
     matching["flow_lm"]["flow"]["type"] = "flow_matching"
     separate = json.loads(json.dumps(base))
     separate["mimi"]["decoder_seanet"] = {}
-    assert [checkpoints.family(c) for c in (gqa, drifting, matching, separate)] == ["small", "flowlm-6l-drifting", "flow_matching", "small"]
+    pointwise = json.loads(json.dumps(base))
+    pointwise["flow_lm"]["flow"]["type"] = "pointwise"
+    projected = json.loads(json.dumps(base))
+    projected["flow_lm"]["z_dim"] = 64
+    matching_small = json.loads(json.dumps(separate))
+    matching_small["flow_lm"]["flow"]["type"] = "flow_matching"
+    assert [checkpoints.family(c) for c in (gqa, drifting, matching, separate, pointwise, projected, matching_small)] == [
+        "small", "flowlm-6l-drifting", "flow_matching", "small", "flowlm-6l-pointwise", "small", "flow_matching"]
     assert "flow_matching" in checkpoints.NOT_PORTED
 
 
@@ -76,9 +90,23 @@ def test_each_ported_checkpoint_builds_and_matches_upstream(name):
     want = reference.upstream_step(ref.tts, 1, ex["latent"], ex["noise"], ex["kv"], ex["pos"])
     for key in ("latent_out", "eos_logit", "kv_new"):
         scale = max(1.0, float(np.max(np.abs(want[key]))))
-        # fp32 port vs fp32 upstream, measured: 0.0 on all 21 ported checkpoints (the eager step runs
+        # fp32 port vs fp32 upstream, measured: 0.0 on all 27 checkpoints (the eager step runs
         # upstream's ops in its order); 1e-5 of the scale leaves room for another summation order only
         assert float(np.max(np.abs(ours[key] - want[key]))) <= 1e-5 * scale, (name, key)
+
+
+def test_a_checkpoint_the_port_lacks_is_refused_with_its_reason():
+    """No bundled config needs it now; a config with upstream's flow_matching head (ported by none) would."""
+    from dataclasses import replace
+
+    from zoo.core import Checkpoint
+    from zoo.core.session import resolve_variant
+
+    reason = checkpoints.NOT_PORTED["flow_matching"]
+    spec = replace(SPEC, checkpoints={**SPEC.checkpoints, "future": Checkpoint("future", family="flow_matching", unsupported=reason)})
+    with pytest.raises(ValueError, match="checkpoint 'future' cannot be exported: its flow-matching sampler head is not ported"):
+        resolve_variant(spec, "small-fp32", "future")
+    assert resolve_variant(spec, "small-fp32", "english_7m_2026-10").checkpoint == "english_7m_2026-10"
 
 
 def test_random_weights_differ_between_checkpoints():
@@ -89,9 +117,8 @@ def test_random_weights_differ_between_checkpoints():
 def test_unknown_or_unported_checkpoint_is_refused_before_loading(zoo: Zoo):
     proc = zoo("export", "pocket_tts", "--random-weights", "--checkpoint", "frnch")
     assert proc.returncode == 2 and "no checkpoint 'frnch'; did you mean 'french'?" in " ".join(proc.stderr.split())
-    proc = zoo("export", "pocket_tts", "--random-weights", "--checkpoint", "english_7m_2026-10")
-    message = " ".join(proc.stderr.split())
-    assert proc.returncode == 2 and "cannot be exported" in message and "grouped-query attention" in message
+    proc = zoo("export", "pocket_tts", "--random-weights", "--checkpoint", "")
+    assert proc.returncode == 2 and "--checkpoint is empty" in " ".join(proc.stderr.split())
     proc = zoo("run", "kokoro", "Hello.", "-o", str(zoo.workdir / "x.wav"), "--checkpoint", "french")
     assert proc.returncode == 2 and "has no checkpoints" in proc.stderr
     assert not Path(zoo.registry).exists() or not Registry(zoo.registry).exports()
@@ -99,25 +126,29 @@ def test_unknown_or_unported_checkpoint_is_refused_before_loading(zoo: Zoo):
 
 @pytest.mark.slow
 def test_each_export_has_its_own_weights_rules_and_mimi(zoo: Zoo):
-    """english, french_24l and english_drifting_26-09 (one per exportable family), small: whole-loop parity with upstream
-    generate_audio recorded by each, different Mimi packages (their weights differ), each
-    export's own depth and text rules, the registry names the checkpoint's pinned source, and
-    run/info/verify select by checkpoint."""
+    """english, french_24l, english_drifting_26-09 and english_7m_2026-10 (one per family), small:
+    whole-loop parity with upstream generate_audio recorded by each, different Mimi packages
+    (their weights differ), each export's own depth, text rules and tokenizer format, the
+    registry names the checkpoint's pinned source, and run/info/verify select by checkpoint."""
     ids, reports = {}, {}
-    for name in ("english", "french_24l", "english_drifting_26-09"):
+    for name in FAMILY_EXAMPLES:
         proc = zoo("export", "pocket_tts", "--random-weights", "--variant", "small-fp32", "--checkpoint", name, "--out", str(zoo.out), "--json", check=True)
         report = json.loads(proc.stdout)
         assert report["ok"] and report["validation_level"] == "mil"
         ids[name], reports[name] = report["id"], report
     entries = {e["id"]: e for e in Registry(zoo.registry).exports()}
     en, fr = entries[ids["english"]], entries[ids["french_24l"]]
-    for name, entry in (("english", en), ("french_24l", fr), ("english_drifting_26-09", entries[ids["english_drifting_26-09"]])):
+    for name in FAMILY_EXAMPLES:
+        entry = entries[ids[name]]
         loop = next(v for v in entry["validation"] if v["component"] == "loop:utterance" and v["level"] == "reference")
         assert loop["status"] == "passed" and loop["value"] <= 1e-3  # the run loop vs upstream generate_audio
         assert entry["variant"]["options"]["checkpoint"] == name
         assert entry["weights"]["checkpoint"]["source"] == SPEC.checkpoints[name].source
-    mimi = {name: next(c["sha256"] for c in e["components"] if c["name"] == "mimi") for name, e in (("english", en), ("french_24l", fr))}
-    assert mimi["english"] != mimi["french_24l"]
+    mimi = {name: next(c["sha256"] for c in entries[ids[name]]["components"] if c["name"] == "mimi") for name in FAMILY_EXAMPLES}
+    assert len(set(mimi.values())) == len(FAMILY_EXAMPLES)  # never one Mimi shared across checkpoints
+    small = Path(zoo.out) / Path(entries[ids["english_7m_2026-10"]]["path"]).name / "constants"
+    assert (small / "tokenizer.model").is_file() and not (small / "tokenizer.json").exists()  # SentencePiece, as shipped
+    assert json.loads((small / "config.json").read_text())["kv_width"] == 2 * 64  # 2 key/value heads of 64, not attn_dim 512
     rules, layers = {}, {}
     for name, entry in (("english", en), ("french_24l", fr)):
         config = json.loads((Path(zoo.out) / Path(entry["path"]).name / "constants" / "config.json").read_text())
@@ -168,3 +199,52 @@ def test_loop_parity_sees_the_constants_as_stored(tmp_path, monkeypatch):
     (bare,) = parity.cases(runtime, ref, options)
     n = min(len(bare.actual), len(bare.expected))
     assert len(bare.actual) != len(bare.expected) or float(np.max(np.abs(bare.actual[:n] - bare.expected[:n])) / np.max(np.abs(bare.expected))) > 1e-3
+
+
+def test_the_stored_text_table_is_upstreams_conditioner_output(tmp_path):
+    """The small family's low-rank table is exported projected (embedding x projection); loop parity
+    hands upstream the stored table, so the table is first compared with upstream's own
+    conditioner: a table with rows shifted by one id, or left unprojected, is refused."""
+    from types import SimpleNamespace
+
+    from safetensors.numpy import load_file, save_file
+
+    from zoo.plugins.pocket_tts import parity
+
+    session = ModelSession(HOST, "pocket_tts", "small-fp16", WeightsSource.random(0), checkpoint="english_7m_2026-10")
+    runtime = session.torch_runtime(tmp_path)
+    tts, voice = session.reference().model.tts, session.reference().model.voices["random"]
+    constants = dict(runtime.constants)
+    with parity.stored_like_the_export(runtime, tts, "random", voice):  # as exported: accepted (fp16: <= 4.9e-4)
+        assert tts.flow_lm.conditioner.proj is None
+    assert tts.flow_lm.conditioner.proj is not None  # restored
+    stored = load_file(str(constants["flowlm"]))
+    for name, table in (("shifted", np.roll(stored["text_embedding"], 1, axis=0)),
+                        ("unprojected", tts.flow_lm.conditioner.embed.weight.detach().numpy().astype(np.float16))):
+        path = tmp_path / f"{name}.safetensors"
+        save_file({**stored, "text_embedding": np.ascontiguousarray(table)}, str(path))
+        bad = SimpleNamespace(constants={**constants, "flowlm": path})
+        with pytest.raises(ValueError, match="upstream's conditioner"):
+            with parity.stored_like_the_export(bad, tts, "random", voice):
+                pass
+
+
+def test_stand_in_tokenizers_in_both_formats(tmp_path):
+    """The small family's configs name a SentencePiece model, the others a tokenizers JSON: the
+    stand-in is written in the named format with the vocabulary size, upstream's tokenizer class
+    loads it, and the run loop's reader gives upstream's ids for it; a damaged file is named."""
+    from pocket_tts.modules.text_conditioner import build_tokenizer
+
+    from zoo.plugins.pocket_tts.tokenizer import build_stand_in, open_tokenizer
+
+    text = "Hello there. The quick brown fox, jumps!"
+    for kind in ("sentencepiece", "tokenizers"):
+        path = build_stand_in(kind, 4000, tmp_path / kind)
+        assert path.suffix == (".model" if kind == "sentencepiece" else ".json")
+        ours, theirs = open_tokenizer(path), build_tokenizer(4000, str(path), kind)
+        assert ours.vocab_size == 4000 and ours.encode(text) == theirs.encode(text) and len(ours.encode(text)) > 5
+        assert ours.decode(ours.encode(text)) == text
+    damaged = tmp_path / "tokenizer.model"
+    damaged.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="tokenizer.model is not a readable SentencePiece model"):
+        open_tokenizer(damaged)

@@ -11,8 +11,13 @@ Families, by what the port has to handle:
   tokenizer and text rules only;
 * ``flowlm-6l-drifting`` — the same with a one-step drifting sampler head (the sample is the
   head's output for the noise, no time conditions);
-* ``small`` — english_2m / 7m / 18m (and their REFL fine-tunes): grouped-query attention,
-  low-rank embeddings, a drifting sampler and a separate SEANet decoder.
+* ``small`` — english_2m / 7m / 18m (and their REFL fine-tunes): grouped-query attention
+  (2m, 7m), low-rank text embeddings (2m, 7m), a z projection before the sampler and EOS
+  heads, a drifting (7m, 18m) or pointwise (2m) sampler head, a separate SEANet decoder with
+  its own transformer (50-step context), a SentencePiece tokenizer.
+
+A head zoo does not port (upstream's ``flow_matching``, which no bundled config uses) makes
+its checkpoint unexportable, with the reason.
 """
 
 from __future__ import annotations
@@ -26,11 +31,11 @@ from ...core import Checkpoint
 
 DEFAULT = "english"
 
+#: sampler heads the port has (traceables.Step)
+PORTED_HEADS = ("lsd", "drifting", "pointwise")
+
 NOT_PORTED = {
-    "flow_matching": "its flow-matching sampler head is not ported (zoo ports the LSD and drifting heads)",
-    "pointwise": "its pointwise sampler head is not ported (zoo ports the LSD and drifting heads)",
-    "small": "the small architecture (grouped-query attention, low-rank text embeddings, drifting sampler, separate SEANet "
-             "decoder: mimi.decoder_seanet / decoder_transformer) is not ported",
+    "flow_matching": "its flow-matching sampler head is not ported (zoo ports the LSD, drifting and pointwise heads)",
 }
 
 
@@ -47,12 +52,12 @@ def family(config: dict[str, Any]) -> str:
     flow_lm = config.get("flow_lm") or {}
     transformer = flow_lm.get("transformer") or {}
     mimi = config.get("mimi") or {}
-    if "decoder_seanet" in mimi or transformer.get("num_kv_heads") or (flow_lm.get("lookup_table") or {}).get("rank"):
-        return "small"
     head = (flow_lm.get("flow") or {}).get("type", "lsd")
-    if head not in ("lsd", "drifting"):
-        return head  # a flow head the port does not know (flow_matching, pointwise): not ported
-    return f"flowlm-{transformer.get('num_layers', '?')}l" + ("-drifting" if head == "drifting" else "")
+    if head not in PORTED_HEADS:
+        return head  # a flow head the port does not know (flow_matching): not ported
+    if mimi.get("decoder_seanet") is not None or transformer.get("num_kv_heads") or (flow_lm.get("lookup_table") or {}).get("rank") or flow_lm.get("z_dim"):
+        return "small"
+    return f"flowlm-{transformer.get('num_layers', '?')}l" + ("" if head == "lsd" else f"-{head}")
 
 
 def _description(text: str) -> str:

@@ -1,10 +1,13 @@
 """export_constants: everything the run loop needs besides the packages, as safetensors + JSON.
 
-* ``flowlm.safetensors`` — text embedding table, BOS latent, latent mean/std, quantizer projection;
+* ``flowlm.safetensors`` — text embedding table (upstream's conditioner output for every token id:
+  the low-rank tables of the small family come out projected), BOS latent, latent mean/std,
+  quantizer projection;
 * ``mimi_init_state.safetensors`` — the decoder's initial streaming state;
 * ``voice_<name>.safetensors`` — each voice's prefilled KV cache (voice first, then the
   utterance's text is prefilled after it) and its length;
-* ``tokenizer.json`` — the tokenizer (the offline stand-in with random weights: see config);
+* ``tokenizer.json`` or ``tokenizer.model`` (SentencePiece, the small family) — the checkpoint's
+  tokenizer as shipped (the offline stand-in with random weights: see config);
 * ``config.json`` — the generation parameters and text rules of the upstream config.
 """
 
@@ -15,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .options import PocketOptions, RunConfig, TextRulesRecord
-from .traceables import MimiDecoder, _np, initial_mimi_state, voice_cache
+from .traceables import CachedTransformer, MimiDecoder, _np, initial_mimi_state, voice_cache
 
 
 def export(ref: Any, options: PocketOptions, precision: str, out_dir: Path) -> dict[str, Path]:
@@ -24,13 +27,17 @@ def export(ref: Any, options: PocketOptions, precision: str, out_dir: Path) -> d
 
     tts = ref.tts
     flow = tts.flow_lm
+    import torch
+
     store = np.float16 if precision == "fp16" else np.float32
     files: dict[str, Path] = {}
+    with torch.no_grad():  # [n_bins + 1, d]: the embedding, or the rank-r embedding times its projection
+        table = flow.conditioner(torch.arange(flow.conditioner.embed.num_embeddings))
 
     path = out_dir / "flowlm.safetensors"
     save_file(
         {
-            "text_embedding": _np(flow.conditioner.embed.weight).astype(store),
+            "text_embedding": _np(table).astype(store),
             "bos": _np(flow.bos_emb),
             "latent_mean": _np(flow.emb_mean),
             "latent_std": _np(flow.emb_std),
@@ -52,7 +59,7 @@ def export(ref: Any, options: PocketOptions, precision: str, out_dir: Path) -> d
         save_file({"kv": kv[:, :, :length].astype(store).copy(), "length": np.array([length], np.int32)}, str(path))
         files[f"voice_{name}"] = path
 
-    path = out_dir / "tokenizer.json"
+    path = out_dir / ("tokenizer.model" if Path(ref.tokenizer_path).suffix == ".model" else "tokenizer.json")
     shutil.copyfile(ref.tokenizer_path, path)
     files["tokenizer"] = path
 
@@ -66,7 +73,7 @@ def export(ref: Any, options: PocketOptions, precision: str, out_dir: Path) -> d
         mimi_stateful=options.stateful_mimi,
         cache_size=options.cache_size,
         kv_layers=len(flow.transformer.layers),
-        kv_width=flow.transformer.layers[0].self_attn.attn_dim,
+        kv_width=CachedTransformer(flow.transformer, 1).kv_width,
         chunk=options.chunk,
         decode_steps=options.decode_steps,
         mimi_max_positions=options.mimi_max_positions,

@@ -207,7 +207,8 @@ def voices(constants: Mapping[str, Any]) -> list[str]:
 
 def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
     from safetensors.numpy import load_file
-    from tokenizers import Tokenizer
+
+    from .tokenizer import open_tokenizer
 
     consts = runtime.constants
     cfg = RunConfig.load(consts["config"])
@@ -220,10 +221,8 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
     rules_cfg = TextRulesRecord.from_mapping(cfg.text_rules, f"{consts['config']}: text_rules")
     rules = TextRules(**{**rules_cfg.as_dict(), "replace_characters": tuple(tuple(p) for p in rules_cfg.replace_characters)})
 
-    tokenizer = Tokenizer.from_file(str(consts["tokenizer"]))
-
-    def encode(s: str) -> list[int]:
-        return tokenizer.encode(s).ids
+    tokenizer = open_tokenizer(consts["tokenizer"])
+    encode = tokenizer.encode
 
     flow = load_file(str(consts["flowlm"]))
     table = flow["text_embedding"].astype(np.float32)

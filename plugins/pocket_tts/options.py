@@ -8,9 +8,6 @@ from dataclasses import dataclass
 from ...core import Record
 from ...core.spec import CompressedLoop, RunSetting
 
-#: the Mimi decoder transformer's attention context, in 200 Hz steps (upstream's config)
-MIMI_WINDOW = 250
-
 
 @dataclass(frozen=True)
 class PocketOptions(Record):

@@ -50,6 +50,13 @@ def pick_threshold(trajectories: list[list[float]], first: int, margin: float = 
 TOLERANCE = Tolerance(rel=1e-3)
 
 
+#: the stored text embedding table against upstream's conditioner on every token id, relative to the
+#: table's largest value: fp16 storage rounds each value by at most 2**-11 of itself (4.9e-4); the
+#: small family's table is computed once (embedding x projection) where upstream projects per call
+#: (measured fp32: 1e-7). A table built wrong (projection transposed, rows shifted) is off by O(1).
+TABLE_TOLERANCE = 1e-3
+
+
 @contextlib.contextmanager
 def stored_like_the_export(runtime: Any, tts: Any, voice_name: str, voice: Any) -> Iterator[Any]:
     """Upstream with the text embedding table and the voice's KV cache as the export stores them
@@ -57,27 +64,37 @@ def stored_like_the_export(runtime: Any, tts: Any, voice_name: str, voice: Any) 
     the comparison sees the loop, not the constants' storage. Without this, an fp16 export of
     english_2026-09_2 (small, random weights) measured rel 0.0109 against 5.7e-7 in fp32: the
     autoregressive loop carries a 1e-3 storage difference further for some weights than others.
-    The storage's own effect is the mil level's to judge (the packages run on the same constants)."""
+    The table is first checked against upstream's own conditioner (TABLE_TOLERANCE), so the
+    substitution cannot hide a table built wrong; the storage's own effect is the mil level's
+    to judge (the packages run on the same constants)."""
+    import numpy as np
     import torch
     from safetensors.numpy import load_file
 
     table = load_file(str(runtime.constants["flowlm"]))["text_embedding"]
     stored = load_file(str(runtime.constants[f"voice_{voice_name}"]))["kv"].dtype
-    embed = tts.flow_lm.conditioner.embed.weight
-    original = embed.detach().clone()
-    rounded = copy.deepcopy(voice)
+    conditioner = tts.flow_lm.conditioner
     if stored != table.dtype or stored.kind != "f":
         raise ValueError(f"constants stored as {table.dtype} (embedding) and {stored} (voice): expected one float dtype")
     with torch.no_grad():
-        embed.copy_(torch.from_numpy(table.astype("float32")))
+        expected = conditioner(torch.arange(conditioner.embed.num_embeddings)).numpy()
+    if table.shape != expected.shape:
+        raise ValueError(f"stored text embedding {table.shape} is not upstream's conditioner output {expected.shape}")
+    error = float(np.abs(table.astype(np.float64) - expected).max() / max(np.abs(expected).max(), 1e-30))
+    if error > TABLE_TOLERANCE:
+        raise ValueError(f"stored text embedding differs from upstream's conditioner by {error:.3g} of its scale (> {TABLE_TOLERANCE})")
+    embed, proj = conditioner.embed, conditioner.proj
+    rounded = copy.deepcopy(voice)
+    with torch.no_grad():
         for entry in rounded.values():
             if "cache" in entry:
                 entry["cache"].copy_(entry["cache"].to(getattr(torch, str(stored))).to(entry["cache"].dtype))
+    conditioner.embed = torch.nn.Embedding.from_pretrained(torch.from_numpy(table.astype("float32")))
+    conditioner.proj = None  # the table is the projected one
     try:
         yield rounded
     finally:
-        with torch.no_grad():
-            embed.copy_(original)
+        conditioner.embed, conditioner.proj = embed, proj
 
 
 def cases(runtime: Any, ref: Any, options: PocketOptions, tolerance: Tolerance = TOLERANCE) -> list[LoopCase]:

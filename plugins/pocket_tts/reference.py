@@ -15,13 +15,12 @@ from typing import Any
 
 from ...core import Reference, WeightsSource
 from ...core.hashing import file_sha256
-from ...core.weights import hub_file, load_safetensors, load_tokenizer
-from .options import MIMI_WINDOW, PocketOptions
-from .tokenizer import STAND_IN_NOTE, build_stand_in_tokenizer
+from ...core.weights import hub_file, load_safetensors
+from .options import PocketOptions
+from .tokenizer import STAND_IN_NOTE, build_stand_in, open_tokenizer, stand_in_file
 
 LANGUAGE = "english"
 HUB_REPO = "kyutai/pocket-tts"
-TOKENIZER_FILE = "tokenizer.json"
 
 
 def _parse_hf(url: str) -> tuple[str, str, str | None]:
@@ -35,9 +34,10 @@ def _parse_hf(url: str) -> tuple[str, str, str | None]:
 def bundled_config(checkpoint: str = LANGUAGE, size: str = "full") -> Any:
     """The package's config of ``checkpoint``; ``size="small"`` shrinks every width and depth for fast tests.
 
-    The small architecture keeps what the port depends on: latent size 32, the
-    4000-piece vocabulary, 1920 samples per frame (SEANet ratios 6·5·4 and the
-    16x upsampling), the 250-step Mimi context and the LSD flow head.
+    The reduced size keeps what the port depends on: latent size 32, the 4000-piece
+    vocabulary, 1920 samples per frame (SEANet ratios 6·5·4 and the 16x upsampling),
+    the Mimi decoder's context (250 steps; 50 in the small family's separate decoder),
+    the flow head, and the small family's grouped-query heads, low rank and z projection.
     """
     from pocket_tts.utils.config import CONFIGS_DIR, load_config
 
@@ -48,16 +48,26 @@ def bundled_config(checkpoint: str = LANGUAGE, size: str = "full") -> Any:
     if size == "small":
         config = config.model_copy(deep=True)
         t = config.flow_lm.transformer
-        # depth in proportion (6 -> 2, 24 -> 8): a deep checkpoint stays deeper in tests
-        t.d_model, t.num_heads, t.num_layers, t.hidden_scale = 128, 4, max(1, t.num_layers // 3), 2
-        config.flow_lm.lookup_table.dim = 128
-        config.flow_lm.flow.dim, config.flow_lm.flow.depth = 64, 2
         m = config.mimi
         m.seanet.dimension, m.seanet.n_filters = 64, 8
         m.transformer.d_model, m.transformer.num_heads, m.transformer.num_layers = 64, 4, 1
         m.transformer.dim_feedforward, m.transformer.input_dimension = 128, 64
         m.transformer.output_dimensions = (64,)
-        m.quantizer.output_dimension, m.outer_dim = 64, 64
+        config.flow_lm.flow.dim, config.flow_lm.flow.depth = 64, 2
+        if m.decoder_seanet is None:
+            # depth in proportion (6 -> 2, 24 -> 8): a deep checkpoint stays deeper in tests
+            t.d_model, t.num_heads, t.num_layers, t.hidden_scale = 128, 4, max(1, t.num_layers // 3), 2
+            config.flow_lm.lookup_table.dim = 128
+            m.quantizer.output_dimension, m.outer_dim = 64, 64
+        else:
+            # the small architecture is small already: keep what the port depends on (grouped-query
+            # heads, attn_dim, the low rank, z_dim, the separate decoder and its 50-step context),
+            # only fewer and narrower layers
+            t.num_layers = max(2, t.num_layers // 4)
+            if t.d_model > 256:
+                t.d_model = config.flow_lm.lookup_table.dim = 128
+            d = m.decoder_transformer
+            d.num_layers = max(2, d.num_layers // 4)
     elif size != "full":
         raise ValueError(f"unknown architecture size {size!r}")
     return config
@@ -195,7 +205,8 @@ def load(weights: WeightsSource, options: PocketOptions, voices: list[str] | Non
     info: dict[str, Any] = {"checkpoint": checkpoint}
     if weights.kind == "random":
         tmp = tempfile.TemporaryDirectory(prefix="zoo-pocket-")
-        tokenizer = build_stand_in_tokenizer(config.flow_lm.lookup_table.n_bins, Path(tmp.name) / TOKENIZER_FILE)
+        table = config.flow_lm.lookup_table
+        tokenizer = build_stand_in(table.tokenizer, table.n_bins, tmp.name)
         seed = random_seed(weights.seed or 0, checkpoint)
         tts = _build(config, tokenizer, seed=seed)
         randomise(tts, seed)
@@ -210,7 +221,7 @@ def load(weights: WeightsSource, options: PocketOptions, voices: list[str] | Non
             weights_file, tokenizer, voice_dir = _local_layout(root, config)
         else:
             weights_file, tokenizer, voice_dir = _download(config, checkpoint)
-        load_tokenizer(tokenizer, "pocket-tts tokenizer")  # a clear message for a damaged file
+        open_tokenizer(tokenizer)  # a clear message for a damaged file
         tts = _build(config, tokenizer, seed=None)
         state = load_safetensors(weights_file, what="pocket-tts weights")
         missing, unexpected = tts.load_state_dict(state, strict=False)
@@ -242,11 +253,12 @@ def _local_layout(root: Path, config: Any) -> tuple[Path, Path, Path | None]:
         weights_file, base = root / weights_path, root
         if not weights_file.exists():
             weights_file = root / Path(weights_path).name
-    tokenizer = next((p for p in (base / tokenizer_path, weights_file.parent / TOKENIZER_FILE, base / TOKENIZER_FILE) if p.exists()), None)
+    name = Path(tokenizer_path).name  # tokenizer.json, or tokenizer.model for the small family
+    tokenizer = next((p for p in (base / tokenizer_path, weights_file.parent / name, base / name) if p.exists()), None)
     if not weights_file.exists():
         raise FileNotFoundError(f"no {weights_path} under {root}")
     if tokenizer is None:
-        raise FileNotFoundError(f"no tokenizer under {root}: expected {tokenizer_path} or {TOKENIZER_FILE} next to the weights")
+        raise FileNotFoundError(f"no tokenizer under {root}: expected {tokenizer_path} or {name} next to the weights")
     voice_dir = weights_file.parent / "embeddings"
     return weights_file, tokenizer, voice_dir if voice_dir.is_dir() else None
 
@@ -278,7 +290,7 @@ def _flow_state(tts: Any, kv: Any, pos: int, length: int) -> Any:
 
     state = init_states(tts.flow_lm, batch_size=1, sequence_length=length)
     layers = [name for name in state]  # transformer.layers.<i>.self_attn, in order
-    heads = tts.flow_lm.transformer.layers[0].self_attn.num_heads
+    heads = tts.flow_lm.transformer.layers[0].self_attn.num_kv_heads  # the cache holds the key/value heads
     kv = torch.as_tensor(kv)
     for i, name in enumerate(layers):
         cache = state[name]["cache"]
@@ -317,7 +329,7 @@ def upstream_step(tts: Any, decode_steps: int, latent: Any, noise: Any, kv: Any,
     from functools import partial
 
     import torch
-    from pocket_tts.models.flow_lm import drifting_decode, lsd_decode
+    from pocket_tts.models.flow_lm import drifting_decode, lsd_decode, pointwise_decode
 
     p = int(pos[0])
     state, layers = _flow_state(tts, kv, p, p + 1)
@@ -327,7 +339,7 @@ def upstream_step(tts: Any, decode_steps: int, latent: Any, noise: Any, kv: Any,
         hidden = flow.backbone(flow.input_linear(sequence), torch.empty((1, 0, flow.dim)), sequence, model_state=state)
         hidden = hidden.to(torch.float32)[:, -1]
         eos = flow.out_eos(hidden)
-        decode = drifting_decode if flow.flow_type == "drifting" else lsd_decode
+        decode = {"drifting": drifting_decode, "pointwise": pointwise_decode}.get(flow.flow_type, lsd_decode)
         latent_out = decode(partial(flow.flow_net, hidden), torch.as_tensor(noise), decode_steps)
     return {"latent_out": latent_out.numpy(), "eos_logit": eos.numpy(), "kv_new": _rows_from_state(kv, state, layers, p, 1, 1)}
 
@@ -350,13 +362,14 @@ def upstream_mimi(tts: Any, names: list[str], quantized: Any, pos: Any, states: 
             state[key]["partial"][:] = torch.as_tensor(states["convtr_" + name.replace(".", "_")])
     state["upsample.convtr"]["partial"][:] = torch.as_tensor(states["upsample"])
     attn_names = [n for n in state if n.startswith("decoder_transformer.")]
+    width = mimi.decoder_transformer.transformer.layers[0].self_attn.context  # the window our state keeps
     for i, name in enumerate(attn_names):
         cache = state[name]["cache"]
         cache[:, 0, :p] = 0.0
-        lo = max(0, p - MIMI_WINDOW)
+        lo = max(0, p - width)
         for kind, slot in ((0, "k"), (1, "v")):
             window = torch.as_tensor(states[f"attn{i}_{slot}"])[0].transpose(0, 1)  # [W, H, D]
-            cache[kind, 0, lo:p] = window[MIMI_WINDOW - (p - lo) :]
+            cache[kind, 0, lo:p] = window[width - (p - lo) :]
         state[name]["offset"][:] = p
     with torch.no_grad():
         x = mimi._to_encoder_framerate(torch.as_tensor(quantized), state)
@@ -373,8 +386,8 @@ def upstream_mimi(tts: Any, names: list[str], quantized: Any, pos: Any, states: 
         for kind, slot in ((0, "k"), (1, "v")):
             old = np.asarray(states[f"attn{i}_{slot}"])
             new = np.empty_like(old)
-            for j in range(MIMI_WINDOW):
-                position = p + steps - MIMI_WINDOW + j
+            for j in range(width):
+                position = p + steps - width + j
                 if position < 0:
                     new[0, :, j] = old[0, :, j + steps]
                 else:

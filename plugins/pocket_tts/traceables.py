@@ -12,8 +12,8 @@
   index writes on a cache tensor are what coremltools can drop silently.
 * ``mimi`` — the streaming Mimi decoder for one latent frame (1920 samples),
   every piece of streaming state (convolution history, transposed-convolution
-  partial sums, the decoder transformer's last 250 keys/values) passed in and
-  returned explicitly.
+  partial sums, the decoder transformer's keys/values over its context: 250 steps,
+  50 in the small family's decoder) passed in and returned explicitly.
 * ``voice_encoder`` — voice cloning: a prompt of up to ``voice_seconds`` of audio
   (zero-padded at the end) -> the voice conditioning, one row per 80 ms. Mimi's
   encoder is causal, so padding at the end leaves the rows of the real audio
@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...core.float64 import register_derived
-from .options import MIMI_WINDOW, PocketOptions
+from .options import PocketOptions
 
 
 
@@ -63,13 +63,24 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 def rope_qkv(layer: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """An upstream transformer layer's norm1 and in_proj on x [1, t, E]: q, k (RoPE applied) and v, each [1, t, h, d]."""
+    """An upstream transformer layer's norm1 and in_proj on x [1, t, E]: q [1, t, h, d], and k (both
+    with RoPE) and v [1, t, h_kv, d] — h_kv < h with grouped-query attention, else h."""
     attn = layer.self_attn
     t, h, d = x.shape[1], attn.num_heads, attn.dim_per_head
     projected = attn.in_proj(layer.norm1(x))
     q = projected[..., : attn.attn_dim].view(1, t, h, d)
-    k, v = torch.unbind(projected[..., attn.attn_dim :].view(1, t, 2, h, d), dim=2)
+    k, v = torch.unbind(projected[..., attn.attn_dim :].view(1, t, 2, attn.num_kv_heads, d), dim=2)
     return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
+
+
+def share_kv_heads(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """Keys or values [1, h_kv, L, d] -> [1, h_kv * groups, L, d], each head repeated for its ``groups``
+    query heads in turn (upstream's ``repeat_interleave`` on the head axis), by broadcasting a new
+    axis: an expand and a reshape convert to a tile, with no index arithmetic in the graph."""
+    if groups == 1:
+        return x
+    b, h, length, d = x.shape
+    return x.unsqueeze(2).expand(b, h, groups, length, d).reshape(b, h * groups, length, d)
 
 
 def attend_and_feed_forward(layer: nn.Module, x: torch.Tensor, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -83,9 +94,10 @@ def attend_and_feed_forward(layer: nn.Module, x: torch.Tensor, q: torch.Tensor, 
 class CachedTransformer(nn.Module):
     """The FlowLM transformer for C new tokens at ``pos`` over a fixed-size KV cache.
 
-    Cache layout: ``kv`` [layers, 2, S, heads * head_dim], keys stored after RoPE;
+    Cache layout: ``kv`` [layers, 2, S, kv_heads * head_dim], keys stored after RoPE
+    (grouped-query attention caches its key/value heads only, as upstream);
     slots below ``pos`` hold the tokens so far. The cache is only read: the new
-    tokens' keys/values come back as rows [layers, 2, C, heads * head_dim] for the
+    tokens' keys/values come back as rows [layers, 2, C, kv_heads * head_dim] for the
     caller to store at ``pos`` — only the first ``valid`` rows are real, the rest
     are zeros, so padding can neither write a cache entry nor advance the position.
     """
@@ -95,10 +107,12 @@ class CachedTransformer(nn.Module):
         self.layers = transformer.layers
         attn = self.layers[0].self_attn
         self.heads = attn.num_heads
+        self.kv_heads = attn.num_kv_heads
         self.head_dim = attn.dim_per_head
-        self.attn_dim = attn.attn_dim
-        if attn.num_kv_heads != attn.num_heads or attn.context is not None:
-            raise NotImplementedError("grouped-query or windowed FlowLM attention is not supported")
+        #: the width of a cache row: key/value heads x head_dim
+        self.kv_width = self.kv_heads * self.head_dim
+        if attn.context is not None:
+            raise NotImplementedError("windowed FlowLM attention is not supported")
         self.cache_size = cache_size
         register_rope(self, cache_size, self.head_dim, transformer.max_period)
         self.register_buffer("slots", torch.arange(cache_size, dtype=torch.float32), persistent=False)
@@ -144,13 +158,15 @@ class CachedTransformer(nn.Module):
         """Every layer on the C new tokens x [1, C, E], each attending to the first ``slots`` rows of
         its cache (all S in the traced graph, under ``mask``; the ``pos`` filled ones eagerly) and
         to the new tokens: (x, the new rows [2, layers, C, HD], zeroed where ``keep`` is 0)."""
-        h, d = self.heads, self.head_dim
+        h, d = self.kv_heads, self.head_dim
+        groups = self.heads // h
         rows = []
         for i, layer in enumerate(self.layers):
             q, k, v = rope_qkv(layer, x, cos, sin)
             past = kv[i] if slots == self.cache_size else kv[i, :, :slots]  # the graph reads the whole cache
             keys = torch.cat([past[0].view(1, slots, h, d), k], dim=1).transpose(1, 2)
             values = torch.cat([past[1].view(1, slots, h, d), v], dim=1).transpose(1, 2)
+            keys, values = share_kv_heads(keys, groups), share_kv_heads(values, groups)
             x = attend_and_feed_forward(layer, x, q.transpose(1, 2), keys, values, mask)
             rows.append(torch.stack([k.reshape(1, chunk, h * d), v.reshape(1, chunk, h * d)], dim=0) * keep)
         return x, torch.cat(rows, dim=1)
@@ -174,7 +190,13 @@ class Prefill(nn.Module):
 
 
 class Step(nn.Module):
-    """flowlm.step: transformer on the previous latent, EOS logit and the fused LSD flow decode."""
+    """flowlm.step: transformer on the previous latent, EOS logit and the fused flow decode.
+
+    The sampler head is upstream's: ``lsd`` (``decode_steps`` Euler steps with two time
+    conditions), ``drifting`` (one call on the noise: the sample is the head's output) or
+    ``pointwise`` (the noise plus the head's output). With ``z_dim`` set (the small family)
+    a bias-free projection of the normed hidden state feeds both the EOS and sampler heads.
+    """
 
     def __init__(self, flow_lm: nn.Module, cache_size: int, decode_steps: int, transformer: CachedTransformer | None = None):
         super().__init__()
@@ -183,9 +205,9 @@ class Step(nn.Module):
         self.out_norm = flow_lm.out_norm
         self.out_eos = flow_lm.out_eos
         self.flow_net = flow_lm.flow_net
-        if flow_lm.z_proj is not None or flow_lm.flow_type not in ("lsd", "drifting"):
-            raise NotImplementedError("only the LSD and drifting flow heads without z projection are supported")
-        #: "lsd": decode_steps Euler steps of the flow head; "drifting": one call of the head on the noise
+        self.z_proj = flow_lm.z_proj  # None outside the small family
+        if flow_lm.flow_type not in ("lsd", "drifting", "pointwise"):
+            raise NotImplementedError(f"the {flow_lm.flow_type!r} sampler head is not ported (lsd, drifting and pointwise are)")
         self.flow_type = flow_lm.flow_type
         self.decode_steps = decode_steps
 
@@ -193,10 +215,15 @@ class Step(nn.Module):
         x = self.input_linear(latent.view(1, 1, -1))
         one = torch.ones(1, dtype=torch.int32)
         hidden, rows = self.transformer(x, kv, pos, one)
-        hidden = self.out_norm(hidden)[:, -1].to(torch.float32)  # [1, d]
+        hidden = self.out_norm(hidden)[:, -1]  # [1, d]
+        if self.z_proj is not None:
+            hidden = self.z_proj(hidden)  # [1, z_dim]
+        hidden = hidden.to(torch.float32)
         eos = self.out_eos(hidden)
         if self.flow_type == "drifting":  # upstream's drifting_decode: the sample is the head's output
             return self.flow_net(hidden, noise), eos, _rows(rows, len(self.transformer.layers))
+        if self.flow_type == "pointwise":  # upstream's pointwise_decode: LSD's single 0 -> 1 step, no time
+            return noise + self.flow_net(hidden, noise), eos, _rows(rows, len(self.transformer.layers))
         current = noise
         n = self.decode_steps
         for i in range(n):  # s = i/N, t = (i+1)/N
@@ -216,9 +243,9 @@ def mimi_state_layout(mimi: nn.Module, frames_per_call: int = 1) -> dict[str, tu
     layout["upsample"] = (1, up.out_channels, up.kernel_size[0] - up.stride[0])
     layers = mimi.decoder_transformer.transformer.layers
     attn = layers[0].self_attn
-    for i in range(len(layers)):
-        layout[f"attn{i}_k"] = (1, attn.num_heads, MIMI_WINDOW, attn.dim_per_head)
-        layout[f"attn{i}_v"] = (1, attn.num_heads, MIMI_WINDOW, attn.dim_per_head)
+    for i in range(len(layers)):  # keys/values of the attention's context (upstream's config: 250 or 50 steps)
+        layout[f"attn{i}_k"] = (1, attn.num_heads, attn.context, attn.dim_per_head)
+        layout[f"attn{i}_v"] = (1, attn.num_heads, attn.context, attn.dim_per_head)
     for name, module in mimi.decoder.named_modules():
         if isinstance(module, StreamingConv1d):
             if module.pad_mode != "constant":
@@ -251,8 +278,10 @@ class MimiDecoder(nn.Module):
         if proj.input_proj is not None or any(not isinstance(p, nn.Identity) for p in proj.output_projs):
             raise NotImplementedError("projected Mimi transformers are not supported")
         attn = self.layers[0].self_attn
-        if attn.context != MIMI_WINDOW:
-            raise NotImplementedError(f"Mimi context {attn.context} != {MIMI_WINDOW}")
+        if attn.context is None or attn.num_kv_heads != attn.num_heads:
+            raise NotImplementedError("the Mimi decoder transformer is expected to have a context and no grouped-query heads")
+        #: decoder transformer steps each key/value state keeps (upstream's ``context``)
+        self.window = attn.context
         self.heads, self.head_dim = attn.num_heads, attn.dim_per_head
         self.steps_per_frame = self.upsample.stride[0]  # transformer steps per latent
         self.frames = frames
@@ -265,7 +294,7 @@ class MimiDecoder(nn.Module):
         self.layout = mimi_state_layout(mimi)
         self.state_names = list(self.layout)
         register_rope(self, max_positions, self.head_dim, mimi.decoder_transformer.transformer.max_period)
-        keys = MIMI_WINDOW + self.steps
+        keys = self.window + self.steps
         self.register_buffer("key_index", torch.arange(keys, dtype=torch.float32), persistent=False)
         self.register_buffer("query_index", torch.arange(self.steps, dtype=torch.float32), persistent=False)
 
@@ -293,10 +322,10 @@ class MimiDecoder(nn.Module):
         cos = torch.index_select(self.rope_cos, 0, positions)
         sin = torch.index_select(self.rope_sin, 0, positions)
         # key j holds absolute position pos - W + j: the window's W past steps, then the t new ones
-        first_valid = MIMI_WINDOW - pos.to(torch.float32)
+        first_valid = self.window - pos.to(torch.float32)
         kj = self.key_index.view(1, -1)
         qi = self.query_index.view(-1, 1)
-        mask = (kj >= first_valid) & (kj > qi) & (kj <= qi + MIMI_WINDOW)
+        mask = (kj >= first_valid) & (kj > qi) & (kj <= qi + self.window)
         for i, layer in enumerate(self.layers):
             q, k, v = rope_qkv(layer, x, cos, sin)
             keys = torch.cat([states[f"attn{i}_k"], k.transpose(1, 2)], dim=2)
@@ -476,9 +505,8 @@ def build(ref: Any, options: PocketOptions, precision: str) -> dict[str, Any]:
     rng = np.random.default_rng(20261121)
     d = flow.dim
     layers = len(flow.transformer.layers)
-    hd = flow.transformer.layers[0].self_attn.attn_dim
-
     prefill = Prefill(flow, cache).eval()
+    hd = prefill.transformer.kv_width
     step = Step(flow, cache, steps, transformer=prefill.transformer).eval()
 
     # parity inputs: the voice prompt from an empty cache, then a padded text chunk after the voice
@@ -521,7 +549,7 @@ def build(ref: Any, options: PocketOptions, precision: str) -> dict[str, Any]:
     mimi_examples = [{"quantized": quantize_frames(), "pos": np.array([0], np.int32), **state}]
     with torch.no_grad():
         pos = 0
-        for _ in range(-(-17 // frames)):  # run past the 250-step window
+        for _ in range(-(-(mimi.window // mimi.steps_per_frame + 2) // frames)):  # run past the window
             inputs = [torch.from_numpy(quantize_frames()), torch.tensor([pos], dtype=torch.int32)]
             outs = mimi(*inputs, *(torch.from_numpy(state[n]) for n in names))
             state = {n: _np(v) for n, v in zip(names, outs[1:])}
