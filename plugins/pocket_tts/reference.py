@@ -17,7 +17,7 @@ from ...core import Reference, WeightsSource
 from ...core.hashing import file_sha256
 from ...core.weights import hub_file, load_safetensors
 from .options import PocketOptions
-from .tokenizer import STAND_IN_NOTE, build_stand_in, open_tokenizer, stand_in_file
+from .tokenizer import STAND_IN_NOTE, build_stand_in, open_tokenizer
 
 LANGUAGE = "english"
 HUB_REPO = "kyutai/pocket-tts"
