@@ -216,6 +216,8 @@ class RunSetting:
     above: float | None = None
     #: the only values accepted (empty: any value of the type)
     choices: tuple[Any, ...] = ()
+    #: how the default is chosen at run time when it is neither fixed nor the export's (shown by ``zoo info``)
+    default_rule: str = ""
 
     def describe(self) -> str:
         parts = [_SETTING_TYPES.get(self.type, self.type.__name__)]
@@ -225,7 +227,10 @@ class RunSetting:
             parts.append(f"> {self.above:g}")
         if self.min is not None or self.max is not None:
             parts.append(f"in [{'-inf' if self.min is None else f'{self.min:g}'}, {'inf' if self.max is None else f'{self.max:g}'}]")
-        parts.append(f"default {self.default!r}" if self.default is not None else "default: the export's")
+        if self.default is not None:
+            parts.append(f"default {self.default!r}")
+        else:
+            parts.append(f"default: {self.default_rule or 'the export' + chr(39) + 's'}")
         return ", ".join(parts)
 
     def parse(self, text: str, model: str) -> Any:

@@ -53,13 +53,9 @@ def test_g2p_offline_and_upstream_durations(code, session, runtime):
     upstream KModel's duration for the same phonemes: frames per phoneme as upstream's."""
     language = languages.LANGUAGES[code]
     vocab = session.reference().model.config["vocab"]
-    try:
-        convert, name = languages.g2p(language)
-    except languages.G2PUnavailable as exc:  # Japanese / Mandarin front ends need packages not installed here
-        assert code in "jz" and f"misaki[{language.extra}]" in str(exc) and "--set phonemes=" in str(exc)
-        with pytest.raises(languages.G2PUnavailable):
-            loop.run(runtime, TEXTS[code], RunOptions(settings={"lang": code}))
-        return
+    convert, name = languages.g2p(language)  # the kokoro extra carries the Japanese and Mandarin front ends
+    if code in "jz":
+        assert name == ("misaki.ja.JAG2P" if code == "j" else "misaki.zh.ZHG2P")  # upstream's, not a stand-in
     phonemes = languages.phonemize(TEXTS[code], convert)
     letters = [ch for ch in phonemes if not ch.isspace()]
     assert letters and sum(ch in vocab for ch in letters) >= 0.9 * len(letters), (name, phonemes)
@@ -79,12 +75,35 @@ def test_g2p_offline_and_upstream_durations(code, session, runtime):
     assert len(result.audio) == 600 * frames
 
 
+@pytest.mark.parametrize("code", ["j", "z"])
+def test_a_missing_front_end_stops_the_run_naming_it(code, runtime, monkeypatch):
+    """Without misaki's Japanese / Mandarin module (an install without the kokoro extra's
+    packages), the run stops before speaking, naming the extra and --set phonemes=."""
+    import sys
+
+    import misaki
+
+    module = {"j": "ja", "z": "zh"}[code]
+    monkeypatch.delattr(misaki, module, raising=False)
+    monkeypatch.setitem(sys.modules, f"misaki.{module}", None)  # import fails as if not installed
+    with pytest.raises(languages.G2PUnavailable) as info:
+        languages.g2p(languages.LANGUAGES[code])
+    message = str(info.value)
+    assert f"misaki[{module}]" in message and "zoo-tts[kokoro]" in message and "--set phonemes=" in message
+    with pytest.raises(languages.G2PUnavailable):
+        loop.run(runtime, TEXTS[code], RunOptions(settings={"lang": code}))
+
+
 def test_language_from_the_voice_name_or_the_setting():
     assert languages.resolve(None, "ef_dora").code == "e"
     assert languages.resolve(None, "zf_xiaobei").code == "z"
     assert languages.resolve(None, "random").code == "a"  # not a voice of a language: American English
     assert languages.resolve("fr-fr", "af_heart").code == "f"  # the setting wins
     assert loop.parse_settings({"lang": "pt-br"}) == {"lang": "pt-br"}
+    from zoo.plugins.kokoro.options import RUN_SETTINGS
+
+    described = next(s for s in RUN_SETTINGS if s.name == "lang").describe()  # what zoo info shows
+    assert "default: the voice name's first letter" in described and "the export's" not in described
     with pytest.raises(ValueError, match="one of a"):
         loop.parse_settings({"lang": "klingon"})
 

@@ -7,9 +7,11 @@ voice name's first letter as upstream does (``ef_dora`` -> Spanish), else Americ
   downloads on first use; offline, misaki's espeak-ng G2P (en-us / en-gb) stands in;
 * e, f, h, i, p — Spanish, French, Hindi, Italian, Brazilian Portuguese: espeak-ng through
   misaki (upstream's own choice for these);
-* j, z — Japanese and Mandarin: misaki's own front ends (``misaki[ja]``: pyopenjtalk and its
-  dictionary; ``misaki[zh]``: jieba, pypinyin, ...) where installed; otherwise the run stops with
-  what is missing and how to give phonemes instead (``--set phonemes=``).
+* j, z — Japanese and Mandarin: misaki's own front ends, as upstream (``misaki[ja]``: fugashi
+  with a UniDic dictionary — zoo's kokoro extra installs unidic-lite, which carries it, where
+  misaki's ``unidic`` needs a separate download; ``misaki[zh]``: jieba, pypinyin, cn2an, whose
+  data ship with them). Where they are missing the run stops saying what is missing and how to
+  give phonemes instead (``--set phonemes=``).
 """
 
 from __future__ import annotations
@@ -94,8 +96,9 @@ def g2p(language: Language) -> tuple[Callable[[str], Any], str]:
         return zh.ZHG2P(version=None), "misaki.zh.ZHG2P"
     except Exception as exc:  # noqa: BLE001 - an import error deep inside the front end's dependencies
         raise G2PUnavailable(
-            f"{language.name} needs misaki's {language.name} front end (pip install 'misaki[{language.extra}]'), which cannot "
-            f"run here ({type(exc).__name__}: {exc}); give the phonemes instead: --set phonemes=..."
+            f"{language.name} needs misaki's {language.name} front end (misaki[{language.extra}]; pip install 'zoo-tts[kokoro]' "
+            f"installs it for offline use), which cannot run here ({type(exc).__name__}: {exc}); "
+            "give the phonemes instead: --set phonemes=..."
         ) from None
 
 

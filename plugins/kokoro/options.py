@@ -38,7 +38,8 @@ class KokoroOptions(Record):
 #: ``zoo run kokoro --set NAME=VALUE``
 RUN_SETTINGS = (
     RunSetting("lang", str, "language of the text's G2P: a code or upstream's alias (a/en-us, b/en-gb, e/es, f/fr-fr, h/hi, i/it, "
-               "j/ja, p/pt-br, z/zh); default: the voice name's first letter (ef_dora: Spanish), else American English", choices=CHOICES),
+               "j/ja, p/pt-br, z/zh)", choices=CHOICES,
+               default_rule="the voice name's first letter (ef_dora: Spanish), else American English"),
     RunSetting("phonemes", str, "phonemes to speak instead of the text's G2P (misaki, else espeak-ng)"),
     RunSetting("speed", float, "speaking rate (upstream's speed: durations divided by it)", default=1.0, min=0.1, max=10.0),
 )
