@@ -3,7 +3,6 @@ the run loop speaks each language's phonemes with upstream's durations."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 pytest.importorskip("kokoro", reason="kokoro is not installed (pip install zoo-tts[kokoro])")
