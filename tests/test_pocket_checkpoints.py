@@ -76,23 +76,33 @@ def test_family_reads_what_the_port_depends_on():
 
 @pytest.mark.parametrize("name", PORTED)
 def test_each_ported_checkpoint_builds_and_matches_upstream(name):
-    """Small size, random weights: the checkpoint's own config (rules, temperature) and a step
-    of the port against upstream's on the same cache."""
+    """Small size, random weights: the checkpoint's own config (rules, temperature), and every
+    function of every component (flowlm prefill and step, mimi, voice_encoder) against upstream
+    on the same inputs and state, eagerly (the conversions are the family exports' to test)."""
     session = ModelSession(HOST, "pocket_tts", "small-fp32", WeightsSource.random(0), checkpoint=name)
     assert session.variant.checkpoint == name
     ref = session.reference().model
     config = reference.bundled_config(name)
     assert ref.tts.config.replace_characters == config.replace_characters
     assert float(ref.tts.temp) == config.default_temperature
-    step = session.traceables()["flowlm"]["step"]
+    traceables = session.traceables()
+    step = traceables["flowlm"]["step"]
     ex = step.examples[1]
-    ours = step.run(ex)
-    want = reference.upstream_step(ref.tts, 1, ex["latent"], ex["noise"], ex["kv"], ex["pos"])
-    for key in ("latent_out", "eos_logit", "kv_new"):
-        scale = max(1.0, float(np.max(np.abs(want[key]))))
-        # fp32 port vs fp32 upstream, measured: 0.0 on all 27 checkpoints (the eager step runs
-        # upstream's ops in its order); 1e-5 of the scale leaves room for another summation order only
-        assert float(np.max(np.abs(ours[key] - want[key]))) <= 1e-5 * scale, (name, key)
+    want = reference.upstream_step(ref.tts, 1, ex["latent"], ex["noise"], ex["kv"], ex["pos"])  # upstream's own step
+    assert set(want) == {"latent_out", "eos_logit", "kv_new"} and np.array_equal(want["latent_out"], step.reference(**ex)["latent_out"])
+    checked = []
+    for component, functions in traceables.items():
+        for function, traceable in (functions.items() if isinstance(functions, dict) else [("main", functions)]):
+            for ex in traceable.examples:
+                ours, want = traceable.run(ex), traceable.reference(**ex)
+                for key, expected in want.items():
+                    scale = max(1.0, float(np.max(np.abs(expected))))
+                    # fp32 port vs fp32 upstream, measured on all 27 checkpoints (of max(1, scale)): step and
+                    # voice_encoder 0.0 (upstream's ops in its order), prefill 6.1e-7, mimi 5.1e-7 (another
+                    # summation order: the padded chunk, the fixed window); 1e-5 leaves room for that only
+                    assert float(np.max(np.abs(ours[key] - expected))) <= 1e-5 * scale, (name, component, function, key)
+            checked.append(f"{component}.{function}")
+    assert sorted(checked) == ["flowlm.prefill", "flowlm.step", "mimi.main", "voice_encoder.main"]
 
 
 def test_a_checkpoint_the_port_lacks_is_refused_with_its_reason():
