@@ -8,8 +8,9 @@ flow decode fused), ``mimi`` (streaming decoder, two 80 ms frames per call) —
 run once per voice; the result is cached).
 
 Laid out on the plugin skeleton (``zoo.core.skeleton``); its own modules:
-``text.py`` (upstream's text rules and chunking), ``tokenizer.py`` (the offline
-stand-in tokenizer used with random weights), ``checkpoints.py`` (the bundled configs).
+``text.py`` (upstream's text rules and chunking), ``tokenizer.py`` (reading either tokenizer
+format a checkpoint ships, and the offline stand-in used with random weights),
+``checkpoints.py`` (the bundled configs and their families).
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ class PocketTTS(ModelPlugin):
                 components=(
                     ComponentSpec("flowlm", "prefill: 64 conditioning tokens -> their KV rows; step: latent + noise -> next latent, EOS logit, KV row", functions=("prefill", "step"),
                                   uncompressed=UNCOMPRESSED, uncompressed_reason=UNCOMPRESSED_REASON),
-                    ComponentSpec("mimi", "streaming Mimi decoder: 2 quantized latents [1, 512, 2] + state -> 3840 samples + state"),
+                    ComponentSpec("mimi", "streaming Mimi decoder: 2 quantized latents [1, C, 2] (C 512; 128 in the small family) + state -> 3840 samples + state"),
                     ComponentSpec("voice_encoder", "voice cloning: audio prompt [1, 1, 24000 * voice_seconds] -> conditioning rows"),
                 ),
                 # the core's defaults: float64 exactness, fp32 within 16x upstream's own rounding, fp16 cosine
