@@ -23,12 +23,11 @@ from .traceables import CachedTransformer, MimiDecoder, _np, initial_mimi_state,
 
 def export(ref: Any, options: PocketOptions, precision: str, out_dir: Path) -> dict[str, Path]:
     import numpy as np
+    import torch
     from safetensors.numpy import save_file
 
     tts = ref.tts
     flow = tts.flow_lm
-    import torch
-
     store = np.float16 if precision == "fp16" else np.float32
     files: dict[str, Path] = {}
     with torch.no_grad():  # [n_bins + 1, d]: the embedding, or the rank-r embedding times its projection
