@@ -51,7 +51,8 @@ def main() -> None:
         rows.append((name, fig, ""))
         print(json.dumps({name: fig}, indent=1), flush=True)
     print()
-    print(f"pocket_tts checkpoints, variant {args.variant}, full size, random weights:")
+    size = "reduced size (tests' architecture)" if args.variant.startswith("small") else "full size"
+    print(f"pocket_tts checkpoints, variant {args.variant}, {size}, random weights:")
     for name, fig, why in rows:
         if fig is None:
             print(f"  {name}: not exported: {why}")
