@@ -258,3 +258,30 @@ def test_stand_in_tokenizers_in_both_formats(tmp_path):
     damaged.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="tokenizer.model is not a readable SentencePiece model"):
         open_tokenizer(damaged)
+
+
+def test_small_family_weights_from_a_local_directory(tmp_path):
+    """english_2m laid out like the hub repositories (languages/<name>/model.safetensors beside its
+    tokenizer.model): the SentencePiece tokenizer is found, hashed and kept as the reference's,
+    the weights load into the small architecture; a damaged tokenizer.model is named."""
+    import shutil
+
+    import torch
+    from safetensors.torch import save_file
+
+    from zoo.plugins.pocket_tts.options import PocketOptions
+
+    name = "english_2m_2026-10"
+    options = PocketOptions("full", checkpoint=name, voice_seconds=2.0)
+    random_ref = reference.load(WeightsSource.random(5), options).model
+    folder = tmp_path / "languages" / name
+    folder.mkdir(parents=True)
+    save_file({k: v.contiguous() for k, v in random_ref.tts.state_dict().items()}, str(folder / "model.safetensors"))
+    shutil.copyfile(random_ref.tokenizer_path, folder / "tokenizer.model")
+    loaded = reference.load(WeightsSource.local(tmp_path), options)
+    assert loaded.model.tokenizer_path == folder / "tokenizer.model" and "tokenizer.model" in loaded.files
+    for (key, a), b in zip(random_ref.tts.state_dict().items(), loaded.model.tts.state_dict().values()):
+        assert torch.equal(a, b), key
+    (folder / "tokenizer.model").write_bytes(b"\x00garbage")
+    with pytest.raises(ValueError, match="tokenizer.model is not a readable SentencePiece model"):
+        reference.load(WeightsSource.local(tmp_path), options)
