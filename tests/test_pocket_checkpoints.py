@@ -245,6 +245,7 @@ def test_stand_in_tokenizers_in_both_formats(tmp_path):
     loads it, and the run loop's reader gives upstream's ids for it; a damaged file is named."""
     from pocket_tts.modules.text_conditioner import build_tokenizer
 
+    from zoo.plugins.pocket_tts.text import TextRules, split
     from zoo.plugins.pocket_tts.tokenizer import build_stand_in, open_tokenizer
 
     text = "Hello there. The quick brown fox, jumps!"
@@ -254,6 +255,11 @@ def test_stand_in_tokenizers_in_both_formats(tmp_path):
         ours, theirs = open_tokenizer(path), build_tokenizer(4000, str(path), kind)
         assert ours.vocab_size == 4000 and ours.encode(text) == theirs.encode(text) and len(ours.encode(text)) > 5
         assert ours.decode(ours.encode(text)) == text
+        # a mark after a space is the boundary piece then the mark, as in the real vocabularies: the
+        # splitter (upstream's rule: the marks are encode(",;:") without its first id) cuts at commas
+        assert [ours.decode([i]) for i in ours.encode(",;:")] == ["", ",", ";", ":"]
+        long = "It reads every chunk with its tokenizer, prefills the cache after the voice, and steps until the end."
+        assert len(split(long, ours.encode, ours.decode, 20, TextRules())) == 3
     damaged = tmp_path / "tokenizer.model"
     damaged.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="tokenizer.model is not a readable SentencePiece model"):

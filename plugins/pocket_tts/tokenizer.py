@@ -28,7 +28,10 @@ def stand_in_pieces(size: int) -> list[tuple[str, float]]:
     pieces: list[str] = ["<unk>", _SPACE]
     chars = string.ascii_letters + string.digits + string.punctuation
     pieces += list(chars)
-    pieces += [_SPACE + c for c in chars]
+    # word-initial pieces for letters and digits only: a mark after a space is the boundary piece
+    # then the mark, as in the real vocabularies (upstream's splitter relies on it: it drops the
+    # first id of encode(",;:") as the boundary and keeps the rest as the marks)
+    pieces += [_SPACE + c for c in string.ascii_letters + string.digits]
     lower = string.ascii_lowercase
     for n in (2, 3):
         for combo in itertools.product(lower, repeat=n):
