@@ -193,18 +193,20 @@ def test_an_unreadable_config_takes_only_its_checkpoint_down(tmp_path, monkeypat
 
 def test_loop_parity_sees_the_constants_as_stored(tmp_path, monkeypatch):
     """An fp16 export keeps the text embedding and voice cache in fp16 and the run loop reads
-    them; upstream gets them rounded alike, so the loop, not the storage, is compared. Without
-    it this checkpoint's random weights carried the storage difference to rel 0.0109 (> 1e-3)."""
+    them; upstream gets them rounded alike, so the loop, not the storage, is compared. Measured
+    (small-fp16, seed 0, rel): english 5.6e-7 with it; without it the storage difference moves an
+    EOS and the audio lengths differ (126,720 vs 257,280 samples). english_2026-09_2: 2.1e-6 vs
+    1.8e-4 (0.0109 before the stand-in tokenizer's word-initial marks were dropped)."""
     import contextlib
 
     from zoo.plugins.pocket_tts import parity
 
-    session = ModelSession(HOST, "pocket_tts", "small-fp16", WeightsSource.random(0), checkpoint="english_2026-09_2")
+    session = ModelSession(HOST, "pocket_tts", "small-fp16", WeightsSource.random(0), checkpoint="english")
     runtime = session.torch_runtime(tmp_path)
     ref, options = session.reference().model, None
     (case,) = parity.cases(runtime, ref, options)
     value = float(np.max(np.abs(case.actual - case.expected)) / np.max(np.abs(case.expected)))
-    assert value <= 1e-3  # measured 1.5e-6
+    assert len(case.actual) == len(case.expected) and value <= 1e-3
     monkeypatch.setattr(parity, "stored_like_the_export", lambda runtime, tts, name, voice: contextlib.nullcontext(voice))
     (bare,) = parity.cases(runtime, ref, options)
     n = min(len(bare.actual), len(bare.expected))
