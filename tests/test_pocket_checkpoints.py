@@ -262,6 +262,9 @@ def test_stand_in_tokenizers_in_both_formats(tmp_path):
         assert [ours.decode([i]) for i in ours.encode(",;:")] == ["", ",", ";", ":"]
         long = "It reads every chunk with its tokenizer, prefills the cache after the voice, and steps until the end."
         assert len(split(long, ours.encode, ours.decode, 20, TextRules())) == 3
+    from zoo.plugins.pocket_tts.tokenizer import stand_in_file
+
+    assert stand_in_file("sentencepiece", "hf://o/r/tokenizer.json@abc") == "tokenizer.json"  # upstream: the suffix decides too
     damaged = tmp_path / "tokenizer.model"
     damaged.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="tokenizer.model is not a readable SentencePiece model"):

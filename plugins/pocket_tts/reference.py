@@ -206,7 +206,7 @@ def load(weights: WeightsSource, options: PocketOptions, voices: list[str] | Non
     if weights.kind == "random":
         tmp = tempfile.TemporaryDirectory(prefix="zoo-pocket-")
         table = config.flow_lm.lookup_table
-        tokenizer = build_stand_in(table.tokenizer, table.n_bins, tmp.name)
+        tokenizer = build_stand_in(table.tokenizer, table.n_bins, tmp.name, table.tokenizer_path)
         seed = random_seed(weights.seed or 0, checkpoint)
         tts = _build(config, tokenizer, seed=seed)
         randomise(tts, seed)

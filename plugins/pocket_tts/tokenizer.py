@@ -4,12 +4,13 @@ The real tokenizer is downloaded from the hub with the weights: a SentencePiece
 vocabulary saved as tokenizers JSON (``tokenizer.json``, the main checkpoints) or the
 SentencePiece model itself (``tokenizer.model``, the small english_2m/7m/18m ones); the
 run loop reads either (:func:`open_tokenizer`, by the file's suffix, as upstream's
-``build_tokenizer``). Without network access the plugin
-builds this one instead: a Unigram tokenizer with exactly the vocabulary size
-the architecture expects, in the format the checkpoint's config names, so
-that the real model can be built and exercised with random weights. It is *not* the real vocabulary — audio made with it from
-real weights would be gibberish — and everything built with it says so.
-"""
+``build_tokenizer``).
+
+Without network access the plugin builds a stand-in instead: a Unigram tokenizer with
+exactly the vocabulary size the architecture expects, in the format the checkpoint's
+config names, so that the real model can be built and exercised with random weights.
+It is *not* the real vocabulary — audio made with it from real weights would be
+gibberish — and everything built with it says so."""
 
 from __future__ import annotations
 
@@ -91,14 +92,16 @@ def build_stand_in_sentencepiece(size: int, path: str | Path) -> Path:
     return path
 
 
-def stand_in_file(kind: str) -> str:
-    """The stand-in's file name for a config's ``lookup_table.tokenizer`` kind (upstream's names)."""
-    return "tokenizer.json" if kind in ("tokenizers", "json") else "tokenizer.model"
+def stand_in_file(kind: str, source: str = "") -> str:
+    """The stand-in's file name for a config's ``lookup_table`` (``tokenizer`` kind, ``tokenizer_path``):
+    tokenizers JSON for kind tokenizers/json or a ``.json`` source, else SentencePiece (upstream's rule)."""
+    json = kind in ("tokenizers", "json") or source.split("@")[0].endswith(".json")
+    return "tokenizer.json" if json else "tokenizer.model"
 
 
-def build_stand_in(kind: str, size: int, folder: str | Path) -> Path:
+def build_stand_in(kind: str, size: int, folder: str | Path, source: str = "") -> Path:
     """The stand-in tokenizer in the format a config names, written into ``folder``."""
-    path = Path(folder) / stand_in_file(kind)
+    path = Path(folder) / stand_in_file(kind, source)
     return build_stand_in_tokenizer(size, path) if path.suffix == ".json" else build_stand_in_sentencepiece(size, path)
 
 
