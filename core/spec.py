@@ -227,10 +227,8 @@ class RunSetting:
             parts.append(f"> {self.above:g}")
         if self.min is not None or self.max is not None:
             parts.append(f"in [{'-inf' if self.min is None else f'{self.min:g}'}, {'inf' if self.max is None else f'{self.max:g}'}]")
-        if self.default is not None:
-            parts.append(f"default {self.default!r}")
-        else:
-            parts.append(f"default: {self.default_rule or 'the export' + chr(39) + 's'}")
+        rule = self.default_rule or "the export's"
+        parts.append(f"default {self.default!r}" if self.default is not None else f"default: {rule}")
         return ", ".join(parts)
 
     def parse(self, text: str, model: str) -> Any:
