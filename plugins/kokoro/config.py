@@ -61,11 +61,19 @@ CONFIG: dict = {
 }
 
 
+#: the reduced architecture's decoder width (upstream's Decoder hard-codes 1024 for its AdaIN blocks)
+SMALL_DECODER_WIDTH = 256
+
+
 def small_config() -> dict:
-    """The smallest architecture the port supports (hidden_dim and upsample_initial_channel stay 512)."""
+    """A reduced architecture for tests: a 2-layer ALBERT of width 128, one prosody LSTM layer,
+    and a narrow decoder (upsample_initial_channel 128; the AdaIN blocks' hard-coded 1024 become
+    SMALL_DECODER_WIDTH in reference.narrow_decoder). hidden_dim and style_dim stay (KModel
+    slices the style vector at 128; the decoder's residual path reads hidden_dim 512)."""
     import copy
 
     config = copy.deepcopy(CONFIG)
     config["plbert"].update(hidden_size=128, num_attention_heads=2, intermediate_size=256, num_hidden_layers=2)
     config["n_layer"] = 1  # style_dim stays 128: KModel.forward slices the style vector at 128
+    config["istftnet"]["upsample_initial_channel"] = 128
     return config

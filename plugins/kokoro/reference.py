@@ -15,7 +15,7 @@ from typing import Any
 from ...core import Reference, WeightsSource
 from ...core.hashing import file_sha256
 from ...core.weights import WeightsError, hub_snapshot, load_torch, read_json
-from .config import CONFIG, HUB_REPO, WEIGHTS_FILE, small_config
+from .config import CONFIG, HUB_REPO, SMALL_DECODER_WIDTH, WEIGHTS_FILE, small_config
 from .options import KokoroOptions
 
 
@@ -46,6 +46,23 @@ def build(config: dict, weights_file: Path | None) -> Any:
             torch.save({}, weights_file)
         model = KModel(repo_id=HUB_REPO, config=config, model=str(weights_file))
     return model
+
+
+def narrow_decoder(model: Any, config: dict, width: int) -> None:
+    """Upstream's Decoder with its AdaIN blocks ``width`` wide instead of the 1024 it hard-codes, and
+    the last one feeding the generator's ``upsample_initial_channel``: the same classes and
+    wiring (encode, three blocks on [x, asr_res, F0, N], an upsampling block), narrower. Tests only."""
+    from kokoro.istftnet import AdainResBlk1d
+    from torch import nn
+
+    decoder, style = model.decoder, config["style_dim"]
+    residual = decoder.asr_res[0].out_channels  # 64: concatenated with F0 and N before each block
+    generator_in = config["istftnet"]["upsample_initial_channel"]
+    decoder.encode = AdainResBlk1d(config["hidden_dim"] + 2, width, style)
+    decoder.decode = nn.ModuleList(
+        [AdainResBlk1d(width + 2 + residual, width, style) for _ in range(3)]
+        + [AdainResBlk1d(width + 2 + residual, generator_in, style, upsample=True)]
+    )
 
 
 def randomise(model: Any, seed: int) -> None:
@@ -93,6 +110,8 @@ def load(weights: WeightsSource, options: KokoroOptions, voices: list[str] | Non
         config = CONFIG if size == "full" else small_config()
         torch.manual_seed(weights.seed or 0)
         model = build(config, None)
+        if size != "full":
+            narrow_decoder(model, config, SMALL_DECODER_WIDTH)
         remove_weight_norm(model)  # before randomising: weight norm recomputes weights from g and v
         randomise(model, weights.seed or 0)
         ref = KokoroReference(model, config, {"random": random_voice(weights.seed or 0, config["style_dim"])})
