@@ -16,8 +16,10 @@ BUCKETS = (32, 64, 128, 256, 512)
 #: -pi on last-bit differences, at any precision), so it is judged phase-blind at every level, within
 #: CHAOS_FACTOR x how far the torch decoder itself moves when its inputs are perturbed by the compared
 #: precision's unit roundoff (measured at export time on the parity inputs; see README "Validation").
-#: Measured (small, seed 0): packages fp32 0.038 for a movement of 0.037 (1.0x), fp16 0.27 for 0.23
-#: (1.2x); the remainder trap at fp32 0.43 (> 3 x 0.037).
+#: Measured (small, seed 0, the tests' narrow decoder): packages fp32 0.044 for a movement of 0.031
+#: (1.4x), fp16 0.23 for 0.17 (1.35x), fp16-w8 0.30 (1.8x), fp16-mixed 0.32 (1.9x). With upstream's
+#: full-width decoder (before session 10): fp32 0.038 for 0.037 (1.0x), fp16 0.27 for 0.23 (1.2x), and
+#: the remainder trap at fp32 0.43 (> 3 x 0.037; its own test converts the source: 0.63 vs 4e-4).
 CHAOS_FACTOR = 3.0
 
 
@@ -70,9 +72,9 @@ COMPRESSED_LOOP = CompressedLoop(
     # durations identical (the predictor's rounded durations decide the frames)
     frames_max_delta=0,
     # the decoder is chaotic (options.CHAOS_FACTOR): another seed of the harmonic source's noise
-    # moves the audio by 0.52 (small, random weights), and so does any compression: w8 0.81x,
-    # mixed 0.84x.
+    # moves the audio by 0.35 (small, random weights, the tests' narrow decoder), and so does any
+    # compression: w8 0.89x, mixed 0.90x (full-width decoder: 0.52, w8 0.81x, mixed 0.84x).
     # 1.25x leaves room for a table whose last-bit changes land on more near-silent bins
     spectral_factor=1.25,
-    basis="durations identical; the chaotic decoder's audio within 1.25x another seed's distance (small, random weights: w8 0.81x, mixed 0.84x)",
+    basis="durations identical; the chaotic decoder's audio within 1.25x another seed's distance (small, random weights: w8 0.89x, mixed 0.90x)",
 )
