@@ -121,23 +121,24 @@ def write_plugin(tmp_path: Path):
         sys.modules.pop(name, None)
 
 
-#: test files by their time in one run of the suite (seconds, `pytest --durations`, 2026-12-02), longest
-#: first: xdist hands files out in collection order, so the long ones start first and the short
-#: ones fill the other worker's time (with xdist's default order, by test count, kokoro's
-#: two-test fp16 file started last and ran alone for ~5 min)
+#: test files by their time in one run of the suite (seconds, `pytest --durations` on a fresh clone,
+#: 2026-12-03, about: the files' longest tests summed), longest first: xdist hands files out in
+#: collection order, so the long ones start first and the short ones fill the other worker's time
+#: (with xdist's default order, by test count, kokoro's two-test fp16 file started last and ran
+#: alone for ~5 min)
 LONGEST_FIRST = (
-    "test_kokoro_export_fp16.py",  # 525: small-fp16, then small-fp16-mixed on its stages
+    "test_kokoro_export_fp16.py",  # 285: small-fp16 (60), then small-fp16-mixed on its stages (220)
     "test_trust.py",  # 180 in many short tests
-    "test_gates.py",  # 175: the kokoro grid is 160
-    "test_kokoro_export.py",  # 175
-    "test_pocket_export.py",  # 140
-    "test_vibevoice_export.py",  # 115
-    "test_export.py",  # 115
-    "test_compress.py",  # 85
-    "test_mil_conformance.py",  # 85
-    "test_kokoro_loop.py",  # 75
-    "test_pocket_checkpoints.py",  # 140: three small exports (one 8 layers deep)
-    "test_kokoro_languages.py",  # 73: a small session, nine languages
+    "test_kokoro_export.py",  # 120
+    "test_compress.py",  # 110
+    "test_export.py",  # 100
+    "test_pocket_export.py",  # 100
+    "test_pocket_checkpoints.py",  # 90: four small exports (one 8 layers deep), 27 checkpoints' components
+    "test_vibevoice_export.py",  # 75
+    "test_mil_conformance.py",  # 70
+    "test_gates.py",  # 45: the kokoro grid is 30 since the tests' kokoro decoder is narrow
+    "test_kokoro_loop.py",  # 25
+    "test_kokoro_languages.py",  # 20: a small session, nine languages
 )
 
 
