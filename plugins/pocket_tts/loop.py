@@ -246,7 +246,10 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
                 f"text {len(ids)}, up to {max_frames} frames) but the export has {cache_size}; use --set max_tokens=<smaller>"
             )
         if max_frames * cfg.mimi_steps_per_frame > cfg.mimi_max_positions:
-            raise ValueError(f"chunk {part[:40]!r}… may need more Mimi positions than the export's {cfg.mimi_max_positions}")
+            raise ValueError(
+                f"chunk {part[:40]!r}… may need {max_frames * cfg.mimi_steps_per_frame} Mimi positions (up to {max_frames} frames) "
+                f"but the export has {cfg.mimi_max_positions}; use --set max_tokens=<smaller>"
+            )
 
         kv = np.zeros((voice.kv.shape[0], 2, cache_size, voice.kv.shape[-1]), dtype=kv_dtype)
         kv[:, :, : voice.length] = voice.kv
