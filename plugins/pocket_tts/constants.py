@@ -18,20 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from .options import PocketOptions, RunConfig, TextRulesRecord
+from .reference import text_table
 from .traceables import CachedTransformer, MimiDecoder, _np, initial_mimi_state, voice_cache
 
 
 def export(ref: Any, options: PocketOptions, precision: str, out_dir: Path) -> dict[str, Path]:
     import numpy as np
-    import torch
     from safetensors.numpy import save_file
 
     tts = ref.tts
     flow = tts.flow_lm
     store = np.float16 if precision == "fp16" else np.float32
     files: dict[str, Path] = {}
-    with torch.no_grad():  # [n_bins + 1, d]: the embedding, or the rank-r embedding times its projection
-        table = flow.conditioner(torch.arange(flow.conditioner.embed.num_embeddings))
+    table = text_table(tts)
 
     path = out_dir / "flowlm.safetensors"
     save_file(

@@ -312,6 +312,16 @@ def _rows_from_state(kv: Any, state: Any, layers: list[str], start: int, count: 
     return out
 
 
+def text_table(tts: Any) -> Any:
+    """Upstream's conditioner output for every token id [n_bins + 1, d]: the embedding, or the rank-r
+    embedding times its projection (the small family); what the export stores and loop parity checks."""
+    import torch
+
+    conditioner = tts.flow_lm.conditioner
+    with torch.no_grad():
+        return conditioner(torch.arange(conditioner.embed.num_embeddings))
+
+
 def upstream_prefill(tts: Any, cond: Any, kv: Any, pos: Any, valid: Any) -> dict[str, Any]:
     import numpy as np
     import torch
