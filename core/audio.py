@@ -23,11 +23,17 @@ class WavStream:
     into place by ``close`` (``abort`` removes it): a reader never sees half a file."""
 
     def __init__(self, path: str | Path, sample_rate: int):
+        import os
+        import tempfile
+
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp")
+        # a fresh name (never a file of the user's), opened here: a failure raises once, naming the file
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self.tmp = Path(tmp)
         self.samples = 0
-        self._wave = wave.open(str(self.tmp), "wb")
+        self._file = os.fdopen(fd, "wb")
+        self._wave = wave.open(self._file, "wb")
         self._wave.setnchannels(1)
         self._wave.setsampwidth(2)
         self._wave.setframerate(int(sample_rate))
@@ -42,14 +48,29 @@ class WavStream:
         self.samples += samples.size
 
     def close(self) -> None:
+        import os
+
         self._wave.close()
+        self._file.close()
+        os.chmod(self.tmp, 0o666 & ~_umask())  # an output file like any other (mkstemp gives 0600)
         self.tmp.replace(self.path)
 
     def abort(self) -> None:
         try:
             self._wave.close()
+            self._file.close()
+        except (OSError, wave.Error):
+            pass
         finally:
             self.tmp.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_wav(path: str | Path, audio: Any, sample_rate: int) -> None:
@@ -82,7 +103,10 @@ def read_wav(path: str | Path, max_seconds: float | None = None, what: str = "WA
             if not 1 <= channels <= 8:
                 raise ValueError(f"{what} {path}: {channels} channels (1 to 8 supported)")
             frames = w.getnframes() if max_seconds is None else min(w.getnframes(), int(max_seconds * rate) + 1)
-            data = np.frombuffer(w.readframes(frames), dtype="<i2")
+            raw = w.readframes(frames)
+            if len(raw) % 2:
+                raise ValueError(f"{what} {path} is truncated: its audio data ends in the middle of a sample ({len(raw)} bytes)")
+            data = np.frombuffer(raw, dtype="<i2")
     except wave.Error as exc:
         raise ValueError(f"{what} {path} is not a readable WAV file: {exc}") from None
     except (EOFError, OSError) as exc:

@@ -15,6 +15,7 @@ without a hash) is a miss: it is moved away and rebuilt, and the miss says why.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -77,6 +78,10 @@ def workdir(parent: Path, label: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{_WORK_PREFIX}{os.getpid()}-{label}-", dir=parent))
 
 
+def same_filesystem(a: Path, b: Path) -> bool:
+    return os.stat(a).st_dev == os.stat(b).st_dev
+
+
 def current_umask() -> int:
     """The process's umask (read by setting and restoring it)."""
     mask = os.umask(0)
@@ -91,7 +96,8 @@ def stage_digest(path: Path) -> str:
 
 class StageCache:
     def __init__(self, root: str | Path | None = None, enabled: bool = True):
-        self.root = Path(root) if root is not None else default_cache_root()
+        # absolute: stages join paths below it onto work directories (a relative root was joined twice)
+        self.root = (Path(root) if root is not None else default_cache_root()).absolute()
         self.enabled = enabled
         fresh = not self.root.exists() or not any(self.root.iterdir())
         self.root.mkdir(parents=True, exist_ok=True)
@@ -142,7 +148,14 @@ class StageCache:
         """
         tmp = workdir(self.root / "tmp", key[:12])
         try:
-            result = build(tmp)
+            try:
+                result = build(tmp)
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    where = exc.filename or tmp
+                    raise OSError(exc.errno, f"no space left writing {where} in the stage cache {self.root} "
+                                             "(free space there, or move the cache with --cache / ZOO_CACHE)") from None
+                raise
             (tmp / _MARKER).write_text(json.dumps({**(meta or {}), "sha256": stage_digest(tmp)}, sort_keys=True))
             final = self.root / "stages" / key
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -161,10 +174,20 @@ class StageCache:
             raise
         return final, result
 
+    def tidy_staging(self, staging: Path) -> None:
+        """Remove ``<out>/.zoo-staging`` once the last staging directory in it is gone (a failed
+        export leaves nothing in the output directory, not even an empty folder)."""
+        parent = staging.parent
+        if parent.name == ".zoo-staging":
+            try:
+                parent.rmdir()
+            except OSError:
+                pass  # another export is staging there, or it was never made
+
     def staging_dir(self, out_dir: Path, label: str) -> Path:
         """A work directory on the same filesystem as ``out_dir``, outside it when possible."""
         out_dir.mkdir(parents=True, exist_ok=True)
-        same_fs = os.stat(self.root).st_dev == os.stat(out_dir).st_dev
+        same_fs = same_filesystem(self.root, out_dir)
         parent = self.root / "staging" if same_fs else out_dir / ".zoo-staging"
         if self.owned or not same_fs:
             remove_dead_workdirs(parent)

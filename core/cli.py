@@ -44,9 +44,13 @@ class State:
         self.registry_path = registry
         self.strict = strict
         self._host: Any = None
+        self._registry: Registry | None = None
 
     def registry(self) -> Registry:
-        return Registry(self.registry_path)
+        """One Registry per command (it keeps its parse while the file is unchanged)."""
+        if self._registry is None:
+            self._registry = Registry(self.registry_path)
+        return self._registry
 
     def host(self) -> Any:
         if self._host is None:
@@ -81,10 +85,14 @@ def _fail(message: str, code: int = EXIT_FAILED) -> None:
     raise typer.Exit(code)
 
 
-def _registry_or_exit(ctx: typer.Context) -> Registry:
+def _registry_or_exit(ctx: typer.Context, write: bool = False) -> Registry:
+    """The registry, read and checked (exit 1 naming what is wrong); ``write``: also checked to be
+    writable (its lock a regular file), before any work starts."""
     registry = _state(ctx).registry()
     try:
         registry.read()
+        if write:
+            registry.check_writable()
     except RegistryError as exc:
         _fail(str(exc))
     return registry
@@ -244,7 +252,7 @@ def export(
     source = _weights(weights, random_weights, seed)
     if out_dir.exists() and not out_dir.is_dir():
         _fail(f"--out {out_dir} is a file; give the directory exports are placed in", EXIT_USAGE)
-    registry = _registry_or_exit(ctx)
+    registry = _registry_or_exit(ctx, write=True)
     try:
         exporter = Exporter(state.host(), spec.name, variant, source, out_dir, registry, StageCache(cache), force, checkpoint=checkpoint)
     except ValueError as exc:
@@ -311,7 +319,8 @@ def verify(
                 ran = " and execute within thresholds" if execute else ""
                 out.print(f"[green]✓[/] {e['id']}: {len(e.get('components', []))} components, {len(e.get('constants', []))} constants match{ran}")
         for p in problems:
-            out.print(f"[red]✗[/] {p.export_id}: {p.kind} {p.name!r}: {p.message}")
+            what = "" if p.kind == "export" else f"{p.kind} {p.name!r}: "
+            out.print(f"[red]✗[/] {p.export_id}: {what}{p.message}")
         if not entries:
             out.print(f"no exports in {registry.path}")
         _print_orphans(orphans)
@@ -458,8 +467,9 @@ def _tolerance_summary(spec: Any, component: str, precision: str) -> dict[str, A
 def run(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="model name"),
-    text: str = typer.Argument(..., help="text to speak"),
-    output: Path = typer.Option(..., "-o", "--output", help="WAV file to write"),
+    text: Optional[str] = typer.Argument(None, help="text to speak (or --text-file)"),
+    output: Path = typer.Option(..., "-o", "--output", help="WAV file to write (written aside and renamed into place; never the registry, an export or the cache)"),
+    text_file: Optional[str] = typer.Option(None, "--text-file", metavar="PATH|-", help="read the text from a UTF-8 file, or standard input with -, instead of TEXT (for long texts)"),
     backend: str = typer.Option("auto", "--backend", help="auto: the latest valid registered export, with CoreML on macOS and zoo's MIL interpreter elsewhere (torch when --weights/--random-weights is given); torch: the traceables (from --weights/--random-weights or the hub); mil: the registered export through zoo's MIL interpreter; coreml: the registered export through CoreML (macOS)"),
     variant: Optional[str] = typer.Option(None, "--variant", help="variant \\[default: the model's default / the latest valid export]"),
     checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="checkpoint (models that have several): the latest valid export of it, or its weights with --backend torch \\[default: the latest valid export / the model's default]"),
@@ -470,8 +480,12 @@ def run(
     random_weights: bool = typer.Option(False, "--random-weights", metavar="", help="seeded random weights for --backend torch"),
     as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object: frames, audio_seconds, wall_seconds, calls, calls_per_audio_second, first_audio_seconds, calls_before_first_audio"),
 ) -> None:
-    """Speak TEXT with MODEL through the plugin's run loop and write a 16-bit mono WAV."""
-    from .run import execute, plan
+    """Speak TEXT with MODEL through the plugin's run loop and write a 16-bit mono WAV.
+
+    With --backend mil or coreml the registered export is checked first: a changed, missing or
+    added file in it stops the run, naming the file (`zoo verify ID` says more).
+    """
+    from .run import execute, plan, read_text_file
     from .runtime import BACKENDS, BackendUnavailable
     from .spec import RunOptions, UsageError
 
@@ -481,6 +495,15 @@ def run(
         backend = "torch" if (weights is not None or random_weights) else ("coreml" if platform.system() == "Darwin" else "mil")
     if backend not in BACKENDS:
         _fail(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}", EXIT_USAGE)
+    if (text is None) == (text_file is None):
+        _fail("give the text to speak either as TEXT or with --text-file PATH (- for standard input), not both" if text is not None
+              else "give the text to speak: TEXT, or --text-file PATH (- for standard input)", EXIT_USAGE)
+    if text_file is not None:
+        try:
+            text = read_text_file(text_file)
+        except UsageError as exc:
+            _fail(str(exc), EXIT_USAGE)
+    assert text is not None
     parsed = {}
     for item in settings:
         if "=" not in item or not item.split("=", 1)[0]:
@@ -524,16 +547,20 @@ def rm(
     ctx: typer.Context,
     export_ids: List[str] = typer.Argument(None, help="export ids to remove (see `zoo list`)"),
     older_duplicates: bool = typer.Option(False, "--older-duplicates", metavar="", help="remove every export that a newer one made from identical inputs duplicates"),
+    keep_files: bool = typer.Option(False, "--keep-files", metavar="", help="drop only the registry entry, touching no file (e.g. an export zoo cannot prove it placed)"),
     as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
-    """Remove exports: the registry entry (under the registry lock), then the files it lists.
+    """Remove exports: the files zoo placed for each, then its registry entry (under the registry lock).
 
-    Only what the entry lists is deleted; anything else found in its directory is left
-    there and named.
+    Only a directory zoo provably placed is touched: OUT/ID carrying zoo's marker, with no link
+    leading out. In it, only the files the entry lists whose bytes are unchanged since the export
+    are deleted; anything else (your files, edited files, links) is kept and named. An export that
+    fails a rule is not removed, its entry kept, and the reason said (exit 1); --keep-files drops
+    only the entry.
     """
-    from .publish import delete_export_files
+    from .exportdir import Removal, delete_files, entry_path
 
-    registry = _registry_or_exit(ctx)
+    registry = _registry_or_exit(ctx, write=True)
     exports = registry.exports()
     ids = list(export_ids or [])
     if older_duplicates:
@@ -552,17 +579,43 @@ def rm(
 
         close = difflib.get_close_matches(unknown[0], [e["id"] for e in exports], n=1)
         _fail(f"no export {unknown[0]!r} in {registry.path}" + (f"; did you mean {close[0]!r}?" if close else ""), EXIT_USAGE)
-    removed = registry.remove(list(dict.fromkeys(ids))) if ids else []
-    left = {e["id"]: delete_export_files(registry, e) for e in removed}
+    results: dict[str, Removal] = {}
+
+    def handle(entries: list[dict[str, Any]]) -> list[str]:
+        """Under the registry lock: each export's files first; only the handled entries go."""
+        done = []
+        for e in entries:
+            if keep_files:
+                results[e["id"]] = Removal(e["id"], str(entry_path(registry, e)), files_untouched=True)
+            else:
+                try:
+                    results[e["id"]] = delete_files(registry, e)
+                except OSError as exc:
+                    results[e["id"]] = Removal(e["id"], str(entry_path(registry, e)), refused=f"{exc}; its entry is kept: `zoo rm {e['id']}` again finishes the job")
+            if not results[e["id"]].refused:
+                done.append(e["id"])
+        return done
+
+    removed = registry.remove(list(dict.fromkeys(ids)), handle) if ids else []
+    refused = [r for r in results.values() if r.refused]
     if as_json:
-        print(json.dumps({"removed": [e["id"] for e in removed], "left_in_place": left}, indent=1))
-        return
-    for e in removed:
-        out.print(f"[green]✓[/] removed {e['id']} ({registry.export_dir(e)})")
-        if left[e["id"]]:
-            err.print(f"[yellow]! left in {registry.export_dir(e)} (not listed by the export): {', '.join(left[e['id']])}[/]")
-    if not removed:
-        out.print("nothing to remove")
+        print(json.dumps({"removed": [e["id"] for e in removed],
+                          "refused": {r.export_id: r.refused for r in refused},
+                          "left_in_place": {r.export_id: [p for p, _ in r.kept] for r in results.values() if not r.refused},
+                          "results": [r.as_dict() for r in results.values()]}, indent=1))
+    else:
+        for r in results.values():
+            if r.refused:
+                err.print(f"[red]✗ {r.export_id} not removed (nothing deleted, entry kept):[/] {r.refused}")
+                continue
+            done = "entry removed, files left untouched (--keep-files)" if r.files_untouched else f"{r.deleted} files deleted"
+            out.print(f"[green]✓[/] removed {r.export_id} ({r.directory}): {done}")
+            for path, why in r.kept:
+                err.print(f"[yellow]! kept {Path(r.directory) / path}: {why}[/]")
+        if not results:
+            out.print("nothing to remove")
+    if refused:
+        raise typer.Exit(EXIT_FAILED)
 
 
 # ------------------------------------------------------------------------ new-plugin

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Callable
 
 _CHUNK = 1 << 20
 
@@ -26,12 +27,13 @@ def tree_files(root: str | Path, exclude: frozenset[str] = frozenset()) -> list[
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def tree_sha256(root: str | Path, exclude: frozenset[str] = frozenset()) -> str:
+def tree_sha256(root: str | Path, exclude: frozenset[str] = frozenset(), progress: "Callable[[int, int, int, int], None] | None" = None) -> str:
     """sha256 of a file, or of a directory tree.
 
     For a tree, each file contributes its relative POSIX path, a NUL byte, its
     size in decimal, a NUL byte and its bytes, in sorted path order: renaming,
-    adding, removing or editing any file changes the digest.
+    adding, removing or editing any file changes the digest. ``progress(bytes done, bytes in
+    all, files done, files in all)`` is told after each file (a large directory takes minutes).
     """
     root = Path(root)
     if root.is_file():
@@ -39,11 +41,17 @@ def tree_sha256(root: str | Path, exclude: frozenset[str] = frozenset()) -> str:
     if not root.is_dir():
         raise FileNotFoundError(root)
     h = hashlib.sha256()
-    for path in tree_files(root, exclude):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0" + str(path.stat().st_size).encode() + b"\0")
+    files = tree_files(root, exclude)
+    sizes = [p.stat().st_size for p in files]
+    total, done = sum(sizes), 0
+    for index, (path, size) in enumerate(zip(files, sizes)):
+        h.update(path.relative_to(root).as_posix().encode() + b"\0" + str(size).encode() + b"\0")
         with open(path, "rb") as f:
             while chunk := f.read(_CHUNK):
                 h.update(chunk)
+        done += size
+        if progress is not None:
+            progress(done, total, index + 1, len(files))
     return h.hexdigest()
 
 
@@ -60,3 +68,26 @@ def python_sources_sha256(root: str | Path) -> str:
     for f in files:
         h.update(f.relative_to(base).as_posix().encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
+
+
+def tree_hashes(root: str | Path) -> tuple[str, dict[str, str]]:
+    """``tree_sha256(root)`` and each file's own sha256 (relative POSIX path -> hex), reading every
+    file once. For a single file the map has one key, its name."""
+    root = Path(root)
+    if root.is_file():
+        digest = file_sha256(root)
+        return digest, {root.name: digest}
+    if not root.is_dir():
+        raise FileNotFoundError(root)
+    tree = hashlib.sha256()
+    files: dict[str, str] = {}
+    for path in tree_files(root):
+        rel = path.relative_to(root).as_posix()
+        tree.update(rel.encode() + b"\0" + str(path.stat().st_size).encode() + b"\0")
+        own = hashlib.sha256()
+        with open(path, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                tree.update(chunk)
+                own.update(chunk)
+        files[rel] = own.hexdigest()
+    return tree.hexdigest(), files

@@ -82,7 +82,7 @@ class Exporter:
             "model": self.model.name,
             "plugin": [plugin.name, plugin.version, plugin.source_digest],
             "variant": self.variant.as_record(),
-            "weights": weights_identity(self.weights),
+            "weights": weights_identity(self.weights, getattr(self.reporter, "note", None)),
             "tools": tool_versions(),
             "components": [(c.name, c.functions) for c in self.model.components],
         }

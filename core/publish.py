@@ -6,10 +6,14 @@ then renamed to ``<out>/<id>`` under the registry lock right before the entry is
 written. A marker in the directory names the process and registry: if the
 process dies between the rename and the registry write, the next export removes
 the unregistered directory (only then: see :func:`remove_abandoned_exports`).
+Every export also carries zoo's own marker (``exportdir.MARKER``: its id and the
+sha256 of every file placed), which ``zoo verify``, ``zoo run`` and ``zoo rm``
+require before they read or delete anything there (``exportdir``).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -20,7 +24,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from .cache import StageCache, _pid_alive
-from .hashing import tree_files, tree_sha256, tree_size
+from .exportdir import entry_path, recorded_root, write_marker
+from .hashing import tree_hashes, tree_size
 from .registry import ExportEntry, Item, Registry, RegistryError
 
 PENDING_MARKER = ".zoo-pending.json"
@@ -55,9 +60,32 @@ class Provenance:
     inputs_sha256: str = ""
 
 
-def _item(staging: Path, dest: Path, name: str, functions: tuple[str, ...] | None = None, compression: dict[str, Any] | None = None) -> Item:
-    files = tuple(p.relative_to(dest).as_posix() for p in tree_files(dest)) if dest.is_dir() else None
-    return Item(name, dest.relative_to(staging).as_posix(), tree_sha256(dest), tree_size(dest), functions, files, compression)
+def _item(staging: Path, dest: Path, name: str, hashes: dict[str, str], functions: tuple[str, ...] | None = None,
+          compression: dict[str, Any] | None = None) -> Item:
+    """The registry's record of one placed file or package; each of its files' sha256 goes into
+    ``hashes`` (relative to the export) for the marker."""
+    rel = dest.relative_to(staging).as_posix()
+    digest, own = tree_hashes(dest)
+    files = tuple(own) if dest.is_dir() else None
+    hashes.update({f"{rel}/{f}": h for f, h in own.items()} if dest.is_dir() else {rel: digest})
+    return Item(name, rel, digest, tree_size(dest), functions, files, compression)
+
+
+class PlacementError(OSError):
+    """Copying an export into place failed (a full disk, a permission); the message names where."""
+
+
+def _placement_error(exc: BaseException, where: Path) -> PlacementError:
+    """One line naming the file and the reason, instead of shutil's list of (src, dst, why) tuples."""
+    if isinstance(exc, shutil.Error) and exc.args and isinstance(exc.args[0], list) and exc.args[0]:
+        first = exc.args[0][0]
+        src, dst, why = first if isinstance(first, tuple) and len(first) == 3 else ("", where, str(first))
+        more = f" (and {len(exc.args[0]) - 1} more files)" if len(exc.args[0]) > 1 else ""
+        return PlacementError(errno.EIO, f"cannot write {dst}: {why}{more}")
+    if isinstance(exc, OSError):
+        hint = "; free space there or choose another --out" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
+        return PlacementError(exc.errno or errno.EIO, f"cannot write {exc.filename or where}: {exc.strerror or exc}{hint}")
+    return PlacementError(errno.EIO, f"cannot write {where}: {exc}")
 
 
 def publish(
@@ -69,33 +97,39 @@ def publish(
     export_id = f"{provenance.model}-{provenance.variant['name']}-{stamp:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
     staging = cache.staging_dir(out_dir, export_id)
     final = out_dir / export_id
+    hashes: dict[str, str] = {}
     try:
-        components = []
-        for name, package in bundle.packages.items():
-            dest = staging / f"{name}.mlpackage"
-            shutil.copytree(package.path, dest)
-            item = _item(staging, dest, name, package.functions, package.compression)
-            if item.sha256 != package.sha256:
-                raise RuntimeError(f"{name}: the copy placed in the export does not match the validated package (sha256 {item.sha256[:16]}…)")
-            components.append(item)
-        constants = []
-        for name, (source, rel) in sorted(bundle.constants.items()):
-            dest = staging / "constants" / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest)
-            constants.append(_item(staging, dest, name))
-        (staging / "parity").mkdir()
-        parity = []
-        for comp, source in bundle.parity.items():
-            dest = staging / "parity" / f"{comp}.safetensors.gz"
-            shutil.copy2(source, dest)
-            parity.append(_item(staging, dest, comp))
+        try:
+            components = []
+            for name, package in bundle.packages.items():
+                dest = staging / f"{name}.mlpackage"
+                shutil.copytree(package.path, dest)
+                item = _item(staging, dest, name, hashes, package.functions, package.compression)
+                if item.sha256 != package.sha256:
+                    raise RuntimeError(f"{name}: the copy placed in the export does not match the validated package (sha256 {item.sha256[:16]}…)")
+                components.append(item)
+            constants = []
+            for name, (source, rel) in sorted(bundle.constants.items()):
+                dest = staging / "constants" / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, dest)
+                constants.append(_item(staging, dest, name, hashes))
+            (staging / "parity").mkdir()
+            parity = []
+            for comp, source in bundle.parity.items():
+                dest = staging / "parity" / f"{comp}.safetensors.gz"
+                shutil.copy2(source, dest)
+                parity.append(_item(staging, dest, comp, hashes))
+            write_marker(staging, export_id, hashes)
+        except (shutil.Error, OSError) as exc:
+            raise _placement_error(exc, staging) from None
         entry = ExportEntry(
             id=export_id,
             model=provenance.model,
             validation_level=level,
             created_at=stamp.isoformat(timespec="seconds"),
             path=registry.relative(final.resolve()),
+            out=registry.relative(out_dir.resolve()),
             plugin=provenance.plugin,
             variant=provenance.variant,
             weights=provenance.weights,
@@ -123,34 +157,12 @@ def publish(
                 shutil.rmtree(final, ignore_errors=True)
             raise
         if existing is not None:  # registered by a concurrent identical export: ours is dropped
-            return existing, registry.export_dir(existing), True
+            return existing, entry_path(registry, existing), True
         (final / PENDING_MARKER).unlink(missing_ok=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        cache.tidy_staging(staging)
     return entry.record(), final, False
-
-
-def delete_export_files(registry: Registry, entry: dict[str, Any]) -> list[str]:
-    """Delete what an (already unregistered) entry lists inside its export directory, then the
-    directories left empty. Anything else found there is left alone and named in the result."""
-    root = registry.export_dir(entry)
-    if not root.is_dir():
-        return []
-    for listing in ("components", "constants", "parity"):
-        for item in entry.get(listing, []):
-            path = registry.member(entry, item["path"])
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            elif path.exists() or path.is_symlink():
-                path.unlink()
-    (root / PENDING_MARKER).unlink(missing_ok=True)
-    for directory in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        if not any(directory.iterdir()):
-            directory.rmdir()
-    left = sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
-    if not left:
-        root.rmdir()
-    return left
 
 
 def _pending(out_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | None, str]]:
@@ -212,7 +224,7 @@ def remove_abandoned_exports(out_dir: Path, registry: Registry) -> tuple[list[Pa
 def orphaned_exports(registry: Registry) -> list[Path]:
     """Complete export directories no registry lists, left by a process killed between moving its
     export into place and registering it (next to this registry's exports, or in ./exports)."""
-    parents = {registry.export_dir(e).parent for e in registry.exports()} | {Path("exports")}
+    parents = {entry_path(registry, e).parent for e in registry.exports()} | {recorded_root(registry, e) for e in registry.exports()} | {Path("exports")}
     found = []
     for parent in sorted(parents):
         for directory, info, _ in _pending(parent):

@@ -4,20 +4,43 @@ Reads never modify the file. Writes take an exclusive file lock
 (``registry.toml.lock`` beside it), re-read the file under the lock, append, and
 replace the file atomically (temporary file, fsync, rename), so concurrent
 exports never lose an entry and a crash never leaves half a file. A registry
-that does not parse is refused and never overwritten.
+that does not parse is refused and never overwritten. A registry that is a
+symbolic link is read and written through it: its target is the file replaced,
+and the lock lies beside the target. Anything but a regular file (a FIFO, a
+device) is refused before it is opened.
+
+Every write is checked before it replaces the file: the new text is parsed back
+(by ``tomllib``, not the library that wrote it) and must equal exactly what was
+meant: the previous content with the one entry added or removed. A shape of file
+that would not round-trip (an inline ``exports = []`` left by hand or by a
+removal of the last entry, an inline array of tables) is rewritten as an array
+of tables first; anything still wrong is refused with the file left as it was.
+
+Reads parse with ``tomllib`` (tens of times faster than tomlkit on a large
+registry) and keep the result while the file's size, mtime and inode are
+unchanged; tomlkit is used only to write, so comments survive.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import os
+import stat
+import sys
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import tomlkit
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from tomlkit.exceptions import TOMLKitError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 SCHEMA_VERSION = 1
 ENV_VAR = "ZOO_REGISTRY"
@@ -37,6 +60,10 @@ schema                       format version of this file
   validation_level           highest level reached in order reference < mil < coreml
   created_at                 UTC time the export was registered
   path                       export directory, relative to this file when below it
+  out                        the output root it was placed in (`zoo export --out`), relative
+                             to this file when below it; zoo reads and deletes an export only
+                             as <out>/<id> carrying its marker .zoo-export.json (the export id
+                             and every file's sha256, written when it was published)
   inputs_sha256              sha256 of what the export was made from (model, plugin and
                              core sources, variant, weights, tool versions): `zoo export`
                              reuses a valid export with the same value instead of adding one
@@ -101,6 +128,8 @@ def entry_problem(entry: dict[str, Any]) -> str | None:
             return f"{key!r} must be a {kind.__name__}, not {type(entry[key]).__name__}"
     if not isinstance(entry["variant"].get("name"), str):
         return "variant.name is missing"
+    if "out" in entry and not isinstance(entry["out"], str):
+        return "'out' must be a string"
     for listing in _ITEM_LISTS:
         items = entry.get(listing, [])
         if not isinstance(items, list):
@@ -161,6 +190,8 @@ class ExportEntry:
     parity: list[Item] = field(default_factory=list)
     validation: list[dict[str, Any]] = field(default_factory=list)
     status: str = "valid"
+    #: the output root the export was placed in (relative to the registry's folder when below it)
+    out: str = ""
     #: sha256 of everything the export was made from (model, plugin and core sources, variant,
     #: weights, tool versions): an identical export is reused instead of registered again
     inputs_sha256: str = ""
@@ -174,8 +205,8 @@ class ExportEntry:
                     d[key] = list(getattr(i, key))
             return d
 
-        order = ("id", "model", "status", "validation_level", "created_at", "path", "inputs_sha256", "plugin", "variant", "weights", "tools")
-        table: dict[str, Any] = {k: getattr(self, k) for k in order}
+        order = ("id", "model", "status", "validation_level", "created_at", "path", "out", "inputs_sha256", "plugin", "variant", "weights", "tools")
+        table: dict[str, Any] = {k: getattr(self, k) for k in order if k != "out" or self.out}
         table["components"] = [item(i) for i in self.components]
         table["constants"] = [item(i) for i in self.constants]
         table["parity"] = [item(i) for i in self.parity]
@@ -199,36 +230,93 @@ def new_document() -> tomlkit.TOMLDocument:
     return doc
 
 
+#: how long a writer waits for the registry lock before saying who holds it
+LOCK_TIMEOUT = 600
+_REFUSE = "fix or move it away — zoo will not overwrite it"
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal as data (NaN equal to NaN: a recorded non-finite value reads back as written)."""
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+def _plain(value: Any) -> Any:
+    return value.unwrap() if hasattr(value, "unwrap") else value
+
+
 class Registry:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path is not None else default_registry_path()
+        self._filelock: FileLock | None = None
+        self._parsed: tuple[tuple[int, int, int, int], dict[str, Any]] | None = None
+
+    @property
+    def target(self) -> Path:
+        """The file a write replaces: the registry path with symbolic links resolved."""
+        return Path(os.path.realpath(self.path))
 
     @property
     def root(self) -> Path:
-        return self.path.resolve().parent
+        return self.target.parent
+
+    @property
+    def lock_path(self) -> Path:
+        return Path(str(self.target) + ".lock")
 
     def _lock(self) -> FileLock:
-        return FileLock(str(self.path) + ".lock", timeout=600)
+        """One lock object per registry (re-entrant: ``zoo rm`` holds it while it deletes files
+        and then drops the entries)."""
+        if self._filelock is None:
+            self._filelock = FileLock(str(self.lock_path), timeout=LOCK_TIMEOUT)
+        return self._filelock
 
-    def read(self) -> tomlkit.TOMLDocument:
-        """Parse the registry; a missing file reads as an empty registry."""
-        if not self.path.exists():
-            return new_document()
-        refuse = "fix or move it away — zoo will not overwrite it"
+    def check_writable(self) -> None:
+        """Refuse, before any work, a registry zoo could not write: its lock or file not a regular
+        file, or its folder missing and not creatable."""
+        lock = self.lock_path
+        if lock.exists() and (lock.is_symlink() or not lock.is_file()):
+            raise RegistryError(f"the registry lock {lock} is not a regular file; remove it (zoo creates it as an empty file)")
+        self._stat()
+
+    def _stat(self) -> os.stat_result | None:
+        """The registry's stat (links followed); None when it does not exist. Anything but a
+        regular file is refused without opening it (a FIFO would block every command)."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None  # none yet (a link to a file not made yet: the first write makes its target)
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
+            raise RegistryError(f"{self.path} is {kind}; the registry must be a regular file")
+        return st
+
+    def _load(self) -> tuple[str | None, dict[str, Any]]:
+        """(the file's text, its validated data); a missing file is an empty registry."""
+        st = self._stat()
+        if st is None:
+            return None, {"schema": SCHEMA_VERSION}
+        try:
+            raw = self.path.read_bytes()
+        except OSError as exc:
+            raise RegistryError(f"{self.path} cannot be read ({exc.strerror})") from None
+        try:
+            text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise RegistryError(f"{self.path} is not UTF-8 text (byte {exc.start}); {refuse}") from None
+            raise RegistryError(f"{self.path} is not UTF-8 text (byte {exc.start}); {_REFUSE}") from None
         try:
-            doc = tomlkit.parse(text)
-        except TOMLKitError as exc:
-            raise RegistryError(f"{self.path} is not valid TOML ({exc}); {refuse}") from exc
-        schema = doc.get("schema")
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise RegistryError(f"{self.path} is not valid TOML ({exc}); {_REFUSE}") from None
+        self._validate(data)
+        return text, data
+
+    def _validate(self, data: dict[str, Any]) -> None:
+        schema = data.get("schema")
         if schema != SCHEMA_VERSION:
             raise RegistryError(f"{self.path}: schema {schema!r} is not supported (this zoo writes schema {SCHEMA_VERSION})")
-        exports = doc.get("exports", [])
+        exports = data.get("exports", [])
         if not isinstance(exports, list) or any(not isinstance(e, dict) for e in exports):
-            raise RegistryError(f"{self.path}: 'exports' must be an array of tables; {refuse}")
+            raise RegistryError(f"{self.path}: 'exports' must be an array of tables; {_REFUSE}")
         seen: set[str] = set()
         for index, entry in enumerate(exports):
             problem = entry_problem(entry)
@@ -236,12 +324,21 @@ class Registry:
             if problem is None and entry["id"] in seen:
                 problem = "its id is used by an earlier entry too"
             if problem:
-                raise RegistryError(f"{self.path}: export {name}: {problem}; {refuse}")
+                raise RegistryError(f"{self.path}: export {name}: {problem}; {_REFUSE}")
             seen.add(entry["id"])
-        return doc
+
+    def read(self) -> dict[str, Any]:
+        """The registry as plain data, checked (schema, every entry); a missing file reads as an
+        empty registry. Parsed again only when the file changed (size, mtime, inode, device)."""
+        st = self._stat()
+        key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) if st is not None else (0, 0, -1, 0)
+        if self._parsed is None or self._parsed[0] != key:
+            _, data = self._load()
+            self._parsed = (key, data)
+        return copy.deepcopy(self._parsed[1])
 
     def exports(self) -> list[dict[str, Any]]:
-        return [e.unwrap() if hasattr(e, "unwrap") else dict(e) for e in self.read().get("exports", [])]
+        return self.read().get("exports", [])
 
     def find(self, key: str) -> Iterator[dict[str, Any]]:
         """Exports whose id or model is ``key`` (all exports for ``key=''``)."""
@@ -260,8 +357,14 @@ class Registry:
         return max(valid, key=lambda e: e["created_at"], default=None)
 
     def export_dir(self, entry: dict[str, Any]) -> Path:
-        path = Path(entry["path"])
-        return path if path.is_absolute() else self.root / path
+        """The entry's directory, checked to be one zoo placed (``exportdir.locate``: <out>/<id>
+        with zoo's marker naming the id); RegistryError naming the entry otherwise."""
+        from .exportdir import NotAnExport, locate
+
+        try:
+            return locate(self, entry)
+        except NotAnExport as exc:
+            raise RegistryError(f"{self.path}: {exc}") from None
 
     def member(self, entry: dict[str, Any], relative: str) -> Path:
         """A path an entry lists (component, constant, parity file), which must lie inside that
@@ -286,6 +389,43 @@ class Registry:
         same = [e for e in (self.exports() if exports is None else exports) if inputs_sha256 and e.get("inputs_sha256") == inputs_sha256 and e.get("status") == "valid"]
         return max(same, key=lambda e: e["created_at"], default=None)
 
+    def _document(self) -> tuple[tomlkit.TOMLDocument, dict[str, Any]]:
+        """(the file as a tomlkit document to edit, the same text as checked data); under the lock."""
+        text, data = self._load()
+        if text is None:
+            return new_document(), data
+        try:
+            return tomlkit.parse(text), data
+        except TOMLKitError as exc:  # valid for tomllib, not for tomlkit: never rewritten
+            raise RegistryError(f"{self.path} cannot be edited ({exc}); {_REFUSE}") from exc
+
+    @staticmethod
+    def _set_exports(doc: tomlkit.TOMLDocument, exports: list[dict[str, Any]]) -> None:
+        """Make ``doc["exports"]`` an array of tables holding ``exports`` (none: the key goes).
+        tomlkit appends a table to an inline array as invalid TOML, and leaves ``exports = []``
+        when the last table of an array is removed, so any other shape is rebuilt."""
+        current = doc.get("exports")
+        if isinstance(current, tomlkit.items.AoT):
+            had = [_plain(a) for a in current]
+            if len(had) <= len(exports) and all(_same(a, b) for a, b in zip(had, exports)):  # appended
+                for entry in exports[len(had):]:
+                    current.append(tomlkit.item(entry))
+                return
+            keep = {e["id"] for e in exports}
+            if exports and _same([a for a in had if a.get("id") in keep], exports):  # removed: the rest untouched
+                for index in reversed(range(len(had))):
+                    if had[index].get("id") not in keep:
+                        del current[index]
+                return
+        if "exports" in doc:
+            del doc["exports"]
+        if exports:
+            table = tomlkit.aot()
+            for entry in exports:
+                table.append(tomlkit.item(entry))
+            doc.add(tomlkit.nl())
+            doc["exports"] = table
+
     def add(self, entry: "ExportEntry | dict[str, Any]", before_write: Any = None, reuse_identical: bool = False) -> dict[str, Any] | None:
         """Append one export atomically under the lock.
 
@@ -297,62 +437,98 @@ class Registry:
         """
         if isinstance(entry, ExportEntry):
             entry = entry.record()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock():
-            doc = self.read()
+        self.check_writable()
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            doc, data = self._document()
+            exports = data.get("exports", [])
             if reuse_identical:
-                existing = self.identical(entry.get("inputs_sha256", ""), [e.unwrap() if hasattr(e, "unwrap") else dict(e) for e in doc.get("exports", [])])
+                existing = self.identical(entry.get("inputs_sha256", ""), exports)
                 if existing is not None:
                     return existing
-            if any(e["id"] == entry["id"] for e in doc.get("exports", [])):
+            if any(e["id"] == entry["id"] for e in exports):
                 raise RegistryError(f"{self.path}: an export with id {entry['id']!r} already exists")
-            if "exports" not in doc:
-                doc.add(tomlkit.nl())
-                doc["exports"] = tomlkit.aot()
-            doc["exports"].append(tomlkit.item(entry))
-            text = tomlkit.dumps(doc)
+            text = self._render(doc, data, exports + [_plain(tomlkit.item(entry))])
             if before_write is not None:
                 before_write()
             self._write(text)
         return None
 
-    def remove(self, export_ids: list[str]) -> list[dict[str, Any]]:
+    def remove(self, export_ids: list[str], handle: Any = None) -> list[dict[str, Any]]:
         """Drop the entries ``export_ids`` atomically under the lock; returns them (an unknown id
-        raises RegistryError and nothing is written)."""
-        with self._lock():
-            doc = self.read()
-            exports = doc.get("exports", [])
-            known = {e["id"]: i for i, e in enumerate(exports)}
+        raises RegistryError and nothing is written). ``handle(entries)``, run under the lock
+        before the registry is rewritten, returns the ids whose entries may go (``zoo rm``
+        deletes their files there first and keeps the entries it could not handle)."""
+        self.check_writable()
+        with self._locked():
+            doc, data = self._document()
+            exports = data.get("exports", [])
+            known = {e["id"]: e for e in exports}
             unknown = [i for i in export_ids if i not in known]
             if unknown:
                 raise RegistryError(f"{self.path}: no export {', '.join(map(repr, unknown))}")
-            removed = [exports[known[i]].unwrap() for i in export_ids]
-            for index in sorted((known[i] for i in set(export_ids)), reverse=True):
-                del exports[index]
-            self._write(tomlkit.dumps(doc))
-        return removed
+            chosen = [known[i] for i in dict.fromkeys(export_ids)]
+            drop = set(known) & set(handle(chosen) if handle is not None else [e["id"] for e in chosen])
+            if drop:
+                self._write(self._render(doc, data, [e for e in exports if e["id"] not in drop]))
+        return [e for e in chosen if e["id"] in drop]
+
+    def _locked(self) -> Any:
+        lock = self._lock()
+
+        class _Held:
+            def __enter__(inner) -> None:
+                try:
+                    lock.acquire()
+                except Timeout:
+                    raise RegistryError(f"{self.path}: another zoo has held the lock {self.lock_path} for {LOCK_TIMEOUT} s; "
+                                        "if no zoo is running, delete the lock file") from None
+                except OSError as exc:
+                    raise RegistryError(f"{self.path}: cannot take the lock {self.lock_path} ({exc.strerror})") from None
+
+            def __exit__(inner, *exc: Any) -> None:
+                lock.release()
+
+        return _Held()
+
+    def _render(self, doc: tomlkit.TOMLDocument, data: dict[str, Any], exports: list[dict[str, Any]]) -> str:
+        """The file's new text with ``exports`` as its entries, checked to parse (by tomllib) to
+        exactly the previous data with those entries: a write is refused, not made, otherwise."""
+        self._set_exports(doc, exports)
+        text = tomlkit.dumps(doc)
+        meant = {**{k: v for k, v in data.items() if k != "exports"}, **({"exports": exports} if exports else {})}
+        try:
+            got = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise RegistryError(f"{self.path}: refusing to write: the updated registry would not parse ({exc}); the file is unchanged") from None
+        if not _same(got, meant):
+            raise RegistryError(f"{self.path}: refusing to write: the updated registry would not read back as meant; the file is unchanged")
+        self._validate(got)
+        return text
 
     def _write(self, text: str) -> None:
+        target = self.target
         # keep the file's mode (a new file gets 0666 less the umask, not mkstemp's 0600)
         try:
-            mode = self.path.stat().st_mode & 0o7777
+            mode = target.stat().st_mode & 0o7777
         except FileNotFoundError:
             from .cache import current_umask
 
             mode = 0o666 & ~current_umask()
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         try:
             os.fchmod(fd, mode)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(text)
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, self.path)
+            os.replace(tmp, target)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+        self._parsed = None

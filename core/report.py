@@ -78,6 +78,9 @@ class Reporter:
     def begin(self, stage: str) -> None:
         pass
 
+    def note(self, text: str) -> None:
+        """Progress within a step that is not a stage (hashing local weights)."""
+
     def end(self, result: StageResult) -> None:
         pass
 
@@ -105,6 +108,9 @@ class RichReporter:
 
     def begin(self, stage: str) -> None:
         self.progress.update(self.task, description=stage)
+
+    def note(self, text: str) -> None:
+        self.progress.update(self.task, description=text)
 
     def end(self, result: Any) -> None:
         if result.stage in self.planned:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from .audio import WavStream, write_wav
+from .audio import WavStream, read_wav, write_wav
+from .exportdir import entry_path
 from .plugins import PluginHost
-from .registry import Registry
+from .registry import Registry, RegistryError
 from .runtime import BACKENDS, BackendUnavailable, ComponentRuntime, CoreMLRuntime, MilRuntime
 from .spec import RunOptions, RunResult, UsageError, WeightsSource, parse_run_settings
 
@@ -86,13 +89,11 @@ def plan(
     voices. A bad value raises UsageError naming it; a missing export raises BackendUnavailable."""
     model = host.model(model_name)
     options = options or RunOptions()
-    if not text.strip():
-        raise UsageError("TEXT is empty: give the words to speak")
+    check_text(text)
     output = Path(output)
-    if output.is_dir():
-        raise UsageError(f"-o {output} is a directory; give the WAV file to write")
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    check_output(output, registry or Registry())
     parse_run_settings(model.run_settings, options.settings, model.name)
     if variant is not None and variant not in model.variants:
         raise UsageError(f"model {model.name!r} has no variant {variant!r}; variants: {', '.join(model.variants)}")
@@ -108,6 +109,15 @@ def plan(
     if backend != "torch":
         registry = registry or Registry()
         entry = _export_entry(registry, model, variant, checkpoint)
+        from .cache import default_cache_root
+        from .verify import intact
+
+        problems = intact(registry, entry, default_cache_root() / "verified")
+        if problems:
+            first = problems[0]
+            what = "" if first.kind == "export" else f"{first.kind} {first.name!r}: "
+            raise BackendUnavailable(f"export {entry['id']} cannot be run: {what}{first.message}"
+                                     + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "") + f"; run `zoo verify {entry['id']}`")
         voices = export_voices(host, model, registry, entry)
     _check_voice(model, options.voice, voices)
     return RunRequest(model.name, backend, text, output, options, weights, variant, entry, checkpoint)
@@ -122,6 +132,89 @@ def export_voices(host: PluginHost, model: Any, registry: Registry, entry: dict[
     return host.call(model, "list_voices", constants=constants)
 
 
+#: how much of a voice WAV ``zoo run`` reads to check it before loading a model
+VOICE_CHECK_SECONDS = 60.0
+#: the longest text ``--text-file`` takes (a book's chapter is ~100 KB)
+MAX_TEXT_BYTES = 16 << 20
+
+
+def check_text(text: str, where: str = "TEXT") -> None:
+    """Refuse empty text and text that is not Unicode (lone surrogates: the shell's way of passing
+    bytes that are not UTF-8), naming the position."""
+    if not text.strip():
+        raise UsageError(f"{where} is empty: give the words to speak")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        code = ord(text[exc.start])
+        what = f"the byte 0x{code - 0xDC00:02x}, which is not UTF-8" if 0xDC80 <= code <= 0xDCFF else f"a lone surrogate U+{code:04X}"
+        line = text.count("\n", 0, exc.start) + 1
+        column = exc.start - (text.rfind("\n", 0, exc.start) + 1) + 1
+        raise UsageError(f"{where} is not valid text: line {line}, column {column} is {what}") from None
+
+
+def read_text_file(path: str) -> str:
+    """``--text-file PATH`` (``-``: standard input) as UTF-8, at most MAX_TEXT_BYTES; invalid UTF-8
+    is refused naming its line and column (UsageError)."""
+    where = "standard input" if path == "-" else f"--text-file {path}"
+    if path == "-":
+        raw = sys.stdin.buffer.read(MAX_TEXT_BYTES + 1)
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise UsageError(f"{where}: " + ("is a directory" if file.is_dir() else "no such file"))
+        try:
+            with open(file, "rb") as f:
+                raw = f.read(MAX_TEXT_BYTES + 1)
+        except OSError as exc:
+            raise UsageError(f"{where}: cannot be read ({exc.strerror})") from None
+    if len(raw) > MAX_TEXT_BYTES:
+        raise UsageError(f"{where}: longer than {MAX_TEXT_BYTES >> 20} MiB; split the text")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise UsageError(f"{where}: not UTF-8 text at line {line}, column {column} (byte 0x{raw[exc.start]:02x})") from None
+    check_text(text, where)
+    return text.removeprefix("\ufeff")
+
+
+def check_output(output: Path, registry: Registry) -> None:
+    """``-o`` must be a file zoo may write: not a directory or a device, not zoo's own state (the
+    registry, its lock, anything inside a registered export or the stage cache), in a folder
+    where a file can be created (tried, not guessed: permissions, read-only filesystems)."""
+    if output.is_dir():
+        raise UsageError(f"-o {output} is a directory; give the WAV file to write")
+    if output.exists() and not output.is_file():
+        raise UsageError(f"-o {output} exists and is not a regular file")
+    target = Path(os.path.realpath(output))
+    from .cache import default_cache_root
+
+    protected = [(registry.target, "the registry"), (registry.lock_path, "the registry's lock")]
+    if target in {p for p, _ in protected}:
+        raise UsageError(f"-o {output} is {dict((p, w) for p, w in protected)[target]}; choose another file")
+    inside = [(Path(os.path.realpath(default_cache_root())), "zoo's stage cache")]
+    try:
+        inside += [(Path(os.path.realpath(entry_path(registry, e))), f"export {e['id']}") for e in registry.exports()]
+    except RegistryError:
+        pass  # a broken registry is reported where it is read; its own file is protected above
+    for folder, what in inside:
+        if folder == target or folder in target.parents:
+            raise UsageError(f"-o {output} lies inside {what} ({folder}); zoo never writes its output there")
+    folder = target.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(f"-o {output}: {folder} is not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".zoo-probe-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise UsageError(f"-o {output}: cannot create a file in {folder} ({exc.strerror})") from None
+
+
 def _check_voice(model: Any, voice: str | None, voices: list[str] | None) -> None:
     if voice is None:
         return
@@ -131,6 +224,10 @@ def _check_voice(model: Any, voice: str | None, voices: list[str] | None) -> Non
             raise UsageError(f"{model.name} cannot clone a voice from a WAV file; choose one of its voices" + (f": {', '.join(voices)}" if voices else ""))
         if not Path(voice).is_file():
             raise UsageError(f"--voice {voice}: no such WAV file")
+        try:  # the whole header and up to a minute of samples: a bad file is said before any model loads
+            read_wav(voice, max_seconds=VOICE_CHECK_SECONDS, what="--voice")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         return
     if voices is not None and voice not in voices:
         import difflib

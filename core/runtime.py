@@ -122,7 +122,11 @@ class MilRuntime(ComponentRuntime):
 
             if component not in self.packages:
                 raise KeyError(f"no component {component!r}; have {sorted(self.packages)}")
-            self._programs[component] = MilProgram.load(self.packages[component])
+            try:
+                self._programs[component] = MilProgram.load(self.packages[component])
+            except Exception as exc:  # noqa: BLE001 - a damaged package: name it, whatever the parser raised
+                raise BackendUnavailable(f"{self.packages[component]} cannot be loaded by zoo's MIL interpreter "
+                                         f"({type(exc).__name__}: {str(exc)[:200]}); run `zoo verify`") from None
         return self._programs[component]
 
     def _run(self, component: str, function: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
@@ -171,7 +175,10 @@ class CoreMLRuntime(ComponentRuntime):
             ct = import_coremltools()
 
             kwargs = {} if function == "main" else {"function_name": function}
-            model = ct.models.MLModel(str(self.packages[component]), **kwargs)
+            try:
+                model = ct.models.MLModel(str(self.packages[component]), **kwargs)
+            except Exception as exc:  # noqa: BLE001 - a damaged package: name it
+                raise BackendUnavailable(f"{self.packages[component]} cannot be loaded by CoreML ({type(exc).__name__}: {str(exc)[:200]})") from None
             self._models[key] = model
             if model.get_spec().description.state:
                 self._states[key] = model.make_state()

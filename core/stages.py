@@ -57,7 +57,9 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def weights_identity(weights: WeightsSource) -> dict[str, Any]:
+def weights_identity(weights: WeightsSource, note: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """What identifies the weights in every stage key; local weights are hashed (``note`` is told
+    how far, at most twice a second: a large directory takes minutes)."""
     ident: dict[str, Any] = {"kind": weights.kind}
     if weights.kind == "random":
         ident["seed"] = weights.seed
@@ -67,7 +69,15 @@ def weights_identity(weights: WeightsSource) -> dict[str, Any]:
         path = Path(weights.path or "")
         if not path.exists():
             raise FileNotFoundError(f"weights path {path} does not exist")
-        ident.update(path=str(path), sha256=tree_sha256(path))
+        last = [0.0]
+
+        def progress(done: int, total: int, files: int, of: int) -> None:
+            now = time.monotonic()
+            if note is not None and (now - last[0] >= 0.5 or files == of):
+                last[0] = now
+                note(f"hashing --weights {path}: {files}/{of} files, {done / 1e6:,.0f} of {total / 1e6:,.0f} MB")
+
+        ident.update(path=str(path), sha256=tree_sha256(path, progress=progress))
     return ident
 
 

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from .exportdir import NotAnExport, changed_files, checked_directory
 from .hashing import tree_sha256
 from .registry import Registry
 
@@ -34,7 +39,12 @@ def _quiet(message: str) -> None:
 
 
 def verify_entry(registry: Registry, entry: dict[str, Any], progress: Progress = _quiet) -> list[Problem]:
-    root = registry.export_dir(entry)
+    """Re-hash everything the entry lists. A directory zoo did not provably place (``exportdir``) is
+    one problem, and nothing in it is read."""
+    try:
+        root = checked_directory(registry, entry)
+    except NotAnExport as exc:
+        return [Problem(entry["id"], "export", entry["id"], exc.reason)]
     problems: list[Problem] = []
     if not root.is_dir():
         return [Problem(entry["id"], "export", entry["id"], f"export directory {root} is missing")]
@@ -55,7 +65,76 @@ def verify_entry(registry: Registry, entry: dict[str, Any], progress: Progress =
             continue
         digest = tree_sha256(path)
         if digest != item["sha256"]:
-            problems.append(Problem(entry["id"], kind, item["name"], f"sha256 {digest[:16]}… differs from registered {item['sha256'][:16]}…"))
+            changed = changed_files(root, entry["id"], item) if item.get("files") else []
+            which = f" ({', '.join(changed[:3])} changed)" if changed else ""
+            problems.append(Problem(entry["id"], kind, item["name"], f"sha256 {digest[:16]}… differs from registered {item['sha256'][:16]}…{which}"))
+    return problems
+
+
+def _stat(path: Path) -> list[int]:
+    st = os.stat(path, follow_symlinks=False)
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def intact(registry: Registry, entry: dict[str, Any], record_dir: Path | None, progress: Progress = _quiet) -> list[Problem]:
+    """What ``zoo run`` checks before it loads an export: its directory is one zoo placed, and every
+    component and constant is as registered (no file missing, none added inside a package, each
+    item hashing to its registered sha256). Hashing is skipped for an item whose files' size,
+    mtime, ctime and inode all equal what the last full check recorded in ``record_dir`` (zoo's
+    cache): any write to a file changes its ctime, which no user can set back, so a changed byte
+    is always re-hashed."""
+    try:
+        checked_directory(registry, entry)
+    except NotAnExport as exc:
+        return [Problem(entry["id"], "export", entry["id"], exc.reason)]
+    record = None
+    if record_dir is not None:
+        name = hashlib.sha256(f"{registry.target}\0{entry['id']}".encode()).hexdigest()[:32]
+        record = record_dir / f"{name}.json"
+    try:
+        recorded = json.loads(record.read_text()) if record is not None and record.is_file() else {}
+    except (OSError, ValueError):
+        recorded = {}
+    recorded = recorded if isinstance(recorded, dict) else {}
+    seen: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for kind, item in [("component", c) for c in entry.get("components", [])] + [("constant", c) for c in entry.get("constants", [])]:
+        path = registry.member(entry, item["path"])
+        if not path.exists():
+            problems.append(Problem(entry["id"], kind, item["name"], f"{path} is missing"))
+            continue
+        listed = item.get("files")
+        if listed:
+            present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file() or p.is_symlink()}
+            gone, extra = sorted(set(listed) - present), sorted(present - set(listed))
+            if gone or extra:
+                what = "; ".join(x for x in (f"missing {', '.join(gone[:3])}" if gone else "", f"holds files the export did not place: {', '.join(extra[:3])}" if extra else "") if x)
+                problems.append(Problem(entry["id"], kind, item["name"], f"{path}: {what}"))
+                continue
+            stats = {f: _stat(path / f) for f in listed}
+        else:
+            stats = {"": _stat(path)}
+        key = f"{kind}:{item['path']}"
+        state = {"sha256": item["sha256"], "stats": stats}
+        if recorded.get(key) == state:
+            seen[key] = state
+            continue
+        progress(f"{entry['id']}: hashing {kind} {item['name']}")
+        digest = tree_sha256(path)
+        if digest != item["sha256"]:
+            changed = changed_files(registry.export_dir(entry), entry["id"], item)
+            which = f" ({', '.join(changed[:3])} changed)" if changed and listed else ""
+            problems.append(Problem(entry["id"], kind, item["name"], f"{path} does not match its registered sha256{which}: it changed since it was exported"))
+        else:
+            seen[key] = state
+    if record is not None and not problems and seen != recorded:
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(seen, sort_keys=True))
+            os.replace(tmp, record)
+        except OSError:
+            pass  # the next run hashes again
     return problems
 
 
@@ -112,6 +191,8 @@ def verify(registry: Registry, key: str = "", execute: bool = False, progress: P
     for entry in entries:
         found = verify_entry(registry, entry, progress)
         problems.extend(found)
+        if execute and any(p.kind == "export" for p in found):
+            continue  # not a directory zoo may read: nothing in it is executed
         if execute:
             failed_hash = {p.name for p in found if p.kind in ("component", "parity")}
             more, results = execute_entry(registry, entry, failed_hash, progress)

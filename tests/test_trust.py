@@ -126,7 +126,8 @@ def test_paths_in_an_entry_cannot_escape_its_export_even_through_a_link(zoo: Zoo
     zoo.registry.write_text(text)
     for args in (("verify",), ("verify", "--execute"), ("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav"), "--backend", "mil")):
         proc = zoo(*args)
-        assert proc.returncode == 1 and "leads outside its directory" in " ".join(proc.stderr.split()), (args, proc.stderr)
+        said = " ".join((proc.stderr + proc.stdout).split())
+        assert proc.returncode == 1 and ("leads outside its directory" in said or "symbolic links leading out of it" in said), (args, said)
 
 
 # ------------------------------------------------------------------------------ what zoo deletes
@@ -331,7 +332,7 @@ def test_zoo_rm_removes_the_entry_and_only_the_files_it_lists(zoo: Zoo):
     (Path(second["path"]) / "notes.txt").write_text("mine")
     assert zoo("rm", "tiny-nope").returncode == 2
     removed = json.loads(zoo("rm", second["id"], "--json", check=True).stdout)
-    assert removed == {"removed": [second["id"]], "left_in_place": {second["id"]: ["notes.txt"]}}
+    assert (removed["removed"], removed["left_in_place"], removed["refused"]) == ([second["id"]], {second["id"]: ["notes.txt"]}, {})
     assert [e["id"] for e in Registry(zoo.registry).exports()] == [first["id"]]
     assert [p.name for p in Path(second["path"]).iterdir()] == ["notes.txt"]  # not zoo's: kept
     third = _export(zoo, "--force")
