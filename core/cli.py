@@ -37,6 +37,8 @@ err = Console(stderr=True)
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+#: exports `zoo list` shows without --all (the newest)
+LIST_ROWS = 50
 
 
 class State:
@@ -155,8 +157,9 @@ def _weights(weights: Optional[Path], random_weights: bool, seed: int) -> Any:
 
 # ---------------------------------------------------------------------------- list
 @app.command("list")
-def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object")) -> None:
-    """List plugins (version, hooks, models, load errors) and the registered exports."""
+def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object (every export)"),
+             show_all: bool = typer.Option(False, "--all", metavar="", help=f"show every export, not only the newest {LIST_ROWS}")) -> None:
+    """List plugins (version, hooks, models, load errors) and the registered exports (the newest first)."""
     state = _state(ctx)
     host = state.host()
     try:
@@ -207,7 +210,10 @@ def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", m
     table.add_column("id", no_wrap=True, min_width=max((len(e["id"]) for e in exports), default=2))
     for col in ("status", "level") if narrow else ("model", "variant", "status", "level", "created"):
         table.add_column(col, no_wrap=True)
-    for e in exports:
+    shown = sorted(exports, key=lambda e: e.get("created_at", ""), reverse=True)
+    hidden = 0 if show_all else max(0, len(shown) - LIST_ROWS)
+    shown = shown[: len(shown) - hidden]
+    for e in shown:
         status, level = e.get("status", "?"), e.get("validation_level") or "-"
         table.add_row(e["id"], status, level) if narrow else table.add_row(e["id"], e["model"], e.get("variant", {}).get("name", "?"), status, level, e.get("created_at", ""))
     _print_orphans(orphans)
@@ -215,6 +221,8 @@ def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", m
         out.print(f"no exports in {state.registry().path} yet — try `zoo export MODEL --random-weights`")
     else:
         out.print(table)
+        if hidden:
+            out.print(f"… and {hidden} older exports (`zoo list --all` shows every one; `zoo info MODEL` a model's)")
 
 
 def _print_orphans(orphans: list[str]) -> None:
