@@ -30,6 +30,7 @@ from .spec import (
     WeightsSource,
     with_compressed,
 )
+from .timestamps import Timing
 
 __all__ = [
     "hookimpl",
@@ -46,6 +47,7 @@ __all__ = [
     "RunResult",
     "StateSpec",
     "TensorSpec",
+    "Timing",
     "Tolerance",
     "Traceable",
     "Variant",

@@ -52,7 +52,9 @@ class WavStream:
 
         self._wave.close()
         self._file.close()
-        os.chmod(self.tmp, 0o666 & ~_umask())  # an output file like any other (mkstemp gives 0600)
+        from .cache import current_umask
+
+        os.chmod(self.tmp, 0o666 & ~current_umask())  # an output file like any other (mkstemp gives 0600)
         self.tmp.replace(self.path)
 
     def abort(self) -> None:
@@ -64,13 +66,6 @@ class WavStream:
         finally:
             self.tmp.unlink(missing_ok=True)
 
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_wav(path: str | Path, audio: Any, sample_rate: int) -> None:

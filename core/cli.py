@@ -477,6 +477,7 @@ def run(
     model: str = typer.Argument(..., help="model name"),
     text: Optional[str] = typer.Argument(None, help="text to speak (or --text-file)"),
     output: Path = typer.Option(..., "-o", "--output", help="WAV file to write (written aside and renamed into place; never the registry, an export or the cache)"),
+    timestamps: Optional[Path] = typer.Option(None, "--timestamps", metavar="FILE", help="also write the words' (or, for models that predict no word durations, the text pieces') start and end times: .json, .srt or .vtt by the suffix, appended as each piece is spoken"),
     text_file: Optional[str] = typer.Option(None, "--text-file", metavar="PATH|-", help="read the text from a UTF-8 file, or standard input with -, instead of TEXT (for long texts)"),
     backend: str = typer.Option("auto", "--backend", help="auto: the latest valid registered export, with CoreML on macOS and zoo's MIL interpreter elsewhere (torch when --weights/--random-weights is given); torch: the traceables (from --weights/--random-weights or the hub); mil: the registered export through zoo's MIL interpreter; coreml: the registered export through CoreML (macOS)"),
     variant: Optional[str] = typer.Option(None, "--variant", help="variant \\[default: the model's default / the latest valid export]"),
@@ -525,7 +526,7 @@ def run(
     registry = _registry_or_exit(ctx) if backend != "torch" else _state(ctx).registry()
     host = _state(ctx).host()
     try:  # everything checkable without loading a model: a bad value exits 2 before anything loads
-        request = plan(host, spec.name, text, output, backend, registry, source, variant, RunOptions(voice=voice, seed=seed, settings=parsed), checkpoint)
+        request = plan(host, spec.name, text, output, backend, registry, source, variant, RunOptions(voice=voice, seed=seed, settings=parsed), checkpoint, timestamps)
     except UsageError as exc:
         _fail(str(exc), EXIT_USAGE)
     except BackendUnavailable as exc:
@@ -545,8 +546,13 @@ def run(
     else:
         calls = ", ".join(f"{k}×{v}" for k, v in data["calls"].items())
         out.print(f"[green]✓[/] wrote {output}: {data['audio_seconds']:.2f} s of audio, {data['frames']} frames in {data['wall_seconds']:.2f} s ({summary.source}); calls: {calls}")
+        if summary.timings is not None:
+            kinds = sorted({t.kind for t in summary.timings})
+            out.print(f"[green]✓[/] wrote {timestamps}: {len(summary.timings)} {'/'.join(kinds) or 'word'} timings")
         if summary.random_weights:
             err.print("[yellow]! random weights: the model is the real architecture with seeded random weights, so the audio is noise-like, not speech[/]")
+    if summary.timings == [] and not as_json:
+        err.print(f"[yellow]! {spec.name} reported no timings for this text (see `zoo info {spec.name}`); {timestamps} holds none[/]")
 
 
 # ------------------------------------------------------------------------------ rm

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -30,6 +31,8 @@ class RunSummary:
     #: the run loop hands its audio over only at the end)
     first_audio_seconds: float | None = None
     calls_before_first_audio: int | None = None
+    #: the timings the loop reported (``zoo run --timestamps``)
+    timings: list[Any] | None = None
 
     def as_dict(self, output: Path, model: str) -> dict[str, Any]:
         audio_seconds = len(self.result.audio) / self.result.sample_rate
@@ -52,6 +55,7 @@ class RunSummary:
             "calls_total": total,
             "calls_per_audio_second": total / audio_seconds if audio_seconds > 0 else None,
             **({"info": self.result.info} if self.result.info else {}),
+            **({"timings": [dataclasses.asdict(t) for t in self.timings]} if self.timings is not None else {}),
         }
 
 
@@ -70,6 +74,8 @@ class RunRequest:
     entry: dict[str, Any] | None = None
     #: the checkpoint (models that have them; None: the default, or the export's)
     checkpoint: str | None = None
+    #: where to write the run's timings (``zoo run --timestamps``: .json, .srt or .vtt)
+    timestamps: Path | None = None
 
 
 def plan(
@@ -83,6 +89,7 @@ def plan(
     variant: str | None = None,
     options: RunOptions | None = None,
     checkpoint: str | None = None,
+    timestamps: Path | None = None,
 ) -> RunRequest:
     """Check a run without loading anything heavy: the text, the output path, the ``--set`` options
     (typed and range-checked by the model's RunSettings), the variant, the export to run and its
@@ -94,6 +101,16 @@ def plan(
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     check_output(output, registry or Registry())
+    if timestamps is not None:
+        from .timestamps import timestamp_format
+
+        try:
+            timestamp_format(Path(timestamps))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if Path(os.path.realpath(timestamps)) == Path(os.path.realpath(output)):
+            raise UsageError(f"--timestamps {timestamps} is the WAV file -o names; give another file")
+        check_output(Path(timestamps), registry or Registry(), "--timestamps")
     parse_run_settings(model.run_settings, options.settings, model.name)
     if variant is not None and variant not in model.variants:
         raise UsageError(f"model {model.name!r} has no variant {variant!r}; variants: {', '.join(model.variants)}")
@@ -120,7 +137,7 @@ def plan(
                                      + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "") + f"; run `zoo verify {entry['id']}`")
         voices = export_voices(host, model, registry, entry)
     _check_voice(model, options.voice, voices)
-    return RunRequest(model.name, backend, text, output, options, weights, variant, entry, checkpoint)
+    return RunRequest(model.name, backend, text, output, options, weights, variant, entry, checkpoint, Path(timestamps) if timestamps is not None else None)
 
 
 def export_voices(host: PluginHost, model: Any, registry: Registry, entry: dict[str, Any]) -> list[str] | None:
@@ -180,20 +197,20 @@ def read_text_file(path: str) -> str:
     return text.removeprefix("\ufeff")
 
 
-def check_output(output: Path, registry: Registry) -> None:
+def check_output(output: Path, registry: Registry, flag: str = "-o") -> None:
     """``-o`` must be a file zoo may write: not a directory or a device, not zoo's own state (the
     registry, its lock, anything inside a registered export or the stage cache), in a folder
     where a file can be created (tried, not guessed: permissions, read-only filesystems)."""
     if output.is_dir():
-        raise UsageError(f"-o {output} is a directory; give the WAV file to write")
+        raise UsageError(f"{flag} {output} is a directory; give the WAV file to write")
     if output.exists() and not output.is_file():
-        raise UsageError(f"-o {output} exists and is not a regular file")
+        raise UsageError(f"{flag} {output} exists and is not a regular file")
     target = Path(os.path.realpath(output))
     from .cache import default_cache_root
 
     protected = [(registry.target, "the registry"), (registry.lock_path, "the registry's lock")]
     if target in {p for p, _ in protected}:
-        raise UsageError(f"-o {output} is {dict((p, w) for p, w in protected)[target]}; choose another file")
+        raise UsageError(f"{flag} {output} is {dict((p, w) for p, w in protected)[target]}; choose another file")
     inside = [(Path(os.path.realpath(default_cache_root())), "zoo's stage cache")]
     try:
         inside += [(Path(os.path.realpath(entry_path(registry, e))), f"export {e['id']}") for e in registry.exports()]
@@ -201,18 +218,18 @@ def check_output(output: Path, registry: Registry) -> None:
         pass  # a broken registry is reported where it is read; its own file is protected above
     for folder, what in inside:
         if folder == target or folder in target.parents:
-            raise UsageError(f"-o {output} lies inside {what} ({folder}); zoo never writes its output there")
+            raise UsageError(f"{flag} {output} lies inside {what} ({folder}); zoo never writes its output there")
     folder = target.parent
     while not folder.exists():
         folder = folder.parent
     if not folder.is_dir():
-        raise UsageError(f"-o {output}: {folder} is not a directory")
+        raise UsageError(f"{flag} {output}: {folder} is not a directory")
     try:
         fd, probe = tempfile.mkstemp(prefix=".zoo-probe-", dir=folder)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise UsageError(f"-o {output}: cannot create a file in {folder} ({exc.strerror})") from None
+        raise UsageError(f"{flag} {output}: cannot create a file in {folder} ({exc.strerror})") from None
 
 
 def _check_voice(model: Any, voice: str | None, voices: list[str] | None) -> None:
@@ -280,11 +297,20 @@ def run(host: PluginHost, model_name: str, text: str, output: Path, registry: Re
 def execute(host: PluginHost, request: RunRequest, registry: Registry, progress: Callable[[float], None] | None = None) -> RunSummary:
     """Run the loop, writing each piece of audio to the WAV as the loop hands it over
     (``RunOptions.emit``); ``progress(seconds_of_audio_so_far)`` is told after each piece."""
-    import dataclasses
-
     model = host.model(request.model)
     stream: WavStream | None = None
     first: dict[str, Any] = {}
+    timings: list[Any] | None = None
+    writer = None
+    if request.timestamps is not None:
+        from .timestamps import TimingWriter
+
+        timings, writer = [], TimingWriter(request.timestamps, audio=str(request.output))
+
+    def on_timings(piece: list[Any]) -> None:
+        assert timings is not None and writer is not None
+        timings.extend(piece)
+        writer.write(piece)  # each piece's timings as its audio is written
     with tempfile.TemporaryDirectory(prefix="zoo-run-") as tmp:
         runtime, source = build_runtime(host, request, registry, Path(tmp))
 
@@ -297,18 +323,22 @@ def execute(host: PluginHost, request: RunRequest, registry: Registry, progress:
             if progress is not None:
                 progress(stream.samples / model.sample_rate)
 
-        options = dataclasses.replace(request.options, on_audio=on_audio)
+        options = dataclasses.replace(request.options, on_audio=on_audio, on_timings=on_timings if writer is not None else None)
         start = time.perf_counter()
         try:
             result = host.call(model, "run_loop", runtime=runtime, text=request.text, options=options)
         except BaseException:
             if stream is not None:
                 stream.abort()
+            if writer is not None:
+                writer.abort()
             raise
         wall = time.perf_counter() - start
     if not isinstance(result, RunResult):
         if stream is not None:
             stream.abort()
+        if writer is not None:
+            writer.abort()
         raise TypeError(f"run_loop must return zoo.core.RunResult, got {type(result).__name__}")
     if stream is not None and stream.samples == len(result.audio) and result.sample_rate == model.sample_rate:
         stream.close()
@@ -317,8 +347,10 @@ def execute(host: PluginHost, request: RunRequest, registry: Registry, progress:
             stream.abort()
             first.clear()
         write_wav(request.output, result.audio, result.sample_rate)
+    if writer is not None:
+        writer.close()
     if request.entry is not None:
         random_weights = request.entry.get("weights", {}).get("kind") == "random"
     else:
         random_weights = request.weights is not None and request.weights.kind == "random"
-    return RunSummary(result, runtime, wall, source, random_weights, first.get("seconds"), first.get("calls"))
+    return RunSummary(result, runtime, wall, source, random_weights, first.get("seconds"), first.get("calls"), timings)

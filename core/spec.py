@@ -543,11 +543,19 @@ class RunOptions:
     #: called by the run loop with each piece of audio as soon as it is final (in order; the
     #: pieces concatenated are RunResult.audio): ``zoo run`` writes them to the WAV as they come
     on_audio: Callable[["np.ndarray"], None] | None = None
+    #: called by the run loop with the timings of each piece (``zoo.core.Timing``: seconds from the
+    #: start of the whole utterance, in order), right after that piece's audio is emitted
+    on_timings: Callable[[list[Any]], None] | None = None
 
     def emit(self, audio: "np.ndarray") -> None:
         """Hand a finished piece of audio to ``on_audio`` (a loop calls this; it may be None)."""
         if self.on_audio is not None:
             self.on_audio(audio)
+
+    def emit_timings(self, timings: list[Any]) -> None:
+        """Hand a piece's word (or piece) timings to ``on_timings`` (it may be None)."""
+        if self.on_timings is not None and timings:
+            self.on_timings(list(timings))
 
     def typed(self, schema: "tuple[RunSetting, ...]", model: str) -> dict[str, Any]:
         """The ``--set`` values typed and range-checked by the model's ``RunSetting``s (see

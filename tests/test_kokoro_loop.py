@@ -168,3 +168,95 @@ def test_a_long_text_is_split_within_the_decoder_frame_cap_and_written_as_it_is_
     audio = read_wav(tmp_path / "long.wav")
     assert len(audio) == len(summary.result.audio) and abs(written[-1] - len(audio) / 24000) < 1e-9
     assert np.abs(audio - summary.result.audio).max() <= 1 / 32767 + 1e-6  # 16-bit rounding only
+
+
+WORDS_TEXT = "Hello, world! I paid $5 to Dr. Smith today; then we left."
+
+
+def _upstream_tokens(phonemes: str):
+    """The phonemes as upstream's English tokens (misaki MTokens): each space-separated word split
+    into its marks and its sounds, the space on the last of them, as misaki's G2P makes them; with
+    each token's character span in ``phonemes``."""
+    from misaki.en import MToken
+
+    from zoo.plugins.kokoro.languages import PUNCTUATION
+
+    tokens, spans, at = [], [], 0
+    words = phonemes.split(" ")
+    for n, word in enumerate(words):
+        parts, current = [], ""
+        for ch in word:
+            if current and (ch in PUNCTUATION) != (current[-1] in PUNCTUATION):
+                parts.append(current)
+                current = ""
+            current += ch
+        parts.append(current)
+        for k, part in enumerate(parts):
+            tokens.append(MToken(text=part, tag="", whitespace=" " if k == len(parts) - 1 and n < len(words) - 1 else "", phonemes=part))
+            spans.append((at, at + len(part)))
+            at += len(part)
+        at += 1
+    return tokens, spans
+
+
+def test_word_timestamps_follow_upstreams_join_timestamps(small):
+    """Each word's start and end, from the durations the predictor gave the loop, against upstream's
+    KPipeline.join_timestamps on the same phonemes and durations: equal (acceptance: within one
+    frame, 25 ms). Mutations caught: no lead (3 frames off), no half-space (a space's half)."""
+    from kokoro.pipeline import KPipeline
+
+    from zoo.plugins.kokoro import languages, loop
+    from zoo.plugins.kokoro.traceables import Predictor
+
+    convert = loop.english_g2p()
+    phonemes = languages.phonemize(WORDS_TEXT, convert)
+    spans = languages.word_spans(WORDS_TEXT, phonemes, convert)
+    assert [w for w, _, _ in spans] == ["Hello", "world", "I", "paid", "$5", "to", "Dr", "Smith", "today", "then", "we", "left"]
+    vocab = small.config["vocab"]
+    runtime = ModuleRuntime({"predictor": Predictor(small.model, 128).eval()})
+    counts = loop.predict(runtime, phonemes, vocab, small.voices["random"], [128])[2]
+    ours = loop.word_timings(phonemes, counts, vocab, spans, 0.0, 600 / 24000)
+    tokens, places = _upstream_tokens(phonemes)
+    KPipeline.join_timestamps(tokens, torch.from_numpy(counts))
+    assert len(ours) == len(spans) == 12
+    for timing, (_, a, b) in zip(ours, spans):  # a word's upstream tokens: "$5" is two ("dollar", "five")
+        covering = [t for t, (p, q) in zip(tokens, places) if a <= p and q <= b]
+        start, end = covering[0].start_ts, covering[-1].end_ts
+        assert abs(timing.start - start) <= 1e-6 and abs(timing.end - end) <= 1e-6, (timing, start, end)
+    assert all(a.end <= b.start + 1e-9 and a.start < a.end for a, b in zip(ours, ours[1:]))
+
+
+def test_zoo_run_writes_word_timestamps_as_srt_vtt_and_json(tmp_path):
+    """`zoo run kokoro ... --timestamps words.srt`: every word of the text once, in order, start <
+    end, not overlapping, within the WAV; a subtitle parser reads the file back; .vtt and .json too."""
+    import json
+    import wave
+
+    import srt
+
+    from zoo.core import RunOptions, WeightsSource
+    from zoo.core.plugins import PluginHost
+    from zoo.core.run import run
+
+    text = "Hello there. " + WORDS_TEXT + " The end."
+    words = [w.strip(",.!;") for w in text.split()]
+    host = PluginHost()
+    for suffix in (".srt", ".vtt", ".json"):
+        out = tmp_path / f"words{suffix}"
+        summary = run(host, "kokoro", text, tmp_path / "out.wav", backend="torch", weights=WeightsSource.random(0), variant="small-fp32",
+                      options=RunOptions(voice="random"), timestamps=out)
+        with wave.open(str(tmp_path / "out.wav")) as w:
+            seconds = w.getnframes() / w.getframerate()
+        assert [t.text for t in summary.timings] == words
+        assert all(t.start < t.end <= seconds for t in summary.timings)
+        assert all(a.end <= b.start for a, b in zip(summary.timings, summary.timings[1:]))
+        body = out.read_text()
+        if suffix == ".srt":
+            cues = list(srt.parse(body))
+            assert [c.content for c in cues] == words
+            assert all(abs(c.start.total_seconds() - t.start) <= 6e-4 and abs(c.end.total_seconds() - t.end) <= 6e-4 for c, t in zip(cues, summary.timings))
+        elif suffix == ".vtt":
+            assert body.startswith("WEBVTT\n\n") and body.count(" --> ") == len(words)
+        else:
+            data = json.loads(body)
+            assert [t["text"] for t in data["timings"]] == words and data["audio"].endswith("out.wav")

@@ -16,6 +16,7 @@ voice name's first letter as upstream does (``ef_dora`` -> Spanish), else Americ
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -105,3 +106,35 @@ def g2p(language: Language) -> tuple[Callable[[str], Any], str]:
 def phonemize(text: str, convert: Callable[[str], Any]) -> str:
     result = convert(text)
     return result[0] if isinstance(result, tuple) else result
+
+
+#: marks that belong to no word's sound: a word's span in the phonemes leaves them out (upstream's
+#: English tokens make each mark a token of its own)
+PUNCTUATION = ';:,.!?¡¿—–…"«»“”()[]' + "、，；：。！？「」"
+
+
+def word_spans(text: str, phonemes: str, convert: Callable[[str], Any]) -> list[tuple[str, int, int]] | None:
+    """Each word of ``text`` (split at white space, marks around it dropped) with its span
+    ``[start, end)`` in ``phonemes``, the G2P's output for the whole text. Each word is phonemized
+    alone only to learn how many of the output's space-separated words it became ("$5" -> two),
+    and they are matched in order; the phonemes spoken stay the whole text's. None when the
+    counts do not add up (a G2P that merges or reorders words, or text without spaces: Japanese,
+    Mandarin)."""
+    words = text.split()
+    found = [(m.start(), m.end()) for m in re.finditer(r"\S+", phonemes)]
+    counts = [len(phonemize(word, convert).split()) for word in words]
+    if sum(counts) != len(found):
+        return None
+    spans, index = [], 0
+    for word, count in zip(words, counts):
+        if count:
+            start, end = found[index][0], found[index + count - 1][1]
+            while start < end and phonemes[start] in PUNCTUATION:
+                start += 1
+            while end > start and phonemes[end - 1] in PUNCTUATION:
+                end -= 1
+            shown = word.strip(PUNCTUATION + "'")
+            if start < end and shown:
+                spans.append((shown, start, end))
+        index += count
+    return spans

@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ...core import RunOptions, RunResult
+from ...core import RunOptions, RunResult, Timing
 from . import languages
 from .options import RUN_SETTINGS, RunConfig
 
@@ -150,6 +150,42 @@ def split_phonemes(phonemes: str, vocab: dict[str, int], limit: int) -> list[str
     return [p.strip() for p in pieces if p.strip()]
 
 
+#: upstream's KPipeline.join_timestamps counts from the start-of-text token's frames less 3 (75 ms;
+#: its own comment asks whether -3 is right), so every time is up to 3 frames early; zoo keeps the
+#: same lead so that its word timings and upstream's agree
+LEAD_FRAMES = 3
+
+
+def word_timings(piece: str, counts: Any, vocab: dict[str, int], spans: list[tuple[str, int, int]], offset: float, seconds_per_frame: float) -> list[Timing]:
+    """Timings of the words whose spans (in ``piece``) it holds, from the frames each phoneme got
+    (``counts``: one per token, the boundary tokens at both ends included): a word runs from its
+    first phoneme's frames to its last's, a space between two words is split at its middle, and
+    every time is ``LEAD_FRAMES`` early (at most the first token's frames), as upstream's
+    join_timestamps. ``offset``: seconds of
+    audio before the piece."""
+    counts = np.asarray(counts, dtype=np.float64).reshape(-1)
+    start = np.zeros(len(piece) + 1)  # frames before character k (characters outside the vocabulary take none)
+    position, token = float(counts[0]), 1
+    for k, ch in enumerate(piece):
+        start[k] = position
+        if ch in vocab:
+            position += float(counts[token])
+            token += 1
+    start[len(piece)] = position
+
+    def half_space(k: int) -> float:  # half the frames of the space at character k, if it is one
+        return (start[k + 1] - start[k]) / 2 if 0 <= k < len(piece) and piece[k] == " " else 0.0
+
+    lead = min(float(counts[0]), LEAD_FRAMES)  # upstream counts from max(0, first duration - 3)
+    timings = []
+    for word, a, b in spans:
+        begin = start[a] - half_space(a - 1) - lead
+        end = start[b] + half_space(b) - lead
+        if end > begin:
+            timings.append(Timing(word, round(offset + float(begin) * seconds_per_frame, 6), round(offset + float(end) * seconds_per_frame, 6)))
+    return timings
+
+
 def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
     return RunOptions(settings=settings).typed(RUN_SETTINGS, "kokoro")
 
@@ -170,11 +206,14 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
         raise ValueError(f"unknown voice {voice!r}; this export has {', '.join(sorted(voices))}")
     vocab = cfg.vocab
     language = languages.resolve(settings.get("lang"), voice)
+    spans: list[tuple[str, int, int]] | None = None
     if "phonemes" in settings:
         phonemes, g2p = settings["phonemes"], "given"
     else:
         converter, g2p = languages.g2p(language)
         phonemes = languages.phonemize(text, converter)
+        if options.on_timings is not None:
+            spans = languages.word_spans(text, phonemes, converter)
     if not any(ch in vocab for ch in phonemes):
         raise ValueError(f"no known phonemes in {phonemes!r}")
     limit = min(MAX_PHONEMES, max(cfg.buckets) - 2)
@@ -186,6 +225,7 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
     cap = min(cfg.max_frames, MAX_DECODER_FRAMES)
     pieces, frames, report = [], 0, []
     queue = split_phonemes(phonemes, vocab, limit)
+    cursor, written = 0, 0  # where the next piece lies in the phonemes; samples emitted so far
     while queue:
         piece = queue.pop(0)
         predicted = predict(runtime, piece, vocab, voices[voice], list(cfg.buckets), settings.get("speed", 1.0))
@@ -196,6 +236,12 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
         audio = decode(runtime, predicted, noise)
         pieces.append(audio)
         options.emit(audio)
+        if spans is not None:
+            at = phonemes.find(piece, cursor)
+            mine = [(w, a - at, b - at) for w, a, b in spans if at <= a and b <= at + len(piece)] if at >= 0 else []
+            cursor = at + len(piece) if at >= 0 else cursor
+            options.emit_timings(word_timings(piece, counts, vocab, mine, written / cfg.sample_rate, len(audio) / cfg.sample_rate / max(1, int(counts.sum()))))
+        written += len(audio)
         frames += int(counts.sum())
         report.append({"phonemes": piece, "tokens": len(counts), "frames": int(counts.sum()), "durations": counts.tolist()})
     audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
