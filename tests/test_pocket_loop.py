@@ -186,3 +186,23 @@ def test_generation_waits_for_the_oldest_mimi_group_only():
     pool.finish_next()
     audio = stream.finish()
     assert len(audio) == 5 * 4 and len(stream.handed) == 3  # five frames of four samples, in order
+
+
+def test_piece_timestamps_cover_the_audio(tmp_path):
+    """pocket_tts predicts no word durations: `--timestamps` gives each text chunk's span, from the
+    samples that chunk produced: contiguous, in order, the last ending with the WAV."""
+    import json
+
+    from zoo.core import RunOptions, WeightsSource
+    from zoo.core.plugins import PluginHost
+    from zoo.core.run import run
+
+    text = "Hello there. How are you today, my friend?"
+    summary = run(PluginHost(), "pocket_tts", text, tmp_path / "o.wav", backend="torch", weights=WeightsSource.random(0), variant="small-fp32",
+                  options=RunOptions(settings={"max_tokens": "8"}), timestamps=tmp_path / "t.json")
+    timings = summary.timings
+    assert len(timings) == len(summary.result.info["chunks"]) >= 2 and {t.kind for t in timings} == {"piece"}
+    assert " ".join(t.text for t in timings).split() == text.split()
+    assert timings[0].start == 0 and all(a.end == b.start for a, b in zip(timings, timings[1:]))
+    assert abs(timings[-1].end - len(summary.result.audio) / summary.result.sample_rate) <= 1e-9
+    assert [t["text"] for t in json.loads((tmp_path / "t.json").read_text())["timings"]] == [t.text for t in timings]

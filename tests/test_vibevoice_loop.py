@@ -32,7 +32,7 @@ def test_a_long_text_is_spoken_in_pieces_that_fit_the_caches(tmp_path, monkeypat
     written: list[float] = []
     host = PluginHost()
     request = plan(host, "vibevoice", text, tmp_path / "long.wav", backend="torch", weights=WeightsSource.random(0),
-                   variant="small-fp32", options=RunOptions(settings={"max_seconds": "0.5"}))
+                   variant="small-fp32", options=RunOptions(settings={"max_seconds": "0.5"}), timestamps=tmp_path / "pieces.json")
     summary = execute(host, request, Registry(tmp_path / "r.toml"), progress=written.append)
     pieces = summary.result.info["pieces"]
     cfg, start = seen["cfg"], seen["start"]
@@ -45,3 +45,8 @@ def test_a_long_text_is_spoken_in_pieces_that_fit_the_caches(tmp_path, monkeypat
     audio = read_wav(tmp_path / "long.wav")
     assert len(audio) == len(summary.result.audio) and np.abs(audio - np.clip(summary.result.audio, -1, 1)).max() <= 2 / 32767  # 16-bit rounding; random weights exceed full scale
     assert summary.calls_before_first_audio < sum(summary.runtime.calls.values())
+    # --timestamps: each piece's span, from the audio it produced: contiguous, covering the WAV
+    timings = summary.timings
+    assert [t.text for t in timings] == [p["text"] for p in pieces] and {t.kind for t in timings} == {"piece"}
+    assert timings[0].start == 0 and all(a.end == b.start for a, b in zip(timings, timings[1:]))
+    assert abs(timings[-1].end - len(audio) / 24000) <= 1e-9

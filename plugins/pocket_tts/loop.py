@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ...core import RunOptions, RunResult
+from ...core import RunOptions, RunResult, Timing
 from ...core.audio import read_wav, resample
 from .options import RUN_SETTINGS, RunConfig, TextRulesRecord
 from .text import TextRules, prepare, split
@@ -234,7 +234,7 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
     rng = np.random.default_rng(options.seed)
     noise_std = math.sqrt(temperature)
 
-    pieces, frames, report = [], 0, []
+    pieces, frames, report, written = [], 0, [], 0
     for part in split(text, encode, tokenizer.decode, max_tokens, rules):
         prompt, guess = prepare(part, rules)
         after_eos = settings.get("frames_after_eos", cfg.frames_after_eos if cfg.frames_after_eos is not None else guess + 2)
@@ -283,6 +283,9 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
             decoder.close()
         pieces.append(samples)
         frames += emitted
+        if len(samples):  # the chunk's span: pocket_tts predicts no word durations
+            options.emit_timings([Timing(part.strip(), written / cfg.sample_rate, (written + len(samples)) / cfg.sample_rate, "piece")])
+        written += len(samples)
         report.append({"text": prompt.strip(), "tokens": len(ids), "frames": emitted, "eos_frame": eos_step, "eos_logits": [round(v, 5) for v in logits]})
     info = {"voice": voice_name, "temperature": temperature, "eos_threshold": threshold, "chunks": report}
     if not cfg.tokenizer_is_real:

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ...core import RunOptions, RunResult
+from ...core import RunOptions, RunResult, Timing
 from .options import RUN_SETTINGS, RunConfig
 
 def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
@@ -116,8 +116,12 @@ def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = 
         runtime.load_states("lm", lm_states)
         runtime.load_states("tts_lm", tts_states)
         piece, decoder, ended = _utterance(runtime, ids, start, cfg, types, rng, cfg_scale, max_latents, decoder, options)
+        before = sum(len(a) for a in audio)
         audio.extend(piece)
         latents += len(piece)
+        if piece:  # the piece's span: vibevoice predicts no word durations
+            after = before + sum(len(a) for a in piece)
+            options.emit_timings([Timing(part, before / cfg.sample_rate, after / cfg.sample_rate, "piece")])
         report.append({"text": part, "text_tokens": len(ids), "latents": len(piece), "ended": ended})
     info = {"voice": voice, "pieces": report, "tokenizer": cfg.tokenizer_info.kind}
     samples = np.concatenate(audio) if audio else np.zeros(0, np.float32)
