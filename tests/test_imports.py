@@ -110,8 +110,15 @@ def test_no_test_sets_a_wall_clock_limit():
     """A loaded machine is slow, not wrong: no test may fail on time (CI bounds the whole run)."""
     offenders = []
     for path in sorted((ROOT / "tests").glob("*.py")):
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-            code = line.split("#")[0]
-            if ("time" + "out=") in code.replace(" ", "") or ("dead" + "line") in code:  # spelt apart: not this line
+        text = path.read_text(encoding="utf-8")
+        for number, line in enumerate(text.splitlines(), 1):
+            code = line.split("#")[0].replace(" ", "")
+            off = ("dead" + "line=None") in code  # hypothesis's per-example limit turned off: required, below
+            if ("time" + "out=") in code or (("dead" + "line") in code and not off):  # spelt apart: not this line
                 offenders.append(f"{path.name}:{number}: {line.strip()}")
+        if ("import " + "hypothesis") in text or ("from " + "hypothesis") in text:
+            # hypothesis fails an example that takes over 200 ms unless its settings say otherwise
+            settings = [line for line in text.splitlines() if line.strip().startswith("@settings(")]
+            if not settings or any(("dead" + "line=None") not in s.replace(" ", "") for s in settings):
+                offenders.append(f"{path.name}: hypothesis settings without dead" + "line=None")
     assert not offenders, offenders
