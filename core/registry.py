@@ -104,6 +104,12 @@ schema                       format version of this file
     worst                    worst max_abs, rel and cosine over all compared outputs
     status                   passed | failed | skipped
     reason                   why a level was skipped or failed; first non-finite op
+  [[exports.eval]]           one per `zoo eval` of the export: asr (recogniser directory) and
+                             asr_sha256, prompts (count) and prompts_sha256, languages, backend,
+                             voice, seconds; quality_claim = false for random weights (nothing
+                             else then), else export_wer / export_cer, reference_wer / _cer,
+                             uncompressed_wer / _cer (compressed exports), qoi (share of prompts
+                             where the export does no worse than the reference), qoi_vs_uncompressed
 """
 
 
@@ -147,6 +153,9 @@ def entry_problem(entry: dict[str, Any]) -> str | None:
     for record in entry.get("validation", []):
         if not isinstance(record, dict) or not isinstance(record.get("level"), str) or not isinstance(record.get("status"), str):
             return "a validation record lacks its level or status"
+    evals = entry.get("eval", [])
+    if not isinstance(evals, list) or any(not isinstance(r, dict) or not isinstance(r.get("asr_sha256"), str) for r in evals):
+        return "'eval' must be an array of tables, each naming its recogniser (asr_sha256)"
     return None
 
 
@@ -452,6 +461,11 @@ class Registry:
                 for entry in exports[len(had):]:
                     current.append(tomlkit.item(entry))
                 return
+            if [a.get("id") for a in had] == [e["id"] for e in exports]:  # an entry changed (an eval row added)
+                for index, (a, b) in enumerate(zip(had, exports)):
+                    if not _same(a, b):
+                        current[index] = tomlkit.item(b)
+                return
             keep = {e["id"] for e in exports}
             if exports and _same([a for a in had if a.get("id") in keep], exports):  # removed: the rest untouched
                 for index in reversed(range(len(had))):
@@ -513,6 +527,19 @@ class Registry:
             if drop:
                 self._write(self._render(doc, data, [e for e in exports if e["id"] not in drop]))
         return [e for e in chosen if e["id"] in drop]
+
+    def add_eval(self, export_id: str, row: dict[str, Any]) -> None:
+        """Append one ``[[exports.eval]]`` row to an export's entry, atomically under the lock."""
+        self.check_writable()
+        with self._locked():
+            doc, data = self._document()
+            exports = data.get("exports", [])
+            index = next((i for i, e in enumerate(exports) if e["id"] == export_id), None)
+            if index is None:
+                raise RegistryError(f"{self.path}: no export {export_id!r}")
+            updated = dict(exports[index])
+            updated["eval"] = list(updated.get("eval", [])) + [_plain(tomlkit.item(row))]
+            self._write(self._render(doc, data, exports[:index] + [updated] + exports[index + 1:]))
 
     def _locked(self) -> Any:
         lock = self._lock()

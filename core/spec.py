@@ -314,6 +314,9 @@ class ModelSpec:
     #: released checkpoints (``--checkpoint``); empty: the model has one set of weights
     checkpoints: Mapping[str, Checkpoint] = field(default_factory=dict)
     default_checkpoint: str = ""
+    #: the languages the run loop speaks (ISO 639-1 codes, as ``zoo eval --lang`` takes them), each
+    #: with the ``--set`` options that make it speak that language (``{}``: none needed)
+    languages: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: {"en": {}})
     #: filled in by the core: the name of the plugin that registered the model
     plugin: str = ""
 

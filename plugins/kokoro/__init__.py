@@ -81,6 +81,9 @@ class Kokoro(ModelPlugin):
                 required_level="mil",
                 run_settings=RUN_SETTINGS,
                 compressed_loop=COMPRESSED_LOOP,
+                # ISO 639-1 -> the run option that speaks it (zoo eval --lang): upstream's codes
+                languages={"en": {"lang": "a"}, "es": {"lang": "e"}, "fr": {"lang": "f"}, "hi": {"lang": "h"}, "it": {"lang": "i"},
+                           "ja": {"lang": "j"}, "pt": {"lang": "p"}, "zh": {"lang": "z"}},
             )
         ]
 
