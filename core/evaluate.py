@@ -201,11 +201,14 @@ class PromptResult:
     heard: dict[str, str] = field(default_factory=dict)  # system -> transcript
     rate: dict[str, float] = field(default_factory=dict)  # system -> WER or CER
     seconds: dict[str, float] = field(default_factory=dict)  # system -> seconds of audio
+    wall: dict[str, float] = field(default_factory=dict)  # system -> seconds spent speaking it
+    asr_wall: float = 0.0  # seconds spent transcribing every rendition
     spectral: float | None = None  # export vs reference
 
     def as_dict(self) -> dict[str, Any]:
         return {"lang": self.prompt.lang, "text": self.prompt.text, "metric": "cer" if self.prompt.lang in BY_CHARACTER else "wer",
-                "heard": self.heard, "error_rate": self.rate, "audio_seconds": self.seconds, "spectral_distance": self.spectral}
+                "heard": self.heard, "error_rate": self.rate, "audio_seconds": self.seconds, "speak_seconds": self.wall,
+                "asr_seconds": round(self.asr_wall, 3), "spectral_distance": self.spectral}
 
 
 @dataclass
@@ -285,10 +288,14 @@ def evaluate(prompts: list[Prompt], speakers: Mapping[str, Speaker], recogniser:
         row = PromptResult(prompt)
         audio: dict[str, Any] = {}
         for system, speak in speakers.items():
+            began = time.perf_counter()
             samples, rate = speak(prompt)
+            row.wall[system] = round(time.perf_counter() - began, 3)
             audio[system] = samples
             row.seconds[system] = round(len(samples) / rate, 3)
+            began = time.perf_counter()
             heard, _ = recogniser.transcribe(samples, rate, prompt.lang)
+            row.asr_wall += time.perf_counter() - began
             row.heard[system] = heard
             row.rate[system] = error_rate(prompt.text, heard, prompt.lang)
         if "export" in audio and "reference" in audio:
