@@ -491,6 +491,7 @@ def run(
     text: Optional[str] = typer.Argument(None, help="text to speak (or --text-file)"),
     output: Path = typer.Option(..., "-o", "--output", help="WAV file to write (written aside and renamed into place; never the registry, an export or the cache)"),
     timestamps: Optional[Path] = typer.Option(None, "--timestamps", metavar="FILE", help="also write the words' (or, for models that predict no word durations, the text pieces') start and end times: .json, .srt or .vtt by the suffix, appended as each piece is spoken"),
+    asr: Optional[Path] = typer.Option(None, "--asr", metavar="DIR", help="with --timestamps, for models that predict no word durations: the words a local recogniser hears in each piece (faster-whisper model directory; zoo-tts\\[eval])"),
     text_file: Optional[str] = typer.Option(None, "--text-file", metavar="PATH|-", help="read the text from a UTF-8 file, or standard input with -, instead of TEXT (for long texts)"),
     backend: str = typer.Option("auto", "--backend", help="auto: the latest valid registered export, with CoreML on macOS and zoo's MIL interpreter elsewhere (torch when --weights/--random-weights is given); torch: the traceables (from --weights/--random-weights or the hub); mil: the registered export through zoo's MIL interpreter; coreml: the registered export through CoreML (macOS)"),
     variant: Optional[str] = typer.Option(None, "--variant", help="variant \\[default: the model's default / the latest valid export]"),
@@ -539,7 +540,7 @@ def run(
     registry = _registry_or_exit(ctx) if backend != "torch" else _state(ctx).registry()
     host = _state(ctx).host()
     try:  # everything checkable without loading a model: a bad value exits 2 before anything loads
-        request = plan(host, spec.name, text, output, backend, registry, source, variant, RunOptions(voice=voice, seed=seed, settings=parsed), checkpoint, timestamps)
+        request = plan(host, spec.name, text, output, backend, registry, source, variant, RunOptions(voice=voice, seed=seed, settings=parsed), checkpoint, timestamps, asr)
     except UsageError as exc:
         _fail(str(exc), EXIT_USAGE)
     except BackendUnavailable as exc:

@@ -76,6 +76,42 @@ class RunRequest:
     checkpoint: str | None = None
     #: where to write the run's timings (``zoo run --timestamps``: .json, .srt or .vtt)
     timestamps: Path | None = None
+    #: a recogniser's model directory: pieces' timings become the words it hears (``--asr``)
+    asr: Path | None = None
+
+
+def _word_hearer(asr: Path, model: Any, options: RunOptions) -> Callable[[list[Any], list[Any]], list[Any]]:
+    """For ``--asr``: a function turning a piece's timing into the words a recogniser hears in that
+    piece's audio (kind "recognised": heard, not predicted), clipped to the piece and in order.
+    Word timings a loop predicts itself (kind "word") pass through unchanged."""
+    import numpy as np
+
+    from .evaluate import Recogniser
+    from .timestamps import Timing
+
+    recogniser = Recogniser(asr)
+    lang = next((code for code, settings in model.languages.items() if settings and all(options.settings.get(k) == v for k, v in settings.items())),
+                next(iter(model.languages), "en"))
+
+    def hear(piece: list[Any], spoken: list[Any]) -> list[Any]:
+        heard: list[Any] = []
+        audio = np.concatenate([np.asarray(a, np.float32).reshape(-1) for a in spoken]) if spoken else np.zeros(0, np.float32)
+        for timing in piece:
+            if timing.kind != "piece":
+                heard.append(timing)
+                continue
+            rate = model.sample_rate
+            segment = audio[int(round(timing.start * rate)): int(round(timing.end * rate))]
+            _, words = recogniser.transcribe(segment, rate, lang, words=True)
+            floor = timing.start
+            for word, begin, end in words:
+                begin, end = max(floor, timing.start + begin), min(timing.end, timing.start + end)
+                if word and end > begin:
+                    heard.append(Timing(word, round(begin, 6), round(end, 6), "recognised"))
+                    floor = end
+        return heard
+
+    return hear
 
 
 def plan(
@@ -90,6 +126,7 @@ def plan(
     options: RunOptions | None = None,
     checkpoint: str | None = None,
     timestamps: Path | None = None,
+    asr: Path | None = None,
 ) -> RunRequest:
     """Check a run without loading anything heavy: the text, the output path, the ``--set`` options
     (typed and range-checked by the model's RunSettings), the variant, the export to run and its
@@ -111,6 +148,12 @@ def plan(
         if Path(os.path.realpath(timestamps)) == Path(os.path.realpath(output)):
             raise UsageError(f"--timestamps {timestamps} is the WAV file -o names; give another file")
         check_output(Path(timestamps), registry or Registry(), "--timestamps")
+    if asr is not None:
+        if timestamps is None:
+            raise UsageError("--asr gives word timings for --timestamps FILE; add --timestamps")
+        from .evaluate import check_asr
+
+        asr = check_asr(asr)
     parse_run_settings(model.run_settings, options.settings, model.name)
     if variant is not None and variant not in model.variants:
         raise UsageError(f"model {model.name!r} has no variant {variant!r}; variants: {', '.join(model.variants)}")
@@ -137,7 +180,8 @@ def plan(
                                      + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "") + f"; run `zoo verify {entry['id']}`")
         voices = export_voices(host, model, registry, entry)
     _check_voice(model, options.voice, voices)
-    return RunRequest(model.name, backend, text, output, options, weights, variant, entry, checkpoint, Path(timestamps) if timestamps is not None else None)
+    return RunRequest(model.name, backend, text, output, options, weights, variant, entry, checkpoint,
+                      Path(timestamps) if timestamps is not None else None, Path(asr) if asr is not None else None)
 
 
 def export_voices(host: PluginHost, model: Any, registry: Registry, entry: dict[str, Any]) -> list[str] | None:
@@ -307,10 +351,17 @@ def execute(host: PluginHost, request: RunRequest, registry: Registry, progress:
 
         timings, writer = [], TimingWriter(request.timestamps, audio=str(request.output))
 
+    spoken: list[Any] = []  # the audio so far, for the recogniser (--asr)
+    hear = _word_hearer(request.asr, model, request.options) if request.asr is not None else None
+
     def on_timings(piece: list[Any]) -> None:
         assert timings is not None and writer is not None
+        if hear is not None:
+            piece = hear(piece, spoken)
+        piece = [t for t in piece if not timings or t.start >= timings[-1].end - 1e-9]
         timings.extend(piece)
         writer.write(piece)  # each piece's timings as its audio is written
+
     with tempfile.TemporaryDirectory(prefix="zoo-run-") as tmp:
         runtime, source = build_runtime(host, request, registry, Path(tmp))
 
@@ -320,6 +371,8 @@ def execute(host: PluginHost, request: RunRequest, registry: Registry, progress:
                 stream = WavStream(request.output, model.sample_rate)
                 first.update(seconds=time.perf_counter() - start, calls=sum(runtime.calls.values()))
             stream.write(audio)
+            if hear is not None:
+                spoken.append(audio)
             if progress is not None:
                 progress(stream.samples / model.sample_rate)
 

@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Iterable
 
-#: what a timing measures: a word's span predicted by the model's own durations, or the span of
-#: a text piece (sentence, clause) from the frames that piece produced
-KINDS = ("word", "piece")
+#: what a timing measures: a word's span predicted by the model's own durations, the span of a
+#: text piece (sentence, clause) from the frames that piece produced, or a word a speech
+#: recogniser heard in that piece's audio (``zoo run --asr``: heard, not predicted)
+KINDS = ("word", "piece", "recognised")
 FORMATS = {".json": "json", ".srt": "srt", ".vtt": "vtt"}
 
 

@@ -149,3 +149,28 @@ def test_zoo_eval_end_to_end_records_and_shows_its_row(zoo: Zoo, tmp_path):
     assert "no WER, CER or QoI" in zoo("info", "tiny", check=True).stdout.replace("\n", " ")
     zoo("verify", check=True)
     assert json.loads(zoo("info", "tiny", "--json", check=True).stdout)["exports"][0]["eval"] == [row]
+
+
+def test_recognised_word_timings_lie_in_their_piece(recogniser):
+    """`zoo run --asr DIR --timestamps`: a piece's span becomes the words a recogniser hears in that
+    piece's audio (kind "recognised"), inside the piece, in order; predicted word timings pass."""
+    from zoo.core import RunOptions
+    from zoo.core.evaluate import error_rate
+    from zoo.core.run import _word_hearer
+    from zoo.core.timestamps import Timing
+
+    speech, rate = espeak("Please call me back when you get this message.")
+
+    class Spec:
+        sample_rate = rate
+        languages = {"en": {}}
+
+    silence = np.zeros(rate // 2, np.float32)  # a first piece: half a second
+    hear = _word_hearer(ASR, Spec, RunOptions())
+    piece = Timing("Please call me back when you get this message.", 0.5, 0.5 + speech.size / rate, "piece")
+    words = hear([piece], [silence, speech])
+    assert error_rate(piece.text, " ".join(w.text for w in words), "en") <= 0.25, words
+    assert {w.kind for w in words} == {"recognised"} and all(piece.start <= w.start < w.end <= piece.end for w in words)
+    assert all(a.end <= b.start for a, b in zip(words, words[1:]))
+    predicted = Timing("Hi", 0.1, 0.2, "word")
+    assert hear([predicted], [silence]) == [predicted]
