@@ -250,6 +250,8 @@ class EvalResult:
             "backend": self.backend, "voice": self.voice or "", "seconds": round(self.seconds, 1),
             "languages": sorted({p.prompt.lang for p in self.prompts}),
         }
+        if self.sibling:
+            row["uncompressed_export"] = self.sibling
         if self.random_weights:
             row["quality_claim"] = False
             row["note"] = "random weights: the audio is not speech, so no WER, CER or QoI is recorded"
@@ -264,8 +266,6 @@ class EvalResult:
         for key in ("qoi", "qoi_vs_uncompressed"):
             if summary.get(key) is not None:
                 row[key] = round(summary[key], 4)
-        if self.sibling:
-            row["uncompressed_export"] = self.sibling
         return row
 
     def as_dict(self) -> dict[str, Any]:

@@ -149,6 +149,14 @@ def test_zoo_eval_end_to_end_records_and_shows_its_row(zoo: Zoo, tmp_path):
     assert "no WER, CER or QoI" in zoo("info", "tiny", check=True).stdout.replace("\n", " ")
     zoo("verify", check=True)
     assert json.loads(zoo("info", "tiny", "--json", check=True).stdout)["exports"][0]["eval"] == [row]
+    # a compressed export is compared with its uncompressed sibling too
+    base = json.loads(zoo("export", "tiny", "--random-weights", "--variant", "fp16", "--out", str(zoo.out), "--json", check=True).stdout)
+    compressed = json.loads(zoo("export", "tiny", "--random-weights", "--variant", "fp16-w8", "--out", str(zoo.out), "--json", check=True).stdout)
+    data = json.loads(zoo("eval", compressed["id"], "--asr", str(ASR), "--prompts", str(prompts), "--json", check=True).stdout)
+    assert data["uncompressed_export"] == base["id"] and data["record"]["uncompressed_export"] == base["id"]
+    assert set(data["prompts"][0]["error_rate"]) == {"export", "reference", "uncompressed"}
+    table = zoo("eval", compressed["id"], "--asr", str(ASR), "--prompts", str(prompts), check=True).stdout
+    assert "uncomp" in table and "How are you?" in table
 
 
 def test_recognised_word_timings_lie_in_their_piece(recogniser):
