@@ -5,8 +5,8 @@ path. So an entry's directory is used (read by ``zoo verify`` and ``zoo run``, d
 ``zoo rm``) only when all of these hold:
 
 - it is ``<out>/<id>``: its name is the entry's id and it lies directly in the output root the
-  entry records (``out``; entries without one: the registry's own folder), symbolic links
-  resolved, and the directory itself is not a link;
+  entry records (``out``; entries without one: anywhere below the registry's own folder),
+  symbolic links resolved, and the directory itself is not a link;
 - it carries zoo's marker (``.zoo-export.json``), written when the export was published, naming
   that id and the sha256 of every file zoo placed there;
 - nothing inside it is a symbolic link leading out of it.
@@ -79,9 +79,10 @@ def locate(registry: "Registry", entry: Mapping[str, Any]) -> Path:
     if path.is_symlink():
         raise NotAnExport(export_id, f"its directory {path} is a symbolic link; zoo places exports as real directories")
     resolved = path.resolve()
-    if resolved.name != export_id or resolved.parent != root:
-        where = f"the output root it records ({root})" if entry.get("out") else f"the registry's folder ({root})"
-        raise NotAnExport(export_id, f"its path {entry['path']!r} is not {export_id}/ directly in {where}; "
+    placed = resolved.parent == root if entry.get("out") else root in resolved.parents
+    if resolved.name != export_id or not placed:
+        where = f"directly in the output root it records ({root})" if entry.get("out") else f"below the registry's folder ({root})"
+        raise NotAnExport(export_id, f"its path {entry['path']!r} is not {export_id}/ {where}; "
                           "zoo reads and deletes only <out>/<id> directories it placed")
     if not resolved.exists():
         return resolved

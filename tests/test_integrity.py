@@ -404,3 +404,15 @@ def test_the_registry_is_parsed_once_while_unchanged(tmp_path, monkeypatch):
         assert [e["id"] for e in reg.exports()] == ["m-1"]
     assert len(calls) == 1
     assert registry_module.tomllib.__name__ == "tomli"  # the compiled parser (pyproject: tomli>=2.2)
+
+
+def test_an_entry_recording_no_output_root_must_lie_below_the_registrys_folder(made, tmp_path):
+    zoo, entry, directory = made
+    text = zoo.registry.read_text().replace('out = "exports"\n', "")
+    zoo.registry.write_text(text)
+    assert zoo("verify", check=True).returncode == 0  # exports/<id> below the registry's folder, with its marker
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere" / entry["id"]
+    shutil.copytree(directory, elsewhere)
+    zoo.registry.write_text(text.replace(f'path = "{entry["path"]}"', f'path = "{elsewhere}"'))
+    proc = zoo("rm", entry["id"])
+    assert proc.returncode == 1 and "below the registry's folder" in _say(proc) and elsewhere.is_dir()
