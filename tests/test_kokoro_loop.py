@@ -260,3 +260,27 @@ def test_zoo_run_writes_word_timestamps_as_srt_vtt_and_json(tmp_path):
         else:
             data = json.loads(body)
             assert [t["text"] for t in data["timings"]] == words and data["audio"].endswith("out.wav")
+
+
+def test_word_timestamps_for_text_without_spaces(tmp_path):
+    """Mandarin and Japanese: words from the segmenters misaki's front ends use (jieba, fugashi),
+    each matched to its phonemes the same way; where the G2P merges words (a Japanese counter,
+    八時 -> one phoneme word) the counts do not add up and no timings are claimed."""
+    from zoo.core import RunOptions, WeightsSource
+    from zoo.core.plugins import PluginHost
+    from zoo.core.run import run
+    from zoo.plugins.kokoro import languages
+
+    zh, _ = languages.g2p(languages.LANGUAGES["z"])
+    text = "你好，你好吗？火车早上八点出发。"
+    spans = languages.word_spans(text, languages.phonemize(text, zh), zh, "z")
+    assert [w for w, _, _ in spans] == ["你好", "你好", "吗", "火车", "早上", "八点", "出发"]
+    ja, _ = languages.g2p(languages.LANGUAGES["j"])
+    hello = "こんにちは、お元気ですか。"
+    assert [w for w, _, _ in languages.word_spans(hello, languages.phonemize(hello, ja), ja, "j")] == ["こんにちは", "お", "元気", "です", "か"]
+    counter = "電車は朝八時に出発します。"
+    assert languages.word_spans(counter, languages.phonemize(counter, ja), ja, "j") is None
+    summary = run(PluginHost(), "kokoro", text, tmp_path / "zh.wav", backend="torch", weights=WeightsSource.random(0), variant="small-fp32",
+                  options=RunOptions(settings={"lang": "z"}), timestamps=tmp_path / "zh.srt")
+    assert [t.text for t in summary.timings] == [w for w, _, _ in spans]
+    assert all(a.end <= b.start and a.start < a.end for a, b in zip(summary.timings, summary.timings[1:]))

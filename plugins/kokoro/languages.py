@@ -113,16 +113,30 @@ def phonemize(text: str, convert: Callable[[str], Any]) -> str:
 PUNCTUATION = ';:,.!?¡¿—–…"«»“”()[]' + "、，；：。！？「」"
 
 
-def word_spans(text: str, phonemes: str, convert: Callable[[str], Any]) -> list[tuple[str, int, int]] | None:
-    """Each word of ``text`` (split at white space, marks around it dropped) with its span
+def text_words(text: str, lang: str = "a") -> list[str]:
+    """The text's words: split at white space, or by the segmenters misaki's own front ends use for
+    text without spaces (jieba for Mandarin, the fugashi tagger with UniDic for Japanese)."""
+    if lang == "z":
+        import jieba
+
+        return [w for w in jieba.lcut(text) if w.strip()]
+    if lang == "j":
+        import fugashi
+
+        return [w.surface for w in fugashi.Tagger()(text) if w.surface.strip()]
+    return text.split()
+
+
+def word_spans(text: str, phonemes: str, convert: Callable[[str], Any], lang: str = "a") -> list[tuple[str, int, int]] | None:
+    """Each word of ``text`` (:func:`text_words`, marks around it dropped) with its span
     ``[start, end)`` in ``phonemes``, the G2P's output for the whole text. Each word is phonemized
-    alone only to learn how many of the output's space-separated words it became ("$5" -> two),
-    and they are matched in order; the phonemes spoken stay the whole text's. None when the
-    counts do not add up (a G2P that merges or reorders words, or text without spaces: Japanese,
-    Mandarin)."""
-    words = text.split()
+    alone only to learn how many of the output's space-separated words it became ("$5" -> two; a
+    mark alone, none: it sticks to its neighbour), and they are matched in order; the phonemes
+    spoken stay the whole text's. None when the counts do not add up (a G2P that merges words,
+    as Japanese counters do: 八時 -> one)."""
+    words = text_words(text, lang)
     found = [(m.start(), m.end()) for m in re.finditer(r"\S+", phonemes)]
-    counts = [len(phonemize(word, convert).split()) for word in words]
+    counts = [0 if all(ch in PUNCTUATION for ch in word) else len(phonemize(word, convert).split()) for word in words]
     if sum(counts) != len(found):
         return None
     spans, index = [], 0

@@ -213,7 +213,7 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
         converter, g2p = languages.g2p(language)
         phonemes = languages.phonemize(text, converter)
         if options.on_timings is not None:
-            spans = languages.word_spans(text, phonemes, converter)
+            spans = languages.word_spans(text, phonemes, converter, language.code)
     if not any(ch in vocab for ch in phonemes):
         raise ValueError(f"no known phonemes in {phonemes!r}")
     limit = min(MAX_PHONEMES, max(cfg.buckets) - 2)
