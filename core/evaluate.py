@@ -372,6 +372,10 @@ def plan(host: Any, registry: Any, key: str, asr: str | Path | None, prompts_fil
     variant = model.variants.get(entry["variant"]["name"])
     if variant is not None and variant.compression != "none":
         sibling = registry.latest_valid(model.name, entry_checkpoint(entry, model.default_checkpoint) or None, model.default_checkpoint, variant.uncompressed().name)
+        problems = intact(registry, sibling, default_cache_root() / "verified") if sibling is not None else []
+        if problems:
+            raise BackendUnavailable(f"the uncompressed export {sibling['id']} to compare with cannot be run: {problems[0].message}; "
+                                     f"run `zoo verify {sibling['id']}`")
     return EvalPlan(entry, model, prompts, recogniser, backend, voice, seed, sibling)
 
 
