@@ -157,6 +157,10 @@ def test_zoo_eval_end_to_end_records_and_shows_its_row(zoo: Zoo, tmp_path):
     assert set(data["prompts"][0]["error_rate"]) == {"export", "reference", "uncompressed"}
     table = zoo("eval", compressed["id"], "--asr", str(ASR), "--prompts", str(prompts), check=True).stdout
     assert "uncomp" in table and "How are you?" in table
+    constant = next(Path(base["path"]).rglob("*.safetensors"))
+    constant.write_bytes(constant.read_bytes() + b"x")  # the sibling tampered: refused before anything loads
+    proc = zoo("eval", compressed["id"], "--asr", str(ASR), "--prompts", str(prompts))
+    assert proc.returncode == 1 and f"zoo verify {base['id']}" in " ".join(proc.stderr.split())
 
 
 def test_recognised_word_timings_lie_in_their_piece(recogniser):
