@@ -67,7 +67,6 @@ class WavStream:
             self.tmp.unlink(missing_ok=True)
 
 
-
 def write_wav(path: str | Path, audio: Any, sample_rate: int) -> None:
     """16-bit mono PCM, clipped to [-1, 1], written at once (see WavStream: a reader never sees
     half a file). Non-finite samples are refused and nothing is left behind."""

@@ -35,24 +35,43 @@ def tree_sha256(root: str | Path, exclude: frozenset[str] = frozenset(), progres
     adding, removing or editing any file changes the digest. ``progress(bytes done, bytes in
     all, files done, files in all)`` is told after each file (a large directory takes minutes).
     """
-    root = Path(root)
+    return _hash_tree(Path(root), exclude, progress, per_file=False)[0]
+
+
+def tree_hashes(root: str | Path) -> tuple[str, dict[str, str]]:
+    """``tree_sha256(root)`` and each file's own sha256 (relative POSIX path -> hex), reading every
+    file once. For a single file the map has one key, its name."""
+    return _hash_tree(Path(root), frozenset(), None, per_file=True)
+
+
+def _hash_tree(root: Path, exclude: frozenset[str], progress: "Callable[[int, int, int, int], None] | None",
+               per_file: bool) -> tuple[str, dict[str, str]]:
+    """The one pass both digests come from: the tree's, and each file's own when ``per_file``."""
     if root.is_file():
-        return file_sha256(root)
+        digest = file_sha256(root)
+        return digest, ({root.name: digest} if per_file else {})
     if not root.is_dir():
         raise FileNotFoundError(root)
-    h = hashlib.sha256()
+    tree = hashlib.sha256()
+    own: dict[str, str] = {}
     files = tree_files(root, exclude)
     sizes = [p.stat().st_size for p in files]
     total, done = sum(sizes), 0
     for index, (path, size) in enumerate(zip(files, sizes)):
-        h.update(path.relative_to(root).as_posix().encode() + b"\0" + str(size).encode() + b"\0")
+        rel = path.relative_to(root).as_posix()
+        tree.update(rel.encode() + b"\0" + str(size).encode() + b"\0")
+        mine = hashlib.sha256() if per_file else None
         with open(path, "rb") as f:
             while chunk := f.read(_CHUNK):
-                h.update(chunk)
+                tree.update(chunk)
+                if mine is not None:
+                    mine.update(chunk)
+        if mine is not None:
+            own[rel] = mine.hexdigest()
         done += size
         if progress is not None:
             progress(done, total, index + 1, len(files))
-    return h.hexdigest()
+    return tree.hexdigest(), own
 
 
 def tree_size(root: str | Path) -> int:
@@ -69,25 +88,3 @@ def python_sources_sha256(root: str | Path) -> str:
         h.update(f.relative_to(base).as_posix().encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
 
-
-def tree_hashes(root: str | Path) -> tuple[str, dict[str, str]]:
-    """``tree_sha256(root)`` and each file's own sha256 (relative POSIX path -> hex), reading every
-    file once. For a single file the map has one key, its name."""
-    root = Path(root)
-    if root.is_file():
-        digest = file_sha256(root)
-        return digest, {root.name: digest}
-    if not root.is_dir():
-        raise FileNotFoundError(root)
-    tree = hashlib.sha256()
-    files: dict[str, str] = {}
-    for path in tree_files(root):
-        rel = path.relative_to(root).as_posix()
-        tree.update(rel.encode() + b"\0" + str(path.stat().st_size).encode() + b"\0")
-        own = hashlib.sha256()
-        with open(path, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                tree.update(chunk)
-                own.update(chunk)
-        files[rel] = own.hexdigest()
-    return tree.hexdigest(), files

@@ -93,15 +93,17 @@ def _word_hearer(asr: Path, model: Any, options: RunOptions) -> Callable[[list[A
     lang = next((code for code, settings in model.languages.items() if settings and all(options.settings.get(k) == v for k, v in settings.items())),
                 next(iter(model.languages), "en"))
 
+    dropped = [0]  # samples of ``spoken`` already let go (before the last piece heard)
+
     def hear(piece: list[Any], spoken: list[Any]) -> list[Any]:
         heard: list[Any] = []
         audio = np.concatenate([np.asarray(a, np.float32).reshape(-1) for a in spoken]) if spoken else np.zeros(0, np.float32)
+        rate = model.sample_rate
         for timing in piece:
             if timing.kind != "piece":
                 heard.append(timing)
                 continue
-            rate = model.sample_rate
-            segment = audio[int(round(timing.start * rate)): int(round(timing.end * rate))]
+            segment = audio[max(0, int(round(timing.start * rate)) - dropped[0]): max(0, int(round(timing.end * rate)) - dropped[0])]
             _, words = recogniser.transcribe(segment, rate, lang, words=True)
             floor = timing.start
             for word, begin, end in words:
@@ -109,6 +111,10 @@ def _word_hearer(asr: Path, model: Any, options: RunOptions) -> Callable[[list[A
                 if word and end > begin:
                     heard.append(Timing(word, round(begin, 6), round(end, 6), "recognised"))
                     floor = end
+        # pieces come in order: the audio before this one's end is never heard again
+        keep = audio[max(0, int(round(piece[-1].end * rate)) - dropped[0]):] if piece else audio
+        dropped[0] += audio.size - keep.size
+        spoken[:] = [keep] if keep.size else []
         return heard
 
     return hear
@@ -199,6 +205,12 @@ VOICE_CHECK_SECONDS = 60.0
 MAX_TEXT_BYTES = 16 << 20
 
 
+def _line_column(text: "str | bytes", index: int) -> tuple[int, int]:
+    """1-based line and column of position ``index`` (of characters, or of bytes)."""
+    newline = "\n" if isinstance(text, str) else b"\n"
+    return text.count(newline, 0, index) + 1, index - (text.rfind(newline, 0, index) + 1) + 1  # type: ignore[arg-type]
+
+
 def check_text(text: str, where: str = "TEXT") -> None:
     """Refuse empty text and text that is not Unicode (lone surrogates: the shell's way of passing
     bytes that are not UTF-8), naming the position."""
@@ -209,8 +221,7 @@ def check_text(text: str, where: str = "TEXT") -> None:
     except UnicodeEncodeError as exc:
         code = ord(text[exc.start])
         what = f"the byte 0x{code - 0xDC00:02x}, which is not UTF-8" if 0xDC80 <= code <= 0xDCFF else f"a lone surrogate U+{code:04X}"
-        line = text.count("\n", 0, exc.start) + 1
-        column = exc.start - (text.rfind("\n", 0, exc.start) + 1) + 1
+        line, column = _line_column(text, exc.start)
         raise UsageError(f"{where} is not valid text: line {line}, column {column} is {what}") from None
 
 
@@ -234,8 +245,7 @@ def read_text_file(path: str) -> str:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        line, column = _line_column(raw, exc.start)
         raise UsageError(f"{where}: not UTF-8 text at line {line}, column {column} (byte 0x{raw[exc.start]:02x})") from None
     check_text(text, where)
     return text.removeprefix("\ufeff")
