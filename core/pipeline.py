@@ -273,6 +273,10 @@ def compress_stage(stages: Stages, session: ModelSession, component: str, packag
     keep = spec.uncompressed
     mixed = session.variant.compression == "mixed"
     targets = _mixed_targets(session, component, parity_file.parent) if mixed else None
+    own = session.model.tolerance(component, session.variant.precision, "mil")
+    # chaotic sample by sample (an SNR means nothing there): judged phase-blind by its own
+    # calibrated bound, as uncompressed; a weight under its floor still fails it
+    chaotic = own.spectral_factor is not None or own.spectral_max is not None
 
     def progress(done: int, total: int) -> None:
         stages.reporter.begin(f"compress:{component} (measured {done}/{total} layers)")
@@ -281,11 +285,12 @@ def compress_stage(stages: Stages, session: ModelSession, component: str, packag
         work = tmp / "source.mlpackage"  # compressed from a copy: the cached package is only read
         shutil.copytree(package.path, work)
         record = compress_package(work, tmp / f"{component}.mlpackage", session.variant.compression, keep,
-                                  parity_file if mixed else None, progress if mixed else None, targets or MixedTargets())
+                                  parity_file, progress if mixed else None, targets or MixedTargets(), measure=not chaotic)
         shutil.rmtree(work)
         record.save(tmp / COMPRESSION_FILE)
 
-    extra = {"package": package.sha256, "uncompressed": list(keep), **({"parity": file_sha256(parity_file), "targets": repr(targets)} if mixed else {})}
+    extra = {"package": package.sha256, "uncompressed": list(keep), "parity": file_sha256(parity_file), "measure": not chaotic,
+             **({"targets": repr(targets)} if mixed else {})}
     root = stages.cached(f"compress:{component}", build, extra=extra)
     record = CompressionRecord.load(root / COMPRESSION_FILE)
     path = root / f"{component}.mlpackage"
@@ -293,11 +298,9 @@ def compress_stage(stages: Stages, session: ModelSession, component: str, packag
     if not record.weight_snr_db:
         return compressed, None
     bound, basis = record.bound()
-    own = session.model.tolerance(component, session.variant.precision, "mil")
-    if own.spectral_factor is not None or own.spectral_max is not None:
-        # chaotic sample by sample (an SNR means nothing there): judged phase-blind by its own
-        # calibrated bound, as uncompressed; a weight under its floor still fails it
-        return compressed, ((Tolerance(snr_db_min=bound), basis) if bound == float("inf") else None)
+    if chaotic:
+        broken = record.broken()
+        return compressed, ((Tolerance(snr_db_min=float("inf")), broken) if broken else None)
     return compressed, (Tolerance(snr_db_min=round(bound, 2)), basis)
 
 
