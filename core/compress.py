@@ -56,12 +56,14 @@ MIXED_BITS = (4, 6, 8)
 #: package's, on the parity examples — output noise power 1% of the signal, between what uniform
 #: tables give full-size pocket_tts (p6: 23.7-25.7 dB, p4: 9.7-14.7 dB; w8: 32.7-34.7 dB)
 MIXED_TARGET_DB = 20.0
-#: outputs the host rounds to integers (kokoro's durations: any flip changes the utterance) aim
-#: higher. Measured, small kokoro (durations changed after rounding, parity examples / the loop's
-#: 150 frames): p4, outputs at 10.6 dB, 122 / 3 frames; mixed aiming at 30 dB, 23 / -; at 40 dB
-#: (estimate 42.5), 0 / 1 frame; w8 (34.5 dB) 0 / 0. A flip depends on how near a rounding edge
-#: a value falls as much as on the noise: 50 dB widens every layer that reaches them to 8 bits.
-MIXED_INTEGER_TARGET_DB = 50.0
+#: outputs the host rounds to integers (kokoro's durations) are planned by their margin to the
+#: rounding boundary (``integer_noise_budget``): the noise whose expected flips move them by half of
+#: what the gate allows (validation.INTEGER_TEMPO). An SNR target cannot do it: a trained duration a
+#: hair from a boundary flips under any noise (trained Kokoro-82M, mixed at 50 dB: 19 flipped).
+#: Half: room for the planner's linear estimate (measured, small kokoro: within 1 dB of the package).
+INTEGER_PLAN_SHARE = 0.5
+#: and the expected number of elements moved by more than one kept under this
+INTEGER_PLAN_JUMPS = 0.05
 
 MODES = {
     "w8": Mode("w8", 8, "linear", "iOS16", "int8 weights, symmetric, one scale per output channel", 32.0),
@@ -349,18 +351,69 @@ def _apply(prog: Any, spec: Any, kind: str, config: Any) -> None:
     prog.skip_all_passes = True
 
 
+def integer_noise_budget(values: Any, rounding: str, tempo: float | None = None) -> float:
+    """The relative noise power (Σ n² / Σ v²) an integer output ``values`` (before ``rounding``) may
+    carry: the largest Gaussian noise σ (in the output's own units, where the rounding boundaries
+    are) whose expected flips Σ_i Q(m_i / σ) — m_i the distance of value i to its nearest rounding
+    boundary — move the rounded values by at most INTEGER_PLAN_SHARE of what the gate allows (the
+    Σ|Δ| a ±tempo change makes, ``validation.integer_moves``), and whose expected moves by more than
+    one Σ_i Q((m_i + 1) / σ) stay under INTEGER_PLAN_JUMPS."""
+    import math
+
+    import numpy as np
+
+    from .calibration import ROUNDINGS
+    from .validation import INTEGER_TEMPO
+
+    tempo = INTEGER_TEMPO if tempo is None else tempo
+    e = np.asarray(values, np.float64).reshape(-1)
+    power = float(np.sum(e**2))
+    if e.size == 0 or power == 0 or not np.isfinite(e).all():
+        return 0.0
+    r = ROUNDINGS[rounding]
+    allowed = max(float(np.sum(np.abs(r(e * (1 + tempo)) - r(e)))), float(np.sum(np.abs(r(e / (1 + tempo)) - r(e)))))
+    margin = 0.5 - np.abs(e - np.round(e))
+    if rounding == "round_min1":  # everything under 1.5 rounds to 1: its one boundary is 1.5
+        margin = np.where(e < 1.5, 1.5 - e, margin)
+    margin = np.maximum(margin, 0.0)
+
+    def q(x: Any) -> float:
+        return float(np.sum(0.5 * np.vectorize(math.erfc)(x / math.sqrt(2))))
+
+    def fits(sigma: float) -> bool:
+        return q(margin / sigma) <= INTEGER_PLAN_SHARE * allowed and q((margin + 1) / sigma) <= INTEGER_PLAN_JUMPS
+
+    lo, hi = 1e-9, 10.0
+    if not fits(lo):
+        return 0.0
+    for _ in range(60):  # bisection on a log scale: σ to 1e-9 relative
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo**2 * e.size / power
+
+
 @dataclass(frozen=True)
 class MixedTargets:
-    """What ``mixed`` aims at per output name (dB): ``db`` names some outputs; with ``spectral_db``
-    (a component whose audio is chaotic sample by sample) every other output is measured by its
-    spectral distance d instead of sample-wise noise (target -20·log10 d); else MIXED_TARGET_DB."""
+    """What ``mixed`` aims at per output name (dB): ``db`` names some outputs; ``integer`` (name ->
+    rounding) outputs the host rounds, each planned by its values' margins to the rounding boundary
+    (``integer_noise_budget``); with ``spectral_db`` (a component whose audio is chaotic sample by
+    sample) every other output is measured by its spectral distance d instead of sample-wise noise
+    (target -20·log10 d); else MIXED_TARGET_DB."""
 
     db: tuple[tuple[str, float], ...] = ()
     spectral_db: float | None = None
     basis: str = ""
+    integer: tuple[tuple[str, str], ...] = ()
+
+    def budget(self, output: str, values: Any) -> float:
+        """The relative noise power ``output`` may carry, given its uncompressed values."""
+        rounding = dict(self.integer).get(output)
+        if rounding is not None:
+            return integer_noise_budget(values, rounding)
+        return 10 ** (-self.target(output) / 10)
 
     def spectral(self, output: str) -> bool:
-        return self.spectral_db is not None and output not in dict(self.db)
+        return self.spectral_db is not None and output not in dict(self.db) and output not in dict(self.integer)
 
     def target(self, output: str) -> float:
         named = dict(self.db)
@@ -567,7 +620,7 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
 
     base = outputs()
     keys = [k for k, _ in base]
-    budget = np.array([10 ** (-targets.target(k) / 10) for k in keys])
+    budget = np.array([targets.budget(k, v) for k, v in base])
     gain: dict[str, np.ndarray] = {}
     unmeasured = []
     for i, (group, members) in enumerate(groups.items()):
@@ -592,9 +645,11 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
 
     total = choose_widths(width, gain, noise, size, budget)
     estimated: dict[str, tuple[float, float]] = {}
-    for key, value in zip(keys, total):  # per output name, its worst case over the examples
+    for key, value, allowed in zip(keys, total, budget):  # per output name, its worst case over the examples
         db = float("inf") if value <= 0 else -10 * math.log10(value)
-        estimated[key] = (targets.target(key), min(db, estimated.get(key, (0, float("inf")))[1]))
+        target = float("inf") if allowed <= 0 else -10 * math.log10(allowed)
+        previous = estimated.get(key, (float("-inf"), float("inf")))
+        estimated[key] = (round(max(target, previous[0]), 2), min(db, previous[1]))
     if progress is not None:
         progress(len(groups), len(groups))
     bits = {name: width[group] for group, members in groups.items() for name in members}
@@ -614,30 +669,29 @@ def equivalent_output_snr(src: Path, compressed: Any, originals: dict[str, Any],
     import numpy as np
 
     from . import parity
-    from .mil import MilError, MilProgram
+    from .mil import MilProgram
     from .validation import compare
 
     rng = np.random.default_rng(seed)
     program = MilProgram.load(src)
-    unswapped = 0.0
-    count = 0
-    done: set[str] = set()
-    for fn in compressed.functions.values():
+    unswapped: dict[str, float] = {}
+    # function by function: a constant of one name can hold another value in each function (a
+    # position table cut to each token bucket), and each is compressed on its own
+    for fn_name, fn in compressed.functions.items():
         for op in fn.operations:
             name = _original_name(op)
-            if not op.op_type.startswith("constexpr_") or name not in originals or name in done:
+            if not op.op_type.startswith("constexpr_") or name not in originals:
                 continue
-            done.add(name)
-            want = np.asarray(originals[name])
-            exact = want.astype(np.float64)
-            error = np.asarray(decompress(op), np.float64).reshape(exact.shape) - exact
-            signs = rng.integers(0, 2, size=exact.shape, dtype=np.int8) * 2 - 1
-            try:
-                program.substitute(name, (exact + signs * error).astype(want.dtype))
-            except MilError:
+            dense = np.asarray(decompress(op), np.float64)
+            read = program.constant(name, fn_name) if fn_name in program.functions else None
+            if read is None or np.shape(read) != dense.shape:  # read only inside a list argument: no op to swap it in
+                exact = np.asarray(originals[name], np.float64)
                 energy = float(np.sum(exact**2))
-                unswapped += float(np.sum(error**2)) / energy if energy > 0 else 0.0
-                count += 1
+                unswapped[name] = float(np.sum((dense.reshape(exact.shape) - exact) ** 2)) / energy if energy > 0 else 0.0
+                continue
+            exact = np.asarray(read, np.float64)
+            signs = rng.integers(0, 2, size=exact.shape, dtype=np.int8) * 2 - 1
+            program.substitute(name, (exact + signs * (dense - exact)).astype(np.asarray(originals[name]).dtype), fn_name)
     worst = float("inf")
     for case in parity.load(parity_file):
         fn = program.function(case.function)
@@ -648,10 +702,9 @@ def equivalent_output_snr(src: Path, compressed: Any, originals: dict[str, Any],
                 snr = compare(got[name], want)["snr_db"]
                 worst = min(worst, snr if snr == snr else float("-inf"))  # non-finite outputs: no signal left
     basis = ""
-    if count and math.isfinite(worst):
-        total = 10 ** (-worst / 10) + unswapped
-        worst = -10 * math.log10(total)
-        basis = f"{count} weight(s) no op reads directly added with unit gain"
+    if unswapped and math.isfinite(worst):
+        worst = -10 * math.log10(10 ** (-worst / 10) + sum(unswapped.values()))
+        basis = f"{len(unswapped)} weight(s) no op reads directly added with unit gain"
     return worst, basis
 
 

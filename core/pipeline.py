@@ -140,7 +140,10 @@ class Exporter:
                 checks.extend(package_level_stage(stages, session, level, comp, packages[comp], parity_dirs[comp], bounds.get(comp)))
         if self.variant.compression != "none" and self.model.compressed_loop is not None:
             loop_constants = {name: constants_dir / rel for name, rel in constants.items()}
-            checks.extend(compressed_loop_stage(stages, session, uncompressed, packages, loop_constants))
+            audio = self.model.compressed_loop.audio_component
+            judged = [c for c in checks if c.level == "mil" and c.component == audio and c.metric == "spectral_max" and c.threshold is not None]
+            audio_bound = (judged[0].threshold, judged[0].basis) if judged else None
+            checks.extend(compressed_loop_stage(stages, session, uncompressed, packages, loop_constants, audio_bound))
         report.checks = checks
         reached = validation.level_reached(checks)
         required = self.model.required_level
@@ -305,19 +308,20 @@ def compress_stage(stages: Stages, session: ModelSession, component: str, packag
 
 
 def compressed_loop_stage(stages: Stages, session: ModelSession, before: dict[str, ValidatedPackage], after: dict[str, ValidatedPackage],
-                          constants: dict[str, Path]) -> list[Check]:
+                          constants: dict[str, Path], audio_bound: tuple[float, str] | None = None) -> list[Check]:
     """The whole run loop on the compressed packages against the uncompressed ones (both executed
     by the MIL interpreter, same text, seed and settings: ``ModelSpec.compressed_loop``). The
-    uncompressed loops are a stage of their own, shared by every compression of those packages."""
+    uncompressed loops are a stage of their own, shared by every compression of those packages.
+    ``audio_bound``: the mil bound (and basis) the loop's audio component was judged by."""
     loop = session.model.compressed_loop
     reference = uncompressed_loop_stage(stages, session, before, constants)
 
     def build(tmp: Path) -> None:
         results = {label: _load_loop(reference, label) for label in ("seed0", "seed1")}
         compressed = _speak(session, after, constants, seed=0)
-        write_checks(tmp, validation.compressed_loop_checks(compressed, results["seed0"], results["seed1"], loop))
+        write_checks(tmp, validation.compressed_loop_checks(compressed, results["seed0"], results["seed1"], loop, audio_bound))
 
-    extra = {"packages": {c: [before[c].sha256, after[c].sha256] for c in before}, "loop": repr(loop)}
+    extra = {"packages": {c: [before[c].sha256, after[c].sha256] for c in before}, "loop": repr(loop), "audio_bound": list(audio_bound or ())}
     return read_checks(stages.cached("loop:compressed", build, checked=True, extra=extra))
 
 
@@ -335,7 +339,7 @@ def uncompressed_loop_stage(stages: Stages, session: ModelSession, packages: dic
         for seed in (0, 1):
             result = _speak(session, packages, constants, seed)
             np.save(tmp / f"seed{seed}.npy", np.asarray(result.audio, np.float32))
-            frames[f"seed{seed}"] = [int(result.frames), int(result.sample_rate)]
+            frames[f"seed{seed}"] = [int(result.frames), int(result.sample_rate), [int(n) for n in result.segments]]
         (tmp / "frames.json").write_text(json.dumps(frames))
 
     extra = {"packages": {c: p.sha256 for c, p in packages.items()}, "loop": repr(loop)}
@@ -358,29 +362,29 @@ def _load_loop(directory: Path, label: str) -> Any:
 
     from .spec import RunResult
 
-    frames, rate = json.loads((directory / "frames.json").read_text())[label]
-    return RunResult(np.load(directory / f"{label}.npy", allow_pickle=False), int(rate), int(frames))
+    frames, rate, segments = json.loads((directory / "frames.json").read_text())[label]
+    return RunResult(np.load(directory / f"{label}.npy", allow_pickle=False), int(rate), int(frames), segments=tuple(int(n) for n in segments))
 
 
 def _mixed_targets(session: ModelSession, component: str, parity_dir: Path) -> Any:
     """What the ``mixed`` compression aims at for each output of ``component`` (compress.MixedTargets):
-    integer outputs higher; a chaotic component's audio no farther (spectral distance from the
+    integer outputs by their margin to the rounding boundary; a chaotic component's audio no farther (spectral distance from the
     uncompressed package) than torch's own movement for a perturbation at the variant's precision."""
     from .calibration import Calibration
-    from .compress import MIXED_INTEGER_TARGET_DB, MixedTargets
+    from .compress import MixedTargets
 
     spec = session.model.component(component)
     precision = session.variant.precision
-    db = {name: MIXED_INTEGER_TARGET_DB for name in spec.integer_outputs}
+    integer = tuple(sorted(spec.integer_outputs.items()))
     own = session.model.tolerance(component, precision, "mil")
     if own.spectral_factor is None:
-        return MixedTargets(tuple(sorted(db.items())))
+        return MixedTargets(integer=integer)
     import math
 
     moved = Calibration.load(parity_dir / CALIBRATION_FILE).sensitivity.get(precision)
     if not moved:
         raise ValueError(f"{component}: no {precision} movement was measured for the mixed compression's spectral target")
-    return MixedTargets(tuple(sorted(db.items())), -20 * math.log10(moved), f"spectral distance ≤ torch's own movement {moved:.3g} for a {precision} perturbation")
+    return MixedTargets((), -20 * math.log10(moved), f"spectral distance ≤ torch's own movement {moved:.3g} for a {precision} perturbation", integer)
 
 
 def package_level_stage(stages: Stages, session: ModelSession, level: Level, component: str, package: ValidatedPackage, parity_dir: Path,
@@ -398,7 +402,9 @@ def package_level_stage(stages: Stages, session: ModelSession, level: Level, com
         tolerance, basis = bound
     else:
         tolerance, basis = calibration.resolve(session.model.tolerance(component, precision, level.name), precision)
-    options = {"integer_outputs": session.model.component(component).integer_outputs, "basis": basis, "precision": precision}
+    compressed = bool((package.compression or {}).get("compressed_weights"))
+    options = {"integer_outputs": session.model.component(component).integer_outputs, "basis": basis, "precision": precision,
+               "integer_tempo": validation.INTEGER_TEMPO if compressed else None}
     parity_file = parity_dir / PARITY_FILE
     if not level.cached:
         with stages.stage(f"{level.name}:{component}"):

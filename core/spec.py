@@ -534,6 +534,16 @@ class CompressedLoop:
     spectral_factor: float
     basis: str
     settings: Mapping[str, str] = field(default_factory=dict)
+    #: the loop's results carry ``RunResult.segments`` (kokoro: every token's frames): the frames
+    #: are judged per segment by the integer outputs' tempo rule (``validation.INTEGER_TEMPO``:
+    #: Σ|Δ| no more than a ±10% tempo change of the uncompressed segments makes) instead of
+    #: ``frames_max_delta``, and the audio is compared aligned segment by segment, so a one-frame
+    #: shift costs a one-frame shift
+    aligned: bool = False
+    #: the component that makes the audio from aligned features (kokoro: ``decoder``): the loop's
+    #: audio may also move as far as that component's own mil bound allows (its calibrated
+    #: movement at the variant's precision), where another seed moves it less (a smooth decoder)
+    audio_component: str | None = None
 
 
 @dataclass
@@ -574,6 +584,10 @@ class RunResult:
     sample_rate: int
     frames: int
     info: dict[str, Any] = field(default_factory=dict)
+    #: the frames of each unit the audio was made of, in order (kokoro: every token's duration,
+    #: summing to ``frames``); empty when the loop has no such alignment. The compressed-loop
+    #: check aligns two results by them (``CompressedLoop.tempo``)
+    segments: tuple[int, ...] = ()
 
 
 def stable_hash(obj: Any) -> str:

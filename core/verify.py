@@ -167,9 +167,9 @@ def execute_entry(registry: Registry, entry: dict[str, Any], failed_hash: set[st
             if tolerance is None:
                 problems.append(Problem(entry["id"], "component", name, f"no recorded {level.name} threshold to check against"))
                 continue
-            integers = integer_outputs_from_records(records, name, level.name)
+            integers, tempo = integer_outputs_from_records(records, name, level.name)
             progress(f"{entry['id']}: executing {name} at level {level.name}")
-            for check in level.execute(name, package, parity_files[name], tolerance, integer_outputs=integers, precision=precision):
+            for check in level.execute(name, package, parity_files[name], tolerance, integer_outputs=integers, precision=precision, integer_tempo=tempo):
                 results.append({"export": entry["id"], **check.record()})
                 if check.status != "passed":
                     detail = check.reason or f"{check.metric} {check.value:.3g} vs threshold {check.threshold:.3g}"

@@ -211,13 +211,23 @@ class MilProgram:
             raise MilError(f"{self.path.name} has no function {name!r}; functions: {', '.join(self.functions)}")
         return self.functions[name]
 
-    def substitute(self, const: str, value: Any) -> Any:
+    def constant(self, const: str, function: str) -> Any:
+        """The value ops of ``function`` read as the constant ``const`` (fp16 held as float32), or
+        None when no executed op reads it directly."""
+        reads = self.function(function).const_reads.get(const)
+        if not reads:
+            return None
+        step_no, arg_no = reads[0]
+        return self.function(function).steps[step_no].args[arg_no][2]
+
+    def substitute(self, const: str, value: Any, function: str | None = None) -> Any:
         """Make every op that reads the constant ``const`` (its op name) read ``value`` instead, in
-        every function; returns what they read before (pass it back to undo). For measuring what
-        one weight does to the outputs (the ``mixed`` compression's sensitivity runs)."""
+        every function (or only in ``function``); returns what they read before (pass it back to
+        undo). For measuring what a weight does to the outputs (the ``mixed`` compression's
+        sensitivity runs, the compressed gate's equivalent noise)."""
         previous = None
         found = False
-        for fn in self.functions.values():
+        for fn in ([self.function(function)] if function is not None else self.functions.values()):
             for step_no, arg_no in fn.const_reads.get(const, ()):
                 step = fn.steps[step_no]
                 param, kind, old = step.args[arg_no]

@@ -245,4 +245,5 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
         frames += int(counts.sum())
         report.append({"phonemes": piece, "tokens": len(counts), "frames": int(counts.sum()), "durations": counts.tolist()})
     audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
-    return RunResult(audio, cfg.sample_rate, frames, {"voice": voice, "lang": language.code, "language": language.name, "g2p": g2p, "pieces": report})
+    segments = tuple(int(d) for piece in report for d in piece["durations"])
+    return RunResult(audio, cfg.sample_rate, frames, {"voice": voice, "lang": language.code, "language": language.name, "g2p": g2p, "pieces": report}, segments)
