@@ -80,8 +80,9 @@ schema                       format version of this file
                              sizes and bytes) and its total size
     files                    the package's files, relative to it (a missing one is named)
     compression              compressed variants: mode (w8, p6, p4), compressed_weights,
-                             worst_weight_snr_db and predicted_snr_db (the weights' own SNR
-                             after decompression, and the output SNR it predicts), kept
+                             worst_weight_snr_db (the weights' own SNR after decompression),
+                             output_snr_db (the outputs' SNR with those errors at random
+                             signs: the gate's basis), predicted_snr_db (unit gain), kept
                              (weights the plugin keeps uncompressed), left (weights whose
                              shape the mode cannot take, left as they were), bytes_before/after
   [[exports.constants]]      name, path, sha256, bytes of each constants file
@@ -94,7 +95,8 @@ schema                       format version of this file
                              (port and upstream both in float64), rel, cosine_min,
                              spectral_max (audio judged by its magnitude spectrogram), snr_db_min
                              (compressed packages: output SNR in dB),
-                             <output>:mismatches (integer outputs after the loop's rounding),
+                             <output>:mismatches (integer outputs after the loop's rounding;
+                             compressed: <output>:moved and <output>:jumps),
                              max_abs; "execute" when the package could not be executed;
                              "loop:<name>": a whole utterance of the run loop vs upstream,
                              with what was compared in `detail` (README: "Validation")

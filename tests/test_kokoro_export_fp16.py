@@ -52,11 +52,17 @@ def test_export_small_fp16_mixed_after_small_fp16(module_zoo, small_fp16):
     for comp in ("predictor", "decoder"):
         assert record[comp]["mode"] == "mixed" and set(record[comp]["bits"].values()) <= {4, 6, 8}
         assert record[comp]["bytes_after"] < 0.6 * record[comp]["bytes_before"]  # weights coremltools cannot group stay fp16
-    assert record["predictor"]["plan"]["outputs"]["duration"]["target_db"] == 50
-    assert checks[("mil", "predictor", "duration:mismatches")]["status"] == "passed"
+    # durations planned by their margins to the rounding boundary (a target of their own, not 50 dB)
+    # and judged by how far they move: no more than a ±10% tempo change moves them
+    duration = record["predictor"]["plan"]["outputs"]["duration"]
+    assert duration["estimated_db"] >= duration["target_db"] - 3
+    moved = checks[("mil", "predictor", "duration:moved")]
+    assert moved["status"] == "passed" and moved["value"] <= moved["threshold"] / 2 + 10  # planned for half of the gate
+    assert checks[("mil", "predictor", "duration:jumps")]["value"] == 0
     assert checks[("mil", "decoder", "spectral_max")]["status"] == "passed"
-    assert checks[("mil", "loop:compressed", "frames_delta")]["value"] == 0
+    assert checks[("mil", "loop:compressed", "segments:moved")]["status"] == "passed"
     assert checks[("mil", "loop:compressed", "spectral_max")]["status"] == "passed"
+    assert "aligned segment by segment" in checks[("mil", "loop:compressed", "spectral_max")]["basis"]
     wav = zoo.workdir / "mixed.wav"
     zoo("run", "kokoro", "Compressed weights still speak.", "--variant", "small-fp16-mixed", "--backend", "mil", "-o", str(wav), check=True)
     from zoo.core.audio import read_wav
