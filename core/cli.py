@@ -243,6 +243,7 @@ def export(
     out_dir: Path = typer.Option(Path("exports"), "--out", help="directory the export is placed in (as <out>/<id>/)"),
     force: bool = typer.Option(False, "--force", metavar="", help="redo every stage instead of reusing cached ones"),
     cache: Optional[Path] = typer.Option(None, "--cache", envvar="ZOO_CACHE", help="stage cache directory \\[default: ~/.cache/zoo]"),
+    asr: Optional[Path] = typer.Option(None, "--asr", metavar="DIR", help="compressed variants: also speak zoo eval's prompts through the compressed and uncompressed packages, transcribe them with this CTranslate2 Whisper model (zoo-tts\\[eval]) and refuse a QoI under 0.75"),
     as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object instead of tables"),
 ) -> None:
     """Export MODEL: reference → traceables → parity → CoreML → constants → validation → registry.
@@ -262,7 +263,7 @@ def export(
         _fail(f"--out {out_dir} is a file; give the directory exports are placed in", EXIT_USAGE)
     registry = _registry_or_exit(ctx, write=True)
     try:
-        exporter = Exporter(state.host(), spec.name, variant, source, out_dir, registry, StageCache(cache), force, checkpoint=checkpoint)
+        exporter = Exporter(state.host(), spec.name, variant, source, out_dir, registry, StageCache(cache), force, checkpoint=checkpoint, asr=asr)
     except ValueError as exc:
         _fail(str(exc), EXIT_USAGE)
     with RichReporter(err, quiet=as_json) as reporter:

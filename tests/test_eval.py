@@ -139,6 +139,11 @@ def test_zoo_eval_end_to_end_records_and_shows_its_row(zoo: Zoo, tmp_path):
                        (("--asr", str(ASR), "--lang", "xx"), "speaks en"), (("--asr", str(ASR), "--prompts", str(tmp_path / "no.txt")), "no such file")):
         proc = zoo("eval", "tiny", *args)
         assert proc.returncode == 2 and said in " ".join(proc.stderr.split()), (args, proc.stderr)
+    # zoo export --asr: the same refusals before any stage, and only for a compressed variant
+    for args, said in ((("--variant", "fp16-w8", "--asr", str(tmp_path / "none")), "no such directory"),
+                       (("--asr", str(ASR)), "not compressed")):
+        proc = zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), *args)
+        assert proc.returncode == 2 and said in " ".join(proc.stderr.split()) and "parity" not in proc.stderr, (args, proc.stderr)
     data = json.loads(zoo("eval", "tiny", "--asr", str(ASR), "--prompts", str(prompts), "--json", check=True).stdout)
     assert data["random_weights"] and len(data["prompts"]) == 2 and data["summary"] is None
     assert set(data["prompts"][0]["error_rate"]) == {"export", "reference"}
@@ -186,3 +191,25 @@ def test_recognised_word_timings_lie_in_their_piece(recogniser):
     assert all(a.end <= b.start for a, b in zip(words, words[1:]))
     predicted = Timing("Hi", 0.1, 0.2, "word")
     assert hear([predicted], [silence]) == [predicted]
+
+
+def test_the_export_qoi_gate_passes_a_tempo_change_and_refuses_noise(recogniser):
+    """`zoo export --asr`'s check (pipeline.qoi_check, bound evaluate.QOI_MIN): the first 8 built-in
+    English prompts through espeak-ng at 140 words a minute stand for the uncompressed packages;
+    the same at 10% faster (a change that costs nothing audible) passes, noise fails."""
+    from zoo.core.evaluate import QOI_MIN, EvalResult, builtin_prompts, evaluate, prompts_digest
+    from zoo.core.pipeline import qoi_check
+
+    prompts = builtin_prompts(["en"])[:8]
+    base = {p.text: espeak(p.text) for p in prompts}
+    rng = np.random.default_rng(0)
+
+    def judged(export):
+        result = EvalResult("", "mil", None, ASR, "0" * 64, prompts_digest(prompts), False, "uncompressed")
+        evaluate(prompts, {"export": export, "uncompressed": lambda p: base[p.text]}, recogniser, result)
+        return qoi_check(result)
+
+    faster = judged(lambda p: espeak(p.text, words_per_minute=154))
+    assert faster.status == "passed" and faster.value >= QOI_MIN and faster.detail.startswith("8 prompts, WER")
+    noise = judged(lambda p: ((rng.standard_normal(base[p.text][0].size) * 0.1).astype(np.float32), base[p.text][1]))
+    assert noise.status == "failed" and noise.value < QOI_MIN and "said worse: " in noise.detail
