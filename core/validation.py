@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from .levels import LEVELS
 from .spec import Tolerance
@@ -161,6 +161,19 @@ def judge(level: str, component: str, results: Iterable[Mapping[str, float]], to
 BOUNDARY_ULPS = 16
 
 
+def _rounded(pairs: Iterable[tuple[str, Any, Any]], integer_outputs: Mapping[str, str]) -> Iterator[tuple[str, Any, Any, Any, Any, Any]]:
+    """For each pair naming an integer output: (name, its rounding, actual, expected, both rounded)."""
+    import numpy as np
+
+    from .calibration import ROUNDINGS
+
+    for name, actual, expected in pairs:
+        if name in integer_outputs:
+            rounding = ROUNDINGS[integer_outputs[name]]
+            a, e = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+            yield name, rounding, a, e, rounding(a), rounding(e)
+
+
 def integer_mismatches(
     level: str, component: str, pairs: Iterable[tuple[str, Any, Any]], integer_outputs: Mapping[str, str], precision: str = "fp32"
 ) -> list[Check]:
@@ -169,16 +182,10 @@ def integer_mismatches(
     explains (a flip by one of a raw value within BOUNDARY_ULPS unit roundoffs of a rounding boundary)."""
     import numpy as np
 
-    from .calibration import ROUNDINGS
     from .spec import ROUNDING
 
     counts: dict[str, list[int]] = {}
-    for name, actual, expected in pairs:
-        if name not in integer_outputs:
-            continue
-        rounding = ROUNDINGS[integer_outputs[name]]
-        a, e = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-        ra, re = rounding(a), rounding(e)
+    for name, _, a, e, ra, re in _rounded(pairs, integer_outputs):
         differ = ra != re
         near = np.abs(np.abs(e - np.floor(e)) - 0.5) <= BOUNDARY_ULPS * ROUNDING[precision] * np.maximum(np.abs(e), 1.0)
         explained = differ & (np.abs(ra - re) == 1) & near
@@ -215,15 +222,8 @@ def integer_moves(level: str, component: str, pairs: Iterable[tuple[str, Any, An
     bound 0)."""
     import numpy as np
 
-    from .calibration import ROUNDINGS
-
     totals: dict[str, list[float]] = {}
-    for name, actual, expected in pairs:
-        if name not in integer_outputs:
-            continue
-        rounding = ROUNDINGS[integer_outputs[name]]
-        a, e = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-        ra, re = rounding(a), rounding(e)
+    for name, rounding, a, e, ra, re in _rounded(pairs, integer_outputs):
         moved = np.abs(ra - re)
         moved[~np.isfinite(a)] = np.inf  # a non-finite duration moved without bound
         slower, faster = np.abs(rounding(e * (1 + tempo)) - re), np.abs(rounding(e / (1 + tempo)) - re)
