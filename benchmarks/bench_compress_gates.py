@@ -4,7 +4,7 @@
 
 Exports every MODEL's compressed variants with seeded random weights (small architectures by
 default: minutes; ``--size full``: hours on 2 cores) and prints, per compressed component judged by
-SNR, the three figures behind its gate (core/compress.py):
+SNR, the three figures behind its gate (core/compression/compress.py):
 
   actual      the compressed package's least output SNR against torch (what the mil level measures)
   equivalent  the uncompressed package with the same weight errors at random signs (the bound's basis)
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--modes", default="w8,p4,mixed")
     parser.add_argument("--keep", type=Path)
     args = parser.parse_args()
-    from zoo.core.compress import MARGIN_DB
+    from zoo.core.compression.compress import MARGIN_DB
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="zoo-bench-gates-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -40,8 +40,8 @@ def main() -> None:
     work = args.keep or Path(tempfile.mkdtemp(prefix=f"zoo-bench-compress-{args.model}-"))
     work.mkdir(parents=True, exist_ok=True)
     env = workspace_env(work)
-    from zoo.core.audio import read_wav
-    from zoo.core.validation import spectral_distance
+    from zoo.core.kit.audio import read_wav
+    from zoo.core.validation.metrics import spectral_distance
 
     rows = []
     for variant in [args.base] + [f"{args.base}-{m}" for m in args.modes.split(",")]:

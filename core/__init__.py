@@ -1,6 +1,6 @@
 """zoo core: hooks, export pipeline, registry and CLI.
 
-What a plugin needs is importable from here::
+What a plugin needs is importable from here (and its helpers from ``zoo.core.kit``)::
 
     from zoo.core import ModelPlugin, Record, ModelSpec, Variant, ComponentSpec, Tolerance, Traceable, TensorSpec
 
@@ -10,27 +10,11 @@ What a plugin needs is importable from here::
 Nothing imported by this module pulls in torch or coremltools.
 """
 
-from .config import Record, RecordError
-from .hookspecs import hookimpl
-from .skeleton import ModelPlugin
-from .spec import (
-    Checkpoint,
-    CompressedLoop,
-    ComponentSpec,
-    LoopCase,
-    ModelSpec,
-    Reference,
-    RunOptions,
-    RunResult,
-    StateSpec,
-    TensorSpec,
-    Tolerance,
-    Traceable,
-    Variant,
-    WeightsSource,
-    with_compressed,
-)
-from .timestamps import Timing
+from .plugin.records import Record, RecordError
+from .plugin.hookspecs import hookimpl
+from .plugin.skeleton import ModelPlugin
+from .plugin.spec import Checkpoint, CompressedLoop, ComponentSpec, LoopCase, ModelSpec, Reference, RunOptions, RunResult, RunSetting, StateSpec, TensorSpec, Tolerance, Traceable, Variant, WeightsSource, with_compressed
+from .plugin.timestamps import Timing
 
 __all__ = [
     "hookimpl",
@@ -45,6 +29,7 @@ __all__ = [
     "RunOptions",
     "CompressedLoop",
     "RunResult",
+    "RunSetting",
     "StateSpec",
     "TensorSpec",
     "Timing",

@@ -9,7 +9,7 @@ import numpy as np
 
 def read_wav(path: Path, rate: int = 24000) -> np.ndarray:
     """A WAV written by `zoo run` at ``rate``, as floats in [-1, 1]."""
-    from zoo.core.audio import read_wav as read
+    from zoo.core.kit.audio import read_wav as read
 
     audio, got = read(path)
     assert got == rate
@@ -36,7 +36,7 @@ def export_small(zoo, model: str, variant: str) -> tuple[dict, dict, dict]:
     (the JSON report, the registry entry, its validation records by (level, component, metric))."""
     import json
 
-    from zoo.core.registry import Registry
+    from zoo.core.registry.store import Registry
 
     report = json.loads(zoo("export", model, "--random-weights", "--variant", variant, "--out", str(zoo.out), "--json", check=True).stdout)
     assert report["ok"] and report["validation_level"] == "mil"

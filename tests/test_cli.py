@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import Zoo
-from zoo.core.registry import Registry
+from zoo.core.registry.store import Registry
 
 NO_TORCH = """
 import sys, runpy

@@ -1,4 +1,4 @@
-"""Compressed variants (core/compress.py): executed by the MIL interpreter, judged by output SNR
+"""Compressed variants (core/compression/compress.py): executed by the MIL interpreter, judged by output SNR
 against a bound the compressed weights predict, and broken compressions caught."""
 
 from __future__ import annotations
@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zoo.core import compress
-from zoo.core.cache import StageCache
-from zoo.core.registry import Registry
-from zoo.core.spec import WeightsSource
+from zoo.core.compression import compress
+from zoo.core.export.cache import StageCache
+from zoo.core.registry.store import Registry
+from zoo.core.plugin.spec import WeightsSource
 
 pytestmark = pytest.mark.slow
 
@@ -17,13 +17,13 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def tiny_host(tiny_site, monkeypatch):
     monkeypatch.syspath_prepend(str(tiny_site))
-    from zoo.core.plugins import PluginHost
+    from zoo.core.plugin.host import PluginHost
 
     return PluginHost()
 
 
 def _export(host, variant, tmp_path):
-    from zoo.core.pipeline import Exporter
+    from zoo.core.export.pipeline import Exporter
 
     registry = Registry(tmp_path / "registry.toml")
     exporter = Exporter(host, "tiny", variant, WeightsSource.random(0), tmp_path / "out", registry, StageCache(tmp_path / "cache"))
@@ -40,7 +40,7 @@ def _mil(report, component):
 
 @pytest.mark.parametrize("mode", ["w8", "p4", "mixed"])
 def test_a_compressed_export_is_executed_judged_and_recorded(tiny_host, tmp_path, mode):
-    from zoo.core.verify import verify
+    from zoo.core.registry.verify import verify
 
     exporter, registry = _export(tiny_host, f"fp16-{mode}", tmp_path)
     report = exporter.run()
@@ -243,8 +243,8 @@ def test_lut_kmeans_is_as_good_as_coremltools_own_kmeans(bits, law):
 
 
 def test_the_compressed_loop_is_judged_against_what_another_seed_does():
-    from zoo.core.spec import CompressedLoop, RunResult
-    from zoo.core.validation import compressed_loop_checks
+    from zoo.core.plugin.spec import CompressedLoop, RunResult
+    from zoo.core.validation.checks import compressed_loop_checks
 
     rng = np.random.default_rng(0)
     t = np.arange(24000) / 24000
@@ -267,7 +267,7 @@ def test_the_compressed_loop_is_judged_against_what_another_seed_does():
 
 
 def test_widths_grow_where_they_buy_the_most_and_an_unreachable_output_does_not_stop_the_others():
-    from zoo.core.compress import MIXED_BITS, choose_widths
+    from zoo.core.compression.compress import MIXED_BITS, choose_widths
 
     noise = {4: {"a": 1e-2, "b": 1e-2, "c": 1e-2}, 6: {"a": 6e-4, "b": 6e-4, "c": 6e-4}, 8: {"a": 4e-5, "b": 4e-5, "c": 4e-5}}
     size = {"a": 100, "b": 100, "c": 100}
@@ -281,7 +281,7 @@ def test_widths_grow_where_they_buy_the_most_and_an_unreachable_output_does_not_
 
 
 def test_a_widening_later_ones_made_unneeded_is_narrowed_again():
-    from zoo.core.compress import choose_widths
+    from zoo.core.compression.compress import choose_widths
 
     # "b" removes the most noise per byte first (4 -> 6 -> 8 bits), then only the big "a" at 6
     # bits brings the output within budget; with "a" at 6, "b" at 6 is enough

@@ -11,9 +11,9 @@ import numpy as np
 def test_states_are_written_under_coreml_identifiers_and_errors_are_failed_checks(monkeypatch, tmp_path):
     import coremltools as ct
 
-    from zoo.core import parity
-    from zoo.core.levels import coreml, level
-    from zoo.core.spec import Tolerance
+    from zoo.core.validation import parity
+    from zoo.core.validation.levels import coreml, level
+    from zoo.core.plugin.spec import Tolerance
 
     monkeypatch.setattr(coreml, "available", lambda: (True, ""))
     written: dict[str, object] = {}
@@ -49,6 +49,6 @@ def test_importing_coremltools_leaves_the_host_logging_setting_alone():
     import subprocess
     import sys
 
-    code = "import logging; logging.disable(logging.INFO); from zoo.core.coreml import import_coremltools; import_coremltools(); print(logging.root.manager.disable)"
+    code = "import logging; logging.disable(logging.INFO); from zoo.core.coreml.tools import import_coremltools; import_coremltools(); print(logging.root.manager.disable)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[-1] == str(logging.INFO)

@@ -47,7 +47,7 @@ def espeak(text: str, voice: str = "en-us", words_per_minute: int = 140) -> tupl
 
 @pytest.fixture(scope="module")
 def recogniser():
-    from zoo.core.evaluate import Recogniser
+    from zoo.core.run.recogniser import Recogniser
 
     return Recogniser(ASR)
 
@@ -58,7 +58,7 @@ SENTENCES = ["The quick brown fox jumps over the lazy dog.", "Please call me bac
 def test_known_speech_scores_near_zero_and_noise_near_one(recogniser):
     """The scoring pipeline on speech with a known text (espeak-ng): WER near 0; on noise the
     same length: near 1. A broken "export" (noise) against a good reference (speech) has QoI 0."""
-    from zoo.core.evaluate import EvalResult, Prompt, evaluate, prompts_digest
+    from zoo.core.evaluation.evaluate import EvalResult, Prompt, evaluate, prompts_digest
 
     prompts = [Prompt("en", s) for s in SENTENCES]
     speech = {p.text: espeak(p.text) for p in prompts}
@@ -91,14 +91,14 @@ def test_known_speech_scores_near_zero_and_noise_near_one(recogniser):
     ("こんにちは、お元気ですか。", "こんにちはお元気ですか", "ja", 0.0),
 ])
 def test_normalisation_and_error_rates(said, heard, lang, expected):
-    from zoo.core.evaluate import error_rate
+    from zoo.core.evaluation.evaluate import error_rate
 
     assert error_rate(said, heard, lang) == pytest.approx(expected)
 
 
 def test_a_prompt_file_with_bad_lines_is_refused_naming_the_line(tmp_path):
-    from zoo.core.evaluate import read_prompts
-    from zoo.core.spec import UsageError
+    from zoo.core.evaluation.evaluate import read_prompts
+    from zoo.core.plugin.spec import UsageError
 
     good = tmp_path / "good.txt"
     good.write_text("# mine\nHello there.\n\nes\tHola.\n")
@@ -114,7 +114,7 @@ def test_a_prompt_file_with_bad_lines_is_refused_naming_the_line(tmp_path):
 def test_a_missing_or_unusable_recogniser_names_the_fix(tmp_path, monkeypatch):
     import sys
 
-    from zoo.core.evaluate import EvalUnavailable, check_asr
+    from zoo.core.run.recogniser import EvalUnavailable, check_asr
 
     with pytest.raises(EvalUnavailable, match="--asr DIR"):
         check_asr(None)
@@ -172,9 +172,9 @@ def test_recognised_word_timings_lie_in_their_piece(recogniser):
     """`zoo run --asr DIR --timestamps`: a piece's span becomes the words a recogniser hears in that
     piece's audio (kind "recognised"), inside the piece, in order; predicted word timings pass."""
     from zoo.core import RunOptions
-    from zoo.core.evaluate import error_rate
-    from zoo.core.run import _word_hearer
-    from zoo.core.timestamps import Timing
+    from zoo.core.evaluation.evaluate import error_rate
+    from zoo.core.run.speak import _word_hearer
+    from zoo.core.plugin.timestamps import Timing
 
     speech, rate = espeak("Please call me back when you get this message.")
 
@@ -197,8 +197,8 @@ def test_the_export_qoi_gate_passes_a_tempo_change_and_refuses_noise(recogniser)
     """`zoo export --asr`'s check (pipeline.qoi_check, bound evaluate.QOI_MIN): the first 8 built-in
     English prompts through espeak-ng at 140 words a minute stand for the uncompressed packages;
     the same at 10% faster (a change that costs nothing audible) passes, noise fails."""
-    from zoo.core.evaluate import QOI_MIN, EvalResult, builtin_prompts, evaluate, prompts_digest
-    from zoo.core.pipeline import qoi_check
+    from zoo.core.evaluation.evaluate import QOI_MIN, EvalResult, builtin_prompts, evaluate, prompts_digest
+    from zoo.core.export.pipeline import qoi_check
 
     prompts = builtin_prompts(["en"])[:8]
     base = {p.text: espeak(p.text) for p in prompts}

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import Zoo
-from zoo.core.registry import Registry
+from zoo.core.registry.store import Registry
 
 pytestmark = pytest.mark.slow
 
@@ -97,7 +97,7 @@ def test_flipped_byte_is_named_by_verify(zoo: Zoo):
     # bytes that still hash right but do not execute (a record edited to match): a failed check, not a crash
     (root / "encoder.mlpackage" / "Data" / "com.apple.CoreML" / "model.mlmodel").write_bytes(b"not a model")
     text = Registry(zoo.registry).path.read_text()
-    from zoo.core.hashing import tree_sha256
+    from zoo.core.util.hashing import tree_sha256
 
     entry = Registry(zoo.registry).exports()[0]
     old_digest = next(c["sha256"] for c in entry["components"] if c["name"] == "encoder")
@@ -138,10 +138,10 @@ def test_an_identical_export_that_fails_verify_is_exported_again_from_the_cache(
 
 
 def test_failed_parity_registers_nothing(tmp_path, write_plugin):
-    from zoo.core.cache import StageCache
-    from zoo.core.pipeline import Exporter, ExportFailed
-    from zoo.core.plugins import PluginHost
-    from zoo.core.spec import WeightsSource
+    from zoo.core.export.cache import StageCache
+    from zoo.core.export.pipeline import Exporter, ExportFailed
+    from zoo.core.plugin.host import PluginHost
+    from zoo.core.plugin.spec import WeightsSource
 
     source = '''
     import numpy as np
@@ -255,10 +255,10 @@ def test_export_dir_abandoned_before_registration_is_removed(zoo: Zoo):
 def test_failed_loop_parity_registers_nothing_and_is_recorded(tmp_path, write_plugin):
     """The optional loop_parity hook: a run loop that drifts from upstream stops the export
     before conversion; one that matches is recorded as a reference-level check."""
-    from zoo.core.cache import StageCache
-    from zoo.core.pipeline import Exporter, ExportFailed
-    from zoo.core.plugins import PluginHost
-    from zoo.core.spec import WeightsSource
+    from zoo.core.export.cache import StageCache
+    from zoo.core.export.pipeline import Exporter, ExportFailed
+    from zoo.core.plugin.host import PluginHost
+    from zoo.core.plugin.spec import WeightsSource
 
     source = '''
     import numpy as np

@@ -7,9 +7,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from zoo.core.float64 import as_float64
-from zoo.core.levels import reference as reference_level
-from zoo.core.spec import ComponentSpec, ModelSpec, TensorSpec, Traceable, Variant
+from zoo.core.kit.float64 import as_float64
+from zoo.core.validation.levels import reference as reference_level
+from zoo.core.plugin.spec import ComponentSpec, ModelSpec, TensorSpec, Traceable, Variant
 
 
 class Upstream(torch.nn.Module):

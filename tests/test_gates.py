@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from zoo.core import WeightsSource
-from zoo.core.float64 import modules_in
-from zoo.core.levels import reference as reference_level
-from zoo.core.session import ModelSession
-from zoo.core.plugins import PluginHost
-from zoo.core.validation import loop_checks
+from zoo.core.kit.float64 import modules_in
+from zoo.core.validation.levels import reference as reference_level
+from zoo.core.export.session import ModelSession
+from zoo.core.plugin.host import PluginHost
+from zoo.core.validation.checks import loop_checks
 
 SEEDS = (0, 1, 2)
 SCALES = (0.25, 1.0, 4.0)
@@ -229,7 +229,7 @@ def vibevoice_subject():
 
 
 def test_wrong_rope_position_is_caught(vibevoice_subject, monkeypatch):
-    from zoo.core import ane
+    from zoo.core.kit import ane
     from zoo.plugins.vibevoice import lm
 
     assert_all_pass(vibevoice_subject.checks("lm"), "unmutated lm")
@@ -280,7 +280,7 @@ def test_float64_check_is_skipped_with_its_reason_when_upstream_cannot_run_in_fl
     checks = pocket_subject.checks("flowlm", ["step"], traceables)
     skipped = [c for c in checks if c.metric == "float64_rel"]
     assert [c.status for c in skipped] == ["skipped"] and "no float64 kernel" in skipped[0].reason
-    from zoo.core.validation import level_reached
+    from zoo.core.validation.checks import level_reached
 
     assert level_reached(checks) is None  # a skipped check is not a pass
 
@@ -288,9 +288,9 @@ def test_float64_check_is_skipped_with_its_reason_when_upstream_cannot_run_in_fl
 def _mil_checks(subject, component: str, tmp_path) -> list:
     """The component's reference level, then its package converted and judged at the mil level
     against the bound the reference level measured (what the pipeline does)."""
-    from zoo.core import parity
-    from zoo.core.defaults import save_component
-    from zoo.core.levels import level
+    from zoo.core.validation import parity
+    from zoo.core.export.defaults import save_component
+    from zoo.core.validation.levels import level
 
     functions = subject.traceables()[component]
     result = reference_level.check_component(subject.model, subject.variant, component, subject.reference.model, functions)

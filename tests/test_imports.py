@@ -6,6 +6,7 @@ stay light (no torch, coremltools or numpy)."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ PACKAGE_DIRS = ("core", "plugins")
 
 
 def _modules() -> dict[str, Path]:
-    """zoo's modules by dotted name (``zoo.core.cli``), from the files alone."""
+    """zoo's modules by dotted name (``zoo.core.cli.app``), from the files alone."""
     found = {"zoo": ROOT / "__init__.py", "zoo.__main__": ROOT / "__main__.py"}
     for top in PACKAGE_DIRS:
         for path in sorted((ROOT / top).rglob("*.py")):
@@ -27,13 +28,15 @@ def _modules() -> dict[str, Path]:
 
 
 def _imports(name: str, path: Path, top_level_only: bool) -> list[tuple[str, int, bool]]:
-    """(imported zoo module, line, relative?) for each import of a zoo module in ``path``."""
+    """(imported zoo module, line, relative?) for each import of a zoo module in ``path``; imports
+    inside functions count too unless ``top_level_only``; ``if TYPE_CHECKING:`` blocks never (not run)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    checking = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     out = []
     for node in nodes:
-        if isinstance(node, ast.If) and top_level_only:  # `if TYPE_CHECKING:` blocks are not run
+        if id(node) in checking or (isinstance(node, ast.If) and top_level_only):
             continue
         if isinstance(node, ast.ImportFrom):
             if node.level:
@@ -64,14 +67,23 @@ def test_imports_of_zoo_itself_are_relative_and_resolve_in_the_tree():
     assert not unresolved, unresolved
 
 
-def test_module_level_imports_have_no_cycle():
-    modules = _modules()
-    graph = {
-        name: {t for t, _, _ in _imports(name, path, top_level_only=True) if t in modules and t != name}
-        for name, path in modules.items()
-    }
-    # importing a package's submodule runs the package's __init__ first; an edge to a package that
-    # only re-exports its own submodules is still an edge
+def _graph(modules: dict[str, Path]) -> dict[str, set[str]]:
+    """Module -> the zoo modules it imports, anywhere in it (functions included): a function-level
+    import runs when the function does, so it can close a cycle as surely as a module-level one.
+    ``from pkg import name`` is an edge to the submodule ``pkg.name`` where that is a module."""
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = {t for t, _, _ in _imports(name, path, top_level_only=False)}
+        found = {t for t in targets if t in modules and t != name}
+        # `from pkg import sub`: the edge is to the submodule (the package's __init__ runs too, but
+        # that is the package -> submodule edge every re-export makes, excepted below)
+        graph[name] = {t for t in found if not any(u.startswith(t + ".") for u in found)}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The cycles of ``graph`` (each as a path back to its start), a package importing its own
+    submodule to re-export it (zoo.core -> zoo.core.plugin.spec) excepted."""
     state: dict[str, int] = {}
     cycles: list[list[str]] = []
 
@@ -87,16 +99,24 @@ def test_module_level_imports_have_no_cycle():
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
-    # a package importing its own submodule (zoo.core -> zoo.core.spec) is how packages re-export
-    real = [c for c in cycles if not all(c[i + 1].startswith(c[i] + ".") or c[i].startswith(c[i + 1] + ".") for i in range(len(c) - 1))]
-    assert not real, real
+    return [c for c in cycles if not all(c[i + 1].startswith(c[i] + ".") or c[i].startswith(c[i + 1] + ".") for i in range(len(c) - 1))]
+
+
+def test_imports_have_no_cycle_even_inside_functions():
+    graph = _graph(_modules())
+    assert not _cycles(graph), _cycles(graph)
+    # the check can fail: one function-level import from the contract's leaf up into the pipeline
+    # (which imports the contract) closes a cycle and is named
+    closed = {**graph, "zoo.core.plugin.names": graph["zoo.core.plugin.names"] | {"zoo.core.export.pipeline"}}
+    found = _cycles(closed)
+    assert found and any("zoo.core.plugin.names" in c and "zoo.core.export.pipeline" in c for c in found)
 
 
 def test_help_and_list_import_neither_torch_nor_coremltools_nor_numpy():
     code = (
         "import sys\n"
         "from typer.testing import CliRunner\n"
-        "from zoo.core.cli import app\n"
+        "from zoo.core.cli.app import app\n"
         "r = CliRunner()\n"
         "assert r.invoke(app, ['--help']).exit_code == 0\n"
         "assert r.invoke(app, ['list']).exit_code in (0, 1)\n"
@@ -122,3 +142,35 @@ def test_no_test_sets_a_wall_clock_limit():
             if not settings or any(("dead" + "line=None") not in s.replace(" ", "") for s in settings):
                 offenders.append(f"{path.name}: hypothesis settings without dead" + "line=None")
     assert not offenders, offenders
+
+
+def _reach_violations(name: str, path: Path) -> list[str]:
+    """The imports of plugin module ``name`` that go past the door: anything of zoo that is not the
+    façade (``zoo.core``), the kit (``zoo.core.kit``) or the plugin's own package."""
+    own = ".".join(name.split(".")[:3])  # zoo.plugins.<model>
+    modules = _modules()
+    found = _imports(name, path, top_level_only=False)
+    bad = []
+    for target, line, _ in found:
+        if target not in modules and any(t == target.rsplit(".", 1)[0] and ln == line for t, ln, _ in found):
+            continue  # `from M import name`: a name of M, already judged as M
+        allowed = target in ("zoo.core", "zoo.core.kit") or target.startswith(("zoo.core.kit.", own + ".")) or target == own
+        if not allowed:
+            bad.append(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{line} imports {target}")
+    return bad
+
+
+def test_plugins_import_only_the_facade_and_the_kit_and_never_each_other(tmp_path):
+    modules = _modules()
+    bad = [v for name, path in modules.items() if name.startswith("zoo.plugins.") for v in _reach_violations(name, path)]
+    assert not bad, bad
+    # the tests' plugin and the scaffold's template, imported absolutely as a third party's would be
+    for path in [*(ROOT / "tests" / "plugins").rglob("*.py"), *(ROOT / "core" / "cli" / "templates" / "new_plugin" / "PACKAGE").glob("*.tmpl")]:
+        # templates hold ${placeholders}: read as text, not parsed
+        for module in re.findall(r"^\s*from (zoo[\w.]*) import", path.read_text(encoding="utf-8"), flags=re.M):
+            assert module in ("zoo.core", "zoo.core.kit") or module.startswith("zoo.core.kit."), f"{path}: {module}"
+    # the check can fail: a plugin module reaching into the pipeline, or into another plugin
+    probe = tmp_path / "probe.py"
+    probe.write_text("from ...core.export.pipeline import Exporter\nfrom ..kokoro import plugin\nfrom ...core import ModelSpec\nfrom ...core.kit.ane import Conv1x1\n")
+    found = _reach_violations("zoo.plugins.pocket_tts.probe", probe)
+    assert [f.split(" imports ")[1] for f in found] == ["zoo.core.export.pipeline", "zoo.plugins.kokoro"]

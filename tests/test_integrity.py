@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Zoo
-from zoo.core.registry import Registry
+from zoo.core.registry.store import Registry
 
 pytestmark = pytest.mark.slow
 
@@ -228,7 +228,7 @@ def test_run_refuses_a_tampered_export_naming_the_file(made, damage):
 def test_runs_reuse_the_last_full_check_but_a_changed_byte_is_always_rehashed(made):
     """The fast path (size, mtime, ctime, inode recorded by the last full check) skips hashing an
     unchanged export; a byte flipped with the file's mtime set back is still caught (ctime moved)."""
-    from zoo.core.verify import intact
+    from zoo.core.registry.verify import intact
 
     zoo, entry, directory = made
     registry = Registry(zoo.registry)
@@ -246,7 +246,7 @@ def test_runs_reuse_the_last_full_check_but_a_changed_byte_is_always_rehashed(ma
 
 
 def test_the_interpreter_names_a_package_it_cannot_load(tmp_path):
-    from zoo.core.runtime import BackendUnavailable, MilRuntime
+    from zoo.core.runtime.backends import BackendUnavailable, MilRuntime
 
     package = tmp_path / "broken.mlpackage"
     (package / "Data" / "com.apple.CoreML").mkdir(parents=True)
@@ -328,8 +328,8 @@ def test_text_from_a_file_or_standard_input(made):
 
 
 def test_text_file_limits(tmp_path):
-    from zoo.core.run import MAX_TEXT_BYTES, read_text_file
-    from zoo.core.spec import UsageError
+    from zoo.core.run.speak import MAX_TEXT_BYTES, read_text_file
+    from zoo.core.plugin.spec import UsageError
 
     big = tmp_path / "big.txt"
     big.write_bytes(b"a" * (1 << 20))
@@ -347,13 +347,13 @@ def test_a_full_disk_while_placing_an_export_is_one_line_and_leaves_nothing(tiny
     import errno
 
     monkeypatch.syspath_prepend(str(tiny_site))
-    from zoo.core import cache as cache_module
-    from zoo.core import publish as publish_module
-    from zoo.core.cache import StageCache
-    from zoo.core.pipeline import Exporter
-    from zoo.core.plugins import PluginHost
-    from zoo.core.report import ExportFailed
-    from zoo.core.spec import WeightsSource
+    from zoo.core.export import cache as cache_module
+    from zoo.core.export import publish as publish_module
+    from zoo.core.export.cache import StageCache
+    from zoo.core.export.pipeline import Exporter
+    from zoo.core.plugin.host import PluginHost
+    from zoo.core.export.report import ExportFailed
+    from zoo.core.plugin.spec import WeightsSource
 
     def full(src, dst, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(dst))
@@ -372,7 +372,7 @@ def test_a_full_disk_while_placing_an_export_is_one_line_and_leaves_nothing(tiny
 def test_a_full_disk_in_the_stage_cache_names_the_cache(tmp_path):
     import errno
 
-    from zoo.core.cache import StageCache
+    from zoo.core.export.cache import StageCache
 
     def build(tmp: Path) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
@@ -382,8 +382,8 @@ def test_a_full_disk_in_the_stage_cache_names_the_cache(tmp_path):
 
 
 def test_hashing_local_weights_reports_progress(tmp_path):
-    from zoo.core.spec import WeightsSource
-    from zoo.core.stages import weights_identity
+    from zoo.core.plugin.spec import WeightsSource
+    from zoo.core.export.stages import weights_identity
 
     for i in range(3):
         (tmp_path / f"w{i}.bin").write_bytes(os.urandom(1000))
@@ -393,7 +393,7 @@ def test_hashing_local_weights_reports_progress(tmp_path):
 
 
 def test_the_registry_is_parsed_once_while_unchanged(tmp_path, monkeypatch):
-    from zoo.core import registry as registry_module
+    from zoo.core.registry import store as registry_module
 
     reg = Registry(tmp_path / "registry.toml")
     reg.add({"id": "m-1", "model": "m", "status": "valid", "created_at": "2026", "path": "exports/m-1", "variant": {"name": "fp32"}, "components": []})

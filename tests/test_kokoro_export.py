@@ -47,7 +47,7 @@ def test_export_run_verify_small_fp32(zoo):
     t = json.loads(zoo("run", "kokoro", "x", "-o", str(zoo.workdir / "t.wav"), "--backend", "torch", "--random-weights", "--variant", "small-fp32", *args, check=True).stdout)
     m = json.loads(zoo("run", "kokoro", "x", "-o", str(zoo.workdir / "m.wav"), "--backend", "mil", *args, check=True).stdout)
     assert t["frames"] == m["frames"] and t["info"]["pieces"] == m["info"]["pieces"]
-    from zoo.core.validation import spectral_distance
+    from zoo.core.validation.metrics import spectral_distance
 
     assert spectral_distance(read_wav(zoo.workdir / "m.wav"), read_wav(zoo.workdir / "t.wav")) <= 0.1
 

@@ -65,7 +65,7 @@ def test_export_small_fp16_mixed_after_small_fp16(module_zoo, small_fp16):
     assert "aligned segment by segment" in checks[("mil", "loop:compressed", "spectral_max")]["basis"]
     wav = zoo.workdir / "mixed.wav"
     zoo("run", "kokoro", "Compressed weights still speak.", "--variant", "small-fp16-mixed", "--backend", "mil", "-o", str(wav), check=True)
-    from zoo.core.audio import read_wav
+    from zoo.core.kit.audio import read_wav
 
     audio, _ = read_wav(wav)
     assert len(audio) > 0 and np.abs(audio).max() > 0

@@ -75,7 +75,7 @@ def test_padded_bucket_keeps_durations(small):
     """A padded bucket gives identical durations; its features differ from KModel's by ~1e-6
     (other GEMM shapes), which the decoder, chaotic with random weights, turns into different
     samples (a 1e-6 input perturbation alone measures 0.047 spectral distance): the spectra agree."""
-    from zoo.core.validation import spectral_distance
+    from zoo.core.validation.metrics import spectral_distance
 
     audio, frames, want, want_frames = _speak(small, PHONEMES, 64)
     assert np.array_equal(frames, want_frames) and audio.shape == want.shape
@@ -109,8 +109,8 @@ def test_zoo_run_torch_backend_matches_kmodel(small, tmp_path):
     """`zoo run kokoro --backend torch` (the installed plugin through the core's run) against
     KModel.forward on the same phonemes, voice and noise: the whole utterance, sample by sample."""
     from zoo.core import RunOptions, WeightsSource
-    from zoo.core.plugins import PluginHost
-    from zoo.core.run import run
+    from zoo.core.plugin.host import PluginHost
+    from zoo.core.run.speak import run
     from zoo.plugins.kokoro.decoder import deterministic_upstream
 
     phonemes = PHONEMES
@@ -147,9 +147,9 @@ def test_a_long_text_is_split_within_the_decoder_frame_cap_and_written_as_it_is_
     written to the WAV as soon as it is decoded (the WAV holds exactly the returned audio)."""
     from helpers import read_wav
     from zoo.core import RunOptions, WeightsSource
-    from zoo.core.plugins import PluginHost
-    from zoo.core.registry import Registry
-    from zoo.core.run import execute, plan
+    from zoo.core.plugin.host import PluginHost
+    from zoo.core.registry.store import Registry
+    from zoo.core.run.speak import execute, plan
     from zoo.plugins.kokoro import loop
 
     phonemes = " ".join([PHONEMES] * 6)
@@ -235,8 +235,8 @@ def test_zoo_run_writes_word_timestamps_as_srt_vtt_and_json(tmp_path):
     import srt
 
     from zoo.core import RunOptions, WeightsSource
-    from zoo.core.plugins import PluginHost
-    from zoo.core.run import run
+    from zoo.core.plugin.host import PluginHost
+    from zoo.core.run.speak import run
 
     text = "Hello there. " + WORDS_TEXT + " The end."
     words = [w.strip(",.!;") for w in text.split()]
@@ -267,8 +267,8 @@ def test_word_timestamps_for_text_without_spaces(tmp_path):
     each matched to its phonemes the same way; where the G2P merges words (a Japanese counter,
     八時 -> one phoneme word) the counts do not add up and no timings are claimed."""
     from zoo.core import RunOptions, WeightsSource
-    from zoo.core.plugins import PluginHost
-    from zoo.core.run import run
+    from zoo.core.plugin.host import PluginHost
+    from zoo.core.run.speak import run
     from zoo.plugins.kokoro import languages
 
     zh, _ = languages.g2p(languages.LANGUAGES["z"])

@@ -12,7 +12,7 @@ import pytest
 PROBE = """
 import sys
 import numpy as np
-from zoo.core.memory import return_freed_memory
+from zoo.core.util.memory import return_freed_memory
 def rss():
     return int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) // 1024
 # glibc's threshold raised by freeing a 24 MB block (as a weight matrix's float64 copy does), then

@@ -70,12 +70,12 @@ def test_layer_norm_places_gamma_and_beta_at_their_axes(tmp_path, axes):
 
 
 def test_ane_rmsnorm_layer_norm_at_its_axes_and_precision(tmp_path):
-    """zoo.core.ane.ChannelRMSNorm: layer_norm of [x, -x] over the last axis of (B, 1, L, 2C), fp16, no gamma."""
+    """zoo.core.kit.ane.ChannelRMSNorm: layer_norm of [x, -x] over the last axis of (B, 1, L, 2C), fp16, no gamma."""
     import torch
 
-    from zoo.core.ane import ChannelRMSNorm
-    from zoo.core.defaults import save_component
-    from zoo.core.spec import TensorSpec, Traceable, Variant
+    from zoo.core.kit.ane import ChannelRMSNorm
+    from zoo.core.export.defaults import save_component
+    from zoo.core.plugin.spec import TensorSpec, Traceable, Variant
 
     x = RNG.standard_normal((1, 16, 1, 6)).astype(np.float32)
     norm = ChannelRMSNorm(16, 1e-6).eval()

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zoo.core.defaults import save_component
+from zoo.core.export.defaults import save_component
 from zoo.core.mil import KERNELS, MilError, MilProgram, UnsupportedOp
-from zoo.core.spec import StateSpec, TensorSpec, Traceable, Variant
+from zoo.core.plugin.spec import StateSpec, TensorSpec, Traceable, Variant
 
 RNG = np.random.default_rng(0)
 

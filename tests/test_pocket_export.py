@@ -10,7 +10,7 @@ import pytest
 
 from helpers import read_wav
 
-from zoo.core.registry import Registry
+from zoo.core.registry.store import Registry
 
 pytest.importorskip("pocket_tts")
 pytestmark = pytest.mark.slow
@@ -51,7 +51,7 @@ def test_export_run_verify(zoo, variant):
     import coremltools as ct
 
     from zoo.core.mil import MilProgram
-    from zoo.core.runtime import spec_input_dtype
+    from zoo.core.coreml.tools import spec_input_dtype
 
     package = Path(report["path"]) / "flowlm.mlpackage"
     spec, program = ct.utils.load_spec(str(package)), MilProgram.load(package)

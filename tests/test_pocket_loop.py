@@ -8,7 +8,7 @@ import pytest
 from pocket import small_components, small_ref, small_runtime, small_session, speak  # noqa: F401  (fixtures)
 
 from zoo.core import RunOptions
-from zoo.core.audio import write_wav
+from zoo.core.kit.audio import write_wav
 from zoo.plugins.pocket_tts import loop
 from zoo.plugins.pocket_tts.parity import pick_threshold
 
@@ -194,8 +194,8 @@ def test_piece_timestamps_cover_the_audio(tmp_path):
     import json
 
     from zoo.core import RunOptions, WeightsSource
-    from zoo.core.plugins import PluginHost
-    from zoo.core.run import run
+    from zoo.core.plugin.host import PluginHost
+    from zoo.core.run.speak import run
 
     text = "Hello there. How are you today, my friend?"
     summary = run(PluginHost(), "pocket_tts", text, tmp_path / "o.wav", backend="torch", weights=WeightsSource.random(0), variant="small-fp32",

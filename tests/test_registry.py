@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import tomlkit
 
-from zoo.core.hashing import tree_sha256, tree_size
-from zoo.core.registry import Registry, RegistryError, new_document
+from zoo.core.util.hashing import tree_sha256, tree_size
+from zoo.core.registry.store import Registry, RegistryError, new_document
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -110,8 +110,9 @@ def test_tree_hash_is_stable_and_sensitive(tmp_path):
 def test_spectral_distance_is_phase_blind_but_not_blind():
     import numpy as np
 
-    from zoo.core.validation import compare, judge
-    from zoo.core.spec import Tolerance
+    from zoo.core.validation.checks import judge
+    from zoo.core.validation.metrics import compare
+    from zoo.core.plugin.spec import Tolerance
 
     t = np.arange(24000) / 24000
     tone = np.sin(2 * np.pi * 220 * t)

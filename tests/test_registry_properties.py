@@ -21,12 +21,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from zoo.core.cache import StageCache
-from zoo.core.exportdir import delete_files
-from zoo.core.hashing import tree_sha256
-from zoo.core.publish import Bundle, Provenance, ValidatedPackage, publish
-from zoo.core.registry import Registry, new_document
-from zoo.core.verify import verify
+from zoo.core.export.cache import StageCache
+from zoo.core.registry.exportdir import delete_files
+from zoo.core.util.hashing import tree_sha256
+from zoo.core.export.publish import Bundle, Provenance, ValidatedPackage, publish
+from zoo.core.registry.store import Registry, new_document
+from zoo.core.registry.verify import verify
 
 
 def _toml(value) -> str:

@@ -14,7 +14,7 @@ from conftest import ROOT, Zoo, _pip_install_target
 
 pytestmark = pytest.mark.slow
 
-#: the skeleton's roles (zoo.core.skeleton): every plugin has these files
+#: the skeleton's roles (zoo.core.plugin.skeleton): every plugin has these files
 SKELETON = {"__init__.py", "options.py", "reference.py", "traceables.py", "constants.py", "loop.py", "parity.py"}
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from zoo.core.text import pieces
+from zoo.core.kit.text import pieces
 
 WORDS = "the quick brown fox jumps over a lazy dog while seven bright stars shine above quiet hills".split()
 

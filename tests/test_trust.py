@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Zoo
-from zoo.core.registry import Registry
+from zoo.core.registry.store import Registry
 
 pytestmark = pytest.mark.slow
 
@@ -195,7 +195,7 @@ def _wav(path: Path, rate: int, seconds: float = 0.5, channels: int = 1, claim_f
 
 @pytest.mark.parametrize("rate", [1, 0, 7999, 192001])
 def test_wav_with_an_absurd_rate_is_refused_naming_the_file(tmp_path, rate):
-    from zoo.core.audio import read_wav
+    from zoo.core.kit.audio import read_wav
 
     path = _wav(tmp_path / "v.wav", 8000, claim_frames=None)
     data = bytearray(path.read_bytes())
@@ -210,7 +210,7 @@ def test_wav_reading_is_bounded_by_the_prompt_not_the_header(tmp_path):
     and a prime rate resamples with memory bounded by the prompt."""
     import resource
 
-    from zoo.core.audio import read_wav, resample
+    from zoo.core.kit.audio import read_wav, resample
 
     long = _wav(tmp_path / "long.wav", 48000, seconds=30)
     wav, rate = read_wav(long, 2.0)
@@ -228,7 +228,7 @@ def test_wav_reading_is_bounded_by_the_prompt_not_the_header(tmp_path):
 
 @pytest.mark.parametrize("damage", ["truncated header", "missing"])
 def test_broken_wav_names_the_file(tmp_path, damage):
-    from zoo.core.audio import read_wav
+    from zoo.core.kit.audio import read_wav
 
     path = _wav(tmp_path / "v.wav", 16000)
     if damage == "missing":
@@ -276,9 +276,9 @@ def test_verify_execute_never_skips_a_component_silently(zoo: Zoo):
 
 def test_stage_cache_key_covers_zoo_core_sources(monkeypatch, tmp_path):
     """An edit to zoo.core (a kernel, the default convert) must not reuse cached convert/mil verdicts."""
-    from zoo.core import stages as stages_module
-    from zoo.core.cache import StageCache
-    from zoo.core.report import ExportReport, Reporter
+    from zoo.core.export import stages as stages_module
+    from zoo.core.export.cache import StageCache
+    from zoo.core.export.report import ExportReport, Reporter
 
     stages = stages_module.Stages(StageCache(tmp_path / "c"), ExportReport("m", "v", "w"), Reporter(), {"model": "m", "plugin": ["p", "1", "abc"]})
     keys = []
@@ -344,7 +344,7 @@ def test_zoo_rm_removes_the_entry_and_only_the_files_it_lists(zoo: Zoo):
 
 def test_verify_reports_each_step_as_progress(zoo: Zoo):
     """`zoo verify --execute` takes seconds to minutes per export: it names each hash and execution as it starts."""
-    from zoo.core.verify import verify
+    from zoo.core.registry.verify import verify
 
     report = _export(zoo)
     steps: list[str] = []

@@ -8,15 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers", reason="the reference scheduler is diffusers' DPMSolverMultistepScheduler")
 
-from zoo.plugins.vibevoice.diffusion import (  # noqa: E402
-    HEAD_KEYS,
-    Sampler,
-    SpeechConnector,
-    head_config,
-    head_state_from_upstream,
-    solver_steps,
-    upstream_sample,
-)
+from zoo.plugins.vibevoice.diffusion import HEAD_KEYS, Sampler, SpeechConnector, head_config, head_state_from_upstream, solver_steps, upstream_sample
 
 HIDDEN = 128
 
@@ -75,9 +67,9 @@ def test_checkpoint_names_load_into_the_transformers_head():
 
 @pytest.mark.slow
 def test_converted_sampler_executes_like_torch(tmp_path):
-    from zoo.core.defaults import save_component
+    from zoo.core.export.defaults import save_component
     from zoo.core.mil import MilProgram
-    from zoo.core.spec import TensorSpec, Traceable, Variant
+    from zoo.core.plugin.spec import TensorSpec, Traceable, Variant
 
     sampler = _sampler()
     rng = np.random.default_rng(2)

@@ -10,7 +10,7 @@ import pytest
 
 from helpers import read_wav
 
-from zoo.core.registry import Registry
+from zoo.core.registry.store import Registry
 
 pytest.importorskip("transformers")
 pytest.importorskip("diffusers", reason="the reference scheduler is diffusers'")

@@ -1,4 +1,4 @@
-"""VibeVoice language models in the Neural Engine layout (zoo.core.ane) against transformers' Qwen2Model."""
+"""VibeVoice language models in the Neural Engine layout (zoo.core.kit.ane) against transformers' Qwen2Model."""
 
 from __future__ import annotations
 
@@ -82,7 +82,7 @@ def test_two_paths_in_one_batch_keep_separate_caches():
 def test_rmsnorm_as_layernorm_of_x_and_minus_x():
     from transformers.models.qwen2.modeling_qwen2 import Qwen2RMSNorm
 
-    from zoo.core.ane import ChannelRMSNorm
+    from zoo.core.kit.ane import ChannelRMSNorm
 
     ref = Qwen2RMSNorm(64, eps=1e-6)
     ours = ChannelRMSNorm(64, eps=1e-6)
@@ -109,9 +109,9 @@ def test_converted_lm_keeps_its_cache_in_coreml_states(tmp_path):
     state: the torch module's hidden states, and transformers' within the cache's fp16 rounding."""
     import copy
 
-    from zoo.core.defaults import save_component
+    from zoo.core.export.defaults import save_component
     from zoo.core.mil import MilProgram
-    from zoo.core.spec import StateSpec, TensorSpec, Traceable, Variant
+    from zoo.core.plugin.spec import StateSpec, TensorSpec, Traceable, Variant
 
     cfg, qwen = _qwen(2, final_norm=False)
     ane = from_qwen2(qwen, cfg, CHUNK, CAPACITY, embed=True, final_norm=False, cache_dtype=torch.float16)

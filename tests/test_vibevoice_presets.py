@@ -69,7 +69,7 @@ def test_preset_with_other_code_is_refused(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"lm": Evil()}, path)
-    from zoo.core.weights import WeightsError
+    from zoo.core.kit.weights import WeightsError
 
     with pytest.raises(WeightsError, match=r"evil\.pt is not a readable VibeVoice preset \(UnpicklingError\)") as err:
         presets.load(path)

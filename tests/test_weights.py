@@ -1,4 +1,4 @@
-"""Bad weights name the file and what is wrong (core/weights.py), never a library's traceback or
+"""Bad weights name the file and what is wrong (core/kit/weights.py), never a library's traceback or
 its advice to unpickle; the CLI says it once, as a failure."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pickle
 import pytest
 
 from conftest import Zoo
-from zoo.core.weights import WeightsError, load_safetensors, load_tokenizer, load_torch, read_json
+from zoo.core.kit.weights import WeightsError, load_safetensors, load_tokenizer, load_torch, read_json
 
 
 def test_corrupt_config_json_names_the_line(tmp_path):

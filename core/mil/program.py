@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..spec import state_identifier
+from ..plugin.names import state_identifier
 from .kernels import KERNELS
 
 
@@ -136,7 +136,7 @@ class MilProgram:
     # -- loading ---------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path) -> "MilProgram":
-        from ..coreml import PackageError, import_coremltools, load_package_spec
+        from ..coreml.tools import PackageError, import_coremltools, load_package_spec
 
         import_coremltools()
         from coremltools.converters.mil.frontend.milproto.load import load as load_milproto

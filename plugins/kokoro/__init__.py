@@ -7,7 +7,7 @@ generator over a flexible frame axis; the harmonic source's noise is an input).
 Two CoreML calls per utterance; the alignment (durations -> frames) is a gather
 on the host.
 
-Laid out on the plugin skeleton (``zoo.core.skeleton``); its own layers:
+Laid out on the plugin skeleton (``zoo.core.plugin.skeleton``); its own layers:
 ``decoder.py`` (the converted decoder and generator), ``config.py`` (upstream's
 hyper-parameters and phoneme vocabulary).
 """

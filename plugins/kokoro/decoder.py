@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...core.float64 import register_derived
+from ...core.kit.float64 import register_derived
 
 SQRT_HALF = float(torch.rsqrt(torch.tensor(2.0)))  # the value upstream multiplies by
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...core import Record
-from ...core.spec import CompressedLoop, RunSetting
+from ...core import CompressedLoop, RunSetting
 from .languages import CHOICES
 
 #: predictor token buckets (boundary tokens included; 512 = upstream's 510 phonemes + 2)

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from ...core import Reference, WeightsSource
-from ...core.hashing import file_sha256
-from ...core.weights import WeightsError, hub_snapshot, load_torch, read_json
+from ...core.kit.files import file_sha256
+from ...core.kit.weights import WeightsError, hub_snapshot, load_torch, read_json
 from .config import CONFIG, HUB_REPO, SMALL_DECODER_WIDTH, WEIGHTS_FILE, small_config
 from .options import KokoroOptions
 

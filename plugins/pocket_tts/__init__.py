@@ -7,7 +7,7 @@ flow decode fused), ``mimi`` (streaming decoder, two 80 ms frames per call) —
 1.5 CoreML calls per frame — and ``voice_encoder`` (voice cloning from a WAV,
 run once per voice; the result is cached).
 
-Laid out on the plugin skeleton (``zoo.core.skeleton``); its own modules:
+Laid out on the plugin skeleton (``zoo.core.plugin.skeleton``); its own modules:
 ``text.py`` (upstream's text rules and chunking), ``tokenizer.py`` (reading either tokenizer
 format a checkpoint ships, and the offline stand-in used with random weights),
 ``checkpoints.py`` (the bundled configs and their families).

@@ -17,7 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...core import RunOptions, RunResult, Timing
-from ...core.audio import read_wav, resample
+from ...core.kit.audio import read_wav, resample
 from .options import RUN_SETTINGS, RunConfig, TextRulesRecord
 from .text import TextRules, prepare, split
 
@@ -168,10 +168,10 @@ def clone_voice(runtime: Any, path: Path, cfg: RunConfig) -> Voice:
 
     from safetensors.numpy import load_file
 
-    from ...core.cache import plugin_cache_dir
+    from ...core.kit.files import plugin_cache_dir
 
     consts = runtime.constants
-    from ...core.hashing import file_sha256
+    from ...core.kit.files import file_sha256
 
     if not path.is_file():
         raise ValueError(f"voice prompt {path} does not exist")

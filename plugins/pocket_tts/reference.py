@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ...core import Reference, WeightsSource
-from ...core.hashing import file_sha256
-from ...core.weights import hub_file, load_safetensors
+from ...core.kit.files import file_sha256
+from ...core.kit.weights import hub_file, load_safetensors
 from .options import PocketOptions
 from .tokenizer import STAND_IN_NOTE, build_stand_in, open_tokenizer
 

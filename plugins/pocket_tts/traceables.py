@@ -32,7 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ...core.float64 import register_derived
+from ...core.kit.float64 import register_derived
 from .options import PocketOptions
 
 

@@ -6,7 +6,7 @@ caches as CoreML states, EOS logit), ``sampler`` (diffusion head + 5 DPM-Solver+
 CFG + acoustic connector in one call) and ``decoder`` (streaming σ-VAE decoder, 3200
 samples per latent). Per speech latent: 3 calls (sampler, decoder, tts_lm).
 
-Laid out on the plugin skeleton (``zoo.core.skeleton``); its own layers:
+Laid out on the plugin skeleton (``zoo.core.plugin.skeleton``); its own layers:
 ``lm.py`` (Qwen2 in the Neural Engine layout), ``diffusion.py`` (the fused sampler),
 ``acoustic.py`` (the streaming decoder), ``presets.py`` (voice preset files),
 ``config.py`` (upstream's hyper-parameters).

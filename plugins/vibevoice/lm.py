@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...core.ane import ChannelRMSNorm, GQAttention, SwiGLU, causal_mask, placement, rope_rows, rope_tables
-from ...core.float64 import register_derived
+from ...core.kit.ane import ChannelRMSNorm, GQAttention, SwiGLU, causal_mask, placement, rope_rows, rope_tables
+from ...core.kit.float64 import register_derived
 
 
 class AneDecoderLayer(nn.Module):

@@ -89,7 +89,7 @@ def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = 
     sentences where they fit), each an utterance from the voice preset, through one decoder stream."""
     from safetensors.numpy import load_file
 
-    from ...core.text import pieces
+    from ...core.kit.text import pieces
 
     cfg = RunConfig.load(runtime.constants["config"])
     settings = parse_settings(options.settings)

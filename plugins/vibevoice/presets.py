@@ -63,7 +63,7 @@ def load(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
     """{part: {"hidden": [1, T, C], "k": [layers, kv_heads, T, D], "v": ...}} as float32 arrays."""
     import torch
 
-    from ...core.weights import WeightsError
+    from ...core.kit.weights import WeightsError
 
     try:
         with torch.serialization.safe_globals([(Record, CACHE_CLASS), (output_fields, OUTPUT_CLASS)]):

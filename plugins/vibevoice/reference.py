@@ -252,7 +252,7 @@ def _fetch(weights: WeightsSource) -> Any:
         root = Path(weights.path)
         root = root.parent if root.is_file() else root
     else:
-        from ...core.weights import hub_snapshot
+        from ...core.kit.weights import hub_snapshot
 
         root = hub_snapshot(weights.repo, weights.revision, ["*.json", "*.safetensors"])
     missing = [n for n in ("config.json",) if not (root / n).exists()] + ([] if list(root.glob("*.safetensors")) else ["*.safetensors"])
@@ -270,8 +270,8 @@ def load_checkpoint(root: Any) -> tuple[VibeVoice, dict[str, str]]:
     """Build from config.json and load every module strictly from the checkpoint's names."""
     import torch
 
-    from ...core.hashing import file_sha256
-    from ...core.weights import load_safetensors, read_json
+    from ...core.kit.files import file_sha256
+    from ...core.kit.weights import load_safetensors, read_json
 
     from . import presets as preset_files
     from .acoustic import decoder_state_from_upstream

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ...core import StateSpec, TensorSpec, Traceable
-from ...core.ane import Conv1x1
+from ...core.kit.ane import Conv1x1
 
 from . import config as C
 from .acoustic import StreamingDecoder

@@ -9,18 +9,7 @@ import os
 import time
 from pathlib import Path
 
-from zoo.core import (
-    ComponentSpec,
-    ModelSpec,
-    Reference,
-    RunResult,
-    TensorSpec,
-    Tolerance,
-    Traceable,
-    Variant,
-    hookimpl,
-    with_compressed,
-)
+from zoo.core import ComponentSpec, ModelSpec, Reference, RunResult, TensorSpec, Tolerance, Traceable, Variant, hookimpl, with_compressed
 
 __version__ = "0.2.0"
 
@@ -64,7 +53,7 @@ def load_reference(model, variant, weights):
     elif weights.kind == "local":
         from safetensors.torch import load_file
 
-        from zoo.core.hashing import file_sha256
+        from zoo.core.kit.files import file_sha256
 
         path = Path(weights.path)
         file = path / WEIGHTS_FILE if path.is_dir() else path

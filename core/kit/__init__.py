@@ -1,0 +1,5 @@
+"""Helpers for plugin authors: Neural-Engine-friendly layers, weight loading, audio,
+text splitting and float64 widening.
+
+May import: plugin, util.
+"""

@@ -1,0 +1,132 @@
+"""Audio files: the one place zoo reads and writes WAVs (standard library ``wave``).
+
+zoo writes 16-bit mono PCM (``zoo run``) and reads 16-bit PCM prompts (voice
+cloning). Reading is bounded by what the caller needs, never by what the header
+claims, and every error names the file.
+"""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+from typing import Any
+
+#: sample rates a WAV may have; anything else is refused before reading the audio
+WAV_RATES = (8000, 192000)
+#: a resampling ratio up/down with either term above this uses an FFT resampler (memory bounded by
+#: the signal) instead of a polyphase filter whose length grows with the ratio (a prime rate: ~GBs)
+MAX_POLYPHASE = 1000
+
+
+class WavStream:
+    """A 16-bit mono WAV written piece by piece to a temporary file beside ``path`` and renamed
+    into place by ``close`` (``abort`` removes it): a reader never sees half a file."""
+
+    def __init__(self, path: str | Path, sample_rate: int):
+        import os
+        import tempfile
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # a fresh name (never a file of the user's), opened here: a failure raises once, naming the file
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self.tmp = Path(tmp)
+        self.samples = 0
+        self._file = os.fdopen(fd, "wb")
+        self._wave = wave.open(self._file, "wb")
+        self._wave.setnchannels(1)
+        self._wave.setsampwidth(2)
+        self._wave.setframerate(int(sample_rate))
+
+    def write(self, audio: Any) -> None:
+        import numpy as np
+
+        samples = np.asarray(audio, dtype=np.float32).reshape(-1)
+        if not np.isfinite(samples).all():
+            raise ValueError("audio contains NaN or infinite samples")
+        self._wave.writeframes((np.clip(samples, -1.0, 1.0) * 32767.0).round().astype("<i2").tobytes())
+        self.samples += samples.size
+
+    def close(self) -> None:
+        import os
+
+        self._wave.close()
+        self._file.close()
+        from ..export.cache import current_umask
+
+        os.chmod(self.tmp, 0o666 & ~current_umask())  # an output file like any other (mkstemp gives 0600)
+        self.tmp.replace(self.path)
+
+    def abort(self) -> None:
+        try:
+            self._wave.close()
+            self._file.close()
+        except (OSError, wave.Error):
+            pass
+        finally:
+            self.tmp.unlink(missing_ok=True)
+
+
+def write_wav(path: str | Path, audio: Any, sample_rate: int) -> None:
+    """16-bit mono PCM, clipped to [-1, 1], written at once (see WavStream: a reader never sees
+    half a file). Non-finite samples are refused and nothing is left behind."""
+    stream = WavStream(path, sample_rate)
+    try:
+        stream.write(audio)
+    except BaseException:
+        stream.abort()
+        raise
+    stream.close()
+
+
+def read_wav(path: str | Path, max_seconds: float | None = None, what: str = "WAV file") -> tuple[Any, int]:
+    """16-bit PCM WAV -> (mono float32 in [-1, 1], sample rate); channels are averaged and at most
+    ``max_seconds`` are read. ``what`` names the file's role in error messages."""
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} {path} does not exist")
+    try:
+        with wave.open(str(path), "rb") as w:
+            if w.getsampwidth() != 2:
+                raise ValueError(f"{what} {path}: only 16-bit PCM WAV is supported (got {8 * w.getsampwidth()}-bit)")
+            rate, channels = w.getframerate(), w.getnchannels()
+            if not WAV_RATES[0] <= rate <= WAV_RATES[1]:
+                raise ValueError(f"{what} {path}: sample rate {rate} Hz is outside {WAV_RATES[0]}-{WAV_RATES[1]} Hz")
+            if not 1 <= channels <= 8:
+                raise ValueError(f"{what} {path}: {channels} channels (1 to 8 supported)")
+            frames = w.getnframes() if max_seconds is None else min(w.getnframes(), int(max_seconds * rate) + 1)
+            raw = w.readframes(frames)
+            if len(raw) % 2:
+                raise ValueError(f"{what} {path} is truncated: its audio data ends in the middle of a sample ({len(raw)} bytes)")
+            data = np.frombuffer(raw, dtype="<i2")
+    except wave.Error as exc:
+        raise ValueError(f"{what} {path} is not a readable WAV file: {exc}") from None
+    except (EOFError, OSError) as exc:
+        raise ValueError(f"{what} {path} is truncated or unreadable ({type(exc).__name__}: {exc})") from None
+    data = data[: data.size - data.size % channels].astype(np.float32) / 32768.0
+    if channels > 1:
+        data = data.reshape(-1, channels).mean(axis=1)
+    if data.size == 0:
+        raise ValueError(f"{what} {path} is empty")
+    return data, rate
+
+
+def resample(wav: Any, rate: int, target: int) -> Any:
+    """Polyphase resampling (scipy) for the usual rates (exact ratios), FFT resampling for odd ones."""
+    from math import gcd
+
+    import numpy as np
+
+    if rate == target:
+        return wav
+    g = gcd(int(rate), int(target))
+    up, down = target // g, int(rate) // g
+    if max(up, down) <= MAX_POLYPHASE:
+        from scipy.signal import resample_poly
+
+        return resample_poly(wav, up, down).astype(np.float32)
+    from scipy.signal import resample as fft_resample
+
+    return fft_resample(wav, max(1, round(len(wav) * target / rate))).astype(np.float32)

@@ -1,0 +1,24 @@
+"""The names the contract checks values against: precisions, deployment targets, validation levels,
+compressions, and how coremltools names a converted state. A leaf: it imports nothing of zoo, so
+the contract (``spec``), the validation levels, the compression modes and the MIL interpreter all
+read the same names without importing each other."""
+
+from __future__ import annotations
+
+import re
+
+#: the precisions a variant can convert at
+PRECISIONS = ("fp16", "fp32")
+#: the deployment targets a variant can name
+TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
+#: validation level names, lowest first (``validation.levels.REGISTRY`` holds one level for each, in this order)
+LEVELS = ("reference", "mil", "coreml")
+#: every compression a variant can name; ``none`` leaves the converted package as it is
+COMPRESSIONS = ("none", "w8", "p6", "p4", "mixed")
+#: the lowest deployment target whose ops each compression emits (``compression.compress.MODES``)
+COMPRESSION_TARGETS = {"w8": "iOS16", "p6": "iOS18", "p4": "iOS18", "mixed": "iOS18"}
+
+
+def state_identifier(name: str) -> str:
+    """The name coremltools gives a state converted from a torch buffer (``layers.0.k`` -> ``layers_0_k``)."""
+    return re.sub(r"[^0-9A-Za-z_]", "_", name)

@@ -1,0 +1,597 @@
+"""The objects plugins and the core exchange.
+
+Everything here is plain data (dataclasses) and imports neither torch nor
+coremltools, so that `zoo --help` and `zoo list` stay fast. Objects that do hold
+torch modules (:class:`Traceable`) only reference them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    import numpy as np
+    import torch
+
+from .names import COMPRESSION_TARGETS, COMPRESSIONS, LEVELS, PRECISIONS, TARGETS, state_identifier  # noqa: E402,F401  (re-exported)
+
+
+#: unit roundoff of each precision a comparison can be made at: the size of the perturbation used to
+#: measure a component's own sensitivity, and the floor of a bound calibrated on upstream's rounding
+ROUNDING = {"float64": 2.0**-53, "fp32": 2.0**-24, "fp16": 2.0**-11}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Thresholds one comparison must meet; ``None`` means "not checked".
+
+    Fixed bounds, all relative to the output's own scale except ``max_abs``
+    (kept for plugins that need it; the built-in ones do not use it):
+
+    * ``rel``: largest absolute difference divided by the largest absolute
+      value of the expected tensor.
+    * ``cosine_min``: cosine similarity of the flattened tensors.
+    * ``spectral_max``: for audio, the relative error of the magnitude
+      spectrograms (phase-blind: for outputs that are chaotic sample by sample).
+    * ``max_abs``: largest absolute difference.
+
+    Bounds measured at export time, on the same inputs (see ``calibration.py``):
+
+    * ``float64_rel``: at the ``reference`` level, the port and upstream both run
+      in float64; they may differ only by summation order.
+    * ``rounding_factor``: ``rel`` ≤ factor × upstream's own float32-vs-float64
+      error (at least the fp32 unit roundoff): the port may not be much less
+      precise than upstream itself.
+    * ``storage``: the precision the port keeps state in by design (``"fp16"``:
+      KV caches in CoreML states); a ``rounding_factor`` bound is then at least
+      factor × the difference that storage makes to the port's own outputs
+      (the same module with float32 states), measured at export time.
+    * ``spectral_factor``: for chaotic audio, ``spectral`` ≤ factor × how far
+      the torch component itself moves for an input perturbation of the
+      compared precision's unit roundoff. With it, the float64 check compares
+      spectra too (against ``float64_rel``).
+    """
+
+    max_abs: float | None = None
+    rel: float | None = None
+    cosine_min: float | None = None
+    spectral_max: float | None = None
+    float64_rel: float | None = None
+    rounding_factor: float | None = None
+    spectral_factor: float | None = None
+    storage: str | None = None
+    #: compressed packages: signal-to-noise ratio (dB) of the outputs against the reference's
+    #: (10·log10 Σ expected² / Σ difference²), at least this
+    snr_db_min: float | None = None
+
+    def checks(self) -> dict[str, float]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+
+#: tolerances used when neither the component nor the model names one (keys as ComponentSpec's).
+#: reference: float64 exactness (measured 1e-16 to 4e-8 across the three plugins' components, the
+#: larger ones where upstream keeps float32 constants) and fp32 no worse than 16x upstream's own
+#: rounding (measured 0.65x-0.9x). fp32 packages: the same factor (the interpreter and CoreML compute
+#: in fp32 in another order). fp16: cosine 0.999 (measured >= 0.99999 on every fp16 component).
+DEFAULT_TOLERANCES: Mapping[str, Tolerance] = MappingProxyType(
+    {
+        "reference": Tolerance(float64_rel=1e-9, rounding_factor=16),
+        "fp32": Tolerance(rounding_factor=16),
+        "fp16": Tolerance(cosine_min=0.999),
+    }
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of exporting a model: precision, deployment target, shapes."""
+
+    name: str
+    precision: str = "fp16"
+    target: str = "iOS17"
+    options: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    #: weight compression applied to the converted packages (core/compression/compress.py: none, w8, p6, p4, mixed)
+    compression: str = "none"
+    #: a compressed variant: the name of the variant it compresses
+    base: str = ""
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"variant {self.name!r}: precision must be one of {PRECISIONS}, not {self.precision!r}")
+        if self.target not in TARGETS:
+            raise ValueError(f"variant {self.name!r}: target must be one of {TARGETS}, not {self.target!r}")
+        if self.compression not in COMPRESSIONS:
+            raise ValueError(f"variant {self.name!r}: compression must be one of {COMPRESSIONS}, not {self.compression!r}")
+
+    def as_record(self) -> dict[str, Any]:
+        record = {
+            "name": self.name,
+            "precision": self.precision,
+            "target": self.target,
+            "options": dict(self.options),
+        }
+        if self.compression != "none":  # uncompressed variants keep the record (and stage keys) they had
+            record["compression"] = self.compression
+        return record
+
+    def for_checkpoint(self, name: str) -> "Variant":
+        """This variant of the checkpoint ``name`` (kept in ``options["checkpoint"]``, so that stage
+        keys, the registry record and the plugin's options all carry it)."""
+        return dataclasses.replace(self, options={**self.options, "checkpoint": name})
+
+    @property
+    def checkpoint(self) -> str:
+        """The checkpoint this variant is of ("" for a model without checkpoints)."""
+        return str(self.options.get("checkpoint", ""))
+
+    def compressed(self, mode: str) -> "Variant":
+        """This variant with its weights compressed (``<name>-<mode>``), at the target the mode needs."""
+        generation = {"iOS16": 0, "macOS13": 0, "iOS17": 1, "macOS14": 1, "iOS18": 2, "macOS15": 2}
+        needed = generation[COMPRESSION_TARGETS[mode]]
+        target = self.target
+        if generation[target] < needed:
+            target = [t for t, g in generation.items() if g == needed and t[:3] == target[:3]][0]
+        base = self.description.removeprefix("default: ")
+        return Variant(f"{self.name}-{mode}", self.precision, target, self.options,
+                       f"{base}; weights {MODES[mode].description}".lstrip("; "), mode, self.name)
+
+    def uncompressed(self) -> "Variant":
+        """What the hooks before compression see (reference, traceables, constants, convert): the
+        variant this one compresses, at this one's target; an uncompressed variant itself."""
+        if self.compression == "none":
+            return self
+        return Variant(self.base or self.name, self.precision, self.target, self.options, "", "none")
+
+
+def with_compressed(variants: Mapping[str, Variant], bases: tuple[str, ...], modes: tuple[str, ...] = ("w8", "p6", "p4", "mixed")) -> dict[str, Variant]:
+    """``variants`` plus ``<base>-<mode>`` for each base and compression mode (``Variant.compressed``)."""
+    out = dict(variants)
+    for base in bases:
+        for mode in modes:
+            v = variants[base].compressed(mode)
+            out[v.name] = v
+    return out
+
+
+@dataclass(frozen=True)
+class ComponentSpec:
+    """A CoreML package a model export produces.
+
+    ``functions`` lists the package's functions; a single ``"main"`` is a plain
+    package, several make a multifunction package whose functions share weights.
+    ``tolerances`` override the model's for this component. Keys are a
+    precision at one validation level (``"fp16@mil"``), a level (``"reference"``:
+    any precision) or a precision (``"fp16"``), looked up in that order.
+    """
+
+    name: str
+    description: str = ""
+    functions: tuple[str, ...] = ("main",)
+    tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
+    #: outputs the run loop turns into integers (durations): name -> rounding (``round``,
+    #: ``round_min1``); compared exactly after that rounding, at every level
+    integer_outputs: Mapping[str, str] = field(default_factory=dict)
+    #: weights kept uncompressed in compressed variants: regular expressions on the weight
+    #: constants' names (coremltools derives them from the torch parameter paths), and why
+    uncompressed: tuple[str, ...] = ()
+    uncompressed_reason: str = ""
+
+
+class UsageError(ValueError):
+    """A bad command-line value (``zoo`` exits 2, before any model is loaded)."""
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend that cannot run here, or an export it cannot load (the message names which)."""
+
+
+_SETTING_TYPES = {int: "integer", float: "number", str: "text", bool: "true/false"}
+
+
+@dataclass(frozen=True)
+class RunSetting:
+    """One ``zoo run --set NAME=VALUE`` option of a model: its type, default and allowed range.
+
+    ``default`` None means "the export's own value" (read from its constants at run time); a
+    bound is inclusive; ``help`` says what the option does (shown by ``zoo info``)."""
+
+    name: str
+    type: type
+    help: str
+    default: Any = None
+    min: float | None = None
+    max: float | None = None
+    #: exclusive lower bound (e.g. "must be > 0")
+    above: float | None = None
+    #: the only values accepted (empty: any value of the type)
+    choices: tuple[Any, ...] = ()
+    #: how the default is chosen at run time when it is neither fixed nor the export's (shown by ``zoo info``)
+    default_rule: str = ""
+
+    def describe(self) -> str:
+        parts = [_SETTING_TYPES.get(self.type, self.type.__name__)]
+        if self.choices:
+            parts.append("one of " + "|".join(map(str, self.choices)))
+        if self.above is not None:
+            parts.append(f"> {self.above:g}")
+        if self.min is not None or self.max is not None:
+            parts.append(f"in [{'-inf' if self.min is None else f'{self.min:g}'}, {'inf' if self.max is None else f'{self.max:g}'}]")
+        rule = self.default_rule or "the export's"
+        parts.append(f"default {self.default!r}" if self.default is not None else f"default: {rule}")
+        return ", ".join(parts)
+
+    def parse(self, text: str, model: str) -> Any:
+        where = f"{model} run option {self.name}={text!r}"
+        try:
+            if self.type is bool:
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(text)
+                value: Any = text.lower() in ("true", "1", "yes")
+            else:
+                value = self.type(text)
+        except ValueError:
+            raise UsageError(f"{where}: expected {self.describe()}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{where}: expected a finite number")
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max) or (self.above is not None and value <= self.above):
+            raise UsageError(f"{where}: out of range ({self.describe()})")
+        if self.choices and value not in self.choices:
+            raise UsageError(f"{where}: expected {self.describe()}")
+        return value
+
+
+def parse_run_settings(settings: "Mapping[str, RunSetting] | tuple[RunSetting, ...]", raw: Mapping[str, str], model: str) -> dict[str, Any]:
+    """``--set`` values typed and range-checked; an unknown name is refused with the known ones
+    (and a close match)."""
+    import difflib
+
+    known = {s.name: s for s in settings} if not isinstance(settings, Mapping) else dict(settings)
+    parsed = {}
+    for name, text in raw.items():
+        if name not in known:
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            listing = ", ".join(known) if known else "(none)"
+            raise UsageError(f"unknown {model} run option {name!r}{hint} (known: {listing}; see `zoo info {model}`)")
+        parsed[name] = known[name].parse(text, model)
+    return parsed
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """One set of released weights a model exports from (a language, a size): ``zoo export
+    MODEL --checkpoint NAME``. Variants (precision, compression) apply to every checkpoint."""
+
+    name: str
+    description: str = ""
+    #: where the released weights live (``hub_repo`` at the pinned ``revision``)
+    hub_repo: str | None = None
+    revision: str | None = None
+    #: upstream's own reference to the weights (e.g. ``hf://owner/repo/path@revision``), recorded
+    source: str = ""
+    #: the architecture family (checkpoints of one family share the plugin's port)
+    family: str = ""
+    #: why this checkpoint cannot be exported ("" when it can), said before anything loads
+    unsupported: str = ""
+
+    def as_record(self) -> dict[str, Any]:
+        record = {"name": self.name, "source": self.source, "family": self.family}
+        return {k: v for k, v in record.items() if v}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a plugin declares through ``zoo_register_models``."""
+
+    name: str
+    summary: str
+    variants: Mapping[str, Variant]
+    default_variant: str
+    components: tuple[ComponentSpec, ...]
+    tolerances: Mapping[str, Tolerance] = field(default_factory=dict)
+    hub_repo: str | None = None
+    revision: str | None = None
+    sample_rate: int = 24000
+    #: the validation level an export must pass to be registered as valid
+    required_level: str = "reference"
+    #: ``zoo run --set`` options of the run loop (checked before anything loads)
+    run_settings: tuple[RunSetting, ...] = ()
+    #: whether ``--voice`` may name a WAV file to clone a voice from
+    clones_voices: bool = False
+    #: compressed variants: their whole loop against the uncompressed packages' (None: not compared)
+    compressed_loop: "CompressedLoop | None" = None
+    #: released checkpoints (``--checkpoint``); empty: the model has one set of weights
+    checkpoints: Mapping[str, Checkpoint] = field(default_factory=dict)
+    default_checkpoint: str = ""
+    #: the languages the run loop speaks (ISO 639-1 codes, as ``zoo eval --lang`` takes them), each
+    #: with the ``--set`` options that make it speak that language (``{}``: none needed)
+    languages: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: {"en": {}})
+    #: filled in by the core: the name of the plugin that registered the model
+    plugin: str = ""
+
+    def __post_init__(self) -> None:
+        if self.default_variant not in self.variants:
+            raise ValueError(f"model {self.name!r}: default variant {self.default_variant!r} is not among {sorted(self.variants)}")
+        if self.required_level not in LEVELS:
+            raise ValueError(f"model {self.name!r}: required_level must be one of {LEVELS}")
+        names = [c.name for c in self.components]
+        if len(set(names)) != len(names):
+            raise ValueError(f"model {self.name!r}: duplicate component names {names}")
+        if self.checkpoints and self.default_checkpoint not in self.checkpoints:
+            raise ValueError(f"model {self.name!r}: default checkpoint {self.default_checkpoint!r} is not among {sorted(self.checkpoints)}")
+        if any(name != c.name for name, c in self.checkpoints.items()):
+            raise ValueError(f"model {self.name!r}: checkpoints must be keyed by their names")
+
+    def checkpoint(self, name: str | None) -> Checkpoint:
+        """The named checkpoint (``None``: the default); KeyError if unknown or the model has none."""
+        name = name or self.default_checkpoint
+        if name not in self.checkpoints:
+            raise KeyError(name)
+        return self.checkpoints[name]
+
+    def component(self, name: str) -> ComponentSpec:
+        for comp in self.components:
+            if comp.name == name:
+                return comp
+        raise KeyError(name)
+
+    def tolerance(self, component: str, precision: str, level: str = "reference") -> Tolerance:
+        """The component's tolerance at ``level``, else the model's, else the default (see ComponentSpec)."""
+        comp = self.component(component)
+        for table in (comp.tolerances, self.tolerances, DEFAULT_TOLERANCES):
+            for key in (f"{precision}@{level}", level, precision):
+                if key in table:
+                    return table[key]
+        raise KeyError(f"no tolerance for {component} at {precision}@{level}")
+
+    def variant(self, name: str | None) -> Variant:
+        name = name or self.default_variant
+        if name not in self.variants:
+            raise KeyError(name)
+        return self.variants[name]
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a model's weights come from.
+
+    ``kind`` is ``"hub"`` (``repo`` at pinned ``revision``), ``"local"``
+    (``path``: a directory laid out like the hub repository, or a file) or
+    ``"random"`` (the real architecture with weights drawn from ``seed``).
+    """
+
+    kind: str
+    repo: str | None = None
+    revision: str | None = None
+    path: str | None = None
+    seed: int | None = None
+
+    @classmethod
+    def random(cls, seed: int = 0) -> "WeightsSource":
+        return cls(kind="random", seed=seed)
+
+    @classmethod
+    def local(cls, path: str | Path) -> "WeightsSource":
+        return cls(kind="local", path=str(Path(path).resolve()))
+
+    @classmethod
+    def hub(cls, repo: str, revision: str) -> "WeightsSource":
+        return cls(kind="hub", repo=repo, revision=revision)
+
+    def describe(self) -> str:
+        if self.kind == "random":
+            return f"random(seed={self.seed})"
+        if self.kind == "local":
+            return f"local:{self.path}"
+        return f"hub:{self.repo}@{self.revision}"
+
+
+@dataclass
+class Reference:
+    """What ``load_reference`` returns: the upstream model and how it was made.
+
+    ``model`` is whatever the plugin needs later (usually the upstream torch
+    module). ``files`` maps each weights file actually read to its sha256, for
+    the registry.
+    """
+
+    model: Any
+    files: dict[str, str] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """An input of a traced function.
+
+    ``flexible`` maps an axis to ``(lower, upper)`` bounds for a flexible
+    (``RangeDim``) dimension; ``upper = -1`` means unbounded.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    flexible: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """A CoreML state (iOS18+) backed by a registered buffer of the module."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float16"
+
+
+@dataclass
+class Traceable:
+    """One function of a component, ready for ``torch.jit.trace``.
+
+    * ``module`` is called with the inputs in ``inputs`` order and returns a
+      tensor or a tuple of tensors in ``outputs`` order.
+    * ``examples`` are named numpy inputs; the first is used for tracing, all
+      are used for parity and stored with the export so that the package can
+      be re-checked later.
+    * ``reference`` computes the same outputs with the upstream model
+      (``reference(**inputs) -> {output: array}``); parity at the
+      ``reference`` level compares ``module`` against it.
+    * ``convert_options`` are passed to ``coremltools.convert`` (for example
+      an ``op_selector`` keeping some ops in fp32 in an fp16 variant, or
+      ``compute_precision="fp32"`` for a component that must stay fp32).
+    """
+
+    module: "torch.nn.Module"
+    inputs: list[TensorSpec]
+    outputs: list[str]
+    examples: list[dict[str, "np.ndarray"]]
+    reference: Callable[..., Mapping[str, "np.ndarray"]] | None = None
+    states: list[StateSpec] = field(default_factory=list)
+    convert_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.examples:
+            raise ValueError("a Traceable needs at least one example input")
+        names = [i.name for i in self.inputs]
+        for example in self.examples:
+            if sorted(example) != sorted(names):
+                raise ValueError(f"example inputs {sorted(example)} do not match declared inputs {sorted(names)}")
+
+    def run(self, inputs: Mapping[str, "np.ndarray"], fresh_state: bool = True) -> dict[str, "np.ndarray"]:
+        """Run the torch module on numpy inputs.
+
+        With ``fresh_state`` a stateful module runs on a copy, so its states
+        start from their initial values and the module is left untouched.
+        """
+        import copy
+
+        import torch
+
+        module = copy.deepcopy(self.module) if (self.states and fresh_state) else self.module
+        args = [torch.from_numpy(_np_contiguous(inputs[spec.name])) for spec in self.inputs]
+        with torch.no_grad():
+            out = module(*args)
+        if not isinstance(out, (tuple, list)):
+            out = (out,)
+        if len(out) != len(self.outputs):
+            raise ValueError(f"module returned {len(out)} outputs, declared {self.outputs}")
+        return {name: t.detach().cpu().numpy() for name, t in zip(self.outputs, out)}
+
+
+def _np_contiguous(a: "np.ndarray") -> "np.ndarray":
+    import numpy as np
+
+    return np.ascontiguousarray(a)
+
+
+@dataclass
+class LoopCase:
+    """One whole-loop comparison returned by the ``loop_parity`` hook.
+
+    ``actual`` is what the plugin's run loop produced on the torch traceables,
+    ``expected`` what the upstream model generated end to end from the same
+    inputs and noise; ``info`` says what was compared (text, frames, seed...).
+    """
+
+    name: str
+    actual: Any
+    expected: Any
+    tolerance: Tolerance
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CompressedLoop:
+    """How an export of a compressed variant speaks against the same export uncompressed: the run
+    loop on both sets of packages (zoo's MIL interpreter, same text, voice, seed and settings),
+    judged at the ``mil`` level as component ``loop:compressed``.
+
+    ``frames_max_delta`` bounds the difference in ``RunResult.frames`` (where the loop ended: EOS,
+    durations). The audio's spectral distance (over the common length) is bounded relative to what
+    the loop itself does with other noise: ``spectral_factor`` × the distance between the
+    uncompressed packages' audio with seed 0 and with seed 1 — scale-free, so it holds for any
+    weights (a model that speaks differently per seed tolerates more). ``basis`` names the
+    measurements the bounds stand on.
+    """
+
+    text: str
+    frames_max_delta: int
+    spectral_factor: float
+    basis: str
+    settings: Mapping[str, str] = field(default_factory=dict)
+    #: the loop's results carry ``RunResult.segments`` (kokoro: every token's frames): the frames
+    #: are judged per segment by the integer outputs' tempo rule (``validation.INTEGER_TEMPO``:
+    #: Σ|Δ| no more than a ±10% tempo change of the uncompressed segments makes) instead of
+    #: ``frames_max_delta``, and the audio is compared aligned segment by segment, so a one-frame
+    #: shift costs a one-frame shift
+    aligned: bool = False
+    #: the component that makes the audio from aligned features (kokoro: ``decoder``): the loop's
+    #: audio may also move as far as that component's own mil bound allows (its calibrated
+    #: movement at the variant's precision), where another seed moves it less (a smooth decoder)
+    audio_component: str | None = None
+
+
+@dataclass
+class RunOptions:
+    """Options of ``zoo run`` handed to ``run_loop``."""
+
+    voice: str | None = None
+    seed: int = 0
+    settings: dict[str, str] = field(default_factory=dict)
+    #: called by the run loop with each piece of audio as soon as it is final (in order; the
+    #: pieces concatenated are RunResult.audio): ``zoo run`` writes them to the WAV as they come
+    on_audio: Callable[["np.ndarray"], None] | None = None
+    #: called by the run loop with the timings of each piece (``zoo.core.Timing``: seconds from the
+    #: start of the whole utterance, in order), right after that piece's audio is emitted
+    on_timings: Callable[[list[Any]], None] | None = None
+
+    def emit(self, audio: "np.ndarray") -> None:
+        """Hand a finished piece of audio to ``on_audio`` (a loop calls this; it may be None)."""
+        if self.on_audio is not None:
+            self.on_audio(audio)
+
+    def emit_timings(self, timings: list[Any]) -> None:
+        """Hand a piece's word (or piece) timings to ``on_timings`` (it may be None)."""
+        if self.on_timings is not None and timings:
+            self.on_timings(list(timings))
+
+    def typed(self, schema: "tuple[RunSetting, ...]", model: str) -> dict[str, Any]:
+        """The ``--set`` values typed and range-checked by the model's ``RunSetting``s (see
+        :func:`parse_run_settings`); a bad one raises UsageError naming the option."""
+        return parse_run_settings(schema, self.settings, model)
+
+
+@dataclass
+class RunResult:
+    """What ``run_loop`` returns: mono float audio in [-1, 1] and a frame count."""
+
+    audio: "np.ndarray"
+    sample_rate: int
+    frames: int
+    info: dict[str, Any] = field(default_factory=dict)
+    #: the frames of each unit the audio was made of, in order (kokoro: every token's duration,
+    #: summing to ``frames``); empty when the loop has no such alignment. The compressed-loop
+    #: check aligns two results by them (``CompressedLoop.tempo``)
+    segments: tuple[int, ...] = ()
+
+
+def stable_hash(obj: Any) -> str:
+    """sha256 of a JSON rendering with sorted keys (for cache keys)."""
+
+    def default(o: Any) -> Any:
+        if dataclasses.is_dataclass(o):
+            return dataclasses.asdict(o)
+        if isinstance(o, Path):
+            return str(o)
+        if isinstance(o, float) and math.isnan(o):
+            return "nan"
+        raise TypeError(f"cannot hash {type(o).__name__}")
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=default).encode()).hexdigest()

@@ -1,0 +1,4 @@
+"""Small helpers with no zoo dependencies: hashing, memory.
+
+May import: nothing of zoo.
+"""
