@@ -13,8 +13,8 @@ import pytest
 
 from zoo.core.compression import compress
 from zoo.core.plugin.spec import CompressedLoop, RunResult
-from zoo.core.validation.checks import INTEGER_TEMPO, compressed_loop_checks, integer_moves
-from zoo.core.validation.metrics import aligned_spectral_distance, spectral_distance
+from zoo.core.validation.checks import compressed_loop_checks, integer_moves
+from zoo.core.validation.metrics import INTEGER_TEMPO, aligned_spectral_distance, spectral_distance
 
 
 def _durations(rng, n=400):

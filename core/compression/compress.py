@@ -57,7 +57,7 @@ MIXED_BITS = (4, 6, 8)
 MIXED_TARGET_DB = 20.0
 #: outputs the host rounds to integers (kokoro's durations) are planned by their margin to the
 #: rounding boundary (``integer_noise_budget``): the noise whose expected flips move them by half of
-#: what the gate allows (validation.INTEGER_TEMPO). An SNR target cannot do it: a trained duration a
+#: what the gate allows (validation.metrics.INTEGER_TEMPO). An SNR target cannot do it: a trained duration a
 #: hair from a boundary flips under any noise (trained Kokoro-82M, mixed at 50 dB: 19 flipped).
 #: Half: room for the planner's linear estimate (measured, small kokoro: within 1 dB of the package).
 INTEGER_PLAN_SHARE = 0.5
@@ -364,7 +364,7 @@ def integer_noise_budget(values: Any, rounding: str, tempo: float | None = None)
     import numpy as np
 
     from ..validation.metrics import ROUNDINGS
-    from ..validation.checks import INTEGER_TEMPO
+    from ..validation.metrics import INTEGER_TEMPO
 
     tempo = INTEGER_TEMPO if tempo is None else tempo
     e = np.asarray(values, np.float64).reshape(-1)

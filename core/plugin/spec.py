@@ -134,6 +134,8 @@ class Variant:
 
     def compressed(self, mode: str) -> "Variant":
         """This variant with its weights compressed (``<name>-<mode>``), at the target the mode needs."""
+        from ..compression.compress import MODES  # the mode's description (its numbers live there)
+
         generation = {"iOS16": 0, "macOS13": 0, "iOS17": 1, "macOS14": 1, "iOS18": 2, "macOS15": 2}
         needed = generation[COMPRESSION_TARGETS[mode]]
         target = self.target
@@ -527,7 +529,7 @@ class CompressedLoop:
     basis: str
     settings: Mapping[str, str] = field(default_factory=dict)
     #: the loop's results carry ``RunResult.segments`` (kokoro: every token's frames): the frames
-    #: are judged per segment by the integer outputs' tempo rule (``validation.INTEGER_TEMPO``:
+    #: are judged per segment by the integer outputs' tempo rule (``validation.metrics.INTEGER_TEMPO``:
     #: Σ|Δ| no more than a ±10% tempo change of the uncompressed segments makes) instead of
     #: ``frames_max_delta``, and the audio is compared aligned segment by segment, so a one-frame
     #: shift costs a one-frame shift

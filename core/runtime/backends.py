@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..plugin.names import state_identifier
 from ..plugin.spec import BackendUnavailable, Traceable  # noqa: F401  (BackendUnavailable: raised to callers of the backends)
 
 BACKENDS = ("torch", "mil", "coreml")

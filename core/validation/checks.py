@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from ..plugin.names import LEVELS
 from ..plugin.spec import Tolerance
-from .metrics import ROUNDINGS, aligned_spectral_distance, compare, spectral_distance
+from .metrics import INTEGER_TEMPO, ROUNDINGS, aligned_spectral_distance, compare, spectral_distance
 
 
 @dataclass
@@ -121,18 +121,6 @@ def integer_mismatches(
     return checks
 
 
-#: a compressed package's integer outputs (kokoro's durations, in frames) may move no more than
-#: speaking this much faster or slower moves them: each by at most one, or by what that tempo change
-#: moves it if more; in total (Σ|Δ| after rounding) at most what the tempo change moves them all.
-#: Flips by one are unavoidable under compression noise (a trained duration a hair from a rounding
-#: boundary flips under any perturbation: trained Kokoro-82M, fp16-w8 35 flips, fp16-mixed 19, all
-#: by one), and what they cost is what a tempo change costs, which kokoro's own ``speed`` setting
-#: makes on every duration (speed 1.1 divides them all by 1.1). 10%: a change that costs no words
-#: — measured, espeak-ng speech of zoo's 21 English prompts 10% faster / slower, Whisper tiny.en:
-#: mean WER 0.232 / 0.186 against 0.223 (evaluate.QOI_MIN) — and well inside the speeds a user
-#: picks (kokoro's ``speed`` takes 0.1 to 10). The bound is computed from the expected values
-#: themselves, so it holds for any weights.
-INTEGER_TEMPO = 0.10
 
 
 def integer_moves(level: str, component: str, pairs: Iterable[tuple[str, Any, Any]], integer_outputs: Mapping[str, str],
@@ -160,7 +148,7 @@ def integer_moves(level: str, component: str, pairs: Iterable[tuple[str, Any, An
     for name, (moved, bound, jumps, changed, size) in sorted(totals.items()):
         basis = integer_outputs[name]
         detail = f"{int(changed)} of {int(size)} changed after rounding"
-        why = f"Σ|Δ| ≤ what a ±{tempo:.0%} tempo change moves the expected values (core.validation.INTEGER_TEMPO)"
+        why = f"Σ|Δ| ≤ what a ±{tempo:.0%} tempo change moves the expected values (core.validation.metrics.INTEGER_TEMPO)"
         checks.append(Check(level, component, "passed" if moved <= bound else "failed", f"{name}:moved", moved, bound, basis=basis, reason=why, detail=detail))
         checks.append(Check(level, component, "passed" if jumps == 0 else "failed", f"{name}:jumps", jumps, 0.0, basis=basis,
                             reason=f"elements moved by more than one and more than a ±{tempo:.0%} tempo change moves them", detail=detail))
