@@ -112,7 +112,7 @@ def kokoro_figures(export_dir: Path) -> dict:
 
 def vibevoice_figures(export_dir: Path) -> dict:
     from common import fp32_session, interpreter_over_torch
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
 
     decoder = fp32_session(PluginHost(), "vibevoice", "fp16").traceables()["decoder"]["main"]
     torch_s, mil_s = interpreter_over_torch(decoder, export_dir / "decoder.mlpackage", example=decoder.examples[-1])
@@ -136,7 +136,7 @@ def _memory() -> dict[str, int]:
 def decoder_call_memory(export_dir: str, backend: str) -> float:
     """MB one kokoro decoder call adds to the process's peak (its last parity example)."""
     from common import fp32_session
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
 
     decoder = fp32_session(PluginHost(), "kokoro", "fp16").traceables()["decoder"]["main"]
     example = decoder.examples[-1]

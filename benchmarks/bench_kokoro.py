@@ -44,7 +44,7 @@ def torch_vs_kmodel_and_interpreter(export_dir: Path, variant: str) -> dict:
     import torch
 
     from zoo.core import RunOptions
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
     from zoo.plugins.kokoro import loop
     from zoo.plugins.kokoro.decoder import deterministic_upstream
 

@@ -46,7 +46,7 @@ def torch_vs_upstream_and_interpreter(export_dir: Path, variant: str) -> dict:
     import numpy as np
 
     from zoo.core import RunOptions
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
     from zoo.plugins.pocket_tts import loop
 
     session = fp32_session(PluginHost(), "pocket_tts", variant)

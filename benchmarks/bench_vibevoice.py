@@ -43,7 +43,7 @@ def layout_and_interpreter(export_dir: Path, variant: str) -> dict:
     from transformers import DynamicCache
 
     from zoo.core.mil import MilProgram
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
     from zoo.plugins.vibevoice.lm import from_qwen2
 
     session = fp32_session(PluginHost(), "vibevoice", variant)

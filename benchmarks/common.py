@@ -81,7 +81,7 @@ def fp32_session(host: Any, model: str, variant: str) -> Any:
     import dataclasses
 
     from zoo.core import WeightsSource
-    from zoo.core.export.session import ModelSession
+    from zoo.core.host.session import ModelSession
 
     spec = host.model(model).variant(variant)
     return ModelSession(host, model, dataclasses.replace(spec, precision="fp32"), WeightsSource.random(0))

@@ -15,6 +15,7 @@ from .plugin.hookspecs import hookimpl
 from .plugin.skeleton import ModelPlugin
 from .plugin.spec import Checkpoint, CompressedLoop, ComponentSpec, LoopCase, ModelSpec, Reference, RunOptions, RunResult, RunSetting, StateSpec, TensorSpec, Tolerance, Traceable, Variant, WeightsSource, with_compressed
 from .plugin.timestamps import Timing
+from .validation.metrics import spectral_distance  # no numpy on import: it is imported when called
 
 __all__ = [
     "hookimpl",
@@ -38,4 +39,5 @@ __all__ = [
     "Variant",
     "WeightsSource",
     "with_compressed",
+    "spectral_distance",
 ]

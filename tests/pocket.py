@@ -10,8 +10,8 @@ import pytest
 pytest.importorskip("pocket_tts", reason="pocket-tts is not installed (pip install zoo-tts[pocket_tts])")
 
 from zoo.core import RunOptions, WeightsSource  # noqa: E402
-from zoo.core.plugin.host import PluginHost  # noqa: E402
-from zoo.core.export.session import ModelSession  # noqa: E402
+from zoo.core.host.plugins import PluginHost  # noqa: E402
+from zoo.core.host.session import ModelSession  # noqa: E402
 from zoo.plugins.pocket_tts import loop  # noqa: E402
 from zoo.plugins.pocket_tts.options import SMALL  # noqa: E402,F401  (the small architecture's options)
 

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def tiny_host(tiny_site, monkeypatch):
     monkeypatch.syspath_prepend(str(tiny_site))
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
 
     return PluginHost()
 

@@ -158,7 +158,7 @@ def smooth_kokoro(monkeypatch, tmp_path):
     trained decoder (trained Kokoro-82M: 0.031), where a bound anchored on the seeds alone refused
     every compression. Exported in this process, its own cache and registry."""
     pytest.importorskip("torch")
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
     from zoo.plugins.kokoro import reference
 
     real = reference.randomise

@@ -140,7 +140,7 @@ def test_an_identical_export_that_fails_verify_is_exported_again_from_the_cache(
 def test_failed_parity_registers_nothing(tmp_path, write_plugin):
     from zoo.core.export.cache import StageCache
     from zoo.core.export.pipeline import Exporter, ExportFailed
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
     from zoo.core.plugin.spec import WeightsSource
 
     source = '''
@@ -257,7 +257,7 @@ def test_failed_loop_parity_registers_nothing_and_is_recorded(tmp_path, write_pl
     before conversion; one that matches is recorded as a reference-level check."""
     from zoo.core.export.cache import StageCache
     from zoo.core.export.pipeline import Exporter, ExportFailed
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
     from zoo.core.plugin.spec import WeightsSource
 
     source = '''

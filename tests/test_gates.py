@@ -19,8 +19,8 @@ import torch
 from zoo.core import WeightsSource
 from zoo.core.kit.float64 import modules_in
 from zoo.core.validation.levels import reference as reference_level
-from zoo.core.export.session import ModelSession
-from zoo.core.plugin.host import PluginHost
+from zoo.core.host.session import ModelSession
+from zoo.core.host.plugins import PluginHost
 from zoo.core.validation.checks import loop_checks
 
 SEEDS = (0, 1, 2)
@@ -289,7 +289,7 @@ def _mil_checks(subject, component: str, tmp_path) -> list:
     """The component's reference level, then its package converted and judged at the mil level
     against the bound the reference level measured (what the pipeline does)."""
     from zoo.core.validation import parity
-    from zoo.core.export.defaults import save_component
+    from zoo.core.host.defaults import save_component
     from zoo.core.validation.levels import level
 
     functions = subject.traceables()[component]

@@ -351,7 +351,7 @@ def test_a_full_disk_while_placing_an_export_is_one_line_and_leaves_nothing(tiny
     from zoo.core.export import publish as publish_module
     from zoo.core.export.cache import StageCache
     from zoo.core.export.pipeline import Exporter
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
     from zoo.core.export.report import ExportFailed
     from zoo.core.plugin.spec import WeightsSource
 

@@ -110,7 +110,7 @@ def test_harmonic_source_close_to_upstream(small):
 
 def _executed_source_error(source, tmp_path):
     """Convert a harmonic source, execute the package with the MIL interpreter, compare with torch."""
-    from zoo.core.export.defaults import save_component
+    from zoo.core.host.defaults import save_component
     from zoo.core.mil import MilProgram
     from zoo.core.plugin.spec import TensorSpec, Traceable, Variant
 

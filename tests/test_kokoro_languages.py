@@ -9,8 +9,8 @@ pytest.importorskip("kokoro", reason="kokoro is not installed (pip install zoo-t
 torch = pytest.importorskip("torch")
 
 from zoo.core import RunOptions, WeightsSource  # noqa: E402
-from zoo.core.plugin.host import PluginHost  # noqa: E402
-from zoo.core.export.session import ModelSession  # noqa: E402
+from zoo.core.host.plugins import PluginHost  # noqa: E402
+from zoo.core.host.session import ModelSession  # noqa: E402
 from zoo.plugins.kokoro import languages, loop  # noqa: E402
 
 TEXTS = {

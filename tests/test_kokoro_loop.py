@@ -109,7 +109,7 @@ def test_zoo_run_torch_backend_matches_kmodel(small, tmp_path):
     """`zoo run kokoro --backend torch` (the installed plugin through the core's run) against
     KModel.forward on the same phonemes, voice and noise: the whole utterance, sample by sample."""
     from zoo.core import RunOptions, WeightsSource
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
     from zoo.core.run.speak import run
     from zoo.plugins.kokoro.decoder import deterministic_upstream
 
@@ -147,7 +147,7 @@ def test_a_long_text_is_split_within_the_decoder_frame_cap_and_written_as_it_is_
     written to the WAV as soon as it is decoded (the WAV holds exactly the returned audio)."""
     from helpers import read_wav
     from zoo.core import RunOptions, WeightsSource
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
     from zoo.core.registry.store import Registry
     from zoo.core.run.speak import execute, plan
     from zoo.plugins.kokoro import loop
@@ -235,7 +235,7 @@ def test_zoo_run_writes_word_timestamps_as_srt_vtt_and_json(tmp_path):
     import srt
 
     from zoo.core import RunOptions, WeightsSource
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
     from zoo.core.run.speak import run
 
     text = "Hello there. " + WORDS_TEXT + " The end."
@@ -267,7 +267,7 @@ def test_word_timestamps_for_text_without_spaces(tmp_path):
     each matched to its phonemes the same way; where the G2P merges words (a Japanese counter,
     八時 -> one phoneme word) the counts do not add up and no timings are claimed."""
     from zoo.core import RunOptions, WeightsSource
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
     from zoo.core.run.speak import run
     from zoo.plugins.kokoro import languages
 

@@ -51,7 +51,7 @@ def test_random_durations_are_realistic(small):
 
 @pytest.mark.slow
 def test_converted_predictor_executes_like_kmodel(small, tmp_path):
-    from zoo.core.export.defaults import save_component
+    from zoo.core.host.defaults import save_component
     from zoo.core.mil import MilProgram
     from zoo.core.plugin.spec import TensorSpec, Traceable, Variant
     from zoo.plugins.kokoro.traceables import Predictor, upstream_predictor

@@ -74,7 +74,7 @@ def test_ane_rmsnorm_layer_norm_at_its_axes_and_precision(tmp_path):
     import torch
 
     from zoo.core.kit.ane import ChannelRMSNorm
-    from zoo.core.export.defaults import save_component
+    from zoo.core.host.defaults import save_component
     from zoo.core.plugin.spec import TensorSpec, Traceable, Variant
 
     x = RNG.standard_normal((1, 16, 1, 6)).astype(np.float32)

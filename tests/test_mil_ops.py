@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zoo.core.export.defaults import save_component
+from zoo.core.host.defaults import save_component
 from zoo.core.mil import KERNELS, MilError, MilProgram, UnsupportedOp
 from zoo.core.plugin.spec import StateSpec, TensorSpec, Traceable, Variant
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zoo.core.plugin.host import HookError, PluginHost, PluginLoadError, UnknownModelError
+from zoo.core.host.plugins import HookError, PluginHost, PluginLoadError, UnknownModelError
 
 GOOD = """
 from zoo.core import hookimpl, ModelSpec, Variant, ComponentSpec

@@ -14,9 +14,9 @@ from conftest import Zoo
 pytest.importorskip("pocket_tts")
 
 from zoo.core import WeightsSource  # noqa: E402
-from zoo.core.plugin.host import PluginHost  # noqa: E402
+from zoo.core.host.plugins import PluginHost  # noqa: E402
 from zoo.core.registry.store import Registry  # noqa: E402
-from zoo.core.export.session import ModelSession  # noqa: E402
+from zoo.core.host.session import ModelSession  # noqa: E402
 from zoo.plugins.pocket_tts import checkpoints, reference  # noqa: E402
 
 HOST = PluginHost()
@@ -110,7 +110,7 @@ def test_a_checkpoint_the_port_lacks_is_refused_with_its_reason():
     from dataclasses import replace
 
     from zoo.core import Checkpoint
-    from zoo.core.export.session import resolve_variant
+    from zoo.core.host.session import resolve_variant
 
     reason = checkpoints.NOT_PORTED["flow_matching"]
     spec = replace(SPEC, checkpoints={**SPEC.checkpoints, "future": Checkpoint("future", family="flow_matching", unsupported=reason)})

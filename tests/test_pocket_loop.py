@@ -194,7 +194,7 @@ def test_piece_timestamps_cover_the_audio(tmp_path):
     import json
 
     from zoo.core import RunOptions, WeightsSource
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
     from zoo.core.run.speak import run
 
     text = "Hello there. How are you today, my friend?"

@@ -53,7 +53,7 @@ def test_unreadable_json_names_the_file(tmp_path):
 def test_built_in_variant_options_parse_into_their_records():
     """Every variant every built-in plugin declares parses into the plugin's options record, and a
     misspelt option is refused naming the variant."""
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
     from zoo.core.plugin.spec import Variant
 
     host = PluginHost()

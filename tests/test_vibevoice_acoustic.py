@@ -57,7 +57,7 @@ def test_checkpoint_names_map_onto_the_transformers_decoder():
 
 @pytest.mark.slow
 def test_converted_streaming_decoder_executes_like_torch(tmp_path):
-    from zoo.core.export.defaults import save_component
+    from zoo.core.host.defaults import save_component
     from zoo.core.mil import MilProgram
     from zoo.core.plugin.spec import TensorSpec, Traceable, Variant
 

@@ -67,7 +67,7 @@ def test_checkpoint_names_load_into_the_transformers_head():
 
 @pytest.mark.slow
 def test_converted_sampler_executes_like_torch(tmp_path):
-    from zoo.core.export.defaults import save_component
+    from zoo.core.host.defaults import save_component
     from zoo.core.mil import MilProgram
     from zoo.core.plugin.spec import TensorSpec, Traceable, Variant
 

@@ -109,7 +109,7 @@ def test_converted_lm_keeps_its_cache_in_coreml_states(tmp_path):
     state: the torch module's hidden states, and transformers' within the cache's fp16 rounding."""
     import copy
 
-    from zoo.core.export.defaults import save_component
+    from zoo.core.host.defaults import save_component
     from zoo.core.mil import MilProgram
     from zoo.core.plugin.spec import StateSpec, TensorSpec, Traceable, Variant
 

@@ -15,7 +15,7 @@ def test_a_long_text_is_spoken_in_pieces_that_fit_the_caches(tmp_path, monkeypat
     word once and in order, through one decoder stream written to the WAV as it is produced."""
     from helpers import read_wav
     from zoo.core import RunOptions, WeightsSource
-    from zoo.core.plugin.host import PluginHost
+    from zoo.core.host.plugins import PluginHost
     from zoo.core.registry.store import Registry
     from zoo.core.run.speak import execute, plan
     from zoo.plugins.vibevoice import loop

@@ -56,7 +56,7 @@ class State:
 
     def host(self) -> Any:
         if self._host is None:
-            from ..plugin.host import PluginHost, PluginLoadError
+            from ..host.plugins import PluginHost, PluginLoadError
 
             try:
                 self._host = PluginHost(strict=self.strict)
@@ -73,7 +73,7 @@ def _state(ctx: typer.Context) -> State:
 
 
 def _model(ctx: typer.Context, name: str) -> Any:
-    from ..plugin.host import UnknownModelError
+    from ..host.plugins import UnknownModelError
 
     try:
         return _state(ctx).host().model(name)
@@ -344,7 +344,7 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="
          as_json: bool = typer.Option(False, "--json")) -> None:
     """Describe MODEL: plugin, checkpoints, variants, components, tolerances, weights and its exports."""
     from ..registry.store import entry_checkpoint
-    from ..export.session import checkpoint_name
+    from ..host.session import checkpoint_name
 
     state = _state(ctx)
     spec = _model(ctx, model)
@@ -764,7 +764,7 @@ def main() -> None:
     try:
         app()
     except Exception as exc:  # last resort: a clear line instead of a traceback
-        from ..plugin.host import HookError
+        from ..host.plugins import HookError
 
         if isinstance(exc, (HookError, RegistryError)):
             err.print(f"[red]✗ {exc}[/]")

@@ -280,7 +280,7 @@ def plan(host: Any, registry: Any, key: str, asr: str | Path | None, prompts_fil
     """Resolve and check a ``zoo eval`` (UsageError for a bad value, BackendUnavailable for an
     export that is missing or cannot be run); the recogniser is loaded here (half a second), the
     TTS models only when the prompts are spoken."""
-    from ..plugin.host import UnknownModelError
+    from ..host.plugins import UnknownModelError
     from ..registry.store import entry_checkpoint
     from ..run.speak import _check_voice, export_voices
     from ..runtime.backends import BACKENDS, BackendUnavailable
@@ -346,7 +346,7 @@ def run_eval(host: Any, registry: Any, request: EvalPlan, workdir: Path, progres
     on the export's weights, and the uncompressed sibling if one is registered."""
     from ..registry.store import entry_checkpoint
     from ..run.speak import RunRequest, build_runtime
-    from ..export.session import ModelSession
+    from ..host.session import ModelSession
     from ..plugin.spec import RunOptions
 
     model, entry = request.model, request.entry

@@ -26,6 +26,7 @@ from typing import Any, Callable
 from ..util.hashing import tree_sha256
 
 from ..util.cachedir import ENV_VAR, default_cache_root, plugin_cache_dir  # noqa: F401  (re-exported: the stage cache lives there)
+from ..util.files import current_umask
 _MARKER = ".complete"
 
 
@@ -65,13 +66,6 @@ def workdir(parent: Path, label: str) -> Path:
 
 def same_filesystem(a: Path, b: Path) -> bool:
     return os.stat(a).st_dev == os.stat(b).st_dev
-
-
-def current_umask() -> int:
-    """The process's umask (read by setting and restoring it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def stage_digest(path: Path) -> str:

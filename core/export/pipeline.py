@@ -24,11 +24,11 @@ from ..validation import parity, checks as validation
 from .cache import StageCache
 from ..util.hashing import tree_sha256
 from ..validation.levels import LEVELS, PACKAGE_LEVELS, Level
-from ..plugin.host import PluginHost
+from ..host.plugins import PluginHost
 from .publish import Bundle, Provenance, ValidatedPackage, publish, remove_abandoned_exports
 from ..registry.store import Registry
 from .report import ExportFailed, ExportReport, Reporter
-from .session import ModelSession, default_weights, resolve_variant
+from ..host.session import ModelSession, default_weights, resolve_variant
 from ..plugin.spec import WeightsSource, stable_hash
 from .stages import CONVERTED, TORCH_SIDE, Stages, core_digest, read_checks, tool_versions, weights_identity, write_checks
 from ..validation.checks import Check

@@ -52,7 +52,7 @@ class WavStream:
 
         self._wave.close()
         self._file.close()
-        from ..export.cache import current_umask
+        from ..util.files import current_umask
 
         os.chmod(self.tmp, 0o666 & ~current_umask())  # an output file like any other (mkstemp gives 0600)
         self.tmp.replace(self.path)

@@ -17,6 +17,14 @@ LEVELS = ("reference", "mil", "coreml")
 COMPRESSIONS = ("none", "w8", "p6", "p4", "mixed")
 #: the lowest deployment target whose ops each compression emits (``compression.compress.MODES``)
 COMPRESSION_TARGETS = {"w8": "iOS16", "p6": "iOS18", "p4": "iOS18", "mixed": "iOS18"}
+#: what each compression does, in a few words (a compressed variant's description; the modes'
+#: full descriptions and numbers: ``compression.compress.MODES``)
+COMPRESSION_SUMMARIES = {
+    "w8": "int8, one scale per output channel",
+    "p6": "6-bit look-up tables",
+    "p4": "4-bit look-up tables",
+    "mixed": "look-up tables of 8, 6 or 4 bits, chosen per layer",
+}
 
 
 def state_identifier(name: str) -> str:

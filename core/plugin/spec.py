@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
 
-from .names import COMPRESSION_TARGETS, COMPRESSIONS, LEVELS, PRECISIONS, TARGETS, state_identifier  # noqa: E402,F401  (re-exported)
+from .names import COMPRESSION_SUMMARIES, COMPRESSION_TARGETS, COMPRESSIONS, LEVELS, PRECISIONS, TARGETS, state_identifier  # noqa: E402,F401  (re-exported)
 
 
 #: unit roundoff of each precision a comparison can be made at: the size of the perturbation used to
@@ -134,8 +134,6 @@ class Variant:
 
     def compressed(self, mode: str) -> "Variant":
         """This variant with its weights compressed (``<name>-<mode>``), at the target the mode needs."""
-        from ..compression.compress import MODES  # the mode's description (its numbers live there)
-
         generation = {"iOS16": 0, "macOS13": 0, "iOS17": 1, "macOS14": 1, "iOS18": 2, "macOS15": 2}
         needed = generation[COMPRESSION_TARGETS[mode]]
         target = self.target
@@ -143,7 +141,7 @@ class Variant:
             target = [t for t, g in generation.items() if g == needed and t[:3] == target[:3]][0]
         base = self.description.removeprefix("default: ")
         return Variant(f"{self.name}-{mode}", self.precision, target, self.options,
-                       f"{base}; weights {MODES[mode].description}".lstrip("; "), mode, self.name)
+                       f"{base}; weights {COMPRESSION_SUMMARIES[mode]}".lstrip("; "), mode, self.name)
 
     def uncompressed(self) -> "Variant":
         """What the hooks before compression see (reference, traceables, constants, convert): the

@@ -90,7 +90,7 @@ class TimingWriter:
         if self.format == "json":
             self._file.write("\n]}\n")
         self._file.close()
-        from ..export.cache import current_umask
+        from ..util.files import current_umask
 
         os.chmod(self.tmp, 0o666 & ~current_umask())
         self.tmp.replace(self.path)

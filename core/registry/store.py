@@ -582,7 +582,7 @@ class Registry:
         try:
             mode = target.stat().st_mode & 0o7777
         except FileNotFoundError:
-            from ..export.cache import current_umask
+            from ..util.files import current_umask
 
             mode = 0o666 & ~current_umask()
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from ..kit.audio import WavStream, read_wav, write_wav
 from ..registry.exportdir import entry_path
-from ..plugin.host import PluginHost
+from ..host.plugins import PluginHost
 from ..registry.store import Registry, RegistryError
 from ..runtime.backends import BACKENDS, BackendUnavailable, ComponentRuntime, CoreMLRuntime, MilRuntime
 from ..plugin.spec import RunOptions, RunResult, UsageError, WeightsSource, parse_run_settings
@@ -164,7 +164,7 @@ def plan(
     if variant is not None and variant not in model.variants:
         raise UsageError(f"model {model.name!r} has no variant {variant!r}; variants: {', '.join(model.variants)}")
     if checkpoint is not None:
-        from ..export.session import resolve_variant
+        from ..host.session import resolve_variant
 
         try:
             resolve_variant(model, variant, checkpoint)
@@ -322,7 +322,7 @@ def _export_entry(registry: Registry, model: Any, variant: str | None, checkpoin
 
 def build_runtime(host: PluginHost, request: RunRequest, registry: Registry, workdir: Path) -> tuple[ComponentRuntime, str]:
     if request.backend == "torch":
-        from ..export.session import ModelSession
+        from ..host.session import ModelSession
 
         session = ModelSession(host, request.model, request.variant, request.weights, checkpoint=request.checkpoint)
         of = f", checkpoint {session.variant.checkpoint}" if session.variant.checkpoint else ""

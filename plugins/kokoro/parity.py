@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ...core import LoopCase, RunOptions, Tolerance
-from ...core.kit.metrics import spectral_distance
+from ...core import spectral_distance
 from . import loop
 from .options import CHAOS_FACTOR, KokoroOptions
 

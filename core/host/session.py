@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..plugin.host import PluginHost
+from .plugins import PluginHost
 from ..plugin.spec import ModelSpec, Reference, Traceable, Variant, WeightsSource
 
 #: ``stage(name)`` wraps each hook call; it yields a dict whose "detail" the session fills

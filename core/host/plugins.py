@@ -17,9 +17,9 @@ from typing import Any, Iterable
 
 import pluggy
 
-from ..export import defaults
-from . import hookspecs
-from .spec import ModelSpec
+from . import defaults
+from ..plugin import hookspecs
+from ..plugin.spec import ModelSpec
 
 ENTRY_POINT_GROUP = "zoo.plugins"
 PIPELINE_HOOKS = ("load_reference", "build_traceables", "convert", "export_constants", "run_loop", "loop_parity", "list_voices")

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 from ..plugin.hookspecs import hookimpl
 from ..plugin.spec import ModelSpec, Traceable, Variant
 
-NAME = "zoo.core.export.defaults"
+NAME = "zoo.core.host.defaults"
 
 
 
