@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.zoo-installed
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test lint clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,13 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The habits CI keeps: ruff's lint and format (line length 120), and the import contracts in
+# pyproject.toml (core's layers, plugins independent and through the façade and the kit only).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) exports .pytest_cache

@@ -1,7 +1,9 @@
 """Full-size pocket_tts exports of several checkpoints (random weights, no network).
 
-    .venv/bin/python benchmarks/bench_checkpoints.py [--variant fp16] [--keep DIR] [--checkpoints english,french_24l,english_7m_2026-10]
-    .venv/bin/python benchmarks/bench_checkpoints.py --variant small-fp16 --checkpoints all   # every config, reduced size
+    .venv/bin/python benchmarks/bench_checkpoints.py [--variant fp16] [--keep DIR] \\
+        [--checkpoints english,french_24l,english_7m_2026-10]
+    # every config, reduced size:
+    .venv/bin/python benchmarks/bench_checkpoints.py --variant small-fp16 --checkpoints all
 
 For each checkpoint, measured in this run: `zoo export pocket_tts --checkpoint NAME
 --random-weights` wall time and peak RSS (fresh stages), package and constants bytes, the
@@ -38,12 +40,33 @@ def main() -> None:
     if names == ["all"]:
         names = list(json.loads(zoo(env, work, "info", "pocket_tts", "--json").stdout)["checkpoints"])
     for name in names:
-        probe = subprocess.run([sys.executable, "-m", "zoo", "info", "pocket_tts", "--checkpoint", name, "--json"], cwd=work, env=env, capture_output=True, text=True)
+        probe = subprocess.run(
+            [sys.executable, "-m", "zoo", "info", "pocket_tts", "--checkpoint", name, "--json"],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if probe.returncode:
             rows.append((name, None, " ".join(probe.stderr.split())))
             continue
         report, entry, fig = measured_export(env, work, "pocket_tts", args.variant, extra=("--checkpoint", name))
-        run = json.loads(zoo(env, work, "run", "pocket_tts", TEXT, "-o", str(work / f"{name}.wav"), "--backend", "mil", "--checkpoint", name, "--json").stdout)
+        run = json.loads(
+            zoo(
+                env,
+                work,
+                "run",
+                "pocket_tts",
+                TEXT,
+                "-o",
+                str(work / f"{name}.wav"),
+                "--backend",
+                "mil",
+                "--checkpoint",
+                name,
+                "--json",
+            ).stdout
+        )
         fig["validation_level"] = report["validation_level"]
         fig["params"] = next((s.get("detail") for s in report["stages"] if s["stage"] == "load_reference"), None)
         fig["mil_run"] = {k: run[k] for k in ("frames", "audio_seconds", "wall_seconds", "calls_per_audio_second")}
@@ -57,13 +80,21 @@ def main() -> None:
         if fig is None:
             print(f"  {name}: not exported: {why}")
             continue
-        print(f"  {name}: export {fig['export_seconds']} s, peak RSS {fig['export_peak_rss_mb']} MB, packages {fig['packages_total_mb']} MB + constants "
-              f"{fig['constants_mb']} MB, level {fig['validation_level']}, {fig['mil_run']['calls_per_audio_second']:.1f} calls per second of audio "
-              f"(mil run: {fig['mil_run']['frames']} frames in {fig['mil_run']['wall_seconds']:.1f} s), mimi {fig['mimi_sha256'][:12]}")
+        print(
+            f"  {name}: export {fig['export_seconds']} s, peak RSS {fig['export_peak_rss_mb']} MB, packages "
+            f"{fig['packages_total_mb']} MB + constants "
+            f"{fig['constants_mb']} MB, level {fig['validation_level']}, "
+            f"{fig['mil_run']['calls_per_audio_second']:.1f} calls per second of audio "
+            f"(mil run: {fig['mil_run']['frames']} frames in {fig['mil_run']['wall_seconds']:.1f} s), mimi "
+            f"{fig['mimi_sha256'][:12]}"
+        )
     mimis = [fig["mimi_sha256"] for _, fig, _ in rows if fig]
     print(f"  Mimi packages: {len(set(mimis))} distinct of {len(mimis)} (each checkpoint's own weights)")
     levels = [fig["validation_level"] for _, fig, _ in rows if fig]
-    print(f"  exported {len(levels)} of {len(rows)} (levels reached: {', '.join(sorted(set(levels)))}), refused {len(rows) - len(levels)}")
+    print(
+        f"  exported {len(levels)} of {len(rows)} (levels reached: {', '.join(sorted(set(levels)))}), refused "
+        f"{len(rows) - len(levels)}"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The compressed gates' figures: what each compressed package's outputs measure against the bound they are judged by.
 
-    .venv/bin/python benchmarks/bench_compress_gates.py [--size small|full] [--models kokoro,pocket_tts,vibevoice] [--modes w8,p4,mixed] [--keep DIR]
+    .venv/bin/python benchmarks/bench_compress_gates.py [--size small|full] \\
+        [--models kokoro,pocket_tts,vibevoice] [--modes w8,p4,mixed] [--keep DIR]
 
 Exports every MODEL's compressed variants with seeded random weights (small architectures by
 default: minutes; ``--size full``: hours on 2 cores) and prints, per compressed component judged by
@@ -42,19 +43,43 @@ def main() -> None:
     env = workspace_env(work)
     prefix = "small-fp16" if args.size == "small" else "fp16"
     worst_gap = float("-inf")
-    print(f"goal: actual ≥ equivalent - {MARGIN_DB:g} dB for every compressed component judged by SNR ({args.size} architectures, random weights)")
+    print(
+        f"goal: actual ≥ equivalent - {MARGIN_DB:g} dB for every compressed component judged by SNR ({args.size} "
+        "architectures, random weights)"
+    )
     for model in args.models.split(","):
         for mode in args.modes.split(","):
             variant = f"{prefix}-{mode}"
-            proc = subprocess.run([sys.executable, "-m", "zoo", "export", model, "--random-weights", "--variant", variant, "--out", str(work / "exports"), "--json"],
-                                  cwd=work, env=env, capture_output=True, text=True)
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "zoo",
+                    "export",
+                    model,
+                    "--random-weights",
+                    "--variant",
+                    variant,
+                    "--out",
+                    str(work / "exports"),
+                    "--json",
+                ],
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             try:
                 report = json.loads(proc.stdout)
             except json.JSONDecodeError:
                 print(f"{model} {variant}: export failed before a report:\n{proc.stderr[-2000:]}")
                 continue
             checks = report.get("validation", [])
-            verdict = f"exported at {report.get('validation_level')}" if proc.returncode == 0 else f"REFUSED: {str(report.get('error', ''))[:200]}"
+            verdict = (
+                f"exported at {report.get('validation_level')}"
+                if proc.returncode == 0
+                else f"REFUSED: {str(report.get('error', ''))[:200]}"
+            )
             print(f"\n{model} {variant}: {verdict}")
             records = {c["name"]: c.get("compression") or {} for c in report.get("components", [])}
             for check in checks:
@@ -65,12 +90,21 @@ def main() -> None:
                     continue
                 gap = check["value"] - record["output_snr_db"]
                 worst_gap = max(worst_gap, -gap)
-                print(f"  {check['component']:<14} actual {check['value']:6.1f} dB   equivalent {record['output_snr_db']:6.1f} dB   "
-                      f"unit-gain {record['predicted_snr_db']:6.1f} dB   bound {check['threshold']:6.1f} dB   actual - equivalent {gap:+.1f} dB")
+                print(
+                    f"  {check['component']:<14} actual {check['value']:6.1f} dB   equivalent "
+                    f"{record['output_snr_db']:6.1f} dB   "
+                    f"unit-gain {record['predicted_snr_db']:6.1f} dB   bound {check['threshold']:6.1f} dB   actual - "
+                    f"equivalent {gap:+.1f} dB"
+                )
             for check in checks:
-                if check.get("level") == "mil" and (":" in check.get("metric", "") or check.get("component", "").startswith("loop:")):
-                    print(f"  {check['component']:<14} {check['metric']:<18} {check.get('value', float('nan')):8.4g} (bound {check.get('threshold', float('nan')):.4g}) "
-                          f"{check['status']}{'; ' + check['reason'] if check.get('reason') else ''}")
+                if check.get("level") == "mil" and (
+                    ":" in check.get("metric", "") or check.get("component", "").startswith("loop:")
+                ):
+                    print(
+                        f"  {check['component']:<14} {check['metric']:<18} {check.get('value', float('nan')):8.4g} "
+                        f"(bound {check.get('threshold', float('nan')):.4g}) "
+                        f"{check['status']}{'; ' + check['reason'] if check.get('reason') else ''}"
+                    )
     if worst_gap > float("-inf"):
         print(f"\nworst: actual {worst_gap:.1f} dB under its equivalent (goal ≤ {MARGIN_DB:g} dB)")
 

@@ -47,15 +47,52 @@ def main() -> None:
     for variant in [args.base] + [f"{args.base}-{m}" for m in args.modes.split(",")]:
         _, entry, figures = measured_export(env, work, args.model, variant, force=variant == args.base)
         wav = work / f"{variant}.wav"
-        run = json.loads(zoo(env, work, "run", args.model, TEXT, "-o", str(wav), "--variant", variant, "--backend", "mil", "--seed", "0",
-                             *RUN_ARGS.get(args.model, []), "--json").stdout)
-        mil = {(v["component"], v["metric"]): v for v in entry["validation"] if v["level"] == "mil" and v["status"] != "skipped" and v.get("metric")}
-        rows.append({"variant": variant, "total_mb": figures["total_mb"], "export_seconds": figures["export_seconds"],
-                     "export_peak_rss_mb": figures["export_peak_rss_mb"], "frames": run["frames"], "wav": str(wav),
-                     "mil": {f"{c} {m}": f"{v['value']:.4g} (bound {v['threshold']:.4g}) {v['status']}" for (c, m), v in mil.items() if "threshold" in v},
-                     "compress_seconds": round(sum(t for name, t in figures["stages"].items() if name.startswith("compress:")), 1),
-                     "loop_check_seconds": round(figures["stages"].get("loop:compressed", 0.0) + figures["stages"].get("loop:uncompressed", 0.0), 1),
-                     "compression": {c["name"]: c.get("compression") for c in entry["components"]}})
+        run = json.loads(
+            zoo(
+                env,
+                work,
+                "run",
+                args.model,
+                TEXT,
+                "-o",
+                str(wav),
+                "--variant",
+                variant,
+                "--backend",
+                "mil",
+                "--seed",
+                "0",
+                *RUN_ARGS.get(args.model, []),
+                "--json",
+            ).stdout
+        )
+        mil = {
+            (v["component"], v["metric"]): v
+            for v in entry["validation"]
+            if v["level"] == "mil" and v["status"] != "skipped" and v.get("metric")
+        }
+        rows.append(
+            {
+                "variant": variant,
+                "total_mb": figures["total_mb"],
+                "export_seconds": figures["export_seconds"],
+                "export_peak_rss_mb": figures["export_peak_rss_mb"],
+                "frames": run["frames"],
+                "wav": str(wav),
+                "mil": {
+                    f"{c} {m}": f"{v['value']:.4g} (bound {v['threshold']:.4g}) {v['status']}"
+                    for (c, m), v in mil.items()
+                    if "threshold" in v
+                },
+                "compress_seconds": round(
+                    sum(t for name, t in figures["stages"].items() if name.startswith("compress:")), 1
+                ),
+                "loop_check_seconds": round(
+                    figures["stages"].get("loop:compressed", 0.0) + figures["stages"].get("loop:uncompressed", 0.0), 1
+                ),
+                "compression": {c["name"]: c.get("compression") for c in entry["components"]},
+            }
+        )
     base = rows[0]
     reference, _ = read_wav(Path(base["wav"]))
     for row in rows[1:]:
@@ -68,12 +105,17 @@ def main() -> None:
     print()
     goal = GOALS_MB.get(args.model)
     for row in rows:
-        line = f"{row['variant']:>10}: {row['total_mb']:>8} MB (goal <= {goal} MB: {'ok' if goal and row['total_mb'] <= goal else 'over'})"
+        verdict = "ok" if goal and row["total_mb"] <= goal else "over"
+        line = f"{row['variant']:>10}: {row['total_mb']:>8} MB (goal <= {goal} MB: {verdict})"
         line += f", export {row['export_seconds']} s"
         if "export_time_vs_fp16" in row:
-            line += (f" = {row['export_time_vs_fp16']}x {args.base}'s (goal <= 2x; after {args.base}'s in the same cache; compress stages {row['compress_seconds']} s, "
-                     f"loop check {row['loop_check_seconds']} s)")
-            line += f", loop vs {args.base}: frames {row['loop_frames_vs_fp16']:+d}, spectral {row['loop_spectral_vs_fp16']}"
+            line += (
+                f" = {row['export_time_vs_fp16']}x {args.base}'s (goal <= 2x; after {args.base}'s in the same cache; "
+                f"compress stages {row['compress_seconds']} s, "
+                f"loop check {row['loop_check_seconds']} s)"
+            )
+            line += f", loop vs {args.base}: frames {row['loop_frames_vs_fp16']:+d}"
+            line += f", spectral {row['loop_spectral_vs_fp16']}"
         print(line)
         for comp, verdict in row["mil"].items():
             print(f"{'':>12}{comp}: {verdict}")

@@ -74,7 +74,8 @@ def export_lines(model: str, report: dict, fig: dict) -> list[str]:
     return [
         f"{model} export peak RSS: {rss:.0f} MB (goal <= {rss_goal}: {'ok' if rss <= rss_goal else 'over'}); "
         f"stages that raised it (MB): {', '.join(rises)}",
-        f"{model} export wall: {wall:.1f} s" + (f" (goal <= {wall_goal}: {'ok' if wall <= wall_goal else 'over'})" if wall_goal else "")
+        f"{model} export wall: {wall:.1f} s"
+        + (f" (goal <= {wall_goal}: {'ok' if wall <= wall_goal else 'over'})" if wall_goal else "")
         + f"; validation {validation:.1f} s, conversion {convert:.1f} s, the rest {wall - validation - convert:.1f} s",
     ]
 
@@ -86,8 +87,10 @@ def pocket_figures(export_dir: Path) -> dict:
     ms = out["step_call_ms"]
     out["_lines"] = [
         f"pocket_tts torch run loop vs upstream generate_audio: {out['torch_speed_vs_upstream']:.2f}x "
-        f"({out['upstream_generate_audio']['seconds']} s / {out['torch_loop']['seconds']} s, frames {out['upstream_generate_audio']['frames']} / {out['torch_loop']['frames']}; goal >= 1.2)",
-        f"pocket_tts MIL interpreter / torch per step call: {out['mil_over_torch_step']:.2f}x ({ms['mil']} / {ms['torch']} ms; goal <= 2)",
+        f"({out['upstream_generate_audio']['seconds']} s / {out['torch_loop']['seconds']} s, frames "
+        f"{out['upstream_generate_audio']['frames']} / {out['torch_loop']['frames']}; goal >= 1.2)",
+        f"pocket_tts MIL interpreter / torch per step call: {out['mil_over_torch_step']:.2f}x ({ms['mil']} / "
+        f"{ms['torch']} ms; goal <= 2)",
     ]
     return out
 
@@ -103,8 +106,10 @@ def kokoro_figures(export_dir: Path) -> dict:
     mil_s, torch_s = out["decoder_mil_seconds"], out["decoder_torch_seconds"]
     out["_lines"] = [
         f"kokoro torch run loop vs KModel.forward: {out['torch_speed_vs_kmodel']:.2f}x (goal >= 1.0)",
-        f"kokoro MIL interpreter / torch per decoder call ({seconds:.2f} s of audio): {out['mil_over_torch_decoder']:.2f}x ({mil_s:.2f} / {torch_s:.2f} s; goal <= 2)",
-        f"kokoro decoder call peak memory, interpreter vs torch ({seconds:.2f} s of audio): {memory['mil']:.0f} / {memory['torch']:.0f} MB = {ratio:.2f}x "
+        f"kokoro MIL interpreter / torch per decoder call ({seconds:.2f} s of audio): "
+        f"{out['mil_over_torch_decoder']:.2f}x ({mil_s:.2f} / {torch_s:.2f} s; goal <= 2)",
+        f"kokoro decoder call peak memory, interpreter vs torch ({seconds:.2f} s of audio): {memory['mil']:.0f} / "
+        f"{memory['torch']:.0f} MB = {ratio:.2f}x "
         f"({memory['mil'] / seconds:.0f} MB per second of audio; goal <= 1.5x)",
     ]
     return out
@@ -112,12 +117,19 @@ def kokoro_figures(export_dir: Path) -> dict:
 
 def vibevoice_figures(export_dir: Path) -> dict:
     from common import fp32_session, interpreter_over_torch
+
     from zoo.core.host.plugins import PluginHost
 
     decoder = fp32_session(PluginHost(), "vibevoice", "fp16").traceables()["decoder"]["main"]
     torch_s, mil_s = interpreter_over_torch(decoder, export_dir / "decoder.mlpackage", example=decoder.examples[-1])
-    return {"decoder_torch_s": round(torch_s, 3), "decoder_mil_s": round(mil_s, 3), "_lines": [
-        f"vibevoice MIL interpreter / torch per decoder call: {mil_s / torch_s:.2f}x ({mil_s:.2f} / {torch_s:.2f} s; goal <= 2)"]}
+    return {
+        "decoder_torch_s": round(torch_s, 3),
+        "decoder_mil_s": round(mil_s, 3),
+        "_lines": [
+            f"vibevoice MIL interpreter / torch per decoder call: {mil_s / torch_s:.2f}x ({mil_s:.2f} / {torch_s:.2f} "
+            "s; goal <= 2)"
+        ],
+    }
 
 
 def in_child(fn: Callable[..., float], *args: Any) -> float:
@@ -136,6 +148,7 @@ def _memory() -> dict[str, int]:
 def decoder_call_memory(export_dir: str, backend: str) -> float:
     """MB one kokoro decoder call adds to the process's peak (its last parity example)."""
     from common import fp32_session
+
     from zoo.core.host.plugins import PluginHost
 
     decoder = fp32_session(PluginHost(), "kokoro", "fp16").traceables()["decoder"]["main"]

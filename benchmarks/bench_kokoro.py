@@ -27,15 +27,23 @@ TEXT = "Hello world. This is a benchmark of the exported Kokoro components."
 
 
 def main() -> None:
-    args, report, results, run = export_and_speak(__doc__, "kokoro", TEXT, ("frames", "audio_seconds", "wall_seconds", "calls", "info"))
+    args, report, results, run = export_and_speak(
+        __doc__, "kokoro", TEXT, ("frames", "audio_seconds", "wall_seconds", "calls", "info")
+    )
 
     results.update(torch_vs_kmodel_and_interpreter(Path(report["path"]), args.variant))
     print(json.dumps(results, indent=1, ensure_ascii=False))
     print()
     print(f"export: {results['export_seconds']} s, peak RSS {results['export_peak_rss_mb']} MB")
-    print(f"size: packages {results['packages_total_mb']} MB ({results['package_bytes']}) + constants {results['constants_mb']} MB")
+    print(
+        f"size: packages {results['packages_total_mb']} MB ({results['package_bytes']}) + constants "
+        f"{results['constants_mb']} MB"
+    )
     print(f"zoo run --backend mil: {run['audio_seconds']:.2f} s of audio in {run['wall_seconds']:.2f} s")
-    print(f"torch loop vs KModel.forward: {results['torch_speed_vs_kmodel']:.2f}x; whole utterance rel. difference {results['torch_vs_kmodel_rel']:.2e}")
+    print(
+        f"torch loop vs KModel.forward: {results['torch_speed_vs_kmodel']:.2f}x; whole utterance rel. difference "
+        f"{results['torch_vs_kmodel_rel']:.2e}"
+    )
     print(f"MIL interpreter / torch per decoder call: {results['mil_over_torch_decoder']:.2f}x")
 
 
@@ -71,7 +79,9 @@ def torch_vs_kmodel_and_interpreter(export_dir: Path, variant: str) -> dict:
     noise = np.random.default_rng(5).standard_normal((1, len(ours.audio), 9)).astype(np.float32)
     with torch.no_grad(), deterministic_upstream(kref.model, noise):
         want = kref.model(phonemes, voice[len(phonemes) - 1], 1).numpy().reshape(-1)
-    rel = float(np.abs(ours.audio - want).max() / np.abs(want).max()) if want.shape == ours.audio.shape else float("inf")
+    rel = (
+        float(np.abs(ours.audio - want).max() / np.abs(want).max()) if want.shape == ours.audio.shape else float("inf")
+    )
 
     decoder = session.traceables()["decoder"]["main"]
     example = decoder.examples[-1]  # the longer parity example

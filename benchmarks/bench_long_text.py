@@ -21,8 +21,10 @@ import time
 from pathlib import Path
 
 GOAL_MB = 2048
-WORDS = ("the quick brown fox jumps over a lazy dog while seven bright stars shine above quiet green hills "
-         "near an old stone bridge where rivers meet").split()
+WORDS = (
+    "the quick brown fox jumps over a lazy dog while seven bright stars shine above quiet green hills "
+    "near an old stone bridge where rivers meet"
+).split()
 
 
 def text_of(length: int, seed: int = 3) -> str:
@@ -59,22 +61,71 @@ def main() -> None:
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix=f"zoo-bench-long-{args.model}-"))
     work.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "ZOO_REGISTRY": str(work / "registry.toml"), "ZOO_CACHE": str(work / "cache"), "TQDM_DISABLE": "1"}
+    env = {
+        **os.environ,
+        "ZOO_REGISTRY": str(work / "registry.toml"),
+        "ZOO_CACHE": str(work / "cache"),
+        "TQDM_DISABLE": "1",
+    }
     zoo = [sys.executable, "-m", "zoo"]
-    export = subprocess.run(zoo + ["export", args.model, "--random-weights", "--variant", args.variant, "--out", str(work / "exports"), "--json"],
-                            cwd=work, env=env, capture_output=True, text=True)
+    export = subprocess.run(
+        zoo
+        + [
+            "export",
+            args.model,
+            "--random-weights",
+            "--variant",
+            args.variant,
+            "--out",
+            str(work / "exports"),
+            "--json",
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if export.returncode:
         sys.exit(f"export failed:\n{export.stderr[-3000:]}")
     rows = []
     for length in sorted(int(n) for n in args.lengths.split(",")):
         text = text_of(length)
         settings = [a for kv in args.set for a in ("--set", kv)]
-        proc, wall, peak = measured(zoo + ["run", args.model, text, "-o", str(work / f"{length}.wav"), "--backend", "mil", "--variant", args.variant, *settings, "--json"], env, work)
+        proc, wall, peak = measured(
+            zoo
+            + [
+                "run",
+                args.model,
+                text,
+                "-o",
+                str(work / f"{length}.wav"),
+                "--backend",
+                "mil",
+                "--variant",
+                args.variant,
+                *settings,
+                "--json",
+            ],
+            env,
+            work,
+        )
         if proc.returncode:
-            rows.append({"chars": len(text), "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"})
+            rows.append(
+                {
+                    "chars": len(text),
+                    "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}",
+                }
+            )
             continue
         run = json.loads(proc.stdout)
-        rows.append({"chars": len(text), "audio_seconds": round(run["audio_seconds"], 1), "wall_seconds": round(wall, 1), "peak_rss_mb": round(peak)})
+        rows.append(
+            {
+                "chars": len(text),
+                "audio_seconds": round(run["audio_seconds"], 1),
+                "wall_seconds": round(wall, 1),
+                "peak_rss_mb": round(peak),
+            }
+        )
     print(json.dumps({"model": args.model, "variant": args.variant, "runs": rows}, indent=1))
     print()
     for row in rows:
@@ -82,7 +133,10 @@ def main() -> None:
             print(f"{row['chars']:>6} chars: failed: {row['error']}")
         else:
             verdict = "ok" if row["peak_rss_mb"] <= GOAL_MB else "over"
-            print(f"{row['chars']:>6} chars: {row['audio_seconds']:>6} s of audio in {row['wall_seconds']:>6} s, peak RSS {row['peak_rss_mb']} MB (goal <= {GOAL_MB}: {verdict})")
+            print(
+                f"{row['chars']:>6} chars: {row['audio_seconds']:>6} s of audio in {row['wall_seconds']:>6} s, peak "
+                f"RSS {row['peak_rss_mb']} MB (goal <= {GOAL_MB}: {verdict})"
+            )
 
 
 if __name__ == "__main__":

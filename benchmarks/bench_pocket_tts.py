@@ -30,14 +30,25 @@ TEXT = "Hello there. This is a benchmark of the exported PocketTTS components, o
 
 
 def main() -> None:
-    args, report, results, run = export_and_speak(__doc__, "pocket_tts", TEXT, ("frames", "audio_seconds", "wall_seconds", "calls", "calls_per_audio_second"))
+    args, report, results, run = export_and_speak(
+        __doc__, "pocket_tts", TEXT, ("frames", "audio_seconds", "wall_seconds", "calls", "calls_per_audio_second")
+    )
 
     results.update(torch_vs_upstream_and_interpreter(Path(report["path"]), args.variant))
     print(json.dumps(results, indent=1))
     print()
-    print(f"export: {results['export_seconds']} s (goal <= 120), peak RSS {results['export_peak_rss_mb']} MB (goal <= 4096)")
-    print(f"size: packages {results['packages_total_mb']} MB + constants {results['constants_mb']} MB = {results['total_mb']} MB (goal <= 200 for fp16)")
-    print(f"calls per second of audio (mil run): {results['mil_run']['calls_per_audio_second']:.1f} (goal <= 25; seed design ~125)")
+    print(
+        f"export: {results['export_seconds']} s (goal <= 120), peak RSS {results['export_peak_rss_mb']} MB (goal <= "
+        "4096)"
+    )
+    print(
+        f"size: packages {results['packages_total_mb']} MB + constants {results['constants_mb']} MB = "
+        f"{results['total_mb']} MB (goal <= 200 for fp16)"
+    )
+    print(
+        f"calls per second of audio (mil run): {results['mil_run']['calls_per_audio_second']:.1f} (goal <= 25; seed "
+        "design ~125)"
+    )
     print(f"torch loop vs upstream generate_audio: {results['torch_speed_vs_upstream']:.2f}x (goal >= 1.0)")
     print(f"MIL interpreter / torch per step call: {results['mil_over_torch_step']:.2f}x (goal <= 5)")
 

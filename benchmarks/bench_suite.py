@@ -22,7 +22,10 @@ def main() -> None:
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "--durations=15", *sys.argv[1:]], cwd=root)
     wall = time.perf_counter() - start
-    print(f"\nmake test (pytest): {wall:.0f} s, exit {proc.returncode} (goal <= {GOAL_SECONDS} s: {'ok' if wall <= GOAL_SECONDS else 'over'})")
+    print(
+        f"\nmake test (pytest): {wall:.0f} s, exit {proc.returncode} (goal <= {GOAL_SECONDS} s: "
+        f"{'ok' if wall <= GOAL_SECONDS else 'over'})"
+    )
     sys.exit(proc.returncode)
 
 

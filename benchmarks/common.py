@@ -10,9 +10,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomlkit
 from pathlib import Path
 from typing import Any
+
+import tomlkit
 
 
 def workspace(doc: str, prefix: str) -> tuple[argparse.Namespace, Path, dict[str, str]]:
@@ -28,7 +29,12 @@ def workspace(doc: str, prefix: str) -> tuple[argparse.Namespace, Path, dict[str
 
 def workspace_env(work: Path) -> dict[str, str]:
     """The environment pointing zoo's registry and stage cache into ``work``."""
-    return {**os.environ, "ZOO_REGISTRY": str(work / "registry.toml"), "ZOO_CACHE": str(work / "cache"), "TQDM_DISABLE": "1"}
+    return {
+        **os.environ,
+        "ZOO_REGISTRY": str(work / "registry.toml"),
+        "ZOO_CACHE": str(work / "cache"),
+        "TQDM_DISABLE": "1",
+    }
 
 
 def zoo(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
@@ -38,21 +44,41 @@ def zoo(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
-def measured_export(env: dict, work: Path, model: str, variant: str, force: bool = True, extra: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def measured_export(
+    env: dict, work: Path, model: str, variant: str, force: bool = True, extra: tuple[str, ...] = ()
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """`zoo export MODEL --random-weights --force` (every stage built again; without ``force``,
     what the workspace's stage cache holds is reused; ``extra``: more arguments, e.g.
     ``--checkpoint NAME``): (report, registry entry, figures)."""
     start = time.perf_counter()
-    report = json.loads(zoo(env, work, "export", model, "--random-weights", "--variant", variant, *(["--force"] if force else []), *extra,
-                            "--out", str(work / "exports"), "--json").stdout)
+    report = json.loads(
+        zoo(
+            env,
+            work,
+            "export",
+            model,
+            "--random-weights",
+            "--variant",
+            variant,
+            *(["--force"] if force else []),
+            *extra,
+            "--out",
+            str(work / "exports"),
+            "--json",
+        ).stdout
+    )
     figures: dict[str, Any] = {"variant": variant, "export_seconds": round(time.perf_counter() - start, 1)}
     # the export's own peak: each stage reports its process's peak when it ended (RUSAGE_CHILDREN
     # would be the largest of every child this benchmark ran so far)
     peaks = [s.get("peak_rss_mb", 0.0) for s in report["stages"]]
-    figures["export_peak_rss_mb"] = round(max(peaks)) if any(peaks) else round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    figures["export_peak_rss_mb"] = (
+        round(max(peaks)) if any(peaks) else round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+    )
     figures["stages"] = {s["stage"]: round(s["seconds"], 1) for s in report["stages"]}
     figures["stage_peak_rss_mb"] = {s["stage"]: round(s.get("peak_rss_mb", 0.0)) for s in report["stages"]}
-    entry = next(e for e in tomlkit.parse((work / "registry.toml").read_text()).unwrap()["exports"] if e["id"] == report["id"])
+    entry = next(
+        e for e in tomlkit.parse((work / "registry.toml").read_text()).unwrap()["exports"] if e["id"] == report["id"]
+    )
     figures["package_bytes"] = {c["name"]: c["bytes"] for c in entry["components"]}
     figures["packages_total_mb"] = round(sum(figures["package_bytes"].values()) / 1e6, 1)
     figures["constants_mb"] = round(sum(c["bytes"] for c in entry["constants"]) / 1e6, 2)
@@ -65,12 +91,16 @@ def measured_export(env: dict, work: Path, model: str, variant: str, force: bool
     return report, entry, figures
 
 
-def export_and_speak(doc: str, model: str, text: str, keys: tuple[str, ...], *run_args: str) -> tuple[argparse.Namespace, dict[str, Any], dict[str, Any], dict[str, Any]]:
+def export_and_speak(
+    doc: str, model: str, text: str, keys: tuple[str, ...], *run_args: str
+) -> tuple[argparse.Namespace, dict[str, Any], dict[str, Any], dict[str, Any]]:
     """A measured export of ``model`` (``--variant`` from the command line), then ``zoo run`` on it
     with the MIL interpreter: (arguments, export report, figures, run report)."""
     args, work, env = workspace(doc, f"zoo-bench-{model}-")
     report, _, results = measured_export(env, work, model, args.variant)
-    run = json.loads(zoo(env, work, "run", model, text, "-o", str(work / "mil.wav"), "--backend", "mil", *run_args, "--json").stdout)
+    run = json.loads(
+        zoo(env, work, "run", model, text, "-o", str(work / "mil.wav"), "--backend", "mil", *run_args, "--json").stdout
+    )
     results["mil_run"] = {k: run[k] for k in keys}
     return args, report, results, run
 
@@ -100,7 +130,9 @@ def per_call(run: Any, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-def interpreter_over_torch(traceable: Any, package: Path, function: str = "main", example: dict | None = None, held: tuple[str, ...] = ()) -> tuple[float, float]:
+def interpreter_over_torch(
+    traceable: Any, package: Path, function: str = "main", example: dict | None = None, held: tuple[str, ...] = ()
+) -> tuple[float, float]:
     """(torch seconds, MIL interpreter seconds) per call of one function on one example (default:
     its first), each warm, the median of three; a stateful function starts from fresh states.
     Inputs named in ``held`` reach the interpreter in the package's declared dtype, as the run

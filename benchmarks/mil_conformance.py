@@ -48,7 +48,9 @@ def tests_dir() -> Path:
     return Path(coremltools.__file__).parent / "converters" / "mil" / "mil" / "ops" / "tests"
 
 
-def run(modules: list[str], subset: bool, canary: bool, report: Path, extra: list[str] | None = None, jobs: int = 1) -> list[dict]:
+def run(
+    modules: list[str], subset: bool, canary: bool, report: Path, extra: list[str] | None = None, jobs: int = 1
+) -> list[dict]:
     """Run the suite in ``jobs`` subprocesses, modules dealt out largest first (the plugin patches
     coremltools process-wide, so never in this process); every case's outcome, in module order."""
     groups: list[list[str]] = [[] for _ in range(max(1, jobs))]
@@ -60,7 +62,18 @@ def run(modules: list[str], subset: bool, canary: bool, report: Path, extra: lis
     procs = []
     with tempfile.TemporaryDirectory() as tmp:  # coremltools' tests write into the working directory
         for i, group in enumerate(g for g in groups if g):
-            args = [sys.executable, "-m", "pytest", "-p", "zoo.core.mil.conformance", "-q", "--no-header", "-p", "no:cacheprovider", "-rN"]
+            args = [
+                sys.executable,
+                "-m",
+                "pytest",
+                "-p",
+                "zoo.core.mil.conformance",
+                "-q",
+                "--no-header",
+                "-p",
+                "no:cacheprovider",
+                "-rN",
+            ]
             args += ["--zoo-report", str(report) + f".{i}", "-W", "ignore"]
             if subset:
                 args.append("--zoo-subset")
@@ -71,7 +84,12 @@ def run(modules: list[str], subset: bool, canary: bool, report: Path, extra: lis
             work.mkdir()
             (work / "pytest.ini").write_text("[pytest]\n")  # not the project's settings (workers, filters)
             args[3:3] = ["-c", str(work / "pytest.ini")]
-            procs.append((subprocess.Popen(args, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), Path(str(report) + f".{i}")))
+            procs.append(
+                (
+                    subprocess.Popen(args, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+                    Path(str(report) + f".{i}"),
+                )
+            )
         results: list[dict] = []
         for proc, part in procs:
             proc.wait()
@@ -92,7 +110,9 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subset", action="store_true", help="the first case of every test function only")
-    parser.add_argument("--canary", action="store_true", help="corrupt relu and remove sigmoid (the hook must show both)")
+    parser.add_argument(
+        "--canary", action="store_true", help="corrupt relu and remove sigmoid (the hook must show both)"
+    )
     parser.add_argument("--modules", nargs="*", default=list(MODULES), help="test modules under coremltools' ops/tests")
     parser.add_argument("--report", type=Path, default=Path(tempfile.gettempdir()) / "zoo-mil-conformance.json")
     parser.add_argument("--classes", action="store_true", help="print the per-class table too")
@@ -116,7 +136,9 @@ def main() -> int:
     console.print(f"{len(results)} cases in {seconds:.0f} s: " + ", ".join(f"{v} {k}" for k, v in totals.items() if v))
     for r in results:
         if r["outcome"] in ("wrong", "crashed", "other", "unreadable", "fp16-below-tolerance"):
-            console.print(f"[bold]{r['outcome']}[/] {r['id'].split('ops/tests/')[-1]}\n    {r['detail'][:300]}", highlight=False)
+            console.print(
+                f"[bold]{r['outcome']}[/] {r['id'].split('ops/tests/')[-1]}\n    {r['detail'][:300]}", highlight=False
+            )
     unsupported: dict[str, int] = {}
     for r in results:
         if r["outcome"] == "unsupported":

@@ -10,10 +10,27 @@ What a plugin needs is importable from here (and its helpers from ``zoo.core.kit
 Nothing imported by this module pulls in torch or coremltools.
 """
 
-from .plugin.records import Record, RecordError
 from .plugin.hookspecs import hookimpl
+from .plugin.records import Record, RecordError
 from .plugin.skeleton import ModelPlugin
-from .plugin.spec import Checkpoint, CompressedLoop, ComponentSpec, LoopCase, ModelSpec, Reference, RunOptions, RunResult, RunSetting, StateSpec, TensorSpec, Tolerance, Traceable, Variant, WeightsSource, with_compressed
+from .plugin.spec import (
+    Checkpoint,
+    ComponentSpec,
+    CompressedLoop,
+    LoopCase,
+    ModelSpec,
+    Reference,
+    RunOptions,
+    RunResult,
+    RunSetting,
+    StateSpec,
+    TensorSpec,
+    Tolerance,
+    Traceable,
+    Variant,
+    WeightsSource,
+    with_compressed,
+)
 from .plugin.timestamps import Timing
 from .validation.metrics import spectral_distance  # no numpy on import: it is imported when called
 

@@ -6,6 +6,7 @@ Every test writes to its own registry, cache and output directory.
 from __future__ import annotations
 
 import os
+
 os.environ.setdefault("TQDM_DISABLE", "1")  # coremltools progress bars
 import subprocess
 import sys
@@ -27,7 +28,18 @@ def _pip_install_target(src: Path, target: Path) -> None:
         copy = Path(tmp) / src.name
         shutil.copytree(src, copy, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
         subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target), str(copy)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--target",
+                str(target),
+                str(copy),
+            ],
             check=True,
             capture_output=True,
         )
@@ -78,11 +90,15 @@ class Zoo:
         # no wall-clock limit: a loaded machine is slow, not wrong (CI bounds the whole run)
         proc = subprocess.run(self.argv(*args), cwd=self.workdir, env=self.env, capture_output=True, text=True)
         if check and proc.returncode != 0:
-            raise AssertionError(f"zoo {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+            raise AssertionError(
+                f"zoo {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+            )
         return proc
 
     def popen(self, *args: str) -> subprocess.Popen:
-        return subprocess.Popen(self.argv(*args), cwd=self.workdir, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.Popen(
+            self.argv(*args), cwd=self.workdir, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
 
     def packages(self) -> list[Path]:
         return sorted(self.out.rglob("*.mlpackage")) if self.out.exists() else []

@@ -17,17 +17,22 @@ def read_wav(path: Path, rate: int = 24000) -> np.ndarray:
 
 
 def upstream_decoder_name(key: str) -> str:
-    """transformers' acoustic-decoder parameter name -> the VibeVoice checkpoint's (below ``...acoustic_tokenizer.decoder.``),
+    """transformers' acoustic-decoder parameter name -> the VibeVoice checkpoint's (below
+    ``...acoustic_tokenizer.decoder.``),
     from the layout facts: upstream's stage 0 is transformers' stem, and its convolutions nest one level deeper."""
     if key.startswith("stem.conv.conv."):
         key = key.replace("stem.conv.conv.", "upsample_layers.0.0.conv.conv.conv.")
     elif key.startswith("stem.stage."):
         key = key.replace("stem.stage.", "stages.0.")
     elif key.startswith("conv_layers."):
-        index, rest = key[len("conv_layers."):].split(".", 1)
-        key = f"upsample_layers.{int(index) + 1}.0.{rest}" if rest.startswith("convtr.") else f"stages.{int(index) + 1}.{rest[len('stage.'):]}"
+        index, rest = key[len("conv_layers.") :].split(".", 1)
+        key = (
+            f"upsample_layers.{int(index) + 1}.0.{rest}"
+            if rest.startswith("convtr.")
+            else f"stages.{int(index) + 1}.{rest[len('stage.') :]}"
+        )
     elif key.startswith("head."):
-        key = "head.conv." + key[len("head."):]
+        key = "head.conv." + key[len("head.") :]
     return key.replace("mixer.conv.", "mixer.conv.conv.conv.")
 
 
@@ -38,7 +43,11 @@ def export_small(zoo, model: str, variant: str) -> tuple[dict, dict, dict]:
 
     from zoo.core.registry.store import Registry
 
-    report = json.loads(zoo("export", model, "--random-weights", "--variant", variant, "--out", str(zoo.out), "--json", check=True).stdout)
+    report = json.loads(
+        zoo(
+            "export", model, "--random-weights", "--variant", variant, "--out", str(zoo.out), "--json", check=True
+        ).stdout
+    )
     assert report["ok"] and report["validation_level"] == "mil"
     entry = next(e for e in Registry(zoo.registry).exports() if e["id"] == report["id"])
     checks = {(v["level"], v["component"], v.get("metric", "")): v for v in entry["validation"]}

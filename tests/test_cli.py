@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import Zoo
+
 from zoo.core.registry.store import Registry
 
 NO_TORCH = """
@@ -35,7 +35,9 @@ def test_help_lists_every_command(zoo: Zoo):
 
 def test_list_and_help_do_not_import_torch(zoo: Zoo):
     for args in (["list"], ["--help"], ["list", "--json"]):
-        proc = subprocess.run([sys.executable, "-c", NO_TORCH, *args], cwd=zoo.workdir, env=zoo.env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-c", NO_TORCH, *args], cwd=zoo.workdir, env=zoo.env, capture_output=True, text=True
+        )
         assert proc.returncode == 0, proc.stderr
         assert "NO-HEAVY-IMPORTS" in proc.stdout
 
@@ -87,15 +89,50 @@ def test_python_dash_m_works(zoo: Zoo):
 #: end differently; the registry is empty, so a mil run could not start either.
 USAGE_ERRORS = [
     (("run", "kokoro", "  ", "-o", "x.wav", "--backend", "torch", "--random-weights"), "TEXT is empty"),
-    (("run", "kokoro", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--set", "sped=1"), "did you mean 'speed'"),
-    (("run", "kokoro", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--set", "speed=0"), "speed='0': out of range"),
-    (("run", "pocket_tts", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--set", "max_tokens=-5"), "max_tokens='-5': out of range"),
-    (("run", "pocket_tts", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--set", "temperature=warm"), "temperature='warm': expected number"),
-    (("run", "vibevoice", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--set", "max_seconds=0"), "max_seconds='0': out of range"),
-    (("run", "kokoro", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--voice", "me.wav"), "cannot clone a voice"),
-    (("run", "pocket_tts", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--voice", "me.wav"), "me.wav: no such WAV file"),
+    (
+        ("run", "kokoro", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--set", "sped=1"),
+        "did you mean 'speed'",
+    ),
+    (
+        ("run", "kokoro", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--set", "speed=0"),
+        "speed='0': out of range",
+    ),
+    (
+        ("run", "pocket_tts", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--set", "max_tokens=-5"),
+        "max_tokens='-5': out of range",
+    ),
+    (
+        (
+            "run",
+            "pocket_tts",
+            "hi",
+            "-o",
+            "x.wav",
+            "--backend",
+            "torch",
+            "--random-weights",
+            "--set",
+            "temperature=warm",
+        ),
+        "temperature='warm': expected number",
+    ),
+    (
+        ("run", "vibevoice", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--set", "max_seconds=0"),
+        "max_seconds='0': out of range",
+    ),
+    (
+        ("run", "kokoro", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--voice", "me.wav"),
+        "cannot clone a voice",
+    ),
+    (
+        ("run", "pocket_tts", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--voice", "me.wav"),
+        "me.wav: no such WAV file",
+    ),
     (("run", "kokoro", "hi", "-o", ".", "--backend", "torch", "--random-weights"), "is a directory"),
-    (("run", "kokoro", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--variant", "int4"), "no variant 'int4'"),
+    (
+        ("run", "kokoro", "hi", "-o", "x.wav", "--backend", "torch", "--random-weights", "--variant", "int4"),
+        "no variant 'int4'",
+    ),
     (("export", "tiny", "--random-weights", "--out", "a-file"), "--out a-file is a file"),
     (("--registry", ".", "list"), "is a directory"),
 ]
@@ -135,7 +172,9 @@ def test_at_80_columns_ids_are_whole_and_skip_reasons_one_line(zoo: Zoo):
 def test_random_weight_audio_is_flagged(zoo: Zoo):
     proc = zoo("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav"), "--random-weights", check=True)
     assert "random weights" in " ".join(proc.stderr.split()) and "not speech" in proc.stderr
-    data = json.loads(zoo("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav"), "--random-weights", "--json", check=True).stdout)
+    data = json.loads(
+        zoo("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav"), "--random-weights", "--json", check=True).stdout
+    )
     assert data["random_weights"] is True
 
 
@@ -144,4 +183,6 @@ def test_help_shows_the_defaults(zoo: Zoo):
     assert "[default: ./registry.toml]" in top
     export = " ".join(zoo("export", "--help", check=True).stdout.split())
     assert "[default: the model's default]" in export and "[default: ~/.cache/zoo]" in export
-    assert "<bool>" not in export.replace("--help <bool>", "")  # plain flags (only typer's own --help keeps its metavar)
+    assert "<bool>" not in export.replace(
+        "--help <bool>", ""
+    )  # plain flags (only typer's own --help keeps its metavar)

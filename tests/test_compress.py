@@ -8,8 +8,8 @@ import pytest
 
 from zoo.core.compression import compress
 from zoo.core.export.cache import StageCache
-from zoo.core.registry.store import Registry
 from zoo.core.plugin.spec import WeightsSource
+from zoo.core.registry.store import Registry
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,9 @@ def _export(host, variant, tmp_path):
     from zoo.core.export.pipeline import Exporter
 
     registry = Registry(tmp_path / "registry.toml")
-    exporter = Exporter(host, "tiny", variant, WeightsSource.random(0), tmp_path / "out", registry, StageCache(tmp_path / "cache"))
+    exporter = Exporter(
+        host, "tiny", variant, WeightsSource.random(0), tmp_path / "out", registry, StageCache(tmp_path / "cache")
+    )
     return exporter, registry
 
 
@@ -53,7 +55,9 @@ def test_a_compressed_export_is_executed_judged_and_recorded(tiny_host, tmp_path
     # compressed package meets within the margin (measured: tiny vocoder 0.7 dB under it at w8)
     assert check.threshold == pytest.approx(record_of(registry)["output_snr_db"] - compress.MARGIN_DB, abs=0.01)
     entry = registry.exports()[0]
-    assert entry["variant"]["compression"] == mode and entry["variant"]["target"] == ("iOS17" if mode == "w8" else "iOS18")
+    assert entry["variant"]["compression"] == mode and entry["variant"]["target"] == (
+        "iOS17" if mode == "w8" else "iOS18"
+    )
     record = {c["name"]: c.get("compression") for c in entry["components"]}
     assert record["vocoder"]["mode"] == mode and record["vocoder"]["compressed_weights"] == 1
     if mode == "mixed":  # one weight: the narrowest width whose measured effect meets the target
@@ -148,10 +152,26 @@ def test_pocket_tts_speaks_through_mixed_width_packages(zoo):
     from collections import Counter
 
     pytest.importorskip("pocket_tts")
-    report = json.loads(zoo("export", "pocket_tts", "--random-weights", "--variant", "small-fp16-mixed", "--out", str(zoo.out), "--json", check=True).stdout)
+    report = json.loads(
+        zoo(
+            "export",
+            "pocket_tts",
+            "--random-weights",
+            "--variant",
+            "small-fp16-mixed",
+            "--out",
+            str(zoo.out),
+            "--json",
+            check=True,
+        ).stdout
+    )
     assert report["ok"] and report["validation_level"] == "mil"
-    mil = {c["component"]: c for c in report["validation"] if c["level"] == "mil" and c["component"] != "loop:compressed"}
-    assert {c: (m["metric"], m["status"]) for c, m in mil.items()} == {c: ("snr_db_min", "passed") for c in ("flowlm", "mimi", "voice_encoder")}
+    mil = {
+        c["component"]: c for c in report["validation"] if c["level"] == "mil" and c["component"] != "loop:compressed"
+    }
+    assert {c: (m["metric"], m["status"]) for c, m in mil.items()} == {
+        c: ("snr_db_min", "passed") for c in ("flowlm", "mimi", "voice_encoder")
+    }
     records = {c["name"]: c["compression"] for c in report["components"]}
     assert records["flowlm"]["kept"] == ["transformer_rope_cos_to_fp16", "transformer_rope_sin_to_fp16"]
     widths = Counter(b for r in records.values() for b in r["bits"].values())
@@ -169,7 +189,21 @@ def test_pocket_tts_speaks_through_mixed_width_packages(zoo):
     assert loop["frames_delta"]["threshold"] == 1 and "seeds 0 and 1" in loop["spectral_max"]["basis"]
     # all at 4 bits the same weights reach 9.7-14.7 dB (p4, full size); all at 6 bits 60% more bytes than 4
     assert sum(r["bytes_after"] for r in records.values()) < 0.6 * sum(r["bytes_before"] for r in records.values())
-    run = json.loads(zoo("run", "pocket_tts", "Hello there.", "-o", str(zoo.workdir / "mixed.wav"), "--variant", "small-fp16-mixed", "--backend", "mil", "--json", check=True).stdout)
+    run = json.loads(
+        zoo(
+            "run",
+            "pocket_tts",
+            "Hello there.",
+            "-o",
+            str(zoo.workdir / "mixed.wav"),
+            "--variant",
+            "small-fp16-mixed",
+            "--backend",
+            "mil",
+            "--json",
+            check=True,
+        ).stdout
+    )
     assert run["frames"] > 0 and run["source"] == f"export {report['id']}"
     assert json.loads(zoo("verify", "--execute", "--json", check=True).stdout)["ok"]
     listed = json.loads(zoo("info", "pocket_tts", "--json", check=True).stdout)
@@ -186,7 +220,19 @@ def test_vibevoice_exports_and_speaks_at_mixed_widths(zoo):
     import json
 
     pytest.importorskip("transformers")
-    report = json.loads(zoo("export", "vibevoice", "--random-weights", "--variant", "small-fp16-mixed", "--out", str(zoo.out), "--json", check=True).stdout)
+    report = json.loads(
+        zoo(
+            "export",
+            "vibevoice",
+            "--random-weights",
+            "--variant",
+            "small-fp16-mixed",
+            "--out",
+            str(zoo.out),
+            "--json",
+            check=True,
+        ).stdout
+    )
     assert report["ok"] and report["validation_level"] == "mil"
     mil = {(c["component"], c["metric"]): c for c in report["validation"] if c["level"] == "mil"}
     assert {c for c, _ in mil} == {"lm", "tts_lm", "sampler", "decoder", "loop:compressed"}
@@ -196,14 +242,31 @@ def test_vibevoice_exports_and_speaks_at_mixed_widths(zoo):
     assert sum(r["bytes_after"] for r in records.values()) < 0.6 * sum(r["bytes_before"] for r in records.values())
     for name in ("lm", "tts_lm", "sampler", "decoder"):
         assert mil[(name, "snr_db_min")]["value"] >= compress.MIXED_TARGET_DB - 3, name
-    run = json.loads(zoo("run", "vibevoice", "Hello there.", "-o", str(zoo.workdir / "mixed.wav"), "--variant", "small-fp16-mixed", "--backend", "mil",
-                         "--set", "max_seconds=1", "--json", check=True).stdout)
+    run = json.loads(
+        zoo(
+            "run",
+            "vibevoice",
+            "Hello there.",
+            "-o",
+            str(zoo.workdir / "mixed.wav"),
+            "--variant",
+            "small-fp16-mixed",
+            "--backend",
+            "mil",
+            "--set",
+            "max_seconds=1",
+            "--json",
+            check=True,
+        ).stdout
+    )
     assert run["frames"] > 0 and run["source"] == f"export {report['id']}"
 
 
 def test_the_output_bound_is_the_measured_response_less_the_margin_and_never_under_the_floor():
     def record(snrs, measured):
-        return compress.CompressionRecord("p4", tuple((f"w{i}", s) for i, s in enumerate(snrs)), (), 2, 1, output_snr_db=measured)
+        return compress.CompressionRecord(
+            "p4", tuple((f"w{i}", s) for i, s in enumerate(snrs)), (), 2, 1, output_snr_db=measured
+        )
 
     assert record([20.0], 14.0).bound()[0] == pytest.approx(14.0 - compress.MARGIN_DB)
     # the unit-gain prediction is recorded, not judged by: ten equal noise sources predict 10 dB
@@ -226,7 +289,11 @@ def test_lut_kmeans_is_as_good_as_coremltools_own_kmeans(bits, law):
     from coremltools.models.neural_network.quantization_utils import _get_kmeans_lookup_table_and_weight
 
     rng = np.random.default_rng(bits)
-    draw = {"normal": rng.standard_normal, "laplace": rng.laplace, "student_t": lambda size: rng.standard_t(3, size=size)}[law]
+    draw = {
+        "normal": rng.standard_normal,
+        "laplace": rng.laplace,
+        "student_t": lambda size: rng.standard_t(3, size=size),
+    }[law]
     group = draw(size=(16, 1024)).astype(np.float16)
     lut, index = compress.lut_kmeans(group, bits)
     assert lut.shape == (1 << bits,) and lut.dtype == group.dtype and index.dtype == np.uint8
@@ -269,7 +336,11 @@ def test_the_compressed_loop_is_judged_against_what_another_seed_does():
 def test_widths_grow_where_they_buy_the_most_and_an_unreachable_output_does_not_stop_the_others():
     from zoo.core.compression.compress import MIXED_BITS, choose_widths
 
-    noise = {4: {"a": 1e-2, "b": 1e-2, "c": 1e-2}, 6: {"a": 6e-4, "b": 6e-4, "c": 6e-4}, 8: {"a": 4e-5, "b": 4e-5, "c": 4e-5}}
+    noise = {
+        4: {"a": 1e-2, "b": 1e-2, "c": 1e-2},
+        6: {"a": 6e-4, "b": 6e-4, "c": 6e-4},
+        8: {"a": 4e-5, "b": 4e-5, "c": 4e-5},
+    }
     size = {"a": 100, "b": 100, "c": 100}
     # output 0 hears only "a", so loudly that even 8 bits leave it over its budget; output 1
     # hears "b" ten times more than "c"

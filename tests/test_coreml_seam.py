@@ -11,9 +11,9 @@ import numpy as np
 def test_states_are_written_under_coreml_identifiers_and_errors_are_failed_checks(monkeypatch, tmp_path):
     import coremltools as ct
 
+    from zoo.core.plugin.spec import Tolerance
     from zoo.core.validation import parity
     from zoo.core.validation.levels import coreml, level
-    from zoo.core.plugin.spec import Tolerance
 
     monkeypatch.setattr(coreml, "available", lambda: (True, ""))
     written: dict[str, object] = {}
@@ -37,8 +37,13 @@ def test_states_are_written_under_coreml_identifiers_and_errors_are_failed_check
 
     monkeypatch.setattr(ct.models, "MLModel", FakeModel)
     states = {"layers.0.cache.k": np.ones(2, np.float16)}
-    parity.save(tmp_path / "p.safetensors.gz", [parity.ParityCase("main", 0, {"x": np.zeros(2, np.float32)}, {"y": np.zeros(2, np.float32)}, states)])
-    checks = level("coreml").execute("lm", tmp_path / "lm.mlpackage", tmp_path / "p.safetensors.gz", Tolerance(rel=1e-3))
+    parity.save(
+        tmp_path / "p.safetensors.gz",
+        [parity.ParityCase("main", 0, {"x": np.zeros(2, np.float32)}, {"y": np.zeros(2, np.float32)}, states)],
+    )
+    checks = level("coreml").execute(
+        "lm", tmp_path / "lm.mlpackage", tmp_path / "p.safetensors.gz", Tolerance(rel=1e-3)
+    )
     assert list(written) == ["layers_0_cache_k"]  # the buffer's name as coremltools names the state
     assert [(c.level, c.status, c.metric) for c in checks] == [("coreml", "failed", "execute")]
     assert "RuntimeError: E5RT: compilation failed" in checks[0].reason
@@ -49,6 +54,9 @@ def test_importing_coremltools_leaves_the_host_logging_setting_alone():
     import subprocess
     import sys
 
-    code = "import logging; logging.disable(logging.INFO); from zoo.core.coreml.tools import import_coremltools; import_coremltools(); print(logging.root.manager.disable)"
+    code = (
+        "import logging; logging.disable(logging.INFO); from zoo.core.coreml.tools import import_coremltools; "
+        "import_coremltools(); print(logging.root.manager.disable)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[-1] == str(logging.INFO)

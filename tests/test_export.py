@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import Zoo
+
 from zoo.core.registry.store import Registry
 
 pytestmark = pytest.mark.slow
@@ -39,9 +39,13 @@ def test_export_list_verify_run(zoo: Zoo):
     levels = {(v["level"], v["status"]) for v in entry["validation"]}
     assert ("reference", "passed") in levels and ("mil", "passed") in levels
     mil = [v for v in entry["validation"] if v["level"] == "mil"]
-    assert {v["component"] for v in mil} == {"encoder", "vocoder"} and all(0 <= v["value"] <= v["threshold"] for v in mil)
+    assert {v["component"] for v in mil} == {"encoder", "vocoder"} and all(
+        0 <= v["value"] <= v["threshold"] for v in mil
+    )
     assert {p["name"] for p in entry["parity"]} == {"encoder", "vocoder"}
-    assert any(v["level"] == "coreml" and v["status"] == "skipped" and "macOS" in v["reason"] for v in entry["validation"])
+    assert any(
+        v["level"] == "coreml" and v["status"] == "skipped" and "macOS" in v["reason"] for v in entry["validation"]
+    )
 
     listed = zoo("list", check=True).stdout
     assert entry["id"] in listed and "valid" in listed
@@ -49,7 +53,9 @@ def test_export_list_verify_run(zoo: Zoo):
     assert zoo("verify", "tiny", check=True).returncode == 0
 
     wav = zoo.workdir / "hello.wav"
-    proc = zoo("run", "tiny", "Hello there.", "-o", str(wav), "--backend", "torch", "--random-weights", "--json", check=True)
+    proc = zoo(
+        "run", "tiny", "Hello there.", "-o", str(wav), "--backend", "torch", "--random-weights", "--json", check=True
+    )
     data = json.loads(proc.stdout)
     assert data["frames"] == len("Hello there.")
     assert data["calls"] == {"encoder": 2, "vocoder": 12}
@@ -61,8 +67,14 @@ def test_export_list_verify_run(zoo: Zoo):
         assert w.getframerate() == 24000 and w.getnframes() == 12 * 240
 
     mil_wav = zoo.workdir / "hello-mil.wav"
-    mil_run = json.loads(zoo("run", "tiny", "Hello there.", "-o", str(mil_wav), "--backend", "mil", "--json", check=True).stdout)
-    assert mil_run["backend"] == "mil" and mil_run["calls"] == data["calls"] and mil_run["source"] == f"export {entry['id']}"
+    mil_run = json.loads(
+        zoo("run", "tiny", "Hello there.", "-o", str(mil_wav), "--backend", "mil", "--json", check=True).stdout
+    )
+    assert (
+        mil_run["backend"] == "mil"
+        and mil_run["calls"] == data["calls"]
+        and mil_run["source"] == f"export {entry['id']}"
+    )
     with wave.open(str(wav)) as a, wave.open(str(mil_wav)) as b:
         ta = np.frombuffer(a.readframes(a.getnframes()), dtype="<i2").astype(int)
         tb = np.frombuffer(b.readframes(b.getnframes()), dtype="<i2").astype(int)
@@ -143,7 +155,7 @@ def test_failed_parity_registers_nothing(tmp_path, write_plugin):
     from zoo.core.host.plugins import PluginHost
     from zoo.core.plugin.spec import WeightsSource
 
-    source = '''
+    source = """
     import numpy as np
     from zoo.core import hookimpl, ModelSpec, Variant, ComponentSpec, Traceable, TensorSpec, Reference
 
@@ -170,10 +182,12 @@ def test_failed_parity_registers_nothing(tmp_path, write_plugin):
     @hookimpl
     def export_constants(model, variant, reference, out_dir):
         return {}
-    '''
+    """
     host = PluginHost(entry_points=[write_plugin("drift", source)])
     registry = Registry(tmp_path / "registry.toml")
-    exporter = Exporter(host, "drift", None, WeightsSource.random(0), tmp_path / "out", registry, StageCache(tmp_path / "cache"))
+    exporter = Exporter(
+        host, "drift", None, WeightsSource.random(0), tmp_path / "out", registry, StageCache(tmp_path / "cache")
+    )
     with pytest.raises(ExportFailed, match="reference parity failed for c") as err:
         exporter.run()
     check = err.value.report.checks[0]
@@ -188,8 +202,10 @@ def test_sigkill_during_convert_leaves_nothing_and_next_run_succeeds(zoo: Zoo):
     hold = zoo.workdir / "converting"
     proc = subprocess.Popen(
         zoo.argv("export", "tiny", "--random-weights", "--out", str(zoo.out)),
-        cwd=zoo.workdir, env={**zoo.env, "ZOO_TINY_HOLD_CONVERT": str(hold)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=zoo.workdir,
+        env={**zoo.env, "ZOO_TINY_HOLD_CONVERT": str(hold)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     while proc.poll() is None and not hold.exists():  # the plugin's test seam waits there to be killed
         time.sleep(0.05)
@@ -212,7 +228,10 @@ def test_eight_concurrent_exports_into_one_registry(zoo: Zoo):
     """Four seeds, each exported twice at once: the pairs share cache stages, the registry gets
     four entries (appends under the lock), and each pair's second export reuses the first's."""
     seeds = [0, 1, 2, 3] * 2
-    procs = [zoo.popen("export", "tiny", "--random-weights", "--seed", str(s), "--out", str(zoo.out), "--json") for s in seeds]
+    procs = [
+        zoo.popen("export", "tiny", "--random-weights", "--seed", str(s), "--out", str(zoo.out), "--json")
+        for s in seeds
+    ]
     results = [p.communicate() for p in procs]
     for p, (stdout, stderr) in zip(procs, results):
         assert p.returncode == 0, stdout + stderr
@@ -232,7 +251,9 @@ def test_run_defaults_to_the_registered_export(zoo: Zoo):
     _export(zoo)
     data = json.loads(zoo("run", "tiny", "Hi", "-o", str(zoo.workdir / "a.wav"), "--json", check=True).stdout)
     assert data["backend"] == "mil" and data["source"].startswith("export ")
-    data = json.loads(zoo("run", "tiny", "Hi", "-o", str(zoo.workdir / "b.wav"), "--random-weights", "--json", check=True).stdout)
+    data = json.loads(
+        zoo("run", "tiny", "Hi", "-o", str(zoo.workdir / "b.wav"), "--random-weights", "--json", check=True).stdout
+    )
     assert data["backend"] == "torch"
 
 
@@ -242,10 +263,14 @@ def test_export_dir_abandoned_before_registration_is_removed(zoo: Zoo):
     import subprocess
     import sys
 
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout.strip()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    ).stdout.strip()
     orphan = zoo.out / "tiny-fp32-orphan"
     (orphan / "encoder.mlpackage").mkdir(parents=True)
-    (orphan / ".zoo-pending.json").write_text(json.dumps({"id": "tiny-fp32-orphan", "pid": int(dead), "registry": str(zoo.registry)}))
+    (orphan / ".zoo-pending.json").write_text(
+        json.dumps({"id": "tiny-fp32-orphan", "pid": int(dead), "registry": str(zoo.registry)})
+    )
     report = _export(zoo)
     assert not orphan.exists()
     assert not (Path(report["path"]) / ".zoo-pending.json").exists()  # a registered export keeps no marker
@@ -260,9 +285,10 @@ def test_failed_loop_parity_registers_nothing_and_is_recorded(tmp_path, write_pl
     from zoo.core.host.plugins import PluginHost
     from zoo.core.plugin.spec import WeightsSource
 
-    source = '''
+    source = """
     import numpy as np
-    from zoo.core import hookimpl, ModelSpec, Variant, ComponentSpec, Traceable, TensorSpec, Reference, LoopCase, Tolerance, RunResult
+    from zoo.core import hookimpl, ModelSpec, Variant, ComponentSpec, Traceable, TensorSpec, Reference, LoopCase,
+    Tolerance, RunResult
 
     GAIN = {gain}
 
@@ -295,11 +321,13 @@ def test_failed_loop_parity_registers_nothing_and_is_recorded(tmp_path, write_pl
     def loop_parity(model, variant, reference, runtime):
         ours = run_loop(model, runtime, "t", None)
         return [LoopCase("tone", ours.audio, np.tanh(np.full(8, 0.5)), Tolerance(rel=1e-5), {{"text": "t"}})]
-    '''
+    """
     for gain, ok in ((1.01, False), (1.0, True)):
         host = PluginHost(entry_points=[write_plugin(f"looped{int(ok)}", source.format(gain=gain))])
         registry = Registry(tmp_path / f"registry{int(ok)}.toml")
-        exporter = Exporter(host, "looped", None, WeightsSource.random(0), tmp_path / "out", registry, StageCache(tmp_path / "cache"))
+        exporter = Exporter(
+            host, "looped", None, WeightsSource.random(0), tmp_path / "out", registry, StageCache(tmp_path / "cache")
+        )
         if not ok:
             with pytest.raises(ExportFailed, match="reference parity failed for loop:tone") as err:
                 exporter.run()

@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from zoo.core import WeightsSource
-from zoo.core.kit.float64 import modules_in
-from zoo.core.validation.levels import reference as reference_level
-from zoo.core.host.session import ModelSession
 from zoo.core.host.plugins import PluginHost
+from zoo.core.host.session import ModelSession
+from zoo.core.kit.float64 import modules_in
 from zoo.core.validation.checks import loop_checks
+from zoo.core.validation.levels import reference as reference_level
 
 SEEDS = (0, 1, 2)
 SCALES = (0.25, 1.0, 4.0)
@@ -51,7 +51,13 @@ class Subject:
     def traceables(self) -> dict:
         return self.session.traceables(fresh=True)  # the weights may have been scaled since
 
-    def checks(self, component: str, functions: list[str] | None = None, traceables: dict | None = None, examples: int | None = None) -> list:
+    def checks(
+        self,
+        component: str,
+        functions: list[str] | None = None,
+        traceables: dict | None = None,
+        examples: int | None = None,
+    ) -> list:
         import dataclasses
 
         fns = (traceables or self.traceables())[component]
@@ -147,7 +153,9 @@ def test_exact_gelu_instead_of_tanh_gelu_is_caught(pocket_subject, monkeypatch):
 
 def test_dropped_attention_mask_is_caught(pocket_subject, monkeypatch):
     original = pocket.attend_and_feed_forward
-    monkeypatch.setattr(pocket, "attend_and_feed_forward", lambda layer, x, q, k, v, mask: original(layer, x, q, k, v, None))
+    monkeypatch.setattr(
+        pocket, "attend_and_feed_forward", lambda layer, x, q, k, v, mask: original(layer, x, q, k, v, None)
+    )
     assert failed(pocket_subject.checks("flowlm", ["prefill"]), "float64_rel")
 
 
@@ -233,7 +241,9 @@ def test_wrong_rope_position_is_caught(vibevoice_subject, monkeypatch):
     from zoo.plugins.vibevoice import lm
 
     assert_all_pass(vibevoice_subject.checks("lm"), "unmutated lm")
-    monkeypatch.setattr(lm, "rope_rows", lambda cos, sin, position, length: ane.rope_rows(cos, sin, position + 1, length))
+    monkeypatch.setattr(
+        lm, "rope_rows", lambda cos, sin, position, length: ane.rope_rows(cos, sin, position + 1, length)
+    )
     assert failed(vibevoice_subject.checks("lm"), "float64_rel")
     assert failed(vibevoice_subject.checks("tts_lm"), "float64_rel")
 
@@ -288,14 +298,18 @@ def test_float64_check_is_skipped_with_its_reason_when_upstream_cannot_run_in_fl
 def _mil_checks(subject, component: str, tmp_path) -> list:
     """The component's reference level, then its package converted and judged at the mil level
     against the bound the reference level measured (what the pipeline does)."""
-    from zoo.core.validation import parity
     from zoo.core.host.defaults import save_component
+    from zoo.core.validation import parity
     from zoo.core.validation.levels import level
 
     functions = subject.traceables()[component]
-    result = reference_level.check_component(subject.model, subject.variant, component, subject.reference.model, functions)
+    result = reference_level.check_component(
+        subject.model, subject.variant, component, subject.reference.model, functions
+    )
     parity.save(tmp_path / "parity.safetensors.gz", result.cases)
-    tolerance, basis = result.calibration.resolve(subject.model.tolerance(component, subject.variant.precision, "mil"), subject.variant.precision)
+    tolerance, basis = result.calibration.resolve(
+        subject.model.tolerance(component, subject.variant.precision, "mil"), subject.variant.precision
+    )
     package = save_component(functions, subject.variant, tmp_path / f"{component}.mlpackage")
     return level("mil").execute(component, package, tmp_path / "parity.safetensors.gz", tolerance, basis=basis)
 

@@ -32,7 +32,12 @@ def _imports(name: str, path: Path, top_level_only: bool) -> list[tuple[str, int
     inside functions count too unless ``top_level_only``; ``if TYPE_CHECKING:`` blocks never (not run)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    checking = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
+    checking = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for n in ast.walk(node)
+    }
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     out = []
     for node in nodes:
@@ -91,7 +96,7 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append(stack[stack.index(nxt):] + [nxt] if nxt in stack else [node, nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt] if nxt in stack else [node, nxt])
             elif nxt not in state:
                 visit(nxt, stack + [nxt])
         state[node] = 2
@@ -99,7 +104,11 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     for name in sorted(graph):
         if name not in state:
             visit(name, [name])
-    return [c for c in cycles if not all(c[i + 1].startswith(c[i] + ".") or c[i].startswith(c[i + 1] + ".") for i in range(len(c) - 1))]
+    return [
+        c
+        for c in cycles
+        if not all(c[i + 1].startswith(c[i] + ".") or c[i].startswith(c[i + 1] + ".") for i in range(len(c) - 1))
+    ]
 
 
 def test_imports_have_no_cycle_even_inside_functions():
@@ -154,7 +163,9 @@ def _reach_violations(name: str, path: Path) -> list[str]:
     for target, line, _ in found:
         if target not in modules and any(t == target.rsplit(".", 1)[0] and ln == line for t, ln, _ in found):
             continue  # `from M import name`: a name of M, already judged as M
-        allowed = target in ("zoo.core", "zoo.core.kit") or target.startswith(("zoo.core.kit.", own + ".")) or target == own
+        allowed = (
+            target in ("zoo.core", "zoo.core.kit") or target.startswith(("zoo.core.kit.", own + ".")) or target == own
+        )
         if not allowed:
             bad.append(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{line} imports {target}")
     return bad
@@ -162,15 +173,23 @@ def _reach_violations(name: str, path: Path) -> list[str]:
 
 def test_plugins_import_only_the_facade_and_the_kit_and_never_each_other(tmp_path):
     modules = _modules()
-    bad = [v for name, path in modules.items() if name.startswith("zoo.plugins.") for v in _reach_violations(name, path)]
+    bad = [
+        v for name, path in modules.items() if name.startswith("zoo.plugins.") for v in _reach_violations(name, path)
+    ]
     assert not bad, bad
     # the tests' plugin and the scaffold's template, imported absolutely as a third party's would be
-    for path in [*(ROOT / "tests" / "plugins").rglob("*.py"), *(ROOT / "core" / "cli" / "templates" / "new_plugin" / "PACKAGE").glob("*.tmpl")]:
+    for path in [
+        *(ROOT / "tests" / "plugins").rglob("*.py"),
+        *(ROOT / "core" / "cli" / "templates" / "new_plugin" / "PACKAGE").glob("*.tmpl"),
+    ]:
         # templates hold ${placeholders}: read as text, not parsed
         for module in re.findall(r"^\s*from (zoo[\w.]*) import", path.read_text(encoding="utf-8"), flags=re.M):
             assert module in ("zoo.core", "zoo.core.kit") or module.startswith("zoo.core.kit."), f"{path}: {module}"
     # the check can fail: a plugin module reaching into the pipeline, or into another plugin
     probe = tmp_path / "probe.py"
-    probe.write_text("from ...core.export.pipeline import Exporter\nfrom ..kokoro import plugin\nfrom ...core import ModelSpec\nfrom ...core.kit.ane import Conv1x1\n")
+    probe.write_text(
+        "from ...core.export.pipeline import Exporter\nfrom ..kokoro import plugin\nfrom ...core import "
+        "ModelSpec\nfrom ...core.kit.ane import Conv1x1\n"
+    )
     found = _reach_violations("zoo.plugins.pocket_tts.probe", probe)
     assert [f.split(" imports ")[1] for f in found] == ["zoo.core.export.pipeline", "zoo.plugins.kokoro"]

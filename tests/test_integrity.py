@@ -11,13 +11,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
-import tomllib
 from pathlib import Path
 
 import pytest
-
+import tomllib
 from conftest import Zoo
+
 from zoo.core.registry.store import Registry
 
 pytestmark = pytest.mark.slow
@@ -77,8 +76,13 @@ def test_rm_verify_and_run_refuse_an_entry_whose_path_leads_elsewhere(made, tmp_
         text = text.replace(f'path = "{entry["path"]}"', 'path = "exports/someone-else"')
     zoo.registry.write_text(text)
     before = _files(canary)
-    for args in (("rm", entry["id"]), ("rm", entry["id"], "--json"), ("verify",), ("verify", "--execute"),
-                 ("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav"))):
+    for args in (
+        ("rm", entry["id"]),
+        ("rm", entry["id"], "--json"),
+        ("verify",),
+        ("verify", "--execute"),
+        ("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav")),
+    ):
         proc = zoo(*args)
         assert proc.returncode == 1, (args, _say(proc))
         assert "symbolic link" in _say(proc) or "directly in the output root" in _say(proc), (args, _say(proc))
@@ -118,10 +122,23 @@ def test_rm_deletes_only_unchanged_listed_files_and_keeps_the_users(made):
     data = json.loads(zoo("rm", entry["id"], "--json", check=True).stdout)
     assert data["removed"] == [entry["id"]] and Registry(zoo.registry).exports() == []
     kept = {k["path"]: k["why"] for k in data["results"][0]["kept"]}
-    assert kept == {entry["constants"][0]["path"]: "changed since the export was made", "NOTES.txt": "not listed by the export",
-                    "encoder.mlpackage/mine.bin": "not listed by the export", "my-empty-folder/": "a folder zoo did not make"}
+    assert kept == {
+        entry["constants"][0]["path"]: "changed since the export was made",
+        "NOTES.txt": "not listed by the export",
+        "encoder.mlpackage/mine.bin": "not listed by the export",
+        "my-empty-folder/": "a folder zoo did not make",
+    }
     left = sorted(p.relative_to(directory).as_posix() for p in directory.rglob("*"))
-    assert left == sorted(["NOTES.txt", "constants", entry["constants"][0]["path"], "encoder.mlpackage", "encoder.mlpackage/mine.bin", "my-empty-folder"])
+    assert left == sorted(
+        [
+            "NOTES.txt",
+            "constants",
+            entry["constants"][0]["path"],
+            "encoder.mlpackage",
+            "encoder.mlpackage/mine.bin",
+            "my-empty-folder",
+        ]
+    )
 
 
 def test_rm_with_a_link_leading_out_deletes_nothing_and_keeps_the_entry(made, tmp_path):
@@ -152,7 +169,9 @@ def test_export_after_an_empty_inline_array_writes_valid_toml(zoo: Zoo, start):
     if start == "exports = []\n":
         zoo.registry.write_text("schema = 1\n" + start)
     else:
-        first = json.loads(zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), "--json", check=True).stdout)
+        first = json.loads(
+            zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), "--json", check=True).stdout
+        )
         zoo("rm", first["id"], check=True)
     zoo("export", "tiny", "--random-weights", "--seed", "1", "--out", str(zoo.out), check=True)
     data = tomllib.loads(zoo.registry.read_text())
@@ -202,7 +221,9 @@ def _flip(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-@pytest.mark.parametrize("damage", ["flipped weight byte", "stray file in a package", "garbage model.mlmodel", "flipped constant"])
+@pytest.mark.parametrize(
+    "damage", ["flipped weight byte", "stray file in a package", "garbage model.mlmodel", "flipped constant"]
+)
 def test_run_refuses_a_tampered_export_naming_the_file(made, damage):
     zoo, entry, directory = made
     if damage == "flipped weight byte":
@@ -261,8 +282,13 @@ def test_run_output_never_overwrites_zoos_state(made, target):
     zoo, entry, directory = made
     lock = Path(str(zoo.registry) + ".lock")
     lock.touch()
-    output = {"registry": zoo.registry, "lock": lock, "inside an export": directory / entry["constants"][0]["path"],
-              "inside the cache": zoo.cache / "x.wav", "a device": Path("/dev/null")}[target]
+    output = {
+        "registry": zoo.registry,
+        "lock": lock,
+        "inside an export": directory / entry["constants"][0]["path"],
+        "inside the cache": zoo.cache / "x.wav",
+        "a device": Path("/dev/null"),
+    }[target]
     before = output.read_bytes() if output.is_file() else None
     proc = zoo("run", "tiny", "hi", "-o", str(output))
     assert proc.returncode == 2 and str(output.name) in _say(proc), _say(proc)
@@ -283,30 +309,65 @@ def test_run_writes_aside_and_leaves_no_temporary_file(made):
     assert wav.read_bytes()[:4] == b"RIFF" and sorted(p.name for p in wav.parent.iterdir()) == ["a.wav"]
 
 
-# ------------------------------------------------------------------------------ bad input to zoo run: exit 2, named, early
+# ----------------------------------------------------------------- bad input to zoo run: exit 2, named, early
 def _wav_bytes(rate: int = 24000, samples: int = 24000, width: int = 2) -> bytes:
     import struct
 
     data = b"\x01\x02" * samples
-    return (b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * width, width, 8 * width)
-            + b"data" + struct.pack("<I", len(data)) + data)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + len(data))
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * width, width, 8 * width)
+        + b"data"
+        + struct.pack("<I", len(data))
+        + data
+    )
 
 
 @pytest.mark.parametrize("damage", ["odd-length truncation", "8-bit", "not a WAV", "no samples"])
 def test_a_bad_voice_wav_exits_2_before_any_model_loads(zoo: Zoo, tmp_path, damage):
     pytest.importorskip("pocket_tts")
     voice = tmp_path / "voice.wav"
-    data = _wav_bytes(width=1) if damage == "8-bit" else _wav_bytes(samples=0) if damage == "no samples" else _wav_bytes()
-    voice.write_bytes(data[:1001] if damage == "odd-length truncation" else b"hello, not audio" * 10 if damage == "not a WAV" else data)
-    proc = zoo("run", "pocket_tts", "Hi.", "-o", str(tmp_path / "o.wav"), "--backend", "torch", "--random-weights", "--variant", "small-fp32", "--voice", str(voice))
+    data = (
+        _wav_bytes(width=1) if damage == "8-bit" else _wav_bytes(samples=0) if damage == "no samples" else _wav_bytes()
+    )
+    voice.write_bytes(
+        data[:1001]
+        if damage == "odd-length truncation"
+        else b"hello, not audio" * 10
+        if damage == "not a WAV"
+        else data
+    )
+    proc = zoo(
+        "run",
+        "pocket_tts",
+        "Hi.",
+        "-o",
+        str(tmp_path / "o.wav"),
+        "--backend",
+        "torch",
+        "--random-weights",
+        "--variant",
+        "small-fp32",
+        "--voice",
+        str(voice),
+    )
     assert proc.returncode == 2 and "voice.wav" in _say(proc) and "Traceback" not in proc.stderr, _say(proc)
     assert not (tmp_path / "o.wav").exists()
 
 
 def test_text_that_is_not_utf8_is_refused_by_position(made):
     zoo, _, _ = made
-    proc = zoo("run", "tiny", "hello \udcff\udcfe", "-o", str(zoo.workdir / "a.wav"))  # the bytes 0xff 0xfe on the command line
-    assert proc.returncode == 2 and "line 1, column 7" in _say(proc) and "0xff" in _say(proc) and "Traceback" not in proc.stderr
+    proc = zoo(
+        "run", "tiny", "hello \udcff\udcfe", "-o", str(zoo.workdir / "a.wav")
+    )  # the bytes 0xff 0xfe on the command line
+    assert (
+        proc.returncode == 2
+        and "line 1, column 7" in _say(proc)
+        and "0xff" in _say(proc)
+        and "Traceback" not in proc.stderr
+    )
 
 
 def test_text_from_a_file_or_standard_input(made):
@@ -317,10 +378,17 @@ def test_text_from_a_file_or_standard_input(made):
     assert proc.returncode == 2 and "line 2, column 4" in _say(proc) and "bad.txt" in _say(proc)
     good = zoo.workdir / "good.txt"
     good.write_text("Hello there. " * 2000)  # 26 KB: longer than any shell makes comfortable
-    data = json.loads(zoo("run", "tiny", "--text-file", str(good), "-o", str(zoo.workdir / "a.wav"), "--json", check=True).stdout)
+    data = json.loads(
+        zoo("run", "tiny", "--text-file", str(good), "-o", str(zoo.workdir / "a.wav"), "--json", check=True).stdout
+    )
     assert data["frames"] > 0
-    piped = subprocess.run(zoo.argv("run", "tiny", "--text-file", "-", "-o", str(zoo.workdir / "b.wav")), input=b"Hi from stdin.",
-                           cwd=zoo.workdir, env=zoo.env, capture_output=True)
+    piped = subprocess.run(
+        zoo.argv("run", "tiny", "--text-file", "-", "-o", str(zoo.workdir / "b.wav")),
+        input=b"Hi from stdin.",
+        cwd=zoo.workdir,
+        env=zoo.env,
+        capture_output=True,
+    )
     assert piped.returncode == 0 and (zoo.workdir / "b.wav").is_file()
     both = zoo("run", "tiny", "hi", "--text-file", str(good), "-o", str(zoo.workdir / "c.wav"))
     neither = zoo("run", "tiny", "-o", str(zoo.workdir / "c.wav"))
@@ -328,8 +396,8 @@ def test_text_from_a_file_or_standard_input(made):
 
 
 def test_text_file_limits(tmp_path):
-    from zoo.core.run.speak import MAX_TEXT_BYTES, read_text_file
     from zoo.core.plugin.spec import UsageError
+    from zoo.core.run.speak import MAX_TEXT_BYTES, read_text_file
 
     big = tmp_path / "big.txt"
     big.write_bytes(b"a" * (1 << 20))
@@ -351,8 +419,8 @@ def test_a_full_disk_while_placing_an_export_is_one_line_and_leaves_nothing(tiny
     from zoo.core.export import publish as publish_module
     from zoo.core.export.cache import StageCache
     from zoo.core.export.pipeline import Exporter
-    from zoo.core.host.plugins import PluginHost
     from zoo.core.export.report import ExportFailed
+    from zoo.core.host.plugins import PluginHost
     from zoo.core.plugin.spec import WeightsSource
 
     def full(src, dst, *args, **kwargs):
@@ -361,11 +429,23 @@ def test_a_full_disk_while_placing_an_export_is_one_line_and_leaves_nothing(tiny
     monkeypatch.setattr(cache_module, "same_filesystem", lambda a, b: False)  # stage in <out>/.zoo-staging
     monkeypatch.setattr(publish_module.shutil, "copy2", full)
     out = tmp_path / "out"
-    exporter = Exporter(PluginHost(), "tiny", None, WeightsSource.random(0), out, Registry(tmp_path / "registry.toml"), StageCache(tmp_path / "cache"))
+    exporter = Exporter(
+        PluginHost(),
+        "tiny",
+        None,
+        WeightsSource.random(0),
+        out,
+        Registry(tmp_path / "registry.toml"),
+        StageCache(tmp_path / "cache"),
+    )
     with pytest.raises(ExportFailed) as failed:
         exporter.run()
     message = failed.value.report.error
-    assert "No space left on device" in message and "free space there or choose another --out" in message and "[(" not in message
+    assert (
+        "No space left on device" in message
+        and "free space there or choose another --out" in message
+        and "[(" not in message
+    )
     assert "\n" not in message and list(out.iterdir()) == [] and not (tmp_path / "registry.toml").exists()
 
 
@@ -382,8 +462,8 @@ def test_a_full_disk_in_the_stage_cache_names_the_cache(tmp_path):
 
 
 def test_hashing_local_weights_reports_progress(tmp_path):
-    from zoo.core.plugin.spec import WeightsSource
     from zoo.core.export.stages import weights_identity
+    from zoo.core.plugin.spec import WeightsSource
 
     for i in range(3):
         (tmp_path / f"w{i}.bin").write_bytes(os.urandom(1000))
@@ -396,7 +476,17 @@ def test_the_registry_is_parsed_once_while_unchanged(tmp_path, monkeypatch):
     from zoo.core.registry import store as registry_module
 
     reg = Registry(tmp_path / "registry.toml")
-    reg.add({"id": "m-1", "model": "m", "status": "valid", "created_at": "2026", "path": "exports/m-1", "variant": {"name": "fp32"}, "components": []})
+    reg.add(
+        {
+            "id": "m-1",
+            "model": "m",
+            "status": "valid",
+            "created_at": "2026",
+            "path": "exports/m-1",
+            "variant": {"name": "fp32"},
+            "components": [],
+        }
+    )
     calls = []
     real = registry_module.tomllib.loads
     monkeypatch.setattr(registry_module.tomllib, "loads", lambda text: calls.append(1) or real(text))

@@ -78,13 +78,18 @@ def test_first_stft_frame_tie_break_is_what_makes_kmodel_reproducible(small):
     stft = small.model.decoder.generator.stft
 
     def other_sign(x):
-        spec = torch.stft(x, stft.filter_length, stft.hop_length, stft.win_length, window=stft.window, return_complex=True)
+        spec = torch.stft(
+            x, stft.filter_length, stft.hop_length, stft.win_length, window=stft.window, return_complex=True
+        )
         phase = torch.angle(spec)
         first = phase[..., 0]
         phase[..., 0] = torch.where(spec.real[..., 0] < 0, torch.full_like(first, -math.pi), torch.zeros_like(first))
         return torch.abs(spec), phase
 
-    with torch.no_grad(), mock.patch("torch.randn_like", lambda t, *a, **k: nt.clone() if t.shape == nt.shape else torch.zeros_like(t)):
+    with (
+        torch.no_grad(),
+        mock.patch("torch.randn_like", lambda t, *a, **k: nt.clone() if t.shape == nt.shape else torch.zeros_like(t)),
+    ):
         f0, n = small.model.predictor.F0Ntrain(torch.from_numpy(en), torch.from_numpy(style)[:, 128:])
         with mock.patch.object(stft, "transform", other_sign):
             raw = small.model.decoder(torch.from_numpy(asr), f0, n, torch.from_numpy(style)[:, :128]).squeeze(1).numpy()
@@ -102,7 +107,12 @@ def test_harmonic_source_close_to_upstream(small):
     gen = small.model.decoder.generator
     f0 = 100 + 100 * torch.rand(1, 80)
     noise = torch.randn(1, 300 * 80, 9)
-    with torch.no_grad(), mock.patch("torch.randn_like", lambda t, *a, **k: noise.clone() if t.shape == noise.shape else torch.zeros_like(t)):
+    with (
+        torch.no_grad(),
+        mock.patch(
+            "torch.randn_like", lambda t, *a, **k: noise.clone() if t.shape == noise.shape else torch.zeros_like(t)
+        ),
+    ):
         want, _, _ = gen.m_source(gen.f0_upsamp(f0[:, None]).transpose(1, 2))
         ours = HarmonicSource(gen.m_source, 300)(f0, noise)
     assert torch.equal(ours, want.transpose(1, 2).squeeze(1))  # bit for bit
@@ -120,7 +130,9 @@ def _executed_source_error(source, tmp_path):
         "f0": (120 + 60 * rng.random((1, frames))).astype(np.float32),
         "noise": rng.standard_normal((1, 300 * frames, 9)).astype(np.float32),
     }
-    traceable = Traceable(source.eval(), [TensorSpec("f0", (1, frames)), TensorSpec("noise", (1, 300 * frames, 9))], ["har"], [example])
+    traceable = Traceable(
+        source.eval(), [TensorSpec("f0", (1, frames)), TensorSpec("noise", (1, 300 * frames, 9))], ["har"], [example]
+    )
     want = traceable.run(example)["har"]
     package = save_component({"main": traceable}, Variant("v", "fp32"), tmp_path / "source.mlpackage")
     got = MilProgram.load(package).run(example)["har"]

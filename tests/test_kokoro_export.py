@@ -6,27 +6,33 @@ import json
 from pathlib import Path
 
 import pytest
-
 from helpers import export_small, read_wav
-
 
 pytest.importorskip("kokoro", reason="kokoro is not installed (pip install zoo-tts[kokoro])")
 pytestmark = pytest.mark.slow
 
 
-
 def test_export_run_verify_small_fp32(zoo):
     report, entry, checks = export_small(zoo, "kokoro", "small-fp32")
     functions = {c["name"]: c["functions"] for c in entry["components"]}
-    assert functions == {"predictor": ["tokens32", "tokens64", "tokens128", "tokens256", "tokens512"], "decoder": ["main"]}
+    assert functions == {
+        "predictor": ["tokens32", "tokens64", "tokens128", "tokens256", "tokens512"],
+        "decoder": ["main"],
+    }
     assert {c["name"] for c in entry["constants"]} == {"voices", "config"}
     passed = lambda *key: checks[key]["status"] == "passed"  # noqa: E731
-    assert passed("reference", "predictor", "float64_rel") and checks[("reference", "predictor", "float64_rel")]["value"] <= 1e-9
+    assert (
+        passed("reference", "predictor", "float64_rel")
+        and checks[("reference", "predictor", "float64_rel")]["value"] <= 1e-9
+    )
     assert passed("reference", "predictor", "rel") and passed("reference", "predictor", "duration:mismatches")
     assert passed("reference", "decoder", "float64_spectral") and passed("reference", "decoder", "spectral_max")
     loop = checks[("reference", "loop:utterance", "spectral_max")]  # the run loop's whole utterance vs KModel.forward
     assert loop["status"] == "passed" and "kmodel_frames=" in loop["detail"]
-    assert passed("reference", "loop:durations", "max_abs") and checks[("reference", "loop:durations", "max_abs")]["value"] == 0
+    assert (
+        passed("reference", "loop:durations", "max_abs")
+        and checks[("reference", "loop:durations", "max_abs")]["value"] == 0
+    )
     assert passed("mil", "predictor", "rel") and passed("mil", "predictor", "duration:mismatches")
     decoder = checks[("mil", "decoder", "spectral_max")]
     # the fp32 bound is measured, and still tells the remainder trap (0.43 here) apart
@@ -37,15 +43,34 @@ def test_export_run_verify_small_fp32(zoo):
 
     # text through the offline espeak G2P, on the packages
     hello = zoo.workdir / "hello.wav"
-    run = json.loads(zoo("run", "kokoro", "Hello world.", "-o", str(hello), "--backend", "mil", "--json", check=True).stdout)
+    run = json.loads(
+        zoo("run", "kokoro", "Hello world.", "-o", str(hello), "--backend", "mil", "--json", check=True).stdout
+    )
     assert run["calls"] == {"predictor.tokens32": 1, "decoder": 1} and run["frames"] > 0
     assert len(read_wav(hello)) == 600 * run["frames"]
 
     # the same phonemes and seed on the torch traceables and on the packages: same durations, same spectrum
     phonemes = "həlˈO wˈɜːld. hˌW ɑːɹ juː tədˈA?"
     args = ["--set", f"phonemes={phonemes}", "--json"]  # --seed 0: the exported weights' seed too
-    t = json.loads(zoo("run", "kokoro", "x", "-o", str(zoo.workdir / "t.wav"), "--backend", "torch", "--random-weights", "--variant", "small-fp32", *args, check=True).stdout)
-    m = json.loads(zoo("run", "kokoro", "x", "-o", str(zoo.workdir / "m.wav"), "--backend", "mil", *args, check=True).stdout)
+    t = json.loads(
+        zoo(
+            "run",
+            "kokoro",
+            "x",
+            "-o",
+            str(zoo.workdir / "t.wav"),
+            "--backend",
+            "torch",
+            "--random-weights",
+            "--variant",
+            "small-fp32",
+            *args,
+            check=True,
+        ).stdout
+    )
+    m = json.loads(
+        zoo("run", "kokoro", "x", "-o", str(zoo.workdir / "m.wav"), "--backend", "mil", *args, check=True).stdout
+    )
     assert t["frames"] == m["frames"] and t["info"]["pieces"] == m["info"]["pieces"]
     from zoo.core.validation.metrics import spectral_distance
 
@@ -53,7 +78,9 @@ def test_export_run_verify_small_fp32(zoo):
 
     bad = zoo("run", "kokoro", "x", "-o", str(zoo.workdir / "bad.wav"), "--backend", "mil", "--voice", "nobody")
     message = " ".join(bad.stderr.split())
-    assert bad.returncode == 2 and "unknown voice 'nobody'; this export has: random" in message and "clone" not in message
+    assert (
+        bad.returncode == 2 and "unknown voice 'nobody'; this export has: random" in message and "clone" not in message
+    )
     assert not (zoo.workdir / "bad.wav").exists()
     bad = zoo("run", "kokoro", "x", "-o", str(zoo.workdir / "bad.wav"), "--backend", "mil", "--voice", "randon")
     assert bad.returncode == 2 and "did you mean 'random'" in bad.stderr

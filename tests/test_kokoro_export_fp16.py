@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import export_small
 
 pytest.importorskip("kokoro", reason="kokoro is not installed (pip install zoo-tts[kokoro])")
@@ -51,7 +50,9 @@ def test_export_small_fp16_mixed_after_small_fp16(module_zoo, small_fp16):
     record = {c["name"]: c["compression"] for c in entry["components"]}
     for comp in ("predictor", "decoder"):
         assert record[comp]["mode"] == "mixed" and set(record[comp]["bits"].values()) <= {4, 6, 8}
-        assert record[comp]["bytes_after"] < 0.6 * record[comp]["bytes_before"]  # weights coremltools cannot group stay fp16
+        assert (
+            record[comp]["bytes_after"] < 0.6 * record[comp]["bytes_before"]
+        )  # weights coremltools cannot group stay fp16
     # durations planned by their margins to the rounding boundary (a target of their own, not 50 dB)
     # and judged by how far they move: no more than a ±10% tempo change moves them
     duration = record["predictor"]["plan"]["outputs"]["duration"]
@@ -64,7 +65,18 @@ def test_export_small_fp16_mixed_after_small_fp16(module_zoo, small_fp16):
     assert checks[("mil", "loop:compressed", "spectral_max")]["status"] == "passed"
     assert "aligned segment by segment" in checks[("mil", "loop:compressed", "spectral_max")]["basis"]
     wav = zoo.workdir / "mixed.wav"
-    zoo("run", "kokoro", "Compressed weights still speak.", "--variant", "small-fp16-mixed", "--backend", "mil", "-o", str(wav), check=True)
+    zoo(
+        "run",
+        "kokoro",
+        "Compressed weights still speak.",
+        "--variant",
+        "small-fp16-mixed",
+        "--backend",
+        "mil",
+        "-o",
+        str(wav),
+        check=True,
+    )
     from zoo.core.kit.audio import read_wav
 
     audio, _ = read_wav(wav)

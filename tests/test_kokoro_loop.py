@@ -36,7 +36,9 @@ def _speak(small, phonemes, bucket):
     from zoo.plugins.kokoro.decoder import Decoder, deterministic_upstream
     from zoo.plugins.kokoro.traceables import Predictor
 
-    runtime = ModuleRuntime({"predictor": Predictor(small.model, bucket).eval(), "decoder": Decoder(small.model).eval()})
+    runtime = ModuleRuntime(
+        {"predictor": Predictor(small.model, bucket).eval(), "decoder": Decoder(small.model).eval()}
+    )
     rng = np.random.default_rng(1)
     drawn = {}
 
@@ -44,7 +46,9 @@ def _speak(small, phonemes, bucket):
         drawn["noise"] = rng.standard_normal(shape).astype(np.float32)
         return drawn["noise"]
 
-    audio, frames = loop.synthesize(runtime, phonemes, small.config["vocab"], small.voices["random"], [bucket], noise=noise)
+    audio, frames = loop.synthesize(
+        runtime, phonemes, small.config["vocab"], small.voices["random"], [bucket], noise=noise
+    )
     with torch.no_grad(), deterministic_upstream(small.model, drawn["noise"]):
         want = small.model(phonemes, small.voices["random"][len(phonemes) - 1], 1, return_output=True)
     return audio, frames, want.audio.numpy().reshape(-1), want.pred_dur.numpy()
@@ -115,8 +119,14 @@ def test_zoo_run_torch_backend_matches_kmodel(small, tmp_path):
 
     phonemes = PHONEMES
     summary = run(
-        PluginHost(), "kokoro", "(ignored: phonemes given)", tmp_path / "out.wav", backend="torch",
-        weights=WeightsSource.random(0), variant="small-fp32", options=RunOptions(seed=7, settings={"phonemes": phonemes}),
+        PluginHost(),
+        "kokoro",
+        "(ignored: phonemes given)",
+        tmp_path / "out.wav",
+        backend="torch",
+        weights=WeightsSource.random(0),
+        variant="small-fp32",
+        options=RunOptions(seed=7, settings={"phonemes": phonemes}),
     )
     audio = summary.result.audio
     assert summary.runtime.calls == {"predictor.tokens64": 1, "decoder": 1}
@@ -146,6 +156,7 @@ def test_a_long_text_is_split_within_the_decoder_frame_cap_and_written_as_it_is_
     exceeds MAX_DECODER_FRAMES, the pieces say every phoneme once, in order, and each piece is
     written to the WAV as soon as it is decoded (the WAV holds exactly the returned audio)."""
     from helpers import read_wav
+
     from zoo.core import RunOptions, WeightsSource
     from zoo.core.host.plugins import PluginHost
     from zoo.core.registry.store import Registry
@@ -155,8 +166,16 @@ def test_a_long_text_is_split_within_the_decoder_frame_cap_and_written_as_it_is_
     phonemes = " ".join([PHONEMES] * 6)
     written: list[float] = []
     host = PluginHost()
-    request = plan(host, "kokoro", "(phonemes given)", tmp_path / "long.wav", backend="torch", weights=WeightsSource.random(0),
-                   variant="small-fp32", options=RunOptions(settings={"phonemes": phonemes, "speed": "0.2"}))
+    request = plan(
+        host,
+        "kokoro",
+        "(phonemes given)",
+        tmp_path / "long.wav",
+        backend="torch",
+        weights=WeightsSource.random(0),
+        variant="small-fp32",
+        options=RunOptions(settings={"phonemes": phonemes, "speed": "0.2"}),
+    )
     summary = execute(host, request, Registry(tmp_path / "r.toml"), progress=written.append)
     pieces = summary.result.info["pieces"]
     assert len(pieces) > 1 and max(p["frames"] for p in pieces) <= loop.MAX_DECODER_FRAMES
@@ -192,7 +211,14 @@ def _upstream_tokens(phonemes: str):
             current += ch
         parts.append(current)
         for k, part in enumerate(parts):
-            tokens.append(MToken(text=part, tag="", whitespace=" " if k == len(parts) - 1 and n < len(words) - 1 else "", phonemes=part))
+            tokens.append(
+                MToken(
+                    text=part,
+                    tag="",
+                    whitespace=" " if k == len(parts) - 1 and n < len(words) - 1 else "",
+                    phonemes=part,
+                )
+            )
             spans.append((at, at + len(part)))
             at += len(part)
         at += 1
@@ -211,7 +237,20 @@ def test_word_timestamps_follow_upstreams_join_timestamps(small):
     convert = loop.english_g2p()
     phonemes = languages.phonemize(WORDS_TEXT, convert)
     spans = languages.word_spans(WORDS_TEXT, phonemes, convert)
-    assert [w for w, _, _ in spans] == ["Hello", "world", "I", "paid", "$5", "to", "Dr", "Smith", "today", "then", "we", "left"]
+    assert [w for w, _, _ in spans] == [
+        "Hello",
+        "world",
+        "I",
+        "paid",
+        "$5",
+        "to",
+        "Dr",
+        "Smith",
+        "today",
+        "then",
+        "we",
+        "left",
+    ]
     vocab = small.config["vocab"]
     runtime = ModuleRuntime({"predictor": Predictor(small.model, 128).eval()})
     counts = loop.predict(runtime, phonemes, vocab, small.voices["random"], [128])[2]
@@ -243,8 +282,17 @@ def test_zoo_run_writes_word_timestamps_as_srt_vtt_and_json(tmp_path):
     host = PluginHost()
     for suffix in (".srt", ".vtt", ".json"):
         out = tmp_path / f"words{suffix}"
-        summary = run(host, "kokoro", text, tmp_path / "out.wav", backend="torch", weights=WeightsSource.random(0), variant="small-fp32",
-                      options=RunOptions(voice="random"), timestamps=out)
+        summary = run(
+            host,
+            "kokoro",
+            text,
+            tmp_path / "out.wav",
+            backend="torch",
+            weights=WeightsSource.random(0),
+            variant="small-fp32",
+            options=RunOptions(voice="random"),
+            timestamps=out,
+        )
         with wave.open(str(tmp_path / "out.wav")) as w:
             seconds = w.getnframes() / w.getframerate()
         assert [t.text for t in summary.timings] == words
@@ -254,7 +302,10 @@ def test_zoo_run_writes_word_timestamps_as_srt_vtt_and_json(tmp_path):
         if suffix == ".srt":
             cues = list(srt.parse(body))
             assert [c.content for c in cues] == words
-            assert all(abs(c.start.total_seconds() - t.start) <= 6e-4 and abs(c.end.total_seconds() - t.end) <= 6e-4 for c, t in zip(cues, summary.timings))
+            assert all(
+                abs(c.start.total_seconds() - t.start) <= 6e-4 and abs(c.end.total_seconds() - t.end) <= 6e-4
+                for c, t in zip(cues, summary.timings)
+            )
         elif suffix == ".vtt":
             assert body.startswith("WEBVTT\n\n") and body.count(" --> ") == len(words)
         else:
@@ -277,10 +328,25 @@ def test_word_timestamps_for_text_without_spaces(tmp_path):
     assert [w for w, _, _ in spans] == ["你好", "你好", "吗", "火车", "早上", "八点", "出发"]
     ja, _ = languages.g2p(languages.LANGUAGES["j"])
     hello = "こんにちは、お元気ですか。"
-    assert [w for w, _, _ in languages.word_spans(hello, languages.phonemize(hello, ja), ja, "j")] == ["こんにちは", "お", "元気", "です", "か"]
+    assert [w for w, _, _ in languages.word_spans(hello, languages.phonemize(hello, ja), ja, "j")] == [
+        "こんにちは",
+        "お",
+        "元気",
+        "です",
+        "か",
+    ]
     counter = "電車は朝八時に出発します。"
     assert languages.word_spans(counter, languages.phonemize(counter, ja), ja, "j") is None
-    summary = run(PluginHost(), "kokoro", text, tmp_path / "zh.wav", backend="torch", weights=WeightsSource.random(0), variant="small-fp32",
-                  options=RunOptions(settings={"lang": "z"}), timestamps=tmp_path / "zh.srt")
+    summary = run(
+        PluginHost(),
+        "kokoro",
+        text,
+        tmp_path / "zh.wav",
+        backend="torch",
+        weights=WeightsSource.random(0),
+        variant="small-fp32",
+        options=RunOptions(settings={"lang": "z"}),
+        timestamps=tmp_path / "zh.srt",
+    )
     assert [t.text for t in summary.timings] == [w for w, _, _ in spans]
     assert all(a.end <= b.start and a.start < a.end for a, b in zip(summary.timings, summary.timings[1:]))

@@ -59,7 +59,12 @@ def test_converted_predictor_executes_like_kmodel(small, tmp_path):
     example = _example(small, 32, 11, seed=3)
     traceable = Traceable(
         Predictor(small.model, 32).eval(),
-        [TensorSpec("input_ids", (1, 32), "int32"), TensorSpec("valid", (1,), "int32"), TensorSpec("style", example["style"].shape), TensorSpec("speed", (1,))],
+        [
+            TensorSpec("input_ids", (1, 32), "int32"),
+            TensorSpec("valid", (1,), "int32"),
+            TensorSpec("style", example["style"].shape),
+            TensorSpec("speed", (1,)),
+        ],
         ["duration", "d", "t_en"],
         [example],
     )

@@ -31,7 +31,9 @@ print(before - rss())
 """
 
 
-@pytest.mark.skipif(platform.system() != "Linux" or not platform.libc_ver()[0] == "glibc", reason="glibc's allocator only")
+@pytest.mark.skipif(
+    platform.system() != "Linux" or not platform.libc_ver()[0] == "glibc", reason="glibc's allocator only"
+)
 def test_freed_blocks_go_back_to_the_system():
     def returned(mode: str) -> int:
         out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True).stdout

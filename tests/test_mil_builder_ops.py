@@ -22,11 +22,21 @@ def build(tmp_path, fn, inputs: dict, target: str = "iOS17", precision: str = "f
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.mil import types
 
-    specs = {k: mb.placeholder(shape=v.shape, dtype=types.fp16 if v.dtype == np.float16 else (types.int32 if v.dtype.kind in "iu" else types.fp32)) for k, v in inputs.items()}
+    specs = {
+        k: mb.placeholder(
+            shape=v.shape,
+            dtype=types.fp16 if v.dtype == np.float16 else (types.int32 if v.dtype.kind in "iu" else types.fp32),
+        )
+        for k, v in inputs.items()
+    }
     program = mb.program(input_specs=list(specs.values()), opset_version=getattr(ct.target, target))(fn)
     model = ct.convert(
-        program, source="milinternal", convert_to="mlprogram", minimum_deployment_target=getattr(ct.target, target),
-        compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32, pass_pipeline=ct.PassPipeline.EMPTY,
+        program,
+        source="milinternal",
+        convert_to="mlprogram",
+        minimum_deployment_target=getattr(ct.target, target),
+        compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+        pass_pipeline=ct.PassPipeline.EMPTY,
     )
     path = tmp_path / f"{name}.mlpackage"
     model.save(str(path))
@@ -73,8 +83,8 @@ def test_ane_rmsnorm_layer_norm_at_its_axes_and_precision(tmp_path):
     """zoo.core.kit.ane.ChannelRMSNorm: layer_norm of [x, -x] over the last axis of (B, 1, L, 2C), fp16, no gamma."""
     import torch
 
-    from zoo.core.kit.ane import ChannelRMSNorm
     from zoo.core.host.defaults import save_component
+    from zoo.core.kit.ane import ChannelRMSNorm
     from zoo.core.plugin.spec import TensorSpec, Traceable, Variant
 
     x = RNG.standard_normal((1, 16, 1, 6)).astype(np.float32)
@@ -82,10 +92,16 @@ def test_ane_rmsnorm_layer_norm_at_its_axes_and_precision(tmp_path):
     with torch.no_grad():
         norm.weight.copy_(torch.from_numpy(RNG.standard_normal(16).astype(np.float32)))
     traceable = Traceable(norm, [TensorSpec("x", x.shape)], ["y"], [{"x": x}])
-    program = MilProgram.load(save_component({"main": traceable}, Variant("v", "fp16", "iOS18"), tmp_path / "n.mlpackage"))
+    program = MilProgram.load(
+        save_component({"main": traceable}, Variant("v", "fp16", "iOS18"), tmp_path / "n.mlpackage")
+    )
     steps = [s for s in program.function().steps if s.op_type == "layer_norm"]
     assert steps and all(dtype == np.float16 for s in steps for _, dtype, _ in s.outputs)
-    want = x / np.sqrt((x.astype(np.float64) ** 2).mean(axis=1, keepdims=True) + 1e-6) * norm.weight.detach().numpy().reshape(1, -1, 1, 1)
+    want = (
+        x
+        / np.sqrt((x.astype(np.float64) ** 2).mean(axis=1, keepdims=True) + 1e-6)
+        * norm.weight.detach().numpy().reshape(1, -1, 1, 1)
+    )
     got = program.run({"x": x})["y"]
     assert np.abs(got - want).max() / np.abs(want).max() < 4e-3  # fp16: a few units of 2^-11
 
@@ -113,12 +129,28 @@ def test_depth_space_batch_ops_round_trip_and_match_their_definition(tmp_path):
     back = run(build(tmp_path, lambda x: mb.space_to_depth(x=x, block_size=2), {"x": d2s}, name="s2d"), {"x": d2s})
     np.testing.assert_array_equal(back, x)
     y = RNG.standard_normal((1, 2, 4, 6)).astype(np.float32)
-    s2b = run(build(tmp_path, lambda x: mb.space_to_batch(x=x, block_shape=[2, 2], paddings=[[0, 0], [2, 0]]), {"x": y}, name="s2b"), {"x": y})
+    s2b = run(
+        build(
+            tmp_path,
+            lambda x: mb.space_to_batch(x=x, block_shape=[2, 2], paddings=[[0, 0], [2, 0]]),
+            {"x": y},
+            name="s2b",
+        ),
+        {"x": y},
+    )
     assert s2b.shape == (4, 2, 2, 4)
     padded = np.pad(y, [(0, 0), (0, 0), (0, 0), (2, 0)])
     for i, j in np.ndindex(2, 2):
         np.testing.assert_array_equal(s2b[i * 2 + j], padded[0, :, i::2, j::2])
-    b2s = run(build(tmp_path, lambda x: mb.batch_to_space(x=x, block_shape=[2, 2], crops=[[0, 0], [2, 0]]), {"x": s2b}, name="b2s"), {"x": s2b})
+    b2s = run(
+        build(
+            tmp_path,
+            lambda x: mb.batch_to_space(x=x, block_shape=[2, 2], crops=[[0, 0], [2, 0]]),
+            {"x": s2b},
+            name="b2s",
+        ),
+        {"x": s2b},
+    )
     np.testing.assert_array_equal(b2s, y)
 
 
@@ -135,17 +167,35 @@ def test_sliding_windows_reverse_sequence_one_hot_flatten(tmp_path):
     from coremltools.converters.mil import Builder as mb
 
     x = RNG.standard_normal((2, 7, 3)).astype(np.float32)
-    win = run(build(tmp_path, lambda x: mb.sliding_windows(x=x, axis=1, size=3, stride=2), {"x": x}, name="w"), {"x": x})
+    win = run(
+        build(tmp_path, lambda x: mb.sliding_windows(x=x, axis=1, size=3, stride=2), {"x": x}, name="w"), {"x": x}
+    )
     assert win.shape == (2, 3, 3, 3)
     for k in range(3):
         np.testing.assert_array_equal(win[:, k], x[:, 2 * k : 2 * k + 3])
     lengths = np.array([3, 7], np.int32)
-    rev = run(build(tmp_path, lambda x, n: mb.reverse_sequence(x=x, lengths=n, seq_axis=1, batch_axis=0), {"x": x, "n": lengths}, name="r"), {"x": x, "n": lengths})
+    rev = run(
+        build(
+            tmp_path,
+            lambda x, n: mb.reverse_sequence(x=x, lengths=n, seq_axis=1, batch_axis=0),
+            {"x": x, "n": lengths},
+            name="r",
+        ),
+        {"x": x, "n": lengths},
+    )
     np.testing.assert_array_equal(rev[0, :3], x[0, 2::-1])
     np.testing.assert_array_equal(rev[0, 3:], x[0, 3:])
     np.testing.assert_array_equal(rev[1], x[1, ::-1])
     idx = np.array([[0, 3], [2, 1]], np.int32)
-    hot = run(build(tmp_path, lambda i: mb.one_hot(indices=i, one_hot_vector_size=4, axis=1, on_value=2.0, off_value=-1.0), {"i": idx}, name="h"), {"i": idx})
+    hot = run(
+        build(
+            tmp_path,
+            lambda i: mb.one_hot(indices=i, one_hot_vector_size=4, axis=1, on_value=2.0, off_value=-1.0),
+            {"i": idx},
+            name="h",
+        ),
+        {"i": idx},
+    )
     assert hot.shape == (2, 4, 2)
     for a, b in np.ndindex(2, 2):
         assert list(hot[a, :, b]) == [2.0 if k == idx[a, b] else -1.0 for k in range(4)]
@@ -162,7 +212,10 @@ def test_activations_clamped_and_thresholded_relu_and_lrn(tmp_path):
     np.testing.assert_allclose(clamped, np.where(x >= 0, np.minimum(x, 2.5), np.minimum(0.2 * x, 2.5)), rtol=1e-6)
     thresholded = run(build(tmp_path, lambda x: mb.thresholded_relu(x=x, alpha=1.5), {"x": x}, name="t"), {"x": x})
     np.testing.assert_array_equal(thresholded, np.where(x >= 1.5, x, 0))
-    lrn = run(build(tmp_path, lambda x: mb.local_response_norm(x=x, size=4, alpha=0.1, beta=0.7, k=1.5), {"x": x}, name="l"), {"x": x})
+    lrn = run(
+        build(tmp_path, lambda x: mb.local_response_norm(x=x, size=4, alpha=0.1, beta=0.7, k=1.5), {"x": x}, name="l"),
+        {"x": x},
+    )
     want = torch.nn.LocalResponseNorm(4, alpha=0.1, beta=0.7, k=1.5)(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(lrn, want, rtol=1e-5, atol=1e-6)
 
@@ -191,19 +244,36 @@ def test_iOS16_palettized_quantized_sparse_weights_decompress(tmp_path):
         for bit in range(4):
             if v >> bit & 1:
                 packed[(i * 4 + bit) // 8] |= 1 << ((i * 4 + bit) % 8)
-    program, x = _dense_weight_program(tmp_path, lambda: mb.constexpr_lut_to_dense(indices=packed, lut=lut, shape=np.array([3, 5], np.uint32)), "iOS16", "lut")
+    program, x = _dense_weight_program(
+        tmp_path,
+        lambda: mb.constexpr_lut_to_dense(indices=packed, lut=lut, shape=np.array([3, 5], np.uint32)),
+        "iOS16",
+        "lut",
+    )
     np.testing.assert_array_equal(run(program, {"x": x}), lut[idx])
 
     q = RNG.integers(0, 256, size=(4, 6)).astype(np.uint8)
     zp = RNG.integers(0, 256, size=4).astype(np.uint8)
     scale = RNG.random(4).astype(np.float32)
-    program, x = _dense_weight_program(tmp_path, lambda: mb.constexpr_affine_dequantize(quantized_data=q, zero_point=zp, scale=scale, axis=0), "iOS16", "affine")
+    program, x = _dense_weight_program(
+        tmp_path,
+        lambda: mb.constexpr_affine_dequantize(quantized_data=q, zero_point=zp, scale=scale, axis=0),
+        "iOS16",
+        "affine",
+    )
     np.testing.assert_allclose(run(program, {"x": x}), scale[:, None] * (q.astype(np.float32) - zp[:, None]), rtol=1e-6)
 
     dense = RNG.standard_normal((4, 5)).astype(np.float32) * (RNG.random((4, 5)) > 0.5)
     bits = (dense.reshape(-1) != 0).astype(np.uint8)
     mask = np.packbits(np.pad(bits, (0, (-bits.size) % 8)), bitorder="little")
-    program, x = _dense_weight_program(tmp_path, lambda: mb.constexpr_sparse_to_dense(nonzero_data=dense[dense != 0], mask=mask, shape=np.array([4, 5], np.uint32)), "iOS16", "sparse")
+    program, x = _dense_weight_program(
+        tmp_path,
+        lambda: mb.constexpr_sparse_to_dense(
+            nonzero_data=dense[dense != 0], mask=mask, shape=np.array([4, 5], np.uint32)
+        ),
+        "iOS16",
+        "sparse",
+    )
     np.testing.assert_array_equal(run(program, {"x": x}), dense)
 
 
@@ -214,15 +284,21 @@ def test_iOS18_blockwise_and_grouped_lut_weights_decompress(tmp_path):
     data = RNG.integers(-8, 8, size=(4, 6)).astype(np.int8)
     scale = RNG.random((2, 3)).astype(np.float32)  # blocks of 2 x 2
     offset = RNG.integers(-2, 2, size=(2, 3)).astype(np.int8)
-    program, x = _dense_weight_program(tmp_path, lambda: mb.constexpr_blockwise_shift_scale(data=data, scale=scale, offset=offset), "iOS18", "block")
+    program, x = _dense_weight_program(
+        tmp_path, lambda: mb.constexpr_blockwise_shift_scale(data=data, scale=scale, offset=offset), "iOS18", "block"
+    )
     want = np.empty((4, 6), np.float32)
     for i, j in np.ndindex(4, 6):
         want[i, j] = scale[i // 2, j // 2] * (data[i, j] - offset[i // 2, j // 2])
     np.testing.assert_allclose(run(program, {"x": x}), want, rtol=1e-6)
 
-    indices = RNG.integers(0, 4, size=(6, 2)).astype(types.np_uint2_dtype if hasattr(types, "np_uint2_dtype") else np.uint8)
+    indices = RNG.integers(0, 4, size=(6, 2)).astype(
+        types.np_uint2_dtype if hasattr(types, "np_uint2_dtype") else np.uint8
+    )
     lut = RNG.standard_normal((2, 1, 4, 1)).astype(np.float32)  # two tables along the first axis
-    program, x = _dense_weight_program(tmp_path, lambda: mb.constexpr_lut_to_dense(indices=indices, lut=lut), "iOS18", "lut18")
+    program, x = _dense_weight_program(
+        tmp_path, lambda: mb.constexpr_lut_to_dense(indices=indices, lut=lut), "iOS18", "lut18"
+    )
     want = np.array([[lut[i // 3, 0, int(indices[i, j]), 0] for j in range(2)] for i in range(6)], np.float32)
     np.testing.assert_array_equal(run(program, {"x": x}), want)
 
@@ -247,7 +323,9 @@ def test_layer_norm_at_the_layouts_zoo_plugins_emit(tmp_path, who, shape, affine
     gamma = (RNG.standard_normal(shape[-1]) * 2).astype(dtype) if affine else None
     beta = RNG.standard_normal(shape[-1]).astype(dtype) if affine else None
     kwargs = {"gamma": gamma, "beta": beta} if affine else {}
-    program = build(tmp_path, lambda x: mb.layer_norm(x=x, axes=[-1], epsilon=dtype(1e-5), **kwargs), {"x": x}, precision=precision)
+    program = build(
+        tmp_path, lambda x: mb.layer_norm(x=x, axes=[-1], epsilon=dtype(1e-5), **kwargs), {"x": x}, precision=precision
+    )
     step = next(s for s in program.function().steps if s.op_type == "layer_norm")
     assert step.outputs[0][1] == dtype
     got = run(program, {"x": x})

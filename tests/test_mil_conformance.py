@@ -22,16 +22,32 @@ def outcomes(results: list[dict], kind: str) -> list[dict]:
 
 
 def test_first_case_of_every_op_test_executes_correctly(tmp_path):
-    results = mil_conformance.run(list(mil_conformance.MODULES), subset=True, canary=False, report=tmp_path / "report.json")
+    results = mil_conformance.run(
+        list(mil_conformance.MODULES), subset=True, canary=False, report=tmp_path / "report.json"
+    )
     assert len(outcomes(results, "passed")) > 100, "the suite did not run through the interpreter"
-    bad = [f"{r['id'].split('ops/tests/')[-1]}: {r['detail'][:200]}" for r in results if r["outcome"] in ("wrong", "crashed", "other")]
+    bad = [
+        f"{r['id'].split('ops/tests/')[-1]}: {r['detail'][:200]}"
+        for r in results
+        if r["outcome"] in ("wrong", "crashed", "other")
+    ]
     assert not bad, "\n".join(bad)
-    unsupported = {op for r in outcomes(results, "unsupported") for op in r["detail"].split("op type(s) ")[-1].split(" in function")[0].split(", ")}
+    unsupported = {
+        op
+        for r in outcomes(results, "unsupported")
+        for op in r["detail"].split("op type(s) ")[-1].split(" in function")[0].split(", ")
+    }
     assert unsupported <= OUT_OF_SCOPE, unsupported
 
 
 def test_canary_corrupted_relu_is_wrong_and_removed_sigmoid_unsupported(tmp_path):
-    results = mil_conformance.run(["iOS14/test_activation.py"], subset=True, canary=True, report=tmp_path / "report.json", extra=["-k", "TestReLU or TestSigmoid"])
+    results = mil_conformance.run(
+        ["iOS14/test_activation.py"],
+        subset=True,
+        canary=True,
+        report=tmp_path / "report.json",
+        extra=["-k", "TestReLU or TestSigmoid"],
+    )
     by_class = {}
     for r in results:
         by_class.setdefault(r["class"], set()).add(r["outcome"])

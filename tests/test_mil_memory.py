@@ -28,8 +28,14 @@ def chain(tmp_path_factory) -> MilProgram:
         return x
 
     program = mb.program(input_specs=[mb.TensorSpec(shape=(512, 512))], opset_version=ct.target.iOS17)(fn)
-    model = ct.convert(program, source="milinternal", convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
-                       compute_precision=ct.precision.FLOAT32, pass_pipeline=ct.PassPipeline.EMPTY)
+    model = ct.convert(
+        program,
+        source="milinternal",
+        convert_to="mlprogram",
+        minimum_deployment_target=ct.target.iOS17,
+        compute_precision=ct.precision.FLOAT32,
+        pass_pipeline=ct.PassPipeline.EMPTY,
+    )
     path = tmp_path_factory.mktemp("chain") / "chain.mlpackage"
     model.save(str(path))
     return MilProgram.load(path)
@@ -73,11 +79,14 @@ def test_intermediates_are_freed_after_their_last_use(chain):
     assert kept > 2 * CHAIN - 2, f"without releases the peak was only {kept:.1f}x: the measurement cannot see a leak"
 
 
-@pytest.mark.parametrize("shape, weight, kwargs", [
-    ((1, 8, 300), (16, 8, 7), {"strides": [1], "dilations": [1], "groups": 1, "pad_type": "same"}),
-    ((2, 8, 301), (8, 1, 5), {"strides": [2], "dilations": [3], "groups": 8, "pad_type": "custom", "pad": [2, 3]}),
-    ((1, 4, 40, 57), (6, 2, 3, 5), {"strides": [2, 3], "dilations": [1, 2], "groups": 2, "pad_type": "valid"}),
-])
+@pytest.mark.parametrize(
+    "shape, weight, kwargs",
+    [
+        ((1, 8, 300), (16, 8, 7), {"strides": [1], "dilations": [1], "groups": 1, "pad_type": "same"}),
+        ((2, 8, 301), (8, 1, 5), {"strides": [2], "dilations": [3], "groups": 8, "pad_type": "custom", "pad": [2, 3]}),
+        ((1, 4, 40, 57), (6, 2, 3, 5), {"strides": [2, 3], "dilations": [1, 2], "groups": 2, "pad_type": "valid"}),
+    ],
+)
 def test_a_conv_computed_in_pieces_equals_torch(monkeypatch, shape, weight, kwargs):
     """The conv kernel bounds its gathered taps (CONV_CHUNK_BYTES): pieces along the output's last
     axis give torch's result, whatever the strides, dilations, groups and padding."""
@@ -92,10 +101,19 @@ def test_a_conv_computed_in_pieces_equals_torch(monkeypatch, shape, weight, kwar
     monkeypatch.setattr(kernels, "CONV_CHUNK_BYTES", 2048)  # many pieces
     got = kernels.conv(x, w, b, **kwargs)
     nsp = len(shape) - 2
-    pads = kernels._conv_pads(kwargs["pad_type"], kwargs.get("pad"), list(shape[2:]), list(weight[2:]), kwargs["strides"], kwargs["dilations"])
+    pads = kernels._conv_pads(
+        kwargs["pad_type"], kwargs.get("pad"), list(shape[2:]), list(weight[2:]), kwargs["strides"], kwargs["dilations"]
+    )
     xt = torch.nn.functional.pad(torch.from_numpy(x), [p for pair in reversed(pads) for p in pair])
     fn = torch.nn.functional.conv1d if nsp == 1 else torch.nn.functional.conv2d
-    want = fn(xt, torch.from_numpy(w), torch.from_numpy(b), stride=kwargs["strides"], dilation=kwargs["dilations"], groups=kwargs["groups"]).numpy()
+    want = fn(
+        xt,
+        torch.from_numpy(w),
+        torch.from_numpy(b),
+        stride=kwargs["strides"],
+        dilation=kwargs["dilations"],
+        groups=kwargs["groups"],
+    ).numpy()
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 

@@ -26,8 +26,21 @@ def rand(*shape: int, scale: float = 1.0) -> np.ndarray:
     return (RNG.standard_normal(shape) * scale).astype(np.float32)
 
 
-def convert(tmp_path, module: nn.Module, inputs: dict, precision="fp32", target="iOS17", states=(), name="m", dtypes=None, outputs=None) -> MilProgram:
-    specs = [TensorSpec(k, tuple(v.shape), (dtypes or {}).get(k, "int32" if v.dtype.kind in "iu" else "float32")) for k, v in inputs.items()]
+def convert(
+    tmp_path,
+    module: nn.Module,
+    inputs: dict,
+    precision="fp32",
+    target="iOS17",
+    states=(),
+    name="m",
+    dtypes=None,
+    outputs=None,
+) -> MilProgram:
+    specs = [
+        TensorSpec(k, tuple(v.shape), (dtypes or {}).get(k, "int32" if v.dtype.kind in "iu" else "float32"))
+        for k, v in inputs.items()
+    ]
     n_out = outputs or 1
     traceable = Traceable(module.eval(), specs, [f"out{i}" for i in range(n_out)], [inputs], states=list(states))
     path = tmp_path / f"{name}.mlpackage"
@@ -75,13 +88,38 @@ CASES = [
     ("linear", lambda s, x: s.lin(x), {"x": rand(2, 5, 8)}, {"lin": nn.Linear(8, 6)}),
     ("matmul", lambda s, x, y: x @ y, {"x": rand(2, 3, 4, 5), "y": rand(2, 3, 5, 6)}, {}),
     ("matmul", lambda s, x, y: x @ y.transpose(-1, -2), {"x": rand(1, 4, 5, 8), "y": rand(1, 4, 7, 8)}, {}),
-    ("conv", lambda s, x: s.conv(x), {"x": rand(1, 6, 20)}, {"conv": nn.Conv1d(6, 4, 5, stride=2, padding=3, dilation=2)}),
+    (
+        "conv",
+        lambda s, x: s.conv(x),
+        {"x": rand(1, 6, 20)},
+        {"conv": nn.Conv1d(6, 4, 5, stride=2, padding=3, dilation=2)},
+    ),
     ("conv", lambda s, x: s.conv(x), {"x": rand(1, 6, 20)}, {"conv": nn.Conv1d(6, 6, 3, groups=3, padding=1)}),
-    ("conv", lambda s, x: s.conv(x), {"x": rand(1, 4, 9, 11)}, {"conv": nn.Conv2d(4, 8, (3, 2), stride=(2, 1), padding=(1, 0))}),
+    (
+        "conv",
+        lambda s, x: s.conv(x),
+        {"x": rand(1, 4, 9, 11)},
+        {"conv": nn.Conv2d(4, 8, (3, 2), stride=(2, 1), padding=(1, 0))},
+    ),
     ("conv", lambda s, x: s.conv(x), {"x": rand(1, 8, 1, 7)}, {"conv": nn.Conv2d(8, 16, 1)}),
-    ("conv_transpose", lambda s, x: s.conv(x), {"x": rand(1, 6, 9)}, {"conv": nn.ConvTranspose1d(6, 4, 8, stride=4, padding=2)}),
-    ("conv_transpose", lambda s, x: s.conv(x), {"x": rand(1, 6, 9)}, {"conv": nn.ConvTranspose1d(6, 6, 4, stride=2, groups=2)}),
-    ("conv_transpose", lambda s, x: s.conv(x), {"x": rand(1, 4, 5, 6)}, {"conv": nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1)}),
+    (
+        "conv_transpose",
+        lambda s, x: s.conv(x),
+        {"x": rand(1, 6, 9)},
+        {"conv": nn.ConvTranspose1d(6, 4, 8, stride=4, padding=2)},
+    ),
+    (
+        "conv_transpose",
+        lambda s, x: s.conv(x),
+        {"x": rand(1, 6, 9)},
+        {"conv": nn.ConvTranspose1d(6, 6, 4, stride=2, groups=2)},
+    ),
+    (
+        "conv_transpose",
+        lambda s, x: s.conv(x),
+        {"x": rand(1, 4, 5, 6)},
+        {"conv": nn.ConvTranspose2d(4, 3, 3, stride=2, padding=1, output_padding=1)},
+    ),
     ("layer_norm", lambda s, x: s.ln(x), {"x": rand(2, 7, 16, scale=3)}, {"ln": nn.LayerNorm(16)}),
     ("instance_norm", lambda s, x: s.norm(x), {"x": rand(1, 5, 12)}, {"norm": nn.InstanceNorm1d(5, affine=True)}),
     ("softmax", lambda s, x: torch.softmax(x, dim=-1), {"x": rand(2, 3, 9, scale=4)}, {}),
@@ -124,14 +162,54 @@ CASES = [
     ("concat", lambda s, x, y: torch.cat([x, y, x], dim=1), {"x": rand(2, 3, 4), "y": rand(2, 5, 4)}, {}),
     ("split", lambda s, x: x.split([2, 3, 1], dim=1)[1] * 2, {"x": rand(2, 6, 4)}, {}),
     ("stack", lambda s, x, y: torch.stack([x, y], dim=1), {"x": rand(2, 4), "y": rand(2, 4)}, {}),
-    ("gather", lambda s, ids: s.emb(ids), {"ids": np.array([[3, 0, 9, 4]], dtype=np.int32)}, {"emb": nn.Embedding(10, 6)}),
-    ("gather_along_axis", lambda s, x, i: torch.gather(x, 1, i.long()), {"x": rand(3, 6), "i": np.array([[0, 5], [2, 2], [1, 4]], dtype=np.int32)}, {}),
+    (
+        "gather",
+        lambda s, ids: s.emb(ids),
+        {"ids": np.array([[3, 0, 9, 4]], dtype=np.int32)},
+        {"emb": nn.Embedding(10, 6)},
+    ),
+    (
+        "gather_along_axis",
+        lambda s, x, i: torch.gather(x, 1, i.long()),
+        {"x": rand(3, 6), "i": np.array([[0, 5], [2, 2], [1, 4]], dtype=np.int32)},
+        {},
+    ),
     ("cumsum", lambda s, x: torch.cumsum(x, dim=1), {"x": rand(2, 8)}, {}),
-    ("scatter_along_axis", lambda s, x, i, u: x.scatter(1, i.long(), u), {"x": rand(3, 6), "i": np.array([[0, 5], [2, 1], [4, 3]], dtype=np.int32), "u": rand(3, 2)}, {}),
-    ("scatter_along_axis", lambda s, x, i, u: x.scatter_add(1, i.long(), u), {"x": rand(3, 6), "i": np.array([[0, 0], [2, 1], [4, 4]], dtype=np.int32), "u": rand(3, 2)}, {}),
-    ("scatter_nd", lambda s, x, i, u: x.index_put((i.long(),), u, accumulate=True), {"x": rand(5, 3), "i": np.array([4, 0, 4], dtype=np.int32), "u": rand(3, 3)}, {}),
-    ("scatter_nd", lambda s, x, i, j, u: x.index_put((i.long(), j.long()), u, accumulate=True), {"x": rand(4, 5), "i": np.array([0, 3, 0], dtype=np.int32), "j": np.array([1, 4, 1], dtype=np.int32), "u": rand(3)}, {}),
-    ("gather_nd", lambda s, x, i, j: x[i.long(), j.long()], {"x": rand(4, 5, 2), "i": np.array([0, 3, 2], dtype=np.int32), "j": np.array([1, 4, 0], dtype=np.int32)}, {}),
+    (
+        "scatter_along_axis",
+        lambda s, x, i, u: x.scatter(1, i.long(), u),
+        {"x": rand(3, 6), "i": np.array([[0, 5], [2, 1], [4, 3]], dtype=np.int32), "u": rand(3, 2)},
+        {},
+    ),
+    (
+        "scatter_along_axis",
+        lambda s, x, i, u: x.scatter_add(1, i.long(), u),
+        {"x": rand(3, 6), "i": np.array([[0, 0], [2, 1], [4, 4]], dtype=np.int32), "u": rand(3, 2)},
+        {},
+    ),
+    (
+        "scatter_nd",
+        lambda s, x, i, u: x.index_put((i.long(),), u, accumulate=True),
+        {"x": rand(5, 3), "i": np.array([4, 0, 4], dtype=np.int32), "u": rand(3, 3)},
+        {},
+    ),
+    (
+        "scatter_nd",
+        lambda s, x, i, j, u: x.index_put((i.long(), j.long()), u, accumulate=True),
+        {
+            "x": rand(4, 5),
+            "i": np.array([0, 3, 0], dtype=np.int32),
+            "j": np.array([1, 4, 1], dtype=np.int32),
+            "u": rand(3),
+        },
+        {},
+    ),
+    (
+        "gather_nd",
+        lambda s, x, i, j: x[i.long(), j.long()],
+        {"x": rand(4, 5, 2), "i": np.array([0, 3, 2], dtype=np.int32), "j": np.array([1, 4, 0], dtype=np.int32)},
+        {},
+    ),
     ("pad", lambda s, x: F.pad(x, (2, 3), value=0.5), {"x": rand(1, 3, 6)}, {}),
     ("pad", lambda s, x: F.pad(x, (2, 1), mode="reflect"), {"x": rand(1, 3, 6)}, {}),
     ("pad", lambda s, x: F.pad(x, (2, 1), mode="replicate"), {"x": rand(1, 3, 6)}, {}),
@@ -139,9 +217,19 @@ CASES = [
     ("tile", lambda s, x: x.repeat(2, 3), {"x": rand(2, 3)}, {}),
     ("expand_dims", lambda s, x: x.unsqueeze(1) * 2, {"x": rand(2, 3)}, {}),
     ("squeeze", lambda s, x: x.squeeze(1) * 2, {"x": rand(2, 1, 3)}, {}),
-    ("upsample_nearest_neighbor", lambda s, x: F.interpolate(x, scale_factor=2, mode="nearest"), {"x": rand(1, 3, 4, 5)}, {}),
+    (
+        "upsample_nearest_neighbor",
+        lambda s, x: F.interpolate(x, scale_factor=2, mode="nearest"),
+        {"x": rand(1, 3, 4, 5)},
+        {},
+    ),
     ("lstm", lambda s, x: s.lstm(x)[0], {"x": rand(1, 7, 5)}, {"lstm": nn.LSTM(5, 4, batch_first=True)}),
-    ("lstm", lambda s, x: s.lstm(x)[0], {"x": rand(1, 7, 5)}, {"lstm": nn.LSTM(5, 4, batch_first=True, bidirectional=True)}),
+    (
+        "lstm",
+        lambda s, x: s.lstm(x)[0],
+        {"x": rand(1, 7, 5)},
+        {"lstm": nn.LSTM(5, 4, batch_first=True, bidirectional=True)},
+    ),
 ]
 
 
@@ -157,7 +245,11 @@ def test_op_matches_torch_fp32(tmp_path, op, fn, inputs, params):
     assert rel_err(got, want) <= 1e-5
 
 
-FP16_CASES = [c for c in CASES if c[0] in ("linear", "conv", "conv_transpose", "layer_norm", "softmax", "gelu", "matmul", "cumsum")]
+FP16_CASES = [
+    c
+    for c in CASES
+    if c[0] in ("linear", "conv", "conv_transpose", "layer_norm", "softmax", "gelu", "matmul", "cumsum")
+]
 
 
 @pytest.mark.parametrize("op,fn,inputs,params", FP16_CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(FP16_CASES)])
@@ -187,7 +279,9 @@ def test_scatter_built_in_mil(tmp_path, mode):
     def prog(x):
         return mb.scatter(data=x, indices=indices, updates=updates, axis=0, mode=mode)
 
-    model = ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17, compute_precision=ct.precision.FLOAT32)
+    model = ct.convert(
+        prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17, compute_precision=ct.precision.FLOAT32
+    )
     path = tmp_path / "scatter.mlpackage"
     model.save(str(path))
     program = MilProgram.load(path)
@@ -226,7 +320,9 @@ def test_unsupported_op_names_type_and_location(tmp_path, monkeypatch):
     module = Fn(lambda s, x: F.gelu(x) + 1)
     inputs = {"x": rand(2, 3)}
     path = tmp_path / "g.mlpackage"
-    save_component({"main": Traceable(module, [TensorSpec("x", (2, 3))], ["out0"], [inputs])}, Variant("v", precision="fp32"), path)
+    save_component(
+        {"main": Traceable(module, [TensorSpec("x", (2, 3))], ["out0"], [inputs])}, Variant("v", precision="fp32"), path
+    )
     monkeypatch.delitem(KERNELS, "gelu")
     with pytest.raises(UnsupportedOp, match=r"gelu.*function 'main'.*op #\d+"):
         MilProgram.load(path)
@@ -246,7 +342,9 @@ def _two_functions_one_weight(tmp_path, rows: int) -> tuple[nn.Linear, Traceable
     rows) share one Linear's weight."""
     lin = nn.Linear(4, 4)
     a = Traceable(Fn(lambda s, x: s.lin(x), lin=lin), [TensorSpec("x", (1, 4))], ["y"], [{"x": rand(1, 4)}])
-    b = Traceable(Fn(lambda s, x: torch.relu(s.lin(x)), lin=lin), [TensorSpec("x", (rows, 4))], ["y"], [{"x": rand(rows, 4)}])
+    b = Traceable(
+        Fn(lambda s, x: torch.relu(s.lin(x)), lin=lin), [TensorSpec("x", (rows, 4))], ["y"], [{"x": rand(rows, 4)}]
+    )
     path = tmp_path / "multi.mlpackage"
     save_component({"first": a, "second": b}, Variant("v", precision="fp32"), path)
     return lin, a, b, MilProgram.load(path)
@@ -303,8 +401,14 @@ class IndexWriteCache(MaskBlendCache):
 def _run_stateful(tmp_path, module_cls):
     example = {"new": rand(1, 2).astype(np.float16), "pos": np.array([1], dtype=np.int32)}
     program = convert(
-        tmp_path, module_cls(), example, precision="fp16", target="iOS18", states=[StateSpec("cache", (1, 2, 6), "float16")],
-        name=module_cls.__name__, dtypes={"new": "float16"},
+        tmp_path,
+        module_cls(),
+        example,
+        precision="fp16",
+        target="iOS18",
+        states=[StateSpec("cache", (1, 2, 6), "float16")],
+        name=module_cls.__name__,
+        dtypes={"new": "float16"},
     )
     module, state, diffs = module_cls(), program.make_state(), []
     for step in range(4):
@@ -323,7 +427,8 @@ def test_state_written_with_mask_blend_matches_torch(tmp_path):
 
 
 def test_dropped_index_write_is_exposed(tmp_path):
-    """coremltools converts ``buf[:, :, pos] = new`` without error but drops the write; executing the package shows it."""
+    """coremltools converts ``buf[:, :, pos] = new`` without error but drops the write; executing the
+    package shows it."""
     program, diffs, state = _run_stateful(tmp_path, IndexWriteCache)
     assert "coreml_update_state" not in program.function().op_types()  # the write is gone from the program
     assert min(diffs) > 0.05, "the interpreter must expose the dropped state write"
@@ -344,8 +449,15 @@ def test_fp16_rounding_matches_numpy_cast():
             np.outer([1, -1], (np.arange(1024) + 0.5) * 2.0**-24).ravel(),
             [2.0**-14 * (1 - 2.0**-12), 2.0**-14 * (1 - 2.0**-11), 2.0**-14 * (1 + 2.0**-11)],
             # every float32 exponent, mantissas at random and at the edges (all-ones, one bit)
-            np.concatenate([rng.integers(0, 2**32, 50000, dtype=np.uint64), np.arange(256, dtype=np.uint64) << 23 | 0x7FFFFF,
-                            np.arange(256, dtype=np.uint64) << 23 | 0x1000]).astype(np.uint32).view(np.float32),
+            np.concatenate(
+                [
+                    rng.integers(0, 2**32, 50000, dtype=np.uint64),
+                    np.arange(256, dtype=np.uint64) << 23 | 0x7FFFFF,
+                    np.arange(256, dtype=np.uint64) << 23 | 0x1000,
+                ]
+            )
+            .astype(np.uint32)
+            .view(np.float32),
         ]
     ).astype(np.float32)
     with np.errstate(all="ignore"):

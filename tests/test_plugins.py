@@ -31,7 +31,12 @@ def test_good_plugin_is_listed_with_version_hooks_and_models(write_plugin):
 
 
 def test_hooks_only_reach_the_owning_plugin(write_plugin):
-    host = PluginHost(entry_points=[write_plugin("own_a", GOOD.format(model="alpha")), write_plugin("own_b", GOOD.format(model="beta"))])
+    host = PluginHost(
+        entry_points=[
+            write_plugin("own_a", GOOD.format(model="alpha")),
+            write_plugin("own_b", GOOD.format(model="beta")),
+        ]
+    )
     assert host.call(host.model("alpha"), "load_reference", variant=None, weights=None) == "alpha-reference"
     assert host.call(host.model("beta"), "load_reference", variant=None, weights=None) == "beta-reference"
 
@@ -60,7 +65,10 @@ def test_wrong_hook_arguments_are_rejected(write_plugin):
 
 
 def test_registration_that_raises_or_duplicates_is_isolated(write_plugin):
-    raising = write_plugin("raising", "from zoo.core import hookimpl\n@hookimpl\ndef zoo_register_models():\n    raise ValueError('boom')\n")
+    raising = write_plugin(
+        "raising",
+        "from zoo.core import hookimpl\n@hookimpl\ndef zoo_register_models():\n    raise ValueError('boom')\n",
+    )
     dup = write_plugin("dup", GOOD.format(model="alpha"))
     host = PluginHost(entry_points=[raising, write_plugin("orig", GOOD.format(model="alpha")), dup])
     assert "boom" in host.plugins["raising"].error

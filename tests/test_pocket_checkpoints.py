@@ -8,15 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import Zoo
 
 pytest.importorskip("pocket_tts")
 
 from zoo.core import WeightsSource  # noqa: E402
 from zoo.core.host.plugins import PluginHost  # noqa: E402
-from zoo.core.registry.store import Registry  # noqa: E402
 from zoo.core.host.session import ModelSession  # noqa: E402
+from zoo.core.registry.store import Registry  # noqa: E402
 from zoo.plugins.pocket_tts import checkpoints, reference  # noqa: E402
 
 HOST = PluginHost()
@@ -41,7 +40,11 @@ def test_every_bundled_config_is_a_checkpoint_with_its_pinned_revision():
         head = flow_lm["flow"].get("type", "lsd")
         if c.family.startswith("flowlm-"):  # full attention, full-rank table, one Mimi
             assert c.family == f"flowlm-{layers}l" + ("" if head == "lsd" else f"-{head}") and not c.unsupported
-            assert "decoder_seanet" not in config["mimi"] and not flow_lm["transformer"].get("num_kv_heads") and not flow_lm.get("z_dim")
+            assert (
+                "decoder_seanet" not in config["mimi"]
+                and not flow_lm["transformer"].get("num_kv_heads")
+                and not flow_lm.get("z_dim")
+            )
         elif c.family == "small":  # a separate decoder (50-step context), z projection, SentencePiece
             assert config["mimi"]["decoder_transformer"]["context"] == 50 and flow_lm["z_dim"] and not c.unsupported
             assert flow_lm["lookup_table"]["tokenizer_path"].split("@")[0].endswith(".model")
@@ -69,8 +72,9 @@ def test_family_reads_what_the_port_depends_on():
     projected["flow_lm"]["z_dim"] = 64
     matching_small = json.loads(json.dumps(separate))
     matching_small["flow_lm"]["flow"]["type"] = "flow_matching"
-    assert [checkpoints.family(c) for c in (gqa, drifting, matching, separate, pointwise, projected, matching_small)] == [
-        "small", "flowlm-6l-drifting", "flow_matching", "small", "flowlm-6l-pointwise", "small", "flow_matching"]
+    assert [
+        checkpoints.family(c) for c in (gqa, drifting, matching, separate, pointwise, projected, matching_small)
+    ] == ["small", "flowlm-6l-drifting", "flow_matching", "small", "flowlm-6l-pointwise", "small", "flow_matching"]
     assert "flow_matching" in checkpoints.NOT_PORTED
 
 
@@ -89,10 +93,12 @@ def test_each_ported_checkpoint_builds_and_matches_upstream(name):
     step = traceables["flowlm"]["step"]
     ex = step.examples[1]
     want = reference.upstream_step(ref.tts, 1, ex["latent"], ex["noise"], ex["kv"], ex["pos"])  # upstream's own step
-    assert set(want) == {"latent_out", "eos_logit", "kv_new"} and np.array_equal(want["latent_out"], step.reference(**ex)["latent_out"])
+    assert set(want) == {"latent_out", "eos_logit", "kv_new"} and np.array_equal(
+        want["latent_out"], step.reference(**ex)["latent_out"]
+    )
     checked = []
     for component, functions in traceables.items():
-        for function, traceable in (functions.items() if isinstance(functions, dict) else [("main", functions)]):
+        for function, traceable in functions.items() if isinstance(functions, dict) else [("main", functions)]:
             for ex in traceable.examples:
                 ours, want = traceable.run(ex), traceable.reference(**ex)
                 for key, expected in want.items():
@@ -113,8 +119,13 @@ def test_a_checkpoint_the_port_lacks_is_refused_with_its_reason():
     from zoo.core.host.session import resolve_variant
 
     reason = checkpoints.NOT_PORTED["flow_matching"]
-    spec = replace(SPEC, checkpoints={**SPEC.checkpoints, "future": Checkpoint("future", family="flow_matching", unsupported=reason)})
-    with pytest.raises(ValueError, match="checkpoint 'future' cannot be exported: its flow-matching sampler head is not ported"):
+    spec = replace(
+        SPEC,
+        checkpoints={**SPEC.checkpoints, "future": Checkpoint("future", family="flow_matching", unsupported=reason)},
+    )
+    with pytest.raises(
+        ValueError, match="checkpoint 'future' cannot be exported: its flow-matching sampler head is not ported"
+    ):
         resolve_variant(spec, "small-fp32", "future")
     assert resolve_variant(spec, "small-fp32", "english_7m_2026-10").checkpoint == "english_7m_2026-10"
 
@@ -142,7 +153,19 @@ def test_each_export_has_its_own_weights_rules_and_mimi(zoo: Zoo):
     registry names the checkpoint's pinned source, and run/info/verify select by checkpoint."""
     ids, reports = {}, {}
     for name in FAMILY_EXAMPLES:
-        proc = zoo("export", "pocket_tts", "--random-weights", "--variant", "small-fp32", "--checkpoint", name, "--out", str(zoo.out), "--json", check=True)
+        proc = zoo(
+            "export",
+            "pocket_tts",
+            "--random-weights",
+            "--variant",
+            "small-fp32",
+            "--checkpoint",
+            name,
+            "--out",
+            str(zoo.out),
+            "--json",
+            check=True,
+        )
         report = json.loads(proc.stdout)
         assert report["ok"] and report["validation_level"] == "mil"
         ids[name], reports[name] = report["id"], report
@@ -154,11 +177,18 @@ def test_each_export_has_its_own_weights_rules_and_mimi(zoo: Zoo):
         assert loop["status"] == "passed" and loop["value"] <= 1e-3  # the run loop vs upstream generate_audio
         assert entry["variant"]["options"]["checkpoint"] == name
         assert entry["weights"]["checkpoint"]["source"] == SPEC.checkpoints[name].source
-    mimi = {name: next(c["sha256"] for c in entries[ids[name]]["components"] if c["name"] == "mimi") for name in FAMILY_EXAMPLES}
+    mimi = {
+        name: next(c["sha256"] for c in entries[ids[name]]["components"] if c["name"] == "mimi")
+        for name in FAMILY_EXAMPLES
+    }
     assert len(set(mimi.values())) == len(FAMILY_EXAMPLES)  # never one Mimi shared across checkpoints
     small = Path(zoo.out) / Path(entries[ids["english_7m_2026-10"]]["path"]).name / "constants"
-    assert (small / "tokenizer.model").is_file() and not (small / "tokenizer.json").exists()  # SentencePiece, as shipped
-    assert json.loads((small / "config.json").read_text())["kv_width"] == 2 * 64  # 2 key/value heads of 64, not attn_dim 512
+    assert (small / "tokenizer.model").is_file() and not (
+        small / "tokenizer.json"
+    ).exists()  # SentencePiece, as shipped
+    assert (
+        json.loads((small / "config.json").read_text())["kv_width"] == 2 * 64
+    )  # 2 key/value heads of 64, not attn_dim 512
     rules, layers = {}, {}
     for name, entry in (("english", en), ("french_24l", fr)):
         config = json.loads((Path(zoo.out) / Path(entry["path"]).name / "constants" / "config.json").read_text())
@@ -167,18 +197,50 @@ def test_each_export_has_its_own_weights_rules_and_mimi(zoo: Zoo):
     assert "«" in rules["french_24l"] and "«" not in rules["english"]
     assert layers == {"english": 2, "french_24l": 8}  # small size keeps the depth ratio
     for name in ("english", "french_24l"):  # run picks the latest valid export of the checkpoint asked for
-        out = json.loads(zoo("run", "pocket_tts", "Bonjour.", "-o", str(zoo.workdir / f"{name}.wav"), "--backend", "mil", "--checkpoint", name,
-                             "--set", "temperature=0", "--set", "eos_threshold=1e9", "--set", "frames_after_eos=0", "--json", check=True).stdout)
+        out = json.loads(
+            zoo(
+                "run",
+                "pocket_tts",
+                "Bonjour.",
+                "-o",
+                str(zoo.workdir / f"{name}.wav"),
+                "--backend",
+                "mil",
+                "--checkpoint",
+                name,
+                "--set",
+                "temperature=0",
+                "--set",
+                "eos_threshold=1e9",
+                "--set",
+                "frames_after_eos=0",
+                "--json",
+                check=True,
+            ).stdout
+        )
         assert out["source"] == f"export {ids[name]}"
-    assert [e["id"] for e in json.loads(zoo("info", "pocket_tts", "--checkpoint", "french_24l", "--json", check=True).stdout)["exports"]] == [ids["french_24l"]]
-    assert json.loads(zoo("verify", "--checkpoint", "english", "--json", check=True).stdout)["checked"] == [ids["english"]]
-    proc = zoo("run", "pocket_tts", "Hallo.", "-o", str(zoo.workdir / "de.wav"), "--backend", "mil", "--checkpoint", "german")
-    assert proc.returncode == 1 and "run `zoo export pocket_tts --checkpoint german` first" in " ".join(proc.stderr.split())
+    assert [
+        e["id"]
+        for e in json.loads(zoo("info", "pocket_tts", "--checkpoint", "french_24l", "--json", check=True).stdout)[
+            "exports"
+        ]
+    ] == [ids["french_24l"]]
+    assert json.loads(zoo("verify", "--checkpoint", "english", "--json", check=True).stdout)["checked"] == [
+        ids["english"]
+    ]
+    proc = zoo(
+        "run", "pocket_tts", "Hallo.", "-o", str(zoo.workdir / "de.wav"), "--backend", "mil", "--checkpoint", "german"
+    )
+    assert proc.returncode == 1 and "run `zoo export pocket_tts --checkpoint german` first" in " ".join(
+        proc.stderr.split()
+    )
 
 
 def test_an_unreadable_config_takes_only_its_checkpoint_down(tmp_path, monkeypatch):
     for name in ("english", "french"):
-        (tmp_path / f"{name}.yaml").write_text((checkpoints.config_dir() / f"{name}.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+        (tmp_path / f"{name}.yaml").write_text(
+            (checkpoints.config_dir() / f"{name}.yaml").read_text(encoding="utf-8"), encoding="utf-8"
+        )
     (tmp_path / "broken.yaml").write_text("flow_lm: [unclosed\n", encoding="utf-8")
     monkeypatch.setattr(checkpoints, "config_dir", lambda: tmp_path)
     checkpoints.discover.cache_clear()
@@ -207,10 +269,15 @@ def test_loop_parity_sees_the_constants_as_stored(tmp_path, monkeypatch):
     (case,) = parity.cases(runtime, ref, options)
     value = float(np.max(np.abs(case.actual - case.expected)) / np.max(np.abs(case.expected)))
     assert len(case.actual) == len(case.expected) and value <= 1e-3
-    monkeypatch.setattr(parity, "stored_like_the_export", lambda runtime, tts, name, voice: contextlib.nullcontext(voice))
+    monkeypatch.setattr(
+        parity, "stored_like_the_export", lambda runtime, tts, name, voice: contextlib.nullcontext(voice)
+    )
     (bare,) = parity.cases(runtime, ref, options)
     n = min(len(bare.actual), len(bare.expected))
-    assert len(bare.actual) != len(bare.expected) or float(np.max(np.abs(bare.actual[:n] - bare.expected[:n])) / np.max(np.abs(bare.expected))) > 1e-3
+    assert (
+        len(bare.actual) != len(bare.expected)
+        or float(np.max(np.abs(bare.actual[:n] - bare.expected[:n])) / np.max(np.abs(bare.expected))) > 1e-3
+    )
 
 
 def test_the_stored_text_table_is_upstreams_conditioner_output(tmp_path):
@@ -231,8 +298,10 @@ def test_the_stored_text_table_is_upstreams_conditioner_output(tmp_path):
         assert tts.flow_lm.conditioner.proj is None
     assert tts.flow_lm.conditioner.proj is not None  # restored
     stored = load_file(str(constants["flowlm"]))
-    for name, table in (("shifted", np.roll(stored["text_embedding"], 1, axis=0)),
-                        ("unprojected", tts.flow_lm.conditioner.embed.weight.detach().numpy().astype(np.float16))):
+    for name, table in (
+        ("shifted", np.roll(stored["text_embedding"], 1, axis=0)),
+        ("unprojected", tts.flow_lm.conditioner.embed.weight.detach().numpy().astype(np.float16)),
+    ):
         path = tmp_path / f"{name}.safetensors"
         save_file({**stored, "text_embedding": np.ascontiguousarray(table)}, str(path))
         bad = SimpleNamespace(constants={**constants, "flowlm": path})
@@ -264,7 +333,9 @@ def test_stand_in_tokenizers_in_both_formats(tmp_path):
         assert len(split(long, ours.encode, ours.decode, 20, TextRules())) == 3
     from zoo.plugins.pocket_tts.tokenizer import stand_in_file
 
-    assert stand_in_file("sentencepiece", "hf://o/r/tokenizer.json@abc") == "tokenizer.json"  # upstream: the suffix decides too
+    assert (
+        stand_in_file("sentencepiece", "hf://o/r/tokenizer.json@abc") == "tokenizer.json"
+    )  # upstream: the suffix decides too
     damaged = tmp_path / "tokenizer.model"
     damaged.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="tokenizer.model is not a readable SentencePiece model"):

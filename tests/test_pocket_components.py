@@ -22,7 +22,9 @@ def max_diff(a, b) -> float:
 
 def _rows(components, cond, kv, pos, valid):
     t = components["flowlm"]["prefill"]
-    return t.run({"cond": cond, "kv": kv, "pos": np.array([pos], np.int32), "valid": np.array([valid], np.int32)})["kv_new"]
+    return t.run({"cond": cond, "kv": kv, "pos": np.array([pos], np.int32), "valid": np.array([valid], np.int32)})[
+        "kv_new"
+    ]
 
 
 def _prefill(components, cond, kv, pos, valid):
@@ -47,7 +49,9 @@ def test_padding_never_writes_cache_nor_advances_position(small_ref, small_compo
     b = traceables.write_rows(kv, rows, pos, 5)
     assert max_diff(a, b) == 0  # what sits in the padding does not matter
     assert max_diff(a[:, :, pos + 5 :], kv[:, :, pos + 5 :]) == 0  # nothing written past the valid tokens
-    want = traceables.write_rows(kv, upstream.upstream_prefill(small_ref.tts, tokens, kv, np.array([pos]), np.array([5]))["kv_new"], pos, 5)
+    want = traceables.write_rows(
+        kv, upstream.upstream_prefill(small_ref.tts, tokens, kv, np.array([pos]), np.array([5]))["kv_new"], pos, 5
+    )
     assert max_diff(a, want) <= 1e-4
     # negative control: treating the zero padding as tokens (the seed bug) writes different entries
     bug = _prefill(small_components, zero_padded, kv, pos, chunk)
@@ -101,7 +105,12 @@ def test_flow_decode_times_are_i_over_n_and_next(small_ref):
     step = traceables.Step(flow, SMALL.cache_size, decode_steps=4).eval()
     rng = np.random.default_rng(2)
     voice_kv, voice_len = traceables.voice_cache(small_ref.voices["random"], SMALL.cache_size)
-    inputs = {"latent": rng.standard_normal((1, 32)).astype(np.float32), "noise": rng.standard_normal((1, 32)).astype(np.float32), "kv": voice_kv, "pos": np.array([voice_len], np.int32)}
+    inputs = {
+        "latent": rng.standard_normal((1, 32)).astype(np.float32),
+        "noise": rng.standard_normal((1, 32)).astype(np.float32),
+        "kv": voice_kv,
+        "pos": np.array([voice_len], np.int32),
+    }
     with torch.no_grad():
         ours = step(*(torch.from_numpy(v) for v in inputs.values()))
     want = upstream.upstream_step(small_ref.tts, 4, **inputs)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import read_wav
 
 from zoo.core.registry.store import Registry
@@ -16,22 +15,32 @@ pytest.importorskip("pocket_tts")
 pytestmark = pytest.mark.slow
 
 
-
 @pytest.mark.parametrize("variant", ["small-fp32", "small-fp16", "small-fp16-stateful"])
 def test_export_run_verify(zoo, variant):
-    proc = zoo("export", "pocket_tts", "--random-weights", "--variant", variant, "--out", str(zoo.out), "--json", check=True)
+    proc = zoo(
+        "export", "pocket_tts", "--random-weights", "--variant", variant, "--out", str(zoo.out), "--json", check=True
+    )
     report = json.loads(proc.stdout)
     assert report["ok"] and report["validation_level"] == "mil"
     # coremltools' cast and tuple notes and upstream's chunking note are --verbose only
-    assert not any(note in proc.stderr for note in ("Saving value type of int64", "Tuple detected", "generation may skip words")), proc.stderr
+    assert not any(
+        note in proc.stderr for note in ("Saving value type of int64", "Tuple detected", "generation may skip words")
+    ), proc.stderr
     entry = Registry(zoo.registry).exports()[0]
-    assert {c["name"]: c["functions"] for c in entry["components"]} == {"flowlm": ["prefill", "step"], "mimi": ["main"], "voice_encoder": ["main"]}
+    assert {c["name"]: c["functions"] for c in entry["components"]} == {
+        "flowlm": ["prefill", "step"],
+        "mimi": ["main"],
+        "voice_encoder": ["main"],
+    }
     names = {c["name"] for c in entry["constants"]}
     assert {"flowlm", "mimi_init_state", "voice_random", "tokenizer", "config"} <= names
     checks = {(v["level"], v["component"], v["metric"]): v for v in entry["validation"] if v["status"] != "skipped"}
     for comp in ("flowlm", "mimi", "voice_encoder"):
         # the port in float64 against upstream in float64: summation order only
-        assert checks[("reference", comp, "float64_rel")]["status"] == "passed" and checks[("reference", comp, "float64_rel")]["value"] <= 1e-9
+        assert (
+            checks[("reference", comp, "float64_rel")]["status"] == "passed"
+            and checks[("reference", comp, "float64_rel")]["value"] <= 1e-9
+        )
         # fp32 against 16x upstream's own fp32 error, measured in this export and recorded with it
         ref = checks[("reference", comp, "rel")]
         assert ref["status"] == "passed" and "upstream fp32 error" in ref["basis"] or "unit roundoff" in ref["basis"]
@@ -50,8 +59,8 @@ def test_export_run_verify(zoo, variant):
     # (the run loop keeps its KV cache in it)
     import coremltools as ct
 
-    from zoo.core.mil import MilProgram
     from zoo.core.coreml.tools import spec_input_dtype
+    from zoo.core.mil import MilProgram
 
     package = Path(report["path"]) / "flowlm.mlpackage"
     spec, program = ct.utils.load_spec(str(package)), MilProgram.load(package)
@@ -64,19 +73,47 @@ def test_export_run_verify(zoo, variant):
 
     text = "Hello there. Nice to meet you."
     torch_wav, mil_wav = zoo.workdir / "torch.wav", zoo.workdir / "mil.wav"
-    args = ["--variant", variant, "--set", "temperature=0", "--set", "eos_threshold=1e9", "--set", "frames_after_eos=0", "--json"]
-    t = json.loads(zoo("run", "pocket_tts", text, "-o", str(torch_wav), "--backend", "torch", "--random-weights", *args, check=True).stdout)
+    args = [
+        "--variant",
+        variant,
+        "--set",
+        "temperature=0",
+        "--set",
+        "eos_threshold=1e9",
+        "--set",
+        "frames_after_eos=0",
+        "--json",
+    ]
+    t = json.loads(
+        zoo(
+            "run", "pocket_tts", text, "-o", str(torch_wav), "--backend", "torch", "--random-weights", *args, check=True
+        ).stdout
+    )
     m = json.loads(zoo("run", "pocket_tts", text, "-o", str(mil_wav), "--backend", "mil", *args, check=True).stdout)
     assert t["frames"] == m["frames"] > 0 and t["calls"] == m["calls"]
     # written Mimi call by Mimi call: this one-chunk text's first audio goes out before its last step
     # (the loop waits for a decode when two are pending, so at most 2 groups of frames after the first)
     # (1 prefill + 4 steps + 2 Mimi calls at most, with 2 frames per Mimi call)
-    assert 0 < m["first_audio_seconds"] < m["wall_seconds"] and m["calls_before_first_audio"] <= 7 < sum(m["calls"].values())
+    assert 0 < m["first_audio_seconds"] < m["wall_seconds"] and m["calls_before_first_audio"] <= 7 < sum(
+        m["calls"].values()
+    )
     assert m["calls"]["mimi"] == -(-m["frames"] // 2) and m["calls"]["flowlm.prefill"] == 1
     a, b = read_wav(torch_wav), read_wav(mil_wav)
     snr = 10 * np.log10(np.sum(a**2) / max(np.sum((a - b) ** 2), 1e-9))
     assert snr >= (40 if variant.endswith("fp32") else 10), snr
-    bad = zoo("run", "pocket_tts", text, "-o", str(zoo.workdir / "bad.wav"), "--backend", "mil", "--variant", variant, "--voice", "alba")
+    bad = zoo(
+        "run",
+        "pocket_tts",
+        text,
+        "-o",
+        str(zoo.workdir / "bad.wav"),
+        "--backend",
+        "mil",
+        "--variant",
+        variant,
+        "--voice",
+        "alba",
+    )
     message = " ".join(bad.stderr.split())  # the README's voice is not in a random-weight export: said before loading
     assert bad.returncode == 2 and "unknown voice 'alba'; this export has: random (or a WAV file to clone)" in message
     assert json.loads(zoo("info", "pocket_tts", "--json", check=True).stdout)["voices"] == ["random"]
@@ -84,5 +121,7 @@ def test_export_run_verify(zoo, variant):
         from zoo.core.mil import MilProgram
 
         mimi = MilProgram.load(Path(report["path"]) / "mimi.mlpackage").function()
-        assert set(mimi.inputs) == {"quantized", "pos"} and len(mimi.states) == mimi.op_types()["coreml_update_state"] > 0
+        assert (
+            set(mimi.inputs) == {"quantized", "pos"} and len(mimi.states) == mimi.op_types()["coreml_update_state"] > 0
+        )
     assert zoo("verify", "--execute", check=True).returncode == 0

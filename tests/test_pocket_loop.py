@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from pocket import small_components, small_ref, small_runtime, small_session, speak  # noqa: F401  (fixtures)
@@ -168,8 +167,12 @@ def test_generation_waits_for_the_oldest_mimi_group_only():
     def runtime(component, inputs, function="main"):
         return {"audio": np.ones((1, 1, 2 * 4), np.float32)}
 
-    cfg = SimpleNamespace(fade_in_samples=1, mimi_frames_per_call=2, mimi_steps_per_frame=1, samples_per_frame=4, mimi_stateful=True)
-    stream = loop.MimiStream(runtime, cfg, {}, np.eye(3, dtype=np.float32), np.zeros(3, np.float32), np.ones(3, np.float32))
+    cfg = SimpleNamespace(
+        fade_in_samples=1, mimi_frames_per_call=2, mimi_steps_per_frame=1, samples_per_frame=4, mimi_stateful=True
+    )
+    stream = loop.MimiStream(
+        runtime, cfg, {}, np.eye(3, dtype=np.float32), np.zeros(3, np.float32), np.ones(3, np.float32)
+    )
     stream.pool.shutdown()
     stream.pool = pool = ByHand()
     latent = np.zeros((1, 3), np.float32)
@@ -198,8 +201,17 @@ def test_piece_timestamps_cover_the_audio(tmp_path):
     from zoo.core.run.speak import run
 
     text = "Hello there. How are you today, my friend?"
-    summary = run(PluginHost(), "pocket_tts", text, tmp_path / "o.wav", backend="torch", weights=WeightsSource.random(0), variant="small-fp32",
-                  options=RunOptions(settings={"max_tokens": "8"}), timestamps=tmp_path / "t.json")
+    summary = run(
+        PluginHost(),
+        "pocket_tts",
+        text,
+        tmp_path / "o.wav",
+        backend="torch",
+        weights=WeightsSource.random(0),
+        variant="small-fp32",
+        options=RunOptions(settings={"max_tokens": "8"}),
+        timestamps=tmp_path / "t.json",
+    )
     timings = summary.timings
     assert len(timings) == len(summary.result.info["chunks"]) >= 2 and {t.kind for t in timings} == {"piece"}
     assert " ".join(t.text for t in timings).split() == text.split()

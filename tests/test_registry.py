@@ -8,15 +8,22 @@ from pathlib import Path
 import pytest
 import tomlkit
 
-from zoo.core.util.hashing import tree_sha256, tree_size
 from zoo.core.registry.store import Registry, RegistryError, new_document
+from zoo.core.util.hashing import tree_sha256, tree_size
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _entry(i: int) -> dict:
-    return {"id": f"m-{i}", "model": "m", "status": "valid", "created_at": f"2026-01-01T00:00:{i:02d}+00:00", "path": f"exports/m-{i}",
-            "variant": {"name": "fp32"}, "components": [{"name": "c", "path": "c.mlpackage", "sha256": "0" * 64}]}
+    return {
+        "id": f"m-{i}",
+        "model": "m",
+        "status": "valid",
+        "created_at": f"2026-01-01T00:00:{i:02d}+00:00",
+        "path": f"exports/m-{i}",
+        "variant": {"name": "fp32"},
+        "components": [{"name": "c", "path": "c.mlpackage", "sha256": "0" * 64}],
+    }
 
 
 def test_committed_registry_is_the_documented_empty_schema():
@@ -110,9 +117,9 @@ def test_tree_hash_is_stable_and_sensitive(tmp_path):
 def test_spectral_distance_is_phase_blind_but_not_blind():
     import numpy as np
 
+    from zoo.core.plugin.spec import Tolerance
     from zoo.core.validation.checks import judge
     from zoo.core.validation.metrics import compare
-    from zoo.core.plugin.spec import Tolerance
 
     t = np.arange(24000) / 24000
     tone = np.sin(2 * np.pi * 220 * t)
@@ -131,7 +138,10 @@ def test_tolerance_per_level():
     from zoo.core import ComponentSpec, ModelSpec, Tolerance, Variant
 
     spec = ModelSpec(
-        "m", "s", {"v": Variant("v", "fp32")}, "v",
+        "m",
+        "s",
+        {"v": Variant("v", "fp32")},
+        "v",
         (ComponentSpec("c", tolerances={"fp32": Tolerance(rel=1e-3), "fp32@mil": Tolerance(spectral_max=0.1)}),),
         tolerances={"fp16@coreml": Tolerance(cosine_min=0.99)},
     )

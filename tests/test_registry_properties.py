@@ -14,19 +14,19 @@ import json
 import math
 import tempfile
 import threading
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zoo.core.export.cache import StageCache
-from zoo.core.registry.exportdir import delete_files
-from zoo.core.util.hashing import tree_sha256
 from zoo.core.export.publish import Bundle, Provenance, ValidatedPackage, publish
+from zoo.core.registry.exportdir import delete_files
 from zoo.core.registry.store import Registry, new_document
 from zoo.core.registry.verify import verify
+from zoo.core.util.hashing import tree_sha256
 
 
 def _toml(value) -> str:
@@ -34,7 +34,11 @@ def _toml(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")) if isinstance(value, float) and not math.isfinite(value) else repr(value)
+        return (
+            ("nan" if math.isnan(value) else ("inf" if value > 0 else "-inf"))
+            if isinstance(value, float) and not math.isfinite(value)
+            else repr(value)
+        )
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, list):
@@ -60,8 +64,12 @@ SHAPES = {
     "schema only": lambda entries: "schema = 1\n",
     "documented header": lambda entries: __import__("tomlkit").dumps(new_document()),
     "empty inline array": lambda entries: "schema = 1\nexports = []\n",
-    "spaced, commented empty array": lambda entries: "# mine\nschema   =   1   # version\n\n\nexports=[ ]   # none yet\n\n",
-    "inline array of inline tables": lambda entries: "schema = 1\nexports = [\n  " + ",\n  ".join(_toml(e) for e in entries) + ",\n]\n",
+    "spaced, commented empty array": lambda entries: (
+        "# mine\nschema   =   1   # version\n\n\nexports=[ ]   # none yet\n\n"
+    ),
+    "inline array of inline tables": lambda entries: (
+        "schema = 1\nexports = [\n  " + ",\n  ".join(_toml(e) for e in entries) + ",\n]\n"
+    ),
     "array of tables with comments": lambda entries: "schema = 1\n" + _aot(entries, True),
     "CRLF line endings": lambda entries: ("schema = 1\n" + _aot(entries, False)).replace("\n", "\r\n"),
 }
@@ -108,12 +116,30 @@ class World:
         (package / "Data" / "weight.bin").write_bytes(bytes([seed % 256, self.counter % 256]) * 64)
         constant = self.source / f"{name}.safetensors"
         constant.write_bytes(b"constants %d" % self.counter)
-        bundle = Bundle({"vocoder": ValidatedPackage(package, tree_sha256(package), ("main",))}, {"embeddings": (constant, "embeddings.safetensors")},
-                        {"vocoder": constant})
-        provenance = Provenance("tiny", {"name": "fp32", "precision": "fp32", "target": "iOS17", "options": {"seed": seed}},
-                                {"name": "tiny", "version": "1", "source_sha256": "0" * 64}, {"kind": "random", "seed": seed}, {"python": "3"})
-        validation = [{"level": "reference", "component": "vocoder", "status": "passed", "metric": "rel", "value": float("nan") if seed % 7 == 0 else 1e-9 * seed}]
-        entry, _, _ = publish(bundle, provenance, "reference", validation, self.out, self.registry, self.cache, reuse_identical=False)
+        bundle = Bundle(
+            {"vocoder": ValidatedPackage(package, tree_sha256(package), ("main",))},
+            {"embeddings": (constant, "embeddings.safetensors")},
+            {"vocoder": constant},
+        )
+        provenance = Provenance(
+            "tiny",
+            {"name": "fp32", "precision": "fp32", "target": "iOS17", "options": {"seed": seed}},
+            {"name": "tiny", "version": "1", "source_sha256": "0" * 64},
+            {"kind": "random", "seed": seed},
+            {"python": "3"},
+        )
+        validation = [
+            {
+                "level": "reference",
+                "component": "vocoder",
+                "status": "passed",
+                "metric": "rel",
+                "value": float("nan") if seed % 7 == 0 else 1e-9 * seed,
+            }
+        ]
+        entry, _, _ = publish(
+            bundle, provenance, "reference", validation, self.out, self.registry, self.cache, reuse_identical=False
+        )
         return entry["id"]
 
     def check(self) -> None:
@@ -124,11 +150,21 @@ class World:
         entries, problems, _ = verify(Registry(self.registry.path))
         assert not problems, [p.as_dict() for p in problems]
         assert sorted(e["id"] for e in entries) == sorted(self.expected)
-        assert sorted(p.name for p in self.out.iterdir() if not p.name.startswith(".")) == sorted(self.expected) if self.out.exists() else not self.expected
+        assert (
+            sorted(p.name for p in self.out.iterdir() if not p.name.startswith(".")) == sorted(self.expected)
+            if self.out.exists()
+            else not self.expected
+        )
 
 
-OPS = st.lists(st.one_of(st.tuples(st.just("export"), st.integers(0, 1000)), st.tuples(st.just("rm"), st.integers(0, 1000)),
-                         st.tuples(st.just("concurrent"), st.integers(2, 3))), max_size=6)
+OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("export"), st.integers(0, 1000)),
+        st.tuples(st.just("rm"), st.integers(0, 1000)),
+        st.tuples(st.just("concurrent"), st.integers(2, 3)),
+    ),
+    max_size=6,
+)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -142,7 +178,9 @@ def test_any_sequence_of_exports_removals_and_writers_keeps_the_registry_exact(s
                 world.expected.append(world.export(n))
             elif op == "rm" and world.expected:
                 victim = world.expected[n % len(world.expected)]
-                removed = world.registry.remove([victim], lambda entries: [e["id"] for e in entries if not delete_files(world.registry, e).refused])
+                removed = world.registry.remove(
+                    [victim], lambda entries: [e["id"] for e in entries if not delete_files(world.registry, e).refused]
+                )
                 assert [e["id"] for e in removed] == [victim]
                 world.expected.remove(victim)
             elif op == "concurrent":
@@ -174,7 +212,9 @@ def test_each_shape_takes_an_export_then_loses_it(shape, tmp_path):
     world.expected.append(world.export(1))
     world.check()
     for victim in list(world.expected):
-        world.registry.remove([victim], lambda entries: [e["id"] for e in entries if not delete_files(world.registry, e).refused])
+        world.registry.remove(
+            [victim], lambda entries: [e["id"] for e in entries if not delete_files(world.registry, e).refused]
+        )
         world.expected.remove(victim)
         world.check()
     world.expected.append(world.export(2))  # after the last removal: the shape that broke before

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, Zoo, _pip_install_target
 
 pytestmark = pytest.mark.slow
@@ -34,7 +33,9 @@ def test_new_plugin_installs_lists_exports_and_runs(tmp_path: Path, tiny_site: P
     plugin = next(p for p in listing["plugins"] if p["name"] == "demo_tts")
     assert plugin["version"] == "0.1.0" and plugin["models"] == ["demo_tts"] and not plugin.get("error")
 
-    report = json.loads(zoo("export", "demo_tts", "--random-weights", "--out", str(zoo.out), "--json", check=True).stdout)
+    report = json.loads(
+        zoo("export", "demo_tts", "--random-weights", "--out", str(zoo.out), "--json", check=True).stdout
+    )
     assert report["ok"] and report["validation_level"] == "mil"
     metrics = {(c["level"], c["component"], c.get("metric")): c["status"] for c in report["validation"]}
     assert metrics[("reference", "synth", "float64_rel")] == "passed"
@@ -44,12 +45,29 @@ def test_new_plugin_installs_lists_exports_and_runs(tmp_path: Path, tiny_site: P
     assert run["frames"] == 6 and run["backend"] == "mil"
 
     # the scaffold's own small-config test passes as written
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", str(tmp_path / "demo" / "tests")],
-                          cwd=tmp_path / "demo", env=zoo.env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            str(tmp_path / "demo" / "tests"),
+        ],
+        cwd=tmp_path / "demo",
+        env=zoo.env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("name, problem", [("9lives", "must be lowercase"), ("My-TTS", "must be lowercase"), ("class", "must be lowercase")])
+@pytest.mark.parametrize(
+    "name, problem", [("9lives", "must be lowercase"), ("My-TTS", "must be lowercase"), ("class", "must be lowercase")]
+)
 def test_new_plugin_refuses_a_bad_name_writing_nothing(zoo: Zoo, name: str, problem: str):
     proc = zoo("new-plugin", name, "--dir", str(zoo.workdir / "x"))
     assert proc.returncode == 2 and problem in " ".join(proc.stderr.split()) and name in proc.stderr

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from zoo.core.export.cache import StageCache
-from zoo.core.registry.store import Registry
 from zoo.core.host.session import ModelSession
 from zoo.core.plugin.spec import WeightsSource
+from zoo.core.registry.store import Registry
 
 
-def test_the_reference_and_traceables_are_released_after_conversion_before_the_package_levels(tiny_site, monkeypatch, tmp_path):
+def test_the_reference_and_traceables_are_released_after_conversion_before_the_package_levels(
+    tiny_site, monkeypatch, tmp_path
+):
     monkeypatch.syspath_prepend(str(tiny_site))
     from zoo.core.export.pipeline import Exporter
     from zoo.core.host.plugins import PluginHost
 
-    exporter = Exporter(PluginHost(), "tiny", None, WeightsSource.random(0), tmp_path / "out", Registry(tmp_path / "registry.toml"), StageCache(tmp_path / "cache"))
+    exporter = Exporter(
+        PluginHost(),
+        "tiny",
+        None,
+        WeightsSource.random(0),
+        tmp_path / "out",
+        Registry(tmp_path / "registry.toml"),
+        StageCache(tmp_path / "cache"),
+    )
     seen = []
     real = ModelSession.release
 

@@ -54,4 +54,11 @@ def test_cjk_sentences_need_no_space_and_join_without_one():
 
 
 def test_a_word_longer_than_a_piece_is_cut_into_the_longest_prefixes():
-    assert pieces("see https://example.com/a/very/long/path now", lambda s: len(s) <= 10) == ["see", "https://ex", "ample.com/", "a/very/lon", "g/path", "now"]
+    assert pieces("see https://example.com/a/very/long/path now", lambda s: len(s) <= 10) == [
+        "see",
+        "https://ex",
+        "ample.com/",
+        "a/very/lon",
+        "g/path",
+        "now",
+    ]

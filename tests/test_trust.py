@@ -6,22 +6,28 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import Zoo
+
 from zoo.core.registry.store import Registry
 
 pytestmark = pytest.mark.slow
 
 
 def _export(zoo: Zoo, *extra: str) -> dict:
-    return json.loads(zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), "--json", *extra, check=True).stdout)
+    return json.loads(
+        zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), "--json", *extra, check=True).stdout
+    )
 
 
 def test_poisoned_cache_stage_is_rebuilt_not_registered(zoo: Zoo):
     """One byte flipped in a cached package, then an export without --force: the stage fails its
     recorded hash, is rebuilt (and says so), and the registered package is the clean one."""
     first = _export(zoo)
-    stages = [p for p in (zoo.cache / "stages").iterdir() if json.loads((p / ".complete").read_text()).get("stage") == "convert:vocoder"]
+    stages = [
+        p
+        for p in (zoo.cache / "stages").iterdir()
+        if json.loads((p / ".complete").read_text()).get("stage") == "convert:vocoder"
+    ]
     weights = sorted(stages[0].rglob("weight.bin"))
     data = bytearray(weights[0].read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -35,7 +41,9 @@ def test_poisoned_cache_stage_is_rebuilt_not_registered(zoo: Zoo):
     assert any("convert:vocoder" in w for w in second["warnings"])
     # conversion writes fresh identifiers into the manifest, so compare the weights themselves
     clean = sorted((Path(first["path"]) / "vocoder.mlpackage").rglob("weight.bin"))[0].read_bytes()
-    assert sorted((Path(second["path"]) / "vocoder.mlpackage").rglob("weight.bin"))[0].read_bytes() == clean != bytes(data)
+    assert (
+        sorted((Path(second["path"]) / "vocoder.mlpackage").rglob("weight.bin"))[0].read_bytes() == clean != bytes(data)
+    )
     assert zoo("verify", "--execute", check=True).returncode == 0
     text = zoo("export", "tiny", "--random-weights", "--out", str(zoo.out)).stdout  # shown in the stage table too
     assert "cached" in text
@@ -45,7 +53,12 @@ def test_cache_directory_with_foreign_files_is_used_but_never_cleaned(zoo: Zoo, 
     """--cache pointing at a directory zoo did not create: nothing in it is deleted, even
     directories whose names look like a dead process's work."""
     cache = tmp_path / "mine"
-    keep = [cache / "tmp" / "2024-taxes", cache / "staging" / "1999-photos", cache / "tmp" / "zoo-999999-x-y", cache / "notes.txt"]
+    keep = [
+        cache / "tmp" / "2024-taxes",
+        cache / "staging" / "1999-photos",
+        cache / "tmp" / "zoo-999999-x-y",
+        cache / "notes.txt",
+    ]
     for path in keep[:3]:
         path.mkdir(parents=True)
         (path / "file").write_text("precious")
@@ -88,7 +101,8 @@ components = [{name = "vocoder", path = "vocoder.mlpackage", sha256 = "00", byte
 
 BROKEN = {
     "only an id": 'schema = 1\n\n[[exports]]\nid = "x"\n',
-    "cut after created_at": 'schema = 1\n\n[[exports]]\nid = "x"\nmodel = "tiny"\nstatus = "valid"\ncreated_at = "2026"\n',
+    "cut after created_at": 'schema = 1\n\n[[exports]]\nid = "x"\nmodel = "tiny"\nstatus = "valid"\ncreated_at = '
+    '"2026"\n',
     "duplicate ids": GOOD + GOOD.split("\n", 2)[2],
     "traversal": GOOD.replace('path = "vocoder.mlpackage"', 'path = "../../../etc"'),
     "absolute path": GOOD.replace('path = "vocoder.mlpackage"', 'path = "/etc/hostname"'),
@@ -99,13 +113,20 @@ BROKEN = {
 
 @pytest.mark.parametrize("case", sorted(BROKEN) + ["not utf-8"])
 def test_broken_registry_is_refused_by_every_command_and_left_byte_identical(zoo: Zoo, case):
-    data = b'schema = 1\n# \xff\xfe\n' if case == "not utf-8" else BROKEN[case].encode()
+    data = b"schema = 1\n# \xff\xfe\n" if case == "not utf-8" else BROKEN[case].encode()
     zoo.registry.write_bytes(data)
-    for args in (("list",), ("verify",), ("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav"), "--backend", "mil"), ("export", "tiny", "--random-weights", "--out", str(zoo.out))):
+    for args in (
+        ("list",),
+        ("verify",),
+        ("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav"), "--backend", "mil"),
+        ("export", "tiny", "--random-weights", "--out", str(zoo.out)),
+    ):
         proc = zoo(*args)
         assert proc.returncode == 1, (args, proc.stdout, proc.stderr)
         message = " ".join(proc.stderr.split())
-        assert str(zoo.registry.name) in message and ("export x" in message or "export tiny-fp32-1" in message or "export #1" in message or "UTF-8" in message), (args, message)
+        assert str(zoo.registry.name) in message and (
+            "export x" in message or "export tiny-fp32-1" in message or "export #1" in message or "UTF-8" in message
+        ), (args, message)
         assert "Traceback" not in proc.stderr
     for args in (("list", "--json"), ("info", "tiny"), ("info", "tiny", "--json")):  # machines and humans alike
         proc = zoo(*args)
@@ -124,10 +145,16 @@ def test_paths_in_an_entry_cannot_escape_its_export_even_through_a_link(zoo: Zoo
     text = zoo.registry.read_text().replace('path = "vocoder.mlpackage"', 'path = "escape.mlpackage"')
     (root / "escape.mlpackage").symlink_to(outside)
     zoo.registry.write_text(text)
-    for args in (("verify",), ("verify", "--execute"), ("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav"), "--backend", "mil")):
+    for args in (
+        ("verify",),
+        ("verify", "--execute"),
+        ("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav"), "--backend", "mil"),
+    ):
         proc = zoo(*args)
         said = " ".join((proc.stderr + proc.stdout).split())
-        assert proc.returncode == 1 and ("leads outside its directory" in said or "symbolic links leading out of it" in said), (args, said)
+        assert proc.returncode == 1 and (
+            "leads outside its directory" in said or "symbolic links leading out of it" in said
+        ), (args, said)
 
 
 # ------------------------------------------------------------------------------ what zoo deletes
@@ -135,7 +162,9 @@ def _dead_pid() -> int:
     import subprocess
     import sys
 
-    return int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout)
+    return int(
+        subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True).stdout
+    )
 
 
 def test_a_marker_naming_another_id_inside_a_registered_export_deletes_nothing(zoo: Zoo):
@@ -153,7 +182,9 @@ def test_an_export_registered_in_another_registry_survives_an_export_into_the_sa
     export; an export with another --registry into the same --out must not delete it."""
     first = _export(zoo)
     root = Path(first["path"])
-    (root / ".zoo-pending.json").write_text(json.dumps({"id": root.name, "pid": _dead_pid(), "registry": str(zoo.registry)}))
+    (root / ".zoo-pending.json").write_text(
+        json.dumps({"id": root.name, "pid": _dead_pid(), "registry": str(zoo.registry)})
+    )
     other = zoo.workdir / "other.toml"
     zoo("--registry", str(other), "export", "tiny", "--random-weights", "--out", str(zoo.out), check=True)
     assert root.is_dir() and not (root / ".zoo-pending.json").exists()  # registered: only the marker goes
@@ -173,7 +204,9 @@ def test_malformed_markers_are_skipped_with_a_warning(zoo: Zoo, marker):
 def test_an_orphaned_export_is_shown_by_list_and_verify(zoo: Zoo):
     orphan = zoo.out / "tiny-fp32-orphan"
     (orphan / "encoder.mlpackage").mkdir(parents=True)
-    (orphan / ".zoo-pending.json").write_text(json.dumps({"id": orphan.name, "pid": _dead_pid(), "registry": str(zoo.registry)}))
+    (orphan / ".zoo-pending.json").write_text(
+        json.dumps({"id": orphan.name, "pid": _dead_pid(), "registry": str(zoo.registry)})
+    )
     _export(zoo, "--out", str(zoo.workdir / "elsewhere"))  # another --out: the orphan stays
     assert orphan.is_dir()
     assert str(orphan) in json.loads(zoo("list", "--json").stdout)["orphans"] or orphan.name in zoo("list").stderr
@@ -188,7 +221,12 @@ def _wav(path: Path, rate: int, seconds: float = 0.5, channels: int = 1, claim_f
 
     samples = (np.sin(np.arange(int(rate * seconds) * channels) * 0.05) * 8000).astype("<i2").tobytes()
     frames = claim_frames if claim_frames is not None else len(samples) // (2 * channels)
-    header = b"RIFF" + struct.pack("<I", 36 + frames * 2 * channels) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * 2 * channels, 2 * channels, 16)
+    header = (
+        b"RIFF"
+        + struct.pack("<I", 36 + frames * 2 * channels)
+        + b"WAVEfmt "
+        + struct.pack("<IHHIIHH", 16, 1, channels, rate, rate * 2 * channels, 2 * channels, 16)
+    )
     path.write_bytes(header + b"data" + struct.pack("<I", frames * 2 * channels) + samples)
     return path
 
@@ -223,7 +261,9 @@ def test_wav_reading_is_bounded_by_the_prompt_not_the_header(tmp_path):
     wav, rate = read_wav(prime, 10.0)
     out = resample(wav, rate, 24000)
     assert abs(len(out) - 240000) <= 30
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: not the 640 GiB a polyphase filter asks
+    assert (
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000
+    )  # KiB: not the 640 GiB a polyphase filter asks
 
 
 @pytest.mark.parametrize("damage", ["truncated header", "missing"])
@@ -245,8 +285,23 @@ def test_zoo_run_refuses_a_crafted_wav_with_a_message(zoo: Zoo, tmp_path):
     data = bytearray(path.read_bytes())
     data[24:28] = (1).to_bytes(4, "little")
     path.write_bytes(bytes(data))
-    proc = zoo("run", "pocket_tts", "Hi.", "-o", str(tmp_path / "o.wav"), "--backend", "torch", "--random-weights", "--variant", "small-fp32", "--voice", str(path))
-    assert proc.returncode != 0 and "one-hertz.wav" in proc.stderr and "sample rate 1 Hz" in " ".join(proc.stderr.split())
+    proc = zoo(
+        "run",
+        "pocket_tts",
+        "Hi.",
+        "-o",
+        str(tmp_path / "o.wav"),
+        "--backend",
+        "torch",
+        "--random-weights",
+        "--variant",
+        "small-fp32",
+        "--voice",
+        str(path),
+    )
+    assert (
+        proc.returncode != 0 and "one-hertz.wav" in proc.stderr and "sample rate 1 Hz" in " ".join(proc.stderr.split())
+    )
     assert "Traceback" not in proc.stderr and not (tmp_path / "o.wav").exists()
 
 
@@ -280,7 +335,9 @@ def test_stage_cache_key_covers_zoo_core_sources(monkeypatch, tmp_path):
     from zoo.core.export.cache import StageCache
     from zoo.core.export.report import ExportReport, Reporter
 
-    stages = stages_module.Stages(StageCache(tmp_path / "c"), ExportReport("m", "v", "w"), Reporter(), {"model": "m", "plugin": ["p", "1", "abc"]})
+    stages = stages_module.Stages(
+        StageCache(tmp_path / "c"), ExportReport("m", "v", "w"), Reporter(), {"model": "m", "plugin": ["p", "1", "abc"]}
+    )
     keys = []
     for digest in ("core-a", "core-b"):
         monkeypatch.setattr(stages_module, "_CORE_DIGEST", digest)
@@ -300,7 +357,12 @@ def test_reading_a_package_never_writes_to_it(zoo: Zoo):
     _export(zoo)
 
     def snapshot() -> dict[str, tuple[int, bytes]]:
-        files = [p for root in (zoo.cache / "stages", zoo.out) for p in root.rglob("*") if p.is_file() and p.name != ".complete"]
+        files = [
+            p
+            for root in (zoo.cache / "stages", zoo.out)
+            for p in root.rglob("*")
+            if p.is_file() and p.name != ".complete"
+        ]
         return {str(p): (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
 
     before = snapshot()
@@ -332,7 +394,11 @@ def test_zoo_rm_removes_the_entry_and_only_the_files_it_lists(zoo: Zoo):
     (Path(second["path"]) / "notes.txt").write_text("mine")
     assert zoo("rm", "tiny-nope").returncode == 2
     removed = json.loads(zoo("rm", second["id"], "--json", check=True).stdout)
-    assert (removed["removed"], removed["left_in_place"], removed["refused"]) == ([second["id"]], {second["id"]: ["notes.txt"]}, {})
+    assert (removed["removed"], removed["left_in_place"], removed["refused"]) == (
+        [second["id"]],
+        {second["id"]: ["notes.txt"]},
+        {},
+    )
     assert [e["id"] for e in Registry(zoo.registry).exports()] == [first["id"]]
     assert [p.name for p in Path(second["path"]).iterdir()] == ["notes.txt"]  # not zoo's: kept
     third = _export(zoo, "--force")
@@ -350,5 +416,11 @@ def test_verify_reports_each_step_as_progress(zoo: Zoo):
     steps: list[str] = []
     entries, problems, executed = verify(Registry(zoo.registry), "", True, steps.append)
     assert not problems and len(executed) == 2
-    assert f"{report['id']}: executing encoder at level mil" in steps and f"{report['id']}: executing vocoder at level mil" in steps
-    assert f"{report['id']}: hashing component vocoder" in steps and f"{report['id']}: hashing constant embeddings" in steps
+    assert (
+        f"{report['id']}: executing encoder at level mil" in steps
+        and f"{report['id']}: executing vocoder at level mil" in steps
+    )
+    assert (
+        f"{report['id']}: hashing component vocoder" in steps
+        and f"{report['id']}: hashing constant embeddings" in steps
+    )

@@ -14,7 +14,9 @@ from zoo.plugins.vibevoice.acoustic import StreamingDecoder, decoder_config, dec
 
 
 def _decoder(seed=0):
-    from transformers.models.vibevoice_acoustic_tokenizer.modeling_vibevoice_acoustic_tokenizer import VibeVoiceAcousticTokenizerDecoderModel
+    from transformers.models.vibevoice_acoustic_tokenizer.modeling_vibevoice_acoustic_tokenizer import (
+        VibeVoiceAcousticTokenizerDecoderModel,
+    )
 
     torch.manual_seed(seed)
     dec = VibeVoiceAcousticTokenizerDecoderModel(decoder_config(filters=4, depths=(1, 1, 1, 1, 1, 1, 2))).eval()
@@ -26,7 +28,9 @@ def _decoder(seed=0):
 
 
 def test_latent_by_latent_matches_transformers_streaming_and_whole_decoding():
-    from transformers.models.vibevoice_acoustic_tokenizer.modeling_vibevoice_acoustic_tokenizer import VibeVoiceAcousticTokenizerConv1dPaddingCache
+    from transformers.models.vibevoice_acoustic_tokenizer.modeling_vibevoice_acoustic_tokenizer import (
+        VibeVoiceAcousticTokenizerConv1dPaddingCache,
+    )
 
     dec = _decoder()
     stream = StreamingDecoder(dec).eval()
@@ -68,8 +72,10 @@ def test_converted_streaming_decoder_executes_like_torch(tmp_path):
     example = {"latent": rng.standard_normal((1, 64, 1)).astype(np.float32)}
     example.update({n: (0.1 * rng.standard_normal(s)).astype(np.float32) for n, s in zip(names, shapes)})
     traceable = Traceable(
-        stream, [TensorSpec("latent", (1, 64, 1))] + [TensorSpec(n, s) for n, s in zip(names, shapes)],
-        ["audio"] + [f"new_{n}" for n in names], [example],
+        stream,
+        [TensorSpec("latent", (1, 64, 1))] + [TensorSpec(n, s) for n, s in zip(names, shapes)],
+        ["audio"] + [f"new_{n}" for n in names],
+        [example],
     )
     package = save_component({"main": traceable}, Variant("v", "fp32"), tmp_path / "decoder.mlpackage")
     got = MilProgram.load(package).run(example)

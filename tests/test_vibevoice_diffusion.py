@@ -8,7 +8,15 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers", reason="the reference scheduler is diffusers' DPMSolverMultistepScheduler")
 
-from zoo.plugins.vibevoice.diffusion import HEAD_KEYS, Sampler, SpeechConnector, head_config, head_state_from_upstream, solver_steps, upstream_sample
+from zoo.plugins.vibevoice.diffusion import (  # noqa: E402  (after the skips above)
+    HEAD_KEYS,
+    Sampler,
+    SpeechConnector,
+    head_config,
+    head_state_from_upstream,
+    solver_steps,
+    upstream_sample,
+)
 
 HIDDEN = 128
 
@@ -41,7 +49,9 @@ def test_fused_sampler_matches_the_scheduler_loop(cfg_scale):
 def test_solver_steps_are_the_schedulers():
     from diffusers import DPMSolverMultistepScheduler
 
-    scheduler = DPMSolverMultistepScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
+    scheduler = DPMSolverMultistepScheduler(
+        num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction"
+    )
     scheduler.set_timesteps(5)
     steps = solver_steps()
     assert [s.timestep for s in steps] == [float(t) for t in scheduler.timesteps] == [999.0, 799.0, 599.0, 400.0, 200.0]
@@ -78,7 +88,12 @@ def test_converted_sampler_executes_like_torch(tmp_path):
         "noise": rng.standard_normal((1, 64)).astype(np.float32),
         "cfg": np.array([1.5], np.float32),
     }
-    traceable = Traceable(sampler, [TensorSpec("condition", (2, HIDDEN)), TensorSpec("noise", (1, 64)), TensorSpec("cfg", (1,))], ["latent", "embed"], [example])
+    traceable = Traceable(
+        sampler,
+        [TensorSpec("condition", (2, HIDDEN)), TensorSpec("noise", (1, 64)), TensorSpec("cfg", (1,))],
+        ["latent", "embed"],
+        [example],
+    )
     package = save_component({"main": traceable}, Variant("v", "fp32"), tmp_path / "sampler.mlpackage")
     got = MilProgram.load(package).run(example)
     want = traceable.run(example)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from helpers import read_wav
 
 from zoo.core.registry.store import Registry
@@ -17,10 +16,13 @@ pytest.importorskip("diffusers", reason="the reference scheduler is diffusers'")
 pytestmark = pytest.mark.slow
 
 
-
 @pytest.mark.parametrize("variant", ["small-fp32", "small-fp16"])
 def test_export_run_verify(zoo, variant):
-    report = json.loads(zoo("export", "vibevoice", "--random-weights", "--variant", variant, "--out", str(zoo.out), "--json", check=True).stdout)
+    report = json.loads(
+        zoo(
+            "export", "vibevoice", "--random-weights", "--variant", variant, "--out", str(zoo.out), "--json", check=True
+        ).stdout
+    )
     assert report["ok"] and report["validation_level"] == "mil"
     entry = Registry(zoo.registry).exports()[0]
     assert [c["name"] for c in entry["components"]] == ["lm", "tts_lm", "sampler", "decoder"]
@@ -41,19 +43,51 @@ def test_export_run_verify(zoo, variant):
     from zoo.core.mil import MilProgram
 
     tts = MilProgram.load(Path(report["path"]) / "tts_lm.mlpackage").function()
-    assert len(tts.states) == 2 * 3 and tts.op_types()["coreml_update_state"] == 2 * len(tts.states)  # 3 layers, k and v
+    assert len(tts.states) == 2 * 3 and tts.op_types()["coreml_update_state"] == 2 * len(
+        tts.states
+    )  # 3 layers, k and v
     assert all(info.shape[0] == 2 for info in tts.states.values())  # positive and negative paths
 
     out = zoo.workdir / "out.wav"
-    run = json.loads(zoo("run", "vibevoice", "Hello there, world.", "-o", str(out), "--backend", "mil", "--set", "max_seconds=2", "--json", check=True).stdout)
+    run = json.loads(
+        zoo(
+            "run",
+            "vibevoice",
+            "Hello there, world.",
+            "-o",
+            str(out),
+            "--backend",
+            "mil",
+            "--set",
+            "max_seconds=2",
+            "--json",
+            check=True,
+        ).stdout
+    )
     latents = run["frames"]
     assert latents == 15 and len(read_wav(out)) == 3200 * latents  # ceil(2 s * 7.5), no EOS with these weights
     assert run["calls"]["sampler"] == run["calls"]["decoder"] == latents
     # 3 text windows reached, and each latent fed back but the last (max_seconds ends there); 20 tokens in chunks of 8
     assert run["calls"]["tts_lm"] == 3 + latents - 1 and run["calls"]["lm"] == 3
     assert [p["ended"] for p in run["info"]["pieces"]] == ["max_seconds"]  # one piece: the text fits the caches
-    torch_run = json.loads(zoo("run", "vibevoice", "Hello there, world.", "-o", str(zoo.workdir / "t.wav"), "--backend", "torch",
-                               "--random-weights", "--variant", variant, "--set", "max_seconds=2", "--json", check=True).stdout)
+    torch_run = json.loads(
+        zoo(
+            "run",
+            "vibevoice",
+            "Hello there, world.",
+            "-o",
+            str(zoo.workdir / "t.wav"),
+            "--backend",
+            "torch",
+            "--random-weights",
+            "--variant",
+            variant,
+            "--set",
+            "max_seconds=2",
+            "--json",
+            check=True,
+        ).stdout
+    )
     a, b = read_wav(zoo.workdir / "t.wav"), read_wav(out)
     assert torch_run["frames"] == latents
     cosine = float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b)))

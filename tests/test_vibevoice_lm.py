@@ -35,7 +35,12 @@ def _chunks(qwen, cfg, sizes, embed, seed=1):
         with torch.no_grad():
             embeds = qwen.embed_tokens(ids) if embed else torch.randn(1, n, cfg["hidden_size"], generator=gen)
             if n:
-                want = qwen(inputs_embeds=embeds, past_key_values=cache, use_cache=True, position_ids=torch.arange(pos, pos + n)[None]).last_hidden_state
+                want = qwen(
+                    inputs_embeds=embeds,
+                    past_key_values=cache,
+                    use_cache=True,
+                    position_ids=torch.arange(pos, pos + n)[None],
+                ).last_hidden_state
             else:  # nothing for this sequence in this chunk
                 want = torch.zeros(1, 0, cfg["hidden_size"])
         if embed:
@@ -97,7 +102,9 @@ def test_rmsnorm_as_layernorm_of_x_and_minus_x():
 
 def test_weights_that_do_not_map_are_refused():
     cfg, qwen = _qwen(2, final_norm=True)
-    qwen.layers[1].self_attn.q_proj = torch.nn.Linear(cfg["hidden_size"], cfg["hidden_size"], bias=False)  # not Qwen2's layout
+    qwen.layers[1].self_attn.q_proj = torch.nn.Linear(
+        cfg["hidden_size"], cfg["hidden_size"], bias=False
+    )  # not Qwen2's layout
     with pytest.raises(ValueError, match=r"missing \['layers.1.self_attn.q_proj.bias'\]"):
         from_qwen2(qwen, cfg, CHUNK, CAPACITY, embed=True, final_norm=True)
 
@@ -118,8 +125,15 @@ def test_converted_lm_keeps_its_cache_in_coreml_states(tmp_path):
     cases = _chunks(qwen, cfg, (8, 3, 8), embed=True)
     states = [StateSpec(name, tuple(ane.get_buffer(name).shape), "float16") for name in ane.state_names()]
     traceable = Traceable(
-        copy.deepcopy(ane), [TensorSpec("inputs", (1, CHUNK), "int32"), TensorSpec("position", (1,), "int32"), TensorSpec("valid", (1,), "int32")],
-        ["hidden"], [cases[0][0]], states=states,
+        copy.deepcopy(ane),
+        [
+            TensorSpec("inputs", (1, CHUNK), "int32"),
+            TensorSpec("position", (1,), "int32"),
+            TensorSpec("valid", (1,), "int32"),
+        ],
+        ["hidden"],
+        [cases[0][0]],
+        states=states,
     )
     package = save_component({"main": traceable}, Variant("v", "fp32", "iOS18"), tmp_path / "lm.mlpackage")
     program = MilProgram.load(package)

@@ -14,6 +14,7 @@ def test_a_long_text_is_spoken_in_pieces_that_fit_the_caches(tmp_path, monkeypat
     spoken as pieces cut at punctuation, each within both caches with room for its speech, every
     word once and in order, through one decoder stream written to the WAV as it is produced."""
     from helpers import read_wav
+
     from zoo.core import RunOptions, WeightsSource
     from zoo.core.host.plugins import PluginHost
     from zoo.core.registry.store import Registry
@@ -31,8 +32,17 @@ def test_a_long_text_is_spoken_in_pieces_that_fit_the_caches(tmp_path, monkeypat
     monkeypatch.setattr(loop, "voice_states", voice_states)
     written: list[float] = []
     host = PluginHost()
-    request = plan(host, "vibevoice", text, tmp_path / "long.wav", backend="torch", weights=WeightsSource.random(0),
-                   variant="small-fp32", options=RunOptions(settings={"max_seconds": "0.5"}), timestamps=tmp_path / "pieces.json")
+    request = plan(
+        host,
+        "vibevoice",
+        text,
+        tmp_path / "long.wav",
+        backend="torch",
+        weights=WeightsSource.random(0),
+        variant="small-fp32",
+        options=RunOptions(settings={"max_seconds": "0.5"}),
+        timestamps=tmp_path / "pieces.json",
+    )
     summary = execute(host, request, Registry(tmp_path / "r.toml"), progress=written.append)
     pieces = summary.result.info["pieces"]
     cfg, start = seen["cfg"], seen["start"]
@@ -43,7 +53,10 @@ def test_a_long_text_is_spoken_in_pieces_that_fit_the_caches(tmp_path, monkeypat
     assert [p["ended"] for p in pieces] == ["max_seconds"] * len(pieces)
     assert summary.result.frames == sum(p["latents"] for p in pieces) == len(written)  # one report per latent
     audio = read_wav(tmp_path / "long.wav")
-    assert len(audio) == len(summary.result.audio) and np.abs(audio - np.clip(summary.result.audio, -1, 1)).max() <= 2 / 32767  # 16-bit rounding; random weights exceed full scale
+    assert (
+        len(audio) == len(summary.result.audio)
+        and np.abs(audio - np.clip(summary.result.audio, -1, 1)).max() <= 2 / 32767
+    )  # 16-bit rounding; random weights exceed full scale
     assert summary.calls_before_first_audio < sum(summary.runtime.calls.values())
     # --timestamps: each piece's span, from the audio it produced: contiguous, covering the WAV
     timings = summary.timings

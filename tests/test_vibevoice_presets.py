@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -26,13 +25,21 @@ class BaseModelOutputWithPast(dict):
         return (type(self), tuple(self[f] for f in presets.OUTPUT_FIELDS))
 
 
-BaseModelOutputWithPast.__module__, BaseModelOutputWithPast.__qualname__ = "transformers.modeling_outputs", "BaseModelOutputWithPast"
+BaseModelOutputWithPast.__module__, BaseModelOutputWithPast.__qualname__ = (
+    "transformers.modeling_outputs",
+    "BaseModelOutputWithPast",
+)
 
 
 def _fake_preset(path, layers=(4, 20), tokens=(7, 11)):
     gen = torch.Generator().manual_seed(0)
     data = {}
-    for part, n_layers, n in (("lm", layers[0], tokens[0]), ("tts_lm", layers[1], tokens[1]), ("neg_lm", layers[0], 1), ("neg_tts_lm", layers[1], 1)):
+    for part, n_layers, n in (
+        ("lm", layers[0], tokens[0]),
+        ("tts_lm", layers[1], tokens[1]),
+        ("neg_lm", layers[0], 1),
+        ("neg_tts_lm", layers[1], 1),
+    ):
         cache = DynamicCache()
         cache._seen_tokens = n
         cache.key_cache = [torch.randn(1, 2, n, 8, generator=gen).to(torch.bfloat16) for _ in range(n_layers)]

@@ -15,16 +15,20 @@ from helpers import upstream_decoder_name  # noqa: E402
 
 from zoo.core import WeightsSource  # noqa: E402
 from zoo.plugins.vibevoice import reference  # noqa: E402
-from zoo.plugins.vibevoice.options import FULL, SMALL  # noqa: E402
 from zoo.plugins.vibevoice.diffusion import HEAD_KEYS  # noqa: E402
+from zoo.plugins.vibevoice.options import FULL, SMALL  # noqa: E402
 
 
 def _upstream_names(model):
     """The random model's weights under the names of microsoft/VibeVoice-Realtime-0.5B's checkpoint."""
     state = {}
-    for prefix, module in (("model.language_model.", model.lm), ("model.tts_language_model.", model.tts_lm),
-                           ("model.tts_input_types.", model.tts_input_types), ("model.acoustic_connector.", model.connector),
-                           ("tts_eos_classifier.", model.eos)):
+    for prefix, module in (
+        ("model.language_model.", model.lm),
+        ("model.tts_language_model.", model.tts_lm),
+        ("model.tts_input_types.", model.tts_input_types),
+        ("model.acoustic_connector.", model.connector),
+        ("tts_eos_classifier.", model.eos),
+    ):
         state.update({prefix + k: v for k, v in module.state_dict().items()})
     for key, value in model.head.state_dict().items():
         for old, new in HEAD_KEYS:
@@ -32,7 +36,12 @@ def _upstream_names(model):
                 key = key.replace(new, old)
                 break
         state["model.prediction_head." + key] = value
-    state.update({"model.acoustic_tokenizer.decoder." + upstream_decoder_name(k): v for k, v in model.decoder.state_dict().items()})
+    state.update(
+        {
+            "model.acoustic_tokenizer.decoder." + upstream_decoder_name(k): v
+            for k, v in model.decoder.state_dict().items()
+        }
+    )
     state["model.speech_scaling_factor"] = torch.tensor(model.scaling)
     state["model.speech_bias_factor"] = torch.tensor(model.bias)
     return {k: v.contiguous() for k, v in state.items()}
@@ -45,12 +54,22 @@ def test_checkpoint_directory_loads_strictly(tmp_path):
 
     small = reference.load(WeightsSource.random(0), SMALL).model
     cfg = small.cfg
-    (tmp_path / "config.json").write_text(json.dumps({
-        "decoder_config": {**cfg["decoder"], "model_type": "qwen2"},
-        "tts_backbone_num_hidden_layers": cfg["tts_layers"],
-        "diffusion_head_config": {"head_layers": cfg["head_layers"], "hidden_size": cfg["decoder"]["hidden_size"]},
-        "acoustic_tokenizer_config": {"encoder_n_filters": cfg["acoustic"]["filters"], "encoder_depths": "-".join(map(str, cfg["acoustic"]["depths"]))},
-    }))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "decoder_config": {**cfg["decoder"], "model_type": "qwen2"},
+                "tts_backbone_num_hidden_layers": cfg["tts_layers"],
+                "diffusion_head_config": {
+                    "head_layers": cfg["head_layers"],
+                    "hidden_size": cfg["decoder"]["hidden_size"],
+                },
+                "acoustic_tokenizer_config": {
+                    "encoder_n_filters": cfg["acoustic"]["filters"],
+                    "encoder_depths": "-".join(map(str, cfg["acoustic"]["depths"])),
+                },
+            }
+        )
+    )
     save_file(_upstream_names(small), str(tmp_path / "model.safetensors"))
     (tmp_path / "voices").mkdir()
     _fake_preset(tmp_path / "voices" / "en-Test_man.pt")
@@ -79,6 +98,9 @@ def test_random_weights_exercise_every_path():
     assert all(float(p.abs().max()) > 0 for p in model.head.parameters())  # upstream zero-initialises parts
     gen = torch.Generator().manual_seed(0)
     noises = [torch.randn(1, 64, generator=gen) for _ in range(8)]
-    runs = [reference.generate(model, [5, 6, 7, 8, 9, 10, 11], model.presets["random"], lambda i: noises[i], max_latents=8) for _ in range(2)]
+    runs = [
+        reference.generate(model, [5, 6, 7, 8, 9, 10, 11], model.presets["random"], lambda i: noises[i], max_latents=8)
+        for _ in range(2)
+    ]
     assert runs[0]["latents"] == 8 and np.array_equal(runs[0]["audio"], runs[1]["audio"])
     assert runs[0]["audio"].shape == (8 * 3200,) and float(np.abs(runs[0]["audio"]).max()) > 1e-2

@@ -7,8 +7,8 @@ import json
 import pickle
 
 import pytest
-
 from conftest import Zoo
+
 from zoo.core.kit.weights import WeightsError, load_safetensors, load_tokenizer, load_torch, read_json
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, List, Optional
 
 # coremltools' per-pass progress bars (tqdm, configured once at import) would drown zoo's own
-
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -114,9 +113,20 @@ def main_callback(
     registry: Optional[Path] = typer.Option(
         None, "--registry", envvar=REGISTRY_ENV, help="registry file to read and write \\[default: ./registry.toml]"
     ),
-    strict: bool = typer.Option(False, "--strict", envvar="ZOO_STRICT", metavar="", help="treat a plugin that fails to load as a fatal error"),
-    version: bool = typer.Option(False, "--version", callback=_version_callback, is_eager=True, metavar="", help="print zoo's version"),
-    verbose: bool = typer.Option(False, "--verbose", "-v", envvar="ZOO_VERBOSE", metavar="", help="also show the libraries' own warnings (coremltools, torch, upstream models)"),
+    strict: bool = typer.Option(
+        False, "--strict", envvar="ZOO_STRICT", metavar="", help="treat a plugin that fails to load as a fatal error"
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, metavar="", help="print zoo's version"
+    ),
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        envvar="ZOO_VERBOSE",
+        metavar="",
+        help="also show the libraries' own warnings (coremltools, torch, upstream models)",
+    ),
 ) -> None:
     if not verbose:
         _quiet_libraries()
@@ -157,8 +167,13 @@ def _weights(weights: Optional[Path], random_weights: bool, seed: int) -> Any:
 
 # ---------------------------------------------------------------------------- list
 @app.command("list")
-def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object (every export)"),
-             show_all: bool = typer.Option(False, "--all", metavar="", help=f"show every export, not only the newest {LIST_ROWS}")) -> None:
+def list_cmd(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object (every export)"),
+    show_all: bool = typer.Option(
+        False, "--all", metavar="", help=f"show every export, not only the newest {LIST_ROWS}"
+    ),
+) -> None:
     """List plugins (version, hooks, models, load errors) and the registered exports (the newest first)."""
     state = _state(ctx)
     host = state.host()
@@ -175,8 +190,14 @@ def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", m
             json.dumps(
                 {
                     "plugins": [p.__dict__ for p in host.plugins.values()],
-                    "models": {name: {"plugin": m.plugin, "summary": m.summary, "default_variant": m.default_variant} for name, m in host.models.items()},
-                    "exports": [{k: e.get(k) for k in ("id", "model", "status", "validation_level", "created_at", "path")} for e in exports],
+                    "models": {
+                        name: {"plugin": m.plugin, "summary": m.summary, "default_variant": m.default_variant}
+                        for name, m in host.models.items()
+                    },
+                    "exports": [
+                        {k: e.get(k) for k in ("id", "model", "status", "validation_level", "created_at", "path")}
+                        for e in exports
+                    ],
                     "registry_error": registry_error,
                     "orphans": orphans,
                 },
@@ -191,7 +212,13 @@ def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", m
         table.add_column(col)
     for info in host.plugins.values():
         status = "[green]✓ loaded[/]" if info.ok else f"[red]✗ {info.error}[/]"
-        table.add_row(info.name, info.version, status, ", ".join(info.models), ", ".join(h for h in info.hooks if h != "zoo_register_models"))
+        table.add_row(
+            info.name,
+            info.version,
+            status,
+            ", ".join(info.models),
+            ", ".join(h for h in info.hooks if h != "zoo_register_models"),
+        )
     out.print(table)
     if host.models:
         models = Table(title="models", title_justify="left")
@@ -215,7 +242,9 @@ def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", m
     shown = shown[: len(shown) - hidden]
     for e in shown:
         status, level = e.get("status", "?"), e.get("validation_level") or "-"
-        table.add_row(e["id"], status, level) if narrow else table.add_row(e["id"], e["model"], e.get("variant", {}).get("name", "?"), status, level, e.get("created_at", ""))
+        table.add_row(e["id"], status, level) if narrow else table.add_row(
+            e["id"], e["model"], e.get("variant", {}).get("name", "?"), status, level, e.get("created_at", "")
+        )
     _print_orphans(orphans)
     if not exports:
         out.print(f"no exports in {state.registry().path} yet — try `zoo export MODEL --random-weights`")
@@ -227,7 +256,10 @@ def list_cmd(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", m
 
 def _print_orphans(orphans: list[str]) -> None:
     for path in orphans:
-        err.print(f"[yellow]! orphaned export {path}: complete but never registered (its process was killed); the next `zoo export` into that directory removes it[/]")
+        err.print(
+            f"[yellow]! orphaned export {path}: complete but never registered (its process was killed); the next `zoo "
+            "export` into that directory removes it[/]"
+        )
 
 
 # -------------------------------------------------------------------------- export
@@ -236,14 +268,33 @@ def export(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="model name (see `zoo list`)"),
     variant: Optional[str] = typer.Option(None, "--variant", help="variant to export \\[default: the model's default]"),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="released checkpoint (language, size) for models that have several; `zoo info MODEL` lists them \\[default: the model's default]"),
-    weights: Optional[Path] = typer.Option(None, "--weights", help="local weights: a directory laid out like the model's hub repository, or a file where the model has one"),
-    random_weights: bool = typer.Option(False, "--random-weights", metavar="", help="real architecture, seeded random weights, no network"),
+    checkpoint: Optional[str] = typer.Option(
+        None,
+        "--checkpoint",
+        help="released checkpoint (language, size) for models that have several; `zoo info MODEL` lists them "
+        "\\[default: the model's default]",
+    ),
+    weights: Optional[Path] = typer.Option(
+        None,
+        "--weights",
+        help="local weights: a directory laid out like the model's hub repository, or a file where the model has one",
+    ),
+    random_weights: bool = typer.Option(
+        False, "--random-weights", metavar="", help="real architecture, seeded random weights, no network"
+    ),
     seed: int = typer.Option(0, "--seed", help="seed for --random-weights"),
     out_dir: Path = typer.Option(Path("exports"), "--out", help="directory the export is placed in (as <out>/<id>/)"),
     force: bool = typer.Option(False, "--force", metavar="", help="redo every stage instead of reusing cached ones"),
-    cache: Optional[Path] = typer.Option(None, "--cache", envvar="ZOO_CACHE", help="stage cache directory \\[default: ~/.cache/zoo]"),
-    asr: Optional[Path] = typer.Option(None, "--asr", metavar="DIR", help="compressed variants: also speak zoo eval's prompts through the compressed and uncompressed packages, transcribe them with this CTranslate2 Whisper model (zoo-tts\\[eval]) and refuse a QoI under 0.75"),
+    cache: Optional[Path] = typer.Option(
+        None, "--cache", envvar="ZOO_CACHE", help="stage cache directory \\[default: ~/.cache/zoo]"
+    ),
+    asr: Optional[Path] = typer.Option(
+        None,
+        "--asr",
+        metavar="DIR",
+        help="compressed variants: also speak zoo eval's prompts through the compressed and uncompressed packages, "
+        "transcribe them with this CTranslate2 Whisper model (zoo-tts\\[eval]) and refuse a QoI under 0.75",
+    ),
     as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object instead of tables"),
 ) -> None:
     """Export MODEL: reference → traceables → parity → CoreML → constants → validation → registry.
@@ -263,7 +314,18 @@ def export(
         _fail(f"--out {out_dir} is a file; give the directory exports are placed in", EXIT_USAGE)
     registry = _registry_or_exit(ctx, write=True)
     try:
-        exporter = Exporter(state.host(), spec.name, variant, source, out_dir, registry, StageCache(cache), force, checkpoint=checkpoint, asr=asr)
+        exporter = Exporter(
+            state.host(),
+            spec.name,
+            variant,
+            source,
+            out_dir,
+            registry,
+            StageCache(cache),
+            force,
+            checkpoint=checkpoint,
+            asr=asr,
+        )
     except ValueError as exc:
         _fail(str(exc), EXIT_USAGE)
     with RichReporter(err, quiet=as_json) as reporter:
@@ -289,8 +351,15 @@ def export(
 def verify(
     ctx: typer.Context,
     key: str = typer.Argument("", metavar="[MODEL|ID]", help="only exports of this model, or this export id"),
-    execute: bool = typer.Option(False, "--execute", metavar="", help="also re-run the recorded parity inputs through each package with zoo's MIL interpreter"),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="only exports of this checkpoint (models that have several)"),
+    execute: bool = typer.Option(
+        False,
+        "--execute",
+        metavar="",
+        help="also re-run the recorded parity inputs through each package with zoo's MIL interpreter",
+    ),
+    checkpoint: Optional[str] = typer.Option(
+        None, "--checkpoint", help="only exports of this checkpoint (models that have several)"
+    ),
     as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Re-hash every registered package, constant and parity file; exit 1 naming anything changed or missing.
@@ -311,22 +380,49 @@ def verify(
                 status.update(f"verifying… {step}")
 
         host = _state(ctx).host()
-        entries, problems, executed = run_verify(registry, key, execute, progress, checkpoint,
-                                                 lambda name: host.models[name].default_checkpoint if name in host.models else "")
+        entries, problems, executed = run_verify(
+            registry,
+            key,
+            execute,
+            progress,
+            checkpoint,
+            lambda name: host.models[name].default_checkpoint if name in host.models else "",
+        )
     if (key or checkpoint) and not entries:
-        what = " ".join(x for x in (f"model {key!r}" if key else "", f"checkpoint {checkpoint!r}" if checkpoint else "") if x)
-        _fail(f"no export of {what} in {registry.path}" if checkpoint else f"no export or model {key!r} in {registry.path}", EXIT_USAGE)
+        what = " ".join(
+            x for x in (f"model {key!r}" if key else "", f"checkpoint {checkpoint!r}" if checkpoint else "") if x
+        )
+        _fail(
+            f"no export of {what} in {registry.path}"
+            if checkpoint
+            else f"no export or model {key!r} in {registry.path}",
+            EXIT_USAGE,
+        )
     from ..export.publish import orphaned_exports
 
     orphans = [str(p) for p in orphaned_exports(registry)]
     if as_json:
-        print(json.dumps({"checked": [e["id"] for e in entries], "ok": not problems, "problems": [p.as_dict() for p in problems], "executed": executed, "orphans": orphans}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "checked": [e["id"] for e in entries],
+                    "ok": not problems,
+                    "problems": [p.as_dict() for p in problems],
+                    "executed": executed,
+                    "orphans": orphans,
+                },
+                indent=1,
+            )
+        )
     else:
         bad = {p.export_id for p in problems}
         for e in entries:
             if e["id"] not in bad:
                 ran = " and execute within thresholds" if execute else ""
-                out.print(f"[green]✓[/] {e['id']}: {len(e.get('components', []))} components, {len(e.get('constants', []))} constants match{ran}")
+                out.print(
+                    f"[green]✓[/] {e['id']}: {len(e.get('components', []))} components, {len(e.get('constants', []))} "
+                    f"constants match{ran}"
+                )
         for p in problems:
             what = "" if p.kind == "export" else f"{p.kind} {p.name!r}: "
             out.print(f"[red]✗[/] {p.export_id}: {what}{p.message}")
@@ -339,12 +435,17 @@ def verify(
 
 # ---------------------------------------------------------------------------- info
 @app.command()
-def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="model name"),
-         checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="only this checkpoint's exports and voices (models that have several)"),
-         as_json: bool = typer.Option(False, "--json")) -> None:
+def info(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., metavar="", help="model name"),
+    checkpoint: Optional[str] = typer.Option(
+        None, "--checkpoint", help="only this checkpoint's exports and voices (models that have several)"
+    ),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
     """Describe MODEL: plugin, checkpoints, variants, components, tolerances, weights and its exports."""
-    from ..registry.store import entry_checkpoint
     from ..host.session import checkpoint_name
+    from ..registry.store import entry_checkpoint
 
     state = _state(ctx)
     spec = _model(ctx, model)
@@ -371,29 +472,58 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="
         "default_variant": spec.default_variant,
         "variants": {name: v.as_record() | {"description": v.description} for name, v in spec.variants.items()},
         "default_checkpoint": spec.default_checkpoint or None,
-        "checkpoints": {name: {"description": c.description, "family": c.family, "hub": {"repo": c.hub_repo, "revision": c.revision}, "source": c.source,
-                               **({"unsupported": c.unsupported} if c.unsupported else {})} for name, c in spec.checkpoints.items()},
+        "checkpoints": {
+            name: {
+                "description": c.description,
+                "family": c.family,
+                "hub": {"repo": c.hub_repo, "revision": c.revision},
+                "source": c.source,
+                **({"unsupported": c.unsupported} if c.unsupported else {}),
+            }
+            for name, c in spec.checkpoints.items()
+        },
         "components": [
             {
                 "name": c.name,
                 "description": c.description,
                 "functions": list(c.functions),
                 "tolerances": {p: _tolerance_summary(spec, c.name, p) for p in ("fp32", "fp16")},
-                **({"uncompressed": list(c.uncompressed), "uncompressed_reason": c.uncompressed_reason} if c.uncompressed else {}),
+                **(
+                    {"uncompressed": list(c.uncompressed), "uncompressed_reason": c.uncompressed_reason}
+                    if c.uncompressed
+                    else {}
+                ),
             }
             for c in spec.components
         ],
-        "exports": [{**{k: e.get(k) for k in ("id", "status", "validation_level", "created_at")}, "eval": e.get("eval", [])} for e in exports],
+        "exports": [
+            {**{k: e.get(k) for k in ("id", "status", "validation_level", "created_at")}, "eval": e.get("eval", [])}
+            for e in exports
+        ],
     }
     data["run_settings"] = [
-        {"name": s.name, "type": s.type.__name__, "default": s.default, "min": s.min, "max": s.max, "above": s.above, "help": s.help, "accepts": s.describe()}
+        {
+            "name": s.name,
+            "type": s.type.__name__,
+            "default": s.default,
+            "min": s.min,
+            "max": s.max,
+            "above": s.above,
+            "help": s.help,
+            "accepts": s.describe(),
+        }
         for s in spec.run_settings
     ]
     data["clones_voices"] = spec.clones_voices
     if spec.compressed_loop is not None:
         loop = spec.compressed_loop
-        data["compressed_loop"] = {"text": loop.text, "frames_max_delta": loop.frames_max_delta, "spectral_factor": loop.spectral_factor,
-                                   "settings": dict(loop.settings), "basis": loop.basis}
+        data["compressed_loop"] = {
+            "text": loop.text,
+            "frames_max_delta": loop.frames_max_delta,
+            "spectral_factor": loop.spectral_factor,
+            "settings": dict(loop.settings),
+            "basis": loop.basis,
+        }
     data["voices"] = _latest_voices(state, spec, checkpoint)
     if registry_error:
         data["registry_error"] = registry_error
@@ -403,13 +533,22 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="
             raise typer.Exit(EXIT_FAILED)
         return
     out.print(f"[bold]{spec.name}[/] — {spec.summary}")
-    out.print(f"plugin {plugin.name} {plugin.version}; weights: {spec.hub_repo or '(no hub repo)'}@{spec.revision or '-'}; {spec.sample_rate} Hz; required level: {spec.required_level}")
+    out.print(
+        f"plugin {plugin.name} {plugin.version}; weights: {spec.hub_repo or '(no hub repo)'}@{spec.revision or '-'}; "
+        f"{spec.sample_rate} Hz; required level: {spec.required_level}"
+    )
     variants = Table(title="variants", title_justify="left")
     for col in ("variant", "precision", "target", "options", "description"):
         variants.add_column(col)
     for name, v in spec.variants.items():
         shown = {k: x for k, x in v.options.items() if k != "checkpoint"}  # checkpoints: their own table
-        variants.add_row(name + (" (default)" if name == spec.default_variant else ""), v.precision, v.target, json.dumps(shown), v.description)
+        variants.add_row(
+            name + (" (default)" if name == spec.default_variant else ""),
+            v.precision,
+            v.target,
+            json.dumps(shown),
+            v.description,
+        )
     out.print(variants)
     if spec.checkpoints:
         table = Table(title="checkpoints (--checkpoint NAME)", title_justify="left")
@@ -417,17 +556,31 @@ def info(ctx: typer.Context, model: str = typer.Argument(..., metavar="", help="
             table.add_column(col)
         for name, c in spec.checkpoints.items():
             note = f" — not exportable: {c.unsupported}" if c.unsupported else ""
-            table.add_row(name + (" (default)" if name == spec.default_checkpoint else ""), c.family, (c.revision or "-")[:12], c.description + note)
+            table.add_row(
+                name + (" (default)" if name == spec.default_checkpoint else ""),
+                c.family,
+                (c.revision or "-")[:12],
+                c.description + note,
+            )
         out.print(table)
     comps = Table(title="components", title_justify="left")
     for col in ("component", "functions", "fp32 tolerance", "fp16 tolerance", "description"):
         comps.add_column(col)
     for c in data["components"]:
-        comps.add_row(c["name"], ", ".join(c["functions"]), json.dumps(c["tolerances"]["fp32"]), json.dumps(c["tolerances"]["fp16"]), c["description"])
+        comps.add_row(
+            c["name"],
+            ", ".join(c["functions"]),
+            json.dumps(c["tolerances"]["fp32"]),
+            json.dumps(c["tolerances"]["fp16"]),
+            c["description"],
+        )
     out.print(comps)
     for c in data["components"]:
         if c.get("uncompressed"):
-            out.print(f"compressed variants keep {c['name']}'s weights matching {', '.join(c['uncompressed'])} uncompressed: {c['uncompressed_reason']}")
+            out.print(
+                f"compressed variants keep {c['name']}'s weights matching {', '.join(c['uncompressed'])} "
+                f"uncompressed: {c['uncompressed_reason']}"
+            )
     if spec.compressed_loop is not None:
         out.print(f"compressed variants' whole loop vs uncompressed: {spec.compressed_loop.basis}")
     if spec.run_settings:
@@ -454,8 +607,20 @@ def _eval_line(row: dict[str, Any]) -> str:
     what = f"{row.get('prompts', '?')} prompts ({', '.join(row.get('languages', []))}), {row.get('backend', '?')}"
     if not row.get("quality_claim"):
         return f"{what}: {row.get('note', 'no quality claim')}"
-    figures = [f"{k.replace('_', ' ').upper() if k.endswith(('wer', 'cer')) else k} {row[k]:.3f}" for k in
-               ("export_wer", "reference_wer", "uncompressed_wer", "export_cer", "reference_cer", "uncompressed_cer", "qoi", "qoi_vs_uncompressed") if k in row]
+    figures = [
+        f"{k.replace('_', ' ').upper() if k.endswith(('wer', 'cer')) else k} {row[k]:.3f}"
+        for k in (
+            "export_wer",
+            "reference_wer",
+            "uncompressed_wer",
+            "export_cer",
+            "reference_cer",
+            "uncompressed_cer",
+            "qoi",
+            "qoi_vs_uncompressed",
+        )
+        if k in row
+    ]
     return f"{what}: " + ", ".join(figures)
 
 
@@ -490,38 +655,97 @@ def run(
     ctx: typer.Context,
     model: str = typer.Argument(..., help="model name"),
     text: Optional[str] = typer.Argument(None, help="text to speak (or --text-file)"),
-    output: Path = typer.Option(..., "-o", "--output", help="WAV file to write (written aside and renamed into place; never the registry, an export or the cache)"),
-    timestamps: Optional[Path] = typer.Option(None, "--timestamps", metavar="FILE", help="also write the words' (or, for models that predict no word durations, the text pieces') start and end times: .json, .srt or .vtt by the suffix, appended as each piece is spoken"),
-    asr: Optional[Path] = typer.Option(None, "--asr", metavar="DIR", help="with --timestamps, for models that predict no word durations: the words a local recogniser hears in each piece (faster-whisper model directory; zoo-tts\\[eval])"),
-    text_file: Optional[str] = typer.Option(None, "--text-file", metavar="PATH|-", help="read the text from a UTF-8 file, or standard input with -, instead of TEXT (for long texts)"),
-    backend: str = typer.Option("auto", "--backend", help="auto: the latest valid registered export, with CoreML on macOS and zoo's MIL interpreter elsewhere (torch when --weights/--random-weights is given); torch: the traceables (from --weights/--random-weights or the hub); mil: the registered export through zoo's MIL interpreter; coreml: the registered export through CoreML (macOS)"),
-    variant: Optional[str] = typer.Option(None, "--variant", help="variant \\[default: the model's default / the latest valid export]"),
-    checkpoint: Optional[str] = typer.Option(None, "--checkpoint", help="checkpoint (models that have several): the latest valid export of it, or its weights with --backend torch \\[default: the latest valid export / the model's default]"),
-    voice: Optional[str] = typer.Option(None, "--voice", help="voice name, or a WAV file where the model can clone voices"),
+    output: Path = typer.Option(
+        ...,
+        "-o",
+        "--output",
+        help="WAV file to write (written aside and renamed into place; never the registry, an export or the cache)",
+    ),
+    timestamps: Optional[Path] = typer.Option(
+        None,
+        "--timestamps",
+        metavar="FILE",
+        help="also write the words' (or, for models that predict no word durations, the text pieces') start and end "
+        "times: .json, .srt or .vtt by the suffix, appended as each piece is spoken",
+    ),
+    asr: Optional[Path] = typer.Option(
+        None,
+        "--asr",
+        metavar="DIR",
+        help="with --timestamps, for models that predict no word durations: the words a local recogniser hears in "
+        "each piece (faster-whisper model directory; zoo-tts\\[eval])",
+    ),
+    text_file: Optional[str] = typer.Option(
+        None,
+        "--text-file",
+        metavar="PATH|-",
+        help="read the text from a UTF-8 file, or standard input with -, instead of TEXT (for long texts)",
+    ),
+    backend: str = typer.Option(
+        "auto",
+        "--backend",
+        help="auto: the latest valid registered export, with CoreML on macOS and zoo's MIL interpreter elsewhere "
+        "(torch when --weights/--random-weights is given); torch: the traceables (from --weights/--random-weights or "
+        "the hub); mil: the registered export through zoo's MIL interpreter; coreml: the registered export through "
+        "CoreML (macOS)",
+    ),
+    variant: Optional[str] = typer.Option(
+        None, "--variant", help="variant \\[default: the model's default / the latest valid export]"
+    ),
+    checkpoint: Optional[str] = typer.Option(
+        None,
+        "--checkpoint",
+        help="checkpoint (models that have several): the latest valid export of it, or its weights with --backend "
+        "torch \\[default: the latest valid export / the model's default]",
+    ),
+    voice: Optional[str] = typer.Option(
+        None, "--voice", help="voice name, or a WAV file where the model can clone voices"
+    ),
     seed: int = typer.Option(0, "--seed", help="seed of the sampling noise (and of --random-weights)"),
-    settings: List[str] = typer.Option([], "--set", help="plugin-specific run option KEY=VALUE (repeatable; `zoo info MODEL` lists each model's keys, types and ranges)"),
+    settings: List[str] = typer.Option(
+        [],
+        "--set",
+        help="plugin-specific run option KEY=VALUE (repeatable; `zoo info MODEL` lists each model's keys, types and "
+        "ranges)",
+    ),
     weights: Optional[Path] = typer.Option(None, "--weights", help="local weights for --backend torch"),
-    random_weights: bool = typer.Option(False, "--random-weights", metavar="", help="seeded random weights for --backend torch"),
-    as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object: frames, audio_seconds, wall_seconds, calls, calls_per_audio_second, first_audio_seconds, calls_before_first_audio"),
+    random_weights: bool = typer.Option(
+        False, "--random-weights", metavar="", help="seeded random weights for --backend torch"
+    ),
+    as_json: bool = typer.Option(
+        False,
+        "--json",
+        metavar="",
+        help="print one JSON object: frames, audio_seconds, wall_seconds, calls, calls_per_audio_second, "
+        "first_audio_seconds, calls_before_first_audio",
+    ),
 ) -> None:
     """Speak TEXT with MODEL through the plugin's run loop and write a 16-bit mono WAV.
 
     With --backend mil or coreml the registered export is checked first: a changed, missing or
     added file in it stops the run, naming the file (`zoo verify ID` says more).
     """
+    from ..plugin.spec import RunOptions, UsageError
     from ..run.speak import execute, plan, read_text_file
     from ..runtime.backends import BACKENDS, BackendUnavailable
-    from ..plugin.spec import RunOptions, UsageError
 
     if backend == "auto":
         import platform
 
-        backend = "torch" if (weights is not None or random_weights) else ("coreml" if platform.system() == "Darwin" else "mil")
+        backend = (
+            "torch"
+            if (weights is not None or random_weights)
+            else ("coreml" if platform.system() == "Darwin" else "mil")
+        )
     if backend not in BACKENDS:
         _fail(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}", EXIT_USAGE)
     if (text is None) == (text_file is None):
-        _fail("give the text to speak either as TEXT or with --text-file PATH (- for standard input), not both" if text is not None
-              else "give the text to speak: TEXT, or --text-file PATH (- for standard input)", EXIT_USAGE)
+        _fail(
+            "give the text to speak either as TEXT or with --text-file PATH (- for standard input), not both"
+            if text is not None
+            else "give the text to speak: TEXT, or --text-file PATH (- for standard input)",
+            EXIT_USAGE,
+        )
     if text_file is not None:
         try:
             text = read_text_file(text_file)
@@ -537,11 +761,27 @@ def run(
     spec = _model(ctx, model)
     source = _weights(weights, random_weights, seed)
     if source is not None and backend != "torch":
-        _fail("--weights/--random-weights only apply to --backend torch; other backends use the registered export", EXIT_USAGE)
+        _fail(
+            "--weights/--random-weights only apply to --backend torch; other backends use the registered export",
+            EXIT_USAGE,
+        )
     registry = _registry_or_exit(ctx) if backend != "torch" else _state(ctx).registry()
     host = _state(ctx).host()
     try:  # everything checkable without loading a model: a bad value exits 2 before anything loads
-        request = plan(host, spec.name, text, output, backend, registry, source, variant, RunOptions(voice=voice, seed=seed, settings=parsed), checkpoint, timestamps, asr)
+        request = plan(
+            host,
+            spec.name,
+            text,
+            output,
+            backend,
+            registry,
+            source,
+            variant,
+            RunOptions(voice=voice, seed=seed, settings=parsed),
+            checkpoint,
+            timestamps,
+            asr,
+        )
     except UsageError as exc:
         _fail(str(exc), EXIT_USAGE)
     except BackendUnavailable as exc:
@@ -560,14 +800,23 @@ def run(
         print(json.dumps(data, indent=1))
     else:
         calls = ", ".join(f"{k}×{v}" for k, v in data["calls"].items())
-        out.print(f"[green]✓[/] wrote {output}: {data['audio_seconds']:.2f} s of audio, {data['frames']} frames in {data['wall_seconds']:.2f} s ({summary.source}); calls: {calls}")
+        out.print(
+            f"[green]✓[/] wrote {output}: {data['audio_seconds']:.2f} s of audio, {data['frames']} frames in "
+            f"{data['wall_seconds']:.2f} s ({summary.source}); calls: {calls}"
+        )
         if summary.timings is not None:
             kinds = sorted({t.kind for t in summary.timings})
             out.print(f"[green]✓[/] wrote {timestamps}: {len(summary.timings)} {'/'.join(kinds) or 'word'} timings")
         if summary.random_weights:
-            err.print("[yellow]! random weights: the model is the real architecture with seeded random weights, so the audio is noise-like, not speech[/]")
+            err.print(
+                "[yellow]! random weights: the model is the real architecture with seeded random weights, so the "
+                "audio is noise-like, not speech[/]"
+            )
     if summary.timings == [] and not as_json:
-        err.print(f"[yellow]! {spec.name} reported no timings for this text (see `zoo info {spec.name}`); {timestamps} holds none[/]")
+        err.print(
+            f"[yellow]! {spec.name} reported no timings for this text (see `zoo info {spec.name}`); {timestamps} "
+            "holds none[/]"
+        )
 
 
 # ---------------------------------------------------------------------------- eval
@@ -575,15 +824,33 @@ def run(
 def eval_cmd(
     ctx: typer.Context,
     key: str = typer.Argument(..., metavar="ID|MODEL", help="an export id, or a model (its latest valid export)"),
-    asr: Optional[Path] = typer.Option(None, "--asr", metavar="DIR", help="a CTranslate2 Whisper model directory (faster-whisper; needs zoo-tts\\[eval])"),
-    prompts: Optional[Path] = typer.Option(None, "--prompts", metavar="FILE", help="your prompts, one a line, optionally LANG<TAB>TEXT \\[default: zoo's, per language]"),
-    lang: Optional[str] = typer.Option(None, "--lang", metavar="CODE", help="only this language (ISO 639-1, e.g. en) \\[default: every language the model speaks]"),
-    backend: str = typer.Option("mil", "--backend", help="how the export is run: mil (zoo's interpreter), coreml (macOS) or torch"),
+    asr: Optional[Path] = typer.Option(
+        None,
+        "--asr",
+        metavar="DIR",
+        help="a CTranslate2 Whisper model directory (faster-whisper; needs zoo-tts\\[eval])",
+    ),
+    prompts: Optional[Path] = typer.Option(
+        None,
+        "--prompts",
+        metavar="FILE",
+        help="your prompts, one a line, optionally LANG<TAB>TEXT \\[default: zoo's, per language]",
+    ),
+    lang: Optional[str] = typer.Option(
+        None,
+        "--lang",
+        metavar="CODE",
+        help="only this language (ISO 639-1, e.g. en) \\[default: every language the model speaks]",
+    ),
+    backend: str = typer.Option(
+        "mil", "--backend", help="how the export is run: mil (zoo's interpreter), coreml (macOS) or torch"
+    ),
     voice: Optional[str] = typer.Option(None, "--voice", help="voice \\[default: the model's]"),
     seed: int = typer.Option(0, "--seed", help="sampling seed, the same for export and reference"),
     as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
-    """Does the export still say the words? Speak prompts through it and the torch reference, transcribe both, score WER / CER and QoI.
+    """Does the export still say the words? Speak prompts through it and the torch reference, transcribe both, score
+    WER / CER and QoI.
 
     A compressed export is also compared with its uncompressed sibling when one is registered.
     The result is printed and recorded in the export's registry entry (`zoo info` shows it).
@@ -593,8 +860,8 @@ def eval_cmd(
 
     from ..evaluation.evaluate import plan as plan_eval
     from ..evaluation.evaluate import run_eval
-    from ..runtime.backends import BackendUnavailable
     from ..plugin.spec import UsageError
+    from ..runtime.backends import BackendUnavailable
 
     state = _state(ctx)
     registry = _registry_or_exit(ctx, write=True)
@@ -607,7 +874,10 @@ def eval_cmd(
     entry = request.entry
     random_weights = (entry.get("weights") or {}).get("kind") == "random"
     if random_weights and not as_json:
-        err.print("[yellow]! random weights: this export's audio is not speech; the pipeline runs, but no WER, CER or QoI is recorded as a quality claim[/]")
+        err.print(
+            "[yellow]! random weights: this export's audio is not speech; the pipeline runs, but no WER, CER or QoI "
+            "is recorded as a quality claim[/]"
+        )
     rows: list[Any] = []
     with err.status(f"evaluating {entry['id']}…") as status:
 
@@ -629,7 +899,11 @@ def eval_cmd(
     if as_json:
         print(json.dumps(result.as_dict(), indent=1, default=str))
         return
-    table = Table(title=f"zoo eval {entry['id']} ({request.backend}; {len(result.prompts)} prompts; recogniser {request.recogniser.path.name})", title_justify="left")
+    table = Table(
+        title=f"zoo eval {entry['id']} ({request.backend}; {len(result.prompts)} prompts; recogniser "
+        f"{request.recogniser.path.name})",
+        title_justify="left",
+    )
     table.add_column("prompt", overflow="ellipsis", no_wrap=True, max_width=44)
     table.add_column("lang")
     systems = ["reference", "export"] + (["uncompressed"] if result.sibling else [])
@@ -638,7 +912,12 @@ def eval_cmd(
     table.add_column("Δ", justify="right")
     for row in result.prompts:
         rate = row.rate
-        table.add_row(row.prompt.text, row.prompt.lang, *(f"{rate[s]:.2f}" for s in systems), f"{rate['export'] - rate['reference']:+.2f}")
+        table.add_row(
+            row.prompt.text,
+            row.prompt.lang,
+            *(f"{rate[s]:.2f}" for s in systems),
+            f"{rate['export'] - rate['reference']:+.2f}",
+        )
     out.print(table)
     if random_weights:
         out.print("random weights: no quality claim (the audio is not speech)")
@@ -647,11 +926,16 @@ def eval_cmd(
     for metric in ("wer", "cer"):
         if summary["export"][metric] is None:
             continue
-        line = f"{metric.upper()}: export {summary['export'][metric]:.3f}, reference {summary['reference'][metric]:.3f} (Δ {summary['export'][metric] - summary['reference'][metric]:+.3f})"
+        export, reference = summary["export"][metric], summary["reference"][metric]
+        line = f"{metric.upper()}: export {export:.3f}, reference {reference:.3f} (Δ {export - reference:+.3f})"
         if result.sibling:
-            line += f", uncompressed {summary['uncompressed'][metric]:.3f} (Δ {summary['export'][metric] - summary['uncompressed'][metric]:+.3f})"
+            uncompressed = summary["uncompressed"][metric]
+            line += f", uncompressed {uncompressed:.3f} (Δ {export - uncompressed:+.3f})"
         out.print(line)
-    out.print(f"QoI: {summary['qoi']:.2f} of prompts no worse than the reference" + (f", {summary['qoi_vs_uncompressed']:.2f} than the uncompressed export" if result.sibling else ""))
+    out.print(
+        f"QoI: {summary['qoi']:.2f} of prompts no worse than the reference"
+        + (f", {summary['qoi_vs_uncompressed']:.2f} than the uncompressed export" if result.sibling else "")
+    )
 
 
 # ------------------------------------------------------------------------------ rm
@@ -659,8 +943,18 @@ def eval_cmd(
 def rm(
     ctx: typer.Context,
     export_ids: List[str] = typer.Argument(None, help="export ids to remove (see `zoo list`)"),
-    older_duplicates: bool = typer.Option(False, "--older-duplicates", metavar="", help="remove every export that a newer one made from identical inputs duplicates"),
-    keep_files: bool = typer.Option(False, "--keep-files", metavar="", help="drop only the registry entry, touching no file (e.g. an export zoo cannot prove it placed)"),
+    older_duplicates: bool = typer.Option(
+        False,
+        "--older-duplicates",
+        metavar="",
+        help="remove every export that a newer one made from identical inputs duplicates",
+    ),
+    keep_files: bool = typer.Option(
+        False,
+        "--keep-files",
+        metavar="",
+        help="drop only the registry entry, touching no file (e.g. an export zoo cannot prove it placed)",
+    ),
     as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
 ) -> None:
     """Remove exports: the files zoo placed for each, then its registry entry (under the registry lock).
@@ -691,7 +985,10 @@ def rm(
         import difflib
 
         close = difflib.get_close_matches(unknown[0], [e["id"] for e in exports], n=1)
-        _fail(f"no export {unknown[0]!r} in {registry.path}" + (f"; did you mean {close[0]!r}?" if close else ""), EXIT_USAGE)
+        _fail(
+            f"no export {unknown[0]!r} in {registry.path}" + (f"; did you mean {close[0]!r}?" if close else ""),
+            EXIT_USAGE,
+        )
     results: dict[str, Removal] = {}
 
     def handle(entries: list[dict[str, Any]]) -> list[str]:
@@ -704,7 +1001,11 @@ def rm(
                 try:
                     results[e["id"]] = delete_files(registry, e)
                 except OSError as exc:
-                    results[e["id"]] = Removal(e["id"], str(entry_path(registry, e)), refused=f"{exc}; its entry is kept: `zoo rm {e['id']}` again finishes the job")
+                    results[e["id"]] = Removal(
+                        e["id"],
+                        str(entry_path(registry, e)),
+                        refused=f"{exc}; its entry is kept: `zoo rm {e['id']}` again finishes the job",
+                    )
             if not results[e["id"]].refused:
                 done.append(e["id"])
         return done
@@ -712,16 +1013,27 @@ def rm(
     removed = registry.remove(list(dict.fromkeys(ids)), handle) if ids else []
     refused = [r for r in results.values() if r.refused]
     if as_json:
-        print(json.dumps({"removed": [e["id"] for e in removed],
-                          "refused": {r.export_id: r.refused for r in refused},
-                          "left_in_place": {r.export_id: [p for p, _ in r.kept] for r in results.values() if not r.refused},
-                          "results": [r.as_dict() for r in results.values()]}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "removed": [e["id"] for e in removed],
+                    "refused": {r.export_id: r.refused for r in refused},
+                    "left_in_place": {r.export_id: [p for p, _ in r.kept] for r in results.values() if not r.refused},
+                    "results": [r.as_dict() for r in results.values()],
+                },
+                indent=1,
+            )
+        )
     else:
         for r in results.values():
             if r.refused:
                 err.print(f"[red]✗ {r.export_id} not removed (nothing deleted, entry kept):[/] {r.refused}")
                 continue
-            done = "entry removed, files left untouched (--keep-files)" if r.files_untouched else f"{r.deleted} files deleted"
+            done = (
+                "entry removed, files left untouched (--keep-files)"
+                if r.files_untouched
+                else f"{r.deleted} files deleted"
+            )
             out.print(f"[green]✓[/] removed {r.export_id} ({r.directory}): {done}")
             for path, why in r.kept:
                 err.print(f"[yellow]! kept {Path(r.directory) / path}: {why}[/]")
@@ -734,7 +1046,9 @@ def rm(
 # ------------------------------------------------------------------------ new-plugin
 @app.command("new-plugin")
 def new_plugin(
-    name: str = typer.Argument(..., help="the model's name (lowercase, e.g. my_tts): the plugin is the package zoo_NAME"),
+    name: str = typer.Argument(
+        ..., help="the model's name (lowercase, e.g. my_tts): the plugin is the package zoo_NAME"
+    ),
     directory: Optional[Path] = typer.Option(None, "--dir", help="where to write the package \\[default: ./zoo-NAME]"),
 ) -> None:
     """Write an installable plugin package on zoo's skeleton, with a placeholder model.

@@ -27,7 +27,10 @@ class ScaffoldError(ValueError):
 
 def names(name: str) -> dict[str, str]:
     if not NAME.match(name) or keyword.iskeyword(name) or name.endswith("_"):
-        raise ScaffoldError(f"plugin name {name!r} must be lowercase letters, digits and underscores, starting with a letter (e.g. my_tts)")
+        raise ScaffoldError(
+            f"plugin name {name!r} must be lowercase letters, digits and underscores, starting with a letter (e.g. "
+            "my_tts)"
+        )
     return {
         "name": name,
         "package": f"zoo_{name}",

@@ -21,6 +21,7 @@ from typing import Any, Iterable
 
 COMPRESSION_FILE = "compression.json"
 from ..plugin.names import COMPRESSION_TARGETS, COMPRESSIONS  # noqa: E402,F401  (every compression a variant can name)
+
 #: weights smaller than this stay as they are (coremltools' default threshold: biases, norms)
 WEIGHT_THRESHOLD = 2048
 #: output channels sharing one look-up table (per-grouped-channel palettization: iOS18)
@@ -65,11 +66,34 @@ INTEGER_PLAN_SHARE = 0.5
 INTEGER_PLAN_JUMPS = 0.05
 
 MODES = {
-    "w8": Mode("w8", 8, "linear", COMPRESSION_TARGETS["w8"], "int8 weights, symmetric, one scale per output channel", 32.0),
-    "p6": Mode("p6", 6, "palette", COMPRESSION_TARGETS["p6"], f"6-bit look-up table (64 values, 1-D k-means) per group of {GROUP_SIZE} output channels", 21.0),
-    "p4": Mode("p4", 4, "palette", COMPRESSION_TARGETS["p4"], f"4-bit look-up table (16 values, 1-D k-means) per group of {GROUP_SIZE} output channels", 10.0),
-    "mixed": Mode("mixed", 0, "mixed", COMPRESSION_TARGETS["mixed"], f"look-up tables of 8, 6 or 4 bits per weight, the narrowest its measured effect on the outputs allows "
-                  f"(outputs >= {MIXED_TARGET_DB:g} dB SNR)", 0.0),
+    "w8": Mode(
+        "w8", 8, "linear", COMPRESSION_TARGETS["w8"], "int8 weights, symmetric, one scale per output channel", 32.0
+    ),
+    "p6": Mode(
+        "p6",
+        6,
+        "palette",
+        COMPRESSION_TARGETS["p6"],
+        f"6-bit look-up table (64 values, 1-D k-means) per group of {GROUP_SIZE} output channels",
+        21.0,
+    ),
+    "p4": Mode(
+        "p4",
+        4,
+        "palette",
+        COMPRESSION_TARGETS["p4"],
+        f"4-bit look-up table (16 values, 1-D k-means) per group of {GROUP_SIZE} output channels",
+        10.0,
+    ),
+    "mixed": Mode(
+        "mixed",
+        0,
+        "mixed",
+        COMPRESSION_TARGETS["mixed"],
+        f"look-up tables of 8, 6 or 4 bits per weight, the narrowest its measured effect on the outputs allows "
+        f"(outputs >= {MIXED_TARGET_DB:g} dB SNR)",
+        0.0,
+    ),
 }
 
 
@@ -133,8 +157,10 @@ class CompressionRecord:
         if not under:
             return ""
         name, snr = min(under, key=lambda b: b[1] - self.floor_db(b[0]))
-        return (f"{len(under)} weight(s) decompress under their {self.mode} floor (worst {name}: {snr:.1f} dB, "
-                f"floor {self.floor_db(name):g} dB): the compression is broken")
+        return (
+            f"{len(under)} weight(s) decompress under their {self.mode} floor (worst {name}: {snr:.1f} dB, "
+            f"floor {self.floor_db(name):g} dB): the compression is broken"
+        )
 
     def bound(self) -> tuple[float, str]:
         """The least output SNR the package must reach, and its basis; +inf (a bound nothing
@@ -144,9 +170,15 @@ class CompressionRecord:
         if broken:
             return float("inf"), broken
         if self.output_snr_db is None:
-            return float("inf"), "the outputs' response to the compression's noise was not measured: nothing to judge by"
-        basis = (f"{MARGIN_DB:g} dB under the {self.output_snr_db:.1f} dB the outputs reach with the {len(self.weight_snr_db)} compressed "
-                 f"weights' own errors at random signs (worst weight {worst:.1f} dB; {self.mode}){'; ' + self.output_basis if self.output_basis else ''}")
+            return float(
+                "inf"
+            ), "the outputs' response to the compression's noise was not measured: nothing to judge by"
+        basis = (
+            f"{MARGIN_DB:g} dB under the {self.output_snr_db:.1f} dB the outputs reach with the "
+            f"{len(self.weight_snr_db)} compressed "
+            f"weights' own errors at random signs (worst weight {worst:.1f} dB; "
+            f"{self.mode}){'; ' + self.output_basis if self.output_basis else ''}"
+        )
         if self.output_snr_db - MARGIN_DB < OUTPUT_SNR_FLOOR_DB:
             return OUTPUT_SNR_FLOOR_DB, f"the {OUTPUT_SNR_FLOOR_DB:g} dB floor, above {basis}"
         return self.output_snr_db - MARGIN_DB, basis
@@ -177,8 +209,18 @@ class CompressionRecord:
         import json
 
         data = json.loads(path.read_text())
-        return cls(data["mode"], tuple(data["weight_snr_db"].items()), tuple(data["kept"]), data["bytes_before"], data["bytes_after"], tuple(data["left"]),
-                   tuple(data.get("bits", {}).items()), data.get("plan"), data.get("output_snr_db"), data.get("output_basis", ""))
+        return cls(
+            data["mode"],
+            tuple(data["weight_snr_db"].items()),
+            tuple(data["kept"]),
+            data["bytes_before"],
+            data["bytes_after"],
+            tuple(data["left"]),
+            tuple(data.get("bits", {}).items()),
+            data.get("plan"),
+            data.get("output_snr_db"),
+            data.get("output_basis", ""),
+        )
 
 
 def lut_kmeans(values: Any, bits: int, tables: dict | None = None) -> tuple[Any, Any]:
@@ -218,7 +260,9 @@ def _nearest(flat: Any, lut: Any) -> Any:
 
     order = np.argsort(lut, kind="stable")
     stored = lut[order].astype(np.float64)
-    return order[np.searchsorted((stored[:-1] + stored[1:]) / 2, flat.astype(np.float64), side="right")].astype(np.uint8)
+    return order[np.searchsorted((stored[:-1] + stored[1:]) / 2, flat.astype(np.float64), side="right")].astype(
+        np.uint8
+    )
 
 
 def _distinct(flat: Any) -> tuple[Any, Any, Any]:
@@ -292,7 +336,9 @@ def op_config(mode: Mode, tables: dict) -> Any:
     import coremltools.optimize.coreml as cto
 
     if mode.kind == "linear":
-        return cto.OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=WEIGHT_THRESHOLD)
+        return cto.OpLinearQuantizerConfig(
+            mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=WEIGHT_THRESHOLD
+        )
     return palette_config(mode.bits, tables)
 
 
@@ -306,8 +352,13 @@ def palette_config(bits: int, tables: dict) -> Any:
 
     import coremltools.optimize.coreml as cto
 
-    return cto.OpPalettizerConfig(mode="custom", lut_function=functools.partial(lut_kmeans, bits=bits, tables=tables),
-                                  granularity="per_grouped_channel", group_size=GROUP_SIZE, weight_threshold=WEIGHT_THRESHOLD)
+    return cto.OpPalettizerConfig(
+        mode="custom",
+        lut_function=functools.partial(lut_kmeans, bits=bits, tables=tables),
+        granularity="per_grouped_channel",
+        group_size=GROUP_SIZE,
+        weight_threshold=WEIGHT_THRESHOLD,
+    )
 
 
 def _weight_consts(prog: Any) -> list[Any]:
@@ -320,7 +371,12 @@ def _weight_consts(prog: Any) -> list[Any]:
             if op.op_type != "const" or op.name in seen:
                 continue
             val = op.outputs[0].val
-            if isinstance(val, np.ndarray) and val.dtype.kind == "f" and val.size > WEIGHT_THRESHOLD and op.outputs[0].child_ops:
+            if (
+                isinstance(val, np.ndarray)
+                and val.dtype.kind == "f"
+                and val.size > WEIGHT_THRESHOLD
+                and op.outputs[0].child_ops
+            ):
                 seen[op.name] = op
     return list(seen.values())
 
@@ -333,7 +389,9 @@ def _load(src: Path) -> tuple[Any, Any]:
 
     import_coremltools()
     spec = load_package_spec(src)
-    return spec, load_milproto(spec, spec.specificationVersion, file_weights_dir=str(src / "Data" / "com.apple.CoreML" / "weights"))
+    return spec, load_milproto(
+        spec, spec.specificationVersion, file_weights_dir=str(src / "Data" / "com.apple.CoreML" / "weights")
+    )
 
 
 def _apply(prog: Any, spec: Any, kind: str, config: Any) -> None:
@@ -342,7 +400,9 @@ def _apply(prog: Any, spec: Any, kind: str, config: Any) -> None:
     from coremltools.converters.mil.mil.passes.graph_pass import PassOption
     from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
 
-    graph_pass = PASS_REGISTRY["compression::linear_quantize_weights" if kind == "linear" else "compression::palettize_weights"]
+    graph_pass = PASS_REGISTRY[
+        "compression::linear_quantize_weights" if kind == "linear" else "compression::palettize_weights"
+    ]
     graph_pass.set_options([PassOption("config", config), PassOption("joint_compression", False)])
     graph_pass.apply(prog)
     if len(prog.functions) > 1:  # each function compressed its copy of a shared weight: store it once
@@ -363,8 +423,7 @@ def integer_noise_budget(values: Any, rounding: str, tempo: float | None = None)
 
     import numpy as np
 
-    from ..validation.metrics import ROUNDINGS
-    from ..validation.metrics import INTEGER_TEMPO
+    from ..validation.metrics import INTEGER_TEMPO, ROUNDINGS
 
     tempo = INTEGER_TEMPO if tempo is None else tempo
     e = np.asarray(values, np.float64).reshape(-1)
@@ -423,8 +482,16 @@ class MixedTargets:
         return self.spectral_db if self.spectral_db is not None else MIXED_TARGET_DB
 
 
-def compress_package(src: Path, dst: Path, mode_name: str, uncompressed: Iterable[str] = (), parity_file: Path | None = None,
-                     progress: Any = None, targets: MixedTargets = MixedTargets(), measure: bool = True) -> CompressionRecord:
+def compress_package(
+    src: Path,
+    dst: Path,
+    mode_name: str,
+    uncompressed: Iterable[str] = (),
+    parity_file: Path | None = None,
+    progress: Any = None,
+    targets: MixedTargets = MixedTargets(),
+    measure: bool = True,
+) -> CompressionRecord:
     """Compress ``src`` into a new package at ``dst`` (``src`` is only read). ``mixed`` measures each
     weight's effect on the outputs on the parity examples in ``parity_file`` against ``targets``;
     ``progress(done, total)`` follows its executions. With ``measure`` (and a ``parity_file``) the
@@ -448,19 +515,44 @@ def compress_package(src: Path, dst: Path, mode_name: str, uncompressed: Iterabl
         del prog, consts  # the plan loads its own copies
         bits, plan = plan_mixed(src, kept, originals, parity_file, progress, targets, tables)
         spec, prog = _load(src)
-        config = cto.OptimizationConfig(op_name_configs={**{name: palette_config(b, tables) for name, b in bits.items()}, **{name: None for name in kept}})
+        config = cto.OptimizationConfig(
+            op_name_configs={
+                **{name: palette_config(b, tables) for name, b in bits.items()},
+                **{name: None for name in kept},
+            }
+        )
         _apply(prog, spec, "palette", config)
     else:
-        _apply(prog, spec, mode.kind, cto.OptimizationConfig(global_config=op_config(mode, tables), op_name_configs={name: None for name in kept}))
+        _apply(
+            prog,
+            spec,
+            mode.kind,
+            cto.OptimizationConfig(
+                global_config=op_config(mode, tables), op_name_configs={name: None for name in kept}
+            ),
+        )
     snrs = weight_snrs(prog, originals)
-    measured, measured_basis = (equivalent_output_snr(src, prog, originals, parity_file) if measure and parity_file is not None and snrs
-                                else (None, ""))
+    measured, measured_basis = (
+        equivalent_output_snr(src, prog, originals, parity_file)
+        if measure and parity_file is not None and snrs
+        else (None, "")
+    )
     _save(prog, spec, max(spec.specificationVersion, {"iOS16": 7, "iOS17": 8, "iOS18": 9}[mode.target]), dst)
     # coremltools leaves a weight whose shape its mode cannot take (e.g. fewer output channels than
     # a group) as it was, with a warning: recorded as such, never counted as compressed
     left = tuple(sorted(set(originals) - set(snrs)))
-    return CompressionRecord(mode.name, tuple(sorted(snrs.items())), tuple(kept), tree_size(src), tree_size(dst), left,
-                             tuple(sorted((n, b) for n, b in bits.items() if n in snrs)), plan.as_dict() if plan else None, measured, measured_basis)
+    return CompressionRecord(
+        mode.name,
+        tuple(sorted(snrs.items())),
+        tuple(kept),
+        tree_size(src),
+        tree_size(dst),
+        left,
+        tuple(sorted((n, b) for n, b in bits.items() if n in snrs)),
+        plan.as_dict() if plan else None,
+        measured,
+        measured_basis,
+    )
 
 
 def layer_group(name: str) -> str:
@@ -471,7 +563,9 @@ def layer_group(name: str) -> str:
     return match.group(1) if match else name
 
 
-def choose_widths(width: dict[str, int], gain: dict[str, Any], noise: dict[int, dict[str, float]], size: dict[str, int], budget: Any) -> Any:
+def choose_widths(
+    width: dict[str, int], gain: dict[str, Any], noise: dict[int, dict[str, float]], size: dict[str, int], budget: Any
+) -> Any:
     """Widen layers in ``width`` (name -> bits, updated in place) until every output's predicted
     noise Σ_l gain[l][o] · noise[bits_l][l] is within ``budget[o]``: each step widens the layer that
     removes the most noise per added byte from the output most over its budget that a widening
@@ -501,7 +595,10 @@ def choose_widths(width: dict[str, int], gain: dict[str, Any], noise: dict[int, 
     while total.size:
         over = total / budget
         # an output whose layers are all at 8 bits cannot get better: the next one is served
-        best = next((layer for o in np.argsort(-over) if over[o] > 1 for layer in [widest_help(int(o))] if layer is not None), None)
+        best = next(
+            (layer for o in np.argsort(-over) if over[o] > 1 for layer in [widest_help(int(o))] if layer is not None),
+            None,
+        )
         if best is None:
             break
         width[best] = MIXED_BITS[MIXED_BITS.index(width[best]) + 1]
@@ -540,13 +637,26 @@ class MixedPlan:
     basis: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"outputs": {name: {"target_db": t, "estimated_db": round(e, 2)} for name, (t, e) in sorted(self.outputs.items())},
-                "executions": self.executions, "layers": self.layers, "unmeasured": list(self.unmeasured),
-                **({"basis": self.basis} if self.basis else {})}
+        return {
+            "outputs": {
+                name: {"target_db": t, "estimated_db": round(e, 2)} for name, (t, e) in sorted(self.outputs.items())
+            },
+            "executions": self.executions,
+            "layers": self.layers,
+            "unmeasured": list(self.unmeasured),
+            **({"basis": self.basis} if self.basis else {}),
+        }
 
 
-def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_file: Path, progress: Any = None,
-               targets: MixedTargets = MixedTargets(), tables: dict | None = None) -> tuple[dict[str, int], MixedPlan]:
+def plan_mixed(
+    src: Path,
+    kept: list[str],
+    originals: dict[str, Any],
+    parity_file: Path,
+    progress: Any = None,
+    targets: MixedTargets = MixedTargets(),
+    tables: dict | None = None,
+) -> tuple[dict[str, int], MixedPlan]:
     """Each weight's table width for the ``mixed`` compression (Apple's per-layer recipe for large
     models, executed by zoo's MIL interpreter), one width per layer (``layer_group``).
 
@@ -569,11 +679,11 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
     """
     import math
 
-    import numpy as np
     import coremltools.optimize.coreml as cto
+    import numpy as np
 
-    from ..validation import parity
     from ..mil import MilError, MilProgram
+    from ..validation import parity
 
     tables = {} if tables is None else tables  # the look-up tables, for the final pass to reuse
     noise: dict[int, dict[str, float]] = {}
@@ -581,7 +691,14 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
     energy = {name: float(np.sum(np.asarray(value, np.float64) ** 2)) for name, value in originals.items()}
     for b in MIXED_BITS[:-1]:
         spec, prog = _load(src)
-        _apply(prog, spec, "palette", cto.OptimizationConfig(global_config=palette_config(b, tables), op_name_configs={name: None for name in kept}))
+        _apply(
+            prog,
+            spec,
+            "palette",
+            cto.OptimizationConfig(
+                global_config=palette_config(b, tables), op_name_configs={name: None for name in kept}
+            ),
+        )
         noise[b] = {name: 10 ** (-snr / 10) for name, snr in weight_snrs(prog, originals).items()}
         if b == MIXED_BITS[0]:
             for fn in prog.functions.values():
@@ -596,8 +713,13 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
     for name in names:
         groups.setdefault(layer_group(name), []).append(name)
     # a layer's relative noise: its weights' noise energy over their energy
-    layer_noise = {b: {g: sum(noise[b][n] * energy[n] for n in members) / max(sum(energy[n] for n in members), 1e-300)
-                       for g, members in groups.items()} for b in MIXED_BITS}
+    layer_noise = {
+        b: {
+            g: sum(noise[b][n] * energy[n] for n in members) / max(sum(energy[n] for n in members), 1e-300)
+            for g, members in groups.items()
+        }
+        for b in MIXED_BITS
+    }
 
     program = MilProgram.load(src)
     cases = parity.load(parity_file)
@@ -610,7 +732,11 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
             fn = program.function(case.function)
             state = program.make_state(case.function, initial=case.states) if fn.states else None
             result = program.run(case.inputs, case.function, state)
-            got.extend((k, np.asarray(result[k], np.float64)) for k in sorted(result) if np.asarray(result[k]).dtype.kind == "f")
+            got.extend(
+                (k, np.asarray(result[k], np.float64))
+                for k in sorted(result)
+                if np.asarray(result[k]).dtype.kind == "f"
+            )
         return got
 
     def rel_noise(got: np.ndarray, want: np.ndarray, name: str) -> float:
@@ -654,10 +780,14 @@ def plan_mixed(src: Path, kept: list[str], originals: dict[str, Any], parity_fil
     if progress is not None:
         progress(len(groups), len(groups))
     bits = {name: width[group] for group, members in groups.items() for name in members}
-    return bits, MixedPlan(estimated, len(groups) - len(unmeasured) + 1, len(groups), tuple(sorted(unmeasured)), targets.basis)
+    return bits, MixedPlan(
+        estimated, len(groups) - len(unmeasured) + 1, len(groups), tuple(sorted(unmeasured)), targets.basis
+    )
 
 
-def equivalent_output_snr(src: Path, compressed: Any, originals: dict[str, Any], parity_file: Path, seed: int = 0) -> tuple[float, str]:
+def equivalent_output_snr(
+    src: Path, compressed: Any, originals: dict[str, Any], parity_file: Path, seed: int = 0
+) -> tuple[float, str]:
     """The least SNR (dB) of the uncompressed package's outputs against the parity examples'
     expected outputs when every compressed weight carries its own compression error with random
     signs: ``w + s ⊙ (ŵ - w)``, s = ±1 per element. Same error energy, weight by weight and element
@@ -669,8 +799,8 @@ def equivalent_output_snr(src: Path, compressed: Any, originals: dict[str, Any],
 
     import numpy as np
 
-    from ..validation import parity
     from ..mil import MilProgram
+    from ..validation import parity
     from ..validation.metrics import compare
 
     rng = np.random.default_rng(seed)
@@ -688,11 +818,15 @@ def equivalent_output_snr(src: Path, compressed: Any, originals: dict[str, Any],
             if read is None or np.shape(read) != dense.shape:  # read only inside a list argument: no op to swap it in
                 exact = np.asarray(originals[name], np.float64)
                 energy = float(np.sum(exact**2))
-                unswapped[name] = float(np.sum((dense.reshape(exact.shape) - exact) ** 2)) / energy if energy > 0 else 0.0
+                unswapped[name] = (
+                    float(np.sum((dense.reshape(exact.shape) - exact) ** 2)) / energy if energy > 0 else 0.0
+                )
                 continue
             exact = np.asarray(read, np.float64)
             signs = rng.integers(0, 2, size=exact.shape, dtype=np.int8) * 2 - 1
-            program.substitute(name, (exact + signs * (dense - exact)).astype(np.asarray(originals[name]).dtype), fn_name)
+            program.substitute(
+                name, (exact + signs * (dense - exact)).astype(np.asarray(originals[name]).dtype), fn_name
+            )
     worst = float("inf")
     for case in parity.load(parity_file):
         fn = program.function(case.function)
@@ -715,8 +849,15 @@ def _save(prog: Any, spec: Any, version: int, dst: Path) -> None:
     from ..coreml.tools import import_coremltools
 
     ct = import_coremltools()
-    model = mil_convert(prog, convert_to="mlprogram", convert_from="milinternal", specification_version=version,
-                        compute_units=ct.ComputeUnit.CPU_ONLY, model_description=spec.description, skip_model_load=True)
+    model = mil_convert(
+        prog,
+        convert_to="mlprogram",
+        convert_from="milinternal",
+        specification_version=version,
+        compute_units=ct.ComputeUnit.CPU_ONLY,
+        model_description=spec.description,
+        skip_model_load=True,
+    )
     if dst.exists():
         shutil.rmtree(dst)
     model.save(str(dst))

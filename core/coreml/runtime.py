@@ -40,7 +40,9 @@ class CoreMLModels:
             try:
                 model = ct.models.MLModel(str(self.packages[component]), **kwargs)
             except Exception as exc:  # noqa: BLE001 - a damaged package: name it
-                raise BackendUnavailable(f"{self.packages[component]} cannot be loaded by CoreML ({type(exc).__name__}: {str(exc)[:200]})") from None
+                raise BackendUnavailable(
+                    f"{self.packages[component]} cannot be loaded by CoreML ({type(exc).__name__}: {str(exc)[:200]})"
+                ) from None
             self._models[key] = model
             if model.get_spec().description.state:
                 self._states[key] = model.make_state()
@@ -69,7 +71,9 @@ class CoreMLModels:
         self._states[(component, function)] = state
 
 
-def predict(package: Path, function: str, inputs: Mapping[str, Any], states: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def predict(
+    package: Path, function: str, inputs: Mapping[str, Any], states: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """One CoreML prediction of ``package`` from fresh states (the ``coreml`` validation level)."""
     models = CoreMLModels({"c": package})
     if states:

@@ -54,7 +54,11 @@ def builtin_prompts(languages: Iterable[str]) -> list[Prompt]:
     for lang in languages:
         path = PROMPTS_DIR / f"{lang}.txt"
         if path.is_file():
-            prompts += [Prompt(lang, line.strip()) for line in path.read_text(encoding="utf-8").splitlines() if line.strip() and not line.startswith("#")]
+            prompts += [
+                Prompt(lang, line.strip())
+                for line in path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.startswith("#")
+            ]
     return prompts
 
 
@@ -73,13 +77,18 @@ def read_prompts(path: str | Path, default_lang: str, known: Iterable[str]) -> l
         try:
             text = line.decode("utf-8").rstrip("\r")
         except UnicodeDecodeError as exc:
-            raise UsageError(f"--prompts {path}, line {number}: not UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})") from None
+            raise UsageError(
+                f"--prompts {path}, line {number}: not UTF-8 (byte 0x{line[exc.start]:02x} at column {exc.start + 1})"
+            ) from None
         if not text.strip() or text.lstrip().startswith("#"):
             continue
         lang, _, said = text.partition("\t") if "\t" in text else (default_lang, "", text)
         lang, said = lang.strip(), said.strip()
         if lang not in known:
-            raise UsageError(f"--prompts {path}, line {number}: language {lang!r} is not one this model speaks ({', '.join(sorted(known))})")
+            raise UsageError(
+                f"--prompts {path}, line {number}: language {lang!r} is not one this model speaks "
+                f"({', '.join(sorted(known))})"
+            )
         if not said:
             raise UsageError(f"--prompts {path}, line {number}: no text after the language")
         prompts.append(Prompt(lang, said))
@@ -121,8 +130,19 @@ def normalise(text: str, lang: str = "en") -> str:
     if lang == "en":
         text = re.sub(r"\$\s?(\d[\d,]*(?:\.\d+)?)", r"\1 dollars", text)
         text = text.replace("%", " percent").replace("&", " and ")
-    text = re.sub(r"\b(\d{1,2}):(\d{2})\b", lambda m: f"{_words_for(m.group(1), lang)} {_words_for(m.group(2).lstrip('0') or '0', lang) if m.group(2) != '00' else ''}", text)
-    text = re.sub(r"\b(\d+)(st|nd|rd|th)\b", lambda m: _words_for(m.group(1), lang, "ordinal") if lang == "en" else m.group(0), text)
+    text = re.sub(
+        r"\b(\d{1,2}):(\d{2})\b",
+        lambda m: (
+            f"{_words_for(m.group(1), lang)} "
+            f"{_words_for(m.group(2).lstrip('0') or '0', lang) if m.group(2) != '00' else ''}"
+        ),
+        text,
+    )
+    text = re.sub(
+        r"\b(\d+)(st|nd|rd|th)\b",
+        lambda m: _words_for(m.group(1), lang, "ordinal") if lang == "en" else m.group(0),
+        text,
+    )
     text = re.sub(r"(?<=\d),(?=\d{3}\b)", "", text)  # 1,200 -> 1200
     text = re.sub(r"\d+\.\d+|\d+", lambda m: " " + _words_for(m.group(0), lang) + " ", text)
     text = re.sub(r"(?<=\w)['’](?=\w)", "", text)  # can't -> cant
@@ -155,9 +175,17 @@ class PromptResult:
     spectral: float | None = None  # export vs reference
 
     def as_dict(self) -> dict[str, Any]:
-        return {"lang": self.prompt.lang, "text": self.prompt.text, "metric": "cer" if self.prompt.lang in BY_CHARACTER else "wer",
-                "heard": self.heard, "error_rate": self.rate, "audio_seconds": self.seconds, "speak_seconds": self.wall,
-                "asr_seconds": round(self.asr_wall, 3), "spectral_distance": self.spectral}
+        return {
+            "lang": self.prompt.lang,
+            "text": self.prompt.text,
+            "metric": "cer" if self.prompt.lang in BY_CHARACTER else "wer",
+            "heard": self.heard,
+            "error_rate": self.rate,
+            "audio_seconds": self.seconds,
+            "speak_seconds": self.wall,
+            "asr_seconds": round(self.asr_wall, 3),
+            "spectral_distance": self.spectral,
+        }
 
 
 @dataclass
@@ -174,7 +202,9 @@ class EvalResult:
     seconds: float = 0.0
 
     def mean(self, system: str, by_character: bool) -> float | None:
-        rates = [p.rate[system] for p in self.prompts if system in p.rate and (p.prompt.lang in BY_CHARACTER) == by_character]
+        rates = [
+            p.rate[system] for p in self.prompts if system in p.rate and (p.prompt.lang in BY_CHARACTER) == by_character
+        ]
         return sum(rates) / len(rates) if rates else None
 
     def qoi(self, against: str = "reference") -> float | None:
@@ -195,8 +225,13 @@ class EvalResult:
     def record(self) -> dict[str, Any]:
         """The registry's ``[[exports.eval]]`` row (no quality claim for random weights)."""
         row: dict[str, Any] = {
-            "asr": str(self.asr), "asr_sha256": self.asr_sha256, "prompts_sha256": self.prompts_digest, "prompts": len(self.prompts),
-            "backend": self.backend, "voice": self.voice or "", "seconds": round(self.seconds, 1),
+            "asr": str(self.asr),
+            "asr_sha256": self.asr_sha256,
+            "prompts_sha256": self.prompts_digest,
+            "prompts": len(self.prompts),
+            "backend": self.backend,
+            "voice": self.voice or "",
+            "seconds": round(self.seconds, 1),
             "languages": sorted({p.prompt.lang for p in self.prompts}),
         }
         if self.sibling:
@@ -218,16 +253,30 @@ class EvalResult:
         return row
 
     def as_dict(self) -> dict[str, Any]:
-        return {"export": self.export_id, "backend": self.backend, "voice": self.voice, "asr": str(self.asr), "random_weights": self.random_weights,
-                "uncompressed_export": self.sibling, "summary": None if self.random_weights else self.summary(),
-                "record": self.record(), "prompts": [p.as_dict() for p in self.prompts], "seconds": self.seconds}
+        return {
+            "export": self.export_id,
+            "backend": self.backend,
+            "voice": self.voice,
+            "asr": str(self.asr),
+            "random_weights": self.random_weights,
+            "uncompressed_export": self.sibling,
+            "summary": None if self.random_weights else self.summary(),
+            "record": self.record(),
+            "prompts": [p.as_dict() for p in self.prompts],
+            "seconds": self.seconds,
+        }
 
 
 Speaker = Callable[[Prompt], tuple[Any, int]]
 
 
-def evaluate(prompts: list[Prompt], speakers: Mapping[str, Speaker], recogniser: Recogniser, result: EvalResult,
-             progress: Callable[[int, int, PromptResult], None] | None = None) -> EvalResult:
+def evaluate(
+    prompts: list[Prompt],
+    speakers: Mapping[str, Speaker],
+    recogniser: Recogniser,
+    result: EvalResult,
+    progress: Callable[[int, int, PromptResult], None] | None = None,
+) -> EvalResult:
     """Speak every prompt with every system (``export``, ``reference``, maybe ``uncompressed``),
     transcribe and score each; ``progress(done, total, row)`` after each prompt."""
     from ..validation.metrics import spectral_distance
@@ -275,8 +324,17 @@ class EvalPlan:
     sibling: dict[str, Any] | None
 
 
-def plan(host: Any, registry: Any, key: str, asr: str | Path | None, prompts_file: str | Path | None = None, lang: str | None = None,
-         backend: str = "mil", voice: str | None = None, seed: int = 0) -> EvalPlan:
+def plan(
+    host: Any,
+    registry: Any,
+    key: str,
+    asr: str | Path | None,
+    prompts_file: str | Path | None = None,
+    lang: str | None = None,
+    backend: str = "mil",
+    voice: str | None = None,
+    seed: int = 0,
+) -> EvalPlan:
     """Resolve and check a ``zoo eval`` (UsageError for a bad value, BackendUnavailable for an
     export that is missing or cannot be run); the recogniser is loaded here (half a second), the
     TTS models only when the prompts are spoken."""
@@ -295,7 +353,9 @@ def plan(host: Any, registry: Any, key: str, asr: str | Path | None, prompts_fil
     if entry is None:
         entry = registry.latest_valid(model.name)
         if entry is None:
-            raise BackendUnavailable(f"no valid export of {model.name!r} in {registry.path}; run `zoo export {model.name}` first")
+            raise BackendUnavailable(
+                f"no valid export of {model.name!r} in {registry.path}; run `zoo export {model.name}` first"
+            )
     if entry.get("status") != "valid":
         raise BackendUnavailable(f"export {entry['id']} is not valid ({entry.get('status')}); evaluate a valid one")
     spoken = dict(model.languages)
@@ -308,23 +368,34 @@ def plan(host: Any, registry: Any, key: str, asr: str | Path | None, prompts_fil
     recogniser = Recogniser(check_asr(asr))
     if not recogniser.multilingual and any(p.lang != "en" for p in prompts):
         others = sorted({p.lang for p in prompts if p.lang != "en"})
-        raise EvalUnavailable(f"--asr {recogniser.path} is an English-only Whisper model and the prompts include {', '.join(others)}: "
-                              "use --lang en, or a multilingual model")
-    from ..util.cachedir import default_cache_root
+        raise EvalUnavailable(
+            f"--asr {recogniser.path} is an English-only Whisper model and the prompts include {', '.join(others)}: "
+            "use --lang en, or a multilingual model"
+        )
     from ..registry.verify import intact
+    from ..util.cachedir import default_cache_root
 
     problems = intact(registry, entry, default_cache_root() / "verified")
     if problems:
-        raise BackendUnavailable(f"export {entry['id']} cannot be evaluated: {problems[0].message}; run `zoo verify {entry['id']}`")
+        raise BackendUnavailable(
+            f"export {entry['id']} cannot be evaluated: {problems[0].message}; run `zoo verify {entry['id']}`"
+        )
     _check_voice(model, voice, export_voices(host, model, registry, entry))
     sibling = None
     variant = model.variants.get(entry["variant"]["name"])
     if variant is not None and variant.compression != "none":
-        sibling = registry.latest_valid(model.name, entry_checkpoint(entry, model.default_checkpoint) or None, model.default_checkpoint, variant.uncompressed().name)
+        sibling = registry.latest_valid(
+            model.name,
+            entry_checkpoint(entry, model.default_checkpoint) or None,
+            model.default_checkpoint,
+            variant.uncompressed().name,
+        )
         problems = intact(registry, sibling, default_cache_root() / "verified") if sibling is not None else []
         if problems:
-            raise BackendUnavailable(f"the uncompressed export {sibling['id']} to compare with cannot be run: {problems[0].message}; "
-                                     f"run `zoo verify {sibling['id']}`")
+            raise BackendUnavailable(
+                f"the uncompressed export {sibling['id']} to compare with cannot be run: {problems[0].message}; "
+                f"run `zoo verify {sibling['id']}`"
+            )
     return EvalPlan(entry, model, prompts, recogniser, backend, voice, seed, sibling)
 
 
@@ -340,27 +411,46 @@ def weights_of(entry: Mapping[str, Any]) -> Any:
     return WeightsSource.hub(weights.get("repo", ""), weights.get("revision", ""))
 
 
-def run_eval(host: Any, registry: Any, request: EvalPlan, workdir: Path, progress: Callable[[int, int, PromptResult], None] | None = None,
-             note: Callable[[str], None] | None = None) -> EvalResult:
+def run_eval(
+    host: Any,
+    registry: Any,
+    request: EvalPlan,
+    workdir: Path,
+    progress: Callable[[int, int, PromptResult], None] | None = None,
+    note: Callable[[str], None] | None = None,
+) -> EvalResult:
     """Speak, transcribe and score every prompt (``evaluate``) with the export, the torch reference
     on the export's weights, and the uncompressed sibling if one is registered."""
-    from ..registry.store import entry_checkpoint
-    from ..run.speak import RunRequest, build_runtime
     from ..host.session import ModelSession
     from ..plugin.spec import RunOptions
+    from ..registry.store import entry_checkpoint
+    from ..run.speak import RunRequest, build_runtime
 
     model, entry = request.model, request.entry
     tell = note or (lambda text: None)
 
     def packages(of: dict[str, Any]) -> Any:
-        req = RunRequest(model.name, request.backend if request.backend != "torch" else "mil", "", workdir / "x.wav", RunOptions(), entry=of)
+        req = RunRequest(
+            model.name,
+            request.backend if request.backend != "torch" else "mil",
+            "",
+            workdir / "x.wav",
+            RunOptions(),
+            entry=of,
+        )
         return build_runtime(host, req, registry, workdir)[0]
 
     tell(f"loading {entry['id']}")
     systems: dict[str, Any] = {"export": packages(entry)}
     tell("loading the torch reference")
     checkpoint = entry_checkpoint(entry) or None
-    session = ModelSession(host, model.name, model.variants[entry["variant"]["name"]].uncompressed(), weights_of(entry), checkpoint=checkpoint)
+    session = ModelSession(
+        host,
+        model.name,
+        model.variants[entry["variant"]["name"]].uncompressed(),
+        weights_of(entry),
+        checkpoint=checkpoint,
+    )
     (workdir / "reference").mkdir(parents=True, exist_ok=True)
     systems["reference"] = session.torch_runtime(workdir / "reference")
     if request.backend == "torch":
@@ -378,7 +468,16 @@ def run_eval(host: Any, registry: Any, request: EvalPlan, workdir: Path, progres
 
         return speak
 
-    result = EvalResult(entry["id"], request.backend, request.voice, request.recogniser.path, request.recogniser.sha256,
-                        prompts_digest(request.prompts), (entry.get("weights") or {}).get("kind") == "random",
-                        request.sibling["id"] if request.sibling else None)
-    return evaluate(request.prompts, {name: speaker(rt) for name, rt in systems.items()}, request.recogniser, result, progress)
+    result = EvalResult(
+        entry["id"],
+        request.backend,
+        request.voice,
+        request.recogniser.path,
+        request.recogniser.sha256,
+        prompts_digest(request.prompts),
+        (entry.get("weights") or {}).get("kind") == "random",
+        request.sibling["id"] if request.sibling else None,
+    )
+    return evaluate(
+        request.prompts, {name: speaker(rt) for name, rt in systems.items()}, request.recogniser, result, progress
+    )

@@ -23,10 +23,10 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from ..util.hashing import tree_sha256
-
 from ..util.cachedir import ENV_VAR, default_cache_root, plugin_cache_dir  # noqa: F401  (re-exported: the stage cache lives there)
 from ..util.files import current_umask
+from ..util.hashing import tree_sha256
+
 _MARKER = ".complete"
 
 
@@ -118,7 +118,9 @@ class StageCache:
             pass  # another process already replaced or removed it
         shutil.rmtree(trash, ignore_errors=True)
 
-    def put(self, key: str, build: Callable[[Path], Any], meta: dict[str, Any] | None = None, replace: bool = False) -> tuple[Path, Any]:
+    def put(
+        self, key: str, build: Callable[[Path], Any], meta: dict[str, Any] | None = None, replace: bool = False
+    ) -> tuple[Path, Any]:
         """Run ``build(tmpdir)`` and publish the directory under ``key``.
 
         When another process published the same key first, its directory is kept
@@ -132,8 +134,11 @@ class StageCache:
             except OSError as exc:
                 if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                     where = exc.filename or tmp
-                    raise OSError(exc.errno, f"no space left writing {where} in the stage cache {self.root} "
-                                             "(free space there, or move the cache with --cache / ZOO_CACHE)") from None
+                    raise OSError(
+                        exc.errno,
+                        f"no space left writing {where} in the stage cache {self.root} "
+                        "(free space there, or move the cache with --cache / ZOO_CACHE)",
+                    ) from None
                 raise
             (tmp / _MARKER).write_text(json.dumps({**(meta or {}), "sha256": stage_digest(tmp)}, sort_keys=True))
             final = self.root / "stages" / key

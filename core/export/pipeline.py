@@ -20,18 +20,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..validation import parity, checks as validation
-from .cache import StageCache
-from ..util.hashing import tree_sha256
-from ..validation.levels import LEVELS, PACKAGE_LEVELS, Level
 from ..host.plugins import PluginHost
-from .publish import Bundle, Provenance, ValidatedPackage, publish, remove_abandoned_exports
-from ..registry.store import Registry
-from .report import ExportFailed, ExportReport, Reporter
 from ..host.session import ModelSession, default_weights, resolve_variant
 from ..plugin.spec import WeightsSource, stable_hash
-from .stages import CONVERTED, TORCH_SIDE, Stages, core_digest, read_checks, tool_versions, weights_identity, write_checks
+from ..registry.store import Registry
+from ..util.hashing import tree_sha256
+from ..validation import checks as validation
+from ..validation import parity
 from ..validation.checks import Check
+from ..validation.levels import LEVELS, PACKAGE_LEVELS, Level
+from .cache import StageCache
+from .publish import Bundle, Provenance, ValidatedPackage, publish, remove_abandoned_exports
+from .report import ExportFailed, ExportReport, Reporter
+from .stages import (
+    CONVERTED,
+    TORCH_SIDE,
+    Stages,
+    core_digest,
+    read_checks,
+    tool_versions,
+    weights_identity,
+    write_checks,
+)
 
 PARITY_FILE = "parity.safetensors.gz"
 CALIBRATION_FILE = "calibration.json"
@@ -68,12 +78,15 @@ class Exporter:
         #: also speak the eval prompts against the uncompressed ones (``eval:compressed``, QoI)
         self.asr = None
         if asr is not None:
-            from ..run.recogniser import check_asr
             from ..plugin.spec import UsageError
+            from ..run.recogniser import check_asr
 
             if self.variant.compression == "none":
-                raise UsageError(f"--asr judges a compressed variant against its uncompressed packages; {self.variant.name} is not compressed "
-                                 f"(`zoo eval` scores any export's WER)")
+                raise UsageError(
+                    f"--asr judges a compressed variant against its uncompressed packages; {self.variant.name} is not "
+                    "compressed "
+                    f"(`zoo eval` scores any export's WER)"
+                )
             self.asr = check_asr(asr)  # usage errors (no extra, no model) before anything runs
 
     def run(self) -> ExportReport:
@@ -108,7 +121,11 @@ class Exporter:
             + [f"convert:{c}" for c in comps]
             + ([f"compress:{c}" for c in comps] if self.variant.compression != "none" else [])
             + [f"{level.name}:{c}" for level in PACKAGE_LEVELS if level.cached for c in comps]
-            + (["loop:uncompressed", "loop:compressed"] if self.variant.compression != "none" and self.model.compressed_loop is not None else [])
+            + (
+                ["loop:uncompressed", "loop:compressed"]
+                if self.variant.compression != "none" and self.model.compressed_loop is not None
+                else []
+            )
             + (["eval:compressed"] if self.asr is not None else [])
             + ["register"]
         )
@@ -118,7 +135,9 @@ class Exporter:
         report.warnings.extend(warnings)
         # an export judged by a recogniser too is another export than one without (its validation
         # differs): the recogniser's bytes are part of what identical means, not of any stage's key
-        inputs = stable_hash({**identity, "core": core_digest(), **({"asr": tree_sha256(self.asr)} if self.asr is not None else {})})
+        inputs = stable_hash(
+            {**identity, "core": core_digest(), **({"asr": tree_sha256(self.asr)} if self.asr is not None else {})}
+        )
         reuse = "no" if self.force else self._reuse(stages, inputs)
         if reuse == "reused":
             return
@@ -130,7 +149,9 @@ class Exporter:
             parity_dirs[comp] = reference_stage(stages, session, comp)
             checks.extend(read_checks(parity_dirs[comp]))
         constants_dir, constants = constants_stage(stages, session)
-        checks.extend(loop_parity_stage(stages, session, {name: constants_dir / rel for name, rel in constants.items()}))
+        checks.extend(
+            loop_parity_stage(stages, session, {name: constants_dir / rel for name, rel in constants.items()})
+        )
         report.checks = checks
         if validation.level_failed(checks, "reference"):
             failed = sorted({c.component for c in checks if c.status == "failed"})
@@ -147,21 +168,34 @@ class Exporter:
         uncompressed = dict(packages)
         if self.variant.compression != "none":  # the compressed package is the one validated and shipped
             for comp in comps:
-                packages[comp], bound = compress_stage(stages, session, comp, packages[comp], parity_dirs[comp] / PARITY_FILE)
+                packages[comp], bound = compress_stage(
+                    stages, session, comp, packages[comp], parity_dirs[comp] / PARITY_FILE
+                )
                 if bound is not None:
                     bounds[comp] = bound
         for level in PACKAGE_LEVELS:
             for comp in comps:
-                checks.extend(package_level_stage(stages, session, level, comp, packages[comp], parity_dirs[comp], bounds.get(comp)))
+                checks.extend(
+                    package_level_stage(
+                        stages, session, level, comp, packages[comp], parity_dirs[comp], bounds.get(comp)
+                    )
+                )
         if self.variant.compression != "none" and self.model.compressed_loop is not None:
             loop_constants = {name: constants_dir / rel for name, rel in constants.items()}
             audio = self.model.compressed_loop.audio_component
-            judged = [c for c in checks if c.level == "mil" and c.component == audio and c.metric == "spectral_max" and c.threshold is not None]
+            judged = [
+                c
+                for c in checks
+                if c.level == "mil" and c.component == audio and c.metric == "spectral_max" and c.threshold is not None
+            ]
             audio_bound = (judged[0].threshold, judged[0].basis) if judged else None
             checks.extend(compressed_loop_stage(stages, session, uncompressed, packages, loop_constants, audio_bound))
         if self.asr is not None:
             if not weights_speak(self.weights):
-                report.warnings.append("--asr: random weights do not speak, so the compressed packages' QoI was not measured (no check recorded)")
+                report.warnings.append(
+                    "--asr: random weights do not speak, so the compressed packages' QoI was not measured (no check "
+                    "recorded)"
+                )
             else:
                 eval_constants = {name: constants_dir / rel for name, rel in constants.items()}
                 checks.extend(compressed_eval_stage(stages, session, uncompressed, packages, eval_constants, self.asr))
@@ -193,7 +227,16 @@ class Exporter:
             parity={comp: parity_dirs[comp] / PARITY_FILE for comp in comps},
         )
         with stages.stage("register") as info:
-            entry, final, reused = publish(bundle, provenance, reached, [c.record() for c in checks], self.out_dir, self.registry, self.cache, reuse_identical=reuse == "none")
+            entry, final, reused = publish(
+                bundle,
+                provenance,
+                reached,
+                [c.record() for c in checks],
+                self.out_dir,
+                self.registry,
+                self.cache,
+                reuse_identical=reuse == "none",
+            )
             info["detail"] = entry["id"] + (" (an identical export registered meanwhile: reused)" if reused else "")
         report.export_id = entry["id"]
         report.path = str(final)
@@ -215,14 +258,19 @@ class Exporter:
             problems = verify_entry(self.registry, existing)
             if problems:
                 info["detail"] = f"{existing['id']} fails zoo verify ({problems[0].message}): exporting again"
-                self.report.warnings.append(f"the identical export {existing['id']} fails `zoo verify`: a new one was made")
+                self.report.warnings.append(
+                    f"the identical export {existing['id']} fails `zoo verify`: a new one was made"
+                )
                 return "damaged"
             info["status"] = "cached"
             info["detail"] = f"{existing['id']}: made from identical inputs (--force makes a new one)"
         report = self.report
         report.export_id, report.path = existing["id"], str(self.registry.export_dir(existing))
         report.level = existing.get("validation_level")
-        report.checks = [Check(**{k: v for k, v in r.items() if k in Check.__dataclass_fields__}) for r in existing.get("validation", [])]
+        report.checks = [
+            Check(**{k: v for k, v in r.items() if k in Check.__dataclass_fields__})
+            for r in existing.get("validation", [])
+        ]
         report.components = list(existing["components"])
         report.reused = True
         report.ok = True
@@ -237,7 +285,9 @@ def reference_stage(stages: Stages, session: ModelSession, component: str) -> Pa
     def build(tmp: Path) -> None:
         from ..validation.levels import reference
 
-        result = reference.check_component(session.model, session.variant, component, session.reference().model, session.traceables()[component])
+        result = reference.check_component(
+            session.model, session.variant, component, session.reference().model, session.traceables()[component]
+        )
         parity.save(tmp / PARITY_FILE, result.cases)
         result.calibration.save(tmp / CALIBRATION_FILE)
         write_checks(tmp, result.checks)
@@ -271,7 +321,13 @@ def loop_parity_stage(stages: Stages, session: ModelSession, constants: dict[str
 def convert_stage(stages: Stages, session: ModelSession, component: str) -> Path:
     def build(tmp: Path) -> None:
         out = tmp / f"{component}.mlpackage"
-        saved = session.call("convert", variant=session.variant.uncompressed(), component=component, functions=session.traceables()[component], out_path=out)
+        saved = session.call(
+            "convert",
+            variant=session.variant.uncompressed(),
+            component=component,
+            functions=session.traceables()[component],
+            out_path=out,
+        )
         if saved is None or Path(saved).resolve() != out.resolve() or not out.exists():
             raise RuntimeError(f"convert must save the package at {out}, got {saved}")
         import gc
@@ -281,8 +337,9 @@ def convert_stage(stages: Stages, session: ModelSession, component: str) -> Path
     return stages.cached(f"convert:{component}", build, variant_fields=CONVERTED) / f"{component}.mlpackage"
 
 
-def compress_stage(stages: Stages, session: ModelSession, component: str, package: ValidatedPackage,
-                   parity_file: Path) -> tuple[ValidatedPackage, tuple[Any, str] | None]:
+def compress_stage(
+    stages: Stages, session: ModelSession, component: str, package: ValidatedPackage, parity_file: Path
+) -> tuple[ValidatedPackage, tuple[Any, str] | None]:
     """The variant's compression of one converted package (compress.py): the compressed package,
     and the bound its outputs are judged by at the package levels (with its basis); None when no
     weight was compressed (the component's own tolerance applies, as uncompressed). ``mixed``
@@ -290,8 +347,8 @@ def compress_stage(stages: Stages, session: ModelSession, component: str, packag
     import shutil
 
     from ..compression.compress import COMPRESSION_FILE, CompressionRecord, MixedTargets, compress_package
-    from ..util.hashing import file_sha256
     from ..plugin.spec import Tolerance
+    from ..util.hashing import file_sha256
 
     spec = session.model.component(component)
     keep = spec.uncompressed
@@ -308,13 +365,26 @@ def compress_stage(stages: Stages, session: ModelSession, component: str, packag
     def build(tmp: Path) -> None:
         work = tmp / "source.mlpackage"  # compressed from a copy: the cached package is only read
         shutil.copytree(package.path, work)
-        record = compress_package(work, tmp / f"{component}.mlpackage", session.variant.compression, keep,
-                                  parity_file, progress if mixed else None, targets or MixedTargets(), measure=not chaotic)
+        record = compress_package(
+            work,
+            tmp / f"{component}.mlpackage",
+            session.variant.compression,
+            keep,
+            parity_file,
+            progress if mixed else None,
+            targets or MixedTargets(),
+            measure=not chaotic,
+        )
         shutil.rmtree(work)
         record.save(tmp / COMPRESSION_FILE)
 
-    extra = {"package": package.sha256, "uncompressed": list(keep), "parity": file_sha256(parity_file), "measure": not chaotic,
-             **({"targets": repr(targets)} if mixed else {})}
+    extra = {
+        "package": package.sha256,
+        "uncompressed": list(keep),
+        "parity": file_sha256(parity_file),
+        "measure": not chaotic,
+        **({"targets": repr(targets)} if mixed else {}),
+    }
     root = stages.cached(f"compress:{component}", build, extra=extra)
     record = CompressionRecord.load(root / COMPRESSION_FILE)
     path = root / f"{component}.mlpackage"
@@ -328,8 +398,14 @@ def compress_stage(stages: Stages, session: ModelSession, component: str, packag
     return compressed, (Tolerance(snr_db_min=round(bound, 2)), basis)
 
 
-def compressed_loop_stage(stages: Stages, session: ModelSession, before: dict[str, ValidatedPackage], after: dict[str, ValidatedPackage],
-                          constants: dict[str, Path], audio_bound: tuple[float, str] | None = None) -> list[Check]:
+def compressed_loop_stage(
+    stages: Stages,
+    session: ModelSession,
+    before: dict[str, ValidatedPackage],
+    after: dict[str, ValidatedPackage],
+    constants: dict[str, Path],
+    audio_bound: tuple[float, str] | None = None,
+) -> list[Check]:
     """The whole run loop on the compressed packages against the uncompressed ones (both executed
     by the MIL interpreter, same text, seed and settings: ``ModelSpec.compressed_loop``). The
     uncompressed loops are a stage of their own, shared by every compression of those packages.
@@ -340,9 +416,15 @@ def compressed_loop_stage(stages: Stages, session: ModelSession, before: dict[st
     def build(tmp: Path) -> None:
         results = {label: _load_loop(reference, label) for label in ("seed0", "seed1")}
         compressed = _speak(session, after, constants, seed=0)
-        write_checks(tmp, validation.compressed_loop_checks(compressed, results["seed0"], results["seed1"], loop, audio_bound))
+        write_checks(
+            tmp, validation.compressed_loop_checks(compressed, results["seed0"], results["seed1"], loop, audio_bound)
+        )
 
-    extra = {"packages": {c: [before[c].sha256, after[c].sha256] for c in before}, "loop": repr(loop), "audio_bound": list(audio_bound or ())}
+    extra = {
+        "packages": {c: [before[c].sha256, after[c].sha256] for c in before},
+        "loop": repr(loop),
+        "audio_bound": list(audio_bound or ()),
+    }
     return read_checks(stages.cached("loop:compressed", build, checked=True, extra=extra))
 
 
@@ -351,24 +433,33 @@ def weights_speak(weights: WeightsSource) -> bool:
     return weights.kind != "random"
 
 
-def compressed_eval_stage(stages: Stages, session: ModelSession, before: dict[str, ValidatedPackage], after: dict[str, ValidatedPackage],
-                          constants: dict[str, Path], asr: Path) -> list[Check]:
+def compressed_eval_stage(
+    stages: Stages,
+    session: ModelSession,
+    before: dict[str, ValidatedPackage],
+    after: dict[str, ValidatedPackage],
+    constants: dict[str, Path],
+    asr: Path,
+) -> list[Check]:
     """``zoo eval``'s built-in prompts spoken through the compressed and the uncompressed packages
     (MIL interpreter, same voice, seed and settings), both transcribed by ``asr``; the check
     ``eval:compressed`` fails when the share of prompts the compressed packages say no worse
     (QoI) is under ``evaluate.QOI_MIN``. Prompts: every language the model speaks that the
     recogniser understands (an English-only recogniser: English)."""
     from ..evaluation.evaluate import QOI_MIN, EvalResult, builtin_prompts, evaluate, prompts_digest
+    from ..plugin.spec import RunOptions
     from ..run.recogniser import Recogniser
     from ..runtime.backends import MilRuntime
-    from ..plugin.spec import RunOptions
 
     model = session.model
     recogniser = Recogniser(asr)
     languages = [lang for lang in model.languages if recogniser.multilingual or lang == "en"]
     prompts = builtin_prompts(languages)
     if not prompts:
-        raise ValueError(f"--asr {asr}: the recogniser understands none of the languages {model.name} speaks ({', '.join(model.languages)})")
+        raise ValueError(
+            f"--asr {asr}: the recogniser understands none of the languages {model.name} speaks "
+            f"({', '.join(model.languages)})"
+        )
 
     def build(tmp: Path) -> None:
         def speaker(packages: dict[str, ValidatedPackage]) -> Any:
@@ -376,7 +467,12 @@ def compressed_eval_stage(stages: Stages, session: ModelSession, before: dict[st
 
             def speak(prompt: Any) -> tuple[Any, int]:
                 runtime.reset_states()
-                result = session.call("run_loop", runtime=runtime, text=prompt.text, options=RunOptions(seed=0, settings=dict(model.languages.get(prompt.lang, {}))))
+                result = session.call(
+                    "run_loop",
+                    runtime=runtime,
+                    text=prompt.text,
+                    options=RunOptions(seed=0, settings=dict(model.languages.get(prompt.lang, {}))),
+                )
                 return result.audio, result.sample_rate
 
             return speak
@@ -384,12 +480,18 @@ def compressed_eval_stage(stages: Stages, session: ModelSession, before: dict[st
         def progress(done: int, total: int, row: Any) -> None:
             stages.reporter.begin(f"eval:compressed ({done}/{total} prompts)")
 
-        result = EvalResult("", "mil", None, recogniser.path, recogniser.sha256, prompts_digest(prompts), False, "uncompressed")
+        result = EvalResult(
+            "", "mil", None, recogniser.path, recogniser.sha256, prompts_digest(prompts), False, "uncompressed"
+        )
         evaluate(prompts, {"export": speaker(after), "uncompressed": speaker(before)}, recogniser, result, progress)
         write_checks(tmp, [qoi_check(result)])
 
-    extra = {"packages": {c: [before[c].sha256, after[c].sha256] for c in before}, "asr": recogniser.sha256, "prompts": prompts_digest(prompts),
-             "qoi_min": QOI_MIN}
+    extra = {
+        "packages": {c: [before[c].sha256, after[c].sha256] for c in before},
+        "asr": recogniser.sha256,
+        "prompts": prompts_digest(prompts),
+        "qoi_min": QOI_MIN,
+    }
     return read_checks(stages.cached("eval:compressed", build, checked=True, extra=extra))
 
 
@@ -402,15 +504,33 @@ def qoi_check(result: Any) -> Check:
     worse = [p.prompt.text for p in result.prompts if p.rate.get("export", 0) > p.rate.get("uncompressed", 0) + 1e-12]
     summary = result.summary()
     rate = "cer" if summary["export"]["wer"] is None else "wer"
-    detail = (f"{len(result.prompts)} prompts, {rate.upper()} {summary['uncompressed'][rate]:.3f} uncompressed → {summary['export'][rate]:.3f} compressed; "
-              f"said worse: {len(worse)}" + (f" (first: {worse[0][:60]!r})" if worse else "") + f"; recogniser {result.asr.name} sha256 {result.asr_sha256[:12]}")
-    basis = (f"QoI ≥ {QOI_MIN:g}: the share of prompts the compressed packages say no worse than the uncompressed ones "
-             f"(a ±10% tempo change of espeak-ng speech scores 0.857 with Whisper tiny.en: evaluate.QOI_MIN)")
+    detail = (
+        f"{len(result.prompts)} prompts, {rate.upper()} {summary['uncompressed'][rate]:.3f} uncompressed → "
+        f"{summary['export'][rate]:.3f} compressed; "
+        f"said worse: {len(worse)}"
+        + (f" (first: {worse[0][:60]!r})" if worse else "")
+        + f"; recogniser {result.asr.name} sha256 {result.asr_sha256[:12]}"
+    )
+    basis = (
+        f"QoI ≥ {QOI_MIN:g}: the share of prompts the compressed packages say no worse than the uncompressed ones "
+        f"(a ±10% tempo change of espeak-ng speech scores 0.857 with Whisper tiny.en: evaluate.QOI_MIN)"
+    )
     ok = qoi is not None and qoi >= QOI_MIN
-    return Check("mil", "eval:compressed", "passed" if ok else "failed", "qoi_min", float("nan") if qoi is None else float(qoi), QOI_MIN, basis=basis, detail=detail)
+    return Check(
+        "mil",
+        "eval:compressed",
+        "passed" if ok else "failed",
+        "qoi_min",
+        float("nan") if qoi is None else float(qoi),
+        QOI_MIN,
+        basis=basis,
+        detail=detail,
+    )
 
 
-def uncompressed_loop_stage(stages: Stages, session: ModelSession, packages: dict[str, ValidatedPackage], constants: dict[str, Path]) -> Path:
+def uncompressed_loop_stage(
+    stages: Stages, session: ModelSession, packages: dict[str, ValidatedPackage], constants: dict[str, Path]
+) -> Path:
     """The compressed-loop check's basis: the uncompressed packages' loop with seeds 0 and 1
     (``seed0.npy`` / ``seed1.npy`` audio, ``frames.json``)."""
     import json
@@ -432,12 +552,14 @@ def uncompressed_loop_stage(stages: Stages, session: ModelSession, packages: dic
 
 
 def _speak(session: ModelSession, packages: dict[str, ValidatedPackage], constants: dict[str, Path], seed: int) -> Any:
-    from ..runtime.backends import MilRuntime
     from ..plugin.spec import RunOptions
+    from ..runtime.backends import MilRuntime
 
     loop = session.model.compressed_loop
     runtime = MilRuntime({c: p.path for c, p in packages.items()}, constants)
-    return session.call("run_loop", runtime=runtime, text=loop.text, options=RunOptions(seed=seed, settings=dict(loop.settings)))
+    return session.call(
+        "run_loop", runtime=runtime, text=loop.text, options=RunOptions(seed=seed, settings=dict(loop.settings))
+    )
 
 
 def _load_loop(directory: Path, label: str) -> Any:
@@ -448,15 +570,21 @@ def _load_loop(directory: Path, label: str) -> Any:
     from ..plugin.spec import RunResult
 
     frames, rate, segments = json.loads((directory / "frames.json").read_text())[label]
-    return RunResult(np.load(directory / f"{label}.npy", allow_pickle=False), int(rate), int(frames), segments=tuple(int(n) for n in segments))
+    return RunResult(
+        np.load(directory / f"{label}.npy", allow_pickle=False),
+        int(rate),
+        int(frames),
+        segments=tuple(int(n) for n in segments),
+    )
 
 
 def _mixed_targets(session: ModelSession, component: str, parity_dir: Path) -> Any:
     """What the ``mixed`` compression aims at for each output of ``component`` (compress.MixedTargets):
-    integer outputs by their margin to the rounding boundary; a chaotic component's audio no farther (spectral distance from the
+    integer outputs by their margin to the rounding boundary; a chaotic component's audio no farther (spectral distance
+    from the
     uncompressed package) than torch's own movement for a perturbation at the variant's precision."""
-    from ..validation.calibration import Calibration
     from ..compression.compress import MixedTargets
+    from ..validation.calibration import Calibration
 
     spec = session.model.component(component)
     precision = session.variant.precision
@@ -468,12 +596,26 @@ def _mixed_targets(session: ModelSession, component: str, parity_dir: Path) -> A
 
     moved = Calibration.load(parity_dir / CALIBRATION_FILE).sensitivity.get(precision)
     if not moved:
-        raise ValueError(f"{component}: no {precision} movement was measured for the mixed compression's spectral target")
-    return MixedTargets((), -20 * math.log10(moved), f"spectral distance ≤ torch's own movement {moved:.3g} for a {precision} perturbation", integer)
+        raise ValueError(
+            f"{component}: no {precision} movement was measured for the mixed compression's spectral target"
+        )
+    return MixedTargets(
+        (),
+        -20 * math.log10(moved),
+        f"spectral distance ≤ torch's own movement {moved:.3g} for a {precision} perturbation",
+        integer,
+    )
 
 
-def package_level_stage(stages: Stages, session: ModelSession, level: Level, component: str, package: ValidatedPackage, parity_dir: Path,
-                        bound: tuple[Any, str] | None = None) -> list[Check]:
+def package_level_stage(
+    stages: Stages,
+    session: ModelSession,
+    level: Level,
+    component: str,
+    package: ValidatedPackage,
+    parity_dir: Path,
+    bound: tuple[Any, str] | None = None,
+) -> list[Check]:
     """One package level (levels/) on one component, its bounds resolved from the calibration the
     reference stage measured (or, for a compressed package, ``bound``: from its compression)."""
     from ..validation.calibration import Calibration
@@ -488,8 +630,12 @@ def package_level_stage(stages: Stages, session: ModelSession, level: Level, com
     else:
         tolerance, basis = calibration.resolve(session.model.tolerance(component, precision, level.name), precision)
     compressed = bool((package.compression or {}).get("compressed_weights"))
-    options = {"integer_outputs": session.model.component(component).integer_outputs, "basis": basis, "precision": precision,
-               "integer_tempo": validation.INTEGER_TEMPO if compressed else None}
+    options = {
+        "integer_outputs": session.model.component(component).integer_outputs,
+        "basis": basis,
+        "precision": precision,
+        "integer_tempo": validation.INTEGER_TEMPO if compressed else None,
+    }
     parity_file = parity_dir / PARITY_FILE
     if not level.cached:
         with stages.stage(f"{level.name}:{component}"):
@@ -499,4 +645,6 @@ def package_level_stage(stages: Stages, session: ModelSession, level: Level, com
         write_checks(tmp, level.execute(component, package.path, parity_file, tolerance, **options))
 
     # keyed on the package's bytes: a verdict is never reused for another package
-    return read_checks(stages.cached(f"{level.name}:{component}", build, checked=True, extra={"package": package.sha256}))
+    return read_checks(
+        stages.cached(f"{level.name}:{component}", build, checked=True, extra={"package": package.sha256})
+    )

@@ -23,10 +23,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from .cache import StageCache, _pid_alive
 from ..registry.exportdir import entry_path, recorded_root, write_marker
-from ..util.hashing import tree_hashes, tree_size
 from ..registry.store import ExportEntry, Item, Registry, RegistryError
+from ..util.hashing import tree_hashes, tree_size
+from .cache import StageCache, _pid_alive
 
 PENDING_MARKER = ".zoo-pending.json"
 
@@ -60,8 +60,14 @@ class Provenance:
     inputs_sha256: str = ""
 
 
-def _item(staging: Path, dest: Path, name: str, hashes: dict[str, str], functions: tuple[str, ...] | None = None,
-          compression: dict[str, Any] | None = None) -> Item:
+def _item(
+    staging: Path,
+    dest: Path,
+    name: str,
+    hashes: dict[str, str],
+    functions: tuple[str, ...] | None = None,
+    compression: dict[str, Any] | None = None,
+) -> Item:
     """The registry's record of one placed file or package; each of its files' sha256 goes into
     ``hashes`` (relative to the export) for the marker."""
     rel = dest.relative_to(staging).as_posix()
@@ -84,12 +90,21 @@ def _placement_error(exc: BaseException, where: Path) -> PlacementError:
         return PlacementError(errno.EIO, f"cannot write {dst}: {why}{more}")
     if isinstance(exc, OSError):
         hint = "; free space there or choose another --out" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-        return PlacementError(exc.errno or errno.EIO, f"cannot write {exc.filename or where}: {exc.strerror or exc}{hint}")
+        return PlacementError(
+            exc.errno or errno.EIO, f"cannot write {exc.filename or where}: {exc.strerror or exc}{hint}"
+        )
     return PlacementError(errno.EIO, f"cannot write {where}: {exc}")
 
 
 def publish(
-    bundle: Bundle, provenance: Provenance, level: str, validation: list[dict[str, Any]], out_dir: Path, registry: Registry, cache: StageCache, reuse_identical: bool = True
+    bundle: Bundle,
+    provenance: Provenance,
+    level: str,
+    validation: list[dict[str, Any]],
+    out_dir: Path,
+    registry: Registry,
+    cache: StageCache,
+    reuse_identical: bool = True,
 ) -> tuple[dict[str, Any], Path, bool]:
     """Copy ``bundle`` into ``<out_dir>/<id>`` and register it; returns (the registry entry, the
     export directory, whether an identical export registered meanwhile was reused instead)."""
@@ -106,7 +121,10 @@ def publish(
                 shutil.copytree(package.path, dest)
                 item = _item(staging, dest, name, hashes, package.functions, package.compression)
                 if item.sha256 != package.sha256:
-                    raise RuntimeError(f"{name}: the copy placed in the export does not match the validated package (sha256 {item.sha256[:16]}…)")
+                    raise RuntimeError(
+                        f"{name}: the copy placed in the export does not match the validated package (sha256 "
+                        f"{item.sha256[:16]}…)"
+                    )
                 components.append(item)
             constants = []
             for name, (source, rel) in sorted(bundle.constants.items()):
@@ -176,7 +194,12 @@ def _pending(out_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | None, str]]
         except (OSError, ValueError) as exc:
             yield directory, None, f"unreadable marker ({type(exc).__name__})"
             continue
-        if not (isinstance(info, dict) and isinstance(info.get("id"), str) and type(info.get("pid")) is int and isinstance(info.get("registry"), str)):
+        if not (
+            isinstance(info, dict)
+            and isinstance(info.get("id"), str)
+            and type(info.get("pid")) is int
+            and isinstance(info.get("registry"), str)
+        ):
             yield directory, None, "malformed marker (needs a string id, an integer pid and a registry path)"
         elif info["id"] != directory.name:
             yield directory, None, f"its marker names another export ({info['id']!r})"
@@ -224,7 +247,11 @@ def remove_abandoned_exports(out_dir: Path, registry: Registry) -> tuple[list[Pa
 def orphaned_exports(registry: Registry) -> list[Path]:
     """Complete export directories no registry lists, left by a process killed between moving its
     export into place and registering it (next to this registry's exports, or in ./exports)."""
-    parents = {entry_path(registry, e).parent for e in registry.exports()} | {recorded_root(registry, e) for e in registry.exports()} | {Path("exports")}
+    parents = (
+        {entry_path(registry, e).parent for e in registry.exports()}
+        | {recorded_root(registry, e) for e in registry.exports()}
+        | {Path("exports")}
+    )
     found = []
     for parent in sorted(parents):
         for directory, info, _ in _pending(parent):

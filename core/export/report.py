@@ -91,7 +91,16 @@ class RichReporter:
 
         self.console = console
         self.quiet = quiet
-        self.progress = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(), console=console, transient=True, disable=quiet)
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=quiet,
+        )
         self.task = self.progress.add_task("export", total=1)
         self.planned: set[str] = set()
 
@@ -118,7 +127,9 @@ class RichReporter:
         if not self.quiet:
             mark = {"done": "[green]✓[/]", "cached": "[cyan]✓[/]", "failed": "[red]✗[/]"}.get(result.status, "·")
             note = " (cached)" if result.status == "cached" else ""
-            self.console.print(f"{mark} {result.stage}{note} [dim]{result.seconds:.1f}s[/]")  # a failure's message is said once, at the end
+            self.console.print(
+                f"{mark} {result.stage}{note} [dim]{result.seconds:.1f}s[/]"
+            )  # a failure's message is said once, at the end
 
 
 def print_report(report: "ExportReport", out: "Console", err: "Console") -> None:
@@ -129,14 +140,18 @@ def print_report(report: "ExportReport", out: "Console", err: "Console") -> None
         table.add_column(col, no_wrap=True)
     table.add_column("detail", overflow="fold")
     for s in report.stages:
-        mark = {"done": "[green]✓ done[/]", "cached": "[cyan]✓ cached[/]", "failed": "[red]✗ failed[/]"}.get(s.status, s.status)
+        mark = {"done": "[green]✓ done[/]", "cached": "[cyan]✓ cached[/]", "failed": "[red]✗ failed[/]"}.get(
+            s.status, s.status
+        )
         said_below = s.status == "failed" and report.error and s.detail and s.detail in report.error
         table.add_row(s.stage, mark, f"{s.seconds:.1f}", "(the error below)" if said_below else s.detail)
     out.print(table)
     if report.checks:
         rows = []
         for c in report.checks:
-            mark = {"passed": "[green]✓ passed[/]", "failed": "[red]✗ failed[/]", "skipped": "[yellow]- skipped[/]"}[c.status]
+            mark = {"passed": "[green]✓ passed[/]", "failed": "[red]✗ failed[/]", "skipped": "[yellow]- skipped[/]"}[
+                c.status
+            ]
             value = "" if c.value is None else f"{c.value:.3g}"
             threshold = "" if c.threshold is None else f"{c.threshold:.3g}"
             note = c.reason if (c.reason and (c.status != "passed" or not c.basis)) else c.basis
@@ -159,7 +174,10 @@ def print_report(report: "ExportReport", out: "Console", err: "Console") -> None
         err.print(f"[yellow]! {warning}[/]")
     if report.ok:
         if report.reused:
-            out.print(f"[green]✓ already registered: {report.export_id}[/] at {report.path} (validation level: {report.level}), made from identical inputs; `--force` exports again")
+            out.print(
+                f"[green]✓ already registered: {report.export_id}[/] at {report.path} (validation level: "
+                f"{report.level}), made from identical inputs; `--force` exports again"
+            )
         else:
             out.print(f"[green]✓ registered {report.export_id}[/] at {report.path} (validation level: {report.level})")
     else:

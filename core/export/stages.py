@@ -20,12 +20,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .cache import StageCache
+from ..plugin.spec import WeightsSource, stable_hash
 from ..util.hashing import tree_sha256
 from ..util.memory import peak_rss_mb, return_freed_memory
-from .report import ExportReport, Reporter, StageResult
-from ..plugin.spec import WeightsSource, stable_hash
 from ..validation.checks import Check
+from .cache import StageCache
+from .report import ExportReport, Reporter, StageResult
 
 TOOLS = ("torch", "coremltools", "numpy")
 #: the variant fields the torch-side stages (reference, constants, loop parity) are keyed on: their
@@ -85,7 +85,9 @@ class Stages:
     """Runs the stages of one export: ``stage(name)`` times and reports a step, ``cached(...)``
     reuses or builds a cached one. ``identity`` is what every key of this export includes."""
 
-    def __init__(self, cache: StageCache, report: ExportReport, reporter: Reporter, identity: dict[str, Any], force: bool = False):
+    def __init__(
+        self, cache: StageCache, report: ExportReport, reporter: Reporter, identity: dict[str, Any], force: bool = False
+    ):
         self.cache = cache
         self.report = report
         self.reporter = reporter
@@ -123,8 +125,14 @@ class Stages:
             identity["variant"] = {k: identity["variant"][k] for k in variant_fields}
         return stable_hash({"stage": stage, "extra": extra, "core": core_digest(), **identity})
 
-    def cached(self, stage: str, build: Callable[[Path], Any], checked: bool = False, extra: Any = None,
-               variant_fields: tuple[str, ...] | None = None) -> Path:
+    def cached(
+        self,
+        stage: str,
+        build: Callable[[Path], Any],
+        checked: bool = False,
+        extra: Any = None,
+        variant_fields: tuple[str, ...] | None = None,
+    ) -> Path:
         """Reuse a finished stage or build it; returns the stage directory. A ``checked`` stage
         (one that writes ``checks.json``) whose checks failed is shown as failed. ``variant_fields``:
         the only fields of the variant the stage depends on (default: all of it)."""
@@ -137,13 +145,17 @@ class Stages:
                 if self.cache.last_rejection and not self.force:
                     self.report.warnings.append(f"{stage}: the cached stage was rebuilt: {self.cache.last_rejection}")
                     info["detail"] = f"rebuilt: the cached copy was rejected ({self.cache.last_rejection})"
-                path, _ = self.cache.put(key, build, meta={"stage": stage, "model": self.identity.get("model")}, replace=self.force)
+                path, _ = self.cache.put(
+                    key, build, meta={"stage": stage, "model": self.identity.get("model")}, replace=self.force
+                )
             if checked:
                 failed = [c for c in read_checks(path) if c.status == "failed"]
                 if failed:
                     info["status"] = "failed"
                     info["detail"] = "; ".join(
-                        f"{c.component} {c.metric} {c.value:.3g} > {c.threshold:.3g}" if c.value is not None and c.threshold is not None else f"{c.component} {c.metric} {c.reason}"
+                        f"{c.component} {c.metric} {c.value:.3g} > {c.threshold:.3g}"
+                        if c.value is not None and c.threshold is not None
+                        else f"{c.component} {c.metric} {c.reason}"
                         for c in failed
                     )
             return path

@@ -17,7 +17,6 @@ from ..plugin.spec import ModelSpec, Traceable, Variant
 NAME = "zoo.core.host.defaults"
 
 
-
 def _np_dtype(name: str) -> Any:
     import numpy as np
 
@@ -68,7 +67,9 @@ def convert_function(traceable: Traceable, variant: Variant) -> Any:
         pipeline.remove_passes(list(removed))
         options["pass_pipeline"] = pipeline
     if options.get("compute_precision") in ("fp32", "fp16"):  # a component may pin its precision
-        options["compute_precision"] = ct.precision.FLOAT32 if options["compute_precision"] == "fp32" else ct.precision.FLOAT16
+        options["compute_precision"] = (
+            ct.precision.FLOAT32 if options["compute_precision"] == "fp32" else ct.precision.FLOAT16
+        )
     if "op_selector" in options:
         selector = options.pop("op_selector")
         if variant.precision == "fp16":
@@ -106,5 +107,7 @@ def save_component(functions: Mapping[str, Traceable], variant: Variant, out_pat
 
 
 @hookimpl(trylast=True)
-def convert(model: ModelSpec, variant: Variant, component: str, functions: Mapping[str, Traceable], out_path: Path) -> Path:
+def convert(
+    model: ModelSpec, variant: Variant, component: str, functions: Mapping[str, Traceable], out_path: Path
+) -> Path:
     return save_component(functions, variant, out_path)

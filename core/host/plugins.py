@@ -17,12 +17,20 @@ from typing import Any, Iterable
 
 import pluggy
 
-from . import defaults
 from ..plugin import hookspecs
 from ..plugin.spec import ModelSpec
+from . import defaults
 
 ENTRY_POINT_GROUP = "zoo.plugins"
-PIPELINE_HOOKS = ("load_reference", "build_traceables", "convert", "export_constants", "run_loop", "loop_parity", "list_voices")
+PIPELINE_HOOKS = (
+    "load_reference",
+    "build_traceables",
+    "convert",
+    "export_constants",
+    "run_loop",
+    "loop_parity",
+    "list_voices",
+)
 #: pipeline hooks a plugin may leave out
 OPTIONAL_HOOKS = ("loop_parity", "list_voices")
 
@@ -177,7 +185,9 @@ class PluginHost:
                 if not isinstance(spec, ModelSpec):
                     raise TypeError(f"zoo_register_models returned {type(spec).__name__}, expected ModelSpec")
                 if spec.name in self.models:
-                    raise ValueError(f"model {spec.name!r} is already registered by plugin {self.models[spec.name].plugin!r}")
+                    raise ValueError(
+                        f"model {spec.name!r} is already registered by plugin {self.models[spec.name].plugin!r}"
+                    )
         except Exception as exc:  # noqa: BLE001
             self._fail(info, f"zoo_register_models raised {type(exc).__name__}: {exc}")
             return info
@@ -216,5 +226,9 @@ class PluginHost:
         except Exception as exc:
             raise HookError(model.plugin, hook, exc) from exc
         if result is None and hook not in OPTIONAL_HOOKS:
-            raise HookError(model.plugin, hook, NotImplementedError(f"no implementation of {hook} answered for model {model.name!r}"))
+            raise HookError(
+                model.plugin,
+                hook,
+                NotImplementedError(f"no implementation of {hook} answered for model {model.name!r}"),
+            )
         return result

@@ -14,8 +14,8 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .plugins import PluginHost
 from ..plugin.spec import ModelSpec, Reference, Traceable, Variant, WeightsSource
+from .plugins import PluginHost
 
 #: ``stage(name)`` wraps each hook call; it yields a dict whose "detail" the session fills
 #: (the pipeline reports stages with it; the default does nothing)
@@ -48,10 +48,14 @@ def checkpoint_name(model: ModelSpec, checkpoint: str | None, fallback: str | No
     exist; None for a model without checkpoints. ValueError names what is wrong: an empty name,
     --checkpoint on a model without checkpoints, an unknown name (with the closest one)."""
     if checkpoint is not None and not checkpoint.strip():
-        raise ValueError(f"--checkpoint is empty; give a checkpoint name of model {model.name!r} or leave the option out")
+        raise ValueError(
+            f"--checkpoint is empty; give a checkpoint name of model {model.name!r} or leave the option out"
+        )
     if not model.checkpoints:
         if checkpoint:
-            raise ValueError(f"model {model.name!r} has no checkpoints (one set of weights); drop --checkpoint {checkpoint}")
+            raise ValueError(
+                f"model {model.name!r} has no checkpoints (one set of weights); drop --checkpoint {checkpoint}"
+            )
         return None
     name = checkpoint or fallback or model.default_checkpoint
     if name not in model.checkpoints:
@@ -59,7 +63,9 @@ def checkpoint_name(model: ModelSpec, checkpoint: str | None, fallback: str | No
 
         close = difflib.get_close_matches(name, list(model.checkpoints), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"model {model.name!r} has no checkpoint {name!r}{hint} (checkpoints: {', '.join(model.checkpoints)})")
+        raise ValueError(
+            f"model {model.name!r} has no checkpoint {name!r}{hint} (checkpoints: {', '.join(model.checkpoints)})"
+        )
     return name
 
 
@@ -71,12 +77,16 @@ def resolve_variant(model: ModelSpec, variant: str | Variant | None, checkpoint:
         try:
             variant = model.variant(variant)
         except KeyError:
-            raise ValueError(f"model {model.name!r} has no variant {variant!r}; variants: {', '.join(model.variants)}") from None
+            raise ValueError(
+                f"model {model.name!r} has no variant {variant!r}; variants: {', '.join(model.variants)}"
+            ) from None
     name = checkpoint_name(model, checkpoint, variant.checkpoint)
     if name is None:
         return variant
     if model.checkpoints[name].unsupported:
-        raise ValueError(f"model {model.name!r}: checkpoint {name!r} cannot be exported: {model.checkpoints[name].unsupported}")
+        raise ValueError(
+            f"model {model.name!r}: checkpoint {name!r} cannot be exported: {model.checkpoints[name].unsupported}"
+        )
     return variant.for_checkpoint(name)
 
 
@@ -148,7 +158,10 @@ class ModelSession:
                     if comp.name not in built:
                         raise ValueError(f"build_traceables gave no component {comp.name!r}")
                     if tuple(built[comp.name]) != comp.functions:
-                        raise ValueError(f"component {comp.name!r}: functions {tuple(built[comp.name])} differ from declared {comp.functions}")
+                        raise ValueError(
+                            f"component {comp.name!r}: functions {tuple(built[comp.name])} differ from declared "
+                            f"{comp.functions}"
+                        )
                 extra = set(built) - {c.name for c in self.model.components}
                 if extra:
                     raise ValueError(f"build_traceables gave undeclared components {sorted(extra)}")
@@ -159,7 +172,12 @@ class ModelSession:
     def constants(self, out_dir: Path) -> dict[str, Path]:
         """``export_constants`` into ``out_dir``: ``{name: file}``, each an existing file inside it."""
         out_dir = Path(out_dir)
-        files = self.call("export_constants", variant=self.variant.uncompressed(), reference=self.reference(), out_dir=out_dir) or {}
+        files = (
+            self.call(
+                "export_constants", variant=self.variant.uncompressed(), reference=self.reference(), out_dir=out_dir
+            )
+            or {}
+        )
         root = out_dir.resolve()
         checked: dict[str, Path] = {}
         for name, path in dict(files).items():
@@ -178,4 +196,7 @@ class ModelSession:
 
     def loop_parity(self, runtime: Any) -> list[Any]:
         """The plugin's whole-loop parity cases (the optional ``loop_parity`` hook)."""
-        return self.call("loop_parity", variant=self.variant.uncompressed(), reference=self.reference(), runtime=runtime) or []
+        return (
+            self.call("loop_parity", variant=self.variant.uncompressed(), reference=self.reference(), runtime=runtime)
+            or []
+        )

@@ -73,10 +73,14 @@ class ChannelRMSNorm(nn.Module):
         return normed[:, : self.channels] * self.weight.view(1, -1, 1, 1)
 
 
-def rope_tables(head_dim: int, positions: int, theta: float, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(
+    head_dim: int, positions: int, theta: float, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin [positions, head_dim] as transformers' default rotary embedding computes them: its
     ``inv_freq`` is a float32 buffer of the model (so float32 here too), the angles are in ``dtype``."""
-    inv_freq = (1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).to(torch.float32) / head_dim))).to(dtype)
+    inv_freq = (1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.int64).to(torch.float32) / head_dim))).to(
+        dtype
+    )
     angles = torch.arange(positions, dtype=torch.int64).to(dtype)[:, None] * inv_freq[None, :]
     angles = torch.cat([angles, angles], dim=-1)
     return angles.cos(), angles.sin()
@@ -126,8 +130,11 @@ def causal_mask(position: torch.Tensor, length: int, capacity: int) -> torch.Ten
     return torch.where(slots <= last, torch.zeros((), dtype=torch.float32), torch.full((), MASKED, dtype=torch.float32))
 
 
-def rope_rows(cos: torch.Tensor, sin: torch.Tensor, position: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The tables' rows for positions ``position[b] + i``: [B, 1, length, D] each (rows past the table repeat its last)."""
+def rope_rows(
+    cos: torch.Tensor, sin: torch.Tensor, position: torch.Tensor, length: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tables' rows for positions ``position[b] + i``: [B, 1, length, D] each (rows past the
+    table repeat its last)."""
     batch, capacity = position.shape[0], cos.shape[0]
     rows = position.view(batch, 1).to(torch.int32) + torch.arange(length, dtype=torch.int32).view(1, length)
     last = torch.full((batch, length), capacity - 1, dtype=torch.int32)
@@ -140,8 +147,15 @@ class GQAttention(nn.Module):
     """Grouped-query self-attention on ``(B, C, 1, L)`` with a :class:`KVCache` (Qwen2/Llama layout)."""
 
     def __init__(
-        self, hidden: int, heads: int, kv_heads: int, head_dim: int, capacity: int, qkv_bias: bool = True,
-        cache_dtype: torch.dtype = torch.float32, batch: int = 1,
+        self,
+        hidden: int,
+        heads: int,
+        kv_heads: int,
+        head_dim: int,
+        capacity: int,
+        qkv_bias: bool = True,
+        cache_dtype: torch.dtype = torch.float32,
+        batch: int = 1,
     ):
         super().__init__()
         self.heads, self.kv_heads, self.head_dim, self.batch = heads, kv_heads, head_dim, batch
@@ -155,7 +169,9 @@ class GQAttention(nn.Module):
     def _heads(self, x: torch.Tensor, count: int, length: int) -> torch.Tensor:
         return x.view(self.batch, count, self.head_dim, length).transpose(2, 3)  # [B, H, L, D]
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, place: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, place: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         length = mask.shape[2]
         q = apply_rope(self._heads(self.q_proj(x), self.heads, length), cos, sin)
         k = apply_rope(self._heads(self.k_proj(x), self.kv_heads, length), cos, sin)

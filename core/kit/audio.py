@@ -99,7 +99,9 @@ def read_wav(path: str | Path, max_seconds: float | None = None, what: str = "WA
             frames = w.getnframes() if max_seconds is None else min(w.getnframes(), int(max_seconds * rate) + 1)
             raw = w.readframes(frames)
             if len(raw) % 2:
-                raise ValueError(f"{what} {path} is truncated: its audio data ends in the middle of a sample ({len(raw)} bytes)")
+                raise ValueError(
+                    f"{what} {path} is truncated: its audio data ends in the middle of a sample ({len(raw)} bytes)"
+                )
             data = np.frombuffer(raw, dtype="<i2")
     except wave.Error as exc:
         raise ValueError(f"{what} {path} is not a readable WAV file: {exc}") from None

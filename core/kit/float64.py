@@ -86,7 +86,11 @@ def _float64_mode() -> Any:
         if isinstance(value, torch.Tensor) and value.is_floating_point() and value.dtype != torch.float64:
             return value.to(torch.float64)
         if isinstance(value, (tuple, list)) and any(isinstance(v, torch.Tensor) for v in value):
-            return type(value)(widen(v) for v in value) if not hasattr(value, "_fields") else type(value)(*(widen(v) for v in value))
+            return (
+                type(value)(widen(v) for v in value)
+                if not hasattr(value, "_fields")
+                else type(value)(*(widen(v) for v in value))
+            )
         return value
 
     class Float64Mode(TorchFunctionMode):
@@ -172,4 +176,7 @@ def inputs_float64(example: Mapping[str, Any]) -> dict[str, Any]:
     """The example with its floating-point arrays as float64 (integer inputs unchanged)."""
     import numpy as np
 
-    return {k: (np.asarray(v, dtype=np.float64) if np.issubdtype(np.asarray(v).dtype, np.floating) else v) for k, v in example.items()}
+    return {
+        k: (np.asarray(v, dtype=np.float64) if np.issubdtype(np.asarray(v).dtype, np.floating) else v)
+        for k, v in example.items()
+    }

@@ -35,7 +35,9 @@ def read_json(path: str | Path, what: str = "config") -> Any:
     except UnicodeDecodeError as exc:
         raise WeightsError(f"{what} {path} is not UTF-8 text (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
-        raise WeightsError(f"{what} {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+        raise WeightsError(
+            f"{what} {path} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        ) from None
 
 
 def load_safetensors(path: str | Path, framework: str = "torch", what: str = "weights file") -> dict[str, Any]:
@@ -59,7 +61,9 @@ def load_torch(path: str | Path, what: str = "checkpoint") -> Any:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch's own message advises unsafe loading: not repeated
-        kind = "it holds objects other than tensors" if "Weights only load failed" in str(exc) else f"{type(exc).__name__}"
+        kind = (
+            "it holds objects other than tensors" if "Weights only load failed" in str(exc) else f"{type(exc).__name__}"
+        )
         raise WeightsError(
             f"{what} {path} is not a readable file of PyTorch tensors ({kind}); zoo loads checkpoints "
             "with weights_only=True and never unpickles arbitrary objects: re-download it or check its source"
@@ -78,7 +82,10 @@ def load_tokenizer(path: str | Path, what: str = "tokenizer") -> Any:
 
 def _hub_error(repo: str, revision: str | None, exc: BaseException) -> WeightsError:
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return WeightsError(f"cannot fetch {repo}@{(revision or 'main')[:12]} from the Hugging Face hub ({type(exc).__name__}: {reason[:200]}); {OFFLINE_HINT}")
+    return WeightsError(
+        f"cannot fetch {repo}@{(revision or 'main')[:12]} from the Hugging Face hub ({type(exc).__name__}: "
+        f"{reason[:200]}); {OFFLINE_HINT}"
+    )
 
 
 def _quick_failure() -> None:

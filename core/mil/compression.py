@@ -26,7 +26,7 @@ from .kernels import _axis, kernel
 def _unpack_bits(packed: Any, nbits: int, count: int) -> np.ndarray:
     """``count`` unsigned ``nbits``-bit values packed LSB-first in bytes."""
     bits = np.unpackbits(np.asarray(packed, np.uint8), bitorder="little")[: count * nbits]
-    weights = (1 << np.arange(nbits, dtype=np.int64))
+    weights = 1 << np.arange(nbits, dtype=np.int64)
     return (bits.reshape(count, nbits).astype(np.int64) * weights).sum(axis=1)
 
 
@@ -43,7 +43,8 @@ def _along(param: Any, rank: int, axis: Any) -> np.ndarray:
 def _block_index(shape: tuple[int, ...], blocks: tuple[int, ...]) -> tuple[np.ndarray, ...]:
     """Per dimension d, the block (of ``blocks[d]`` equal blocks) each index falls in, shaped to broadcast."""
     return tuple(
-        (np.arange(n) // (n // blocks[d])).reshape([-1 if i == d else 1 for i in range(len(shape))]) for d, n in enumerate(shape)
+        (np.arange(n) // (n // blocks[d])).reshape([-1 if i == d else 1 for i in range(len(shape))])
+        for d, n in enumerate(shape)
     )
 
 
@@ -101,7 +102,9 @@ def constexpr_sparse_to_dense(nonzero_data: Any, mask: Any, shape: Any = None, *
     data = np.asarray(nonzero_data)
     if shape is not None:  # iOS16: packed bits, LSB first, and the output shape
         shape = [int(s) for s in np.asarray(shape).reshape(-1)]
-        flags = np.unpackbits(np.asarray(mask, np.uint8), bitorder="little")[: int(np.prod(shape, dtype=np.int64))].reshape(shape)
+        flags = np.unpackbits(np.asarray(mask, np.uint8), bitorder="little")[
+            : int(np.prod(shape, dtype=np.int64))
+        ].reshape(shape)
     else:  # iOS18: one uint1 per element, shaped like the output
         flags = np.asarray(mask)
     out = np.zeros(flags.shape, dtype=np.float32 if data.dtype.kind == "f" else data.dtype)
@@ -110,11 +113,20 @@ def constexpr_sparse_to_dense(nonzero_data: Any, mask: Any, shape: Any = None, *
 
 
 # ------------------------------------------------------------------------------- iOS17
-_INT_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int4": (-8, 7), "uint4": (0, 15), "int16": (-32768, 32767), "uint16": (0, 65535)}
+_INT_RANGES = {
+    "int8": (-128, 127),
+    "uint8": (0, 255),
+    "int4": (-8, 7),
+    "uint4": (0, 15),
+    "int16": (-32768, 32767),
+    "uint16": (0, 65535),
+}
 
 
 @kernel("quantize")
-def quantize(input: Any, scale: Any, zero_point: Any = None, axis: Any = None, output_dtype: Any = "int8", **_: Any) -> Any:  # noqa: A002
+def quantize(
+    input: Any, scale: Any, zero_point: Any = None, axis: Any = None, output_dtype: Any = "int8", **_: Any
+) -> Any:  # noqa: A002
     """clip(round(input / scale) + zero_point), rounding half to even."""
     x = np.asarray(input, np.float32)
     q = np.round(x / _along(scale, x.ndim, axis))
@@ -143,7 +155,9 @@ def constexpr_blockwise_shift_scale(data: Any, scale: Any, offset: Any = None, *
 
 
 @kernel("constexpr_lut_to_sparse")
-def constexpr_lut_to_sparse(indices_mask: Any, indices_nonzero_data: Any, lut: Any, vector_axis: Any = None, **_: Any) -> Any:
+def constexpr_lut_to_sparse(
+    indices_mask: Any, indices_nonzero_data: Any, lut: Any, vector_axis: Any = None, **_: Any
+) -> Any:
     """(the mask of the de-palettized values, those values in row-major order of the dense layout)."""
     mask = np.asarray(indices_mask)
     dense_indices = np.zeros(mask.shape, np.int64)
@@ -156,7 +170,9 @@ def constexpr_lut_to_sparse(indices_mask: Any, indices_nonzero_data: Any, lut: A
 
 
 @kernel("constexpr_sparse_blockwise_shift_scale")
-def constexpr_sparse_blockwise_shift_scale(data_mask: Any, nonzero_data: Any, scale: Any, offset: Any = None, **_: Any) -> Any:
+def constexpr_sparse_blockwise_shift_scale(
+    data_mask: Any, nonzero_data: Any, scale: Any, offset: Any = None, **_: Any
+) -> Any:
     """(the mask, the shift-scaled non-zero values), each value using its dense position's block."""
     mask = np.asarray(data_mask)
     dense = np.zeros(mask.shape, np.float32)

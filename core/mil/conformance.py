@@ -61,7 +61,9 @@ def _program(model: Any) -> Any:
     if not model.package_path:  # built from a spec in memory: save it, as CoreML compiles it
         import tempfile
 
-        saved = Path(tempfile.mkdtemp(prefix="zoo-conformance-", dir=".")).resolve() / "model.mlpackage"  # the runner's work dir
+        saved = (
+            Path(tempfile.mkdtemp(prefix="zoo-conformance-", dir=".")).resolve() / "model.mlpackage"
+        )  # the runner's work dir
         model.save(str(saved))
         model.package_path = str(saved)
     path = str(model.package_path)
@@ -85,9 +87,11 @@ def _predict(self: Any, data: Any, state: Any = None) -> dict[str, Any]:
     program = _program(self)
     function = program.function("main")
     _current.setdefault("ops", set()).update(step.op_type for step in function.steps)
-    _current["fp16"] = _current.get("fp16", False) or any(
-        info.dtype == np.float16 for info in list(function.inputs.values()) + function.outputs
-    ) or any(dtype == np.float16 for step in function.steps for _, dtype, _ in step.outputs)
+    _current["fp16"] = (
+        _current.get("fp16", False)
+        or any(info.dtype == np.float16 for info in list(function.inputs.values()) + function.outputs)
+        or any(dtype == np.float16 for step in function.steps for _, dtype, _ in step.outputs)
+    )
     inputs = {k: np.asarray(v) for k, v in data.items()}
     _current["predicted"] = True
     return program.run(inputs, "main", state)
@@ -158,7 +162,11 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
             drop.append(item)
             continue
         if config.getoption("--zoo-subset"):
-            key = (item.module.__name__ if item.module else "", item.cls.__name__ if item.cls else "", item.originalname)
+            key = (
+                item.module.__name__ if item.module else "",
+                item.cls.__name__ if item.cls else "",
+                item.originalname,
+            )
             if key in seen:
                 drop.append(item)
                 continue
@@ -208,7 +216,9 @@ def _record(item: Any, kind: str, detail: str) -> None:
     _results.append(
         {
             "id": item.nodeid,
-            "module": item.module.__name__.rsplit(".", 2)[-2] + "/" + item.module.__name__.rsplit(".", 1)[-1] if item.module else "",
+            "module": item.module.__name__.rsplit(".", 2)[-2] + "/" + item.module.__name__.rsplit(".", 1)[-1]
+            if item.module
+            else "",
             "class": item.cls.__name__ if item.cls else "",
             "outcome": kind,
             "ops": sorted(_current.get("ops", ())),
@@ -217,7 +227,17 @@ def _record(item: Any, kind: str, detail: str) -> None:
     )
 
 
-OUTCOMES = ("passed", "wrong", "crashed", "unsupported", "fp16-below-tolerance", "unreadable", "skipped", "nothing-executed", "other")
+OUTCOMES = (
+    "passed",
+    "wrong",
+    "crashed",
+    "unsupported",
+    "fp16-below-tolerance",
+    "unreadable",
+    "skipped",
+    "nothing-executed",
+    "other",
+)
 
 
 def summarize(results: list[dict[str, Any]], by: str) -> dict[str, dict[str, int]]:

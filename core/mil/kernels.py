@@ -71,7 +71,11 @@ for _name, _fn in _BINARY.items():
 
 @kernel("floor_div")
 def floor_div(x: Any, y: Any, **_: Any) -> Any:
-    return np.floor_divide(x, y) if np.asarray(x).dtype.kind in "iu" and np.asarray(y).dtype.kind in "iu" else np.floor(np.true_divide(x, y))
+    return (
+        np.floor_divide(x, y)
+        if np.asarray(x).dtype.kind in "iu" and np.asarray(y).dtype.kind in "iu"
+        else np.floor(np.true_divide(x, y))
+    )
 
 
 # ----------------------------------------------------------------- elementwise unary
@@ -258,8 +262,14 @@ KERNELS.update(
         "reduce_l2_norm": _reduce(lambda x, axis, keepdims: np.sqrt(np.sum(x * x, axis=axis, keepdims=keepdims))),
         "reduce_log_sum": _reduce(lambda x, axis, keepdims: np.log(np.sum(x, axis=axis, keepdims=keepdims))),
         "reduce_log_sum_exp": _reduce(
-            lambda x, axis, keepdims: np.log(np.sum(np.exp(x - np.max(x, axis=axis, keepdims=True)), axis=axis, keepdims=keepdims))
-            + (np.max(x, axis=axis, keepdims=True) if keepdims else np.squeeze(np.max(x, axis=axis, keepdims=True), axis=axis))
+            lambda x, axis, keepdims: (
+                np.log(np.sum(np.exp(x - np.max(x, axis=axis, keepdims=True)), axis=axis, keepdims=keepdims))
+                + (
+                    np.max(x, axis=axis, keepdims=True)
+                    if keepdims
+                    else np.squeeze(np.max(x, axis=axis, keepdims=True), axis=axis)
+                )
+            )
         ),
     }
 )
@@ -314,7 +324,9 @@ def instance_norm(x: Any, gamma: Any = None, beta: Any = None, epsilon: Any = 1e
 
 
 @kernel("batch_norm")
-def batch_norm(x: Any, mean: Any, variance: Any, gamma: Any = None, beta: Any = None, epsilon: Any = 1e-5, **_: Any) -> Any:
+def batch_norm(
+    x: Any, mean: Any, variance: Any, gamma: Any = None, beta: Any = None, epsilon: Any = 1e-5, **_: Any
+) -> Any:
     shape = (1, -1) + (1,) * (x.ndim - 2)
     y = (x - mean.reshape(shape)) / np.sqrt(variance.reshape(shape) + epsilon)
     if gamma is not None:
@@ -364,7 +376,9 @@ def scaled_dot_product_attention(query: Any, key: Any, value: Any, attn_mask: An
 
 
 # -------------------------------------------------------------------- convolution
-def _conv_pads(pad_type: str, pad: Any, in_sizes: list[int], kernel_sizes: list[int], strides: list[int], dilations: list[int]) -> list[tuple[int, int]]:
+def _conv_pads(
+    pad_type: str, pad: Any, in_sizes: list[int], kernel_sizes: list[int], strides: list[int], dilations: list[int]
+) -> list[tuple[int, int]]:
     n = len(in_sizes)
     if pad_type == "valid":
         return [(0, 0)] * n
@@ -387,7 +401,17 @@ CONV_CHUNK_BYTES = 32 << 20
 
 
 @kernel("conv")
-def conv(x: Any, weight: Any, bias: Any = None, strides: Any = None, pad_type: str = "valid", pad: Any = None, dilations: Any = None, groups: Any = 1, **_: Any) -> Any:
+def conv(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    strides: Any = None,
+    pad_type: str = "valid",
+    pad: Any = None,
+    dilations: Any = None,
+    groups: Any = 1,
+    **_: Any,
+) -> Any:
     nsp = x.ndim - 2
     strides_ = _ints(strides) if strides is not None else [1] * nsp
     dil = _ints(dilations) if dilations is not None else [1] * nsp
@@ -418,7 +442,8 @@ def _conv_valid(xp: Any, weight: Any, strides_: list[int], dil: list[int], g: in
     taps = []
     for offs in itertools.product(*[range(k) for k in ks]):
         index = [slice(None), slice(None)] + [
-            slice(o * dil[i], o * dil[i] + (out_sizes[i] - 1) * strides_[i] + 1, strides_[i]) for i, o in enumerate(offs)
+            slice(o * dil[i], o * dil[i] + (out_sizes[i] - 1) * strides_[i] + 1, strides_[i])
+            for i, o in enumerate(offs)
         ]
         taps.append(xp[tuple(index)])
     cols = np.stack(taps, axis=2)  # [N, C, prod(K), *out]
@@ -432,7 +457,18 @@ def _conv_valid(xp: Any, weight: Any, strides_: list[int], dil: list[int], g: in
 
 
 @kernel("conv_transpose")
-def conv_transpose(x: Any, weight: Any, bias: Any = None, pad: Any = None, output_shape: Any = None, pad_type: str = "valid", strides: Any = None, dilations: Any = None, groups: Any = 1, **_: Any) -> Any:
+def conv_transpose(
+    x: Any,
+    weight: Any,
+    bias: Any = None,
+    pad: Any = None,
+    output_shape: Any = None,
+    pad_type: str = "valid",
+    strides: Any = None,
+    dilations: Any = None,
+    groups: Any = 1,
+    **_: Any,
+) -> Any:
     nsp = x.ndim - 2
     s = _ints(strides) if strides is not None else [1] * nsp
     d = _ints(dilations) if dilations is not None else [1] * nsp
@@ -450,7 +486,9 @@ def conv_transpose(x: Any, weight: Any, bias: Any = None, pad: Any = None, outpu
     for t, offs in enumerate(itertools.product(*[range(k) for k in ks])):
         contrib = np.matmul(np.swapaxes(wt[..., t], 1, 2), xs).reshape(g, og, n, *in_sizes)
         contrib = np.moveaxis(contrib, 2, 0).reshape(n, g * og, *in_sizes)
-        index = [slice(None), slice(None)] + [slice(o * d[i], o * d[i] + (in_sizes[i] - 1) * s[i] + 1, s[i]) for i, o in enumerate(offs)]
+        index = [slice(None), slice(None)] + [
+            slice(o * d[i], o * d[i] + (in_sizes[i] - 1) * s[i] + 1, s[i]) for i, o in enumerate(offs)
+        ]
         y[tuple(index)] += contrib
     if pad_type == "custom" and pad is not None:
         p = _ints(pad)
@@ -483,7 +521,9 @@ def reshape(x: Any, shape: Any, **_: Any) -> Any:
 @kernel("reshape_like")
 def reshape_like(x: Any, ref_tensors: Any, begins: Any, ends: Any, end_masks: Any, **_: Any) -> Any:
     shape: list[int] = []
-    for ref, b, e, m in zip(ref_tensors, _ints(begins), _ints(ends), [bool(v) for v in np.asarray(end_masks).reshape(-1)]):
+    for ref, b, e, m in zip(
+        ref_tensors, _ints(begins), _ints(ends), [bool(v) for v in np.asarray(end_masks).reshape(-1)]
+    ):
         shape += list(ref.shape[b:] if m else ref.shape[b:e])
     return np.reshape(x, shape)
 
@@ -551,7 +591,9 @@ def band_part(x: Any, lower: Any = -1, upper: Any = -1, **_: Any) -> Any:
     return np.where(keep, x, 0)
 
 
-def _slices(x: Any, begin: Any, end: Any, stride: Any, begin_mask: Any, end_mask: Any, squeeze_mask: Any) -> tuple[tuple[slice, ...], list[int]]:
+def _slices(
+    x: Any, begin: Any, end: Any, stride: Any, begin_mask: Any, end_mask: Any, squeeze_mask: Any
+) -> tuple[tuple[slice, ...], list[int]]:
     rank = x.ndim
     b = _ints(begin)
     e = _ints(end)
@@ -572,14 +614,33 @@ def _slices(x: Any, begin: Any, end: Any, stride: Any, begin_mask: Any, end_mask
 
 
 @kernel("slice_by_index")
-def slice_by_index(x: Any, begin: Any, end: Any, stride: Any = None, begin_mask: Any = None, end_mask: Any = None, squeeze_mask: Any = None, **_: Any) -> Any:
+def slice_by_index(
+    x: Any,
+    begin: Any,
+    end: Any,
+    stride: Any = None,
+    begin_mask: Any = None,
+    end_mask: Any = None,
+    squeeze_mask: Any = None,
+    **_: Any,
+) -> Any:
     index, squeeze_axes = _slices(x, begin, end, stride, begin_mask, end_mask, squeeze_mask)
     y = x[index]
     return np.squeeze(y, axis=tuple(squeeze_axes)) if squeeze_axes else y
 
 
 @kernel("slice_update")
-def slice_update(x: Any, update: Any, begin: Any, end: Any, stride: Any = None, begin_mask: Any = None, end_mask: Any = None, squeeze_mask: Any = None, **_: Any) -> Any:
+def slice_update(
+    x: Any,
+    update: Any,
+    begin: Any,
+    end: Any,
+    stride: Any = None,
+    begin_mask: Any = None,
+    end_mask: Any = None,
+    squeeze_mask: Any = None,
+    **_: Any,
+) -> Any:
     index, _sq = _slices(x, begin, end, stride, begin_mask, end_mask, squeeze_mask)
     y = np.array(x, copy=True)
     y[index] = np.reshape(update, y[index].shape)
@@ -643,7 +704,9 @@ def cumsum(x: Any, axis: Any = 0, exclusive: Any = False, reverse: Any = False, 
 
 
 @kernel("topk")
-def topk(x: Any, k: Any = 1, axis: Any = -1, ascending: Any = False, sort: Any = True, return_indices: Any = True, **_: Any) -> Any:
+def topk(
+    x: Any, k: Any = 1, axis: Any = -1, ascending: Any = False, sort: Any = True, return_indices: Any = True, **_: Any
+) -> Any:
     a = int(axis)
     order = np.argsort(x if ascending else -x, axis=a, kind="stable")
     idx = np.take(order, np.arange(int(k)), axis=a)
@@ -689,7 +752,14 @@ def _scatter_into(y: Any, index: Any, updates: Any, mode: str) -> Any:
     if mode == "update":
         y[index] = updates
     else:
-        ufunc = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.true_divide, "max": np.maximum, "min": np.minimum}[mode]
+        ufunc = {
+            "add": np.add,
+            "sub": np.subtract,
+            "mul": np.multiply,
+            "div": np.true_divide,
+            "max": np.maximum,
+            "min": np.minimum,
+        }[mode]
         ufunc.at(y, index, updates)
     return y
 
@@ -736,7 +806,9 @@ def upsample_nearest_neighbor(x: Any, scale_factor_height: Any = 1, scale_factor
     return x[..., rows[:, None], cols[None, :]]
 
 
-def _linear_weights(out_size: int, in_size: int, scale: float, align_corners: bool, half_pixel: bool) -> tuple[Any, Any, Any]:
+def _linear_weights(
+    out_size: int, in_size: int, scale: float, align_corners: bool, half_pixel: bool
+) -> tuple[Any, Any, Any]:
     o = np.arange(out_size, dtype=np.float64)
     if align_corners and out_size > 1:
         src = o * (in_size - 1) / (out_size - 1)
@@ -751,7 +823,14 @@ def _linear_weights(out_size: int, in_size: int, scale: float, align_corners: bo
 
 
 @kernel("upsample_bilinear")
-def upsample_bilinear(x: Any, scale_factor_height: Any = 1, scale_factor_width: Any = 1, align_corners: Any = False, half_pixel_centers: Any = None, **_: Any) -> Any:
+def upsample_bilinear(
+    x: Any,
+    scale_factor_height: Any = 1,
+    scale_factor_width: Any = 1,
+    align_corners: Any = False,
+    half_pixel_centers: Any = None,
+    **_: Any,
+) -> Any:
     sh, sw = float(scale_factor_height), float(scale_factor_width)
     h, w = x.shape[-2:]
     oh, ow = int(np.floor(h * sh)), int(np.floor(w * sw))
@@ -866,7 +945,9 @@ def local_response_norm(x: Any, size: Any, alpha: Any = 1e-4, beta: Any = 0.75, 
 @kernel("flatten2d")
 def flatten2d(x: Any, axis: Any = 1, **_: Any) -> Any:
     a = _axis(axis, x.ndim)
-    return np.reshape(x, (int(np.prod(x.shape[:a], dtype=np.int64)), -1 if x.size else int(np.prod(x.shape[a:], dtype=np.int64))))
+    return np.reshape(
+        x, (int(np.prod(x.shape[:a], dtype=np.int64)), -1 if x.size else int(np.prod(x.shape[a:], dtype=np.int64)))
+    )
 
 
 @kernel("sliding_windows")
@@ -899,7 +980,9 @@ def non_zero(x: Any, **_: Any) -> Any:
 
 
 @kernel("one_hot")
-def one_hot(indices: Any, one_hot_vector_size: Any, axis: Any = -1, on_value: Any = 1, off_value: Any = 0, **_: Any) -> Any:
+def one_hot(
+    indices: Any, one_hot_vector_size: Any, axis: Any = -1, on_value: Any = 1, off_value: Any = 0, **_: Any
+) -> Any:
     indices = np.asarray(indices).astype(np.int64)
     depth = int(np.asarray(one_hot_vector_size).reshape(-1)[0])
     hot = indices[..., None] == np.arange(depth)  # [*D, depth]
@@ -938,8 +1021,8 @@ def space_to_depth(x: Any, block_size: Any, **_: Any) -> Any:
 def space_to_batch(x: Any, block_shape: Any, paddings: Any, **_: Any) -> Any:
     """Pad H and W, then move each (i, j) position of a block_shape block into its own batch group."""
     b0, b1 = _ints(block_shape)
-    (t, bt), (l, r) = np.asarray(paddings, np.int64).reshape(2, 2)
-    x = np.pad(x, [(0, 0), (0, 0), (int(t), int(bt)), (int(l), int(r))])
+    (t, bt), (left, right) = np.asarray(paddings, np.int64).reshape(2, 2)
+    x = np.pad(x, [(0, 0), (0, 0), (int(t), int(bt)), (int(left), int(right))])
     n, c, h, w = x.shape
     y = np.reshape(x, (n, c, h // b0, b0, w // b1, b1)).transpose(3, 5, 0, 1, 2, 4)
     return y.reshape(b0 * b1 * n, c, h // b0, w // b1)
@@ -949,8 +1032,8 @@ def space_to_batch(x: Any, block_shape: Any, paddings: Any, **_: Any) -> Any:
 def batch_to_space(x: Any, block_shape: Any, crops: Any, **_: Any) -> Any:
     """The inverse of space_to_batch, then ``crops`` removed from H and W."""
     b0, b1 = _ints(block_shape)
-    (t, bt), (l, r) = np.asarray(crops, np.int64).reshape(2, 2)
+    (t, bt), (left, right) = np.asarray(crops, np.int64).reshape(2, 2)
     nb, c, h, w = x.shape
     n = nb // (b0 * b1)
     y = np.reshape(x, (b0, b1, n, c, h, w)).transpose(2, 3, 4, 0, 5, 1).reshape(n, c, h * b0, w * b1)
-    return y[:, :, int(t) : h * b0 - int(bt), int(l) : w * b1 - int(r)]
+    return y[:, :, int(t) : h * b0 - int(bt), int(left) : w * b1 - int(right)]

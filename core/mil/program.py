@@ -33,9 +33,27 @@ class UnsupportedOp(MilError):
 #: results need no rounding and cannot introduce a non-finite value
 DATA_MOVEMENT = frozenset(
     {
-        "reshape", "transpose", "expand_dims", "squeeze", "slice_by_index", "slice_by_size", "slice_update",
-        "concat", "stack", "split", "gather", "gather_along_axis", "gather_nd", "tile", "identity", "select",
-        "crop", "reverse", "read_state", "coreml_update_state", "reshape_like",
+        "reshape",
+        "transpose",
+        "expand_dims",
+        "squeeze",
+        "slice_by_index",
+        "slice_by_size",
+        "slice_update",
+        "concat",
+        "stack",
+        "split",
+        "gather",
+        "gather_along_axis",
+        "gather_nd",
+        "tile",
+        "identity",
+        "select",
+        "crop",
+        "reverse",
+        "read_state",
+        "coreml_update_state",
+        "reshape_like",
     }
 )
 
@@ -108,7 +126,11 @@ def _const_value(var: Any, pool: dict[Any, Any] | None = None) -> Any:
         return value
     import hashlib
 
-    key = (value.dtype.str, value.shape, hashlib.blake2b(np.ascontiguousarray(value).view(np.uint8), digest_size=16).digest())
+    key = (
+        value.dtype.str,
+        value.shape,
+        hashlib.blake2b(np.ascontiguousarray(value).view(np.uint8), digest_size=16).digest(),
+    )
     return pool.setdefault(key, value)
 
 
@@ -165,7 +187,9 @@ class MilProgram:
         for name, var in fn.inputs.items():
             if types.is_state(var.sym_type):
                 wrapped = var.sym_type.wrapped_type()
-                states[name] = TensorInfo(name, _np_type(wrapped.get_primitive()), tuple(int(d) for d in wrapped.get_shape()))
+                states[name] = TensorInfo(
+                    name, _np_type(wrapped.get_primitive()), tuple(int(d) for d in wrapped.get_shape())
+                )
             else:
                 inputs[name] = TensorInfo(name, _np_type(var.dtype), _static_shape(var))
         outputs = [TensorInfo(v.name, _np_type(v.dtype), _static_shape(v)) for v in fn.outputs]
@@ -187,7 +211,13 @@ class MilProgram:
             state_name = None
             for param, value in op.inputs.items():
                 if isinstance(value, (list, tuple)):
-                    args.append((param, "list", [("const", _const_value(v, pool)) if _is_const(v) else ("var", v.name) for v in value]))
+                    args.append(
+                        (
+                            param,
+                            "list",
+                            [("const", _const_value(v, pool)) if _is_const(v) else ("var", v.name) for v in value],
+                        )
+                    )
                 elif op.op_type in ("read_state", "coreml_update_state") and param in ("input", "state"):
                     state_name = value.name
                 elif _is_const(value):
@@ -196,10 +226,15 @@ class MilProgram:
                 else:
                     args.append((param, "var", value.name))
             outs = [(o.name, _np_type(o.dtype), _static_shape(o)) for o in op.outputs]
-            mil_fn.steps.append(_Step(index, op.op_type, op.name, kernel, args, outs, state_name, op.op_type in DATA_MOVEMENT))
+            mil_fn.steps.append(
+                _Step(index, op.op_type, op.name, kernel, args, outs, state_name, op.op_type in DATA_MOVEMENT)
+            )
         if unsupported:
             where = "; ".join(f"{t} at {w}" for t, w in sorted(unsupported.items()))
-            raise UnsupportedOp(f"zoo's MIL interpreter cannot execute op type(s) {', '.join(sorted(unsupported))} in function {fn_name!r}: {where}")
+            raise UnsupportedOp(
+                f"zoo's MIL interpreter cannot execute op type(s) {', '.join(sorted(unsupported))} in function "
+                f"{fn_name!r}: {where}"
+            )
         # outputs produced directly by consts still need a value
         mil_fn.const_outputs = {v.name: _const_value(v) for v in fn.outputs if _is_const(v)}
         _plan_releases(mil_fn)
@@ -227,7 +262,7 @@ class MilProgram:
         sensitivity runs, the compressed gate's equivalent noise)."""
         previous = None
         found = False
-        for fn in ([self.function(function)] if function is not None else self.functions.values()):
+        for fn in [self.function(function)] if function is not None else self.functions.values():
             for step_no, arg_no in fn.const_reads.get(const, ()):
                 step = fn.steps[step_no]
                 param, kind, old = step.args[arg_no]
@@ -252,14 +287,20 @@ class MilProgram:
             state[name][...] = np.asarray(value).astype(state[name].dtype)
         return state
 
-    def run(self, inputs: Mapping[str, Any], function: str = "main", state: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    def run(
+        self, inputs: Mapping[str, Any], function: str = "main", state: dict[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
         fn = self.function(function)
         missing = sorted(set(fn.inputs) - set(inputs))
         extra = sorted(set(inputs) - set(fn.inputs))
         if missing or extra:
-            raise MilError(f"function {function!r} takes inputs {sorted(fn.inputs)}; missing {missing}, unexpected {extra}")
+            raise MilError(
+                f"function {function!r} takes inputs {sorted(fn.inputs)}; missing {missing}, unexpected {extra}"
+            )
         if fn.states and state is None:
-            raise MilError(f"function {function!r} is stateful ({', '.join(fn.states)}); pass state=program.make_state()")
+            raise MilError(
+                f"function {function!r} is stateful ({', '.join(fn.states)}); pass state=program.make_state()"
+            )
         env: dict[str, Any] = {}
         for name, info in fn.inputs.items():
             value = np.asarray(inputs[name])
@@ -268,7 +309,11 @@ class MilProgram:
                     raise MilError(f"input {name!r}: expected shape {info.shape}, got {value.shape}")
             if len(info.shape) != value.ndim:
                 raise MilError(f"input {name!r}: expected rank {len(info.shape)}, got shape {value.shape}")
-            env[name] = round_to_fp16(value) if info.dtype == np.float16 and value.dtype != np.float16 else _store(value.astype(info.dtype, copy=False))
+            env[name] = (
+                round_to_fp16(value)
+                if info.dtype == np.float16 and value.dtype != np.float16
+                else _store(value.astype(info.dtype, copy=False))
+            )
         self.first_nonfinite = None
         with np.errstate(all="ignore"):
             for step in fn.steps:
@@ -292,17 +337,26 @@ class MilProgram:
                     raise MilError(f"{step.where(function)} failed: {type(exc).__name__}: {exc}") from exc
                 results = result if isinstance(result, tuple) else (result,)
                 if len(results) != len(step.outputs):
-                    raise MilError(f"{step.where(function)} produced {len(results)} outputs, program declares {len(step.outputs)}")
+                    raise MilError(
+                        f"{step.where(function)} produced {len(results)} outputs, program declares {len(step.outputs)}"
+                    )
                 for value, (name, dtype, shape) in zip(results, step.outputs):
                     value = np.asarray(value)
                     if len(shape) != value.ndim or any(s is not None and s != v for s, v in zip(shape, value.shape)):
-                        raise MilError(f"{step.where(function)}: output {name!r} has shape {value.shape}, program declares {shape}")
+                        raise MilError(
+                            f"{step.where(function)}: output {name!r} has shape {value.shape}, program declares {shape}"
+                        )
                     if dtype == np.float16 and value.dtype in (np.float32, np.float64):
                         # moved values are already fp16-rounded; computed ones are rounded here
                         stored = value.astype(np.float32, copy=False) if step.moves else round_to_fp16(value)
                     else:
                         stored = _store(value.astype(dtype, copy=False))
-                    if not step.moves and self.first_nonfinite is None and stored.dtype.kind == "f" and not _finite(stored):
+                    if (
+                        not step.moves
+                        and self.first_nonfinite is None
+                        and stored.dtype.kind == "f"
+                        and not _finite(stored)
+                    ):
                         self.first_nonfinite = f"{step.where(function)} (output {name!r})"
                     env[name] = stored
                 for name in step.release:
@@ -417,4 +471,3 @@ def _state_kernel(_state: dict[str, np.ndarray], _name: str, _op: str, value: An
 
 def load(path: str | Path) -> MilProgram:
     return MilProgram.load(path)
-

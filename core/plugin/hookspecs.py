@@ -62,7 +62,9 @@ def load_reference(model: "ModelSpec", variant: "Variant", weights: "WeightsSour
 
 
 @hookspec(firstresult=True)
-def build_traceables(model: "ModelSpec", variant: "Variant", reference: "Reference") -> "Mapping[str, Traceable | Mapping[str, Traceable]] | None":
+def build_traceables(
+    model: "ModelSpec", variant: "Variant", reference: "Reference"
+) -> "Mapping[str, Traceable | Mapping[str, Traceable]] | None":
     """Build the traceable modules for every component of ``model``.
 
     Return ``{component: Traceable}`` for single-function packages, or
@@ -75,7 +77,9 @@ def build_traceables(model: "ModelSpec", variant: "Variant", reference: "Referen
 
 
 @hookspec(firstresult=True)
-def convert(model: "ModelSpec", variant: "Variant", component: str, functions: "Mapping[str, Traceable]", out_path: Path) -> "Path | None":
+def convert(
+    model: "ModelSpec", variant: "Variant", component: str, functions: "Mapping[str, Traceable]", out_path: Path
+) -> "Path | None":
     """Convert one component to a CoreML package saved at ``out_path``.
 
     The core's default traces each function with ``torch.jit.trace``, converts
@@ -87,7 +91,9 @@ def convert(model: "ModelSpec", variant: "Variant", component: str, functions: "
 
 
 @hookspec(firstresult=True)
-def export_constants(model: "ModelSpec", variant: "Variant", reference: "Reference", out_dir: Path) -> "Mapping[str, Path] | None":
+def export_constants(
+    model: "ModelSpec", variant: "Variant", reference: "Reference", out_dir: Path
+) -> "Mapping[str, Path] | None":
     """Write the constants the run loop needs next to the packages.
 
     Write files (safetensors, tokenizer files — never pickles) into
@@ -109,7 +115,9 @@ def run_loop(model: "ModelSpec", runtime: "ComponentRuntime", text: str, options
 
 
 @hookspec(firstresult=True)
-def loop_parity(model: "ModelSpec", variant: "Variant", reference: "Reference", runtime: "ComponentRuntime") -> "list[LoopCase] | None":
+def loop_parity(
+    model: "ModelSpec", variant: "Variant", reference: "Reference", runtime: "ComponentRuntime"
+) -> "list[LoopCase] | None":
     """Optional: whole utterances of the run loop against the upstream model's own generation.
 
     ``runtime`` runs the traceables in torch (with the exported constants). Run
@@ -131,4 +139,3 @@ def list_voices(model: "ModelSpec", constants: "Mapping[str, Path]") -> "list[st
 
 def hook_names() -> list[str]:
     return [name for name, value in globals().items() if hasattr(value, PROJECT + "_spec")]
-

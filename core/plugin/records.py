@@ -81,7 +81,9 @@ class Record:
         fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - set(fields))
         if unknown:
-            raise RecordError(f"{where}unknown {cls.__name__} key(s) {', '.join(map(repr, unknown))}; known: {', '.join(fields)}")
+            raise RecordError(
+                f"{where}unknown {cls.__name__} key(s) {', '.join(map(repr, unknown))}; known: {', '.join(fields)}"
+            )
         values = {}
         for name, f in fields.items():
             if name not in data:

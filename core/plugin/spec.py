@@ -20,8 +20,14 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
 
-from .names import COMPRESSION_SUMMARIES, COMPRESSION_TARGETS, COMPRESSIONS, LEVELS, PRECISIONS, TARGETS, state_identifier  # noqa: E402,F401  (re-exported)
-
+from .names import (
+    COMPRESSION_SUMMARIES,
+    COMPRESSION_TARGETS,
+    COMPRESSIONS,
+    LEVELS,
+    PRECISIONS,
+    TARGETS,
+)  # noqa: E402,F401  (re-exported)
 
 #: unit roundoff of each precision a comparison can be made at: the size of the perturbation used to
 #: measure a component's own sensitivity, and the floor of a bound calibrated on upstream's rounding
@@ -109,7 +115,9 @@ class Variant:
         if self.target not in TARGETS:
             raise ValueError(f"variant {self.name!r}: target must be one of {TARGETS}, not {self.target!r}")
         if self.compression not in COMPRESSIONS:
-            raise ValueError(f"variant {self.name!r}: compression must be one of {COMPRESSIONS}, not {self.compression!r}")
+            raise ValueError(
+                f"variant {self.name!r}: compression must be one of {COMPRESSIONS}, not {self.compression!r}"
+            )
 
     def as_record(self) -> dict[str, Any]:
         record = {
@@ -140,8 +148,15 @@ class Variant:
         if generation[target] < needed:
             target = [t for t, g in generation.items() if g == needed and t[:3] == target[:3]][0]
         base = self.description.removeprefix("default: ")
-        return Variant(f"{self.name}-{mode}", self.precision, target, self.options,
-                       f"{base}; weights {COMPRESSION_SUMMARIES[mode]}".lstrip("; "), mode, self.name)
+        return Variant(
+            f"{self.name}-{mode}",
+            self.precision,
+            target,
+            self.options,
+            f"{base}; weights {COMPRESSION_SUMMARIES[mode]}".lstrip("; "),
+            mode,
+            self.name,
+        )
 
     def uncompressed(self) -> "Variant":
         """What the hooks before compression see (reference, traceables, constants, convert): the
@@ -151,7 +166,9 @@ class Variant:
         return Variant(self.base or self.name, self.precision, self.target, self.options, "", "none")
 
 
-def with_compressed(variants: Mapping[str, Variant], bases: tuple[str, ...], modes: tuple[str, ...] = ("w8", "p6", "p4", "mixed")) -> dict[str, Variant]:
+def with_compressed(
+    variants: Mapping[str, Variant], bases: tuple[str, ...], modes: tuple[str, ...] = ("w8", "p6", "p4", "mixed")
+) -> dict[str, Variant]:
     """``variants`` plus ``<base>-<mode>`` for each base and compression mode (``Variant.compressed``)."""
     out = dict(variants)
     for base in bases:
@@ -223,7 +240,10 @@ class RunSetting:
         if self.above is not None:
             parts.append(f"> {self.above:g}")
         if self.min is not None or self.max is not None:
-            parts.append(f"in [{'-inf' if self.min is None else f'{self.min:g}'}, {'inf' if self.max is None else f'{self.max:g}'}]")
+            parts.append(
+                f"in [{'-inf' if self.min is None else f'{self.min:g}'}, "
+                f"{'inf' if self.max is None else f'{self.max:g}'}]"
+            )
         rule = self.default_rule or "the export's"
         parts.append(f"default {self.default!r}" if self.default is not None else f"default: {rule}")
         return ", ".join(parts)
@@ -241,14 +261,20 @@ class RunSetting:
             raise UsageError(f"{where}: expected {self.describe()}") from None
         if isinstance(value, float) and not math.isfinite(value):
             raise UsageError(f"{where}: expected a finite number")
-        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max) or (self.above is not None and value <= self.above):
+        if (
+            (self.min is not None and value < self.min)
+            or (self.max is not None and value > self.max)
+            or (self.above is not None and value <= self.above)
+        ):
             raise UsageError(f"{where}: out of range ({self.describe()})")
         if self.choices and value not in self.choices:
             raise UsageError(f"{where}: expected {self.describe()}")
         return value
 
 
-def parse_run_settings(settings: "Mapping[str, RunSetting] | tuple[RunSetting, ...]", raw: Mapping[str, str], model: str) -> dict[str, Any]:
+def parse_run_settings(
+    settings: "Mapping[str, RunSetting] | tuple[RunSetting, ...]", raw: Mapping[str, str], model: str
+) -> dict[str, Any]:
     """``--set`` values typed and range-checked; an unknown name is refused with the known ones
     (and a close match)."""
     import difflib
@@ -319,14 +345,19 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if self.default_variant not in self.variants:
-            raise ValueError(f"model {self.name!r}: default variant {self.default_variant!r} is not among {sorted(self.variants)}")
+            raise ValueError(
+                f"model {self.name!r}: default variant {self.default_variant!r} is not among {sorted(self.variants)}"
+            )
         if self.required_level not in LEVELS:
             raise ValueError(f"model {self.name!r}: required_level must be one of {LEVELS}")
         names = [c.name for c in self.components]
         if len(set(names)) != len(names):
             raise ValueError(f"model {self.name!r}: duplicate component names {names}")
         if self.checkpoints and self.default_checkpoint not in self.checkpoints:
-            raise ValueError(f"model {self.name!r}: default checkpoint {self.default_checkpoint!r} is not among {sorted(self.checkpoints)}")
+            raise ValueError(
+                f"model {self.name!r}: default checkpoint {self.default_checkpoint!r} is not among "
+                f"{sorted(self.checkpoints)}"
+            )
         if any(name != c.name for name, c in self.checkpoints.items()):
             raise ValueError(f"model {self.name!r}: checkpoints must be keyed by their names")
 

@@ -75,7 +75,9 @@ class TimingWriter:
     def write(self, timings: Iterable[Timing]) -> None:
         for t in timings:
             if t.start < self.end - 1e-9:
-                raise ValueError(f"timing {t.text!r} starts at {t.start:.3f} s, before the previous one ended ({self.end:.3f} s)")
+                raise ValueError(
+                    f"timing {t.text!r} starts at {t.start:.3f} s, before the previous one ended ({self.end:.3f} s)"
+                )
             self.count += 1
             self.end = t.end
             if self.format == "json":

@@ -81,9 +81,16 @@ def locate(registry: "Registry", entry: Mapping[str, Any]) -> Path:
     resolved = path.resolve()
     placed = resolved.parent == root if entry.get("out") else root in resolved.parents
     if resolved.name != export_id or not placed:
-        where = f"directly in the output root it records ({root})" if entry.get("out") else f"below the registry's folder ({root})"
-        raise NotAnExport(export_id, f"its path {entry['path']!r} is not {export_id}/ {where}; "
-                          "zoo reads and deletes only <out>/<id> directories it placed")
+        where = (
+            f"directly in the output root it records ({root})"
+            if entry.get("out")
+            else f"below the registry's folder ({root})"
+        )
+        raise NotAnExport(
+            export_id,
+            f"its path {entry['path']!r} is not {export_id}/ {where}; "
+            "zoo reads and deletes only <out>/<id> directories it placed",
+        )
     if not resolved.exists():
         return resolved
     read_marker(resolved, export_id)
@@ -94,8 +101,12 @@ def read_marker(directory: Path, export_id: str) -> dict[str, str]:
     """The marker's ``{relative path: sha256}``; NotAnExport when absent, malformed or of another id."""
     marker = directory / MARKER
     if marker.is_symlink() or not marker.is_file():
-        raise NotAnExport(export_id, f"{directory} carries no zoo marker ({MARKER}); it was not placed by "
-                          "this zoo (or predates markers), so zoo neither reads nor deletes it (`zoo rm --keep-files ID` drops the entry only)")
+        raise NotAnExport(
+            export_id,
+            f"{directory} carries no zoo marker ({MARKER}); it was not placed by "
+            "this zoo (or predates markers), so zoo neither reads nor deletes it (`zoo rm --keep-files ID` drops the "
+            "entry only)",
+        )
     if marker.stat().st_size > MAX_MARKER_BYTES:
         raise NotAnExport(export_id, f"its zoo marker {marker} is larger than any marker zoo writes")
     try:
@@ -130,8 +141,11 @@ def checked_directory(registry: "Registry", entry: Mapping[str, Any]) -> Path:
     if directory.exists():
         out = links_leading_out(directory)
         if out:
-            raise NotAnExport(entry["id"], f"{directory} holds symbolic links leading out of it ({', '.join(out[:5])}); "
-                              "zoo neither reads nor deletes through them")
+            raise NotAnExport(
+                entry["id"],
+                f"{directory} holds symbolic links leading out of it ({', '.join(out[:5])}); "
+                "zoo neither reads nor deletes through them",
+            )
     return directory
 
 
@@ -145,7 +159,11 @@ def changed_files(directory: Path, export_id: str, item: Mapping[str, Any]) -> l
         return []
     inner = item.get("files")
     rels = [f"{item['path']}/{f}" for f in inner] if inner else [item["path"]]
-    return [rel for rel in rels if (directory / rel).is_file() and rel in recorded and file_sha256(directory / rel) != recorded[rel]]
+    return [
+        rel
+        for rel in rels
+        if (directory / rel).is_file() and rel in recorded and file_sha256(directory / rel) != recorded[rel]
+    ]
 
 
 def listed_files(entry: Mapping[str, Any]) -> list[str]:
@@ -176,8 +194,15 @@ class Removal:
     files_untouched: bool = False
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.export_id, "directory": self.directory, "removed": not self.refused, "refused": self.refused or None,
-                "deleted_files": self.deleted, "kept": [{"path": p, "why": w} for p, w in self.kept], "files_untouched": self.files_untouched}
+        return {
+            "id": self.export_id,
+            "directory": self.directory,
+            "removed": not self.refused,
+            "refused": self.refused or None,
+            "deleted_files": self.deleted,
+            "kept": [{"path": p, "why": w} for p, w in self.kept],
+            "files_untouched": self.files_untouched,
+        }
 
 
 def delete_files(registry: "Registry", entry: Mapping[str, Any]) -> Removal:
@@ -194,7 +219,12 @@ def delete_files(registry: "Registry", entry: Mapping[str, Any]) -> Removal:
     if not directory.exists():
         return removal  # already gone: only the entry is left to drop
     recorded = read_marker(directory, entry["id"])
-    singles = {item["path"]: item["sha256"] for listing in ("constants", "parity") for item in entry.get(listing, []) if not item.get("files")}
+    singles = {
+        item["path"]: item["sha256"]
+        for listing in ("constants", "parity")
+        for item in entry.get(listing, [])
+        if not item.get("files")
+    }
     plan: list[Path] = []
     zoo_dirs = {directory}
     for rel in listed_files(entry):
@@ -206,7 +236,9 @@ def delete_files(registry: "Registry", entry: Mapping[str, Any]) -> Removal:
             continue
         digest = file_sha256(path)
         if recorded.get(rel) != digest or (rel in singles and singles[rel] != digest):
-            removal.kept.append((rel, "changed since the export was made" if rel in recorded else "not recorded by the export's marker"))
+            removal.kept.append(
+                (rel, "changed since the export was made" if rel in recorded else "not recorded by the export's marker")
+            )
             continue
         plan.append(path)
         zoo_dirs.update(p for p in path.parents if directory in p.parents)

@@ -120,7 +120,15 @@ class RegistryError(RuntimeError):
 
 
 #: what every entry must carry, and of which type (schema 1)
-_REQUIRED = {"id": str, "model": str, "status": str, "created_at": str, "path": str, "variant": dict, "components": list}
+_REQUIRED = {
+    "id": str,
+    "model": str,
+    "status": str,
+    "created_at": str,
+    "path": str,
+    "variant": dict,
+    "components": list,
+}
 _ITEM_LISTS = ("components", "constants", "parity")
 _ITEM_KEYS = {"name": str, "path": str, "sha256": str}
 
@@ -147,16 +155,26 @@ def entry_problem(entry: dict[str, Any]) -> str | None:
             for key, kind in _ITEM_KEYS.items():
                 if not isinstance(item.get(key), kind):
                     return f"a {listing} item lacks a {key!r} string"
-            for rel in [item["path"]] + [str(Path(item["path"]) / f) for f in item.get("files", []) if isinstance(f, str)]:
+            for rel in [item["path"]] + [
+                str(Path(item["path"]) / f) for f in item.get("files", []) if isinstance(f, str)
+            ]:
                 if Path(rel).is_absolute() or ".." in Path(rel).parts:
                     return f"{listing} {item['name']!r}: path {rel!r} leads outside the export"
-            if "files" in item and not (isinstance(item["files"], list) and all(isinstance(f, str) for f in item["files"])):
+            if "files" in item and not (
+                isinstance(item["files"], list) and all(isinstance(f, str) for f in item["files"])
+            ):
                 return f"{listing} {item['name']!r}: files must be an array of strings"
     for record in entry.get("validation", []):
-        if not isinstance(record, dict) or not isinstance(record.get("level"), str) or not isinstance(record.get("status"), str):
+        if (
+            not isinstance(record, dict)
+            or not isinstance(record.get("level"), str)
+            or not isinstance(record.get("status"), str)
+        ):
             return "a validation record lacks its level or status"
     evals = entry.get("eval", [])
-    if not isinstance(evals, list) or any(not isinstance(r, dict) or not isinstance(r.get("asr_sha256"), str) for r in evals):
+    if not isinstance(evals, list) or any(
+        not isinstance(r, dict) or not isinstance(r.get("asr_sha256"), str) for r in evals
+    ):
         return "'eval' must be an array of tables, each naming its recogniser (asr_sha256)"
     return None
 
@@ -208,6 +226,7 @@ class ExportEntry:
 
     def record(self) -> dict[str, Any]:
         """The TOML table: keys in HEADER's order, no empty optional values."""
+
         def item(i: Item) -> dict[str, Any]:
             d = {k: v for k, v in asdict(i).items() if v is not None}
             for key in ("functions", "files"):
@@ -215,7 +234,20 @@ class ExportEntry:
                     d[key] = list(getattr(i, key))
             return d
 
-        order = ("id", "model", "status", "validation_level", "created_at", "path", "out", "inputs_sha256", "plugin", "variant", "weights", "tools")
+        order = (
+            "id",
+            "model",
+            "status",
+            "validation_level",
+            "created_at",
+            "path",
+            "out",
+            "inputs_sha256",
+            "plugin",
+            "variant",
+            "weights",
+            "tools",
+        )
         table: dict[str, Any] = {k: getattr(self, k) for k in order if k != "out" or self.out}
         table["components"] = [item(i) for i in self.components]
         table["constants"] = [item(i) for i in self.constants]
@@ -289,7 +321,9 @@ class Registry:
         file, or its folder missing and not creatable."""
         lock = self.lock_path
         if lock.exists() and (lock.is_symlink() or not lock.is_file()):
-            raise RegistryError(f"the registry lock {lock} is not a regular file; remove it (zoo creates it as an empty file)")
+            raise RegistryError(
+                f"the registry lock {lock} is not a regular file; remove it (zoo creates it as an empty file)"
+            )
         self._stat()
 
     def _stat(self) -> os.stat_result | None:
@@ -300,7 +334,13 @@ class Registry:
         except FileNotFoundError:
             return None  # none yet (a link to a file not made yet: the first write makes its target)
         if not stat.S_ISREG(st.st_mode):
-            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a regular file"
+            kind = (
+                "a directory"
+                if stat.S_ISDIR(st.st_mode)
+                else "a FIFO"
+                if stat.S_ISFIFO(st.st_mode)
+                else "not a regular file"
+            )
             raise RegistryError(f"{self.path} is {kind}; the registry must be a regular file")
         return st
 
@@ -327,7 +367,9 @@ class Registry:
     def _validate(self, data: dict[str, Any]) -> None:
         schema = data.get("schema")
         if schema != SCHEMA_VERSION:
-            raise RegistryError(f"{self.path}: schema {schema!r} is not supported (this zoo writes schema {SCHEMA_VERSION})")
+            raise RegistryError(
+                f"{self.path}: schema {schema!r} is not supported (this zoo writes schema {SCHEMA_VERSION})"
+            )
         exports = data.get("exports", [])
         if not isinstance(exports, list) or any(not isinstance(e, dict) for e in exports):
             raise RegistryError(f"{self.path}: 'exports' must be an array of tables; {_REFUSE}")
@@ -380,7 +422,11 @@ class Registry:
             body = json.dumps(data, allow_nan=True).encode()
             folder.mkdir(parents=True, exist_ok=True)
             tmp = folder / f".{digest}.{os.getpid()}.tmp"
-            tmp.write_bytes(json.dumps({"registry_sha256": digest, "data_sha256": hashlib.sha256(body).hexdigest()}).encode() + b"\n" + body)
+            tmp.write_bytes(
+                json.dumps({"registry_sha256": digest, "data_sha256": hashlib.sha256(body).hexdigest()}).encode()
+                + b"\n"
+                + body
+            )
             os.replace(tmp, index)
             for old in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime)[:-INDEX_KEEP]:
                 old.unlink(missing_ok=True)
@@ -398,7 +444,9 @@ class Registry:
             if not key or entry["id"] == key or entry["model"] == key:
                 yield entry
 
-    def latest_valid(self, model: str, checkpoint: str | None = None, default_checkpoint: str = "", variant: str | None = None) -> dict[str, Any] | None:
+    def latest_valid(
+        self, model: str, checkpoint: str | None = None, default_checkpoint: str = "", variant: str | None = None
+    ) -> dict[str, Any] | None:
         """The newest valid export of ``model`` (of ``checkpoint`` and ``variant`` if given; an entry
         that names no checkpoint is of ``default_checkpoint``)."""
         valid = [e for e in self.exports() if e["model"] == model and e.get("status") == "valid"]
@@ -426,7 +474,9 @@ class Registry:
         inside = root.resolve()
         resolved = path.resolve()
         if Path(relative).is_absolute() or (resolved != inside and inside not in resolved.parents):
-            raise RegistryError(f"{self.path}: export {entry['id']}: path {relative!r} leads outside its directory {root}")
+            raise RegistryError(
+                f"{self.path}: export {entry['id']}: path {relative!r} leads outside its directory {root}"
+            )
         return path
 
     def relative(self, path: Path) -> str:
@@ -438,7 +488,11 @@ class Registry:
 
     def identical(self, inputs_sha256: str, exports: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
         """The newest valid export made from the same inputs, if any."""
-        same = [e for e in (self.exports() if exports is None else exports) if inputs_sha256 and e.get("inputs_sha256") == inputs_sha256 and e.get("status") == "valid"]
+        same = [
+            e
+            for e in (self.exports() if exports is None else exports)
+            if inputs_sha256 and e.get("inputs_sha256") == inputs_sha256 and e.get("status") == "valid"
+        ]
         return max(same, key=lambda e: e["created_at"], default=None)
 
     def _document(self) -> tuple[tomlkit.TOMLDocument, dict[str, Any]]:
@@ -460,7 +514,7 @@ class Registry:
         if isinstance(current, tomlkit.items.AoT):
             had = [_plain(a) for a in current]
             if len(had) <= len(exports) and all(_same(a, b) for a, b in zip(had, exports)):  # appended
-                for entry in exports[len(had):]:
+                for entry in exports[len(had) :]:
                     current.append(tomlkit.item(entry))
                 return
             if [a.get("id") for a in had] == [e["id"] for e in exports]:  # an entry changed (an eval row added)
@@ -483,7 +537,9 @@ class Registry:
             doc.add(tomlkit.nl())
             doc["exports"] = table
 
-    def add(self, entry: "ExportEntry | dict[str, Any]", before_write: Any = None, reuse_identical: bool = False) -> dict[str, Any] | None:
+    def add(
+        self, entry: "ExportEntry | dict[str, Any]", before_write: Any = None, reuse_identical: bool = False
+    ) -> dict[str, Any] | None:
         """Append one export atomically under the lock.
 
         ``before_write`` (optional, no arguments) runs under the lock after the
@@ -541,7 +597,7 @@ class Registry:
                 raise RegistryError(f"{self.path}: no export {export_id!r}")
             updated = dict(exports[index])
             updated["eval"] = list(updated.get("eval", [])) + [_plain(tomlkit.item(row))]
-            self._write(self._render(doc, data, exports[:index] + [updated] + exports[index + 1:]))
+            self._write(self._render(doc, data, exports[:index] + [updated] + exports[index + 1 :]))
 
     def _locked(self) -> Any:
         lock = self._lock()
@@ -551,10 +607,14 @@ class Registry:
                 try:
                     lock.acquire()
                 except Timeout:
-                    raise RegistryError(f"{self.path}: another zoo has held the lock {self.lock_path} for {LOCK_TIMEOUT} s; "
-                                        "if no zoo is running, delete the lock file") from None
+                    raise RegistryError(
+                        f"{self.path}: another zoo has held the lock {self.lock_path} for {LOCK_TIMEOUT} s; "
+                        "if no zoo is running, delete the lock file"
+                    ) from None
                 except OSError as exc:
-                    raise RegistryError(f"{self.path}: cannot take the lock {self.lock_path} ({exc.strerror})") from None
+                    raise RegistryError(
+                        f"{self.path}: cannot take the lock {self.lock_path} ({exc.strerror})"
+                    ) from None
 
             def __exit__(inner, *exc: Any) -> None:
                 lock.release()
@@ -570,9 +630,14 @@ class Registry:
         try:
             got = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise RegistryError(f"{self.path}: refusing to write: the updated registry would not parse ({exc}); the file is unchanged") from None
+            raise RegistryError(
+                f"{self.path}: refusing to write: the updated registry would not parse ({exc}); the file is unchanged"
+            ) from None
         if not _same(got, meant):
-            raise RegistryError(f"{self.path}: refusing to write: the updated registry would not read back as meant; the file is unchanged")
+            raise RegistryError(
+                f"{self.path}: refusing to write: the updated registry would not read back as meant; the file is "
+                "unchanged"
+            )
         self._validate(got)
         return text
 

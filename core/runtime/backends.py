@@ -60,7 +60,11 @@ class TorchRuntime(ComponentRuntime):
         super().__init__(constants)
         self.traceables = traceables
         self._initial = {
-            (c, f): {name: buf.detach().clone() for name, buf in t.module.named_buffers() if name in {s.name for s in t.states}}
+            (c, f): {
+                name: buf.detach().clone()
+                for name, buf in t.module.named_buffers()
+                if name in {s.name for s in t.states}
+            }
             for c, fns in traceables.items()
             for f, t in fns.items()
             if t.states
@@ -86,13 +90,17 @@ class TorchRuntime(ComponentRuntime):
         buffers = dict(traceable.module.named_buffers())
         for spec in traceable.states:
             value = values.get(spec.name)
-            buffers[spec.name].copy_(torch.as_tensor(value) if value is not None else torch.zeros_like(buffers[spec.name]))
+            buffers[spec.name].copy_(
+                torch.as_tensor(value) if value is not None else torch.zeros_like(buffers[spec.name])
+            )
 
     def _run(self, component: str, function: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
         try:
             traceable = self.traceables[component][function]
         except KeyError:
-            raise KeyError(f"no component {component!r} function {function!r}; have {sorted(self.traceables)}") from None
+            raise KeyError(
+                f"no component {component!r} function {function!r}; have {sorted(self.traceables)}"
+            ) from None
         return traceable.run(inputs, fresh_state=False)
 
 
@@ -121,8 +129,10 @@ class MilRuntime(ComponentRuntime):
             try:
                 self._programs[component] = MilProgram.load(self.packages[component])
             except Exception as exc:  # noqa: BLE001 - a damaged package: name it, whatever the parser raised
-                raise BackendUnavailable(f"{self.packages[component]} cannot be loaded by zoo's MIL interpreter "
-                                         f"({type(exc).__name__}: {str(exc)[:200]}); run `zoo verify`") from None
+                raise BackendUnavailable(
+                    f"{self.packages[component]} cannot be loaded by zoo's MIL interpreter "
+                    f"({type(exc).__name__}: {str(exc)[:200]}); run `zoo verify`"
+                ) from None
         return self._programs[component]
 
     def _run(self, component: str, function: str, inputs: Mapping[str, Any]) -> dict[str, Any]:

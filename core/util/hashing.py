@@ -27,7 +27,11 @@ def tree_files(root: str | Path, exclude: frozenset[str] = frozenset()) -> list[
     return sorted(files, key=lambda p: p.relative_to(root).as_posix())
 
 
-def tree_sha256(root: str | Path, exclude: frozenset[str] = frozenset(), progress: "Callable[[int, int, int, int], None] | None" = None) -> str:
+def tree_sha256(
+    root: str | Path,
+    exclude: frozenset[str] = frozenset(),
+    progress: "Callable[[int, int, int, int], None] | None" = None,
+) -> str:
     """sha256 of a file, or of a directory tree.
 
     For a tree, each file contributes its relative POSIX path, a NUL byte, its
@@ -44,8 +48,9 @@ def tree_hashes(root: str | Path) -> tuple[str, dict[str, str]]:
     return _hash_tree(Path(root), frozenset(), None, per_file=True)
 
 
-def _hash_tree(root: Path, exclude: frozenset[str], progress: "Callable[[int, int, int, int], None] | None",
-               per_file: bool) -> tuple[str, dict[str, str]]:
+def _hash_tree(
+    root: Path, exclude: frozenset[str], progress: "Callable[[int, int, int, int], None] | None", per_file: bool
+) -> tuple[str, dict[str, str]]:
     """The one pass both digests come from: the tree's, and each file's own when ``per_file``."""
     if root.is_file():
         digest = file_sha256(root)
@@ -87,4 +92,3 @@ def python_sources_sha256(root: str | Path) -> str:
     for f in files:
         h.update(f.relative_to(base).as_posix().encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
-

@@ -31,7 +31,6 @@ from typing import Any, Mapping
 from ..plugin.spec import ROUNDING, Tolerance
 
 
-
 @dataclass
 class Calibration:
     #: worst rel of upstream's float32 outputs against its float64 outputs (None: not measured)
@@ -75,8 +74,19 @@ class Calibration:
             if moved is None:
                 raise ValueError(f"no {precision} sensitivity was measured for a spectral_factor bound")
             spectral = tolerance.spectral_factor * moved
-            basis.append(f"spectral ≤ {tolerance.spectral_factor:g} × torch's own movement {moved:.3g} for a {precision} perturbation")
-        fixed = replace(tolerance, rel=rel, spectral_max=spectral, float64_rel=None, rounding_factor=None, spectral_factor=None, storage=None)
+            basis.append(
+                f"spectral ≤ {tolerance.spectral_factor:g} × torch's own movement {moved:.3g} for a {precision} "
+                "perturbation"
+            )
+        fixed = replace(
+            tolerance,
+            rel=rel,
+            spectral_max=spectral,
+            float64_rel=None,
+            rounding_factor=None,
+            spectral_factor=None,
+            storage=None,
+        )
         return fixed, "; ".join(basis)
 
 
@@ -122,7 +132,9 @@ def storage_effect(traceable: Any, examples: list[Mapping[str, Any]]) -> float:
     return worst
 
 
-def sensitivity(traceable: Any, cases: list[tuple[Mapping[str, Any], Mapping[str, Any]]], sizes: Mapping[str, float], draws: int = 2) -> dict[str, float]:
+def sensitivity(
+    traceable: Any, cases: list[tuple[Mapping[str, Any], Mapping[str, Any]]], sizes: Mapping[str, float], draws: int = 2
+) -> dict[str, float]:
     """For each named perturbation size: the worst spectral distance of the traceable's outputs
     when its floating-point inputs move by that much (relative, random signs), over ``cases`` of
     (inputs, the traceable's outputs on them)."""

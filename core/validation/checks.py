@@ -72,7 +72,16 @@ def judge(level: str, component: str, results: Iterable[Mapping[str, float]], to
             reason = "the bound is not finite (its calibration measured a non-finite movement)"
         ok = bool(ok) and math.isfinite(value) and math.isfinite(threshold)
         checks.append(
-            Check(level, component, "passed" if ok else "failed", metric, float(value), float(threshold), reason=reason, worst=dict(worst))
+            Check(
+                level,
+                component,
+                "passed" if ok else "failed",
+                metric,
+                float(value),
+                float(threshold),
+                reason=reason,
+                worst=dict(worst),
+            )
         )
     if not checks:
         raise ValueError(f"{component}: tolerance bounds no metric")
@@ -85,7 +94,9 @@ def judge(level: str, component: str, results: Iterable[Mapping[str, float]], to
 BOUNDARY_ULPS = 16
 
 
-def _rounded(pairs: Iterable[tuple[str, Any, Any]], integer_outputs: Mapping[str, str]) -> Iterator[tuple[str, Any, Any, Any, Any, Any]]:
+def _rounded(
+    pairs: Iterable[tuple[str, Any, Any]], integer_outputs: Mapping[str, str]
+) -> Iterator[tuple[str, Any, Any, Any, Any, Any]]:
     """For each pair naming an integer output: (name, its rounding, actual, expected, both rounded)."""
     import numpy as np
 
@@ -97,7 +108,11 @@ def _rounded(pairs: Iterable[tuple[str, Any, Any]], integer_outputs: Mapping[str
 
 
 def integer_mismatches(
-    level: str, component: str, pairs: Iterable[tuple[str, Any, Any]], integer_outputs: Mapping[str, str], precision: str = "fp32"
+    level: str,
+    component: str,
+    pairs: Iterable[tuple[str, Any, Any]],
+    integer_outputs: Mapping[str, str],
+    precision: str = "fp32",
 ) -> list[Check]:
     """Integer outputs (``name -> rounding``) compared after the run loop's rounding: one check per
     output, whose value is the number of elements that differ beyond what the compared precision
@@ -117,14 +132,28 @@ def integer_mismatches(
     checks = []
     for name, (bad, flips) in sorted(counts.items()):
         note = f"; {flips} flip(s) by one within {BOUNDARY_ULPS} {precision} roundoffs of a boundary" if flips else ""
-        checks.append(Check(level, component, "passed" if bad == 0 else "failed", f"{name}:mismatches", float(bad), 0.0, basis=integer_outputs[name], reason=note.lstrip("; ")))
+        checks.append(
+            Check(
+                level,
+                component,
+                "passed" if bad == 0 else "failed",
+                f"{name}:mismatches",
+                float(bad),
+                0.0,
+                basis=integer_outputs[name],
+                reason=note.lstrip("; "),
+            )
+        )
     return checks
 
 
-
-
-def integer_moves(level: str, component: str, pairs: Iterable[tuple[str, Any, Any]], integer_outputs: Mapping[str, str],
-                  tempo: float = INTEGER_TEMPO) -> list[Check]:
+def integer_moves(
+    level: str,
+    component: str,
+    pairs: Iterable[tuple[str, Any, Any]],
+    integer_outputs: Mapping[str, str],
+    tempo: float = INTEGER_TEMPO,
+) -> list[Check]:
     """A compressed package's integer outputs (``name -> rounding``) after the run loop's rounding,
     against the expected values' (see ``INTEGER_TEMPO``): per output ``<name>:moved`` (Σ|Δ|, bound:
     the larger Σ|Δ| of the expected values scaled by 1 + tempo or 1 / (1 + tempo)) and
@@ -148,10 +177,35 @@ def integer_moves(level: str, component: str, pairs: Iterable[tuple[str, Any, An
     for name, (moved, bound, jumps, changed, size) in sorted(totals.items()):
         basis = integer_outputs[name]
         detail = f"{int(changed)} of {int(size)} changed after rounding"
-        why = f"Σ|Δ| ≤ what a ±{tempo:.0%} tempo change moves the expected values (core.validation.metrics.INTEGER_TEMPO)"
-        checks.append(Check(level, component, "passed" if moved <= bound else "failed", f"{name}:moved", moved, bound, basis=basis, reason=why, detail=detail))
-        checks.append(Check(level, component, "passed" if jumps == 0 else "failed", f"{name}:jumps", jumps, 0.0, basis=basis,
-                            reason=f"elements moved by more than one and more than a ±{tempo:.0%} tempo change moves them", detail=detail))
+        why = (
+            f"Σ|Δ| ≤ what a ±{tempo:.0%} tempo change moves the expected values (core.validation.metrics.INTEGER_TEMPO)"
+        )
+        checks.append(
+            Check(
+                level,
+                component,
+                "passed" if moved <= bound else "failed",
+                f"{name}:moved",
+                moved,
+                bound,
+                basis=basis,
+                reason=why,
+                detail=detail,
+            )
+        )
+        checks.append(
+            Check(
+                level,
+                component,
+                "passed" if jumps == 0 else "failed",
+                f"{name}:jumps",
+                jumps,
+                0.0,
+                basis=basis,
+                reason=f"elements moved by more than one and more than a ±{tempo:.0%} tempo change moves them",
+                detail=detail,
+            )
+        )
     return checks
 
 
@@ -171,7 +225,9 @@ def loop_checks(cases: Iterable[Any]) -> list[Check]:
     return checks
 
 
-def compressed_loop_checks(compressed: Any, uncompressed: Any, other_seed: Any, loop: Any, audio_bound: tuple[float, str] | None = None) -> list[Check]:
+def compressed_loop_checks(
+    compressed: Any, uncompressed: Any, other_seed: Any, loop: Any, audio_bound: tuple[float, str] | None = None
+) -> list[Check]:
     """A compressed export's whole loop (``RunResult``) against the uncompressed packages' on the
     same input and seed, judged at the ``mil`` level by ``loop`` (``spec.CompressedLoop``): its
     spectral bound is ``loop.spectral_factor`` × the distance of the uncompressed loop's audio
@@ -182,7 +238,12 @@ def compressed_loop_checks(compressed: Any, uncompressed: Any, other_seed: Any, 
 
     name = "loop:compressed"
     detail = f"frames {compressed.frames} vs {uncompressed.frames} uncompressed; text {loop.text!r}"
-    aligned = bool(loop.aligned and compressed.segments and uncompressed.segments and len(compressed.segments) == len(uncompressed.segments))
+    aligned = bool(
+        loop.aligned
+        and compressed.segments
+        and uncompressed.segments
+        and len(compressed.segments) == len(uncompressed.segments)
+    )
     if aligned:
         # only rounded frames here: a ±tempo change moves integer durations by tempo × their sum
         # on average (their raw values spread across the rounding cells), so that is the bound
@@ -191,16 +252,49 @@ def compressed_loop_checks(compressed: Any, uncompressed: Any, other_seed: Any, 
         allowed = float(np.floor(INTEGER_TEMPO * want.sum()))
         jumps = float(np.count_nonzero(moved > np.maximum(1, np.round(INTEGER_TEMPO * want))))
         detail = f"{int(np.count_nonzero(moved))} of {moved.size} segments changed; {detail}"
-        checks = [Check("mil", name, "passed" if moved.sum() <= allowed else "failed", "segments:moved", float(moved.sum()), allowed, detail=detail,
-                        basis=f"Σ|Δ| ≤ {INTEGER_TEMPO:.0%} of the {int(want.sum())} frames (a ±{INTEGER_TEMPO:.0%} tempo change's average); {loop.basis}"),
-                  Check("mil", name, "passed" if jumps == 0 else "failed", "segments:jumps", jumps, 0.0, detail=detail,
-                        basis=f"segments moved by more than one frame and more than {INTEGER_TEMPO:.0%} of themselves; {loop.basis}")]
+        checks = [
+            Check(
+                "mil",
+                name,
+                "passed" if moved.sum() <= allowed else "failed",
+                "segments:moved",
+                float(moved.sum()),
+                allowed,
+                detail=detail,
+                basis=f"Σ|Δ| ≤ {INTEGER_TEMPO:.0%} of the {int(want.sum())} frames (a ±{INTEGER_TEMPO:.0%} tempo "
+                f"change's average); {loop.basis}",
+            ),
+            Check(
+                "mil",
+                name,
+                "passed" if jumps == 0 else "failed",
+                "segments:jumps",
+                jumps,
+                0.0,
+                detail=detail,
+                basis=f"segments moved by more than one frame and more than {INTEGER_TEMPO:.0%} of themselves; "
+                f"{loop.basis}",
+            ),
+        ]
     else:
         delta = abs(int(compressed.frames) - int(uncompressed.frames))
         if loop.aligned:
             detail += f"; {len(compressed.segments)} segments vs {len(uncompressed.segments)}: not aligned"
-        ok = delta <= loop.frames_max_delta and not (loop.aligned and len(compressed.segments) != len(uncompressed.segments))
-        checks = [Check("mil", name, "passed" if ok else "failed", "frames_delta", float(delta), float(loop.frames_max_delta), detail=detail, basis=loop.basis)]
+        ok = delta <= loop.frames_max_delta and not (
+            loop.aligned and len(compressed.segments) != len(uncompressed.segments)
+        )
+        checks = [
+            Check(
+                "mil",
+                name,
+                "passed" if ok else "failed",
+                "frames_delta",
+                float(delta),
+                float(loop.frames_max_delta),
+                detail=detail,
+                basis=loop.basis,
+            )
+        ]
 
     def distance(a: Any, b: Any) -> float | None:
         if len(a.audio) == 0 or len(b.audio) == 0:
@@ -214,16 +308,34 @@ def compressed_loop_checks(compressed: Any, uncompressed: Any, other_seed: Any, 
 
     moved, seeds = distance(compressed, uncompressed), distance(other_seed, uncompressed)
     if moved is None or seeds is None:
-        checks.append(Check("mil", name, "failed", "spectral_max", reason="no audio to compare", detail=detail, basis=loop.basis))
+        checks.append(
+            Check("mil", name, "failed", "spectral_max", reason="no audio to compare", detail=detail, basis=loop.basis)
+        )
         return checks
     bound = loop.spectral_factor * seeds
     how = "aligned segment by segment, " if aligned else ""
-    basis = f"spectral ({how}{loop.spectral_factor:g} × {seeds:.3g}, the uncompressed loop's own distance between seeds 0 and 1); {loop.basis}"
+    basis = (
+        f"spectral ({how}{loop.spectral_factor:g} × {seeds:.3g}, the uncompressed loop's own distance between seeds 0 "
+        f"and 1); {loop.basis}"
+    )
     if audio_bound is not None and math.isfinite(audio_bound[0]) and audio_bound[0] > bound:
         bound = audio_bound[0]
-        basis = (f"spectral ({how}≤ {bound:.3g}, the bound {loop.audio_component} was judged by alone: {audio_bound[1]}; "
-                 f"another seed moves it {seeds:.3g}); {loop.basis}")
-    checks.append(Check("mil", name, "passed" if moved <= bound else "failed", "spectral_max", moved, bound, detail=detail, basis=basis))
+        basis = (
+            f"spectral ({how}≤ {bound:.3g}, the bound {loop.audio_component} was judged by alone: {audio_bound[1]}; "
+            f"another seed moves it {seeds:.3g}); {loop.basis}"
+        )
+    checks.append(
+        Check(
+            "mil",
+            name,
+            "passed" if moved <= bound else "failed",
+            "spectral_max",
+            moved,
+            bound,
+            detail=detail,
+            basis=basis,
+        )
+    )
     return checks
 
 
@@ -250,8 +362,15 @@ def level_failed(checks: Iterable[Check], level: str) -> bool:
 
 
 def execute_parity(
-    level: str, component: str, parity_file: Any, tolerance: Tolerance, predict: Any,
-    integer_outputs: Mapping[str, str] | None = None, basis: str = "", precision: str = "fp32", notes: list[str] | None = None,
+    level: str,
+    component: str,
+    parity_file: Any,
+    tolerance: Tolerance,
+    predict: Any,
+    integer_outputs: Mapping[str, str] | None = None,
+    basis: str = "",
+    precision: str = "fp32",
+    notes: list[str] | None = None,
     integer_tempo: float | None = None,
 ) -> list[Check]:
     """Execute a package on the stored parity inputs and compare with the traceable's outputs.
@@ -262,8 +381,8 @@ def execute_parity(
     cannot be executed (unreadable, unsupported op, kernel or runtime error) is a failed check
     naming the reason, never a pass and never a crash.
     """
-    from . import parity
     from ..mil import MilError
+    from . import parity
 
     cases = parity.load(parity_file)
     spectral = tolerance.spectral_max is not None
@@ -286,7 +405,9 @@ def execute_parity(
     return checks + integer_mismatches(level, component, pairs, integer_outputs or {}, precision)
 
 
-def integer_outputs_from_records(records: Iterable[Mapping[str, Any]], component: str, level: str) -> tuple[dict[str, str], float | None]:
+def integer_outputs_from_records(
+    records: Iterable[Mapping[str, Any]], component: str, level: str
+) -> tuple[dict[str, str], float | None]:
     """The integer outputs (name -> rounding) an export was judged on, from its ``<name>:mismatches``
     records, or (a compressed package) its ``<name>:moved`` records; and the tempo these were judged
     by (``integer_moves``; None: exactly, by ``integer_mismatches``)."""
@@ -298,6 +419,16 @@ def integer_outputs_from_records(records: Iterable[Mapping[str, Any]], component
 
 def tolerance_from_records(records: Iterable[Mapping[str, Any]], component: str, level: str) -> Tolerance | None:
     """Rebuild the tolerance an export was judged by from its registry records."""
-    fixed = ("max_abs", "rel", "cosine_min", "spectral_max", "snr_db_min")  # bounds measured at export time are recorded as these
-    bounds = {r["metric"]: r["threshold"] for r in records if r.get("component") == component and r.get("level") == level and "threshold" in r and r.get("metric") in fixed}
+    fixed = (
+        "max_abs",
+        "rel",
+        "cosine_min",
+        "spectral_max",
+        "snr_db_min",
+    )  # bounds measured at export time are recorded as these
+    bounds = {
+        r["metric"]: r["threshold"]
+        for r in records
+        if r.get("component") == component and r.get("level") == level and "threshold" in r and r.get("metric") in fixed
+    }
     return Tolerance(**bounds) if bounds else None

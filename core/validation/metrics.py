@@ -27,6 +27,7 @@ ROUNDINGS = {
 #: themselves, so it holds for any weights.
 INTEGER_TEMPO = 0.10
 
+
 def _np() -> Any:
     import numpy
 
@@ -57,7 +58,9 @@ def spectral_distance(actual: Any, expected: Any, n_fft: int = 512, hop: int = 1
     return _relative(_magnitudes(actual, n_fft, hop), _magnitudes(expected, n_fft, hop))
 
 
-def aligned_spectral_distance(actual: Any, expected: Any, actual_segments: Any, expected_segments: Any, n_fft: int = 512, hop: int = 128) -> float:
+def aligned_spectral_distance(
+    actual: Any, expected: Any, actual_segments: Any, expected_segments: Any, n_fft: int = 512, hop: int = 128
+) -> float:
     """``spectral_distance`` with ``actual``'s spectrogram frames mapped onto ``expected``'s time line
     segment by segment: the same number of segments (frames of each unit, e.g. a token's duration)
     on both sides, each segment's moments mapped linearly onto the other's. Frames are moved, never
@@ -104,9 +107,12 @@ def compare(actual: Any, expected: Any, spectral: bool = False) -> dict[str, flo
         cosine = float(np.dot(a, b) / (na * nb))
     noise, signal = float(np.sum((a - b) ** 2)), float(np.sum(b**2))
     snr = float("inf") if noise == 0 else (10 * math.log10(signal / noise) if signal > 0 else float("-inf"))
-    result = {"max_abs": diff, "rel": diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf")), "cosine": cosine, "snr_db": snr}
+    result = {
+        "max_abs": diff,
+        "rel": diff / scale if scale > 0 else (0.0 if diff == 0 else float("inf")),
+        "cosine": cosine,
+        "snr_db": snr,
+    }
     if spectral:
         result["spectral"] = spectral_distance(a, b)
     return result
-
-

@@ -38,7 +38,9 @@ def _variant(name: str, precision: str, options: KokoroOptions, description: str
 #: fp16 exports too), whose phase a last-bit change moves (a 1e-7 relative change of the source
 #: moves the audio by ~1e-3; see decoder.py)
 UNCOMPRESSED = (r"harmonic",)
-UNCOMPRESSED_REASON = "the harmonic source's phase: a 1e-7 relative change of the source moves the audio by ~1e-3 (decoder.py)"
+UNCOMPRESSED_REASON = (
+    "the harmonic source's phase: a 1e-7 relative change of the source moves the audio by ~1e-3 (decoder.py)"
+)
 
 
 class Kokoro(ModelPlugin):
@@ -51,13 +53,23 @@ class Kokoro(ModelPlugin):
         return [
             ModelSpec(
                 name=MODEL,
-                summary="Kokoro-82M (kokoro 0.9.4): token-bucket predictor + flexible-length decoder, 2 calls per utterance",
-                variants=with_compressed({
-                    "fp16": _variant("fp16", "fp16", FULL, "default: fp16, the harmonic source and its STFT in fp32"),
-                    "fp32": _variant("fp32", "fp32", FULL, "fp32 everywhere"),
-                    "small-fp32": _variant("small-fp32", "fp32", SMALL, "reduced-size architecture for tests (--random-weights only)"),
-                    "small-fp16": _variant("small-fp16", "fp16", SMALL, "reduced-size architecture for tests (--random-weights only)"),
-                }, bases=("fp16", "small-fp16")),
+                summary="Kokoro-82M (kokoro 0.9.4): token-bucket predictor + flexible-length decoder, 2 calls per "
+                "utterance",
+                variants=with_compressed(
+                    {
+                        "fp16": _variant(
+                            "fp16", "fp16", FULL, "default: fp16, the harmonic source and its STFT in fp32"
+                        ),
+                        "fp32": _variant("fp32", "fp32", FULL, "fp32 everywhere"),
+                        "small-fp32": _variant(
+                            "small-fp32", "fp32", SMALL, "reduced-size architecture for tests (--random-weights only)"
+                        ),
+                        "small-fp16": _variant(
+                            "small-fp16", "fp16", SMALL, "reduced-size architecture for tests (--random-weights only)"
+                        ),
+                    },
+                    bases=("fp16", "small-fp16"),
+                ),
                 default_variant="fp16",
                 components=(
                     ComponentSpec(
@@ -71,8 +83,13 @@ class Kokoro(ModelPlugin):
                         "decoder",
                         "aligned features [1, C, frames] + style + source noise -> audio [1, 600 * frames]",
                         # float64: measured spectral 1e-11, rel 9e-11 sample-wise (no chaos at float64's roundoff)
-                        tolerances={"reference": Tolerance(float64_rel=1e-9, spectral_factor=CHAOS_FACTOR), "fp32": chaotic, "fp16": chaotic},
-                        uncompressed=UNCOMPRESSED, uncompressed_reason=UNCOMPRESSED_REASON,
+                        tolerances={
+                            "reference": Tolerance(float64_rel=1e-9, spectral_factor=CHAOS_FACTOR),
+                            "fp32": chaotic,
+                            "fp16": chaotic,
+                        },
+                        uncompressed=UNCOMPRESSED,
+                        uncompressed_reason=UNCOMPRESSED_REASON,
                     ),
                 ),
                 hub_repo=HUB_REPO,
@@ -82,8 +99,16 @@ class Kokoro(ModelPlugin):
                 run_settings=RUN_SETTINGS,
                 compressed_loop=COMPRESSED_LOOP,
                 # ISO 639-1 -> the run option that speaks it (zoo eval --lang): upstream's codes
-                languages={"en": {"lang": "a"}, "es": {"lang": "e"}, "fr": {"lang": "f"}, "hi": {"lang": "h"}, "it": {"lang": "i"},
-                           "ja": {"lang": "j"}, "pt": {"lang": "p"}, "zh": {"lang": "z"}},
+                languages={
+                    "en": {"lang": "a"},
+                    "es": {"lang": "e"},
+                    "fr": {"lang": "f"},
+                    "hi": {"lang": "h"},
+                    "it": {"lang": "i"},
+                    "ja": {"lang": "j"},
+                    "pt": {"lang": "p"},
+                    "zh": {"lang": "z"},
+                },
             )
         ]
 

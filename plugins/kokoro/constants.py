@@ -20,7 +20,10 @@ def export(kref: Any, options: KokoroOptions, precision: str, out_dir: Path) -> 
 
     if not kref.voices:
         raise ValueError("no voice packs: the weights directory has no voices/*.pt")
-    voices = {name: np.asarray(pack, dtype=np.float32).reshape(pack.shape[0], -1) for name, pack in sorted(kref.voices.items())}
+    voices = {
+        name: np.asarray(pack, dtype=np.float32).reshape(pack.shape[0], -1)
+        for name, pack in sorted(kref.voices.items())
+    }
     path = out_dir / "voices.safetensors"
     save_file({k: np.ascontiguousarray(v) for k, v in voices.items()}, str(path))
     files = {"voices": path}

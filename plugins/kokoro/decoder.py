@@ -269,13 +269,19 @@ def deterministic_upstream(kmodel: Any, noise: Any) -> Iterator[None]:
 
     def transform(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """TorchSTFT.transform with frame 0's imaginary parts set to zero (see ConvSTFT.transform)."""
-        spec = torch.stft(x, stft.filter_length, stft.hop_length, stft.win_length, window=stft.window, return_complex=True)
+        spec = torch.stft(
+            x, stft.filter_length, stft.hop_length, stft.win_length, window=stft.window, return_complex=True
+        )
         imag = spec.imag.clone()
         imag[..., 0] = 0.0
         spec = torch.complex(spec.real, imag)
         return torch.abs(spec), torch.angle(spec)
 
-    with mock.patch("torch.randn_like", randn_like), mock.patch("torch.rand", lambda *a, **k: torch.zeros(*a)), mock.patch.object(stft, "transform", transform):
+    with (
+        mock.patch("torch.randn_like", randn_like),
+        mock.patch("torch.rand", lambda *a, **k: torch.zeros(*a)),
+        mock.patch.object(stft, "transform", transform),
+    ):
         yield
 
 

@@ -97,7 +97,8 @@ def g2p(language: Language) -> tuple[Callable[[str], Any], str]:
         return zh.ZHG2P(version=None), "misaki.zh.ZHG2P"
     except Exception as exc:  # noqa: BLE001 - an import error deep inside the front end's dependencies
         raise G2PUnavailable(
-            f"{language.name} needs misaki's {language.name} front end (misaki[{language.extra}]; pip install 'zoo-tts[kokoro]' "
+            f"{language.name} needs misaki's {language.name} front end (misaki[{language.extra}]; pip install "
+            "'zoo-tts[kokoro]' "
             f"installs it for offline use), which cannot run here ({type(exc).__name__}: {exc}); "
             "give the phonemes instead: --set phonemes=..."
         ) from None
@@ -127,7 +128,9 @@ def text_words(text: str, lang: str = "a") -> list[str]:
     return text.split()
 
 
-def word_spans(text: str, phonemes: str, convert: Callable[[str], Any], lang: str = "a") -> list[tuple[str, int, int]] | None:
+def word_spans(
+    text: str, phonemes: str, convert: Callable[[str], Any], lang: str = "a"
+) -> list[tuple[str, int, int]] | None:
     """Each word of ``text`` (:func:`text_words`, marks around it dropped) with its span
     ``[start, end)`` in ``phonemes``, the G2P's output for the whole text. Each word is phonemized
     alone only to learn how many of the output's space-separated words it became ("$5" -> two; a

@@ -77,7 +77,9 @@ def synthesize(
     return decode(runtime, predicted, noise), predicted[2]
 
 
-def predict(runtime: Any, phonemes: str, vocab: dict[str, int], voice_pack: Any, buckets: list[int], speed: float = 1.0) -> tuple[Any, Any, Any, Any]:
+def predict(
+    runtime: Any, phonemes: str, vocab: dict[str, int], voice_pack: Any, buckets: list[int], speed: float = 1.0
+) -> tuple[Any, Any, Any, Any]:
     """The predictor on one piece: aligned features en, asr, the per-token frame counts, the style."""
     ids = tokens(phonemes, vocab)
     bucket = pick_bucket(len(ids), buckets)
@@ -87,14 +89,21 @@ def predict(runtime: Any, phonemes: str, vocab: dict[str, int], voice_pack: Any,
     style = np.asarray(voice_pack[min(len(phonemes), len(voice_pack)) - 1], dtype=np.float32).reshape(1, -1)
     out = runtime(
         "predictor",
-        {"input_ids": padded, "valid": np.array([len(ids)], np.int32), "style": style, "speed": np.array([speed], np.float32)},
+        {
+            "input_ids": padded,
+            "valid": np.array([len(ids)], np.int32),
+            "style": style,
+            "speed": np.array([speed], np.float32),
+        },
         f"tokens{bucket}",
     )
     en, asr, frames = align(out, len(ids))
     return en, asr, frames, style
 
 
-def decode(runtime: Any, predicted: tuple[Any, Any, Any, Any], noise: Callable[[tuple[int, ...]], Any] | None = None) -> Any:
+def decode(
+    runtime: Any, predicted: tuple[Any, Any, Any, Any], noise: Callable[[tuple[int, ...]], Any] | None = None
+) -> Any:
     """The decoder on a predicted piece: audio [samples]."""
     en, asr, _, style = predicted
     shape = (1, 600 * en.shape[2], 9)
@@ -138,7 +147,14 @@ def split_phonemes(phonemes: str, vocab: dict[str, int], limit: int) -> list[str
         if size([word]) > limit:
             raise ValueError(f"a single word has more than {limit} phonemes: {word[:40]!r}")
         if current and size(current + [word]) > limit:
-            cut = max((i + 1 for i, w in enumerate(current) if w and w[-1] in languages.SENTENCE_ENDS + languages.CLAUSE_ENDS), default=len(current))
+            cut = max(
+                (
+                    i + 1
+                    for i, w in enumerate(current)
+                    if w and w[-1] in languages.SENTENCE_ENDS + languages.CLAUSE_ENDS
+                ),
+                default=len(current),
+            )
             pieces.append(" ".join(current[:cut]))
             current = current[cut:]
             while current and size(current + [word]) > limit:  # punctuation cut left too much behind
@@ -156,7 +172,14 @@ def split_phonemes(phonemes: str, vocab: dict[str, int], limit: int) -> list[str
 LEAD_FRAMES = 3
 
 
-def word_timings(piece: str, counts: Any, vocab: dict[str, int], spans: list[tuple[str, int, int]], offset: float, seconds_per_frame: float) -> list[Timing]:
+def word_timings(
+    piece: str,
+    counts: Any,
+    vocab: dict[str, int],
+    spans: list[tuple[str, int, int]],
+    offset: float,
+    seconds_per_frame: float,
+) -> list[Timing]:
     """Timings of the words whose spans (in ``piece``) it holds, from the frames each phoneme got
     (``counts``: one per token, the boundary tokens at both ends included): a word runs from its
     first phoneme's frames to its last's, a space between two words is split at its middle, and
@@ -182,7 +205,13 @@ def word_timings(piece: str, counts: Any, vocab: dict[str, int], spans: list[tup
         begin = start[a] - half_space(a - 1) - lead
         end = start[b] + half_space(b) - lead
         if end > begin:
-            timings.append(Timing(word, round(offset + float(begin) * seconds_per_frame, 6), round(offset + float(end) * seconds_per_frame, 6)))
+            timings.append(
+                Timing(
+                    word,
+                    round(offset + float(begin) * seconds_per_frame, 6),
+                    round(offset + float(end) * seconds_per_frame, 6),
+                )
+            )
     return timings
 
 
@@ -240,10 +269,27 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
             at = phonemes.find(piece, cursor)
             mine = [(w, a - at, b - at) for w, a, b in spans if at <= a and b <= at + len(piece)] if at >= 0 else []
             cursor = at + len(piece) if at >= 0 else cursor
-            options.emit_timings(word_timings(piece, counts, vocab, mine, written / cfg.sample_rate, len(audio) / cfg.sample_rate / max(1, int(counts.sum()))))
+            options.emit_timings(
+                word_timings(
+                    piece,
+                    counts,
+                    vocab,
+                    mine,
+                    written / cfg.sample_rate,
+                    len(audio) / cfg.sample_rate / max(1, int(counts.sum())),
+                )
+            )
         written += len(audio)
         frames += int(counts.sum())
-        report.append({"phonemes": piece, "tokens": len(counts), "frames": int(counts.sum()), "durations": counts.tolist()})
+        report.append(
+            {"phonemes": piece, "tokens": len(counts), "frames": int(counts.sum()), "durations": counts.tolist()}
+        )
     audio = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
     segments = tuple(int(d) for piece in report for d in piece["durations"])
-    return RunResult(audio, cfg.sample_rate, frames, {"voice": voice, "lang": language.code, "language": language.name, "g2p": g2p, "pieces": report}, segments)
+    return RunResult(
+        audio,
+        cfg.sample_rate,
+        frames,
+        {"voice": voice, "lang": language.code, "language": language.name, "g2p": g2p, "pieces": report},
+        segments,
+    )

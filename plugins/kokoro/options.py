@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...core import Record
-from ...core import CompressedLoop, RunSetting
+from ...core import CompressedLoop, Record, RunSetting
 from .languages import CHOICES
 
 #: predictor token buckets (boundary tokens included; 512 = upstream's 510 phonemes + 2)
@@ -39,11 +38,18 @@ class KokoroOptions(Record):
 
 #: ``zoo run kokoro --set NAME=VALUE``
 RUN_SETTINGS = (
-    RunSetting("lang", str, "language of the text's G2P: a code or upstream's alias (a/en-us, b/en-gb, e/es, f/fr-fr, h/hi, i/it, "
-               "j/ja, p/pt-br, z/zh)", choices=CHOICES,
-               default_rule="the voice name's first letter (ef_dora: Spanish), else American English"),
+    RunSetting(
+        "lang",
+        str,
+        "language of the text's G2P: a code or upstream's alias (a/en-us, b/en-gb, e/es, f/fr-fr, h/hi, i/it, "
+        "j/ja, p/pt-br, z/zh)",
+        choices=CHOICES,
+        default_rule="the voice name's first letter (ef_dora: Spanish), else American English",
+    ),
     RunSetting("phonemes", str, "phonemes to speak instead of the text's G2P (misaki, else espeak-ng)"),
-    RunSetting("speed", float, "speaking rate (upstream's speed: durations divided by it)", default=1.0, min=0.1, max=10.0),
+    RunSetting(
+        "speed", float, "speaking rate (upstream's speed: durations divided by it)", default=1.0, min=0.1, max=10.0
+    ),
 )
 
 FULL = KokoroOptions("full")
@@ -80,6 +86,7 @@ COMPRESSED_LOOP = CompressedLoop(
     # the variant's precision applies to the aligned audio (w8 decoder alone: 0.054, bound 0.101)
     spectral_factor=1.25,
     audio_component="decoder",
-    basis="tokens' frames within a ±10% tempo change; the audio, aligned token by token, within 1.25x another seed's distance "
-          "(small, random weights: w8 0.89x, mixed 0.90x) or the decoder's own bound",
+    basis="tokens' frames within a ±10% tempo change; the audio, aligned token by token, within 1.25x another seed's "
+    "distance "
+    "(small, random weights: w8 0.89x, mixed 0.90x) or the decoder's own bound",
 )

@@ -6,12 +6,9 @@ from typing import Any
 
 import numpy as np
 
-from ...core import LoopCase, RunOptions, Tolerance
-from ...core import spectral_distance
+from ...core import LoopCase, RunOptions, Tolerance, spectral_distance
 from . import loop
 from .options import CHAOS_FACTOR, KokoroOptions
-
-
 
 #: espeak-ng's en-us phonemes for "Hello world. How are you today?" (fixed: no G2P in the comparison)
 PARITY_PHONEMES = "həlˈO wˈɜːld. hˌW ɑːɹ juː tədˈA?"
@@ -43,12 +40,34 @@ def cases(runtime: Any, kref: Any, options: KokoroOptions, factor: float = CHAOS
         with deterministic_upstream(kref.model, noise):
             moved = kref.model(PARITY_PHONEMES, nudged, 1, return_output=True)
     expected = out.audio.numpy().reshape(-1)
-    movement = spectral_distance(moved.audio.numpy().reshape(-1), expected) if moved.audio.numel() == out.audio.numel() else float("inf")
+    movement = (
+        spectral_distance(moved.audio.numpy().reshape(-1), expected)
+        if moved.audio.numel() == out.audio.numel()
+        else float("inf")
+    )
     floor = 1e-4  # a bit-stable decoder moves by ~1e-7 relative: do not demand less than this
     bound = factor * max(movement, floor)
-    info = {"phonemes": PARITY_PHONEMES, "voice": voice_name, "seed": seed, "frames": ours.frames, "kmodel_frames": int(out.pred_dur.sum())}
+    info = {
+        "phonemes": PARITY_PHONEMES,
+        "voice": voice_name,
+        "seed": seed,
+        "frames": ours.frames,
+        "kmodel_frames": int(out.pred_dur.sum()),
+    }
     ours_durations = np.concatenate([np.asarray(p["durations"]) for p in ours.info["pieces"]])
     return [
-        LoopCase("durations", ours_durations.astype(np.float64), out.pred_dur.numpy().astype(np.float64), Tolerance(max_abs=0.0), info),
-        LoopCase("utterance", ours.audio, expected, Tolerance(spectral_max=bound), {**info, "kmodel_movement": f"{movement:.3g}", "factor": factor}),
+        LoopCase(
+            "durations",
+            ours_durations.astype(np.float64),
+            out.pred_dur.numpy().astype(np.float64),
+            Tolerance(max_abs=0.0),
+            info,
+        ),
+        LoopCase(
+            "utterance",
+            ours.audio,
+            expected,
+            Tolerance(spectral_max=bound),
+            {**info, "kmodel_movement": f"{movement:.3g}", "factor": factor},
+        ),
     ]

@@ -74,7 +74,13 @@ def randomise(model: Any, seed: int) -> None:
             if p.dim() >= 2:
                 fan_in = p[0].numel()
                 p.copy_(torch.randn(p.shape, generator=gen) / fan_in**0.5)
-            elif "norm" in name or "gamma" in name or name.endswith("alpha") or name.endswith(".weight") and "LayerNorm" in name:
+            elif (
+                "norm" in name
+                or "gamma" in name
+                or name.endswith("alpha")
+                or name.endswith(".weight")
+                and "LayerNorm" in name
+            ):
                 p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=gen))
             else:
                 p.copy_(0.1 * torch.randn(p.shape, generator=gen))
@@ -85,7 +91,9 @@ def randomise(model: Any, seed: int) -> None:
         proj.weight.mul_(3.0)
         # sum of max_dur sigmoids ~= 2-3 frames per token, varying from token to token
         target = 2.2 / proj.out_features
-        proj.bias.copy_(torch.log(torch.tensor(target / (1 - target))) + 0.3 * torch.randn(proj.bias.shape, generator=gen))
+        proj.bias.copy_(
+            torch.log(torch.tensor(target / (1 - target))) + 0.3 * torch.randn(proj.bias.shape, generator=gen)
+        )
         # F0 around 150 Hz (above the 10 Hz voicing threshold: the harmonic source must be exercised)
         model.predictor.F0_proj.weight.mul_(20.0)
         model.predictor.F0_proj.bias.fill_(150.0)
@@ -121,8 +129,12 @@ def load(weights: WeightsSource, options: KokoroOptions, voices: list[str] | Non
         root = _fetch(weights)
         config = read_json(root / "config.json", "kokoro config")
         if not isinstance(config, dict) or "vocab" not in config or "istftnet" not in config:
-            raise WeightsError(f"kokoro config {root / 'config.json'} is not Kokoro's config.json (no 'vocab' / 'istftnet')")
-        load_torch(root / WEIGHTS_FILE, "kokoro checkpoint")  # a clear message for a damaged file (KModel loads it again)
+            raise WeightsError(
+                f"kokoro config {root / 'config.json'} is not Kokoro's config.json (no 'vocab' / 'istftnet')"
+            )
+        load_torch(
+            root / WEIGHTS_FILE, "kokoro checkpoint"
+        )  # a clear message for a damaged file (KModel loads it again)
         model = build(config, root / WEIGHTS_FILE)
         files = {"config.json": file_sha256(root / "config.json"), WEIGHTS_FILE: file_sha256(root / WEIGHTS_FILE)}
         ref = KokoroReference(model, config)

@@ -89,7 +89,9 @@ class Predictor(nn.Module):
         self.cnn = text.cnn
         self.text_lstm = MaskedBiLSTM(text.lstm)
 
-    def forward(self, input_ids: torch.Tensor, valid: torch.Tensor, style: torch.Tensor, speed: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, input_ids: torch.Tensor, valid: torch.Tensor, style: torch.Tensor, speed: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         # traced: the bucket, a Python int (shape arithmetic would trace into int ops); in eager
         # torch (the torch backend) any length, so unpadded tokens run exactly as KModel runs them
         length = self.bucket if torch.jit.is_tracing() else int(input_ids.shape[1])
@@ -141,7 +143,9 @@ def upstream_predictor(kmodel: Any, input_ids: Any, valid: Any, style: Any, spee
         s = ref_s[:, 128 if ref_s.shape[1] == 256 else ref_s.shape[1] // 2 :]
         d = kmodel.predictor.text_encoder(d_en, s, lengths, text_mask)
         x, _ = kmodel.predictor.lstm(d)
-        duration = torch.sigmoid(kmodel.predictor.duration_proj(x)).sum(dim=-1) / float(np.asarray(speed).reshape(-1)[0])
+        duration = torch.sigmoid(kmodel.predictor.duration_proj(x)).sum(dim=-1) / float(
+            np.asarray(speed).reshape(-1)[0]
+        )
         t_en = kmodel.text_encoder(ids, lengths, text_mask)
     dtype = np.asarray(style).dtype  # float64 in the float64 parity check
     out_duration = np.zeros((1, length), dtype)
@@ -155,6 +159,7 @@ def upstream_predictor(kmodel: Any, input_ids: Any, valid: Any, style: Any, spee
 
 # ----------------------------------------------------------------------------- build
 
+
 def _token_example(kref: Any, bucket: int, count: int, rng: Any) -> dict[str, Any]:
     """``count`` tokens (boundary 0s included) of random phonemes, 0-padded to ``bucket``."""
     import numpy as np
@@ -163,7 +168,12 @@ def _token_example(kref: Any, bucket: int, count: int, rng: Any) -> dict[str, An
     ids[0, 1 : count - 1] = rng.choice(sorted(set(kref.config["vocab"].values())), count - 2)
     voice = next(iter(kref.voices.values()))
     style = np.asarray(voice[count - 3], dtype=np.float32).reshape(1, -1)  # upstream: pack[len(phonemes) - 1]
-    return {"input_ids": ids, "valid": np.array([count], np.int32), "style": style, "speed": np.array([1.0], np.float32)}
+    return {
+        "input_ids": ids,
+        "valid": np.array([count], np.int32),
+        "style": style,
+        "speed": np.array([1.0], np.float32),
+    }
 
 
 def _decoder_example(kref: Any, count: int, rng: Any) -> dict[str, Any]:
@@ -182,7 +192,6 @@ def build(kref: Any, options: KokoroOptions, precision: str) -> dict[str, Any]:
     import numpy as np
 
     from ...core import TensorSpec, Traceable
-
     from .decoder import Decoder, fp32_scopes, upstream_decoder
 
     model = kref.model

@@ -50,23 +50,66 @@ class PocketTTS(ModelPlugin):
         return [
             ModelSpec(
                 name=MODEL,
-                summary="Kyutai PocketTTS (pocket-tts 4.0.1; --checkpoint: language, date, depth): flow LM + streaming Mimi, 1.5 calls per 80 ms frame",
-                variants=with_compressed({
-                    "fp16": _variant("fp16", "fp16", "iOS17", FULL, "default: fp16 weights and compute, explicit state I/O"),
-                    "fp32": _variant("fp32", "fp32", "iOS17", FULL, "fp32 everywhere, explicit state I/O"),
-                    "fp16-stateful": _variant("fp16-stateful", "fp16", "iOS18", stateful_full, "fp16, Mimi streaming state as CoreML states (iOS18/macOS15)"),
-                    "small-fp16-stateful": _variant("small-fp16-stateful", "fp16", "iOS18", stateful_small, "reduced-size stateful variant for tests"),
-                    "small-fp32": _variant("small-fp32", "fp32", "iOS17", SMALL, "reduced-size architecture for tests (--random-weights only)"),
-                    "small-fp16": _variant("small-fp16", "fp16", "iOS17", SMALL, "reduced-size architecture for tests (--random-weights only)"),
-                }, bases=("fp16", "small-fp16")),
+                summary="Kyutai PocketTTS (pocket-tts 4.0.1; --checkpoint: language, date, depth): flow LM + "
+                "streaming Mimi, 1.5 calls per 80 ms frame",
+                variants=with_compressed(
+                    {
+                        "fp16": _variant(
+                            "fp16", "fp16", "iOS17", FULL, "default: fp16 weights and compute, explicit state I/O"
+                        ),
+                        "fp32": _variant("fp32", "fp32", "iOS17", FULL, "fp32 everywhere, explicit state I/O"),
+                        "fp16-stateful": _variant(
+                            "fp16-stateful",
+                            "fp16",
+                            "iOS18",
+                            stateful_full,
+                            "fp16, Mimi streaming state as CoreML states (iOS18/macOS15)",
+                        ),
+                        "small-fp16-stateful": _variant(
+                            "small-fp16-stateful",
+                            "fp16",
+                            "iOS18",
+                            stateful_small,
+                            "reduced-size stateful variant for tests",
+                        ),
+                        "small-fp32": _variant(
+                            "small-fp32",
+                            "fp32",
+                            "iOS17",
+                            SMALL,
+                            "reduced-size architecture for tests (--random-weights only)",
+                        ),
+                        "small-fp16": _variant(
+                            "small-fp16",
+                            "fp16",
+                            "iOS17",
+                            SMALL,
+                            "reduced-size architecture for tests (--random-weights only)",
+                        ),
+                    },
+                    bases=("fp16", "small-fp16"),
+                ),
                 default_variant="fp16",
                 checkpoints=(checkpoints := discover_checkpoints()),
                 default_checkpoint=DEFAULT_CHECKPOINT if checkpoints else "",
                 components=(
-                    ComponentSpec("flowlm", "prefill: 64 conditioning tokens -> their KV rows; step: latent + noise -> next latent, EOS logit, KV row", functions=("prefill", "step"),
-                                  uncompressed=UNCOMPRESSED, uncompressed_reason=UNCOMPRESSED_REASON),
-                    ComponentSpec("mimi", "streaming Mimi decoder: 2 quantized latents [1, C, 2] (C 512; 128 in the small family) + state -> 3840 samples + state"),
-                    ComponentSpec("voice_encoder", "voice cloning: audio prompt [1, 1, 24000 * voice_seconds] -> conditioning rows"),
+                    ComponentSpec(
+                        "flowlm",
+                        "prefill: 64 conditioning tokens -> their KV rows; step: latent + noise -> next latent, EOS "
+                        "logit, KV row",
+                        functions=("prefill", "step"),
+                        uncompressed=UNCOMPRESSED,
+                        uncompressed_reason=UNCOMPRESSED_REASON,
+                    ),
+                    ComponentSpec(
+                        "mimi",
+                        "streaming Mimi decoder: 2 quantized latents [1, C, 2] (C 512; 128 in the small family) + "
+                        "state -> 3840 samples + state",
+                    ),
+                    ComponentSpec(
+                        "voice_encoder",
+                        "voice cloning: audio prompt [1, 1, 24000 * voice_seconds] -> conditioning rows",
+                    ),
                 ),
                 # the core's defaults: float64 exactness, fp32 within 16x upstream's own rounding, fp16 cosine
                 hub_repo=HUB_REPO,

@@ -55,7 +55,12 @@ def family(config: dict[str, Any]) -> str:
     head = (flow_lm.get("flow") or {}).get("type", "lsd")
     if head not in PORTED_HEADS:
         return head  # a flow head the port does not know (flow_matching): not ported
-    if mimi.get("decoder_seanet") is not None or transformer.get("num_kv_heads") or (flow_lm.get("lookup_table") or {}).get("rank") or flow_lm.get("z_dim"):
+    if (
+        mimi.get("decoder_seanet") is not None
+        or transformer.get("num_kv_heads")
+        or (flow_lm.get("lookup_table") or {}).get("rank")
+        or flow_lm.get("z_dim")
+    ):
         return "small"
     return f"flowlm-{transformer.get('num_layers', '?')}l" + ("" if head == "lsd" else f"-{head}")
 
@@ -92,7 +97,12 @@ def discover() -> dict[str, Checkpoint]:
             text = path.read_text(encoding="utf-8")
             config = yaml.load(text, Loader=loader) or {}
             kind = family(config)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError) as exc:  # one bad file: that checkpoint only
+        except (
+            OSError,
+            UnicodeDecodeError,
+            yaml.YAMLError,
+            AttributeError,
+        ) as exc:  # one bad file: that checkpoint only
             found[path.stem] = Checkpoint(name=path.stem, unsupported=f"its config {path} could not be read: {exc}")
             continue
         repo, revision = _pinned(str(config.get("weights_path", "")))

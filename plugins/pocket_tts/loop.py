@@ -21,6 +21,7 @@ from ...core.kit.audio import read_wav, resample
 from .options import RUN_SETTINGS, RunConfig, TextRulesRecord
 from .text import TextRules, prepare, split
 
+
 def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
     return RunOptions(settings=settings).typed(RUN_SETTINGS, "pocket_tts")
 
@@ -36,7 +37,9 @@ class MimiStream:
     produces audio that is dropped.
     """
 
-    def __init__(self, runtime: Any, cfg: RunConfig, init: dict[str, Any], quant: Any, mean: Any, std: Any, emit: Any = None):
+    def __init__(
+        self, runtime: Any, cfg: RunConfig, init: dict[str, Any], quant: Any, mean: Any, std: Any, emit: Any = None
+    ):
         from concurrent.futures import ThreadPoolExecutor
 
         self.runtime, self.quant, self.mean, self.std = runtime, quant, mean, std
@@ -144,12 +147,15 @@ def load_voice(runtime: Any, name: str | None, cfg: RunConfig) -> tuple[str, Voi
     name = name or cfg.default_voice
     if name is None or f"voice_{name}" not in constants:
         known = sorted(k.removeprefix("voice_") for k in constants if k.startswith("voice_"))
-        raise ValueError(f"unknown voice {name!r}; this export has: {', '.join(known) or '(none)'}; or pass a .wav file to clone")
+        raise ValueError(
+            f"unknown voice {name!r}; this export has: {', '.join(known) or '(none)'}; or pass a .wav file to clone"
+        )
     return name, Voice.load(constants[f"voice_{name}"])
 
 
 def end_on_pause(wav: Any, rate: int, pause: float = 0.08, fade: float = 0.02, floor_db: float = 35.0) -> Any:
-    """Cut trailing silence, fade out the last ``fade`` seconds and add ``pause`` seconds of silence (upstream's rule)."""
+    """Cut trailing silence, fade out the last ``fade`` seconds and add ``pause`` seconds of silence
+    (upstream's rule)."""
     frame = max(1, int(0.02 * rate))
     n = len(wav) // frame
     if n == 0:
@@ -175,7 +181,9 @@ def clone_voice(runtime: Any, path: Path, cfg: RunConfig) -> Voice:
 
     if not path.is_file():
         raise ValueError(f"voice prompt {path} does not exist")
-    key = hashlib.sha256((file_sha256(path) + runtime.backend + file_sha256(consts["flowlm"])).encode()).hexdigest()[:32]
+    key = hashlib.sha256((file_sha256(path) + runtime.backend + file_sha256(consts["flowlm"])).encode()).hexdigest()[
+        :32
+    ]
     cached = plugin_cache_dir("pocket_tts") / "voices" / f"{key}.safetensors"
     if cached.exists():
         return Voice.load(cached)
@@ -219,7 +227,9 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
     if temperature < 0:
         raise ValueError("temperature must be >= 0")
     rules_cfg = TextRulesRecord.from_mapping(cfg.text_rules, f"{consts['config']}: text_rules")
-    rules = TextRules(**{**rules_cfg.as_dict(), "replace_characters": tuple(tuple(p) for p in rules_cfg.replace_characters)})
+    rules = TextRules(
+        **{**rules_cfg.as_dict(), "replace_characters": tuple(tuple(p) for p in rules_cfg.replace_characters)}
+    )
 
     tokenizer = open_tokenizer(consts["tokenizer"])
     encode = tokenizer.encode
@@ -230,24 +240,30 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
     mimi_init = {k: v.astype(np.float32) for k, v in load_file(str(consts["mimi_init_state"])).items()}
     voice_name, voice = load_voice(runtime, options.voice, cfg)
     cache_size, chunk = cfg.cache_size, cfg.chunk
-    kv_dtype = runtime.input_dtype("flowlm", "kv", "step")  # fp16 packages: the cache is kept in fp16, never converted per call
+    kv_dtype = runtime.input_dtype(
+        "flowlm", "kv", "step"
+    )  # fp16 packages: the cache is kept in fp16, never converted per call
     rng = np.random.default_rng(options.seed)
     noise_std = math.sqrt(temperature)
 
     pieces, frames, report, written = [], 0, [], 0
     for part in split(text, encode, tokenizer.decode, max_tokens, rules):
         prompt, guess = prepare(part, rules)
-        after_eos = settings.get("frames_after_eos", cfg.frames_after_eos if cfg.frames_after_eos is not None else guess + 2)
+        after_eos = settings.get(
+            "frames_after_eos", cfg.frames_after_eos if cfg.frames_after_eos is not None else guess + 2
+        )
         ids = encode(prompt)
         max_frames = math.ceil((len(ids) / cfg.tokens_per_second + cfg.gen_seconds_padding) * cfg.frame_rate)
         if voice.length + len(ids) + max_frames > cache_size:
             raise ValueError(
                 f"chunk {part[:40]!r}… needs {voice.length + len(ids) + max_frames} cache slots (voice {voice.length}, "
-                f"text {len(ids)}, up to {max_frames} frames) but the export has {cache_size}; use --set max_tokens=<smaller>"
+                f"text {len(ids)}, up to {max_frames} frames) but the export has {cache_size}; use --set "
+                "max_tokens=<smaller>"
             )
         if max_frames * cfg.mimi_steps_per_frame > cfg.mimi_max_positions:
             raise ValueError(
-                f"chunk {part[:40]!r}… may need {max_frames * cfg.mimi_steps_per_frame} Mimi positions (up to {max_frames} frames) "
+                f"chunk {part[:40]!r}… may need {max_frames * cfg.mimi_steps_per_frame} Mimi positions (up to "
+                f"{max_frames} frames) "
                 f"but the export has {cfg.mimi_max_positions}; use --set max_tokens=<smaller>"
             )
 
@@ -266,8 +282,14 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
             for index in range(max_frames):
                 if eos_step is not None and index >= eos_step + after_eos:
                     break  # decided before stepping: the step that ends generation is never run
-                noise = (rng.standard_normal((1, latent.shape[1])) * noise_std).astype(np.float32) if noise_std > 0 else np.zeros_like(latent)
-                out = runtime("flowlm", {"latent": latent, "noise": noise, "kv": kv, "pos": np.array([pos], np.int32)}, "step")
+                noise = (
+                    (rng.standard_normal((1, latent.shape[1])) * noise_std).astype(np.float32)
+                    if noise_std > 0
+                    else np.zeros_like(latent)
+                )
+                out = runtime(
+                    "flowlm", {"latent": latent, "noise": noise, "kv": kv, "pos": np.array([pos], np.int32)}, "step"
+                )
                 kv[:, :, pos] = np.asarray(out["kv_new"])[:, :, 0]
                 pos += 1
                 logits.append(float(np.asarray(out["eos_logit"]).reshape(-1)[0]))
@@ -284,10 +306,25 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
         pieces.append(samples)
         frames += emitted
         if len(samples):  # the chunk's span: pocket_tts predicts no word durations
-            options.emit_timings([Timing(part.strip(), written / cfg.sample_rate, (written + len(samples)) / cfg.sample_rate, "piece")])
+            options.emit_timings(
+                [Timing(part.strip(), written / cfg.sample_rate, (written + len(samples)) / cfg.sample_rate, "piece")]
+            )
         written += len(samples)
-        report.append({"text": prompt.strip(), "tokens": len(ids), "frames": emitted, "eos_frame": eos_step, "eos_logits": [round(v, 5) for v in logits]})
+        report.append(
+            {
+                "text": prompt.strip(),
+                "tokens": len(ids),
+                "frames": emitted,
+                "eos_frame": eos_step,
+                "eos_logits": [round(v, 5) for v in logits],
+            }
+        )
     info = {"voice": voice_name, "temperature": temperature, "eos_threshold": threshold, "chunks": report}
     if not cfg.tokenizer_is_real:
         info["note"] = "exported with the offline stand-in tokenizer and random weights: not real speech"
-    return RunResult(audio=np.concatenate(pieces) if pieces else np.zeros(0, np.float32), sample_rate=cfg.sample_rate, frames=frames, info=info)
+    return RunResult(
+        audio=np.concatenate(pieces) if pieces else np.zeros(0, np.float32),
+        sample_rate=cfg.sample_rate,
+        frames=frames,
+        info=info,
+    )

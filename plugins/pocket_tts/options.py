@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...core import Record
-from ...core import CompressedLoop, RunSetting
+from ...core import CompressedLoop, Record, RunSetting
 
 
 @dataclass(frozen=True)
@@ -33,10 +32,14 @@ class PocketOptions(Record):
 
 #: ``zoo run pocket_tts --set NAME=VALUE`` (no default: the export's own value, from upstream's config)
 RUN_SETTINGS = (
-    RunSetting("temperature", float, "sampling temperature of the flow LM's noise (0: deterministic)", min=0.0, max=10.0),
+    RunSetting(
+        "temperature", float, "sampling temperature of the flow LM's noise (0: deterministic)", min=0.0, max=10.0
+    ),
     RunSetting("eos_threshold", float, "EOS logit above which a text chunk ends"),
     RunSetting("frames_after_eos", int, "frames generated after EOS fires", min=0, max=1000),
-    RunSetting("max_tokens", int, "text tokens per chunk (upstream splits text at sentence ends within it)", min=1, max=1000),
+    RunSetting(
+        "max_tokens", int, "text tokens per chunk (upstream splits text at sentence ends within it)", min=1, max=1000
+    ),
 )
 
 FULL = PocketOptions("full")
@@ -93,5 +96,6 @@ COMPRESSED_LOOP = CompressedLoop(
     # no farther than another seed's audio. Measured (small, random weights, seed distance 0.014):
     # w8 0.00x, mixed 0.07x, p4 0.29x; EOS frames +0 for all three
     spectral_factor=1.0,
-    basis="EOS frame within 1; audio no farther than another seed's (small, random weights: w8 0.00x, mixed 0.07x, p4 0.29x)",
+    basis="EOS frame within 1; audio no farther than another seed's (small, random weights: w8 0.00x, mixed 0.07x, p4 "
+    "0.29x)",
 )

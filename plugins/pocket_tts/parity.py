@@ -78,13 +78,18 @@ def stored_like_the_export(runtime: Any, tts: Any, voice_name: str, voice: Any) 
     stored = load_file(str(runtime.constants[f"voice_{voice_name}"]))["kv"].dtype
     conditioner = tts.flow_lm.conditioner
     if stored != table.dtype or stored.kind != "f":
-        raise ValueError(f"constants stored as {table.dtype} (embedding) and {stored} (voice): expected one float dtype")
+        raise ValueError(
+            f"constants stored as {table.dtype} (embedding) and {stored} (voice): expected one float dtype"
+        )
     expected = text_table(tts).numpy()
     if table.shape != expected.shape:
         raise ValueError(f"stored text embedding {table.shape} is not upstream's conditioner output {expected.shape}")
     error = float(np.abs(table.astype(np.float64) - expected).max() / max(np.abs(expected).max(), 1e-30))
     if error > TABLE_TOLERANCE:
-        raise ValueError(f"stored text embedding differs from upstream's conditioner by {error:.3g} of its scale (> {TABLE_TOLERANCE})")
+        raise ValueError(
+            f"stored text embedding differs from upstream's conditioner by {error:.3g} of its scale (> "
+            f"{TABLE_TOLERANCE})"
+        )
     embed, proj = conditioner.embed, conditioner.proj
     rounded = copy.deepcopy(voice)
     with torch.no_grad():
@@ -102,7 +107,9 @@ def stored_like_the_export(runtime: Any, tts: Any, voice_name: str, voice: Any) 
 def cases(runtime: Any, ref: Any, options: PocketOptions, tolerance: Tolerance = TOLERANCE) -> list[LoopCase]:
     def speak(threshold: float) -> Any:
         settings = {"temperature": "0", "eos_threshold": repr(threshold), "max_tokens": str(MAX_TOKENS)}
-        return loop.run(runtime, TEXT, RunOptions(voice="random" if "random" in ref.voices else None, settings=settings))
+        return loop.run(
+            runtime, TEXT, RunOptions(voice="random" if "random" in ref.voices else None, settings=settings)
+        )
 
     probe = speak(1e9)  # EOS logits along the longest generation
     threshold = pick_threshold([chunk["eos_logits"] for chunk in probe.info["chunks"]], 6)

@@ -153,7 +153,9 @@ def randomise(tts: Any, seed: int) -> None:
         flow.emb_mean.copy_(0.5 * torch.randn(flow.emb_mean.shape, generator=gen))
         flow.emb_std.copy_(0.5 + torch.rand(flow.emb_std.shape, generator=gen))
         flow.bos_emb.copy_(torch.randn(flow.bos_emb.shape, generator=gen))
-        flow.speaker_proj_weight.copy_(torch.randn(flow.speaker_proj_weight.shape, generator=gen) / flow.speaker_proj_weight.shape[1] ** 0.5)
+        flow.speaker_proj_weight.copy_(
+            torch.randn(flow.speaker_proj_weight.shape, generator=gen) / flow.speaker_proj_weight.shape[1] ** 0.5
+        )
 
 
 def random_voice_audio(seed: int, seconds: float = 2.0, sample_rate: int = 24000) -> Any:
@@ -226,7 +228,10 @@ def load(weights: WeightsSource, options: PocketOptions, voices: list[str] | Non
         state = load_safetensors(weights_file, what="pocket-tts weights")
         missing, unexpected = tts.load_state_dict(state, strict=False)
         if unexpected or [k for k in missing if not k.startswith("flow_lm.speaker_proj")]:
-            raise ValueError(f"{weights_file} does not match the {checkpoint} architecture: missing {missing[:5]}, unexpected {unexpected[:5]}")
+            raise ValueError(
+                f"{weights_file} does not match the {checkpoint} architecture: missing {missing[:5]}, unexpected "
+                f"{unexpected[:5]}"
+            )
         files[weights_file.name] = file_sha256(weights_file)
         files[tokenizer.name] = file_sha256(tokenizer)
         ref = PocketReference(tts, tokenizer, tokenizer_is_real=True)
@@ -331,7 +336,12 @@ def upstream_prefill(tts: Any, cond: Any, kv: Any, pos: Any, valid: Any) -> dict
     empty_tokens = torch.zeros((1, 0), dtype=torch.int64)
     empty_latents = torch.empty((1, 0, tts.flow_lm.ldim))
     with torch.no_grad():
-        tts._run_flow_lm(model_state=state, text_tokens=empty_tokens, backbone_input_latents=empty_latents, audio_conditioning=torch.as_tensor(cond)[:, :n])
+        tts._run_flow_lm(
+            model_state=state,
+            text_tokens=empty_tokens,
+            backbone_input_latents=empty_latents,
+            audio_conditioning=torch.as_tensor(cond)[:, :n],
+        )
     return {"kv_new": _rows_from_state(kv, state, layers, p, n, np.shape(cond)[1])}
 
 
@@ -351,7 +361,11 @@ def upstream_step(tts: Any, decode_steps: int, latent: Any, noise: Any, kv: Any,
         eos = flow.out_eos(hidden)
         decode = {"drifting": drifting_decode, "pointwise": pointwise_decode}.get(flow.flow_type, lsd_decode)
         latent_out = decode(partial(flow.flow_net, hidden), torch.as_tensor(noise), decode_steps)
-    return {"latent_out": latent_out.numpy(), "eos_logit": eos.numpy(), "kv_new": _rows_from_state(kv, state, layers, p, 1, 1)}
+    return {
+        "latent_out": latent_out.numpy(),
+        "eos_logit": eos.numpy(),
+        "kv_new": _rows_from_state(kv, state, layers, p, 1, 1),
+    }
 
 
 def upstream_mimi(tts: Any, names: list[str], quantized: Any, pos: Any, states: dict[str, Any]) -> dict[str, Any]:

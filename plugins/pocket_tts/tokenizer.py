@@ -127,8 +127,12 @@ def open_tokenizer(path: str | Path, what: str = "pocket-tts tokenizer") -> Text
             sp = SentencePieceProcessor(model_file=str(path))
         except (OSError, RuntimeError) as exc:
             raise ValueError(f"{what} {path} is not a readable SentencePiece model: {exc}") from None
-        return TextTokenizer(lambda text: sp.encode(text, out_type=int), lambda ids: sp.decode(list(ids)), sp.vocab_size())
+        return TextTokenizer(
+            lambda text: sp.encode(text, out_type=int), lambda ids: sp.decode(list(ids)), sp.vocab_size()
+        )
     from ...core.kit.weights import load_tokenizer
 
     tokenizer = load_tokenizer(path, what)
-    return TextTokenizer(lambda text: tokenizer.encode(text).ids, lambda ids: tokenizer.decode(list(ids)), tokenizer.get_vocab_size())
+    return TextTokenizer(
+        lambda text: tokenizer.encode(text).ids, lambda ids: tokenizer.decode(list(ids)), tokenizer.get_vocab_size()
+    )

@@ -36,8 +36,9 @@ from ...core.kit.float64 import register_derived
 from .options import PocketOptions
 
 
-
-def rope_tables(positions: int, dim: int, max_period: float, dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def rope_tables(
+    positions: int, dim: int, max_period: float, dtype: torch.dtype = torch.float32
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos/sin tables [positions, dim/2], computed exactly as pocket_tts.modules.rope does per call."""
     ds = torch.arange(dim // 2, dtype=dtype)
     freqs = torch.exp(ds * (-math.log(max_period) * 2 / dim))
@@ -62,7 +63,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return out.view(b, t, h, d)
 
 
-def rope_qkv(layer: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def rope_qkv(
+    layer: nn.Module, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """An upstream transformer layer's norm1 and in_proj on x [1, t, E]: q [1, t, h, d], and k (both
     with RoPE) and v [1, t, h_kv, d] — h_kv < h with grouped-query attention, else h."""
     attn = layer.self_attn
@@ -83,7 +86,9 @@ def share_kv_heads(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.unsqueeze(2).expand(b, h, groups, length, d).reshape(b, h * groups, length, d)
 
 
-def attend_and_feed_forward(layer: nn.Module, x: torch.Tensor, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def attend_and_feed_forward(
+    layer: nn.Module, x: torch.Tensor, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """The rest of the layer: SDPA (q/keys/values [1, h, *, d]), out_proj, layer scale, residual, feed-forward."""
     t = q.shape[2]
     out = F.scaled_dot_product_attention(q, keys, values, mask, dropout_p=0.0)
@@ -117,7 +122,9 @@ class CachedTransformer(nn.Module):
         register_rope(self, cache_size, self.head_dim, transformer.max_period)
         self.register_buffer("slots", torch.arange(cache_size, dtype=torch.float32), persistent=False)
 
-    def forward(self, x: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if not torch.jit.is_tracing():
             return self._eager(x, kv, int(pos.reshape(-1)[0]), valid)
         chunk = x.shape[1]  # a Python int at trace time
@@ -134,7 +141,9 @@ class CachedTransformer(nn.Module):
         keep = (steps < valid.to(torch.float32)).to(x.dtype).view(1, chunk, 1)
         return self._layers(x, kv, chunk, s, cos, sin, mask.view(1, 1, chunk, s + chunk), keep)
 
-    def _eager(self, x: torch.Tensor, kv: torch.Tensor, pos: int, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _eager(
+        self, x: torch.Tensor, kv: torch.Tensor, pos: int, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The same computation run eagerly (the torch backend): attend to the ``pos`` filled slots only.
 
         The traced graph must read every slot with a mask (CoreML needs static shapes); eagerly,
@@ -149,12 +158,25 @@ class CachedTransformer(nn.Module):
         cos, sin = self.rope_cos[pos : pos + chunk], self.rope_sin[pos : pos + chunk]
         steps = torch.arange(chunk)
         causal = steps.view(1, chunk) <= steps.view(chunk, 1)
-        mask = None if chunk == 1 else torch.cat([torch.ones(chunk, pos, dtype=torch.bool), causal], dim=1).view(1, 1, chunk, pos + chunk)
+        mask = (
+            None
+            if chunk == 1
+            else torch.cat([torch.ones(chunk, pos, dtype=torch.bool), causal], dim=1).view(1, 1, chunk, pos + chunk)
+        )
         keep = (steps < valid.reshape(-1)[0]).to(x.dtype).view(1, chunk, 1)
         return self._layers(x, kv, chunk, pos, cos, sin, mask, keep)
 
-    def _layers(self, x: torch.Tensor, kv: torch.Tensor, chunk: int, slots: int, cos: torch.Tensor, sin: torch.Tensor,
-                mask: torch.Tensor | None, keep: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _layers(
+        self,
+        x: torch.Tensor,
+        kv: torch.Tensor,
+        chunk: int,
+        slots: int,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        keep: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Every layer on the C new tokens x [1, C, E], each attending to the first ``slots`` rows of
         its cache (all S in the traced graph, under ``mask``; the ``pos`` filled ones eagerly) and
         to the new tokens: (x, the new rows [2, layers, C, HD], zeroed where ``keep`` is 0)."""
@@ -198,7 +220,9 @@ class Step(nn.Module):
     a bias-free projection of the normed hidden state feeds both the EOS and sampler heads.
     """
 
-    def __init__(self, flow_lm: nn.Module, cache_size: int, decode_steps: int, transformer: CachedTransformer | None = None):
+    def __init__(
+        self, flow_lm: nn.Module, cache_size: int, decode_steps: int, transformer: CachedTransformer | None = None
+    ):
         super().__init__()
         self.transformer = transformer or CachedTransformer(flow_lm.transformer, cache_size)
         self.input_linear = flow_lm.input_linear
@@ -207,11 +231,15 @@ class Step(nn.Module):
         self.flow_net = flow_lm.flow_net
         self.z_proj = flow_lm.z_proj  # None outside the small family
         if flow_lm.flow_type not in ("lsd", "drifting", "pointwise"):
-            raise NotImplementedError(f"the {flow_lm.flow_type!r} sampler head is not ported (lsd, drifting and pointwise are)")
+            raise NotImplementedError(
+                f"the {flow_lm.flow_type!r} sampler head is not ported (lsd, drifting and pointwise are)"
+            )
         self.flow_type = flow_lm.flow_type
         self.decode_steps = decode_steps
 
-    def forward(self, latent: torch.Tensor, noise: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, latent: torch.Tensor, noise: torch.Tensor, kv: torch.Tensor, pos: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = self.input_linear(latent.view(1, 1, -1))
         one = torch.ones(1, dtype=torch.int32)
         hidden, rows = self.transformer(x, kv, pos, one)
@@ -254,7 +282,11 @@ def mimi_state_layout(mimi: nn.Module, frames_per_call: int = 1) -> dict[str, tu
             if keep:
                 layout["conv_" + name.replace(".", "_")] = (1, module.conv.in_channels, keep)
         elif isinstance(module, StreamingConvTranspose1d):
-            layout["convtr_" + name.replace(".", "_")] = (1, module.convtr.out_channels, module._kernel_size - module._stride)
+            layout["convtr_" + name.replace(".", "_")] = (
+                1,
+                module.convtr.out_channels,
+                module._kernel_size - module._stride,
+            )
     return layout
 
 
@@ -279,7 +311,9 @@ class MimiDecoder(nn.Module):
             raise NotImplementedError("projected Mimi transformers are not supported")
         attn = self.layers[0].self_attn
         if attn.context is None or attn.num_kv_heads != attn.num_heads:
-            raise NotImplementedError("the Mimi decoder transformer is expected to have a context and no grouped-query heads")
+            raise NotImplementedError(
+                "the Mimi decoder transformer is expected to have a context and no grouped-query heads"
+            )
         #: decoder transformer steps each key/value state keeps (upstream's ``context``)
         self.window = attn.context
         self.heads, self.head_dim = attn.num_heads, attn.dim_per_head
@@ -288,7 +322,13 @@ class MimiDecoder(nn.Module):
         self.steps = self.steps_per_frame * frames
         self.decoder = mimi.decoder.model
         self.kinds = [
-            "conv" if isinstance(m, StreamingConv1d) else "convtr" if isinstance(m, StreamingConvTranspose1d) else "resblock" if hasattr(m, "block") else "plain"
+            "conv"
+            if isinstance(m, StreamingConv1d)
+            else "convtr"
+            if isinstance(m, StreamingConvTranspose1d)
+            else "resblock"
+            if hasattr(m, "block")
+            else "plain"
             for m in self.decoder
         ]
         self.layout = mimi_state_layout(mimi)
@@ -299,14 +339,18 @@ class MimiDecoder(nn.Module):
         self.register_buffer("query_index", torch.arange(self.steps, dtype=torch.float32), persistent=False)
 
     @staticmethod
-    def _conv(conv: nn.Conv1d, x: torch.Tensor, previous: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _conv(
+        conv: nn.Conv1d, x: torch.Tensor, previous: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         if previous is None:
             return conv(x), None
         x = torch.cat([previous, x], dim=-1)
         return conv(x), x[..., -previous.shape[-1] :]
 
     @staticmethod
-    def _convtr(convtr: nn.ConvTranspose1d, x: torch.Tensor, partial: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _convtr(
+        convtr: nn.ConvTranspose1d, x: torch.Tensor, partial: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         y = convtr(x)
         keep = partial.shape[-1]
         length = y.shape[-1] - keep
@@ -316,7 +360,9 @@ class MimiDecoder(nn.Module):
             tail = tail - convtr.bias[:, None]
         return out, tail
 
-    def _transformer(self, x: torch.Tensor, pos: torch.Tensor, states: dict[str, torch.Tensor], new: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _transformer(
+        self, x: torch.Tensor, pos: torch.Tensor, states: dict[str, torch.Tensor], new: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
         t = self.steps
         positions = pos.to(torch.int32) + torch.arange(t, dtype=torch.int32)
         cos = torch.index_select(self.rope_cos, 0, positions)
@@ -335,7 +381,9 @@ class MimiDecoder(nn.Module):
             x = attend_and_feed_forward(layer, x, q.transpose(1, 2), keys, values, mask.view(1, 1, t, -1))
         return x
 
-    def forward(self, quantized: torch.Tensor, pos: torch.Tensor, *state_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self, quantized: torch.Tensor, pos: torch.Tensor, *state_values: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         states = dict(zip(self.state_names, state_values))
         new: dict[str, torch.Tensor] = {}
         x, new["upsample"] = self._convtr(self.upsample, quantized, states["upsample"])
@@ -346,7 +394,9 @@ class MimiDecoder(nn.Module):
                 if prev is not None:
                     new["conv_model_" + str(index)] = prev
             elif kind == "convtr":
-                x, new["convtr_model_" + str(index)] = self._convtr(module.convtr, x, states["convtr_model_" + str(index)])
+                x, new["convtr_model_" + str(index)] = self._convtr(
+                    module.convtr, x, states["convtr_model_" + str(index)]
+                )
             elif kind == "resblock":
                 v = x
                 for j, sub in enumerate(module.block):
@@ -400,7 +450,8 @@ class VoiceEncoder(nn.Module):
         mimi = tts.mimi
         self.encoder = mimi.encoder.model
         self.kinds = [
-            "conv" if isinstance(m, StreamingConv1d) else "resblock" if hasattr(m, "block") else "plain" for m in self.encoder
+            "conv" if isinstance(m, StreamingConv1d) else "resblock" if hasattr(m, "block") else "plain"
+            for m in self.encoder
         ]
         for m in mimi.encoder.modules():
             if isinstance(m, StreamingConv1d) and m.pad_mode != "constant":
@@ -495,7 +546,6 @@ def build(ref: Any, options: PocketOptions, precision: str) -> dict[str, Any]:
     import torch
 
     from ...core import StateSpec, TensorSpec, Traceable
-
     from . import reference as upstream
 
     tts = ref.tts
@@ -522,15 +572,40 @@ def build(ref: Any, options: PocketOptions, precision: str) -> dict[str, Any]:
     text = (rng.standard_normal((1, chunk, d)) * 0.5).astype(np.float32)  # padding rows hold garbage: it must not leak
     kv_spec = TensorSpec("kv", (layers, 2, cache, hd), state_dtype)
     prefill_examples = [
-        {"cond": first, "kv": np.zeros((layers, 2, cache, hd), np.float32), "pos": np.array([0], np.int32), "valid": np.array([n_first], np.int32)},
-        {"cond": text, "kv": voice_kv, "pos": np.array([voice_len], np.int32), "valid": np.array([min(5, chunk)], np.int32)},
+        {
+            "cond": first,
+            "kv": np.zeros((layers, 2, cache, hd), np.float32),
+            "pos": np.array([0], np.int32),
+            "valid": np.array([n_first], np.int32),
+        },
+        {
+            "cond": text,
+            "kv": voice_kv,
+            "pos": np.array([voice_len], np.int32),
+            "valid": np.array([min(5, chunk)], np.int32),
+        },
     ]
     pos_text = voice_len + min(5, chunk)
-    after_text = write_rows(voice_kv, upstream.upstream_prefill(tts, text, voice_kv, np.array([voice_len]), np.array([min(5, chunk)]))["kv_new"], voice_len, min(5, chunk))
+    after_text = write_rows(
+        voice_kv,
+        upstream.upstream_prefill(tts, text, voice_kv, np.array([voice_len]), np.array([min(5, chunk)]))["kv_new"],
+        voice_len,
+        min(5, chunk),
+    )
     std = float(np.sqrt(tts.temp))
     step_examples = [
-        {"latent": _np(flow.bos_emb).reshape(1, -1), "noise": (rng.standard_normal((1, flow.ldim)) * std).astype(np.float32), "kv": after_text, "pos": np.array([pos_text], np.int32)},
-        {"latent": rng.standard_normal((1, flow.ldim)).astype(np.float32), "noise": (rng.standard_normal((1, flow.ldim)) * std).astype(np.float32), "kv": after_text, "pos": np.array([pos_text], np.int32)},
+        {
+            "latent": _np(flow.bos_emb).reshape(1, -1),
+            "noise": (rng.standard_normal((1, flow.ldim)) * std).astype(np.float32),
+            "kv": after_text,
+            "pos": np.array([pos_text], np.int32),
+        },
+        {
+            "latent": rng.standard_normal((1, flow.ldim)).astype(np.float32),
+            "noise": (rng.standard_normal((1, flow.ldim)) * std).astype(np.float32),
+            "kv": after_text,
+            "pos": np.array([pos_text], np.int32),
+        },
     ]
 
     frames = options.mimi_frames
@@ -543,7 +618,9 @@ def build(ref: Any, options: PocketOptions, precision: str) -> dict[str, Any]:
         return (quant_w @ denorm.reshape(-1, 1)).reshape(1, -1, 1).astype(np.float32)
 
     def quantize_frames() -> Any:
-        return np.concatenate([quantize(rng.standard_normal(flow.ldim).astype(np.float32)) for _ in range(frames)], axis=2)
+        return np.concatenate(
+            [quantize(rng.standard_normal(flow.ldim).astype(np.float32)) for _ in range(frames)], axis=2
+        )
 
     state = initial_mimi_state(mimi.layout)
     mimi_examples = [{"quantized": quantize_frames(), "pos": np.array([0], np.int32), **state}]
@@ -569,7 +646,9 @@ def build(ref: Any, options: PocketOptions, precision: str) -> dict[str, Any]:
             inputs=[TensorSpec("quantized", (1, quant_w.shape[0], frames)), TensorSpec("pos", (1,), "int32")],
             outputs=["audio"],
             examples=[{k: mimi_examples[0][k] for k in ("quantized", "pos")}],
-            reference=lambda quantized, pos: {"audio": upstream.upstream_mimi(tts, names, quantized, pos, zeros)["audio"]},
+            reference=lambda quantized, pos: {
+                "audio": upstream.upstream_mimi(tts, names, quantized, pos, zeros)["audio"]
+            },
             states=[StateSpec("s_" + n, mimi.layout[n], "float16") for n in names],
         )
     else:
@@ -595,14 +674,24 @@ def build(ref: Any, options: PocketOptions, precision: str) -> dict[str, Any]:
         "flowlm": {
             "prefill": Traceable(
                 module=prefill,
-                inputs=[TensorSpec("cond", (1, chunk, d)), kv_spec, TensorSpec("pos", (1,), "int32"), TensorSpec("valid", (1,), "int32")],
+                inputs=[
+                    TensorSpec("cond", (1, chunk, d)),
+                    kv_spec,
+                    TensorSpec("pos", (1,), "int32"),
+                    TensorSpec("valid", (1,), "int32"),
+                ],
                 outputs=["kv_new"],
                 examples=prefill_examples,
                 reference=lambda cond, kv, pos, valid: upstream.upstream_prefill(tts, cond, kv, pos, valid),
             ),
             "step": Traceable(
                 module=step,
-                inputs=[TensorSpec("latent", (1, flow.ldim)), TensorSpec("noise", (1, flow.ldim)), kv_spec, TensorSpec("pos", (1,), "int32")],
+                inputs=[
+                    TensorSpec("latent", (1, flow.ldim)),
+                    TensorSpec("noise", (1, flow.ldim)),
+                    kv_spec,
+                    TensorSpec("pos", (1,), "int32"),
+                ],
                 outputs=["latent_out", "eos_logit", "kv_new"],
                 examples=step_examples,
                 reference=lambda latent, noise, kv, pos: upstream.upstream_step(tts, steps, latent, noise, kv, pos),

@@ -33,7 +33,11 @@ HUB_REVISION = "6bce5f06044837fe6d2c5d7a71a84f0416bd57e4"
 #: (1e-3, then 16x the fp16 roundoff) failed. In float64 the caches are float64 too and the port is
 #: exact (measured 9e-16).
 _FP16_CACHE = Tolerance(rounding_factor=16, storage="fp16")
-_LM = {"reference": Tolerance(float64_rel=1e-9, rounding_factor=16, storage="fp16"), "fp32": _FP16_CACHE, "fp16": Tolerance(cosine_min=0.999)}
+_LM = {
+    "reference": Tolerance(float64_rel=1e-9, rounding_factor=16, storage="fp16"),
+    "fp32": _FP16_CACHE,
+    "fp16": Tolerance(cosine_min=0.999),
+}
 
 
 class VibeVoice(ModelPlugin):
@@ -45,18 +49,59 @@ class VibeVoice(ModelPlugin):
         return [
             ModelSpec(
                 name=MODEL,
-                summary="VibeVoice-Realtime-0.5B: Qwen2 lms in the Neural Engine layout with state KV caches, fused diffusion sampler, streaming decoder",
-                variants=with_compressed({
-                    "fp16": Variant("fp16", "fp16", "iOS18", FULL.as_dict(), "default: fp16, KV caches as CoreML states (iOS18/macOS15)"),
-                    "fp32": Variant("fp32", "fp32", "iOS18", FULL.as_dict(), "fp32 compute and weights (the KV state is fp16: CoreML states are)"),
-                    "small-fp32": Variant("small-fp32", "fp32", "iOS18", SMALL.as_dict(), "reduced-size architecture for tests (--random-weights only)"),
-                    "small-fp16": Variant("small-fp16", "fp16", "iOS18", SMALL.as_dict(), "reduced-size architecture for tests (--random-weights only)"),
-                }, bases=("fp16", "small-fp16")),
+                summary="VibeVoice-Realtime-0.5B: Qwen2 lms in the Neural Engine layout with state KV caches, fused "
+                "diffusion sampler, streaming decoder",
+                variants=with_compressed(
+                    {
+                        "fp16": Variant(
+                            "fp16",
+                            "fp16",
+                            "iOS18",
+                            FULL.as_dict(),
+                            "default: fp16, KV caches as CoreML states (iOS18/macOS15)",
+                        ),
+                        "fp32": Variant(
+                            "fp32",
+                            "fp32",
+                            "iOS18",
+                            FULL.as_dict(),
+                            "fp32 compute and weights (the KV state is fp16: CoreML states are)",
+                        ),
+                        "small-fp32": Variant(
+                            "small-fp32",
+                            "fp32",
+                            "iOS18",
+                            SMALL.as_dict(),
+                            "reduced-size architecture for tests (--random-weights only)",
+                        ),
+                        "small-fp16": Variant(
+                            "small-fp16",
+                            "fp16",
+                            "iOS18",
+                            SMALL.as_dict(),
+                            "reduced-size architecture for tests (--random-weights only)",
+                        ),
+                    },
+                    bases=("fp16", "small-fp16"),
+                ),
                 default_variant="fp16",
                 components=(
-                    ComponentSpec("lm", "text ids [1, 32] + position + valid -> hidden [1, 896, 1, 32]; KV cache in states", tolerances=_LM),
-                    ComponentSpec("tts_lm", "embeddings [2, 896, 1, 5] (positive, negative) + positions + valid -> hidden, EOS logits; KV caches in states", tolerances=_LM),
-                    ComponentSpec("sampler", "conditions [2, 896] + noise [1, 64] + CFG scale -> speech latent [1, 64] and its embedding [1, 896]"),
+                    ComponentSpec(
+                        "lm",
+                        "text ids [1, 32] + position + valid -> hidden [1, 896, 1, 32]; KV cache in states",
+                        tolerances=_LM,
+                    ),
+                    ComponentSpec(
+                        "tts_lm",
+                        "embeddings [2, 896, 1, 5] (positive, negative) + positions + valid -> hidden, EOS logits; KV "
+                        "caches in states",
+                        tolerances=_LM,
+                    ),
+                    ComponentSpec(
+                        "sampler",
+                        "conditions [2, 896] + noise [1, 64] + CFG scale -> speech latent [1, 64] and its embedding "
+                        "[1, 896]",
+                    ),
                     ComponentSpec("decoder", "speech latent [1, 64] + conv caches -> 3200 samples + caches"),
                 ),
                 hub_repo=HUB_REPO,

@@ -23,26 +23,41 @@ from torch import nn
 SCALE_NAMES = ("speech_scaling_factor", "speech_bias_factor")
 
 
-def decoder_config(hidden: int = 64, filters: int = 32, ratios: tuple[int, ...] = (8, 5, 5, 4, 2, 2), depths: tuple[int, ...] = (3, 3, 3, 3, 3, 3, 8)) -> Any:
+def decoder_config(
+    hidden: int = 64,
+    filters: int = 32,
+    ratios: tuple[int, ...] = (8, 5, 5, 4, 2, 2),
+    depths: tuple[int, ...] = (3, 3, 3, 3, 3, 3, 8),
+) -> Any:
     """transformers' decoder config from upstream's facts (upstream lists the encoder's ratios and depths)."""
     from transformers import VibeVoiceAcousticTokenizerConfig
 
     config = VibeVoiceAcousticTokenizerConfig(
-        hidden_size=hidden, num_filters=filters, downsampling_ratios=list(reversed(ratios)), depths=list(depths), rms_norm_eps=1e-5
+        hidden_size=hidden,
+        num_filters=filters,
+        downsampling_ratios=list(reversed(ratios)),
+        depths=list(depths),
+        rms_norm_eps=1e-5,
     )
     return config.decoder_config
 
 
-def decoder_state_from_upstream(state: dict[str, Any], prefix: str = "model.acoustic_tokenizer.decoder.") -> dict[str, Any]:
+def decoder_state_from_upstream(
+    state: dict[str, Any], prefix: str = "model.acoustic_tokenizer.decoder."
+) -> dict[str, Any]:
     """Checkpoint names -> transformers' decoder names (upstream's stage 0 is transformers' stem)."""
     out = {}
     for key, value in state.items():
         if not key.startswith(prefix):
             continue
-        name = key[len(prefix):]
+        name = key[len(prefix) :]
         name = re.sub(r"^upsample_layers\.0\.0\.conv\.conv\.", "stem.conv.conv.", name)
         name = re.sub(r"^stages\.0\.", "stem.stage.", name)
-        name = re.sub(r"^upsample_layers\.(\d+)\.0\.convtr\.convtr\.", lambda m: f"conv_layers.{int(m[1]) - 1}.convtr.convtr.", name)
+        name = re.sub(
+            r"^upsample_layers\.(\d+)\.0\.convtr\.convtr\.",
+            lambda m: f"conv_layers.{int(m[1]) - 1}.convtr.convtr.",
+            name,
+        )
         name = re.sub(r"^stages\.(\d+)\.", lambda m: f"conv_layers.{int(m[1]) - 1}.stage.", name)
         name = re.sub(r"^head\.conv\.", "head.", name)
         name = name.replace("mixer.conv.conv.conv.", "mixer.conv.").replace(".conv.conv.conv.", ".conv.conv.")

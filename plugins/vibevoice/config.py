@@ -35,8 +35,17 @@ SAMPLES_PER_LATENT = 3200  # decoder upsampling 8*5*5*4*2*2 at 24 kHz: 7.5 laten
 
 def small_decoder() -> dict:
     """A reduced Qwen2 for tests: same head geometry (GQA 7:1 becomes 2:1), fewer and narrower layers."""
-    return {**DECODER, "hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 4, "num_key_value_heads": 2,
-            "head_dim": 32, "num_hidden_layers": 5, "vocab_size": 1000, "max_position_embeddings": 4096}
+    return {
+        **DECODER,
+        "hidden_size": 128,
+        "intermediate_size": 256,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 32,
+        "num_hidden_layers": 5,
+        "vocab_size": 1000,
+        "max_position_embeddings": 4096,
+    }
 
 
 def qwen2_config(decoder: dict, layers: int) -> object:

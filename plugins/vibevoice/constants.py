@@ -29,12 +29,18 @@ def export(model: Any, options: VibeVoiceOptions, precision: str, out_dir: Path)
     tensors: dict[str, np.ndarray] = {}
     for voice, preset in sorted(model.presets.items()):
         p = {part: {k: _bf16(v) for k, v in arrays.items()} for part, arrays in preset.items()}
-        tensors.update({
-            f"{voice}.lm_k": p["lm"]["k"], f"{voice}.lm_v": p["lm"]["v"],
-            f"{voice}.tts_k": p["tts_lm"]["k"], f"{voice}.tts_v": p["tts_lm"]["v"],
-            f"{voice}.neg_k": p["neg_tts_lm"]["k"], f"{voice}.neg_v": p["neg_tts_lm"]["v"],
-            f"{voice}.tts_hidden": p["tts_lm"]["hidden"][0, -1], f"{voice}.neg_hidden": p["neg_tts_lm"]["hidden"][0, -1],
-        })
+        tensors.update(
+            {
+                f"{voice}.lm_k": p["lm"]["k"],
+                f"{voice}.lm_v": p["lm"]["v"],
+                f"{voice}.tts_k": p["tts_lm"]["k"],
+                f"{voice}.tts_v": p["tts_lm"]["v"],
+                f"{voice}.neg_k": p["neg_tts_lm"]["k"],
+                f"{voice}.neg_v": p["neg_tts_lm"]["v"],
+                f"{voice}.tts_hidden": p["tts_lm"]["hidden"][0, -1],
+                f"{voice}.neg_hidden": p["neg_tts_lm"]["hidden"][0, -1],
+            }
+        )
     path = out_dir / "presets.safetensors"
     save_file({k: np.ascontiguousarray(v.astype(np.float16)) for k, v in tensors.items()}, str(path))
     files = {"presets": path}
@@ -64,7 +70,9 @@ def export(model: Any, options: VibeVoiceOptions, precision: str, out_dir: Path)
         eos_probability=0.5,
         voices=sorted(model.presets),
         default_voice=sorted(model.presets)[0],
-        tokenizer=TokenizerInfo("tokenizer.json" if model.tokenizer_file is not None else "bytes", cfg["vocab_size"]).as_dict(),
+        tokenizer=TokenizerInfo(
+            "tokenizer.json" if model.tokenizer_file is not None else "bytes", cfg["vocab_size"]
+        ).as_dict(),
         decoder_cache_shapes=[list(shape) for shape in _decoder_cache_shapes(model)],
     )
     files["config"] = run_config.save(out_dir / "config.json")

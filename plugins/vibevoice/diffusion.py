@@ -58,7 +58,11 @@ def head_config(hidden: int, layers: int = 4, ffn_ratio: float = 3.0, latent: in
     from transformers.models.vibevoice.configuration_vibevoice import VibeVoiceDiffusionHeadConfig
 
     return VibeVoiceDiffusionHeadConfig(
-        hidden_size=hidden, num_hidden_layers=layers, intermediate_size=int(hidden * ffn_ratio), latent_size=latent, rms_norm_eps=eps
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        intermediate_size=int(hidden * ffn_ratio),
+        latent_size=latent,
+        rms_norm_eps=eps,
     )
 
 
@@ -81,7 +85,11 @@ def solver_steps(steps: int = STEPS, train_steps: int = TRAIN_STEPS, betas_dtype
     timesteps = np.linspace(0, train_steps - 1, steps + 1).round()[::-1][:-1].astype(np.int64)
     all_sigmas = np.sqrt((1 - cumprod) / cumprod)
     # diffusers rounds the schedule's sigmas to float32 in numpy, whatever torch's precision
-    sigmas = np.concatenate([np.interp(timesteps, np.arange(len(all_sigmas)), all_sigmas), [0.0]]).astype(np.float32).astype(np.float64)
+    sigmas = (
+        np.concatenate([np.interp(timesteps, np.arange(len(all_sigmas)), all_sigmas), [0.0]])
+        .astype(np.float32)
+        .astype(np.float64)
+    )
 
     def alpha_sigma(s: float) -> tuple[float, float]:
         alpha = 1.0 / math.sqrt(s * s + 1.0)
@@ -133,7 +141,9 @@ def rms_norm_last(x: torch.Tensor, eps: float) -> torch.Tensor:
     return F.layer_norm(torch.cat([x, -x], dim=-1), (2 * d,), eps=eps)[..., :d]
 
 
-def head_forward(head: nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+def head_forward(
+    head: nn.Module, noisy: torch.Tensor, timesteps: torch.Tensor, condition: torch.Tensor
+) -> torch.Tensor:
     """transformers' VibeVoiceDiffusionHead.forward with its final layer's RMSNorm as :func:`rms_norm_last`."""
     hidden = head.noisy_images_proj(noisy)
     embedded = head.timestep_proj(head.timestep_embedding(timesteps).to(timesteps.dtype))
@@ -152,13 +162,17 @@ class Sampler(nn.Module):
     scales it), ``embed`` the connector's embedding of it for the next tts_lm step.
     """
 
-    def __init__(self, head: nn.Module, connector: nn.Module, steps: list[SolverStep], steps64: list[SolverStep] | None = None):
+    def __init__(
+        self, head: nn.Module, connector: nn.Module, steps: list[SolverStep], steps64: list[SolverStep] | None = None
+    ):
         super().__init__()
         self.head, self.connector, self.steps = head, connector, steps
         #: the same schedule from float64 betas, used when the sampler runs in float64 (the parity check)
         self.steps64 = steps64 or steps
 
-    def forward(self, condition: torch.Tensor, noise: torch.Tensor, cfg: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, condition: torch.Tensor, noise: torch.Tensor, cfg: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         x = noise
         previous = None
         for step in self.steps64 if noise.dtype == torch.float64 else self.steps:
@@ -180,7 +194,9 @@ def upstream_sample(head: nn.Module, condition: Any, noise: Any, cfg_scale: floa
     schedule) and ``noise`` as the first half of its noise batch."""
     from diffusers import DPMSolverMultistepScheduler
 
-    scheduler = DPMSolverMultistepScheduler(num_train_timesteps=TRAIN_STEPS, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction")
+    scheduler = DPMSolverMultistepScheduler(
+        num_train_timesteps=TRAIN_STEPS, beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction"
+    )
     scheduler.set_timesteps(steps)
     condition = torch.as_tensor(condition)
     speech = torch.cat([torch.as_tensor(noise), torch.zeros_like(torch.as_tensor(noise))], dim=0)

@@ -26,11 +26,22 @@ class AneDecoderLayer(nn.Module):
         super().__init__()
         hidden = cfg["hidden_size"]
         self.input_layernorm = ChannelRMSNorm(hidden, cfg["rms_norm_eps"])
-        self.self_attn = GQAttention(hidden, cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"], capacity, True, cache_dtype, batch)
+        self.self_attn = GQAttention(
+            hidden,
+            cfg["num_attention_heads"],
+            cfg["num_key_value_heads"],
+            cfg["head_dim"],
+            capacity,
+            True,
+            cache_dtype,
+            batch,
+        )
         self.post_attention_layernorm = ChannelRMSNorm(hidden, cfg["rms_norm_eps"])
         self.mlp = SwiGLU(hidden, cfg["intermediate_size"])
 
-    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, place: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, place: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, place, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
@@ -45,8 +56,15 @@ class AneQwen2(nn.Module):
     """
 
     def __init__(
-        self, cfg: dict, layers: int, chunk: int, capacity: int, embed: bool, final_norm: bool,
-        cache_dtype: torch.dtype = torch.float32, batch: int = 1,
+        self,
+        cfg: dict,
+        layers: int,
+        chunk: int,
+        capacity: int,
+        embed: bool,
+        final_norm: bool,
+        cache_dtype: torch.dtype = torch.float32,
+        batch: int = 1,
     ):
         super().__init__()
         self.chunk, self.capacity, self.hidden, self.batch = chunk, capacity, cfg["hidden_size"], batch
@@ -54,8 +72,12 @@ class AneQwen2(nn.Module):
         self.layers = nn.ModuleList(AneDecoderLayer(cfg, capacity, cache_dtype, batch) for _ in range(layers))
         self.norm = ChannelRMSNorm(self.hidden, cfg["rms_norm_eps"]) if final_norm else None
         # rebuilt in float64 for the float64 parity check
-        register_derived(self, "rope_cos", lambda dtype: rope_tables(cfg["head_dim"], capacity, cfg["rope_theta"], dtype)[0])
-        register_derived(self, "rope_sin", lambda dtype: rope_tables(cfg["head_dim"], capacity, cfg["rope_theta"], dtype)[1])
+        register_derived(
+            self, "rope_cos", lambda dtype: rope_tables(cfg["head_dim"], capacity, cfg["rope_theta"], dtype)[0]
+        )
+        register_derived(
+            self, "rope_sin", lambda dtype: rope_tables(cfg["head_dim"], capacity, cfg["rope_theta"], dtype)[1]
+        )
 
     def state_names(self) -> list[str]:
         return [name for name, _ in self.named_buffers() if name.endswith((".cache.k", ".cache.v"))]
@@ -80,11 +102,22 @@ class AneQwen2(nn.Module):
 
 
 def from_qwen2(
-    qwen: Any, cfg: dict, chunk: int, capacity: int, embed: bool, final_norm: bool, cache_dtype: torch.dtype = torch.float32, batch: int = 1,
+    qwen: Any,
+    cfg: dict,
+    chunk: int,
+    capacity: int,
+    embed: bool,
+    final_norm: bool,
+    cache_dtype: torch.dtype = torch.float32,
+    batch: int = 1,
 ) -> AneQwen2:
     """An AneQwen2 carrying a transformers Qwen2Model's weights (strict: every weight must land)."""
     model = AneQwen2(cfg, len(qwen.layers), chunk, capacity, embed, final_norm, cache_dtype, batch)
-    state = {k: v for k, v in qwen.state_dict().items() if (embed or not k.startswith("embed_tokens.")) and (final_norm or not k.startswith("norm."))}
+    state = {
+        k: v
+        for k, v in qwen.state_dict().items()
+        if (embed or not k.startswith("embed_tokens.")) and (final_norm or not k.startswith("norm."))
+    }
     missing, unexpected = model.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.endswith((".cache.k", ".cache.v"))]
     if missing or unexpected:

@@ -18,6 +18,7 @@ import numpy as np
 from ...core import RunOptions, RunResult, Timing
 from .options import RUN_SETTINGS, RunConfig
 
+
 def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
     return RunOptions(settings=settings).typed(RUN_SETTINGS, "vibevoice")
 
@@ -61,7 +62,13 @@ def voice_states(presets: dict[str, np.ndarray], voice: str, cfg: RunConfig) -> 
         raise ValueError(f"voice {voice!r} is longer than the export's caches")
     lm_states = cache_states([(get("lm_k"), get("lm_v"))], cfg.lm_capacity, "lm")
     tts_states = cache_states([(get("tts_k"), get("tts_v")), (get("neg_k"), get("neg_v"))], cfg.tts_capacity, "tts_lm")
-    start = {"lm": lm_len, "tts": tts_len, "neg": neg_len, "tts_hidden": get("tts_hidden").astype(np.float32), "neg_hidden": get("neg_hidden").astype(np.float32)}
+    start = {
+        "lm": lm_len,
+        "tts": tts_len,
+        "neg": neg_len,
+        "tts_hidden": get("tts_hidden").astype(np.float32),
+        "neg_hidden": get("neg_hidden").astype(np.float32),
+    }
     return lm_states, tts_states, start
 
 
@@ -81,7 +88,10 @@ TAIL_LATENTS = 15
 def fits_caches(n_tokens: int, start: dict[str, Any], cfg: RunConfig) -> bool:
     """A piece of ``n_tokens`` fits both caches after the voice, with room for its speech."""
     speech = LATENTS_PER_TOKEN * n_tokens + TAIL_LATENTS
-    return start["lm"] + n_tokens <= cfg.lm_capacity and max(start["tts"], start["neg"]) + n_tokens + speech + cfg.text_window <= cfg.tts_capacity
+    return (
+        start["lm"] + n_tokens <= cfg.lm_capacity
+        and max(start["tts"], start["neg"]) + n_tokens + speech + cfg.text_window <= cfg.tts_capacity
+    )
 
 
 def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = None) -> RunResult:
@@ -115,7 +125,9 @@ def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = 
         ids = encode(part)
         runtime.load_states("lm", lm_states)
         runtime.load_states("tts_lm", tts_states)
-        piece, decoder, ended = _utterance(runtime, ids, start, cfg, types, rng, cfg_scale, max_latents, decoder, options)
+        piece, decoder, ended = _utterance(
+            runtime, ids, start, cfg, types, rng, cfg_scale, max_latents, decoder, options
+        )
         before = sum(len(a) for a in audio)
         audio.extend(piece)
         latents += len(piece)
@@ -128,8 +140,18 @@ def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = 
     return RunResult(samples, cfg.sample_rate, latents, info)
 
 
-def _utterance(runtime: Any, ids: list[int], start: dict[str, Any], cfg: RunConfig, types: Any, rng: Any, cfg_scale: float,
-               max_latents: int, caches: list[Any], options: RunOptions) -> tuple[list[Any], list[Any], str]:
+def _utterance(
+    runtime: Any,
+    ids: list[int],
+    start: dict[str, Any],
+    cfg: RunConfig,
+    types: Any,
+    rng: Any,
+    cfg_scale: float,
+    max_latents: int,
+    caches: list[Any],
+    options: RunOptions,
+) -> tuple[list[Any], list[Any], str]:
     """One piece, as upstream's generate: (audio per latent, the decoder caches after it, why it ended:
     eos | max_seconds | cache). The lm and tts_lm states hold the voice preset when called."""
     hidden, chunk, window = cfg.hidden, cfg.lm_chunk, cfg.text_window
@@ -139,7 +161,9 @@ def _utterance(runtime: Any, ids: list[int], start: dict[str, Any], cfg: RunConf
         n = min(chunk, len(ids) - at)
         padded = np.zeros((1, chunk), np.int32)
         padded[0, :n] = ids[at : at + n]
-        out = runtime("lm", {"ids": padded, "position": np.array([start["lm"] + at], np.int32), "valid": np.array([n], np.int32)})["hidden"]
+        out = runtime(
+            "lm", {"ids": padded, "position": np.array([start["lm"] + at], np.int32), "valid": np.array([n], np.int32)}
+        )["hidden"]
         text_hidden[at : at + n] = np.asarray(out, np.float32)[0, :, 0, :n].T
 
     pos, neg = start["tts"], start["neg"]
@@ -148,7 +172,9 @@ def _utterance(runtime: Any, ids: list[int], start: dict[str, Any], cfg: RunConf
     w = 0
 
     def tts_lm(embeds: Any, valid: list[int]) -> tuple[Any, Any]:
-        out = runtime("tts_lm", {"embeds": embeds, "position": np.array([pos, neg], np.int32), "valid": np.array(valid, np.int32)})
+        out = runtime(
+            "tts_lm", {"embeds": embeds, "position": np.array([pos, neg], np.int32), "valid": np.array(valid, np.int32)}
+        )
         return np.asarray(out["hidden"], np.float32), np.asarray(out["eos"], np.float32)
 
     while True:
@@ -164,7 +190,14 @@ def _utterance(runtime: Any, ids: list[int], start: dict[str, Any], cfg: RunConf
             pos_hidden = h[0, :, 0, len(rows) - 1]
         for _ in range(cfg.speech_window):
             noise = rng.standard_normal((1, cfg.latent)).astype(np.float32)
-            out = runtime("sampler", {"condition": np.stack([pos_hidden, neg_hidden]), "noise": noise, "cfg": np.array([cfg_scale], np.float32)})
+            out = runtime(
+                "sampler",
+                {
+                    "condition": np.stack([pos_hidden, neg_hidden]),
+                    "noise": noise,
+                    "cfg": np.array([cfg_scale], np.float32),
+                },
+            )
             latent, embed = np.asarray(out["latent"], np.float32), np.asarray(out["embed"], np.float32)
             decoded = runtime("decoder", {"latent": latent, **{f"cache{i}": c for i, c in enumerate(caches)}})
             caches = [np.asarray(decoded[f"new_cache{i}"], np.float32) for i in range(len(caches))]

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ...core import Record
-from ...core import CompressedLoop, RunSetting
+from ...core import CompressedLoop, Record, RunSetting
 
 
 @dataclass(frozen=True)
@@ -24,7 +23,14 @@ class VibeVoiceOptions(Record):
 #: ``zoo run vibevoice --set NAME=VALUE``
 RUN_SETTINGS = (
     RunSetting("cfg_scale", float, "classifier-free guidance scale (default: the export's, 1.5)", min=0.0, max=20.0),
-    RunSetting("max_seconds", float, "longest audio of one piece of text before EOS (a long text is spoken in pieces that fit the export's caches)", default=30.0, above=0.0, max=600.0),
+    RunSetting(
+        "max_seconds",
+        float,
+        "longest audio of one piece of text before EOS (a long text is spoken in pieces that fit the export's caches)",
+        default=30.0,
+        above=0.0,
+        max=600.0,
+    ),
 )
 
 FULL = VibeVoiceOptions("full")

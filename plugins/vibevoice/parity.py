@@ -13,7 +13,14 @@ from .options import RunConfig, VibeVoiceOptions
 TOLERANCE = Tolerance(rel=1e-2)
 
 
-def cases(runtime: Any, model: Any, options: VibeVoiceOptions, tolerance: Tolerance = TOLERANCE, latents: int = 12, seed: int = 0) -> list[Any]:
+def cases(
+    runtime: Any,
+    model: Any,
+    options: VibeVoiceOptions,
+    tolerance: Tolerance = TOLERANCE,
+    latents: int = 12,
+    seed: int = 0,
+) -> list[Any]:
     """The loop on ``runtime`` vs the reference generate loop, same preset and noise, a fixed number of latents."""
     import torch
 
@@ -27,6 +34,12 @@ def cases(runtime: Any, model: Any, options: VibeVoiceOptions, tolerance: Tolera
     noises = [rng.standard_normal((1, 64)).astype(np.float32) for _ in range(latents)]
     preset = {part: {k: _bf16(v) for k, v in arrays.items()} for part, arrays in model.presets[voice].items()}
     cfg = RunConfig.load(runtime.constants["config"])
-    want = generate(model, loop.tokenize(text, cfg, runtime.constants.get("tokenizer")), preset, lambda i: torch.from_numpy(noises[i]), max_latents=latents)
+    want = generate(
+        model,
+        loop.tokenize(text, cfg, runtime.constants.get("tokenizer")),
+        preset,
+        lambda i: torch.from_numpy(noises[i]),
+        max_latents=latents,
+    )
     info = {"text": text, "voice": voice, "seed": seed, "latents": ours.frames, "reference_latents": want["latents"]}
     return [LoopCase("utterance", ours.audio, want["audio"], tolerance, info)]

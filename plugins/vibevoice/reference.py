@@ -22,7 +22,6 @@ from typing import Any, Callable
 import numpy as np
 
 from ...core import Reference, WeightsSource
-
 from . import config as C
 from .options import VibeVoiceOptions
 
@@ -45,15 +44,27 @@ class VibeVoice:
 
 def sizes(size: str) -> dict:
     if size == "full":
-        return {"decoder": dict(C.DECODER), "tts_layers": C.TTS_LAYERS, "head_layers": 4, "acoustic": {"filters": 32, "depths": (3, 3, 3, 3, 3, 3, 8)}}
-    return {"decoder": C.small_decoder(), "tts_layers": 3, "head_layers": 2, "acoustic": {"filters": 4, "depths": (1, 1, 1, 1, 1, 1, 2)}}
+        return {
+            "decoder": dict(C.DECODER),
+            "tts_layers": C.TTS_LAYERS,
+            "head_layers": 4,
+            "acoustic": {"filters": 32, "depths": (3, 3, 3, 3, 3, 3, 8)},
+        }
+    return {
+        "decoder": C.small_decoder(),
+        "tts_layers": 3,
+        "head_layers": 2,
+        "acoustic": {"filters": 4, "depths": (1, 1, 1, 1, 1, 1, 2)},
+    }
 
 
 def build(cfg: dict) -> VibeVoice:
     from torch import nn
     from transformers import Qwen2Model
     from transformers.models.vibevoice.modeling_vibevoice import VibeVoiceDiffusionHead
-    from transformers.models.vibevoice_acoustic_tokenizer.modeling_vibevoice_acoustic_tokenizer import VibeVoiceAcousticTokenizerDecoderModel
+    from transformers.models.vibevoice_acoustic_tokenizer.modeling_vibevoice_acoustic_tokenizer import (
+        VibeVoiceAcousticTokenizerDecoderModel,
+    )
 
     from .acoustic import decoder_config
     from .diffusion import SpeechConnector, head_config
@@ -71,7 +82,16 @@ def build(cfg: dict) -> VibeVoice:
     head = VibeVoiceDiffusionHead(head_config(hidden, layers=cfg["head_layers"])).eval()
     decoder = VibeVoiceAcousticTokenizerDecoderModel(decoder_config(C.LATENT, **cfg["acoustic"])).eval()
     model = VibeVoice(
-        cfg, lm, tts_lm, nn.Embedding(2, hidden), SpeechConnector(C.LATENT, hidden).eval(), head, decoder, eos.eval(), float("nan"), float("nan")
+        cfg,
+        lm,
+        tts_lm,
+        nn.Embedding(2, hidden),
+        SpeechConnector(C.LATENT, hidden).eval(),
+        head,
+        decoder,
+        eos.eval(),
+        float("nan"),
+        float("nan"),
     )
     return model
 
@@ -114,7 +134,9 @@ def randomise(model: VibeVoice, seed: int) -> None:
     model.scaling, model.bias = 0.5, 0.1
 
 
-def random_preset(model: VibeVoice, seed: int, text_tokens: int = 12, speech_tokens: int = 20) -> dict[str, dict[str, np.ndarray]]:
+def random_preset(
+    model: VibeVoice, seed: int, text_tokens: int = 12, speech_tokens: int = 20
+) -> dict[str, dict[str, np.ndarray]]:
     """A voice preset in the released presets' layout, from the model itself: the lm and tts_lm
     prefilled on random text (and, for the tts_lm, random speech embeddings), the negative paths
     on one padding token."""
@@ -135,9 +157,14 @@ def random_preset(model: VibeVoice, seed: int, text_tokens: int = 12, speech_tok
         text = out["lm"]["hidden"]
         speech = 0.5 * torch.randn(1, speech_tokens, hidden, generator=gen)
         types = torch.cat([torch.ones(text_tokens), torch.zeros(speech_tokens)]).long()[None]
-        for part, embeds, t in (("tts_lm", torch.cat([torch.from_numpy(text), speech], 1), types), ("neg_tts_lm", torch.from_numpy(out["neg_lm"]["hidden"]), torch.ones(1, 1).long())):
+        for part, embeds, t in (
+            ("tts_lm", torch.cat([torch.from_numpy(text), speech], 1), types),
+            ("neg_tts_lm", torch.from_numpy(out["neg_lm"]["hidden"]), torch.ones(1, 1).long()),
+        ):
             cache = DynamicCache()
-            h = model.tts_lm(inputs_embeds=embeds + model.tts_input_types(t), past_key_values=cache, use_cache=True).last_hidden_state
+            h = model.tts_lm(
+                inputs_embeds=embeds + model.tts_input_types(t), past_key_values=cache, use_cache=True
+            ).last_hidden_state
             out[part] = {"hidden": h.numpy(), **_cache_arrays(cache)}
     return out
 
@@ -155,7 +182,11 @@ def preset_cache(part: dict[str, np.ndarray]) -> Any:
 
     cache = DynamicCache()
     for layer in range(part["k"].shape[0]):
-        cache.update(torch.from_numpy(part["k"][layer : layer + 1]).float(), torch.from_numpy(part["v"][layer : layer + 1]).float(), layer)
+        cache.update(
+            torch.from_numpy(part["k"][layer : layer + 1]).float(),
+            torch.from_numpy(part["v"][layer : layer + 1]).float(),
+            layer,
+        )
     return cache
 
 
@@ -174,11 +205,33 @@ def load(weights: WeightsSource, options: VibeVoiceOptions) -> Reference:
         if size != "full":
             raise ValueError(f"the {size!r} architecture only exists with --random-weights")
         model, files = load_checkpoint(_fetch(weights))
-    info = {"params": sum(p.numel() for m in (model.lm, model.tts_lm, model.tts_input_types, model.connector, model.head, model.decoder, model.eos) for p in m.parameters()), "size": size}
+    info = {
+        "params": sum(
+            p.numel()
+            for m in (
+                model.lm,
+                model.tts_lm,
+                model.tts_input_types,
+                model.connector,
+                model.head,
+                model.decoder,
+                model.eos,
+            )
+            for p in m.parameters()
+        ),
+        "size": size,
+    }
     return Reference(model, files=files, info=info)
 
 
-def generate(model: VibeVoice, text_ids: list[int], preset: dict, noise: Callable[[int], Any], cfg_scale: float = 1.5, max_latents: int | None = None) -> dict[str, Any]:
+def generate(
+    model: VibeVoice,
+    text_ids: list[int],
+    preset: dict,
+    noise: Callable[[int], Any],
+    cfg_scale: float = 1.5,
+    max_latents: int | None = None,
+) -> dict[str, Any]:
     """Upstream's generate loop on the reference modules. ``noise(i)`` is latent i's diffusion noise [1, 64]."""
     import torch
 
@@ -187,7 +240,11 @@ def generate(model: VibeVoice, text_ids: list[int], preset: dict, noise: Callabl
 
     lm_cache, tts_cache = preset_cache(preset["lm"]), preset_cache(preset["tts_lm"])
     neg_cache = preset_cache(preset["neg_tts_lm"])
-    lm_pos, tts_pos, neg_pos = preset["lm"]["k"].shape[2], preset["tts_lm"]["k"].shape[2], preset["neg_tts_lm"]["k"].shape[2]
+    lm_pos, tts_pos, neg_pos = (
+        preset["lm"]["k"].shape[2],
+        preset["tts_lm"]["k"].shape[2],
+        preset["neg_tts_lm"]["k"].shape[2],
+    )
     tts_hidden = torch.from_numpy(preset["tts_lm"]["hidden"][:, -1]).float()
     neg_hidden = torch.from_numpy(preset["neg_tts_lm"]["hidden"][:, -1]).float()
     stream = StreamingDecoder(model.decoder).eval()
@@ -201,21 +258,43 @@ def generate(model: VibeVoice, text_ids: list[int], preset: dict, noise: Callabl
             window += 1
             if chunk.shape[1]:
                 n = chunk.shape[1]
-                h = model.lm(input_ids=chunk, past_key_values=lm_cache, use_cache=True, position_ids=torch.arange(lm_pos, lm_pos + n)[None]).last_hidden_state
+                h = model.lm(
+                    input_ids=chunk,
+                    past_key_values=lm_cache,
+                    use_cache=True,
+                    position_ids=torch.arange(lm_pos, lm_pos + n)[None],
+                ).last_hidden_state
                 lm_pos += n
-                out = model.tts_lm(inputs_embeds=h + type_text, past_key_values=tts_cache, use_cache=True, position_ids=torch.arange(tts_pos, tts_pos + n)[None]).last_hidden_state
+                out = model.tts_lm(
+                    inputs_embeds=h + type_text,
+                    past_key_values=tts_cache,
+                    use_cache=True,
+                    position_ids=torch.arange(tts_pos, tts_pos + n)[None],
+                ).last_hidden_state
                 tts_pos += n
                 tts_hidden = out[:, -1]
             for _ in range(C.SPEECH_WINDOW):
-                latent = torch.from_numpy(upstream_sample(model.head, torch.cat([tts_hidden, neg_hidden]), noise(latents), cfg_scale, STEPS))
+                latent = torch.from_numpy(
+                    upstream_sample(model.head, torch.cat([tts_hidden, neg_hidden]), noise(latents), cfg_scale, STEPS)
+                )
                 piece, *caches = stream((latent / model.scaling - model.bias).unsqueeze(-1), *caches)
                 audio.append(piece.reshape(-1).numpy())
                 latents += 1
                 embed = (model.connector(latent) + type_speech)[:, None]
-                out = model.tts_lm(inputs_embeds=embed, past_key_values=tts_cache, use_cache=True, position_ids=torch.tensor([[tts_pos]])).last_hidden_state
+                out = model.tts_lm(
+                    inputs_embeds=embed,
+                    past_key_values=tts_cache,
+                    use_cache=True,
+                    position_ids=torch.tensor([[tts_pos]]),
+                ).last_hidden_state
                 tts_pos += 1
                 tts_hidden = out[:, -1]
-                neg = model.tts_lm(inputs_embeds=embed, past_key_values=neg_cache, use_cache=True, position_ids=torch.tensor([[neg_pos]])).last_hidden_state
+                neg = model.tts_lm(
+                    inputs_embeds=embed,
+                    past_key_values=neg_cache,
+                    use_cache=True,
+                    position_ids=torch.tensor([[neg_pos]]),
+                ).last_hidden_state
                 neg_pos += 1
                 neg_hidden = neg[:, -1]
                 if float(torch.sigmoid(eos_logit(model, tts_hidden))[0, 0]) > 0.5:
@@ -229,6 +308,7 @@ def generate(model: VibeVoice, text_ids: list[int], preset: dict, noise: Callabl
 
 # ----------------------------------------------------------------------------- released weights
 
+
 def config_from_json(raw: dict) -> dict:
     """Our sizes dict from the checkpoint's config.json (VibeVoiceStreamingConfig)."""
     dec = {k: raw["decoder_config"][k] for k in C.DECODER if k in raw["decoder_config"]}
@@ -240,7 +320,10 @@ def config_from_json(raw: dict) -> dict:
         "decoder": {**C.DECODER, **dec},
         "tts_layers": int(raw.get("tts_backbone_num_hidden_layers", C.TTS_LAYERS)),
         "head_layers": int(head.get("head_layers", 4)),
-        "acoustic": {"filters": int(acoustic.get("encoder_n_filters", 32)), "depths": tuple(int(d) for d in str(depths).split("-"))},
+        "acoustic": {
+            "filters": int(acoustic.get("encoder_n_filters", 32)),
+            "depths": tuple(int(d) for d in str(depths).split("-")),
+        },
     }
 
 
@@ -255,7 +338,9 @@ def _fetch(weights: WeightsSource) -> Any:
         from ...core.kit.weights import hub_snapshot
 
         root = hub_snapshot(weights.repo, weights.revision, ["*.json", "*.safetensors"])
-    missing = [n for n in ("config.json",) if not (root / n).exists()] + ([] if list(root.glob("*.safetensors")) else ["*.safetensors"])
+    missing = [n for n in ("config.json",) if not (root / n).exists()] + (
+        [] if list(root.glob("*.safetensors")) else ["*.safetensors"]
+    )
     if missing:
         raise FileNotFoundError(f"{root} lacks {', '.join(missing)} (expected the layout of {C.HUB_REPO})")
     if not list((root / "voices").glob("*.pt")):
@@ -272,7 +357,6 @@ def load_checkpoint(root: Any) -> tuple[VibeVoice, dict[str, str]]:
 
     from ...core.kit.files import file_sha256
     from ...core.kit.weights import load_safetensors, read_json
-
     from . import presets as preset_files
     from .acoustic import decoder_state_from_upstream
     from .diffusion import head_state_from_upstream
@@ -285,7 +369,11 @@ def load_checkpoint(root: Any) -> tuple[VibeVoice, dict[str, str]]:
         files[path.name] = file_sha256(path)
 
     def part(prefix: str, drop: tuple[str, ...] = ()) -> dict[str, Any]:
-        return {k[len(prefix):]: v.float() for k, v in state.items() if k.startswith(prefix) and not k[len(prefix):].startswith(drop)}
+        return {
+            k[len(prefix) :]: v.float()
+            for k, v in state.items()
+            if k.startswith(prefix) and not k[len(prefix) :].startswith(drop)
+        }
 
     model.lm.load_state_dict(part("model.language_model.", ("norm.",)), strict=True)
     model.tts_lm.load_state_dict(part("model.tts_language_model.", ("embed_tokens.",)), strict=True)
@@ -310,4 +398,3 @@ def load_checkpoint(root: Any) -> tuple[VibeVoice, dict[str, str]]:
     for module in (model.lm, model.tts_lm, model.connector, model.head, model.decoder, model.eos):
         module.eval()
     return model, files
-

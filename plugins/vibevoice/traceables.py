@@ -26,7 +26,6 @@ from torch import nn
 
 from ...core import StateSpec, TensorSpec, Traceable
 from ...core.kit.ane import Conv1x1
-
 from . import config as C
 from .acoustic import StreamingDecoder
 from .diffusion import Sampler, solver_steps, upstream_sample
@@ -64,7 +63,9 @@ class TtsLmStep(nn.Module):
         self.eos_fc1 = Conv1x1.from_linear(eos.fc1)
         self.eos_fc2 = Conv1x1.from_linear(eos.fc2)
 
-    def forward(self, embeds: torch.Tensor, position: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, embeds: torch.Tensor, position: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         keep = _keep(valid, 2, self.tts_lm.chunk)
         hidden = self.tts_lm(embeds, position, valid)
         eos = self.eos_fc2(torch.relu(self.eos_fc1(hidden)))
@@ -99,7 +100,9 @@ def load_buffers(module: nn.Module, states: dict[str, np.ndarray]) -> None:
 def build(model: VibeVoice, options: VibeVoiceOptions, precision: str = "fp32") -> dict[str, Traceable]:
     cfg = model.cfg["decoder"]
     hidden = cfg["hidden_size"]
-    preset = {part: {k: _bf16(v) for k, v in arrays.items()} for part, arrays in next(iter(model.presets.values())).items()}
+    preset = {
+        part: {k: _bf16(v) for k, v in arrays.items()} for part, arrays in next(iter(model.presets.values())).items()
+    }
     rng = np.random.default_rng(0)
 
     # -- lm
@@ -119,14 +122,23 @@ def build(model: VibeVoice, options: VibeVoiceOptions, precision: str = "fp32") 
         n, pos = int(valid[0]), int(position[0])
         cache = preset_cache(preset["lm"])
         with torch.no_grad():
-            out = model.lm(input_ids=torch.from_numpy(ids[:, :n]).long(), past_key_values=cache, use_cache=True, position_ids=torch.arange(pos, pos + n)[None]).last_hidden_state
+            out = model.lm(
+                input_ids=torch.from_numpy(ids[:, :n]).long(),
+                past_key_values=cache,
+                use_cache=True,
+                position_ids=torch.arange(pos, pos + n)[None],
+            ).last_hidden_state
         full = np.zeros((1, hidden, 1, chunk), out.numpy().dtype)  # float64 in the float64 parity check
         full[0, :, 0, :n] = out[0].numpy().T
         return {"hidden": full}
 
     lm_traceable = Traceable(
         lm_step,
-        [TensorSpec("ids", (1, chunk), "int32"), TensorSpec("position", (1,), "int32"), TensorSpec("valid", (1,), "int32")],
+        [
+            TensorSpec("ids", (1, chunk), "int32"),
+            TensorSpec("position", (1,), "int32"),
+            TensorSpec("valid", (1,), "int32"),
+        ],
         ["hidden"],
         lm_examples,
         reference=lm_reference,
@@ -135,8 +147,12 @@ def build(model: VibeVoice, options: VibeVoiceOptions, precision: str = "fp32") 
 
     # -- tts_lm: positive and negative paths
     window, tts_capacity = C.TEXT_WINDOW, options.tts_capacity
-    tts = from_qwen2(model.tts_lm, cfg, window, tts_capacity, embed=False, final_norm=True, cache_dtype=CACHE_DTYPE, batch=2)
-    tts_states = cache_states([(preset[p]["k"], preset[p]["v"]) for p in ("tts_lm", "neg_tts_lm")], tts_capacity, "tts_lm")
+    tts = from_qwen2(
+        model.tts_lm, cfg, window, tts_capacity, embed=False, final_norm=True, cache_dtype=CACHE_DTYPE, batch=2
+    )
+    tts_states = cache_states(
+        [(preset[p]["k"], preset[p]["v"]) for p in ("tts_lm", "neg_tts_lm")], tts_capacity, "tts_lm"
+    )
     tts_step = TtsLmStep(tts, model.eos).eval()
     load_buffers(tts_step, tts_states)
     pos0, neg0 = preset["tts_lm"]["k"].shape[2], preset["neg_tts_lm"]["k"].shape[2]
@@ -158,7 +174,12 @@ def build(model: VibeVoice, options: VibeVoiceOptions, precision: str = "fp32") 
                 continue
             x = torch.from_numpy(np.ascontiguousarray(embeds[b, :, 0, :n].T))[None]
             with torch.no_grad():
-                h = model.tts_lm(inputs_embeds=x, past_key_values=preset_cache(preset[part]), use_cache=True, position_ids=torch.arange(pos, pos + n)[None]).last_hidden_state
+                h = model.tts_lm(
+                    inputs_embeds=x,
+                    past_key_values=preset_cache(preset[part]),
+                    use_cache=True,
+                    position_ids=torch.arange(pos, pos + n)[None],
+                ).last_hidden_state
                 e = eos_logit(model, h)
             out_h[b, :, 0, :n] = h[0].numpy().T
             out_e[b, 0, 0, :n] = e[0, :, 0].numpy()
@@ -166,7 +187,11 @@ def build(model: VibeVoice, options: VibeVoiceOptions, precision: str = "fp32") 
 
     tts_traceable = Traceable(
         tts_step,
-        [TensorSpec("embeds", (2, hidden, 1, window)), TensorSpec("position", (2,), "int32"), TensorSpec("valid", (2,), "int32")],
+        [
+            TensorSpec("embeds", (2, hidden, 1, window)),
+            TensorSpec("position", (2,), "int32"),
+            TensorSpec("valid", (2,), "int32"),
+        ],
         ["hidden", "eos"],
         tts_examples,
         reference=tts_reference,
@@ -176,7 +201,11 @@ def build(model: VibeVoice, options: VibeVoiceOptions, precision: str = "fp32") 
     # -- sampler
     sampler = Sampler(model.head, model.connector, solver_steps(), solver_steps(betas_dtype=np.float64)).eval()
     sampler_examples = [
-        {"condition": rng.standard_normal((2, hidden)).astype(np.float32), "noise": rng.standard_normal((1, C.LATENT)).astype(np.float32), "cfg": np.array([1.5], np.float32)}
+        {
+            "condition": rng.standard_normal((2, hidden)).astype(np.float32),
+            "noise": rng.standard_normal((1, C.LATENT)).astype(np.float32),
+            "cfg": np.array([1.5], np.float32),
+        }
         for _ in range(2)
     ]
 
@@ -209,7 +238,9 @@ def build(model: VibeVoice, options: VibeVoiceOptions, precision: str = "fp32") 
         caches = [c.numpy() for c in new]
 
     def decoder_reference(latent: Any, **caches_in: Any) -> dict[str, Any]:
-        from transformers.models.vibevoice_acoustic_tokenizer.modeling_vibevoice_acoustic_tokenizer import VibeVoiceAcousticTokenizerConv1dPaddingCache
+        from transformers.models.vibevoice_acoustic_tokenizer.modeling_vibevoice_acoustic_tokenizer import (
+            VibeVoiceAcousticTokenizerConv1dPaddingCache,
+        )
 
         # transformers' streaming decode from the same caches: replay them into its padding cache
         padding = VibeVoiceAcousticTokenizerConv1dPaddingCache()
@@ -235,10 +266,11 @@ def build(model: VibeVoice, options: VibeVoiceOptions, precision: str = "fp32") 
 
 
 def _cache_layer(module: nn.Module, value: Any) -> Any:
-    from transformers.models.vibevoice_acoustic_tokenizer.modeling_vibevoice_acoustic_tokenizer import VibeVoiceAcousticTokenizerConv1dCacheLayer
+    from transformers.models.vibevoice_acoustic_tokenizer.modeling_vibevoice_acoustic_tokenizer import (
+        VibeVoiceAcousticTokenizerConv1dCacheLayer,
+    )
 
     layer = VibeVoiceAcousticTokenizerConv1dCacheLayer()
     layer.left_pad, layer.in_channels, layer.is_initialized = module.left_pad, module.in_channels, True
     layer.cache = torch.from_numpy(np.array(value))
     return layer
-

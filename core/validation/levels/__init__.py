@@ -47,7 +47,9 @@ class Level:
         """(True, "") where this level can run on this machine, else (False, why not)."""
         return self._module().available()
 
-    def execute(self, component: str, package: Path, parity_file: Path, tolerance: "Tolerance", **options: Any) -> "list[Check]":
+    def execute(
+        self, component: str, package: Path, parity_file: Path, tolerance: "Tolerance", **options: Any
+    ) -> "list[Check]":
         """The package run on the parity inputs, judged by ``tolerance`` (package levels only)."""
         return self._module().execute(component, package, parity_file, tolerance, **options)
 

@@ -21,10 +21,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .. import parity, checks as validation
-from ..calibration import Calibration, sensitivity, storage_effect
 from ...kit.float64 import as_float64, inputs_float64, modules_in
 from ...plugin.spec import LEVELS, ROUNDING, ModelSpec, Traceable, Variant
+from .. import checks as validation
+from .. import parity
+from ..calibration import Calibration, sensitivity, storage_effect
 from ..checks import Check
 
 LEVEL = "reference"
@@ -41,14 +42,18 @@ class ReferenceResult:
     calibration: Calibration = field(default_factory=Calibration)
 
 
-def check_component(model: ModelSpec, variant: Variant, component: str, upstream: Any, functions: Mapping[str, Traceable]) -> ReferenceResult:
+def check_component(
+    model: ModelSpec, variant: Variant, component: str, upstream: Any, functions: Mapping[str, Traceable]
+) -> ReferenceResult:
     """Run every function of ``component`` on its examples next to upstream (``upstream`` is
     ``Reference.model``: its torch modules are switched to float64 for the float64 check)."""
     spec = model.component(component)
     tolerance = model.tolerance(component, variant.precision, LEVEL)
     chaotic = any(model.tolerance(component, variant.precision, level).spectral_factor is not None for level in LEVELS)
     result = ReferenceResult()
-    runs: list[tuple[Traceable, dict[str, Any], dict[str, Any], dict[str, Any]]] = []  # traceable, example, actual, expected
+    runs: list[
+        tuple[Traceable, dict[str, Any], dict[str, Any], dict[str, Any]]
+    ] = []  # traceable, example, actual, expected
     missing = [fn for fn, t in functions.items() if t.reference is None]
     for fn, traceable in functions.items():
         states = parity.initial_states(traceable.module, [s.name for s in traceable.states]) if traceable.states else {}
@@ -78,7 +83,9 @@ def check_component(model: ModelSpec, variant: Variant, component: str, upstream
         calibration.storage_movement = max(storage_effect(t, t.examples) for t in functions.values())
     fixed, basis = calibration.resolve(tolerance, "fp32")
     if fixed.checks():
-        results = [validation.compare(a[n], e[n], fixed.spectral_max is not None) for t, _, a, e in runs for n in t.outputs]
+        results = [
+            validation.compare(a[n], e[n], fixed.spectral_max is not None) for t, _, a, e in runs for n in t.outputs
+        ]
         for check in validation.judge(LEVEL, component, results, fixed):
             check.basis = basis
             result.checks.append(check)
@@ -87,7 +94,15 @@ def check_component(model: ModelSpec, variant: Variant, component: str, upstream
     return result
 
 
-def _float64(component: str, upstream: Any, functions: Mapping[str, Traceable], runs: list, calibration: Calibration, tolerance: Any, chaotic: bool) -> list[Check]:
+def _float64(
+    component: str,
+    upstream: Any,
+    functions: Mapping[str, Traceable],
+    runs: list,
+    calibration: Calibration,
+    tolerance: Any,
+    chaotic: bool,
+) -> list[Check]:
     """Port and upstream in float64 on the parity inputs; measures upstream's own fp32 error too."""
     metric = "float64_spectral" if chaotic else "float64_rel"
     key = "spectral" if chaotic else "rel"
@@ -97,7 +112,12 @@ def _float64(component: str, upstream: Any, functions: Mapping[str, Traceable], 
     # copies its weights): widened for upstream's run as well, as its reference may read them
     # without calling their module (pocket_tts: F.linear on flow_lm.speaker_proj_weight)
     port_tensors = {id(t) for module in modules_in(*port) for t in list(module.parameters()) + list(module.buffers())}
-    shared = tuple(t for module in modules_in(upstream) for t in list(module.parameters()) + list(module.buffers()) if id(t) in port_tensors)
+    shared = tuple(
+        t
+        for module in modules_in(upstream)
+        for t in list(module.parameters()) + list(module.buffers())
+        if id(t) in port_tensors
+    )
 
     def run(lazy: bool) -> tuple[list[dict[str, float]], list[float]]:
         results, upstream_errors = [], []
@@ -129,7 +149,9 @@ def _float64(component: str, upstream: Any, functions: Mapping[str, Traceable], 
             results, upstream_errors = run(lazy=False)
     except Exception as exc:  # noqa: BLE001 - e.g. an upstream op with no float64 kernel: skipped, never passed
         calibration.float64_skipped = f"{type(exc).__name__}: {exc}"
-        return [Check(LEVEL, component, "skipped", metric, reason=f"the float64 run failed: {calibration.float64_skipped}")]
+        return [
+            Check(LEVEL, component, "skipped", metric, reason=f"the float64 run failed: {calibration.float64_skipped}")
+        ]
     calibration.upstream_rel = float(max(upstream_errors))
     if tolerance.float64_rel is None:
         return []
@@ -139,4 +161,15 @@ def _float64(component: str, upstream: Any, functions: Mapping[str, Traceable], 
     basis = "float64: the port and upstream may differ only by summation order"
     ok = value <= bound  # NaN never passes
     reason = "" if math.isfinite(value) else "non-finite output values: an overflow on either side proves nothing"
-    return [Check(LEVEL, component, "passed" if ok else "failed", metric, float(value), float(bound), reason=reason, basis=basis)]
+    return [
+        Check(
+            LEVEL,
+            component,
+            "passed" if ok else "failed",
+            metric,
+            float(value),
+            float(bound),
+            reason=reason,
+            basis=basis,
+        )
+    ]

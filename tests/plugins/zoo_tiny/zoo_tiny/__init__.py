@@ -9,7 +9,18 @@ import os
 import time
 from pathlib import Path
 
-from zoo.core import ComponentSpec, ModelSpec, Reference, RunResult, TensorSpec, Tolerance, Traceable, Variant, hookimpl, with_compressed
+from zoo.core import (
+    ComponentSpec,
+    ModelSpec,
+    Reference,
+    RunResult,
+    TensorSpec,
+    Tolerance,
+    Traceable,
+    Variant,
+    hookimpl,
+    with_compressed,
+)
 
 __version__ = "0.2.0"
 
@@ -23,10 +34,13 @@ def zoo_register_models():
         ModelSpec(
             name="tiny",
             summary="toy byte-level TTS: encoder (Conv2d ANE layout) + per-frame vocoder",
-            variants=with_compressed({
-                "fp32": Variant("fp32", precision="fp32", target="iOS17", options={"chunk": CHUNK}),
-                "fp16": Variant("fp16", precision="fp16", target="iOS17", options={"chunk": CHUNK}),
-            }, bases=("fp16",)),
+            variants=with_compressed(
+                {
+                    "fp32": Variant("fp32", precision="fp32", target="iOS17", options={"chunk": CHUNK}),
+                    "fp16": Variant("fp16", precision="fp16", target="iOS17", options={"chunk": CHUNK}),
+                },
+                bases=("fp16",),
+            ),
             default_variant="fp32",
             components=(
                 ComponentSpec("encoder", "embeddings [1, 8, 16] -> hidden [1, 8, 16]"),
