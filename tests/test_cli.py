@@ -44,8 +44,61 @@ def test_list_and_help_do_not_import_torch(zoo: Zoo):
 
 def test_list_shows_plugins_with_version_and_hooks(zoo: Zoo):
     proc = zoo("list", check=True)
-    assert "tiny" in proc.stdout and "0.2.0" in proc.stdout and "build_traceables" in proc.stdout
-    assert "no exports" in proc.stdout
+    assert "tiny" in proc.stdout and "0.2.0" in proc.stdout and "no exports" in proc.stdout
+    data = json.loads(zoo("list", "--json", check=True).stdout)
+    hooks = next(p for p in data["plugins"] if p["name"] == "tiny")["hooks"]
+    assert "build_traceables" in hooks  # the table shows how many; zoo info names them
+    assert "build_traceables" in zoo("info", "tiny", check=True).stdout
+
+
+def _cell_heights(table, width: int = 80):
+    """(column, lines) of every cell of a rich table laid out at ``width`` columns."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=width, file=io.StringIO())
+    options = console.options.update_width(width)
+    widths = table._calculate_column_widths(console, options)  # what rich gives each column at this width
+    for column, column_width in zip(table.columns, widths):
+        pad = table.padding[1] + table.padding[3]
+        for cell in column.cells:
+            yield (
+                column.header or "",
+                len(console.render_lines(cell, options.update_width(max(1, column_width - pad)), pad=False)),
+            )
+
+
+def test_list_and_info_read_at_80_columns(zoo: Zoo):
+    """Short cells, long text on a row of its own, options as rows: no cell of `zoo list` or `zoo info
+    MODEL` wraps past 3 lines at 80 columns, and no line is wider."""
+    from zoo.core.cli import describe
+    from zoo.core.host.plugins import PluginHost
+    from zoo.core.plugin.names import COMPRESSION_SUMMARIES
+
+    host = PluginHost()
+    tables = [describe.plugins(host.plugins.values()), describe.models(host.models.values())]
+    for spec in host.models.values():
+        tables += [t for t in describe.variants(spec, COMPRESSION_SUMMARIES)]
+        tables += [describe.checkpoints(spec)] if spec.checkpoints else []
+        tables += [describe.run_settings(spec.run_settings)]
+    tall = [(t.title, header, n) for t in tables for header, n in _cell_heights(t) if n > 3]
+    assert not tall, tall
+    # the check can fail: the old layout's options as JSON in a cell wrapped to 10 lines
+    from rich.table import Table
+
+    old = Table()
+    for col in ("variant", "precision", "target", "options", "description"):
+        old.add_column(col)
+    kokoro = host.models.get("kokoro")
+    if kokoro is not None:
+        v = kokoro.variants["fp16"]
+        old.add_row("fp16 (default)", v.precision, v.target, json.dumps(dict(v.options)), v.description)
+        assert max(n for _, n in _cell_heights(old)) > 3
+    zoo.env["COLUMNS"] = "80"
+    for args in (["list"], *(["info", name] for name in host.models)):
+        text = zoo(*args, check=True).stdout
+        assert max(len(line) for line in text.splitlines()) <= 80, args
 
 
 def test_broken_plugin_does_not_take_the_others_down(tmp_path, tiny_site, broken_site):

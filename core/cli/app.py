@@ -207,26 +207,11 @@ def list_cmd(
         if registry_error:  # like every other command: a broken registry is a failure
             raise typer.Exit(EXIT_FAILED)
         return
-    table = Table(title="plugins", title_justify="left")
-    for col in ("plugin", "version", "status", "models", "hooks"):
-        table.add_column(col)
-    for info in host.plugins.values():
-        status = "[green]✓ loaded[/]" if info.ok else f"[red]✗ {info.error}[/]"
-        table.add_row(
-            info.name,
-            info.version,
-            status,
-            ", ".join(info.models),
-            ", ".join(h for h in info.hooks if h != "zoo_register_models"),
-        )
-    out.print(table)
+    from . import describe
+
+    out.print(describe.plugins(host.plugins.values()))
     if host.models:
-        models = Table(title="models", title_justify="left")
-        for col in ("model", "plugin", "default variant", "components", "summary"):
-            models.add_column(col)
-        for m in host.models.values():
-            models.add_row(m.name, m.plugin, m.default_variant, ", ".join(c.name for c in m.components), m.summary)
-        out.print(models)
+        out.print(describe.models(host.models.values()))
     if registry_error:
         err.print(f"[red]✗ {registry_error}[/]")
         raise typer.Exit(EXIT_FAILED)
@@ -533,63 +518,21 @@ def info(
             raise typer.Exit(EXIT_FAILED)
         return
     out.print(f"[bold]{spec.name}[/] — {spec.summary}")
-    out.print(
-        f"plugin {plugin.name} {plugin.version}; weights: {spec.hub_repo or '(no hub repo)'}@{spec.revision or '-'}; "
-        f"{spec.sample_rate} Hz; required level: {spec.required_level}"
-    )
-    variants = Table(title="variants", title_justify="left")
-    for col in ("variant", "precision", "target", "options", "description"):
-        variants.add_column(col)
-    for name, v in spec.variants.items():
-        shown = {k: x for k, x in v.options.items() if k != "checkpoint"}  # checkpoints: their own table
-        variants.add_row(
-            name + (" (default)" if name == spec.default_variant else ""),
-            v.precision,
-            v.target,
-            json.dumps(shown),
-            v.description,
-        )
-    out.print(variants)
+    out.print(f"plugin {plugin.name} {plugin.version}; {spec.sample_rate} Hz; required level: {spec.required_level}")
+    out.print(f"weights: {spec.hub_repo or '(no hub repo)'}@{spec.revision or '-'}")
+    out.print(f"hooks: {', '.join(h for h in plugin.hooks if h != 'zoo_register_models')}")
+    from ..plugin.names import COMPRESSION_SUMMARIES
+    from . import describe
+
+    for block in describe.variants(spec, COMPRESSION_SUMMARIES):
+        out.print(block)
     if spec.checkpoints:
-        table = Table(title="checkpoints (--checkpoint NAME)", title_justify="left")
-        for col in ("checkpoint", "family", "revision", "description"):
-            table.add_column(col)
-        for name, c in spec.checkpoints.items():
-            note = f" — not exportable: {c.unsupported}" if c.unsupported else ""
-            table.add_row(
-                name + (" (default)" if name == spec.default_checkpoint else ""),
-                c.family,
-                (c.revision or "-")[:12],
-                c.description + note,
-            )
-        out.print(table)
-    comps = Table(title="components", title_justify="left")
-    for col in ("component", "functions", "fp32 tolerance", "fp16 tolerance", "description"):
-        comps.add_column(col)
-    for c in data["components"]:
-        comps.add_row(
-            c["name"],
-            ", ".join(c["functions"]),
-            json.dumps(c["tolerances"]["fp32"]),
-            json.dumps(c["tolerances"]["fp16"]),
-            c["description"],
-        )
-    out.print(comps)
-    for c in data["components"]:
-        if c.get("uncompressed"):
-            out.print(
-                f"compressed variants keep {c['name']}'s weights matching {', '.join(c['uncompressed'])} "
-                f"uncompressed: {c['uncompressed_reason']}"
-            )
+        out.print(describe.checkpoints(spec))
+    out.print(describe.components(data["components"]))
     if spec.compressed_loop is not None:
         out.print(f"compressed variants' whole loop vs uncompressed: {spec.compressed_loop.basis}")
     if spec.run_settings:
-        settings = Table(title="run options (zoo run --set NAME=VALUE)", title_justify="left")
-        for col in ("name", "accepts", "what it does"):
-            settings.add_column(col)
-        for s in spec.run_settings:
-            settings.add_row(s.name, s.describe(), s.help)
-        out.print(settings)
+        out.print(describe.run_settings(spec.run_settings))
     if data["voices"] is not None:
         clone = "; or --voice FILE.wav to clone a voice" if spec.clones_voices else ""
         out.print(f"voices of the latest export: {', '.join(data['voices']) or '(none)'}{clone}")
