@@ -147,6 +147,7 @@ LONGEST_FIRST = (
     "test_trust.py",  # 180 in many short tests
     "test_kokoro_export.py",  # 120
     "test_compress.py",  # 110
+    "test_compress_gates.py",  # 75: a smooth small kokoro exported, recompressed and judged by a recogniser
     "test_export.py",  # 100
     "test_pocket_export.py",  # 100
     "test_pocket_checkpoints.py",  # 90: four small exports (one 8 layers deep), 27 checkpoints' components

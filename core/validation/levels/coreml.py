@@ -2,7 +2,7 @@
 
 Only macOS has the runtime; elsewhere the level is recorded as skipped with the
 reason (never as passed). States are written under CoreML's identifiers and a
-CoreML error is a failed check (``tests/test_coreml_seam.py`` checks both at the
+CoreML error is a failed check (``tests/core/test_coreml_seam.py`` checks both at the
 seam with coremltools).
 """
 

@@ -11,7 +11,7 @@ import tomlkit
 from zoo.core.registry.store import Registry, RegistryError, new_document
 from zoo.core.util.hashing import tree_sha256, tree_size
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _entry(i: int) -> dict:

@@ -271,7 +271,7 @@ def test_padding_leaking_into_the_predictor_lstm_is_caught(kokoro_subject, monke
 
 # The remainder trap (``torch.remainder(x, 1.0)`` instead of ``x - floor(x)`` in kokoro's harmonic
 # source) is invisible in torch, where both agree: it is caught at the ``mil`` level, where the
-# converted remainder executes as zeros — tests/test_kokoro_decoder.py::
+# converted remainder executes as zeros — tests/plugins/kokoro/test_kokoro_decoder.py::
 # test_converted_harmonic_source_executes_like_torch converts both and executes them (0.63 vs 4e-4).
 
 
