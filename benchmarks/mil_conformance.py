@@ -5,7 +5,7 @@
     .venv/bin/python benchmarks/mil_conformance.py --canary   # relu corrupted, sigmoid removed: must show
 
 Prints passed / wrong / crashed / unsupported / ... per module and per test class
-(see zoo/core/mil/conformance.py for what each outcome means), the wrong and
+(see mil_conformance_plugin.py beside this script for what each outcome means), the wrong and
 crashed cases one by one, and writes every case to --report (JSON). Goal: 0 wrong,
 0 crashed; unsupported only for the ops the README lists as out of scope.
 """
@@ -48,6 +48,12 @@ def tests_dir() -> Path:
     return Path(coremltools.__file__).parent / "converters" / "mil" / "mil" / "ops" / "tests"
 
 
+def _env() -> dict[str, str]:
+    """This directory importable in the workers: the pytest plugin lives beside this script."""
+    here = str(Path(__file__).resolve().parent)
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)}
+
+
 def run(
     modules: list[str], subset: bool, canary: bool, report: Path, extra: list[str] | None = None, jobs: int = 1
 ) -> list[dict]:
@@ -67,7 +73,7 @@ def run(
                 "-m",
                 "pytest",
                 "-p",
-                "zoo.core.mil.conformance",
+                "mil_conformance_plugin",
                 "-q",
                 "--no-header",
                 "-p",
@@ -86,7 +92,7 @@ def run(
             args[3:3] = ["-c", str(work / "pytest.ini")]
             procs.append(
                 (
-                    subprocess.Popen(args, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+                    subprocess.Popen(args, cwd=work, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
                     Path(str(report) + f".{i}"),
                 )
             )
@@ -103,10 +109,9 @@ def run(
 
 
 def main() -> int:
+    from mil_conformance_plugin import OUTCOMES, summarize
     from rich.console import Console
     from rich.table import Table
-
-    from zoo.core.mil.conformance import OUTCOMES, summarize
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--subset", action="store_true", help="the first case of every test function only")

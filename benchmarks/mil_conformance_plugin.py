@@ -1,4 +1,5 @@
-"""A pytest plugin that runs coremltools' own MIL op tests with zoo's interpreter as the runtime.
+"""A pytest plugin that runs coremltools' own MIL op tests with zoo's interpreter as the runtime
+(a benchmark's tool: zoo itself never imports pytest).
 
 coremltools ships its op test suite in the wheel
 (``coremltools/converters/mil/mil/ops/tests/iOS14 … iOS18``): each test builds a
@@ -54,7 +55,7 @@ def pytest_addoption(parser: Any) -> None:
 
 
 def _program(model: Any) -> Any:
-    from . import MilProgram
+    from zoo.core.mil import MilProgram
 
     if model.get_spec().WhichOneof("Type") != "mlProgram":
         pytest.skip("a neuralnetwork model: zoo executes ML programs only")
@@ -71,7 +72,7 @@ def _program(model: Any) -> Any:
         try:
             _programs[path] = MilProgram.load(path)
         except Exception as exc:  # noqa: BLE001
-            from . import UnsupportedOp
+            from zoo.core.mil import UnsupportedOp
 
             if isinstance(exc, UnsupportedOp):
                 raise
@@ -142,7 +143,7 @@ def pytest_configure(config: Any) -> None:
     ct.models.MLModel.predict = _predict
     ct.models.MLModel.make_state = _make_state
     if config.getoption("--zoo-canary"):
-        from . import kernels
+        from zoo.core.mil import kernels
 
         relu = kernels.KERNELS["relu"]
         kernels.KERNELS["relu"] = lambda x, **kw: relu(x, **kw) + 1.0
@@ -179,7 +180,7 @@ def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: Any, call: Any) -> Any:
-    from . import MilError, UnsupportedOp
+    from zoo.core.mil import MilError, UnsupportedOp
 
     if call.when == "setup":
         _current.clear()
