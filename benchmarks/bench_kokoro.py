@@ -23,6 +23,8 @@ from pathlib import Path
 
 from common import export_and_speak, fp32_session, interpreter_over_torch
 
+from zoo.plugins.kokoro.options import RUN_SETTINGS
+
 TEXT = "Hello world. This is a benchmark of the exported Kokoro components."
 
 
@@ -61,9 +63,9 @@ def torch_vs_kmodel_and_interpreter(export_dir: Path, variant: str) -> dict:
     runtime = session.torch_runtime(Path(tempfile.mkdtemp()))
     phonemes = loop.phonemize(TEXT)
     voice = kref.voices["random"]
-    settings = RunOptions(seed=5, settings={"phonemes": phonemes})
+    settings = RunOptions(seed=5, settings={"phonemes": phonemes}).resolved(RUN_SETTINGS, "kokoro")
 
-    loop.run(runtime, "x", RunOptions(settings={"phonemes": "həlˈO"}))  # warm up
+    loop.run(runtime, "x", RunOptions(settings={"phonemes": "həlˈO"}).resolved(RUN_SETTINGS, "kokoro"))  # warm up
     with torch.no_grad():
         kref.model(phonemes[:5], voice[4], 1)
     ours_times, kmodel_times = [], []

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from common import export_and_speak, fp32_session, interpreter_over_torch
 
+from zoo.plugins.pocket_tts.options import RUN_SETTINGS
+
 #: timed runs of each loop (the median is reported)
 REPEATS = 3
 TEXT = "Hello there. This is a benchmark of the exported PocketTTS components, one frame at a time."
@@ -64,18 +66,22 @@ def torch_vs_upstream_and_interpreter(export_dir: Path, variant: str) -> dict:
     ref = session.reference().model
     runtime = session.torch_runtime(Path(tempfile.mkdtemp()))
 
-    probe = loop.run(runtime, TEXT, RunOptions(settings={"temperature": "0", "eos_threshold": "1e9"}))
+    probe = loop.run(
+        runtime,
+        TEXT,
+        RunOptions(settings={"temperature": "0", "eos_threshold": "1e9"}).resolved(RUN_SETTINGS, "pocket_tts"),
+    )
     logits = [v for c in probe.info["chunks"] for v in c["eos_logits"][6:]]
     threshold = float(np.quantile(logits, 0.9))  # EOS somewhere inside the generation
     settings = {"temperature": "0", "eos_threshold": str(threshold)}
     tts = copy.copy(ref.tts)
     tts.temp, tts.eos_threshold = 0.0, threshold
-    loop.run(runtime, "Warm up.", RunOptions(settings=settings))
+    loop.run(runtime, "Warm up.", RunOptions(settings=settings).resolved(RUN_SETTINGS, "pocket_tts"))
     tts.generate_audio(ref.voices["random"], "Warm up.")
     ours_times, up_times = [], []
     for _ in range(REPEATS):  # alternated, so that a busy moment of the machine hits both
         start = time.perf_counter()
-        ours = loop.run(runtime, TEXT, RunOptions(settings=settings))
+        ours = loop.run(runtime, TEXT, RunOptions(settings=settings).resolved(RUN_SETTINGS, "pocket_tts"))
         ours_times.append(time.perf_counter() - start)
         start = time.perf_counter()
         up = tts.generate_audio(ref.voices["random"], TEXT)

@@ -69,7 +69,8 @@ class ModelPlugin:
 
     @hookimpl
     def run_loop(self, model: ModelSpec, runtime: Any, text: str, options: Any) -> Any:
-        return self.module("loop").run(runtime, text, options)
+        # --set typed once, by the model's RunSettings, before the loop sees it (options.values)
+        return self.module("loop").run(runtime, text, options.resolved(model.run_settings, model.name))
 
     @hookimpl
     def list_voices(self, model: ModelSpec, constants: Any) -> Any:

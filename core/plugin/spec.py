@@ -582,6 +582,9 @@ class RunOptions:
     #: called by the run loop with the timings of each piece (``zoo.core.Timing``: seconds from the
     #: start of the whole utterance, in order), right after that piece's audio is emitted
     on_timings: Callable[[list[Any]], None] | None = None
+    #: ``settings`` typed and range-checked by the model's ``RunSetting``s (only those given): what a
+    #: run loop reads (``typed_values``). Filled once, by the skeleton before ``run_loop`` runs.
+    values: dict[str, Any] = field(default_factory=dict)
 
     def emit(self, audio: "np.ndarray") -> None:
         """Hand a finished piece of audio to ``on_audio`` (a loop calls this; it may be None)."""
@@ -597,6 +600,20 @@ class RunOptions:
         """The ``--set`` values typed and range-checked by the model's ``RunSetting``s (see
         :func:`parse_run_settings`); a bad one raises UsageError naming the option."""
         return parse_run_settings(schema, self.settings, model)
+
+    def typed_values(self) -> dict[str, Any]:
+        """``values``, for a run loop: refused when ``settings`` were given but never typed (a loop
+        called around the core: use ``resolved``), so no ``--set`` is ever silently ignored."""
+        if self.settings and not self.values:
+            raise ValueError(f"run options {sorted(self.settings)} were not typed: pass RunOptions.resolved(...)")
+        return self.values
+
+    def resolved(self, schema: "tuple[RunSetting, ...]", model: str) -> "RunOptions":
+        """These options with ``values`` typed from ``settings`` (once: options already resolved
+        are returned as they are)."""
+        if self.values or not (self.settings or schema):
+            return self
+        return dataclasses.replace(self, values=self.typed(schema, model))
 
 
 @dataclass

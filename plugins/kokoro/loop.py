@@ -19,7 +19,7 @@ import numpy as np
 
 from ...core import RunOptions, RunResult, Timing
 from . import languages
-from .options import RUN_SETTINGS, RunConfig
+from .options import RunConfig
 
 MAX_PHONEMES = 510
 
@@ -215,10 +215,6 @@ def word_timings(
     return timings
 
 
-def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
-    return RunOptions(settings=settings).typed(RUN_SETTINGS, "kokoro")
-
-
 def voices(constants: Mapping[str, Any]) -> list[str]:
     """The export's voice names (the list_voices hook)."""
     return list(RunConfig.load(constants["config"]).voices)
@@ -227,8 +223,8 @@ def voices(constants: Mapping[str, Any]) -> list[str]:
 def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
     from safetensors.numpy import load_file
 
+    settings = options.typed_values()  # --set, typed once by the core (RUN_SETTINGS)
     cfg = RunConfig.load(runtime.constants["config"])
-    settings = parse_settings(options.settings)
     voices = load_file(str(runtime.constants["voices"]))
     voice = options.voice or cfg.default_voice
     if voice not in voices:

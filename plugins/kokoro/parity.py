@@ -8,7 +8,7 @@ import numpy as np
 
 from ...core import LoopCase, RunOptions, Tolerance, spectral_distance
 from . import loop
-from .options import CHAOS_FACTOR, KokoroOptions
+from .options import CHAOS_FACTOR, RUN_SETTINGS, KokoroOptions
 
 #: espeak-ng's en-us phonemes for "Hello world. How are you today?" (fixed: no G2P in the comparison)
 PARITY_PHONEMES = "həlˈO wˈɜːld. hˌW ɑːɹ juː tədˈA?"
@@ -27,7 +27,9 @@ def cases(runtime: Any, kref: Any, options: KokoroOptions, factor: float = CHAOS
     from .decoder import deterministic_upstream
 
     voice_name = sorted(kref.voices)[0]
-    options = RunOptions(voice=voice_name, seed=seed, settings={"phonemes": PARITY_PHONEMES})
+    options = RunOptions(voice=voice_name, seed=seed, settings={"phonemes": PARITY_PHONEMES}).resolved(
+        RUN_SETTINGS, "kokoro"
+    )
     ours = loop.run(runtime, "(phonemes given)", options)
     # the loop's noise: numpy's default_rng(seed), standard normal, [1, samples, 9] (one piece here)
     noise = np.random.default_rng(seed).standard_normal((1, len(ours.audio), 9)).astype(np.float32)

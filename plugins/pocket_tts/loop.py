@@ -18,12 +18,8 @@ import numpy as np
 
 from ...core import RunOptions, RunResult, Timing
 from ...core.kit.audio import read_wav, resample
-from .options import RUN_SETTINGS, RunConfig, TextRulesRecord
+from .options import RunConfig, TextRulesRecord
 from .text import TextRules, prepare, split
-
-
-def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
-    return RunOptions(settings=settings).typed(RUN_SETTINGS, "pocket_tts")
 
 
 class MimiStream:
@@ -218,9 +214,9 @@ def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
 
     from .tokenizer import open_tokenizer
 
+    settings = options.typed_values()  # --set, typed once by the core (RUN_SETTINGS)
     consts = runtime.constants
     cfg = RunConfig.load(consts["config"])
-    settings = parse_settings(options.settings)
     temperature = settings.get("temperature", cfg.temperature)
     threshold = settings.get("eos_threshold", cfg.eos_threshold)
     max_tokens = settings.get("max_tokens", cfg.max_tokens_per_chunk)

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from ...core import LoopCase, RunOptions, Tolerance
 from . import loop
-from .options import PocketOptions
+from .options import RUN_SETTINGS, PocketOptions
 from .reference import text_table
 
 TEXT = "Hello there. The quick brown fox jumps over the lazy dog."
@@ -108,7 +108,11 @@ def cases(runtime: Any, ref: Any, options: PocketOptions, tolerance: Tolerance =
     def speak(threshold: float) -> Any:
         settings = {"temperature": "0", "eos_threshold": repr(threshold), "max_tokens": str(MAX_TOKENS)}
         return loop.run(
-            runtime, TEXT, RunOptions(voice="random" if "random" in ref.voices else None, settings=settings)
+            runtime,
+            TEXT,
+            RunOptions(voice="random" if "random" in ref.voices else None, settings=settings).resolved(
+                RUN_SETTINGS, "pocket_tts"
+            ),
         )
 
     probe = speak(1e9)  # EOS logits along the longest generation

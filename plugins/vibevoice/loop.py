@@ -16,11 +16,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ...core import RunOptions, RunResult, Timing
-from .options import RUN_SETTINGS, RunConfig
-
-
-def parse_settings(settings: dict[str, str]) -> dict[str, Any]:
-    return RunOptions(settings=settings).typed(RUN_SETTINGS, "vibevoice")
+from .options import RunConfig
 
 
 def tokenize(text: str, cfg: RunConfig, tokenizer_file: Any = None) -> list[int]:
@@ -101,8 +97,8 @@ def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = 
 
     from ...core.kit.text import pieces
 
+    settings = options.typed_values()  # --set, typed once by the core (RUN_SETTINGS)
     cfg = RunConfig.load(runtime.constants["config"])
-    settings = parse_settings(options.settings)
     presets = load_file(str(runtime.constants["presets"]))
     types = load_file(str(runtime.constants["embeddings"]))["tts_input_types"]
     voice = options.voice or cfg.default_voice

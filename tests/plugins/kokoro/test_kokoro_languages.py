@@ -12,6 +12,7 @@ from zoo.core import RunOptions, WeightsSource  # noqa: E402
 from zoo.core.host.plugins import PluginHost  # noqa: E402
 from zoo.core.host.session import ModelSession  # noqa: E402
 from zoo.plugins.kokoro import languages, loop  # noqa: E402
+from zoo.plugins.kokoro.options import RUN_SETTINGS  # noqa: E402
 
 TEXTS = {
     "a": "Hello world. How are you today?",
@@ -58,7 +59,9 @@ def test_g2p_offline_and_upstream_durations(code, session, runtime):
     phonemes = languages.phonemize(TEXTS[code], convert)
     letters = [ch for ch in phonemes if not ch.isspace()]
     assert letters and sum(ch in vocab for ch in letters) >= 0.9 * len(letters), (name, phonemes)
-    result = loop.run(runtime, TEXTS[code], RunOptions(seed=3, settings={"lang": language.alias}))
+    result = loop.run(
+        runtime, TEXTS[code], RunOptions(seed=3, settings={"lang": language.alias}).resolved(RUN_SETTINGS, "kokoro")
+    )
     assert result.info["lang"] == code and result.info["g2p"] == name
     spoken = " ".join(p["phonemes"] for p in result.info["pieces"])
     assert spoken == phonemes.strip()
@@ -90,7 +93,7 @@ def test_a_missing_front_end_stops_the_run_naming_it(code, runtime, monkeypatch)
     message = str(info.value)
     assert f"misaki[{module}]" in message and "zoo-tts[kokoro]" in message and "--set phonemes=" in message
     with pytest.raises(languages.G2PUnavailable):
-        loop.run(runtime, TEXTS[code], RunOptions(settings={"lang": code}))
+        loop.run(runtime, TEXTS[code], RunOptions(settings={"lang": code}).resolved(RUN_SETTINGS, "kokoro"))
 
 
 def test_language_from_the_voice_name_or_the_setting():
@@ -98,13 +101,11 @@ def test_language_from_the_voice_name_or_the_setting():
     assert languages.resolve(None, "zf_xiaobei").code == "z"
     assert languages.resolve(None, "random").code == "a"  # not a voice of a language: American English
     assert languages.resolve("fr-fr", "af_heart").code == "f"  # the setting wins
-    assert loop.parse_settings({"lang": "pt-br"}) == {"lang": "pt-br"}
-    from zoo.plugins.kokoro.options import RUN_SETTINGS
-
+    assert RunOptions(settings={"lang": "pt-br"}).resolved(RUN_SETTINGS, "kokoro").values == {"lang": "pt-br"}
     described = next(s for s in RUN_SETTINGS if s.name == "lang").describe()  # what zoo info shows
     assert "default: the voice name's first letter" in described and "the export's" not in described
     with pytest.raises(ValueError, match="one of a"):
-        loop.parse_settings({"lang": "klingon"})
+        RunOptions(settings={"lang": "klingon"}).resolved(RUN_SETTINGS, "kokoro")
 
 
 def test_the_splitter_cuts_after_each_languages_punctuation():

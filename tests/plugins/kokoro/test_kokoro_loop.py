@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from zoo.plugins.kokoro.options import RUN_SETTINGS
+
 pytest.importorskip("kokoro", reason="kokoro is not installed (pip install zoo-tts[kokoro])")
 torch = pytest.importorskip("torch")
 
@@ -99,14 +101,21 @@ def test_long_phonemes_split_at_punctuation():
         loop.split_phonemes("ə" * 70, VOCAB, 62)
 
 
-def test_run_settings_are_checked():
+def test_run_settings_are_typed_once_and_never_ignored():
+    from zoo.core import RunOptions
     from zoo.plugins.kokoro import loop
 
-    assert loop.parse_settings({"speed": "1.2", "phonemes": "ə"}) == {"speed": 1.2, "phonemes": "ə"}
+    def typed(settings):
+        return RunOptions(settings=settings).resolved(RUN_SETTINGS, "kokoro").values
+
+    assert typed({"speed": "1.2", "phonemes": "ə"}) == {"speed": 1.2, "phonemes": "ə"}
     with pytest.raises(ValueError, match="unknown kokoro run option"):
-        loop.parse_settings({"temperature": "1"})
+        typed({"temperature": "1"})
     with pytest.raises(ValueError, match="speed"):
-        loop.parse_settings({"speed": "0"})
+        typed({"speed": "0"})
+    # a loop handed --set values nobody typed refuses them rather than ignoring them
+    with pytest.raises(ValueError, match="were not typed"):
+        loop.run(None, "x", RunOptions(settings={"speed": "2"}))
 
 
 def test_zoo_run_torch_backend_matches_kmodel(small, tmp_path):
@@ -126,7 +135,7 @@ def test_zoo_run_torch_backend_matches_kmodel(small, tmp_path):
         backend="torch",
         weights=WeightsSource.random(0),
         variant="small-fp32",
-        options=RunOptions(seed=7, settings={"phonemes": phonemes}),
+        options=RunOptions(seed=7, settings={"phonemes": phonemes}).resolved(RUN_SETTINGS, "kokoro"),
     )
     audio = summary.result.audio
     assert summary.runtime.calls == {"predictor.tokens64": 1, "decoder": 1}
@@ -174,7 +183,7 @@ def test_a_long_text_is_split_within_the_decoder_frame_cap_and_written_as_it_is_
         backend="torch",
         weights=WeightsSource.random(0),
         variant="small-fp32",
-        options=RunOptions(settings={"phonemes": phonemes, "speed": "0.2"}),
+        options=RunOptions(settings={"phonemes": phonemes, "speed": "0.2"}).resolved(RUN_SETTINGS, "kokoro"),
     )
     summary = execute(host, request, Registry(tmp_path / "r.toml"), progress=written.append)
     pieces = summary.result.info["pieces"]
@@ -345,7 +354,7 @@ def test_word_timestamps_for_text_without_spaces(tmp_path):
         backend="torch",
         weights=WeightsSource.random(0),
         variant="small-fp32",
-        options=RunOptions(settings={"lang": "z"}),
+        options=RunOptions(settings={"lang": "z"}).resolved(RUN_SETTINGS, "kokoro"),
         timestamps=tmp_path / "zh.srt",
     )
     assert [t.text for t in summary.timings] == [w for w, _, _ in spans]

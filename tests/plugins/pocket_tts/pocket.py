@@ -13,7 +13,10 @@ from zoo.core import RunOptions, WeightsSource  # noqa: E402
 from zoo.core.host.plugins import PluginHost  # noqa: E402
 from zoo.core.host.session import ModelSession  # noqa: E402
 from zoo.plugins.pocket_tts import loop  # noqa: E402
-from zoo.plugins.pocket_tts.options import SMALL  # noqa: E402,F401  (the small architecture's options)
+from zoo.plugins.pocket_tts.options import (
+    RUN_SETTINGS,
+    SMALL,  # noqa: E402,F401  (the small architecture's options)
+)
 
 
 @pytest.fixture(scope="session")
@@ -39,4 +42,8 @@ def small_runtime(small_session, tmp_path_factory):
 
 def speak(runtime, text, seed=0, **settings):
     runtime.calls.clear()
-    return loop.run(runtime, text, RunOptions(seed=seed, settings={k: str(v) for k, v in settings.items()}))
+    return loop.run(
+        runtime,
+        text,
+        RunOptions(seed=seed, settings={k: str(v) for k, v in settings.items()}).resolved(RUN_SETTINGS, "pocket_tts"),
+    )

@@ -9,6 +9,7 @@ from pocket import small_components, small_ref, small_runtime, small_session, sp
 from zoo.core import RunOptions
 from zoo.core.kit.audio import write_wav
 from zoo.plugins.pocket_tts import loop
+from zoo.plugins.pocket_tts.options import RUN_SETTINGS
 from zoo.plugins.pocket_tts.parity import pick_threshold
 
 TEXT = "Hello there. The quick brown fox jumps over the lazy dog."
@@ -84,7 +85,11 @@ def test_voice_cloning_matches_upstream_and_is_cached(small_ref, small_runtime, 
     small_runtime.calls.clear()
     _, again = loop.load_voice(small_runtime, str(wav), cfg)
     assert small_runtime.calls["voice_encoder"] == 0 and np.array_equal(again.kv, voice.kv)  # cached
-    clone = loop.run(small_runtime, "Cloned.", RunOptions(voice=str(wav), settings={"temperature": "0"}))
+    clone = loop.run(
+        small_runtime,
+        "Cloned.",
+        RunOptions(voice=str(wav), settings={"temperature": "0"}).resolved(RUN_SETTINGS, "pocket_tts"),
+    )
     assert clone.frames > 0 and clone.info["voice"] == str(wav)
 
 
@@ -209,7 +214,7 @@ def test_piece_timestamps_cover_the_audio(tmp_path):
         backend="torch",
         weights=WeightsSource.random(0),
         variant="small-fp32",
-        options=RunOptions(settings={"max_tokens": "8"}),
+        options=RunOptions(settings={"max_tokens": "8"}).resolved(RUN_SETTINGS, "pocket_tts"),
         timestamps=tmp_path / "t.json",
     )
     timings = summary.timings

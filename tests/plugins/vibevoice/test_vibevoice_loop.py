@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from zoo.plugins.vibevoice.options import RUN_SETTINGS
+
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
@@ -40,7 +42,7 @@ def test_a_long_text_is_spoken_in_pieces_that_fit_the_caches(tmp_path, monkeypat
         backend="torch",
         weights=WeightsSource.random(0),
         variant="small-fp32",
-        options=RunOptions(settings={"max_seconds": "0.5"}),
+        options=RunOptions(settings={"max_seconds": "0.5"}).resolved(RUN_SETTINGS, "vibevoice"),
         timestamps=tmp_path / "pieces.json",
     )
     summary = execute(host, request, Registry(tmp_path / "r.toml"), progress=written.append)
