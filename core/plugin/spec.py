@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
@@ -567,6 +567,33 @@ class CompressedLoop:
     #: audio may also move as far as that component's own mil bound allows (its calibrated
     #: movement at the variant's precision), where another seed moves it less (a smooth decoder)
     audio_component: str | None = None
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """What a run loop (and a plugin's loop-parity cases) call components through: the torch
+    traceables, zoo's MIL interpreter or CoreML behind one interface (``core/runtime``)."""
+
+    #: "torch", "mil" or "coreml"
+    backend: str
+    #: the export's constants by name (``export_constants``' files)
+    constants: Mapping[str, Path]
+
+    def __call__(self, component: str, inputs: Mapping[str, Any], function: str = "main") -> dict[str, Any]:
+        """One call of ``component``'s ``function`` on ``inputs``: its outputs by name."""
+        ...
+
+    def input_dtype(self, component: str, name: str, function: str = "main") -> Any:
+        """The numpy dtype the function declares for input ``name`` (hold a large input in it)."""
+        ...
+
+    def reset_states(self) -> None:
+        """Start every stateful component from its initial state again (a new utterance)."""
+        ...
+
+    def load_states(self, component: str, values: Mapping[str, Any], function: str = "main") -> None:
+        """Set a stateful component's states (by the torch buffer names; the rest start at zero)."""
+        ...
 
 
 @dataclass

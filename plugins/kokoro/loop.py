@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ...core import RunOptions, RunResult, Timing
+from ...core import RunOptions, RunResult, Runtime, Timing
 from . import languages
 from .options import RunConfig
 
@@ -64,7 +64,7 @@ def align(out: Mapping[str, Any], count: int) -> tuple[Any, Any, Any]:
 
 
 def synthesize(
-    runtime: Any,
+    runtime: Runtime,
     phonemes: str,
     vocab: dict[str, int],
     voice_pack: Any,
@@ -78,7 +78,7 @@ def synthesize(
 
 
 def predict(
-    runtime: Any, phonemes: str, vocab: dict[str, int], voice_pack: Any, buckets: list[int], speed: float = 1.0
+    runtime: Runtime, phonemes: str, vocab: dict[str, int], voice_pack: Any, buckets: list[int], speed: float = 1.0
 ) -> tuple[Any, Any, Any, Any]:
     """The predictor on one piece: aligned features en, asr, the per-token frame counts, the style."""
     ids = tokens(phonemes, vocab)
@@ -102,7 +102,7 @@ def predict(
 
 
 def decode(
-    runtime: Any, predicted: tuple[Any, Any, Any, Any], noise: Callable[[tuple[int, ...]], Any] | None = None
+    runtime: Runtime, predicted: tuple[Any, Any, Any, Any], noise: Callable[[tuple[int, ...]], Any] | None = None
 ) -> Any:
     """The decoder on a predicted piece: audio [samples]."""
     en, asr, _, style = predicted
@@ -220,7 +220,7 @@ def voices(constants: Mapping[str, Any]) -> list[str]:
     return list(RunConfig.load(constants["config"]).voices)
 
 
-def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
+def run(runtime: Runtime, text: str, options: RunOptions) -> RunResult:
     from safetensors.numpy import load_file
 
     settings = options.typed_values()  # --set, typed once by the core (RUN_SETTINGS)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ...core import LoopCase, RunOptions, Tolerance, spectral_distance
+from ...core import LoopCase, RunOptions, Runtime, Tolerance, spectral_distance
 from . import loop
 from .options import CHAOS_FACTOR, RUN_SETTINGS, KokoroOptions
 
@@ -14,7 +14,9 @@ from .options import CHAOS_FACTOR, RUN_SETTINGS, KokoroOptions
 PARITY_PHONEMES = "həlˈO wˈɜːld. hˌW ɑːɹ juː tədˈA?"
 
 
-def cases(runtime: Any, kref: Any, options: KokoroOptions, factor: float = CHAOS_FACTOR, seed: int = 0) -> list[Any]:
+def cases(
+    runtime: Runtime, kref: Any, options: KokoroOptions, factor: float = CHAOS_FACTOR, seed: int = 0
+) -> list[Any]:
     """The run loop on ``runtime`` vs KModel.forward on the same phonemes, voice and noise.
 
     ``durations``: per-token frame counts, exactly. ``utterance``: the audio, phase-blind, within

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ...core import RunOptions, RunResult, Timing
+from ...core import RunOptions, RunResult, Runtime, Timing
 from ...core.kit.audio import read_wav, resample
 from .options import RunConfig, TextRulesRecord
 from .text import TextRules, prepare, split
@@ -34,7 +34,7 @@ class MimiStream:
     """
 
     def __init__(
-        self, runtime: Any, cfg: RunConfig, init: dict[str, Any], quant: Any, mean: Any, std: Any, emit: Any = None
+        self, runtime: Runtime, cfg: RunConfig, init: dict[str, Any], quant: Any, mean: Any, std: Any, emit: Any = None
     ):
         from concurrent.futures import ThreadPoolExecutor
 
@@ -118,7 +118,7 @@ class Voice:
         tmp.replace(path)
 
 
-def prefill(runtime: Any, kv: Any, pos: int, tokens: Any, chunk: int) -> int:
+def prefill(runtime: Runtime, kv: Any, pos: int, tokens: Any, chunk: int) -> int:
     """Write conditioning rows [n, d] into the cache kv (in place) from ``pos``, ``chunk`` per call.
 
     Each call gets a zero-padded chunk and its valid length; only the valid rows it
@@ -135,7 +135,7 @@ def prefill(runtime: Any, kv: Any, pos: int, tokens: Any, chunk: int) -> int:
     return pos
 
 
-def load_voice(runtime: Any, name: str | None, cfg: RunConfig) -> tuple[str, Voice]:
+def load_voice(runtime: Runtime, name: str | None, cfg: RunConfig) -> tuple[str, Voice]:
     """A bundled voice by name, or a clone of a WAV file (computed once, then cached)."""
     constants = runtime.constants
     if name and (name.lower().endswith(".wav") or Path(name).is_file()):
@@ -165,7 +165,7 @@ def end_on_pause(wav: Any, rate: int, pause: float = 0.08, fade: float = 0.02, f
     return np.concatenate([wav, np.zeros(int(pause * rate), np.float32)])
 
 
-def clone_voice(runtime: Any, path: Path, cfg: RunConfig) -> Voice:
+def clone_voice(runtime: Runtime, path: Path, cfg: RunConfig) -> Voice:
     import hashlib
 
     from safetensors.numpy import load_file
@@ -209,7 +209,7 @@ def voices(constants: Mapping[str, Any]) -> list[str]:
     return list(RunConfig.load(constants["config"]).voices)
 
 
-def run(runtime: Any, text: str, options: RunOptions) -> RunResult:
+def run(runtime: Runtime, text: str, options: RunOptions) -> RunResult:
     from safetensors.numpy import load_file
 
     from .tokenizer import open_tokenizer

@@ -12,7 +12,7 @@ import contextlib
 import copy
 from typing import Any, Iterator
 
-from ...core import LoopCase, RunOptions, Tolerance
+from ...core import LoopCase, RunOptions, Runtime, Tolerance
 from . import loop
 from .options import RUN_SETTINGS, PocketOptions
 from .reference import text_table
@@ -60,7 +60,7 @@ TABLE_TOLERANCE = 1e-3
 
 
 @contextlib.contextmanager
-def stored_like_the_export(runtime: Any, tts: Any, voice_name: str, voice: Any) -> Iterator[Any]:
+def stored_like_the_export(runtime: Runtime, tts: Any, voice_name: str, voice: Any) -> Iterator[Any]:
     """Upstream with the text embedding table and the voice's KV cache as the export stores them
     (an fp16 export keeps both in fp16; the run loop reads them from its constants), so that
     the comparison sees the loop, not the constants' storage. Without this, the small-fp16 export
@@ -104,7 +104,7 @@ def stored_like_the_export(runtime: Any, tts: Any, voice_name: str, voice: Any) 
         conditioner.embed, conditioner.proj = embed, proj
 
 
-def cases(runtime: Any, ref: Any, options: PocketOptions, tolerance: Tolerance = TOLERANCE) -> list[LoopCase]:
+def cases(runtime: Runtime, ref: Any, options: PocketOptions, tolerance: Tolerance = TOLERANCE) -> list[LoopCase]:
     def speak(threshold: float) -> Any:
         settings = {"temperature": "0", "eos_threshold": repr(threshold), "max_tokens": str(MAX_TOKENS)}
         return loop.run(

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ...core import RunOptions, RunResult, Timing
+from ...core import RunOptions, RunResult, Runtime, Timing
 from .options import RunConfig
 
 
@@ -90,7 +90,7 @@ def fits_caches(n_tokens: int, start: dict[str, Any], cfg: RunConfig) -> bool:
     )
 
 
-def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = None) -> RunResult:
+def run(runtime: Runtime, text: str, options: RunOptions, max_latents: int | None = None) -> RunResult:
     """Speak ``text`` as consecutive pieces that fit the export's caches (core.text.pieces: whole
     sentences where they fit), each an utterance from the voice preset, through one decoder stream."""
     from safetensors.numpy import load_file
@@ -137,7 +137,7 @@ def run(runtime: Any, text: str, options: RunOptions, max_latents: int | None = 
 
 
 def _utterance(
-    runtime: Any,
+    runtime: Runtime,
     ids: list[int],
     start: dict[str, Any],
     cfg: RunConfig,

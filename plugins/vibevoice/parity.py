@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from ...core import LoopCase, RunOptions, Tolerance
+from ...core import LoopCase, RunOptions, Runtime, Tolerance
 from . import loop
 from .options import RunConfig, VibeVoiceOptions
 
@@ -14,7 +14,7 @@ TOLERANCE = Tolerance(rel=1e-2)
 
 
 def cases(
-    runtime: Any,
+    runtime: Runtime,
     model: Any,
     options: VibeVoiceOptions,
     tolerance: Tolerance = TOLERANCE,
