@@ -18,6 +18,7 @@ from typing import Any, Iterable
 import pluggy
 
 from ..plugin import hookspecs
+from ..plugin.skeleton import ModelPlugin
 from ..plugin.spec import ModelSpec
 from . import defaults
 
@@ -176,6 +177,10 @@ class PluginHost:
             self._fail(info, "unknown hook " + ", ".join(hints))
             return info
         info.hooks = sorted(hc.name for hc in callers)
+        problems = obj.problems() if isinstance(obj, ModelPlugin) else []
+        if problems:  # a misnamed role function is a load error now, never a surprise mid-export
+            self._fail(info, "; ".join(problems))
+            return info
         if "zoo_register_models" not in info.hooks:
             return info
         try:

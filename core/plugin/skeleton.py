@@ -22,12 +22,85 @@ plugin's ``options_type``. A plugin overrides a method to do something else
 
 from __future__ import annotations
 
+import ast
+import inspect
 from importlib import import_module
+from importlib.util import find_spec
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 from .hookspecs import hookimpl
-from .spec import ModelSpec, Variant
+from .spec import ModelSpec, Reference, RunOptions, RunResult, Runtime, Variant, WeightsSource
+
+
+# -- the role modules' functions, declared (checked when the plugin loads, without importing them)
+class ReferenceRole(Protocol):
+    def load(self, weights: WeightsSource, options: Any) -> Reference: ...
+
+
+class TraceablesRole(Protocol):
+    def build(self, upstream: Any, options: Any, precision: str) -> Any: ...
+
+
+class ConstantsRole(Protocol):
+    def export(self, upstream: Any, options: Any, precision: str, out_dir: Path) -> Any: ...
+
+
+class LoopRole(Protocol):
+    def run(self, runtime: Runtime, text: str, options: RunOptions) -> RunResult: ...
+
+
+class ParityRole(Protocol):
+    def cases(self, runtime: Runtime, upstream: Any, options: Any) -> list[Any]: ...
+
+
+#: role module -> (its protocol, whether a plugin must have it)
+ROLES: dict[str, tuple[type, bool]] = {
+    "reference": (ReferenceRole, True),
+    "traceables": (TraceablesRole, True),
+    "constants": (ConstantsRole, True),
+    "loop": (LoopRole, True),
+    "parity": (ParityRole, False),
+}
+
+
+def role_problems(package: str) -> list[str]:
+    """What the plugin ``package``'s role modules lack, read from their source (nothing imported:
+    ``zoo list`` stays free of torch): each role's module must exist and define each function its
+    protocol declares, taking at least the protocol's parameters positionally."""
+    problems = []
+    for role, (protocol, required) in ROLES.items():
+        try:
+            spec = find_spec(f"{package}.{role}")
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            if required:
+                problems.append(f"no module {package}.{role}")
+            continue
+        try:
+            tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+        except (OSError, SyntaxError, UnicodeDecodeError) as exc:
+            problems.append(f"{package}.{role} cannot be read: {type(exc).__name__}: {exc}")
+            continue
+        defined = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        bound = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        bound |= {
+            (a.asname or a.name) for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom)) for a in n.names
+        }
+        for name, member in inspect.getmembers(protocol, inspect.isfunction):
+            if name.startswith("_"):
+                continue
+            wanted = [p for p in inspect.signature(member).parameters if p != "self"]
+            shown = f"{package}.{role}.{name}({', '.join(wanted)})"
+            if name in defined:
+                args = defined[name].args
+                positional = len(args.posonlyargs) + len(args.args)
+                if positional < len(wanted) and args.vararg is None:
+                    problems.append(f"{shown} takes {positional} positional parameter(s), not {len(wanted)}")
+            elif name not in bound:
+                problems.append(f"{package}.{role} defines no function {name}: expected {shown}")
+    return problems
 
 
 class ModelPlugin:
@@ -40,6 +113,10 @@ class ModelPlugin:
 
     def models(self) -> list[ModelSpec]:
         raise NotImplementedError
+
+    def problems(self) -> list[str]:
+        """What the role modules lack (``role_problems``): reported when the plugin loads."""
+        return role_problems(self.package) if self.package else ["ModelPlugin.package is not set"]
 
     def module(self, role: str) -> Any:
         """The plugin's module for ``role`` (reference, traceables, constants, loop, parity)."""

@@ -89,3 +89,54 @@ def test_unknown_model_suggests_a_close_name(write_plugin):
     with pytest.raises(UnknownModelError) as err:
         host.model("pocket-tts")
     assert "pocket_tts" in str(err.value) and err.value.suggestion == "pocket_tts"
+
+
+def _skeleton_plugin(root, name: str, traceables: str) -> object:
+    """A package on the skeleton, written to ``root``: ``traceables.py`` holds ``traceables``."""
+    import sys
+
+    package = root / name
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(
+        "from zoo.core import ModelPlugin, ModelSpec, Variant, ComponentSpec\n"
+        f"class {name.title().replace('_', '')}(ModelPlugin):\n    package = {name!r}\n"
+        "    def models(self):\n"
+        "        variants = {'fp32': Variant('fp32', precision='fp32')}\n"
+        f"        return [ModelSpec(name={name!r}, summary='s', variants=variants,\n"
+        "                          default_variant='fp32', components=(ComponentSpec('c'),))]\n"
+        f"plugin = {name.title().replace('_', '')}()\n"
+    )
+    (package / "reference.py").write_text(
+        "import torch  # never imported by the check\ndef load(weights, options): ...\n"
+    )
+    (package / "traceables.py").write_text(traceables)
+    (package / "constants.py").write_text("def export(upstream, options, precision, out_dir): ...\n")
+    (package / "loop.py").write_text("from .helpers import run  # re-exported: accepted, arity unknown\n")
+    sys.path.insert(0, str(root))
+    try:
+        return __import__(name).plugin
+    finally:
+        sys.path.remove(str(root))
+
+
+def test_a_misnamed_role_function_is_a_load_error_naming_module_and_function(tmp_path):
+    """The role modules' functions are declared (skeleton.ROLES protocols) and checked when the
+    plugin loads, from their source: no export needs to reach them to find a typo, and nothing
+    is imported (the reference module's torch import is never run)."""
+    import sys
+
+    host = PluginHost(entry_points=[])
+    good = host.register(_skeleton_plugin(tmp_path / "a", "role_ok", "def build(upstream, options, precision): ...\n"))
+    assert good.ok and good.models == ["role_ok"]
+    typo = host.register(
+        _skeleton_plugin(tmp_path / "b", "role_typo", "def biuld(upstream, options, precision): ...\n")
+    )
+    assert not typo.ok and "role_typo.traceables defines no function build" in typo.error
+    assert "build(upstream, options, precision)" in typo.error and "role_typo" not in host.models
+    short = host.register(_skeleton_plugin(tmp_path / "c", "role_short", "def build(upstream): ...\n"))
+    assert not short.ok and "takes 1 positional parameter(s), not 3" in short.error
+    assert not any(
+        f"{name}.{role}" in sys.modules
+        for name in ("role_ok", "role_typo", "role_short")
+        for role in ("reference", "traceables", "loop")
+    )
