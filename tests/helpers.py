@@ -18,8 +18,8 @@ def read_wav(path: Path, rate: int = 24000) -> np.ndarray:
 
 def upstream_decoder_name(key: str) -> str:
     """transformers' acoustic-decoder parameter name -> the VibeVoice checkpoint's (below
-    ``...acoustic_tokenizer.decoder.``),
-    from the layout facts: upstream's stage 0 is transformers' stem, and its convolutions nest one level deeper."""
+    ``...acoustic_tokenizer.decoder.``), from the layout facts: upstream's stage 0 is transformers'
+    stem, and its convolutions nest one level deeper."""
     if key.startswith("stem.conv.conv."):
         key = key.replace("stem.conv.conv.", "upsample_layers.0.0.conv.conv.conv.")
     elif key.startswith("stem.stage."):

@@ -10,8 +10,19 @@ from typing import Any, Iterable, Mapping
 from rich import box
 from rich.table import Table
 
-#: a model, variant or component's long text sits on its own row, indented under its name
+#: a model, variant or component's long text sits on its own rows, indented under its name
 INDENT = "  "
+#: long text is wrapped to this many columns, one row a line: at 80 columns no cell wraps again
+#: (the widest first column, a checkpoint's name, leaves about 48)
+TEXT_WIDTH = 46
+
+
+def _text(table: Table, text: str, label: str = "") -> None:
+    """``text`` as rows of ``table``'s second column, ``label`` beside the first."""
+    import textwrap
+
+    for i, line in enumerate(textwrap.wrap(text, TEXT_WIDTH, break_on_hyphens=False) or [""]):
+        table.add_row(label if i == 0 else "", line)
 
 
 def _kv_table(title: str | None = None) -> Table:
@@ -39,8 +50,8 @@ def models(specs: Iterable[Any]) -> Table:
     table = _kv_table("models")
     for m in specs:
         components = ", ".join(c.name for c in m.components)
-        table.add_row(f"[bold]{m.name}[/]", f"plugin {m.plugin}; default {m.default_variant}; {components}")
-        table.add_row("", m.summary)
+        _text(table, f"plugin {m.plugin}; default {m.default_variant}; {components}", f"[bold]{m.name}[/]")
+        _text(table, m.summary)
     return table
 
 
@@ -92,7 +103,7 @@ def variants(spec: Any, compression_summary: Mapping[str, str]) -> list[Any]:
     described = _kv_table("what the variants are")
     for name, v in spec.variants.items():
         if v.compression == "none" and v.description:
-            described.add_row(INDENT + name, v.description)
+            _text(described, v.description, INDENT + name)
     out.append(described)
     return out
 
@@ -103,9 +114,9 @@ def checkpoints(spec: Any) -> Table:
         label = name + (" (default)" if name == spec.default_checkpoint else "")
         table.add_row(INDENT + label, f"{c.family}; revision {(c.revision or '-')[:12]}")
         if c.description:
-            table.add_row("", c.description)
+            _text(table, c.description)
         if c.unsupported:
-            table.add_row("", f"not exportable: {c.unsupported}")
+            _text(table, f"not exportable: {c.unsupported}")
     return table
 
 
@@ -126,15 +137,13 @@ def components(rows: Iterable[Mapping[str, Any]]) -> Table:
     for c in rows:
         functions = c["functions"]
         shown = ", ".join(functions[:4]) + (f", … ({len(functions)} functions)" if len(functions) > 4 else "")
-        table.add_row(f"[bold]{c['name']}[/]", shown)
-        table.add_row("", c["description"])
+        _text(table, shown, f"[bold]{c['name']}[/]")
+        _text(table, c["description"])
         for precision in ("fp32", "fp16"):
-            table.add_row(INDENT + f"{precision} bounds", tolerance_text(c["tolerances"][precision]))
+            _text(table, tolerance_text(c["tolerances"][precision]), INDENT + f"{precision} bounds")
         if c.get("uncompressed"):
-            table.add_row(
-                INDENT + "kept",
-                f"uncompressed in compressed variants: {', '.join(c['uncompressed'])} ({c['uncompressed_reason']})",
-            )
+            kept = f"uncompressed in compressed variants: {', '.join(c['uncompressed'])} ({c['uncompressed_reason']})"
+            _text(table, kept, INDENT + "kept")
     return table
 
 
@@ -142,6 +151,6 @@ def run_settings(settings: Iterable[Any]) -> Table:
     """Each ``zoo run --set`` option: what it accepts on its row, what it does under it."""
     table = _kv_table("run options (zoo run --set NAME=VALUE)")
     for s in settings:
-        table.add_row(INDENT + s.name, s.describe())
-        table.add_row("", s.help)
+        _text(table, s.describe(), INDENT + s.name)
+        _text(table, s.help)
     return table

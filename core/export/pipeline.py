@@ -580,9 +580,8 @@ def _load_loop(directory: Path, label: str) -> Any:
 
 def _mixed_targets(session: ModelSession, component: str, parity_dir: Path) -> Any:
     """What the ``mixed`` compression aims at for each output of ``component`` (compress.MixedTargets):
-    integer outputs by their margin to the rounding boundary; a chaotic component's audio no farther (spectral distance
-    from the
-    uncompressed package) than torch's own movement for a perturbation at the variant's precision."""
+    integer outputs by their margin to the rounding boundary; a chaotic component's audio no farther (spectral
+    distance from the uncompressed package) than torch's own movement for a perturbation at the variant's precision."""
     from ..compression.compress import MixedTargets
     from ..validation.calibration import Calibration
 

@@ -1,4 +1,4 @@
-"""zoo's MIL interpreter: run saved .mlpackage files on any OS with numpy.
+"""zoo's MIL interpreter: run saved .mlpackage files on any OS with numpy::
 
 from zoo.core.mil import load
 program = load("model.mlpackage")

@@ -287,8 +287,8 @@ def test_failed_loop_parity_registers_nothing_and_is_recorded(tmp_path, write_pl
 
     source = """
     import numpy as np
-    from zoo.core import hookimpl, ModelSpec, Variant, ComponentSpec, Traceable, TensorSpec, Reference, LoopCase,
-    Tolerance, RunResult
+    from zoo.core import (hookimpl, ModelSpec, Variant, ComponentSpec, Traceable, TensorSpec, Reference, LoopCase,
+                          Tolerance, RunResult)
 
     GAIN = {gain}
 
