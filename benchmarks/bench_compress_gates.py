@@ -106,7 +106,8 @@ def main() -> None:
                         f"{check['status']}{'; ' + check['reason'] if check.get('reason') else ''}"
                     )
     if worst_gap > float("-inf"):
-        print(f"\nworst: actual {worst_gap:.1f} dB under its equivalent (goal ≤ {MARGIN_DB:g} dB)")
+        where = f"{worst_gap:.1f} dB under" if worst_gap > 0 else f"{-worst_gap:.1f} dB over (every one at or above)"
+        print(f"\nworst: actual {where} its equivalent (goal: at most {MARGIN_DB:g} dB under)")
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ MODES = {
 #: the compression's own size (``equivalent_output_snr``), and never under ``OUTPUT_SNR_FLOOR_DB``.
 #: Measured, the compressed package minus the same errors at random signs (worst output, dB;
 #: benchmarks/bench_compress_gates.py, small architectures, random weights): kokoro predictor
-#: w8 +0.9, p4 +0.9, mixed +1.3; pocket_tts flowlm / mimi / voice_encoder w8 +2.5 / -1.2 / +1.2,
+#: w8 +0.9 (full size: +3.1), p4 +0.9, mixed +1.3; pocket_tts flowlm / mimi / voice_encoder w8 +2.5 / -1.2 / +1.2,
 #: p4 -0.3 / +0.4 / -1.3, mixed +3.0 / -0.1 / +3.4; tiny vocoder w8 -0.7. The unit-gain prediction
 #: beside them was 1 to 10 dB lower (residual paths dilute) and, on trained Kokoro, 4.5 dB higher
 #: (LSTMs amplify). 3 dB (twice the noise power) is more than twice the worst shortfall, -1.3.
