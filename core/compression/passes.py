@@ -1,0 +1,116 @@
+"""coremltools plumbing: loading a saved package's program, running a compression pass over every
+function, saving it, and decompressing a constexpr op with zoo's own kernels (``weight_snrs``)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .modes import WEIGHT_THRESHOLD
+
+
+def _weight_consts(prog: Any) -> list[Any]:
+    """The float constants large enough to be compressed, once per name (functions share them)."""
+    import numpy as np
+
+    seen: dict[str, Any] = {}
+    for fn in prog.functions.values():
+        for op in fn.operations:
+            if op.op_type != "const" or op.name in seen:
+                continue
+            val = op.outputs[0].val
+            if (
+                isinstance(val, np.ndarray)
+                and val.dtype.kind == "f"
+                and val.size > WEIGHT_THRESHOLD
+                and op.outputs[0].child_ops
+            ):
+                seen[op.name] = op
+    return list(seen.values())
+
+
+def _load(src: Path) -> tuple[Any, Any]:
+    """(spec, MIL program) of a saved package."""
+    from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
+
+    from ..coreml.tools import import_coremltools, load_package_spec
+
+    import_coremltools()
+    spec = load_package_spec(src)
+    return spec, load_milproto(
+        spec, spec.specificationVersion, file_weights_dir=str(src / "Data" / "com.apple.CoreML" / "weights")
+    )
+
+
+def _apply(prog: Any, spec: Any, kind: str, config: Any) -> None:
+    """Run coremltools' compression pass over every function of ``prog`` (its public API refuses
+    multifunction programs), then store each weight the functions share once."""
+    from coremltools.converters.mil.mil.passes.graph_pass import PassOption
+    from coremltools.converters.mil.mil.passes.pass_registry import PASS_REGISTRY
+
+    graph_pass = PASS_REGISTRY[
+        "compression::linear_quantize_weights" if kind == "linear" else "compression::palettize_weights"
+    ]
+    graph_pass.set_options([PassOption("config", config), PassOption("joint_compression", False)])
+    graph_pass.apply(prog)
+    if len(prog.functions) > 1:  # each function compressed its copy of a shared weight: store it once
+        PASS_REGISTRY["common::const_deduplication"]._deduplicate_const_across_functions(prog)
+        prog.export_as_multifunction = True
+        prog.default_function_name = spec.description.defaultFunctionName or next(iter(prog.functions))
+    prog.skip_all_passes = True
+
+
+def _save(prog: Any, spec: Any, version: int, dst: Path) -> None:
+    from coremltools.converters.mil.converter import mil_convert
+
+    from ..coreml.tools import import_coremltools
+
+    ct = import_coremltools()
+    model = mil_convert(
+        prog,
+        convert_to="mlprogram",
+        convert_from="milinternal",
+        specification_version=version,
+        compute_units=ct.ComputeUnit.CPU_ONLY,
+        model_description=spec.description,
+        skip_model_load=True,
+    )
+    if dst.exists():
+        shutil.rmtree(dst)
+    model.save(str(dst))
+
+
+def _original_name(op: Any) -> str:
+    """The weight constant a compressed (constexpr) op stands for: coremltools names it after it."""
+    return re.sub(r"_(palettized|quantized)$", "", op.name)
+
+
+def decompress(op: Any) -> Any:
+    """A constexpr op's dense weight, by zoo's own kernels (what the MIL interpreter executes)."""
+    from ..mil import KERNELS
+
+    return KERNELS[op.op_type](**{param: var.val for param, var in op.inputs.items()})
+
+
+def weight_snrs(prog: Any, originals: dict[str, Any]) -> dict[str, float]:
+    """Per compressed weight (named as its original constant), the SNR of its decompression by
+    zoo's kernels against the original values."""
+    import math
+
+    import numpy as np
+
+    out: dict[str, float] = {}
+    for fn in prog.functions.values():
+        for op in fn.operations:
+            if not op.op_type.startswith("constexpr_"):
+                continue
+            name = _original_name(op)
+            if name not in originals or name in out:
+                continue
+            dense = np.asarray(decompress(op), np.float64)
+            want = np.asarray(originals[name], np.float64)
+            noise, signal = float(np.sum((dense - want) ** 2)), float(np.sum(want**2))
+            out[name] = 999.0 if noise == 0 else 10 * math.log10(max(signal, 1e-300) / noise)
+    return out

@@ -1,0 +1,313 @@
+"""The ``mixed`` compression's plan: one table width per layer from each layer's measured effect on
+the outputs (``plan_mixed``), integer outputs planned by their margin to the rounding boundary."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .modes import INTEGER_PLAN_JUMPS, INTEGER_PLAN_SHARE, MIXED_BITS, MIXED_TARGET_DB
+from .palette import palette_config
+from .passes import _apply, _load, _original_name, decompress, weight_snrs
+
+
+def integer_noise_budget(values: Any, rounding: str, tempo: float | None = None) -> float:
+    """The relative noise power (Σ n² / Σ v²) an integer output ``values`` (before ``rounding``) may
+    carry: the largest Gaussian noise σ (in the output's own units, where the rounding boundaries
+    are) whose expected flips Σ_i Q(m_i / σ) — m_i the distance of value i to its nearest rounding
+    boundary — move the rounded values by at most INTEGER_PLAN_SHARE of what the gate allows (the
+    Σ|Δ| a ±tempo change makes, ``validation.integer_moves``), and whose expected moves by more than
+    one Σ_i Q((m_i + 1) / σ) stay under INTEGER_PLAN_JUMPS."""
+    import math
+
+    import numpy as np
+
+    from ..validation.metrics import INTEGER_TEMPO, ROUNDINGS
+
+    tempo = INTEGER_TEMPO if tempo is None else tempo
+    e = np.asarray(values, np.float64).reshape(-1)
+    power = float(np.sum(e**2))
+    if e.size == 0 or power == 0 or not np.isfinite(e).all():
+        return 0.0
+    r = ROUNDINGS[rounding]
+    allowed = max(float(np.sum(np.abs(r(e * (1 + tempo)) - r(e)))), float(np.sum(np.abs(r(e / (1 + tempo)) - r(e)))))
+    margin = 0.5 - np.abs(e - np.round(e))
+    if rounding == "round_min1":  # everything under 1.5 rounds to 1: its one boundary is 1.5
+        margin = np.where(e < 1.5, 1.5 - e, margin)
+    margin = np.maximum(margin, 0.0)
+
+    def q(x: Any) -> float:
+        return float(np.sum(0.5 * np.vectorize(math.erfc)(x / math.sqrt(2))))
+
+    def fits(sigma: float) -> bool:
+        return q(margin / sigma) <= INTEGER_PLAN_SHARE * allowed and q((margin + 1) / sigma) <= INTEGER_PLAN_JUMPS
+
+    lo, hi = 1e-9, 10.0
+    if not fits(lo):
+        return 0.0
+    for _ in range(60):  # bisection on a log scale: σ to 1e-9 relative
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo**2 * e.size / power
+
+
+@dataclass(frozen=True)
+class MixedTargets:
+    """What ``mixed`` aims at per output name (dB): ``db`` names some outputs; ``integer`` (name ->
+    rounding) outputs the host rounds, each planned by its values' margins to the rounding boundary
+    (``integer_noise_budget``); with ``spectral_db`` (a component whose audio is chaotic sample by
+    sample) every other output is measured by its spectral distance d instead of sample-wise noise
+    (target -20·log10 d); else MIXED_TARGET_DB."""
+
+    db: tuple[tuple[str, float], ...] = ()
+    spectral_db: float | None = None
+    basis: str = ""
+    integer: tuple[tuple[str, str], ...] = ()
+
+    def budget(self, output: str, values: Any) -> float:
+        """The relative noise power ``output`` may carry, given its uncompressed values."""
+        rounding = dict(self.integer).get(output)
+        if rounding is not None:
+            return integer_noise_budget(values, rounding)
+        return 10 ** (-self.target(output) / 10)
+
+    def spectral(self, output: str) -> bool:
+        return self.spectral_db is not None and output not in dict(self.db) and output not in dict(self.integer)
+
+    def target(self, output: str) -> float:
+        named = dict(self.db)
+        if output in named:
+            return named[output]
+        return self.spectral_db if self.spectral_db is not None else MIXED_TARGET_DB
+
+
+def layer_group(name: str) -> str:
+    """The layer a weight constant belongs to: its name up to the first layer number (coremltools
+    names constants after torch parameter paths: ``transformer_layers_3_self_attn_out_proj_weight``
+    -> ``transformer_layers_3``); a name without one is its own group."""
+    match = re.match(r"^(.*?_\d+)(?:_|$)", name)
+    return match.group(1) if match else name
+
+
+def choose_widths(
+    width: dict[str, int], gain: dict[str, Any], noise: dict[int, dict[str, float]], size: dict[str, int], budget: Any
+) -> Any:
+    """Widen layers in ``width`` (name -> bits, updated in place) until every output's predicted
+    noise Σ_l gain[l][o] · noise[bits_l][l] is within ``budget[o]``: each step widens the layer that
+    removes the most noise per added byte from the output most over its budget that a widening
+    still helps; then layers whose widening later ones made unneeded are narrowed again. Returns
+    the predicted noise per output."""
+    import numpy as np
+
+    def predicted() -> Any:
+        total = np.zeros(len(budget))
+        for layer, g in gain.items():
+            total += g * noise[width[layer]][layer]
+        return total
+
+    def widest_help(output: int) -> str | None:
+        best, best_rate = None, 0.0
+        for layer, g in gain.items():
+            b = width[layer]
+            if b == MIXED_BITS[-1]:
+                continue
+            wider = MIXED_BITS[MIXED_BITS.index(b) + 1]
+            rate = g[output] * (noise[b][layer] - noise[wider][layer]) / (size[layer] * (wider - b))
+            if rate > best_rate:
+                best, best_rate = layer, rate
+        return best
+
+    total = predicted()
+    while total.size:
+        over = total / budget
+        # an output whose layers are all at 8 bits cannot get better: the next one is served
+        best = next(
+            (layer for o in np.argsort(-over) if over[o] > 1 for layer in [widest_help(int(o))] if layer is not None),
+            None,
+        )
+        if best is None:
+            break
+        width[best] = MIXED_BITS[MIXED_BITS.index(width[best]) + 1]
+        total = predicted()
+    # a widening chosen early can be made unneeded by later ones: narrow again, most bytes saved
+    # first, every layer whose narrower width keeps each output within its budget (an output over
+    # it already, one no widening could help, gets no noisier)
+    while total.size:
+        best, best_saved = None, 0
+        for layer, g in gain.items():
+            b = width[layer]
+            if b == MIXED_BITS[0]:
+                continue
+            narrower = MIXED_BITS[MIXED_BITS.index(b) - 1]
+            after = total + g * (noise[narrower][layer] - noise[b][layer])
+            saved = size[layer] * (b - narrower)
+            if saved > best_saved and np.all(after <= np.maximum(budget, total)):
+                best, best_saved = layer, saved
+        if best is None:
+            break
+        width[best] = MIXED_BITS[MIXED_BITS.index(width[best]) - 1]
+        total = predicted()
+    return total
+
+
+@dataclass
+class MixedPlan:
+    """How ``plan_mixed`` chose the widths: per output its target and the estimate its measurements
+    give for the chosen widths, the executions and layers, and the layers it could not measure."""
+
+    #: output name -> (target dB, estimated dB for the chosen widths; spectral outputs: -20·log10 distance)
+    outputs: dict[str, tuple[float, float]]
+    executions: int
+    layers: int
+    unmeasured: tuple[str, ...] = ()  # layers with a weight no executed op reads directly (kept at 8 bits)
+    basis: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "outputs": {
+                name: {"target_db": t, "estimated_db": round(e, 2)} for name, (t, e) in sorted(self.outputs.items())
+            },
+            "executions": self.executions,
+            "layers": self.layers,
+            "unmeasured": list(self.unmeasured),
+            **({"basis": self.basis} if self.basis else {}),
+        }
+
+
+def plan_mixed(
+    src: Path,
+    kept: list[str],
+    originals: dict[str, Any],
+    parity_file: Path,
+    progress: Any = None,
+    targets: MixedTargets = MixedTargets(),
+    tables: dict | None = None,
+) -> tuple[dict[str, int], MixedPlan]:
+    """Each weight's table width for the ``mixed`` compression (Apple's per-layer recipe for large
+    models, executed by zoo's MIL interpreter), one width per layer (``layer_group``).
+
+    1. Every weight palettized at 4 and 6 bits (two passes of the whole package): each layer's
+       relative noise e(l, b) = Σ(w - ŵ)² / Σ w² over its weights; at 8 bits e(l, 6) / 16 (a
+       k-means table gains ~6 dB per bit: measured 20.3 dB at 4 bits, 32.2 dB at 6 on Gaussian
+       weights), which spares the slowest pass; the final package measures every weight again.
+    2. The uncompressed package on the parity examples, then once per layer with only that
+       layer's weights at 4 bits: the relative noise it puts on each output o, n(l, o). Small
+       perturbations act linearly, so the layer's gain g(l, o) = n(l, o) / e(l, 4) predicts its
+       noise at any width, and the noises of different layers add.
+    3. Starting from 4 bits everywhere, while an output's predicted noise Σ_l g(l, o) e(l, b_l) is
+       above its target (the most over it first), widen the layer that removes the most of that
+       output's noise per byte added (4 -> 6 -> 8 bits).
+
+    A spectral output's noise is its squared spectral distance (``MixedTargets.spectral``).
+
+    The whole component is then judged at the mil level like every compressed package (its bound
+    follows from the weights' own SNRs, not from this estimate).
+    """
+    import math
+
+    import coremltools.optimize.coreml as cto
+    import numpy as np
+
+    from ..mil import MilError, MilProgram
+    from ..validation import parity
+
+    tables = {} if tables is None else tables  # the look-up tables, for the final pass to reuse
+    noise: dict[int, dict[str, float]] = {}
+    packed4: dict[str, Any] = {}  # each weight's 4-bit constexpr op, decompressed when its layer is measured
+    energy = {name: float(np.sum(np.asarray(value, np.float64) ** 2)) for name, value in originals.items()}
+    for b in MIXED_BITS[:-1]:
+        spec, prog = _load(src)
+        _apply(
+            prog,
+            spec,
+            "palette",
+            cto.OptimizationConfig(
+                global_config=palette_config(b, tables), op_name_configs={name: None for name in kept}
+            ),
+        )
+        noise[b] = {name: 10 ** (-snr / 10) for name, snr in weight_snrs(prog, originals).items()}
+        if b == MIXED_BITS[0]:
+            for fn in prog.functions.values():
+                for op in fn.operations:
+                    name = _original_name(op)
+                    if op.op_type.startswith("constexpr_") and name in noise[b] and name not in packed4:
+                        packed4[name] = op
+        del prog
+    noise[MIXED_BITS[-1]] = {name: e / 16 for name, e in noise[MIXED_BITS[-2]].items()}
+    names = [n for n in originals if all(n in noise[b] for b in MIXED_BITS)]
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(layer_group(name), []).append(name)
+    # a layer's relative noise: its weights' noise energy over their energy
+    layer_noise = {
+        b: {
+            g: sum(noise[b][n] * energy[n] for n in members) / max(sum(energy[n] for n in members), 1e-300)
+            for g, members in groups.items()
+        }
+        for b in MIXED_BITS
+    }
+
+    program = MilProgram.load(src)
+    cases = parity.load(parity_file)
+
+    from ..validation.metrics import spectral_distance
+
+    def outputs() -> list[tuple[str, np.ndarray]]:
+        got = []
+        for case in cases:
+            fn = program.function(case.function)
+            state = program.make_state(case.function, initial=case.states) if fn.states else None
+            result = program.run(case.inputs, case.function, state)
+            got.extend(
+                (k, np.asarray(result[k], np.float64))
+                for k in sorted(result)
+                if np.asarray(result[k]).dtype.kind == "f"
+            )
+        return got
+
+    def rel_noise(got: np.ndarray, want: np.ndarray, name: str) -> float:
+        if targets.spectral(name):
+            return spectral_distance(got, want) ** 2
+        power = float(np.sum(want**2))
+        return float(np.sum((got - want) ** 2)) / power if power > 0 else 0.0
+
+    base = outputs()
+    keys = [k for k, _ in base]
+    budget = np.array([targets.budget(k, v) for k, v in base])
+    gain: dict[str, np.ndarray] = {}
+    unmeasured = []
+    for i, (group, members) in enumerate(groups.items()):
+        if progress is not None:
+            progress(i, len(groups))
+        previous: dict[str, Any] = {}
+        try:
+            for name in members:
+                previous[name] = program.substitute(name, decompress(packed4[name]))
+        except MilError:  # read only inside a list argument: no single op to swap it in
+            unmeasured.append(group)
+        else:
+            got = outputs()
+            rel = np.array([rel_noise(g, v, k) for (k, g), (_, v) in zip(got, base)])
+            gain[group] = rel / max(layer_noise[4][group], 1e-30)
+        for name, value in previous.items():
+            program.substitute(name, value)
+
+    width = {group: (MIXED_BITS[-1] if group in unmeasured else MIXED_BITS[0]) for group in groups}
+    size = {group: sum(int(np.asarray(originals[n]).size) for n in members) for group, members in groups.items()}
+    noise = layer_noise
+
+    total = choose_widths(width, gain, noise, size, budget)
+    estimated: dict[str, tuple[float, float]] = {}
+    for key, value, allowed in zip(keys, total, budget):  # per output name, its worst case over the examples
+        db = float("inf") if value <= 0 else -10 * math.log10(value)
+        target = float("inf") if allowed <= 0 else -10 * math.log10(allowed)
+        previous = estimated.get(key, (float("-inf"), float("inf")))
+        estimated[key] = (round(max(target, previous[0]), 2), min(db, previous[1]))
+    if progress is not None:
+        progress(len(groups), len(groups))
+    bits = {name: width[group] for group, members in groups.items() for name in members}
+    return bits, MixedPlan(
+        estimated, len(groups) - len(unmeasured) + 1, len(groups), tuple(sorted(unmeasured)), targets.basis
+    )
