@@ -18,13 +18,14 @@ ROUNDINGS = {
 #: speaking this much faster or slower moves them: each by at most one, or by what that tempo change
 #: moves it if more; in total (Σ|Δ| after rounding) at most what the tempo change moves them all.
 #: Flips by one are unavoidable under compression noise (a trained duration a hair from a rounding
-#: boundary flips under any perturbation: trained Kokoro-82M, fp16-w8 35 flips, fp16-mixed 19, all
-#: by one), and what they cost is what a tempo change costs, which kokoro's own ``speed`` setting
-#: makes on every duration (speed 1.1 divides them all by 1.1). 10%: a change that costs no words
-#: — measured, espeak-ng speech of zoo's 21 English prompts 10% faster / slower, Whisper tiny.en:
-#: mean WER 0.232 / 0.186 against 0.223 (evaluate.QOI_MIN) — and well inside the speeds a user
-#: picks (kokoro's ``speed`` takes 0.1 to 10). The bound is computed from the expected values
-#: themselves, so it holds for any weights.
+#: boundary flips under any perturbation: trained Kokoro-82M, fp16-w8 changed 35 durations and
+#: fp16-mixed 19, 14 of those flips by one a hair from a boundary), and what they cost is what a
+#: tempo change costs, which kokoro's own ``speed`` setting makes on every duration (speed 1.1
+#: divides them all by 1.1). 10%: a change that costs no words — measured, espeak-ng speech of
+#: zoo's 21 English prompts 10% faster / slower, Whisper tiny.en: mean WER 0.232 / 0.186 against
+#: 0.223 (evaluate.QOI_MIN) — and well inside the speeds a user picks (kokoro's ``speed`` takes
+#: 0.1 to 10). The bound is computed from the expected values themselves, so it holds for any
+#: weights.
 INTEGER_TEMPO = 0.10
 
 
