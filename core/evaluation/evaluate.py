@@ -270,6 +270,20 @@ class EvalResult:
 Speaker = Callable[[Prompt], tuple[Any, int]]
 
 
+def speaker(host: Any, model: Any, runtime: Any, voice: str | None = None, seed: int = 0) -> Speaker:
+    """A ``Speaker``: each prompt through ``model``'s run loop on ``runtime`` from fresh states, in
+    the run settings of the prompt's language (``ModelSpec.languages``), with ``voice`` and ``seed``."""
+    from ..plugin.spec import RunOptions
+
+    def speak(prompt: Prompt) -> tuple[Any, int]:
+        runtime.reset_states()
+        options = RunOptions(voice=voice, seed=seed, settings=dict(model.languages.get(prompt.lang, {})))
+        result = host.call(model, "run_loop", runtime=runtime, text=prompt.text, options=options)
+        return result.audio, result.sample_rate
+
+    return speak
+
+
 def evaluate(
     prompts: list[Prompt],
     speakers: Mapping[str, Speaker],
@@ -459,15 +473,6 @@ def run_eval(
         tell(f"loading the uncompressed {request.sibling['id']}")
         systems["uncompressed"] = packages(request.sibling)
 
-    def speaker(runtime: Any) -> Speaker:
-        def speak(prompt: Prompt) -> tuple[Any, int]:
-            runtime.reset_states()
-            options = RunOptions(voice=request.voice, seed=request.seed, settings=dict(model.languages[prompt.lang]))
-            result = host.call(model, "run_loop", runtime=runtime, text=prompt.text, options=options)
-            return result.audio, result.sample_rate
-
-        return speak
-
     result = EvalResult(
         entry["id"],
         request.backend,
@@ -479,5 +484,9 @@ def run_eval(
         request.sibling["id"] if request.sibling else None,
     )
     return evaluate(
-        request.prompts, {name: speaker(rt) for name, rt in systems.items()}, request.recogniser, result, progress
+        request.prompts,
+        {name: speaker(host, model, rt, request.voice, request.seed) for name, rt in systems.items()},
+        request.recogniser,
+        result,
+        progress,
     )

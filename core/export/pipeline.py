@@ -135,9 +135,8 @@ class Exporter:
         report.warnings.extend(warnings)
         # an export judged by a recogniser too is another export than one without (its validation
         # differs): the recogniser's bytes are part of what identical means, not of any stage's key
-        inputs = stable_hash(
-            {**identity, "core": core_digest(), **({"asr": tree_sha256(self.asr)} if self.asr is not None else {})}
-        )
+        asr_sha256 = tree_sha256(self.asr) if self.asr is not None else None  # hashed once: identity and the eval stage
+        inputs = stable_hash({**identity, "core": core_digest(), **({"asr": asr_sha256} if asr_sha256 else {})})
         reuse = "no" if self.force else self._reuse(stages, inputs)
         if reuse == "reused":
             return
@@ -198,7 +197,9 @@ class Exporter:
                 )
             else:
                 eval_constants = {name: constants_dir / rel for name, rel in constants.items()}
-                checks.extend(compressed_eval_stage(stages, session, uncompressed, packages, eval_constants, self.asr))
+                checks.extend(
+                    compressed_eval_stage(stages, session, uncompressed, packages, eval_constants, self.asr, asr_sha256)
+                )
         report.checks = checks
         reached = validation.level_reached(checks)
         required = self.model.required_level
@@ -440,42 +441,32 @@ def compressed_eval_stage(
     after: dict[str, ValidatedPackage],
     constants: dict[str, Path],
     asr: Path,
+    asr_sha256: str,
 ) -> list[Check]:
     """``zoo eval``'s built-in prompts spoken through the compressed and the uncompressed packages
-    (MIL interpreter, same voice, seed and settings), both transcribed by ``asr``; the check
-    ``eval:compressed`` fails when the share of prompts the compressed packages say no worse
-    (QoI) is under ``evaluate.QOI_MIN``. Prompts: every language the model speaks that the
-    recogniser understands (an English-only recogniser: English)."""
-    from ..evaluation.evaluate import QOI_MIN, EvalResult, builtin_prompts, evaluate, prompts_digest
-    from ..plugin.spec import RunOptions
+    (MIL interpreter, same voice, seed and settings), both transcribed by ``asr`` (its tree digest
+    ``asr_sha256``); the check ``eval:compressed`` fails when the share of prompts the compressed
+    packages say no worse (QoI) is under ``evaluate.QOI_MIN``. Prompts: every language the model
+    speaks that the recogniser understands (an English-only recogniser: English). The recogniser
+    is loaded only when the stage is not cached: its bytes and the model's prompts are the key."""
+    from ..evaluation.evaluate import QOI_MIN, EvalResult, builtin_prompts, evaluate, prompts_digest, speaker
     from ..run.recogniser import Recogniser
     from ..runtime.backends import MilRuntime
 
     model = session.model
-    recogniser = Recogniser(asr)
-    languages = [lang for lang in model.languages if recogniser.multilingual or lang == "en"]
-    prompts = builtin_prompts(languages)
-    if not prompts:
-        raise ValueError(
-            f"--asr {asr}: the recogniser understands none of the languages {model.name} speaks "
-            f"({', '.join(model.languages)})"
-        )
 
     def build(tmp: Path) -> None:
-        def speaker(packages: dict[str, ValidatedPackage]) -> Any:
+        recogniser = Recogniser(asr, asr_sha256)
+        prompts = builtin_prompts([lang for lang in model.languages if recogniser.multilingual or lang == "en"])
+        if not prompts:
+            raise ValueError(
+                f"--asr {asr}: the recogniser understands none of the languages {model.name} speaks "
+                f"({', '.join(model.languages)})"
+            )
+
+        def speaks(packages: dict[str, ValidatedPackage]) -> Any:
             runtime = MilRuntime({c: p.path for c, p in packages.items()}, constants)
-
-            def speak(prompt: Any) -> tuple[Any, int]:
-                runtime.reset_states()
-                result = session.call(
-                    "run_loop",
-                    runtime=runtime,
-                    text=prompt.text,
-                    options=RunOptions(seed=0, settings=dict(model.languages.get(prompt.lang, {}))),
-                )
-                return result.audio, result.sample_rate
-
-            return speak
+            return speaker(session.host, model, runtime)
 
         def progress(done: int, total: int, row: Any) -> None:
             stages.reporter.begin(f"eval:compressed ({done}/{total} prompts)")
@@ -483,13 +474,13 @@ def compressed_eval_stage(
         result = EvalResult(
             "", "mil", None, recogniser.path, recogniser.sha256, prompts_digest(prompts), False, "uncompressed"
         )
-        evaluate(prompts, {"export": speaker(after), "uncompressed": speaker(before)}, recogniser, result, progress)
+        evaluate(prompts, {"export": speaks(after), "uncompressed": speaks(before)}, recogniser, result, progress)
         write_checks(tmp, [qoi_check(result)])
 
     extra = {
         "packages": {c: [before[c].sha256, after[c].sha256] for c in before},
-        "asr": recogniser.sha256,
-        "prompts": prompts_digest(prompts),
+        "asr": asr_sha256,
+        "prompts": prompts_digest(builtin_prompts(list(model.languages))),  # the recogniser picks among these
         "qoi_min": QOI_MIN,
     }
     return read_checks(stages.cached("eval:compressed", build, checked=True, extra=extra))

@@ -45,7 +45,8 @@ def check_asr(path: str | Path | None) -> Path:
 class Recogniser:
     """faster-whisper over a local model directory: greedy decoding, no VAD, no network."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, sha256: str | None = None):
+        """``sha256``: the directory's tree digest when the caller already hashed it."""
         from faster_whisper import WhisperModel
 
         from ..util.hashing import tree_sha256
@@ -59,7 +60,7 @@ class Recogniser:
             raise EvalUnavailable(
                 f"--asr {self.path}: the model cannot be loaded ({type(exc).__name__}: {str(exc)[:200]})"
             ) from None
-        self.sha256 = tree_sha256(self.path)
+        self.sha256 = sha256 or tree_sha256(self.path)
         self.multilingual = bool(getattr(self.model.model, "is_multilingual", True))
 
     def transcribe(
