@@ -257,9 +257,7 @@ def plan_mixed(
     def outputs() -> list[tuple[str, np.ndarray]]:
         got = []
         for case in cases:
-            fn = program.function(case.function)
-            state = program.make_state(case.function, initial=case.states) if fn.states else None
-            result = program.run(case.inputs, case.function, state)
+            result = program.run_fresh(case.inputs, case.function, case.states)
             got.extend(
                 (k, np.asarray(result[k], np.float64))
                 for k in sorted(result)

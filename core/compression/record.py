@@ -182,9 +182,7 @@ def equivalent_output_snr(
             )
     worst = float("inf")
     for case in parity.load(parity_file):
-        fn = program.function(case.function)
-        state = program.make_state(case.function, initial=case.states) if fn.states else None
-        got = program.run(case.inputs, case.function, state)
+        got = program.run_fresh(case.inputs, case.function, case.states)
         for name, want in case.outputs.items():
             if np.asarray(want).dtype.kind == "f":
                 snr = compare(got[name], want)["snr_db"]

@@ -287,6 +287,14 @@ class MilProgram:
             state[name][...] = np.asarray(value).astype(state[name].dtype)
         return state
 
+    def run_fresh(
+        self, inputs: Mapping[str, Any], function: str = "main", initial: Mapping[str, Any] | None = None
+    ) -> dict[str, np.ndarray]:
+        """``run`` from fresh states (``make_state`` with ``initial``) where the function has any: one
+        parity case, as the levels, the compressed gate and the mixed planner execute it."""
+        state = self.make_state(function, initial=initial) if self.function(function).states else None
+        return self.run(inputs, function, state)
+
     def run(
         self, inputs: Mapping[str, Any], function: str = "main", state: dict[str, np.ndarray] | None = None
     ) -> dict[str, np.ndarray]:

@@ -31,8 +31,7 @@ def execute(component: str, package: Path, parity_file: Path, tolerance: Toleran
         if not loaded:  # loaded inside execute_parity, so that an unreadable package is a failed check
             loaded.append(MilProgram.load(package))
         program = loaded[0]
-        state = program.make_state(function, initial=states) if program.function(function).states else None
-        outputs = program.run(inputs, function, state)
+        outputs = program.run_fresh(inputs, function, states)
         if program.first_nonfinite and not notes:
             notes.append(f"first non-finite value at {program.first_nonfinite}")
         return outputs
