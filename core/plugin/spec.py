@@ -653,7 +653,7 @@ class RunResult:
     info: dict[str, Any] = field(default_factory=dict)
     #: the frames of each unit the audio was made of, in order (kokoro: every token's duration,
     #: summing to ``frames``); empty when the loop has no such alignment. The compressed-loop
-    #: check aligns two results by them (``CompressedLoop.tempo``)
+    #: check aligns two results by them (``CompressedLoop.aligned``)
     segments: tuple[int, ...] = ()
 
 

@@ -232,8 +232,9 @@ def compressed_loop_checks(
     same input and seed, judged at the ``mil`` level by ``loop`` (``spec.CompressedLoop``): its
     spectral bound is ``loop.spectral_factor`` × the distance of the uncompressed loop's audio
     with another seed (``other_seed``), or ``audio_bound`` (the bound ``loop.audio_component`` was
-    judged by, with its basis) where that is larger. ``loop.aligned``: frames judged per segment
-    (``integer_moves``' tempo rule) and the audio compared aligned by the segments."""
+    judged by, with its basis) where that is larger. ``loop.aligned``: the segments' frames judged
+    by the tempo rule (``INTEGER_TEMPO``: on rounded durations, Σ|Δ| ≤ tempo × their sum, none moved
+    by more than one frame and tempo of itself) and the audio compared aligned by the segments."""
     import numpy as np
 
     name = "loop:compressed"
