@@ -28,12 +28,14 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# The habits CI keeps: ruff's lint and format (line length 120), and the import contracts in
-# pyproject.toml (core's layers, plugins independent and through the façade and the kit only).
+# The habits CI keeps: ruff's lint and format (line length 120), the import contracts in
+# pyproject.toml (core's layers, plugins independent and through the façade and the kit only),
+# and mypy on core/ (every function annotated; settings in pyproject.toml).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) exports .pytest_cache

@@ -1,4 +1,3 @@
 """The command line (typer + rich), the plugin scaffold and its templates.
 
-May import: everything in core.
-"""
+May import: every other sub-package of core (the top of pyproject's layer contract)."""

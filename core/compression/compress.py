@@ -4,7 +4,7 @@ A variant's ``compression`` names a mode (``COMPRESSIONS``); ``compress_package`
 the converted package — every function of a multifunction package, each shared weight
 compressed once — and saves a new package whose weights are constexpr ops (int8 with a
 per-channel scale, or a look-up table of 2^bits values per group of 16 output channels), which
-zoo's MIL interpreter executes (``core/mil/compression.py``) like any other op.
+zoo's MIL interpreter executes (``core/mil/kernels/constexpr.py``) like any other op.
 
 Weights a plugin declares uncompressed (``ComponentSpec.uncompressed``: regular expressions
 on the weight constants' names, which coremltools derives from the torch parameter paths)

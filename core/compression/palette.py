@@ -103,13 +103,13 @@ def _lut_kmeans(flat: Any, size: int) -> tuple[Any, Any]:
     # Lloyd's iterations on the exact values, as prefix sums over the sorted distinct values
     mass = np.concatenate([[0], np.cumsum(counts)])
     moment = np.concatenate([[0.0], np.cumsum(counts * x)])
-    cuts = None
+    previous: np.ndarray | None = None
     for _ in range(300):
         new = np.searchsorted(x, (centroids[:-1] + centroids[1:]) / 2)
-        if cuts is not None and np.array_equal(new, cuts):
+        if previous is not None and np.array_equal(new, previous):
             break
-        cuts = new
-        edges = np.concatenate([[0], cuts, [m]])
+        previous = new
+        edges = np.concatenate([[0], new, [m]])
         n = mass[edges[1:]] - mass[edges[:-1]]
         centroids = np.where(n > 0, (moment[edges[1:]] - moment[edges[:-1]]) / np.maximum(n, 1), centroids)
     # each weight indexes the table entry nearest to it as stored (in the weights' dtype)

@@ -255,7 +255,7 @@ def plan_mixed(
     from ..validation.metrics import spectral_distance
 
     def outputs() -> list[tuple[str, np.ndarray]]:
-        got = []
+        got: list[tuple[str, np.ndarray]] = []
         for case in cases:
             result = program.run_fresh(case.inputs, case.function, case.states)
             got.extend(
@@ -301,8 +301,8 @@ def plan_mixed(
     for key, value, allowed in zip(keys, total, budget):  # per output name, its worst case over the examples
         db = float("inf") if value <= 0 else -10 * math.log10(value)
         target = float("inf") if allowed <= 0 else -10 * math.log10(allowed)
-        previous = estimated.get(key, (float("-inf"), float("inf")))
-        estimated[key] = (round(max(target, previous[0]), 2), min(db, previous[1]))
+        so_far = estimated.get(key, (float("-inf"), float("inf")))
+        estimated[key] = (round(max(target, so_far[0]), 2), min(db, so_far[1]))
     if progress is not None:
         progress(len(groups), len(groups))
     bits = {name: width[group] for group, members in groups.items() for name in members}

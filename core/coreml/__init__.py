@@ -1,4 +1,3 @@
 """coremltools: loading it, package specs, and the CoreML runtime (macOS).
 
-May import: plugin, util.
-"""
+May import (pyproject's layer contract): kit, plugin, util."""

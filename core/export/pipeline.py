@@ -1,18 +1,19 @@
-"""The export pipeline, the same for every plugin.
+"""The export pipeline, the same for every plugin: ``Exporter`` runs the stages in order.
 
     parity:<component>   the reference level (levels/reference.py): port vs upstream, parity data
     constants            export_constants
     loop_parity          the plugin's whole-loop cases, on the torch runtime
     convert:<component>  convert (the core's default, or the plugin's)
-    compress:<component> compressed variants: compress.py on the converted package
+    compress:<component> compressed variants (compression.policy decides what compression adds)
     <level>:<component>  each package level (levels/: mil here, coreml on macOS)
+    loop:*, eval:*       compressed variants: the run loop, and --asr's QoI, against the uncompressed
     register             publish.py: staging directory → <out>/<id> → registry entry
 
-The model session (session.py) builds reference, traceables and constants only
-when a stage is not cached; stages.py caches and reports each stage; report.py
-holds what is reported. Data passes between stages as arguments, never through
-attributes. An export that fails or is interrupted leaves neither a package in
-the output directory nor an entry in the registry.
+Each stage is a function in ``steps/``; the model session (host/session.py) builds reference,
+traceables and constants only when a stage is not cached; stages.py caches and reports each stage;
+report.py holds what is reported. The model, variant and weights are resolved once (``Target``) and
+passed. An export that fails or is interrupted leaves neither a package in the output directory nor
+an entry in the registry.
 """
 
 from __future__ import annotations
@@ -20,31 +21,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..compression.policy import CompressionPolicy, PackageBound
 from ..host.plugins import PluginHost
-from ..host.session import ModelSession, default_weights, resolve_variant
+from ..host.session import ModelSession, Target
 from ..plugin.spec import WeightsSource, stable_hash
 from ..registry.store import Registry
 from ..util.hashing import tree_sha256
 from ..validation import checks as validation
-from ..validation import parity
 from ..validation.checks import Check
-from ..validation.levels import LEVELS, PACKAGE_LEVELS, Level
+from ..validation.levels import LEVELS, PACKAGE_LEVELS
 from .cache import StageCache
 from .publish import Bundle, Provenance, ValidatedPackage, publish, remove_abandoned_exports
 from .report import ExportFailed, ExportReport, Reporter
-from .stages import (
-    CONVERTED,
-    TORCH_SIDE,
-    Stages,
-    core_digest,
-    read_checks,
-    tool_versions,
-    weights_identity,
-    write_checks,
+from .stages import PARITY_FILE, Stages, core_digest, read_checks, tool_versions, weights_identity
+from .steps import (
+    compress_stage,
+    compressed_eval_stage,
+    compressed_loop_stage,
+    constants_stage,
+    convert_stage,
+    loop_parity_stage,
+    package_level_stage,
+    reference_stage,
+    weights_speak,
 )
-
-PARITY_FILE = "parity.safetensors.gz"
-CALIBRATION_FILE = "calibration.json"
 
 
 class Exporter:
@@ -65,9 +65,9 @@ class Exporter:
         asr: str | Path | None = None,
     ):
         self.host = host
-        self.model = host.model(model)
-        self.variant = resolve_variant(self.model, variant, checkpoint)  # usage errors before anything runs
-        self.weights = weights if weights is not None else default_weights(self.model, self.variant)
+        self.target = Target.resolve(host, model, variant, weights, checkpoint)  # usage errors before anything runs
+        self.model, self.variant, self.weights = self.target.model, self.target.variant, self.target.weights
+        self.policy = CompressionPolicy.of(self.model, self.variant)
         self.out_dir = Path(out_dir)
         self.registry = registry or Registry()
         self.cache = cache or StageCache()
@@ -81,7 +81,7 @@ class Exporter:
             from ..plugin.spec import UsageError
             from ..run.recogniser import check_asr
 
-            if self.variant.compression == "none":
+            if not self.policy.compresses:
                 raise UsageError(
                     f"--asr judges a compressed variant against its uncompressed packages; {self.variant.name} is not "
                     "compressed "
@@ -119,13 +119,9 @@ class Exporter:
             [f"parity:{c}" for c in comps]
             + ["constants", "loop_parity"]
             + [f"convert:{c}" for c in comps]
-            + ([f"compress:{c}" for c in comps] if self.variant.compression != "none" else [])
+            + [name for name in self.policy.stage_names(comps) if name.startswith("compress:")]
             + [f"{level.name}:{c}" for level in PACKAGE_LEVELS if level.cached for c in comps]
-            + (
-                ["loop:uncompressed", "loop:compressed"]
-                if self.variant.compression != "none" and self.model.compressed_loop is not None
-                else []
-            )
+            + [name for name in self.policy.stage_names(comps) if name.startswith("loop:")]
             + (["eval:compressed"] if self.asr is not None else [])
             + ["register"]
         )
@@ -140,7 +136,7 @@ class Exporter:
         reuse = "no" if self.force else self._reuse(stages, inputs)
         if reuse == "reused":
             return
-        session = ModelSession(self.host, self.model.name, self.variant, self.weights, stage=stages.stage)
+        session = ModelSession(self.host, self.target, stage=stages.stage)
 
         checks: list[Check] = []
         parity_dirs: dict[str, Path] = {}
@@ -157,18 +153,18 @@ class Exporter:
             raise ExportFailed(f"reference parity failed for {', '.join(failed)}; nothing was exported", report)
 
         packages: dict[str, ValidatedPackage] = {}
-        for comp in self.model.components:
-            path = convert_stage(stages, session, comp.name)
+        for spec in self.model.components:
+            path = convert_stage(stages, session, spec.name)
             # hashed once the convert stage passed its own check: the cached level verdicts are
             # keyed on it and the copy placed in the export must match it
-            packages[comp.name] = ValidatedPackage(path, tree_sha256(path), comp.functions)
+            packages[spec.name] = ValidatedPackage(path, tree_sha256(path), spec.functions)
         session.release()  # nothing after conversion runs torch: its memory goes before packages load
-        bounds: dict[str, tuple[Any, str]] = {}
+        bounds: dict[str, PackageBound] = {}
         uncompressed = dict(packages)
-        if self.variant.compression != "none":  # the compressed package is the one validated and shipped
+        if self.policy.compresses:  # the compressed package is the one validated and shipped
             for comp in comps:
                 packages[comp], bound = compress_stage(
-                    stages, session, comp, packages[comp], parity_dirs[comp] / PARITY_FILE
+                    stages, session, self.policy, comp, packages[comp], parity_dirs[comp]
                 )
                 if bound is not None:
                     bounds[comp] = bound
@@ -179,26 +175,23 @@ class Exporter:
                         stages, session, level, comp, packages[comp], parity_dirs[comp], bounds.get(comp)
                     )
                 )
-        if self.variant.compression != "none" and self.model.compressed_loop is not None:
-            loop_constants = {name: constants_dir / rel for name, rel in constants.items()}
-            audio = self.model.compressed_loop.audio_component
-            judged = [
-                c
-                for c in checks
-                if c.level == "mil" and c.component == audio and c.metric == "spectral_max" and c.threshold is not None
-            ]
-            audio_bound = (judged[0].threshold, judged[0].basis) if judged else None
-            checks.extend(compressed_loop_stage(stages, session, uncompressed, packages, loop_constants, audio_bound))
-        if self.asr is not None:
+        constant_paths = {name: constants_dir / rel for name, rel in constants.items()}
+        if self.policy.loop is not None:
+            audio_bound = self.policy.audio_bound(checks)
+            checks.extend(
+                compressed_loop_stage(
+                    stages, session, self.policy.loop, uncompressed, packages, constant_paths, audio_bound
+                )
+            )
+        if self.asr is not None and asr_sha256 is not None:
             if not weights_speak(self.weights):
                 report.warnings.append(
                     "--asr: random weights do not speak, so the compressed packages' QoI was not measured (no check "
                     "recorded)"
                 )
             else:
-                eval_constants = {name: constants_dir / rel for name, rel in constants.items()}
                 checks.extend(
-                    compressed_eval_stage(stages, session, uncompressed, packages, eval_constants, self.asr, asr_sha256)
+                    compressed_eval_stage(stages, session, uncompressed, packages, constant_paths, self.asr, asr_sha256)
                 )
         report.checks = checks
         reached = validation.level_reached(checks)
@@ -276,365 +269,3 @@ class Exporter:
         report.reused = True
         report.ok = True
         return "reused"
-
-
-# -- the stages, each a function of the stage runner and the session -------------------------
-def reference_stage(stages: Stages, session: ModelSession, component: str) -> Path:
-    """The ``reference`` level of one component (levels/reference.py): its checks, the parity data
-    every later level executes the package on, and the measurements their bounds derive from."""
-
-    def build(tmp: Path) -> None:
-        from ..validation.levels import reference
-
-        result = reference.check_component(
-            session.model, session.variant, component, session.reference().model, session.traceables()[component]
-        )
-        parity.save(tmp / PARITY_FILE, result.cases)
-        result.calibration.save(tmp / CALIBRATION_FILE)
-        write_checks(tmp, result.checks)
-
-    return stages.cached(f"parity:{component}", build, checked=True, variant_fields=TORCH_SIDE)
-
-
-def constants_stage(stages: Stages, session: ModelSession) -> tuple[Path, dict[str, str]]:
-    """The plugin's constants: (stage directory, {name: path relative to it})."""
-    import json
-
-    def build(tmp: Path) -> None:
-        root = tmp.resolve()
-        names = {name: path.relative_to(root).as_posix() for name, path in session.constants(tmp).items()}
-        (tmp / "constants.json").write_text(json.dumps(names, indent=1, sort_keys=True))
-
-    path = stages.cached("constants", build, variant_fields=TORCH_SIDE)
-    return path, json.loads((path / "constants.json").read_text())
-
-
-def loop_parity_stage(stages: Stages, session: ModelSession, constants: dict[str, Path]) -> list[Check]:
-    """The plugin's whole-loop cases (optional hook), judged at the reference level."""
-
-    def build(tmp: Path) -> None:
-        runtime = session.torch_runtime(tmp, constants)
-        write_checks(tmp, validation.loop_checks(session.loop_parity(runtime)))
-
-    return read_checks(stages.cached("loop_parity", build, checked=True, variant_fields=TORCH_SIDE))
-
-
-def convert_stage(stages: Stages, session: ModelSession, component: str) -> Path:
-    def build(tmp: Path) -> None:
-        out = tmp / f"{component}.mlpackage"
-        saved = session.call(
-            "convert",
-            variant=session.variant.uncompressed(),
-            component=component,
-            functions=session.traceables()[component],
-            out_path=out,
-        )
-        if saved is None or Path(saved).resolve() != out.resolve() or not out.exists():
-            raise RuntimeError(f"convert must save the package at {out}, got {saved}")
-        import gc
-
-        gc.collect()  # the converted program (a cyclic MIL graph holding every weight) goes now
-
-    return stages.cached(f"convert:{component}", build, variant_fields=CONVERTED) / f"{component}.mlpackage"
-
-
-def compress_stage(
-    stages: Stages, session: ModelSession, component: str, package: ValidatedPackage, parity_file: Path
-) -> tuple[ValidatedPackage, tuple[Any, str] | None]:
-    """The variant's compression of one converted package (compress.py): the compressed package,
-    and the bound its outputs are judged by at the package levels (with its basis); None when no
-    weight was compressed (the component's own tolerance applies, as uncompressed). ``mixed``
-    measures each weight's effect on the parity examples (``parity_file``)."""
-    import shutil
-
-    from ..compression.compress import COMPRESSION_FILE, CompressionRecord, MixedTargets, compress_package
-    from ..plugin.spec import Tolerance
-    from ..util.hashing import file_sha256
-
-    spec = session.model.component(component)
-    keep = spec.uncompressed
-    mixed = session.variant.compression == "mixed"
-    targets = _mixed_targets(session, component, parity_file.parent) if mixed else None
-    own = session.model.tolerance(component, session.variant.precision, "mil")
-    # chaotic sample by sample (an SNR means nothing there): judged phase-blind by its own
-    # calibrated bound, as uncompressed; a weight under its floor still fails it
-    chaotic = own.spectral_factor is not None or own.spectral_max is not None
-
-    def progress(done: int, total: int) -> None:
-        stages.reporter.begin(f"compress:{component} (measured {done}/{total} layers)")
-
-    def build(tmp: Path) -> None:
-        work = tmp / "source.mlpackage"  # compressed from a copy: the cached package is only read
-        shutil.copytree(package.path, work)
-        record = compress_package(
-            work,
-            tmp / f"{component}.mlpackage",
-            session.variant.compression,
-            keep,
-            parity_file,
-            progress if mixed else None,
-            targets or MixedTargets(),
-            measure=not chaotic,
-        )
-        shutil.rmtree(work)
-        record.save(tmp / COMPRESSION_FILE)
-
-    extra = {
-        "package": package.sha256,
-        "uncompressed": list(keep),
-        "parity": file_sha256(parity_file),
-        "measure": not chaotic,
-        **({"targets": repr(targets)} if mixed else {}),
-    }
-    root = stages.cached(f"compress:{component}", build, extra=extra)
-    record = CompressionRecord.load(root / COMPRESSION_FILE)
-    path = root / f"{component}.mlpackage"
-    compressed = ValidatedPackage(path, tree_sha256(path), package.functions, record.as_dict())
-    if not record.weight_snr_db:
-        return compressed, None
-    bound, basis = record.bound()
-    if chaotic:
-        broken = record.broken()
-        return compressed, ((Tolerance(snr_db_min=float("inf")), broken) if broken else None)
-    return compressed, (Tolerance(snr_db_min=round(bound, 2)), basis)
-
-
-def compressed_loop_stage(
-    stages: Stages,
-    session: ModelSession,
-    before: dict[str, ValidatedPackage],
-    after: dict[str, ValidatedPackage],
-    constants: dict[str, Path],
-    audio_bound: tuple[float, str] | None = None,
-) -> list[Check]:
-    """The whole run loop on the compressed packages against the uncompressed ones (both executed
-    by the MIL interpreter, same text, seed and settings: ``ModelSpec.compressed_loop``). The
-    uncompressed loops are a stage of their own, shared by every compression of those packages.
-    ``audio_bound``: the mil bound (and basis) the loop's audio component was judged by."""
-    loop = session.model.compressed_loop
-    reference = uncompressed_loop_stage(stages, session, before, constants)
-
-    def build(tmp: Path) -> None:
-        results = {label: _load_loop(reference, label) for label in ("seed0", "seed1")}
-        compressed = _speak(session, after, constants, seed=0)
-        write_checks(
-            tmp, validation.compressed_loop_checks(compressed, results["seed0"], results["seed1"], loop, audio_bound)
-        )
-
-    extra = {
-        "packages": {c: [before[c].sha256, after[c].sha256] for c in before},
-        "loop": repr(loop),
-        "audio_bound": list(audio_bound or ()),
-    }
-    return read_checks(stages.cached("loop:compressed", build, checked=True, extra=extra))
-
-
-def weights_speak(weights: WeightsSource) -> bool:
-    """Whether audio made with ``weights`` is speech a recogniser can score (random weights: not)."""
-    return weights.kind != "random"
-
-
-def compressed_eval_stage(
-    stages: Stages,
-    session: ModelSession,
-    before: dict[str, ValidatedPackage],
-    after: dict[str, ValidatedPackage],
-    constants: dict[str, Path],
-    asr: Path,
-    asr_sha256: str,
-) -> list[Check]:
-    """``zoo eval``'s built-in prompts spoken through the compressed and the uncompressed packages
-    (MIL interpreter, same voice, seed and settings), both transcribed by ``asr`` (its tree digest
-    ``asr_sha256``); the check ``eval:compressed`` fails when the share of prompts the compressed
-    packages say no worse (QoI) is under ``evaluate.QOI_MIN``. Prompts: every language the model
-    speaks that the recogniser understands (an English-only recogniser: English). The recogniser
-    is loaded only when the stage is not cached: its bytes and the model's prompts are the key."""
-    from ..evaluation.evaluate import QOI_MIN, EvalResult, builtin_prompts, evaluate, prompts_digest, speaker
-    from ..run.recogniser import Recogniser
-    from ..runtime.backends import MilRuntime
-
-    model = session.model
-
-    def build(tmp: Path) -> None:
-        recogniser = Recogniser(asr, asr_sha256)
-        prompts = builtin_prompts([lang for lang in model.languages if recogniser.multilingual or lang == "en"])
-        if not prompts:
-            raise ValueError(
-                f"--asr {asr}: the recogniser understands none of the languages {model.name} speaks "
-                f"({', '.join(model.languages)})"
-            )
-
-        def speaks(packages: dict[str, ValidatedPackage]) -> Any:
-            runtime = MilRuntime({c: p.path for c, p in packages.items()}, constants)
-            return speaker(session.host, model, runtime)
-
-        def progress(done: int, total: int, row: Any) -> None:
-            stages.reporter.begin(f"eval:compressed ({done}/{total} prompts)")
-
-        result = EvalResult(
-            "", "mil", None, recogniser.path, recogniser.sha256, prompts_digest(prompts), False, "uncompressed"
-        )
-        evaluate(prompts, {"export": speaks(after), "uncompressed": speaks(before)}, recogniser, result, progress)
-        write_checks(tmp, [qoi_check(result)])
-
-    extra = {
-        "packages": {c: [before[c].sha256, after[c].sha256] for c in before},
-        "asr": asr_sha256,
-        "prompts": prompts_digest(builtin_prompts(list(model.languages))),  # the recogniser picks among these
-        "qoi_min": QOI_MIN,
-    }
-    return read_checks(stages.cached("eval:compressed", build, checked=True, extra=extra))
-
-
-def qoi_check(result: Any) -> Check:
-    """The ``eval:compressed`` check of an ``EvalResult`` holding ``export`` (compressed) and
-    ``uncompressed`` error rates per prompt."""
-    from ..evaluation.evaluate import QOI_MIN
-
-    qoi = result.qoi("uncompressed")
-    worse = [p.prompt.text for p in result.prompts if p.rate.get("export", 0) > p.rate.get("uncompressed", 0) + 1e-12]
-    summary = result.summary()
-    rate = "cer" if summary["export"]["wer"] is None else "wer"
-    detail = (
-        f"{len(result.prompts)} prompts, {rate.upper()} {summary['uncompressed'][rate]:.3f} uncompressed → "
-        f"{summary['export'][rate]:.3f} compressed; "
-        f"said worse: {len(worse)}"
-        + (f" (first: {worse[0][:60]!r})" if worse else "")
-        + f"; recogniser {result.asr.name} sha256 {result.asr_sha256[:12]}"
-    )
-    basis = (
-        f"QoI ≥ {QOI_MIN:g}: the share of prompts the compressed packages say no worse than the uncompressed ones "
-        f"(a ±10% tempo change of espeak-ng speech scores 0.857 with Whisper tiny.en: evaluate.QOI_MIN)"
-    )
-    ok = qoi is not None and qoi >= QOI_MIN
-    return Check(
-        "mil",
-        "eval:compressed",
-        "passed" if ok else "failed",
-        "qoi_min",
-        float("nan") if qoi is None else float(qoi),
-        QOI_MIN,
-        basis=basis,
-        detail=detail,
-    )
-
-
-def uncompressed_loop_stage(
-    stages: Stages, session: ModelSession, packages: dict[str, ValidatedPackage], constants: dict[str, Path]
-) -> Path:
-    """The compressed-loop check's basis: the uncompressed packages' loop with seeds 0 and 1
-    (``seed0.npy`` / ``seed1.npy`` audio, ``frames.json``)."""
-    import json
-
-    import numpy as np
-
-    loop = session.model.compressed_loop
-
-    def build(tmp: Path) -> None:
-        frames = {}
-        for seed in (0, 1):
-            result = _speak(session, packages, constants, seed)
-            np.save(tmp / f"seed{seed}.npy", np.asarray(result.audio, np.float32))
-            frames[f"seed{seed}"] = [int(result.frames), int(result.sample_rate), [int(n) for n in result.segments]]
-        (tmp / "frames.json").write_text(json.dumps(frames))
-
-    extra = {"packages": {c: p.sha256 for c, p in packages.items()}, "loop": repr(loop)}
-    return stages.cached("loop:uncompressed", build, extra=extra, variant_fields=CONVERTED)
-
-
-def _speak(session: ModelSession, packages: dict[str, ValidatedPackage], constants: dict[str, Path], seed: int) -> Any:
-    from ..plugin.spec import RunOptions
-    from ..runtime.backends import MilRuntime
-
-    loop = session.model.compressed_loop
-    runtime = MilRuntime({c: p.path for c, p in packages.items()}, constants)
-    return session.call(
-        "run_loop", runtime=runtime, text=loop.text, options=RunOptions(seed=seed, settings=dict(loop.settings))
-    )
-
-
-def _load_loop(directory: Path, label: str) -> Any:
-    import json
-
-    import numpy as np
-
-    from ..plugin.spec import RunResult
-
-    frames, rate, segments = json.loads((directory / "frames.json").read_text())[label]
-    return RunResult(
-        np.load(directory / f"{label}.npy", allow_pickle=False),
-        int(rate),
-        int(frames),
-        segments=tuple(int(n) for n in segments),
-    )
-
-
-def _mixed_targets(session: ModelSession, component: str, parity_dir: Path) -> Any:
-    """What the ``mixed`` compression aims at for each output of ``component`` (compress.MixedTargets):
-    integer outputs by their margin to the rounding boundary; a chaotic component's audio no farther (spectral
-    distance from the uncompressed package) than torch's own movement for a perturbation at the variant's precision."""
-    from ..compression.compress import MixedTargets
-    from ..validation.calibration import Calibration
-
-    spec = session.model.component(component)
-    precision = session.variant.precision
-    integer = tuple(sorted(spec.integer_outputs.items()))
-    own = session.model.tolerance(component, precision, "mil")
-    if own.spectral_factor is None:
-        return MixedTargets(integer=integer)
-    import math
-
-    moved = Calibration.load(parity_dir / CALIBRATION_FILE).sensitivity.get(precision)
-    if not moved:
-        raise ValueError(
-            f"{component}: no {precision} movement was measured for the mixed compression's spectral target"
-        )
-    return MixedTargets(
-        (),
-        -20 * math.log10(moved),
-        f"spectral distance ≤ torch's own movement {moved:.3g} for a {precision} perturbation",
-        integer,
-    )
-
-
-def package_level_stage(
-    stages: Stages,
-    session: ModelSession,
-    level: Level,
-    component: str,
-    package: ValidatedPackage,
-    parity_dir: Path,
-    bound: tuple[Any, str] | None = None,
-) -> list[Check]:
-    """One package level (levels/) on one component, its bounds resolved from the calibration the
-    reference stage measured (or, for a compressed package, ``bound``: from its compression)."""
-    from ..validation.calibration import Calibration
-
-    ok, reason = level.available()
-    if not ok:
-        return [validation.skipped(level.name, reason, component)]
-    calibration = Calibration.load(parity_dir / CALIBRATION_FILE)
-    precision = session.variant.precision
-    if bound is not None:
-        tolerance, basis = bound
-    else:
-        tolerance, basis = calibration.resolve(session.model.tolerance(component, precision, level.name), precision)
-    compressed = bool((package.compression or {}).get("compressed_weights"))
-    options = {
-        "integer_outputs": session.model.component(component).integer_outputs,
-        "basis": basis,
-        "precision": precision,
-        "integer_tempo": validation.INTEGER_TEMPO if compressed else None,
-    }
-    parity_file = parity_dir / PARITY_FILE
-    if not level.cached:
-        with stages.stage(f"{level.name}:{component}"):
-            return level.execute(component, package.path, parity_file, tolerance, **options)
-
-    def build(tmp: Path) -> None:
-        write_checks(tmp, level.execute(component, package.path, parity_file, tolerance, **options))
-
-    # keyed on the package's bytes: a verdict is never reused for another package
-    return read_checks(
-        stages.cached(f"{level.name}:{component}", build, checked=True, extra={"package": package.sha256})
-    )

@@ -85,7 +85,9 @@ class Reporter:
         pass
 
 
-class RichReporter:
+class RichReporter(Reporter):
+    """Stage progress shown with rich on ``console`` (nothing when ``quiet``: ``--json``)."""
+
     def __init__(self, console: "Console", quiet: bool):
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -121,7 +123,7 @@ class RichReporter:
     def note(self, text: str) -> None:
         self.progress.update(self.task, description=text)
 
-    def end(self, result: Any) -> None:
+    def end(self, result: StageResult) -> None:
         if result.stage in self.planned:
             self.progress.advance(self.task)
         if not self.quiet:

@@ -33,6 +33,10 @@ TOOLS = ("torch", "coremltools", "numpy")
 TORCH_SIDE = ("precision", "options")
 #: ... and the convert stages: the deployment target too
 CONVERTED = ("precision", "target", "options")
+#: what a component's reference stage leaves for the later stages: its parity cases (every package
+#: level executes the package on them) and the measurements the bounds derive from
+PARITY_FILE = "parity.safetensors.gz"
+CALIBRATION_FILE = "calibration.json"
 
 _CORE_DIGEST: str | None = None
 

@@ -2,5 +2,5 @@
 implementations (registered like any plugin), and ``ModelSession``, which calls one model's
 hooks, each once, for every command that needs them (export, run, eval).
 
-May import: plugin, kit, coreml, runtime, util.
-"""
+May import (pyproject's layer contract), the sub-packages below it:
+compression, validation, runtime, mil, coreml, kit, plugin, util."""

@@ -11,6 +11,7 @@ directory, the hub-default-weights rule) are written once.
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -90,24 +91,56 @@ def resolve_variant(model: ModelSpec, variant: str | Variant | None, checkpoint:
     return variant.for_checkpoint(name)
 
 
+@dataclass(frozen=True)
+class Target:
+    """What one export or run is of, resolved once and passed: the model's spec, the variant (its
+    checkpoint resolved), the weights, and the variant the torch-side hooks see (``uncompressed``)."""
+
+    model: ModelSpec
+    variant: Variant
+    weights: WeightsSource
+    uncompressed: Variant = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "uncompressed", self.variant.uncompressed())
+
+    @classmethod
+    def resolve(
+        cls,
+        host: PluginHost,
+        model: str | ModelSpec,
+        variant: str | Variant | None = None,
+        weights: WeightsSource | None = None,
+        checkpoint: str | None = None,
+    ) -> Target:
+        """Usage errors (unknown model, variant or checkpoint) raise here, before anything runs."""
+        spec = model if isinstance(model, ModelSpec) else host.model(model)
+        resolved = resolve_variant(spec, variant, checkpoint)
+        return cls(spec, resolved, weights if weights is not None else default_weights(spec, resolved))
+
+
 def _no_stage(name: str) -> AbstractContextManager:
     return nullcontext({})
 
 
 class ModelSession:
+    """``model`` is a resolved :class:`Target` (the pipeline's and ``zoo run``'s), or a model name that
+    ``variant``, ``weights`` and ``checkpoint`` resolve here (tests, benchmarks, plugin authors)."""
+
     def __init__(
         self,
         host: PluginHost,
-        model: str,
+        model: str | Target,
         variant: str | Variant | None = None,
         weights: WeightsSource | None = None,
         stage: StageHook | None = None,
         checkpoint: str | None = None,
     ):
         self.host = host
-        self.model: ModelSpec = host.model(model)
-        self.variant: Variant = resolve_variant(self.model, variant, checkpoint)
-        self.weights: WeightsSource = weights if weights is not None else default_weights(self.model, self.variant)
+        self.target = model if isinstance(model, Target) else Target.resolve(host, model, variant, weights, checkpoint)
+        self.model: ModelSpec = self.target.model
+        self.variant: Variant = self.target.variant
+        self.weights: WeightsSource = self.target.weights
         self._stage = stage or _no_stage
         self._reference: Reference | None = None
         self._traceables: dict[str, dict[str, Traceable]] | None = None
@@ -119,7 +152,7 @@ class ModelSession:
     def reference(self) -> Reference:
         if self._reference is None:
             with self._stage("load_reference") as info:
-                ref = self.call("load_reference", variant=self.variant.uncompressed(), weights=self.weights)
+                ref = self.call("load_reference", variant=self.target.uncompressed, weights=self.weights)
                 if not isinstance(ref, Reference):
                     raise TypeError(f"load_reference must return zoo.core.Reference, got {type(ref).__name__}")
                 self._reference = ref
@@ -152,7 +185,7 @@ class ModelSession:
         if self._traceables is None or fresh:
             reference = self.reference()
             with self._stage("build_traceables") as info:
-                raw = self.call("build_traceables", variant=self.variant.uncompressed(), reference=reference)
+                raw = self.call("build_traceables", variant=self.target.uncompressed, reference=reference)
                 built = {name: normalise_functions(value) for name, value in dict(raw).items()}
                 for comp in self.model.components:
                     if comp.name not in built:
@@ -173,9 +206,7 @@ class ModelSession:
         """``export_constants`` into ``out_dir``: ``{name: file}``, each an existing file inside it."""
         out_dir = Path(out_dir)
         files = (
-            self.call(
-                "export_constants", variant=self.variant.uncompressed(), reference=self.reference(), out_dir=out_dir
-            )
+            self.call("export_constants", variant=self.target.uncompressed, reference=self.reference(), out_dir=out_dir)
             or {}
         )
         root = out_dir.resolve()
@@ -197,6 +228,6 @@ class ModelSession:
     def loop_parity(self, runtime: Any) -> list[Any]:
         """The plugin's whole-loop parity cases (the optional ``loop_parity`` hook)."""
         return (
-            self.call("loop_parity", variant=self.variant.uncompressed(), reference=self.reference(), runtime=runtime)
+            self.call("loop_parity", variant=self.target.uncompressed, reference=self.reference(), runtime=runtime)
             or []
         )

@@ -1,5 +1,4 @@
 """Helpers for plugin authors: Neural-Engine-friendly layers, weight loading, audio,
 text splitting and float64 widening.
 
-May import: plugin, util.
-"""
+May import (pyproject's layer contract): plugin, util."""

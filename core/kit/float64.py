@@ -94,7 +94,9 @@ def _float64_mode() -> Any:
         return value
 
     class Float64Mode(TorchFunctionMode):
-        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        def __torch_function__(
+            self, func: Any, types: Any, args: tuple = (), kwargs: dict[str, Any] | None = None
+        ) -> Any:
             kwargs = dict(kwargs or {})
             if func in narrowing:
                 return widen(args[0])

@@ -43,12 +43,18 @@ def read_json(path: str | Path, what: str = "config") -> Any:
 def load_safetensors(path: str | Path, framework: str = "torch", what: str = "weights file") -> dict[str, Any]:
     """``{name: tensor}`` (torch tensors, or numpy arrays with ``framework="numpy"``)."""
     path = _exists(Path(path), what)
-    if framework == "numpy":
-        from safetensors.numpy import load_file
-    else:
-        from safetensors.torch import load_file
+
+    def load(name: str) -> dict[str, Any]:  # numpy arrays need no torch: each import only where it is used
+        if framework == "numpy":
+            from safetensors.numpy import load_file
+
+            return load_file(name)
+        from safetensors.torch import load_file as load_tensors
+
+        return load_tensors(name)
+
     try:
-        return load_file(str(path))
+        return load(str(path))
     except Exception as exc:  # noqa: BLE001 - SafetensorError and friends: the file is what is wrong
         raise WeightsError(f"{what} {path} is not a readable safetensors file: {exc}") from None
 

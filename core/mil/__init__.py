@@ -5,9 +5,10 @@ program = load("model.mlpackage")
 outputs = program.run({"x": x})                      # stateless
 state = program.make_state("step")                   # stateful: zeros, as CoreML
 outputs = program.run(inputs, function="step", state=state)
+
+May import (pyproject's layer contract): coreml, kit, plugin, util.
 """
 
-from . import compression  # noqa: E402,F401  (registers the constexpr and quantization ops' kernels)
 from .kernels import KERNELS
 from .program import MilError, MilFunction, MilProgram, UnsupportedOp, load
 

@@ -129,7 +129,7 @@ def _const_value(var: Any, pool: dict[Any, Any] | None = None) -> Any:
     key = (
         value.dtype.str,
         value.shape,
-        hashlib.blake2b(np.ascontiguousarray(value).view(np.uint8), digest_size=16).digest(),
+        hashlib.blake2b(np.ascontiguousarray(value).view(np.uint8).data, digest_size=16).digest(),
     )
     return pool.setdefault(key, value)
 
@@ -278,7 +278,11 @@ class MilProgram:
         ``initial`` may name states as the torch buffers are named (``layers.0.cache.k``):
         coremltools turns such names into identifiers (``layers_0_cache_k``)."""
         fn = self.function(function)
-        state = {name: np.zeros(info.shape, dtype=info.dtype) for name, info in fn.states.items()}
+        state = {}
+        for name, info in fn.states.items():
+            if any(d is None for d in info.shape):
+                raise MilError(f"function {function!r}: state {name!r} has a dynamic shape {info.shape}")
+            state[name] = np.zeros(tuple(int(d or 0) for d in info.shape), dtype=info.dtype)
         for name, value in (initial or {}).items():
             if name not in state:
                 name = state_identifier(name)

@@ -1,5 +1,4 @@
 """The contract between zoo and a model plugin: the spec dataclasses, records, hook
-specifications, the plugin skeleton and the host that loads plugins.
+specifications, the plugin skeleton (its role protocols) and the leaf ``names``.
 
-May import: util. Never torch, coremltools or numpy at import time.
-"""
+May import (pyproject's layer contract): util. Never torch, coremltools or numpy at import time."""

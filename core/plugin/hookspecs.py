@@ -47,6 +47,7 @@ def zoo_register_models() -> "list[ModelSpec]":
     the validation tolerances. Called once per process; must be cheap and must
     not import torch.
     """
+    raise NotImplementedError  # a specification: pluggy calls the plugins' implementations, never this
 
 
 @hookspec(firstresult=True)

@@ -91,7 +91,7 @@ class Record:
                     raise RecordError(f"{where}{cls.__name__} lacks the key {name!r}")
                 continue
             values[name] = _check(data[name], hints[name], f"{where}{name!r}")
-        return cls(**values)  # type: ignore[call-arg]
+        return cls(**values)
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]

@@ -661,7 +661,7 @@ def stable_hash(obj: Any) -> str:
     """sha256 of a JSON rendering with sorted keys (for cache keys)."""
 
     def default(o: Any) -> Any:
-        if dataclasses.is_dataclass(o):
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
             return dataclasses.asdict(o)
         if isinstance(o, Path):
             return str(o)

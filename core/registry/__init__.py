@@ -1,4 +1,4 @@
 """The registry of exports (registry.toml), export directories and `zoo verify`.
 
-May import: plugin, util, validation, mil, coreml.
-"""
+May import (pyproject's layer contract), the sub-packages below it:
+host, compression, validation, runtime, mil, coreml, kit, plugin, util."""

@@ -168,7 +168,7 @@ def changed_files(directory: Path, export_id: str, item: Mapping[str, Any]) -> l
 
 def listed_files(entry: Mapping[str, Any]) -> list[str]:
     """Every file an entry lists, relative to its directory (a package's files under its path)."""
-    files = []
+    files: list[str] = []
     for listing in ("components", "constants", "parity"):
         for item in entry.get(listing, []):
             inner = item.get("files")

@@ -7,7 +7,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import AbstractSet, Any, Callable, Iterable
 
 from ..util.hashing import tree_sha256
 from .exportdir import NotAnExport, changed_files, checked_directory
@@ -171,7 +171,7 @@ def intact(
 
 
 def execute_entry(
-    registry: Registry, entry: dict[str, Any], failed_hash: set[str] = frozenset(), progress: Progress = _quiet
+    registry: Registry, entry: dict[str, Any], failed_hash: AbstractSet[str] = frozenset(), progress: Progress = _quiet
 ) -> tuple[list[Problem], list[dict[str, Any]]]:
     """Re-run the recorded parity inputs through each package on disk, at every package level this
     machine can run (``levels.PACKAGE_LEVELS``: the MIL interpreter anywhere, CoreML on macOS).

@@ -1,4 +1,4 @@
 """`zoo run`: speaking text through an export, streaming audio and timings.
 
-May import: plugin, kit, util, runtime, registry, export, evaluation.
-"""
+May import (pyproject's layer contract), the sub-packages below it:
+registry, host, compression, validation, runtime, mil, coreml, kit, plugin, util."""

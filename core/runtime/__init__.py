@@ -1,4 +1,3 @@
 """Backends that execute an export's components: torch, zoo's MIL interpreter, CoreML.
 
-May import: plugin, util, mil, coreml.
-"""
+May import (pyproject's layer contract): mil, coreml, kit, plugin, util."""

@@ -1,4 +1,3 @@
 """Small helpers with no zoo dependencies: hashing, memory.
 
-May import: nothing of zoo.
-"""
+May import: nothing of zoo."""

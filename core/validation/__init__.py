@@ -1,4 +1,3 @@
 """Validation: metrics, checks and judging, calibration, parity data and the levels.
 
-May import: plugin, util, mil, coreml, runtime.
-"""
+May import (pyproject's layer contract): runtime, mil, coreml, kit, plugin, util."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from ..plugin.spec import ROUNDING, Tolerance
 
@@ -105,7 +105,7 @@ def perturbed(example: Mapping[str, Any], size: float, seed: int) -> dict[str, A
     return out
 
 
-def storage_effect(traceable: Any, examples: list[Mapping[str, Any]]) -> float:
+def storage_effect(traceable: Any, examples: Sequence[Mapping[str, Any]]) -> float:
     """Worst rel difference the port's reduced-precision state storage makes: its outputs with the
     state buffers as declared (e.g. fp16 KV caches) against the same module with them in float32."""
     import copy
@@ -133,7 +133,10 @@ def storage_effect(traceable: Any, examples: list[Mapping[str, Any]]) -> float:
 
 
 def sensitivity(
-    traceable: Any, cases: list[tuple[Mapping[str, Any], Mapping[str, Any]]], sizes: Mapping[str, float], draws: int = 2
+    traceable: Any,
+    cases: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+    sizes: Mapping[str, float],
+    draws: int = 2,
 ) -> dict[str, float]:
     """For each named perturbation size: the worst spectral distance of the traceable's outputs
     when its floating-point inputs move by that much (relative, random signs), over ``cases`` of

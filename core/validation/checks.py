@@ -249,17 +249,17 @@ def compressed_loop_checks(
         # only rounded frames here: a ±tempo change moves integer durations by tempo × their sum
         # on average (their raw values spread across the rounding cells), so that is the bound
         got, want = np.asarray(compressed.segments, np.float64), np.asarray(uncompressed.segments, np.float64)
-        moved = np.abs(got - want)
+        shifts = np.abs(got - want)
         allowed = float(np.floor(INTEGER_TEMPO * want.sum()))
-        jumps = float(np.count_nonzero(moved > np.maximum(1, np.round(INTEGER_TEMPO * want))))
-        detail = f"{int(np.count_nonzero(moved))} of {moved.size} segments changed; {detail}"
+        jumps = float(np.count_nonzero(shifts > np.maximum(1, np.round(INTEGER_TEMPO * want))))
+        detail = f"{int(np.count_nonzero(shifts))} of {shifts.size} segments changed; {detail}"
         checks = [
             Check(
                 "mil",
                 name,
-                "passed" if moved.sum() <= allowed else "failed",
+                "passed" if shifts.sum() <= allowed else "failed",
                 "segments:moved",
-                float(moved.sum()),
+                float(shifts.sum()),
                 allowed,
                 detail=detail,
                 basis=f"Σ|Δ| ≤ {INTEGER_TEMPO:.0%} of the {int(want.sum())} frames (a ±{INTEGER_TEMPO:.0%} tempo "
@@ -313,7 +313,7 @@ def compressed_loop_checks(
             Check("mil", name, "failed", "spectral_max", reason="no audio to compare", detail=detail, basis=loop.basis)
         )
         return checks
-    bound = loop.spectral_factor * seeds
+    bound = float(loop.spectral_factor * seeds)
     how = "aligned segment by segment, " if aligned else ""
     basis = (
         f"spectral ({how}{loop.spectral_factor:g} × {seeds:.3g}, the uncompressed loop's own distance between seeds 0 "
@@ -387,7 +387,7 @@ def execute_parity(
 
     cases = parity.load(parity_file)
     spectral = tolerance.spectral_max is not None
-    results = []
+    results: list[dict[str, float]] = []
     pairs: list[tuple[str, Any, Any]] = []
     try:
         for case in cases:

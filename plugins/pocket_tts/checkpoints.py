@@ -31,7 +31,7 @@ from ...core import Checkpoint
 
 DEFAULT = "english"
 
-#: sampler heads the port has (traceables.Step)
+#: sampler heads the port has (flowlm.Step)
 PORTED_HEADS = ("lsd", "drifting", "pointwise")
 
 NOT_PORTED = {

@@ -19,7 +19,9 @@ from typing import Any
 
 from .options import PocketOptions, RunConfig, TextRulesRecord
 from .reference import text_table
-from .traceables import CachedTransformer, MimiDecoder, _np, initial_mimi_state, voice_cache
+from .flowlm import voice_cache
+from .layers import CachedTransformer, to_numpy
+from .mimi import MimiDecoder, initial_mimi_state
 
 
 def export(ref: Any, options: PocketOptions, precision: str, out_dir: Path) -> dict[str, Path]:
@@ -35,12 +37,16 @@ def export(ref: Any, options: PocketOptions, precision: str, out_dir: Path) -> d
     path = out_dir / "flowlm.safetensors"
     save_file(
         {
-            "text_embedding": _np(table).astype(store),
-            "bos": _np(flow.bos_emb),
-            "latent_mean": _np(flow.emb_mean),
-            "latent_std": _np(flow.emb_std),
-            "quantizer": _np(tts.mimi.quantizer.output_proj.weight)[:, :, 0].copy(),
-            **({"bos_before_voice": _np(flow.bos_before_voice).reshape(1, -1)} if flow.insert_bos_before_voice else {}),
+            "text_embedding": to_numpy(table).astype(store),
+            "bos": to_numpy(flow.bos_emb),
+            "latent_mean": to_numpy(flow.emb_mean),
+            "latent_std": to_numpy(flow.emb_std),
+            "quantizer": to_numpy(tts.mimi.quantizer.output_proj.weight)[:, :, 0].copy(),
+            **(
+                {"bos_before_voice": to_numpy(flow.bos_before_voice).reshape(1, -1)}
+                if flow.insert_bos_before_voice
+                else {}
+            ),
         },
         str(path),
     )

@@ -118,7 +118,8 @@ def test_reference_gates_hold_across_seeds_and_weight_scales(plugin):
 
 # ------------------------------------------------------------------------------ mutations: pocket_tts
 pytest.importorskip("pocket_tts")
-from zoo.plugins.pocket_tts import traceables as pocket  # noqa: E402
+from zoo.plugins.pocket_tts import flowlm as pocket  # noqa: E402
+from zoo.plugins.pocket_tts import layers as pocket_layers  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -147,14 +148,14 @@ def test_exact_gelu_instead_of_tanh_gelu_is_caught(pocket_subject, monkeypatch):
         x = x + layer.layer_scale_1(layer.self_attn.out_proj(out.transpose(1, 2).reshape(1, t, -1)))
         return x + layer.layer_scale_2(layer.linear2(F.gelu(layer.linear1(layer.norm2(x)))))  # the bug: exact GELU
 
-    monkeypatch.setattr(pocket, "attend_and_feed_forward", exact_gelu_block)
+    monkeypatch.setattr(pocket_layers, "attend_and_feed_forward", exact_gelu_block)
     assert failed(pocket_subject.checks("flowlm"), "float64_rel")
 
 
 def test_dropped_attention_mask_is_caught(pocket_subject, monkeypatch):
-    original = pocket.attend_and_feed_forward
+    original = pocket_layers.attend_and_feed_forward
     monkeypatch.setattr(
-        pocket, "attend_and_feed_forward", lambda layer, x, q, k, v, mask: original(layer, x, q, k, v, None)
+        pocket_layers, "attend_and_feed_forward", lambda layer, x, q, k, v, mask: original(layer, x, q, k, v, None)
     )
     assert failed(pocket_subject.checks("flowlm", ["prefill"]), "float64_rel")
 

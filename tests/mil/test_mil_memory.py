@@ -92,7 +92,7 @@ def test_a_conv_computed_in_pieces_equals_torch(monkeypatch, shape, weight, kwar
     axis give torch's result, whatever the strides, dilations, groups and padding."""
     import torch
 
-    from zoo.core.mil import kernels
+    from zoo.core.mil.kernels import linalg as kernels
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal(shape).astype(np.float32)
@@ -119,7 +119,7 @@ def test_a_conv_computed_in_pieces_equals_torch(monkeypatch, shape, weight, kwar
 
 
 def test_a_long_conv_allocates_pieces_not_every_tap_at_once(monkeypatch):
-    from zoo.core.mil import kernels
+    from zoo.core.mil.kernels import linalg as kernels
 
     x = np.ones((1, 32, 20000), np.float32)
     w = np.full((32, 32, 11), 0.01, np.float32)

@@ -51,9 +51,8 @@ def check_component(
     tolerance = model.tolerance(component, variant.precision, LEVEL)
     chaotic = any(model.tolerance(component, variant.precision, level).spectral_factor is not None for level in LEVELS)
     result = ReferenceResult()
-    runs: list[
-        tuple[Traceable, dict[str, Any], dict[str, Any], dict[str, Any]]
-    ] = []  # traceable, example, actual, expected
+    #: traceable, example, actual, expected
+    runs: list[tuple[Traceable, Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]]] = []
     missing = [fn for fn, t in functions.items() if t.reference is None]
     for fn, traceable in functions.items():
         states = parity.initial_states(traceable.module, [s.name for s in traceable.states]) if traceable.states else {}

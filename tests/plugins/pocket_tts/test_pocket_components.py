@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from pocket import SMALL, small_components, small_ref, small_runtime, small_session  # noqa: F401  (fixtures)
 
+from zoo.plugins.pocket_tts import flowlm
 from zoo.plugins.pocket_tts import reference as upstream
-from zoo.plugins.pocket_tts import traceables
 
 
 def max_diff(a, b) -> float:
@@ -29,7 +29,7 @@ def _rows(components, cond, kv, pos, valid):
 
 def _prefill(components, cond, kv, pos, valid):
     """The cache after a prefill call, stored as the run loop stores it (the first `valid` rows at `pos`)."""
-    return traceables.write_rows(kv, _rows(components, cond, kv, pos, valid), pos, valid)
+    return flowlm.write_rows(kv, _rows(components, cond, kv, pos, valid), pos, valid)
 
 
 def test_padding_never_writes_cache_nor_advances_position(small_ref, small_components):
@@ -46,10 +46,10 @@ def test_padding_never_writes_cache_nor_advances_position(small_ref, small_compo
     rows = _rows(small_components, garbage_padded, kv, pos, 5)
     assert not rows[:, :, 5:].any()  # the padding's rows are zeros: nothing to write
     a = _prefill(small_components, zero_padded, kv, pos, 5)
-    b = traceables.write_rows(kv, rows, pos, 5)
+    b = flowlm.write_rows(kv, rows, pos, 5)
     assert max_diff(a, b) == 0  # what sits in the padding does not matter
     assert max_diff(a[:, :, pos + 5 :], kv[:, :, pos + 5 :]) == 0  # nothing written past the valid tokens
-    want = traceables.write_rows(
+    want = flowlm.write_rows(
         kv, upstream.upstream_prefill(small_ref.tts, tokens, kv, np.array([pos]), np.array([5]))["kv_new"], pos, 5
     )
     assert max_diff(a, want) <= 1e-4
@@ -68,7 +68,7 @@ def test_voice_first_then_text(small_ref, small_components):
     """Trial 11: text-first conditioning gave 0.6-0.9 cosine in the cache and unintelligible speech."""
     tts = small_ref.tts
     voice_state = small_ref.voices["random"]
-    voice_kv, voice_len = traceables.voice_cache(voice_state, SMALL.cache_size)
+    voice_kv, voice_len = flowlm.voice_cache(voice_state, SMALL.cache_size)
     tokens = torch.tensor([[5, 17, 300, 42, 9, 77]])
     text = tts.flow_lm.conditioner(tokens).detach().numpy()
     chunk = small_components["flowlm"]["prefill"].examples[0]["cond"].shape[1]
@@ -82,7 +82,7 @@ def test_voice_first_then_text(small_ref, small_components):
     tts._expand_kv_cache(state, voice_len + text.shape[1])
     with torch.no_grad():
         tts._run_flow_lm_and_increment_step(model_state=state, text_tokens=tokens)  # upstream: voice, then text
-    want, _ = traceables.voice_cache(state, SMALL.cache_size)
+    want, _ = flowlm.voice_cache(state, SMALL.cache_size)
     end = voice_len + text.shape[1]
     assert max_diff(ours[:, :, :end], want[:, :, :end]) <= 1e-4
 
@@ -102,9 +102,9 @@ def test_voice_first_then_text(small_ref, small_components):
 def test_flow_decode_times_are_i_over_n_and_next(small_ref):
     """Trial 7: s was fixed at 0 and t lagged by one step; only several decode steps expose it."""
     flow = small_ref.tts.flow_lm
-    step = traceables.Step(flow, SMALL.cache_size, decode_steps=4).eval()
+    step = flowlm.Step(flow, SMALL.cache_size, decode_steps=4).eval()
     rng = np.random.default_rng(2)
-    voice_kv, voice_len = traceables.voice_cache(small_ref.voices["random"], SMALL.cache_size)
+    voice_kv, voice_len = flowlm.voice_cache(small_ref.voices["random"], SMALL.cache_size)
     inputs = {
         "latent": rng.standard_normal((1, 32)).astype(np.float32),
         "noise": rng.standard_normal((1, 32)).astype(np.float32),
@@ -134,7 +134,7 @@ def test_prefill_and_step_share_one_attention(small_components):
     assert step.module.transformer is prefill.module.transformer
     ex = step.examples[1]
     pos = int(ex["pos"][0])
-    kv_step = traceables.write_rows(ex["kv"], step.run(ex)["kv_new"], pos, 1)
+    kv_step = flowlm.write_rows(ex["kv"], step.run(ex)["kv_new"], pos, 1)
     with torch.no_grad():
         x = step.module.input_linear(torch.from_numpy(ex["latent"]).view(1, 1, -1)).numpy()
     chunk = prefill.examples[0]["cond"].shape[1]

@@ -68,7 +68,7 @@ def test_bad_run_options_are_refused(small_runtime):
 def test_voice_cloning_matches_upstream_and_is_cached(small_ref, small_runtime, tmp_path, monkeypatch):
     from scipy.signal import resample_poly
 
-    from zoo.plugins.pocket_tts import reference, traceables
+    from zoo.plugins.pocket_tts import flowlm, reference
     from zoo.plugins.pocket_tts.options import RunConfig
 
     monkeypatch.setenv("ZOO_CACHE", str(tmp_path / "cache"))
@@ -79,7 +79,7 @@ def test_voice_cloning_matches_upstream_and_is_cached(small_ref, small_runtime, 
     small_runtime.calls.clear()
     _, voice = loop.load_voice(small_runtime, str(wav), cfg)
     assert small_runtime.calls["voice_encoder"] == 1
-    want, length = traceables.voice_cache(reference.upstream_clone_state(small_ref.tts, wav), cfg.cache_size)
+    want, length = flowlm.voice_cache(reference.upstream_clone_state(small_ref.tts, wav), cfg.cache_size)
     assert voice.length == length
     assert np.max(np.abs(voice.kv - want[:, :, :length])) <= 1e-4
     small_runtime.calls.clear()

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from .kernels import _axis, kernel
+from .base import _axis, kernel
 
 
 def _unpack_bits(packed: Any, nbits: int, count: int) -> np.ndarray:

@@ -1,0 +1,123 @@
+"""Reductions (sum, mean, arg-max, …) and normalisations (layer, instance, batch, l2, local response)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .base import KERNELS, _axis, _ints, kernel
+
+
+# ---------------------------------------------------------------------- reductions
+def _reduce(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def run(x: Any, axes: Any = None, keep_dims: Any = False, **_: Any) -> Any:
+        ax = None if axes is None else tuple(_ints(axes))
+        return fn(x, axis=ax, keepdims=bool(keep_dims))
+
+    return run
+
+
+KERNELS.update(
+    {
+        "reduce_sum": _reduce(np.sum),
+        "reduce_mean": _reduce(np.mean),
+        "reduce_max": _reduce(np.max),
+        "reduce_min": _reduce(np.min),
+        "reduce_prod": _reduce(np.prod),
+        "reduce_sum_square": _reduce(lambda x, axis, keepdims: np.sum(x * x, axis=axis, keepdims=keepdims)),
+        "reduce_l1_norm": _reduce(lambda x, axis, keepdims: np.sum(np.abs(x), axis=axis, keepdims=keepdims)),
+        "reduce_l2_norm": _reduce(lambda x, axis, keepdims: np.sqrt(np.sum(x * x, axis=axis, keepdims=keepdims))),
+        "reduce_log_sum": _reduce(lambda x, axis, keepdims: np.log(np.sum(x, axis=axis, keepdims=keepdims))),
+        "reduce_log_sum_exp": _reduce(
+            lambda x, axis, keepdims: (
+                np.log(np.sum(np.exp(x - np.max(x, axis=axis, keepdims=True)), axis=axis, keepdims=keepdims))
+                + (
+                    np.max(x, axis=axis, keepdims=True)
+                    if keepdims
+                    else np.squeeze(np.max(x, axis=axis, keepdims=True), axis=axis)
+                )
+            )
+        ),
+    }
+)
+
+
+def _reduce_arg(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def run(x: Any, axis: Any = -1, keep_dims: Any = False, **_: Any) -> Any:
+        out = fn(x, axis=int(axis))
+        return np.expand_dims(out, int(axis)) if keep_dims else out
+
+    return run
+
+
+KERNELS["reduce_argmax"] = _reduce_arg(np.argmax)
+KERNELS["reduce_argmin"] = _reduce_arg(np.argmin)
+
+
+# ------------------------------------------------------------------- normalisation
+@kernel("layer_norm")
+def layer_norm(x: Any, axes: Any = None, gamma: Any = None, beta: Any = None, epsilon: Any = 1e-5, **_: Any) -> Any:
+    """Normalise over ``axes``; gamma and beta have the shape of x at those axes (in ascending axis
+    order, whatever order ``axes`` lists them in) and scale the elements at those axes, wherever
+    they are — not only trailing ones."""
+    ax = sorted({_axis(a, x.ndim) for a in _ints(axes)}) if axes is not None else list(range(x.ndim))
+    mean = np.mean(x, axis=tuple(ax), keepdims=True)
+    centred = x - mean
+    var = np.mean(centred * centred, axis=tuple(ax), keepdims=True)
+    y = centred / np.sqrt(var + epsilon)
+
+    def placed(param: Any) -> Any:
+        return np.asarray(param).reshape([x.shape[a] if a in ax else 1 for a in range(x.ndim)])
+
+    if gamma is not None:
+        y = y * placed(gamma)
+    if beta is not None:
+        y = y + placed(beta)
+    return y
+
+
+@kernel("instance_norm")
+def instance_norm(x: Any, gamma: Any = None, beta: Any = None, epsilon: Any = 1e-5, **_: Any) -> Any:
+    ax = tuple(range(2, x.ndim))
+    mean = np.mean(x, axis=ax, keepdims=True)
+    var = np.mean((x - mean) ** 2, axis=ax, keepdims=True)
+    y = (x - mean) / np.sqrt(var + epsilon)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    if gamma is not None:
+        y = y * np.asarray(gamma).reshape(shape)
+    if beta is not None:
+        y = y + np.asarray(beta).reshape(shape)
+    return y
+
+
+@kernel("batch_norm")
+def batch_norm(
+    x: Any, mean: Any, variance: Any, gamma: Any = None, beta: Any = None, epsilon: Any = 1e-5, **_: Any
+) -> Any:
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    y = (x - mean.reshape(shape)) / np.sqrt(variance.reshape(shape) + epsilon)
+    if gamma is not None:
+        y = y * gamma.reshape(shape)
+    if beta is not None:
+        y = y + beta.reshape(shape)
+    return y
+
+
+@kernel("l2_norm")
+def l2_norm(x: Any, epsilon: Any = 1e-6, **_: Any) -> Any:
+    """x / sqrt(sum(x^2) + epsilon) over the last three dimensions, the leading ones being batch."""
+    ax = tuple(range(x.ndim - 3, x.ndim))
+    return x / np.sqrt(np.sum(x * x, axis=ax, keepdims=True) + epsilon)
+
+
+@kernel("local_response_norm")
+def local_response_norm(x: Any, size: Any, alpha: Any = 1e-4, beta: Any = 0.75, k: Any = 1.0, **_: Any) -> Any:
+    """x / (k + alpha/size * sum of x^2 over channels c - size//2 .. c + (size-1)//2)^beta (axis 1)."""
+    size = int(size)
+    sq = np.asarray(x, np.float32) ** 2
+    pad = [(0, 0)] * sq.ndim
+    pad[1] = (size // 2, (size - 1) // 2)
+    padded = np.pad(sq, pad)
+    window = sum(padded[:, i : i + x.shape[1]] for i in range(size))
+    return x / np.power(k + alpha / size * window, beta)
