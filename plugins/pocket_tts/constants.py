@@ -17,11 +17,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from .options import PocketOptions, RunConfig, TextRulesRecord
-from .reference import text_table
 from .flowlm import voice_cache
 from .layers import CachedTransformer, to_numpy
 from .mimi import MimiDecoder, initial_mimi_state
+from .options import PocketOptions, RunConfig, TextRulesRecord
+from .reference import text_table
 
 
 def export(ref: Any, options: PocketOptions, precision: str, out_dir: Path) -> dict[str, Path]:
