@@ -12,27 +12,20 @@ Nothing imported by this module pulls in torch or coremltools.
 
 from .plugin.hookspecs import hookimpl
 from .plugin.records import Record, RecordError
+from .plugin.run import RunOptions, RunResult, RunSetting, Runtime
 from .plugin.skeleton import ModelPlugin
 from .plugin.spec import (
     Checkpoint,
     ComponentSpec,
     CompressedLoop,
-    LoopCase,
     ModelSpec,
-    Reference,
-    RunOptions,
-    RunResult,
-    RunSetting,
-    Runtime,
-    StateSpec,
-    TensorSpec,
     Tolerance,
-    Traceable,
     Variant,
     WeightsSource,
     with_compressed,
 )
 from .plugin.timestamps import Timing
+from .plugin.traceable import LoopCase, Reference, StateSpec, TensorSpec, Traceable
 from .validation.metrics import spectral_distance  # no numpy on import: it is imported when called
 
 __all__ = [

@@ -10,8 +10,8 @@ import platform
 from pathlib import Path
 from typing import Any, Mapping
 
+from ..plugin.errors import BackendUnavailable
 from ..plugin.names import state_identifier
-from ..plugin.spec import BackendUnavailable
 
 
 def available() -> tuple[bool, str]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from ..plugin.spec import UsageError
+from ..plugin.errors import UsageError
 from ..run.recogniser import ASR_RATE, EXTRA, EvalUnavailable, Recogniser, check_asr  # noqa: F401  (the recogniser zoo eval scores with)
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
@@ -273,7 +273,7 @@ Speaker = Callable[[Prompt], tuple[Any, int]]
 def speaker(host: Any, model: Any, runtime: Any, voice: str | None = None, seed: int = 0) -> Speaker:
     """A ``Speaker``: each prompt through ``model``'s run loop on ``runtime`` from fresh states, in
     the run settings of the prompt's language (``ModelSpec.languages``), with ``voice`` and ``seed``."""
-    from ..plugin.spec import RunOptions
+    from ..plugin.run import RunOptions
 
     def speak(prompt: Prompt) -> tuple[Any, int]:
         runtime.reset_states()
@@ -436,7 +436,7 @@ def run_eval(
     """Speak, transcribe and score every prompt (``evaluate``) with the export, the torch reference
     on the export's weights, and the uncompressed sibling if one is registered."""
     from ..host.session import ModelSession
-    from ..plugin.spec import RunOptions
+    from ..plugin.run import RunOptions
     from ..registry.store import entry_checkpoint
     from ..run.speak import RunRequest, build_runtime
 

@@ -24,9 +24,9 @@ from typing import Any
 from ..compression.policy import CompressionPolicy, PackageBound
 from ..host.plugins import PluginHost
 from ..host.session import ModelSession, Target
-from ..plugin.spec import WeightsSource, stable_hash
+from ..plugin.spec import WeightsSource
 from ..registry.store import Registry
-from ..util.hashing import tree_sha256
+from ..util.hashing import stable_hash, tree_sha256
 from ..validation import checks as validation
 from ..validation.checks import Check
 from ..validation.levels import LEVELS, PACKAGE_LEVELS
@@ -78,7 +78,7 @@ class Exporter:
         #: also speak the eval prompts against the uncompressed ones (``eval:compressed``, QoI)
         self.asr = None
         if asr is not None:
-            from ..plugin.spec import UsageError
+            from ..plugin.errors import UsageError
             from ..run.recogniser import check_asr
 
             if not self.policy.compresses:

@@ -20,8 +20,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ..plugin.spec import WeightsSource, stable_hash
-from ..util.hashing import tree_sha256
+from ..plugin.spec import WeightsSource
+from ..util.hashing import stable_hash, tree_sha256
 from ..util.memory import peak_rss_mb, return_freed_memory
 from ..validation.checks import Check
 from .cache import StageCache

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..plugin.hookspecs import hookimpl
-from ..plugin.spec import ModelSpec, Traceable, Variant
+from ..plugin.spec import ModelSpec, Variant
+from ..plugin.traceable import Traceable
 
 NAME = "zoo.core.host.defaults"
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..plugin.spec import ModelSpec, Reference, Traceable, Variant, WeightsSource
+from ..plugin.spec import ModelSpec, Variant, WeightsSource
+from ..plugin.traceable import Reference, Traceable
 from .plugins import PluginHost
 
 #: ``stage(name)`` wraps each hook call; it yields a dict whose "detail" the session fills

@@ -31,7 +31,9 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..runtime.backends import ComponentRuntime
-    from .spec import LoopCase, ModelSpec, Reference, RunOptions, RunResult, Traceable, Variant, WeightsSource
+    from .run import RunOptions, RunResult
+    from .spec import ModelSpec, Variant, WeightsSource
+    from .traceable import LoopCase, Reference, Traceable
 
 PROJECT = "zoo"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -42,7 +44,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def zoo_register_models() -> "list[ModelSpec]":
     """Declare the models this plugin exports.
 
-    Return a list of :class:`zoo.core.plugin.spec.ModelSpec`: name, variants and
+    Return a list of :class:`zoo.core.ModelSpec`: name, variants and
     default variant, the components (CoreML packages) an export produces and
     the validation tolerances. Called once per process; must be cheap and must
     not import torch.
@@ -57,7 +59,7 @@ def load_reference(model: "ModelSpec", variant: "Variant", weights: "WeightsSour
     ``weights`` says where the weights come from: the hub (pinned revision),
     a local path laid out like the hub repository, or ``random(seed)`` — the
     real architecture with seeded random weights, with no network access.
-    Return a :class:`zoo.core.plugin.spec.Reference` carrying the model and the sha256
+    Return a :class:`zoo.core.Reference` carrying the model and the sha256
     of every weights file read.
     """
 
@@ -123,7 +125,7 @@ def loop_parity(
 
     ``runtime`` runs the traceables in torch (with the exported constants). Run
     the plugin's loop on it and the upstream model end to end on the same inputs
-    and the same noise, and return :class:`zoo.core.plugin.spec.LoopCase` items (audio
+    and the same noise, and return :class:`zoo.core.LoopCase` items (audio
     pairs with their tolerance). The core judges them at the ``reference`` level
     and records them in the registry as components ``loop:<name>``; a failure
     stops the export like any parity failure.

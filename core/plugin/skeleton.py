@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from .hookspecs import hookimpl
-from .spec import ModelSpec, Reference, RunOptions, RunResult, Runtime, Variant, WeightsSource
+from .run import RunOptions, RunResult, Runtime
+from .spec import ModelSpec, Variant, WeightsSource
+from .traceable import Reference
 
 
 # -- the role modules' functions, declared (checked when the plugin loads, without importing them)

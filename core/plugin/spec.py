@@ -1,24 +1,21 @@
-"""The objects plugins and the core exchange.
+"""What a plugin declares: its models (``ModelSpec``), their variants, checkpoints and components, the
+tolerances they are judged by, where weights come from, and how a compressed variant is compared.
 
-Everything here is plain data (dataclasses) and imports neither torch nor
-coremltools, so that `zoo --help` and `zoo list` stay fast. Objects that do hold
-torch modules (:class:`Traceable`) only reference them.
+Everything here is plain data (dataclasses) and imports neither torch nor coremltools, so that
+`zoo --help` and `zoo list` stay fast. What the hooks return lives in ``traceable``; `zoo run`'s
+side of the contract in ``run``; the errors in ``errors``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Mapping
 
 if TYPE_CHECKING:  # pragma: no cover
-    import numpy as np
-    import torch
+    pass
 
 from .names import (
     COMPRESSION_SUMMARIES,
@@ -28,6 +25,7 @@ from .names import (
     PRECISIONS,
     TARGETS,
 )  # noqa: E402,F401  (re-exported)
+from .run import RunSetting
 
 #: unit roundoff of each precision a comparison can be made at: the size of the perturbation used to
 #: measure a component's own sensitivity, and the floor of a bound calibrated on upstream's rounding
@@ -202,95 +200,6 @@ class ComponentSpec:
     uncompressed_reason: str = ""
 
 
-class UsageError(ValueError):
-    """A bad command-line value (``zoo`` exits 2, before any model is loaded)."""
-
-
-class BackendUnavailable(RuntimeError):
-    """A backend that cannot run here, or an export it cannot load (the message names which)."""
-
-
-_SETTING_TYPES = {int: "integer", float: "number", str: "text", bool: "true/false"}
-
-
-@dataclass(frozen=True)
-class RunSetting:
-    """One ``zoo run --set NAME=VALUE`` option of a model: its type, default and allowed range.
-
-    ``default`` None means "the export's own value" (read from its constants at run time); a
-    bound is inclusive; ``help`` says what the option does (shown by ``zoo info``)."""
-
-    name: str
-    type: type
-    help: str
-    default: Any = None
-    min: float | None = None
-    max: float | None = None
-    #: exclusive lower bound (e.g. "must be > 0")
-    above: float | None = None
-    #: the only values accepted (empty: any value of the type)
-    choices: tuple[Any, ...] = ()
-    #: how the default is chosen at run time when it is neither fixed nor the export's (shown by ``zoo info``)
-    default_rule: str = ""
-
-    def describe(self) -> str:
-        parts = [_SETTING_TYPES.get(self.type, self.type.__name__)]
-        if self.choices:
-            parts.append("one of " + "|".join(map(str, self.choices)))
-        if self.above is not None:
-            parts.append(f"> {self.above:g}")
-        if self.min is not None or self.max is not None:
-            parts.append(
-                f"in [{'-inf' if self.min is None else f'{self.min:g}'}, "
-                f"{'inf' if self.max is None else f'{self.max:g}'}]"
-            )
-        rule = self.default_rule or "the export's"
-        parts.append(f"default {self.default!r}" if self.default is not None else f"default: {rule}")
-        return ", ".join(parts)
-
-    def parse(self, text: str, model: str) -> Any:
-        where = f"{model} run option {self.name}={text!r}"
-        try:
-            if self.type is bool:
-                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(text)
-                value: Any = text.lower() in ("true", "1", "yes")
-            else:
-                value = self.type(text)
-        except ValueError:
-            raise UsageError(f"{where}: expected {self.describe()}") from None
-        if isinstance(value, float) and not math.isfinite(value):
-            raise UsageError(f"{where}: expected a finite number")
-        if (
-            (self.min is not None and value < self.min)
-            or (self.max is not None and value > self.max)
-            or (self.above is not None and value <= self.above)
-        ):
-            raise UsageError(f"{where}: out of range ({self.describe()})")
-        if self.choices and value not in self.choices:
-            raise UsageError(f"{where}: expected {self.describe()}")
-        return value
-
-
-def parse_run_settings(
-    settings: "Mapping[str, RunSetting] | tuple[RunSetting, ...]", raw: Mapping[str, str], model: str
-) -> dict[str, Any]:
-    """``--set`` values typed and range-checked; an unknown name is refused with the known ones
-    (and a close match)."""
-    import difflib
-
-    known = {s.name: s for s in settings} if not isinstance(settings, Mapping) else dict(settings)
-    parsed = {}
-    for name, text in raw.items():
-        if name not in known:
-            close = difflib.get_close_matches(name, list(known), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            listing = ", ".join(known) if known else "(none)"
-            raise UsageError(f"unknown {model} run option {name!r}{hint} (known: {listing}; see `zoo info {model}`)")
-        parsed[name] = known[name].parse(text, model)
-    return parsed
-
-
 @dataclass(frozen=True)
 class Checkpoint:
     """One set of released weights a model exports from (a language, a size): ``zoo export
@@ -425,119 +334,6 @@ class WeightsSource:
         return f"hub:{self.repo}@{self.revision}"
 
 
-@dataclass
-class Reference:
-    """What ``load_reference`` returns: the upstream model and how it was made.
-
-    ``model`` is whatever the plugin needs later (usually the upstream torch
-    module). ``files`` maps each weights file actually read to its sha256, for
-    the registry.
-    """
-
-    model: Any
-    files: dict[str, str] = field(default_factory=dict)
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """An input of a traced function.
-
-    ``flexible`` maps an axis to ``(lower, upper)`` bounds for a flexible
-    (``RangeDim``) dimension; ``upper = -1`` means unbounded.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str = "float32"
-    flexible: Mapping[int, tuple[int, int]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class StateSpec:
-    """A CoreML state (iOS18+) backed by a registered buffer of the module."""
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str = "float16"
-
-
-@dataclass
-class Traceable:
-    """One function of a component, ready for ``torch.jit.trace``.
-
-    * ``module`` is called with the inputs in ``inputs`` order and returns a
-      tensor or a tuple of tensors in ``outputs`` order.
-    * ``examples`` are named numpy inputs; the first is used for tracing, all
-      are used for parity and stored with the export so that the package can
-      be re-checked later.
-    * ``reference`` computes the same outputs with the upstream model
-      (``reference(**inputs) -> {output: array}``); parity at the
-      ``reference`` level compares ``module`` against it.
-    * ``convert_options`` are passed to ``coremltools.convert`` (for example
-      an ``op_selector`` keeping some ops in fp32 in an fp16 variant, or
-      ``compute_precision="fp32"`` for a component that must stay fp32).
-    """
-
-    module: "torch.nn.Module"
-    inputs: list[TensorSpec]
-    outputs: list[str]
-    examples: list[dict[str, "np.ndarray"]]
-    reference: Callable[..., Mapping[str, "np.ndarray"]] | None = None
-    states: list[StateSpec] = field(default_factory=list)
-    convert_options: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not self.examples:
-            raise ValueError("a Traceable needs at least one example input")
-        names = [i.name for i in self.inputs]
-        for example in self.examples:
-            if sorted(example) != sorted(names):
-                raise ValueError(f"example inputs {sorted(example)} do not match declared inputs {sorted(names)}")
-
-    def run(self, inputs: Mapping[str, "np.ndarray"], fresh_state: bool = True) -> dict[str, "np.ndarray"]:
-        """Run the torch module on numpy inputs.
-
-        With ``fresh_state`` a stateful module runs on a copy, so its states
-        start from their initial values and the module is left untouched.
-        """
-        import copy
-
-        import torch
-
-        module = copy.deepcopy(self.module) if (self.states and fresh_state) else self.module
-        args = [torch.from_numpy(_np_contiguous(inputs[spec.name])) for spec in self.inputs]
-        with torch.no_grad():
-            out = module(*args)
-        if not isinstance(out, (tuple, list)):
-            out = (out,)
-        if len(out) != len(self.outputs):
-            raise ValueError(f"module returned {len(out)} outputs, declared {self.outputs}")
-        return {name: t.detach().cpu().numpy() for name, t in zip(self.outputs, out)}
-
-
-def _np_contiguous(a: "np.ndarray") -> "np.ndarray":
-    import numpy as np
-
-    return np.ascontiguousarray(a)
-
-
-@dataclass
-class LoopCase:
-    """One whole-loop comparison returned by the ``loop_parity`` hook.
-
-    ``actual`` is what the plugin's run loop produced on the torch traceables,
-    ``expected`` what the upstream model generated end to end from the same
-    inputs and noise; ``info`` says what was compared (text, frames, seed...).
-    """
-
-    name: str
-    actual: Any
-    expected: Any
-    tolerance: Tolerance
-    info: dict[str, Any] = field(default_factory=dict)
-
-
 @dataclass(frozen=True)
 class CompressedLoop:
     """How an export of a compressed variant speaks against the same export uncompressed: the run
@@ -567,106 +363,3 @@ class CompressedLoop:
     #: audio may also move as far as that component's own mil bound allows (its calibrated
     #: movement at the variant's precision), where another seed moves it less (a smooth decoder)
     audio_component: str | None = None
-
-
-@runtime_checkable
-class Runtime(Protocol):
-    """What a run loop (and a plugin's loop-parity cases) call components through: the torch
-    traceables, zoo's MIL interpreter or CoreML behind one interface (``core/runtime``)."""
-
-    #: "torch", "mil" or "coreml"
-    backend: str
-    #: the export's constants by name (``export_constants``' files)
-    constants: Mapping[str, Path]
-
-    def __call__(self, component: str, inputs: Mapping[str, Any], function: str = "main") -> dict[str, Any]:
-        """One call of ``component``'s ``function`` on ``inputs``: its outputs by name."""
-        ...
-
-    def input_dtype(self, component: str, name: str, function: str = "main") -> Any:
-        """The numpy dtype the function declares for input ``name`` (hold a large input in it)."""
-        ...
-
-    def reset_states(self) -> None:
-        """Start every stateful component from its initial state again (a new utterance)."""
-        ...
-
-    def load_states(self, component: str, values: Mapping[str, Any], function: str = "main") -> None:
-        """Set a stateful component's states (by the torch buffer names; the rest start at zero)."""
-        ...
-
-
-@dataclass
-class RunOptions:
-    """Options of ``zoo run`` handed to ``run_loop``."""
-
-    voice: str | None = None
-    seed: int = 0
-    settings: dict[str, str] = field(default_factory=dict)
-    #: called by the run loop with each piece of audio as soon as it is final (in order; the
-    #: pieces concatenated are RunResult.audio): ``zoo run`` writes them to the WAV as they come
-    on_audio: Callable[["np.ndarray"], None] | None = None
-    #: called by the run loop with the timings of each piece (``zoo.core.Timing``: seconds from the
-    #: start of the whole utterance, in order), right after that piece's audio is emitted
-    on_timings: Callable[[list[Any]], None] | None = None
-    #: ``settings`` typed and range-checked by the model's ``RunSetting``s (only those given): what a
-    #: run loop reads (``typed_values``). Filled once, by the skeleton before ``run_loop`` runs.
-    values: dict[str, Any] = field(default_factory=dict)
-
-    def emit(self, audio: "np.ndarray") -> None:
-        """Hand a finished piece of audio to ``on_audio`` (a loop calls this; it may be None)."""
-        if self.on_audio is not None:
-            self.on_audio(audio)
-
-    def emit_timings(self, timings: list[Any]) -> None:
-        """Hand a piece's word (or piece) timings to ``on_timings`` (it may be None)."""
-        if self.on_timings is not None and timings:
-            self.on_timings(list(timings))
-
-    def typed(self, schema: "tuple[RunSetting, ...]", model: str) -> dict[str, Any]:
-        """The ``--set`` values typed and range-checked by the model's ``RunSetting``s (see
-        :func:`parse_run_settings`); a bad one raises UsageError naming the option."""
-        return parse_run_settings(schema, self.settings, model)
-
-    def typed_values(self) -> dict[str, Any]:
-        """``values``, for a run loop: refused when ``settings`` were given but never typed (a loop
-        called around the core: use ``resolved``), so no ``--set`` is ever silently ignored."""
-        if self.settings and not self.values:
-            raise ValueError(f"run options {sorted(self.settings)} were not typed: pass RunOptions.resolved(...)")
-        return self.values
-
-    def resolved(self, schema: "tuple[RunSetting, ...]", model: str) -> "RunOptions":
-        """These options with ``values`` typed from ``settings`` (once: options already resolved
-        are returned as they are)."""
-        if self.values or not (self.settings or schema):
-            return self
-        return dataclasses.replace(self, values=self.typed(schema, model))
-
-
-@dataclass
-class RunResult:
-    """What ``run_loop`` returns: mono float audio in [-1, 1] and a frame count."""
-
-    audio: "np.ndarray"
-    sample_rate: int
-    frames: int
-    info: dict[str, Any] = field(default_factory=dict)
-    #: the frames of each unit the audio was made of, in order (kokoro: every token's duration,
-    #: summing to ``frames``); empty when the loop has no such alignment. The compressed-loop
-    #: check aligns two results by them (``CompressedLoop.aligned``)
-    segments: tuple[int, ...] = ()
-
-
-def stable_hash(obj: Any) -> str:
-    """sha256 of a JSON rendering with sorted keys (for cache keys)."""
-
-    def default(o: Any) -> Any:
-        if dataclasses.is_dataclass(o) and not isinstance(o, type):
-            return dataclasses.asdict(o)
-        if isinstance(o, Path):
-            return str(o)
-        if isinstance(o, float) and math.isnan(o):
-            return "nan"
-        raise TypeError(f"cannot hash {type(o).__name__}")
-
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=default).encode()).hexdigest()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..plugin.spec import UsageError
+from ..plugin.errors import UsageError
 
 #: the sample rate Whisper listens at
 ASR_RATE = 16000

@@ -13,7 +13,9 @@ from typing import Any, Callable
 
 from ..host.plugins import PluginHost
 from ..kit.audio import WavStream, read_wav, write_wav
-from ..plugin.spec import RunOptions, RunResult, UsageError, WeightsSource, parse_run_settings
+from ..plugin.errors import UsageError
+from ..plugin.run import RunOptions, RunResult, parse_run_settings
+from ..plugin.spec import WeightsSource
 from ..registry.exportdir import entry_path
 from ..registry.store import Registry, RegistryError
 from ..runtime.backends import BACKENDS, BackendUnavailable, ComponentRuntime, CoreMLRuntime, MilRuntime

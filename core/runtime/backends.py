@@ -13,7 +13,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..plugin.spec import BackendUnavailable, Traceable  # noqa: F401  (BackendUnavailable: raised to callers of the backends)
+from ..plugin.errors import BackendUnavailable
+from ..plugin.traceable import Traceable
 
 BACKENDS = ("torch", "mil", "coreml")
 

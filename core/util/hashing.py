@@ -1,10 +1,13 @@
-"""Content hashes of files and package trees, as recorded in registry.toml."""
+"""Content hashes of files and package trees, as recorded in registry.toml, and of plain data (cache keys)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
+import math
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 _CHUNK = 1 << 20
 
@@ -92,3 +95,18 @@ def python_sources_sha256(root: str | Path) -> str:
     for f in files:
         h.update(f.relative_to(base).as_posix().encode() + b"\0" + f.read_bytes())
     return h.hexdigest()
+
+
+def stable_hash(obj: Any) -> str:
+    """sha256 of a JSON rendering with sorted keys (for cache keys)."""
+
+    def default(o: Any) -> Any:
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return dataclasses.asdict(o)
+        if isinstance(o, Path):
+            return str(o)
+        if isinstance(o, float) and math.isnan(o):
+            return "nan"
+        raise TypeError(f"cannot hash {type(o).__name__}")
+
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=default).encode()).hexdigest()

@@ -310,7 +310,8 @@ def test_lut_kmeans_is_as_good_as_coremltools_own_kmeans(bits, law):
 
 
 def test_the_compressed_loop_is_judged_against_what_another_seed_does():
-    from zoo.core.plugin.spec import CompressedLoop, RunResult
+    from zoo.core.plugin.run import RunResult
+    from zoo.core.plugin.spec import CompressedLoop
     from zoo.core.validation.checks import compressed_loop_checks
 
     rng = np.random.default_rng(0)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from zoo.core.compression import compress
-from zoo.core.plugin.spec import CompressedLoop, RunResult
+from zoo.core.plugin.run import RunResult
+from zoo.core.plugin.spec import CompressedLoop
 from zoo.core.validation.checks import compressed_loop_checks, integer_moves
 from zoo.core.validation.metrics import INTEGER_TEMPO, aligned_spectral_distance, spectral_distance
 

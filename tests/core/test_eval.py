@@ -111,7 +111,7 @@ def test_normalisation_and_error_rates(said, heard, lang, expected):
 
 def test_a_prompt_file_with_bad_lines_is_refused_naming_the_line(tmp_path):
     from zoo.core.evaluation.evaluate import read_prompts
-    from zoo.core.plugin.spec import UsageError
+    from zoo.core.plugin.errors import UsageError
 
     good = tmp_path / "good.txt"
     good.write_text("# mine\nHello there.\n\nes\tHola.\n")

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 
 from zoo.core.kit.float64 import as_float64
-from zoo.core.plugin.spec import ComponentSpec, ModelSpec, TensorSpec, Traceable, Variant
+from zoo.core.plugin.spec import ComponentSpec, ModelSpec, Variant
+from zoo.core.plugin.traceable import TensorSpec, Traceable
 from zoo.core.validation.levels import reference as reference_level
 
 

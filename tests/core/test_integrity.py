@@ -396,7 +396,7 @@ def test_text_from_a_file_or_standard_input(made):
 
 
 def test_text_file_limits(tmp_path):
-    from zoo.core.plugin.spec import UsageError
+    from zoo.core.plugin.errors import UsageError
     from zoo.core.run.speak import MAX_TEXT_BYTES, read_text_file
 
     big = tmp_path / "big.txt"

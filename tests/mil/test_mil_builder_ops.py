@@ -85,7 +85,8 @@ def test_ane_rmsnorm_layer_norm_at_its_axes_and_precision(tmp_path):
 
     from zoo.core.host.defaults import save_component
     from zoo.core.kit.ane import ChannelRMSNorm
-    from zoo.core.plugin.spec import TensorSpec, Traceable, Variant
+    from zoo.core.plugin.spec import Variant
+    from zoo.core.plugin.traceable import TensorSpec, Traceable
 
     x = RNG.standard_normal((1, 16, 1, 6)).astype(np.float32)
     norm = ChannelRMSNorm(16, 1e-6).eval()

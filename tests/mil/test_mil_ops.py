@@ -17,7 +17,8 @@ from torch.nn import functional as F
 
 from zoo.core.host.defaults import save_component
 from zoo.core.mil import KERNELS, MilError, MilProgram, UnsupportedOp
-from zoo.core.plugin.spec import StateSpec, TensorSpec, Traceable, Variant
+from zoo.core.plugin.spec import Variant
+from zoo.core.plugin.traceable import StateSpec, TensorSpec, Traceable
 
 RNG = np.random.default_rng(0)
 

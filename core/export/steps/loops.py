@@ -76,7 +76,7 @@ def _speak(
     constants: dict[str, Path],
     seed: int,
 ) -> Any:
-    from ...plugin.spec import RunOptions
+    from ...plugin.run import RunOptions
     from ...runtime.backends import MilRuntime
 
     runtime = MilRuntime({c: p.path for c, p in packages.items()}, constants)
@@ -90,7 +90,7 @@ def _load_loop(directory: Path, label: str) -> Any:
 
     import numpy as np
 
-    from ...plugin.spec import RunResult
+    from ...plugin.run import RunResult
 
     frames, rate, segments = json.loads((directory / "frames.json").read_text())[label]
     return RunResult(

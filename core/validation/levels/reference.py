@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ...kit.float64 import as_float64, inputs_float64, modules_in
-from ...plugin.spec import LEVELS, ROUNDING, ModelSpec, Traceable, Variant
+from ...plugin.spec import LEVELS, ROUNDING, ModelSpec, Variant
+from ...plugin.traceable import Traceable
 from .. import checks as validation
 from .. import parity
 from ..calibration import Calibration, sensitivity, storage_effect

@@ -122,7 +122,8 @@ def _executed_source_error(source, tmp_path):
     """Convert a harmonic source, execute the package with the MIL interpreter, compare with torch."""
     from zoo.core.host.defaults import save_component
     from zoo.core.mil import MilProgram
-    from zoo.core.plugin.spec import TensorSpec, Traceable, Variant
+    from zoo.core.plugin.spec import Variant
+    from zoo.core.plugin.traceable import TensorSpec, Traceable
 
     rng = np.random.default_rng(0)
     frames = 60

@@ -53,7 +53,8 @@ def test_random_durations_are_realistic(small):
 def test_converted_predictor_executes_like_kmodel(small, tmp_path):
     from zoo.core.host.defaults import save_component
     from zoo.core.mil import MilProgram
-    from zoo.core.plugin.spec import TensorSpec, Traceable, Variant
+    from zoo.core.plugin.spec import Variant
+    from zoo.core.plugin.traceable import TensorSpec, Traceable
     from zoo.plugins.kokoro.traceables import Predictor, upstream_predictor
 
     example = _example(small, 32, 11, seed=3)

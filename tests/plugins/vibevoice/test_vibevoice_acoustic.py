@@ -63,7 +63,8 @@ def test_checkpoint_names_map_onto_the_transformers_decoder():
 def test_converted_streaming_decoder_executes_like_torch(tmp_path):
     from zoo.core.host.defaults import save_component
     from zoo.core.mil import MilProgram
-    from zoo.core.plugin.spec import TensorSpec, Traceable, Variant
+    from zoo.core.plugin.spec import Variant
+    from zoo.core.plugin.traceable import TensorSpec, Traceable
 
     stream = StreamingDecoder(_decoder()).eval()
     shapes = stream.cache_shapes()

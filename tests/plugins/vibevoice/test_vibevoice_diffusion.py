@@ -79,7 +79,8 @@ def test_checkpoint_names_load_into_the_transformers_head():
 def test_converted_sampler_executes_like_torch(tmp_path):
     from zoo.core.host.defaults import save_component
     from zoo.core.mil import MilProgram
-    from zoo.core.plugin.spec import TensorSpec, Traceable, Variant
+    from zoo.core.plugin.spec import Variant
+    from zoo.core.plugin.traceable import TensorSpec, Traceable
 
     sampler = _sampler()
     rng = np.random.default_rng(2)

@@ -118,7 +118,8 @@ def test_converted_lm_keeps_its_cache_in_coreml_states(tmp_path):
 
     from zoo.core.host.defaults import save_component
     from zoo.core.mil import MilProgram
-    from zoo.core.plugin.spec import StateSpec, TensorSpec, Traceable, Variant
+    from zoo.core.plugin.spec import Variant
+    from zoo.core.plugin.traceable import StateSpec, TensorSpec, Traceable
 
     cfg, qwen = _qwen(2, final_norm=False)
     ane = from_qwen2(qwen, cfg, CHUNK, CAPACITY, embed=True, final_norm=False, cache_dtype=torch.float16)

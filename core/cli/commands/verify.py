@@ -1,0 +1,106 @@
+"""`zoo verify`: re-check registered exports' files and, on request, re-run their parity."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from ..common import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    _fail,
+    _print_orphans,
+    _registry_or_exit,
+    _state,
+    app,
+    err,
+    out,
+)
+
+
+@app.command()
+def verify(
+    ctx: typer.Context,
+    key: str = typer.Argument("", metavar="[MODEL|ID]", help="only exports of this model, or this export id"),
+    execute: bool = typer.Option(
+        False,
+        "--execute",
+        metavar="",
+        help="also re-run the recorded parity inputs through each package with zoo's MIL interpreter",
+    ),
+    checkpoint: Optional[str] = typer.Option(
+        None, "--checkpoint", help="only exports of this checkpoint (models that have several)"
+    ),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object"),
+) -> None:
+    """Re-hash every registered package, constant and parity file; exit 1 naming anything changed or missing.
+
+    With --execute, each intact package is also executed on its recorded parity
+    inputs and compared with the recorded torch outputs, against the thresholds
+    the export was judged by.
+    """
+    from ...registry.verify import verify as run_verify
+
+    if checkpoint is not None and not checkpoint.strip():
+        _fail("--checkpoint is empty; give a checkpoint name or leave the option out", EXIT_USAGE)
+    registry = _registry_or_exit(ctx)
+    with err.status("verifying…") as status:  # shown on a terminal only: hashing and executing take seconds to minutes
+
+        def progress(step: str) -> None:
+            if not as_json:
+                status.update(f"verifying… {step}")
+
+        host = _state(ctx).host()
+        entries, problems, executed = run_verify(
+            registry,
+            key,
+            execute,
+            progress,
+            checkpoint,
+            lambda name: host.models[name].default_checkpoint if name in host.models else "",
+        )
+    if (key or checkpoint) and not entries:
+        what = " ".join(
+            x for x in (f"model {key!r}" if key else "", f"checkpoint {checkpoint!r}" if checkpoint else "") if x
+        )
+        _fail(
+            f"no export of {what} in {registry.path}"
+            if checkpoint
+            else f"no export or model {key!r} in {registry.path}",
+            EXIT_USAGE,
+        )
+    from ...export.publish import orphaned_exports
+
+    orphans = [str(p) for p in orphaned_exports(registry)]
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "checked": [e["id"] for e in entries],
+                    "ok": not problems,
+                    "problems": [p.as_dict() for p in problems],
+                    "executed": executed,
+                    "orphans": orphans,
+                },
+                indent=1,
+            )
+        )
+    else:
+        bad = {p.export_id for p in problems}
+        for e in entries:
+            if e["id"] not in bad:
+                ran = " and execute within thresholds" if execute else ""
+                out.print(
+                    f"[green]✓[/] {e['id']}: {len(e.get('components', []))} components, {len(e.get('constants', []))} "
+                    f"constants match{ran}"
+                )
+        for p in problems:
+            what = "" if p.kind == "export" else f"{p.kind} {p.name!r}: "
+            out.print(f"[red]✗[/] {p.export_id}: {what}{p.message}")
+        if not entries:
+            out.print(f"no exports in {registry.path}")
+        _print_orphans(orphans)
+    if problems:
+        raise typer.Exit(EXIT_FAILED)
