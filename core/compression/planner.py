@@ -24,14 +24,14 @@ def integer_noise_budget(values: Any, rounding: str, tempo: float | None = None)
 
     import numpy as np
 
-    from ..validation.metrics import INTEGER_TEMPO, ROUNDINGS
+    from ..validation.metrics import INTEGER_ROUNDINGS, INTEGER_TEMPO
 
     tempo = INTEGER_TEMPO if tempo is None else tempo
     e = np.asarray(values, np.float64).reshape(-1)
     power = float(np.sum(e**2))
     if e.size == 0 or power == 0 or not np.isfinite(e).all():
         return 0.0
-    r = ROUNDINGS[rounding]
+    r = INTEGER_ROUNDINGS[rounding]
     allowed = max(float(np.sum(np.abs(r(e * (1 + tempo)) - r(e)))), float(np.sum(np.abs(r(e / (1 + tempo)) - r(e)))))
     margin = 0.5 - np.abs(e - np.round(e))
     if rounding == "round_min1":  # everything under 1.5 rounds to 1: its one boundary is 1.5

@@ -29,7 +29,7 @@ from .run import RunSetting
 
 #: unit roundoff of each precision a comparison can be made at: the size of the perturbation used to
 #: measure a component's own sensitivity, and the floor of a bound calibrated on upstream's rounding
-ROUNDING = {"float64": 2.0**-53, "fp32": 2.0**-24, "fp16": 2.0**-11}
+UNIT_ROUNDOFF = {"float64": 2.0**-53, "fp32": 2.0**-24, "fp16": 2.0**-11}
 
 
 @dataclass(frozen=True)

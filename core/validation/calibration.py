@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from ..plugin.spec import ROUNDING, Tolerance
+from ..plugin.spec import UNIT_ROUNDOFF, Tolerance
 
 
 @dataclass
@@ -57,7 +57,7 @@ class Calibration:
         rel = tolerance.rel
         if tolerance.rounding_factor is not None:
             measured = self.upstream_rel
-            scale, source = ROUNDING["fp32"], "the fp32 unit roundoff"
+            scale, source = UNIT_ROUNDOFF["fp32"], "the fp32 unit roundoff"
             if measured is not None and measured > scale:
                 scale, source = measured, f"upstream fp32 error {measured:.3g}"
             if tolerance.storage is not None:

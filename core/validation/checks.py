@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from ..plugin.names import LEVELS
 from ..plugin.spec import Tolerance
-from .metrics import INTEGER_TEMPO, ROUNDINGS, aligned_spectral_distance, compare, spectral_distance
+from .metrics import INTEGER_ROUNDINGS, INTEGER_TEMPO, aligned_spectral_distance, compare, spectral_distance
 
 
 @dataclass
@@ -102,7 +102,7 @@ def _rounded(
 
     for name, actual, expected in pairs:
         if name in integer_outputs:
-            rounding = ROUNDINGS[integer_outputs[name]]
+            rounding = INTEGER_ROUNDINGS[integer_outputs[name]]
             a, e = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
             yield name, rounding, a, e, rounding(a), rounding(e)
 
@@ -119,12 +119,14 @@ def integer_mismatches(
     explains (a flip by one of a raw value within BOUNDARY_ULPS unit roundoffs of a rounding boundary)."""
     import numpy as np
 
-    from ..plugin.spec import ROUNDING
+    from ..plugin.spec import UNIT_ROUNDOFF
 
     counts: dict[str, list[int]] = {}
     for name, _, a, e, ra, re in _rounded(pairs, integer_outputs):
         differ = ra != re
-        near = np.abs(np.abs(e - np.floor(e)) - 0.5) <= BOUNDARY_ULPS * ROUNDING[precision] * np.maximum(np.abs(e), 1.0)
+        near = np.abs(np.abs(e - np.floor(e)) - 0.5) <= BOUNDARY_ULPS * UNIT_ROUNDOFF[precision] * np.maximum(
+            np.abs(e), 1.0
+        )
         explained = differ & (np.abs(ra - re) == 1) & near
         total = counts.setdefault(name, [0, 0])
         total[0] += int(np.count_nonzero(differ & ~explained))

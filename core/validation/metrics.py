@@ -8,7 +8,7 @@ import math
 from typing import Any
 
 #: integer outputs are compared after the rounding the run loop applies (ComponentSpec.integer_outputs)
-ROUNDINGS = {
+INTEGER_ROUNDINGS = {
     "round": lambda x: _np().round(x),
     "round_min1": lambda x: _np().maximum(_np().round(x), 1),
 }

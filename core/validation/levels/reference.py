@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from ...kit.float64 import as_float64, inputs_float64, modules_in
-from ...plugin.spec import LEVELS, ROUNDING, ModelSpec, Variant
+from ...plugin.spec import LEVELS, UNIT_ROUNDOFF, ModelSpec, Variant
 from ...plugin.traceable import Traceable
 from .. import checks as validation
 from .. import parity
@@ -74,7 +74,7 @@ def check_component(
     calibration = result.calibration
     result.checks.extend(_float64(component, upstream, functions, runs, calibration, tolerance, chaotic))
     if chaotic:  # how far the torch component itself moves for a perturbation of each compared precision
-        sizes = {precision: ROUNDING[precision] for precision in sorted({"fp32", variant.precision})}
+        sizes = {precision: UNIT_ROUNDOFF[precision] for precision in sorted({"fp32", variant.precision})}
         for traceable in {id(t): t for t, _, _, _ in runs}.values():
             cases = [(example, actual) for t, example, actual, _ in runs if t is traceable]
             for precision, moved in sensitivity(traceable, cases, sizes).items():
