@@ -22,6 +22,7 @@ from .plugin.spec import (
     Tolerance,
     Variant,
     WeightsSource,
+    standard_variants,
     with_compressed,
 )
 from .plugin.timestamps import Timing
@@ -50,6 +51,7 @@ __all__ = [
     "Traceable",
     "Variant",
     "WeightsSource",
+    "standard_variants",
     "with_compressed",
     "spectral_distance",
 ]

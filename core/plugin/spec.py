@@ -176,6 +176,39 @@ def with_compressed(
     return out
 
 
+#: what every model's reduced-size test variants are
+SMALL_VARIANT = "reduced-size architecture for tests (--random-weights only)"
+
+
+def standard_variants(
+    full: Mapping[str, Any],
+    small: Mapping[str, Any],
+    *,
+    fp16: str,
+    fp32: str = "fp32 everywhere",
+    target: str = "iOS17",
+    fp16_options: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Variant] | None = None,
+    compressed: tuple[str, ...] = ("fp16", "small-fp16"),
+) -> dict[str, Variant]:
+    """The variants every built-in model has: ``fp16`` (describe it as the default) and ``fp32`` of the
+    ``full`` options, their reduced-size twins ``small-fp16`` and ``small-fp32`` of the ``small`` options
+    (tests, ``--random-weights``), then ``extra``, then the compressed variants of ``compressed``
+    (:func:`with_compressed`). ``fp16_options`` are merged into the options of both fp16 variants."""
+
+    def options(base: Mapping[str, Any], precision: str) -> dict[str, Any]:
+        return {**base, **(fp16_options or {})} if precision == "fp16" else dict(base)
+
+    variants = {
+        "fp16": Variant("fp16", "fp16", target, options(full, "fp16"), fp16),
+        "fp32": Variant("fp32", "fp32", target, options(full, "fp32"), fp32),
+        "small-fp32": Variant("small-fp32", "fp32", target, options(small, "fp32"), SMALL_VARIANT),
+        "small-fp16": Variant("small-fp16", "fp16", target, options(small, "fp16"), SMALL_VARIANT),
+        **(extra or {}),
+    }
+    return with_compressed(variants, bases=compressed)
+
+
 @dataclass(frozen=True)
 class ComponentSpec:
     """A CoreML package a model export produces.

@@ -14,9 +14,7 @@ hyper-parameters and phoneme vocabulary).
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from ...core import ComponentSpec, ModelPlugin, ModelSpec, Tolerance, Variant, with_compressed
+from ...core import ComponentSpec, ModelPlugin, ModelSpec, Tolerance, standard_variants
 from .config import HUB_REPO
 from .options import BUCKETS, CHAOS_FACTOR, COMPRESSED_LOOP, FULL, RUN_SETTINGS, SMALL, KokoroOptions
 
@@ -26,12 +24,6 @@ MODEL = "kokoro"
 #: a hexgrad/Kokoro-82M commit of the v1.0 release (kokoro-v1_0.pth, voices/*.pt), as pinned by other
 #: ports; upstream kokoro itself downloads ``main``. Not checked here (no hub access): see the README.
 HUB_REVISION = "f3ff3571791e39611d31c381e3a41a3af07b4987"
-
-
-def _variant(name: str, precision: str, options: KokoroOptions, description: str) -> Variant:
-    if precision == "fp16":  # the harmonic source and its STFT stay fp32: their phase does not fit fp16
-        options = replace(options, fp32_scopes=("harmonic",))
-    return Variant(name, precision, "iOS17", options.as_dict(), description)
 
 
 #: weights compressed variants keep as they are: the harmonic source and its STFT (kept fp32 in
@@ -55,20 +47,12 @@ class Kokoro(ModelPlugin):
                 name=MODEL,
                 summary="Kokoro-82M (kokoro 0.9.4): token-bucket predictor + flexible-length decoder, 2 calls per "
                 "utterance",
-                variants=with_compressed(
-                    {
-                        "fp16": _variant(
-                            "fp16", "fp16", FULL, "default: fp16, the harmonic source and its STFT in fp32"
-                        ),
-                        "fp32": _variant("fp32", "fp32", FULL, "fp32 everywhere"),
-                        "small-fp32": _variant(
-                            "small-fp32", "fp32", SMALL, "reduced-size architecture for tests (--random-weights only)"
-                        ),
-                        "small-fp16": _variant(
-                            "small-fp16", "fp16", SMALL, "reduced-size architecture for tests (--random-weights only)"
-                        ),
-                    },
-                    bases=("fp16", "small-fp16"),
+                variants=standard_variants(
+                    FULL.as_dict(),
+                    SMALL.as_dict(),
+                    fp16="default: fp16, the harmonic source and its STFT in fp32",
+                    # the harmonic source and its STFT stay fp32: their phase does not fit fp16
+                    fp16_options={"fp32_scopes": ("harmonic",)},
                 ),
                 default_variant="fp16",
                 components=(

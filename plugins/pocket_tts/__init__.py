@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ...core import ComponentSpec, ModelPlugin, ModelSpec, Variant, with_compressed
+from ...core import ComponentSpec, ModelPlugin, ModelSpec, Variant, standard_variants
 from .checkpoints import DEFAULT as DEFAULT_CHECKPOINT
 from .checkpoints import discover as discover_checkpoints
 from .options import COMPRESSED_LOOP, FULL, RUN_SETTINGS, SMALL, PocketOptions
@@ -30,8 +30,9 @@ HUB_REPO = "kyutai/pocket-tts"
 HUB_REVISION = "db04f0e653473e5c7333c69686ac92b7460b0c1d"
 
 
-def _variant(name: str, precision: str, target: str, options: PocketOptions, description: str) -> Variant:
-    return Variant(name, precision, target, options.as_dict(), description)
+def _stateful(name: str, options: PocketOptions, description: str) -> Variant:
+    """An fp16 variant whose Mimi streaming state lives in CoreML states (iOS18)."""
+    return Variant(name, "fp16", "iOS18", replace(options, stateful_mimi=True).as_dict(), description)
 
 
 #: weights compressed variants keep as they are: the RoPE cos/sin tables are read by position, not
@@ -46,48 +47,24 @@ class PocketTTS(ModelPlugin):
     options_type = PocketOptions
 
     def models(self) -> list[ModelSpec]:
-        stateful_full, stateful_small = replace(FULL, stateful_mimi=True), replace(SMALL, stateful_mimi=True)
         return [
             ModelSpec(
                 name=MODEL,
                 summary="Kyutai PocketTTS (pocket-tts 4.0.1; --checkpoint: language, date, depth): flow LM + "
                 "streaming Mimi, 1.5 calls per 80 ms frame",
-                variants=with_compressed(
-                    {
-                        "fp16": _variant(
-                            "fp16", "fp16", "iOS17", FULL, "default: fp16 weights and compute, explicit state I/O"
+                variants=standard_variants(
+                    FULL.as_dict(),
+                    SMALL.as_dict(),
+                    fp16="default: fp16 weights and compute, explicit state I/O",
+                    fp32="fp32 everywhere, explicit state I/O",
+                    extra={
+                        "fp16-stateful": _stateful(
+                            "fp16-stateful", FULL, "fp16, Mimi streaming state as CoreML states (iOS18/macOS15)"
                         ),
-                        "fp32": _variant("fp32", "fp32", "iOS17", FULL, "fp32 everywhere, explicit state I/O"),
-                        "fp16-stateful": _variant(
-                            "fp16-stateful",
-                            "fp16",
-                            "iOS18",
-                            stateful_full,
-                            "fp16, Mimi streaming state as CoreML states (iOS18/macOS15)",
-                        ),
-                        "small-fp16-stateful": _variant(
-                            "small-fp16-stateful",
-                            "fp16",
-                            "iOS18",
-                            stateful_small,
-                            "reduced-size stateful variant for tests",
-                        ),
-                        "small-fp32": _variant(
-                            "small-fp32",
-                            "fp32",
-                            "iOS17",
-                            SMALL,
-                            "reduced-size architecture for tests (--random-weights only)",
-                        ),
-                        "small-fp16": _variant(
-                            "small-fp16",
-                            "fp16",
-                            "iOS17",
-                            SMALL,
-                            "reduced-size architecture for tests (--random-weights only)",
+                        "small-fp16-stateful": _stateful(
+                            "small-fp16-stateful", SMALL, "reduced-size stateful variant for tests"
                         ),
                     },
-                    bases=("fp16", "small-fp16"),
                 ),
                 default_variant="fp16",
                 checkpoints=(checkpoints := discover_checkpoints()),

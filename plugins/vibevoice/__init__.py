@@ -14,7 +14,7 @@ Laid out on the plugin skeleton (``zoo.core.plugin.skeleton``); its own layers:
 
 from __future__ import annotations
 
-from ...core import ComponentSpec, ModelPlugin, ModelSpec, Tolerance, Variant, with_compressed
+from ...core import ComponentSpec, ModelPlugin, ModelSpec, Tolerance, standard_variants
 from .config import HUB_REPO
 from .options import COMPRESSED_LOOP, FULL, RUN_SETTINGS, SMALL, VibeVoiceOptions
 
@@ -51,38 +51,12 @@ class VibeVoice(ModelPlugin):
                 name=MODEL,
                 summary="VibeVoice-Realtime-0.5B: Qwen2 lms in the Neural Engine layout with state KV caches, fused "
                 "diffusion sampler, streaming decoder",
-                variants=with_compressed(
-                    {
-                        "fp16": Variant(
-                            "fp16",
-                            "fp16",
-                            "iOS18",
-                            FULL.as_dict(),
-                            "default: fp16, KV caches as CoreML states (iOS18/macOS15)",
-                        ),
-                        "fp32": Variant(
-                            "fp32",
-                            "fp32",
-                            "iOS18",
-                            FULL.as_dict(),
-                            "fp32 compute and weights (the KV state is fp16: CoreML states are)",
-                        ),
-                        "small-fp32": Variant(
-                            "small-fp32",
-                            "fp32",
-                            "iOS18",
-                            SMALL.as_dict(),
-                            "reduced-size architecture for tests (--random-weights only)",
-                        ),
-                        "small-fp16": Variant(
-                            "small-fp16",
-                            "fp16",
-                            "iOS18",
-                            SMALL.as_dict(),
-                            "reduced-size architecture for tests (--random-weights only)",
-                        ),
-                    },
-                    bases=("fp16", "small-fp16"),
+                variants=standard_variants(
+                    FULL.as_dict(),
+                    SMALL.as_dict(),
+                    target="iOS18",
+                    fp16="default: fp16, KV caches as CoreML states (iOS18/macOS15)",
+                    fp32="fp32 compute and weights (the KV state is fp16: CoreML states are)",
                 ),
                 default_variant="fp16",
                 components=(
