@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import workspace_env  # noqa: E402
+from common import export_args, workspace_env, zoo_process  # noqa: E402
 
 
 def main() -> None:
@@ -50,25 +49,7 @@ def main() -> None:
     for model in args.models.split(","):
         for mode in args.modes.split(","):
             variant = f"{prefix}-{mode}"
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "zoo",
-                    "export",
-                    model,
-                    "--random-weights",
-                    "--variant",
-                    variant,
-                    "--out",
-                    str(work / "exports"),
-                    "--json",
-                ],
-                cwd=work,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
+            proc = zoo_process(env, work, *export_args(work, model, variant))
             try:
                 report = json.loads(proc.stdout)
             except json.JSONDecodeError:

@@ -20,6 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import export_args, workspace_env  # noqa: E402
+from common import zoo as run_zoo  # noqa: E402
+
 GOAL_MB = 2048
 WORDS = (
     "the quick brown fox jumps over a lazy dog while seven bright stars shine above quiet green hills "
@@ -61,32 +65,9 @@ def main() -> None:
     args = parser.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix=f"zoo-bench-long-{args.model}-"))
     work.mkdir(parents=True, exist_ok=True)
-    env = {
-        **os.environ,
-        "ZOO_REGISTRY": str(work / "registry.toml"),
-        "ZOO_CACHE": str(work / "cache"),
-        "TQDM_DISABLE": "1",
-    }
+    env = workspace_env(work)
     zoo = [sys.executable, "-m", "zoo"]
-    export = subprocess.run(
-        zoo
-        + [
-            "export",
-            args.model,
-            "--random-weights",
-            "--variant",
-            args.variant,
-            "--out",
-            str(work / "exports"),
-            "--json",
-        ],
-        cwd=work,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
-    if export.returncode:
-        sys.exit(f"export failed:\n{export.stderr[-3000:]}")
+    run_zoo(env, work, *export_args(work, args.model, args.variant))
     rows = []
     for length in sorted(int(n) for n in args.lengths.split(",")):
         text = text_of(length)

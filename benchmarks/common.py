@@ -37,11 +37,22 @@ def workspace_env(work: Path) -> dict[str, str]:
     }
 
 
+def zoo_process(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    """`zoo ARGS` in a subprocess, whatever its exit code (a benchmark of refusals reads their reports)."""
+    return subprocess.run([sys.executable, "-m", "zoo", *args], cwd=cwd, env=env, capture_output=True, text=True)
+
+
 def zoo(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "zoo", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    """`zoo ARGS` in a subprocess; the benchmark stops with its stderr if it fails."""
+    proc = zoo_process(env, cwd, *args)
     if proc.returncode:
         sys.exit(f"zoo {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     return proc
+
+
+def export_args(work: Path, model: str, variant: str, *extra: str) -> list[str]:
+    """`zoo export MODEL --random-weights --variant VARIANT EXTRA --out WORK/exports --json`."""
+    return ["export", model, "--random-weights", "--variant", variant, *extra, "--out", str(work / "exports"), "--json"]
 
 
 def measured_export(
@@ -52,20 +63,7 @@ def measured_export(
     ``--checkpoint NAME``): (report, registry entry, figures)."""
     start = time.perf_counter()
     report = json.loads(
-        zoo(
-            env,
-            work,
-            "export",
-            model,
-            "--random-weights",
-            "--variant",
-            variant,
-            *(["--force"] if force else []),
-            *extra,
-            "--out",
-            str(work / "exports"),
-            "--json",
-        ).stdout
+        zoo(env, work, *export_args(work, model, variant, *(["--force"] if force else []), *extra)).stdout
     )
     figures: dict[str, Any] = {"variant": variant, "export_seconds": round(time.perf_counter() - start, 1)}
     # the export's own peak: each stage reports its process's peak when it ended (RUSAGE_CHILDREN
