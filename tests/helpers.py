@@ -49,6 +49,6 @@ def export_small(zoo, model: str, variant: str) -> tuple[dict, dict, dict]:
         ).stdout
     )
     assert report["ok"] and report["validation_level"] == "mil"
-    entry = next(e for e in Registry(zoo.registry).exports() if e["id"] == report["id"])
+    entry = next(e for e in Registry(zoo.registry).read().get("exports", []) if e["id"] == report["id"])
     checks = {(v["level"], v["component"], v.get("metric", "")): v for v in entry["validation"]}
     return report, entry, checks

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from ..plugin.errors import UsageError
+from ..registry.entry import ExportEntry
+from ..registry.store import Registry
 from ..run.recogniser import ASR_RATE, EXTRA, EvalUnavailable, Recogniser, check_asr  # noqa: F401  (the recogniser zoo eval scores with)
 
 PROMPTS_DIR = Path(__file__).parent / "prompts"
@@ -328,19 +330,19 @@ def evaluate(
 class EvalPlan:
     """A checked ``zoo eval``: everything known usable before any TTS model loads."""
 
-    entry: dict[str, Any]
+    entry: ExportEntry
     model: Any  # ModelSpec
     prompts: list[Prompt]
     recogniser: Recogniser
     backend: str
     voice: str | None
     seed: int
-    sibling: dict[str, Any] | None
+    sibling: ExportEntry | None
 
 
 def plan(
     host: Any,
-    registry: Any,
+    registry: Registry,
     key: str,
     asr: str | Path | None,
     prompts_file: str | Path | None = None,
@@ -353,15 +355,14 @@ def plan(
     export that is missing or cannot be run); the recogniser is loaded here (half a second), the
     TTS models only when the prompts are spoken."""
     from ..host.plugins import UnknownModelError
-    from ..registry.store import entry_checkpoint
     from ..run.speak import _check_voice, export_voices
     from ..runtime.backends import BACKENDS, BackendUnavailable
 
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    entry = next((e for e in registry.exports() if e["id"] == key), None)
+    entry = next((e for e in registry.exports() if e.id == key), None)
     try:
-        model = host.model(entry["model"] if entry is not None else key)
+        model = host.model(entry.model if entry is not None else key)
     except UnknownModelError:
         raise UsageError(f"no export or model {key!r} (see `zoo list`)") from None
     if entry is None:
@@ -370,8 +371,8 @@ def plan(
             raise BackendUnavailable(
                 f"no valid export of {model.name!r} in {registry.path}; run `zoo export {model.name}` first"
             )
-    if entry.get("status") != "valid":
-        raise BackendUnavailable(f"export {entry['id']} is not valid ({entry.get('status')}); evaluate a valid one")
+    if entry.status != "valid":
+        raise BackendUnavailable(f"export {entry.id} is not valid ({entry.status}); evaluate a valid one")
     spoken = dict(model.languages)
     if lang is not None and lang not in spoken:
         raise UsageError(f"--lang {lang!r}: {model.name} speaks {', '.join(spoken)}")
@@ -392,32 +393,32 @@ def plan(
     problems = intact(registry, entry, default_cache_root() / "verified")
     if problems:
         raise BackendUnavailable(
-            f"export {entry['id']} cannot be evaluated: {problems[0].message}; run `zoo verify {entry['id']}`"
+            f"export {entry.id} cannot be evaluated: {problems[0].message}; run `zoo verify {entry.id}`"
         )
     _check_voice(model, voice, export_voices(host, model, registry, entry))
     sibling = None
-    variant = model.variants.get(entry["variant"]["name"])
+    variant = model.variants.get(entry.variant_name)
     if variant is not None and variant.compression != "none":
         sibling = registry.latest_valid(
             model.name,
-            entry_checkpoint(entry, model.default_checkpoint) or None,
+            entry.checkpoint(model.default_checkpoint) or None,
             model.default_checkpoint,
             variant.uncompressed().name,
         )
         problems = intact(registry, sibling, default_cache_root() / "verified") if sibling is not None else []
-        if problems:
+        if sibling is not None and problems:
             raise BackendUnavailable(
-                f"the uncompressed export {sibling['id']} to compare with cannot be run: {problems[0].message}; "
-                f"run `zoo verify {sibling['id']}`"
+                f"the uncompressed export {sibling.id} to compare with cannot be run: {problems[0].message}; "
+                f"run `zoo verify {sibling.id}`"
             )
     return EvalPlan(entry, model, prompts, recogniser, backend, voice, seed, sibling)
 
 
-def weights_of(entry: Mapping[str, Any]) -> Any:
+def weights_of(entry: ExportEntry) -> Any:
     """The WeightsSource an export was made from (its registry record)."""
     from ..plugin.spec import WeightsSource
 
-    weights = entry.get("weights") or {}
+    weights = entry.weights
     if weights.get("kind") == "random":
         return WeightsSource.random(int(weights.get("seed", 0)))
     if weights.get("kind") == "local":
@@ -427,7 +428,7 @@ def weights_of(entry: Mapping[str, Any]) -> Any:
 
 def run_eval(
     host: Any,
-    registry: Any,
+    registry: Registry,
     request: EvalPlan,
     workdir: Path,
     progress: Callable[[int, int, PromptResult], None] | None = None,
@@ -437,13 +438,12 @@ def run_eval(
     on the export's weights, and the uncompressed sibling if one is registered."""
     from ..host.session import ModelSession
     from ..plugin.run import RunOptions
-    from ..registry.store import entry_checkpoint
     from ..run.speak import RunRequest, build_runtime
 
     model, entry = request.model, request.entry
     tell = note or (lambda text: None)
 
-    def packages(of: dict[str, Any]) -> Any:
+    def packages(of: ExportEntry) -> Any:
         req = RunRequest(
             model.name,
             request.backend if request.backend != "torch" else "mil",
@@ -454,14 +454,14 @@ def run_eval(
         )
         return build_runtime(host, req, registry, workdir)[0]
 
-    tell(f"loading {entry['id']}")
+    tell(f"loading {entry.id}")
     systems: dict[str, Any] = {"export": packages(entry)}
     tell("loading the torch reference")
-    checkpoint = entry_checkpoint(entry) or None
+    checkpoint = entry.checkpoint() or None
     session = ModelSession(
         host,
         model.name,
-        model.variants[entry["variant"]["name"]].uncompressed(),
+        model.variants[entry.variant_name].uncompressed(),
         weights_of(entry),
         checkpoint=checkpoint,
     )
@@ -470,18 +470,18 @@ def run_eval(
     if request.backend == "torch":
         systems["export"] = systems["reference"]
     if request.sibling is not None:
-        tell(f"loading the uncompressed {request.sibling['id']}")
+        tell(f"loading the uncompressed {request.sibling.id}")
         systems["uncompressed"] = packages(request.sibling)
 
     result = EvalResult(
-        entry["id"],
+        entry.id,
         request.backend,
         request.voice,
         request.recogniser.path,
         request.recogniser.sha256,
         prompts_digest(request.prompts),
-        (entry.get("weights") or {}).get("kind") == "random",
-        request.sibling["id"] if request.sibling else None,
+        entry.random_weights,
+        request.sibling.id if request.sibling else None,
     )
     return evaluate(
         request.prompts,

@@ -231,10 +231,10 @@ class Exporter:
                 self.cache,
                 reuse_identical=reuse == "none",
             )
-            info["detail"] = entry["id"] + (" (an identical export registered meanwhile: reused)" if reused else "")
-        report.export_id = entry["id"]
+            info["detail"] = entry.id + (" (an identical export registered meanwhile: reused)" if reused else "")
+        report.export_id = entry.id
         report.path = str(final)
-        report.components = list(entry["components"])
+        report.components = [c.record() for c in entry.components]
         report.reused = reused
         report.ok = True
 
@@ -251,21 +251,20 @@ class Exporter:
         with stages.stage("reuse") as info:
             problems = verify_entry(self.registry, existing)
             if problems:
-                info["detail"] = f"{existing['id']} fails zoo verify ({problems[0].message}): exporting again"
+                info["detail"] = f"{existing.id} fails zoo verify ({problems[0].message}): exporting again"
                 self.report.warnings.append(
-                    f"the identical export {existing['id']} fails `zoo verify`: a new one was made"
+                    f"the identical export {existing.id} fails `zoo verify`: a new one was made"
                 )
                 return "damaged"
             info["status"] = "cached"
-            info["detail"] = f"{existing['id']}: made from identical inputs (--force makes a new one)"
+            info["detail"] = f"{existing.id}: made from identical inputs (--force makes a new one)"
         report = self.report
-        report.export_id, report.path = existing["id"], str(self.registry.export_dir(existing))
-        report.level = existing.get("validation_level")
+        report.export_id, report.path = existing.id, str(self.registry.export_dir(existing))
+        report.level = existing.validation_level
         report.checks = [
-            Check(**{k: v for k, v in r.items() if k in Check.__dataclass_fields__})
-            for r in existing.get("validation", [])
+            Check(**{k: v for k, v in r.items() if k in Check.__dataclass_fields__}) for r in existing.validation
         ]
-        report.components = list(existing["components"])
+        report.components = [c.record() for c in existing.components]
         report.reused = True
         report.ok = True
         return "reused"

@@ -105,7 +105,7 @@ def publish(
     registry: Registry,
     cache: StageCache,
     reuse_identical: bool = True,
-) -> tuple[dict[str, Any], Path, bool]:
+) -> tuple[ExportEntry, Path, bool]:
     """Copy ``bundle`` into ``<out_dir>/<id>`` and register it; returns (the registry entry, the
     export directory, whether an identical export registered meanwhile was reused instead)."""
     stamp = datetime.now(timezone.utc)
@@ -180,7 +180,7 @@ def publish(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         cache.tidy_staging(staging)
-    return entry.record(), final, False
+    return entry, final, False
 
 
 def _pending(out_dir: Path) -> Iterator[tuple[Path, dict[str, Any] | None, str]]:
@@ -212,7 +212,7 @@ def _registered(info: dict[str, Any], registry: Registry) -> bool | None:
     ids: set[str] = set()
     for reg in {Path(info["registry"]), registry.path.resolve()}:
         try:
-            ids.update(e["id"] for e in Registry(reg).exports())
+            ids.update(e.id for e in Registry(reg).exports())
         except (RegistryError, OSError):
             return None
     return info["id"] in ids

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 from ..util.hashing import file_sha256
+from .entry import ExportEntry, Item
 
 if TYPE_CHECKING:
     from .store import Registry
@@ -55,40 +56,37 @@ def write_marker(directory: Path, export_id: str, files: Mapping[str, str]) -> N
     (directory / MARKER).write_text(json.dumps(marker_record(export_id, files), indent=0))
 
 
-def recorded_root(registry: "Registry", entry: Mapping[str, Any]) -> Path:
+def recorded_root(registry: "Registry", entry: ExportEntry) -> Path:
     """The output root an entry records (``out``), else the registry's folder."""
-    out = entry.get("out")
-    if isinstance(out, str) and out:
-        path = Path(out)
+    if entry.out:
+        path = Path(entry.out)
         return path if path.is_absolute() else registry.root / path
     return registry.root
 
 
-def entry_path(registry: "Registry", entry: Mapping[str, Any]) -> Path:
+def entry_path(registry: "Registry", entry: ExportEntry) -> Path:
     """Where an entry says its directory is (unchecked: for messages, never for reading)."""
-    path = Path(entry["path"])
+    path = Path(entry.path)
     return path if path.is_absolute() else registry.root / path
 
 
-def locate(registry: "Registry", entry: Mapping[str, Any]) -> Path:
+def locate(registry: "Registry", entry: ExportEntry) -> Path:
     """The entry's directory, after the location rule and the marker (NotAnExport otherwise);
     a missing directory is returned as it is (the caller reports it missing)."""
     path = entry_path(registry, entry)
-    export_id = entry["id"]
+    export_id = entry.id
     root = recorded_root(registry, entry).resolve()
     if path.is_symlink():
         raise NotAnExport(export_id, f"its directory {path} is a symbolic link; zoo places exports as real directories")
     resolved = path.resolve()
-    placed = resolved.parent == root if entry.get("out") else root in resolved.parents
+    placed = resolved.parent == root if entry.out else root in resolved.parents
     if resolved.name != export_id or not placed:
         where = (
-            f"directly in the output root it records ({root})"
-            if entry.get("out")
-            else f"below the registry's folder ({root})"
+            f"directly in the output root it records ({root})" if entry.out else f"below the registry's folder ({root})"
         )
         raise NotAnExport(
             export_id,
-            f"its path {entry['path']!r} is not {export_id}/ {where}; "
+            f"its path {entry.path!r} is not {export_id}/ {where}; "
             "zoo reads and deletes only <out>/<id> directories it placed",
         )
     if not resolved.exists():
@@ -135,21 +133,21 @@ def links_leading_out(directory: Path) -> list[str]:
     return sorted(found)
 
 
-def checked_directory(registry: "Registry", entry: Mapping[str, Any]) -> Path:
+def checked_directory(registry: "Registry", entry: ExportEntry) -> Path:
     """``locate`` plus the link rule: the directory zoo may read (NotAnExport otherwise)."""
     directory = locate(registry, entry)
     if directory.exists():
         out = links_leading_out(directory)
         if out:
             raise NotAnExport(
-                entry["id"],
+                entry.id,
                 f"{directory} holds symbolic links leading out of it ({', '.join(out[:5])}); "
                 "zoo neither reads nor deletes through them",
             )
     return directory
 
 
-def changed_files(directory: Path, export_id: str, item: Mapping[str, Any]) -> list[str]:
+def changed_files(directory: Path, export_id: str, item: Item) -> list[str]:
     """The files of one listed item whose bytes differ from the sha256 the marker recorded at
     publish time (relative to the export): names what changed inside a package whose digest no
     longer matches. Empty when the marker cannot say."""
@@ -157,8 +155,7 @@ def changed_files(directory: Path, export_id: str, item: Mapping[str, Any]) -> l
         recorded = read_marker(directory, export_id)
     except NotAnExport:
         return []
-    inner = item.get("files")
-    rels = [f"{item['path']}/{f}" for f in inner] if inner else [item["path"]]
+    rels = [f"{item.path}/{f}" for f in item.files] if item.files else [item.path]
     return [
         rel
         for rel in rels
@@ -166,16 +163,14 @@ def changed_files(directory: Path, export_id: str, item: Mapping[str, Any]) -> l
     ]
 
 
-def listed_files(entry: Mapping[str, Any]) -> list[str]:
+def listed_files(entry: ExportEntry) -> list[str]:
     """Every file an entry lists, relative to its directory (a package's files under its path)."""
     files: list[str] = []
-    for listing in ("components", "constants", "parity"):
-        for item in entry.get(listing, []):
-            inner = item.get("files")
-            if inner:
-                files.extend(f"{item['path']}/{f}" for f in inner)
-            else:
-                files.append(item["path"])
+    for item in [*entry.components, *entry.constants, *entry.parity]:
+        if item.files:
+            files.extend(f"{item.path}/{f}" for f in item.files)
+        else:
+            files.append(item.path)
     return files
 
 
@@ -205,11 +200,11 @@ class Removal:
         }
 
 
-def delete_files(registry: "Registry", entry: Mapping[str, Any]) -> Removal:
+def delete_files(registry: "Registry", entry: ExportEntry) -> Removal:
     """Delete what zoo provably placed for ``entry`` (module docstring); ``refused`` says why not.
     An OSError while deleting is raised after naming the file (the caller keeps the entry then:
     a second ``zoo rm`` finishes the job, files already gone being fine)."""
-    removal = Removal(entry["id"], str(entry_path(registry, entry)))
+    removal = Removal(entry.id, str(entry_path(registry, entry)))
     try:
         directory = checked_directory(registry, entry)
     except NotAnExport as exc:
@@ -218,13 +213,8 @@ def delete_files(registry: "Registry", entry: Mapping[str, Any]) -> Removal:
     removal.directory = str(directory)
     if not directory.exists():
         return removal  # already gone: only the entry is left to drop
-    recorded = read_marker(directory, entry["id"])
-    singles = {
-        item["path"]: item["sha256"]
-        for listing in ("constants", "parity")
-        for item in entry.get(listing, [])
-        if not item.get("files")
-    }
+    recorded = read_marker(directory, entry.id)
+    singles = {item.path: item.sha256 for item in [*entry.constants, *entry.parity] if not item.files}
     plan: list[Path] = []
     zoo_dirs = {directory}
     for rel in listed_files(entry):

@@ -28,9 +28,8 @@ import json
 import os
 import stat
 import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator
 
 import tomlkit
 from filelock import FileLock, Timeout
@@ -40,6 +39,8 @@ try:  # tomli's compiled wheels parse 2.3x faster than the standard library's to
     import tomli as tomllib
 except ModuleNotFoundError:  # pragma: no cover - the same parser, pure Python
     import tomllib  # type: ignore[no-redef]
+
+from .entry import ExportEntry, Item, entry_checkpoint, entry_problem  # noqa: F401  (re-exported)
 
 SCHEMA_VERSION = 1
 ENV_VAR = "ZOO_REGISTRY"
@@ -117,146 +118,6 @@ schema                       format version of this file
 
 class RegistryError(RuntimeError):
     """The registry file cannot be used (does not parse, wrong schema, a broken entry)."""
-
-
-#: what every entry must carry, and of which type (schema 1)
-_REQUIRED = {
-    "id": str,
-    "model": str,
-    "status": str,
-    "created_at": str,
-    "path": str,
-    "variant": dict,
-    "components": list,
-}
-_ITEM_LISTS = ("components", "constants", "parity")
-_ITEM_KEYS = {"name": str, "path": str, "sha256": str}
-
-
-def entry_problem(entry: dict[str, Any]) -> str | None:
-    """What is wrong with one ``[[exports]]`` table, or None: required keys and their types, and
-    relative item paths that stay inside the export (``..`` and absolute paths are refused)."""
-    for key, kind in _REQUIRED.items():
-        if key not in entry:
-            return f"missing key {key!r}"
-        if not isinstance(entry[key], kind):
-            return f"{key!r} must be a {kind.__name__}, not {type(entry[key]).__name__}"
-    if not isinstance(entry["variant"].get("name"), str):
-        return "variant.name is missing"
-    if "out" in entry and not isinstance(entry["out"], str):
-        return "'out' must be a string"
-    for listing in _ITEM_LISTS:
-        items = entry.get(listing, [])
-        if not isinstance(items, list):
-            return f"{listing!r} must be an array of tables"
-        for item in items:
-            if not isinstance(item, dict):
-                return f"{listing!r} must be an array of tables"
-            for key, kind in _ITEM_KEYS.items():
-                if not isinstance(item.get(key), kind):
-                    return f"a {listing} item lacks a {key!r} string"
-            for rel in [item["path"]] + [
-                str(Path(item["path"]) / f) for f in item.get("files", []) if isinstance(f, str)
-            ]:
-                if Path(rel).is_absolute() or ".." in Path(rel).parts:
-                    return f"{listing} {item['name']!r}: path {rel!r} leads outside the export"
-            if "files" in item and not (
-                isinstance(item["files"], list) and all(isinstance(f, str) for f in item["files"])
-            ):
-                return f"{listing} {item['name']!r}: files must be an array of strings"
-    for record in entry.get("validation", []):
-        if (
-            not isinstance(record, dict)
-            or not isinstance(record.get("level"), str)
-            or not isinstance(record.get("status"), str)
-        ):
-            return "a validation record lacks its level or status"
-    evals = entry.get("eval", [])
-    if not isinstance(evals, list) or any(
-        not isinstance(r, dict) or not isinstance(r.get("asr_sha256"), str) for r in evals
-    ):
-        return "'eval' must be an array of tables, each naming its recogniser (asr_sha256)"
-    return None
-
-
-@dataclass(frozen=True)
-class Item:
-    """One file or package an entry lists (``[[exports.components]]``, ``constants``, ``parity``)."""
-
-    name: str
-    path: str  # relative to the export directory
-    sha256: str
-    bytes: int
-    functions: tuple[str, ...] | None = None  # components only
-    #: the files of a package (relative to it), so that a missing one is named (components only)
-    files: tuple[str, ...] | None = None
-    #: what compression did to the package (compressed variants, components only)
-    compression: dict[str, Any] | None = None
-
-
-def entry_checkpoint(entry: Mapping[str, Any], default: str = "") -> str:
-    """The checkpoint an export was made from (its variant's options; ``default`` if none)."""
-    options = (entry.get("variant") or {}).get("options") or {}
-    return str(options.get("checkpoint") or default) if isinstance(options, Mapping) else default
-
-
-@dataclass
-class ExportEntry:
-    """One ``[[exports]]`` table, as the pipeline writes it (the fields HEADER documents)."""
-
-    id: str
-    model: str
-    validation_level: str
-    created_at: str
-    path: str
-    plugin: dict[str, str]
-    variant: dict[str, Any]
-    weights: dict[str, Any]
-    tools: dict[str, str]
-    components: list[Item]
-    constants: list[Item] = field(default_factory=list)
-    parity: list[Item] = field(default_factory=list)
-    validation: list[dict[str, Any]] = field(default_factory=list)
-    status: str = "valid"
-    #: the output root the export was placed in (relative to the registry's folder when below it)
-    out: str = ""
-    #: sha256 of everything the export was made from (model, plugin and core sources, variant,
-    #: weights, tool versions): an identical export is reused instead of registered again
-    inputs_sha256: str = ""
-
-    def record(self) -> dict[str, Any]:
-        """The TOML table: keys in HEADER's order, no empty optional values."""
-
-        def item(i: Item) -> dict[str, Any]:
-            d = {k: v for k, v in asdict(i).items() if v is not None}
-            for key in ("functions", "files"):
-                if getattr(i, key) is not None:
-                    d[key] = list(getattr(i, key))
-            return d
-
-        order = (
-            "id",
-            "model",
-            "status",
-            "validation_level",
-            "created_at",
-            "path",
-            "out",
-            "inputs_sha256",
-            "plugin",
-            "variant",
-            "weights",
-            "tools",
-        )
-        table: dict[str, Any] = {k: getattr(self, k) for k in order if k != "out" or self.out}
-        table["components"] = [item(i) for i in self.components]
-        table["constants"] = [item(i) for i in self.constants]
-        table["parity"] = [item(i) for i in self.parity]
-        table["validation"] = list(self.validation)
-        problem = entry_problem(table)
-        if problem:
-            raise ValueError(f"export {self.id}: {problem}")
-        return table
 
 
 def default_registry_path() -> Path:
@@ -434,29 +295,29 @@ class Registry:
             pass  # values JSON cannot hold (a hand-written date), or no room: parsed again next time
         return data
 
-    def exports(self) -> list[dict[str, Any]]:
-        """The entries (a new list; the tables are shared with the kept parse: read-only)."""
-        return list(self.read().get("exports", []))
+    def exports(self) -> list[ExportEntry]:
+        """The entries, typed (each table passed ``entry_problem`` when the file was read)."""
+        return [ExportEntry.from_table(e) for e in self.read().get("exports", [])]
 
-    def find(self, key: str) -> Iterator[dict[str, Any]]:
+    def find(self, key: str) -> Iterator[ExportEntry]:
         """Exports whose id or model is ``key`` (all exports for ``key=''``)."""
         for entry in self.exports():
-            if not key or entry["id"] == key or entry["model"] == key:
+            if not key or entry.id == key or entry.model == key:
                 yield entry
 
     def latest_valid(
         self, model: str, checkpoint: str | None = None, default_checkpoint: str = "", variant: str | None = None
-    ) -> dict[str, Any] | None:
+    ) -> ExportEntry | None:
         """The newest valid export of ``model`` (of ``checkpoint`` and ``variant`` if given; an entry
         that names no checkpoint is of ``default_checkpoint``)."""
-        valid = [e for e in self.exports() if e["model"] == model and e.get("status") == "valid"]
+        valid = [e for e in self.exports() if e.model == model and e.valid]
         if checkpoint is not None:
-            valid = [e for e in valid if entry_checkpoint(e, default_checkpoint) == checkpoint]
+            valid = [e for e in valid if e.checkpoint(default_checkpoint) == checkpoint]
         if variant:
-            valid = [e for e in valid if e["variant"]["name"] == variant]
-        return max(valid, key=lambda e: e["created_at"], default=None)
+            valid = [e for e in valid if e.variant_name == variant]
+        return max(valid, key=lambda e: e.created_at, default=None)
 
-    def export_dir(self, entry: dict[str, Any]) -> Path:
+    def export_dir(self, entry: ExportEntry) -> Path:
         """The entry's directory, checked to be one zoo placed (``exportdir.locate``: <out>/<id>
         with zoo's marker naming the id); RegistryError naming the entry otherwise."""
         from .exportdir import NotAnExport, locate
@@ -466,7 +327,7 @@ class Registry:
         except NotAnExport as exc:
             raise RegistryError(f"{self.path}: {exc}") from None
 
-    def member(self, entry: dict[str, Any], relative: str) -> Path:
+    def member(self, entry: ExportEntry, relative: str) -> Path:
         """A path an entry lists (component, constant, parity file), which must lie inside that
         export's directory — symbolic links resolved — or it is refused naming the entry."""
         root = self.export_dir(entry)
@@ -474,9 +335,7 @@ class Registry:
         inside = root.resolve()
         resolved = path.resolve()
         if Path(relative).is_absolute() or (resolved != inside and inside not in resolved.parents):
-            raise RegistryError(
-                f"{self.path}: export {entry['id']}: path {relative!r} leads outside its directory {root}"
-            )
+            raise RegistryError(f"{self.path}: export {entry.id}: path {relative!r} leads outside its directory {root}")
         return path
 
     def relative(self, path: Path) -> str:
@@ -486,14 +345,14 @@ class Registry:
         except ValueError:
             return str(path)
 
-    def identical(self, inputs_sha256: str, exports: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    def identical(self, inputs_sha256: str, exports: list[ExportEntry] | None = None) -> ExportEntry | None:
         """The newest valid export made from the same inputs, if any."""
         same = [
             e
             for e in (self.exports() if exports is None else exports)
-            if inputs_sha256 and e.get("inputs_sha256") == inputs_sha256 and e.get("status") == "valid"
+            if inputs_sha256 and e.inputs_sha256 == inputs_sha256 and e.valid
         ]
-        return max(same, key=lambda e: e["created_at"], default=None)
+        return max(same, key=lambda e: e.created_at, default=None)
 
     def _document(self) -> tuple[tomlkit.TOMLDocument, dict[str, Any]]:
         """(the file as a tomlkit document to edit, the same text as checked data); under the lock."""
@@ -539,7 +398,7 @@ class Registry:
 
     def add(
         self, entry: "ExportEntry | dict[str, Any]", before_write: Any = None, reuse_identical: bool = False
-    ) -> dict[str, Any] | None:
+    ) -> ExportEntry | None:
         """Append one export atomically under the lock.
 
         ``before_write`` (optional, no arguments) runs under the lock after the
@@ -556,7 +415,7 @@ class Registry:
             doc, data = self._document()
             exports = data.get("exports", [])
             if reuse_identical:
-                existing = self.identical(entry.get("inputs_sha256", ""), exports)
+                existing = self.identical(entry.get("inputs_sha256", ""), [ExportEntry.from_table(e) for e in exports])
                 if existing is not None:
                     return existing
             if any(e["id"] == entry["id"] for e in exports):
@@ -567,7 +426,9 @@ class Registry:
             self._write(text)
         return None
 
-    def remove(self, export_ids: list[str], handle: Any = None) -> list[dict[str, Any]]:
+    def remove(
+        self, export_ids: list[str], handle: Callable[[list[ExportEntry]], Iterable[str]] | None = None
+    ) -> list[ExportEntry]:
         """Drop the entries ``export_ids`` atomically under the lock; returns them (an unknown id
         raises RegistryError and nothing is written). ``handle(entries)``, run under the lock
         before the registry is rewritten, returns the ids whose entries may go (``zoo rm``
@@ -580,11 +441,11 @@ class Registry:
             unknown = [i for i in export_ids if i not in known]
             if unknown:
                 raise RegistryError(f"{self.path}: no export {', '.join(map(repr, unknown))}")
-            chosen = [known[i] for i in dict.fromkeys(export_ids)]
-            drop = set(known) & set(handle(chosen) if handle is not None else [e["id"] for e in chosen])
+            chosen = [ExportEntry.from_table(known[i]) for i in dict.fromkeys(export_ids)]
+            drop = set(known) & set(handle(chosen) if handle is not None else [e.id for e in chosen])
             if drop:
                 self._write(self._render(doc, data, [e for e in exports if e["id"] not in drop]))
-        return [e for e in chosen if e["id"] in drop]
+        return [e for e in chosen if e.id in drop]
 
     def add_eval(self, export_id: str, row: dict[str, Any]) -> None:
         """Append one ``[[exports.eval]]`` row to an export's entry, atomically under the lock."""

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import AbstractSet, Any, Callable, Iterable
 
 from ..util.hashing import tree_sha256
+from .entry import ExportEntry, Item
 from .exportdir import NotAnExport, changed_files, checked_directory
 from .store import Registry
 
@@ -25,10 +26,10 @@ class Problem:
         return self.__dict__.copy()
 
 
-def missing_files(registry: Registry, entry: dict[str, Any], item: dict[str, Any]) -> list[str]:
+def missing_files(registry: Registry, entry: ExportEntry, item: Item) -> list[str]:
     """The registered files of a package that are gone (paths relative to the export)."""
-    root = registry.member(entry, item["path"])
-    return [f"{item['path']}/{f}" for f in item.get("files", []) if not (root / f).is_file()]
+    root = registry.member(entry, item.path)
+    return [f"{item.path}/{f}" for f in (item.files or ()) if not (root / f).is_file()]
 
 
 Progress = Callable[[str], None]
@@ -38,48 +39,48 @@ def _quiet(message: str) -> None:
     pass
 
 
-def verify_entry(registry: Registry, entry: dict[str, Any], progress: Progress = _quiet) -> list[Problem]:
+def verify_entry(registry: Registry, entry: ExportEntry, progress: Progress = _quiet) -> list[Problem]:
     """Re-hash everything the entry lists. A directory zoo did not provably place (``exportdir``) is
     one problem, and nothing in it is read."""
     try:
         root = checked_directory(registry, entry)
     except NotAnExport as exc:
-        return [Problem(entry["id"], "export", entry["id"], exc.reason)]
+        return [Problem(entry.id, "export", entry.id, exc.reason)]
     problems: list[Problem] = []
     if not root.is_dir():
-        return [Problem(entry["id"], "export", entry["id"], f"export directory {root} is missing")]
-    items: Iterable[tuple[str, dict[str, Any]]] = (
-        [("component", c) for c in entry.get("components", [])]
-        + [("constant", c) for c in entry.get("constants", [])]
-        + [("parity", c) for c in entry.get("parity", [])]
+        return [Problem(entry.id, "export", entry.id, f"export directory {root} is missing")]
+    items: Iterable[tuple[str, Item]] = (
+        [("component", c) for c in entry.components]
+        + [("constant", c) for c in entry.constants]
+        + [("parity", c) for c in entry.parity]
     )
     for kind, item in items:
-        progress(f"{entry['id']}: hashing {kind} {item['name']}")
-        path = registry.member(entry, item["path"])
+        progress(f"{entry.id}: hashing {kind} {item.name}")
+        path = registry.member(entry, item.path)
         if not path.exists():
-            problems.append(Problem(entry["id"], kind, item["name"], f"{path} is missing"))
+            problems.append(Problem(entry.id, kind, item.name, f"{path} is missing"))
             continue
         gone = missing_files(registry, entry, item)
         if gone:
             problems.append(
                 Problem(
-                    entry["id"],
+                    entry.id,
                     kind,
-                    item["name"],
-                    f"missing {', '.join(gone)} (of the {len(item['files'])} files registered)",
+                    item.name,
+                    f"missing {', '.join(gone)} (of the {len(item.files or ())} files registered)",
                 )
             )
             continue
         digest = tree_sha256(path)
-        if digest != item["sha256"]:
-            changed = changed_files(root, entry["id"], item) if item.get("files") else []
+        if digest != item.sha256:
+            changed = changed_files(root, entry.id, item) if item.files else []
             which = f" ({', '.join(changed[:3])} changed)" if changed else ""
             problems.append(
                 Problem(
-                    entry["id"],
+                    entry.id,
                     kind,
-                    item["name"],
-                    f"sha256 {digest[:16]}… differs from registered {item['sha256'][:16]}…{which}",
+                    item.name,
+                    f"sha256 {digest[:16]}… differs from registered {item.sha256[:16]}…{which}",
                 )
             )
     return problems
@@ -91,7 +92,7 @@ def _stat(path: Path) -> list[int]:
 
 
 def intact(
-    registry: Registry, entry: dict[str, Any], record_dir: Path | None, progress: Progress = _quiet
+    registry: Registry, entry: ExportEntry, record_dir: Path | None, progress: Progress = _quiet
 ) -> list[Problem]:
     """What ``zoo run`` checks before it loads an export: its directory is one zoo placed, and every
     component and constant is as registered (no file missing, none added inside a package, each
@@ -102,10 +103,10 @@ def intact(
     try:
         checked_directory(registry, entry)
     except NotAnExport as exc:
-        return [Problem(entry["id"], "export", entry["id"], exc.reason)]
+        return [Problem(entry.id, "export", entry.id, exc.reason)]
     record = None
     if record_dir is not None:
-        name = hashlib.sha256(f"{registry.target}\0{entry['id']}".encode()).hexdigest()[:32]
+        name = hashlib.sha256(f"{registry.target}\0{entry.id}".encode()).hexdigest()[:32]
         record = record_dir / f"{name}.json"
     try:
         recorded = json.loads(record.read_text()) if record is not None and record.is_file() else {}
@@ -114,14 +115,12 @@ def intact(
     recorded = recorded if isinstance(recorded, dict) else {}
     seen: dict[str, Any] = {}
     problems: list[Problem] = []
-    for kind, item in [("component", c) for c in entry.get("components", [])] + [
-        ("constant", c) for c in entry.get("constants", [])
-    ]:
-        path = registry.member(entry, item["path"])
+    for kind, item in [("component", c) for c in entry.components] + [("constant", c) for c in entry.constants]:
+        path = registry.member(entry, item.path)
         if not path.exists():
-            problems.append(Problem(entry["id"], kind, item["name"], f"{path} is missing"))
+            problems.append(Problem(entry.id, kind, item.name, f"{path} is missing"))
             continue
-        listed = item.get("files")
+        listed = item.files
         if listed:
             present = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file() or p.is_symlink()}
             gone, extra = sorted(set(listed) - present), sorted(present - set(listed))
@@ -134,26 +133,26 @@ def intact(
                     )
                     if x
                 )
-                problems.append(Problem(entry["id"], kind, item["name"], f"{path}: {what}"))
+                problems.append(Problem(entry.id, kind, item.name, f"{path}: {what}"))
                 continue
             stats = {f: _stat(path / f) for f in listed}
         else:
             stats = {"": _stat(path)}
-        key = f"{kind}:{item['path']}"
-        state = {"sha256": item["sha256"], "stats": stats}
+        key = f"{kind}:{item.path}"
+        state = {"sha256": item.sha256, "stats": stats}
         if recorded.get(key) == state:
             seen[key] = state
             continue
-        progress(f"{entry['id']}: hashing {kind} {item['name']}")
+        progress(f"{entry.id}: hashing {kind} {item.name}")
         digest = tree_sha256(path)
-        if digest != item["sha256"]:
-            changed = changed_files(registry.export_dir(entry), entry["id"], item)
+        if digest != item.sha256:
+            changed = changed_files(registry.export_dir(entry), entry.id, item)
             which = f" ({', '.join(changed[:3])} changed)" if changed and listed else ""
             problems.append(
                 Problem(
-                    entry["id"],
+                    entry.id,
                     kind,
-                    item["name"],
+                    item.name,
                     f"{path} does not match its registered sha256{which}: it changed since it was exported",
                 )
             )
@@ -171,7 +170,7 @@ def intact(
 
 
 def execute_entry(
-    registry: Registry, entry: dict[str, Any], failed_hash: AbstractSet[str] = frozenset(), progress: Progress = _quiet
+    registry: Registry, entry: ExportEntry, failed_hash: AbstractSet[str] = frozenset(), progress: Progress = _quiet
 ) -> tuple[list[Problem], list[dict[str, Any]]]:
     """Re-run the recorded parity inputs through each package on disk, at every package level this
     machine can run (``levels.PACKAGE_LEVELS``: the MIL interpreter anywhere, CoreML on macOS).
@@ -182,18 +181,18 @@ def execute_entry(
 
     levels = [level for level in PACKAGE_LEVELS if level.available()[0]]
 
-    parity_files = {p["name"]: registry.member(entry, p["path"]) for p in entry.get("parity", [])}
+    parity_files = {p.name: registry.member(entry, p.path) for p in entry.parity}
     problems, results = [], []
-    records = entry.get("validation", [])
-    for comp in entry.get("components", []):
-        name = comp["name"]
-        package = registry.member(entry, comp["path"])
+    records = entry.validation
+    for comp in entry.components:
+        name = comp.name
+        package = registry.member(entry, comp.path)
         if name in failed_hash:
             continue  # reported by the hash check
         if name not in parity_files:  # never a silent skip: nothing to execute is a problem
             problems.append(
                 Problem(
-                    entry["id"],
+                    entry.id,
                     "component",
                     name,
                     "no parity inputs recorded for this component: it cannot be executed",
@@ -202,18 +201,18 @@ def execute_entry(
             continue
         if not package.exists() or not parity_files[name].exists():
             continue  # already reported as missing by the hash check
-        precision = entry.get("variant", {}).get("precision", "fp32")
+        precision = entry.precision
         for level in levels:
             tolerance = tolerance_from_records(records, name, level.name) or tolerance_from_records(
                 records, name, "reference"
             )
             if tolerance is None:
                 problems.append(
-                    Problem(entry["id"], "component", name, f"no recorded {level.name} threshold to check against")
+                    Problem(entry.id, "component", name, f"no recorded {level.name} threshold to check against")
                 )
                 continue
             integers, tempo = integer_outputs_from_records(records, name, level.name)
-            progress(f"{entry['id']}: executing {name} at level {level.name}")
+            progress(f"{entry.id}: executing {name} at level {level.name}")
             for check in level.execute(
                 name,
                 package,
@@ -223,13 +222,11 @@ def execute_entry(
                 precision=precision,
                 integer_tempo=tempo,
             ):
-                results.append({"export": entry["id"], **check.record()})
+                results.append({"export": entry.id, **check.record()})
                 if check.status != "passed":
                     detail = check.reason or f"{check.metric} {check.value:.3g} vs threshold {check.threshold:.3g}"
                     problems.append(
-                        Problem(
-                            entry["id"], "component", name, f"executed package fails parity at {level.name}: {detail}"
-                        )
+                        Problem(entry.id, "component", name, f"executed package fails parity at {level.name}: {detail}")
                     )
     return problems, results
 
@@ -241,14 +238,12 @@ def verify(
     progress: Progress = _quiet,
     checkpoint: str | None = None,
     default_checkpoint: Callable[[str], str] = lambda model: "",
-) -> tuple[list[dict[str, Any]], list[Problem], list[dict[str, Any]]]:
+) -> tuple[list[ExportEntry], list[Problem], list[dict[str, Any]]]:
     """Verify the exports ``key`` selects (of ``checkpoint`` if given; an entry naming none is of
     ``default_checkpoint(its model)``)."""
-    from .store import entry_checkpoint
-
     entries = list(registry.find(key))
     if checkpoint is not None:
-        entries = [e for e in entries if entry_checkpoint(e, default_checkpoint(e["model"])) == checkpoint]
+        entries = [e for e in entries if e.checkpoint(default_checkpoint(e.model)) == checkpoint]
     problems: list[Problem] = []
     executed: list[dict[str, Any]] = []
     for entry in entries:

@@ -16,6 +16,7 @@ from ..kit.audio import WavStream, read_wav, write_wav
 from ..plugin.errors import UsageError
 from ..plugin.run import RunOptions, RunResult, parse_run_settings
 from ..plugin.spec import WeightsSource
+from ..registry.entry import ExportEntry
 from ..registry.exportdir import entry_path
 from ..registry.store import Registry, RegistryError
 from ..runtime.backends import BACKENDS, BackendUnavailable, ComponentRuntime, CoreMLRuntime, MilRuntime
@@ -73,7 +74,7 @@ class RunRequest:
     weights: WeightsSource | None = None
     variant: str | None = None
     #: the registered export to run (mil / coreml backends)
-    entry: dict[str, Any] | None = None
+    entry: ExportEntry | None = None
     #: the checkpoint (models that have them; None: the default, or the export's)
     checkpoint: str | None = None
     #: where to write the run's timings (``zoo run --timestamps``: .json, .srt or .vtt)
@@ -199,9 +200,9 @@ def plan(
             first = problems[0]
             what = "" if first.kind == "export" else f"{first.kind} {first.name!r}: "
             raise BackendUnavailable(
-                f"export {entry['id']} cannot be run: {what}{first.message}"
+                f"export {entry.id} cannot be run: {what}{first.message}"
                 + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-                + f"; run `zoo verify {entry['id']}`"
+                + f"; run `zoo verify {entry.id}`"
             )
         voices = export_voices(host, model, registry, entry)
     _check_voice(model, options.voice, voices)
@@ -220,10 +221,10 @@ def plan(
     )
 
 
-def export_voices(host: PluginHost, model: Any, registry: Registry, entry: dict[str, Any]) -> list[str] | None:
+def export_voices(host: PluginHost, model: Any, registry: Registry, entry: ExportEntry) -> list[str] | None:
     """The voices a registered export offers (the plugin's list_voices on its constants, read
     without loading a model); None when the model names none or a constant file is missing."""
-    constants = {c["name"]: registry.member(entry, c["path"]) for c in entry.get("constants", [])}
+    constants = {c.name: registry.member(entry, c.path) for c in entry.constants}
     if not all(p.exists() for p in constants.values()):
         return None
     return host.call(model, "list_voices", constants=constants)
@@ -303,7 +304,7 @@ def check_output(output: Path, registry: Registry, flag: str = "-o") -> None:
         raise UsageError(f"{flag} {output} is {dict((p, w) for p, w in protected)[target]}; choose another file")
     inside = [(Path(os.path.realpath(default_cache_root())), "zoo's stage cache")]
     try:
-        inside += [(Path(os.path.realpath(entry_path(registry, e))), f"export {e['id']}") for e in registry.exports()]
+        inside += [(Path(os.path.realpath(entry_path(registry, e))), f"export {e.id}") for e in registry.exports()]
     except RegistryError:
         pass  # a broken registry is reported where it is read; its own file is protected above
     for folder, what in inside:
@@ -348,7 +349,7 @@ def _check_voice(model: Any, voice: str | None, voices: list[str] | None) -> Non
         raise UsageError(f"unknown voice {voice!r}{hint}; this export has: {', '.join(voices) or '(none)'}{clone}")
 
 
-def _export_entry(registry: Registry, model: Any, variant: str | None, checkpoint: str | None = None) -> dict[str, Any]:
+def _export_entry(registry: Registry, model: Any, variant: str | None, checkpoint: str | None = None) -> ExportEntry:
     """The newest valid export of the model (of ``variant`` and ``checkpoint`` when given)."""
     model_name = model.name
     entry = registry.latest_valid(model_name, checkpoint, model.default_checkpoint, variant)
@@ -382,20 +383,18 @@ def build_runtime(
         ), f"traceables ({session.weights.describe()}, variant {session.variant.name}{of})"
     entry = request.entry
     assert entry is not None
-    packages = {c["name"]: registry.member(entry, c["path"]) for c in entry["components"]}
-    constants = {c["name"]: registry.member(entry, c["path"]) for c in entry.get("constants", [])}
+    packages = {c.name: registry.member(entry, c.path) for c in entry.components}
+    constants = {c.name: registry.member(entry, c.path) for c in entry.constants}
     from ..registry.verify import missing_files
 
     missing = [str(p) for p in list(packages.values()) + list(constants.values()) if not p.exists()]
-    missing += [
-        f for c in entry["components"] if packages[c["name"]].exists() for f in missing_files(registry, entry, c)
-    ]
+    missing += [f for c in entry.components if packages[c.name].exists() for f in missing_files(registry, entry, c)]
     if missing:
         raise BackendUnavailable(
-            f"export {entry['id']} is incomplete on disk (missing {', '.join(missing)}); run `zoo verify {entry['id']}`"
+            f"export {entry.id} is incomplete on disk (missing {', '.join(missing)}); run `zoo verify {entry.id}`"
         )
     runtime_cls = MilRuntime if request.backend == "mil" else CoreMLRuntime
-    return runtime_cls(packages, constants), f"export {entry['id']}"
+    return runtime_cls(packages, constants), f"export {entry.id}"
 
 
 def run(
@@ -476,7 +475,7 @@ def execute(
     if writer is not None:
         writer.close()
     if request.entry is not None:
-        random_weights = request.entry.get("weights", {}).get("kind") == "random"
+        random_weights = request.entry.random_weights
     else:
         random_weights = request.weights is not None and request.weights.kind == "random"
     return RunSummary(result, runtime, wall, source, random_weights, first.get("seconds"), first.get("calls"), timings)

@@ -217,7 +217,7 @@ def test_at_80_columns_ids_are_whole_and_skip_reasons_one_line(zoo: Zoo):
     report = zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), check=True).stdout
     assert any(line.strip() == "the CoreML runtime only runs on macOS (this is Linux)" for line in report.splitlines())
     listing = zoo("list", check=True).stdout
-    export_id = Registry(zoo.registry).exports()[0]["id"]
+    export_id = Registry(zoo.registry).exports()[0].id
     assert any(export_id in line for line in listing.splitlines())  # on one line, not cut with "…"
     assert max(len(line) for line in listing.splitlines()) <= 80
 

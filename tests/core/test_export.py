@@ -27,7 +27,7 @@ def _export(zoo: Zoo, *extra: str) -> dict:
 def test_export_list_verify_run(zoo: Zoo):
     report = _export(zoo)
     assert report["ok"] and report["validation_level"] == "mil"
-    entry = Registry(zoo.registry).exports()[0]
+    entry = Registry(zoo.registry).read().get("exports", [])[0]
     assert entry["id"] == report["id"] and entry["status"] == "valid"
     assert entry["weights"] == {"source": "random(seed=0)", "kind": "random", "seed": 0}
     assert {c["name"] for c in entry["components"]} == {"encoder", "vocoder"}
@@ -111,7 +111,7 @@ def test_flipped_byte_is_named_by_verify(zoo: Zoo):
     text = Registry(zoo.registry).path.read_text()
     from zoo.core.util.hashing import tree_sha256
 
-    entry = Registry(zoo.registry).exports()[0]
+    entry = Registry(zoo.registry).read().get("exports", [])[0]
     old_digest = next(c["sha256"] for c in entry["components"] if c["name"] == "encoder")
     Registry(zoo.registry).path.write_text(text.replace(old_digest, tree_sha256(root / "encoder.mlpackage")))
     broken = zoo("verify", "--execute", "--json")
@@ -136,7 +136,7 @@ def test_an_identical_export_is_reused_and_force_redoes(zoo: Zoo):
     assert all(s["status"] == "done" for s in other_seed["stages"]) and not other_seed["reused"]
     forced = _export(zoo, "--force")
     assert all(s["status"] == "done" for s in forced["stages"]) and not forced["reused"]
-    assert len(Registry(zoo.registry).exports()) == 3 and len(list(zoo.out.iterdir())) == 3
+    assert len(Registry(zoo.registry).read().get("exports", [])) == 3 and len(list(zoo.out.iterdir())) == 3
 
 
 def test_an_identical_export_that_fails_verify_is_exported_again_from_the_cache(zoo: Zoo):
@@ -216,10 +216,10 @@ def test_sigkill_during_convert_leaves_nothing_and_next_run_succeeds(zoo: Zoo):
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert zoo.packages() == []
-    assert not zoo.registry.exists() or Registry(zoo.registry).exports() == []
+    assert not zoo.registry.exists() or Registry(zoo.registry).read().get("exports", []) == []
     report = _export(zoo)
     assert report["ok"]
-    assert len(Registry(zoo.registry).exports()) == 1
+    assert len(Registry(zoo.registry).read().get("exports", [])) == 1
     assert len(zoo.packages()) == 2
     assert not any((zoo.cache / "tmp").iterdir())  # the dead process's work directory was cleaned
 
@@ -236,7 +236,7 @@ def test_eight_concurrent_exports_into_one_registry(zoo: Zoo):
     for p, (stdout, stderr) in zip(procs, results):
         assert p.returncode == 0, stdout + stderr
     reports = [json.loads(stdout) for stdout, _ in results]
-    entries = Registry(zoo.registry).exports()
+    entries = Registry(zoo.registry).read().get("exports", [])
     assert len(entries) == 4 and len({e["id"] for e in entries}) == 4
     for seed in range(4):
         pair = [r for s, r in zip(seeds, reports) if s == seed]
@@ -335,5 +335,5 @@ def test_failed_loop_parity_registers_nothing_and_is_recorded(tmp_path, write_pl
             assert not any(s.stage.startswith("convert") for s in err.value.report.stages)
             continue
         exporter.run()
-        (loop,) = [v for v in registry.exports()[0]["validation"] if v["component"] == "loop:tone"]
+        (loop,) = [v for v in registry.read().get("exports", [])[0]["validation"] if v["component"] == "loop:tone"]
         assert loop["status"] == "passed" and loop["level"] == "reference" and loop["detail"] == "text=t"

@@ -36,7 +36,7 @@ def made(zoo: Zoo, pristine: Path) -> tuple[Zoo, dict, Path]:
     shutil.copytree(pristine / "exports", zoo.out, symlinks=True)
     shutil.copy2(pristine / "registry.toml", zoo.registry)
     entry = Registry(zoo.registry).exports()[0]
-    return zoo, entry, zoo.workdir / entry["path"]
+    return zoo, entry, zoo.workdir / entry.path
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -64,21 +64,21 @@ def test_rm_verify_and_run_refuse_an_entry_whose_path_leads_elsewhere(made, tmp_
     canary = _canary(tmp_path)
     text = zoo.registry.read_text()
     if how == "relative ../":
-        text = text.replace(f'path = "{entry["path"]}"', 'path = "../canary"')
+        text = text.replace(f'path = "{entry.path}"', 'path = "../canary"')
     elif how == "absolute":
-        text = text.replace(f'path = "{entry["path"]}"', f'path = "{canary}"')
+        text = text.replace(f'path = "{entry.path}"', f'path = "{canary}"')
     elif how == "symlinked export dir":  # exports/<id> is a link to the canary
         shutil.rmtree(directory)
         directory.symlink_to(canary)
     else:
         shutil.copytree(canary, zoo.out / "someone-else")
         canary = zoo.out / "someone-else"
-        text = text.replace(f'path = "{entry["path"]}"', 'path = "exports/someone-else"')
+        text = text.replace(f'path = "{entry.path}"', 'path = "exports/someone-else"')
     zoo.registry.write_text(text)
     before = _files(canary)
     for args in (
-        ("rm", entry["id"]),
-        ("rm", entry["id"], "--json"),
+        ("rm", entry.id),
+        ("rm", entry.id, "--json"),
         ("verify",),
         ("verify", "--execute"),
         ("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav")),
@@ -88,7 +88,7 @@ def test_rm_verify_and_run_refuse_an_entry_whose_path_leads_elsewhere(made, tmp_
         assert "symbolic link" in _say(proc) or "directly in the output root" in _say(proc), (args, _say(proc))
         assert "Traceback" not in proc.stderr and "sha256" not in _say(proc)  # refused before anything in it was read
     assert _files(canary) == before and (canary / "empty").is_dir()
-    assert [e["id"] for e in Registry(zoo.registry).exports()] == [entry["id"]]  # the entry is kept
+    assert [e.id for e in Registry(zoo.registry).exports()] == [entry.id]  # the entry is kept
     assert not (zoo.workdir / "a.wav").exists()
 
 
@@ -101,12 +101,12 @@ def test_a_directory_without_zoos_marker_is_neither_read_nor_deleted(made, marke
     else:
         path.write_text('{"zoo_export": 1, "id": "tiny-other", "files": {}}' if marker == "another id" else "{nope")
     before = _files(directory)
-    rm = zoo("rm", entry["id"])
+    rm = zoo("rm", entry.id)
     assert rm.returncode == 1 and "zoo marker" in _say(rm) and _files(directory) == before, _say(rm)
     assert marker != "missing" or "--keep-files" in _say(rm)
     assert zoo("verify").returncode == 1 and zoo("run", "tiny", "hi", "-o", str(zoo.workdir / "a.wav")).returncode == 1
-    kept = json.loads(zoo("rm", entry["id"], "--keep-files", "--json", check=True).stdout)
-    assert kept["removed"] == [entry["id"]] and kept["results"][0]["files_untouched"]
+    kept = json.loads(zoo("rm", entry.id, "--keep-files", "--json", check=True).stdout)
+    assert kept["removed"] == [entry.id] and kept["results"][0]["files_untouched"]
     assert _files(directory) == before and Registry(zoo.registry).exports() == []
 
 
@@ -117,13 +117,13 @@ def test_rm_deletes_only_unchanged_listed_files_and_keeps_the_users(made):
     (directory / "NOTES.txt").write_text("mine")
     (directory / "encoder.mlpackage" / "mine.bin").write_bytes(b"mine")
     (directory / "my-empty-folder").mkdir()
-    constant = directory / entry["constants"][0]["path"]
+    constant = directory / entry.constants[0].path
     constant.write_bytes(constant.read_bytes() + b"edited")
-    data = json.loads(zoo("rm", entry["id"], "--json", check=True).stdout)
-    assert data["removed"] == [entry["id"]] and Registry(zoo.registry).exports() == []
+    data = json.loads(zoo("rm", entry.id, "--json", check=True).stdout)
+    assert data["removed"] == [entry.id] and Registry(zoo.registry).exports() == []
     kept = {k["path"]: k["why"] for k in data["results"][0]["kept"]}
     assert kept == {
-        entry["constants"][0]["path"]: "changed since the export was made",
+        entry.constants[0].path: "changed since the export was made",
         "NOTES.txt": "not listed by the export",
         "encoder.mlpackage/mine.bin": "not listed by the export",
         "my-empty-folder/": "a folder zoo did not make",
@@ -133,7 +133,7 @@ def test_rm_deletes_only_unchanged_listed_files_and_keeps_the_users(made):
         [
             "NOTES.txt",
             "constants",
-            entry["constants"][0]["path"],
+            entry.constants[0].path,
             "encoder.mlpackage",
             "encoder.mlpackage/mine.bin",
             "my-empty-folder",
@@ -149,16 +149,16 @@ def test_rm_with_a_link_leading_out_deletes_nothing_and_keeps_the_entry(made, tm
     weights.unlink()
     weights.symlink_to(outside)
     before = {p: p.is_symlink() for p in directory.rglob("*")}
-    proc = zoo("rm", entry["id"])
+    proc = zoo("rm", entry.id)
     assert proc.returncode == 1 and "symbolic links leading out" in _say(proc) and "weight.bin" in _say(proc)
     assert {p: p.is_symlink() for p in directory.rglob("*")} == before and outside.read_bytes() == b"not zoo's"
-    assert [e["id"] for e in Registry(zoo.registry).exports()] == [entry["id"]]
+    assert [e.id for e in Registry(zoo.registry).exports()] == [entry.id]
 
 
 def test_rm_of_an_export_already_deleted_by_hand_drops_the_entry(made):
     zoo, entry, directory = made
     shutil.rmtree(directory)
-    assert zoo("rm", entry["id"], check=True).returncode == 0 and Registry(zoo.registry).exports() == []
+    assert zoo("rm", entry.id, check=True).returncode == 0 and Registry(zoo.registry).exports() == []
 
 
 # ------------------------------------------------------------------------------ registry writes
@@ -236,12 +236,12 @@ def test_run_refuses_a_tampered_export_naming_the_file(made, damage):
         named = sorted((directory / "encoder.mlpackage").rglob("model.mlmodel"))[0]
         named.write_bytes(os.urandom(200))
     else:
-        named = directory / entry["constants"][0]["path"]
+        named = directory / entry.constants[0].path
         _flip(named)
     wav = zoo.workdir / "a.wav"
     proc = zoo("run", "tiny", "hi", "-o", str(wav))
     said = _say(proc)
-    assert proc.returncode == 1 and f"zoo verify {entry['id']}" in said, said
+    assert proc.returncode == 1 and f"zoo verify {entry.id}" in said, said
     assert (named.name in said or named.parent.name in said) and "Traceback" not in said and "DecodeError" not in said
     assert not wav.exists()
 
@@ -285,7 +285,7 @@ def test_run_output_never_overwrites_zoos_state(made, target):
     output = {
         "registry": zoo.registry,
         "lock": lock,
-        "inside an export": directory / entry["constants"][0]["path"],
+        "inside an export": directory / entry.constants[0].path,
         "inside the cache": zoo.cache / "x.wav",
         "a device": Path("/dev/null"),
     }[target]
@@ -491,7 +491,7 @@ def test_the_registry_is_parsed_once_while_unchanged(tmp_path, monkeypatch):
     real = registry_module.tomllib.loads
     monkeypatch.setattr(registry_module.tomllib, "loads", lambda text: calls.append(1) or real(text))
     for _ in range(5):
-        assert [e["id"] for e in reg.exports()] == ["m-1"]
+        assert [e.id for e in reg.exports()] == ["m-1"]
     assert len(calls) == 1
     assert registry_module.tomllib.__name__ == "tomli"  # the compiled parser (pyproject: tomli>=2.2)
 
@@ -501,8 +501,8 @@ def test_an_entry_recording_no_output_root_must_lie_below_the_registrys_folder(m
     text = zoo.registry.read_text().replace('out = "exports"\n', "")
     zoo.registry.write_text(text)
     assert zoo("verify", check=True).returncode == 0  # exports/<id> below the registry's folder, with its marker
-    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere" / entry["id"]
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-elsewhere" / entry.id
     shutil.copytree(directory, elsewhere)
-    zoo.registry.write_text(text.replace(f'path = "{entry["path"]}"', f'path = "{elsewhere}"'))
-    proc = zoo("rm", entry["id"])
+    zoo.registry.write_text(text.replace(f'path = "{entry.path}"', f'path = "{elsewhere}"'))
+    proc = zoo("rm", entry.id)
     assert proc.returncode == 1 and "below the registry's folder" in _say(proc) and elsewhere.is_dir()

@@ -39,9 +39,9 @@ def test_add_round_trips_and_keeps_comments(tmp_path):
     reg = Registry(tmp_path / "registry.toml")
     reg.add(_entry(1))
     reg.add(_entry(2))
-    assert [e["id"] for e in reg.exports()] == ["m-1", "m-2"]
+    assert [e.id for e in reg.exports()] == ["m-1", "m-2"]
     assert reg.path.read_text().startswith("# zoo registry")
-    assert reg.latest_valid("m")["id"] == "m-2"
+    assert reg.latest_valid("m").id == "m-2"
     with pytest.raises(RegistryError, match="already exists"):
         reg.add(_entry(1))
 
@@ -91,7 +91,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    ids = sorted(e["id"] for e in Registry(path).exports())
+    ids = sorted(e.id for e in Registry(path).exports())
     assert ids == sorted(f"m-{i}" for i in range(40))
 
 

@@ -92,7 +92,7 @@ class World:
         target.parent.mkdir(exist_ok=True)
         self.registry = Registry(target)
         seeds = [self.export() for _ in range(2)] if shape in WITH_ENTRIES else []
-        text = SHAPES[shape]([e for e in Registry(target).exports()])
+        text = SHAPES[shape]([e for e in Registry(target).read().get("exports", [])])
         if text is None:
             target.unlink(missing_ok=True)
         else:
@@ -140,7 +140,7 @@ class World:
         entry, _, _ = publish(
             bundle, provenance, "reference", validation, self.out, self.registry, self.cache, reuse_identical=False
         )
-        return entry["id"]
+        return entry.id
 
     def check(self) -> None:
         text = self.registry.target.read_text(encoding="utf-8") if self.registry.target.exists() else "schema = 1\n"
@@ -149,7 +149,7 @@ class World:
         assert sorted(e["id"] for e in data.get("exports", [])) == sorted(self.expected)
         entries, problems, _ = verify(Registry(self.registry.path))
         assert not problems, [p.as_dict() for p in problems]
-        assert sorted(e["id"] for e in entries) == sorted(self.expected)
+        assert sorted(e.id for e in entries) == sorted(self.expected)
         assert (
             sorted(p.name for p in self.out.iterdir() if not p.name.startswith(".")) == sorted(self.expected)
             if self.out.exists()
@@ -179,9 +179,9 @@ def test_any_sequence_of_exports_removals_and_writers_keeps_the_registry_exact(s
             elif op == "rm" and world.expected:
                 victim = world.expected[n % len(world.expected)]
                 removed = world.registry.remove(
-                    [victim], lambda entries: [e["id"] for e in entries if not delete_files(world.registry, e).refused]
+                    [victim], lambda entries: [e.id for e in entries if not delete_files(world.registry, e).refused]
                 )
-                assert [e["id"] for e in removed] == [victim]
+                assert [e.id for e in removed] == [victim]
                 world.expected.remove(victim)
             elif op == "concurrent":
                 made: list[str] = []
@@ -213,7 +213,7 @@ def test_each_shape_takes_an_export_then_loses_it(shape, tmp_path):
     world.check()
     for victim in list(world.expected):
         world.registry.remove(
-            [victim], lambda entries: [e["id"] for e in entries if not delete_files(world.registry, e).refused]
+            [victim], lambda entries: [e.id for e in entries if not delete_files(world.registry, e).refused]
         )
         world.expected.remove(victim)
         world.check()

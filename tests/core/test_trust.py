@@ -399,12 +399,12 @@ def test_zoo_rm_removes_the_entry_and_only_the_files_it_lists(zoo: Zoo):
         {second["id"]: ["notes.txt"]},
         {},
     )
-    assert [e["id"] for e in Registry(zoo.registry).exports()] == [first["id"]]
+    assert [e.id for e in Registry(zoo.registry).exports()] == [first["id"]]
     assert [p.name for p in Path(second["path"]).iterdir()] == ["notes.txt"]  # not zoo's: kept
     third = _export(zoo, "--force")
     data = json.loads(zoo("rm", "--older-duplicates", "--json", check=True).stdout)
     assert data["removed"] == [first["id"]] and not Path(first["path"]).exists()
-    assert [e["id"] for e in Registry(zoo.registry).exports()] == [third["id"]]
+    assert [e.id for e in Registry(zoo.registry).exports()] == [third["id"]]
     assert zoo("verify", check=True).returncode == 0
 
 

@@ -73,35 +73,35 @@ def eval_cmd(
     except BackendUnavailable as exc:
         _fail(str(exc), EXIT_FAILED)
     entry = request.entry
-    random_weights = (entry.get("weights") or {}).get("kind") == "random"
+    random_weights = entry.random_weights
     if random_weights and not as_json:
         err.print(
             "[yellow]! random weights: this export's audio is not speech; the pipeline runs, but no WER, CER or QoI "
             "is recorded as a quality claim[/]"
         )
     rows: list[Any] = []
-    with err.status(f"evaluating {entry['id']}…") as status:
+    with err.status(f"evaluating {entry.id}…") as status:
 
         def progress(done: int, total: int, row: Any) -> None:
             rows.append(row)
             if not as_json:
-                status.update(f"evaluating {entry['id']}… {done}/{total} prompts")
+                status.update(f"evaluating {entry.id}… {done}/{total} prompts")
 
         def note(text: str) -> None:
             if not as_json:
-                status.update(f"evaluating {entry['id']}… {text}")
+                status.update(f"evaluating {entry.id}… {text}")
 
         try:
             with tempfile.TemporaryDirectory(prefix="zoo-eval-") as tmp:
                 result = run_eval(state.host(), registry, request, Path(tmp), progress, note)
         except (BackendUnavailable, ValueError, KeyError) as exc:
             _fail(str(exc).strip("'\""), EXIT_FAILED)
-    registry.add_eval(entry["id"], result.record())
+    registry.add_eval(entry.id, result.record())
     if as_json:
         print(json.dumps(result.as_dict(), indent=1, default=str))
         return
     table = Table(
-        title=f"zoo eval {entry['id']} ({request.backend}; {len(result.prompts)} prompts; recogniser "
+        title=f"zoo eval {entry.id} ({request.backend}; {len(result.prompts)} prompts; recogniser "
         f"{request.recogniser.path.name})",
         title_justify="left",
     )

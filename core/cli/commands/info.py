@@ -32,7 +32,6 @@ def info(
 ) -> None:
     """Describe MODEL: plugin, checkpoints, variants, components, tolerances, weights and its exports."""
     from ...host.session import checkpoint_name
-    from ...registry.store import entry_checkpoint
 
     state = _state(ctx)
     spec = _model(ctx, model)
@@ -48,7 +47,7 @@ def info(
     except RegistryError as exc:
         exports, registry_error = [], str(exc)
     if checkpoint is not None:
-        exports = [e for e in exports if entry_checkpoint(e, spec.default_checkpoint) == checkpoint]
+        exports = [e for e in exports if e.checkpoint(spec.default_checkpoint) == checkpoint]
     data = {
         "model": spec.name,
         "summary": spec.summary,
@@ -84,7 +83,7 @@ def info(
             for c in spec.components
         ],
         "exports": [
-            {**{k: e.get(k) for k in ("id", "status", "validation_level", "created_at")}, "eval": e.get("eval", [])}
+            {**{k: getattr(e, k) for k in ("id", "status", "validation_level", "created_at")}, "eval": e.eval}
             for e in exports
         ],
     }
@@ -138,10 +137,10 @@ def info(
     if data["voices"] is not None:
         clone = "; or --voice FILE.wav to clone a voice" if spec.clones_voices else ""
         out.print(f"voices of the latest export: {', '.join(data['voices']) or '(none)'}{clone}")
-    out.print(f"{len(exports)} export(s) registered" + (f"; latest: {exports[-1]['id']}" if exports else ""))
+    out.print(f"{len(exports)} export(s) registered" + (f"; latest: {exports[-1].id}" if exports else ""))
     for e in exports:
-        for row in e.get("eval", []):
-            out.print(f"zoo eval of {e['id']}: {_eval_line(row)}")
+        for row in e.eval:
+            out.print(f"zoo eval of {e.id}: {_eval_line(row)}")
     if registry_error:
         err.print(f"[red]✗ {registry_error}[/]")
         raise typer.Exit(EXIT_FAILED)

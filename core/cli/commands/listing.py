@@ -48,7 +48,7 @@ def list_cmd(
                         for name, m in host.models.items()
                     },
                     "exports": [
-                        {k: e.get(k) for k in ("id", "model", "status", "validation_level", "created_at", "path")}
+                        {k: getattr(e, k) for k in ("id", "model", "status", "validation_level", "created_at", "path")}
                         for e in exports
                     ],
                     "registry_error": registry_error,
@@ -72,16 +72,16 @@ def list_cmd(
     # ids are what users copy: never cut or wrapped; the id carries model, variant and time,
     # so a narrow terminal shows the id and the validation only
     narrow = out.width < 120
-    table.add_column("id", no_wrap=True, min_width=max((len(e["id"]) for e in exports), default=2))
+    table.add_column("id", no_wrap=True, min_width=max((len(e.id) for e in exports), default=2))
     for col in ("status", "level") if narrow else ("model", "variant", "status", "level", "created"):
         table.add_column(col, no_wrap=True)
-    shown = sorted(exports, key=lambda e: e.get("created_at", ""), reverse=True)
+    shown = sorted(exports, key=lambda e: e.created_at, reverse=True)
     hidden = 0 if show_all else max(0, len(shown) - LIST_ROWS)
     shown = shown[: len(shown) - hidden]
     for e in shown:
-        status, level = e.get("status", "?"), e.get("validation_level") or "-"
-        table.add_row(e["id"], status, level) if narrow else table.add_row(
-            e["id"], e["model"], e.get("variant", {}).get("name", "?"), status, level, e.get("created_at", "")
+        status, level = e.status, e.validation_level or "-"
+        table.add_row(e.id, status, level) if narrow else table.add_row(
+            e.id, e.model, e.variant_name or "?", status, level, e.created_at
         )
     _print_orphans(orphans)
     if not exports:

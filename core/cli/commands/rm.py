@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, List
+from typing import List
 
 import typer
 
+from ...registry.entry import ExportEntry
 from ..common import (
     EXIT_FAILED,
     EXIT_USAGE,
@@ -51,43 +52,43 @@ def rm(
     exports = registry.exports()
     ids = list(export_ids or [])
     if older_duplicates:
-        newest: dict[str, dict[str, Any]] = {}
-        for e in sorted(exports, key=lambda e: e["created_at"]):
-            if e.get("inputs_sha256"):
-                previous = newest.get(e["inputs_sha256"])
+        newest: dict[str, ExportEntry] = {}
+        for e in sorted(exports, key=lambda e: e.created_at):
+            if e.inputs_sha256:
+                previous = newest.get(e.inputs_sha256)
                 if previous is not None:
-                    ids.append(previous["id"])
-                newest[e["inputs_sha256"]] = e
+                    ids.append(previous.id)
+                newest[e.inputs_sha256] = e
     if not ids and not older_duplicates:
         _fail("name the exports to remove (zoo rm ID ...), or --older-duplicates", EXIT_USAGE)
-    unknown = [i for i in ids if i not in {e["id"] for e in exports}]
+    unknown = [i for i in ids if i not in {e.id for e in exports}]
     if unknown:
         import difflib
 
-        close = difflib.get_close_matches(unknown[0], [e["id"] for e in exports], n=1)
+        close = difflib.get_close_matches(unknown[0], [e.id for e in exports], n=1)
         _fail(
             f"no export {unknown[0]!r} in {registry.path}" + (f"; did you mean {close[0]!r}?" if close else ""),
             EXIT_USAGE,
         )
     results: dict[str, Removal] = {}
 
-    def handle(entries: list[dict[str, Any]]) -> list[str]:
+    def handle(entries: list[ExportEntry]) -> list[str]:
         """Under the registry lock: each export's files first; only the handled entries go."""
         done = []
         for e in entries:
             if keep_files:
-                results[e["id"]] = Removal(e["id"], str(entry_path(registry, e)), files_untouched=True)
+                results[e.id] = Removal(e.id, str(entry_path(registry, e)), files_untouched=True)
             else:
                 try:
-                    results[e["id"]] = delete_files(registry, e)
+                    results[e.id] = delete_files(registry, e)
                 except OSError as exc:
-                    results[e["id"]] = Removal(
-                        e["id"],
+                    results[e.id] = Removal(
+                        e.id,
                         str(entry_path(registry, e)),
-                        refused=f"{exc}; its entry is kept: `zoo rm {e['id']}` again finishes the job",
+                        refused=f"{exc}; its entry is kept: `zoo rm {e.id}` again finishes the job",
                     )
-            if not results[e["id"]].refused:
-                done.append(e["id"])
+            if not results[e.id].refused:
+                done.append(e.id)
         return done
 
     removed = registry.remove(list(dict.fromkeys(ids)), handle) if ids else []
@@ -96,7 +97,7 @@ def rm(
         print(
             json.dumps(
                 {
-                    "removed": [e["id"] for e in removed],
+                    "removed": [e.id for e in removed],
                     "refused": {r.export_id: r.refused for r in refused},
                     "left_in_place": {r.export_id: [p for p, _ in r.kept] for r in results.values() if not r.refused},
                     "results": [r.as_dict() for r in results.values()],

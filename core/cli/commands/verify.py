@@ -78,7 +78,7 @@ def verify(
         print(
             json.dumps(
                 {
-                    "checked": [e["id"] for e in entries],
+                    "checked": [e.id for e in entries],
                     "ok": not problems,
                     "problems": [p.as_dict() for p in problems],
                     "executed": executed,
@@ -90,11 +90,10 @@ def verify(
     else:
         bad = {p.export_id for p in problems}
         for e in entries:
-            if e["id"] not in bad:
+            if e.id not in bad:
                 ran = " and execute within thresholds" if execute else ""
                 out.print(
-                    f"[green]✓[/] {e['id']}: {len(e.get('components', []))} components, {len(e.get('constants', []))} "
-                    f"constants match{ran}"
+                    f"[green]✓[/] {e.id}: {len(e.components)} components, {len(e.constants)} constants match{ran}"
                 )
         for p in problems:
             what = "" if p.kind == "export" else f"{p.kind} {p.name!r}: "

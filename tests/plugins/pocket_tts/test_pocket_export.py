@@ -26,7 +26,7 @@ def test_export_run_verify(zoo, variant):
     assert not any(
         note in proc.stderr for note in ("Saving value type of int64", "Tuple detected", "generation may skip words")
     ), proc.stderr
-    entry = Registry(zoo.registry).exports()[0]
+    entry = Registry(zoo.registry).read().get("exports", [])[0]
     assert {c["name"]: c["functions"] for c in entry["components"]} == {
         "flowlm": ["prefill", "step"],
         "mimi": ["main"],

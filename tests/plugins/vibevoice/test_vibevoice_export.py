@@ -24,7 +24,7 @@ def test_export_run_verify(zoo, variant):
         ).stdout
     )
     assert report["ok"] and report["validation_level"] == "mil"
-    entry = Registry(zoo.registry).exports()[0]
+    entry = Registry(zoo.registry).read().get("exports", [])[0]
     assert [c["name"] for c in entry["components"]] == ["lm", "tts_lm", "sampler", "decoder"]
     assert {c["name"] for c in entry["constants"]} == {"presets", "embeddings", "config"}
     checks = {(v["level"], v["component"]): v for v in entry["validation"]}
