@@ -13,7 +13,32 @@ from rich.console import Console  # noqa: E402
 from ..registry.store import ENV_VAR as REGISTRY_ENV  # noqa: E402
 from ..registry.store import Registry, RegistryError  # noqa: E402
 
+
+class _FlagHelp:
+    """``--help`` is a flag: shown without a value type (typer would print ``<bool>`` beside it)."""
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None and option.metavar is None:
+            option.metavar = ""
+        return option
+
+
+class ZooGroup(_FlagHelp, typer.core.TyperGroup):
+    pass
+
+
+class ZooCommand(_FlagHelp, typer.core.TyperCommand):
+    pass
+
+
+def command(name: Optional[str] = None) -> Any:
+    """``@command("name")`` registers a `zoo` command on the app (its ``--help`` shown as a flag)."""
+    return app.command(name, cls=ZooCommand)
+
+
 app = typer.Typer(
+    cls=ZooGroup,
     name="zoo",
     help=(
         "Export PyTorch text-to-speech models to CoreML packages, validate them against the upstream "

@@ -15,13 +15,13 @@ from ..common import (
     _fail,
     _registry_or_exit,
     _state,
-    app,
+    command,
     err,
     out,
 )
 
 
-@app.command("eval")
+@command("eval")
 def eval_cmd(
     ctx: typer.Context,
     key: str = typer.Argument(..., metavar="ID|MODEL", help="an export id, or a model (its latest valid export)"),

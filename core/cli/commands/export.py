@@ -16,16 +16,16 @@ from ..common import (
     _registry_or_exit,
     _state,
     _weights,
-    app,
+    command,
     err,
     out,
 )
 
 
-@app.command()
+@command()
 def export(
     ctx: typer.Context,
-    model: str = typer.Argument(..., help="model name (see `zoo list`)"),
+    model: str = typer.Argument(..., metavar="MODEL", help="model name (see `zoo list`)"),
     variant: Optional[str] = typer.Option(None, "--variant", help="variant to export \\[default: the model's default]"),
     checkpoint: Optional[str] = typer.Option(
         None,

@@ -15,20 +15,20 @@ from ..common import (
     _fail,
     _model,
     _state,
-    app,
+    command,
     err,
     out,
 )
 
 
-@app.command()
+@command()
 def info(
     ctx: typer.Context,
-    model: str = typer.Argument(..., metavar="", help="model name"),
+    model: str = typer.Argument(..., metavar="MODEL", help="model name (see `zoo list`)"),
     checkpoint: Optional[str] = typer.Option(
         None, "--checkpoint", help="only this checkpoint's exports and voices (models that have several)"
     ),
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="print the description as JSON"),
 ) -> None:
     """Describe MODEL: plugin, checkpoints, variants, components, tolerances, weights and its exports."""
     from ...host.session import checkpoint_name

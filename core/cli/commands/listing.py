@@ -13,13 +13,13 @@ from ..common import (
     LIST_ROWS,
     _print_orphans,
     _state,
-    app,
+    command,
     err,
     out,
 )
 
 
-@app.command("list")
+@command("list")
 def list_cmd(
     ctx: typer.Context,
     as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object (every export)"),

@@ -10,15 +10,15 @@ import typer
 from ..common import (
     EXIT_USAGE,
     _fail,
-    app,
+    command,
     out,
 )
 
 
-@app.command("new-plugin")
+@command("new-plugin")
 def new_plugin(
     name: str = typer.Argument(
-        ..., help="the model's name (lowercase, e.g. my_tts): the plugin is the package zoo_NAME"
+        ..., metavar="NAME", help="the model's name (lowercase, e.g. my_tts): the plugin is the package zoo_NAME"
     ),
     directory: Optional[Path] = typer.Option(None, "--dir", help="where to write the package \\[default: ./zoo-NAME]"),
 ) -> None:

@@ -14,16 +14,16 @@ from ..common import (
     EXIT_USAGE,
     _fail,
     _registry_or_exit,
-    app,
+    command,
     err,
     out,
 )
 
 
-@app.command()
+@command()
 def rm(
     ctx: typer.Context,
-    export_ids: List[str] = typer.Argument(None, help="export ids to remove (see `zoo list`)"),
+    export_ids: List[str] = typer.Argument(None, metavar="ID", help="export ids to remove (see `zoo list`)"),
     older_duplicates: bool = typer.Option(
         False,
         "--older-duplicates",

@@ -16,17 +16,17 @@ from ..common import (
     _registry_or_exit,
     _state,
     _weights,
-    app,
+    command,
     err,
     out,
 )
 
 
-@app.command()
+@command()
 def run(
     ctx: typer.Context,
-    model: str = typer.Argument(..., help="model name"),
-    text: Optional[str] = typer.Argument(None, help="text to speak (or --text-file)"),
+    model: str = typer.Argument(..., metavar="MODEL", help="model name (see `zoo list`)"),
+    text: Optional[str] = typer.Argument(None, metavar="TEXT", help="text to speak (or --text-file)"),
     output: Path = typer.Option(
         ...,
         "-o",

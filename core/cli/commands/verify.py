@@ -14,16 +14,16 @@ from ..common import (
     _print_orphans,
     _registry_or_exit,
     _state,
-    app,
+    command,
     err,
     out,
 )
 
 
-@app.command()
+@command()
 def verify(
     ctx: typer.Context,
-    key: str = typer.Argument("", metavar="[MODEL|ID]", help="only exports of this model, or this export id"),
+    key: str = typer.Argument("", metavar="MODEL|ID", help="only exports of this model, or this export id"),
     execute: bool = typer.Option(
         False,
         "--execute",
