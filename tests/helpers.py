@@ -52,3 +52,9 @@ def export_small(zoo, model: str, variant: str) -> tuple[dict, dict, dict]:
     entry = next(e for e in Registry(zoo.registry).read().get("exports", []) if e["id"] == report["id"])
     checks = {(v["level"], v["component"], v.get("metric", "")): v for v in entry["validation"]}
     return report, entry, checks
+
+
+def passed_on(check: dict, *bases: str) -> bool:
+    """A recorded check passed, and its bound stands on one of ``bases`` (words its basis names).
+    Both must hold: a failed check never passes for a good-looking basis."""
+    return check.get("status") == "passed" and any(b in check.get("basis", "") for b in bases)

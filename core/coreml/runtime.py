@@ -13,6 +13,20 @@ from typing import Any, Mapping
 from ..plugin.errors import BackendUnavailable
 from ..plugin.names import state_identifier
 
+#: what executes the packages, as the ``coreml`` level records it and ``zoo run --json`` reports it.
+#: A test seam that stands zoo's MIL interpreter in for CoreML (``tests/coreml_seam``) says so here:
+#: a check it passed is recorded as the seam's, never as CoreML's.
+ENGINE = "CoreML"
+
+
+def load_model(package: Path, function: str) -> Any:
+    """``package``'s ``function`` loaded by CoreML (coremltools' ``MLModel``)."""
+    from .tools import import_coremltools
+
+    ct = import_coremltools()
+    kwargs = {} if function == "main" else {"function_name": function}
+    return ct.models.MLModel(str(package), **kwargs)
+
 
 def available() -> tuple[bool, str]:
     """(True, "") where the CoreML runtime can run (macOS), else (False, why not)."""
@@ -33,12 +47,8 @@ class CoreMLModels:
     def model(self, component: str, function: str) -> Any:
         key = (component, function)
         if key not in self._models:
-            from .tools import import_coremltools
-
-            ct = import_coremltools()
-            kwargs = {} if function == "main" else {"function_name": function}
             try:
-                model = ct.models.MLModel(str(self.packages[component]), **kwargs)
+                model = load_model(self.packages[component], function)
             except Exception as exc:  # noqa: BLE001 - a damaged package: name it
                 raise BackendUnavailable(
                     f"{self.packages[component]} cannot be loaded by CoreML ({type(exc).__name__}: {str(exc)[:200]})"

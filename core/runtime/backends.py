@@ -172,6 +172,13 @@ class CoreMLRuntime(ComponentRuntime):
         super().__init__(constants)
         self.models = CoreMLModels(packages)
 
+    @property
+    def engine(self) -> str:
+        """What executes the packages (``coreml.runtime.ENGINE``: CoreML, or a test seam)."""
+        from ..coreml import runtime
+
+        return runtime.ENGINE
+
     def _run(self, component: str, function: str, inputs: Mapping[str, Any]) -> dict[str, Any]:
         return self.models.predict(component, function, inputs)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -60,3 +61,43 @@ def test_importing_coremltools_leaves_the_host_logging_setting_alone():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[-1] == str(logging.INFO)
+
+
+SEAM = Path(__file__).resolve().parents[1] / "coreml_seam"
+
+
+def test_the_coreml_level_and_backend_run_end_to_end_through_the_seam_recorded_as_the_seam(tmp_path, tiny_site):
+    """With CoreML's ``MLModel`` answered by zoo's MIL interpreter (tests/coreml_seam): the coreml level
+    executes every component on its parity cases and passes, and `zoo run --backend coreml` speaks
+    exactly as `--backend mil` does. Nothing is recorded as CoreML: the verdicts are the seam's
+    (``coreml-seam``, the engine in every detail), the export's level stays ``mil``, and the run
+    reports the seam as its engine."""
+    import json
+    import wave
+
+    from conftest import Zoo
+
+    from zoo.core.registry.store import Registry
+
+    zoo = Zoo(tmp_path, [tiny_site, SEAM])
+    zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), check=True)
+    entry = Registry(zoo.registry).exports()[0]
+    seam = [v for v in entry.validation if v["level"] == "coreml-seam"]
+    assert {v["component"] for v in seam} == {"encoder", "vocoder"}
+    assert all(v["status"] == "passed" and "behind the CoreML seam" in v["detail"] for v in seam), seam
+    assert not [v for v in entry.validation if v["level"] == "coreml"]  # never recorded as CoreML
+    assert entry.validation_level == "mil"
+    wavs = {backend: tmp_path / f"{backend}.wav" for backend in ("coreml", "mil")}
+    reports = {
+        backend: json.loads(
+            zoo("run", "tiny", "Hello there", "-o", str(wav), "--backend", backend, "--json", check=True).stdout
+        )
+        for backend, wav in wavs.items()
+    }
+    assert reports["coreml"]["backend"] == "coreml" and "seam" in reports["coreml"]["engine"]
+    assert "engine" not in reports["mil"]
+    frames = {}
+    for backend, wav in wavs.items():
+        with wave.open(str(wav)) as f:
+            frames[backend] = f.readframes(f.getnframes())
+    assert frames["coreml"] == frames["mil"] and len(frames["mil"]) > 0

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import wave
 from pathlib import Path
@@ -43,9 +44,11 @@ def test_export_list_verify_run(zoo: Zoo):
         0 <= v["value"] <= v["threshold"] for v in mil
     )
     assert {p["name"] for p in entry["parity"]} == {"encoder", "vocoder"}
-    assert any(
-        v["level"] == "coreml" and v["status"] == "skipped" and "macOS" in v["reason"] for v in entry["validation"]
-    )
+    coreml = [v for v in entry["validation"] if v["level"] == "coreml"]
+    if sys.platform == "darwin":  # the CoreML runtime is here: the level runs, and passes
+        assert coreml and all(v["status"] == "passed" and "executed by CoreML" in v["detail"] for v in coreml)
+    else:
+        assert coreml and all(v["status"] == "skipped" and "macOS" in v["reason"] for v in coreml)
 
     listed = zoo("list", check=True).stdout
     assert entry["id"] in listed and "valid" in listed
@@ -82,7 +85,10 @@ def test_export_list_verify_run(zoo: Zoo):
     executed = json.loads(zoo("verify", "--execute", "--json", check=True).stdout)
     assert executed["ok"] and {r["component"] for r in executed["executed"]} == {"encoder", "vocoder"}
     coreml = zoo("run", "tiny", "Hello", "-o", str(wav), "--backend", "coreml")
-    assert coreml.returncode == 1 and "macOS" in coreml.stderr
+    if sys.platform == "darwin":
+        assert coreml.returncode == 0, coreml.stderr
+    else:  # refused with the reason and the backends that do run here (tests/core/test_coreml_seam.py runs it)
+        assert coreml.returncode == 1 and "macOS" in coreml.stderr
 
 
 def test_flipped_byte_is_named_by_verify(zoo: Zoo):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,7 +38,8 @@ def test_export_run_verify_small_fp32(zoo):
     decoder = checks[("mil", "decoder", "spectral_max")]
     # the fp32 bound is measured, and still tells the remainder trap (0.43 here) apart
     assert decoder["status"] == "passed" and decoder["threshold"] < 0.43 and "fp32 perturbation" in decoder["basis"]
-    assert checks[("coreml", "decoder", "")]["status"] == "skipped"
+    if sys.platform != "darwin":  # macOS runs the level; elsewhere it is skipped with the reason
+        assert checks[("coreml", "decoder", "")]["status"] == "skipped"
     config = json.loads((Path(report["path"]) / "constants" / "config.json").read_text())
     assert config["buckets"] == [32, 64, 128, 256, 512] and config["voices"] == ["random"]
 
