@@ -101,10 +101,12 @@ def build_voice_encoder(ref: Any, options: PocketOptions) -> Traceable:
 
     def encoder_reference(audio: Any) -> dict[str, Any]:
         with torch.no_grad():
-            return Traceable(
-                module=VoiceEncoder(tts, samples).eval(),
-                inputs=[TensorSpec("audio", (1, 1, samples))],
-                outputs=["conditioning"],
-                examples=[{"audio": prompt_audio}],
-                reference=encoder_reference,
-            )
+            return {"conditioning": tts._encode_audio(torch.as_tensor(audio)).numpy()}
+
+    return Traceable(
+        module=VoiceEncoder(tts, samples).eval(),
+        inputs=[TensorSpec("audio", (1, 1, samples))],
+        outputs=["conditioning"],
+        examples=[{"audio": prompt_audio}],
+        reference=encoder_reference,
+    )
