@@ -270,10 +270,30 @@ def test_padding_leaking_into_the_predictor_lstm_is_caught(kokoro_subject, monke
     assert failed(checks, "float64_rel")
 
 
-# The remainder trap (``torch.remainder(x, 1.0)`` instead of ``x - floor(x)`` in kokoro's harmonic
-# source) is invisible in torch, where both agree: it is caught at the ``mil`` level, where the
-# converted remainder executes as zeros — tests/plugins/kokoro/test_kokoro_decoder.py::
-# test_converted_harmonic_source_executes_like_torch converts both and executes them (0.63 vs 4e-4).
+@pytest.mark.slow
+def test_remainder_trap_in_the_decoder_is_caught_by_its_fp32_mil_bound(kokoro_subject, monkeypatch, tmp_path):
+    """The remainder trap (``torch.remainder(x, 1.0)`` instead of ``x - floor(x)`` in kokoro's harmonic
+    source) is invisible in torch, where both agree; converted, the remainder executes as zeros. The
+    whole decoder, converted with the trap and judged at the mil level against the fp32 bound its
+    reference level measured, fails; the same decoder without it passes (the control).
+    (tests/plugins/kokoro/test_kokoro_decoder.py converts the source alone: 0.63 vs 4e-4.)"""
+    from unittest import mock
+
+    from zoo.plugins.kokoro.decoder import HarmonicSource
+
+    (tmp_path / "ours").mkdir()
+    ours = _mil_checks(kokoro_subject, "decoder", tmp_path / "ours")
+    assert not failed(ours), [c for c in ours if c.status == "failed"]
+    original = HarmonicSource.forward
+
+    def remainder_forward(self, f0, noise):
+        with mock.patch("torch.floor", lambda x: x - torch.remainder(x, 1.0)):  # rad - floor(rad) == rad % 1
+            return original(self, f0, noise)
+
+    monkeypatch.setattr(HarmonicSource, "forward", remainder_forward)
+    (tmp_path / "trap").mkdir()
+    trapped = _mil_checks(kokoro_subject, "decoder", tmp_path / "trap")
+    assert failed(trapped, "spectral_max"), [(c.metric, c.value, c.threshold) for c in trapped]
 
 
 def test_float64_check_is_skipped_with_its_reason_when_upstream_cannot_run_in_float64(pocket_subject, monkeypatch):

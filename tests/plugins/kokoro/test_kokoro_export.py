@@ -36,8 +36,9 @@ def test_export_run_verify_small_fp32(zoo):
     )
     assert passed("mil", "predictor", "rel") and passed("mil", "predictor", "duration:mismatches")
     decoder = checks[("mil", "decoder", "spectral_max")]
-    # the fp32 bound is measured, and still tells the remainder trap (0.43 here) apart
-    assert decoder["status"] == "passed" and decoder["threshold"] < 0.43 and "fp32 perturbation" in decoder["basis"]
+    # the fp32 bound is measured at export time (that it catches the remainder trap is tested where the trap
+    # is injected: tests/core/test_gates.py::test_remainder_trap_in_the_decoder_is_caught_by_its_fp32_mil_bound)
+    assert decoder["status"] == "passed" and "fp32 perturbation" in decoder["basis"]
     if sys.platform != "darwin":  # macOS runs the level; elsewhere it is skipped with the reason
         assert checks[("coreml", "decoder", "")]["status"] == "skipped"
     config = json.loads((Path(report["path"]) / "constants" / "config.json").read_text())
