@@ -44,7 +44,7 @@ class RunSummary:
         return {
             "model": model,
             "backend": self.runtime.backend,
-            **({"engine": self.runtime.engine} if getattr(self.runtime, "engine", None) else {}),
+            **({"engine": engine} if (engine := getattr(self.runtime, "engine", None)) else {}),
             "source": self.source,
             "random_weights": self.random_weights,
             "first_audio_seconds": self.first_audio_seconds,

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import typer
 
+from ...registry.entry import ExportEntry
 from ...registry.store import RegistryError
 from ..common import (
     EXIT_FAILED,
@@ -21,33 +22,11 @@ from ..common import (
 )
 
 
-@command()
-def info(
-    ctx: typer.Context,
-    model: str = typer.Argument(..., metavar="MODEL", help="model name (see `zoo list`)"),
-    checkpoint: Optional[str] = typer.Option(
-        None, "--checkpoint", help="only this checkpoint's exports and voices (models that have several)"
-    ),
-    as_json: bool = typer.Option(False, "--json", metavar="", help="print the description as JSON"),
-) -> None:
-    """Describe MODEL: plugin, checkpoints, variants, components, tolerances, weights and its exports."""
-    from ...host.session import checkpoint_name
-
-    state = _state(ctx)
-    spec = _model(ctx, model)
-    if checkpoint is not None:
-        try:
-            checkpoint_name(spec, checkpoint)  # described even when it cannot be exported (the table says why)
-        except ValueError as exc:
-            _fail(str(exc), EXIT_USAGE)
-    plugin = state.host().plugin_info(spec)
-    registry_error = None
-    try:
-        exports = list(state.registry().find(spec.name))
-    except RegistryError as exc:
-        exports, registry_error = [], str(exc)
-    if checkpoint is not None:
-        exports = [e for e in exports if e.checkpoint(spec.default_checkpoint) == checkpoint]
+def model_data(
+    spec: Any, plugin: Any, exports: list[ExportEntry], voices: list[str] | None, registry_error: str | None
+) -> dict[str, Any]:
+    """What `zoo info` describes (and `--json` prints): the model's declaration, its exports and the
+    latest export's voices; the command only prints it."""
     data = {
         "model": spec.name,
         "summary": spec.summary,
@@ -110,9 +89,40 @@ def info(
             "settings": dict(loop.settings),
             "basis": loop.basis,
         }
-    data["voices"] = _latest_voices(state, spec, checkpoint)
+    data["voices"] = voices
     if registry_error:
         data["registry_error"] = registry_error
+    return data
+
+
+@command()
+def info(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., metavar="MODEL", help="model name (see `zoo list`)"),
+    checkpoint: Optional[str] = typer.Option(
+        None, "--checkpoint", help="only this checkpoint's exports and voices (models that have several)"
+    ),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="print the description as JSON"),
+) -> None:
+    """Describe MODEL: plugin, checkpoints, variants, components, tolerances, weights and its exports."""
+    from ...host.session import checkpoint_name
+
+    state = _state(ctx)
+    spec = _model(ctx, model)
+    if checkpoint is not None:
+        try:
+            checkpoint_name(spec, checkpoint)  # described even when it cannot be exported (the table says why)
+        except ValueError as exc:
+            _fail(str(exc), EXIT_USAGE)
+    plugin = state.host().plugin_info(spec)
+    registry_error = None
+    try:
+        exports = list(state.registry().find(spec.name))
+    except RegistryError as exc:
+        exports, registry_error = [], str(exc)
+    if checkpoint is not None:
+        exports = [e for e in exports if e.checkpoint(spec.default_checkpoint) == checkpoint]
+    data = model_data(spec, plugin, exports, _latest_voices(state, spec, checkpoint), registry_error)
     if as_json:
         print(json.dumps(data, indent=1))
         if registry_error:
