@@ -82,8 +82,12 @@ def undocumented_flags(readme: str, helps: dict[str, str]) -> list[str]:
     return missing
 
 
-#: a measured figure: seconds, minutes or bytes (a limit written "at most"/"up to"/"≤" is not one)
-FIGURE = re.compile(r"(?<![\w.≤<])(?<!at most )(?<!up to )\d[\d,]*(?:\.\d+)?\s?(?:s|min|MB|GB|KB|MiB|GiB)(?![\w/])")
+#: a measured figure: seconds, minutes, bytes or decibels, or a number said to be measured (a limit
+#: written "at most"/"up to"/"≤" is not one)
+FIGURE = re.compile(
+    r"(?<![\w.≤<])(?<!at most )(?<!up to )\d[\d,]*(?:\.\d+)?\s?(?:s|min|MB|GB|KB|MiB|GiB|dB)(?![\w/])"
+    r"|measured \d[\d.e-]*"
+)
 SOURCE = re.compile(r"benchmarks/\w+\.py|tests/[\w/]+\.py|`make \w+`")
 DATE = re.compile(r"\b20\d\d-\d\d(?:-\d\d)?\b")
 
