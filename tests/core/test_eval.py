@@ -233,11 +233,11 @@ def test_recognised_word_timings_lie_in_their_piece(recogniser):
 
 
 def test_the_export_qoi_gate_passes_a_tempo_change_and_refuses_noise(recogniser):
-    """`zoo export --asr`'s check (pipeline.qoi_check, bound evaluate.QOI_MIN): the first 8 built-in
+    """`zoo export --asr`'s check (evaluation.gate.qoi_check, bound evaluate.QOI_MIN): the first 8 built-in
     English prompts through espeak-ng at 140 words a minute stand for the uncompressed packages;
     the same at 10% faster (a change that costs nothing audible) passes, noise fails."""
     from zoo.core.evaluation.evaluate import QOI_MIN, EvalResult, builtin_prompts, evaluate, prompts_digest
-    from zoo.core.export.pipeline import qoi_check
+    from zoo.core.evaluation.gate import qoi_check
 
     prompts = builtin_prompts(["en"])[:8]
     base = {p.text: espeak(p.text) for p in prompts}
