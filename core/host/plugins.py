@@ -1,7 +1,10 @@
 """Plugin discovery and hook dispatch.
 
 Plugins come from the ``zoo.plugins`` entry-point group — the built-in ones
-too. A plugin that fails to import, registers a misspelt hook, or raises while
+too. pluggy registers them, checks their hook implementations against the
+specifications and asks each for its models; a pipeline hook for a model is
+then one direct call of the owning plugin's implementation (with the arguments
+it declares), then the core's default when that gives None (``PluginHost.call``). A plugin that fails to import, registers a misspelt hook, or raises while
 declaring its models is recorded as a :class:`PluginInfo` with an ``error`` and
 left out; the others keep working. ``strict=True`` turns any such failure into
 a :class:`PluginLoadError`.
@@ -219,13 +222,25 @@ class PluginHost:
         """The registered object (module or ``ModelPlugin`` instance) of ``model``'s plugin."""
         return self._objects[model.plugin]
 
+    def _implementations(self, plugin: str, hook: str) -> list[Any]:
+        """``hook``'s implementations that may answer for a model of ``plugin``: the plugin's own, then the
+        core's default (pluggy registered and validated them; nothing else is consulted)."""
+        owners = (self._objects[plugin], defaults)
+        found = {id(impl.plugin): impl for impl in getattr(self.pm.hook, hook).get_hookimpls()}
+        return [found[id(owner)] for owner in owners if id(owner) in found]
+
     def call(self, model: ModelSpec, hook: str, **kwargs: Any) -> Any:
-        """Call ``hook`` on the plugin that owns ``model`` (then the core defaults)."""
+        """Call ``hook`` on the plugin that owns ``model``, directly (one hop: its implementation with the
+        arguments it declares), then the core's default when the plugin's gives None."""
         if hook not in PIPELINE_HOOKS:
             raise ValueError(f"not a pipeline hook: {hook}")
-        caller = self._only(self._objects[model.plugin], hook, with_defaults=True)
+        arguments = {"model": model, **kwargs}
+        result = None
         try:
-            result = caller(model=model, **kwargs)
+            for impl in self._implementations(model.plugin, hook):
+                result = impl.function(**{name: arguments[name] for name in impl.argnames})
+                if result is not None:
+                    break
         except KeyboardInterrupt:
             raise
         except Exception as exc:
