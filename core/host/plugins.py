@@ -4,7 +4,8 @@ Plugins come from the ``zoo.plugins`` entry-point group — the built-in ones
 too. pluggy registers them, checks their hook implementations against the
 specifications and asks each for its models; a pipeline hook for a model is
 then one direct call of the owning plugin's implementation (with the arguments
-it declares), then the core's default when that gives None (``PluginHost.call``). A plugin that fails to import, registers a misspelt hook, or raises while
+it declares), then the core's default when that gives None (``PluginHost.call``).
+A plugin that fails to import, registers a misspelt hook, or raises while
 declaring its models is recorded as a :class:`PluginInfo` with an ``error`` and
 left out; the others keep working. ``strict=True`` turns any such failure into
 a :class:`PluginLoadError`.
