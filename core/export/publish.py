@@ -23,8 +23,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+from ..registry.entry import ExportEntry, Item
 from ..registry.exportdir import entry_path, recorded_root, write_marker
-from ..registry.store import ExportEntry, Item, Registry, RegistryError
+from ..registry.store import Registry, RegistryError
 from ..util.hashing import tree_hashes, tree_size
 from .cache import StageCache, _pid_alive
 

@@ -108,12 +108,6 @@ class Item:
         )
 
 
-def entry_checkpoint(entry: Mapping[str, Any], default: str = "") -> str:
-    """The checkpoint of an entry's table (its variant's options; ``default`` if none)."""
-    options = (entry.get("variant") or {}).get("options") or {}
-    return str(options.get("checkpoint") or default) if isinstance(options, Mapping) else default
-
-
 @dataclass
 class ExportEntry:
     """One ``[[exports]]`` table, as the pipeline writes it (the fields HEADER documents)."""

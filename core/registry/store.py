@@ -40,7 +40,7 @@ try:  # tomli's compiled wheels parse 2.3x faster than the standard library's to
 except ModuleNotFoundError:  # pragma: no cover - the same parser, pure Python
     import tomllib  # type: ignore[no-redef]
 
-from .entry import ExportEntry, Item, entry_checkpoint, entry_problem  # noqa: F401  (re-exported)
+from .entry import ExportEntry, entry_problem
 from .header import HEADER
 
 SCHEMA_VERSION = 1
