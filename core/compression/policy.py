@@ -51,10 +51,13 @@ class CompressionPolicy:
         """The whole-loop comparison against the uncompressed packages, when compressed and declared."""
         return self.model.compressed_loop if self.compresses else None
 
-    def stage_names(self, components: Iterable[str]) -> list[str]:
-        """The stages compression adds after conversion (compress) and after the package levels (loops)."""
-        names = [f"compress:{c}" for c in components] if self.compresses else []
-        return names + (["loop:uncompressed", "loop:compressed"] if self.loop is not None else [])
+    def compress_stages(self, components: Iterable[str]) -> list[str]:
+        """The stages compression adds after conversion: one per component."""
+        return [f"compress:{c}" for c in components] if self.compresses else []
+
+    def loop_stages(self) -> list[str]:
+        """The stages compression adds after the package levels: the loop on both sets of packages."""
+        return ["loop:uncompressed", "loop:compressed"] if self.loop is not None else []
 
     def chaotic(self, component: str) -> bool:
         """A component judged phase-blind by its own calibrated spectral bound (an SNR means nothing

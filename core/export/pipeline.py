@@ -119,9 +119,9 @@ class Exporter:
             [f"parity:{c}" for c in comps]
             + ["constants", "loop_parity"]
             + [f"convert:{c}" for c in comps]
-            + [name for name in self.policy.stage_names(comps) if name.startswith("compress:")]
+            + self.policy.compress_stages(comps)
             + [f"{level.name}:{c}" for level in PACKAGE_LEVELS if level.cached for c in comps]
-            + [name for name in self.policy.stage_names(comps) if name.startswith("loop:")]
+            + self.policy.loop_stages()
             + (["eval:compressed"] if self.asr is not None else [])
             + ["register"]
         )
