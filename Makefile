@@ -8,11 +8,14 @@ STAMP := $(VENV)/.zoo-installed
 
 setup: $(STAMP)
 
+# qwen3_speaker's reference, qwen-tts, pins transformers 4.57.3; zoo imports only two of its files (see
+# plugins/qwen3_tts/upstream.py), which run under transformers 5: it is installed without its dependencies.
 # torch first, pinned: it installs the CPU wheel; a bare `torch` requirement can pull a multi-GB CUDA build.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[test,all]"
+	$(BIN)/pip install --quiet --no-deps qwen-tts==0.1.1
 	touch $(STAMP)
 
 # The main job: export PocketTTS at full size with seeded random weights (no download; about a

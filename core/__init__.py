@@ -10,6 +10,7 @@ What a plugin needs is importable from here (and its helpers from ``zoo.core.kit
 Nothing imported by this module pulls in torch or coremltools.
 """
 
+from .plugin.errors import UsageError
 from .plugin.hookspecs import hookimpl
 from .plugin.records import Record, RecordError
 from .plugin.run import RunOptions, RunResult, RunSetting, Runtime
@@ -34,6 +35,7 @@ __all__ = [
     "ModelPlugin",
     "Record",
     "RecordError",
+    "UsageError",
     "Checkpoint",
     "ComponentSpec",
     "LoopCase",

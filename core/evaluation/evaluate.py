@@ -365,6 +365,11 @@ def plan(
         model = host.model(entry.model if entry is not None else key)
     except UnknownModelError:
         raise UsageError(f"no export or model {key!r} (see `zoo list`)") from None
+    if model.output != "audio":
+        raise UsageError(
+            f"zoo eval scores speech by what a recogniser hears; {model.name} outputs {model.output}, not audio "
+            "(its exports are judged by their validation: `zoo info`)"
+        )
     if entry is None:
         entry = registry.latest_valid(model.name)
         if entry is None:

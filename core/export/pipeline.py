@@ -81,6 +81,8 @@ class Exporter:
             from ..plugin.errors import UsageError
             from ..run.recogniser import check_asr
 
+            if self.model.output != "audio":
+                raise UsageError(f"--asr scores speech; {self.model.name} outputs {self.model.output}, not audio")
             if not self.policy.compresses:
                 raise UsageError(
                     f"--asr judges a compressed variant against its uncompressed packages; {self.variant.name} is not "

@@ -22,6 +22,7 @@ from typing import Any, Iterable
 import pluggy
 
 from ..plugin import hookspecs
+from ..plugin.errors import UsageError
 from ..plugin.skeleton import ModelPlugin
 from ..plugin.spec import ModelSpec
 from . import defaults
@@ -242,8 +243,8 @@ class PluginHost:
                 result = impl.function(**{name: arguments[name] for name in impl.argnames})
                 if result is not None:
                     break
-        except KeyboardInterrupt:
-            raise
+        except (KeyboardInterrupt, UsageError):
+            raise  # UsageError: the plugin refuses the user's input (zoo exits 2 with its message), not a failure
         except Exception as exc:
             raise HookError(model.plugin, hook, exc) from exc
         if result is None and hook not in OPTIONAL_HOOKS:

@@ -79,40 +79,101 @@ def write_wav(path: str | Path, audio: Any, sample_rate: int) -> None:
     stream.close()
 
 
-def read_wav(path: str | Path, max_seconds: float | None = None, what: str = "WAV file") -> tuple[Any, int]:
-    """16-bit PCM WAV -> (mono float32 in [-1, 1], sample rate); channels are averaged and at most
-    ``max_seconds`` are read. ``what`` names the file's role in error messages."""
-    import numpy as np
+def _check_header(w: Any, path: Path, what: str) -> tuple[int, int]:
+    """(rate, channels) of an open WAV, refused unless 16-bit PCM at a usable rate with 1-8 channels."""
+    if w.getsampwidth() != 2:
+        raise ValueError(f"{what} {path}: only 16-bit PCM WAV is supported (got {8 * w.getsampwidth()}-bit)")
+    rate, channels = w.getframerate(), w.getnchannels()
+    if not WAV_RATES[0] <= rate <= WAV_RATES[1]:
+        raise ValueError(f"{what} {path}: sample rate {rate} Hz is outside {WAV_RATES[0]}-{WAV_RATES[1]} Hz")
+    if not 1 <= channels <= 8:
+        raise ValueError(f"{what} {path}: {channels} channels (1 to 8 supported)")
+    return rate, channels
 
+
+def _blocks(path: str | Path, frames_per_block: int | None, max_seconds: float | None, what: str) -> Any:
+    """Yield (rate, channels, raw little-endian int16 bytes) of successive blocks of whole frames."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{what} {path} does not exist")
     try:
         with wave.open(str(path), "rb") as w:
-            if w.getsampwidth() != 2:
-                raise ValueError(f"{what} {path}: only 16-bit PCM WAV is supported (got {8 * w.getsampwidth()}-bit)")
-            rate, channels = w.getframerate(), w.getnchannels()
-            if not WAV_RATES[0] <= rate <= WAV_RATES[1]:
-                raise ValueError(f"{what} {path}: sample rate {rate} Hz is outside {WAV_RATES[0]}-{WAV_RATES[1]} Hz")
-            if not 1 <= channels <= 8:
-                raise ValueError(f"{what} {path}: {channels} channels (1 to 8 supported)")
-            frames = w.getnframes() if max_seconds is None else min(w.getnframes(), int(max_seconds * rate) + 1)
-            raw = w.readframes(frames)
-            if len(raw) % 2:
-                raise ValueError(
-                    f"{what} {path} is truncated: its audio data ends in the middle of a sample ({len(raw)} bytes)"
-                )
-            data = np.frombuffer(raw, dtype="<i2")
+            rate, channels = _check_header(w, path, what)
+            left = w.getnframes() if max_seconds is None else min(w.getnframes(), int(max_seconds * rate) + 1)
+            while left > 0:
+                raw = w.readframes(min(left, frames_per_block or left))
+                if not raw:
+                    break
+                if len(raw) % 2:
+                    raise ValueError(
+                        f"{what} {path} is truncated: its audio data ends in the middle of a sample ({len(raw)} bytes)"
+                    )
+                left -= len(raw) // (2 * channels)
+                yield rate, channels, raw
     except wave.Error as exc:
         raise ValueError(f"{what} {path} is not a readable WAV file: {exc}") from None
     except (EOFError, OSError) as exc:
         raise ValueError(f"{what} {path} is truncated or unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def _mono(raw: bytes, channels: int) -> Any:
+    import numpy as np
+
+    data = np.frombuffer(raw, dtype="<i2")
     data = data[: data.size - data.size % channels].astype(np.float32) / 32768.0
-    if channels > 1:
-        data = data.reshape(-1, channels).mean(axis=1)
+    return data.reshape(-1, channels).mean(axis=1) if channels > 1 else data
+
+
+def read_wav(path: str | Path, max_seconds: float | None = None, what: str = "WAV file") -> tuple[Any, int]:
+    """16-bit PCM WAV -> (mono float32 in [-1, 1], sample rate); channels are averaged and at most
+    ``max_seconds`` are read. ``what`` names the file's role in error messages."""
+    import numpy as np
+
+    rate, parts = 0, []
+    for rate, channels, raw in _blocks(path, None, max_seconds, what):
+        parts.append(_mono(raw, channels))
+    data = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     if data.size == 0:
-        raise ValueError(f"{what} {path} is empty")
+        raise ValueError(f"{what} {Path(path)} is empty")
     return data, rate
+
+
+def iter_wav(path: str | Path, block_seconds: float, what: str = "WAV file") -> Any:
+    """A long 16-bit PCM WAV read ``block_seconds`` at a time: yields (mono float32 block, sample rate),
+    so memory stays bounded by the block whatever the file's length. Errors as ``read_wav``'s."""
+    _, rate = wav_seconds(path, what)
+    for rate, channels, raw in _blocks(path, max(1, int(block_seconds * rate)), None, what):
+        yield _mono(raw, channels), rate
+
+
+def wav_seconds(path: str | Path, what: str = "WAV file") -> tuple[float, int]:
+    """(seconds of audio the WAV holds, its sample rate), read from the header only (checked as ``read_wav``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{what} {path} does not exist")
+    try:
+        with wave.open(str(path), "rb") as w:
+            rate, _ = _check_header(w, path, what)
+            return w.getnframes() / rate, rate
+    except wave.Error as exc:
+        raise ValueError(f"{what} {path} is not a readable WAV file: {exc}") from None
+    except (EOFError, OSError) as exc:
+        raise ValueError(f"{what} {path} is truncated or unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def wav_digest(path: str | Path, what: str = "WAV file") -> str:
+    """sha256 of a WAV's samples (its rate, channel count and PCM frames, not its other chunks), read a
+    block at a time: the same recording re-saved with other metadata has the same digest."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    head = False
+    for rate, channels, raw in _blocks(path, 1 << 16, None, what):
+        if not head:
+            digest.update(f"pcm16 {rate} Hz {channels} ch\n".encode())
+            head = True
+        digest.update(raw)
+    return digest.hexdigest()
 
 
 def resample(wav: Any, rate: int, target: int) -> Any:

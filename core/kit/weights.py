@@ -119,3 +119,37 @@ def hub_file(repo: str, filename: str, revision: str | None) -> Path:
         return Path(hf_hub_download(repo_id=repo, filename=filename, revision=revision))
     except Exception as exc:  # noqa: BLE001
         raise _hub_error(repo, revision, exc) from None
+
+
+def load_prefixed(directory: str | Path, prefix: str, what: str = "checkpoint") -> tuple[dict[str, Any], list[Path]]:
+    """The torch tensors named ``prefix…`` (prefix removed) of a checkpoint directory laid out like the hub
+    (``model.safetensors``, or shards listed by ``model.safetensors.index.json``), and the files they came
+    from. Only those tensors are read: a part of a large checkpoint costs its own size, not the file's."""
+    from safetensors import safe_open
+
+    directory = Path(directory)
+    index = directory / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = read_json(index, f"{what} index").get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise WeightsError(f"{what} index {index} has no weight_map")
+        names = sorted({str(f) for k, f in weight_map.items() if str(k).startswith(prefix)})
+        if any(Path(n).name != n for n in names):
+            raise WeightsError(f"{what} index {index} names a shard outside its directory")
+        files = [_exists(directory / n, f"{what} shard") for n in names]
+    else:
+        files = [_exists(directory / "model.safetensors", what)]
+    tensors: dict[str, Any] = {}
+    for file in files:
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                for key in f.keys():
+                    if key.startswith(prefix):
+                        tensors[key[len(prefix) :]] = f.get_tensor(key)
+        except WeightsError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - SafetensorError and friends: the file is what is wrong
+            raise WeightsError(f"{what} {file} is not a readable safetensors file: {exc}") from None
+    if not tensors:
+        raise WeightsError(f"{what} {directory} holds no tensor named {prefix}*")
+    return tensors, files

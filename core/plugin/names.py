@@ -13,6 +13,13 @@ PRECISIONS = ("fp16", "fp32")
 TARGETS = ("iOS16", "iOS17", "iOS18", "macOS13", "macOS14", "macOS15")
 #: validation level names, lowest first (``validation.levels.REGISTRY`` holds one level for each, in this order)
 LEVELS = ("reference", "mil", "coreml")
+#: what a model's run loop takes (``ModelSpec.input``): text to speak, or a voice recording (``--voice FILE.wav``)
+INPUTS = ("text", "voice")
+#: what a model's run loop makes (``ModelSpec.output``; ``zoo run -o`` is written by it): audio (a WAV),
+#: an embedding (a float vector) or tokens (integer codes); the last two as .npy or .json by the suffix
+OUTPUTS = ("audio", "embedding", "tokens")
+#: the files ``zoo run -o`` writes for each output
+OUTPUT_SUFFIXES = {"audio": (".wav",), "embedding": (".npy", ".json"), "tokens": (".npy", ".json")}
 #: every compression a variant can name; ``none`` leaves the converted package as it is
 COMPRESSIONS = ("none", "w8", "p6", "p4", "mixed")
 #: the lowest deployment target whose ops each compression emits (``compression.compress.MODES``)

@@ -132,6 +132,9 @@ class RunOptions:
     #: called by the run loop with each piece of audio as soon as it is final (in order; the
     #: pieces concatenated are RunResult.audio): ``zoo run`` writes them to the WAV as they come
     on_audio: Callable[["np.ndarray"], None] | None = None
+    #: called by the run loop as it works through a long input (a voice recording): seconds of
+    #: input done and in all, so ``zoo run`` can show progress where no audio streams out
+    on_progress: Callable[[float, float], None] | None = None
     #: called by the run loop with the timings of each piece (``zoo.core.Timing``: seconds from the
     #: start of the whole utterance, in order), right after that piece's audio is emitted
     on_timings: Callable[[list[Any]], None] | None = None
@@ -143,6 +146,11 @@ class RunOptions:
         """Hand a finished piece of audio to ``on_audio`` (a loop calls this; it may be None)."""
         if self.on_audio is not None:
             self.on_audio(audio)
+
+    def emit_progress(self, done: float, total: float) -> None:
+        """Report ``done`` of ``total`` seconds of input worked through (``on_progress`` may be None)."""
+        if self.on_progress is not None:
+            self.on_progress(done, total)
 
     def emit_timings(self, timings: list[Any]) -> None:
         """Hand a piece's word (or piece) timings to ``on_timings`` (it may be None)."""
@@ -171,7 +179,9 @@ class RunOptions:
 
 @dataclass
 class RunResult:
-    """What ``run_loop`` returns: mono float audio in [-1, 1] and a frame count."""
+    """What ``run_loop`` returns: mono float audio in [-1, 1] and a frame count; for a model whose
+    output is not audio (``ModelSpec.output``), ``values`` (an embedding vector, token codes), an
+    empty ``audio`` and the frames it read (see :meth:`of_values`)."""
 
     audio: "np.ndarray"
     sample_rate: int
@@ -181,3 +191,15 @@ class RunResult:
     #: summing to ``frames``); empty when the loop has no such alignment. The compressed-loop
     #: check aligns two results by them (``CompressedLoop.aligned``)
     segments: tuple[int, ...] = ()
+    #: the output of a model that does not make audio: a float vector (``embedding``) or integer
+    #: codes (``tokens``); None for audio
+    values: "np.ndarray | None" = None
+
+    @classmethod
+    def of_values(
+        cls, values: "np.ndarray", frames: int, sample_rate: int, info: dict[str, Any] | None = None
+    ) -> "RunResult":
+        """The result of a loop whose output is ``values`` (no audio): ``frames`` it read at ``sample_rate``."""
+        import numpy as np
+
+        return cls(np.zeros(0, np.float32), sample_rate, frames, dict(info or {}), values=np.asarray(values))

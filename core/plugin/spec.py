@@ -21,7 +21,9 @@ from .names import (
     COMPRESSION_SUMMARIES,
     COMPRESSION_TARGETS,
     COMPRESSIONS,
+    INPUTS,
     LEVELS,
+    OUTPUTS,
     PRECISIONS,
     TARGETS,
 )  # noqa: E402,F401  (re-exported)
@@ -274,6 +276,12 @@ class ModelSpec:
     run_settings: tuple[RunSetting, ...] = ()
     #: whether ``--voice`` may name a WAV file to clone a voice from
     clones_voices: bool = False
+    #: what the run loop takes (``names.INPUTS``): ``text`` (zoo run MODEL TEXT), or ``voice`` (zoo run
+    #: MODEL --voice FILE.wav: a recording, no text; ``clones_voices`` follows)
+    input: str = "text"
+    #: what the run loop makes (``names.OUTPUTS``): ``audio`` (``RunResult.audio``, written as a WAV),
+    #: ``embedding`` or ``tokens`` (``RunResult.values``, written as .npy or .json)
+    output: str = "audio"
     #: compressed variants: their whole loop against the uncompressed packages' (None: not compared)
     compressed_loop: "CompressedLoop | None" = None
     #: released checkpoints (``--checkpoint``); empty: the model has one set of weights
@@ -292,6 +300,12 @@ class ModelSpec:
             )
         if self.required_level not in LEVELS:
             raise ValueError(f"model {self.name!r}: required_level must be one of {LEVELS}")
+        if self.input not in INPUTS:
+            raise ValueError(f"model {self.name!r}: input must be one of {INPUTS}, not {self.input!r}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"model {self.name!r}: output must be one of {OUTPUTS}, not {self.output!r}")
+        if self.input == "voice" and not self.clones_voices:
+            object.__setattr__(self, "clones_voices", True)  # its --voice is a WAV file by definition
         names = [c.name for c in self.components]
         if len(set(names)) != len(names):
             raise ValueError(f"model {self.name!r}: duplicate component names {names}")

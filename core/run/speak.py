@@ -25,7 +25,8 @@ from ..runtime.backends import BACKENDS, BackendUnavailable, ComponentRuntime, C
 @dataclass
 class RunSummary:
     result: RunResult
-    runtime: ComponentRuntime
+    #: None when the result came from the run-result cache (nothing was run)
+    runtime: ComponentRuntime | None
     wall_seconds: float
     source: str
     #: spoken by seeded random weights: the audio is not speech
@@ -36,16 +37,40 @@ class RunSummary:
     calls_before_first_audio: int | None = None
     #: the timings the loop reported (``zoo run --timestamps``)
     timings: list[Any] | None = None
+    #: what the model outputs (``ModelSpec.output``) and the backend asked for
+    output_kind: str = "audio"
+    backend: str = ""
+    #: the result was the run-result cache's (``core/run/cache.py``): no component was called
+    cached: bool = False
 
     def as_dict(self, output: Path, model: str) -> dict[str, Any]:
-        audio_seconds = len(self.result.audio) / self.result.sample_rate
-        calls = dict(sorted(self.runtime.calls.items()))
+        calls = dict(sorted(self.runtime.calls.items())) if self.runtime is not None else {}
         total = sum(calls.values())
-        return {
+        head = {
             "model": model,
-            "backend": self.runtime.backend,
+            "output_kind": self.output_kind,
+            "backend": self.runtime.backend if self.runtime is not None else self.backend,
             **({"engine": engine} if (engine := getattr(self.runtime, "engine", None)) else {}),
             "source": self.source,
+        }
+        if self.output_kind != "audio":
+            values = self.result.values
+            return {
+                **head,
+                "random_weights": self.random_weights,
+                "cached": self.cached,
+                "output": str(output),
+                "shape": list(values.shape) if values is not None else None,
+                "dtype": str(values.dtype) if values is not None else None,
+                "frames": self.result.frames,
+                "wall_seconds": self.wall_seconds,
+                "calls": calls,
+                "calls_total": total,
+                **({"info": self.result.info} if self.result.info else {}),
+            }
+        audio_seconds = len(self.result.audio) / self.result.sample_rate
+        return {
+            **head,
             "random_weights": self.random_weights,
             "first_audio_seconds": self.first_audio_seconds,
             "calls_before_first_audio": self.calls_before_first_audio,
@@ -82,6 +107,8 @@ class RunRequest:
     timestamps: Path | None = None
     #: a recogniser's model directory: pieces' timings become the words it hears (``--asr``)
     asr: Path | None = None
+    #: models whose output is not audio: run even when the run-result cache holds the result
+    no_cache: bool = False
 
 
 def _word_hearer(asr: Path, model: Any, options: RunOptions) -> Callable[[list[Any], list[Any]], list[Any]]:
@@ -151,16 +178,29 @@ def plan(
     checkpoint: str | None = None,
     timestamps: Path | None = None,
     asr: Path | None = None,
+    no_cache: bool = False,
 ) -> RunRequest:
     """Check a run without loading anything heavy: the text, the output path, the ``--set`` options
     (typed and range-checked by the model's RunSettings), the variant, the export to run and its
     voices. A bad value raises UsageError naming it; a missing export raises BackendUnavailable."""
     model = host.model(model_name)
     options = options or RunOptions()
-    check_text(text)
+    if model.input == "voice":
+        if text.strip():
+            raise UsageError(f"{model.name} takes no text: it reads the recording given with --voice FILE.wav")
+        if not options.voice:
+            raise UsageError(f"{model.name} needs a voice recording: give it with --voice FILE.wav")
+    else:
+        check_text(text)
     output = Path(output)
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if model.output != "audio":
+        from .outputs import check_suffix
+
+        check_suffix(model.output, model.name, output)
+        if timestamps is not None:
+            raise UsageError(f"--timestamps times spoken words; {model.name} outputs {model.output}, not audio")
     check_output(output, registry or Registry())
     if timestamps is not None:
         from ..plugin.timestamps import timestamp_format
@@ -219,6 +259,7 @@ def plan(
         checkpoint,
         Path(timestamps) if timestamps is not None else None,
         Path(asr) if asr is not None else None,
+        no_cache,
     )
 
 
@@ -294,7 +335,7 @@ def check_output(output: Path, registry: Registry, flag: str = "-o") -> None:
     registry, its lock, anything inside a registered export or the stage cache), in a folder
     where a file can be created (tried, not guessed: permissions, read-only filesystems)."""
     if output.is_dir():
-        raise UsageError(f"{flag} {output} is a directory; give the WAV file to write")
+        raise UsageError(f"{flag} {output} is a directory; give the file to write")
     if output.exists() and not output.is_file():
         raise UsageError(f"{flag} {output} exists and is not a regular file")
     target = Path(os.path.realpath(output))
@@ -407,12 +448,93 @@ def run(
     return execute(host, plan(host, model_name, text, output, registry=registry, **request), registry)
 
 
+def _provenance(request: RunRequest, model: Any, source: str, digest: str | None, result: RunResult) -> dict[str, Any]:
+    """What a ``.json`` output says of where its values came from."""
+    entry = request.entry
+    return {
+        "model": model.name,
+        "output_kind": model.output,
+        "source": source,
+        **({"export": entry.id, "variant": entry.variant_name} if entry is not None else {}),
+        "backend": request.backend,
+        **({"input": str(request.options.voice), "input_sha256": digest} if request.options.voice else {}),
+        "frames": result.frames,
+        "sample_rate": result.sample_rate,
+        **({"info": result.info} if result.info else {}),
+    }
+
+
+def _execute_values(
+    host: PluginHost,
+    model: Any,
+    request: RunRequest,
+    registry: Registry,
+    input_progress: Callable[[float, float], None] | None,
+) -> RunSummary:
+    """A model whose output is not audio: the run-result cache first (registered exports, not
+    ``--no-cache``), else the loop; the values written to ``-o`` as .npy or .json."""
+    from ..kit.audio import wav_digest
+    from .cache import ResultCache
+    from .outputs import write_values
+
+    voice = request.options.voice
+    digest = wav_digest(voice, "--voice") if voice and model.input == "voice" else None
+    cache, key = ResultCache(), None
+    random_weights = (
+        request.entry.random_weights
+        if request.entry is not None
+        else request.weights is not None and request.weights.kind == "random"
+    )
+    if request.entry is not None and digest is not None:
+        key = ResultCache.key(
+            request.entry, request.backend, digest, request.options.seed, request.options.settings, model.name
+        )
+        hit, _ = (None, "") if request.no_cache else cache.get(key)
+        if hit is not None:
+            result = RunResult.of_values(hit.values, hit.frames, hit.sample_rate, hit.info)
+            source = f"export {request.entry.id} (cached result)"
+            write_values(request.output, result.values, _provenance(request, model, source, digest, result))
+            return RunSummary(
+                result,
+                None,
+                0.0,
+                source,
+                random_weights,
+                output_kind=model.output,
+                backend=request.backend,
+                cached=True,
+            )
+    with tempfile.TemporaryDirectory(prefix="zoo-run-") as tmp:
+        runtime, source = build_runtime(host, request, registry, Path(tmp))
+        options = dataclasses.replace(request.options, on_progress=input_progress)
+        start = time.perf_counter()
+        result = host.call(model, "run_loop", runtime=runtime, text=request.text, options=options)
+        wall = time.perf_counter() - start
+    if not isinstance(result, RunResult) or result.values is None:
+        raise TypeError(
+            f"run_loop of {model.name} (output {model.output}) must return zoo.core.RunResult with values, "
+            f"got {type(result).__name__}"
+        )
+    write_values(request.output, result.values, _provenance(request, model, source, digest, result))
+    if key is not None:
+        cache.put(key, result.values, result.frames, result.sample_rate, result.info)
+    return RunSummary(result, runtime, wall, source, random_weights, output_kind=model.output, backend=request.backend)
+
+
 def execute(
-    host: PluginHost, request: RunRequest, registry: Registry, progress: Callable[[float], None] | None = None
+    host: PluginHost,
+    request: RunRequest,
+    registry: Registry,
+    progress: Callable[[float], None] | None = None,
+    input_progress: Callable[[float, float], None] | None = None,
 ) -> RunSummary:
     """Run the loop, writing each piece of audio to the WAV as the loop hands it over
-    (``RunOptions.emit``); ``progress(seconds_of_audio_so_far)`` is told after each piece."""
+    (``RunOptions.emit``); ``progress(seconds_of_audio_so_far)`` is told after each piece. A model
+    whose output is not audio writes its values at the end (``outputs.write_values``), from the
+    run-result cache when it holds them; ``input_progress(done, total)`` follows its input."""
     model = host.model(request.model)
+    if model.output != "audio":
+        return _execute_values(host, model, request, registry, input_progress)
     stream: WavStream | None = None
     first: dict[str, Any] = {}
     timings: list[Any] | None = None
@@ -479,4 +601,14 @@ def execute(
         random_weights = request.entry.random_weights
     else:
         random_weights = request.weights is not None and request.weights.kind == "random"
-    return RunSummary(result, runtime, wall, source, random_weights, first.get("seconds"), first.get("calls"), timings)
+    return RunSummary(
+        result,
+        runtime,
+        wall,
+        source,
+        random_weights,
+        first.get("seconds"),
+        first.get("calls"),
+        timings,
+        backend=request.backend,
+    )

@@ -1,44 +1,75 @@
-"""qwen3_speaker: a zoo plugin (scaffolded by ``zoo new-plugin``).
+"""qwen3_tts: Qwen3-TTS's speaker encoder (``qwen3_speaker``) exported to CoreML for the Neural Engine.
 
-One component, ``synth``: a chunk of token embeddings [1, CHUNK, DIM] -> audio
-[1, CHUNK * SAMPLES_PER_TOKEN]. The model is a placeholder that runs end to end;
-each module below holds one role of the skeleton (``zoo.core.plugin.skeleton``).
-Nothing heavy is imported here: ``zoo list`` must stay fast.
+One component, ``encoder``: the ECAPA-TDNN of the Base checkpoints (TDNN, three SE-Res2Net blocks,
+multi-layer aggregation, attentive statistics pooling, projection to the talker's width), laid out
+channels-first [1, C, 1, T] with one function per clip bucket (3, 6, 12 s) sharing the weights. The
+run loop takes a voice recording and returns its embedding (``--voice ref.wav -o speaker.npy``): the
+front end (log-mel) in numpy, one call per window of up to 12 s.
+
+Upstream is ``qwen-tts`` 0.1.1; only its two model files are imported (``upstream.py`` says how and
+why). The folder is named for the whole model: the talker and the codec can join it later. Laid out
+on the plugin skeleton, scaffolded by ``zoo new-plugin``; its own layers: ``encoder.py`` (the port),
+``frontend.py`` (the numpy front end), ``config.py`` (upstream's facts).
 """
 
 from __future__ import annotations
 
-from zoo.core import ComponentSpec, ModelPlugin, ModelSpec, Tolerance, Variant
-
-from .options import DEFAULT, Options
+from ...core import Checkpoint, ComponentSpec, ModelPlugin, ModelSpec, standard_variants
+from .config import CHECKPOINTS, DEFAULT_CHECKPOINT
+from .options import FULL, SMALL, SpeakerOptions
 
 __version__ = "0.1.0"
 
+MODEL = "qwen3_speaker"
 
-class Qwen3SpeakerPlugin(ModelPlugin):
+
+class Qwen3Speaker(ModelPlugin):
     package = __name__
     __version__ = __version__
-    options_type = Options
+    options_type = SpeakerOptions
 
     def models(self) -> list[ModelSpec]:
         return [
             ModelSpec(
-                name="qwen3_speaker",
-                summary="placeholder model scaffolded by zoo new-plugin: replace with your own",
-                variants={
-                    "fp32": Variant("fp32", "fp32", "iOS17", DEFAULT.as_dict(), "fp32 everywhere"),
-                    "fp16": Variant("fp16", "fp16", "iOS17", DEFAULT.as_dict(), "fp16 weights and compute"),
-                },
-                default_variant="fp32",
-                components=(ComponentSpec("synth", "token embeddings [1, CHUNK, DIM] -> audio [1, CHUNK * SAMPLES_PER_TOKEN]"),),
-                # the core's defaults hold for any weights (float64 exactness, fp32 within 16x upstream's
-                # own rounding); fp16 is judged by cosine similarity
-                tolerances={"fp16": Tolerance(cosine_min=0.999)},
-                # hub_repo="org/model", revision="<commit>",  # the weights `zoo export qwen3_speaker` downloads
+                name=MODEL,
+                summary="Qwen3-TTS speaker encoder (ECAPA-TDNN, qwen-tts 0.1.1): voice WAV -> speaker embedding, "
+                "3/6/12 s buckets in one multifunction package",
+                variants=standard_variants(
+                    FULL.as_dict(),
+                    SMALL.as_dict(),
+                    # several functions sharing weights in one package: multifunction needs iOS18
+                    target="iOS18",
+                    fp16="default: fp16 weights and compute",
+                ),
+                default_variant="fp16",
+                components=(
+                    ComponentSpec(
+                        "encoder",
+                        "log-mels [1, 128, 1, bucket frames] + valid frames -> embedding [1, enc_dim]",
+                        functions=tuple(f"s{s}" for s in FULL.buckets),
+                    ),
+                ),
+                hub_repo=CHECKPOINTS[DEFAULT_CHECKPOINT][0],
+                revision=CHECKPOINTS[DEFAULT_CHECKPOINT][1],
                 sample_rate=24000,
                 required_level="mil",
+                checkpoints={
+                    name: Checkpoint(
+                        name,
+                        f"the speaker encoder of {repo} (embedding width {width})",
+                        hub_repo=repo,
+                        revision=revision,
+                        source=f"hf://{repo}@{revision}",
+                        family="ecapa-tdnn",
+                    )
+                    for name, (repo, revision, width) in CHECKPOINTS.items()
+                },
+                default_checkpoint=DEFAULT_CHECKPOINT,
+                input="voice",
+                output="embedding",
+                languages={},
             )
         ]
 
 
-plugin = Qwen3SpeakerPlugin()
+plugin = Qwen3Speaker()

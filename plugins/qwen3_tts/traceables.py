@@ -1,45 +1,66 @@
-"""build_traceables: the torch modules that are converted, with example inputs and the upstream
-function each is compared with (float64 exactness, then the calibrated fp32 bound)."""
+"""build_traceables: the encoder, one function per clip bucket, each compared with upstream's encoder
+on the unpadded clip (float64 exactness, then the calibrated fp32 bound)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
 
-from zoo.core import TensorSpec, Traceable
+from ...core import TensorSpec, Traceable
+from .config import LOG_FLOOR, MELS, SAMPLE_RATE, frames
+from .options import SpeakerOptions
 
-from .options import Options
-
-
-class Synth(nn.Module):
-    """The port of ``Upstream.synthesize`` at a fixed chunk: embeddings [1, chunk, dim] -> audio
-    [1, chunk * samples_per_token]. Keep upstream's exact ops (a different GELU is a port bug)."""
-
-    def __init__(self, upstream: Any):
-        super().__init__()
-        self.upstream = upstream
-
-    def forward(self, emb: torch.Tensor) -> torch.Tensor:
-        return self.upstream.synthesize(emb)
+#: what the padded frames of a bucket hold: the log floor, what silence gives (any value would do:
+#: the port never lets them reach a real frame or the pooling)
+PAD_VALUE = float(np.log(LOG_FLOOR))
+#: the parity clips of each bucket, as fractions of its length: the whole bucket, and 70 % of it (a
+#: 4.2 s clip in the 6 s bucket: the padding must not count)
+FILLS = (1.0, 0.7)
 
 
-def build(upstream: Any, options: Options, precision: str) -> dict[str, Traceable]:
+def bucket_frames(seconds: int) -> int:
+    return frames(seconds * SAMPLE_RATE)
+
+
+def padded(mels: Any, length: int) -> tuple[Any, Any]:
+    """log-mels [frames, 128] -> the bucket's inputs: mels [1, 128, 1, length], valid [1] int32."""
+    out = np.full((1, mels.shape[1], 1, length), PAD_VALUE, dtype=mels.dtype)
+    out[0, :, 0, : mels.shape[0]] = mels.T
+    return out, np.array([mels.shape[0]], np.int32)
+
+
+def _example(rng: Any, length: int, valid: int) -> dict[str, Any]:
+    """Log-mels of the scale speech gives (mean -4, spread 2.5, correlated along time), padded."""
+    noise = rng.standard_normal((valid + 4, MELS))
+    smooth = (noise[:-4] + noise[1:-3] + noise[2:-2] + noise[3:-1] + noise[4:]) / np.sqrt(5.0)
+    mels, count = padded((-4.0 + 2.5 * smooth).astype(np.float32), length)
+    return {"mels": mels, "valid": count}
+
+
+def upstream_embedding(encoder: Any, mels: Any, valid: Any) -> dict[str, Any]:
+    """Upstream's encoder on the real frames only: [1, 128, 1, T] padded -> embedding [1, enc_dim]."""
+    import torch
+
+    n = int(np.asarray(valid).reshape(-1)[0])
+    clip = torch.from_numpy(np.ascontiguousarray(np.asarray(mels)[:, :, 0, :n].transpose(0, 2, 1)))
+    with torch.no_grad():  # float32 here, float64 in the float64 check: dtypes follow the input
+        return {"embedding": encoder(clip).numpy()}
+
+
+def build(reference: Any, options: SpeakerOptions, precision: str) -> dict[str, Any]:
+    from .encoder import SpeakerEncoder
+
+    encoder = reference.encoder
     rng = np.random.default_rng(0)
-    examples = [{"emb": rng.standard_normal((1, options.chunk, options.dim)).astype(np.float32)} for _ in range(2)]
-
-    def reference(emb: Any) -> dict[str, Any]:
-        with torch.no_grad():  # float32 here, float64 in the float64 check: dtypes follow the input
-            return {"audio": upstream.synthesize(torch.from_numpy(emb)).numpy()}
-
-    return {
-        "synth": Traceable(
-            module=Synth(upstream).eval(),
-            inputs=[TensorSpec("emb", (1, options.chunk, options.dim))],
-            outputs=["audio"],
-            examples=examples,
-            reference=reference,
+    functions = {}
+    for seconds in options.buckets:
+        length = bucket_frames(seconds)
+        functions[f"s{seconds}"] = Traceable(
+            module=SpeakerEncoder(encoder, length).eval(),
+            inputs=[TensorSpec("mels", (1, MELS, 1, length)), TensorSpec("valid", (1,), "int32")],
+            outputs=["embedding"],
+            examples=[_example(rng, length, max(8, int(fill * length))) for fill in FILLS],
+            reference=lambda **kw: upstream_embedding(encoder, **kw),
         )
-    }
+    return {"encoder": functions}

@@ -33,6 +33,8 @@ def model_data(
         "plugin": {"name": plugin.name, "version": plugin.version, "hooks": plugin.hooks},
         "hub": {"repo": spec.hub_repo, "revision": spec.revision},
         "sample_rate": spec.sample_rate,
+        "input": spec.input,
+        "output": spec.output,
         "required_level": spec.required_level,
         "default_variant": spec.default_variant,
         "variants": {name: v.as_record() | {"description": v.description} for name, v in spec.variants.items()},
@@ -131,6 +133,16 @@ def info(
     out.print(f"[bold]{spec.name}[/] — {spec.summary}")
     out.print(f"plugin {plugin.name} {plugin.version}; {spec.sample_rate} Hz; required level: {spec.required_level}")
     out.print(f"weights: {spec.hub_repo or '(no hub repo)'}@{spec.revision or '-'}")
+    if (spec.input, spec.output) != ("text", "audio"):
+        from ...plugin.names import OUTPUT_SUFFIXES
+
+        takes = "a voice recording (zoo run MODEL --voice FILE.wav)" if spec.input == "voice" else "text"
+        out.print(
+            f"input: {takes}; output: {spec.output} (-o {' or '.join(OUTPUT_SUFFIXES[spec.output])}; cached per "
+            "recording and export, --no-cache runs it)"
+            if spec.output != "audio"
+            else f"input: {takes}; output: audio (-o FILE.wav)"
+        )
     out.print(f"hooks: {', '.join(h for h in plugin.hooks if h != 'zoo_register_models')}")
     from ...plugin.names import COMPRESSION_SUMMARIES
     from .. import describe

@@ -1,4 +1,5 @@
-"""`zoo run`: speak text through an export (MIL interpreter, CoreML or torch)."""
+"""`zoo run`: speak text through an export (MIL interpreter, CoreML or torch), or, for a model whose
+input is a voice recording, write what it makes of it (an embedding)."""
 
 from __future__ import annotations
 
@@ -26,12 +27,16 @@ from ..common import (
 def run(
     ctx: typer.Context,
     model: str = typer.Argument(..., metavar="MODEL", help="model name (see `zoo list`)"),
-    text: Optional[str] = typer.Argument(None, metavar="TEXT", help="text to speak (or --text-file)"),
+    text: Optional[str] = typer.Argument(
+        None, metavar="TEXT", help="text to speak (or --text-file); none for models that take a --voice recording"
+    ),
     output: Path = typer.Option(
         ...,
         "-o",
         "--output",
-        help="WAV file to write (written aside and renamed into place; never the registry, an export or the cache)",
+        help="file to write: a WAV for models that speak; .npy or .json (the vector and its provenance) for models "
+        "that output an embedding or tokens (written aside and renamed into place; never the registry, an export or "
+        "the cache)",
     ),
     timestamps: Optional[Path] = typer.Option(
         None,
@@ -71,7 +76,17 @@ def run(
         "torch \\[default: the latest valid export / the model's default]",
     ),
     voice: Optional[str] = typer.Option(
-        None, "--voice", help="voice name, or a WAV file where the model can clone voices"
+        None,
+        "--voice",
+        help="voice name, or a WAV file where the model can clone voices; the recording itself for models that take "
+        "one (any rate: resampled to the model's, said when it is)",
+    ),
+    no_cache: bool = typer.Option(
+        False,
+        "--no-cache",
+        metavar="",
+        help="models whose output is not audio: run the model even when the run-result cache holds the result for "
+        "this export and recording",
     ),
     seed: int = typer.Option(0, "--seed", help="seed of the sampling noise (and of --random-weights)"),
     settings: List[str] = typer.Option(
@@ -94,6 +109,10 @@ def run(
 ) -> None:
     """Speak TEXT with MODEL through the plugin's run loop and write a 16-bit mono WAV.
 
+    A model whose input is a recording (`zoo info MODEL`: input voice) takes no TEXT: `zoo run
+    qwen3_speaker --voice ref.wav -o speaker.npy` writes its speaker embedding, and returns the stored
+    one for the same recording and export without running the model (--no-cache runs it).
+
     With --backend mil or coreml the registered export is checked first: a changed, missing or
     added file in it stops the run, naming the file (`zoo verify ID` says more).
     """
@@ -112,7 +131,13 @@ def run(
         )
     if backend not in BACKENDS:
         _fail(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}", EXIT_USAGE)
-    if (text is None) == (text_file is None):
+    spec = _model(ctx, model)
+    takes_voice = spec.input == "voice"
+    if takes_voice and (text is not None or text_file is not None):
+        _fail(f"{spec.name} takes no text: give the recording with --voice FILE.wav", EXIT_USAGE)
+    if takes_voice:
+        text = ""
+    elif (text is None) == (text_file is None):
         _fail(
             "give the text to speak either as TEXT or with --text-file PATH (- for standard input), not both"
             if text is not None
@@ -131,7 +156,6 @@ def run(
             _fail(f"--set expects KEY=VALUE, got {item!r}", EXIT_USAGE)
         k, v = item.split("=", 1)
         parsed[k] = v
-    spec = _model(ctx, model)
     source = _weights(weights, random_weights, seed)
     if source is not None and backend != "torch":
         _fail(
@@ -154,23 +178,50 @@ def run(
             checkpoint,
             timestamps,
             asr,
+            no_cache,
         )
     except UsageError as exc:
         _fail(str(exc), EXIT_USAGE)
     except BackendUnavailable as exc:
         _fail(str(exc), EXIT_FAILED)
+    doing = "speaking with" if spec.output == "audio" else "running"
     try:
-        with err.status(f"speaking with {spec.name} ({backend})…") as status:  # shown on a terminal only
+        with err.status(f"{doing} {spec.name} ({backend})…") as status:  # shown on a terminal only
 
             def progress(seconds: float) -> None:
                 status.update(f"speaking with {spec.name} ({backend})… {seconds:.1f} s of audio written to {output}")
 
-            summary = execute(host, request, registry, progress=None if as_json else progress)
+            def input_progress(done: float, total: float) -> None:
+                status.update(f"running {spec.name} ({backend})… {done:.1f} of {total:.1f} s of {voice} read")
+
+            summary = execute(
+                host,
+                request,
+                registry,
+                progress=None if as_json else progress,
+                input_progress=None if as_json else input_progress,
+            )
+    except UsageError as exc:  # what the run loop refuses of its input (a silent recording)
+        _fail(str(exc), EXIT_USAGE)
     except (BackendUnavailable, ValueError, KeyError) as exc:
         _fail(str(exc).strip("'\""), EXIT_FAILED)
     data = summary.as_dict(output, spec.name)
+    for note in summary.result.info.get("notes", []) if not as_json else []:
+        err.print(f"[yellow]! {note}[/]")
     if as_json:
         print(json.dumps(data, indent=1))
+    elif spec.output != "audio":
+        how = "from the run-result cache (--no-cache runs it)" if summary.cached else f"in {data['wall_seconds']:.2f} s"
+        calls = ", ".join(f"{k}×{v}" for k, v in data["calls"].items()) or "none"
+        out.print(
+            f"[green]✓[/] wrote {output}: {spec.output} {tuple(data['shape'])} {data['dtype']} from {data['frames']} "
+            f"frames {how} ({summary.source}); calls: {calls}"
+        )
+        if summary.random_weights:
+            err.print(
+                f"[yellow]! random weights: the real architecture with seeded random weights: the {spec.output} "
+                "describes nothing[/]"
+            )
     else:
         calls = ", ".join(f"{k}×{v}" for k, v in data["calls"].items())
         out.print(
