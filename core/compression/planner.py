@@ -65,6 +65,9 @@ class MixedTargets:
     spectral_db: float | None = None
     basis: str = ""
     integer: tuple[tuple[str, str], ...] = ()
+    #: every output not named otherwise (instead of MIXED_TARGET_DB): e.g. the SNR a component's
+    #: cosine gate implies (``cosine_snr_db``)
+    default_db: float | None = None
 
     def budget(self, output: str, values: Any) -> float:
         """The relative noise power ``output`` may carry, given its uncompressed values."""
@@ -80,7 +83,17 @@ class MixedTargets:
         named = dict(self.db)
         if output in named:
             return named[output]
-        return self.spectral_db if self.spectral_db is not None else MIXED_TARGET_DB
+        if self.spectral_db is not None:
+            return self.spectral_db
+        return self.default_db if self.default_db is not None else MIXED_TARGET_DB
+
+
+def cosine_snr_db(cosine: float) -> float:
+    """The SNR (dB) at which an output carrying noise uncorrelated with it keeps cosine similarity
+    ``cosine`` with its clean self: cos = 1 / sqrt(1 + 1/SNR), so SNR = 1 / (1/cos² - 1)."""
+    import math
+
+    return 10 * math.log10(1 / (1 / cosine**2 - 1))
 
 
 def layer_group(name: str) -> str:

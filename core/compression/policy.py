@@ -19,7 +19,7 @@ from typing import Iterable
 
 from ..plugin.spec import CompressedLoop, ModelSpec, Tolerance, Variant
 from ..validation.checks import Check
-from .planner import MixedTargets
+from .planner import MixedTargets, cosine_snr_db
 from .record import CompressionRecord
 
 #: a package bound: the tolerance the package levels apply, and the sentence saying why
@@ -74,7 +74,10 @@ class CompressionPolicy:
             broken = record.broken()
             return (Tolerance(snr_db_min=float("inf")), broken) if broken else None
         bound, basis = record.bound()
-        return Tolerance(snr_db_min=round(bound, 2)), basis
+        cosine = self.model.component(component).compressed_cosine
+        if cosine is not None:
+            basis += f"; cosine ≥ {cosine:g} declared by the model (what its mixed widths are planned for)"
+        return Tolerance(snr_db_min=round(bound, 2), cosine_min=cosine), basis
 
     def mixed_targets(self, component: str, moved: float | None) -> MixedTargets:
         """What the ``mixed`` compression aims at for each output of ``component``: integer outputs by their
@@ -85,6 +88,10 @@ class CompressionPolicy:
         precision = self.variant.precision
         integer = tuple(sorted(spec.integer_outputs.items()))
         if self.model.tolerance(component, precision, "mil").spectral_factor is None:
+            if spec.compressed_cosine is not None:
+                snr = cosine_snr_db(spec.compressed_cosine)
+                basis = f"cosine ≥ {spec.compressed_cosine:g} to the uncompressed outputs: SNR {snr:.1f} dB"
+                return MixedTargets(basis=basis, integer=integer, default_db=snr)
             return MixedTargets(integer=integer)
         if not moved:
             raise ValueError(

@@ -233,6 +233,11 @@ class ComponentSpec:
     #: constants' names (coremltools derives them from the torch parameter paths), and why
     uncompressed: tuple[str, ...] = ()
     uncompressed_reason: str = ""
+    #: compressed variants: the outputs' cosine similarity to the uncompressed package's must be at
+    #: least this (a gate beside the measured SNR bound), and the ``mixed`` compression plans its
+    #: widths for the SNR that cosine implies (``compression.planner.cosine_snr_db``). For outputs
+    #: judged by direction (an embedding compared by cosine); None: the SNR bound and 20 dB target
+    compressed_cosine: float | None = None
 
 
 @dataclass(frozen=True)
