@@ -21,6 +21,8 @@ from .options import FULL, SMALL, SpeakerOptions
 __version__ = "0.1.0"
 
 MODEL = "qwen3_speaker"
+#: see the encoder's ComponentSpec
+COMPRESSED_COSINE = 0.995
 
 
 class Qwen3Speaker(ModelPlugin):
@@ -47,6 +49,10 @@ class Qwen3Speaker(ModelPlugin):
                         "encoder",
                         "log-mels [1, 128, 1, bucket frames] + valid frames -> embedding [1, enc_dim]",
                         functions=tuple(f"s{s}" for s in FULL.buckets),
+                        # an embedding is compared by its direction: compressed variants keep cosine >= 0.995
+                        # to the uncompressed package's, which is the 20 dB (1 % noise power) every other
+                        # model's mixed aims at, said as a cosine; mixed plans its widths for it
+                        compressed_cosine=COMPRESSED_COSINE,
                     ),
                 ),
                 hub_repo=CHECKPOINTS[DEFAULT_CHECKPOINT][0],
