@@ -12,6 +12,9 @@ from typing import Any
 
 import numpy as np
 
+#: frames transformed at once (256 frames of 1024 samples: 2 MB of float64 per intermediate)
+FRAMES_PER_BLOCK = 256
+
 
 def hann(length: int) -> Any:
     """The periodic Hann window (``torch.hann_window``'s default): 0.5 - 0.5 cos(2πk / length)."""
@@ -23,11 +26,14 @@ def log_mel(audio: Any, basis: Any, n_fft: int, hop: int, log_floor: float, magn
     pad = (n_fft - hop) // 2
     y = np.pad(np.asarray(audio, np.float64), pad, mode="reflect")
     count = (y.size - n_fft) // hop + 1
-    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop][:count]
-    spectrum = np.fft.rfft(frames * hann(n_fft), axis=1)
-    magnitude = np.sqrt(spectrum.real**2 + spectrum.imag**2 + magnitude_eps)
-    energies = magnitude @ np.asarray(basis, np.float64).T
-    return np.log(np.maximum(energies, log_floor)).astype(np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(y, n_fft)[::hop][:count]  # a view: no copy
+    window, weights = hann(n_fft), np.asarray(basis, np.float64).T
+    out = np.empty((count, weights.shape[1]), np.float32)
+    for start in range(0, count, FRAMES_PER_BLOCK):  # a block of frames at a time: memory stays small
+        spectrum = np.fft.rfft(frames[start : start + FRAMES_PER_BLOCK] * window, axis=1)
+        magnitude = np.sqrt(spectrum.real**2 + spectrum.imag**2 + magnitude_eps)
+        out[start : start + FRAMES_PER_BLOCK] = np.log(np.maximum(magnitude @ weights, log_floor))
+    return out
 
 
 def mel_basis() -> Any:

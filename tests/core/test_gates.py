@@ -90,6 +90,7 @@ GRID = {
     "pocket_tts": ("small-fp32", {}),
     "vibevoice": ("small-fp32", {}),
     "kokoro": ("small-fp32", {"predictor": (["tokens32"], None), "decoder": (None, 1)}),
+    "qwen3_speaker": ("small-fp32", {}),
 }
 #: where upstream itself overflows, so no gate can pass: it must fail, saying why. KModel's decoder
 #: with every weight x4 produces no finite sample (exp of the generator's log-magnitudes).
@@ -99,7 +100,11 @@ OVERFLOWS = {("kokoro", "decoder", 4.0)}
 @pytest.mark.slow
 @pytest.mark.parametrize("plugin", sorted(GRID))
 def test_reference_gates_hold_across_seeds_and_weight_scales(plugin):
-    pytest.importorskip({"pocket_tts": "pocket_tts", "kokoro": "kokoro", "vibevoice": "transformers"}[plugin])
+    pytest.importorskip(
+        {"pocket_tts": "pocket_tts", "kokoro": "kokoro", "vibevoice": "transformers", "qwen3_speaker": "librosa"}[
+            plugin
+        ]
+    )
     variant, subset = GRID[plugin]
     for seed in SEEDS:
         subject = Subject(plugin, variant, seed)

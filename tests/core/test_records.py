@@ -57,7 +57,7 @@ def test_built_in_variant_options_parse_into_their_records():
     from zoo.core.plugin.spec import Variant
 
     host = PluginHost()
-    for name in ("pocket_tts", "kokoro", "vibevoice"):
+    for name in ("pocket_tts", "kokoro", "vibevoice", "qwen3_speaker"):
         plugin = host.implementation(host.model(name))
         for variant in host.model(name).variants.values():
             assert isinstance(plugin.options(variant), plugin.options_type)

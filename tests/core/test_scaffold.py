@@ -84,7 +84,7 @@ def test_new_plugin_never_touches_an_existing_directory(zoo: Zoo):
     assert not [p for p in zoo.workdir.iterdir() if p.name.startswith(".mine.")]  # no leftover temporary directory
 
 
-@pytest.mark.parametrize("plugin", ["pocket_tts", "kokoro", "vibevoice"])
+@pytest.mark.parametrize("plugin", ["pocket_tts", "kokoro", "vibevoice", "qwen3_tts"])
 def test_built_in_plugins_are_laid_out_on_the_skeleton(plugin: str):
     folder = ROOT / "plugins" / plugin
     assert SKELETON <= {p.name for p in folder.glob("*.py")}
