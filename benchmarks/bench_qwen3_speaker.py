@@ -112,9 +112,10 @@ def main() -> None:
         f"({'passed' if gate_ok else 'NOT passed'})"
     )
     for name, c in per_call.items():
+        verdict = "met" if c["ratio"] <= INTERPRETER_GOAL else "MISSED"
         print(
             f"{name}: interpreter {c['mil_s'] * 1000:.0f} ms vs torch {c['torch_s'] * 1000:.0f} ms per call = "
-            f"{c['ratio']:.2f}x (goal <= {INTERPRETER_GOAL:g}x: {'met' if c['ratio'] <= INTERPRETER_GOAL else 'MISSED'})"
+            f"{c['ratio']:.2f}x (goal <= {INTERPRETER_GOAL:g}x: {verdict})"
         )
 
 
