@@ -152,6 +152,7 @@ LONGEST_FIRST = (
     "test_pocket_export.py",  # 100
     "test_pocket_checkpoints.py",  # 90: four small exports (one 8 layers deep), 27 checkpoints' components
     "test_vibevoice_export.py",  # 75
+    "test_qwen3_speaker_export.py",  # 160 alone (measured 2026-12-03): four small exports, runs
     "test_mil_conformance.py",  # 70
     "test_gates.py",  # 45: the kokoro grid is 30 since the tests' kokoro decoder is narrow
     "test_kokoro_loop.py",  # 25
