@@ -124,6 +124,16 @@ class SERes2Net(nn.Module):
         return self.se(h, mask, count) + x
 
 
+def masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis of the real frames only (upstream: ``masked_fill(-inf)`` then softmax),
+    with no infinity in the graph: the shift is the largest real logit (found with the smallest logit of
+    all standing in for the padding), the padding's exponent is 0 and its weight is multiplied away."""
+    lowest = logits.amin(dim=3, keepdim=True)
+    peak = torch.where(mask > 0, logits, lowest).amax(dim=3, keepdim=True)
+    weights = torch.exp(torch.where(mask > 0, logits - peak, torch.zeros_like(logits))) * mask
+    return weights / weights.sum(dim=3, keepdim=True)
+
+
 class AttentivePooling(nn.Module):
     """``AttentiveStatisticsPooling`` over the real frames: x [1, C, 1, T] -> [1, 2C, 1, 1] (the
     attention-weighted mean and standard deviation of each channel)."""
@@ -145,8 +155,7 @@ class AttentivePooling(nn.Module):
         # the bucket's frames as a constant, never read from x.shape (shape arithmetic does not convert)
         context = torch.cat([x, mean.expand(-1, -1, -1, self.length), std.expand(-1, -1, -1, self.length)], dim=1)
         attention = self.conv(torch.tanh(self.tdnn(context, valid)))
-        attention = torch.where(mask > 0, attention, torch.full_like(attention, float("-inf")))
-        mean, std = self._statistics(x, torch.softmax(attention, dim=3))
+        mean, std = self._statistics(x, masked_softmax(attention, mask))
         return torch.cat([mean, std], dim=1)
 
 
