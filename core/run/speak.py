@@ -368,7 +368,7 @@ def check_output(output: Path, registry: Registry, flag: str = "-o") -> None:
 def _check_voice(model: Any, voice: str | None, voices: list[str] | None) -> None:
     if voice is None:
         return
-    looks_like_file = voice.lower().endswith(".wav") or "/" in voice
+    looks_like_file = model.input == "voice" or voice.lower().endswith(".wav") or "/" in voice
     if looks_like_file:
         if not model.clones_voices:
             raise UsageError(
