@@ -90,6 +90,7 @@ def test_export_run_each_bucket_cache_and_bad_input(zoo):
         (["hello", "--voice", str(wav), "-o", str(zoo.workdir / "x.npy")], "takes no text"),
         (["--voice", str(wav), "-o", str(zoo.workdir / "x.wav")], ".npy or .json"),
         (["-o", str(zoo.workdir / "x.npy")], "--voice FILE.wav"),
+        (["--voice", "alloy", "-o", str(zoo.workdir / "x.npy")], "no such WAV file"),
     ):
         refused = zoo("run", "qwen3_speaker", *args, "--backend", "mil")
         assert refused.returncode == 2 and words in refused.stderr.replace("\n", " "), (args, refused.stderr)
