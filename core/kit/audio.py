@@ -8,8 +8,9 @@ claims, and every error names the file.
 from __future__ import annotations
 
 import wave
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 #: sample rates a WAV may have; anything else is refused before reading the audio
 WAV_RATES = (8000, 192000)
@@ -91,29 +92,37 @@ def _check_header(w: Any, path: Path, what: str) -> tuple[int, int]:
     return rate, channels
 
 
-def _blocks(path: str | Path, frames_per_block: int | None, max_seconds: float | None, what: str) -> Any:
-    """Yield (rate, channels, raw little-endian int16 bytes) of successive blocks of whole frames."""
-    path = Path(path)
+@contextmanager
+def _opened(path: Path, what: str) -> Iterator[tuple[Any, int, int]]:
+    """The WAV open for reading, its header checked: (reader, rate, channels); every failure of
+    reading it, in the header or later, a ValueError naming the file."""
     if not path.is_file():
         raise ValueError(f"{what} {path} does not exist")
     try:
         with wave.open(str(path), "rb") as w:
             rate, channels = _check_header(w, path, what)
-            left = w.getnframes() if max_seconds is None else min(w.getnframes(), int(max_seconds * rate) + 1)
-            while left > 0:
-                raw = w.readframes(min(left, frames_per_block or left))
-                if not raw:
-                    break
-                if len(raw) % 2:
-                    raise ValueError(
-                        f"{what} {path} is truncated: its audio data ends in the middle of a sample ({len(raw)} bytes)"
-                    )
-                left -= len(raw) // (2 * channels)
-                yield rate, channels, raw
+            yield w, rate, channels
     except wave.Error as exc:
         raise ValueError(f"{what} {path} is not a readable WAV file: {exc}") from None
     except (EOFError, OSError) as exc:
         raise ValueError(f"{what} {path} is truncated or unreadable ({type(exc).__name__}: {exc})") from None
+
+
+def _blocks(path: str | Path, frames_per_block: int | None, max_seconds: float | None, what: str) -> Any:
+    """Yield (rate, channels, raw little-endian int16 bytes) of successive blocks of whole frames."""
+    path = Path(path)
+    with _opened(path, what) as (w, rate, channels):
+        left = w.getnframes() if max_seconds is None else min(w.getnframes(), int(max_seconds * rate) + 1)
+        while left > 0:
+            raw = w.readframes(min(left, frames_per_block or left))
+            if not raw:
+                break
+            if len(raw) % 2:
+                raise ValueError(
+                    f"{what} {path} is truncated: its audio data ends in the middle of a sample ({len(raw)} bytes)"
+                )
+            left -= len(raw) // (2 * channels)
+            yield rate, channels, raw
 
 
 def _mono(raw: bytes, channels: int) -> Any:
@@ -148,17 +157,8 @@ def iter_wav(path: str | Path, block_seconds: float, what: str = "WAV file") -> 
 
 def wav_seconds(path: str | Path, what: str = "WAV file") -> tuple[float, int]:
     """(seconds of audio the WAV holds, its sample rate), read from the header only (checked as ``read_wav``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{what} {path} does not exist")
-    try:
-        with wave.open(str(path), "rb") as w:
-            rate, _ = _check_header(w, path, what)
-            return w.getnframes() / rate, rate
-    except wave.Error as exc:
-        raise ValueError(f"{what} {path} is not a readable WAV file: {exc}") from None
-    except (EOFError, OSError) as exc:
-        raise ValueError(f"{what} {path} is truncated or unreadable ({type(exc).__name__}: {exc})") from None
+    with _opened(Path(path), what) as (w, rate, _):
+        return w.getnframes() / rate, rate
 
 
 def wav_digest(path: str | Path, what: str = "WAV file") -> str:
