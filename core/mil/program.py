@@ -58,6 +58,23 @@ DATA_MOVEMENT = frozenset(
 )
 
 
+#: ops whose output values are each one of their inputs' values (or 0): given fp16 inputs, their
+#: fp16 output needs no rounding (rounding it would return it unchanged, at the cost of a pass)
+VALUE_SELECTING = frozenset({"relu", "maximum", "minimum", "reduce_max", "reduce_min"})
+
+
+def _selects_fp16(op: Any) -> bool:
+    """A value-selecting op whose every floating-point input is fp16 (its output is then fp16-exact)."""
+    if op.op_type not in VALUE_SELECTING:
+        return False
+    floats = [
+        _np_type(v.dtype)
+        for v in op.inputs.values()
+        if not isinstance(v, (list, tuple)) and np.dtype(_np_type(v.dtype)).kind == "f"
+    ]
+    return bool(floats) and all(t == np.float16 for t in floats)
+
+
 def _np_type(builtin: Any) -> Any:
     from coremltools.converters.mil.mil import types
 
@@ -73,7 +90,7 @@ class _Step:
     args: list[tuple[str, str, Any]]  # (param, kind: const|var|list, payload)
     outputs: list[tuple[str, Any, tuple[int | None, ...]]]  # (name, numpy type, static shape)
     state: str | None = None  # read_state / coreml_update_state: the state name
-    moves: bool = False  # a data-movement op (see DATA_MOVEMENT)
+    moves: bool = False  # a data-movement op (see DATA_MOVEMENT), or one selecting among fp16 values
     #: values no later step reads (nor the function returns): freed once this step ran, so
     #: memory holds the live values only, not every intermediate of the call
     release: tuple[str, ...] = ()
@@ -227,7 +244,16 @@ class MilProgram:
                     args.append((param, "var", value.name))
             outs = [(o.name, _np_type(o.dtype), _static_shape(o)) for o in op.outputs]
             mil_fn.steps.append(
-                _Step(index, op.op_type, op.name, kernel, args, outs, state_name, op.op_type in DATA_MOVEMENT)
+                _Step(
+                    index,
+                    op.op_type,
+                    op.name,
+                    kernel,
+                    args,
+                    outs,
+                    state_name,
+                    op.op_type in DATA_MOVEMENT or _selects_fp16(op),
+                )
             )
         if unsupported:
             where = "; ".join(f"{t} at {w}" for t, w in sorted(unsupported.items()))

@@ -8,6 +8,7 @@ time and shipped with the export: the run loop needs no librosa), log of the ene
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,7 @@ def log_mel(audio: Any, basis: Any, n_fft: int, hop: int, log_floor: float, magn
     return out
 
 
+@lru_cache(maxsize=1)
 def mel_basis() -> Any:
     """The filterbank upstream builds (``librosa.filters.mel``, slaney scale and norm) [mels, n_fft/2 + 1],
     float32 as upstream keeps it; export time only (librosa is the reference's dependency)."""

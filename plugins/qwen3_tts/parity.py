@@ -14,25 +14,13 @@ from ...core.kit.audio import read_wav, write_wav
 from . import loop
 from .config import SAMPLE_RATE
 from .options import SpeakerOptions
+from .signals import voice_clip
 
 #: the loop in fp32 (numpy front end in float64 rounded to float32, the port's masked buckets) against
 #: upstream in fp32 on the unpadded clip: cosine of the embeddings. Measured (small, seeds 0-2, clips
 #: 0.7 x each bucket): 1 - cosine <= 3e-12; a front end with htk mels or constant padding, or pooling
 #: over the padding: 1 - cosine >= 1e-3 (tests/plugins/qwen3_tts)
 TOLERANCE = Tolerance(cosine_min=1 - 1e-7)
-
-
-def voice_clip(seconds: float, seed: int = 0) -> Any:
-    """A voiced-like test signal: a 120-180 Hz harmonic series with vibrato, amplitude-modulated
-    syllables and a little noise, at 24 kHz in [-0.5, 0.5] (16-bit exact after a WAV round trip)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
-    f0 = 120 + 60 * rng.random() + 8 * np.sin(2 * np.pi * 5 * t)
-    phase = 2 * np.pi * np.cumsum(f0) / SAMPLE_RATE
-    voiced = sum(np.sin(k * phase + rng.random()) / k for k in range(1, 12))
-    syllables = 0.55 + 0.45 * np.sin(2 * np.pi * (3 + rng.random()) * t) ** 2
-    audio = 0.15 * voiced * syllables + 0.01 * rng.standard_normal(t.size)
-    return (np.round(np.clip(audio, -0.5, 0.5) * 32767) / 32768).astype(np.float32)
 
 
 def upstream_embedding(reference: Any, audio: Any) -> Any:

@@ -20,8 +20,9 @@ if find_spec("qwen_tts") is None:
 pytestmark = pytest.mark.slow
 
 from zoo.plugins.qwen3_tts.options import SMALL  # noqa: E402
-from zoo.plugins.qwen3_tts.parity import upstream_embedding, voice_clip  # noqa: E402
+from zoo.plugins.qwen3_tts.parity import upstream_embedding  # noqa: E402
 from zoo.plugins.qwen3_tts.reference import load  # noqa: E402
+from zoo.plugins.qwen3_tts.signals import voice_clip  # noqa: E402
 
 
 def cosine(a, b) -> float:
