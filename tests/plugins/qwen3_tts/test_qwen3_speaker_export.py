@@ -104,8 +104,27 @@ def test_export_run_each_bucket_cache_and_bad_input(zoo):
         assert refused.returncode == 2 and words in refused.stderr.replace("\n", " "), (args, refused.stderr)
     assert not list(zoo.workdir.glob("x.*"))
 
-    # zoo eval scores speech: refused for an embedding model; zoo info says what it takes and makes
+    # the torch traceables from the same seeded weights: no export, no cache, the same embedding
+    torch_run = json.loads(
+        zoo(
+            "run",
+            "qwen3_speaker",
+            "--voice",
+            str(wav),
+            "-o",
+            str(zoo.workdir / "t.npy"),
+            "--random-weights",
+            "--json",
+            check=True,
+        ).stdout
+    )
+    assert torch_run["backend"] == "torch" and not torch_run["cached"]
+    assert cosine(np.load(zoo.workdir / "t.npy"), got) >= mil["threshold"]
+
+    # zoo eval and export --asr score speech: refused for an embedding model; zoo info says what it takes and makes
     assert zoo("eval", "qwen3_speaker").returncode == 2
+    asr = zoo("export", "qwen3_speaker", "--random-weights", "--variant", "small-fp16-w8", "--asr", str(zoo.workdir))
+    assert asr.returncode == 2 and "outputs embedding" in asr.stderr
     info = json.loads(zoo("info", "qwen3_speaker", "--json", check=True).stdout)
     assert (info["input"], info["output"]) == ("voice", "embedding")
     assert info["components"][0]["functions"] == ["s3", "s6", "s12"]
