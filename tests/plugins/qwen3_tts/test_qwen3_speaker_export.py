@@ -114,6 +114,8 @@ def test_export_run_each_bucket_cache_and_bad_input(zoo):
             "-o",
             str(zoo.workdir / "t.npy"),
             "--random-weights",
+            "--variant",
+            "small-fp16",
             "--json",
             check=True,
         ).stdout
