@@ -44,7 +44,7 @@ def test_every_command_help_names_its_arguments_and_explains_every_option():
 
     group = typer.main.get_command(app)
     names = sorted(group.commands)
-    assert names == ["eval", "export", "info", "list", "new-plugin", "rm", "run", "verify"]
+    assert names == ["eval", "export", "info", "list", "new-plugin", "publish", "rm", "run", "verify"]
 
     def problems(name: str, command: typer.core.TyperCommand) -> list[str]:
         text = CliRunner().invoke(app, [name, "--help"], terminal_width=100).output

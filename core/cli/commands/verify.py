@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -23,7 +24,12 @@ from ..common import (
 @command()
 def verify(
     ctx: typer.Context,
-    key: str = typer.Argument("", metavar="MODEL|ID", help="only exports of this model, or this export id"),
+    key: str = typer.Argument(
+        "",
+        metavar="MODEL|ID|DIR",
+        help="only exports of this model, or this export id; or a folder `zoo publish` wrote, checked on its own "
+        "against its manifest (no registry)",
+    ),
     execute: bool = typer.Option(
         False,
         "--execute",
@@ -37,12 +43,18 @@ def verify(
 ) -> None:
     """Re-hash every registered package, constant and parity file; exit 1 naming anything changed or missing.
 
+    Given a folder `zoo publish` wrote, check it alone: every file its manifest lists is there with its
+    size and sha256, and nothing else is (exit 1 naming each difference).
+
     With --execute, each intact package is also executed on its recorded parity
     inputs and compared with the recorded torch outputs, against the thresholds
     the export was judged by.
     """
     from ...registry.verify import verify as run_verify
 
+    if key and Path(key).is_dir():
+        _verify_folder(Path(key), execute, as_json)
+        return
     if checkpoint is not None and not checkpoint.strip():
         _fail("--checkpoint is empty; give a checkpoint name or leave the option out", EXIT_USAGE)
     registry = _registry_or_exit(ctx)
@@ -101,5 +113,32 @@ def verify(
         if not entries:
             out.print(f"no exports in {registry.path}")
         _print_orphans(orphans)
+    if problems:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _verify_folder(folder: Path, execute: bool, as_json: bool) -> None:
+    from ...release.folder import verify_folder
+    from ...release.manifest import ManifestError
+
+    if execute:
+        _fail(
+            "--execute on a published folder is not built yet: `zoo verify DIR` checks its files against the "
+            "manifest; execute the export it came from with `zoo verify ID --execute`",
+            EXIT_USAGE,
+        )
+    try:
+        problems = verify_folder(folder)
+    except ManifestError as exc:
+        _fail(str(exc), EXIT_FAILED)
+    if as_json:
+        print(
+            json.dumps({"folder": str(folder), "ok": not problems, "problems": [vars(p) for p in problems]}, indent=1)
+        )
+    else:
+        for p in problems:
+            out.print(f"[red]✗[/] {folder}: {p.path} {p.message}")
+        if not problems:
+            out.print(f"[green]✓[/] {folder}: every file matches its manifest, and nothing else is there")
     if problems:
         raise typer.Exit(EXIT_FAILED)

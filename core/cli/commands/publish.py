@@ -1,0 +1,59 @@
+"""`zoo publish`: a registered export as a folder to ship, with its manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..common import EXIT_FAILED, EXIT_USAGE, _fail, _registry_or_exit, command, err, out
+
+
+@command()
+def publish(
+    ctx: typer.Context,
+    key: str = typer.Argument(..., metavar="ID", help="the export to publish (`zoo list` shows the ids)"),
+    directory: Optional[Path] = typer.Option(
+        None, "--dir", help="the folder to write (new, or empty) \\[default: published/ID]"
+    ),
+    as_json: bool = typer.Option(False, "--json", metavar="", help="print the manifest as one JSON object"),
+) -> None:
+    """Copy an export's packages and constants into a new folder with manifest.json: each package's
+    functions, inputs, outputs and states as its CoreML specification declares them, the deployment
+    target it needs (checked against its variant's), each constants file's arrays, and every file's
+    size and sha256. The export is verified first; the folder is built aside and renamed into place.
+    `zoo verify DIR` checks such a folder on its own.
+    """
+    from .... import __version__
+    from ...release.folder import PublishError, default_dir
+    from ...release.folder import publish as run_publish
+    from ...release.manifest import ManifestError
+
+    registry = _registry_or_exit(ctx)
+    entry = next((e for e in registry.exports() if e.id == key), None)
+    if entry is None:
+        _fail(f"no export {key!r} in {registry.path} (see `zoo list`)", EXIT_USAGE)
+    assert entry is not None
+    dest = directory if directory is not None else default_dir(entry)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        _fail(f"--dir {dest} exists and is not an empty directory; zoo publishes into a new one", EXIT_USAGE)
+    try:
+        with err.status(f"publishing {entry.id}…") as status:
+            manifest = run_publish(
+                registry, entry, dest, __version__, lambda step: status.update(f"publishing… {step}")
+            )
+    except (PublishError, ManifestError, OSError) as exc:
+        _fail(str(exc), EXIT_FAILED)
+    if manifest["weights"]["random"]:  # on stderr: said with --json too
+        err.print("[yellow]! made with seeded random weights: the packages run, but they are no usable model[/]")
+    if as_json:
+        print(json.dumps(manifest, indent=1))
+        return
+    size = sum(f["bytes"] for f in manifest["files"])
+    out.print(
+        f"[green]✓[/] published {entry.id} into {dest}: {len(manifest['packages'])} package(s), "
+        f"{len(manifest['constants'])} constants file(s), {len(manifest['files'])} files, {size / 1e6:.1f} MB; "
+        f"manifest.json (schema {manifest['schema_version']})"
+    )

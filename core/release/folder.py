@@ -1,0 +1,138 @@
+"""``zoo publish ID``: the export's packages and constants copied into a new folder with its
+``manifest.json``, built aside and renamed into place (a reader never sees half a folder; a failure
+leaves nothing). ``zoo verify DIR``: such a folder checked on its own, against its manifest only."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from ..registry.entry import ExportEntry
+from ..registry.store import Registry
+from ..registry.verify import verify_entry
+from ..util.files import current_umask
+from ..util.hashing import file_sha256, tree_sha256
+from . import manifest as mf
+
+#: the largest manifest ``zoo verify DIR`` reads (a folder's manifest is a few KB per package)
+MAX_MANIFEST_BYTES = 16 << 20
+
+
+class PublishError(ValueError):
+    """An export that cannot be published, or a destination zoo will not write (named)."""
+
+
+def default_dir(entry: ExportEntry) -> Path:
+    return Path("published") / entry.id
+
+
+def publish(
+    registry: Registry, entry: ExportEntry, dest: Path, zoo_version: str, progress: Callable[[str], None] = print
+) -> dict[str, Any]:
+    """Copy ``entry``'s packages and constants into ``dest`` (which must not exist, or be an empty
+    directory) with its manifest; the export is verified first and each copy checked against the
+    registry's sha256. Returns the manifest."""
+    if entry.status != "valid":
+        raise PublishError(f"export {entry.id} is not valid ({entry.status}); publish a valid export")
+    dest = Path(dest)
+    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+        raise PublishError(f"--dir {dest} exists and is not an empty directory; zoo publishes into a new one")
+    progress(f"verifying {entry.id}")
+    problems = verify_entry(registry, entry)
+    if problems:
+        raise PublishError(f"export {entry.id} fails `zoo verify`: {problems[0].message}; nothing was published")
+    parent = dest.resolve().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=parent))
+    try:
+        for item in [*entry.components, *entry.constants]:
+            source, target = registry.member(entry, item.path), staging / item.path
+            progress(f"copying {item.path}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if source.is_dir():
+                shutil.copytree(source, target, symlinks=False)
+                digest = tree_sha256(target)
+            else:
+                shutil.copyfile(source, target)
+                digest = file_sha256(target)
+            if digest != item.sha256:
+                raise PublishError(
+                    f"the copy of {item.path} does not match the registry's sha256; nothing was published"
+                )
+        progress("describing the packages")
+        manifest = mf.build(staging, entry, zoo_version)
+        (staging / mf.MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        mode = 0o777 & ~current_umask()
+        os.chmod(staging, mode)  # a folder like any other (mkdtemp gives 0700)
+        if dest.exists():
+            dest.rmdir()  # empty, checked above
+        os.rename(staging, dest)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+@dataclass(frozen=True)
+class FolderProblem:
+    path: str
+    message: str
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / mf.MANIFEST
+    if not path.is_file() or path.is_symlink():
+        raise mf.ManifestError(f"{folder} holds no {mf.MANIFEST}: not a folder `zoo publish` wrote")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise mf.ManifestError(f"{path} is larger than {MAX_MANIFEST_BYTES >> 20} MiB: not a manifest zoo wrote")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise mf.ManifestError(f"{path} is not JSON: {exc}") from None
+    if not isinstance(data, dict) or data.get("schema_version") != mf.SCHEMA_VERSION:
+        raise mf.ManifestError(
+            f"{path}: schema_version {data.get('schema_version') if isinstance(data, dict) else None!r}"
+            f" is not {mf.SCHEMA_VERSION}"
+        )
+    if not isinstance(data.get("files"), list):
+        raise mf.ManifestError(f"{path} lists no files")
+    return data
+
+
+def verify_folder(folder: Path, progress: Callable[[str], None] = lambda _: None) -> list[FolderProblem]:
+    """Every file the manifest lists is there, a regular file of its size and sha256, and nothing
+    else is (links and stray files named); paths that leave the folder are refused, never read."""
+    folder = Path(folder)
+    data = read_manifest(folder)
+    root = folder.resolve()
+    problems, listed = [], set()
+    for record in data["files"]:
+        rel = str(record.get("path", "")) if isinstance(record, dict) else ""
+        target = (folder / rel).resolve() if rel else root
+        if not rel or Path(rel).is_absolute() or root not in target.parents:
+            problems.append(FolderProblem(rel or "?", "the manifest names a path outside the folder: not read"))
+            continue
+        listed.add(rel)
+        path = folder / rel
+        progress(f"hashing {rel}")
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            problems.append(FolderProblem(rel, "is not a regular file"))
+        elif not path.exists():
+            problems.append(FolderProblem(rel, "is missing"))
+        elif path.stat().st_size != record.get("bytes"):
+            problems.append(
+                FolderProblem(rel, f"has {path.stat().st_size} bytes, the manifest says {record.get('bytes')}")
+            )
+        elif file_sha256(path) != record.get("sha256"):
+            problems.append(FolderProblem(rel, "has changed: its sha256 is not the manifest's"))
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if rel == mf.MANIFEST or rel in listed or (path.is_dir() and not path.is_symlink()):
+            continue
+        problems.append(FolderProblem(rel, "is not listed in the manifest (a stray file)"))
+    return problems

@@ -1,0 +1,108 @@
+"""`zoo publish ID` and `zoo verify DIR`: a folder to ship, described by a manifest read from the files
+(validated against the schema shipped in the repository), and checked on its own, with no registry."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pytest
+from conftest import Zoo
+
+from zoo.core.coreml.tools import load_package_spec
+from zoo.core.registry.store import Registry
+from zoo.core.release.manifest import SCHEMA_FILE
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory: pytest.TempPathFactory, tiny_site: Path) -> tuple[Zoo, Path, dict]:
+    """One tiny export, published once: (zoo, the folder, its manifest)."""
+    zoo = Zoo(tmp_path_factory.mktemp("publish"), [tiny_site])
+    zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), check=True)
+    entry = Registry(zoo.registry).exports()[0]
+    folder = zoo.workdir / "shipped"
+    proc = zoo("publish", entry.id, "--dir", str(folder), "--json", check=True)
+    assert "random weights" in proc.stderr.replace("\n", " ")
+    return zoo, folder, json.loads(proc.stdout)
+
+
+def copy(folder: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(folder, target)
+    return target
+
+
+def test_manifest_validates_and_describes_what_the_packages_declare(published):
+    zoo, folder, manifest = published
+    schema = json.loads(SCHEMA_FILE.read_text())
+    jsonschema.validate(manifest, schema)
+    assert json.loads((folder / "manifest.json").read_text()) == manifest
+    entry = Registry(zoo.registry).exports()[0]
+    assert manifest["export_id"] == entry.id and manifest["model"] == "tiny" and manifest["weights"]["random"]
+    assert set(manifest["packages"]) == {c.name for c in entry.components}
+    for name, package in manifest["packages"].items():  # the I/O coremltools reads from each spec
+        spec = load_package_spec(folder / package["path"])
+        described = {f.name: f for f in spec.description.functions} or {"main": spec.description}
+        assert set(package["functions"]) == set(described)
+        for fname, fn in described.items():
+            assert [i["name"] for i in package["functions"][fname]["inputs"]] == [x.name for x in fn.input]
+            assert [o["name"] for o in package["functions"][fname]["outputs"]] == [x.name for x in fn.output]
+            for got, feature in zip(package["functions"][fname]["inputs"], fn.input):
+                assert got["shape"] == list(feature.type.multiArrayType.shape)
+        assert package["spec_version"] == spec.specificationVersion
+    listed = {f["path"] for f in manifest["files"]}
+    on_disk = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {"manifest.json"}
+    assert listed == on_disk
+    # a schema that would accept anything proves nothing: a wrong manifest is refused
+    broken = {**manifest, "files": [{"path": "../escape", "bytes": 1, "sha256": "0" * 64}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)
+
+
+def test_verify_folder_passes_then_names_each_difference(published, tmp_path):
+    zoo, folder, manifest = published
+    ok = zoo("verify", str(folder), "--json", check=True)
+    assert json.loads(ok.stdout)["ok"]
+    big = max(manifest["files"], key=lambda f: f["bytes"])["path"]
+    small = min(manifest["files"], key=lambda f: f["bytes"])["path"]
+    for change, words in (
+        (
+            lambda d: (d / big).write_bytes(bytes([(d / big).read_bytes()[0] ^ 1]) + (d / big).read_bytes()[1:]),
+            "changed",
+        ),
+        (lambda d: (d / small).unlink(), "missing"),
+        (lambda d: (d / "stray.txt").write_text("mine"), "stray"),
+    ):
+        target = copy(folder, tmp_path)
+        change(target)
+        proc = zoo("verify", str(target))
+        assert proc.returncode == 1 and words in proc.stdout, (words, proc.stdout, proc.stderr)
+        shutil.rmtree(target)
+
+
+def test_publish_refuses_and_leaves_nothing(published, tmp_path):
+    zoo, folder, _ = published
+    entry = Registry(zoo.registry).exports()[0]
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "mine.txt").write_text("mine")
+    refused = zoo("publish", entry.id, "--dir", str(taken))
+    assert refused.returncode == 2 and "not an empty directory" in refused.stderr
+    assert [p.name for p in taken.iterdir()] == ["mine.txt"]
+    assert zoo("publish", "no-such-id", "--dir", str(tmp_path / "x")).returncode == 2
+    assert not (tmp_path / "x").exists()
+    # an export whose files changed is not published: zoo verify's verdict first, nothing written
+    package = next(p for p in (zoo.workdir / entry.path).rglob("weight.bin"))
+    saved = package.read_bytes()
+    try:
+        package.write_bytes(saved[:-1] + bytes([saved[-1] ^ 1]))
+        bad = zoo("publish", entry.id, "--dir", str(tmp_path / "y"))
+        assert bad.returncode == 1 and "nothing was published" in bad.stderr
+        assert not (tmp_path / "y").exists() and not list(tmp_path.glob(".y.*"))
+    finally:
+        package.write_bytes(saved)
+    assert zoo("verify", str(folder), "--execute").returncode == 2  # said, not pretended
