@@ -295,6 +295,9 @@ class ModelSpec:
     #: the languages the run loop speaks (ISO 639-1 codes, as ``zoo eval --lang`` takes them), each
     #: with the ``--set`` options that make it speak that language (``{}``: none needed)
     languages: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: {"en": {}})
+    #: the upstream weights' license as a model card names it (``apache-2.0``, ``mit``, ...); "" when the
+    #: plugin does not state it (a published card then says ``other``)
+    license: str = ""
     #: filled in by the core: the name of the plugin that registered the model
     plugin: str = ""
 

@@ -18,6 +18,10 @@ from ..registry.verify import verify_entry
 from ..util.files import current_umask
 from ..util.hashing import file_sha256, tree_sha256
 from . import manifest as mf
+from .card import model_card
+
+#: the model card's file name (what a hub shows)
+CARD = "README.md"
 
 #: the largest manifest ``zoo verify DIR`` reads (a folder's manifest is a few KB per package)
 MAX_MANIFEST_BYTES = 16 << 20
@@ -32,11 +36,17 @@ def default_dir(entry: ExportEntry) -> Path:
 
 
 def publish(
-    registry: Registry, entry: ExportEntry, dest: Path, zoo_version: str, progress: Callable[[str], None] = print
+    registry: Registry,
+    entry: ExportEntry,
+    dest: Path,
+    zoo_version: str,
+    spec: Any = None,
+    progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Copy ``entry``'s packages and constants into ``dest`` (which must not exist, or be an empty
-    directory) with its manifest; the export is verified first and each copy checked against the
-    registry's sha256. Returns the manifest."""
+    directory) with its model card (``README.md``; ``spec``: the model's ModelSpec, None when its
+    plugin is not installed) and its manifest; the export is verified first and each copy checked
+    against the registry's sha256. Returns the manifest."""
     if entry.status != "valid":
         raise PublishError(f"export {entry.id} is not valid ({entry.status}); publish a valid export")
     dest = Path(dest)
@@ -66,6 +76,8 @@ def publish(
                 )
         progress("describing the packages")
         manifest = mf.build(staging, entry, zoo_version)
+        (staging / CARD).write_text(model_card(entry, manifest, spec), encoding="utf-8")
+        manifest["files"] = mf.file_list(staging)  # the card too
         (staging / mf.MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         mode = 0o777 & ~current_umask()
         os.chmod(staging, mode)  # a folder like any other (mkdtemp gives 0700)

@@ -115,6 +115,15 @@ def check_target(entry: ExportEntry, packages: dict[str, dict[str, Any]]) -> Non
             )
 
 
+def file_list(folder: Path) -> list[dict[str, Any]]:
+    """Every file of ``folder`` but the manifest: relative path, size and sha256."""
+    return [
+        {"path": p.relative_to(folder).as_posix(), "bytes": p.stat().st_size, "sha256": file_sha256(p)}
+        for p in tree_files(folder)
+        if p.relative_to(folder).as_posix() != MANIFEST
+    ]
+
+
 def build(folder: Path, entry: ExportEntry, zoo_version: str) -> dict[str, Any]:
     """The manifest of ``folder`` (the export's packages and constants copied in, under their export
     paths) as it is on disk."""
@@ -129,11 +138,7 @@ def build(folder: Path, entry: ExportEntry, zoo_version: str) -> dict[str, Any]:
             "kind": kind,
             **({"arrays": safetensors_arrays(path)} if kind == "safetensors" else {}),
         }
-    files = [
-        {"path": p.relative_to(folder).as_posix(), "bytes": p.stat().st_size, "sha256": file_sha256(p)}
-        for p in tree_files(folder)
-        if p.relative_to(folder).as_posix() != MANIFEST
-    ]
+    files = file_list(folder)
     weights = dict(entry.weights)
     return {
         "schema_version": SCHEMA_VERSION,

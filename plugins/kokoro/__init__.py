@@ -80,6 +80,7 @@ class Kokoro(ModelPlugin):
                 revision=HUB_REVISION,
                 sample_rate=24000,
                 required_level="mil",
+                license="apache-2.0",  # the hub repository's card says so
                 run_settings=RUN_SETTINGS,
                 compressed_loop=COMPRESSED_LOOP,
                 # ISO 639-1 -> the run option that speaks it (zoo eval --lang): upstream's codes

@@ -64,6 +64,7 @@ class Qwen3Speaker(ModelPlugin):
                 revision=CHECKPOINTS[DEFAULT_CHECKPOINT][1],
                 sample_rate=24000,
                 required_level="mil",
+                license="apache-2.0",  # the hub repository's card says so
                 checkpoints={
                     name: Checkpoint(
                         name,

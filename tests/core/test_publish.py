@@ -106,3 +106,60 @@ def test_publish_refuses_and_leaves_nothing(published, tmp_path):
     finally:
         package.write_bytes(saved)
     assert zoo("verify", str(folder), "--execute").returncode == 2  # said, not pretended
+
+
+def test_card_says_what_the_registry_says(published):
+    """The model card: front matter, the random-weights banner first, and a validation table whose every
+    row is the registry's record (each figure parsed back equals the recorded value to 6 digits)."""
+    import yaml
+
+    zoo, folder, manifest = published
+    card = (folder / "README.md").read_text()
+    assert "README.md" in {f["path"] for f in manifest["files"]}
+    _, front, body = card.split("---\n", 2)
+    meta = yaml.safe_load(front)
+    assert meta["library_name"] == "coreml" and "coreml" in meta["tags"] and meta["license"]
+    assert body.lstrip().startswith("> **Not a usable model.**")
+    entry = Registry(zoo.registry).exports()[0]
+    table = body.split("## Validation", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split(" | ")] for line in table.splitlines() if line.startswith("| ")]
+    rows = rows[2:]  # header and rule
+    assert len(rows) == len(entry.validation) > 0
+    for row, record in zip(rows, entry.validation):
+        level, component, metric, value, bound, status = row[:6]
+        assert (level, component, metric, status) == (
+            record["level"],
+            record["component"],
+            record.get("metric", ""),
+            record["status"],
+        )
+        for shown, recorded in ((value, record.get("value")), (bound, record.get("threshold"))):
+            if isinstance(recorded, float):
+                assert float(shown) == pytest.approx(recorded, rel=1e-5), (shown, recorded)
+    for name, package in manifest["packages"].items():
+        assert f"| `{name}` |" in body and package["needs"] in body
+
+
+def test_a_package_needing_a_later_target_than_its_variant_is_refused():
+    """The target on the card comes from the packages: an iOS18 package (states, grouped tables,
+    multifunction) in a variant declared iOS17 is an export error, named."""
+    from zoo.core.registry.entry import ExportEntry
+    from zoo.core.release.manifest import ManifestError, check_target
+
+    entry = ExportEntry.from_table(
+        {
+            "id": "m-fp16-x",
+            "model": "m",
+            "validation_level": "mil",
+            "created_at": "2026-12-03T00:00:00Z",
+            "path": "m-fp16-x",
+            "plugin": {"name": "p", "version": "1"},
+            "variant": {"name": "fp16", "precision": "fp16", "target": "iOS17"},
+            "weights": {"kind": "random"},
+            "tools": {},
+            "components": [],
+        }
+    )
+    check_target(entry, {"lm": {"spec_version": 8, "needs": "iOS17"}})  # what it declares: fine
+    with pytest.raises(ManifestError, match="needs iOS18 .* declares iOS17"):
+        check_target(entry, {"lm": {"spec_version": 9, "needs": "iOS18"}})

@@ -20,7 +20,8 @@ def publish(
     ),
     as_json: bool = typer.Option(False, "--json", metavar="", help="print the manifest as one JSON object"),
 ) -> None:
-    """Copy an export's packages and constants into a new folder with manifest.json: each package's
+    """Copy an export's packages and constants into a new folder with a model card (README.md, every
+    figure from the registry) and manifest.json: each package's
     functions, inputs, outputs and states as its CoreML specification declares them, the deployment
     target it needs (checked against its variant's), each constants file's arrays, and every file's
     size and sha256. The export is verified first; the folder is built aside and renamed into place.
@@ -42,7 +43,7 @@ def publish(
     try:
         with err.status(f"publishing {entry.id}…") as status:
             manifest = run_publish(
-                registry, entry, dest, __version__, lambda step: status.update(f"publishing… {step}")
+                registry, entry, dest, __version__, _spec(ctx, entry.model), lambda s: status.update(f"publishing… {s}")
             )
     except (PublishError, ManifestError, OSError) as exc:
         _fail(str(exc), EXIT_FAILED)
@@ -57,3 +58,10 @@ def publish(
         f"{len(manifest['constants'])} constants file(s), {len(manifest['files'])} files, {size / 1e6:.1f} MB; "
         f"manifest.json (schema {manifest['schema_version']})"
     )
+
+
+def _spec(ctx: typer.Context, model: str) -> object:
+    """The model's ModelSpec when its plugin is installed (the card then says more); None otherwise."""
+    from ..common import _state
+
+    return _state(ctx).host().models.get(model)

@@ -1,0 +1,132 @@
+"""The model card of a published folder (its ``README.md``): Hugging Face front matter, then what the
+export is, where it came from, its packages, how it was validated and compressed, and how to run it —
+every figure taken from the registry entry and the manifest as they are, never written by a person,
+so the card and the registry cannot disagree (the tests read both)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..registry.entry import ExportEntry
+
+PIPELINE_TAGS = {"audio": "text-to-speech", "embedding": "feature-extraction", "tokens": "audio-to-audio"}
+
+
+def figure(value: Any) -> str:
+    """A recorded value as the card prints it (6 significant digits; the tests parse it back)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:.6g}"
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def front_matter(entry: ExportEntry, spec: Any) -> str:
+    lines = ["---", f"license: {getattr(spec, 'license', '') or 'other'}"]
+    checkpoint = spec.checkpoints.get(entry.checkpoint(spec.default_checkpoint)) if spec is not None else None
+    base = (checkpoint.hub_repo if checkpoint is not None and checkpoint.hub_repo else None) or (
+        spec.hub_repo if spec is not None else None
+    )
+    if base:
+        lines.append(f"base_model: {base}")
+    languages = sorted(spec.languages) if spec is not None else []
+    if languages:
+        lines += ["language:", *[f"- {code}" for code in languages]]
+    lines += ["library_name: coreml", f"pipeline_tag: {PIPELINE_TAGS[spec.output if spec is not None else 'audio']}"]
+    lines += ["tags:", "- coreml", "- zoo", f"- {entry.model}", "---", ""]
+    return "\n".join(lines)
+
+
+def model_card(entry: ExportEntry, manifest: dict[str, Any], spec: Any) -> str:
+    """``README.md`` of the folder: ``spec`` is the model's ModelSpec when its plugin is installed."""
+    out = [front_matter(entry, spec)]
+    if entry.random_weights:
+        out.append(
+            "> **Not a usable model.** Made from the real architecture with seeded random weights "
+            f"({entry.weights.get('source', 'random')}): the packages run and were validated against upstream "
+            "with the same weights, but they make no speech and describe no voice.\n"
+        )
+    out.append(f"# {entry.model} — {entry.variant_name} (CoreML)\n")
+    if spec is not None:
+        out.append(f"{spec.summary}\n")
+    out.append("## Packages\n")
+    out.append("| package | functions | MB | needs | inputs → outputs |")
+    out.append("| --- | --- | --- | --- | --- |")
+    sizes = {c.name: c.bytes for c in entry.components}
+    for name, package in manifest["packages"].items():
+        first = next(iter(package["functions"].values()))
+        io = ", ".join(i["name"] for i in first["inputs"]) + " → " + ", ".join(o["name"] for o in first["outputs"])
+        out.append(
+            f"| `{name}` | {', '.join(package['functions'])} | {sizes.get(name, 0) / 1e6:.2f} | {package['needs']} "
+            f"| {_cell(io)} |"
+        )
+    out.append("\nShapes, dtypes, states and flexible ranges of every function: `manifest.json`.\n")
+    out.append("## Provenance\n")
+    out.append(f"- export `{entry.id}`, registered {entry.created_at}, validation level **{entry.validation_level}**")
+    out.append(f"- plugin {entry.plugin.get('name')} {entry.plugin.get('version')}; zoo {manifest['zoo_version']}")
+    out.append(
+        f"- weights: {entry.weights.get('source', '')}"
+        + (f", checkpoint {entry.checkpoint()}" if entry.checkpoint() else "")
+    )
+    for file, digest in manifest["weights"]["files"].items():
+        out.append(f"  - `{file}` sha256 `{digest}`")
+    variant = manifest["variant"]
+    out.append(
+        f"- variant {variant['name']}: {variant['precision']}, target {variant['target']}, compression "
+        f"{variant['compression']}\n"
+    )
+    out.append("## Validation\n")
+    out.append("| level | component | metric | value | bound | status | basis or reason |")
+    out.append("| --- | --- | --- | --- | --- | --- | --- |")
+    for v in entry.validation:
+        why = _cell(v.get("basis") or v.get("reason") or "")
+        out.append(
+            f"| {v.get('level')} | {_cell(v.get('component'))} | {v.get('metric', '')} | {figure(v.get('value', ''))} "
+            f"| {figure(v.get('threshold', ''))} | {v.get('status')} | {why} |"
+        )
+    compressed = [c for c in entry.components if c.compression]
+    if compressed:
+        out.append("\n## Compression\n")
+        out.append("| package | mode | weights | worst weight SNR dB | output SNR dB | MB before → after |")
+        out.append("| --- | --- | --- | --- | --- | --- |")
+        for c in compressed:
+            r = c.compression or {}
+            worst = figure(r.get("worst_weight_snr_db"))
+            out.append(
+                f"| `{c.name}` | {r.get('mode')} | {r.get('compressed_weights')} | {worst} "
+                f"| {figure(r.get('output_snr_db', '-'))} | {r.get('bytes_before', 0) / 1e6:.2f} → "
+                f"{r.get('bytes_after', 0) / 1e6:.2f} |"
+            )
+    if entry.eval:
+        out.append("\n## zoo eval\n")
+        out.append("| prompts | backend | export WER | reference WER | QoI |")
+        out.append("| --- | --- | --- | --- | --- |")
+        for row in entry.eval:
+            out.append(
+                f"| {row.get('prompts')} | {row.get('backend')} | {figure(row.get('export_wer', '-'))} "
+                f"| {figure(row.get('reference_wer', '-'))} | {figure(row.get('qoi', '-'))} |"
+            )
+    out.append("\n## Running it\n")
+    run = (
+        f"zoo run {entry.model} --voice ref.wav -o out.npy --backend coreml"
+        if spec is not None and spec.input == "voice"
+        else f'zoo run {entry.model} "Hello." -o hello.wav --backend coreml'
+    )
+    out.append(f"With zoo (the export registered): `{run}` (`--backend mil` on Linux).")
+    out.append(
+        "A native app calls the packages as `manifest.json` describes them; the loop around the calls is the "
+        f"zoo plugin `{entry.plugin.get('name')}`'s run loop (a machine-readable loop contract is not written yet).\n"
+    )
+    out.append("## Limitations\n")
+    skipped = sorted(
+        {
+            f"{v.get('level')}: {v.get('reason') or v.get('basis') or 'skipped'}"
+            for v in entry.validation
+            if v.get("status") == "skipped"
+        }
+    )
+    for line in skipped or ["none recorded"]:
+        out.append(f"- {_cell(line)}")
+    return "\n".join(out) + "\n"
