@@ -163,3 +163,36 @@ def test_a_package_needing_a_later_target_than_its_variant_is_refused():
     check_target(entry, {"lm": {"spec_version": 8, "needs": "iOS17"}})  # what it declares: fine
     with pytest.raises(ManifestError, match="needs iOS18 .* declares iOS17"):
         check_target(entry, {"lm": {"spec_version": 9, "needs": "iOS18"}})
+
+
+def test_push_refuses_random_weights_lists_with_dry_run_and_fails_offline_sending_nothing(published, tmp_path):
+    zoo, _, manifest = published
+    entry = Registry(zoo.registry).exports()[0]
+    refused = zoo("publish", entry.id, "--dir", str(tmp_path / "a"), "--push", "me/tiny")
+    assert refused.returncode == 2 and "random weights" in refused.stderr and not (tmp_path / "a").exists()
+    assert zoo("publish", entry.id, "--dir", str(tmp_path / "b"), "--dry-run").returncode == 2  # needs --push
+
+    dry = zoo(
+        "publish",
+        entry.id,
+        "--dir",
+        str(tmp_path / "c"),
+        "--push",
+        "me/tiny",
+        "--allow-random-weights",
+        "--dry-run",
+        check=True,
+    )
+    listed = dry.stderr
+    for f in manifest["files"]:
+        assert f["path"] in listed
+    assert f"would upload {len(manifest['files']) + 1} files" in listed
+
+    saved = dict(zoo.env)
+    zoo.env.update(HF_HUB_OFFLINE="1", HF_TOKEN="hf_not_a_token")
+    try:
+        offline = zoo("publish", entry.id, "--dir", str(tmp_path / "d"), "--push", "me/tiny", "--allow-random-weights")
+    finally:
+        zoo.env.clear()
+        zoo.env.update(saved)
+    assert offline.returncode == 1 and "nothing was uploaded" in offline.stderr.replace("\n", " "), offline.stderr

@@ -18,6 +18,20 @@ def publish(
     directory: Optional[Path] = typer.Option(
         None, "--dir", help="the folder to write (new, or empty) \\[default: published/ID]"
     ),
+    push: Optional[str] = typer.Option(
+        None, "--push", metavar="REPO_ID", help="then upload the folder to this Hugging Face repository, one commit"
+    ),
+    revision: Optional[str] = typer.Option(None, "--revision", help="with --push: the branch to commit to"),
+    private: bool = typer.Option(False, "--private", metavar="", help="with --push: create the repository private"),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", metavar="", help="with --push: list every file the upload would send, with its size"
+    ),
+    allow_random: bool = typer.Option(
+        False,
+        "--allow-random-weights",
+        metavar="",
+        help="with --push: upload an export made with random weights (refused otherwise: it is no usable model)",
+    ),
     as_json: bool = typer.Option(False, "--json", metavar="", help="print the manifest as one JSON object"),
 ) -> None:
     """Copy an export's packages and constants into a new folder with a model card (README.md, every
@@ -37,6 +51,14 @@ def publish(
     if entry is None:
         _fail(f"no export {key!r} in {registry.path} (see `zoo list`)", EXIT_USAGE)
     assert entry is not None
+    if push is None and (revision or private or dry_run or allow_random):
+        _fail("--revision, --private, --dry-run and --allow-random-weights go with --push REPO_ID", EXIT_USAGE)
+    if push is not None and entry.random_weights and not allow_random:
+        _fail(
+            f"export {entry.id} was made with random weights: it is no usable model, so it is not pushed "
+            "(--allow-random-weights pushes it anyway, banner and all)",
+            EXIT_USAGE,
+        )
     dest = directory if directory is not None else default_dir(entry)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         _fail(f"--dir {dest} exists and is not an empty directory; zoo publishes into a new one", EXIT_USAGE)
@@ -49,6 +71,8 @@ def publish(
         _fail(str(exc), EXIT_FAILED)
     if manifest["weights"]["random"]:  # on stderr: said with --json too
         err.print("[yellow]! made with seeded random weights: the packages run, but they are no usable model[/]")
+    if push is not None:
+        _push(dest, manifest, push, revision, private, dry_run, as_json)
     if as_json:
         print(json.dumps(manifest, indent=1))
         return
@@ -65,3 +89,22 @@ def _spec(ctx: typer.Context, model: str) -> object:
     from ..common import _state
 
     return _state(ctx).host().models.get(model)
+
+
+def _push(
+    folder: Path, manifest: dict, repo: str, revision: Optional[str], private: bool, dry_run: bool, quiet: bool
+) -> None:
+    from ...release import push as hub
+
+    if dry_run:
+        files = hub.plan(folder, manifest)
+        for path, size in files:
+            err.print(f"  {size:>12,d}  {path}")
+        err.print(f"would upload {len(files)} files, {sum(s for _, s in files) / 1e6:.1f} MB, to {repo} (--dry-run)")
+        return
+    try:
+        url = hub.push(folder, manifest, repo, revision, private)
+    except hub.PushError as exc:
+        _fail(f"{exc} (the folder stays in {folder})", EXIT_FAILED)
+    if not quiet:
+        out.print(f"[green]✓[/] pushed {folder} to {repo}: {url}")
