@@ -7,7 +7,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import AbstractSet, Any, Callable, Iterable
+from typing import AbstractSet, Any, Callable, Iterable, Mapping
 
 from ..util.hashing import tree_sha256
 from .entry import ExportEntry, Item
@@ -176,43 +176,56 @@ def execute_entry(
     machine can run (``levels.PACKAGE_LEVELS``: the MIL interpreter anywhere, CoreML on macOS).
     A component (or its parity file) that failed its hash is not executed: its bytes are not the
     ones that were validated, and a corrupt package may not even load."""
+    return execute_packages(
+        entry.id,
+        {c.name: registry.member(entry, c.path) for c in entry.components},
+        {p.name: registry.member(entry, p.path) for p in entry.parity},
+        entry.validation,
+        entry.precision,
+        failed_hash,
+        progress,
+    )
+
+
+def execute_packages(
+    export_id: str,
+    packages: Mapping[str, Path],
+    parity_files: Mapping[str, Path],
+    records: list[dict[str, Any]],
+    precision: str,
+    failed_hash: AbstractSet[str] = frozenset(),
+    progress: Progress = _quiet,
+) -> tuple[list[Problem], list[dict[str, Any]]]:
+    """``execute_entry`` on packages and parity files wherever they are (a registered export, or a
+    folder ``zoo publish`` wrote), judged by the thresholds in ``records`` (the export's validation)."""
     from ..validation.checks import integer_outputs_from_records, tolerance_from_records
     from ..validation.levels import PACKAGE_LEVELS
 
     levels = [level for level in PACKAGE_LEVELS if level.available()[0]]
-
-    parity_files = {p.name: registry.member(entry, p.path) for p in entry.parity}
     problems, results = [], []
-    records = entry.validation
-    for comp in entry.components:
-        name = comp.name
-        package = registry.member(entry, comp.path)
+    for name, package in packages.items():
         if name in failed_hash:
             continue  # reported by the hash check
         if name not in parity_files:  # never a silent skip: nothing to execute is a problem
             problems.append(
                 Problem(
-                    entry.id,
-                    "component",
-                    name,
-                    "no parity inputs recorded for this component: it cannot be executed",
+                    export_id, "component", name, "no parity inputs recorded for this component: it cannot be executed"
                 )
             )
             continue
         if not package.exists() or not parity_files[name].exists():
             continue  # already reported as missing by the hash check
-        precision = entry.precision
         for level in levels:
             tolerance = tolerance_from_records(records, name, level.name) or tolerance_from_records(
                 records, name, "reference"
             )
             if tolerance is None:
                 problems.append(
-                    Problem(entry.id, "component", name, f"no recorded {level.name} threshold to check against")
+                    Problem(export_id, "component", name, f"no recorded {level.name} threshold to check against")
                 )
                 continue
             integers, tempo = integer_outputs_from_records(records, name, level.name)
-            progress(f"{entry.id}: executing {name} at level {level.name}")
+            progress(f"{export_id}: executing {name} at level {level.name}")
             for check in level.execute(
                 name,
                 package,
@@ -222,11 +235,13 @@ def execute_entry(
                 precision=precision,
                 integer_tempo=tempo,
             ):
-                results.append({"export": entry.id, **check.record()})
+                results.append({"export": export_id, **check.record()})
                 if check.status != "passed":
                     detail = check.reason or f"{check.metric} {check.value:.3g} vs threshold {check.threshold:.3g}"
                     problems.append(
-                        Problem(entry.id, "component", name, f"executed package fails parity at {level.name}: {detail}")
+                        Problem(
+                            export_id, "component", name, f"executed package fails parity at {level.name}: {detail}"
+                        )
                     )
     return problems, results
 

@@ -60,7 +60,7 @@ def publish(
     parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=parent))
     try:
-        for item in [*entry.components, *entry.constants]:
+        for item in [*entry.components, *entry.constants, *entry.parity]:
             source, target = registry.member(entry, item.path), staging / item.path
             progress(f"copying {item.path}")
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -148,3 +148,35 @@ def verify_folder(folder: Path, progress: Callable[[str], None] = lambda _: None
             continue
         problems.append(FolderProblem(rel, "is not listed in the manifest (a stray file)"))
     return problems
+
+
+def execute_folder(
+    folder: Path, failed: set[str], progress: Callable[[str], None] = lambda _: None
+) -> tuple[list[FolderProblem], list[dict[str, Any]]]:
+    """Each package of the folder run on its recorded parity inputs by the levels this machine has (the
+    MIL interpreter; CoreML on macOS), judged by the thresholds the export passed; a package any of
+    whose files failed its hash (``failed``: relative paths) is not run."""
+    from ..registry.verify import execute_packages
+
+    folder = Path(folder)
+    data = read_manifest(folder)
+    packages = {name: folder / p["path"] for name, p in data.get("packages", {}).items()}
+    parity = {name: folder / path for name, path in dict(data.get("parity", {})).items()}
+    broken = {
+        name
+        for name, p in data.get("packages", {}).items()
+        if any(f == p["path"] or f.startswith(p["path"] + "/") for f in failed)
+    } | {name for name, path in dict(data.get("parity", {})).items() if path in failed}
+    for path in [*packages.values(), *parity.values()]:
+        if folder.resolve() not in path.resolve().parents:
+            raise mf.ManifestError(f"{folder}: the manifest names {path} outside the folder; nothing was executed")
+    problems, results = execute_packages(
+        str(data.get("export_id", folder.name)),
+        packages,
+        parity,
+        list(data.get("validation", [])),
+        str(data.get("variant", {}).get("precision", "fp32")),
+        broken,
+        progress,
+    )
+    return [FolderProblem(p.name, p.message) for p in problems], results

@@ -161,5 +161,9 @@ def build(folder: Path, entry: ExportEntry, zoo_version: str) -> dict[str, Any]:
         "validation_level": entry.validation_level,
         "packages": packages,
         "constants": constants,
+        # each package's recorded parity inputs and torch outputs, and the checks the export passed:
+        # what `zoo verify DIR --execute` runs and judges by, from the folder alone
+        "parity": {p.name: p.path for p in entry.parity},
+        "validation": [dict(v) for v in entry.validation],
         "files": files,
     }

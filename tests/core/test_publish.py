@@ -105,7 +105,29 @@ def test_publish_refuses_and_leaves_nothing(published, tmp_path):
         assert not (tmp_path / "y").exists() and not list(tmp_path.glob(".y.*"))
     finally:
         package.write_bytes(saved)
-    assert zoo("verify", str(folder), "--execute").returncode == 2  # said, not pretended
+
+
+def test_verify_folder_execute_runs_the_packages_from_the_folder_alone(published, tmp_path):
+    """--execute runs each package on the parity inputs the folder carries (no registry, no export
+    directory), judged by the thresholds its manifest records: it passes as published, and fails
+    once those thresholds are made impossible (the judgement is real, not a formality)."""
+    zoo, folder, manifest = published
+    target = copy(folder, tmp_path)
+    shutil.move(str(zoo.registry), str(tmp_path / "registry.away"))  # the folder alone
+    try:
+        ran = json.loads(zoo("verify", str(target), "--execute", "--json", check=True).stdout)
+        assert ran["ok"] and ran["executed"] and all(c["status"] == "passed" for c in ran["executed"])
+        assert {c["component"] for c in ran["executed"]} == set(manifest["packages"])
+        record = json.loads((target / "manifest.json").read_text())
+        impossible = {"rel": -1.0, "max_abs": -1.0, "cosine_min": 2.0, "snr_db_min": 1e9}
+        for v in record["validation"]:
+            if v["level"] == "mil" and v.get("metric") in impossible:
+                v["threshold"] = impossible[v["metric"]]
+        (target / "manifest.json").write_text(json.dumps(record))
+        failed = zoo("verify", str(target), "--execute")
+        assert failed.returncode == 1 and "fails parity" in failed.stdout, failed.stdout
+    finally:
+        shutil.move(str(tmp_path / "registry.away"), str(zoo.registry))
 
 
 def test_card_says_what_the_registry_says(published):

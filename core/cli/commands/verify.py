@@ -44,7 +44,8 @@ def verify(
     """Re-hash every registered package, constant and parity file; exit 1 naming anything changed or missing.
 
     Given a folder `zoo publish` wrote, check it alone: every file its manifest lists is there with its
-    size and sha256, and nothing else is (exit 1 naming each difference).
+    size and sha256, and nothing else is (exit 1 naming each difference); with --execute, also run each
+    package on the parity inputs the folder carries, judged by the thresholds its manifest records.
 
     With --execute, each intact package is also executed on its recorded parity
     inputs and compared with the recorded torch outputs, against the thresholds
@@ -118,27 +119,27 @@ def verify(
 
 
 def _verify_folder(folder: Path, execute: bool, as_json: bool) -> None:
-    from ...release.folder import verify_folder
+    from ...release.folder import execute_folder, verify_folder
     from ...release.manifest import ManifestError
 
-    if execute:
-        _fail(
-            "--execute on a published folder is not built yet: `zoo verify DIR` checks its files against the "
-            "manifest; execute the export it came from with `zoo verify ID --execute`",
-            EXIT_USAGE,
-        )
+    executed: list = []
     try:
-        problems = verify_folder(folder)
+        with err.status("verifying…") as status:
+            problems = verify_folder(folder, lambda step: status.update(f"verifying… {step}"))
+            if execute:
+                failed = {p.path for p in problems}
+                ran, executed = execute_folder(folder, failed, lambda step: status.update(f"verifying… {step}"))
+                problems += ran
     except ManifestError as exc:
         _fail(str(exc), EXIT_FAILED)
     if as_json:
-        print(
-            json.dumps({"folder": str(folder), "ok": not problems, "problems": [vars(p) for p in problems]}, indent=1)
-        )
+        report = {"folder": str(folder), "ok": not problems, "problems": [vars(p) for p in problems]}
+        print(json.dumps({**report, "executed": executed}, indent=1))
     else:
         for p in problems:
             out.print(f"[red]✗[/] {folder}: {p.path} {p.message}")
         if not problems:
-            out.print(f"[green]✓[/] {folder}: every file matches its manifest, and nothing else is there")
+            ran_text = f"; {len(executed)} parity checks executed within thresholds" if execute else ""
+            out.print(f"[green]✓[/] {folder}: every file matches its manifest, and nothing else is there{ran_text}")
     if problems:
         raise typer.Exit(EXIT_FAILED)
