@@ -62,6 +62,8 @@ def publish(
     try:
         for item in [*entry.components, *entry.constants, *entry.parity]:
             source, target = registry.member(entry, item.path), staging / item.path
+            if staging.resolve() not in target.resolve().parents:  # a registry path never leads outside
+                raise PublishError(f"export {entry.id} names {item.path!r}, outside its folder; nothing was published")
             progress(f"copying {item.path}")
             target.parent.mkdir(parents=True, exist_ok=True)
             if source.is_dir():
