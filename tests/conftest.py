@@ -154,6 +154,7 @@ LONGEST_FIRST = (
     "test_vibevoice_export.py",  # 75
     "test_qwen3_speaker_export.py",  # 160 alone (measured 2026-12-03): four small exports, runs
     "test_mil_conformance.py",  # 70
+    "test_publish.py",  # 80 alone (2026-12-04): a tiny export published, verified, executed, pushed offline
     "test_gates.py",  # 45: the kokoro grid is 30 since the tests' kokoro decoder is narrow
     "test_kokoro_loop.py",  # 25
     "test_kokoro_languages.py",  # 20: a small session, nine languages
