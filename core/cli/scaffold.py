@@ -10,12 +10,11 @@ touched.
 from __future__ import annotations
 
 import keyword
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from string import Template
+
+from ..util.files import is_free_directory, new_directory
 
 TEMPLATES = Path(__file__).parent / "templates" / "new_plugin"
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
@@ -47,12 +46,10 @@ def new_plugin(name: str, directory: Path | None = None) -> tuple[Path, list[Pat
     """Write the package; returns (its directory, the files written, relative to it)."""
     values = names(name)
     dest = destination(name, directory)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+    if not is_free_directory(dest):
         raise ScaffoldError(f"{dest} already exists and is not an empty directory; choose another --dir")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
     written: list[Path] = []
-    try:
+    with new_directory(dest) as tmp:
         for template in sorted(TEMPLATES.rglob("*.tmpl")):
             rel = template.relative_to(TEMPLATES).with_suffix("")  # drop .tmpl
             rel = Path(*(part.replace("PACKAGE", values["package"]) for part in rel.parts))
@@ -60,13 +57,4 @@ def new_plugin(name: str, directory: Path | None = None) -> tuple[Path, list[Pat
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(Template(template.read_text(encoding="utf-8")).substitute(values), encoding="utf-8")
             written.append(rel)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp gives 0700: the package is readable like any other output
-        if dest.exists():
-            dest.rmdir()  # empty, checked above
-        os.rename(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return dest, written

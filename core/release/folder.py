@@ -5,17 +5,16 @@ leaves nothing). ``zoo verify DIR``: such a folder checked on its own, against i
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..plugin.errors import UsageError
 from ..registry.entry import ExportEntry
 from ..registry.store import Registry
 from ..registry.verify import verify_entry
-from ..util.files import current_umask
+from ..util.files import is_free_directory, new_directory
 from ..util.hashing import file_sha256, tree_sha256
 from . import manifest as mf
 from .card import model_card
@@ -44,22 +43,19 @@ def publish(
     progress: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Copy ``entry``'s packages and constants into ``dest`` (which must not exist, or be an empty
-    directory) with its model card (``README.md``; ``spec``: the model's ModelSpec, None when its
+    directory: else UsageError) with its model card (``README.md``; ``spec``: the model's ModelSpec, None when its
     plugin is not installed) and its manifest; the export is verified first and each copy checked
     against the registry's sha256. Returns the manifest."""
     if entry.status != "valid":
         raise PublishError(f"export {entry.id} is not valid ({entry.status}); publish a valid export")
     dest = Path(dest)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise PublishError(f"--dir {dest} exists and is not an empty directory; zoo publishes into a new one")
+    if not is_free_directory(dest):
+        raise UsageError(f"--dir {dest} exists and is not an empty directory; zoo publishes into a new one")
     progress(f"verifying {entry.id}")
     problems = verify_entry(registry, entry)
     if problems:
         raise PublishError(f"export {entry.id} fails `zoo verify`: {problems[0].message}; nothing was published")
-    parent = dest.resolve().parent
-    parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=parent))
-    try:
+    with new_directory(dest) as staging:
         for item in [*entry.components, *entry.constants, *entry.parity]:
             source, target = registry.member(entry, item.path), staging / item.path
             if staging.resolve() not in target.resolve().parents:  # a registry path never leads outside
@@ -81,14 +77,6 @@ def publish(
         (staging / CARD).write_text(model_card(entry, manifest, spec), encoding="utf-8")
         manifest["files"] = mf.file_list(staging)  # the card too
         (staging / mf.MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        mode = 0o777 & ~current_umask()
-        os.chmod(staging, mode)  # a folder like any other (mkdtemp gives 0700)
-        if dest.exists():
-            dest.rmdir()  # empty, checked above
-        os.rename(staging, dest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
 
 
@@ -118,11 +106,13 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     return data
 
 
-def verify_folder(folder: Path, progress: Callable[[str], None] = lambda _: None) -> list[FolderProblem]:
+def verify_folder(
+    folder: Path, progress: Callable[[str], None] = lambda _: None, data: dict[str, Any] | None = None
+) -> list[FolderProblem]:
     """Every file the manifest lists is there, a regular file of its size and sha256, and nothing
     else is (links and stray files named); paths that leave the folder are refused, never read."""
     folder = Path(folder)
-    data = read_manifest(folder)
+    data = read_manifest(folder) if data is None else data
     root = folder.resolve()
     problems, listed = [], set()
     for record in data["files"]:
@@ -153,7 +143,7 @@ def verify_folder(folder: Path, progress: Callable[[str], None] = lambda _: None
 
 
 def execute_folder(
-    folder: Path, failed: set[str], progress: Callable[[str], None] = lambda _: None
+    folder: Path, failed: set[str], progress: Callable[[str], None] = lambda _: None, data: dict[str, Any] | None = None
 ) -> tuple[list[FolderProblem], list[dict[str, Any]]]:
     """Each package of the folder run on its recorded parity inputs by the levels this machine has (the
     MIL interpreter; CoreML on macOS), judged by the thresholds the export passed; a package any of
@@ -161,7 +151,7 @@ def execute_folder(
     from ..registry.verify import execute_packages
 
     folder = Path(folder)
-    data = read_manifest(folder)
+    data = read_manifest(folder) if data is None else data
     packages = {name: folder / p["path"] for name, p in data.get("packages", {}).items()}
     parity = {name: folder / path for name, path in dict(data.get("parity", {})).items()}
     broken = {

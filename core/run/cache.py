@@ -13,14 +13,13 @@ its packages and constants, the backend, the input's samples (``kit.audio.wav_di
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..util.cachedir import default_cache_root
+from ..util.files import write_atomically
 from ..util.hashing import file_sha256, stable_hash
 
 #: a key is a sha256 in hex: the only names this cache reads or removes
@@ -84,31 +83,15 @@ class ResultCache:
         return cached, ""
 
     def put(self, key: str, values: Any, frames: int, sample_rate: int, info: dict[str, Any]) -> None:
+        """Store a result: its values, then the marker recording their sha256 (written last: an entry
+        without a marker is a miss)."""
         import numpy as np
 
         values_path, marker_path = self._paths(key)
         self.root.mkdir(parents=True, exist_ok=True)
-        for path, write in (
-            (values_path, lambda f: np.save(f, np.asarray(values), allow_pickle=False)),
-            (marker_path, None),
-        ):
-            fd, tmp = tempfile.mkstemp(prefix=".zoo-run-", suffix=".part", dir=self.root)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    if write is not None:
-                        write(f)
-                    else:
-                        record = {
-                            "sha256": file_sha256(values_path),
-                            "frames": frames,
-                            "sample_rate": sample_rate,
-                            "info": info,
-                        }
-                        f.write(json.dumps(record).encode("utf-8"))
-                os.replace(tmp, path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+        write_atomically(values_path, lambda f: np.save(f, np.asarray(values), allow_pickle=False))
+        record = {"sha256": file_sha256(values_path), "frames": frames, "sample_rate": sample_rate, "info": info}
+        write_atomically(marker_path, lambda f: f.write(json.dumps(record).encode("utf-8")))
 
     def remove(self, key: str) -> None:
         for path in self._paths(key):

@@ -5,13 +5,12 @@ aside and renamed into place: a reader never sees half a file, a failure leaves 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..plugin.errors import UsageError
 from ..plugin.names import OUTPUT_SUFFIXES
+from ..util.files import write_atomically
 
 
 def check_suffix(kind: str, model: str, output: Path) -> None:
@@ -20,20 +19,6 @@ def check_suffix(kind: str, model: str, output: Path) -> None:
     if output.suffix.lower() not in suffixes:
         what = {"audio": "audio (a WAV)", "embedding": "an embedding", "tokens": "tokens"}[kind]
         raise UsageError(f"-o {output}: {model} outputs {what}; give a file ending in {' or '.join(suffixes)}")
-
-
-def _atomic(path: Path, write: Any) -> None:
-    from ..util.files import current_umask
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~current_umask())  # an output file like any other (mkstemp gives 0600)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def write_values(path: Path, values: Any, provenance: dict[str, Any]) -> None:
@@ -46,8 +31,8 @@ def write_values(path: Path, values: Any, provenance: dict[str, Any]) -> None:
         raise ValueError("the run loop's output holds non-finite values: nothing was written")
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() == ".npy":
-        _atomic(path, lambda f: np.save(f, array, allow_pickle=False))
+        write_atomically(path, lambda f: np.save(f, array, allow_pickle=False))
     else:
         record = {"values": array.tolist(), "shape": list(array.shape), "dtype": str(array.dtype), **provenance}
         text = json.dumps(record, indent=1)
-        _atomic(path, lambda f: f.write(text.encode("utf-8")))
+        write_atomically(path, lambda f: f.write(text.encode("utf-8")))

@@ -42,6 +42,7 @@ def publish(
     `zoo verify DIR` checks such a folder on its own.
     """
     from .... import __version__
+    from ...plugin.errors import UsageError
     from ...release.folder import PublishError, default_dir
     from ...release.folder import publish as run_publish
     from ...release.manifest import ManifestError
@@ -60,13 +61,13 @@ def publish(
             EXIT_USAGE,
         )
     dest = directory if directory is not None else default_dir(entry)
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        _fail(f"--dir {dest} exists and is not an empty directory; zoo publishes into a new one", EXIT_USAGE)
     try:
         with err.status(f"publishing {entry.id}…") as status:
             manifest = run_publish(
                 registry, entry, dest, __version__, _spec(ctx, entry.model), lambda s: status.update(f"publishing… {s}")
             )
+    except UsageError as exc:  # a --dir zoo will not write: said before anything is copied
+        _fail(str(exc), EXIT_USAGE)
     except (PublishError, ManifestError, OSError) as exc:
         _fail(str(exc), EXIT_FAILED)
     if manifest["weights"]["random"]:  # on stderr: said with --json too

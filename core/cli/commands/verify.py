@@ -119,16 +119,20 @@ def verify(
 
 
 def _verify_folder(folder: Path, execute: bool, as_json: bool) -> None:
-    from ...release.folder import execute_folder, verify_folder
+    from ...release.folder import execute_folder, read_manifest, verify_folder
     from ...release.manifest import ManifestError
 
     executed: list = []
     try:
         with err.status("verifying…") as status:
-            problems = verify_folder(folder, lambda step: status.update(f"verifying… {step}"))
+            data = read_manifest(folder)  # once, for both checks
+
+            def progress(step: str) -> None:
+                status.update(f"verifying… {step}")
+
+            problems = verify_folder(folder, progress, data)
             if execute:
-                failed = {p.path for p in problems}
-                ran, executed = execute_folder(folder, failed, lambda step: status.update(f"verifying… {step}"))
+                ran, executed = execute_folder(folder, {p.path for p in problems}, progress, data)
                 problems += ran
     except ManifestError as exc:
         _fail(str(exc), EXIT_FAILED)
