@@ -282,7 +282,7 @@ class ModelSpec:
     #: whether ``--voice`` may name a WAV file to clone a voice from
     clones_voices: bool = False
     #: what the run loop takes (``names.INPUTS``): ``text`` (zoo run MODEL TEXT), or ``voice`` (zoo run
-    #: MODEL --voice FILE.wav: a recording, no text; ``clones_voices`` follows)
+    #: MODEL --voice FILE.wav: a recording, no text; its --voice is a file whatever ``clones_voices`` says)
     input: str = "text"
     #: what the run loop makes (``names.OUTPUTS``): ``audio`` (``RunResult.audio``, written as a WAV),
     #: ``embedding`` or ``tokens`` (``RunResult.values``, written as .npy or .json)
@@ -312,8 +312,6 @@ class ModelSpec:
             raise ValueError(f"model {self.name!r}: input must be one of {INPUTS}, not {self.input!r}")
         if self.output not in OUTPUTS:
             raise ValueError(f"model {self.name!r}: output must be one of {OUTPUTS}, not {self.output!r}")
-        if self.input == "voice" and not self.clones_voices:
-            object.__setattr__(self, "clones_voices", True)  # its --voice is a WAV file by definition
         names = [c.name for c in self.components]
         if len(set(names)) != len(names):
             raise ValueError(f"model {self.name!r}: duplicate component names {names}")

@@ -110,6 +110,13 @@ class RunRequest:
     #: models whose output is not audio: run even when the run-result cache holds the result
     no_cache: bool = False
 
+    @property
+    def random_weights(self) -> bool:
+        """What runs was made from seeded random weights (the registered export's, or --random-weights)."""
+        if self.entry is not None:
+            return self.entry.random_weights
+        return self.weights is not None and self.weights.kind == "random"
+
 
 def _word_hearer(asr: Path, model: Any, options: RunOptions) -> Callable[[list[Any], list[Any]], list[Any]]:
     """For ``--asr``: a function turning a piece's timing into the words a recogniser hears in that
@@ -370,7 +377,7 @@ def _check_voice(model: Any, voice: str | None, voices: list[str] | None) -> Non
         return
     looks_like_file = model.input == "voice" or voice.lower().endswith(".wav") or "/" in voice
     if looks_like_file:
-        if not model.clones_voices:
+        if not (model.clones_voices or model.input == "voice"):
             raise UsageError(
                 f"{model.name} cannot clone a voice from a WAV file; choose one of its voices"
                 + (f": {', '.join(voices)}" if voices else "")
@@ -480,11 +487,7 @@ def _execute_values(
     voice = request.options.voice
     digest = wav_digest(voice, "--voice") if voice and model.input == "voice" else None
     cache, key = ResultCache(), None
-    random_weights = (
-        request.entry.random_weights
-        if request.entry is not None
-        else request.weights is not None and request.weights.kind == "random"
-    )
+    random_weights = request.random_weights
     if request.entry is not None and digest is not None:
         key = ResultCache.key(
             request.entry, request.backend, digest, request.options.seed, request.options.settings, model.name
@@ -597,10 +600,7 @@ def execute(
         write_wav(request.output, result.audio, result.sample_rate)
     if writer is not None:
         writer.close()
-    if request.entry is not None:
-        random_weights = request.entry.random_weights
-    else:
-        random_weights = request.weights is not None and request.weights.kind == "random"
+    random_weights = request.random_weights
     return RunSummary(
         result,
         runtime,

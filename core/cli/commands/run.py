@@ -132,11 +132,8 @@ def run(
     if backend not in BACKENDS:
         _fail(f"unknown backend {backend!r}; choose auto or one of {', '.join(BACKENDS)}", EXIT_USAGE)
     spec = _model(ctx, model)
-    takes_voice = spec.input == "voice"
-    if takes_voice and (text is not None or text_file is not None):
-        _fail(f"{spec.name} takes no text: give the recording with --voice FILE.wav", EXIT_USAGE)
-    if takes_voice:
-        text = ""
+    if spec.input == "voice" and text_file is None:
+        text = text or ""  # a model that takes a recording: plan() refuses any text, naming --voice
     elif (text is None) == (text_file is None):
         _fail(
             "give the text to speak either as TEXT or with --text-file PATH (- for standard input), not both"
