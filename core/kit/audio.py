@@ -108,13 +108,15 @@ def _opened(path: Path, what: str) -> Iterator[tuple[Any, int, int]]:
         raise ValueError(f"{what} {path} is truncated or unreadable ({type(exc).__name__}: {exc})") from None
 
 
-def _blocks(path: str | Path, frames_per_block: int | None, max_seconds: float | None, what: str) -> Any:
-    """Yield (rate, channels, raw little-endian int16 bytes) of successive blocks of whole frames."""
+def _blocks(path: str | Path, block_seconds: float | None, max_seconds: float | None, what: str) -> Any:
+    """Yield (rate, channels, raw little-endian int16 bytes) of successive blocks of whole frames,
+    ``block_seconds`` each (None: all at once)."""
     path = Path(path)
     with _opened(path, what) as (w, rate, channels):
         left = w.getnframes() if max_seconds is None else min(w.getnframes(), int(max_seconds * rate) + 1)
+        block = max(1, int(block_seconds * rate)) if block_seconds is not None else left
         while left > 0:
-            raw = w.readframes(min(left, frames_per_block or left))
+            raw = w.readframes(min(left, block))
             if not raw:
                 break
             if len(raw) % 2:
@@ -150,8 +152,7 @@ def read_wav(path: str | Path, max_seconds: float | None = None, what: str = "WA
 def iter_wav(path: str | Path, block_seconds: float, what: str = "WAV file") -> Any:
     """A long 16-bit PCM WAV read ``block_seconds`` at a time: yields (mono float32 block, sample rate),
     so memory stays bounded by the block whatever the file's length. Errors as ``read_wav``'s."""
-    _, rate = wav_seconds(path, what)
-    for rate, channels, raw in _blocks(path, max(1, int(block_seconds * rate)), None, what):
+    for rate, channels, raw in _blocks(path, block_seconds, None, what):
         yield _mono(raw, channels), rate
 
 
@@ -161,6 +162,10 @@ def wav_seconds(path: str | Path, what: str = "WAV file") -> tuple[float, int]:
         return w.getnframes() / rate, rate
 
 
+#: seconds of a WAV hashed at a time (at most 192 kHz x 8 channels x 2 bytes = 3 MB)
+DIGEST_BLOCK_SECONDS = 1.0
+
+
 def wav_digest(path: str | Path, what: str = "WAV file") -> str:
     """sha256 of a WAV's samples (its rate, channel count and PCM frames, not its other chunks), read a
     block at a time: the same recording re-saved with other metadata has the same digest."""
@@ -168,7 +173,7 @@ def wav_digest(path: str | Path, what: str = "WAV file") -> str:
 
     digest = hashlib.sha256()
     head = False
-    for rate, channels, raw in _blocks(path, 1 << 16, None, what):
+    for rate, channels, raw in _blocks(path, DIGEST_BLOCK_SECONDS, None, what):
         if not head:
             digest.update(f"pcm16 {rate} Hz {channels} ch\n".encode())
             head = True
