@@ -10,6 +10,17 @@ What a plugin needs is importable from here (and its helpers from ``zoo.core.kit
 Nothing imported by this module pulls in torch or coremltools.
 """
 
+from .plugin.contract import (
+    Call,
+    Feed,
+    FrontEnd,
+    LoadStates,
+    LoopContract,
+    Repeat,
+    ResetStates,
+    Use,
+    Voices,
+)
 from .plugin.errors import UsageError
 from .plugin.hookspecs import hookimpl
 from .plugin.records import Record, RecordError
@@ -56,4 +67,14 @@ __all__ = [
     "standard_variants",
     "with_compressed",
     "spectral_distance",
+    # the loop contract (a plugin's contract.py)
+    "LoopContract",
+    "Call",
+    "Feed",
+    "Use",
+    "Repeat",
+    "ResetStates",
+    "LoadStates",
+    "FrontEnd",
+    "Voices",
 ]

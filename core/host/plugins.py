@@ -36,9 +36,10 @@ PIPELINE_HOOKS = (
     "run_loop",
     "loop_parity",
     "list_voices",
+    "loop_contract",
 )
 #: pipeline hooks a plugin may leave out
-OPTIONAL_HOOKS = ("loop_parity", "list_voices")
+OPTIONAL_HOOKS = ("loop_parity", "list_voices", "loop_contract")
 
 
 class PluginLoadError(RuntimeError):

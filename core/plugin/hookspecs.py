@@ -31,6 +31,7 @@ import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..runtime.backends import ComponentRuntime
+    from .contract import LoopContract
     from .run import RunOptions, RunResult
     from .spec import ModelSpec, Variant, WeightsSource
     from .traceable import LoopCase, Reference, Traceable
@@ -137,6 +138,15 @@ def list_voices(model: "ModelSpec", constants: "Mapping[str, Path]") -> "list[st
     """Optional: the voice names an export offers, read from its constants (cheap: no model
     is loaded). ``zoo run --voice`` is checked against them before anything loads, and
     ``zoo info`` lists them. None: the model has no named voices.
+    """
+
+
+@hookspec(firstresult=True)
+def loop_contract(model: "ModelSpec", constants: "Mapping[str, Path]") -> "LoopContract | None":
+    """Optional: the run loop as data (:class:`zoo.core.LoopContract`), built from an export's
+    constants: what a native app must implement around the packages. ``zoo publish`` writes it into
+    the manifest and the model card; the tests run the loop on a recording runtime and check its log
+    against it, so it cannot drift from ``run_loop``.
     """
 
 

@@ -10,6 +10,7 @@ A model plugin is a package laid out like this (``zoo new-plugin NAME`` writes o
       constants.py    export(upstream, options, precision, out_dir) -> {name: file}
       loop.py         run(runtime, text, run_options) -> RunResult  (run_loop)
       parity.py       cases(runtime, upstream, options) -> [LoopCase] (loop_parity; optional)
+      contract.py     contract(constants) -> LoopContract             (loop_contract; optional)
       <layers>.py     the model's own torch layers, text processing, upstream config
 
 :class:`ModelPlugin` implements every pipeline hook by calling the function of
@@ -29,6 +30,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from .contract import LoopContract
 from .hookspecs import hookimpl
 from .run import RunOptions, RunResult, Runtime
 from .spec import ModelSpec, Variant, WeightsSource
@@ -56,6 +58,10 @@ class ParityRole(Protocol):
     def cases(self, runtime: Runtime, upstream: Any, options: Any) -> list[Any]: ...
 
 
+class ContractRole(Protocol):
+    def contract(self, constants: Any) -> LoopContract: ...
+
+
 #: role module -> (its protocol, whether a plugin must have it)
 ROLES: dict[str, tuple[type, bool]] = {
     "reference": (ReferenceRole, True),
@@ -63,6 +69,7 @@ ROLES: dict[str, tuple[type, bool]] = {
     "constants": (ConstantsRole, True),
     "loop": (LoopRole, True),
     "parity": (ParityRole, False),
+    "contract": (ContractRole, False),
 }
 
 
@@ -157,11 +164,22 @@ class ModelPlugin:
         return voices(constants) if voices is not None else None
 
     @hookimpl
-    def loop_parity(self, model: ModelSpec, variant: Variant, reference: Any, runtime: Any) -> Any:
+    def loop_contract(self, model: ModelSpec, constants: Any) -> Any:
+        module = self._optional("contract")
+        return module.contract(constants) if module is not None else None
+
+    def _optional(self, role: str) -> Any:
+        """The plugin's module for an optional ``role``, or None when it has none."""
         try:
-            parity = self.module("parity")
+            return self.module(role)
         except ModuleNotFoundError as exc:
-            if exc.name != f"{self.package}.parity":
+            if exc.name != f"{self.package}.{role}":
                 raise
+            return None
+
+    @hookimpl
+    def loop_parity(self, model: ModelSpec, variant: Variant, reference: Any, runtime: Any) -> Any:
+        parity = self._optional("parity")
+        if parity is None:
             return None  # no whole-loop parity cases: the hook is optional
         return parity.cases(runtime, reference.model, self.options(variant))

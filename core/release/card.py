@@ -39,6 +39,68 @@ def front_matter(entry: ExportEntry, spec: Any) -> str:
     return "\n".join(lines)
 
 
+def _step_lines(step: dict[str, Any], depth: int) -> list[str]:
+    pad = "  " * depth
+    when = f" (only {step['optional']})" if step.get("optional") else ""
+    if step["kind"] == "repeat":
+        lines = [f"{pad}- **for each {step['scope']}**{when}, until {step['until']}:"]
+        for inner in step["steps"]:
+            lines += _step_lines(inner, depth + 1)
+        return lines
+    if step["kind"] == "reset_states":
+        return [f"{pad}- reset every package's states: {step['detail']}{when}"]
+    if step["kind"] == "load_states":
+        return [f"{pad}- load `{step['component']}`'s states: {step['detail']}{when}"]
+    names = "|".join(step["functions"])
+    head = f"{pad}- call `{step['component']}.{names}`{when}"
+    if step.get("choose"):
+        head += f"; function: {step['choose']}"
+    if step.get("overlaps"):
+        head += f"; runs {step['overlaps']}"
+    lines = [head]
+    for feed in step["feeds"]:
+        lines.append(f"{pad}  - in `{feed['input']}` ← {feed['source']}: {feed['detail']}")
+    for use in step["outputs"]:
+        lines.append(f"{pad}  - out `{use['output']}` → {use['detail']}")
+    if step.get("states"):
+        lines.append(
+            f"{pad}  - CoreML states: {len(step['states'])} (`{'`, `'.join(step['states'][:4])}`"
+            + (", …)" if len(step["states"]) > 4 else ")")
+        )
+    return lines
+
+
+def loop_section(loop: dict[str, Any] | None, plugin: str) -> str:
+    """What a native app implements, from the manifest's loop contract (the plugin's, checked against its
+    run loop by the tests)."""
+    if loop is None:
+        return (
+            f"A native app calls the packages as `manifest.json` describes them; plugin `{plugin}` declares no loop "
+            "contract, so the loop around the calls is its run loop's code.\n"
+        )
+    front = loop["front_end"]
+    out = ["### What a native app implements\n", f"{loop['summary']}\n"]
+    files = ", ".join(f"`{f}`" for f in front["files"])
+    out.append(f"- **front end** ({front['kind']}): {front['detail']}" + (f"; reads {files}" if files else ""))
+    if front["languages"]:
+        out.append(f"  - languages: {', '.join(front['languages'])}")
+    if loop.get("voices"):
+        voices = loop["voices"]
+        out.append(f"- **voices**: {voices['detail']}")
+        if voices["names"]:
+            out.append(f"  - bundled: {', '.join(voices['names'])}")
+    out.append("- **calls**, in this order:")
+    for step in loop["steps"]:
+        out += _step_lines(step, 1)
+    out.append(f"- **result**: {loop['result']}")
+    out.append(
+        "\nThe same contract, machine-readable: `manifest.json` → `loop` (the sources of inputs: "
+        + "; ".join(f"{k} = {v}" for k, v in loop["sources"].items())
+        + "). zoo's tests run the plugin's loop on a recording runtime and check every call against it.\n"
+    )
+    return "\n".join(out)
+
+
 def model_card(entry: ExportEntry, manifest: dict[str, Any], spec: Any) -> str:
     """``README.md`` of the folder: ``spec`` is the model's ModelSpec when its plugin is installed."""
     out = [front_matter(entry, spec)]
@@ -115,10 +177,7 @@ def model_card(entry: ExportEntry, manifest: dict[str, Any], spec: Any) -> str:
         else f'zoo run {entry.model} "Hello." -o hello.wav --backend coreml'
     )
     out.append(f"With zoo (the export registered): `{run}` (`--backend mil` on Linux).")
-    out.append(
-        "A native app calls the packages as `manifest.json` describes them; the loop around the calls is the "
-        f"zoo plugin `{entry.plugin.get('name')}`'s run loop (a machine-readable loop contract is not written yet).\n"
-    )
+    out.append(loop_section(manifest.get("loop"), str(entry.plugin.get("name"))))
     out.append("## Limitations\n")
     skipped = sorted(
         {

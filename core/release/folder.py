@@ -34,6 +34,26 @@ def default_dir(entry: ExportEntry) -> Path:
     return Path("published") / entry.id
 
 
+def refuse_zoo_state(registry: Registry, dest: Path) -> None:
+    """UsageError when ``dest`` lies in what zoo keeps for itself: a registered export's directory, or
+    the cache (stage cache, run results, plugins' files) — a published folder is the user's, and
+    ``zoo rm`` or a cache clean would delete it."""
+    from ..registry.store import RegistryError
+    from ..util.cachedir import default_cache_root
+
+    target = Path(dest).resolve()
+    owned = [("the cache", default_cache_root())]
+    for other in registry.exports():
+        try:
+            owned.append((f"export {other.id}'s directory", registry.export_dir(other)))
+        except RegistryError:
+            continue  # a directory zoo cannot prove it placed is not zoo's
+    for what, root in owned:
+        root = root.resolve()
+        if target == root or root in target.parents:
+            raise UsageError(f"--dir {dest} lies inside {what} ({root}); publish outside zoo's own state")
+
+
 def publish(
     registry: Registry,
     entry: ExportEntry,
@@ -41,16 +61,19 @@ def publish(
     zoo_version: str,
     spec: Any = None,
     progress: Callable[[str], None] = print,
+    describe_loop: Callable[[dict[str, Path]], Any] | None = None,
 ) -> dict[str, Any]:
     """Copy ``entry``'s packages and constants into ``dest`` (which must not exist, or be an empty
-    directory: else UsageError) with its model card (``README.md``; ``spec``: the model's ModelSpec, None when its
-    plugin is not installed) and its manifest; the export is verified first and each copy checked
-    against the registry's sha256. Returns the manifest."""
+    directory, outside zoo's own state: else UsageError) with its model card (``README.md``; ``spec``: the
+    model's ModelSpec, None when its plugin is not installed) and its manifest; the export is verified
+    first and each copy checked against the registry's sha256. ``describe_loop(constants)``: the plugin's
+    loop contract (a ``LoopContract`` or None) from the copied constants. Returns the manifest."""
     if entry.status != "valid":
         raise PublishError(f"export {entry.id} is not valid ({entry.status}); publish a valid export")
     dest = Path(dest)
     if not is_free_directory(dest):
         raise UsageError(f"--dir {dest} exists and is not an empty directory; zoo publishes into a new one")
+    refuse_zoo_state(registry, dest)
     progress(f"verifying {entry.id}")
     problems = verify_entry(registry, entry)
     if problems:
@@ -73,7 +96,8 @@ def publish(
                     f"the copy of {item.path} does not match the registry's sha256; nothing was published"
                 )
         progress("describing the packages")
-        manifest = mf.build(staging, entry, zoo_version)
+        contract = describe_loop({c.name: staging / c.path for c in entry.constants}) if describe_loop else None
+        manifest = mf.build(staging, entry, zoo_version, contract.as_dict() if contract is not None else None)
         (staging / CARD).write_text(model_card(entry, manifest, spec), encoding="utf-8")
         manifest["files"] = mf.file_list(staging)  # the card too
         (staging / mf.MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")

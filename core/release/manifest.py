@@ -124,9 +124,9 @@ def file_list(folder: Path) -> list[dict[str, Any]]:
     ]
 
 
-def build(folder: Path, entry: ExportEntry, zoo_version: str) -> dict[str, Any]:
+def build(folder: Path, entry: ExportEntry, zoo_version: str, loop: dict[str, Any] | None = None) -> dict[str, Any]:
     """The manifest of ``folder`` (the export's packages and constants copied in, under their export
-    paths) as it is on disk."""
+    paths) as it is on disk; ``loop``: the plugin's loop contract (``LoopContract.as_dict``), if any."""
     packages = {c.name: {"path": c.path, **package_io(folder / c.path)} for c in entry.components}
     check_target(entry, packages)
     constants = {}
@@ -161,6 +161,7 @@ def build(folder: Path, entry: ExportEntry, zoo_version: str) -> dict[str, Any]:
         "validation_level": entry.validation_level,
         "packages": packages,
         "constants": constants,
+        "loop": loop,
         # each package's recorded parity inputs and torch outputs, and the checks the export passed:
         # what `zoo verify DIR --execute` runs and judges by, from the folder alone
         "parity": {p.name: p.path for p in entry.parity},

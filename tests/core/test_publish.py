@@ -95,6 +95,10 @@ def test_publish_refuses_and_leaves_nothing(published, tmp_path):
     assert [p.name for p in taken.iterdir()] == ["mine.txt"]
     assert zoo("publish", "no-such-id", "--dir", str(tmp_path / "x")).returncode == 2
     assert not (tmp_path / "x").exists()
+    # zoo's own state is no place for a published folder: `zoo rm` or a cache clean would delete it
+    for inside in (zoo.workdir / entry.path / "shipped", zoo.cache / "shipped"):
+        owned = zoo("publish", entry.id, "--dir", str(inside))
+        assert owned.returncode == 2 and "lies inside" in owned.stderr and not inside.exists(), owned.stderr
     # an export whose files changed is not published: zoo verify's verdict first, nothing written
     package = next(p for p in (zoo.workdir / entry.path).rglob("weight.bin"))
     saved = package.read_bytes()
@@ -160,6 +164,28 @@ def test_card_says_what_the_registry_says(published):
                 assert float(shown) == pytest.approx(recorded, rel=1e-5), (shown, recorded)
     for name, package in manifest["packages"].items():
         assert f"| `{name}` |" in body and package["needs"] in body
+
+
+def test_the_loop_contract_is_the_plugins_in_the_manifest_and_on_the_card(published, tiny_site, monkeypatch):
+    """manifest.json's loop is the plugin's contract for these constants, and the card renders it: each
+    call with every input's source and every output's use."""
+    import importlib
+
+    zoo, folder, manifest = published
+    monkeypatch.syspath_prepend(str(tiny_site))
+    loop = manifest["loop"]
+    assert loop is not None and loop["front_end"]["kind"] == "bytes"
+    tiny = importlib.import_module("zoo_tiny")
+    constants = {name: folder / c["path"] for name, c in manifest["constants"].items()}
+    model = tiny.zoo_register_models()[0]
+    assert loop == json.loads(json.dumps(tiny.loop_contract(model, constants).as_dict()))
+    card = (folder / "README.md").read_text()
+    section = card.split("### What a native app implements", 1)[1].split("\n## ", 1)[0]
+    for call in ("`encoder.main`", "`vocoder.main`"):
+        assert call in section
+    for feed in ("`emb` ← text", "`hidden` ← output"):
+        assert feed in section
+    assert "for each chunk of 8 bytes" in section and "for each position" in section
 
 
 def test_a_package_needing_a_later_target_than_its_variant_is_refused():

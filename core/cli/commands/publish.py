@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..common import EXIT_FAILED, EXIT_USAGE, _fail, _registry_or_exit, command, err, out
+from ..common import EXIT_FAILED, EXIT_USAGE, _fail, _registry_or_exit, _state, command, err, out
 
 
 @command()
@@ -37,11 +37,13 @@ def publish(
     """Copy an export's packages and constants into a new folder with a model card (README.md, every
     figure from the registry) and manifest.json: each package's
     functions, inputs, outputs and states as its CoreML specification declares them, the deployment
-    target it needs (checked against its variant's), each constants file's arrays, and every file's
-    size and sha256. The export is verified first; the folder is built aside and renamed into place.
-    `zoo verify DIR` checks such a folder on its own.
+    target it needs (checked against its variant's), each constants file's arrays, the loop contract (what
+    a native app implements around the packages, from the plugin), and every file's size and sha256.
+    A --dir inside an export's directory or zoo's cache is refused. The export is verified first; the
+    folder is built aside and renamed into place. `zoo verify DIR` checks such a folder on its own.
     """
     from .... import __version__
+    from ...host.plugins import HookError
     from ...plugin.errors import UsageError
     from ...release.folder import PublishError, default_dir
     from ...release.folder import publish as run_publish
@@ -61,15 +63,21 @@ def publish(
             EXIT_USAGE,
         )
     dest = directory if directory is not None else default_dir(entry)
+    host = _state(ctx).host()
+    spec = host.models.get(entry.model)  # None when its plugin is not installed: the card then says less
+
+    def describe_loop(constants: dict[str, Path]) -> object:
+        return host.call(spec, "loop_contract", constants=constants) if spec is not None else None
+
     try:
         with err.status(f"publishing {entry.id}…") as status:
             manifest = run_publish(
-                registry, entry, dest, __version__, _spec(ctx, entry.model), lambda s: status.update(f"publishing… {s}")
+                registry, entry, dest, __version__, spec, lambda s: status.update(f"publishing… {s}"), describe_loop
             )
     except UsageError as exc:  # a --dir zoo will not write: said before anything is copied
         _fail(str(exc), EXIT_USAGE)
-    except (PublishError, ManifestError, OSError) as exc:
-        _fail(str(exc), EXIT_FAILED)
+    except (PublishError, ManifestError, HookError, OSError) as exc:
+        _fail(f"{exc}; nothing was published" if isinstance(exc, HookError) else str(exc), EXIT_FAILED)
     if manifest["weights"]["random"]:  # on stderr: said with --json too
         err.print("[yellow]! made with seeded random weights: the packages run, but they are no usable model[/]")
     if push is not None:
@@ -83,13 +91,6 @@ def publish(
         f"{len(manifest['constants'])} constants file(s), {len(manifest['files'])} files, {size / 1e6:.1f} MB; "
         f"manifest.json (schema {manifest['schema_version']})"
     )
-
-
-def _spec(ctx: typer.Context, model: str) -> object:
-    """The model's ModelSpec when its plugin is installed (the card then says more); None otherwise."""
-    from ..common import _state
-
-    return _state(ctx).host().models.get(model)
 
 
 def _push(

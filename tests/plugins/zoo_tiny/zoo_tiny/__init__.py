@@ -142,6 +142,34 @@ def export_constants(model, variant, reference, out_dir):
 
 
 @hookimpl
+def loop_contract(model, constants):
+    from zoo.core import Call, Feed, FrontEnd, LoopContract, Repeat, Use
+
+    vocoder = Call(
+        "vocoder",
+        feeds=(Feed("hidden", "output", "the encoder's hidden state of one real position [1, 16]"),),
+        outputs=(Use("audio", "240 samples, appended"),),
+    )
+    encoder = Call(
+        "encoder",
+        feeds=(Feed("emb", "text", f"rows of embeddings.safetensors's table for {CHUNK} byte ids, zero-padded"),),
+        outputs=(Use("hidden", "one row per real position, each to the vocoder"),),
+    )
+    return LoopContract(
+        summary="bytes -> encoder a chunk at a time -> vocoder per real position",
+        front_end=FrontEnd("bytes", "the text's UTF-8 bytes are the token ids", files=("embeddings",)),
+        steps=(
+            Repeat(
+                f"chunk of {CHUNK} bytes",
+                (encoder, Repeat("position", (vocoder,), until="every real position of the chunk")),
+                until="every byte",
+            ),
+        ),
+        result=f"float32 audio at {model.sample_rate} Hz",
+    )
+
+
+@hookimpl
 def run_loop(model, runtime, text, options):
     import numpy as np
     from safetensors.numpy import load_file
