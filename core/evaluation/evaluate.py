@@ -252,6 +252,15 @@ class EvalResult:
         for key in ("qoi", "qoi_vs_uncompressed"):
             if summary.get(key) is not None:
                 row[key] = round(summary[key], 4)
+        # each prompt's error rate (WER, CER for Japanese and Mandarin): the published card draws them
+        row["per_prompt"] = [
+            {
+                "id": f"{i + 1}:{p.prompt.lang}",
+                "metric": "cer" if p.prompt.lang in BY_CHARACTER else "wer",
+                **{f"{system}_rate": round(rate, 4) for system, rate in sorted(p.rate.items())},
+            }
+            for i, p in enumerate(self.prompts)
+        ]
         return row
 
     def as_dict(self) -> dict[str, Any]:

@@ -67,5 +67,6 @@ schema                       format version of this file
                              voice, seconds; quality_claim = false for random weights (nothing
                              else then), else export_wer / export_cer, reference_wer / _cer,
                              uncompressed_wer / _cer (compressed exports), qoi (share of prompts
-                             where the export does no worse than the reference), qoi_vs_uncompressed
+                             where the export does no worse than the reference), qoi_vs_uncompressed,
+                             per_prompt (id, metric, export_rate / reference_rate / uncompressed_rate)
 """

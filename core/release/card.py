@@ -5,6 +5,7 @@ so the card and the registry cannot disagree (the tests read both)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..registry.entry import ExportEntry
@@ -101,8 +102,15 @@ def loop_section(loop: dict[str, Any] | None, plugin: str) -> str:
     return "\n".join(out)
 
 
-def model_card(entry: ExportEntry, manifest: dict[str, Any], spec: Any) -> str:
-    """``README.md`` of the folder: ``spec`` is the model's ModelSpec when its plugin is installed."""
+def _picture(figures: dict[str, Any], name: str) -> list[str]:
+    figure = figures.get(name)
+    return [f"\n![{figure.alt}]({figure.path})\n", f"*{figure.caption}*\n"] if figure is not None else []
+
+
+def model_card(entry: ExportEntry, manifest: dict[str, Any], spec: Any, figures: Any = ()) -> str:
+    """``README.md`` of the folder: ``spec`` is the model's ModelSpec when its plugin is installed;
+    ``figures``: the pictures drawn into the folder (``figures.Figure``), embedded where they belong."""
+    drawn = {Path(f.path).stem: f for f in figures}
     out = [front_matter(entry, spec)]
     if entry.random_weights:
         out.append(
@@ -134,6 +142,9 @@ def model_card(entry: ExportEntry, manifest: dict[str, Any], spec: Any) -> str:
     )
     for file, digest in manifest["weights"]["files"].items():
         out.append(f"  - `{file}` sha256 `{digest}`")
+    notices = manifest.get("notices") or {}
+    for path in notices.get("files", []):
+        out.append(f"- upstream license/notice: [`{path}`]({path}) (from {notices.get('source')})")
     variant = manifest["variant"]
     out.append(
         f"- variant {variant['name']}: {variant['precision']}, target {variant['target']}, compression "
@@ -148,6 +159,7 @@ def model_card(entry: ExportEntry, manifest: dict[str, Any], spec: Any) -> str:
             f"| {v.get('level')} | {_cell(v.get('component'))} | {v.get('metric', '')} | {figure(v.get('value', ''))} "
             f"| {figure(v.get('threshold', ''))} | {v.get('status')} | {why} |"
         )
+    out += _picture(drawn, "spectrograms")
     compressed = [c for c in entry.components if c.compression]
     if compressed:
         out.append("\n## Compression\n")
@@ -161,6 +173,7 @@ def model_card(entry: ExportEntry, manifest: dict[str, Any], spec: Any) -> str:
                 f"| {figure(r.get('output_snr_db', '-'))} | {r.get('bytes_before', 0) / 1e6:.2f} → "
                 f"{r.get('bytes_after', 0) / 1e6:.2f} |"
             )
+        out += _picture(drawn, "compression")
     if entry.eval:
         out.append("\n## zoo eval\n")
         out.append("| prompts | backend | export WER | reference WER | QoI |")
@@ -170,6 +183,7 @@ def model_card(entry: ExportEntry, manifest: dict[str, Any], spec: Any) -> str:
                 f"| {row.get('prompts')} | {row.get('backend')} | {figure(row.get('export_wer', '-'))} "
                 f"| {figure(row.get('reference_wer', '-'))} | {figure(row.get('qoi', '-'))} |"
             )
+        out += _picture(drawn, "eval")
     out.append("\n## Running it\n")
     run = (
         f"zoo run {entry.model} --voice ref.wav -o out.npy --backend coreml"
@@ -186,6 +200,8 @@ def model_card(entry: ExportEntry, manifest: dict[str, Any], spec: Any) -> str:
             if v.get("status") == "skipped"
         }
     )
+    if notices.get("missing"):
+        skipped.append(f"license: {notices['missing']}; see the upstream model's own terms")
     for line in skipped or ["none recorded"]:
         out.append(f"- {_cell(line)}")
     return "\n".join(out) + "\n"

@@ -18,6 +18,8 @@ from ..util.files import is_free_directory, new_directory
 from ..util.hashing import file_sha256, tree_sha256
 from . import manifest as mf
 from .card import model_card
+from .figures import draw
+from .notices import gather
 
 #: the model card's file name (what a hub shows)
 CARD = "README.md"
@@ -95,10 +97,14 @@ def publish(
                 raise PublishError(
                     f"the copy of {item.path} does not match the registry's sha256; nothing was published"
                 )
+        notices = gather(entry, staging, progress)
         progress("describing the packages")
         contract = describe_loop({c.name: staging / c.path for c in entry.constants}) if describe_loop else None
         manifest = mf.build(staging, entry, zoo_version, contract.as_dict() if contract is not None else None)
-        (staging / CARD).write_text(model_card(entry, manifest, spec), encoding="utf-8")
+        manifest["notices"] = {"files": list(notices.files), "source": notices.source, "missing": notices.missing}
+        progress("drawing the card's pictures")
+        figures = draw(staging, entry, manifest, getattr(spec, "sample_rate", None))
+        (staging / CARD).write_text(model_card(entry, manifest, spec, figures), encoding="utf-8")
         manifest["files"] = mf.file_list(staging)  # the card too
         (staging / mf.MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return manifest

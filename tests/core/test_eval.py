@@ -79,6 +79,12 @@ def test_known_speech_scores_near_zero_and_noise_near_one(recogniser):
     assert summary["reference"]["wer"] <= 0.25, [r.heard for r in result.prompts]  # tiny.en on espeak-ng: measured 0.06
     assert summary["export"]["wer"] >= 0.9 and summary["qoi"] == 0.0
     assert all(r.spectral is not None and r.spectral > 0.5 for r in result.prompts)
+    # the registry row carries each prompt's rate (the published card draws them): the same numbers
+    per_prompt = result.record()["per_prompt"]
+    assert [p["id"] for p in per_prompt] == ["1:en", "2:en", "3:en"]
+    for row, prompt in zip(per_prompt, result.prompts):
+        assert row["export_rate"] == round(prompt.rate["export"], 4) and row["metric"] == "wer"
+        assert row["reference_rate"] == round(prompt.rate["reference"], 4)
     good = EvalResult("x", "mil", None, ASR, "0", prompts_digest(prompts), False)
     evaluate(prompts, {"export": lambda p: speech[p.text], "reference": lambda p: speech[p.text]}, recogniser, good)
     assert good.summary()["qoi"] == 1.0 and all(r.spectral == 0.0 for r in good.prompts)

@@ -244,3 +244,133 @@ def test_push_refuses_random_weights_lists_with_dry_run_and_fails_offline_sendin
         zoo.env.clear()
         zoo.env.update(saved)
     assert offline.returncode == 1 and "nothing was uploaded" in offline.stderr.replace("\n", " "), offline.stderr
+
+
+def test_the_card_pictures_are_drawn_from_the_records_and_listed(published):
+    """The spectrograms: the reference's audio (recorded) beside the published package's (run from the
+    folder by the MIL interpreter) with their difference; a PNG the card embeds and the manifest hashes."""
+    import re
+
+    import numpy as np
+
+    from zoo.core.mil import MilProgram
+    from zoo.core.release.figures import audio_case
+
+    zoo, folder, manifest = published
+    picture = folder / "figures" / "spectrograms.png"
+    assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and picture.stat().st_size < 200_000
+    assert "figures/spectrograms.png" in {f["path"] for f in manifest["files"]}
+    card = (folder / "README.md").read_text()
+    assert "![spectrograms" in card and "(figures/spectrograms.png)" in card
+    name, case = audio_case(folder, manifest)
+    got = MilProgram.load(folder / manifest["packages"][name]["path"]).run_fresh(
+        case.inputs, case.function, case.states
+    )
+    want = np.asarray(case.outputs["audio"], np.float64).reshape(-1)
+    err = np.asarray(got["audio"], np.float64).reshape(-1) - want
+    snr = 10 * np.log10(np.sum(want**2) / max(np.sum(err**2), 1e-300))
+    shown = float(re.search(r"SNR (-?[\d.]+|inf) dB\.", card).group(1))
+    assert shown == pytest.approx(snr, abs=0.05)
+
+
+def test_compression_and_eval_pictures_come_from_the_registry_records(tmp_path):
+    """A compressed export's bits per weight and output SNR against its gate, and zoo eval's rate per
+    prompt, drawn from the entry's records; an export without them gets neither picture."""
+    from zoo.core.registry.entry import ExportEntry, Item
+    from zoo.core.release.card import model_card
+    from zoo.core.release.figures import compression, evaluation
+
+    def item(name, record):
+        return Item(name, f"{name}.mlpackage", "0" * 64, 10, compression=record)
+
+    entry = ExportEntry(
+        id="m-fp16-mixed-x",
+        model="m",
+        validation_level="mil",
+        created_at="2026-12-04T00:00:00Z",
+        path="m",
+        plugin={"name": "p", "version": "1"},
+        variant={"name": "fp16-mixed", "precision": "fp16", "target": "iOS18", "compression": "mixed"},
+        weights={"kind": "local"},
+        tools={},
+        components=[
+            item("lm", {"mode": "mixed", "compressed_weights": 3, "bits": {"a": 4, "b": 6, "c": 4}}),
+            item("dec", {"mode": "w8", "compressed_weights": 2}),
+        ],
+        validation=[
+            {
+                "level": "mil",
+                "component": "lm",
+                "metric": "snr_db_min",
+                "value": 21.5,
+                "threshold": 18.0,
+                "status": "passed",
+            },
+            {
+                "level": "mil",
+                "component": "dec",
+                "metric": "snr_db_min",
+                "value": 30.0,
+                "threshold": 25.0,
+                "status": "passed",
+            },
+        ],
+        eval=[
+            {
+                "asr_sha256": "0" * 64,
+                "prompts": 2,
+                "backend": "mil",
+                "per_prompt": [
+                    {"id": "1:a", "metric": "wer", "export_rate": 0.1, "reference_rate": 0.0},
+                    {"id": "2:j", "metric": "cer", "export_rate": 0.05, "reference_rate": 0.05},
+                ],
+            }
+        ],
+    )
+    (tmp_path / "figures").mkdir()
+    drawn = [compression(tmp_path, entry), evaluation(tmp_path, entry)]
+    assert all(f is not None and (tmp_path / f.path).read_bytes()[:4] == b"\x89PNG" for f in drawn)
+    manifest = {"packages": {}, "zoo_version": "0", "weights": {"files": {}}, "variant": entry.variant, "loop": None}
+    card = model_card(entry, manifest, None, drawn)
+    assert "(figures/compression.png)" in card and "(figures/eval.png)" in card
+    bare = ExportEntry(**{**entry.__dict__, "components": [item("lm", None)], "eval": []})
+    assert compression(tmp_path, bare) is None and evaluation(tmp_path, bare) is None
+
+
+def test_the_weights_license_files_are_published_beside_the_packages(tmp_path, tiny_site, monkeypatch):
+    """Local weights in hub layout with a LICENSE and a NOTICE: both copied into upstream/, hashed in the
+    manifest and linked from the card; an unrelated file beside them is not. Random weights: none, and
+    the card says why."""
+    pytest.importorskip("torch")
+    from safetensors.torch import save_file
+
+    monkeypatch.syspath_prepend(str(tiny_site))
+    from zoo_tiny.reference import TinyTTS
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    save_file(TinyTTS().state_dict(), str(weights / "model.safetensors"))
+    (weights / "LICENSE").write_text("Apache License 2.0 (test)\n")
+    (weights / "NOTICE.md").write_text("Made by the test.\n")
+    (weights / "notes.txt").write_text("not a notice\n")
+    (tmp_path / "z").mkdir()
+    zoo = Zoo(tmp_path / "z", [tiny_site])
+    zoo("export", "tiny", "--weights", str(weights), "--out", str(zoo.out), check=True)
+    entry = Registry(zoo.registry).exports()[0]
+    folder = tmp_path / "shipped"
+    manifest = json.loads(zoo("publish", entry.id, "--dir", str(folder), "--json", check=True).stdout)
+    assert manifest["notices"]["files"] == ["upstream/LICENSE", "upstream/NOTICE.md"]
+    assert (folder / "upstream" / "LICENSE").read_text() == "Apache License 2.0 (test)\n"
+    assert not (folder / "upstream" / "notes.txt").exists()
+    listed = {f["path"] for f in manifest["files"]}
+    assert {"upstream/LICENSE", "upstream/NOTICE.md"} <= listed
+    card = (folder / "README.md").read_text()
+    assert "[`upstream/LICENSE`](upstream/LICENSE)" in card
+    assert json.loads(zoo("verify", str(folder), "--json", check=True).stdout)["ok"]
+
+
+def test_random_weights_publish_no_notice_and_say_why(published):
+    _, folder, manifest = published
+    assert manifest["notices"]["files"] == [] and "random weights" in manifest["notices"]["missing"]
+    assert not (folder / "upstream").exists()
+    assert "license: random weights" in (folder / "README.md").read_text()
