@@ -58,3 +58,30 @@ def passed_on(check: dict, *bases: str) -> bool:
     """A recorded check passed, and its bound stands on one of ``bases`` (words its basis names).
     Both must hold: a failed check never passes for a good-looking basis."""
     return check.get("status") == "passed" and any(b in check.get("basis", "") for b in bases)
+
+
+def publish_and_verify(zoo, export_id: str, model: str) -> dict:
+    """`zoo publish` the export, then `zoo verify DIR --execute` from the folder alone (every package on
+    its recorded parity inputs by the MIL interpreter): both pass; the manifest validates against the
+    shipped schema, carries the plugin's loop contract for the folder's own constants and lists every
+    file. Returns the manifest."""
+    import json
+
+    import jsonschema
+
+    from zoo.core.host.plugins import PluginHost
+    from zoo.core.release.manifest import SCHEMA_FILE
+
+    folder = zoo.workdir / f"published-{export_id}"
+    manifest = json.loads(zoo("publish", export_id, "--dir", str(folder), "--json", check=True).stdout)
+    jsonschema.validate(manifest, json.loads(SCHEMA_FILE.read_text()))
+    host = PluginHost()
+    constants = {name: folder / c["path"] for name, c in manifest["constants"].items()}
+    contract = host.call(host.models[model], "loop_contract", constants=constants)
+    assert manifest["loop"] == json.loads(json.dumps(contract.as_dict()))
+    verified = json.loads(zoo("verify", str(folder), "--execute", "--json", check=True).stdout)
+    assert verified["ok"] and {c["component"] for c in verified["executed"]} == set(manifest["packages"])
+    assert all(c["status"] == "passed" for c in verified["executed"]), verified["executed"]
+    card = (folder / "README.md").read_text()
+    assert "### What a native app implements" in card and card.lstrip("-\n").startswith("license:")
+    return manifest

@@ -75,6 +75,26 @@ def load_package_spec(package: str | Path) -> Any:
     return spec
 
 
+#: the CoreML specification version each deployment target introduced (coremltools' targets)
+SPEC_TARGETS = {4: "iOS13", 5: "iOS14", 6: "iOS15", 7: "iOS16", 8: "iOS17", 9: "iOS18"}
+#: the specification version a declared deployment target reads, at most
+TARGET_SPEC = {"iOS16": 7, "macOS13": 7, "iOS17": 8, "macOS14": 8, "iOS18": 9, "macOS15": 9}
+
+
+def target_problem(package: str | Path, declared: str, name: str = "") -> str:
+    """Why ``package`` does not run on the ``declared`` deployment target ("" when it does): states,
+    multifunction packages and grouped look-up tables are iOS18 (specification 9)."""
+    version = int(load_package_spec(package).specificationVersion)
+    limit = TARGET_SPEC.get(declared)
+    if limit is None or version <= limit:
+        return ""
+    needs = SPEC_TARGETS.get(version, f"specification {version}")
+    return (
+        f"package {name or Path(package).stem} needs {needs} (CoreML specification {version}) but the variant "
+        f"declares {declared}: the export is in error"
+    )
+
+
 def spec_input_dtype(spec: Any, name: str, function: str = "main") -> Any:
     """The numpy dtype of multiarray input ``name`` in a CoreML model spec (of ``function`` in a
     multifunction model)."""

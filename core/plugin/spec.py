@@ -262,6 +262,10 @@ class Checkpoint:
         return {k: v for k, v in record.items() if v}
 
 
+#: deployment targets that load no multifunction package (those need iOS18/macOS15)
+PRE_MULTIFUNCTION = ("iOS16", "iOS17", "macOS13", "macOS14")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """What a plugin declares through ``zoo_register_models``."""
@@ -322,6 +326,13 @@ class ModelSpec:
             )
         if any(name != c.name for name, c in self.checkpoints.items()):
             raise ValueError(f"model {self.name!r}: checkpoints must be keyed by their names")
+        several = [c.name for c in self.components if len(c.functions) > 1]
+        early = sorted(v.name for v in self.variants.values() if v.target in PRE_MULTIFUNCTION)
+        if several and early:  # a multifunction package loads on iOS18/macOS15 only
+            raise ValueError(
+                f"model {self.name!r}: component {several[0]!r} is one package of several functions (iOS18/macOS15) "
+                f"but variant {early[0]!r} declares {self.variants[early[0]].target}"
+            )
 
     def checkpoint(self, name: str | None) -> Checkpoint:
         """The named checkpoint (``None``: the default); KeyError if unknown or the model has none."""

@@ -14,16 +14,13 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from ..coreml.tools import load_package_spec
+from ..coreml.tools import SPEC_TARGETS, TARGET_SPEC, load_package_spec
 from ..registry.entry import ExportEntry
 from ..util.hashing import file_sha256, tree_files
 
 SCHEMA_VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("schema") / f"manifest-{SCHEMA_VERSION}.schema.json"
 MANIFEST = "manifest.json"
-#: the CoreML specification version each deployment target introduced (coremltools' targets)
-SPEC_TARGETS = {4: "iOS13", 5: "iOS14", 6: "iOS15", 7: "iOS16", 8: "iOS17", 9: "iOS18"}
-_GENERATION = {"iOS16": 7, "macOS13": 7, "iOS17": 8, "macOS14": 8, "iOS18": 9, "macOS15": 9}
 #: a safetensors header larger than this is not read (the format's own limit is 100 MB)
 MAX_HEADER_BYTES = 100 << 20
 
@@ -106,7 +103,7 @@ def check_target(entry: ExportEntry, packages: dict[str, dict[str, Any]]) -> Non
     """Each package needs no later deployment target than its variant declares (states, grouped look-up
     tables and multifunction packages are iOS18 ops): else the export is in error, said by name."""
     declared = str(entry.variant.get("target", "iOS17"))
-    limit = _GENERATION.get(declared)
+    limit = TARGET_SPEC.get(declared)
     for name, package in packages.items():
         if limit is not None and package["spec_version"] > limit:
             raise ManifestError(

@@ -53,6 +53,8 @@ class Kokoro(ModelPlugin):
                     fp16="default: fp16, the harmonic source and its STFT in fp32",
                     # the harmonic source and its STFT stay fp32: their phase does not fit fp16
                     fp16_options={"fp32_scopes": ("harmonic",)},
+                    # the predictor is one multifunction package (a function per bucket): iOS18/macOS15
+                    target="iOS18",
                 ),
                 default_variant="fp16",
                 components=(

@@ -57,6 +57,8 @@ class PocketTTS(ModelPlugin):
                     SMALL.as_dict(),
                     fp16="default: fp16 weights and compute, explicit state I/O",
                     fp32="fp32 everywhere, explicit state I/O",
+                    # flowlm is one multifunction package (prefill and step): iOS18/macOS15
+                    target="iOS18",
                     extra={
                         "fp16-stateful": _stateful(
                             "fp16-stateful", FULL, "fp16, Mimi streaming state as CoreML states (iOS18/macOS15)"

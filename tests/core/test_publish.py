@@ -213,6 +213,23 @@ def test_a_package_needing_a_later_target_than_its_variant_is_refused():
         check_target(entry, {"lm": {"spec_version": 9, "needs": "iOS18"}})
 
 
+def test_the_export_checks_each_package_against_its_declared_target(published):
+    """The same rule at export time (after conversion and after compression), read from the saved
+    package; and a model declaring a multifunction component in a pre-iOS18 variant is refused."""
+    from zoo.core import ComponentSpec, ModelSpec, Variant
+    from zoo.core.coreml.tools import target_problem
+
+    _, folder, manifest = published
+    for name, package in manifest["packages"].items():
+        path = folder / package["path"]
+        assert target_problem(path, "iOS17", name) == "" and target_problem(path, "iOS18") == ""
+        assert "needs iOS17 (CoreML specification 8) but the variant declares iOS16" in target_problem(path, "iOS16")
+    two = (ComponentSpec("lm", "x", functions=("prefill", "step")),)
+    ModelSpec("m", "m", {"a": Variant("a", "fp16", "iOS18")}, "a", two)  # fine
+    with pytest.raises(ValueError, match="several functions .* declares iOS17"):
+        ModelSpec("m", "m", {"a": Variant("a", "fp16", "iOS17")}, "a", two)
+
+
 def test_push_refuses_random_weights_lists_with_dry_run_and_fails_offline_sending_nothing(published, tmp_path):
     zoo, _, manifest = published
     entry = Registry(zoo.registry).exports()[0]

@@ -14,7 +14,16 @@ from conftest import ROOT, Zoo, _pip_install_target
 pytestmark = pytest.mark.slow
 
 #: the skeleton's roles (zoo.core.plugin.skeleton): every plugin has these files
-SKELETON = {"__init__.py", "options.py", "reference.py", "traceables.py", "constants.py", "loop.py", "parity.py"}
+SKELETON = {
+    "__init__.py",
+    "options.py",
+    "reference.py",
+    "traceables.py",
+    "constants.py",
+    "loop.py",
+    "parity.py",
+    "contract.py",
+}
 
 
 def test_new_plugin_installs_lists_exports_and_runs(tmp_path: Path, tiny_site: Path):
@@ -63,6 +72,7 @@ def test_new_plugin_installs_lists_exports_and_runs(tmp_path: Path, tiny_site: P
         text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 passed" in proc.stdout  # the float64 check and the loop against its contract
 
 
 @pytest.mark.parametrize(

@@ -54,6 +54,11 @@ def compress_stage(
             measure=measure,
         )
         shutil.rmtree(work)
+        from ...coreml.tools import target_problem
+
+        problem = target_problem(tmp / f"{component}.mlpackage", session.variant.target, component)
+        if problem:  # e.g. grouped look-up tables (iOS18) in a variant declared iOS17
+            raise RuntimeError(problem)
         record.save(tmp / COMPRESSION_FILE)
 
     extra = {

@@ -64,6 +64,11 @@ def convert_stage(stages: Stages, session: ModelSession, component: str) -> Path
         )
         if saved is None or Path(saved).resolve() != out.resolve() or not out.exists():
             raise RuntimeError(f"convert must save the package at {out}, got {saved}")
+        from ...coreml.tools import target_problem
+
+        problem = target_problem(out, session.variant.target, component)  # checked, not declared
+        if problem:
+            raise RuntimeError(problem)
         import gc
 
         gc.collect()  # the converted program (a cyclic MIL graph holding every weight) goes now

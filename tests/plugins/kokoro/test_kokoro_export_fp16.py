@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import export_small
+from helpers import export_small, publish_and_verify
 
 pytest.importorskip("kokoro", reason="kokoro is not installed (pip install zoo-tts[kokoro])")
 pytestmark = pytest.mark.slow
@@ -37,6 +37,14 @@ def test_export_small_fp16_keeps_the_harmonic_source_fp32(small_fp16):
     assert dtypes["cumsum"] == {"float32"}  # the source's phase accumulation (and its STFT's frame mask)
     assert dtypes["atan"] == dtypes["sqrt"] == {"float32"}  # the source spectrum: phase (atan2) and magnitude
     assert "float16" in dtypes["conv"] and "float16" in dtypes["instance_norm"]  # the rest is fp16
+
+
+def test_the_small_fp16_export_published_verifies_from_its_folder(module_zoo, small_fp16):
+    report, entry, _ = small_fp16
+    manifest = publish_and_verify(module_zoo, entry["id"], "kokoro")
+    assert manifest["loop"]["front_end"]["kind"] == "g2p" and "figures/spectrograms.png" in {
+        f["path"] for f in manifest["files"]
+    }
 
 
 def test_export_small_fp16_mixed_after_small_fp16(module_zoo, small_fp16):

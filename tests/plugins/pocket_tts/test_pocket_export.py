@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import passed_on, read_wav
+from helpers import passed_on, publish_and_verify, read_wav
 
 from zoo.core.registry.store import Registry
 
@@ -22,6 +22,8 @@ def test_export_run_verify(zoo, variant):
     )
     report = json.loads(proc.stdout)
     assert report["ok"] and report["validation_level"] == "mil"
+    if variant == "small-fp16-stateful":  # the folder to ship, verified from itself (CoreML states and all)
+        publish_and_verify(zoo, report["id"], "pocket_tts")
     # coremltools' cast and tuple notes and upstream's chunking note are --verbose only
     assert not any(
         note in proc.stderr for note in ("Saving value type of int64", "Tuple detected", "generation may skip words")

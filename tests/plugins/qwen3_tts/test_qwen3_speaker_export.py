@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import export_small
+from helpers import export_small, publish_and_verify
 
 from zoo.core import WeightsSource
 from zoo.core.kit.audio import resample, write_wav
@@ -40,6 +40,8 @@ def test_export_run_each_bucket_cache_and_bad_input(zoo):
     assert all(c["status"] in ("passed", "skipped") for c in entry["validation"])
     assert not [c for c in entry["validation"] if c["status"] == "skipped" and c["level"] != "coreml"]
     assert entry["components"][0]["functions"] == ["s3", "s6", "s12"]
+    manifest = publish_and_verify(zoo, entry["id"], "qwen3_speaker")  # the folder to ship, verified from itself
+    assert not any(f["path"].startswith("figures/spectrograms") for f in manifest["files"])  # no audio output
     mil = checks[("mil", "encoder", "cosine_min")]
     assert mil["status"] == "passed"
     upstream = load(WeightsSource.random(0), SMALL).model

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import read_wav
+from helpers import publish_and_verify, read_wav
 
 from zoo.core.registry.store import Registry
 
@@ -24,6 +24,8 @@ def test_export_run_verify(zoo, variant):
         ).stdout
     )
     assert report["ok"] and report["validation_level"] == "mil"
+    if variant == "small-fp16":  # the folder to ship, verified from itself
+        publish_and_verify(zoo, report["id"], "vibevoice")
     entry = Registry(zoo.registry).read().get("exports", [])[0]
     assert [c["name"] for c in entry["components"]] == ["lm", "tts_lm", "sampler", "decoder"]
     assert {c["name"] for c in entry["constants"]} == {"presets", "embeddings", "config"}
