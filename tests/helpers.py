@@ -79,6 +79,19 @@ def publish_and_verify(zoo, export_id: str, model: str) -> dict:
     constants = {name: folder / c["path"] for name, c in manifest["constants"].items()}
     contract = host.call(host.models[model], "loop_contract", constants=constants)
     assert manifest["loop"] == json.loads(json.dumps(contract.as_dict()))
+    from zoo.core.coreml.tools import load_package_spec
+
+    for package in manifest["packages"].values():  # the I/O coremltools reads from each package's spec
+        spec = load_package_spec(folder / package["path"])
+        described = {f.name: f for f in spec.description.functions} or {"main": spec.description}
+        assert set(package["functions"]) == set(described)
+        for name, fn in described.items():
+            listed = package["functions"][name]
+            assert [(i["name"], i["shape"]) for i in listed["inputs"]] == [
+                (x.name, list(x.type.multiArrayType.shape)) for x in fn.input
+            ]
+            assert [o["name"] for o in listed["outputs"]] == [x.name for x in fn.output]
+            assert [s["name"] for s in listed["states"]] == [x.name for x in fn.state]
     verified = json.loads(zoo("verify", str(folder), "--execute", "--json", check=True).stdout)
     assert verified["ok"] and {c["component"] for c in verified["executed"]} == set(manifest["packages"])
     assert all(c["status"] == "passed" for c in verified["executed"]), verified["executed"]

@@ -358,6 +358,25 @@ class Registry:
             self._write(text)
         return None
 
+    def add_all(self, choose: Callable[[list[ExportEntry]], list[dict[str, Any]]]) -> int:
+        """Append the records ``choose(current entries)`` returns, atomically under the lock, in one
+        write (``zoo registry merge``: ``choose`` sees the registry as it is once locked and may
+        raise to write nothing); an id already present raises RegistryError. Returns how many."""
+        self.check_writable()
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            doc, data = self._document()
+            exports = data.get("exports", [])
+            records = choose([ExportEntry.from_table(e) for e in exports])
+            taken = {e["id"] for e in exports}
+            for record in records:
+                if record["id"] in taken:
+                    raise RegistryError(f"{self.path}: an export with id {record['id']!r} already exists")
+                taken.add(record["id"])
+            if records:
+                self._write(self._render(doc, data, exports + [_plain(tomlkit.item(r)) for r in records]))
+        return len(records)
+
     def remove(
         self, export_ids: list[str], handle: Callable[[list[ExportEntry]], Iterable[str]] | None = None
     ) -> list[ExportEntry]:

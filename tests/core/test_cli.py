@@ -44,10 +44,15 @@ def test_every_command_help_names_its_arguments_and_explains_every_option():
 
     group = typer.main.get_command(app)
     names = sorted(group.commands)
-    assert names == ["eval", "export", "info", "list", "new-plugin", "publish", "rm", "run", "verify"]
+    assert names == ["eval", "export", "info", "list", "new-plugin", "publish", "registry", "rm", "run", "verify"]
+    # a group's sub-commands are commands too (`zoo registry merge`)
+    for name in list(names):
+        for sub, command in getattr(group.commands[name], "commands", {}).items():
+            group.commands[f"{name} {sub}"] = command
+            names.append(f"{name} {sub}")
 
     def problems(name: str, command: typer.core.TyperCommand) -> list[str]:
-        text = CliRunner().invoke(app, [name, "--help"], terminal_width=100).output
+        text = CliRunner().invoke(app, [*name.split(), "--help"], terminal_width=100).output
         found = [f"{name}: <bool> shown"] if "<bool>" in text else []
         usage = next(line for line in text.splitlines() if "Usage:" in line)
         found += [f"{name}: unnamed argument in {usage.strip()!r}"] if "{}" in usage or "[]" in usage else []

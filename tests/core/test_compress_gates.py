@@ -194,8 +194,11 @@ def _scramble_decoder(real_save):
             rng = np.random.default_rng(0)
             for fn in prog.functions.values():
                 for op in fn.operations:
-                    if op.op_type.startswith("constexpr_") and "quantized_data" in op.inputs:
-                        var = op.inputs["quantized_data"]
+                    # iOS17's constexpr_affine_dequantize names its int8 rows quantized_data; iOS18's
+                    # constexpr_blockwise_shift_scale names them data
+                    key = next((k for k in ("quantized_data", "data") if k in op.inputs), None)
+                    if op.op_type.startswith("constexpr_") and key is not None:
+                        var = op.inputs[key]
                         order = rng.permutation(var.val.shape[0])
                         for data in {id(a): a for a in (var.op.val.val, var.val)}.values():
                             data[...] = data[order]

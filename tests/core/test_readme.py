@@ -32,6 +32,9 @@ def helps() -> dict[str, str]:
     commands = sorted(typer.main.get_command(app).commands)  # every registered command: a new one is covered
     assert {"export", "run", "verify", "publish"} <= set(commands)
     texts = {name: runner.invoke(app, [name, "--help"], terminal_width=200).output for name in commands}
+    for name in commands:  # a group's sub-commands' flags count as the group's (`zoo registry merge --into`)
+        for sub in getattr(typer.main.get_command(app).commands[name], "commands", {}):
+            texts[name] += runner.invoke(app, [name, sub, "--help"], terminal_width=200).output
     texts[""] = runner.invoke(app, ["--help"], terminal_width=200).output
     return texts
 
