@@ -46,6 +46,14 @@ def _pyplot() -> Any:
     return plt
 
 
+def _saved(fig: Any, folder: Path, name: str, alt: str, caption: str) -> Figure:
+    """``fig`` written as ``figures/<name>.png`` in ``folder`` (then closed), as the card embeds it."""
+    path = Path(FIGURES) / f"{name}.png"
+    fig.savefig(folder / path, dpi=DPI)
+    _pyplot().close(fig)
+    return Figure(path.as_posix(), alt, caption)
+
+
 def _db(audio: Any, top: float) -> Any:
     import numpy as np
 
@@ -103,11 +111,10 @@ def spectrograms(folder: Path, manifest: dict[str, Any], sample_rate: int | None
     axes[0].set_ylabel("kHz" if sample_rate else "cycles/sample", fontsize=8)
     fig.colorbar(image, ax=axes, label="dB", shrink=0.9)
     fig.suptitle(f"{name}.{case.function}, parity case {case.index}: SNR {snr:.1f} dB", fontsize=9)
-    path = Path(FIGURES) / "spectrograms.png"
-    fig.savefig(folder / path, dpi=DPI)
-    plt.close(fig)
-    return Figure(
-        path.as_posix(),
+    return _saved(
+        fig,
+        folder,
+        "spectrograms",
         "spectrograms of the reference's and the export's audio and their difference",
         f"`{name}` on its recorded parity case {case.index} ({case.function}): the reference's audio, the "
         f"published package's (run by zoo's MIL interpreter) and their difference on one scale; SNR {snr:.1f} dB.",
@@ -162,11 +169,10 @@ def compression(folder: Path, entry: ExportEntry) -> Figure | None:
         right.text(value, i, f" {value:.1f} dB ({level})", va="center", fontsize=7)
     right.set_xlabel("output SNR dB (bar) against its gate (line)", fontsize=8)
     right.set_title("outputs against their gates", fontsize=9)
-    path = Path(FIGURES) / "compression.png"
-    fig.savefig(folder / path, dpi=DPI)
-    plt.close(fig)
-    return Figure(
-        path.as_posix(),
+    return _saved(
+        fig,
+        folder,
+        "compression",
         "bits per weight and output SNR against the gate, per compressed package",
         "Per compressed package: how many weights got each table width, and the outputs' SNR against the "
         "gate they passed (the registry's records).",
@@ -189,10 +195,7 @@ def evaluation(folder: Path, entry: ExportEntry) -> Figure | None:
     ax.set_xlabel("WER (CER for Japanese and Mandarin prompts)", fontsize=8)
     ax.legend(fontsize=7)
     ax.set_title(f"zoo eval ({row.get('backend')}): WER per prompt", fontsize=9)
-    path = Path(FIGURES) / "eval.png"
-    fig.savefig(folder / path, dpi=DPI)
-    plt.close(fig)
-    return Figure(path.as_posix(), "WER per prompt", "`zoo eval`'s WER per prompt, export and reference.")
+    return _saved(fig, folder, "eval", "WER per prompt", "`zoo eval`'s WER per prompt, export and reference.")
 
 
 def draw(folder: Path, entry: ExportEntry, manifest: dict[str, Any], sample_rate: int | None) -> list[Figure]:
