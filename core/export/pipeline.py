@@ -18,6 +18,7 @@ an entry in the registry.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -92,15 +93,37 @@ class Exporter:
             self.asr = check_asr(asr)  # usage errors (no extra, no model) before anything runs
 
     def run(self) -> ExportReport:
+        """Prepare the export, then register it (one process: today's `zoo export`)."""
+        prepared = self.prepare()
+        if prepared is not None:
+            self.register(prepared)
+        return self.report
+
+    def prepare(self, clean: bool = True) -> "Prepared | None":
+        """Every stage but the registration: the validated bundle (in the stage cache) and what its
+        entry will record; None when an identical export is registered already (reused, said in the
+        report). A matrix worker stops here and its driver registers (``register``). ``clean``: first
+        remove what an interrupted export abandoned in the output directory (the driver's job in a
+        matrix: a worker on another node cannot tell whether the process that left it is alive)."""
         report = self.report
         try:
-            self._run()
+            return self._prepare(clean)
         except ExportFailed:
             raise
         except Exception as exc:
             report.error = f"{type(exc).__name__}: {exc}"
             raise ExportFailed(report.error, report) from exc
-        return report
+
+    def register(self, prepared: "Prepared") -> ExportReport:
+        """Copy ``prepared`` into ``<out>/<id>`` and register it, under the registry's lock."""
+        try:
+            register(prepared, self.out_dir, self.registry, self.cache, self.report, self.reporter)
+        except ExportFailed:
+            raise
+        except Exception as exc:
+            self.report.error = f"{type(exc).__name__}: {exc}"
+            raise ExportFailed(self.report.error, self.report) from exc
+        return self.report
 
     def identity(self) -> dict[str, Any]:
         """What every stage key of this export includes (see stages.py)."""
@@ -114,7 +137,7 @@ class Exporter:
             "components": [(c.name, c.functions) for c in self.model.components],
         }
 
-    def _run(self) -> None:
+    def _prepare(self, clean: bool) -> "Prepared | None":
         report = self.report
         comps = [c.name for c in self.model.components]
         self.reporter.plan(
@@ -129,15 +152,16 @@ class Exporter:
         )
         identity = self.identity()
         stages = Stages(self.cache, report, self.reporter, identity, self.force)
-        _, warnings = remove_abandoned_exports(self.out_dir, self.registry)
-        report.warnings.extend(warnings)
+        if clean:
+            _, warnings = remove_abandoned_exports(self.out_dir, self.registry)
+            report.warnings.extend(warnings)
         # an export judged by a recogniser too is another export than one without (its validation
         # differs): the recogniser's bytes are part of what identical means, not of any stage's key
         asr_sha256 = tree_sha256(self.asr) if self.asr is not None else None  # hashed once: identity and the eval stage
         inputs = stable_hash({**identity, "core": core_digest(), **({"asr": asr_sha256} if asr_sha256 else {})})
         reuse = "no" if self.force else self._reuse(stages, inputs)
         if reuse == "reused":
-            return
+            return None
         session = ModelSession(self.host, self.target, stage=stages.stage)
 
         checks: list[Check] = []
@@ -216,29 +240,17 @@ class Exporter:
             weights={k: v for k, v in weights.items() if v is not None},
             tools=identity["tools"],
             inputs_sha256=inputs,
+            resources={
+                "peak_rss_mb": round(max((st.peak_rss_mb for st in report.stages), default=0.0)),
+                "seconds": round(sum(st.seconds for st in report.stages), 1),
+            },
         )
         bundle = Bundle(
             packages=packages,
             constants={name: (constants_dir / rel, rel) for name, rel in constants.items()},
             parity={comp: parity_dirs[comp] / PARITY_FILE for comp in comps},
         )
-        with stages.stage("register") as info:
-            entry, final, reused = publish(
-                bundle,
-                provenance,
-                reached,
-                [c.record() for c in checks],
-                self.out_dir,
-                self.registry,
-                self.cache,
-                reuse_identical=reuse == "none",
-            )
-            info["detail"] = entry.id + (" (an identical export registered meanwhile: reused)" if reused else "")
-        report.export_id = entry.id
-        report.path = str(final)
-        report.components = [c.record() for c in entry.components]
-        report.reused = reused
-        report.ok = True
+        return Prepared(bundle, provenance, reached, [c.record() for c in checks], reuse == "none")
 
     def _reuse(self, stages: Stages, inputs: str) -> str:
         """An identical valid export already registered, whose files still hash as registered:
@@ -270,3 +282,42 @@ class Exporter:
         report.reused = True
         report.ok = True
         return "reused"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An export validated and ready to register: its bundle (files in the stage cache), provenance,
+    level reached and validation records; ``reuse_identical``: an identical export registered
+    meanwhile is reused instead of registering this one. Plain data: it crosses process boundaries
+    (a matrix worker hands it to its driver)."""
+
+    bundle: Bundle
+    provenance: Provenance
+    level: str
+    validation: list[dict[str, Any]]
+    reuse_identical: bool = True
+
+
+def register(
+    prepared: Prepared, out_dir: Path, registry: Registry, cache: StageCache, report: ExportReport, reporter: Reporter
+) -> None:
+    """The ``register`` stage: ``prepared`` copied into ``<out_dir>/<id>`` and its entry written
+    (publish.py), the report filled in."""
+    with Stages(cache, report, reporter, {}, False).stage("register") as info:
+        entry, final, reused = publish(
+            prepared.bundle,
+            prepared.provenance,
+            prepared.level,
+            prepared.validation,
+            out_dir,
+            registry,
+            cache,
+            reuse_identical=prepared.reuse_identical,
+        )
+        info["detail"] = entry.id + (" (an identical export registered meanwhile: reused)" if reused else "")
+    report.export_id = entry.id
+    report.path = str(final)
+    report.components = [c.record() for c in entry.components]
+    report.reused = reused
+    report.level = prepared.level
+    report.ok = True

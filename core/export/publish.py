@@ -18,7 +18,7 @@ import json
 import os
 import secrets
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -59,6 +59,8 @@ class Provenance:
     weights: dict[str, Any]
     tools: dict[str, str]
     inputs_sha256: str = ""
+    #: what making it cost (peak_rss_mb, seconds), recorded in the entry
+    resources: dict[str, Any] = field(default_factory=dict)
 
 
 def _item(
@@ -154,6 +156,7 @@ def publish(
             weights=provenance.weights,
             tools=provenance.tools,
             inputs_sha256=provenance.inputs_sha256,
+            resources=dict(provenance.resources),
             components=components,
             constants=constants,
             parity=parity,

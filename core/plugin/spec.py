@@ -302,6 +302,9 @@ class ModelSpec:
     #: the upstream weights' license as a model card names it (``apache-2.0``, ``mit``, ...); "" when the
     #: plugin does not state it (a published card then says ``other``)
     license: str = ""
+    #: MB an export of a variant needs at its peak (variant name -> MB), when the plugin knows it: a
+    #: matrix's Ray tasks ask for it (else the last export's recorded peak)
+    export_memory_mb: Mapping[str, int] = field(default_factory=dict)
     #: filled in by the core: the name of the plugin that registered the model
     plugin: str = ""
 

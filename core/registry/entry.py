@@ -68,6 +68,11 @@ def entry_problem(entry: dict[str, Any]) -> str | None:
         not isinstance(r, dict) or not isinstance(r.get("asr_sha256"), str) for r in evals
     ):
         return "'eval' must be an array of tables, each naming its recogniser (asr_sha256)"
+    resources = entry.get("resources", {})
+    if not isinstance(resources, dict) or any(
+        not isinstance(v, (int, float)) or isinstance(v, bool) for v in resources.values()
+    ):
+        return "'resources' must be a table of numbers"
     return None
 
 
@@ -133,6 +138,9 @@ class ExportEntry:
     inputs_sha256: str = ""
     #: one row per `zoo eval` of the export (HEADER: [[exports.eval]])
     eval: list[dict[str, Any]] = field(default_factory=list)
+    #: what the export cost: peak_rss_mb (its largest process) and seconds (HEADER: resources); a
+    #: matrix's Ray tasks ask for memory by it
+    resources: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_table(cls, table: Mapping[str, Any]) -> "ExportEntry":
@@ -161,6 +169,7 @@ class ExportEntry:
             out=str(table.get("out") or ""),
             inputs_sha256=str(table.get("inputs_sha256") or ""),
             eval=[dict(r) for r in table.get("eval", [])],
+            resources=mapping("resources"),
         )
 
     @property
@@ -203,6 +212,8 @@ class ExportEntry:
             "tools",
         )
         table: dict[str, Any] = {k: getattr(self, k) for k in order if k != "out" or self.out}
+        if self.resources:
+            table["resources"] = dict(self.resources)
         table["components"] = [i.record() for i in self.components]
         table["constants"] = [i.record() for i in self.constants]
         table["parity"] = [i.record() for i in self.parity]

@@ -62,6 +62,8 @@ schema                       format version of this file
     worst                    worst max_abs, rel and cosine over all compared outputs
     status                   passed | failed | skipped
     reason                   why a level was skipped or failed; first non-finite op
+  resources                  what making the export cost: peak_rss_mb (its largest process),
+                             seconds; a matrix's Ray tasks ask for memory by it
   [[exports.eval]]           one per `zoo eval` of the export: asr (recogniser directory) and
                              asr_sha256, prompts (count) and prompts_sha256, languages, backend,
                              voice, seconds; quality_claim = false for random weights (nothing

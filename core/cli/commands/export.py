@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -26,12 +26,16 @@ from ..common import (
 def export(
     ctx: typer.Context,
     model: str = typer.Argument(..., metavar="MODEL", help="model name (see `zoo list`)"),
-    variant: Optional[str] = typer.Option(None, "--variant", help="variant to export \\[default: the model's default]"),
+    variant: Optional[str] = typer.Option(
+        None,
+        "--variant",
+        help="variant to export, or several (V1,V2) or `all`: a matrix \\[default: the model's default]",
+    ),
     checkpoint: Optional[str] = typer.Option(
         None,
         "--checkpoint",
-        help="released checkpoint (language, size) for models that have several; `zoo info MODEL` lists them "
-        "\\[default: the model's default]",
+        help="released checkpoint (language, size) for models that have several, or several (A,B) or `all`: a "
+        "matrix; `zoo info MODEL` lists them \\[default: the model's default]",
     ),
     weights: Optional[Path] = typer.Option(
         None,
@@ -54,6 +58,16 @@ def export(
         help="compressed variants: also speak zoo eval's prompts through the compressed and uncompressed packages, "
         "transcribe them with this CTranslate2 Whisper model (zoo-tts\\[eval]) and refuse a QoI under 0.75",
     ),
+    jobs: int = typer.Option(
+        1, "-j", "--jobs", min=1, help="export a matrix's cells in this many local worker processes"
+    ),
+    ray: Optional[str] = typer.Option(
+        None,
+        "--ray",
+        metavar="ADDRESS",
+        help="run each cell as a Ray task: `local` starts a cluster on this machine, `auto` or HOST:PORT joins "
+        "one (zoo-tts\\[ray])",
+    ),
     as_json: bool = typer.Option(False, "--json", metavar="", help="print one JSON object instead of tables"),
 ) -> None:
     """Export MODEL: reference → traceables → parity → CoreML → constants → validation → registry.
@@ -66,12 +80,23 @@ def export(
     from ...export.pipeline import Exporter
     from ...export.report import ExportFailed, RichReporter, print_report
 
+    if ray is not None:  # said before anything loads
+        from importlib.util import find_spec
+
+        if find_spec("ray") is None:
+            _fail("--ray needs Ray: pip install 'zoo-tts\\[ray]'", EXIT_USAGE)  # rich markup: \\[ is a bracket
     state = _state(ctx)
     spec = _model(ctx, model)
     source = _weights(weights, random_weights, seed)
     if out_dir.exists() and not out_dir.is_dir():
         _fail(f"--out {out_dir} is a file; give the directory exports are placed in", EXIT_USAGE)
     registry = _registry_or_exit(ctx, write=True)
+    several = any(v is not None and ("," in v or v == "all") for v in (variant, checkpoint))
+    if several or jobs > 1 or ray is not None:
+        if asr is not None:
+            _fail("--asr goes with one export, not a matrix", EXIT_USAGE)
+        _matrix(state, spec, variant, checkpoint, source, out_dir, registry, cache, force, jobs, ray, as_json)
+        return
     try:
         exporter = Exporter(
             state.host(),
@@ -102,4 +127,82 @@ def export(
     else:
         print_report(report, out, err)
     if not report.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _matrix(
+    state: Any,
+    spec: Any,
+    variants: Optional[str],
+    checkpoints: Optional[str],
+    source: Any,
+    out_dir: Path,
+    registry: Any,
+    cache: Optional[Path],
+    force: bool,
+    jobs: int,
+    ray: Optional[str],
+    as_json: bool,
+) -> None:
+    """`zoo export` of several cells (checkpoint × variant) on -j workers or Ray; the registry
+    written by this process only, as each cell finishes; a table of every cell at the end."""
+    from ...export import matrix
+    from ...export.cache import StageCache
+    from ...plugin.errors import UsageError
+
+    try:
+        cells, skipped = matrix.plan_cells(spec, checkpoints, variants)
+    except UsageError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    root = StageCache(cache).root
+    jobs_list = [
+        matrix.Job(cell, source, str(out_dir.resolve()), str(root.resolve()), str(registry.path.resolve()), force)
+        for cell in cells
+    ]
+    parallel = jobs if ray is None else max(jobs, len(jobs_list))
+    if ray is not None:
+        engine: matrix.Engine = matrix.RayEngine(
+            ray, lambda job: (1.0, matrix.memory_request(registry, spec, job.cell))
+        )
+    else:
+        engine = matrix.LocalEngine(jobs)
+    outcomes = list(skipped)
+    try:
+        with err.status(f"exporting {len(jobs_list)} cells…") as status:
+
+            def said(outcome: matrix.Outcome) -> None:
+                if not as_json:
+                    mark = {"registered": "[green]✓[/]", "reused": "[green]=[/]"}.get(outcome.status, "[red]✗[/]")
+                    err.print(f"{mark} {outcome.cell.name}: {outcome.status} {outcome.reason}".rstrip())
+
+            outcomes += matrix.run_matrix(
+                jobs_list,
+                engine,
+                registry,
+                lambda p: status.update(f"exporting: {p.line()}"),
+                said,
+                parallel,
+            )
+    except KeyboardInterrupt:
+        err.print("[red]✗ interrupted: every finished cell is registered; the same command resumes[/]")
+        raise typer.Exit(130) from None
+    result = matrix.summary(outcomes)
+    if as_json:
+        print(json.dumps(result, indent=1))
+    else:
+        from rich.table import Table
+
+        table = Table("cell", "status", "seconds", "peak MB", "MB", "level", "export or reason")
+        for o in outcomes:
+            table.add_row(
+                o.cell.name,
+                o.status,
+                f"{o.seconds:.0f}",
+                f"{o.peak_rss_mb:.0f}",
+                f"{o.bytes / 1e6:.1f}",
+                o.level or "-",
+                o.export_id or o.reason,
+            )
+        out.print(table)
+    if not result["ok"]:
         raise typer.Exit(EXIT_FAILED)

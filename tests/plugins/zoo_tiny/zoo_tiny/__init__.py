@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from zoo.core import (
+    Checkpoint,
     ComponentSpec,
     ModelSpec,
     Reference,
@@ -47,8 +48,15 @@ def zoo_register_models():
                 ComponentSpec("vocoder", "hidden [1, 16] -> 240 samples", tolerances={"fp32": Tolerance(max_abs=1e-5)}),
             ),
             tolerances={"fp32": Tolerance(max_abs=1e-5), "fp16": Tolerance(cosine_min=0.999)},
+            # the matrix tests: checkpoints named by ZOO_TINY_CHECKPOINTS (none otherwise)
+            checkpoints={name: Checkpoint(name, f"test checkpoint {name}") for name in _checkpoints()},
+            default_checkpoint=next(iter(_checkpoints()), ""),
         )
     ]
+
+
+def _checkpoints():
+    return [c for c in os.environ.get("ZOO_TINY_CHECKPOINTS", "").split(",") if c]
 
 
 @hookimpl
@@ -59,8 +67,13 @@ def load_reference(model, variant, weights):
 
     net = TinyTTS().eval()
     files = {}
+    cell = f"{variant.checkpoint}/{variant.name}"
+    if os.environ.get("ZOO_TINY_FAIL") == cell:  # the matrix tests: one cell made to fail
+        raise RuntimeError(f"cell {cell} fails on purpose (ZOO_TINY_FAIL)")
     if weights.kind == "random":
-        gen = torch.Generator().manual_seed(weights.seed)
+        # another checkpoint, other weights (a stable number from its name)
+        offset = sum(ord(c) for c in variant.checkpoint) if variant.checkpoint else 0
+        gen = torch.Generator().manual_seed(weights.seed + offset)
         with torch.no_grad():
             for p in net.parameters():
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
