@@ -226,6 +226,20 @@ class Engine:
         pass
 
 
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose driver died (killed: it could not say so) exits within a second, mid-cell or
+    idle: nothing of its cell was registered, and the same command redoes it from the stage cache."""
+    import threading
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="zoo-parent-watch", daemon=True).start()
+
+
 class LocalEngine(Engine):
     """``-j N``: N worker processes (spawned: no state shared with the driver), one cell per process
     so that each cell's memory goes back when it ends."""
@@ -235,7 +249,11 @@ class LocalEngine(Engine):
         from concurrent.futures import ProcessPoolExecutor
 
         self.pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            max_tasks_per_child=1,
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
         )
         self.futures: dict[Any, Job] = {}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -84,6 +85,10 @@ def test_a_killed_driver_leaves_finished_cells_registered_and_a_rerun_finishes(t
         while not (zoo.registry.exists() and Registry(zoo.registry).exports()):
             assert driver.poll() is None, driver.communicate()
             time.sleep(0.2)
+        children = [
+            int(p)
+            for p in subprocess.run(["pgrep", "-P", str(driver.pid)], capture_output=True, text=True).stdout.split()
+        ]
         driver.send_signal(signal.SIGKILL)
         driver.wait()
     finally:
@@ -91,6 +96,23 @@ def test_a_killed_driver_leaves_finished_cells_registered_and_a_rerun_finishes(t
             driver.kill()
     first = Registry(zoo.registry).exports()
     assert 1 <= len(first) < 4
+    # the driver's worker processes follow it (none is left running a cell nobody will register)
+    assert children
+
+    def running() -> list[int]:  # a zombie (state Z) has exited; only its parent's reaping is left
+        alive = []
+        for pid in children:
+            try:
+                if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.append(pid)
+            except (OSError, IndexError):
+                pass
+        return alive
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and running():
+        time.sleep(0.5)
+    assert not running()
     report = json.loads(zoo(*MATRIX, "-j", "1", "--out", str(zoo.out), "--json", check=True).stdout)
     assert report["counts"].get("reused", 0) >= len(first) and report["ok"]
     assert len(Registry(zoo.registry).exports()) == 4
