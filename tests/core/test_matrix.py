@@ -109,10 +109,8 @@ def test_a_killed_driver_leaves_finished_cells_registered_and_a_rerun_finishes(t
                 pass
         return alive
 
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and running():
+    while running():  # they poll their parent every second; no wall-clock limit (CI bounds the run)
         time.sleep(0.5)
-    assert not running()
     report = json.loads(zoo(*MATRIX, "-j", "1", "--out", str(zoo.out), "--json", check=True).stdout)
     assert report["counts"].get("reused", 0) >= len(first) and report["ok"]
     assert len(Registry(zoo.registry).exports()) == 4
