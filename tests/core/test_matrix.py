@@ -146,3 +146,47 @@ def test_matrix_usage_errors_exit_2_before_anything_runs(tmp_path, tiny_site, mo
     monkeypatch.setenv("ZOO_REGISTRY", str(zoo.registry))
     result = CliRunner().invoke(app, ["export", "no_such_model", "--random-weights", "--ray", "local"])
     assert result.exit_code == 2 and "zoo-tts[ray]" in result.output
+
+
+def test_a_worker_that_cannot_write_out_fails_its_cell_saying_so(tmp_path):
+    """Shared storage missing on a node: the cell fails with the reason, before any model loads."""
+    from zoo.core.export.matrix import Cell, Job, work
+    from zoo.core.plugin.spec import WeightsSource
+
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    job = Job(Cell("tiny", "fp32"), WeightsSource.random(0), str(blocker / "out"), str(tmp_path / "cache"), "r.toml")
+    outcome, prepared, _ = work(job)
+    assert outcome.status == "failed" and prepared is None
+    assert "cannot write --out" in outcome.reason and "shared storage" in outcome.reason
+
+
+def test_progress_names_each_running_cell_and_its_stage(tmp_path):
+    """The driver's line: done, running (each with the stage its worker last wrote), queued."""
+    from zoo.core.export.matrix import Cell, Engine, Job, Outcome, _status_file, run_matrix
+    from zoo.core.plugin.spec import WeightsSource
+
+    jobs = [
+        Job(Cell("tiny", v, "a"), WeightsSource.random(0), str(tmp_path / "out"), str(tmp_path / "c"), "r.toml")
+        for v in ("fp32", "fp16", "fp16-w8")
+    ]
+    lines: list[str] = []
+
+    class Stepwise(Engine):  # a cell ends at each poll, after writing its stage
+        def __init__(self):
+            self.running: list[Job] = []
+
+        def submit(self, job):
+            self.running.append(job)
+            path = _status_file(job)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"convert:{job.cell.variant}")
+
+        def finished(self, timeout):
+            job = self.running.pop(0)
+            return [(job, (Outcome(job.cell, "failed", "stopped by the test"), None, {}))]
+
+    outcomes = run_matrix(jobs, Stepwise(), Registry(tmp_path / "r.toml"), lambda p: lines.append(p.line()), parallel=2)
+    assert [o.status for o in outcomes] == ["failed"] * 3
+    assert lines[0] == "0 done, 2 running, 1 queued — a/fp16: convert:fp16, a/fp32: convert:fp32"
+    assert lines[-1].startswith("2 done, 1 running, 0 queued — a/fp16-w8: convert:fp16-w8")
