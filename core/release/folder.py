@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from ..plugin.errors import UsageError
 from ..registry.entry import ExportEntry
+from ..registry.owned import zoo_state
 from ..registry.store import Registry
 from ..registry.verify import verify_entry
 from ..util.files import is_free_directory, new_directory
@@ -37,23 +38,12 @@ def default_dir(entry: ExportEntry) -> Path:
 
 
 def refuse_zoo_state(registry: Registry, dest: Path) -> None:
-    """UsageError when ``dest`` lies in what zoo keeps for itself: a registered export's directory, or
-    the cache (stage cache, run results, plugins' files) — a published folder is the user's, and
-    ``zoo rm`` or a cache clean would delete it."""
-    from ..registry.store import RegistryError
-    from ..util.cachedir import default_cache_root
-
-    target = Path(dest).resolve()
-    owned = [("the cache", default_cache_root())]
-    for other in registry.exports():
-        try:
-            owned.append((f"export {other.id}'s directory", registry.export_dir(other)))
-        except RegistryError:
-            continue  # a directory zoo cannot prove it placed is not zoo's
-    for what, root in owned:
-        root = root.resolve()
-        if target == root or root in target.parents:
-            raise UsageError(f"--dir {dest} lies inside {what} ({root}); publish outside zoo's own state")
+    """UsageError when ``dest`` is or lies in zoo's own state (``registry.owned``): a published folder
+    is the user's, and ``zoo rm`` or a cache clean would delete it."""
+    what, folder = zoo_state(registry, dest)
+    if what:
+        place = f"lies inside {what} ({folder})" if folder is not None else f"is {what}"
+        raise UsageError(f"--dir {dest} {place}; publish outside zoo's own state")
 
 
 def publish(

@@ -17,8 +17,8 @@ from ..plugin.errors import UsageError
 from ..plugin.run import RunOptions, RunResult, parse_run_settings
 from ..plugin.spec import WeightsSource
 from ..registry.entry import ExportEntry
-from ..registry.exportdir import entry_path
-from ..registry.store import Registry, RegistryError
+from ..registry.owned import zoo_state
+from ..registry.store import Registry
 from ..runtime.backends import BACKENDS, BackendUnavailable, ComponentRuntime, CoreMLRuntime, MilRuntime
 
 
@@ -346,19 +346,11 @@ def check_output(output: Path, registry: Registry, flag: str = "-o") -> None:
     if output.exists() and not output.is_file():
         raise UsageError(f"{flag} {output} exists and is not a regular file")
     target = Path(os.path.realpath(output))
-    from ..util.cachedir import default_cache_root
-
-    protected = [(registry.target, "the registry"), (registry.lock_path, "the registry's lock")]
-    if target in {p for p, _ in protected}:
-        raise UsageError(f"{flag} {output} is {dict((p, w) for p, w in protected)[target]}; choose another file")
-    inside = [(Path(os.path.realpath(default_cache_root())), "zoo's stage cache")]
-    try:
-        inside += [(Path(os.path.realpath(entry_path(registry, e))), f"export {e.id}") for e in registry.exports()]
-    except RegistryError:
-        pass  # a broken registry is reported where it is read; its own file is protected above
-    for folder, what in inside:
-        if folder == target or folder in target.parents:
-            raise UsageError(f"{flag} {output} lies inside {what} ({folder}); zoo never writes its output there")
+    what, folder = zoo_state(registry, target)
+    if what and folder is None:
+        raise UsageError(f"{flag} {output} is {what}; choose another file")
+    if what:
+        raise UsageError(f"{flag} {output} lies inside {what} ({folder}); zoo never writes its output there")
     folder = target.parent
     while not folder.exists():
         folder = folder.parent
