@@ -19,7 +19,6 @@ variant recorded — so a cluster never packs two exports on a node that holds o
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,7 +29,8 @@ from ..host.plugins import PluginHost
 from ..plugin.spec import ModelSpec, WeightsSource
 from ..registry.store import Registry
 from .cache import StageCache
-from .report import ExportFailed, Reporter, StageResult
+from .pipeline import Exporter, register
+from .report import ExportFailed, ExportReport, Reporter, StageResult
 
 #: what a cell's Ray task asks for (MB) when nothing is known yet: no declaration by the plugin and
 #: no earlier export of the model and variant recorded; the first one records its peak for the next
@@ -166,7 +166,6 @@ def work(job: Job) -> tuple[Outcome, Any, dict[str, Any]]:
     """One cell in a worker: every stage but the registration. Returns (outcome, the Prepared bundle
     or None, the report as a dict). Never raises for the cell's own failure: it is the outcome."""
     from ..util.memory import peak_rss_mb
-    from .pipeline import Exporter
 
     start = time.perf_counter()
     outcome = Outcome(job.cell, "failed")
@@ -354,9 +353,6 @@ def run_matrix(
 ) -> list[Outcome]:
     """Run every job on ``engine`` (at most ``parallel`` submitted at once: the rest wait in the
     driver, so a killed driver leaves no queue behind), registering each prepared cell as it ends."""
-    from .pipeline import register
-    from .report import ExportReport
-
     if jobs:  # what an interrupted export (this driver's earlier run) abandoned in --out
         from .publish import remove_abandoned_exports
 
@@ -376,7 +372,7 @@ def run_matrix(
             on_progress(progress)
             for job, result in engine.finished(timeout=1.0):
                 running.pop(job.cell.name, None)
-                outcome = _finish(job, result, registry, register, ExportReport)
+                outcome = _finish(job, result, registry)
                 outcomes.append(outcome)
                 progress.done += 1
                 on_outcome(outcome)
@@ -392,13 +388,13 @@ def _stage(job: Job) -> str:
         return "starting"
 
 
-def _finish(job: Job, result: Any, registry: Registry, register: Any, report_type: Any) -> Outcome:
+def _finish(job: Job, result: Any, registry: Registry) -> Outcome:
     if isinstance(result, BaseException):
         return Outcome(job.cell, "failed", f"the worker died: {type(result).__name__}: {result}")
     outcome, prepared, report_dict = result
     if prepared is None:
         return outcome
-    report = report_type(model=job.cell.model, variant=job.cell.variant, weights=job.weights.describe())
+    report = ExportReport(model=job.cell.model, variant=job.cell.variant, weights=job.weights.describe())
     try:
         register(prepared, Path(job.out_dir), registry, StageCache(Path(job.cache_dir)), report, Reporter())
     except Exception as exc:  # noqa: BLE001 - a cell that cannot be registered failed; the others go on
@@ -415,7 +411,3 @@ def summary(outcomes: list[Outcome]) -> dict[str, Any]:
     for o in outcomes:
         counts[o.status] = counts.get(o.status, 0) + 1
     return {"cells": [o.as_dict() for o in outcomes], "counts": counts, "ok": "failed" not in counts}
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, indent=1)
