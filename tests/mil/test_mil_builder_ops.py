@@ -219,6 +219,19 @@ def test_activations_clamped_and_thresholded_relu_and_lrn(tmp_path):
     )
     want = torch.nn.LocalResponseNorm(4, alpha=0.1, beta=0.7, k=1.5)(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(lrn, want, rtol=1e-5, atol=1e-6)
+    # rank 3 [1, C, W]: CoreML's channels are axis -3, here of size 1: each element normalised by
+    # itself (what coremltools' builder test expects; torch, over axis 1, would mix the C channels)
+    x3 = (RNG.standard_normal((1, 3, 5)) * 3).astype(np.float32)
+    lrn3 = run(
+        build(
+            tmp_path, lambda x: mb.local_response_norm(x=x, size=3, alpha=0.1, beta=0.7, k=1.5), {"x": x3}, name="l3"
+        ),
+        {"x": x3},
+    )
+    np.testing.assert_allclose(lrn3, x3 / (1.5 + 0.1 / 3 * x3**2) ** 0.7, rtol=1e-5)
+    assert not np.allclose(
+        lrn3, torch.nn.LocalResponseNorm(3, alpha=0.1, beta=0.7, k=1.5)(torch.from_numpy(x3)).numpy()
+    )
 
 
 # ------------------------------------------------------------------------------ compression ops
