@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.zoo-installed
 
-.PHONY: setup demo test lint clean
+.PHONY: setup demo test test-fast lint clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,11 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# The inner loop: every test not marked slow (no export larger than the tiny plugin's, no matrix,
+# no full conversion of a built-in model); `make test` runs them all.
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow"
 
 # The habits CI keeps: ruff's lint and format (line length 120), the import contracts in
 # pyproject.toml (core's layers, plugins independent and through the façade and the kit only),

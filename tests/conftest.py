@@ -8,11 +8,20 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # coremltools progress bars
+# One compute thread per test worker's share of the cores, for the worker and every process it starts
+# (set before anything imports torch): with two workers on two cores each torch process otherwise
+# takes both, and the two spin against each other. Measured 2026-12-04 on this machine: two kokoro
+# small-fp16 exports side by side took 111 s with torch's default threads, 50 s with one each (one
+# alone with two threads: 51 s).
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_share))
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import prewarmed
 import pytest
 
 TESTS = Path(__file__).parent
@@ -68,8 +77,9 @@ def broken_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 class Zoo:
     """Runs `python -m zoo` in a subprocess with an isolated registry, cache and output."""
 
-    def __init__(self, workdir: Path, sites: list[Path]):
+    def __init__(self, workdir: Path, sites: list[Path], fresh: bool = False):
         self.workdir = workdir
+        self.fresh = fresh  # every command a new interpreter (see __call__)
         self.registry = workdir / "registry.toml"
         self.cache = workdir / "cache"
         self.out = workdir / "exports"
@@ -86,9 +96,14 @@ class Zoo:
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "zoo", *args]
 
-    def __call__(self, *args: str, check: bool | None = None) -> subprocess.CompletedProcess:
+    def __call__(self, *args: str, check: bool | None = None, fresh: bool = False) -> subprocess.CompletedProcess:
+        """``python -m zoo ARGS``: forked from a process that has imported torch and coremltools
+        (tests/prewarmed.py), or with ``fresh`` a new interpreter (a test about what a process imports)."""
         # no wall-clock limit: a loaded machine is slow, not wrong (CI bounds the whole run)
-        proc = subprocess.run(self.argv(*args), cwd=self.workdir, env=self.env, capture_output=True, text=True)
+        if fresh or self.fresh:
+            proc = subprocess.run(self.argv(*args), cwd=self.workdir, env=self.env, capture_output=True, text=True)
+        else:
+            proc = prewarmed.run(list(args), self.workdir, self.env)
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"zoo {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
@@ -137,27 +152,29 @@ def write_plugin(tmp_path: Path):
         sys.modules.pop(name, None)
 
 
-#: test files by their time in one run of the suite (seconds, `pytest --durations` on a fresh clone,
-#: 2026-12-03, about: the files' longest tests summed), longest first: xdist hands files out in
-#: collection order, so the long ones start first and the short ones fill the other worker's time
-#: (with xdist's default order, by test count, kokoro's two-test fp16 file started last and ran
-#: alone for ~5 min)
+#: test files by their time in one run of the suite (seconds: `pytest --durations=0` summed per file,
+#: 2026-12-04, two workers with one torch thread each and the tests' `zoo` commands prewarmed),
+#: longest first: xdist hands files out in collection order, so the long ones start first and the
+#: short ones fill the other worker's time (with xdist's default order, by test count, kokoro's
+#: two-test fp16 file started last and ran alone for ~5 min)
 LONGEST_FIRST = (
-    "test_kokoro_export_fp16.py",  # 285: small-fp16 (60), then small-fp16-mixed on its stages (220)
-    "test_trust.py",  # 180 in many short tests
-    "test_kokoro_export.py",  # 120
-    "test_compress.py",  # 110
-    "test_compress_gates.py",  # 75: a smooth small kokoro exported, recompressed and judged by a recogniser
-    "test_export.py",  # 100
-    "test_pocket_export.py",  # 100
-    "test_pocket_checkpoints.py",  # 90: four small exports (one 8 layers deep), 27 checkpoints' components
-    "test_vibevoice_export.py",  # 75
-    "test_qwen3_speaker_export.py",  # 160 alone (measured 2026-12-03): four small exports, runs
-    "test_mil_conformance.py",  # 70
-    "test_publish.py",  # 80 alone (2026-12-04): a tiny export published, verified, executed, pushed offline
-    "test_gates.py",  # 45: the kokoro grid is 30 since the tests' kokoro decoder is narrow
-    "test_kokoro_loop.py",  # 25
-    "test_kokoro_languages.py",  # 20: a small session, nine languages
+    "test_kokoro_export_fp16.py",  # 258: small-fp16, then small-fp16-mixed on its stages
+    "test_compress_gates.py",  # 151: a smooth small kokoro exported, recompressed and judged by a recogniser
+    "test_matrix.py",  # 116: spawned workers and a local Ray cluster
+    "test_trust.py",  # 95 in many short tests
+    "test_qwen3_speaker_export.py",  # 93: four small exports, runs
+    "test_kokoro_export.py",  # 87
+    "test_compress.py",  # 84
+    "test_gates.py",  # 82
+    "test_pocket_checkpoints.py",  # 81: four small exports (one 8 layers deep), 27 checkpoints' components
+    "test_mil_conformance.py",  # 73
+    "test_export.py",  # 67
+    "test_integrity.py",  # 58
+    "test_pocket_export.py",  # 55
+    "test_mil_ops.py",  # 49
+    "test_vibevoice_export.py",  # 47
+    "test_eval.py",  # 46
+    "test_publish.py",  # 17
 )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 
 def test_states_are_written_under_coreml_identifiers_and_errors_are_failed_checks(monkeypatch, tmp_path):
@@ -66,6 +67,7 @@ def test_importing_coremltools_leaves_the_host_logging_setting_alone():
 SEAM = Path(__file__).resolve().parents[1] / "coreml_seam"
 
 
+@pytest.mark.slow  # whole exports and runs (recognised or in fresh processes): not in make test-fast
 def test_the_coreml_level_and_backend_run_end_to_end_through_the_seam_recorded_as_the_seam(tmp_path, tiny_site):
     """With CoreML's ``MLModel`` answered by zoo's MIL interpreter (tests/coreml_seam): the coreml level
     executes every component on its parity cases and passes, and `zoo run --backend coreml` speaks
@@ -79,7 +81,7 @@ def test_the_coreml_level_and_backend_run_end_to_end_through_the_seam_recorded_a
 
     from zoo.core.registry.store import Registry
 
-    zoo = Zoo(tmp_path, [tiny_site, SEAM])
+    zoo = Zoo(tmp_path, [tiny_site, SEAM], fresh=True)  # the seam is a sitecustomize: interpreter start-up
     zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), check=True)
     entry = Registry(zoo.registry).exports()[0]
     seam = [v for v in entry.validation if v["level"] == "coreml-seam"]

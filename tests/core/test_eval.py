@@ -238,6 +238,7 @@ def test_recognised_word_timings_lie_in_their_piece(recogniser):
     assert hear([predicted], [silence]) == [predicted]
 
 
+@pytest.mark.slow  # whole exports and runs (recognised or in fresh processes): not in make test-fast
 def test_the_export_qoi_gate_passes_a_tempo_change_and_refuses_noise(recogniser):
     """`zoo export --asr`'s check (evaluation.gate.qoi_check, bound evaluate.QOI_MIN): the first 8 built-in
     English prompts through espeak-ng at 140 words a minute stand for the uncompressed packages;

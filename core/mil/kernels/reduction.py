@@ -128,5 +128,5 @@ def local_response_norm(x: Any, size: Any, alpha: Any = 1e-4, beta: Any = 0.75, 
     pad = [(0, 0)] * sq.ndim
     pad[axis] = (size // 2, (size - 1) // 2)
     padded = np.moveaxis(np.pad(sq, pad), axis, 0)
-    window = np.moveaxis(sum(padded[i : i + x.shape[axis]] for i in range(size)), 0, axis)
+    window = np.moveaxis(np.sum([padded[i : i + x.shape[axis]] for i in range(size)], axis=0), 0, axis)
     return x / np.power(k + alpha / size * window, beta)
