@@ -33,6 +33,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 #: imported once by the server: the heavy third-party modules every exporting command imports
@@ -64,7 +65,6 @@ def _command(request: dict, fds: list[int]) -> None:
     """In the forked child: become ``python -m zoo ARGS`` and exit as it would."""
     import io
     import runpy
-    import threading
     import traceback
 
     os.chdir(request["cwd"])
@@ -203,6 +203,7 @@ class _Server:
 
 
 _server: _Server | None = None
+_starting = threading.Lock()
 
 
 def _import_time_env(env: dict | os._Environ) -> dict[str, str]:
@@ -219,8 +220,9 @@ def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
     startup = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p, "sitecustomize.py").exists()]
     if startup:  # interpreter start-up runs it; a fork of the server would silently not
         raise RuntimeError(f"{startup[0]} holds a sitecustomize.py: run this command fresh (Zoo(..., fresh=True))")
-    if _server is None or _server.proc.poll() is not None:
-        _server = _Server()
+    with _starting:  # commands may come from several threads at once (test_export's eight exports)
+        if _server is None or _server.proc.poll() is not None:
+            _server = _Server()
     if _import_time_env(env) != _server.import_env:
         return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
     code, out, err = _server.run(args, cwd, env)

@@ -233,15 +233,18 @@ def test_sigkill_during_convert_leaves_nothing_and_next_run_succeeds(zoo: Zoo):
 def test_eight_concurrent_exports_into_one_registry(zoo: Zoo):
     """Four seeds, each exported twice at once: the pairs share cache stages, the registry gets
     four entries (appends under the lock), and each pair's second export reuses the first's."""
+    from concurrent.futures import ThreadPoolExecutor
+
     seeds = [0, 1, 2, 3] * 2
-    procs = [
-        zoo.popen("export", "tiny", "--random-weights", "--seed", str(s), "--out", str(zoo.out), "--json")
-        for s in seeds
-    ]
-    results = [p.communicate() for p in procs]
-    for p, (stdout, stderr) in zip(procs, results):
-        assert p.returncode == 0, stdout + stderr
-    reports = [json.loads(stdout) for stdout, _ in results]
+
+    def export(seed: int):  # eight processes at once (forked from the prewarmed server, tests/prewarmed.py)
+        return zoo("export", "tiny", "--random-weights", "--seed", str(seed), "--out", str(zoo.out), "--json")
+
+    with ThreadPoolExecutor(len(seeds)) as pool:
+        procs = list(pool.map(export, seeds))
+    for p in procs:
+        assert p.returncode == 0, p.stdout + p.stderr
+    reports = [json.loads(p.stdout) for p in procs]
     entries = Registry(zoo.registry).read().get("exports", [])
     assert len(entries) == 4 and len({e["id"] for e in entries}) == 4
     for seed in range(4):
