@@ -62,24 +62,30 @@ def tiny_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
-@pytest.fixture(scope="session")
-def broken_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A distribution whose zoo plugin raises at import."""
-    site = tmp_path_factory.mktemp("broken-site")
-    dist = site / "zoo_broken-0.0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: zoo-broken\nVersion: 0.0.1\n")
-    (dist / "entry_points.txt").write_text("[zoo.plugins]\nbroken = zoo_broken\n")
-    (site / "zoo_broken.py").write_text("raise RuntimeError('this plugin is broken on purpose')\n")
+def plugin_site(site: Path, name: str, source: str) -> Path:
+    """``site`` holding one installed distribution whose zoo plugin ``name`` is the module
+    ``zoo_<name>`` with ``source`` (run when zoo loads its plugins); returns ``site``."""
+    dist = site / f"zoo_{name}-0.0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: zoo-{name}\nVersion: 0.0.1\n")
+    (dist / "entry_points.txt").write_text(f"[zoo.plugins]\n{name} = zoo_{name}\n")
+    (site / f"zoo_{name}.py").write_text(source)
     return site
 
 
-class Zoo:
-    """Runs `python -m zoo` in a subprocess with an isolated registry, cache and output."""
+@pytest.fixture(scope="session")
+def broken_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A distribution whose zoo plugin raises at import."""
+    source = "raise RuntimeError('this plugin is broken on purpose')\n"
+    return plugin_site(tmp_path_factory.mktemp("broken-site"), "broken", source)
 
-    def __init__(self, workdir: Path, sites: list[Path], fresh: bool = False):
+
+class Zoo:
+    """Runs `python -m zoo` (forked from a prewarmed process: tests/prewarmed.py) with an isolated
+    registry, cache and output."""
+
+    def __init__(self, workdir: Path, sites: list[Path]):
         self.workdir = workdir
-        self.fresh = fresh  # every command a new interpreter (see __call__)
         self.registry = workdir / "registry.toml"
         self.cache = workdir / "cache"
         self.out = workdir / "exports"
@@ -100,10 +106,7 @@ class Zoo:
         """``python -m zoo ARGS``: forked from a process that has imported torch and coremltools
         (tests/prewarmed.py), or with ``fresh`` a new interpreter (a test about what a process imports)."""
         # no wall-clock limit: a loaded machine is slow, not wrong (CI bounds the whole run)
-        if fresh or self.fresh:
-            proc = subprocess.run(self.argv(*args), cwd=self.workdir, env=self.env, capture_output=True, text=True)
-        else:
-            proc = prewarmed.run(list(args), self.workdir, self.env)
+        proc = prewarmed.run(list(args), self.workdir, self.env, fresh=fresh)
         if check and proc.returncode != 0:
             raise AssertionError(
                 f"zoo {' '.join(args)} exited {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"

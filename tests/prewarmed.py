@@ -12,12 +12,13 @@ command's), then the interpreter's own shutdown (non-daemon threads joined, atex
 streams flushed). Its exit status is the one ``subprocess`` would give (a negative number for a
 signal).
 
-What it cannot be is a fresh interpreter: a test about what a process imports (``zoo --help`` never
-imports torch), about import-time warnings of torch or coremltools, about environment variables
-those two read when imported, or one that relies on interpreter start-up (a ``sitecustomize`` on
-``PYTHONPATH``, as tests/coreml_seam does), starts its own process (``Zoo(..., fresh=True)`` or ``subprocess``).
-``ZOO_TEST_FRESH=1`` runs every command in a fresh process instead (the server is then never
-started). tests/core/test_prewarmed.py holds the server to that promise against fresh processes.
+What it cannot be is a fresh interpreter. A command that needs one runs fresh by itself: one with a
+``sitecustomize`` on its ``PYTHONPATH`` (interpreter start-up runs it; tests/coreml_seam is one), or
+whose values for the variables torch and coremltools read when imported differ from the server's
+(IMPORT_TIME_ENV). A test about what a process imports (``zoo --help`` never imports torch) or about
+import-time warnings asks for one (``zoo(..., fresh=True)``) or starts its
+own ``subprocess``. ``ZOO_TEST_FRESH=1`` runs every command fresh (the server is then never started).
+tests/core/test_prewarmed.py holds the server to that promise against fresh processes.
 
     server: python tests/prewarmed.py SOCKET     (started by ``run`` on first use, one per process)
 """
@@ -34,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 #: imported once by the server: the heavy third-party modules every exporting command imports
@@ -206,25 +208,32 @@ _server: _Server | None = None
 _starting = threading.Lock()
 
 
-def _import_time_env(env: dict | os._Environ) -> dict[str, str]:
+def _import_time_env(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(IMPORT_TIME_ENV)}
 
 
-def run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
+def _startup_files(env: Mapping[str, str]) -> list[str]:
+    """The ``sitecustomize.py`` files on the command's PYTHONPATH: interpreter start-up runs them, a fork
+    of the server would not."""
+    return [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p, "sitecustomize.py").exists()]
+
+
+def run(args: list[str], cwd: Path, env: dict[str, str], fresh: bool = False) -> subprocess.CompletedProcess:
     """``subprocess.run([python, -m, zoo, *args], cwd=cwd, env=env, capture_output=True, text=True)``,
-    forked from the prewarmed server (a fresh process under ZOO_TEST_FRESH=1)."""
+    forked from the prewarmed server; in a fresh process when asked (``fresh``, ZOO_TEST_FRESH=1) or
+    when a fork could not be that process (a sitecustomize on its PYTHONPATH, other values for the
+    variables torch and coremltools read when imported)."""
     global _server
     argv = [sys.executable, "-m", "zoo", *args]
-    if os.environ.get("ZOO_TEST_FRESH"):
+    fresh = fresh or bool(os.environ.get("ZOO_TEST_FRESH")) or bool(_startup_files(env))
+    if not fresh:
+        with _starting:  # commands may come from several threads at once (test_export's eight exports)
+            if _server is None or _server.proc.poll() is not None:
+                _server = _Server()
+        fresh = _import_time_env(env) != _server.import_env
+    if fresh:
         return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
-    startup = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p, "sitecustomize.py").exists()]
-    if startup:  # interpreter start-up runs it; a fork of the server would silently not
-        raise RuntimeError(f"{startup[0]} holds a sitecustomize.py: run this command fresh (Zoo(..., fresh=True))")
-    with _starting:  # commands may come from several threads at once (test_export's eight exports)
-        if _server is None or _server.proc.poll() is not None:
-            _server = _Server()
-    if _import_time_env(env) != _server.import_env:
-        return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    assert _server is not None
     code, out, err = _server.run(args, cwd, env)
     return subprocess.CompletedProcess(argv, code, out.decode(errors="replace"), err.decode(errors="replace"))
 

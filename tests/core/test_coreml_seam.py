@@ -81,7 +81,7 @@ def test_the_coreml_level_and_backend_run_end_to_end_through_the_seam_recorded_a
 
     from zoo.core.registry.store import Registry
 
-    zoo = Zoo(tmp_path, [tiny_site, SEAM], fresh=True)  # the seam is a sitecustomize: interpreter start-up
+    zoo = Zoo(tmp_path, [tiny_site, SEAM])  # the seam is a sitecustomize: each command runs fresh (prewarmed.run)
     zoo("export", "tiny", "--random-weights", "--out", str(zoo.out), check=True)
     entry = Registry(zoo.registry).exports()[0]
     seam = [v for v in entry.validation if v["level"] == "coreml-seam"]

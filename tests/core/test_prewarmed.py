@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from conftest import Zoo
+from conftest import Zoo, plugin_site
 
 pytestmark = pytest.mark.slow  # a fresh interpreter per comparison
 
@@ -45,20 +45,11 @@ def test_a_forked_command_writes_where_a_fresh_one_would_and_the_same_bytes(zoo:
     assert json.loads(zoo("list", "--json", check=True).stdout)["exports"] == []
 
 
-def plugin_site(tmp_path, name: str, source: str):
-    """A site directory holding one zoo plugin module ``zoo_<name>`` (run when `zoo list` loads it)."""
-    site = tmp_path / name
-    dist = site / f"zoo_{name}-0.0.1.dist-info"
-    dist.mkdir(parents=True)
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: zoo-{name}\n")
-    (dist / "entry_points.txt").write_text(f"[zoo.plugins]\n{name} = zoo_{name}\n")
-    (site / f"zoo_{name}.py").write_text(source)
-    return site
-
-
 def test_a_command_that_dies_of_a_signal_reports_it_as_subprocess_does(zoo: Zoo, tmp_path):
     """A plugin that kills its own process: the status is minus the signal, as subprocess gives it."""
-    zoo.env["PYTHONPATH"] = str(plugin_site(tmp_path, "suicide", "import os, signal\nos.kill(os.getpid(), 15)\n"))
+    zoo.env["PYTHONPATH"] = str(
+        plugin_site(tmp_path / "suicide", "suicide", "import os, signal\nos.kill(os.getpid(), 15)\n")
+    )
     forked, fresh = both(zoo, "list")
     assert forked.returncode == fresh.returncode == -15
 
@@ -73,7 +64,7 @@ def test_what_modules_read_from_the_environment_at_import_is_the_commands_own(zo
         "seen = {'offline': hub.HF_HUB_OFFLINE, 'home': hub.HF_HOME, 'threads': torch.get_num_threads()}\n"
         "open(os.environ['PROBE_OUT'], 'w').write(json.dumps(seen))\n"
     )
-    zoo.env["PYTHONPATH"] = str(plugin_site(tmp_path, "probe", probe))
+    zoo.env["PYTHONPATH"] = str(plugin_site(tmp_path / "probe", "probe", probe))
     threads = "2" if os.environ.get("OMP_NUM_THREADS") == "1" else "1"  # not what the server has
     for extra in ({"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}, {"OMP_NUM_THREADS": threads}):
         seen = []
