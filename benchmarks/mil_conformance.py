@@ -35,6 +35,7 @@ MODULES = (
     "iOS14/test_tensor_transformation.py",
     "iOS14/test_scatter_gather.py",
     "iOS14/test_conv.py",
+    "iOS14/test_recurrent.py",
     "iOS16/test_constexpr_ops.py",
     "iOS17/test_quantization.py",
     "iOS18/test_compression.py",

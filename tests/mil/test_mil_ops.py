@@ -477,3 +477,42 @@ def test_fp16_rounding_matches_numpy_cast():
         program.ROUND_CHUNK = chunked
     assert tiled.shape == (15000, 4) and np.array_equal(tiled, want[:60000].reshape(-1, 4), equal_nan=True)
     # (all 2**32 float32 bit patterns were compared once, in 8 minutes: no difference, NaN compared as NaN)
+
+
+def test_lstm_reverse_clip_and_activations_follow_coremltools_reference():
+    """The lstm kernel as coremltools' reference for the op defines it (ops/tests/iOS14/
+    test_recurrent.py): ``reverse`` emits its outputs in the order it ran, ``clip`` bounds the cell
+    state (not the gates), and every named activation is known. Each checked against the same
+    step written out here in float64."""
+    from zoo.core.mil.kernels.recurrent import lstm
+
+    rng = np.random.default_rng(3)
+    steps, hidden, width = 6, 4, 3
+    x = rng.standard_normal((steps, 1, width)).astype(np.float32)
+    w_ih = rng.standard_normal((4 * hidden, width)).astype(np.float32)
+    w_hh = rng.standard_normal((4 * hidden, hidden)).astype(np.float32)
+    zeros = np.zeros((1, hidden), np.float32)
+    acts = {"hard_sigmoid": lambda v: np.clip(0.2 * v + 0.5, 0, 1), "linear": lambda v: v, "sigmoid": None}
+
+    def reference(xs, clip=None, rec="sigmoid"):
+        act = acts[rec] or (lambda v: 1 / (1 + np.exp(-v)))
+        h, c, outs = np.zeros((1, hidden)), np.zeros((1, hidden)), []
+        for t in range(len(xs)):
+            z = xs[t] @ w_ih.T.astype(np.float64) + h @ w_hh.T.astype(np.float64)
+            i, f, o, g = np.split(z, 4, axis=-1)
+            c = act(f) * c + act(i) * np.tanh(g)
+            c = c if clip is None else np.clip(c, -clip, clip)
+            h = act(o) * np.tanh(c)
+            outs.append(h)
+        return np.stack(outs)
+
+    def ours(**kwargs):
+        return lstm(x, zeros, zeros, w_ih, w_hh, output_sequence=True, **kwargs)[0]
+
+    assert np.abs(ours(direction="reverse") - reference(x[::-1])).max() < 1e-5  # run order, not input order
+    assert np.abs(ours(clip=0.05) - reference(x, clip=0.05)).max() < 1e-5
+    assert np.abs(ours(clip=0.05)).max() < 0.05  # |h| = |o·tanh(c)| < |c| <= clip
+    for name in ("hard_sigmoid", "linear"):
+        assert np.abs(ours(recurrent_activation=name) - reference(x, rec=name)).max() < 1e-4 * (
+            1 + np.abs(reference(x, rec=name)).max()
+        )
