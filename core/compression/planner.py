@@ -12,6 +12,10 @@ from .modes import INTEGER_PLAN_JUMPS, INTEGER_PLAN_SHARE, MIXED_BITS, MIXED_TAR
 from .palette import palette_config
 from .passes import _apply, _load, _original_name, decompress, weight_snrs
 
+#: what the sensitivity runs may keep of the parity cases' runs, to restart each layer's run at
+#: the first step reading it (MilProgram.record); past it, fewer restart points, never more memory
+SNAPSHOT_BYTES = 512 << 20
+
 
 def integer_noise_budget(values: Any, rounding: str, tempo: float | None = None) -> float:
     """The relative noise power (Σ n² / Σ v²) an integer output ``values`` (before ``rounding``) may
@@ -267,15 +271,25 @@ def plan_mixed(
 
     from ..validation.metrics import spectral_distance
 
-    def outputs() -> list[tuple[str, np.ndarray]]:
+    # each parity case run once, keeping what it held before the first step reading each layer:
+    # a layer's run repeats only the steps from there (the steps before cannot change)
+    recordings = []
+    room = SNAPSHOT_BYTES
+    for case in cases:
+        points = {program.first_read(members, case.function) for members in groups.values()} - {None}
+        recordings.append(program.record(case.inputs, case.function, case.states, points, room))  # type: ignore[arg-type]
+        room = max(0, room - recordings[-1].bytes)
+
+    def floats(result: dict[str, Any]) -> list[tuple[str, np.ndarray]]:
+        return [
+            (k, np.asarray(result[k], np.float64)) for k in sorted(result) if np.asarray(result[k]).dtype.kind == "f"
+        ]
+
+    def outputs(members: list[str]) -> list[tuple[str, np.ndarray]]:
         got: list[tuple[str, np.ndarray]] = []
-        for case in cases:
-            result = program.run_fresh(case.inputs, case.function, case.states)
-            got.extend(
-                (k, np.asarray(result[k], np.float64))
-                for k in sorted(result)
-                if np.asarray(result[k]).dtype.kind == "f"
-            )
+        for case, recording in zip(cases, recordings):
+            start = program.first_read(members, case.function)
+            got.extend(floats(recording.outputs if start is None else program.replay(recording, start)))
         return got
 
     def rel_noise(got: np.ndarray, want: np.ndarray, name: str) -> float:
@@ -284,7 +298,7 @@ def plan_mixed(
         power = float(np.sum(want**2))
         return float(np.sum((got - want) ** 2)) / power if power > 0 else 0.0
 
-    base = outputs()
+    base = [item for recording in recordings for item in floats(recording.outputs)]
     keys = [k for k, _ in base]
     budget = np.array([targets.budget(k, v) for k, v in base])
     gain: dict[str, np.ndarray] = {}
@@ -299,7 +313,7 @@ def plan_mixed(
         except MilError:  # read only inside a list argument: no single op to swap it in
             unmeasured.append(group)
         else:
-            got = outputs()
+            got = outputs(members)
             rel = np.array([rel_noise(g, v, k) for (k, g), (_, v) in zip(got, base)])
             gain[group] = rel / max(layer_noise[4][group], 1e-30)
         for name, value in previous.items():

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -164,6 +164,18 @@ def _is_const(var: Any) -> bool:
     return var.op is not None and var.op.op_type == "const"
 
 
+@dataclass
+class Recording:
+    """One call of a function, run by ``MilProgram.record``: its outputs, and what it held right
+    before some of its steps (step index -> (live values, copies of the states or None, the values
+    this snapshot added to ``bytes``)), to re-run it from there (``MilProgram.replay``)."""
+
+    function: str
+    snapshots: dict[int, tuple[dict[str, Any], dict[str, np.ndarray] | None, list[Any]]] = field(default_factory=dict)
+    bytes: int = 0
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+
 class MilProgram:
     """A loaded ML program; ``run`` executes one of its functions."""
 
@@ -281,6 +293,13 @@ class MilProgram:
         step_no, arg_no = reads[0]
         return self.function(function).steps[step_no].args[arg_no][2]
 
+    def first_read(self, consts: Iterable[str], function: str) -> int | None:
+        """The position of the first step of ``function`` reading any of ``consts`` directly, or
+        None: a ``replay`` after substituting them may start there."""
+        fn = self.function(function)
+        reads = [step for c in consts for step, _ in fn.const_reads.get(c, ())]
+        return min(reads) if reads else None
+
     def substitute(self, const: str, value: Any, function: str | None = None) -> Any:
         """Make every op that reads the constant ``const`` (its op name) read ``value`` instead, in
         every function (or only in ``function``); returns what they read before (pass it back to
@@ -329,6 +348,106 @@ class MilProgram:
         self, inputs: Mapping[str, Any], function: str = "main", state: dict[str, np.ndarray] | None = None
     ) -> dict[str, np.ndarray]:
         fn = self.function(function)
+        env = self._bind(fn, function, inputs, state)
+        self.first_nonfinite = None
+        self._execute(fn, function, env, state, 0)
+        return self._outputs(fn, env)
+
+    @staticmethod
+    def _outputs(fn: MilFunction, env: dict[str, Any]) -> dict[str, np.ndarray]:
+        consts = fn.const_outputs
+        return {
+            info.name: np.asarray(consts[info.name] if info.name in consts else env[info.name]).astype(info.dtype)
+            for info in fn.outputs
+        }
+
+    def record(
+        self,
+        inputs: Mapping[str, Any],
+        function: str,
+        initial: Mapping[str, Any] | None,
+        at: Iterable[int],
+        budget_bytes: int,
+    ) -> "Recording":
+        """``run_fresh``, keeping what the run held right before the steps at positions ``at`` (its
+        live values and a copy of its states): ``replay`` re-runs the call from any step, after a
+        ``substitute`` that changes nothing an earlier step reads, with the prefix's work skipped.
+
+        The snapshots hold at most ``budget_bytes`` (a value several hold counted once; the
+        inputs, the start's snapshot, beyond it): when the next would exceed it, every other one
+        kept so far is dropped and from then on only every other point is taken, so those kept
+        stay spread over the call (a replay pays the distance back to the nearest one). A point
+        where a live value may share memory with a state buffer (a state just read, which a later
+        write would change under it) is not kept."""
+        fn = self.function(function)
+        state = self.make_state(function, initial=initial) if fn.states else None
+        env = self._bind(fn, function, inputs, state)
+        recording = Recording(function)
+        recording.snapshots[0] = (dict(env), {k: b.copy() for k, b in state.items()} if state else None, [])
+        holders: dict[int, list[Any]] = {}  # id -> [value, snapshots holding it] (values past the inputs)
+        inputs_held = {id(v) for v in env.values()}
+        stride, seen = 1, 0
+
+        def drop(index: int) -> None:
+            _, states, held = recording.snapshots.pop(index)
+            recording.bytes -= sum(b.nbytes for b in (states or {}).values())
+            for value in held:
+                entry = holders[id(value)]
+                entry[1] -= 1
+                if entry[1] == 0:
+                    recording.bytes -= np.asarray(value).nbytes
+                    del holders[id(value)]
+
+        def snapshot(index: int, live: dict[str, Any], states: dict[str, np.ndarray] | None) -> None:
+            nonlocal stride, seen
+            seen += 1
+            if (seen - 1) % stride:
+                return
+            if states and any(np.may_share_memory(v, b) for v in live.values() for b in states.values()):
+                return
+            held = [v for v in live.values() if id(v) not in inputs_held]
+            extra = sum(np.asarray(v).nbytes for v in held if id(v) not in holders)
+            extra += sum(b.nbytes for b in (states or {}).values())
+            while recording.bytes + extra > budget_bytes and len(recording.snapshots) > 1:
+                kept = sorted(i for i in recording.snapshots if i)
+                for i in kept[1::2] if len(kept) > 1 else kept:
+                    drop(i)
+                stride *= 2
+                extra = sum(np.asarray(v).nbytes for v in held if id(v) not in holders)
+                extra += sum(b.nbytes for b in (states or {}).values())
+                if (seen - 1) % stride:
+                    return
+            if recording.bytes + extra > budget_bytes:
+                return
+            for value in held:
+                holders.setdefault(id(value), [value, 0])[1] += 1
+            recording.bytes += extra
+            copies = {k: b.copy() for k, b in states.items()} if states else None
+            recording.snapshots[index] = (dict(live), copies, held)
+
+        self.first_nonfinite = None
+        self._execute(fn, function, env, state, 0, set(at) - {0}, snapshot)
+        recording.outputs = self._outputs(fn, env)
+        return recording
+
+    def replay(self, recording: "Recording", step: int) -> dict[str, np.ndarray]:
+        """The recorded call's outputs, re-run from its latest snapshot at or before ``step`` (from
+        the start when there is none: the inputs are then the snapshot at step 0, always kept)."""
+        fn = self.function(recording.function)
+        start = max(i for i in recording.snapshots if i <= step)
+        live, states, _ = recording.snapshots[start]
+        env = dict(live)
+        state = {k: b.copy() for k, b in states.items()} if states is not None else None
+        self.first_nonfinite = None
+        self._execute(fn, recording.function, env, state, start)
+        return self._outputs(fn, env)
+
+    @staticmethod
+    def _bind(
+        fn: MilFunction, function: str, inputs: Mapping[str, Any], state: dict[str, np.ndarray] | None
+    ) -> dict[str, Any]:
+        """The call's first values: its inputs checked against the function's and stored in the
+        declared dtype."""
         missing = sorted(set(fn.inputs) - set(inputs))
         extra = sorted(set(inputs) - set(fn.inputs))
         if missing or extra:
@@ -352,9 +471,26 @@ class MilProgram:
                 if info.dtype == np.float16 and value.dtype != np.float16
                 else _store(value.astype(info.dtype, copy=False))
             )
-        self.first_nonfinite = None
+        return env
+
+    def _execute(
+        self,
+        fn: MilFunction,
+        function: str,
+        env: dict[str, Any],
+        state: dict[str, np.ndarray] | None,
+        start: int,
+        at: set[int] = frozenset(),  # type: ignore[assignment]
+        snapshot: Callable[..., None] | None = None,
+    ) -> None:
+        """Execute ``fn``'s steps from position ``start`` on ``env`` (updated in place); before the
+        step at each position in ``at``, ``snapshot(position, env, state)``. Positions are those
+        of ``fn.steps`` (and of ``const_reads``), not op numbers."""
         with np.errstate(all="ignore"):
-            for step in fn.steps:
+            for position in range(start, len(fn.steps)):
+                step = fn.steps[position]
+                if snapshot is not None and position in at:
+                    snapshot(position, env, state)
                 kwargs = {}
                 for param, kind, payload in step.args:
                     if kind == "const":
@@ -399,12 +535,6 @@ class MilProgram:
                     env[name] = stored
                 for name in step.release:
                     env.pop(name, None)
-        outputs = {}
-        consts = fn.const_outputs
-        for info in fn.outputs:
-            value = consts[info.name] if info.name in consts else env[info.name]
-            outputs[info.name] = np.asarray(value).astype(info.dtype)
-        return outputs
 
 
 def _plan_releases(fn: MilFunction) -> None:

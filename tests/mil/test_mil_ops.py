@@ -516,3 +516,63 @@ def test_lstm_reverse_clip_and_activations_follow_coremltools_reference():
         assert np.abs(ours(recurrent_activation=name) - reference(x, rec=name)).max() < 1e-4 * (
             1 + np.abs(reference(x, rec=name)).max()
         )
+
+
+class LayersAroundACache(nn.Module):
+    """Linear layers before and after an fp16 state read and added to in the middle of the call."""
+
+    def __init__(self):
+        super().__init__()
+        self.before = nn.ModuleList(nn.Linear(2, 2) for _ in range(3))
+        self.after = nn.ModuleList(nn.Linear(6, 6) for _ in range(3))
+        self.register_buffer("cache", torch.zeros(1, 2, 6, dtype=torch.float16))
+
+    def forward(self, new, pos):
+        new = new.float()
+        for layer in self.before:
+            new = torch.tanh(layer(new))
+        slots = torch.arange(6, dtype=torch.int32).reshape(1, 1, 6)
+        mask = (slots == pos.reshape(1, 1, 1)).to(torch.float16)
+        self.cache.add_(new.half().reshape(1, 2, 1) * mask)  # accumulates: a run depends on the state before it
+        out = self.cache.sum(dim=1).float()
+        for layer in self.after:
+            out = torch.tanh(layer(out))
+        return out
+
+
+@pytest.mark.parametrize("share", ["all", "half", "none"])
+def test_a_replay_from_a_recorded_step_equals_a_whole_run(tmp_path, share):
+    """What the mixed planner relies on: after substituting a weight, re-running a recorded call
+    from the first step reading it gives the whole run's outputs bit for bit (states included:
+    the replay starts from the state as it was, not as the recorded run left it), whatever
+    the snapshots' budget keeps."""
+    program = convert(
+        tmp_path,
+        LayersAroundACache(),
+        {"new": rand(1, 2).astype(np.float16), "pos": np.array([2], dtype=np.int32)},
+        precision="fp16",
+        target="iOS18",
+        states=[StateSpec("cache", (1, 2, 6), "float16")],
+        dtypes={"new": "float16"},
+    )
+    inputs = {"new": rand(1, 2).astype(np.float16), "pos": np.array([2], dtype=np.int32)}
+    initial = {"cache": rand(1, 2, 6).astype(np.float16)}
+    weights = [name for name in program.function().const_reads if "weight" in name]
+    points = {program.first_read([w], "main") for w in weights}
+    whole = program.record(inputs, "main", initial, points, 1 << 30).bytes
+    budget = {"all": whole, "half": whole // 2, "none": 0}[share]
+    recording = program.record(inputs, "main", initial, points, budget)
+    assert all(np.array_equal(recording.outputs[k], v) for k, v in program.run_fresh(inputs, "main", initial).items())
+    kept, wanted = set(recording.snapshots) - {0}, points - {0}
+    assert recording.bytes <= budget
+    # every point where no live value is a state buffer's view; a few of them; none
+    assert {"all": kept == wanted, "half": 0 < len(kept) < len(wanted), "none": not kept}[share], (kept, wanted)
+    for weight in weights:
+        exact = program.constant(weight, "main")
+        previous = program.substitute(weight, exact * 1.5)
+        want = program.run_fresh(inputs, "main", initial)
+        for _ in range(2):  # a replay leaves the recording as it was
+            got = program.replay(recording, program.first_read([weight], "main"))
+            assert all(np.array_equal(got[k], v) for k, v in want.items()), weight
+        assert not np.array_equal(want["out0"], recording.outputs["out0"])  # the substitution did something
+        program.substitute(weight, previous)
