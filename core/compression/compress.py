@@ -67,11 +67,16 @@ def compress_package(
     originals = {op.name: op.outputs[0].val for op in consts if op.name not in kept}
     bits: dict[str, int] = {}
     plan = None
+    program = None
     if mode.kind == "mixed":
         if parity_file is None:
             raise ValueError("the mixed compression measures each weight on the parity examples: pass parity_file")
-        del prog, consts  # the plan loads its own copies
-        bits, plan = plan_mixed(src, kept, originals, parity_file, progress, targets, tables)
+        from ..mil import MilProgram
+
+        program = MilProgram.load(src)  # the plan's sensitivity runs, then the gate's basis
+        del consts
+        bits, plan = plan_mixed(src, kept, originals, parity_file, progress, targets, tables, (spec, prog), program)
+        del prog  # compressed by the plan's first pass
         spec, prog = _load(src)
         config = cto.OptimizationConfig(
             op_name_configs={
@@ -91,7 +96,7 @@ def compress_package(
         )
     snrs = weight_snrs(prog, originals)
     measured, measured_basis = (
-        equivalent_output_snr(src, prog, originals, parity_file)
+        equivalent_output_snr(src, prog, originals, parity_file, program=program)
         if measure and parity_file is not None and snrs
         else (None, "")
     )

@@ -201,6 +201,8 @@ def plan_mixed(
     progress: Any = None,
     targets: MixedTargets = MixedTargets(),
     tables: dict | None = None,
+    loaded: tuple[Any, Any] | None = None,
+    program: Any = None,
 ) -> tuple[dict[str, int], MixedPlan]:
     """Each weight's table width for the ``mixed`` compression (Apple's per-layer recipe for large
     models, executed by zoo's MIL interpreter), one width per layer (``layer_group``).
@@ -221,6 +223,10 @@ def plan_mixed(
 
     The whole component is then judged at the mil level like every compressed package (its bound
     follows from the weights' own SNRs, not from this estimate).
+
+    ``loaded``: ``src``'s (spec, coremltools program) when the caller has loaded it (the first
+    pass compresses it); ``program``: ``src`` loaded by zoo's interpreter (left as it was given).
+    Each saves a load (~1 s for kokoro's small predictor).
     """
     import math
 
@@ -235,7 +241,7 @@ def plan_mixed(
     packed4: dict[str, Any] = {}  # each weight's 4-bit constexpr op, decompressed when its layer is measured
     energy = {name: float(np.sum(np.asarray(value, np.float64) ** 2)) for name, value in originals.items()}
     for b in MIXED_BITS[:-1]:
-        spec, prog = _load(src)
+        spec, prog = loaded if loaded is not None and b == MIXED_BITS[0] else _load(src)
         _apply(
             prog,
             spec,
@@ -252,6 +258,7 @@ def plan_mixed(
                     if op.op_type.startswith("constexpr_") and name in noise[b] and name not in packed4:
                         packed4[name] = op
         del prog
+    loaded = None
     noise[MIXED_BITS[-1]] = {name: e / 16 for name, e in noise[MIXED_BITS[-2]].items()}
     names = [n for n in originals if all(n in noise[b] for b in MIXED_BITS)]
     groups: dict[str, list[str]] = {}
@@ -266,7 +273,7 @@ def plan_mixed(
         for b in MIXED_BITS
     }
 
-    program = MilProgram.load(src)
+    program = MilProgram.load(src) if program is None else program
     cases = parity.load(parity_file)
 
     from ..validation.metrics import spectral_distance
@@ -277,7 +284,7 @@ def plan_mixed(
     room = SNAPSHOT_BYTES
     for case in cases:
         points = {program.first_read(members, case.function) for members in groups.values()} - {None}
-        recordings.append(program.record(case.inputs, case.function, case.states, points, room))  # type: ignore[arg-type]
+        recordings.append(program.record(case.inputs, case.function, case.states, points, room))
         room = max(0, room - recordings[-1].bytes)
 
     def floats(result: dict[str, Any]) -> list[tuple[str, np.ndarray]]:

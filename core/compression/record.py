@@ -139,7 +139,7 @@ class CompressionRecord:
 
 
 def equivalent_output_snr(
-    src: Path, compressed: Any, originals: dict[str, Any], parity_file: Path, seed: int = 0
+    src: Path, compressed: Any, originals: dict[str, Any], parity_file: Path, seed: int = 0, program: Any = None
 ) -> tuple[float, str]:
     """The least SNR (dB) of the uncompressed package's outputs against the parity examples'
     expected outputs when every compressed weight carries its own compression error with random
@@ -147,7 +147,8 @@ def equivalent_output_snr(
     by element, passed through the component's own gains (a trained LSTM amplifies it, a residual
     stack dilutes it), but unrelated to the signal: what the compression should cost if its errors
     behave as noise. A weight no executed op reads directly (a list argument) cannot be swapped in:
-    its noise is added with unit gain, and the basis says how many."""
+    its noise is added with unit gain, and the basis says how many. ``program``: ``src`` already
+    loaded by zoo's interpreter (its weights are swapped here and not restored)."""
     import math
 
     import numpy as np
@@ -157,7 +158,7 @@ def equivalent_output_snr(
     from ..validation.metrics import compare
 
     rng = np.random.default_rng(seed)
-    program = MilProgram.load(src)
+    program = MilProgram.load(src) if program is None else program
     unswapped: dict[str, float] = {}
     # function by function: a constant of one name can hold another value in each function (a
     # position table cut to each token bucket), and each is compressed on its own
