@@ -65,18 +65,19 @@ def _apply(prog: Any, spec: Any, kind: str, config: Any) -> None:
 def _save(prog: Any, spec: Any, version: int, dst: Path) -> None:
     from coremltools.converters.mil.converter import mil_convert
 
-    from ..coreml.tools import import_coremltools
+    from ..coreml.tools import import_coremltools, validated_once
 
     ct = import_coremltools()
-    model = mil_convert(
-        prog,
-        convert_to="mlprogram",
-        convert_from="milinternal",
-        specification_version=version,
-        compute_units=ct.ComputeUnit.CPU_ONLY,
-        model_description=spec.description,
-        skip_model_load=True,
-    )
+    with validated_once():
+        model = mil_convert(
+            prog,
+            convert_to="mlprogram",
+            convert_from="milinternal",
+            specification_version=version,
+            compute_units=ct.ComputeUnit.CPU_ONLY,
+            model_description=spec.description,
+            skip_model_load=True,
+        )
     if dst.exists():
         shutil.rmtree(dst)
     model.save(str(dst))

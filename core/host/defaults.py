@@ -75,13 +75,16 @@ def convert_function(traceable: Traceable, variant: Variant) -> Any:
         selector = options.pop("op_selector")
         if variant.precision == "fp16":
             options["compute_precision"] = ct.transform.FP16ComputePrecision(op_selector=selector)
-    return ct.convert(
-        traced,
-        inputs=inputs,
-        outputs=[ct.TensorType(name=name) for name in traceable.outputs],
-        states=states or None,
-        **options,
-    )
+    from ..coreml.tools import validated_once
+
+    with validated_once():
+        return ct.convert(
+            traced,
+            inputs=inputs,
+            outputs=[ct.TensorType(name=name) for name in traceable.outputs],
+            states=states or None,
+            **options,
+        )
 
 
 def save_component(functions: Mapping[str, Traceable], variant: Variant, out_path: Path) -> Path:
@@ -103,7 +106,10 @@ def save_component(functions: Mapping[str, Traceable], variant: Variant, out_pat
             gc.collect()
             descriptor.add_function(str(part), src_function_name="main", target_function_name=fn_name)
         descriptor.default_function_name = next(iter(functions))
-        ct.utils.save_multifunction(descriptor, str(out_path))
+        from ..coreml.tools import validated_once
+
+        with validated_once():  # it converts the merged program again
+            ct.utils.save_multifunction(descriptor, str(out_path))
     return out_path
 
 

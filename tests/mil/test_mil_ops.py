@@ -576,3 +576,64 @@ def test_a_replay_from_a_recorded_step_equals_a_whole_run(tmp_path, share):
             assert all(np.array_equal(got[k], v) for k, v in want.items()), weight
         assert not np.array_equal(want["out0"], recording.outputs["out0"])  # the substitution did something
         program.substitute(weight, previous)
+
+
+def test_a_pipeline_under_validated_once_makes_the_same_program_and_still_refuses_a_broken_one():
+    """zoo's conversions validate a pass pipeline's program at its end instead of after each pass
+    (core/coreml/tools.validated_once): the same program comes out, with fewer checks, and a pass
+    that breaks the program is still refused."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import Function
+    from coremltools.converters.mil.mil.passes.graph_pass import AbstractGraphPass
+    from coremltools.converters.mil.mil.passes.pass_pipeline import PassPipeline, PassPipelineManager
+    from coremltools.converters.mil.mil.passes.pass_registry import register_pass
+
+    from zoo.core.coreml.tools import validated_once
+
+    def program():
+        @mb.program(input_specs=[mb.TensorSpec(shape=(2, 3))])
+        def prog(x):
+            for _ in range(4):
+                x = mb.relu(x=mb.add(x=x, y=np.float32(1.0)))
+            return mb.mul(x=x, y=np.float32(1.0))  # removed by the default pipeline
+
+        return prog
+
+    @register_pass(namespace="zoo_test", override=True)
+    class break_last_op(AbstractGraphPass):  # noqa: N801 (coremltools names passes so)
+        def apply(self, prog):  # a var claims a reader that does not read it: only validation sees it
+            ops = prog.functions["main"].operations
+            ops[0].outputs[0].add_child_op(ops[-1])
+
+    checks = []
+    validate = Function.validate
+
+    def counted(self, *args, **kwargs):
+        checks.append(self)
+        return validate(self, *args, **kwargs)
+
+    made, counts = {}, {}
+    for once in (False, True):
+        checks.clear()
+        prog = program()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(Function, "validate", counted)
+            if once:
+                with validated_once():
+                    PassPipelineManager.apply_pipeline(prog, PassPipeline.DEFAULT)
+            else:
+                PassPipelineManager.apply_pipeline(prog, PassPipeline.DEFAULT)
+        made[once] = [
+            (op.op_type, sorted(op.inputs), [str(o.sym_type) for o in op.outputs])
+            for op in prog.functions["main"].operations
+        ]
+        counts[once] = len(checks)
+        broken = PassPipeline(["common::dead_code_elimination", "zoo_test::break_last_op"], "broken")
+        with pytest.raises(Exception, match="should be consumed by op"):
+            if once:
+                with validated_once():
+                    PassPipelineManager.apply_pipeline(program(), broken)
+            else:
+                PassPipelineManager.apply_pipeline(program(), broken)
+    assert made[True] == made[False] and "mul" not in {op for op, _, _ in made[True]}
+    assert counts[True] < counts[False] - len(PassPipeline.DEFAULT.passes) / 2, counts
