@@ -167,7 +167,7 @@ def _is_const(var: Any) -> bool:
 @dataclass
 class Recording:
     """One call of a function, run by ``MilProgram.record``: its outputs, and what it held right
-    before some of its steps (step index -> (live values, copies of the states or None, the values
+    before some of its steps (step position -> (live values, copies of the states or None, the values
     this snapshot added to ``bytes``)), to re-run it from there (``MilProgram.replay``)."""
 
     function: str
