@@ -123,7 +123,6 @@ def measured_run(env: dict, work: Path, model: str, run_args: list[str]) -> dict
         sys.exit(f"zoo run {model} failed:\n{err_file.read_text()[-3000:]}")
     report = json.loads(out_file.read_text())
     peak_kb = usage.ru_maxrss
-    report = json.loads(out)
     return {
         "wall_seconds": round(wall, 1),
         "audio_seconds": round(report["audio_seconds"], 2),
