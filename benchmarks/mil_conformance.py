@@ -1,6 +1,6 @@
 """coremltools' own MIL op tests, run with zoo's interpreter as the runtime.
 
-    .venv/bin/python benchmarks/mil_conformance.py            # the full selection (~10 min on 2 cores, + ~6 for recurrent)
+    .venv/bin/python benchmarks/mil_conformance.py            # the full selection (~16 min on 2 cores)
     .venv/bin/python benchmarks/mil_conformance.py --subset   # the first case of every test function
     .venv/bin/python benchmarks/mil_conformance.py --canary   # relu corrupted, sigmoid removed: must show
 
