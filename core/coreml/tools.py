@@ -54,7 +54,7 @@ def validated_once() -> Iterator[None]:
     pipeline rather than after each of its passes (~100 per conversion), as coremltools does.
 
     Measured (kokoro small, fp16, one core, 2026-12-04): converting the predictor took 16.3 s and
-    the decoder 11.1 s with the per-pass checks, 9.5 s and 7.2 s with one per pipeline, and the
+    the decoder 11.1 s with the per-pass checks, 11.5 s and 8.8 s with one per pipeline, and the
     saved specifications are equal (tests/mil/test_mil_ops.py holds a pipeline to that). What a
     pass leaves broken is still refused, by the check at the pipeline's end; left out is the check
     that every op still carries its source scope (debug information) after dead-code passes.

@@ -75,21 +75,26 @@ def convert_function(traceable: Traceable, variant: Variant) -> Any:
         selector = options.pop("op_selector")
         if variant.precision == "fp16":
             options["compute_precision"] = ct.transform.FP16ComputePrecision(op_selector=selector)
-    from ..coreml.tools import validated_once
-
-    with validated_once():
-        return ct.convert(
-            traced,
-            inputs=inputs,
-            outputs=[ct.TensorType(name=name) for name in traceable.outputs],
-            states=states or None,
-            **options,
-        )
+    return ct.convert(
+        traced,
+        inputs=inputs,
+        outputs=[ct.TensorType(name=name) for name in traceable.outputs],
+        states=states or None,
+        **options,
+    )
 
 
 def save_component(functions: Mapping[str, Traceable], variant: Variant, out_path: Path) -> Path:
-    """Convert every function and save one package (multifunction if several)."""
-    out_path = Path(out_path)
+    """Convert every function and save one package (multifunction if several); every pass
+    pipeline of the conversions (and of the multifunction merge, which converts the merged
+    program again) checks its program once (``validated_once``)."""
+    from ..coreml.tools import validated_once
+
+    with validated_once():
+        return _save_component(functions, variant, Path(out_path))
+
+
+def _save_component(functions: Mapping[str, Traceable], variant: Variant, out_path: Path) -> Path:
     if list(functions) == ["main"]:
         convert_function(functions["main"], variant).save(str(out_path))
         return out_path
@@ -106,10 +111,7 @@ def save_component(functions: Mapping[str, Traceable], variant: Variant, out_pat
             gc.collect()
             descriptor.add_function(str(part), src_function_name="main", target_function_name=fn_name)
         descriptor.default_function_name = next(iter(functions))
-        from ..coreml.tools import validated_once
-
-        with validated_once():  # it converts the merged program again
-            ct.utils.save_multifunction(descriptor, str(out_path))
+        ct.utils.save_multifunction(descriptor, str(out_path))
     return out_path
 
 
