@@ -87,10 +87,11 @@ def convert_function(traceable: Traceable, variant: Variant) -> Any:
 def save_component(functions: Mapping[str, Traceable], variant: Variant, out_path: Path) -> Path:
     """Convert every function and save one package (multifunction if several); every pass
     pipeline of the conversions (and of the multifunction merge, which converts the merged
-    program again) checks its program once (``validated_once``)."""
-    from ..coreml.tools import validated_once
+    program again) checks its program once (``validated_once``) and tests its constants for fp16
+    overflow slice by slice (``lean_overflow_check``)."""
+    from ..coreml.tools import lean_overflow_check, validated_once
 
-    with validated_once():
+    with validated_once(), lean_overflow_check():
         return _save_component(functions, variant, Path(out_path))
 
 

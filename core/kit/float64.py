@@ -109,7 +109,9 @@ def _float64_mode() -> Any:
 
 
 @contextmanager
-def as_float64(*objects: Any, lazy: tuple[Any, ...] = (), extra: tuple[Any, ...] = ()) -> Iterator[None]:
+def as_float64(
+    *objects: Any, lazy: tuple[Any, ...] = (), extra: tuple[Any, ...] = (), per_call: bool = False
+) -> Iterator[None]:
     """Every floating-point parameter and buffer of the modules in ``objects`` is float64 inside the
     block, and so is every floating-point tensor torch computes there (see :func:`_float64_mode`).
 
@@ -119,56 +121,110 @@ def as_float64(*objects: Any, lazy: tuple[Any, ...] = (), extra: tuple[Any, ...]
     A tensor such a module reads without being called stays float32: a same-dtype op then raises,
     and arithmetic between two such tensors rounds to float32 — so a lazy run may fail where an
     eager one passes, never the reverse (see :func:`levels.reference._float64`, which falls back).
-    ``extra``: parameters or buffers widened up front, whichever module holds them."""
+    ``extra``: parameters or buffers widened up front, whichever module holds them.
+
+    ``per_call``: parameters (of ``objects`` and ``lazy`` alike) are float64 only while their own
+    module's forward runs — a call widens the module's own parameters, not its submodules', and
+    puts the float32 tensors back when it returns — so no more than the running modules' weights
+    exist in float64 at once (vibevoice's tts_lm: 2.4 GB of float64 weights per side otherwise).
+    Buffers are widened as above and stay float64 to the end of the block: they may hold state a
+    later call reads (KV caches). A parameter read outside its module's forward stays float32, as
+    a lazy module's does above.
+
+    Afterwards every parameter holds its own float32 tensor again (the very object, so weights two
+    modules share stay shared) and every buffer is narrowed back to its dtype (keeping what the
+    block wrote into it; float32 and float16 values are exact in float64)."""
     import torch
 
-    tensors: dict[int, tuple[Any, torch.dtype]] = {}
+    originals: dict[int, tuple[Any, Any]] = {}  # parameter -> its data before the block
+    buffers: dict[int, tuple[Any, torch.dtype]] = {}
     derived: list[tuple[Any, Any]] = []  # (buffer, its float32 data) of tables rebuilt in float64
     modules = modules_in(*objects)
     waiting = {id(sub): sub for module in modules_in(*lazy) for sub in module.modules()}
     for module in modules:
         for sub in module.modules():
             waiting.pop(id(sub), None)
+    # per_call is decided by parameter, not module: a copy of a module that shares its parameters
+    # (``traceable.state_copy``, made inside the block) widens them in its calls too
+    scoped = {id(p) for module in modules + modules_in(*lazy) for p in module.parameters()} if per_call else set()
+    calls: dict[int, list[list[Any]]] = {}  # module -> per active call, the parameters it widened
+
+    def widen_parameter(param: Any) -> bool:
+        if not param.is_floating_point() or param.dtype == torch.float64 or id(param) in originals:
+            return False
+        originals[id(param)] = (param, param.data)
+        param.data = param.data.to(torch.float64)
+        return True
+
+    def narrow_parameter(param: Any) -> None:
+        param.data = originals.pop(id(param))[1]
+
+    def widen_buffers(module: Any) -> None:
+        for sub in module.modules():
+            for name, build in sub.__dict__.get("_zoo_derived", {}).items():
+                buffer = sub._buffers[name]
+                if id(buffer) not in buffers:
+                    buffers[id(buffer)] = (buffer, buffer.dtype)
+                    derived.append((buffer, buffer.data))
+                    buffer.data = build(torch.float64).to(buffer.device)
+            for tensor in sub.buffers(recurse=False):
+                if tensor.is_floating_point() and tensor.dtype != torch.float64 and id(tensor) not in buffers:
+                    buffers[id(tensor)] = (tensor, tensor.dtype)
+                    tensor.data = tensor.data.to(torch.float64)
 
     def widen(module: Any) -> None:
-        with torch.no_grad():
-            for sub in module.modules():
-                for name, build in sub.__dict__.get("_zoo_derived", {}).items():
-                    buffer = sub._buffers[name]
-                    if id(buffer) not in tensors:
-                        tensors[id(buffer)] = (buffer, buffer.dtype)
-                        derived.append((buffer, buffer.data))
-                        buffer.data = build(torch.float64).to(buffer.device)
-            for tensor in list(module.parameters()) + list(module.buffers()):
-                if tensor.is_floating_point() and tensor.dtype != torch.float64 and id(tensor) not in tensors:
-                    tensors[id(tensor)] = (tensor, tensor.dtype)
-                    tensor.data = tensor.data.to(torch.float64)
+        with torch.no_grad(), torch._C.DisableTorchFunction():  # the tensors themselves, not the mode's copies
+            widen_buffers(module)
+            if not per_call:
+                for param in module.parameters():
+                    widen_parameter(param)
 
     def on_call(module: Any, args: Any) -> None:
         if waiting.pop(id(module), None) is not None:
             widen(module)
             for sub in module.modules():
                 waiting.pop(id(sub), None)
+        if scoped:
+            with torch.no_grad(), torch._C.DisableTorchFunction():
+                calls.setdefault(id(module), []).append(
+                    [p for p in module.parameters(recurse=False) if id(p) in scoped and widen_parameter(p)]
+                )
+
+    def on_return(module: Any, args: Any, output: Any) -> None:
+        stack = calls.get(id(module))
+        if stack:
+            with torch.no_grad(), torch._C.DisableTorchFunction():
+                for param in stack.pop():
+                    narrow_parameter(param)
 
     for module in modules:
         widen(module)
     with torch.no_grad():
         for tensor in extra:
-            if tensor.is_floating_point() and tensor.dtype != torch.float64 and id(tensor) not in tensors:
-                tensors[id(tensor)] = (tensor, tensor.dtype)
+            if isinstance(tensor, torch.nn.Parameter):
+                widen_parameter(tensor)
+            elif tensor.is_floating_point() and tensor.dtype != torch.float64 and id(tensor) not in buffers:
+                buffers[id(tensor)] = (tensor, tensor.dtype)
                 tensor.data = tensor.data.to(torch.float64)
-    hook = torch.nn.modules.module.register_module_forward_pre_hook(on_call) if waiting else None
+    hooks = []
+    if waiting or scoped:
+        hooks.append(torch.nn.modules.module.register_module_forward_pre_hook(on_call))
+    if scoped:
+        hooks.append(torch.nn.modules.module.register_module_forward_hook(on_return, always_call=True))
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
         with _float64_mode():
             yield
     finally:
-        if hook is not None:
+        for hook in hooks:
             hook.remove()
         torch.set_default_dtype(previous)
         with torch.no_grad():
-            for tensor, dtype in tensors.values():
+            for param, data in list(originals.values()):
+                param.data = data
+            originals.clear()
+            for tensor, dtype in buffers.values():
                 tensor.data = tensor.data.to(dtype)
             for buffer, data in derived:
                 buffer.data = data

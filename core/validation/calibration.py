@@ -108,16 +108,16 @@ def perturbed(example: Mapping[str, Any], size: float, seed: int) -> dict[str, A
 def storage_effect(traceable: Any, examples: Sequence[Mapping[str, Any]]) -> float:
     """Worst rel difference the port's reduced-precision state storage makes: its outputs with the
     state buffers as declared (e.g. fp16 KV caches) against the same module with them in float32."""
-    import copy
     import dataclasses
 
     import torch
 
+    from ..plugin.traceable import state_copy
     from .metrics import compare
 
     if not traceable.states:
         return 0.0
-    wide = copy.deepcopy(traceable.module)
+    wide = state_copy(traceable.module)
     with torch.no_grad():
         for state in traceable.states:
             buffer = wide.get_buffer(state.name)
@@ -126,7 +126,7 @@ def storage_effect(traceable: Any, examples: Sequence[Mapping[str, Any]]) -> flo
     worst = 0.0
     for example in examples:
         narrow_out = traceable.run(example)
-        wide_out = dataclasses.replace(wide_traceable, module=copy.deepcopy(wide)).run(example, fresh_state=False)
+        wide_out = dataclasses.replace(wide_traceable, module=state_copy(wide)).run(example, fresh_state=False)
         for name in traceable.outputs:
             worst = max(worst, compare(narrow_out[name], wide_out[name])["rel"])
     return worst

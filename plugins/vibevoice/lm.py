@@ -111,15 +111,33 @@ def from_qwen2(
     cache_dtype: torch.dtype = torch.float32,
     batch: int = 1,
 ) -> AneQwen2:
-    """An AneQwen2 carrying a transformers Qwen2Model's weights (strict: every weight must land)."""
-    model = AneQwen2(cfg, len(qwen.layers), chunk, capacity, embed, final_norm, cache_dtype, batch)
+    """An AneQwen2 carrying a transformers Qwen2Model's weights (strict: every weight must land).
+
+    The weights are upstream's own tensors, not copies (a ``[out, in]`` Linear weight becomes its
+    ``[out, in, 1, 1]`` view): the full-size lm and tts_lm would otherwise hold a second 1.9 GB of
+    float32 through the whole export. Built on the meta device, so no initial weights are made
+    either; the buffers (KV caches, RoPE tables) are then made as the constructor would."""
+    with torch.device("meta"):
+        model = AneQwen2(cfg, len(qwen.layers), chunk, capacity, embed, final_norm, cache_dtype, batch)
     state = {
         k: v
         for k, v in qwen.state_dict().items()
         if (embed or not k.startswith("embed_tokens.")) and (final_norm or not k.startswith("norm."))
     }
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith((".cache.k", ".cache.v"))]
+    missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+    caches = set(model.state_names())
+    missing = [k for k in missing if k not in caches]
     if missing or unexpected:
         raise ValueError(f"weights do not map onto the ANE layout: missing {missing}, unexpected {unexpected}")
+    for module_name, sub in model.named_modules():
+        builders = sub.__dict__.get("_zoo_derived", {})
+        for name, buffer in list(sub._buffers.items()):
+            if buffer is None or not buffer.is_meta:
+                continue
+            if name in builders:
+                sub._buffers[name] = builders[name](torch.float32)
+            elif f"{module_name}.{name}".lstrip(".") in caches:  # a KV cache starts empty (KVCache's zeros)
+                sub._buffers[name] = torch.zeros(buffer.shape, dtype=buffer.dtype)
+            else:
+                raise ValueError(f"from_qwen2 cannot make buffer {module_name}.{name}: neither a cache nor derived")
     return model.eval()

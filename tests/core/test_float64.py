@@ -58,12 +58,45 @@ def test_the_reference_level_falls_back_to_widening_every_module(monkeypatch):
     calls = []
     real = reference_level.as_float64
 
-    def counted(*objects, lazy=(), extra=()):
+    def counted(*objects, lazy=(), extra=(), per_call=False):
         calls.append("lazy" if lazy else "eager")
-        return real(*objects, lazy=lazy, extra=extra)
+        return real(*objects, lazy=lazy, extra=extra, per_call=per_call)
 
     monkeypatch.setattr(reference_level, "as_float64", counted)
     result = reference_level.check_component(model, model.variant("fp32"), "c", up, {"main": traceable})
     assert calls == ["eager", "lazy", "eager"]  # the port; upstream lazily (raised); both at once
     checks = {c.metric: c for c in result.checks}
     assert checks["float64_rel"].status == "passed" and checks["float64_rel"].value < 1e-12, checks
+
+
+def test_per_call_widens_a_modules_own_weights_only_while_it_runs_and_keeps_buffers_to_the_end():
+    class Counter(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = torch.nn.Linear(8, 8)
+            self.scale = torch.nn.Parameter(torch.full((8,), 1.0 / 3.0))
+            self.register_buffer("total", torch.zeros(8))
+
+        def forward(self, x):
+            seen.append((self.scale.dtype, self.inner.weight.dtype))
+            y = self.inner(x) * self.scale
+            self.total.add_(y.sum(0))  # state a later call reads: must stay float64 between calls
+            return y
+
+    seen: list = []
+    torch.manual_seed(0)
+    m = Counter()
+    weight = m.inner.weight.data_ptr()
+    x = torch.randn(2, 8, dtype=torch.float64)
+    with as_float64(m, per_call=True), torch.no_grad():
+        assert m.inner.weight.dtype == m.scale.dtype == torch.float32 and m.total.dtype == torch.float64
+        m(x)
+        assert m.inner.weight.dtype == torch.float32  # narrowed again when the call returned
+        assert m.total.dtype == torch.float64
+        m(x)
+        total = m.total.clone()
+    assert seen == [(torch.float64, torch.float32)] * 2  # the child's weight: widened in its own call only
+    assert m.inner.weight.data_ptr() == weight  # its own storage put back, not a copy
+    want = 2 * (x @ m.inner.weight.double().T + m.inner.bias.double()).mul(m.scale.double()).sum(0)
+    assert torch.allclose(total, want, rtol=1e-14, atol=0)  # computed in float64 throughout
+    assert m.total.dtype == torch.float32 and torch.equal(m.total, total.float())

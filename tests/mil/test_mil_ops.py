@@ -637,3 +637,47 @@ def test_a_pipeline_under_validated_once_makes_the_same_program_and_still_refuse
                 PassPipelineManager.apply_pipeline(program(), broken)
     assert made[True] == made[False] and "mul" not in {op for op, _, _ in made[True]}
     assert counts[True] < counts[False] - len(PassPipeline.DEFAULT.passes) / 2, counts
+
+
+def test_the_sliced_fp16_overflow_check_answers_as_coremltools_does_without_its_index_arrays():
+    """core/coreml/tools.lean_overflow_check: coremltools' FP16ComputePrecision.fp16_overflow on
+    const inputs, read in slices; the same verdict for every kind of constant, and the check of a
+    large constant allocates a slice's worth, not index arrays the size of the constant."""
+    import tracemalloc
+
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil.passes.defs.quantization import FP16ComputePrecision
+
+    from zoo.core.coreml import tools
+
+    rng = np.random.default_rng(0)
+    big = rng.standard_normal((600, 4096)).astype(np.float32)  # 2.4 M elements: three slices
+    cases = {
+        "small": big,
+        "over in the last slice": np.concatenate([big.ravel(), [70000.0]]).astype(np.float32).reshape(-1, 1),
+        "just fp16's largest": np.array([65504.0, -65504.0], np.float32),
+        "just over, negative": np.array([1.0, -65505.0], np.float32),
+        "infinities and masks only": np.array([np.inf, -np.inf, -1e38, 3.0e38, 1.0], np.float32),
+        "NaN beside small": np.array([np.nan, 2.0], np.float32),
+        "NaN beside large": np.array([np.nan, 1e6], np.float32),
+        "scalar over": np.float32(1e5),
+        "empty": np.zeros((0, 4), np.float32),
+    }
+    for name, value in cases.items():
+
+        @mb.program(input_specs=[mb.TensorSpec(shape=(1,))])
+        def prog(x):
+            return mb.add(x=x, y=mb.const(val=value))
+
+        add = next(op for op in prog.functions["main"].operations if op.op_type == "add")
+        want = FP16ComputePrecision.fp16_overflow(add)
+        with tools.lean_overflow_check():
+            tracemalloc.start()
+            got = FP16ComputePrecision.fp16_overflow(add)
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        assert got == want, name
+        assert peak <= 2 * tools.OVERFLOW_SLICE * 4 + 65536, (name, peak)  # coremltools': 24 bytes per element
+    assert [tools.overflows_fp16(v) for v in cases.values()] == [
+        False, True, False, True, False, False, True, True, False
+    ]  # fmt: skip

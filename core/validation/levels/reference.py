@@ -123,10 +123,10 @@ def _float64(
         results, upstream_errors = [], []
         for traceable, example, _, expected32 in runs:
             wide = inputs_float64(example)
-            if lazy:  # one side in float64 at a time; of upstream only the modules its reference calls
-                with as_float64(*port):
+            if lazy:  # one side in float64 at a time, each module's weights only while it runs
+                with as_float64(*port, per_call=True):
                     actual = traceable.run(wide)
-                with as_float64(lazy=(upstream,), extra=shared):
+                with as_float64(lazy=(upstream,), extra=shared, per_call=True):
                     expected = traceable.reference(**wide)
             else:
                 with as_float64(upstream, *port):
@@ -136,9 +136,10 @@ def _float64(
                 upstream_errors.append(validation.compare(expected32[name], expected[name])["rel"])
         return results, upstream_errors
 
-    # memory first: the port, then upstream's called modules, each widened for its own run (vibevoice's
-    # lm: port and upstream widened together added 2.9 GB to the export's peak); a lazy run that raises
-    # or does not pass is run again with everything widened at once (as_float64 says why)
+    # memory first: the port, then upstream's called modules, each module's weights widened only while
+    # it runs (vibevoice: port and upstream widened together added 2.9 GB to the export's peak, each side
+    # widened whole for its own run 2.4 GB); a lazy run that raises or does not pass is run again with
+    # everything widened at once (as_float64 says why)
     try:
         results, upstream_errors = run(lazy=True)
         lazy_ok = tolerance.float64_rel is None or max(r[key] for r in results) <= tolerance.float64_rel

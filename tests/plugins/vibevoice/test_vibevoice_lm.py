@@ -148,3 +148,25 @@ def test_converted_lm_keeps_its_cache_in_coreml_states(tmp_path):
         scale = max(1.0, np.abs(want).max())
         assert np.abs(got - mine).max() <= 1e-4 * scale  # the package computes what the module computes
         assert np.abs(mine - want).max() <= 1e-2 * scale  # fp16 keys/values vs transformers' fp32 cache
+
+
+def test_the_layout_holds_upstreams_weights_and_keeps_them_through_a_float64_run():
+    """No second copy of the weights: every weight of the ANE module is a view of upstream's tensor
+    (1.9 GB at full size otherwise), and a per-call float64 run of the port puts them back shared."""
+    from zoo.core.kit.float64 import as_float64
+
+    cfg, qwen = _qwen(2, final_norm=False)
+    ane = from_qwen2(qwen, cfg, CHUNK, CAPACITY, embed=True, final_norm=False)
+    upstream = {t.untyped_storage().data_ptr() for t in qwen.state_dict().values()}
+
+    def shared():
+        return {n: p.untyped_storage().data_ptr() in upstream for n, p in ane.named_parameters()}
+
+    assert all(shared().values()), shared()
+    assert not ane.layers[0].self_attn.cache.k.any() and ane.rope_cos.abs().sum() > 0  # buffers made for real
+    inputs, want, n = _chunks(qwen, cfg, (8,), embed=True)[0]
+    with as_float64(ane, per_call=True), torch.no_grad():
+        assert ane.layers[0].mlp.up_proj.weight.dtype == torch.float32  # not running: not widened
+        got = ane(*(torch.from_numpy(v) for v in inputs.values()))[0, :, 0, :n].T.numpy()
+    assert got.dtype == np.float64 and np.abs(got - want).max() <= 1e-5 * max(1.0, np.abs(want).max())
+    assert all(shared().values()) and all(p.dtype == torch.float32 for p in ane.parameters())
