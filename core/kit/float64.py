@@ -67,7 +67,7 @@ def register_derived(module: Any, name: str, build: Callable[[Any], Any], persis
     module.__dict__["_zoo_derived"][name] = build
 
 
-def _float64_mode() -> Any:
+def _float64_mode(parameters: frozenset[int] = frozenset()) -> Any:
     """A TorchFunctionMode under which every floating-point tensor torch makes is float64.
 
     Upstream code pins float32 in places (``.float()``, ``dtype=torch.float32`` in
@@ -75,6 +75,9 @@ def _float64_mode() -> Any:
     otherwise leave float32 islands in a float64 run. The mode rewrites any requested
     floating dtype to float64 and upcasts any floating result that is not float64, so
     the two computations are compared as mathematical functions.
+
+    ``parameters``: ids of parameters an op is given in float64 when it reads them
+    narrower (a widened copy for that op; attribute reads such as ``.shape`` excepted).
     """
     import torch
     from torch.overrides import TorchFunctionMode
@@ -93,6 +96,13 @@ def _float64_mode() -> Any:
             )
         return value
 
+    def widen_parameters(value: Any) -> Any:
+        if isinstance(value, torch.nn.Parameter):
+            return widen(value) if id(value) in parameters else value
+        if isinstance(value, (tuple, list)) and any(isinstance(v, torch.nn.Parameter) for v in value):
+            return type(value)(widen_parameters(v) for v in value)
+        return value
+
     class Float64Mode(TorchFunctionMode):
         def __torch_function__(
             self, func: Any, types: Any, args: tuple = (), kwargs: dict[str, Any] | None = None
@@ -103,15 +113,15 @@ def _float64_mode() -> Any:
             if kwargs.get("dtype") in floating:
                 kwargs["dtype"] = torch.float64
             args = tuple(torch.float64 if isinstance(a, torch.dtype) and a in floating else a for a in args)
+            if parameters and getattr(func, "__name__", "") != "__get__":
+                args = tuple(widen_parameters(a) for a in args)
             return widen(func(*args, **kwargs))
 
     return Float64Mode()
 
 
 @contextmanager
-def as_float64(
-    *objects: Any, lazy: tuple[Any, ...] = (), extra: tuple[Any, ...] = (), per_call: bool = False
-) -> Iterator[None]:
+def as_float64(*objects: Any, lazy: tuple[Any, ...] = (), per_call: bool = False) -> Iterator[None]:
     """Every floating-point parameter and buffer of the modules in ``objects`` is float64 inside the
     block, and so is every floating-point tensor torch computes there (see :func:`_float64_mode`).
 
@@ -121,15 +131,15 @@ def as_float64(
     A tensor such a module reads without being called stays float32: a same-dtype op then raises,
     and arithmetic between two such tensors rounds to float32 — so a lazy run may fail where an
     eager one passes, never the reverse (see :func:`levels.reference._float64`, which falls back).
-    ``extra``: parameters or buffers widened up front, whichever module holds them.
 
     ``per_call``: parameters (of ``objects`` and ``lazy`` alike) are float64 only while their own
     module's forward runs — a call widens the module's own parameters, not its submodules', and
     puts the float32 tensors back when it returns — so no more than the running modules' weights
     exist in float64 at once (vibevoice's tts_lm: 2.4 GB of float64 weights per side otherwise).
-    Buffers are widened as above and stay float64 to the end of the block: they may hold state a
-    later call reads (KV caches). A parameter read outside its module's forward stays float32, as
-    a lazy module's does above.
+    An op reading such a parameter outside its module's forward gets a float64 copy for itself
+    (pocket_tts: ``F.linear`` on ``flow_lm.speaker_proj_weight``; vibevoice's decoder port calls
+    upstream's modules from its own). Buffers are widened as above and stay float64 to the end of
+    the block: they may hold state a later call reads (KV caches).
 
     Afterwards every parameter holds its own float32 tensor again (the very object, so weights two
     modules share stay shared) and every buffer is narrowed back to its dtype (keeping what the
@@ -199,13 +209,6 @@ def as_float64(
 
     for module in modules:
         widen(module)
-    with torch.no_grad():
-        for tensor in extra:
-            if isinstance(tensor, torch.nn.Parameter):
-                widen_parameter(tensor)
-            elif tensor.is_floating_point() and tensor.dtype != torch.float64 and id(tensor) not in buffers:
-                buffers[id(tensor)] = (tensor, tensor.dtype)
-                tensor.data = tensor.data.to(torch.float64)
     hooks = []
     if waiting or scoped:
         hooks.append(torch.nn.modules.module.register_module_forward_pre_hook(on_call))
@@ -214,7 +217,7 @@ def as_float64(
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        with _float64_mode():
+        with _float64_mode(frozenset(scoped)):
             yield
     finally:
         for hook in hooks:

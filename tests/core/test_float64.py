@@ -1,6 +1,6 @@
-"""as_float64: the modules given are widened up front, the ``lazy`` ones only when called; the
-reference level widens the port for its run and upstream's called modules for upstream's, and
-falls back to widening everything at once when such a run cannot be trusted."""
+"""as_float64: the modules given are widened up front, the ``lazy`` ones only when called, and with
+``per_call`` each module's weights only while it runs; the reference level runs the port, then
+upstream, that way, and falls back to widening everything at once when such a run cannot be trusted."""
 
 from __future__ import annotations
 
@@ -34,9 +34,25 @@ def test_a_lazy_module_is_widened_only_if_called_and_restored_bit_for_bit():
         assert param.dtype == torch.float32 and torch.equal(param, before[name]), name
 
 
-def test_the_reference_level_falls_back_to_widening_every_module(monkeypatch):
-    """Upstream reads a parameter outside any forward: the lazy float64 run raises (float64 input,
-    float32 weight) and the eager run judges — float64_rel passes at summation-order size."""
+def _check(up, port, reference, monkeypatch):
+    example = {"x": np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32)}
+    traceable = Traceable(port, [TensorSpec("x", (2, 8))], ["y"], [example], reference=reference)
+    model = ModelSpec("m", "test", {"fp32": Variant("fp32", "fp32")}, "fp32", (ComponentSpec("c", "one linear"),))
+    calls = []
+    real = reference_level.as_float64
+
+    def counted(*objects, lazy=(), per_call=False):
+        calls.append("lazy" if lazy else "eager")
+        return real(*objects, lazy=lazy, per_call=per_call)
+
+    monkeypatch.setattr(reference_level, "as_float64", counted)
+    result = reference_level.check_component(model, model.variant("fp32"), "c", up, {"main": traceable})
+    return calls, {c.metric: c for c in result.checks}
+
+
+def test_a_weight_read_outside_its_modules_forward_is_widened_by_the_op_reading_it(monkeypatch):
+    """Upstream reads a parameter outside any forward (pocket_tts: F.linear on a projection weight):
+    the per-call run gives that op a float64 copy, so no eager run is needed."""
     up = Upstream()
 
     class Port(torch.nn.Module):
@@ -48,24 +64,38 @@ def test_the_reference_level_falls_back_to_widening_every_module(monkeypatch):
             return self.used(x) @ up.raw.T.to(x.dtype)  # the port pins the dtype, upstream does not
 
     def reference(x):
-        t = torch.as_tensor(x)
         with torch.no_grad():
-            return {"y": torch.nn.functional.linear(up.used(t), up.raw).numpy()}
+            return {"y": torch.nn.functional.linear(up.used(torch.as_tensor(x)), up.raw).numpy()}
 
-    example = {"x": np.random.default_rng(0).standard_normal((2, 8)).astype(np.float32)}
-    traceable = Traceable(Port(), [TensorSpec("x", (2, 8))], ["y"], [example], reference=reference)
-    model = ModelSpec("m", "test", {"fp32": Variant("fp32", "fp32")}, "fp32", (ComponentSpec("c", "one linear"),))
-    calls = []
-    real = reference_level.as_float64
+    calls, checks = _check(up, Port(), reference, monkeypatch)
+    assert calls == ["eager", "lazy"]  # the port, then upstream: no second run
+    assert checks["float64_rel"].status == "passed" and checks["float64_rel"].value < 1e-12, checks
+    assert up.raw.dtype == torch.float32
 
-    def counted(*objects, lazy=(), extra=(), per_call=False):
-        calls.append("lazy" if lazy else "eager")
-        return real(*objects, lazy=lazy, extra=extra, per_call=per_call)
 
-    monkeypatch.setattr(reference_level, "as_float64", counted)
-    result = reference_level.check_component(model, model.variant("fp32"), "c", up, {"main": traceable})
-    assert calls == ["eager", "lazy", "eager"]  # the port; upstream lazily (raised); both at once
-    checks = {c.metric: c for c in result.checks}
+def test_the_reference_level_falls_back_to_widening_every_module(monkeypatch):
+    """Upstream keeps a running total in a buffer a method (not a forward) writes: in the lazy run
+    that buffer stays float32 and rounds, float64_rel fails, and the eager run (everything widened
+    at once) judges — passing at summation-order size."""
+    up = Upstream()
+    up.register_buffer("total", torch.zeros(2, 8))
+
+    class Port(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.used = up.used
+
+        def forward(self, x):
+            return self.used(x) / 3.0
+
+    def reference(x):
+        with torch.no_grad():
+            up.total.zero_()
+            up.total.add_(up.used(torch.as_tensor(x)) / 3.0)  # written outside any forward of its module
+            return {"y": up.total.clone().numpy()}
+
+    calls, checks = _check(up, Port(), reference, monkeypatch)
+    assert calls == ["eager", "lazy", "eager"]  # the port; upstream lazily (rounded); both at once
     assert checks["float64_rel"].status == "passed" and checks["float64_rel"].value < 1e-12, checks
 
 

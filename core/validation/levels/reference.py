@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from ...kit.float64 import as_float64, inputs_float64, modules_in
+from ...kit.float64 import as_float64, inputs_float64
 from ...plugin.spec import LEVELS, UNIT_ROUNDOFF, ModelSpec, Variant
 from ...plugin.traceable import Traceable
 from .. import checks as validation
@@ -108,16 +108,6 @@ def _float64(
     key = "spectral" if chaotic else "rel"
 
     port = [t.module for t in functions.values()]
-    # upstream's tensors the port holds too (pocket_tts wraps upstream's modules; vibevoice's lm
-    # copies its weights): widened for upstream's run as well, as its reference may read them
-    # without calling their module (pocket_tts: F.linear on flow_lm.speaker_proj_weight)
-    port_tensors = {id(t) for module in modules_in(*port) for t in list(module.parameters()) + list(module.buffers())}
-    shared = tuple(
-        t
-        for module in modules_in(upstream)
-        for t in list(module.parameters()) + list(module.buffers())
-        if id(t) in port_tensors
-    )
 
     def run(lazy: bool) -> tuple[list[dict[str, float]], list[float]]:
         results, upstream_errors = [], []
@@ -126,7 +116,7 @@ def _float64(
             if lazy:  # one side in float64 at a time, each module's weights only while it runs
                 with as_float64(*port, per_call=True):
                     actual = traceable.run(wide)
-                with as_float64(lazy=(upstream,), extra=shared, per_call=True):
+                with as_float64(lazy=(upstream,), per_call=True):
                     expected = traceable.reference(**wide)
             else:
                 with as_float64(upstream, *port):
