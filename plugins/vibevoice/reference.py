@@ -59,6 +59,15 @@ def sizes(size: str) -> dict:
 
 
 def build(cfg: dict) -> VibeVoice:
+    """The modules with uninitialised weights: every one is then written, by :func:`randomise` or by
+    the checkpoint's strict load (torch's and transformers' initialisers took 8 of 12 s at full size)."""
+    from transformers.initialization import no_init_weights
+
+    with no_init_weights():
+        return _build(cfg)
+
+
+def _build(cfg: dict) -> VibeVoice:
     from torch import nn
     from transformers import Qwen2Model
     from transformers.models.vibevoice.modeling_vibevoice import VibeVoiceDiffusionHead
