@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .modes import WEIGHT_THRESHOLD
+from .palette import kmeans_workers, prefill_tables
 
 
 def _weight_consts(prog: Any) -> list[Any]:
@@ -54,6 +55,8 @@ def _apply(prog: Any, spec: Any, kind: str, config: Any) -> None:
         "compression::linear_quantize_weights" if kind == "linear" else "compression::palettize_weights"
     ]
     graph_pass.set_options([PassOption("config", config), PassOption("joint_compression", False)])
+    if kind == "palette":  # the look-up tables in every core first; the pass then finds them
+        prefill_tables(prog, graph_pass, kmeans_workers())
     graph_pass.apply(prog)
     if len(prog.functions) > 1:  # each function compressed its copy of a shared weight: store it once
         PASS_REGISTRY["common::const_deduplication"]._deduplicate_const_across_functions(prog)

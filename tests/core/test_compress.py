@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zoo.core.compression import compress
+from zoo.core.compression import compress, palette, passes
 from zoo.core.export.cache import StageCache
 from zoo.core.plugin.spec import WeightsSource
 from zoo.core.registry.store import Registry
@@ -376,7 +376,7 @@ def test_a_group_seen_again_gets_the_same_table_and_indices(monkeypatch, distinc
     tables = {}
     compress.lut_kmeans(group, 4, tables=tables)
     assert len(tables) == 1
-    monkeypatch.setattr(compress, "_lut_kmeans", lambda *a: pytest.fail("clustered again"))
+    monkeypatch.setattr(palette, "_lut_kmeans", lambda *a: pytest.fail("clustered again"))
     lut, index = compress.lut_kmeans(group, 4, tables=tables)
     assert np.array_equal(lut, fresh_lut) and np.array_equal(lut[index], fresh_lut[fresh_index])
 
@@ -398,3 +398,67 @@ def test_fp16_distinct_values_by_counting_bit_patterns_equal_np_unique():
         for a, b in zip(want, got):
             np.testing.assert_array_equal(a.reshape(-1), b)
         assert np.array_equal(got[0][got[1]], x, equal_nan=True)
+
+
+def test_tables_clustered_in_worker_processes_are_the_ones_the_pass_would_make(tmp_path, monkeypatch):
+    """prefill_tables cuts the groups with coremltools' own blockwise_compress and clusters them in
+    two processes before the pass: the pass then clusters nothing itself, and the package is the
+    one a single process makes (a linear weight, a conv's, a conv_transpose's grouped on axis 1, a
+    weight kept uncompressed)."""
+    import coremltools as ct
+    import coremltools.optimize.coreml as cto
+    from coremltools.converters.mil import Builder as mb
+
+    rng = np.random.default_rng(0)
+    w = {
+        "lin": rng.normal(size=(64, 96)).astype(np.float32),
+        "conv": rng.laplace(size=(48, 32, 3)).astype(np.float32),
+        "deconv": rng.normal(size=(32, 32, 4)).astype(np.float32),
+        "kept": rng.normal(size=(32, 96)).astype(np.float32),
+    }
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 32, 20))], opset_version=ct.target.iOS18)
+    def prog(x):
+        y = mb.conv(x=x, weight=w["conv"], name="c")
+        y = mb.conv_transpose(x=mb.slice_by_size(x=y, begin=[0, 0, 0], size=[1, 32, 18]), weight=w["deconv"])
+        flat = mb.reshape(x=mb.slice_by_size(x=y, begin=[0, 0, 0], size=[1, 32, 3]), shape=[1, 96])
+        return mb.linear(x=flat, weight=w["lin"]), mb.linear(x=flat, weight=w["kept"])
+
+    src = tmp_path / "m.mlpackage"
+    ct.convert(
+        prog,
+        convert_to="mlprogram",
+        minimum_deployment_target=ct.target.iOS18,
+        compute_precision=ct.precision.FLOAT16,
+    ).save(str(src))
+    made, in_pass = {}, {}
+    clustered = []
+    real = palette._lut_kmeans
+
+    def counted(flat, size):
+        clustered.append(size)
+        return real(flat, size)
+
+    monkeypatch.setattr(palette, "_lut_kmeans", counted)
+    for workers in (1, 2):
+        spec, loaded = passes._load(src)
+        kept = [op.name for op in passes._weight_consts(loaded) if op.outputs[0].shape == (32, 96)]
+        assert len(kept) == 1
+        monkeypatch.setattr(passes, "kmeans_workers", lambda: workers)
+        tables: dict = {}
+        config = cto.OptimizationConfig(
+            global_config=palette.palette_config(4, tables), op_name_configs={name: None for name in kept}
+        )
+        clustered.clear()
+        passes._apply(loaded, spec, "palette", config)
+        in_pass[workers] = len(clustered)
+        made[workers] = {
+            op.name: [np.asarray(v.val).copy() for v in op.inputs.values() if v.val is not None]
+            for fn in loaded.functions.values()
+            for op in fn.operations
+            if op.op_type.startswith("constexpr_")
+        }
+    assert in_pass[1] > 0 and in_pass[2] == 0, in_pass  # the pass found every table prefilled
+    assert made[1].keys() == made[2].keys() and len(made[1]) == 3, made[1].keys()
+    for name, arrays in made[1].items():
+        assert all(np.array_equal(a, b) for a, b in zip(arrays, made[2][name])), name
