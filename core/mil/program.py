@@ -179,10 +179,21 @@ class Recording:
 class MilProgram:
     """A loaded ML program; ``run`` executes one of its functions."""
 
+    #: bytes of decompressed weights a program keeps between calls (see ``_execute``): a compressed
+    #: package's weights are expanded once, not at every call, up to this much; past it the rest
+    #: are expanded per call. The uncompressed package holds all of them widened anyway (vibevoice's
+    #: largest, the decoder: 1.4 GB), so within this bound a compressed program needs no more
+    #: memory than its uncompressed one.
+    FOLD_BYTES = 2 << 30
+
     def __init__(self, path: Path, functions: dict[str, MilFunction]):
         self.path = path
         self.functions = functions
         self.first_nonfinite: str | None = None
+        #: a constexpr step's outputs by (op type, the constants it reads): functions sharing a
+        #: weight share its expansion too
+        self._folded: dict[tuple, tuple[np.ndarray, ...]] = {}
+        self._folded_bytes = 0
 
     # -- loading ---------------------------------------------------------------------
     @classmethod
@@ -313,6 +324,8 @@ class MilProgram:
                 param, kind, old = step.args[arg_no]
                 previous, found = old, True
                 step.args[arg_no] = (param, kind, _widen(value))
+        self._folded.clear()  # keys hold the constants by id: a replaced one's id may come back
+        self._folded_bytes = 0
         if not found:
             raise MilError(f"{self.path.name} reads no constant {const!r} in an executed op")
         return previous
@@ -473,6 +486,15 @@ class MilProgram:
             )
         return env
 
+    def _fold(self, key: tuple, values: tuple[np.ndarray, ...]) -> None:
+        """Keep a decompression step's outputs for the next calls, while within ``FOLD_BYTES`` (a
+        non-finite expansion is not kept: each call reports it)."""
+        size = sum(v.nbytes for v in values)
+        if self._folded_bytes + size > self.FOLD_BYTES or not all(_finite(v) for v in values if v.dtype.kind == "f"):
+            return
+        self._folded[key] = values
+        self._folded_bytes += size
+
     def _execute(
         self,
         fn: MilFunction,
@@ -491,6 +513,12 @@ class MilProgram:
                 step = fn.steps[position]
                 if snapshot is not None and position in at:
                     snapshot(position, env, state)
+                fold = _fold_key(step)
+                if fold is not None and fold in self._folded:
+                    env.update(zip((name for name, _, _ in step.outputs), self._folded[fold]))
+                    for name in step.release:
+                        env.pop(name, None)
+                    continue
                 kwargs = {}
                 for param, kind, payload in step.args:
                     if kind == "const":
@@ -533,8 +561,20 @@ class MilProgram:
                     ):
                         self.first_nonfinite = f"{step.where(function)} (output {name!r})"
                     env[name] = stored
+                if fold is not None:
+                    self._fold(fold, tuple(env[name] for name, _, _ in step.outputs))
                 for name in step.release:
                     env.pop(name, None)
+
+
+def _fold_key(step: _Step) -> tuple | None:
+    """A decompression step (``constexpr_*``, every input a constant): its key among the expansions
+    a program keeps, or None for any other step."""
+    if not step.op_type.startswith("constexpr_") or any(kind == "var" for _, kind, _ in step.args):
+        return None
+    if any(kind == "list" and any(k == "var" for k, _ in payload) for _, kind, payload in step.args):
+        return None
+    return (step.op_type, tuple((param, id(payload)) for param, _, payload in step.args))
 
 
 def _plan_releases(fn: MilFunction) -> None:

@@ -347,3 +347,37 @@ def test_layer_norm_at_the_layouts_zoo_plugins_emit(tmp_path, who, shape, affine
     want = layer_norm_reference(x, [-1], gamma, beta, 1e-5)
     tolerance = 1e-5 if precision == "fp32" else 8 * 2.0**-11  # fp16: a few units of its roundoff
     assert np.abs(got - want).max() / np.abs(want).max() <= tolerance, who
+
+
+def test_a_compressed_weight_is_expanded_once_within_the_bound_and_every_call_past_it(tmp_path, monkeypatch):
+    """MilProgram keeps a constexpr op's expansion between calls (FOLD_BYTES): the same outputs as
+    expanding at every call, the kernel run once; with no room it runs at every call; a substituted
+    constant is read, never a stale expansion."""
+    from coremltools.converters.mil import Builder as mb
+
+    from zoo.core.mil import program as program_module
+
+    data = RNG.integers(-8, 8, size=(4, 6)).astype(np.int8)
+    scale = RNG.random((2, 3)).astype(np.float32)
+    program, x = _dense_weight_program(
+        tmp_path, lambda: mb.constexpr_blockwise_shift_scale(data=data, scale=scale), "iOS18", "fold"
+    )
+    step = next(s for s in program.function("main").steps if s.op_type.startswith("constexpr_"))
+    calls = []
+    kernel = step.kernel
+    monkeypatch.setattr(step, "kernel", lambda **kw: calls.append(1) or kernel(**kw))
+    outs = {}
+    for room in (0, 1 << 20):
+        monkeypatch.setattr(program_module.MilProgram, "FOLD_BYTES", room)
+        program._folded.clear()
+        program._folded_bytes = 0
+        calls.clear()
+        outs[room] = [run(program, {"x": x * k}) for k in (1.0, 2.0, 3.0)]
+        assert len(calls) == (3 if room == 0 else 1), (room, calls)
+    for a, b in zip(*outs.values()):
+        assert np.array_equal(a, b)
+    const = next(name for name, reads in program.function("main").const_reads.items() if reads[0][0] == 0)
+    previous = program.substitute(const, np.zeros_like(data))
+    assert not run(program, {"x": x}).any()  # the zero weight, not the kept expansion
+    program.substitute(const, previous)
+    np.testing.assert_array_equal(run(program, {"x": x}), outs[0][0])
