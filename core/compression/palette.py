@@ -70,6 +70,7 @@ def prefill_tables(prog: Any, graph_pass: Any, workers: int) -> int:
     the pass. How many groups were clustered."""
     import functools
     import multiprocessing
+    import sys
     from concurrent.futures import ProcessPoolExecutor
 
     import numpy as np
@@ -119,8 +120,9 @@ def prefill_tables(prog: Any, graph_pass: Any, workers: int) -> int:
             if held[0] >= PREFILL_BATCH:
                 flush(pool)
 
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    # fork on Linux (the workers run numpy and kmeans1d only); elsewhere spawn: macOS's system
+    # frameworks (CoreML among them) are not safe in a forked child
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         for fn in prog.functions.values():
             with fn:  # coremltools' checks build ops: they need the block, as in the pass
