@@ -63,13 +63,8 @@ def validated_once() -> Iterator[None]:
     pass leaves broken is still refused, by the check at the pipeline's end; left out is the check
     that every op still carries its source scope (debug information) after dead-code passes.
     Outside this block, and in other threads, coremltools' own behaviour is untouched."""
-    _patch_coremltools()
-    previous = getattr(_VALIDATION, "once", False)
-    _VALIDATION.once = True
-    try:
+    with _switched_on(_VALIDATION, "once"):
         yield
-    finally:
-        _VALIDATION.once = previous
 
 
 @contextmanager
@@ -81,13 +76,20 @@ def lean_overflow_check() -> Iterator[None]:
     coremltools indexes the constant with ``np.where`` of a mask: three int64 index arrays for a
     2-D weight, 24 bytes per element. Measured on vibevoice's lm (its 151,936 x 896 token table,
     full size, 2026-12-04): the check alone raised the export's peak from 4.0 to 8.3 GB."""
+    with _switched_on(_LEAN, "on"):
+        yield
+
+
+@contextmanager
+def _switched_on(flags: threading.local, name: str) -> Iterator[None]:
+    """``flags.name`` is True in this block (this thread), as it was after; coremltools patched."""
     _patch_coremltools()
-    previous = getattr(_LEAN, "on", False)
-    _LEAN.on = True
+    previous = getattr(flags, name, False)
+    setattr(flags, name, True)
     try:
         yield
     finally:
-        _LEAN.on = previous
+        setattr(flags, name, previous)
 
 
 def overflows_fp16(value: Any) -> bool:
