@@ -137,18 +137,22 @@ SHARED_CONST_BYTES = 1 << 16
 def _const_value(var: Any, pool: dict[Any, Any] | None = None) -> Any:
     """A constant as the kernels take it. A multifunction package stores each weight once, but the
     milproto loader gives every function its own copy: equal large arrays are shared through
-    ``pool`` (one copy per package, whatever its number of functions)."""
-    value = _widen(var.val)
-    if pool is None or not isinstance(value, np.ndarray) or value.nbytes < SHARED_CONST_BYTES:
-        return value
+    ``pool`` (one copy per package, whatever its number of functions), found by the stored bytes
+    (half a widened fp16 constant's) and widened once."""
+    raw = var.val
+    widened = raw.nbytes * (2 if raw.dtype == np.float16 else 1) if isinstance(raw, np.ndarray) else 0
+    if pool is None or widened < SHARED_CONST_BYTES:
+        return _widen(raw)
     import hashlib
 
     key = (
-        value.dtype.str,
-        value.shape,
-        hashlib.blake2b(np.ascontiguousarray(value).view(np.uint8).data, digest_size=16).digest(),
+        raw.dtype.str,
+        raw.shape,
+        hashlib.blake2b(np.ascontiguousarray(raw).view(np.uint8).data, digest_size=16).digest(),
     )
-    return pool.setdefault(key, value)
+    if key not in pool:
+        pool[key] = _widen(raw)
+    return pool[key]
 
 
 def _widen(val: Any) -> Any:
@@ -212,7 +216,7 @@ class MilProgram:
             raise MilError(f"{path} is not an ML program (type {spec.WhichOneof('Type')})")
         weights = path / "Data" / "com.apple.CoreML" / "weights"
         program = load_milproto(spec, spec.specificationVersion, file_weights_dir=str(weights))
-        pool: dict[Any, Any] = {}
+        pool: dict[Any, Any] | None = {} if len(program.functions) > 1 else None  # one function: nothing to share
         functions = {}
         for name in list(program.functions):
             functions[name] = cls._compile(name, program.functions.pop(name), pool)  # the loader's copy goes

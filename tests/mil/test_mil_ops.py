@@ -359,6 +359,30 @@ def test_multifunction_package(tmp_path):
         assert rel_err(program.run(x, name)["y"], t.run(x)["y"]) <= 1e-5
 
 
+def test_a_weight_two_functions_share_is_loaded_once(tmp_path):
+    """The milproto loader gives each function its own copy of a shared weight: MilProgram keeps
+    one (widened once from the stored fp16), which both functions read."""
+    lin = nn.Linear(256, 128)
+    a = Traceable(Fn(lambda s, x: s.lin(x), lin=lin), [TensorSpec("x", (1, 256))], ["y"], [{"x": rand(1, 256)}])
+    b = Traceable(Fn(lambda s, x: s.lin(x) * 2, lin=lin), [TensorSpec("x", (2, 256))], ["y"], [{"x": rand(2, 256)}])
+    path = tmp_path / "shared.mlpackage"
+    save_component({"first": a, "second": b}, Variant("v", precision="fp16"), path)
+    program = MilProgram.load(path)
+
+    def weights(fn):
+        return [
+            payload
+            for step in program.functions[fn].steps
+            for _, kind, payload in step.args
+            if kind == "const" and isinstance(payload, np.ndarray) and payload.shape == (128, 256)
+        ]
+
+    first, second = weights("first"), weights("second")
+    assert len(first) == len(second) == 1 and first[0] is second[0] and first[0].dtype == np.float32
+    for name, t in (("first", a), ("second", b)):
+        assert rel_err(program.run(t.examples[0], name)["y"], t.run(t.examples[0])["y"]) <= 1e-2
+
+
 def test_a_substituted_weight_is_read_by_every_function_until_restored(tmp_path):
     lin, _, _, program = _two_functions_one_weight(tmp_path, rows=1)
     weight = next(name for name in program.functions["first"].const_reads if "weight" in name)
