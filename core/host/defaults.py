@@ -88,10 +88,11 @@ def save_component(functions: Mapping[str, Traceable], variant: Variant, out_pat
     """Convert every function and save one package (multifunction if several); every pass
     pipeline of the conversions (and of the multifunction merge, which converts the merged
     program again) checks its program once (``validated_once``) and tests its constants for fp16
-    overflow slice by slice (``lean_overflow_check``)."""
-    from ..coreml.tools import lean_overflow_check, validated_once
+    overflow slice by slice (``lean_overflow_check``); constants kept in the program are written in
+    one append each (``quick_immediate_values``)."""
+    from ..coreml.tools import lean_overflow_check, quick_immediate_values, validated_once
 
-    with validated_once(), lean_overflow_check():
+    with validated_once(), lean_overflow_check(), quick_immediate_values():
         return _save_component(functions, variant, Path(out_path))
 
 

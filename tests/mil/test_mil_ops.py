@@ -9,6 +9,8 @@ the saved program, so a case cannot silently test something else.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -705,3 +707,69 @@ def test_the_sliced_fp16_overflow_check_answers_as_coremltools_does_without_its_
     assert [tools.overflows_fp16(v) for v in cases.values()] == [
         False, True, False, True, False, False, True, True, False
     ]  # fmt: skip
+
+
+def test_quick_immediate_values_write_coremltools_bytes_without_its_per_element_path():
+    """Under core/coreml/tools.quick_immediate_values a constant kept in the program (a bool mask,
+    an int or float table) is written in one append; the Value, and a converted program holding
+    one, are coremltools' own byte for byte, and its per-element conversion is not used."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.backend.mil import helper
+    from coremltools.converters.mil.converter import mil_convert
+    from coremltools.converters.mil.mil.types import type_mapping
+
+    from zoo.core.coreml.tools import QUICK_DTYPES, import_coremltools, quick_immediate_values
+
+    ct = import_coremltools()
+
+    rng = np.random.default_rng(0)
+    arrays = [
+        rng.random((3, 40, 50)) > 0.5,
+        rng.integers(-(2**31), 2**31 - 1, (7, 300), dtype=np.int32),
+        rng.integers(-(2**62), 2**62, (5, 20), dtype=np.int64),
+        rng.standard_normal((64, 3)).astype(np.float32),
+        rng.standard_normal(100),  # float64
+        rng.standard_normal((4, 4)).astype(np.float32),  # under the size: coremltools' path
+        rng.standard_normal((8, 40)).astype(np.float16),  # bytes: coremltools' path
+        np.arange(200, dtype=np.uint16),  # widened to int32 by coremltools: its path
+    ]
+    assert {a.dtype.name for a in arrays} >= set(QUICK_DTYPES)
+    calls = []
+    per_element = type_mapping.np_val_to_py_type
+
+    def counted(val):
+        calls.append(1)
+        return per_element(val)
+
+    for a in arrays:
+        want = helper.create_tensor_value(a).SerializeToString()  # outside the block: coremltools' path
+        with pytest.MonkeyPatch.context() as patch, quick_immediate_values():
+            patch.setattr(type_mapping, "np_val_to_py_type", counted)
+            calls.clear()
+            got = helper.create_tensor_value(a).SerializeToString()
+        assert got == want, a.dtype
+        assert (len(calls) == 0) == (a.dtype.name in QUICK_DTYPES and a.size >= 64), a.dtype
+
+    mask = rng.random((1, 1, 60, 60)) > 0.3
+
+    def spec_bytes(quick):
+        @mb.program(input_specs=[mb.TensorSpec(shape=(1, 1, 60, 60))])
+        def prog(x):
+            return mb.select(cond=mask, a=x, b=np.float32(-1e4))
+
+        calls.clear()
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(type_mapping, "np_val_to_py_type", counted)
+            with quick_immediate_values() if quick else contextlib.nullcontext():
+                model = mil_convert(
+                    prog,
+                    convert_to="mlprogram",
+                    convert_from="milinternal",
+                    specification_version=8,
+                    compute_units=ct.ComputeUnit.CPU_ONLY,
+                )
+        return model.get_spec().SerializeToString(), len(calls)
+
+    (quick, quick_calls), (plain, plain_calls) = spec_bytes(True), spec_bytes(False)
+    assert quick == plain
+    assert plain_calls >= mask.size > quick_calls  # the mask went in whole, one element at a time without
