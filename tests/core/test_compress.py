@@ -404,7 +404,8 @@ def test_tables_clustered_in_worker_processes_are_the_ones_the_pass_would_make(t
     """prefill_tables cuts the groups with coremltools' own blockwise_compress and clusters them in
     two processes before the pass: the pass then clusters nothing itself, and the package is the
     one a single process makes (a linear weight, a conv's, a conv_transpose's grouped on axis 1, a
-    weight kept uncompressed)."""
+    weight kept uncompressed); also when the groups go out in many small jobs and it must wait for
+    the oldest before handing out more ("2 small")."""
     import coremltools as ct
     import coremltools.optimize.coreml as cto
     from coremltools.converters.mil import Builder as mb
@@ -440,11 +441,14 @@ def test_tables_clustered_in_worker_processes_are_the_ones_the_pass_would_make(t
         return real(flat, size)
 
     monkeypatch.setattr(palette, "_lut_kmeans", counted)
-    for workers in (1, 2):
+    for workers in (1, 2, "2 small"):
+        if workers == "2 small":  # a job per group or two, at most three groups' weights out at once
+            monkeypatch.setattr(palette, "PREFILL_JOB", 1024)
+            monkeypatch.setattr(palette, "PREFILL_BATCH", 3 * 1024)
         spec, loaded = passes._load(src)
         kept = [op.name for op in passes._weight_consts(loaded) if op.outputs[0].shape == (32, 96)]
         assert len(kept) == 1
-        monkeypatch.setattr(passes, "kmeans_workers", lambda: workers)
+        monkeypatch.setattr(passes, "kmeans_workers", lambda: 2 if workers == "2 small" else workers)
         tables: dict = {}
         config = cto.OptimizationConfig(
             global_config=palette.palette_config(4, tables), op_name_configs={name: None for name in kept}
@@ -458,7 +462,8 @@ def test_tables_clustered_in_worker_processes_are_the_ones_the_pass_would_make(t
             for op in fn.operations
             if op.op_type.startswith("constexpr_")
         }
-    assert in_pass[1] > 0 and in_pass[2] == 0, in_pass  # the pass found every table prefilled
-    assert made[1].keys() == made[2].keys() and len(made[1]) == 3, made[1].keys()
-    for name, arrays in made[1].items():
-        assert all(np.array_equal(a, b) for a, b in zip(arrays, made[2][name])), name
+    assert in_pass[1] > 0 and in_pass[2] == in_pass["2 small"] == 0, in_pass  # every table was prefilled
+    for other in (2, "2 small"):
+        assert made[1].keys() == made[other].keys() and len(made[1]) == 3, made[1].keys()
+        for name, arrays in made[1].items():
+            assert all(np.array_equal(a, b) for a, b in zip(arrays, made[other][name])), (other, name)
