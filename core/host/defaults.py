@@ -63,9 +63,13 @@ def convert_function(traceable: Traceable, variant: Variant) -> Any:
     }
     options.update(traceable.convert_options)
     removed = options.pop("remove_passes", None)
-    if removed:  # e.g. "common::divide_to_multiply", where a component needs IEEE division as traced
+    pass_options = options.pop("pass_options", None)
+    if removed or pass_options:
         pipeline = ct.PassPipeline.DEFAULT
-        pipeline.remove_passes(list(removed))
+        if removed:  # e.g. "common::divide_to_multiply", where a component needs IEEE division as traced
+            pipeline.remove_passes(list(removed))
+        for pass_name, values in (pass_options or {}).items():  # e.g. a large mask kept computed
+            pipeline.set_options(pass_name, {key: str(value) for key, value in values.items()})
         options["pass_pipeline"] = pipeline
     if options.get("compute_precision") in ("fp32", "fp16"):  # a component may pin its precision
         options["compute_precision"] = (

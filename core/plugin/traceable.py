@@ -65,7 +65,12 @@ class Traceable:
       ``reference`` level compares ``module`` against it.
     * ``convert_options`` are passed to ``coremltools.convert`` (for example
       an ``op_selector`` keeping some ops in fp32 in an fp16 variant, or
-      ``compute_precision="fp32"`` for a component that must stay fp32).
+      ``compute_precision="fp32"`` for a component that must stay fp32), but
+      for two that change its default pass pipeline: ``remove_passes`` (pass
+      names) and ``pass_options`` ({pass name: {option: value}}, e.g.
+      ``{"common::const_elimination": {"skip_const_by_size": n}}``: results of
+      more than n elements computed from constants stay computed in the
+      package instead of being stored).
     """
 
     module: "torch.nn.Module"

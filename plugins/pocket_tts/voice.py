@@ -53,12 +53,11 @@ class VoiceEncoder(nn.Module):
         attn = self.layers[0].self_attn
         self.heads, self.head_dim, self.context = attn.num_heads, attn.dim_per_head, attn.context
         register_rope(self, steps, self.head_dim, mimi.encoder_transformer.transformer.max_period)
-        pos = torch.arange(steps)
-        delta = pos.view(-1, 1) - pos.view(1, -1)
-        mask = delta >= 0
-        if self.context is not None:
-            mask = mask & (delta < self.context)
-        self.register_buffer("mask", mask.view(1, 1, steps, steps), persistent=False)
+        # the attention mask [steps, steps] (causal, within ``context``) is computed from the step
+        # numbers in the graph: stored, it was 4 MB of bools in the package (and 4.4 s to write);
+        # build_voice_encoder keeps coremltools from folding it back into a constant
+        self.steps = steps
+        self.register_buffer("step_numbers", torch.arange(steps, dtype=torch.int32), persistent=False)
 
     @staticmethod
     def _conv(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -78,9 +77,14 @@ class VoiceEncoder(nn.Module):
             else:
                 x = module(x)
         x = x.transpose(1, 2)  # [1, T, C]
+        delta = self.step_numbers.view(-1, 1) - self.step_numbers.view(1, -1)  # query step - key step
+        mask = delta >= 0
+        if self.context is not None:
+            mask = mask & (delta < self.context)
+        mask = mask.view(1, 1, self.steps, self.steps)
         for layer in self.layers:
             q, k, v = rope_qkv(layer, x, self.rope_cos, self.rope_sin)
-            x = attend_and_feed_forward(layer, x, q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), self.mask)
+            x = attend_and_feed_forward(layer, x, q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask)
         x = x.transpose(1, 2)
         keep = self.downsample._effective_kernel_size - self.downsample._stride
         x = self.downsample.conv(torch.cat([x[..., :1].expand(-1, -1, keep), x], dim=-1))
@@ -103,10 +107,15 @@ def build_voice_encoder(ref: Any, options: PocketOptions) -> Traceable:
         with torch.no_grad():
             return {"conditioning": tts._encode_audio(torch.as_tensor(audio)).numpy()}
 
+    module = VoiceEncoder(tts, samples).eval()
+    steps = module.steps
     return Traceable(
-        module=VoiceEncoder(tts, samples).eval(),
+        module=module,
         inputs=[TensorSpec("audio", (1, 1, samples))],
         outputs=["conditioning"],
         examples=[{"audio": prompt_audio}],
         reference=encoder_reference,
+        # the [steps, steps] mask and the differences it is made of stay computed (nothing else in
+        # the encoder folds into a constant that large: its largest weight is 1024 x 512)
+        convert_options={"pass_options": {"common::const_elimination": {"skip_const_by_size": steps * steps - 1}}},
     )

@@ -773,3 +773,42 @@ def test_quick_immediate_values_write_coremltools_bytes_without_its_per_element_
     (quick, quick_calls), (plain, plain_calls) = spec_bytes(True), spec_bytes(False)
     assert quick == plain
     assert plain_calls >= mask.size > quick_calls  # the mask went in whole, one element at a time without
+
+
+def test_pass_options_keep_a_mask_computed_that_coremltools_would_store(tmp_path):
+    """A Traceable's ``pass_options`` reach coremltools' pipeline (core/host/defaults): with
+    const_elimination told to skip results of n² elements, a causal band mask built from the step
+    numbers is computed in the package instead of stored as n² bools (pocket_tts's voice encoder:
+    4 MB), and the package still computes what torch does."""
+
+    class Banded(nn.Module):
+        def __init__(self, n: int, context: int):
+            super().__init__()
+            self.n, self.context = n, context
+            self.register_buffer("step_numbers", torch.arange(n, dtype=torch.int32), persistent=False)
+
+        def forward(self, q):
+            delta = self.step_numbers.view(-1, 1) - self.step_numbers.view(1, -1)
+            mask = ((delta >= 0) & (delta < self.context)).view(1, 1, self.n, self.n)
+            return F.scaled_dot_product_attention(q, q, q, mask)
+
+    n = 48
+    inputs = {"q": rand(1, 2, n, 8)}
+    largest = {}
+    for kept in (False, True):
+        options = {"pass_options": {"common::const_elimination": {"skip_const_by_size": n * n - 1}}} if kept else {}
+        traceable = Traceable(
+            Banded(n, 5).eval(), [TensorSpec("q", (1, 2, n, 8))], ["out0"], [inputs], convert_options=options
+        )
+        path = tmp_path / f"banded-{kept}.mlpackage"
+        save_component({"main": traceable}, Variant("v", precision="fp32", target="iOS18"), path)
+        program = MilProgram.load(path)
+        largest[kept] = max(
+            np.asarray(payload).size
+            for step in program.function().steps
+            for _, kind, payload in step.args
+            if kind == "const"
+        )
+        got = program.run(inputs)
+        assert rel_err(next(iter(got.values())), torch_out(traceable.module, inputs)[0]) < 1e-5
+    assert largest[False] == n * n and largest[True] < n * n, largest  # stored, then computed
