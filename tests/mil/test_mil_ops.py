@@ -502,6 +502,20 @@ def test_fp16_rounding_matches_numpy_cast():
     finally:
         program.ROUND_CHUNK = chunked
     assert tiled.shape == (15000, 4) and np.array_equal(tiled, want[:60000].reshape(-1, 4), equal_nan=True)
+    # whether every rounded value is finite comes with the rounding (the interpreter's overflow report),
+    # whole and chunk by chunk: 65519.99 rounds to 65504, 65520 to inf, in the last chunk alone too
+    finite = values[np.isfinite(want)]
+    for chunk in (chunked, 7):
+        try:
+            program.ROUND_CHUNK = chunk
+            for case in (finite, values, np.append(finite, np.float32(65519.99)), np.append(finite, np.float32(65520))):
+                got, flag = program.rounded_and_finite(case)
+                assert flag == bool(np.isfinite(got).all()) and np.array_equal(got, round_to_fp16(case), equal_nan=True)
+            assert not program.rounded_and_finite(np.append(finite, np.float32(65520)))[1]
+            assert program.rounded_and_finite(np.append(finite, np.float32(65519.99)))[1]
+            assert not program.rounded_and_finite(np.append(finite, np.float32(np.nan)))[1]
+        finally:
+            program.ROUND_CHUNK = chunked
     # (all 2**32 float32 bit patterns were compared once, in 8 minutes: no difference, NaN compared as NaN)
 
 
