@@ -89,7 +89,10 @@ def main() -> None:
         lines.extend(export_lines(model, report, fig))
         export_dir = Path(report["path"])
         measure = {"pocket_tts": pocket_figures, "kokoro": kokoro_figures, "vibevoice": vibevoice_figures}[model]
-        extra = measure(export_dir)
+        # each model's calls are timed in a fresh process: importing pocket_tts's upstream sets torch to one
+        # thread for the whole process (pocket_tts/models/tts_model.py), which slowed the torch side of
+        # the models measured after it (kokoro's decoder: 0.74 s instead of 0.41 s, 2026-12-04)
+        extra = in_child(measure, export_dir)
         figures[model].update(extra)
         lines.extend(extra.pop("_lines"))
         if "runs" not in skip:
@@ -190,7 +193,7 @@ def pocket_figures(export_dir: Path) -> dict:
         f"({out['upstream_generate_audio']['seconds']} s / {out['torch_loop']['seconds']} s, frames "
         f"{out['upstream_generate_audio']['frames']} / {out['torch_loop']['frames']}; goal >= 1.2)",
         f"pocket_tts MIL interpreter / torch per step call: {out['mil_over_torch_step']:.2f}x ({ms['mil']} / "
-        f"{ms['torch']} ms; goal <= 2)",
+        f"{ms['torch']} ms, torch on {torch_threads()} threads; goal <= 2)",
     ]
     return out
 
@@ -207,7 +210,8 @@ def kokoro_figures(export_dir: Path) -> dict:
     out["_lines"] = [
         f"kokoro torch run loop vs KModel.forward: {out['torch_speed_vs_kmodel']:.2f}x (goal >= 1.0)",
         f"kokoro MIL interpreter / torch per decoder call ({seconds:.2f} s of audio): "
-        f"{out['mil_over_torch_decoder']:.2f}x ({mil_s:.2f} / {torch_s:.2f} s; goal <= 2)",
+        f"{out['mil_over_torch_decoder']:.2f}x ({mil_s:.2f} / {torch_s:.2f} s, torch on {torch_threads()} threads; "
+        "goal <= 2)",
         f"kokoro decoder call peak memory, interpreter vs torch ({seconds:.2f} s of audio): {memory['mil']:.0f} / "
         f"{memory['torch']:.0f} MB = {ratio:.2f}x "
         f"({memory['mil'] / seconds:.0f} MB per second of audio; goal <= 2x)",
@@ -227,16 +231,24 @@ def vibevoice_figures(export_dir: Path) -> dict:
         "decoder_mil_s": round(mil_s, 3),
         "_lines": [
             f"vibevoice MIL interpreter / torch per decoder call: {mil_s / torch_s:.2f}x ({mil_s:.2f} / {torch_s:.2f} "
-            "s; goal <= 2)"
+            f"s, torch on {torch_threads()} threads; goal <= 2)"
         ],
     }
 
 
-def in_child(fn: Callable[..., float], *args: Any) -> float:
-    """``fn(*args)`` in a fresh interpreter (spawned), its result."""
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(fn, args)
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def in_child(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a fresh interpreter (spawned), its result; the child may spawn its own (its
+    process is not a daemon, as a multiprocessing.Pool's are)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def _memory() -> dict[str, int]:

@@ -31,6 +31,27 @@ def _parse_hf(url: str) -> tuple[str, str, str | None]:
     return "/".join(parts[:2]), "/".join(parts[2:]), revision or None
 
 
+def import_upstream() -> None:
+    """Import upstream pocket_tts leaving torch's thread count as it was. Its ``models/tts_model.py``
+    calls ``torch.set_num_threads(1)`` when imported, for the whole process: every later torch call
+    ran on one thread, another model's in the same process too (kokoro's decoder call took 0.74 s
+    instead of 0.41 s on 2 cores in bench_cost, 2026-12-04), and zoo's own pocket_tts export 53.1 s
+    instead of 47.7 s. zoo, imported as a library, changes no process-wide setting; nor through
+    the upstream it imports. Every function here importing pocket_tts runs after this one (the
+    loaders call it first)."""
+    import sys
+
+    if "pocket_tts" in sys.modules:
+        return
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        import pocket_tts  # noqa: F401  (the package imports tts_model)
+    finally:
+        torch.set_num_threads(threads)
+
+
 def bundled_config(checkpoint: str = LANGUAGE, size: str = "full") -> Any:
     """The package's config of ``checkpoint``; ``size="small"`` shrinks every width and depth for fast tests.
 
@@ -39,6 +60,7 @@ def bundled_config(checkpoint: str = LANGUAGE, size: str = "full") -> Any:
     the Mimi decoder's context (250 steps; 50 in the small family's separate decoder),
     the flow head, and the small family's grouped-query heads, low rank and z projection.
     """
+    import_upstream()
     from pocket_tts.utils.config import CONFIGS_DIR, load_config
 
     path = CONFIGS_DIR / f"{checkpoint}.yaml"
@@ -95,6 +117,7 @@ class PocketReference:
 
 
 def _build(config: Any, tokenizer_path: Path, seed: int | None) -> Any:
+    import_upstream()
     import torch
     from pocket_tts.models.mimi import build_mimi
     from pocket_tts.models.tts_model import TTSModel, stamp_state_names

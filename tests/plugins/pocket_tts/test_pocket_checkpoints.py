@@ -367,3 +367,23 @@ def test_small_family_weights_from_a_local_directory(tmp_path):
     (folder / "tokenizer.model").write_bytes(b"\x00garbage")
     with pytest.raises(ValueError, match="tokenizer.model is not a readable SentencePiece model"):
         reference.load(WeightsSource.local(tmp_path), options)
+
+
+def test_loading_upstream_leaves_torch_threads_as_they_were():
+    """Upstream's tts_model sets torch to one thread for the whole process when imported; the plugin's
+    loaders import it through reference.import_upstream, which puts the count back (a fresh process:
+    here pocket_tts is imported already)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; torch.set_num_threads(3)\n"
+        "from zoo.plugins.pocket_tts import reference\n"
+        "reference.bundled_config('english', size='small')\n"
+        "import pocket_tts.models.tts_model\n"
+        "assert 'pocket_tts.models.tts_model' in __import__('sys').modules\n"
+        "print(torch.get_num_threads())\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-1] == "3", proc.stdout
