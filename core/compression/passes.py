@@ -68,10 +68,10 @@ def _apply(prog: Any, spec: Any, kind: str, config: Any) -> None:
 def _save(prog: Any, spec: Any, version: int, dst: Path) -> None:
     from coremltools.converters.mil.converter import mil_convert
 
-    from ..coreml.tools import import_coremltools, lean_overflow_check, quick_immediate_values, validated_once
+    from ..coreml.tools import import_coremltools, zoo_conversion
 
     ct = import_coremltools()
-    with validated_once(), lean_overflow_check(), quick_immediate_values():
+    with zoo_conversion():
         model = mil_convert(
             prog,
             convert_to="mlprogram",

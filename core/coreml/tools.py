@@ -100,6 +100,14 @@ def quick_immediate_values() -> Iterator[None]:
 
 
 @contextmanager
+def zoo_conversion() -> Iterator[None]:
+    """The switches every conversion and compressed save of zoo runs under, in one place:
+    ``validated_once``, ``lean_overflow_check`` and ``quick_immediate_values``."""
+    with validated_once(), lean_overflow_check(), quick_immediate_values():
+        yield
+
+
+@contextmanager
 def _switched_on(flags: threading.local, name: str) -> Iterator[None]:
     """``flags.name`` is True in this block (this thread), as it was after; coremltools patched."""
     _patch_coremltools()

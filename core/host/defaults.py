@@ -94,9 +94,9 @@ def save_component(functions: Mapping[str, Traceable], variant: Variant, out_pat
     program again) checks its program once (``validated_once``) and tests its constants for fp16
     overflow slice by slice (``lean_overflow_check``); constants kept in the program are written in
     one append each (``quick_immediate_values``)."""
-    from ..coreml.tools import lean_overflow_check, quick_immediate_values, validated_once
+    from ..coreml.tools import zoo_conversion
 
-    with validated_once(), lean_overflow_check(), quick_immediate_values():
+    with zoo_conversion():
         return _save_component(functions, variant, Path(out_path))
 
 
