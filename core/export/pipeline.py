@@ -37,6 +37,7 @@ from .report import ExportFailed, ExportReport, Reporter
 from .stages import PARITY_FILE, Stages, core_digest, read_checks, tool_versions, weights_identity
 from .steps import (
     compress_stage,
+    compressed_constants_stage,
     compressed_eval_stage,
     compressed_loop_stage,
     constants_stage,
@@ -145,6 +146,7 @@ class Exporter:
             + ["constants", "loop_parity"]
             + [f"convert:{c}" for c in comps]
             + self.policy.compress_stages(comps)
+            + (["compress:constants"] if self.policy.compresses and self.model.compressed_constants else [])
             + [f"{level.name}:{c}" for level in PACKAGE_LEVELS if level.cached for c in comps]
             + self.policy.loop_stages()
             + (["eval:compressed"] if self.asr is not None else [])
@@ -202,11 +204,23 @@ class Exporter:
                     )
                 )
         constant_paths = {name: constants_dir / rel for name, rel in constants.items()}
+        shipped, constant_checks = compressed_constants_stage(
+            stages, session, self.policy, {name: (constants_dir / rel, rel) for name, rel in constants.items()}
+        )
+        checks.extend(constant_checks)
+        shipped_paths = {name: path for name, (path, _) in shipped.items()}
         if self.policy.loop is not None:
             audio_bound = self.policy.audio_bound(checks)
             checks.extend(
                 compressed_loop_stage(
-                    stages, session, self.policy.loop, uncompressed, packages, constant_paths, audio_bound
+                    stages,
+                    session,
+                    self.policy.loop,
+                    uncompressed,
+                    packages,
+                    constant_paths,
+                    shipped_paths,
+                    audio_bound,
                 )
             )
         if self.asr is not None and asr_sha256 is not None:
@@ -217,7 +231,9 @@ class Exporter:
                 )
             else:
                 checks.extend(
-                    compressed_eval_stage(stages, session, uncompressed, packages, constant_paths, self.asr, asr_sha256)
+                    compressed_eval_stage(
+                        stages, session, uncompressed, packages, constant_paths, shipped_paths, self.asr, asr_sha256
+                    )
                 )
         report.checks = checks
         reached = validation.level_reached(checks)
@@ -247,7 +263,7 @@ class Exporter:
         )
         bundle = Bundle(
             packages=packages,
-            constants={name: (constants_dir / rel, rel) for name, rel in constants.items()},
+            constants=shipped,
             parity={comp: parity_dirs[comp] / PARITY_FILE for comp in comps},
         )
         return Prepared(bundle, provenance, reached, [c.record() for c in checks], reuse == "none")

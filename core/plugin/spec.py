@@ -293,6 +293,10 @@ class ModelSpec:
     output: str = "audio"
     #: compressed variants: their whole loop against the uncompressed packages' (None: not compared)
     compressed_loop: "CompressedLoop | None" = None
+    #: tensors of its constant files a compressed variant stores as look-up tables ({constant name or
+    #: pattern such as ``voice_*``: tensor names}; ``compression.constants``); the run loop reads them
+    #: through ``kit.constants.load_constants``, and ``compressed_loop`` (required) judges them
+    compressed_constants: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     #: released checkpoints (``--checkpoint``); empty: the model has one set of weights
     checkpoints: Mapping[str, Checkpoint] = field(default_factory=dict)
     default_checkpoint: str = ""
@@ -329,6 +333,15 @@ class ModelSpec:
             )
         if any(name != c.name for name, c in self.checkpoints.items()):
             raise ValueError(f"model {self.name!r}: checkpoints must be keyed by their names")
+        if self.compressed_constants and self.compressed_loop is None:
+            raise ValueError(
+                f"model {self.name!r}: compressed_constants need a compressed_loop (the loop on compressed packages "
+                "and constants is what judges them)"
+            )
+        if any(
+            isinstance(t, str) or not all(isinstance(n, str) for n in t) for t in self.compressed_constants.values()
+        ):
+            raise ValueError(f"model {self.name!r}: compressed_constants map names to tuples of tensor names")
         several = [c.name for c in self.components if len(c.functions) > 1]
         early = sorted(v.name for v in self.variants.values() if v.target in PRE_MULTIFUNCTION)
         if several and early:  # a multifunction package loads on iOS18/macOS15 only

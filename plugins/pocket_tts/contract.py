@@ -110,7 +110,8 @@ def contract(constants: Mapping[str, Any]) -> LoopContract:
                     Feed(
                         "cond",
                         "text",
-                        "rows of flowlm.safetensors's text_embedding for the chunk's token ids, zero-padded",
+                        "rows of flowlm.safetensors's text_embedding for the chunk's token ids, zero-padded (a "
+                        "compressed variant stores the table as look-up tables: zoo.core.kit.constants)",
                     ),
                     *prefill_feeds,
                 ),

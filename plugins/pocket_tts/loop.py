@@ -104,9 +104,9 @@ class Voice:
 
     @classmethod
     def load(cls, path: Path) -> "Voice":
-        from safetensors.numpy import load_file
+        from ...core.kit.constants import load_constants
 
-        data = load_file(str(path))
+        data = load_constants(path)  # an export's voice may be stored as look-up tables
         return cls(data["kv"], int(data["length"][0]))
 
     def save(self, path: Path) -> None:
@@ -168,8 +168,7 @@ def end_on_pause(wav: Any, rate: int, pause: float = 0.08, fade: float = 0.02, f
 def clone_voice(runtime: Runtime, path: Path, cfg: RunConfig) -> Voice:
     import hashlib
 
-    from safetensors.numpy import load_file
-
+    from ...core.kit.constants import load_constants
     from ...core.kit.files import plugin_cache_dir
 
     consts = runtime.constants
@@ -192,7 +191,7 @@ def clone_voice(runtime: Runtime, path: Path, cfg: RunConfig) -> Voice:
     audio[0, 0, : len(wav)] = wav
     cond = runtime("voice_encoder", {"audio": audio})["conditioning"].astype(np.float32)
     cond = cond[:, : -(-len(wav) // cfg.samples_per_frame)]
-    flow = load_file(str(consts["flowlm"]))
+    flow = load_constants(consts["flowlm"])
     if "bos_before_voice" in flow:
         cond = np.concatenate([flow["bos_before_voice"].reshape(1, 1, -1), cond], axis=1)
     layers, width = cfg.kv_layers, cfg.kv_width
@@ -212,6 +211,7 @@ def voices(constants: Mapping[str, Any]) -> list[str]:
 def run(runtime: Runtime, text: str, options: RunOptions) -> RunResult:
     from safetensors.numpy import load_file
 
+    from ...core.kit.constants import load_constants
     from .tokenizer import open_tokenizer
 
     settings = options.typed_values()  # --set, typed once by the core (RUN_SETTINGS)
@@ -230,7 +230,7 @@ def run(runtime: Runtime, text: str, options: RunOptions) -> RunResult:
     tokenizer = open_tokenizer(consts["tokenizer"])
     encode = tokenizer.encode
 
-    flow = load_file(str(consts["flowlm"]))
+    flow = load_constants(consts["flowlm"])  # the text table may be stored as look-up tables
     table = flow["text_embedding"].astype(np.float32)
     bos, mean, std, quant = flow["bos"], flow["latent_mean"], flow["latent_std"], flow["quantizer"]
     mimi_init = {k: v.astype(np.float32) for k, v in load_file(str(consts["mimi_init_state"])).items()}

@@ -99,3 +99,7 @@ COMPRESSED_LOOP = CompressedLoop(
     basis="EOS frame within 1; audio no farther than another seed's (small, random weights: w8 0.00x, mixed 0.07x, p4 "
     "0.29x)",
 )
+
+#: compressed variants store these as look-up tables (core: ``compress:constants``): the text table
+#: (a row per token id) and each voice's prefilled cache; ``COMPRESSED_LOOP`` judges the loop with them
+COMPRESSED_CONSTANTS = {"flowlm": ("text_embedding",), "voice_*": ("kv",)}

@@ -72,10 +72,11 @@ def stored_like_the_export(runtime: Runtime, tts: Any, voice_name: str, voice: A
     to judge (the packages run on the same constants)."""
     import numpy as np
     import torch
-    from safetensors.numpy import load_file
 
-    table = load_file(str(runtime.constants["flowlm"]))["text_embedding"]
-    stored = load_file(str(runtime.constants[f"voice_{voice_name}"]))["kv"].dtype
+    from ...core.kit.constants import load_constants
+
+    table = load_constants(runtime.constants["flowlm"])["text_embedding"]
+    stored = load_constants(runtime.constants[f"voice_{voice_name}"])["kv"].dtype
     conditioner = tts.flow_lm.conditioner
     if stored != table.dtype or stored.kind != "f":
         raise ValueError(

@@ -3,6 +3,8 @@ against a bound the compressed weights predict, and broken compressions caught."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -167,11 +169,25 @@ def test_pocket_tts_speaks_through_mixed_width_packages(zoo):
     )
     assert report["ok"] and report["validation_level"] == "mil"
     mil = {
-        c["component"]: c for c in report["validation"] if c["level"] == "mil" and c["component"] != "loop:compressed"
+        c["component"]: c
+        for c in report["validation"]
+        if c["level"] == "mil" and c["component"] != "loop:compressed" and not c["component"].startswith("constant:")
     }
     assert {c: (m["metric"], m["status"]) for c, m in mil.items()} == {
         c: ("snr_db_min", "passed") for c in ("flowlm", "mimi", "voice_encoder")
     }
+    # the text table and the voice's cache ship as look-up tables, each at its width's floor or better,
+    # and the loop below spoke with them (loop:compressed)
+    from zoo.core.kit.constants import palettized_names
+
+    constants = {c["component"]: c for c in report["validation"] if c["component"].startswith("constant:")}
+    assert {c: m["status"] for c, m in constants.items()} == {
+        "constant:flowlm": "passed",
+        "constant:voice_random": "passed",
+    }
+    export = Path(report["path"])
+    assert palettized_names(export / "constants" / "flowlm.safetensors").keys() == {"text_embedding"}
+    assert palettized_names(export / "constants" / "voice_random.safetensors").keys() == {"kv"}
     records = {c["name"]: c["compression"] for c in report["components"]}
     assert records["flowlm"]["kept"] == ["transformer_rope_cos_to_fp16", "transformer_rope_sin_to_fp16"]
     widths = Counter(b for r in records.values() for b in r["bits"].values())

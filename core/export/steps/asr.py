@@ -24,11 +24,13 @@ def compressed_eval_stage(
     before: dict[str, ValidatedPackage],
     after: dict[str, ValidatedPackage],
     constants: dict[str, Path],
+    shipped: dict[str, Path],
     asr: Path,
     asr_sha256: str,
 ) -> list[Check]:
     """``zoo eval``'s built-in prompts spoken through the compressed and the uncompressed packages
-    (MIL interpreter, same voice, seed and settings), both transcribed by ``asr`` (its tree digest
+    (with the constants as the variant ships them, ``shipped``, and as exported, ``constants``; MIL
+    interpreter, same voice, seed and settings), both transcribed by ``asr`` (its tree digest
     ``asr_sha256``); the check ``eval:compressed`` fails when the share of prompts the compressed
     packages say no worse (QoI) is under ``evaluate.QOI_MIN``. Prompts: every language the model
     speaks that the recogniser understands (an English-only recogniser: English). The recogniser
@@ -37,6 +39,7 @@ def compressed_eval_stage(
     from ...evaluation.gate import qoi_check
     from ...run.recogniser import Recogniser
     from ...runtime.backends import MilRuntime
+    from ...util.hashing import file_sha256
 
     model = session.model
 
@@ -49,8 +52,8 @@ def compressed_eval_stage(
                 f"({', '.join(model.languages)})"
             )
 
-        def speaks(packages: dict[str, ValidatedPackage]) -> Any:
-            runtime = MilRuntime({c: p.path for c, p in packages.items()}, constants)
+        def speaks(packages: dict[str, ValidatedPackage], files: dict[str, Path]) -> Any:
+            runtime = MilRuntime({c: p.path for c, p in packages.items()}, files)
             return speaker(session.host, model, runtime)
 
         def progress(done: int, total: int, row: Any) -> None:
@@ -59,7 +62,13 @@ def compressed_eval_stage(
         result = EvalResult(
             "", "mil", None, recogniser.path, recogniser.sha256, prompts_digest(prompts), False, "uncompressed"
         )
-        evaluate(prompts, {"export": speaks(after), "uncompressed": speaks(before)}, recogniser, result, progress)
+        evaluate(
+            prompts,
+            {"export": speaks(after, shipped), "uncompressed": speaks(before, constants)},
+            recogniser,
+            result,
+            progress,
+        )
         write_checks(tmp, [qoi_check(result)])
 
     extra = {
@@ -67,5 +76,6 @@ def compressed_eval_stage(
         "asr": asr_sha256,
         "prompts": prompts_digest(builtin_prompts(list(model.languages))),  # the recogniser picks among these
         "qoi_min": QOI_MIN,
+        "constants": {n: file_sha256(p) for n, p in sorted(shipped.items()) if p != constants.get(n)},
     }
     return read_checks(stages.cached("eval:compressed", build, checked=True, extra=extra))

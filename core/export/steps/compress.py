@@ -8,8 +8,9 @@ from pathlib import Path
 from ...compression.policy import CompressionPolicy, PackageBound
 from ...host.session import ModelSession
 from ...util.hashing import tree_sha256
+from ...validation.checks import Check
 from ..publish import ValidatedPackage
-from ..stages import CALIBRATION_FILE, PARITY_FILE, Stages
+from ..stages import CALIBRATION_FILE, PARITY_FILE, Stages, read_checks, write_checks
 
 
 def compress_stage(
@@ -73,3 +74,44 @@ def compress_stage(
     path = root / f"{component}.mlpackage"
     compressed = ValidatedPackage(path, tree_sha256(path), package.functions, record.as_dict())
     return compressed, policy.package_bound(component, record)
+
+
+def compressed_constants_stage(
+    stages: Stages, session: ModelSession, policy: CompressionPolicy, constants: dict[str, tuple[Path, str]]
+) -> tuple[dict[str, tuple[Path, str]], list[Check]]:
+    """The ``compress:constants`` stage: the tensors the model declares (``ModelSpec.compressed_constants``)
+    stored as look-up tables (``compression.constants``). Returns every constant as the compressed
+    variant ships it ({name: (path, path relative to the export)}: the files written here, the others
+    as they were) and the ``mil`` check of each tensor's floor."""
+    import json
+
+    from ...compression.constants import compress_constants, constant_checks, declared_tensors
+    from ...util.hashing import file_sha256
+
+    declared = declared_tensors(session.model.compressed_constants, constants)
+    if not policy.compresses or not declared:
+        return dict(constants), []
+
+    def build(tmp: Path) -> None:
+        written, records = compress_constants(
+            constants, session.model.compressed_constants, session.variant.compression, tmp / "files"
+        )
+        names = {name: path.relative_to(tmp).as_posix() for name, path in written.items()}
+        (tmp / "constants.json").write_text(
+            json.dumps({"files": names, "records": [r.as_dict() for r in records]}, indent=1, sort_keys=True)
+        )
+        write_checks(tmp, constant_checks(records))
+
+    extra = {
+        "declared": {name: list(t) for name, t in declared.items()},
+        "sources": {name: file_sha256(constants[name][0]) for name in declared},  # the bytes compressed
+    }
+    root = stages.cached("compress:constants", build, checked=True, extra=extra, variant_fields=("compression",))
+    written = json.loads((root / "constants.json").read_text())["files"]
+    shipped = dict(constants)
+    for name, rel in written.items():
+        path = (root / rel).resolve()
+        if name not in constants or not path.is_relative_to(root.resolve()) or not path.is_file():
+            raise RuntimeError(f"compress:constants: {name} -> {rel} is not a file this stage wrote for this export")
+        shipped[name] = (path, constants[name][1])
+    return shipped, read_checks(root)

@@ -21,17 +21,22 @@ def compressed_loop_stage(
     before: dict[str, ValidatedPackage],
     after: dict[str, ValidatedPackage],
     constants: dict[str, Path],
+    shipped: dict[str, Path],
     audio_bound: tuple[float, str] | None = None,
 ) -> list[Check]:
-    """The whole run loop on the compressed packages against the uncompressed ones (both executed
-    by the MIL interpreter, same text, seed and settings: ``ModelSpec.compressed_loop``). The
-    uncompressed loops are a stage of their own, shared by every compression of those packages.
-    ``audio_bound``: the mil bound (and basis) the loop's audio component was judged by."""
+    """The whole run loop on the compressed packages and the constants as the variant ships them
+    (``shipped``: some stored as look-up tables, ``compress:constants``) against the uncompressed
+    packages and ``constants`` (both executed by the MIL interpreter, same text, seed and settings:
+    ``ModelSpec.compressed_loop``). The uncompressed loops are a stage of their own, shared by every
+    compression of those packages. ``audio_bound``: the mil bound (and basis) the loop's audio
+    component was judged by."""
+    from ...util.hashing import file_sha256
+
     reference = uncompressed_loop_stage(stages, session, loop, before, constants)
 
     def build(tmp: Path) -> None:
         results = {label: _load_loop(reference, label) for label in ("seed0", "seed1")}
-        compressed = _speak(session, loop, after, constants, seed=0)
+        compressed = _speak(session, loop, after, shipped, seed=0)
         write_checks(
             tmp, validation.compressed_loop_checks(compressed, results["seed0"], results["seed1"], loop, audio_bound)
         )
@@ -40,6 +45,8 @@ def compressed_loop_stage(
         "packages": {c: [before[c].sha256, after[c].sha256] for c in before},
         "loop": repr(loop),
         "audio_bound": list(audio_bound or ()),
+        # the constants this variant stores differently (compressed tables): their bytes
+        "constants": {n: file_sha256(p) for n, p in sorted(shipped.items()) if p != constants.get(n)},
     }
     return read_checks(stages.cached("loop:compressed", build, checked=True, extra=extra))
 
