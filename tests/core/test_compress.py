@@ -227,6 +227,7 @@ def test_pocket_tts_speaks_through_mixed_width_packages(zoo):
     flowlm = next(c for c in listed["components"] if c["name"] == "flowlm")
     assert flowlm["uncompressed"] and "RoPE" in flowlm["uncompressed_reason"]
     assert listed["compressed_loop"]["frames_max_delta"] == 1
+    assert listed["compressed_constants"] == {"flowlm": ["text_embedding"], "voice_*": ["kv"]}
 
 
 def test_vibevoice_exports_and_speaks_at_mixed_widths(zoo):

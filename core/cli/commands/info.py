@@ -91,6 +91,8 @@ def model_data(
             "settings": dict(loop.settings),
             "basis": loop.basis,
         }
+    if spec.compressed_constants:
+        data["compressed_constants"] = {name: list(t) for name, t in spec.compressed_constants.items()}
     data["voices"] = voices
     if registry_error:
         data["registry_error"] = registry_error
@@ -154,6 +156,9 @@ def info(
     out.print(describe.components(data["components"]))
     if spec.compressed_loop is not None:
         out.print(f"compressed variants' whole loop vs uncompressed: {spec.compressed_loop.basis}")
+    if spec.compressed_constants:
+        stored = ", ".join(f"{name}: {', '.join(t)}" for name, t in spec.compressed_constants.items())
+        out.print(f"compressed variants store these constants as look-up tables: {stored}")
     if spec.run_settings:
         out.print(describe.run_settings(spec.run_settings))
     if data["voices"] is not None:
