@@ -41,7 +41,10 @@ def _table_key(flat: Any, bits: int) -> tuple:
     """A group's key in a ``tables`` store: its bits, dtype and a digest of its values."""
     import hashlib
 
-    return (bits, flat.dtype.str, hashlib.blake2b(flat.tobytes(), digest_size=16).digest())
+    import numpy as np
+
+    # sha256 (hardware-accelerated here): 17 us per group of 16 x 1024 fp16 weights, blake2b 32 us
+    return (bits, flat.dtype.str, hashlib.sha256(memoryview(np.ascontiguousarray(flat))).digest())
 
 
 #: how many weights :func:`prefill_tables` may hold copies of at once, handed out or waiting for
@@ -158,14 +161,22 @@ def _cluster_all(jobs: list[tuple[Any, int]]) -> list[Any]:
 
 
 def _nearest(flat: Any, lut: Any) -> Any:
-    """Each value's index of the table entry nearest to it (ties to the larger entry)."""
+    """Each value's index of the table entry nearest to it (ties to the larger entry). fp16 values
+    are placed once per distinct bit pattern, then looked up: a group of 16 x 1024 weights in
+    0.25 ms instead of 0.51 (one search per value was 12 of flowlm's 64 s of mixed compression)."""
     import numpy as np
 
     order = np.argsort(lut, kind="stable")
     stored = lut[order].astype(np.float64)
-    return order[np.searchsorted((stored[:-1] + stored[1:]) / 2, flat.astype(np.float64), side="right")].astype(
-        np.uint8
-    )
+    edges = (stored[:-1] + stored[1:]) / 2
+    if flat.dtype != np.float16:
+        return order[np.searchsorted(edges, flat.astype(np.float64), side="right")].astype(np.uint8)
+    codes = flat.view(np.uint16)
+    present = np.flatnonzero(np.bincount(codes, minlength=1 << 16))
+    index = np.zeros(1 << 16, np.uint8)
+    values = present.astype(np.uint16).view(np.float16).astype(np.float64)
+    index[present] = order[np.searchsorted(edges, values, side="right")]
+    return index[codes]
 
 
 def _distinct(flat: Any) -> tuple[Any, Any, Any]:

@@ -526,3 +526,20 @@ def test_the_equivalent_noise_is_the_same_whatever_order_the_program_holds_its_w
     assert forward == backward and np.isfinite(forward[0])
     other_seed = equivalent_output_snr(src, compressed, originals, tmp_path / "p.gz", seed=1)
     assert other_seed != forward  # the signs are drawn, not fixed
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_each_weight_indexes_the_table_entry_nearest_to_it(dtype):
+    """``_nearest`` (fp16: placed once per distinct bit pattern) against one search per value in
+    float64, over an unsorted table, with zeros of both signs, subnormals, infinities and values on
+    the midpoints between entries (ties go to the larger entry)."""
+    rng = np.random.default_rng(5)
+    lut = rng.permutation(np.sort(rng.normal(size=16)).astype(dtype))
+    s = np.sort(lut.astype(np.float64))
+    special = np.array([0.0, -0.0, 6e-8, -6e-8, np.inf, -np.inf, *((s[:-1] + s[1:]) / 2)], np.float64)
+    flat = np.concatenate([rng.normal(size=4096) * 1.5, special]).astype(dtype)
+    order = np.argsort(lut, kind="stable")
+    edges = (s[:-1] + s[1:]) / 2
+    expected = order[np.searchsorted(edges, flat.astype(np.float64), side="right")]
+    np.testing.assert_array_equal(palette._nearest(flat, lut), expected)
+    assert palette._nearest(flat, lut).dtype == np.uint8
