@@ -826,3 +826,44 @@ def test_pass_options_keep_a_mask_computed_that_coremltools_would_store(tmp_path
         got = program.run(inputs)
         assert rel_err(next(iter(got.values())), torch_out(traceable.module, inputs)[0]) < 1e-5
     assert largest[False] == n * n and largest[True] < n * n, largest  # stored, then computed
+
+
+def _attention_formula(q, k, v, mask):
+    scores = np.matmul(q, np.swapaxes(k, -1, -2)) / np.float32(np.sqrt(q.shape[-1]))
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf) if mask.dtype == np.bool_ else scores + mask
+    e = np.exp(scores - np.max(scores, axis=-1, keepdims=True))
+    return np.matmul(e / np.sum(e, axis=-1, keepdims=True), v)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("mask", ["none", "bool", "bool wider", "float", "float64", "float wider"])
+def test_attention_softmax_and_gelu_computed_in_place_equal_their_formulas_bit_for_bit(dtype, mask):
+    """The kernels that reuse their arrays (attention's scores scaled, masked and normalised in
+    place; softmax; exact GELU in two arrays) give the bits of the plain formulas, for every mask
+    kind, masks that widen the result, and fp16 inputs."""
+    from zoo.core.mil import KERNELS
+
+    rng = np.random.default_rng(7)
+    q, k, v = (rng.normal(size=(1, 2, 5, 8)).astype(dtype) for _ in range(3))
+    m = {
+        "none": None,
+        "bool": np.tril(np.ones((5, 5), bool)),
+        "bool wider": rng.random((3, 1, 5, 5)) > 0.3,
+        "float": rng.normal(size=(1, 1, 5, 5)).astype(np.float32),
+        "float64": rng.normal(size=(5, 5)),
+        "float wider": rng.normal(size=(3, 2, 5, 5)).astype(np.float32),
+    }[mask]
+    got = KERNELS["scaled_dot_product_attention"](query=q, key=k, value=v, attn_mask=m)
+    want = _attention_formula(q, k, v, m)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    x = (rng.normal(size=(3, 7)) * 4).astype(dtype)
+    e = np.exp(x - np.max(x, axis=0, keepdims=True))
+    np.testing.assert_array_equal(KERNELS["softmax"](x=x, axis=0), e / np.sum(e, axis=0, keepdims=True))
+    from scipy.special import erf
+
+    gelu = KERNELS["gelu"](x=x, mode="EXACT")
+    want_gelu = 0.5 * x * (1.0 + erf(x / np.float32(np.sqrt(2.0))))
+    assert gelu.dtype == want_gelu.dtype
+    np.testing.assert_array_equal(gelu, want_gelu)
