@@ -14,11 +14,15 @@ from .passes import _original_name, decompress
 #: the gate on a compressed package's outputs sits this far below the SNR measured for noise of
 #: the compression's own size (``equivalent_output_snr``), and never under ``OUTPUT_SNR_FLOOR_DB``.
 #: Measured, the compressed package minus the same errors at random signs (worst output, dB;
-#: benchmarks/bench_compress_gates.py, small architectures, random weights): kokoro predictor
-#: w8 +0.9 (full size: +3.1), p4 +0.9, mixed +1.3; pocket_tts flowlm / mimi / voice_encoder w8 +2.5 / -1.2 / +1.2,
-#: p4 -0.3 / +0.4 / -1.3, mixed +3.0 / -0.1 / +3.4; tiny vocoder w8 -0.7. The unit-gain prediction
-#: beside them was 1 to 10 dB lower (residual paths dilute) and, on trained Kokoro, 4.5 dB higher
-#: (LSTMs amplify). 3 dB (twice the noise power) is more than twice the worst shortfall, -1.3.
+#: benchmarks/bench_compress_gates.py, small architectures, random weights, 2026-12-04, signs drawn
+#: per weight name): kokoro predictor w8 +1.0, p4 +2.3, mixed +0.1; pocket_tts flowlm / mimi /
+#: voice_encoder w8 +3.0 / -0.6 / +0.5, p4 -0.7 / -0.4 / -1.5, mixed +2.7 / -0.1 / +0.2; vibevoice
+#: lm / tts_lm / sampler / decoder w8 +0.4 / -0.4 / -1.0 / -2.5, p4 -0.0 / +0.2 / -0.5 / +3.1, mixed
+#: -0.8 / +0.5 / -1.3 / +2.8. Another draw of the signs moves the basis by about a decibel (pocket_tts
+#: flowlm full size, mixed: 19.2, 20.6, 21.5 dB). The unit-gain prediction beside them was up to 14 dB
+#: lower (residual paths dilute), 2.4 dB higher on vibevoice's decoder at p4, and on trained Kokoro
+#: 4.5 dB higher (LSTMs amplify). 3 dB (twice
+#: the noise power) covers the worst shortfall, -2.5 (vibevoice's decoder at w8), with 0.5 dB left.
 MARGIN_DB = 3.0
 
 #: an output noisier than its signal is not the component any more; a shuffled look-up table
