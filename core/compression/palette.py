@@ -44,7 +44,7 @@ def _table_key(flat: Any, bits: int) -> tuple:
     import numpy as np
 
     # sha256 (hardware-accelerated here): 17 us per group of 16 x 1024 fp16 weights, blake2b 32 us
-    return (bits, flat.dtype.str, hashlib.sha256(memoryview(np.ascontiguousarray(flat))).digest())
+    return (bits, flat.dtype.str, hashlib.sha256(np.ascontiguousarray(flat).data).digest())
 
 
 #: how many weights :func:`prefill_tables` may hold copies of at once, handed out or waiting for
