@@ -23,25 +23,25 @@ def _expected(lut, indices, shape, group_rows):
     return out.reshape(shape)
 
 
-@pytest.mark.parametrize("bits", range(1, 9))
-@pytest.mark.parametrize("shape", [(37, 5), (2, 3, 7), (16, 1)])
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
-def test_a_palettized_tensor_reads_back_as_the_format_defines_it(tmp_path, bits, shape, dtype):
-    rng = np.random.default_rng(bits)
+def test_a_palettized_tensor_reads_back_as_the_format_defines_it(tmp_path, dtype):
+    rng = np.random.default_rng(0)
     group = 4
-    rows = int(np.prod(shape[:-1]))
-    lut = rng.standard_normal((-(-rows // group), 1 << bits)).astype(dtype)
-    indices = rng.integers(0, 1 << bits, int(np.prod(shape))).astype(np.uint8)
-    path = tmp_path / "c.safetensors"
-    plain = np.arange(6, dtype=np.int32)
-    kc.save_constants(path, {"plain": plain}, {"t": kc.Palettized(shape, bits, group, lut, indices)})
-    back = kc.load_constants(path)
-    assert set(back) == {"plain", "t"}
-    np.testing.assert_array_equal(back["plain"], plain)
-    assert back["t"].dtype == dtype and back["t"].shape == shape
-    np.testing.assert_array_equal(back["t"], _expected(lut, indices, shape, group))
-    stored = load_file(str(path))  # bits packed without gaps
-    assert stored["t:indices"].size == -(-indices.size * bits // 8)
+    for bits in range(1, 9):
+        for shape in [(37, 5), (2, 3, 7), (16, 1)]:
+            rows = int(np.prod(shape[:-1]))
+            lut = rng.standard_normal((-(-rows // group), 1 << bits)).astype(dtype)
+            indices = rng.integers(0, 1 << bits, int(np.prod(shape))).astype(np.uint8)
+            path = tmp_path / f"c{bits}-{len(shape)}-{shape[-1]}.safetensors"
+            plain = np.arange(6, dtype=np.int32)
+            kc.save_constants(path, {"plain": plain}, {"t": kc.Palettized(shape, bits, group, lut, indices)})
+            back = kc.load_constants(path)
+            assert set(back) == {"plain", "t"}
+            np.testing.assert_array_equal(back["plain"], plain)
+            assert back["t"].dtype == dtype and back["t"].shape == shape
+            np.testing.assert_array_equal(back["t"], _expected(lut, indices, shape, group), err_msg=f"{bits} {shape}")
+            stored = load_file(str(path))  # bits packed without gaps
+            assert stored["t:indices"].size == -(-indices.size * bits // 8)
 
 
 def test_a_plain_file_loads_as_it_is(tmp_path):
