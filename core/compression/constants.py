@@ -16,7 +16,6 @@ May import: plugin, kit (and the compression package's own modules)."""
 from __future__ import annotations
 
 import fnmatch
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -62,18 +61,12 @@ def widths(compression: str) -> tuple[int, ...]:
 
 
 def snr_db(original: Any, stored: Any) -> float:
-    """10·log10(Σ x² / Σ (x - x̂)²) in float64 (inf: identical; -inf: a non-finite element)."""
-    import numpy as np
+    """``validation.metrics.compare``'s SNR of ``stored`` against ``original``, -inf where it has none
+    (a non-finite element)."""
+    from ..validation.metrics import compare
 
-    x = np.asarray(original, np.float64)
-    y = np.asarray(stored, np.float64)
-    if not np.isfinite(y).all():
-        return float("-inf")
-    noise = float(np.square(x - y).sum())
-    signal = float(np.square(x).sum())
-    if noise == 0:
-        return float("inf")
-    return 10 * math.log10(signal / noise) if signal > 0 else float("-inf")
+    snr = compare(stored, original)["snr_db"]
+    return snr if snr == snr else float("-inf")
 
 
 def palettize(values: Any, bits: int) -> Any:
@@ -102,28 +95,28 @@ def palettize(values: Any, bits: int) -> Any:
 
 def compress_constants(
     files: Mapping[str, tuple[Path, str]],
-    declared: Mapping[str, tuple[str, ...]],
+    tensors_of: Mapping[str, tuple[str, ...]],
     compression: str,
     out_dir: Path,
     target_db: float = MIXED_TARGET_DB,
 ) -> tuple[dict[str, Path], list[ConstantRecord]]:
-    """Write the declared tensors of ``files`` ({constant name: (path, path relative to the export)})
-    compressed into ``out_dir`` at the same relative paths; returns {constant name: new path} for the
-    files written, and a record per tensor."""
+    """Write the tensors ``tensors_of`` names ({constant name: tensor names}, as ``declared_tensors``
+    resolves them) of ``files`` ({constant name: (path, path relative to the export)}) compressed into
+    ``out_dir`` at the same relative paths; returns {constant name: new path} for the files written,
+    and a record per tensor."""
     import numpy as np
     from safetensors.numpy import load_file
 
-    from ..kit.constants import load_constants, palettized_names, save_constants
+    from ..kit.constants import load_constants, packed_size, palettized_names, save_constants
 
     written: dict[str, Path] = {}
     records: list[ConstantRecord] = []
-    for name, tensors in declared_tensors(declared, files).items():
+    for name, tensors in tensors_of.items():
         source, relative = Path(files[name][0]), files[name][1]
         if palettized_names(source):
             raise ValueError(f"constant {name} ({source.name}) is already compressed")
         stored = load_file(str(source))
         palettized = {}
-        chosen: dict[str, tuple[int, Any]] = {}
         for tensor in tensors:
             value = stored.get(tensor)
             if value is None:
@@ -135,10 +128,8 @@ def compress_constants(
                 )
             for bits in widths(compression):
                 candidate = palettize(value, bits)
-                measured = snr_db(value, candidate.expand())
-                if compression != "mixed" or measured >= target_db:
+                if compression != "mixed" or snr_db(value, candidate.expand()) >= target_db:
                     palettized[tensor] = candidate
-                    chosen[tensor] = (bits, value)
                     break
         out = out_dir / relative
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -147,21 +138,16 @@ def compress_constants(
         back = load_constants(out)  # measured as the run loop will read it
         for tensor in tensors:
             original = stored[tensor]
-            bits = chosen[tensor][0] if tensor in chosen else 0
-            after = (
-                palettized[tensor].lut.nbytes + -(-original.size * bits // 8)
-                if tensor in palettized
-                else original.nbytes
-            )
+            p = palettized.get(tensor)
             records.append(
                 ConstantRecord(
                     name,
                     tensor,
-                    bits,
+                    p.bits if p else 0,
                     snr_db(original, back[tensor]),
-                    PALETTE_FLOOR_DB[bits] if bits else float("inf"),
+                    PALETTE_FLOOR_DB[p.bits] if p else float("inf"),
                     int(original.nbytes),
-                    int(after),
+                    int(p.lut.nbytes + packed_size(original.size, p.bits) if p else original.nbytes),
                 )
             )
     return written, records

@@ -3,7 +3,8 @@
 
 * whether packages are compressed at all, and whether by ``mixed`` (per-weight widths measured on the
   parity examples, aimed at :class:`MixedTargets`);
-* which stages the export runs for it (``compress:<c>``, then ``loop:uncompressed``/``loop:compressed``
+* which stages the export runs for it (``compress:<c>``, ``compress:constants`` where the model declares
+  compressed constants, then ``loop:uncompressed``/``loop:compressed``
   where the model declares a :class:`~zoo.core.plugin.spec.CompressedLoop`);
 * the bound a compressed package is judged by at the package levels (from its :class:`CompressionRecord`),
   and the bound the compressed loop's audio may use (the audio component's own mil bound).
@@ -54,6 +55,12 @@ class CompressionPolicy:
     def compress_stages(self, components: Iterable[str]) -> list[str]:
         """The stages compression adds after conversion: one per component."""
         return [f"compress:{c}" for c in components] if self.compresses else []
+
+    @property
+    def compresses_constants(self) -> bool:
+        """Whether the constants the model declares (``ModelSpec.compressed_constants``) are stored as
+        look-up tables: the ``compress:constants`` stage."""
+        return self.compresses and bool(self.model.compressed_constants)
 
     def loop_stages(self) -> list[str]:
         """The stages compression adds after the package levels: the loop on both sets of packages."""

@@ -146,8 +146,8 @@ class Exporter:
             + ["constants", "loop_parity"]
             + [f"convert:{c}" for c in comps]
             + self.policy.compress_stages(comps)
-            + (["compress:constants"] if self.policy.compresses and self.model.compressed_constants else [])
             + [f"{level.name}:{c}" for level in PACKAGE_LEVELS if level.cached for c in comps]
+            + (["compress:constants"] if self.policy.compresses_constants else [])
             + self.policy.loop_stages()
             + (["eval:compressed"] if self.asr is not None else [])
             + ["register"]

@@ -50,8 +50,13 @@ class Palettized:
 
         cols = self.shape[-1]
         rows = math.prod(self.shape) // cols if cols else 0
-        group = (np.arange(rows) // self.group_rows).repeat(cols)
-        return self.lut[group, self.indices.astype(np.intp)].reshape(self.shape)
+        group = (np.arange(rows) // self.group_rows)[:, None]  # each row's table, broadcast along the row
+        return self.lut[group, self.indices.reshape(rows, cols)].reshape(self.shape)
+
+
+def packed_size(count: int, bits: int) -> int:
+    """Bytes ``count`` indices of ``bits`` bits take packed without gaps."""
+    return -(-count * bits // 8)
 
 
 def pack_indices(indices: Any, bits: int) -> Any:
@@ -150,10 +155,10 @@ def _read(path: Path, name: str, info: Any, stored: dict[str, Any]) -> Palettize
     count = math.prod(shape)
     rows = count // shape[-1]
     groups = -(-rows // group)
-    if packed.dtype != np.uint8 or packed.ndim != 1 or len(packed) != -(-count * bits // 8):
+    if packed.dtype != np.uint8 or packed.ndim != 1 or len(packed) != packed_size(count, bits):
         raise ConstantsError(
             f"{where}: {name}{INDICES} holds {packed.size} {packed.dtype} values; shape {shape} at {bits} bits "
-            f"needs {-(-count * bits // 8)} uint8"
+            f"needs {packed_size(count, bits)} uint8"
         )
     if lut.dtype not in (np.float16, np.float32) or lut.shape != (groups, 1 << bits):
         raise ConstantsError(

@@ -39,7 +39,7 @@ def compressed_eval_stage(
     from ...evaluation.gate import qoi_check
     from ...run.recogniser import Recogniser
     from ...runtime.backends import MilRuntime
-    from ...util.hashing import file_sha256
+    from .compress import shipped_digests
 
     model = session.model
 
@@ -76,6 +76,6 @@ def compressed_eval_stage(
         "asr": asr_sha256,
         "prompts": prompts_digest(builtin_prompts(list(model.languages))),  # the recogniser picks among these
         "qoi_min": QOI_MIN,
-        "constants": {n: file_sha256(p) for n, p in sorted(shipped.items()) if p != constants.get(n)},
+        "constants": shipped_digests(constants, shipped),
     }
     return read_checks(stages.cached("eval:compressed", build, checked=True, extra=extra))

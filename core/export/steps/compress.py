@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ...compression.policy import CompressionPolicy, PackageBound
 from ...host.session import ModelSession
-from ...util.hashing import tree_sha256
+from ...util.hashing import file_sha256, tree_sha256
 from ...validation.checks import Check
 from ..publish import ValidatedPackage
 from ..stages import CALIBRATION_FILE, PARITY_FILE, Stages, read_checks, write_checks
@@ -27,7 +27,6 @@ def compress_stage(
     import shutil
 
     from ...compression.compress import COMPRESSION_FILE, CompressionRecord, MixedTargets, compress_package
-    from ...util.hashing import file_sha256
     from ...validation.calibration import Calibration
 
     parity_file = parity_dir / PARITY_FILE
@@ -86,16 +85,13 @@ def compressed_constants_stage(
     import json
 
     from ...compression.constants import compress_constants, constant_checks, declared_tensors
-    from ...util.hashing import file_sha256
 
-    declared = declared_tensors(session.model.compressed_constants, constants)
-    if not policy.compresses or not declared:
+    declared = declared_tensors(session.model.compressed_constants, constants) if policy.compresses_constants else {}
+    if not declared:
         return dict(constants), []
 
     def build(tmp: Path) -> None:
-        written, records = compress_constants(
-            constants, session.model.compressed_constants, session.variant.compression, tmp / "files"
-        )
+        written, records = compress_constants(constants, declared, session.variant.compression, tmp / "files")
         names = {name: path.relative_to(tmp).as_posix() for name, path in written.items()}
         (tmp / "constants.json").write_text(
             json.dumps({"files": names, "records": [r.as_dict() for r in records]}, indent=1, sort_keys=True)
@@ -115,3 +111,9 @@ def compressed_constants_stage(
             raise RuntimeError(f"compress:constants: {name} -> {rel} is not a file this stage wrote for this export")
         shipped[name] = (path, constants[name][1])
     return shipped, read_checks(root)
+
+
+def shipped_digests(constants: dict[str, Path], shipped: dict[str, Path]) -> dict[str, str]:
+    """The digests of the constants a variant ships other than as exported (``compress:constants``'s
+    tables): part of the key of every stage that speaks with them."""
+    return {name: file_sha256(path) for name, path in sorted(shipped.items()) if path != constants.get(name)}

@@ -30,7 +30,7 @@ def compressed_loop_stage(
     ``ModelSpec.compressed_loop``). The uncompressed loops are a stage of their own, shared by every
     compression of those packages. ``audio_bound``: the mil bound (and basis) the loop's audio
     component was judged by."""
-    from ...util.hashing import file_sha256
+    from .compress import shipped_digests
 
     reference = uncompressed_loop_stage(stages, session, loop, before, constants)
 
@@ -45,8 +45,7 @@ def compressed_loop_stage(
         "packages": {c: [before[c].sha256, after[c].sha256] for c in before},
         "loop": repr(loop),
         "audio_bound": list(audio_bound or ()),
-        # the constants this variant stores differently (compressed tables): their bytes
-        "constants": {n: file_sha256(p) for n, p in sorted(shipped.items()) if p != constants.get(n)},
+        "constants": shipped_digests(constants, shipped),
     }
     return read_checks(stages.cached("loop:compressed", build, checked=True, extra=extra))
 
