@@ -131,7 +131,9 @@ def compress_constants(
                 if compression != "mixed" or snr_db(value, candidate.expand()) >= target_db:
                     palettized[tensor] = candidate
                     break
-        out = out_dir / relative
+        out = (out_dir / relative).resolve()
+        if not out.is_relative_to(out_dir.resolve()):  # a relative path read from disk: never written outside
+            raise ValueError(f"constant {name}: {relative!r} is not a path inside the export")
         out.parent.mkdir(parents=True, exist_ok=True)
         save_constants(out, {k: v for k, v in stored.items() if k not in palettized}, palettized)
         written[name] = out

@@ -170,3 +170,11 @@ def test_compressed_constants_need_the_loop_that_judges_them():
             (ComponentSpec("c", "d"),),
             compressed_constants={"table": ("t",)},
         )
+
+
+def test_a_relative_path_leading_outside_the_stage_is_refused_and_nothing_is_written(tmp_path):
+    ((path, _),) = _table(tmp_path, np.ones((4, 4), np.float16)).values()
+    out = tmp_path / "stage" / "files"
+    with pytest.raises(ValueError, match="not a path inside the export"):
+        cc.compress_constants({"c": (path, "../../outside.safetensors")}, {"c": ("table",)}, "p4", out)
+    assert not (tmp_path / "outside.safetensors").exists() and not out.exists()
