@@ -5,6 +5,7 @@ Every test writes to its own registry, cache and output directory.
 
 from __future__ import annotations
 
+import gc
 import os
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # coremltools progress bars
@@ -184,3 +185,12 @@ LONGEST_FIRST = (
 def pytest_collection_modifyitems(config, items):
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: a file's own order kept
+
+
+def pytest_collection_finish(session) -> None:
+    """Every object alive once the test modules are imported (torch, coremltools, the fixtures'
+    modules) moves to the collector's permanent generation: coremltools calls ``gc.collect()`` after
+    each conversion, and walking those objects was 0.185 of a tiny conversion's 0.24 s (cProfile,
+    2026-12-04). tests/mil/test_mil_ops.py alone: 37.6 -> 24.0 s; ``make test-fast`` 98.8 -> 86.9 s.
+    Objects the tests create are collected as before."""
+    gc.freeze()

@@ -121,6 +121,7 @@ def serve(path: str) -> None:
     """Import PRELOAD, then for each request fork a supervisor that forks the command, waits for it
     and sends its exit status back (the server itself never waits and never starts a thread: a
     process that forks stays single-threaded)."""
+    import gc
     import importlib
     import signal
 
@@ -129,6 +130,9 @@ def serve(path: str) -> None:
         importlib.import_module(name)
     for name in [m for m in sys.modules if m.split(".")[0] in DROP]:
         del sys.modules[name]
+    gc.collect()
+    gc.freeze()  # the imported objects: a command's collections (coremltools collects after every
+    # conversion) no longer walk them, and a fork no longer copies their pages by touching them
     base_path = sys.path[1:]  # without this script's directory: the command's cwd takes its place
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # supervisors are reaped by the kernel
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
