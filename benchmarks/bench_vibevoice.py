@@ -72,13 +72,12 @@ def layout_and_interpreter(export_dir: Path, variant: str) -> dict:
     loaded = session.reference()
     model = loaded.model
     cfg = model.cfg["decoder"]
-    ane = from_qwen2(model.lm, cfg, 32, 256, embed=True, final_norm=False)  # fp32 cache: the layout alone
+    ane = from_qwen2(model.lm, cfg, 32, 256, final_norm=False)  # fp32 cache: the layout alone
     ids = torch.randint(0, cfg["vocab_size"], (1, 32), generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         want = model.lm(input_ids=ids, past_key_values=DynamicCache(), use_cache=True).last_hidden_state[0]
-        got = ane(ids.to(torch.int32), torch.tensor([0], dtype=torch.int32), torch.tensor([32], dtype=torch.int32))[
-            0, :, 0, :
-        ].T
+        rows = model.lm.embed_tokens(ids).transpose(1, 2).unsqueeze(2)  # the host's look-up: [1, C, 1, 32]
+        got = ane(rows, torch.tensor([0], dtype=torch.int32), torch.tensor([32], dtype=torch.int32))[0, :, 0, :].T
     out = {
         "params": loaded.info["params"],
         "ane_lm_max_abs": float((got - want).abs().max()),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from ...core import ComponentSpec, ModelPlugin, ModelSpec, Tolerance, standard_variants
 from .config import HUB_REPO
-from .options import COMPRESSED_LOOP, FULL, RUN_SETTINGS, SMALL, VibeVoiceOptions
+from .options import COMPRESSED_CONSTANTS, COMPRESSED_LOOP, FULL, RUN_SETTINGS, SMALL, VibeVoiceOptions
 
 __version__ = "0.1.0"
 
@@ -62,7 +62,8 @@ class VibeVoice(ModelPlugin):
                 components=(
                     ComponentSpec(
                         "lm",
-                        "text ids [1, 32] + position + valid -> hidden [1, 896, 1, 32]; KV cache in states",
+                        "text embeddings [1, 896, 1, 32] (token table rows, a constant) + position + valid -> "
+                        "hidden [1, 896, 1, 32]; KV cache in states",
                         tolerances=_LM,
                     ),
                     ComponentSpec(
@@ -84,6 +85,7 @@ class VibeVoice(ModelPlugin):
                 required_level="mil",
                 run_settings=RUN_SETTINGS,
                 compressed_loop=COMPRESSED_LOOP,
+                compressed_constants=COMPRESSED_CONSTANTS,
             )
         ]
 

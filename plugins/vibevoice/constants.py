@@ -4,7 +4,9 @@
   ``tts_k`` / ``tts_v``, ``neg_k`` / ``neg_v`` (the negative tts_lm path), and the last hidden
   states ``tts_hidden`` / ``neg_hidden`` [C] the first speech latent is conditioned on; fp16
   (the released presets are bf16, exact in fp16);
-* ``embeddings.safetensors`` — ``tts_input_types`` [2, C] (row 1 text, row 0 speech);
+* ``embeddings.safetensors`` — ``tts_input_types`` [2, C] (row 1 text, row 0 speech) and
+  ``embed_tokens`` [vocab, C], the lm's token table (the lm takes its rows: 136 M of the lm's
+  weights, fp16 in fp16 variants; a compressed variant may store it as look-up tables);
 * ``config.json`` — windows, chunk sizes and cache capacities, latent geometry, CFG scale,
   the tokenizer kind (a byte stand-in with random weights);
 * ``tokenizer.json`` — the Qwen2.5 tokenizer, with the released weights.
@@ -24,7 +26,7 @@ from .options import RunConfig, TokenizerInfo, VibeVoiceOptions
 def export(model: Any, options: VibeVoiceOptions, precision: str, out_dir: Path) -> dict[str, Path]:
     from safetensors.numpy import save_file
 
-    from .traceables import _bf16
+    from .traceables import _bf16, token_table
 
     tensors: dict[str, np.ndarray] = {}
     for voice, preset in sorted(model.presets.items()):
@@ -46,7 +48,14 @@ def export(model: Any, options: VibeVoiceOptions, precision: str, out_dir: Path)
     files = {"presets": path}
 
     path = out_dir / "embeddings.safetensors"
-    save_file({"tts_input_types": model.tts_input_types.weight.detach().numpy().astype(np.float32)}, str(path))
+    store = np.float16 if precision == "fp16" else np.float32
+    save_file(
+        {
+            "tts_input_types": model.tts_input_types.weight.detach().numpy().astype(np.float32),
+            "embed_tokens": np.ascontiguousarray(token_table(model).astype(store)),
+        },
+        str(path),
+    )
     files["embeddings"] = path
 
     if model.tokenizer_file is not None:

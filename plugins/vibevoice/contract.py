@@ -106,9 +106,14 @@ def contract(constants: Mapping[str, Any]) -> LoopContract:
                     Call(
                         "lm",
                         feeds=(
-                            Feed("ids", "text", f"the piece's token ids, {cfg.lm_chunk} at a time, zero-padded"),
+                            Feed(
+                                "embeds",
+                                "text",
+                                f"[1, {hidden}, 1, {cfg.lm_chunk}]: the rows of embeddings.safetensors embed_tokens "
+                                f"for the piece's next {cfg.lm_chunk} token ids, zero past the last",
+                            ),
                             Feed("position", "loop", "the cache slot of the chunk's first token (after the voice's)"),
-                            Feed("valid", "loop", "how many ids are real"),
+                            Feed("valid", "loop", "how many rows are real"),
                         ),
                         outputs=(Use("hidden", "the text's hidden states, kept for the tts_lm windows"),),
                         states=_states("lm", layers["lm"]),
@@ -134,7 +139,7 @@ def contract(constants: Mapping[str, Any]) -> LoopContract:
             )
             + "; the text stripped, a newline appended; cut into pieces of whole sentences that fit both caches "
             "with room for their speech",
-            files=("config",) if tokenizer.kind == "bytes" else ("tokenizer", "config"),
+            files=("config", "embeddings") if tokenizer.kind == "bytes" else ("tokenizer", "config", "embeddings"),
         ),
         voices=Voices(
             "a voice preset: the lm's and tts_lm's KV caches after the voice prompt, and the hidden states they "

@@ -3,7 +3,8 @@
 :class:`AneQwen2` mirrors a transformers ``Qwen2Model``'s parameter names
 (``layers.N.self_attn.q_proj.weight`` ...) so the upstream weights load into it
 directly — ``Conv1x1`` reshapes the Linear weights as they load. It takes a chunk of
-``L`` positions per call: input embeddings or token ids ``[1, L]``, the chunk's first
+``L`` positions per call: input embeddings ``[B, C, 1, L]`` (the lm's are rows of the
+token table, which the host looks up: the table ships as a constant), the chunk's first
 position and how many of its rows are real (``valid``); rows past ``valid`` neither
 write the KV cache nor advance anything, so the host can feed any number of tokens up
 to ``L`` (the lm takes whole sentences at once, not the tts_lm's 5-token windows).
@@ -49,7 +50,6 @@ class AneDecoderLayer(nn.Module):
 class AneQwen2(nn.Module):
     """A Qwen2 decoder stack over ``(1, C, 1, L)`` chunks with a stateful KV cache of ``capacity`` slots.
 
-    ``embed``: the chunk arrives as token ids (the lm) instead of embeddings (the tts_lm).
     ``final_norm``: the tts_lm keeps Qwen2's final RMSNorm; the lm's is an identity upstream.
     ``batch``: independent sequences with their own caches, positions and valid counts
     (the tts_lm's positive and negative classifier-free-guidance paths).
@@ -61,14 +61,12 @@ class AneQwen2(nn.Module):
         layers: int,
         chunk: int,
         capacity: int,
-        embed: bool,
         final_norm: bool,
         cache_dtype: torch.dtype = torch.float32,
         batch: int = 1,
     ):
         super().__init__()
         self.chunk, self.capacity, self.hidden, self.batch = chunk, capacity, cfg["hidden_size"], batch
-        self.embed_tokens = nn.Embedding(cfg["vocab_size"], self.hidden) if embed else None
         self.layers = nn.ModuleList(AneDecoderLayer(cfg, capacity, cache_dtype, batch) for _ in range(layers))
         self.norm = ChannelRMSNorm(self.hidden, cfg["rms_norm_eps"]) if final_norm else None
         # rebuilt in float64 for the float64 parity check
@@ -83,12 +81,8 @@ class AneQwen2(nn.Module):
         return [name for name, _ in self.named_buffers() if name.endswith((".cache.k", ".cache.v"))]
 
     def forward(self, inputs: torch.Tensor, position: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """inputs: ids [B, L] (int32) or embeddings [B, C, 1, L]; position, valid [B] -> hidden [B, C, 1, L]."""
-        length, capacity = self.chunk, self.capacity
-        if self.embed_tokens is not None:
-            x = self.embed_tokens(inputs.to(torch.int64)).transpose(1, 2).unsqueeze(2)  # [B, C, 1, L]
-        else:
-            x = inputs
+        """inputs: embeddings [B, C, 1, L]; position, valid [B] -> hidden [B, C, 1, L]."""
+        length, capacity, x = self.chunk, self.capacity, inputs
         cos, sin = rope_rows(self.rope_cos, self.rope_sin, position, length)
         place = placement(position, valid, length, capacity)
         mask = causal_mask(position, length, capacity)
@@ -106,7 +100,6 @@ def from_qwen2(
     cfg: dict,
     chunk: int,
     capacity: int,
-    embed: bool,
     final_norm: bool,
     cache_dtype: torch.dtype = torch.float32,
     batch: int = 1,
@@ -115,14 +108,15 @@ def from_qwen2(
 
     The weights are upstream's own tensors, not copies (a ``[out, in]`` Linear weight becomes its
     ``[out, in, 1, 1]`` view): the full-size lm and tts_lm would otherwise hold a second 1.9 GB of
-    float32 through the whole export. Built on the meta device, so no initial weights are made
+    float32 through the whole export. The token table (``embed_tokens``) stays out: the lm takes
+    its rows. Built on the meta device, so no initial weights are made
     either; the buffers (KV caches, RoPE tables) are then made as the constructor would."""
     with torch.device("meta"):
-        model = AneQwen2(cfg, len(qwen.layers), chunk, capacity, embed, final_norm, cache_dtype, batch)
+        model = AneQwen2(cfg, len(qwen.layers), chunk, capacity, final_norm, cache_dtype, batch)
     state = {
         k: v
         for k, v in qwen.state_dict().items()
-        if (embed or not k.startswith("embed_tokens.")) and (final_norm or not k.startswith("norm."))
+        if not k.startswith("embed_tokens.") and (final_norm or not k.startswith("norm."))
     }
     missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
     caches = set(model.state_names())

@@ -95,12 +95,14 @@ def run(runtime: Runtime, text: str, options: RunOptions, max_latents: int | Non
     sentences where they fit), each an utterance from the voice preset, through one decoder stream."""
     from safetensors.numpy import load_file
 
+    from ...core.kit.constants import load_constants
     from ...core.kit.text import pieces
 
     settings = options.typed_values()  # --set, typed once by the core (RUN_SETTINGS)
     cfg = RunConfig.load(runtime.constants["config"])
     presets = load_file(str(runtime.constants["presets"]))
-    types = load_file(str(runtime.constants["embeddings"]))["tts_input_types"]
+    embeddings = load_constants(runtime.constants["embeddings"])  # the token table may be stored as look-up tables
+    types, table = embeddings["tts_input_types"], embeddings["embed_tokens"]
     voice = options.voice or cfg.default_voice
     if voice not in cfg.voices:
         raise ValueError(f"unknown voice {voice!r}; this export has {', '.join(cfg.voices)}")
@@ -122,7 +124,7 @@ def run(runtime: Runtime, text: str, options: RunOptions, max_latents: int | Non
         runtime.load_states("lm", lm_states)
         runtime.load_states("tts_lm", tts_states)
         piece, decoder, ended = _utterance(
-            runtime, ids, start, cfg, types, rng, cfg_scale, max_latents, decoder, options
+            runtime, ids, start, cfg, types, table, rng, cfg_scale, max_latents, decoder, options
         )
         before = sum(len(a) for a in audio)
         audio.extend(piece)
@@ -142,6 +144,7 @@ def _utterance(
     start: dict[str, Any],
     cfg: RunConfig,
     types: Any,
+    table: Any,
     rng: Any,
     cfg_scale: float,
     max_latents: int,
@@ -151,14 +154,15 @@ def _utterance(
     """One piece, as upstream's generate: (audio per latent, the decoder caches after it, why it ended:
     eos | max_seconds | cache). The lm and tts_lm states hold the voice preset when called."""
     hidden, chunk, window = cfg.hidden, cfg.lm_chunk, cfg.text_window
-    # the lm over all the text, a chunk at a time (it never sees speech)
+    # the lm over all the text, a chunk at a time (it never sees speech), as the tokens' table rows
     text_hidden = np.zeros((len(ids), hidden), np.float32)
     for at in range(0, len(ids), chunk):
         n = min(chunk, len(ids) - at)
-        padded = np.zeros((1, chunk), np.int32)
-        padded[0, :n] = ids[at : at + n]
+        embeds = np.zeros((1, hidden, 1, chunk), np.float32)
+        embeds[0, :, 0, :n] = table[ids[at : at + n]].T
         out = runtime(
-            "lm", {"ids": padded, "position": np.array([start["lm"] + at], np.int32), "valid": np.array([n], np.int32)}
+            "lm",
+            {"embeds": embeds, "position": np.array([start["lm"] + at], np.int32), "valid": np.array([n], np.int32)},
         )["hidden"]
         text_hidden[at : at + n] = np.asarray(out, np.float32)[0, :, 0, :n].T
 

@@ -80,3 +80,7 @@ COMPRESSED_LOOP = CompressedLoop(
     basis="latents within 1; audio no farther than another seed's (small, random weights: w8 0.09x, p4 0.68x)",
     settings={"max_seconds": "2"},
 )
+
+#: compressed variants store the lm's token table as look-up tables (core: ``compress:constants``):
+#: 136 M values, a third of the lm's weights; ``COMPRESSED_LOOP`` judges the loop with it
+COMPRESSED_CONSTANTS = {"embeddings": ("embed_tokens",)}

@@ -1,7 +1,9 @@
 """build_traceables for VibeVoice-Realtime-0.5B: lm, tts_lm, sampler, decoder.
 
 * ``lm`` — the lower 4 Qwen2 layers in the Neural Engine layout (lm.py): up to ``lm_chunk``
-  text tokens per call (not the tts_lm's 5-token windows: text needs no speech feedback,
+  text tokens per call, as their rows of the token table (``embeddings.safetensors``
+  ``embed_tokens``: a look-up the host does, so the table is a constant a compressed variant
+  may store as look-up tables, constants.py) (not the tts_lm's 5-token windows: text needs no speech feedback,
   so whole sentences go in at once), KV cache as CoreML states prefilled with the voice.
 * ``tts_lm`` — the upper 20 layers, batch 2 (positive and negative CFG paths, each with its
   own state-held cache), 5 positions per call: a text window on the positive path
@@ -44,14 +46,14 @@ def _keep(valid: torch.Tensor, batch: int, length: int) -> torch.Tensor:
 
 
 class LmStep(nn.Module):
-    """ids [1, L], position [1], valid [1] -> hidden [1, C, 1, L] (zeros past valid)."""
+    """embeds [1, C, 1, L] (token table rows), position [1], valid [1] -> hidden [1, C, 1, L] (zeros past valid)."""
 
     def __init__(self, lm: AneQwen2):
         super().__init__()
         self.lm = lm
 
-    def forward(self, ids: torch.Tensor, position: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        return self.lm(ids, position, valid) * _keep(valid, 1, self.lm.chunk)
+    def forward(self, embeds: torch.Tensor, position: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        return self.lm(embeds, position, valid) * _keep(valid, 1, self.lm.chunk)
 
 
 class TtsLmStep(nn.Module):
@@ -90,6 +92,11 @@ def _bf16(a: np.ndarray) -> np.ndarray:
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(torch.bfloat16).float().numpy()
 
 
+def token_table(model: VibeVoice) -> np.ndarray:
+    """The lm's token table [vocab, C] as float32 (upstream's ``lm.embed_tokens``)."""
+    return model.lm.embed_tokens.weight.detach().float().numpy()
+
+
 def load_buffers(module: nn.Module, states: dict[str, np.ndarray]) -> None:
     buffers = dict(module.named_buffers())
     with torch.no_grad():
@@ -107,23 +114,26 @@ def build(model: VibeVoice, options: VibeVoiceOptions, precision: str = "fp32") 
 
     # -- lm
     chunk, capacity = options.lm_chunk, options.lm_capacity
-    lm = from_qwen2(model.lm, cfg, chunk, capacity, embed=True, final_norm=False, cache_dtype=CACHE_DTYPE)
+    lm = from_qwen2(model.lm, cfg, chunk, capacity, final_norm=False, cache_dtype=CACHE_DTYPE)
+    table = token_table(model)
     lm_states = cache_states([(preset["lm"]["k"], preset["lm"]["v"])], capacity, "lm")
     lm_step = LmStep(lm).eval()
     load_buffers(lm_step, lm_states)
     start = preset["lm"]["k"].shape[2]
     lm_examples = []
     for n in (chunk, max(1, chunk // 2 - 1)):
-        ids = np.zeros((1, chunk), np.int32)
-        ids[0, :n] = rng.integers(0, cfg["vocab_size"], n)
-        lm_examples.append({"ids": ids, "position": np.array([start], np.int32), "valid": np.array([n], np.int32)})
+        embeds = np.zeros((1, hidden, 1, chunk), np.float32)
+        embeds[0, :, 0, :n] = table[rng.integers(0, cfg["vocab_size"], n)].T
+        lm_examples.append(
+            {"embeds": embeds, "position": np.array([start], np.int32), "valid": np.array([n], np.int32)}
+        )
 
-    def lm_reference(ids: Any, position: Any, valid: Any) -> dict[str, Any]:
+    def lm_reference(embeds: Any, position: Any, valid: Any) -> dict[str, Any]:
         n, pos = int(valid[0]), int(position[0])
         cache = preset_cache(preset["lm"])
         with torch.no_grad():
             out = model.lm(
-                input_ids=torch.from_numpy(ids[:, :n]).long(),
+                inputs_embeds=torch.from_numpy(np.ascontiguousarray(embeds[0, :, 0, :n].T))[None],
                 past_key_values=cache,
                 use_cache=True,
                 position_ids=torch.arange(pos, pos + n)[None],
@@ -135,7 +145,7 @@ def build(model: VibeVoice, options: VibeVoiceOptions, precision: str = "fp32") 
     lm_traceable = Traceable(
         lm_step,
         [
-            TensorSpec("ids", (1, chunk), "int32"),
+            TensorSpec("embeds", (1, hidden, 1, chunk)),
             TensorSpec("position", (1,), "int32"),
             TensorSpec("valid", (1,), "int32"),
         ],
@@ -147,9 +157,7 @@ def build(model: VibeVoice, options: VibeVoiceOptions, precision: str = "fp32") 
 
     # -- tts_lm: positive and negative paths
     window, tts_capacity = C.TEXT_WINDOW, options.tts_capacity
-    tts = from_qwen2(
-        model.tts_lm, cfg, window, tts_capacity, embed=False, final_norm=True, cache_dtype=CACHE_DTYPE, batch=2
-    )
+    tts = from_qwen2(model.tts_lm, cfg, window, tts_capacity, final_norm=True, cache_dtype=CACHE_DTYPE, batch=2)
     tts_states = cache_states(
         [(preset[p]["k"], preset[p]["v"]) for p in ("tts_lm", "neg_tts_lm")], tts_capacity, "tts_lm"
     )

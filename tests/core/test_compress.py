@@ -252,8 +252,12 @@ def test_vibevoice_exports_and_speaks_at_mixed_widths(zoo):
     )
     assert report["ok"] and report["validation_level"] == "mil"
     mil = {(c["component"], c["metric"]): c for c in report["validation"] if c["level"] == "mil"}
-    assert {c for c, _ in mil} == {"lm", "tts_lm", "sampler", "decoder", "loop:compressed"}
+    assert {c for c, _ in mil} == {"lm", "tts_lm", "sampler", "decoder", "loop:compressed", "constant:embeddings"}
     assert all(c["status"] == "passed" for c in mil.values()), {k: c["status"] for k, c in mil.items()}
+    # the lm's token table ships as look-up tables, and the loop below spoke with it (loop:compressed)
+    from zoo.core.kit.constants import palettized_names
+
+    assert palettized_names(Path(report["path"]) / "constants" / "embeddings.safetensors").keys() == {"embed_tokens"}
     records = {c["name"]: c["compression"] for c in report["components"]}
     assert all(r["mode"] == "mixed" and r["bits"] and r["bytes_after"] < r["bytes_before"] for r in records.values())
     assert sum(r["bytes_after"] for r in records.values()) < 0.6 * sum(r["bytes_before"] for r in records.values())

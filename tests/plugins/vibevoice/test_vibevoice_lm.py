@@ -27,7 +27,9 @@ def _qwen(layers, final_norm, seed=0):
 
 
 def _chunks(qwen, cfg, sizes, embed, seed=1):
-    """Per chunk: the ANE module's inputs and transformers' hidden states with a DynamicCache."""
+    """Per chunk: the ANE module's inputs and transformers' hidden states with a DynamicCache.
+    ``embed``: the inputs are rows of the token table (the lm's, looked up by the host), else any
+    embeddings (the tts_lm's)."""
     gen = torch.Generator().manual_seed(seed)
     cache, pos, out = transformers.DynamicCache(), 0, []
     for n in sizes:
@@ -43,12 +45,8 @@ def _chunks(qwen, cfg, sizes, embed, seed=1):
                 ).last_hidden_state
             else:  # nothing for this sequence in this chunk
                 want = torch.zeros(1, 0, cfg["hidden_size"])
-        if embed:
-            x = np.zeros((1, CHUNK), np.int32)
-            x[0, :n] = ids[0].numpy()
-        else:
-            x = np.zeros((1, cfg["hidden_size"], 1, CHUNK), np.float32)
-            x[0, :, 0, :n] = embeds[0].T.numpy()
+        x = np.zeros((1, cfg["hidden_size"], 1, CHUNK), np.float32)
+        x[0, :, 0, :n] = embeds[0].T.numpy()
         inputs = {"inputs": x, "position": np.array([pos], np.int32), "valid": np.array([n], np.int32)}
         out.append((inputs, want[0].numpy(), n))
         pos += n
@@ -59,7 +57,7 @@ def _chunks(qwen, cfg, sizes, embed, seed=1):
 def test_ane_layout_matches_qwen2_chunk_by_chunk(embed, final_norm):
     """Chunks of 8, 3 (padded: 5 rows that must not touch the cache) and 8 positions."""
     cfg, qwen = _qwen(3, final_norm)
-    ane = from_qwen2(qwen, cfg, CHUNK, CAPACITY, embed=embed, final_norm=final_norm)
+    ane = from_qwen2(qwen, cfg, CHUNK, CAPACITY, final_norm=final_norm)
     for inputs, want, n in _chunks(qwen, cfg, (8, 3, 8), embed):
         with torch.no_grad():
             got = ane(*(torch.from_numpy(v) for v in inputs.values()))[0, :, 0, :n].T.numpy()
@@ -72,7 +70,7 @@ def test_two_paths_in_one_batch_keep_separate_caches():
     """The tts_lm layout: positive and negative paths as a batch of 2, each with its own cache and
     position; a chunk where one path has valid = 0 leaves that path's cache untouched."""
     cfg, qwen = _qwen(2, final_norm=True)
-    ane = from_qwen2(qwen, cfg, CHUNK, CAPACITY, embed=False, final_norm=True, batch=2)
+    ane = from_qwen2(qwen, cfg, CHUNK, CAPACITY, final_norm=True, batch=2)
     paths = [_chunks(qwen, cfg, sizes, embed=False, seed=seed) for sizes, seed in (((8, 5, 1), 1), ((2, 0, 1), 2))]
     for (a, want_a, na), (b, want_b, nb) in zip(*paths):
         inputs = {k: np.concatenate([a[k], b[k]]) for k in a}
@@ -106,7 +104,7 @@ def test_weights_that_do_not_map_are_refused():
         cfg["hidden_size"], cfg["hidden_size"], bias=False
     )  # not Qwen2's layout
     with pytest.raises(ValueError, match=r"missing \['layers.1.self_attn.q_proj.bias'\]"):
-        from_qwen2(qwen, cfg, CHUNK, CAPACITY, embed=True, final_norm=True)
+        from_qwen2(qwen, cfg, CHUNK, CAPACITY, final_norm=True)
 
 
 @pytest.mark.slow
@@ -122,13 +120,13 @@ def test_converted_lm_keeps_its_cache_in_coreml_states(tmp_path):
     from zoo.core.plugin.traceable import StateSpec, TensorSpec, Traceable
 
     cfg, qwen = _qwen(2, final_norm=False)
-    ane = from_qwen2(qwen, cfg, CHUNK, CAPACITY, embed=True, final_norm=False, cache_dtype=torch.float16)
+    ane = from_qwen2(qwen, cfg, CHUNK, CAPACITY, final_norm=False, cache_dtype=torch.float16)
     cases = _chunks(qwen, cfg, (8, 3, 8), embed=True)
     states = [StateSpec(name, tuple(ane.get_buffer(name).shape), "float16") for name in ane.state_names()]
     traceable = Traceable(
         copy.deepcopy(ane),
         [
-            TensorSpec("inputs", (1, CHUNK), "int32"),
+            TensorSpec("inputs", (1, cfg["hidden_size"], 1, CHUNK)),
             TensorSpec("position", (1,), "int32"),
             TensorSpec("valid", (1,), "int32"),
         ],
@@ -156,7 +154,7 @@ def test_the_layout_holds_upstreams_weights_and_keeps_them_through_a_float64_run
     from zoo.core.kit.float64 import as_float64
 
     cfg, qwen = _qwen(2, final_norm=False)
-    ane = from_qwen2(qwen, cfg, CHUNK, CAPACITY, embed=True, final_norm=False)
+    ane = from_qwen2(qwen, cfg, CHUNK, CAPACITY, final_norm=False)
     upstream = {t.untyped_storage().data_ptr() for t in qwen.state_dict().values()}
 
     def shared():
