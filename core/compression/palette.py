@@ -3,6 +3,8 @@ configurations that use it."""
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
 from .modes import GROUP_SIZE, KMEANS_BINS, WEIGHT_THRESHOLD, Mode
@@ -65,23 +67,111 @@ def kmeans_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+class _Prefill:
+    """Groups handed in as they are cut (:meth:`add`), clustered in ``workers`` processes in jobs of
+    PREFILL_JOB weights; past PREFILL_BATCH weights out, it waits for the oldest job. Each table
+    lands in the store its group was added for. A group already in its store, or already out, is
+    not clustered again. The processes start with the first full job: fewer weights than that are
+    left to the caller's own ``lut_kmeans`` (a pool costs more than it saves there; and a process
+    that has not imported coremltools yet would have each worker import it, ~2.5 s)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pool: Any = None
+        self.job: list[tuple[tuple, Any, int, dict]] = []  # (key, values, table size, the store it goes to)
+        self.pending: set[tuple] = set()  # keys handed out or in ``job``
+        self.running: deque = deque()  # (future, [(key, store)], weights)
+        self.held = [0, 0]  # weights in ``job``, weights handed out and not yet back
+        self.clustered = 0
+
+    def add(self, flat: Any, bits: int, tables: dict) -> None:
+        key = _table_key(flat, bits)
+        if key not in tables and key not in self.pending:
+            self.job.append((key, flat.copy(), 1 << bits, tables))
+            self.pending.add(key)
+            self.held[0] += flat.size
+        if self.held[0] >= PREFILL_JOB:
+            self.hand_out()
+
+    def _receive(self) -> None:
+        future, stores, weights = self.running.popleft()
+        for (key, tables), lut in zip(stores, future.result()):
+            tables[key] = lut
+            self.pending.discard(key)
+        self.held[1] -= weights
+        self.clustered += len(stores)
+
+    def hand_out(self) -> None:
+        if self.job:
+            if self.pool is None:
+                self.pool = _pool(self.workers)
+            future = self.pool.submit(_cluster_all, [(values, size) for _, values, size, _ in self.job])
+            self.running.append((future, [(key, tables) for key, _, _, tables in self.job], self.held[0]))
+            self.held[1] += self.held[0]
+            self.held[0] = 0
+            self.job.clear()
+        while self.running and (self.held[1] >= PREFILL_BATCH or self.running[0][0].done()):
+            self._receive()
+
+    def finish(self) -> int:
+        """Every table back in its store (less than a job in all: none clustered, the caller's
+        ``lut_kmeans`` clusters them); how many groups were clustered."""
+        if self.pool is not None:
+            self.hand_out()
+            while self.running:
+                self._receive()
+        return self.clustered
+
+    def close(self) -> None:
+        """The processes stopped (jobs not started are dropped)."""
+        self.job.clear()
+        self.pending.clear()
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+            self.pool = None
+
+
+def _pool(workers: int) -> Any:
+    import multiprocessing
+    import sys
+    from concurrent.futures import ProcessPoolExecutor
+
+    # fork on Linux (the workers run numpy and kmeans1d only); elsewhere spawn: macOS's system
+    # frameworks (CoreML among them) are not safe in a forked child
+    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+
+
+def prefill_groups(groups: Iterable[Any], bits: int, tables: dict, workers: int) -> int:
+    """Cluster ``groups`` (arrays of values) at ``bits`` in ``workers`` processes into ``tables``, as
+    :func:`lut_kmeans` would; it then finds each group's table and only indexes the values. How
+    many groups were clustered (none with fewer than two workers: the caller's own ``lut_kmeans``
+    clusters them)."""
+    import numpy as np
+
+    if workers < 2:
+        return 0
+    prefill = _Prefill(workers)
+    try:
+        for values in groups:
+            prefill.add(np.asarray(values).reshape(-1), bits, tables)
+        return prefill.finish()
+    finally:
+        prefill.close()
+
+
 def prefill_tables(prog: Any, graph_pass: Any, workers: int) -> int:
     """Cluster, in ``workers`` processes, every group of weights the configured palettization
     ``graph_pass`` is about to cluster, into the ``tables`` store its look-up function holds; the
     pass then finds each group's table and only indexes the weights. The groups are cut by
     coremltools' own ``blockwise_compress`` (a dry run whose look-up function collects them), so
     they are the pass's groups byte for byte; a table is the one ``lut_kmeans`` would compute in
-    the pass. Groups are handed out as they are cut (jobs of PREFILL_JOB weights), so the
-    processes cluster while this one still cuts; past PREFILL_BATCH weights handed out, it waits
-    for the oldest job. How many groups were clustered.
+    the pass. Groups are handed out as they are cut (:class:`_Prefill`), so the processes cluster
+    while this one still cuts. How many groups were clustered.
 
     Measured (pocket_tts fp16-mixed, full size, 2 cores, 2026-12-04): cutting every group first and
     clustering them after, its three compress stages took 54.9 / 8.7 / 25.0 s."""
     import functools
-    import multiprocessing
-    import sys
-    from collections import deque
-    from concurrent.futures import ProcessPoolExecutor
 
     import numpy as np
     from coremltools.optimize import _utils as optimize_utils
@@ -90,39 +180,13 @@ def prefill_tables(prog: Any, graph_pass: Any, workers: int) -> int:
     if workers < 2:
         return 0
     config = graph_pass.config
-    job: list[tuple[tuple, Any, int, dict]] = []  # (key, values, table size, the store it goes to)
-    pending: set[tuple] = set()  # keys handed out or in ``job``
-    running: deque = deque()  # (future, [(key, store)], weights)
-    held = [0, 0, 0]  # weights in ``job``, weights handed out and not yet back, groups clustered
 
-    def collect(values: Any, bits: int, tables: dict) -> tuple[Any, Any]:
-        flat = np.asarray(values).reshape(-1)
-        key = _table_key(flat, bits)
-        if key not in tables and key not in pending:
-            job.append((key, flat.copy(), 1 << bits, tables))
-            pending.add(key)
-            held[0] += flat.size
-        return np.zeros(1 << bits, flat.dtype), np.zeros(flat.size, np.uint8)  # the dry run's stand-ins
+    def collect_function(fn: Any, prefill: _Prefill) -> None:
+        def collect(values: Any, bits: int, tables: dict) -> tuple[Any, Any]:
+            flat = np.asarray(values).reshape(-1)
+            prefill.add(flat, bits, tables)
+            return np.zeros(1 << bits, flat.dtype), np.zeros(flat.size, np.uint8)  # the dry run's stand-ins
 
-    def receive() -> None:
-        future, stores, weights = running.popleft()
-        for (key, tables), lut in zip(stores, future.result()):
-            tables[key] = lut
-            pending.discard(key)
-        held[1] -= weights
-        held[2] += len(stores)
-
-    def hand_out(pool: Any) -> None:
-        if job:
-            future = pool.submit(_cluster_all, [(values, size) for _, values, size, _ in job])
-            running.append((future, [(key, tables) for key, _, _, tables in job], held[0]))
-            held[1] += held[0]
-            held[0] = 0
-            job.clear()
-        while running and (held[1] >= PREFILL_BATCH or running[0][0].done()):
-            receive()
-
-    def collect_function(fn: Any, pool: Any) -> None:
         for op in list(fn.operations):
             if op.op_type != "const":
                 continue
@@ -139,20 +203,15 @@ def prefill_tables(prog: Any, graph_pass: Any, workers: int) -> int:
             keywords = lut_function.keywords
             collector = functools.partial(collect, bits=keywords["bits"], tables=keywords["tables"])
             palettize_weights.blockwise_compress(weight, "CUSTOM", None, block_sizes, collector, 1, channel_axis=axis)
-            if held[0] >= PREFILL_JOB:
-                hand_out(pool)
 
-    # fork on Linux (the workers run numpy and kmeans1d only); elsewhere spawn: macOS's system
-    # frameworks (CoreML among them) are not safe in a forked child
-    context = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    prefill = _Prefill(workers)
+    try:
         for fn in prog.functions.values():
             with fn:  # coremltools' checks build ops: they need the block, as in the pass
-                collect_function(fn, pool)
-        hand_out(pool)
-        while running:
-            receive()
-    return held[2]
+                collect_function(fn, prefill)
+        return prefill.finish()
+    finally:
+        prefill.close()
 
 
 def _cluster_all(jobs: list[tuple[Any, int]]) -> list[Any]:

@@ -425,8 +425,8 @@ def test_tables_clustered_in_worker_processes_are_the_ones_the_pass_would_make(t
     """prefill_tables cuts the groups with coremltools' own blockwise_compress and clusters them in
     two processes before the pass: the pass then clusters nothing itself, and the package is the
     one a single process makes (a linear weight, a conv's, a conv_transpose's grouped on axis 1, a
-    weight kept uncompressed); also when the groups go out in many small jobs and it must wait for
-    the oldest before handing out more ("2 small")."""
+    weight kept uncompressed), when the groups go out in many small jobs and it must wait for the
+    oldest before handing out more ("2 small"); fewer weights than one job start no processes (2)."""
     import coremltools as ct
     import coremltools.optimize.coreml as cto
     from coremltools.converters.mil import Builder as mb
@@ -483,7 +483,8 @@ def test_tables_clustered_in_worker_processes_are_the_ones_the_pass_would_make(t
             for op in fn.operations
             if op.op_type.startswith("constexpr_")
         }
-    assert in_pass[1] > 0 and in_pass[2] == in_pass["2 small"] == 0, in_pass  # every table was prefilled
+    # fewer weights than one job (2): no processes, the pass clusters; in jobs ("2 small"): every table prefilled
+    assert in_pass[1] > 0 and in_pass[2] == in_pass[1] and in_pass["2 small"] == 0, in_pass
     for other in (2, "2 small"):
         assert made[1].keys() == made[other].keys() and len(made[1]) == 3, made[1].keys()
         for name, arrays in made[1].items():

@@ -178,3 +178,54 @@ def test_a_relative_path_leading_outside_the_stage_is_refused_and_nothing_is_wri
     with pytest.raises(ValueError, match="not a path inside the export"):
         cc.compress_constants({"c": (path, "../../outside.safetensors")}, {"c": ("table",)}, "p4", out)
     assert not (tmp_path / "outside.safetensors").exists() and not out.exists()
+
+
+def test_the_snr_summed_in_chunks_is_compares():
+    """Measured a chunk at a time (memory bounded for a 136 M-value table): the same number as
+    validation.metrics.compare's SNR over the whole, for any chunk size; a non-finite element
+    anywhere gives -inf, identical tensors inf."""
+    from zoo.core.validation.metrics import compare
+
+    rng = np.random.default_rng(3)
+    original = rng.standard_normal((37, 11)).astype(np.float32)
+    stored = (original + 0.1 * rng.standard_normal((37, 11)) * np.linspace(0, 3, 37)[:, None]).astype(np.float16)
+    want = compare(stored, original)["snr_db"]
+    for chunk in (1, 7, 100, 1 << 20):
+        assert cc.snr_db(original, stored, chunk=chunk) == pytest.approx(want, rel=1e-12), chunk
+    assert cc.snr_db(original, original.copy(), chunk=7) == float("inf")
+    broken = stored.copy()
+    broken[36, 10] = np.inf  # in the last chunk
+    assert cc.snr_db(original, broken, chunk=7) == float("-inf")
+    with pytest.raises(ValueError, match="differ in shape"):
+        cc.snr_db(original, stored[:-1])
+
+
+def test_tables_clustered_in_worker_processes_are_the_ones_made_here(monkeypatch):
+    """palettize hands its groups to worker processes (palette.prefill_groups); it then clusters
+    nothing itself, and the tables and indices are the ones it makes alone. Fewer weights than one
+    job: no processes start, it clusters them itself."""
+    from zoo.core.compression import palette
+
+    values = np.random.default_rng(4).standard_normal((70, 48)).astype(np.float16)  # 5 groups, the last short
+    clustered = []
+    real = palette._lut_kmeans
+
+    def counted(flat, size):
+        clustered.append(size)
+        return real(flat, size)
+
+    monkeypatch.setattr(palette, "_lut_kmeans", counted)
+    monkeypatch.setattr(palette, "PREFILL_JOB", 16 * 48)  # a job per group: the pool starts
+    made = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(palette, "kmeans_workers", lambda: workers)
+        clustered.clear()
+        made[workers] = cc.palettize(values, 4)
+        assert len(clustered) == (5 if workers == 1 else 0), workers
+    np.testing.assert_array_equal(made[1].lut, made[2].lut)
+    np.testing.assert_array_equal(made[1].indices, made[2].indices)
+    monkeypatch.setattr(palette, "PREFILL_JOB", 1 << 20)
+    monkeypatch.setattr(palette, "_pool", lambda workers: pytest.fail("a pool for less than a job"))
+    clustered.clear()
+    np.testing.assert_array_equal(cc.palettize(values, 4).lut, made[1].lut)
+    assert len(clustered) == 5
