@@ -98,3 +98,19 @@ def publish_and_verify(zoo, export_id: str, model: str) -> dict:
     card = (folder / "README.md").read_text()
     assert "### What a native app implements" in card and card.lstrip("-\n").startswith("license:")
     return manifest
+
+
+def count_clustering(monkeypatch) -> list[int]:
+    """The table sizes this process clusters from now on (``palette._lut_kmeans`` counted; a worker
+    process's clustering is not seen here)."""
+    from zoo.core.compression import palette
+
+    clustered: list[int] = []
+    real = palette._lut_kmeans
+
+    def counted(flat, size):
+        clustered.append(size)
+        return real(flat, size)
+
+    monkeypatch.setattr(palette, "_lut_kmeans", counted)
+    return clustered

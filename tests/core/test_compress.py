@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import count_clustering
 
 from zoo.core.compression import compress, palette, passes
 from zoo.core.export.cache import StageCache
@@ -455,14 +456,7 @@ def test_tables_clustered_in_worker_processes_are_the_ones_the_pass_would_make(t
         compute_precision=ct.precision.FLOAT16,
     ).save(str(src))
     made, in_pass = {}, {}
-    clustered = []
-    real = palette._lut_kmeans
-
-    def counted(flat, size):
-        clustered.append(size)
-        return real(flat, size)
-
-    monkeypatch.setattr(palette, "_lut_kmeans", counted)
+    clustered = count_clustering(monkeypatch)
     for workers in (1, 2, "2 small"):
         if workers == "2 small":  # a job per group or two, at most three groups' weights out at once
             monkeypatch.setattr(palette, "PREFILL_JOB", 1024)

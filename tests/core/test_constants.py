@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import count_clustering
 from safetensors.numpy import load_file, save_file
 
 from zoo.core.compression import constants as cc
@@ -207,14 +208,7 @@ def test_tables_clustered_in_worker_processes_are_the_ones_made_here(monkeypatch
     from zoo.core.compression import palette
 
     values = np.random.default_rng(4).standard_normal((70, 48)).astype(np.float16)  # 5 groups, the last short
-    clustered = []
-    real = palette._lut_kmeans
-
-    def counted(flat, size):
-        clustered.append(size)
-        return real(flat, size)
-
-    monkeypatch.setattr(palette, "_lut_kmeans", counted)
+    clustered = count_clustering(monkeypatch)
     monkeypatch.setattr(palette, "PREFILL_JOB", 16 * 48)  # a job per group: the pool starts
     made = {}
     for workers in (1, 2):
