@@ -1,10 +1,11 @@
 """build_traceables for VibeVoice-Realtime-0.5B: lm, tts_lm, sampler, decoder.
 
 * ``lm`` — the lower 4 Qwen2 layers in the Neural Engine layout (lm.py): up to ``lm_chunk``
-  text tokens per call, as their rows of the token table (``embeddings.safetensors``
-  ``embed_tokens``: a look-up the host does, so the table is a constant a compressed variant
-  may store as look-up tables, constants.py) (not the tts_lm's 5-token windows: text needs no speech feedback,
-  so whole sentences go in at once), KV cache as CoreML states prefilled with the voice.
+  text tokens per call (not the tts_lm's 5-token windows: text needs no speech feedback, so
+  whole sentences go in at once), KV cache as CoreML states prefilled with the voice. The tokens
+  arrive as their rows of the token table, which the host looks up: the table is a constant
+  (``embeddings.safetensors`` ``embed_tokens``, constants.py) a compressed variant may store as
+  look-up tables.
 * ``tts_lm`` — the upper 20 layers, batch 2 (positive and negative CFG paths, each with its
   own state-held cache), 5 positions per call: a text window on the positive path
   (``valid = [n, 0]``) or one speech latent on both (``valid = [1, 1]``); also returns the
