@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from ..plugin.names import state_identifier
+from . import compiled
 from .kernels import KERNELS
 
 
@@ -614,17 +615,9 @@ def _finite(value: np.ndarray) -> bool:
     return bool(np.isfinite(total)) or bool(np.isfinite(value).all())
 
 
-#: elements rounded at a time: the temporaries (256 KB each) stay in the CPU cache, and those of a
-#: large tensor (a dequantized embedding table of 136 M values) never grow with it. Measured on
-#: 8 M values, a seventh of them below 2**-14: 21-31 ms per call with 2**15-2**18, 50 ms with 2**22
-ROUND_CHUNK = 1 << 16
-#: the float32 magnitude bits from which a value rounds to fp16's inf (65520), or is inf or NaN
-_OVERFLOW = np.uint32(0x477FF000)
-
-
 def round_to_fp16(value: np.ndarray) -> np.ndarray:
     """float32 -> the nearest fp16 value (ties to even), held in float32; same result as
-    ``value.astype(float16).astype(float32)``, 2-4x as fast (how: ``_round_chunk``)."""
+    ``value.astype(float16).astype(float32)``, in one compiled pass (``compiled.round_into``)."""
     return rounded_and_finite(value)[0]
 
 
@@ -632,58 +625,17 @@ def rounded_and_finite(value: np.ndarray) -> tuple[np.ndarray, bool]:
     """``round_to_fp16(value)`` and whether every rounded value is finite, known from the rounding's
     own pass (a value rounds to inf from 65520 on, and inf and NaN stay so): no second pass.
 
-    A large tensor is rounded ``ROUND_CHUNK`` elements at a time into one new array. Measured
-    (kokoro's decoder, full size, fp16, its longer parity example, 2 idle cores, 2026-12-04): the
-    rounding took 0.54 s of the 1.44 s call, the separate finiteness pass this replaces 0.12 s;
-    rounding in two threads instead was slower (0.62 s: this machine's two cores gain nothing)."""
-    value = np.ascontiguousarray(value, dtype=np.float32)
-    if value.size <= ROUND_CHUNK:
-        result, peak = _round_chunk(value)
-        return result, bool(peak < _OVERFLOW)
-    out = np.empty(value.shape, np.float32)
-    flat_in, flat_out = value.reshape(-1), out.reshape(-1)
-    peak = np.uint32(0)
-    for start in range(0, value.size, ROUND_CHUNK):
-        flat_out[start : start + ROUND_CHUNK], chunk_peak = _round_chunk(flat_in[start : start + ROUND_CHUNK])
-        peak = max(peak, chunk_peak)
-    return out, bool(peak < _OVERFLOW)
-
-
-def _round_chunk(value: np.ndarray) -> tuple[np.ndarray, Any]:
-    """One chunk of round_to_fp16, in whole-array passes without indexing (the common cases), and
-    the largest magnitude's float32 bits (the caller's finiteness test):
-
-    * fp16's normal range: add half an fp16 ulp (less one, plus the kept bit: ties to even)
-      to the float32 bits and clear the 13 dropped mantissa bits;
-    * below 2**-14, where fp16 holds multiples of 2**-24 (subnormals): one float32 addition
-      of 0.5 rounds |x| to a multiple of 2**-24, ties to even, because the float32 ulp on
-      [0.5, 1) is 2**-24; subtracting 0.5 again is exact;
-    * 65520 and beyond, inf and NaN (rare): numpy's cast on those elements only.
-    """
-    value = np.ascontiguousarray(value, dtype=np.float32)
-    bits = value.view(np.uint32)
-    out = np.right_shift(bits, np.uint32(13))
-    out &= np.uint32(1)
-    out += np.uint32(0x0FFF)
-    out += bits
-    out &= np.uint32(0xFFFFE000)
-    result = out.view(np.float32)
-    magnitude = bits & np.uint32(0x7FFFFFFF)
-    small = magnitude < np.uint32(0x38800000)  # below 2**-14
-    if small.any():
-        tiny = np.abs(value)
-        tiny += _HALF
-        tiny -= _HALF
-        np.copysign(tiny, value, out=tiny)
-        np.copyto(result, tiny, where=small)
-    peak = magnitude.max(initial=np.uint32(0))
-    if peak >= _OVERFLOW:  # rounds to inf (65520), inf, NaN
-        where = np.flatnonzero(magnitude >= _OVERFLOW)
-        result.reshape(-1)[where] = value.reshape(-1)[where].astype(np.float16).astype(np.float32)
-    return result.reshape(np.shape(value)), peak
-
-
-_HALF = np.float32(0.5)
+    Always a new array (a kernel's output may be a view of its input). Measured on 8 M values, a
+    seventh of them below 2**-14 (2026-12-04, idle): 6.5 ms; numpy's cast there and back 50 ms; the
+    whole-array bit arithmetic this replaced (five passes, chunked to stay in the cache) 50 ms."""
+    source = np.asarray(value)
+    if source.dtype == np.float32 and source.flags.c_contiguous:
+        out = np.empty(source.shape, np.float32)
+        peak = compiled.round_into(source, out)
+    else:  # a new float32 copy, rounded where it lies
+        out = np.array(source, dtype=np.float32, order="C")
+        peak = compiled.round_into(out, out)
+    return out, bool(peak < compiled.OVERFLOW)
 
 
 def _store(value: np.ndarray) -> np.ndarray:

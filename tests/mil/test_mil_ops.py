@@ -495,27 +495,30 @@ def test_fp16_rounding_matches_numpy_cast():
     assert np.array_equal(np.signbit(got), np.signbit(want))
     from zoo.core.mil import program
 
-    chunked = program.ROUND_CHUNK
-    try:  # a tensor larger than a chunk (here 7 elements): rounded chunk by chunk, the same values
-        program.ROUND_CHUNK = 7
-        tiled = round_to_fp16(values[:60000].reshape(-1, 4))
-    finally:
-        program.ROUND_CHUNK = chunked
-    assert tiled.shape == (15000, 4) and np.array_equal(tiled, want[:60000].reshape(-1, 4), equal_nan=True)
-    # whether every rounded value is finite comes with the rounding (the interpreter's overflow report),
-    # whole and chunk by chunk: 65519.99 rounds to 65504, 65520 to inf, in the last chunk alone too
+    # any layout and dtype the kernels return: a strided view, float64, a 0-d value, each rounded into
+    # a new array that leaves its input as it was
+    block = values[:60000].reshape(-1, 4)
+    before = block.copy()
+    for case, expect in (
+        (block, want[:60000].reshape(-1, 4)),
+        (block.T, want[:60000].reshape(-1, 4).T),
+        (block.astype(np.float64), want[:60000].reshape(-1, 4)),
+        (np.float32(1 + 2.0**-11), np.float32(1)),
+    ):
+        got = round_to_fp16(case)
+        assert got.shape == np.shape(case) and got.dtype == np.float32
+        assert np.array_equal(got, expect, equal_nan=True)
+    assert np.array_equal(block, before, equal_nan=True)
+    # whether every rounded value is finite comes with the rounding (the interpreter's overflow report):
+    # 65519.99 rounds to 65504, 65520 to inf, NaN stays NaN
     finite = values[np.isfinite(want)]
-    for chunk in (chunked, 7):
-        try:
-            program.ROUND_CHUNK = chunk
-            for case in (finite, values, np.append(finite, np.float32(65519.99)), np.append(finite, np.float32(65520))):
-                got, flag = program.rounded_and_finite(case)
-                assert flag == bool(np.isfinite(got).all()) and np.array_equal(got, round_to_fp16(case), equal_nan=True)
-            assert not program.rounded_and_finite(np.append(finite, np.float32(65520)))[1]
-            assert program.rounded_and_finite(np.append(finite, np.float32(65519.99)))[1]
-            assert not program.rounded_and_finite(np.append(finite, np.float32(np.nan)))[1]
-        finally:
-            program.ROUND_CHUNK = chunked
+    for case in (finite, values, np.append(finite, np.float32(65519.99)), np.append(finite, np.float32(65520))):
+        got, flag = program.rounded_and_finite(case)
+        assert flag == bool(np.isfinite(got).all()) and np.array_equal(got, round_to_fp16(case), equal_nan=True)
+    assert not program.rounded_and_finite(np.append(finite, np.float32(65520)))[1]
+    assert program.rounded_and_finite(np.append(finite, np.float32(65519.99)))[1]
+    assert not program.rounded_and_finite(np.append(finite, np.float32(np.nan)))[1]
+    assert not program.rounded_and_finite(np.append(finite, np.float32(-np.inf)))[1]
     # (all 2**32 float32 bit patterns were compared once, in 8 minutes: no difference, NaN compared as NaN)
 
 

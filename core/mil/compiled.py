@@ -1,0 +1,55 @@
+"""The interpreter's element loops compiled with numba: work that numpy can only do in several
+whole-array passes (each reading and writing the tensor again) done in one pass.
+
+Compiled on first use and cached by numba beside this module's bytecode (``__pycache__``, or numba's
+per-user cache directory when that is read-only): the same trust as Python's own ``.pyc`` files.
+Imports numpy and numba only.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+#: float32 magnitude bits: below this, fp16 holds multiples of 2**-24 (its subnormals, 2**-14)
+_SUBNORMAL = np.uint32(0x38800000)
+#: from this magnitude on, a value rounds to fp16's inf (65520), or is inf or NaN
+OVERFLOW = np.uint32(0x477FF000)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _round_into(src: np.ndarray, dst: np.ndarray) -> np.uint32:  # pragma: no cover - compiled
+    """``dst[i] = float32(float16(src[i]))`` for flat float32 arrays (ties to even), and the largest
+    magnitude's float32 bits (the caller's finiteness test). ``dst`` may be ``src``.
+
+    * fp16's normal range: add half an fp16 ulp (less one, plus the kept bit: ties to even) to the
+      float32 bits and clear the 13 dropped mantissa bits;
+    * below 2**-14 (subnormals): one float32 addition of 0.5 rounds |x| to a multiple of 2**-24,
+      ties to even, because the float32 ulp on [0.5, 1) is 2**-24; subtracting 0.5 again is exact;
+    * from 65520 on: inf of the same sign; NaN stays NaN, quieted, its payload cut to fp16's 10 bits
+      (what numpy's cast there and back gives).
+    """
+    bits = src.view(np.uint32)
+    out = dst.view(np.uint32)
+    peak = np.uint32(0)
+    for i in range(bits.size):
+        b = bits[i]
+        magnitude = b & np.uint32(0x7FFFFFFF)
+        if magnitude > peak:
+            peak = magnitude
+        if magnitude < _SUBNORMAL:
+            tiny = (np.float32(abs(src[i])) + np.float32(0.5)) - np.float32(0.5)
+            dst[i] = tiny if b >> np.uint32(31) == 0 else -tiny
+        elif magnitude < OVERFLOW:
+            out[i] = (b + np.uint32(0x0FFF) + ((b >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xFFFFE000)
+        elif magnitude > np.uint32(0x7F800000):
+            out[i] = (b & np.uint32(0xFFFFE000)) | np.uint32(0x00400000)
+        else:
+            out[i] = (b & np.uint32(0x80000000)) | np.uint32(0x7F800000)
+    return peak
+
+
+def round_into(src: np.ndarray, dst: np.ndarray) -> int:
+    """Round the contiguous float32 ``src`` into ``dst`` (same size; may be ``src``); the largest
+    magnitude's float32 bits."""
+    return int(_round_into(src.reshape(-1), dst.reshape(-1)))
