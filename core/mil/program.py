@@ -160,7 +160,9 @@ def _widen(val: Any) -> Any:
     """fp16 constants held as float32 (kernels compute in fp32); lists element by element."""
     if isinstance(val, (list, tuple)):
         return type(val)(_widen(v) for v in val)
-    if isinstance(val, (np.ndarray, np.float16)) and val.dtype == np.float16:
+    if isinstance(val, np.ndarray) and val.dtype == np.float16:
+        return compiled.widen_fp16(val)
+    if isinstance(val, np.float16):
         return val.astype(np.float32)
     return val
 
@@ -641,7 +643,7 @@ def rounded_and_finite(value: np.ndarray) -> tuple[np.ndarray, bool]:
 def _store(value: np.ndarray) -> np.ndarray:
     """Keep declared-fp16 values as float32 holding fp16-rounded numbers (kernels compute in fp32)."""
     if value.dtype == np.float16:
-        return value.astype(np.float32)
+        return compiled.widen_fp16(value)
     return value
 
 

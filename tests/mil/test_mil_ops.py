@@ -522,6 +522,23 @@ def test_fp16_rounding_matches_numpy_cast():
     # (all 2**32 float32 bit patterns were compared once, in 8 minutes: no difference, NaN compared as NaN)
 
 
+def test_fp16_widening_matches_numpy_cast():
+    """fp16 constants and inputs are held as float32 through a look-up of their bits: every one of
+    the 65,536 patterns (subnormals, both zeros, inf, NaN payloads) as numpy's cast gives it, in any
+    layout and shape."""
+    from zoo.core.mil.compiled import widen_fp16
+
+    every = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    want = every.astype(np.float32)
+    got = widen_fp16(every)
+    assert got.dtype == np.float32 and np.array_equal(got.view(np.uint32), want.view(np.uint32))
+    block = every.reshape(256, 256)
+    for case in (block, block.T, block[::3, 1::2], np.float16(-(2.0**-24)), np.float16(np.nan)):
+        got = widen_fp16(np.asarray(case))
+        assert got.shape == np.shape(case)
+        assert np.array_equal(got.view(np.uint32), np.asarray(case).astype(np.float32).view(np.uint32))
+
+
 def test_lstm_reverse_clip_and_activations_follow_coremltools_reference():
     """The lstm kernel as coremltools' reference for the op defines it (ops/tests/iOS14/
     test_recurrent.py): ``reverse`` emits its outputs in the order it ran, ``clip`` bounds the cell
