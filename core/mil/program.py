@@ -627,9 +627,11 @@ def rounded_and_finite(value: np.ndarray) -> tuple[np.ndarray, bool]:
     """``round_to_fp16(value)`` and whether every rounded value is finite, known from the rounding's
     own pass (a value rounds to inf from 65520 on, and inf and NaN stay so): no second pass.
 
-    Always a new array (a kernel's output may be a view of its input). Measured on 8 M values, a
-    seventh of them below 2**-14 (2026-12-04, idle): 6.5 ms; numpy's cast there and back 50 ms; the
-    whole-array bit arithmetic this replaced (five passes, chunked to stay in the cache) 50 ms."""
+    Always a new array (a kernel's output may be its input: ``cast`` to fp16). Measured on 8 M
+    values, a seventh of them below 2**-14 (2026-12-04, idle): 6.5 ms; numpy's cast there and back
+    50 ms; the whole-array bit arithmetic this replaced (five passes, chunked to stay in the cache)
+    50 ms. Rounding a fresh kernel output where it lies was slower, 15-18 ms (the compiled loop does
+    not vectorize when it writes the memory it reads)."""
     source = np.asarray(value)
     if source.dtype == np.float32 and source.flags.c_contiguous:
         out = np.empty(source.shape, np.float32)

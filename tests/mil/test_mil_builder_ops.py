@@ -381,3 +381,23 @@ def test_a_compressed_weight_is_expanded_once_within_the_bound_and_every_call_pa
     assert not run(program, {"x": x}).any()  # the zero weight, not the kept expansion
     program.substitute(const, previous)
     np.testing.assert_array_equal(run(program, {"x": x}), outs[0][0])
+
+
+def test_fp16_rounding_leaves_the_float32_values_it_reads(tmp_path):
+    """The interpreter rounds an fp16 result into a new array: ``cast`` to fp16 returns its float32
+    input itself, which a later float32 op, and the caller, still hold unrounded."""
+    from coremltools.converters.mil import Builder as mb
+
+    x = (RNG.standard_normal((4, 64)) * 3).astype(np.float32)  # none of them an fp16 value
+
+    def fn(x):
+        half = mb.cast(x=x, dtype="fp16")
+        doubled = mb.cast(x=mb.add(x=half, y=half), dtype="fp32", name="doubled")
+        return doubled, mb.mul(x=x, y=np.float32(2.0), name="exact")
+
+    program = build(tmp_path, fn, {"x": x})
+    given = x.copy()
+    out = program.run({"x": x})
+    assert np.array_equal(x, given)  # the caller's array as it was
+    assert np.array_equal(out["exact"], given * 2)  # read after the cast: still the float32 input
+    assert np.array_equal(out["doubled"], given.astype(np.float16).astype(np.float32) * 2)
