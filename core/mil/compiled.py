@@ -68,9 +68,10 @@ def _widen_into(src: np.ndarray, table: np.ndarray, dst: np.ndarray) -> None:  #
 def widen_fp16(value: np.ndarray) -> np.ndarray:
     """fp16 -> float32, a new array: each value looked up by its bits in a 256 KB table.
 
-    numpy's cast depends on the values here (2026-12-04, 2 idle cores): vibevoice's decoder weights
-    widened at 85 M values/s, 3.6 s of its package's 5 s load; the look-up 1.9 G/s on the same
-    arrays (18 vs 178 ms for 34 M values)."""
+    Measured (benchmarks/bench_fp16_casts.py, 2026-12-04, 2 idle cores): 34 M values in 34 ms, numpy's
+    cast 55 ms; numpy's cast of a weight as coremltools' loader returns it took up to 178 ms. Most of
+    what a package's load spends here is the new float32 memory's first touch (vibevoice's decoder:
+    1.4 GB); the four vibevoice packages loaded in 5.6-6.1 s instead of 8.0-9.4 s."""
     source = np.ascontiguousarray(value)
     out = np.empty(np.shape(value), np.float32)
     _widen_into(source.reshape(-1).view(np.uint16), _FP16_TO_FP32, out.reshape(-1).view(np.uint32))
