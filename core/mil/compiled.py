@@ -8,6 +8,8 @@ Imports numpy and numba only.
 
 from __future__ import annotations
 
+import math
+
 import numba
 import numpy as np
 
@@ -75,4 +77,27 @@ def widen_fp16(value: np.ndarray) -> np.ndarray:
     source = np.ascontiguousarray(value)
     out = np.empty(np.shape(value), np.float32)
     _widen_into(source.reshape(-1).view(np.uint16), _FP16_TO_FP32, out.reshape(-1).view(np.uint32))
+    return out
+
+
+_SQRT2 = np.float32(np.sqrt(2.0))
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _gelu_into(x: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    half, one = np.float32(0.5), np.float32(1.0)
+    for i in range(x.size):
+        v = x[i]
+        t = v / _SQRT2
+        out[i] = (half * v) * (np.float32(math.erf(np.float64(t))) + one)
+
+
+def gelu_exact(x: np.ndarray) -> np.ndarray:
+    """``0.5 * x * (1 + erf(x / sqrt 2))`` for a float32 array, each step in float32 as numpy
+    evaluates the formula, erf in float64 rounded to float32 (as scipy's float32 erf does): the
+    same bits (tests/mil/test_mil_ops.py), in one pass instead of four. Measured on 6 M values
+    (2026-12-04, idle): 86 ms, the numpy formula 140 ms (erf itself is most of either)."""
+    source = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty(np.shape(x), np.float32)
+    _gelu_into(source.reshape(-1), out.reshape(-1))
     return out

@@ -141,3 +141,45 @@ def test_a_long_conv_allocates_pieces_not_every_tap_at_once(monkeypatch):
     # measured: 6.0 MB in pieces (padded input, output, 1 MB of taps and its product), 34.2 MB whole
     assert pieces < out_mb + 6, pieces
     assert whole > taps_mb, f"the whole-call measurement ({whole:.1f} MB) cannot see the taps: the test proves nothing"
+
+
+@pytest.mark.parametrize(
+    "shape,weight,kwargs",
+    [
+        ((1, 6, 9), (6, 4, 8), {"strides": [4], "dilations": [1], "groups": 1, "pad": [2, 2]}),
+        ((2, 6, 19), (6, 3, 4), {"strides": [2], "dilations": [2], "groups": 2, "pad": [0, 1]}),
+        ((1, 16, 33), (16, 2, 5), {"strides": [3], "dilations": [1], "groups": 4, "pad": [1, 0]}),
+        ((2, 4, 5, 6), (4, 3, 3, 2), {"strides": [2, 3], "dilations": [1, 2], "groups": 1, "pad": [1, 0, 0, 1]}),
+    ],
+)
+@pytest.mark.parametrize("chunk", [1, 300, 1 << 40])
+def test_a_transposed_conv_made_a_slab_at_a_time_equals_torch(monkeypatch, shape, weight, kwargs, chunk):
+    """conv_transpose computes every tap in one product, a slab of input positions at a time
+    (CONV_CHUNK_BYTES), each slab added where its taps land: one position per slab, a few, or all
+    at once give torch's result, whatever the strides, dilations, groups and crops."""
+    import torch
+
+    from zoo.core.mil.kernels import linalg as kernels
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal(weight).astype(np.float32)
+    b = rng.standard_normal(weight[1] * kwargs["groups"]).astype(np.float32)
+    monkeypatch.setattr(kernels, "CONV_CHUNK_BYTES", chunk)
+    got = kernels.conv_transpose(x, w, b, pad_type="custom", **kwargs)
+    nsp = len(shape) - 2
+    fn = torch.nn.functional.conv_transpose1d if nsp == 1 else torch.nn.functional.conv_transpose2d
+    full = fn(
+        torch.from_numpy(x),
+        torch.from_numpy(w),
+        torch.from_numpy(b),
+        stride=kwargs["strides"],
+        dilation=kwargs["dilations"],
+        groups=kwargs["groups"],
+    ).numpy()
+    pad = kwargs["pad"]
+    want = full[
+        (slice(None), slice(None)) + tuple(slice(pad[2 * i], full.shape[2 + i] - pad[2 * i + 1]) for i in range(nsp))
+    ]
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

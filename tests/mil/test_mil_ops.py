@@ -887,3 +887,19 @@ def test_attention_softmax_and_gelu_computed_in_place_equal_their_formulas_bit_f
     want_gelu = 0.5 * x * (1.0 + erf(x / np.float32(np.sqrt(2.0))))
     assert gelu.dtype == want_gelu.dtype
     np.testing.assert_array_equal(gelu, want_gelu)
+    # float32 (every value the interpreter holds) goes through the compiled loop: the same bits over
+    # a wide range, in a strided layout too, with signed zeros, infinities and NaN
+    wide = np.concatenate(
+        [
+            rng.normal(size=20000) * 4,
+            rng.normal(size=2000) * 1e-4,
+            np.linspace(-12, 12, 4001),
+            [0.0, -0.0, np.inf, -np.inf, np.nan],
+        ]
+    ).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        want_wide = 0.5 * wide * (1.0 + erf(wide / np.float32(np.sqrt(2.0))))
+        for case, want_case in ((wide, want_wide), (wide[::3], want_wide[::3])):
+            got = KERNELS["gelu"](x=case, mode="EXACT")
+            assert got.dtype == np.float32 and got.shape == case.shape
+            np.testing.assert_array_equal(got, want_case)
