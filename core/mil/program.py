@@ -135,25 +135,49 @@ def _static_shape(var: Any) -> tuple[int | None, ...]:
 SHARED_CONST_BYTES = 1 << 16
 
 
-def _const_value(var: Any, pool: dict[Any, Any] | None = None) -> Any:
-    """A constant as the kernels take it. A multifunction package stores each weight once, but the
-    milproto loader gives every function its own copy: equal large arrays are shared through
-    ``pool`` (one copy per package, whatever its number of functions), found by the stored bytes
-    (half a widened fp16 constant's) and widened once."""
-    raw = var.val
-    widened = raw.nbytes * (2 if raw.dtype == np.float16 else 1) if isinstance(raw, np.ndarray) else 0
-    if pool is None or widened < SHARED_CONST_BYTES:
-        return _widen(raw)
-    import hashlib
+class _Constants:
+    """A package's constants as the kernels take them (fp16 widened to float32), each held once.
 
-    key = (
-        raw.dtype.str,
-        raw.shape,
-        hashlib.blake2b(np.ascontiguousarray(raw).view(np.uint8).data, digest_size=16).digest(),
-    )
-    if key not in pool:
-        pool[key] = _widen(raw)
-    return pool[key]
+    * Within a function, one constant read by several ops is widened once: coremltools' loader
+      gives every reading op the same variable (an unrolled loop reads each weight once per
+      iteration: vibevoice's sampler runs its head five times, 103 weight reads of 23 weights,
+      held as 790 MB instead of 164 MB before this).
+    * Across the functions of a multifunction package, the loader gives every function its own
+      copy of a weight stored once: equal large arrays are found by their stored bytes (half a
+      widened fp16 constant's) and widened once (``by_bytes``; one function: nothing to compare).
+    """
+
+    def __init__(self, by_bytes: bool):
+        self.by_bytes: dict[tuple, Any] | None = {} if by_bytes else None
+        self._by_var: dict[int, tuple[Any, Any]] = {}
+
+    def value(self, var: Any) -> Any:
+        held = self._by_var.get(id(var))
+        if held is not None and held[0] is var:
+            return held[1]
+        raw = var.val
+        widened = raw.nbytes * (2 if raw.dtype == np.float16 else 1) if isinstance(raw, np.ndarray) else 0
+        if widened < SHARED_CONST_BYTES:
+            return _widen(raw)
+        if self.by_bytes is None:
+            value = _widen(raw)
+        else:
+            import hashlib
+
+            key = (
+                raw.dtype.str,
+                raw.shape,
+                hashlib.blake2b(np.ascontiguousarray(raw).view(np.uint8).data, digest_size=16).digest(),
+            )
+            if key not in self.by_bytes:
+                self.by_bytes[key] = _widen(raw)
+            value = self.by_bytes[key]
+        self._by_var[id(var)] = (var, value)  # the variable kept: its id is not reused meanwhile
+        return value
+
+    def function_done(self) -> None:
+        """Let the finished function's variables go (and the loader's copies they hold)."""
+        self._by_var.clear()
 
 
 def _widen(val: Any) -> Any:
@@ -219,14 +243,17 @@ class MilProgram:
             raise MilError(f"{path} is not an ML program (type {spec.WhichOneof('Type')})")
         weights = path / "Data" / "com.apple.CoreML" / "weights"
         program = load_milproto(spec, spec.specificationVersion, file_weights_dir=str(weights))
-        pool: dict[Any, Any] | None = {} if len(program.functions) > 1 else None  # one function: nothing to share
+        constants = _Constants(by_bytes=len(program.functions) > 1)
         functions = {}
         for name in list(program.functions):
-            functions[name] = cls._compile(name, program.functions.pop(name), pool)  # the loader's copy goes
+            functions[name] = cls._compile(name, program.functions.pop(name), constants)  # the loader's copy goes
+            constants.function_done()
         return cls(path, functions)
 
     @staticmethod
-    def _compile(fn_name: str, fn: Any, pool: dict[Any, Any] | None = None) -> MilFunction:
+    def _compile(fn_name: str, fn: Any, constants: _Constants | None = None) -> MilFunction:
+        if constants is None:
+            constants = _Constants(by_bytes=False)
         from coremltools.converters.mil.mil import types
 
         inputs: dict[str, TensorInfo] = {}
@@ -262,14 +289,14 @@ class MilProgram:
                         (
                             param,
                             "list",
-                            [("const", _const_value(v, pool)) if _is_const(v) else ("var", v.name) for v in value],
+                            [("const", constants.value(v)) if _is_const(v) else ("var", v.name) for v in value],
                         )
                     )
                 elif op.op_type in ("read_state", "coreml_update_state") and param in ("input", "state"):
                     state_name = value.name
                 elif _is_const(value):
                     mil_fn.const_reads.setdefault(value.op.name, []).append((len(mil_fn.steps), len(args)))
-                    args.append((param, "const", _const_value(value, pool)))
+                    args.append((param, "const", constants.value(value)))
                 else:
                     args.append((param, "var", value.name))
             outs = [(o.name, _np_type(o.dtype), _static_shape(o)) for o in op.outputs]
@@ -292,7 +319,7 @@ class MilProgram:
                 f"{fn_name!r}: {where}"
             )
         # outputs produced directly by consts still need a value
-        mil_fn.const_outputs = {v.name: _const_value(v) for v in fn.outputs if _is_const(v)}
+        mil_fn.const_outputs = {v.name: _widen(v.val) for v in fn.outputs if _is_const(v)}
         _plan_releases(mil_fn)
         return mil_fn
 

@@ -385,6 +385,30 @@ def test_a_weight_two_functions_share_is_loaded_once(tmp_path):
         assert rel_err(program.run(t.examples[0], name)["y"], t.run(t.examples[0])["y"]) <= 1e-2
 
 
+def test_a_weight_read_by_several_ops_is_held_once(tmp_path):
+    """One function reading a weight several times (an unrolled loop: vibevoice's sampler runs its
+    head five times) gets one variable from the loader for every read: MilProgram widens and holds
+    it once, and each read computes with it."""
+    lin = nn.Linear(256, 256)
+    t = Traceable(
+        Fn(lambda s, x: s.lin(torch.relu(s.lin(torch.relu(s.lin(x))))), lin=lin),
+        [TensorSpec("x", (1, 256))],
+        ["y"],
+        [{"x": rand(1, 256)}],
+    )
+    path = tmp_path / "reused.mlpackage"
+    save_component({"main": t}, Variant("v", precision="fp16"), path)
+    program = MilProgram.load(path)
+    reads = [
+        payload
+        for step in program.function().steps
+        for _, kind, payload in step.args
+        if kind == "const" and isinstance(payload, np.ndarray) and payload.shape == (256, 256)
+    ]
+    assert len(reads) == 3 and all(r is reads[0] for r in reads) and reads[0].dtype == np.float32
+    assert rel_err(program.run(t.examples[0])["y"], t.run(t.examples[0])["y"]) <= 1e-2
+
+
 def test_a_substituted_weight_is_read_by_every_function_until_restored(tmp_path):
     lin, _, _, program = _two_functions_one_weight(tmp_path, rows=1)
     weight = next(name for name in program.functions["first"].const_reads if "weight" in name)
