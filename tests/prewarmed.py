@@ -39,7 +39,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 #: imported once by the server: the heavy third-party modules every exporting command imports
-PRELOAD = ("numpy", "torch", "coremltools")
+#: (numba: the MIL interpreter's compiled loops; the server also sets up its compiler, see serve)
+PRELOAD = ("numpy", "torch", "coremltools", "numba")
 #: modules PRELOAD pulls in that read the environment when imported (``HF_HUB_OFFLINE``, ``HF_HOME``):
 #: dropped again, so that a command imports them itself under its own environment (coremltools only
 #: asks whether transformers is installed). Found by test_weights' offline-hub test, which took the
@@ -47,7 +48,7 @@ PRELOAD = ("numpy", "torch", "coremltools")
 DROP = ("huggingface_hub", "transformers")
 #: environment variables read when torch and coremltools are imported (thread pools, tqdm): a
 #: command whose values differ from the server's runs in a fresh process instead
-IMPORT_TIME_ENV = ("OMP_", "MKL_", "KMP_", "TORCH", "PYTORCH", "TQDM_")
+IMPORT_TIME_ENV = ("OMP_", "MKL_", "KMP_", "TORCH", "PYTORCH", "TQDM_", "NUMBA_")
 _HEADER = struct.Struct("!I")
 _STATUS = struct.Struct("!i")
 
@@ -130,6 +131,9 @@ def serve(path: str) -> None:
         importlib.import_module(name)
     for name in [m for m in sys.modules if m.split(".")[0] in DROP]:
         del sys.modules[name]
+    # numba sets up its CPU target the first time a function is compiled or loaded from its cache
+    # (0.25 s): once here, not in every command that runs the interpreter
+    sys.modules["numba"].njit(lambda v: v + 1)(1)
     gc.collect()
     gc.freeze()  # the imported objects: a command's collections (coremltools collects after every
     # conversion) no longer walk them, and a fork no longer copies their pages by touching them
