@@ -662,11 +662,11 @@ def rounded_and_finite(value: np.ndarray) -> tuple[np.ndarray, bool]:
     source = np.asarray(value)
     if source.dtype == np.float32 and source.flags.c_contiguous:
         out = np.empty(source.shape, np.float32)
-        peak = compiled.round_into(source, out)
+        finite = compiled.round_into(source, out)
     else:  # a new float32 copy, rounded where it lies
         out = np.array(source, dtype=np.float32, order="C")
-        peak = compiled.round_into(out, out)
-    return out, bool(peak < compiled.OVERFLOW)
+        finite = compiled.round_into(out, out)
+    return out, finite
 
 
 def _store(value: np.ndarray) -> np.ndarray:
