@@ -106,16 +106,23 @@ def test_a_conv_computed_in_pieces_equals_torch(monkeypatch, shape, weight, kwar
     )
     xt = torch.nn.functional.pad(torch.from_numpy(x), [p for pair in reversed(pads) for p in pair])
     fn = torch.nn.functional.conv1d if nsp == 1 else torch.nn.functional.conv2d
-    want = fn(
-        xt,
+    want = _torch_conv(fn, xt, w, b, kwargs)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _torch_conv(fn, x, w, b, kwargs) -> np.ndarray:
+    """torch's (transposed) convolution ``fn`` of the tensor ``x`` with the kernel's arguments."""
+    import torch
+
+    return fn(
+        x,
         torch.from_numpy(w),
         torch.from_numpy(b),
         stride=kwargs["strides"],
         dilation=kwargs["dilations"],
         groups=kwargs["groups"],
     ).numpy()
-    assert got.shape == want.shape
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 
 def test_a_long_conv_allocates_pieces_not_every_tap_at_once(monkeypatch):
@@ -169,14 +176,7 @@ def test_a_transposed_conv_made_a_slab_at_a_time_equals_torch(monkeypatch, shape
     got = kernels.conv_transpose(x, w, b, pad_type="custom", **kwargs)
     nsp = len(shape) - 2
     fn = torch.nn.functional.conv_transpose1d if nsp == 1 else torch.nn.functional.conv_transpose2d
-    full = fn(
-        torch.from_numpy(x),
-        torch.from_numpy(w),
-        torch.from_numpy(b),
-        stride=kwargs["strides"],
-        dilation=kwargs["dilations"],
-        groups=kwargs["groups"],
-    ).numpy()
+    full = _torch_conv(fn, torch.from_numpy(x), w, b, kwargs)
     pad = kwargs["pad"]
     want = full[
         (slice(None), slice(None)) + tuple(slice(pad[2 * i], full.shape[2 + i] - pad[2 * i + 1]) for i in range(nsp))
