@@ -251,9 +251,7 @@ class MilProgram:
         return cls(path, functions)
 
     @staticmethod
-    def _compile(fn_name: str, fn: Any, constants: _Constants | None = None) -> MilFunction:
-        if constants is None:
-            constants = _Constants(by_bytes=False)
+    def _compile(fn_name: str, fn: Any, constants: _Constants) -> MilFunction:
         from coremltools.converters.mil.mil import types
 
         inputs: dict[str, TensorInfo] = {}

@@ -140,6 +140,21 @@ def test_help_and_list_import_neither_torch_nor_coremltools_nor_numpy(tmp_path):
     assert out.strip().splitlines()[-1] == "[]"
 
 
+def test_numba_is_imported_by_the_first_program_run_not_by_the_interpreter_module(tmp_path):
+    """numba costs 0.2 s and 50 MB to import (as much again to set up): importing the interpreter and
+    the validation levels leaves it out; rounding a value (what every fp16 op does) brings it in."""
+    code = (
+        "import sys, numpy as np\n"
+        "import zoo.core.mil, zoo.core.validation\n"
+        "print('numba' in sys.modules)\n"
+        "from zoo.core.mil.program import round_to_fp16\n"
+        "assert round_to_fp16(np.float32([1 + 2.0**-11]))[0] == 1\n"
+        "print('numba' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    assert out.split() == ["False", "True"]
+
+
 def test_no_test_sets_a_wall_clock_limit():
     """A loaded machine is slow, not wrong: no test may fail on time (CI bounds the whole run)."""
     offenders = []
