@@ -477,6 +477,22 @@ def test_state_written_with_mask_blend_matches_torch(tmp_path):
     assert np.count_nonzero(state["cache"][0, 0]) == 4  # four steps wrote four slots
 
 
+def test_fp16_state_held_as_its_fp16_values(tmp_path):
+    """An fp16 state is held as float32 holding fp16 values (as every fp16 value in the interpreter):
+    an initial value is rounded to fp16 on the way in, and a run reads back what it wrote."""
+    program, _, _ = _run_stateful(tmp_path, MaskBlendCache)
+    initial = np.full((1, 2, 6), 0.1, dtype=np.float32)
+    state = program.make_state(initial={"cache": initial})
+    assert state["cache"].dtype == np.float32
+    assert np.array_equal(state["cache"], initial.astype(np.float16).astype(np.float32))  # not 0.1 itself
+    new = np.array([[0.3, -2.0]], dtype=np.float16)
+    out = program.run({"new": new, "pos": np.array([2], dtype=np.int32)}, state=state)["out0"]
+    assert np.array_equal(state["cache"][0, :, 2], new[0].astype(np.float32))  # the write landed, in place
+    want = np.full(6, 2 * np.float32(np.float16(0.1)))  # the sum over the state's two channels
+    want[2] = np.float32(new[0].astype(np.float32).sum())
+    assert np.allclose(out[0], want, rtol=1e-3)
+
+
 def test_dropped_index_write_is_exposed(tmp_path):
     """coremltools converts ``buf[:, :, pos] = new`` without error but drops the write; executing the
     package shows it."""

@@ -2,7 +2,8 @@
 
 Shapes: activations ``(B, C, 1, L)``; heads ``[B, H, L, D]``; mask ``[B, 1, L, capacity]``.
 Principle: the mask is additive and finite (``MASKED``) so fp16 never meets ``-inf``; the channel
-axis is reshaped only to split heads.
+axis is reshaped only to split heads; grouped query heads are stacked along the query axis
+(``[B, kv_heads, group * L, D]``) so the cache is read where it lies, never repeated per head.
 """
 
 from __future__ import annotations
@@ -62,9 +63,15 @@ class GQAttention(nn.Module):
         k = apply_rope(self._heads(self.k_proj(x), self.kv_heads, length), cos, sin)
         v = self._heads(self.v_proj(x), self.kv_heads, length)
         self.cache.write(k, v, place)
+        # the query heads that share a key/value head are stacked along the query axis
+        # ([B, kv, group * L, D]) instead of repeating the cache for every head: each head
+        # reads the cache where it lies (a repeat would copy it group times, per layer and call)
         group = self.heads // self.kv_heads
-        keys = self.cache.k.to(q.dtype).repeat_interleave(group, dim=1)  # [B, H, capacity, D]
-        values = self.cache.v.to(q.dtype).repeat_interleave(group, dim=1)
-        scores = torch.matmul(q, keys.transpose(2, 3)) * self.scale + mask
-        out = torch.matmul(torch.softmax(scores, dim=-1), values)  # [B, H, L, D]
+        stacked = q.reshape(self.batch, self.kv_heads, group * length, self.head_dim)
+        keys, values = self.cache.k.to(q.dtype), self.cache.v.to(q.dtype)  # [B, kv, capacity, D]
+        scores = torch.matmul(stacked, keys.transpose(2, 3)) * self.scale  # [B, kv, group * L, capacity]
+        capacity = self.cache.capacity
+        scores = scores.view(self.batch, self.kv_heads, group, length, capacity) + mask.unsqueeze(2)
+        weights = torch.softmax(scores, dim=-1).view(self.batch, self.kv_heads, group * length, capacity)
+        out = torch.matmul(weights, values).view(self.batch, self.heads, length, self.head_dim)  # [B, H, L, D]
         return self.o_proj(out.transpose(2, 3).reshape(self.batch, self.heads * self.head_dim, 1, length))

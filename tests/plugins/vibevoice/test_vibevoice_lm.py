@@ -138,6 +138,8 @@ def test_converted_lm_keeps_its_cache_in_coreml_states(tmp_path):
     program = MilProgram.load(package)
     assert len(program.function().states) == len(states) == 4
     assert program.function().op_types()["coreml_update_state"] == 2 * len(states)  # mul_ then add_ per buffer
+    # grouped query heads (2 per key/value head here) read the cache where it lies: no op repeats it
+    assert "tile" not in program.function().op_types()
     state = program.make_state()
     for inputs, want, n in cases:
         got = program.run(inputs, state=state)["hidden"][0, :, 0, :n].T
