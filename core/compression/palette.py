@@ -56,15 +56,11 @@ PREFILL_JOB = 1 << 20
 
 
 def kmeans_workers() -> int:
-    """Processes the look-up tables of one compression are clustered in: ``OMP_NUM_THREADS`` when
-    set (the test suite gives each of its workers its share of the cores), else every core this
-    process may use."""
-    import os
+    """Processes the look-up tables of one compression are clustered in: this process's share of
+    the cores (``util.cpus.cpu_share``)."""
+    from ..util.cpus import cpu_share
 
-    threads = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if threads.isdigit() and int(threads) > 0:
-        return int(threads)
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return cpu_share()
 
 
 class _Prefill:

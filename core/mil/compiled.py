@@ -1,6 +1,7 @@
 """The interpreter's element work that numpy can only do in several whole-array passes (each
 reading and writing the tensor again), done in one pass by compiled loops (``loops``, numba):
-fp16 rounding, fp16 widening, exact GELU. Each gives numpy's result bit for bit.
+fp16 rounding, fp16 widening, exact GELU (each numpy's result bit for bit), and the product with
+weights kept as fp16 (``half``).
 
 ``loops`` (numba) is imported by the first call here, not with ``zoo.core.mil``.
 Imports numpy, and ``loops``.
@@ -49,3 +50,9 @@ def gelu_exact(x: np.ndarray) -> np.ndarray:
     out = np.empty(np.shape(x), np.float32)
     _loops().gelu_loop(source.reshape(-1), out.reshape(-1))
     return out
+
+
+def half_product(x: np.ndarray, bits: np.ndarray, out: np.ndarray, first: int, last: int) -> None:
+    """``out[:, first:last] = x @ w[first:last].T`` for the fp16 matrix ``w`` whose bits are ``bits``
+    [N, K] (``half.HalfMatrix.product`` calls it; releases the GIL)."""
+    _loops().half_product_loop(x, bits, out, first, last)

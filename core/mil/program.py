@@ -19,6 +19,7 @@ import numpy as np
 
 from ..plugin.names import state_identifier
 from . import compiled
+from .half import HalfMatrix, held
 from .kernels import KERNELS
 
 
@@ -145,34 +146,45 @@ class _Constants:
     * Across the functions of a multifunction package, the loader gives every function its own
       copy of a weight stored once: equal large arrays are found by their stored bytes (half a
       widened fp16 constant's) and widened once (``by_bytes``; one function: nothing to compare).
+    * The weight of a linear or a pointwise conv is not widened: it stays fp16, as a
+      ``half.HalfMatrix`` whose products read it so (vibevoice's packages: 2.8 GB of float32
+      weights were 1.4 GB stored).
     """
 
     def __init__(self, by_bytes: bool):
         self.by_bytes: dict[tuple, Any] | None = {} if by_bytes else None
-        self._by_var: dict[int, tuple[Any, Any]] = {}
+        self._by_var: dict[tuple[int, bool], tuple[Any, Any]] = {}
 
-    def value(self, var: Any) -> Any:
-        held = self._by_var.get(id(var))
+    def value(self, var: Any, half: bool = False) -> Any:
+        """``var``'s value as a kernel takes it; with ``half`` (the weight of a linear or pointwise
+        conv, see ``HALF_WEIGHTS``) a large fp16 one stays fp16, as a ``HalfMatrix``."""
+        held = self._by_var.get((id(var), half))
         if held is not None and held[0] is var:
             return held[1]
         raw = var.val
         widened = raw.nbytes * (2 if raw.dtype == np.float16 else 1) if isinstance(raw, np.ndarray) else 0
         if widened < SHARED_CONST_BYTES:
             return _widen(raw)
+        keep = half and raw.dtype == np.float16 and raw.ndim >= 2 and all(d == 1 for d in raw.shape[2:])
+
+        def make() -> Any:
+            return HalfMatrix(raw) if keep else _widen(raw)
+
         if self.by_bytes is None:
-            value = _widen(raw)
+            value = make()
         else:
             import hashlib
 
             key = (
+                keep,
                 raw.dtype.str,
                 raw.shape,
                 hashlib.blake2b(np.ascontiguousarray(raw).view(np.uint8).data, digest_size=16).digest(),
             )
             if key not in self.by_bytes:
-                self.by_bytes[key] = _widen(raw)
+                self.by_bytes[key] = make()
             value = self.by_bytes[key]
-        self._by_var[id(var)] = (var, value)  # the variable kept: its id is not reused meanwhile
+        self._by_var[(id(var), half)] = (var, value)  # the variable kept: its id is not reused meanwhile
         return value
 
     def function_done(self) -> None:
@@ -180,8 +192,21 @@ class _Constants:
         self._by_var.clear()
 
 
+def _half_weight(op: Any, param: str) -> bool:
+    """Is this argument a weight its kernel reads kept as fp16 (``half.HalfMatrix``)? A linear's
+    weight, and a conv's with groups 1 whose kernel is one tap (its product is a matrix product)."""
+    if param != "weight" or op.op_type not in ("linear", "conv"):
+        return False
+    if op.op_type == "conv":
+        groups = op.inputs.get("groups")
+        return groups is None or (_is_const(groups) and int(groups.val) == 1)
+    return True
+
+
 def _widen(val: Any) -> Any:
     """fp16 constants held as float32 (kernels compute in fp32); lists element by element."""
+    if isinstance(val, HalfMatrix):
+        return val
     if isinstance(val, (list, tuple)):
         return type(val)(_widen(v) for v in val)
     if isinstance(val, np.ndarray) and val.dtype == np.float16:
@@ -294,7 +319,7 @@ class MilProgram:
                     state_name = value.name
                 elif _is_const(value):
                     mil_fn.const_reads.setdefault(value.op.name, []).append((len(mil_fn.steps), len(args)))
-                    args.append((param, "const", constants.value(value)))
+                    args.append((param, "const", constants.value(value, _half_weight(op, param))))
                 else:
                     args.append((param, "var", value.name))
             outs = [(o.name, _np_type(o.dtype), _static_shape(o)) for o in op.outputs]
@@ -334,7 +359,7 @@ class MilProgram:
         if not reads:
             return None
         step_no, arg_no = reads[0]
-        return self.function(function).steps[step_no].args[arg_no][2]
+        return held(self.function(function).steps[step_no].args[arg_no][2])
 
     def first_read(self, consts: Iterable[str], function: str) -> int | None:
         """The position of the first step of ``function`` reading any of ``consts`` directly, or

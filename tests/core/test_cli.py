@@ -277,3 +277,17 @@ def test_help_shows_the_defaults(zoo: Zoo):
     export = " ".join(zoo("export", "--help", check=True).stdout.split())
     assert "[default: the model's default]" in export and "[default: ~/.cache/zoo]" in export
     assert "<bool>" not in export  # plain flags, --help included
+
+
+def test_main_shortens_openblas_spinning_unless_the_user_set_it(monkeypatch):
+    """zoo's process sets OpenBLAS's idle-thread spin to its least before numpy loads (the MIL
+    interpreter's own loops share the cores with those threads); a value already set is kept."""
+    from zoo.core.cli import app as app_module
+
+    seen = []
+    monkeypatch.setattr(app_module, "app", lambda: seen.append(app_module.os.environ.get("OPENBLAS_THREAD_TIMEOUT")))
+    monkeypatch.delenv("OPENBLAS_THREAD_TIMEOUT", raising=False)
+    app_module.main()
+    monkeypatch.setenv("OPENBLAS_THREAD_TIMEOUT", "9")
+    app_module.main()
+    assert seen == ["4", "9"]

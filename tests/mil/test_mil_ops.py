@@ -19,6 +19,7 @@ from torch.nn import functional as F
 
 from zoo.core.host.defaults import save_component
 from zoo.core.mil import KERNELS, MilError, MilProgram, UnsupportedOp
+from zoo.core.mil.half import HalfMatrix
 from zoo.core.plugin.spec import Variant
 from zoo.core.plugin.traceable import StateSpec, TensorSpec, Traceable
 
@@ -363,7 +364,7 @@ def test_multifunction_package(tmp_path):
 
 def test_a_weight_two_functions_share_is_loaded_once(tmp_path):
     """The milproto loader gives each function its own copy of a shared weight: MilProgram keeps
-    one (widened once from the stored fp16), which both functions read."""
+    one (a linear's weight as its fp16 bits: ``HalfMatrix``), which both functions read."""
     lin = nn.Linear(256, 128)
     a = Traceable(Fn(lambda s, x: s.lin(x), lin=lin), [TensorSpec("x", (1, 256))], ["y"], [{"x": rand(1, 256)}])
     b = Traceable(Fn(lambda s, x: s.lin(x) * 2, lin=lin), [TensorSpec("x", (2, 256))], ["y"], [{"x": rand(2, 256)}])
@@ -376,19 +377,19 @@ def test_a_weight_two_functions_share_is_loaded_once(tmp_path):
             payload
             for step in program.functions[fn].steps
             for _, kind, payload in step.args
-            if kind == "const" and isinstance(payload, np.ndarray) and payload.shape == (128, 256)
+            if kind == "const" and isinstance(payload, HalfMatrix) and payload.shape == (128, 256)
         ]
 
     first, second = weights("first"), weights("second")
-    assert len(first) == len(second) == 1 and first[0] is second[0] and first[0].dtype == np.float32
+    assert len(first) == len(second) == 1 and first[0] is second[0] and first[0].nbytes == 128 * 256 * 2
     for name, t in (("first", a), ("second", b)):
         assert rel_err(program.run(t.examples[0], name)["y"], t.run(t.examples[0])["y"]) <= 1e-2
 
 
 def test_a_weight_read_by_several_ops_is_held_once(tmp_path):
     """One function reading a weight several times (an unrolled loop: vibevoice's sampler runs its
-    head five times) gets one variable from the loader for every read: MilProgram widens and holds
-    it once, and each read computes with it."""
+    head five times) gets one variable from the loader for every read: MilProgram holds it once
+    (a linear's weight as its fp16 bits), and each read computes with it."""
     lin = nn.Linear(256, 256)
     t = Traceable(
         Fn(lambda s, x: s.lin(torch.relu(s.lin(torch.relu(s.lin(x))))), lin=lin),
@@ -403,9 +404,9 @@ def test_a_weight_read_by_several_ops_is_held_once(tmp_path):
         payload
         for step in program.function().steps
         for _, kind, payload in step.args
-        if kind == "const" and isinstance(payload, np.ndarray) and payload.shape == (256, 256)
+        if kind == "const" and isinstance(payload, HalfMatrix) and payload.shape == (256, 256)
     ]
-    assert len(reads) == 3 and all(r is reads[0] for r in reads) and reads[0].dtype == np.float32
+    assert len(reads) == 3 and all(r is reads[0] for r in reads) and reads[0].nbytes == 256 * 256 * 2
     assert rel_err(program.run(t.examples[0])["y"], t.run(t.examples[0])["y"]) <= 1e-2
 
 
@@ -646,6 +647,14 @@ def test_a_replay_from_a_recorded_step_equals_a_whole_run(tmp_path, share):
     from the first step reading it gives the whole run's outputs bit for bit (states included:
     the replay starts from the state as it was, not as the recorded run left it), whatever
     the snapshots' budget keeps."""
+    # its own weights and inputs, not the module's running generators': with some draws, tanh in
+    # fp16 saturates (exactly 1 from |x| > 4.2) and a weight before it changes nothing
+    torch.manual_seed(7)
+    rng = np.random.default_rng(7)
+
+    def rand(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
     program = convert(
         tmp_path,
         LayersAroundACache(),

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..half import HalfMatrix
 from .base import _ints, kernel
 from .elementwise import softmax_into
 
@@ -14,7 +15,10 @@ from .elementwise import softmax_into
 # ------------------------------------------------------------------ linear algebra
 @kernel("linear")
 def linear(x: Any, weight: Any, bias: Any = None, **_: Any) -> Any:
-    y = np.matmul(x, weight.T)
+    if isinstance(weight, HalfMatrix):  # kept as fp16 (see ``half``): its own product
+        y = weight.product(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], weight.shape[0])
+    else:
+        y = np.matmul(x, weight.T)
     return y + bias if bias is not None else y
 
 
@@ -99,6 +103,13 @@ def conv(
     dil = _ints(dilations) if dilations is not None else [1] * nsp
     ks = list(weight.shape[2:])
     pads = _conv_pads(pad_type, pad, list(x.shape[2:]), ks, strides_, dil)
+    if isinstance(weight, HalfMatrix):  # a pointwise weight kept as fp16 (see ``half``)
+        if int(groups) == 1 and all(s == 1 for s in strides_) and all(p == (0, 0) for p in pads):
+            n, cin, length = x.shape[0], x.shape[1], int(np.prod(x.shape[2:]))
+            rows = np.moveaxis(x.reshape(n, cin, length), 1, 2).reshape(n * length, cin)  # [N*L, C]
+            y = np.moveaxis(weight.product(rows).reshape(n, length, -1), 2, 1).reshape(n, -1, *x.shape[2:])
+            return y + bias.reshape((1, -1) + (1,) * nsp) if bias is not None else y
+        weight = weight.widened()
     xp = np.pad(x, [(0, 0), (0, 0)] + pads) if any(p != (0, 0) for p in pads) else x
     n, cin = xp.shape[:2]
     out_sizes = [(xp.shape[2 + i] - (ks[i] - 1) * dil[i] - 1) // strides_[i] + 1 for i in range(nsp)]
