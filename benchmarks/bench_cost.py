@@ -247,6 +247,10 @@ def in_child(fn: Callable[..., Any], *args: Any) -> Any:
     process is not a daemon, as a multiprocessing.Pool's are)."""
     from concurrent.futures import ProcessPoolExecutor
 
+    # as zoo's CLI sets it before numpy loads (core/cli/app.main): OpenBLAS's idle threads would
+    # otherwise spin on the cores the interpreter's own loops run on (pocket's step call: 1.87x
+    # torch with them spinning, at 2bcf3c5)
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         return pool.submit(fn, *args).result()
 
