@@ -56,3 +56,16 @@ def half_product(x: np.ndarray, bits: np.ndarray, out: np.ndarray, first: int, l
     """``out[:, first:last] = x @ w[first:last].T`` for the fp16 matrix ``w`` whose bits are ``bits``
     [N, K] (``half.HalfMatrix.product`` calls it; releases the GIL)."""
     _loops().half_product_loop(x, bits, out, first, last)
+
+
+def converts_fp16_natively() -> bool:
+    """Can the compiled product widen fp16 with one instruction (``loops._fp16_to_float32``)? On
+    arm64 always; on x86 with F16C (every x86 Mac; Intel since 2012, AMD since 2011). Without it
+    LLVM would call a helper numba's JIT does not link: ``half`` then widens blocks for BLAS."""
+    import platform
+
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return True
+    from llvmlite import binding
+
+    return bool(binding.get_host_cpu_features().get("f16c", False))

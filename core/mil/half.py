@@ -14,8 +14,9 @@ Which product runs is a matter of speed, never of values beyond float32 summatio
   tts_lm shapes, 600 MB stored, read cold, one thread each): 1 row 72 ms (BLAS on the float32 copy
   87 ms), 10 rows 138 ms (244), 16 rows 175 ms (256), 32 rows 295 ms (300); 10 rows on two
   threads 92-100 ms (BLAS 130-140).
-* more rows: a block of weight rows at a time is widened (``BLOCK_VALUES``) and BLAS takes the
-  product, so the float32 copy never exists whole.
+* more rows, or a CPU that cannot widen fp16 in one instruction (x86 without F16C): a block of
+  weight rows at a time is widened (``BLOCK_VALUES``) and BLAS takes the product, so the float32
+  copy never exists whole.
 
 The loop is split over the output columns between ``util.cpus.cpu_share()`` threads (it releases
 the GIL); each output value is computed the same way whatever the split. OpenBLAS's idle threads
@@ -68,7 +69,7 @@ class HalfMatrix:
         if x.ndim != 2 or x.shape[1] != k:
             raise ValueError(f"a product with a [{n}, {k}] weight takes [M, {k}] inputs, not {x.shape}")
         out = np.empty((x.shape[0], n), np.float32)
-        if x.shape[0] > FUSED_ROWS:
+        if x.shape[0] > FUSED_ROWS or not _native():
             per = max(1, BLOCK_VALUES // max(k, 1))
             for first in range(0, n, per):
                 block = compiled.widen_fp16(self.bits[first : first + per].view(np.float16))
@@ -91,6 +92,14 @@ class HalfMatrix:
 
 
 _POOL: dict[str, Any] = {}
+_NATIVE: list[bool] = []
+
+
+def _native() -> bool:
+    """``compiled.converts_fp16_natively()``, asked once."""
+    if not _NATIVE:
+        _NATIVE.append(compiled.converts_fp16_natively())
+    return _NATIVE[0]
 
 
 def _threads() -> int:

@@ -157,7 +157,7 @@ class _Constants:
 
     def value(self, var: Any, half: bool = False) -> Any:
         """``var``'s value as a kernel takes it; with ``half`` (the weight of a linear or pointwise
-        conv, see ``HALF_WEIGHTS``) a large fp16 one stays fp16, as a ``HalfMatrix``."""
+        conv: ``_half_weight``) a large fp16 one stays fp16, as a ``HalfMatrix``."""
         held = self._by_var.get((id(var), half))
         if held is not None and held[0] is var:
             return held[1]

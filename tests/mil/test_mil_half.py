@@ -87,3 +87,37 @@ def test_linear_and_pointwise_conv_read_a_half_weight_as_its_float32_values():
         want = conv(x=x4, weight=w4.astype(np.float32), bias=bias, **extra)
         got = conv(x=x4, weight=HalfMatrix(w4), bias=bias, **extra)
         assert got.shape == want.shape and np.allclose(got, want, rtol=1e-5, atol=1e-5), extra
+
+
+def test_without_native_fp16_widening_products_go_through_blas(monkeypatch):
+    """On an x86 CPU without F16C the compiled loop is never called (LLVM would need a helper numba
+    does not link): every product widens blocks for BLAS, with the same values."""
+    rng = np.random.default_rng(9)
+    w = _weight(rng, 64, 48)
+    x = rng.standard_normal((3, 48)).astype(np.float32)
+    monkeypatch.setattr(half_mod, "_NATIVE", [False])
+
+    def refuse(*_):
+        raise AssertionError("the compiled loop was called")
+
+    monkeypatch.setattr(half_mod.compiled, "half_product", refuse)
+    ok, worst = _within_summation_error(HalfMatrix(w).product(x), x, w.astype(np.float32))
+    assert ok, f"{worst:.2f} of the bound"
+
+
+def test_native_fp16_widening_is_arm64_or_x86_with_f16c(monkeypatch):
+    import platform
+
+    from llvmlite import binding
+
+    from zoo.core.mil.compiled import converts_fp16_natively
+
+    for machine, features, want in (
+        ("arm64", {}, True),
+        ("x86_64", {"f16c": True, "avx2": True}, True),
+        ("x86_64", {"f16c": False, "avx2": True}, False),
+        ("AMD64", {}, False),
+    ):
+        monkeypatch.setattr(platform, "machine", lambda m=machine: m)
+        monkeypatch.setattr(binding, "get_host_cpu_features", lambda f=features: f)
+        assert converts_fp16_natively() is want, machine
