@@ -158,14 +158,14 @@ class _Constants:
     def value(self, var: Any, half: bool = False) -> Any:
         """``var``'s value as a kernel takes it; with ``half`` (the weight of a linear or pointwise
         conv: ``_half_weight``) a large fp16 one stays fp16, as a ``HalfMatrix``."""
-        held = self._by_var.get((id(var), half))
+        raw = var.val
+        keep = half and HalfMatrix.holds(raw)  # the form it is held in: one entry per form below
+        held = self._by_var.get((id(var), keep))
         if held is not None and held[0] is var:
             return held[1]
-        raw = var.val
         widened = raw.nbytes * (2 if raw.dtype == np.float16 else 1) if isinstance(raw, np.ndarray) else 0
         if widened < SHARED_CONST_BYTES:
             return _widen(raw)
-        keep = half and raw.dtype == np.float16 and raw.ndim >= 2 and all(d == 1 for d in raw.shape[2:])
 
         def make() -> Any:
             return HalfMatrix(raw) if keep else _widen(raw)
@@ -184,7 +184,7 @@ class _Constants:
             if key not in self.by_bytes:
                 self.by_bytes[key] = make()
             value = self.by_bytes[key]
-        self._by_var[(id(var), half)] = (var, value)  # the variable kept: its id is not reused meanwhile
+        self._by_var[(id(var), keep)] = (var, value)  # the variable kept: its id is not reused meanwhile
         return value
 
     def function_done(self) -> None:
