@@ -237,12 +237,18 @@ def root_model_path(package: str | Path) -> Path:
 
 
 def load_package_spec(package: str | Path) -> Any:
-    """The ``Model`` protobuf of ``package``, read without writing to it."""
-    import_coremltools()  # first: quietly (see the module docstring)
-    from coremltools.proto import Model_pb2
+    """The ``Model`` protobuf of ``package``, read without writing to it (and without importing
+    coremltools: ``proto.module``)."""
+    from google.protobuf.message import DecodeError
 
-    spec = Model_pb2.Model()
-    spec.ParseFromString(root_model_path(package).read_bytes())
+    from .proto import module
+
+    path = root_model_path(package)
+    spec = module("Model_pb2").Model()
+    try:
+        spec.ParseFromString(path.read_bytes())
+    except DecodeError as exc:
+        raise PackageError(f"{path}: not a CoreML model specification ({exc})") from None
     return spec
 
 
@@ -270,7 +276,10 @@ def spec_input_dtype(spec: Any, name: str, function: str = "main") -> Any:
     """The numpy dtype of multiarray input ``name`` in a CoreML model spec (of ``function`` in a
     multifunction model)."""
     import numpy as np
-    from coremltools.proto import FeatureTypes_pb2
+
+    from .proto import module
+
+    FeatureTypes_pb2 = module("FeatureTypes_pb2")
 
     functions = {f.name: f.input for f in spec.description.functions}
     described = functions[function] if functions else spec.description.input

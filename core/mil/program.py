@@ -1,12 +1,12 @@
 """Execute a saved CoreML ML program (.mlpackage) with numpy.
 
-The package's own bytes are loaded back into a MIL program with coremltools
-(``milproto.load`` over the spec and the weights blob), then every operation
-is executed in program order by a numpy kernel. Each op computes in float32 and
-its result is rounded to the dtype the program declares, so an fp16 package
-shows fp16 rounding and overflow as CoreML stores them. States (iOS18) are
-zero-initialised buffers, read by ``read_state`` and written by
-``coreml_update_state``, exactly as the program says.
+The package's own bytes (its model specification and weight file) are read by
+``reader.read_program``, then every operation is executed in program order by a
+numpy kernel. Each op computes in float32 and its result is rounded to the dtype
+the program declares, so an fp16 package shows fp16 rounding and overflow as
+CoreML stores them. States (iOS18) are zero-initialised buffers, read by
+``read_state`` and written by ``coreml_update_state``, exactly as the program
+says.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ..plugin.names import state_identifier
 from . import compiled
 from .half import HalfMatrix, held
 from .kernels import KERNELS
+from .reader import ConstSpec, FunctionSpec, OpSpec, ReadError, read_program
 
 
 class MilError(RuntimeError):
@@ -65,22 +66,16 @@ DATA_MOVEMENT = frozenset(
 VALUE_SELECTING = frozenset({"relu", "maximum", "minimum", "reduce_max", "reduce_min"})
 
 
-def _selects_fp16(op: Any) -> bool:
+def _selects_fp16(op: OpSpec, fn: FunctionSpec) -> bool:
     """A value-selecting op whose every floating-point input is fp16 (its output is then fp16-exact)."""
-    if op.op_type not in VALUE_SELECTING:
+    if op.type not in VALUE_SELECTING:
         return False
     floats = [
-        _np_type(v.dtype)
-        for v in op.inputs.values()
-        if not isinstance(v, (list, tuple)) and np.dtype(_np_type(v.dtype)).kind == "f"
+        fn.variables[name].dtype
+        for name in op.inputs.values()
+        if isinstance(name, str) and np.dtype(fn.variables[name].dtype).kind == "f"
     ]
-    return bool(floats) and all(t == np.float16 for t in floats)
-
-
-def _np_type(builtin: Any) -> Any:
-    from coremltools.converters.mil.mil import types
-
-    return np.dtype(types.nptype_from_builtin(builtin)).type
+    return bool(floats) and all(t is np.float16 for t in floats)
 
 
 @dataclass
@@ -90,7 +85,7 @@ class _Step:
     name: str
     kernel: Callable[..., Any]
     args: list[tuple[str, str, Any]]  # (param, kind: const|var|list, payload)
-    outputs: list[tuple[str, Any, tuple[int | None, ...]]]  # (name, numpy type, static shape)
+    outputs: list[tuple[str, Any, tuple[int | None, ...] | None]]  # (name, numpy type, static shape or None)
     state: str | None = None  # read_state / coreml_update_state: the state name
     moves: bool = False  # a data-movement op (see DATA_MOVEMENT), or one selecting among fp16 values
     #: values no later step reads (nor the function returns): freed once this step ran, so
@@ -105,7 +100,7 @@ class _Step:
 class TensorInfo:
     name: str
     dtype: Any
-    shape: tuple[int | None, ...]
+    shape: tuple[int | None, ...] | None  # None: any rank (see ``reader.VarSpec``)
 
 
 @dataclass
@@ -127,11 +122,6 @@ class MilFunction:
         return counts
 
 
-def _static_shape(var: Any) -> tuple[int | None, ...]:
-    shape = getattr(var, "shape", ()) or ()
-    return tuple(int(d) if isinstance(d, (int, np.integer)) else None for d in shape)
-
-
 #: constants at least this large are shared between functions when their bytes are equal
 SHARED_CONST_BYTES = 1 << 16
 
@@ -139,67 +129,75 @@ SHARED_CONST_BYTES = 1 << 16
 class _Constants:
     """A package's constants as the kernels take them (fp16 widened to float32), each held once.
 
-    * Within a function, one constant read by several ops is widened once: coremltools' loader
-      gives every reading op the same variable (an unrolled loop reads each weight once per
-      iteration: vibevoice's sampler runs its head five times, 103 weight reads of 23 weights,
-      held as 790 MB instead of 164 MB before this).
-    * Across the functions of a multifunction package, the loader gives every function its own
-      copy of a weight stored once: equal large arrays are found by their stored bytes (half a
-      widened fp16 constant's) and widened once (``by_bytes``; one function: nothing to compare).
+    * Within a function, one constant read by several ops is read and widened once (an unrolled
+      loop reads each weight once per iteration: vibevoice's sampler runs its head five times,
+      103 weight reads of 23 weights, held as 790 MB instead of 164 MB before this).
+    * Across the functions of a multifunction package, a weight stored once in the weight file
+      (one blob, at one offset) is read and widened once (``by_blob``; one function: nothing to
+      share); one written in the spec itself is small, below ``SHARED_CONST_BYTES``, or compared
+      by its bytes.
     * The weight of a linear or a pointwise conv is not widened: it stays fp16, as a
       ``half.HalfMatrix`` whose products read it so (vibevoice's packages: 2.8 GB of float32
       weights were 1.4 GB stored).
     """
 
-    def __init__(self, by_bytes: bool):
-        self.by_bytes: dict[tuple, Any] | None = {} if by_bytes else None
-        self._by_var: dict[tuple[int, bool], tuple[Any, Any]] = {}
+    def __init__(self, shared: bool):
+        self.shared: dict[tuple, Any] | None = {} if shared else None
+        self._by_var: dict[tuple[str, bool], Any] = {}
 
-    def value(self, var: Any, half: bool = False) -> Any:
-        """``var``'s value as a kernel takes it; with ``half`` (the weight of a linear or pointwise
+    def value(self, const: ConstSpec, half: bool = False) -> Any:
+        """``const``'s value as a kernel takes it; with ``half`` (the weight of a linear or pointwise
         conv: ``_half_weight``) a large fp16 one stays fp16, as a ``HalfMatrix``."""
-        raw = var.val
-        keep = half and HalfMatrix.holds(raw)  # the form it is held in: one entry per form below
-        held = self._by_var.get((id(var), keep))
-        if held is not None and held[0] is var:
-            return held[1]
-        widened = raw.nbytes * (2 if raw.dtype == np.float16 else 1) if isinstance(raw, np.ndarray) else 0
+        var = const.var
+        shape = var.shape or ()
+        keep = half and var.dtype is np.float16 and len(shape) >= 2 and all(d == 1 for d in shape[2:])
+        held_value = self._by_var.get((var.name, keep))
+        if held_value is not None:
+            return held_value
+        count = np.prod([int(d or 0) for d in shape])
+        widened = int(count) * (
+            4 if var.dtype is np.float16 else np.dtype(var.dtype).itemsize if var.dtype is not np.str_ else 0
+        )
         if widened < SHARED_CONST_BYTES:
-            return _widen(raw)
+            return _widen(const.load())
 
-        def make() -> Any:
-            return HalfMatrix(raw) if keep else _widen(raw)
+        def make(raw: Any) -> Any:
+            return HalfMatrix(raw) if keep and HalfMatrix.holds(raw) else _widen(raw)
 
-        if self.by_bytes is None:
-            value = make()
+        if self.shared is None:
+            value = make(const.load())
         else:
-            import hashlib
+            raw = None
+            if const.blob is not None:
+                key: tuple = (keep, var.dtype, var.shape, const.blob)
+            else:
+                import hashlib
 
-            key = (
-                keep,
-                raw.dtype.str,
-                raw.shape,
-                hashlib.blake2b(np.ascontiguousarray(raw).view(np.uint8).data, digest_size=16).digest(),
-            )
-            if key not in self.by_bytes:
-                self.by_bytes[key] = make()
-            value = self.by_bytes[key]
-        self._by_var[(id(var), keep)] = (var, value)  # the variable kept: its id is not reused meanwhile
+                raw = const.load()
+                digest = hashlib.blake2b(np.ascontiguousarray(raw).view(np.uint8).data, digest_size=16).digest()
+                key = (keep, var.dtype, var.shape, digest)
+            if key not in self.shared:
+                self.shared[key] = make(const.load() if raw is None else raw)
+            value = self.shared[key]
+        self._by_var[(var.name, keep)] = value
         return value
 
     def function_done(self) -> None:
-        """Let the finished function's variables go (and the loader's copies they hold)."""
+        """Forget the finished function's variable names (the next function has its own)."""
         self._by_var.clear()
 
 
-def _half_weight(op: Any, param: str) -> bool:
+def _half_weight(op: OpSpec, param: str, fn: FunctionSpec) -> bool:
     """Is this argument a weight its kernel reads kept as fp16 (``half.HalfMatrix``)? A linear's
     weight, and a conv's with groups 1 whose kernel is one tap (its product is a matrix product)."""
-    if param != "weight" or op.op_type not in ("linear", "conv"):
+    if param != "weight" or op.type not in ("linear", "conv"):
         return False
-    if op.op_type == "conv":
+    if op.type == "conv":
         groups = op.inputs.get("groups")
-        return groups is None or (_is_const(groups) and int(groups.val) == 1)
+        if groups is None:
+            return True
+        const = fn.consts.get(groups) if isinstance(groups, str) else None
+        return const is not None and int(const.load()) == 1
     return True
 
 
@@ -214,10 +212,6 @@ def _widen(val: Any) -> Any:
     if isinstance(val, np.float16):
         return val.astype(np.float32)
     return val
-
-
-def _is_const(var: Any) -> bool:
-    return var.op is not None and var.op.op_type == "const"
 
 
 @dataclass
@@ -254,95 +248,82 @@ class MilProgram:
     # -- loading ---------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path) -> "MilProgram":
-        from ..coreml.tools import PackageError, import_coremltools, load_package_spec
-
-        import_coremltools()
-        from coremltools.converters.mil.frontend.milproto.load import load as load_milproto
-
         path = Path(path)
         try:
-            spec = load_package_spec(path)  # never coremltools' ModelPackage: it rewrites the manifest
-        except PackageError as exc:
+            spec = read_program(path)
+        except ReadError as exc:
             raise MilError(str(exc)) from None
-        if spec.WhichOneof("Type") != "mlProgram":
-            raise MilError(f"{path} is not an ML program (type {spec.WhichOneof('Type')})")
-        weights = path / "Data" / "com.apple.CoreML" / "weights"
-        program = load_milproto(spec, spec.specificationVersion, file_weights_dir=str(weights))
-        constants = _Constants(by_bytes=len(program.functions) > 1)
+        constants = _Constants(shared=len(spec.functions) > 1)
         functions = {}
-        for name in list(program.functions):
-            functions[name] = cls._compile(name, program.functions.pop(name), constants)  # the loader's copy goes
+        for name in list(spec.functions):
+            functions[name] = cls._compile(spec.functions.pop(name), constants)
             constants.function_done()
         return cls(path, functions)
 
     @staticmethod
-    def _compile(fn_name: str, fn: Any, constants: _Constants) -> MilFunction:
-        from coremltools.converters.mil.mil import types
+    def _compile(fn: FunctionSpec, constants: _Constants) -> MilFunction:
+        try:
+            return MilProgram._compile_checked(fn, constants)
+        except ReadError as exc:
+            raise MilError(str(exc)) from None
 
+    @staticmethod
+    def _compile_checked(fn: FunctionSpec, constants: _Constants) -> MilFunction:
         inputs: dict[str, TensorInfo] = {}
         states: dict[str, TensorInfo] = {}
-        for name, var in fn.inputs.items():
-            if types.is_state(var.sym_type):
-                wrapped = var.sym_type.wrapped_type()
-                states[name] = TensorInfo(
-                    name, _np_type(wrapped.get_primitive()), tuple(int(d) for d in wrapped.get_shape())
-                )
+        for var in fn.inputs:
+            if var.state:
+                states[var.name] = TensorInfo(var.name, var.dtype, var.shape)
             else:
-                inputs[name] = TensorInfo(name, _np_type(var.dtype), _static_shape(var))
-        outputs = [TensorInfo(v.name, _np_type(v.dtype), _static_shape(v)) for v in fn.outputs]
-        mil_fn = MilFunction(fn_name, inputs, states, outputs)
+                inputs[var.name] = TensorInfo(var.name, var.dtype, var.shape)
+        outputs = [TensorInfo(name, fn.variables[name].dtype, fn.variables[name].shape) for name in fn.outputs]
+        mil_fn = MilFunction(fn.name, inputs, states, outputs)
         unsupported: dict[str, str] = {}
-        for index, op in enumerate(fn.operations):
-            if op.op_type == "const":
+        for index, op in enumerate(fn.ops):
+            if op.has_blocks:
+                unsupported.setdefault(op.type, f"op #{index} {op.name!r} (control flow with nested blocks)")
                 continue
-            if op.blocks:
-                unsupported.setdefault(op.op_type, f"op #{index} {op.name!r} (control flow with nested blocks)")
-                continue
-            kernel = KERNELS.get(op.op_type)
-            if op.op_type in ("read_state", "coreml_update_state"):
-                kernel = _state_kernel
+            kernel = KERNELS.get(op.type)
+            if op.type in ("read_state", "coreml_update_state"):
+                kernel = _state_kernel if op.outputs else _state_write
             if kernel is None:
-                unsupported.setdefault(op.op_type, f"op #{index} {op.name!r}")
+                unsupported.setdefault(op.type, f"op #{index} {op.name!r}")
                 continue
             args: list[tuple[str, str, Any]] = []
             state_name = None
             for param, value in op.inputs.items():
-                if isinstance(value, (list, tuple)):
-                    args.append(
-                        (
-                            param,
-                            "list",
-                            [("const", constants.value(v)) if _is_const(v) else ("var", v.name) for v in value],
-                        )
-                    )
-                elif op.op_type in ("read_state", "coreml_update_state") and param in ("input", "state"):
-                    state_name = value.name
-                elif _is_const(value):
-                    mil_fn.const_reads.setdefault(value.op.name, []).append((len(mil_fn.steps), len(args)))
-                    args.append((param, "const", constants.value(value, _half_weight(op, param))))
+                if isinstance(value, list):
+                    listed = [("const", constants.value(fn.consts[v])) if v in fn.consts else ("var", v) for v in value]
+                    args.append((param, "list", listed))
+                elif op.type in ("read_state", "coreml_update_state") and param in ("input", "state"):
+                    state_name = value
+                elif value in fn.consts:
+                    const = fn.consts[value]
+                    mil_fn.const_reads.setdefault(const.op_name, []).append((len(mil_fn.steps), len(args)))
+                    args.append((param, "const", constants.value(const, _half_weight(op, param, fn))))
                 else:
-                    args.append((param, "var", value.name))
-            outs = [(o.name, _np_type(o.dtype), _static_shape(o)) for o in op.outputs]
+                    args.append((param, "var", value))
+            outs = [(o.name, o.dtype, o.shape) for o in op.outputs]
             mil_fn.steps.append(
                 _Step(
                     index,
-                    op.op_type,
+                    op.type,
                     op.name,
                     kernel,
                     args,
                     outs,
                     state_name,
-                    op.op_type in DATA_MOVEMENT or _selects_fp16(op),
+                    op.type in DATA_MOVEMENT or _selects_fp16(op, fn),
                 )
             )
         if unsupported:
             where = "; ".join(f"{t} at {w}" for t, w in sorted(unsupported.items()))
             raise UnsupportedOp(
                 f"zoo's MIL interpreter cannot execute op type(s) {', '.join(sorted(unsupported))} in function "
-                f"{fn_name!r}: {where}"
+                f"{fn.name!r}: {where}"
             )
         # outputs produced directly by consts still need a value
-        mil_fn.const_outputs = {v.name: _widen(v.val) for v in fn.outputs if _is_const(v)}
+        mil_fn.const_outputs = {name: _widen(fn.consts[name].load()) for name in fn.outputs if name in fn.consts}
         _plan_releases(mil_fn)
         return mil_fn
 
@@ -395,7 +376,7 @@ class MilProgram:
         fn = self.function(function)
         state = {}
         for name, info in fn.states.items():
-            if any(d is None for d in info.shape):
+            if info.shape is None or any(d is None for d in info.shape):
                 raise MilError(f"function {function!r}: state {name!r} has a dynamic shape {info.shape}")
             state[name] = np.zeros(tuple(int(d or 0) for d in info.shape), dtype=_held(info.dtype))
         for name, value in (initial or {}).items():
@@ -532,10 +513,10 @@ class MilProgram:
         env: dict[str, Any] = {}
         for name, info in fn.inputs.items():
             value = np.asarray(inputs[name])
-            for axis, (want, got) in enumerate(zip(info.shape, value.shape)):
+            for axis, (want, got) in enumerate(zip(info.shape or (), value.shape)):
                 if want is not None and want != got:
                     raise MilError(f"input {name!r}: expected shape {info.shape}, got {value.shape}")
-            if len(info.shape) != value.ndim:
+            if info.shape is not None and len(info.shape) != value.ndim:
                 raise MilError(f"input {name!r}: expected rank {len(info.shape)}, got shape {value.shape}")
             env[name] = (
                 round_to_fp16(value)
@@ -602,7 +583,9 @@ class MilProgram:
                     )
                 for value, (name, dtype, shape) in zip(results, step.outputs):
                     value = np.asarray(value)
-                    if len(shape) != value.ndim or any(s is not None and s != v for s, v in zip(shape, value.shape)):
+                    if shape is not None and (
+                        len(shape) != value.ndim or any(s is not None and s != v for s, v in zip(shape, value.shape))
+                    ):
                         raise MilError(
                             f"{step.where(function)}: output {name!r} has shape {value.shape}, program declares {shape}"
                         )
@@ -714,6 +697,12 @@ def _state_kernel(_state: dict[str, np.ndarray], _name: str, _op: str, value: An
         return _state[_name]
     np.copyto(_state[_name], value, casting="unsafe")
     return value
+
+
+def _state_write(**kwargs: Any) -> tuple:
+    """A ``coreml_update_state`` whose result nothing reads (the package holds its write alone)."""
+    _state_kernel(**kwargs)
+    return ()
 
 
 def load(path: str | Path) -> MilProgram:
