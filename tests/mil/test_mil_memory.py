@@ -85,11 +85,22 @@ def test_intermediates_are_freed_after_their_last_use(chain):
         ((1, 8, 300), (16, 8, 7), {"strides": [1], "dilations": [1], "groups": 1, "pad_type": "same"}),
         ((2, 8, 301), (8, 1, 5), {"strides": [2], "dilations": [3], "groups": 8, "pad_type": "custom", "pad": [2, 3]}),
         ((1, 4, 40, 57), (6, 2, 3, 5), {"strides": [2, 3], "dilations": [1, 2], "groups": 2, "pad_type": "valid"}),
+        ((2, 4, 40, 57), (6, 4, 3, 5), {"strides": [2, 3], "dilations": [1, 2], "groups": 1, "pad_type": "valid"}),
+        ((2, 8, 301), (8, 8, 5), {"strides": [2], "dilations": [3], "groups": 1, "pad_type": "custom", "pad": [2, 3]}),
+        ((1, 8, 301), (16, 8, 1), {"strides": [1], "dilations": [1], "groups": 1, "pad_type": "valid"}),
+        # padding wider than the input: some taps meet no input position at all
+        ((1, 3, 4), (5, 3, 7), {"strides": [1], "dilations": [2], "groups": 1, "pad_type": "custom", "pad": [9, 9]}),
+        (
+            (1, 3, 6, 5),
+            (4, 3, 3, 3),
+            {"strides": [2, 1], "dilations": [1, 1], "groups": 1, "pad_type": "custom", "pad": [2, 1, 0, 3]},
+        ),
     ],
 )
 def test_a_conv_computed_in_pieces_equals_torch(monkeypatch, shape, weight, kwargs):
-    """The conv kernel bounds its gathered taps (CONV_CHUNK_BYTES): pieces along the output's last
-    axis give torch's result, whatever the strides, dilations, groups and padding."""
+    """The conv kernel bounds what it holds (CONV_CHUNK_BYTES: the gathered taps of a grouped conv,
+    the product buffer of a one-group conv): pieces along the output's last axis give torch's
+    result, whatever the strides, dilations, groups, padding and batch."""
     import torch
 
     from zoo.core.mil.kernels import linalg as kernels
@@ -126,25 +137,29 @@ def _torch_conv(fn, x, w, b, kwargs) -> np.ndarray:
 
 
 def test_a_long_conv_allocates_pieces_not_every_tap_at_once(monkeypatch):
+    """A one-group conv adds one tap's product at a time into its output; a grouped one gathers its
+    taps in pieces of CONV_CHUNK_BYTES."""
     from zoo.core.mil.kernels import linalg as kernels
 
     x = np.ones((1, 32, 20000), np.float32)
-    w = np.full((32, 32, 11), 0.01, np.float32)
     taps_mb = 32 * 11 * 20000 * 4 / 2**20  # 26.9 MB gathered at once
     out_mb = 32 * 20000 * 4 / 2**20  # 2.4 MB
 
-    def peak_mb() -> float:
+    def peak_mb(w: np.ndarray, groups: int) -> float:
         tracemalloc.start()
         try:
-            kernels.conv(x, w, pad_type="same")
+            kernels.conv(x, w, pad_type="same", groups=groups)
             return tracemalloc.get_traced_memory()[1] / 2**20
         finally:
             tracemalloc.stop()
 
+    one_group, grouped = np.full((32, 32, 11), 0.01, np.float32), np.full((32, 16, 11), 0.01, np.float32)
+    # measured (2026-12-05): 7.3 MB (the padded input, the output, one product, the weight by tap)
+    assert peak_mb(one_group, 1) < 3 * out_mb + 1
     monkeypatch.setattr(kernels, "CONV_CHUNK_BYTES", 1 << 20)
-    pieces = peak_mb()
+    pieces = peak_mb(grouped, 2)
     monkeypatch.setattr(kernels, "CONV_CHUNK_BYTES", 1 << 40)
-    whole = peak_mb()
+    whole = peak_mb(grouped, 2)
     # measured: 6.0 MB in pieces (padded input, output, 1 MB of taps and its product), 34.2 MB whole
     assert pieces < out_mb + 6, pieces
     assert whole > taps_mb, f"the whole-call measurement ({whole:.1f} MB) cannot see the taps: the test proves nothing"
@@ -183,3 +198,59 @@ def test_a_transposed_conv_made_a_slab_at_a_time_equals_torch(monkeypatch, shape
     ]
     assert got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "shape, weight, kwargs",
+    [
+        ((1, 16, 500), (8, 16, 11), {"dilations": [1], "pad_type": "custom", "pad": [5, 5]}),
+        ((2, 8, 301), (8, 8, 5), {"dilations": [3], "pad_type": "custom", "pad": [2, 9]}),
+        ((1, 3, 4), (5, 3, 7), {"dilations": [2], "pad_type": "custom", "pad": [9, 9]}),
+    ],
+)
+def test_a_one_dimensional_conv_through_blas_equals_the_products_and_additions(monkeypatch, shape, weight, kwargs):
+    """A 1-d conv at stride 1 accumulates each tap's product in BLAS (numpy's own sgemm, beta 1,
+    reading the window and writing the output piece where they lie): bit for bit the result of
+    the same products made by numpy and added one by one (the path without that sgemm)."""
+    from zoo.core.mil.kernels import linalg as kernels
+
+    if kernels._blas_sgemm() is None:
+        pytest.skip("numpy is not linked to the OpenBLAS its wheels bundle: only the numpy path exists here")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal(weight).astype(np.float32)
+    b = rng.standard_normal(weight[0]).astype(np.float32)
+    args = {"strides": [1], "groups": 1, **kwargs}
+    through_blas = kernels.conv(x, w, b, **args)
+    strided = np.zeros((shape[0], shape[1], shape[2] * 2), np.float32)[..., ::2]  # not row-contiguous: numpy path
+    strided[...] = x
+    monkeypatch.setattr(kernels, "_SGEMM", [None])
+    assert np.array_equal(through_blas, kernels.conv(x, w, b, **args))
+    assert np.array_equal(through_blas, kernels.conv(strided, w, b, **args))
+
+
+def test_a_conv_weight_is_held_tap_by_tap_and_read_without_a_copy(tmp_path):
+    """The loader holds a one-group conv's weight laid out tap by tap (the same values, [O, C, K]
+    as a view): the kernel's per-tap matrices are that memory, not a copy made at each call."""
+    import torch
+
+    from zoo.core.host.defaults import save_component
+    from zoo.core.plugin.spec import Variant
+    from zoo.core.plugin.traceable import TensorSpec, Traceable
+
+    conv = torch.nn.Conv1d(16, 24, 7, padding=3)
+    x = np.random.default_rng(0).standard_normal((1, 16, 50)).astype(np.float32)
+    path = tmp_path / "conv.mlpackage"
+    save_component(
+        {"main": Traceable(conv.eval(), [TensorSpec("x", (1, 16, 50))], ["y"], [{"x": x}])},
+        Variant("v", precision="fp32"),
+        path,
+    )
+    program = MilProgram.load(path)
+    step = next(s for s in program.function().steps if s.op_type == "conv")
+    weight = next(payload for param, kind, payload in step.args if param == "weight")
+    assert np.array_equal(weight, conv.weight.detach().numpy())
+    per_tap = np.moveaxis(weight.reshape(24, 16, 7), 2, 0)
+    assert per_tap.flags.c_contiguous and np.shares_memory(per_tap, weight)
+    want = conv(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(program.run({"x": x})["y"], want, rtol=1e-4, atol=1e-5)

@@ -79,15 +79,21 @@ def layer_norm(x: Any, axes: Any = None, gamma: Any = None, beta: Any = None, ep
 
 @kernel("instance_norm")
 def instance_norm(x: Any, gamma: Any = None, beta: Any = None, epsilon: Any = 1e-5, **_: Any) -> Any:
+    """(x - mean) · gamma / sqrt(var + epsilon) + beta per instance and channel. The centred input
+    is made once and scaled where it lies by one factor per channel (gamma folded into it): five
+    passes over the input instead of nine (kokoro's decoder: 70 calls, 76 ms of a 0.76 s call
+    before, 2026-12-05); float32 rounding of the factor's product aside, the same values."""
     ax = tuple(range(2, x.ndim))
     mean = np.mean(x, axis=ax, keepdims=True)
-    var = np.mean((x - mean) ** 2, axis=ax, keepdims=True)
-    y = (x - mean) / np.sqrt(var + epsilon)
+    centred = np.subtract(x, mean, dtype=np.result_type(x, np.float32))
+    var = np.mean(np.square(centred), axis=ax, keepdims=True)
     shape = (1, -1) + (1,) * (x.ndim - 2)
+    scale = 1.0 / np.sqrt(var + epsilon)
     if gamma is not None:
-        y = y * np.asarray(gamma).reshape(shape)
+        scale = scale * np.asarray(gamma).reshape(shape)
+    y = np.multiply(centred, scale, out=centred) if scale.dtype == centred.dtype else centred * scale
     if beta is not None:
-        y = y + np.asarray(beta).reshape(shape)
+        y += np.asarray(beta).reshape(shape).astype(y.dtype, copy=False)
     return y
 
 
