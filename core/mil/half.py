@@ -27,13 +27,12 @@ Imports numpy, ``compiled`` and ``util.cpus``.
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 
 from . import compiled
+from .threads import count, run_split
 
 #: at most this many input rows go through the compiled loop; more go to BLAS (see above)
 FUSED_ROWS = 24
@@ -86,22 +85,17 @@ class HalfMatrix:
                 np.matmul(x, block.T, out=out[:, first : first + per])
             return out
         loop = compiled.half_product
-        threads = _threads() if n * k >= SPLIT_VALUES else 1
+        threads = count() if n * k >= SPLIT_VALUES else 1
         if threads == 1:
             loop(x, self.bits, out, 0, n)
             return out
         # the loop widens four weight rows at a time: a split at a multiple of four computes every
         # column as the whole product would (the same bits whatever the thread count)
         bounds = [n * i // threads // 4 * 4 for i in range(threads)] + [n]
-        pool = _pool(threads - 1)  # the calling thread takes the first share itself
-        others = [pool.submit(loop, x, self.bits, out, a, b) for a, b in zip(bounds[1:-1], bounds[2:])]
-        loop(x, self.bits, out, bounds[0], bounds[1])
-        for done in others:
-            done.result()
+        run_split(bounds, lambda a, b: loop(x, self.bits, out, a, b))
         return out
 
 
-_POOL: dict[str, Any] = {}
 _NATIVE: list[bool] = []
 
 
@@ -110,24 +104,6 @@ def _native() -> bool:
     if not _NATIVE:
         _NATIVE.append(compiled.converts_fp16_natively())
     return _NATIVE[0]
-
-
-def _threads() -> int:
-    """This process's share of the cores, at most 8: each share costs a hand-over to a pool thread
-    (~20-50 µs) and a 4,864-row weight split 8 ways is 608 rows a thread already (measured on 2 cores
-    only: beyond that the cap is a guard, not a measured optimum)."""
-    from ..util.cpus import cpu_share
-
-    return max(1, min(cpu_share(), 8))
-
-
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """One pool per process and size (a forked child starts its own: its parent's threads are gone)."""
-    key = f"{os.getpid()}:{threads}"
-    if key not in _POOL:
-        _POOL.clear()
-        _POOL[key] = ThreadPoolExecutor(threads, thread_name_prefix="zoo-half")
-    return _POOL[key]
 
 
 def held(value: Any) -> Any:

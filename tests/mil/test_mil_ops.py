@@ -534,6 +534,7 @@ def test_fp16_rounding_matches_numpy_cast():
     assert got.dtype == np.float32
     assert np.array_equal(got, want, equal_nan=True)
     assert np.array_equal(np.signbit(got), np.signbit(want))
+
     from zoo.core.mil import program
 
     # any layout and dtype the kernels return: a strided view, float64, a 0-d value, each rounded into
@@ -561,6 +562,33 @@ def test_fp16_rounding_matches_numpy_cast():
     assert not program.rounded_and_finite(np.append(finite, np.float32(np.nan)))[1]
     assert not program.rounded_and_finite(np.append(finite, np.float32(-np.inf)))[1]
     # (all 2**32 float32 bit patterns were compared once, in 8 minutes: no difference, NaN compared as NaN)
+
+
+def test_rounding_and_gelu_split_between_threads_give_the_same_bits(monkeypatch):
+    """Large arrays are rounded (and GELU'd) in ranges on several threads: each value by itself, so
+    the same bits as one pass, and an overflow in any range is reported."""
+    from zoo.core.mil import compiled, threads
+    from zoo.core.mil.program import rounded_and_finite
+
+    rng = np.random.default_rng(8)
+    values = (rng.standard_normal(10_001) * 100).astype(np.float32)
+    single_rounded, single_finite = rounded_and_finite(values)
+    single_gelu = compiled.gelu_exact(values)
+    assert single_finite
+    monkeypatch.setattr(compiled, "SPLIT_ROUNDING", 1000)
+    monkeypatch.setattr(compiled, "SPLIT_GELU", 1000)
+    calls = []
+    real = threads.run_split
+    monkeypatch.setattr(threads, "run_split", lambda bounds, work: calls.append(bounds) or real(bounds, work))
+    for count in (2, 3):
+        monkeypatch.setattr(threads, "count", lambda n=count: n)
+        rounded, finite = rounded_and_finite(values)
+        assert finite and np.array_equal(rounded, single_rounded)
+        assert np.array_equal(compiled.gelu_exact(values), single_gelu)
+        late = values.copy()
+        late[-1] = 7e4  # rounds to inf, in the last range
+        assert not rounded_and_finite(late)[1]
+    assert calls and all(len(b) in (3, 4) for b in calls)  # the work was split
 
 
 def test_fp16_widening_matches_numpy_cast():
