@@ -114,3 +114,22 @@ def count_clustering(monkeypatch) -> list[int]:
 
     monkeypatch.setattr(palette, "_lut_kmeans", counted)
     return clustered
+
+
+def save_builder_program(path, fn, specs: list, target: str = "iOS17", precision: str = "fp32"):
+    """``fn`` (coremltools' MIL builder calls on placeholders ``specs``) converted as it is (no
+    passes) for ``target`` at ``precision`` and saved at ``path``; returns ``path``."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    program = mb.program(input_specs=specs, opset_version=getattr(ct.target, target))(fn)
+    model = ct.convert(
+        program,
+        source="milinternal",
+        convert_to="mlprogram",
+        minimum_deployment_target=getattr(ct.target, target),
+        compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
+        pass_pipeline=ct.PassPipeline.EMPTY,
+    )
+    model.save(str(path))
+    return path

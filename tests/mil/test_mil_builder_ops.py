@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import save_builder_program
 
 from zoo.core.mil import MilProgram
 
@@ -18,7 +19,6 @@ RNG = np.random.default_rng(0)
 
 
 def build(tmp_path, fn, inputs: dict, target: str = "iOS17", precision: str = "fp32", name: str = "p") -> MilProgram:
-    import coremltools as ct
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.mil import types
 
@@ -29,17 +29,7 @@ def build(tmp_path, fn, inputs: dict, target: str = "iOS17", precision: str = "f
         )
         for k, v in inputs.items()
     }
-    program = mb.program(input_specs=list(specs.values()), opset_version=getattr(ct.target, target))(fn)
-    model = ct.convert(
-        program,
-        source="milinternal",
-        convert_to="mlprogram",
-        minimum_deployment_target=getattr(ct.target, target),
-        compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
-        pass_pipeline=ct.PassPipeline.EMPTY,
-    )
-    path = tmp_path / f"{name}.mlpackage"
-    model.save(str(path))
+    path = save_builder_program(tmp_path / f"{name}.mlpackage", fn, list(specs.values()), target, precision)
     return MilProgram.load(path)
 
 

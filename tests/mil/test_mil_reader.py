@@ -19,6 +19,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from helpers import save_builder_program
 from torch import nn
 
 from zoo.core.host.defaults import save_component
@@ -32,22 +33,11 @@ WEIGHTS = ("Data", "com.apple.CoreML", "weights")
 
 
 def _save_builder(path, fn, inputs, target, precision="fp16"):
-    import coremltools as ct
     from coremltools.converters.mil import Builder as mb
     from coremltools.converters.mil.mil import types
 
     specs = [mb.placeholder(shape=shape, dtype=types.fp32) for shape in inputs]
-    program = mb.program(input_specs=specs, opset_version=getattr(ct.target, target))(fn)
-    model = ct.convert(
-        program,
-        source="milinternal",
-        convert_to="mlprogram",
-        minimum_deployment_target=getattr(ct.target, target),
-        compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32,
-        pass_pipeline=ct.PassPipeline.EMPTY,
-    )
-    model.save(str(path))
-    return path
+    return save_builder_program(path, fn, specs, target, precision)
 
 
 def _ios18_program(path):
