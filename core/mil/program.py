@@ -133,7 +133,7 @@ class _Constants:
       loop reads each weight once per iteration: vibevoice's sampler runs its head five times,
       103 weight reads of 23 weights, held as 790 MB instead of 164 MB before this).
     * Across the functions of a multifunction package, a weight stored once in the weight file
-      (one blob, at one offset) is read and widened once (``by_blob``; one function: nothing to
+      (one blob, at one offset) is read and widened once (``shared``; one function: nothing to
       share); one written in the spec itself is small, below ``SHARED_CONST_BYTES``, or compared
       by its bytes.
     * The weight of a linear or a pointwise conv is not widened: it stays fp16, as a
@@ -157,9 +157,8 @@ class _Constants:
         held_value = self._by_var.get((var.name, held_as))
         if held_value is not None:
             return held_value
-        count = np.prod([int(d or 0) for d in shape])
-        widened = int(count) * (
-            4 if var.dtype is np.float16 else np.dtype(var.dtype).itemsize if var.dtype is not np.str_ else 0
+        widened = int(np.prod([int(d or 0) for d in shape])) * (
+            4 if var.dtype is np.float16 else np.dtype(var.dtype).itemsize
         )
 
         def make(raw: Any) -> Any:
@@ -273,20 +272,16 @@ class MilProgram:
             raise MilError(str(exc)) from None
         constants = _Constants(shared=len(spec.functions) > 1)
         functions = {}
-        for name in list(spec.functions):
-            functions[name] = cls._compile(spec.functions.pop(name), constants)
-            constants.function_done()
+        try:
+            for name in list(spec.functions):
+                functions[name] = cls._compile(spec.functions.pop(name), constants)
+                constants.function_done()
+        except ReadError as exc:  # a constant's bytes are read while compiling
+            raise MilError(str(exc)) from None
         return cls(path, functions)
 
     @staticmethod
     def _compile(fn: FunctionSpec, constants: _Constants) -> MilFunction:
-        try:
-            return MilProgram._compile_checked(fn, constants)
-        except ReadError as exc:
-            raise MilError(str(exc)) from None
-
-    @staticmethod
-    def _compile_checked(fn: FunctionSpec, constants: _Constants) -> MilFunction:
         inputs: dict[str, TensorInfo] = {}
         states: dict[str, TensorInfo] = {}
         for var in fn.inputs:

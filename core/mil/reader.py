@@ -58,8 +58,9 @@ _TYPES: dict[str, tuple[Any, int]] = {
     "UINT6": (np.uint8, 6),
 }
 #: the blob storage's data type codes (MILBlob's ``BlobDataType``) for the types whose code is fixed
-#: since its first version; newer codes (sub-byte, 32-bit integers) are checked by size only
-_BLOB_CODES = {"FLOAT16": 1, "FLOAT32": 2, "UINT8": 3, "INT8": 4, "INT16": 6, "UINT16": 7}
+#: since its first version, by the numpy type they are read as; newer codes (sub-byte, 32-bit
+#: integers) are checked by size only
+_BLOB_CODES: dict[Any, int] = {np.float16: 1, np.float32: 2, np.uint8: 3, np.int8: 4, np.int16: 6, np.uint16: 7}
 #: parameters MIL declares as tuples (coremltools' ``TupleInputType``): a list even with one value
 TUPLE_PARAMS = {
     "concat": {"values"},
@@ -91,25 +92,21 @@ class VarSpec:
 
 @dataclass
 class ConstSpec:
-    """A constant an op reads: the ``const`` op's name and variable, and where its value lies."""
+    """A constant an op reads: the ``const`` op's name and variable, and where its value lies: in
+    the spec (``value``) or in a weight file (``blob``: the file and offset, read by ``weights``)."""
 
     op_name: str
     var: VarSpec
-    _value: Any = None
-    _blob: tuple[Path, int] | None = None
-    _weights: "_Weights | None" = None
-
-    @property
-    def blob(self) -> tuple[Path, int] | None:
-        """The weight file and offset holding the value, or None for a value written in the spec."""
-        return self._blob
+    value: Any = None
+    blob: tuple[Path, int] | None = None
+    weights: "_Weights | None" = None
 
     def load(self) -> Any:
         """The value (read from the weight file at each call: the caller keeps what it needs)."""
-        if self._blob is not None:
-            assert self._weights is not None
-            return self._weights.read(self._blob, self.var)
-        return self._value
+        if self.blob is not None:
+            assert self.weights is not None
+            return self.weights.read(self.blob, self.var)
+        return self.value
 
 
 @dataclass
@@ -164,7 +161,8 @@ def _tensor_type(value_type: Any, where: str) -> VarSpec:
 def _data_type_name(code: int) -> str:
     from ..coreml.proto import module
 
-    return module("MIL_pb2").DataType.Name(code) if code in module("MIL_pb2").DataType.values() else str(code)
+    names = module("MIL_pb2").DataType
+    return names.Name(code) if code in names.values() else str(code)
 
 
 def _unpack(packed: np.ndarray, bits: int, count: int, signed: bool) -> np.ndarray:
@@ -201,14 +199,13 @@ def _immediate(value: Any, var: VarSpec, where: str) -> Any:
     tensor = immediate.tensor
     which = tensor.WhichOneof("value")
     count = _count(var.shape, where)
-    type_name = _data_type_name(value.type.tensorType.dataType)
     if which == "bytes":
         data = tensor.bytes.values
         if var.bits:
             return _finish(_unpack(np.frombuffer(data, np.uint8), var.bits, count, var.dtype is np.int8), var)
         itemsize = np.dtype(var.dtype).itemsize
         if len(data) != count * itemsize:
-            raise ReadError(f"{where}: {len(data)} bytes for {count} {type_name} values")
+            raise ReadError(f"{where}: {len(data)} bytes for {count} {np.dtype(var.dtype).name} values")
         return _finish(np.frombuffer(data, var.dtype).copy(), var)
     if which is None:
         raise ReadError(f"{where}: a tensor value with no values")
@@ -221,17 +218,26 @@ def _immediate(value: Any, var: VarSpec, where: str) -> Any:
 class _Weights:
     """A package's weight files, read by offset."""
 
-    def __init__(self, directory: Path):
-        self.directory = directory
+    def __init__(self, package: Path):
+        self.package = package
+        self.directory = package / "Data" / "com.apple.CoreML" / "weights"
+        self._located: dict[str, Path] = {}
         self._sizes: dict[Path, int] = {}
 
     def locate(self, file_name: str, where: str) -> Path:
-        """``@model_path/weights/weight.bin`` -> that file in the package's weights directory."""
-        base = file_name.rsplit("/", 1)[-1]
-        path = self.directory / base
-        if base in ("", ".", "..") or not path.is_file() or path.resolve().parent != self.directory.resolve():
-            raise ReadError(f"{where}: weight file {file_name!r} is not a file in {self.directory}")
-        return path
+        """``@model_path/weights/weight.bin`` -> that file in the package's weights directory, which
+        must lie inside the package itself (neither it nor the file a link out of it); each name
+        looked up once."""
+        if file_name not in self._located:
+            base = file_name.rsplit("/", 1)[-1]
+            path = self.directory / base
+            inside = (
+                path.resolve().parent == self.directory.resolve() and self.package.resolve() in path.resolve().parents
+            )
+            if base in ("", ".", "..") or not path.is_file() or not inside:
+                raise ReadError(f"{where}: weight file {file_name!r} is not a file in {self.directory}")
+            self._located[file_name] = path
+        return self._located[file_name]
 
     def read(self, blob: tuple[Path, int], var: VarSpec) -> Any:
         path, offset = blob
@@ -240,7 +246,6 @@ class _Weights:
         if size is None:
             size = self._sizes[path] = path.stat().st_size
         count = _count(var.shape, where)
-        type_name = next(name for name, (t, _) in _TYPES.items() if t is var.dtype)  # the first: no sub-byte
         with path.open("rb") as file:
             if offset < _BLOB_HEADER or offset + _BLOB_METADATA.size > size:
                 raise ReadError(f"{where}: no blob metadata there (file of {size} bytes)")
@@ -254,9 +259,11 @@ class _Weights:
                 need = (count * var.bits + 7) // 8
             else:
                 need = count * np.dtype(var.dtype).itemsize
-                expected = _BLOB_CODES.get(type_name)
+                expected = _BLOB_CODES.get(var.dtype)
                 if expected is not None and code != expected:
-                    raise ReadError(f"{where}: blob data type code {code}, the program declares {type_name}")
+                    raise ReadError(
+                        f"{where}: blob data type code {code}, the program declares {np.dtype(var.dtype).name}"
+                    )
             if nbytes < need:
                 raise ReadError(f"{where}: {nbytes} bytes for shape {var.shape} ({need} needed)")
             file.seek(data_offset)
@@ -282,7 +289,7 @@ def read_program(package: str | Path) -> ProgramSpec:
     program = spec.mlProgram
     if program.version != 1:
         raise ReadError(f"{package}: ML program version {program.version} (1 is read)")
-    weights = _Weights(package / "Data" / "com.apple.CoreML" / "weights")
+    weights = _Weights(package)
     functions = {}
     for name, function in program.functions.items():
         functions[name] = _function(name, function, weights)
@@ -300,14 +307,24 @@ def _const(fn: FunctionSpec, op_name: str, var: VarSpec, value: Any, weights: _W
     which = value.WhichOneof("value")
     if which == "blobFileValue":
         path = weights.locate(value.blobFileValue.fileName, where)
-        const = ConstSpec(op_name, var, _blob=(path, int(value.blobFileValue.offset)), _weights=weights)
+        const = ConstSpec(op_name, var, blob=(path, int(value.blobFileValue.offset)), weights=weights)
     elif which == "immediateValue":
-        const = ConstSpec(op_name, var, _value=_immediate(value, var, where))
+        const = ConstSpec(op_name, var, value=_immediate(value, var, where))
     else:
         raise ReadError(f"{where}: a constant without a value")
     fn.variables[var.name] = var
     fn.consts[var.name] = const
     return const
+
+
+def _name_of(op: Any, where: str) -> str:
+    """An op's ``name`` attribute ("" when it has none)."""
+    if "name" not in op.attributes:
+        return ""
+    names = op.attributes["name"].immediateValue.tensor.strings.values
+    if len(names) != 1:
+        raise ReadError(f"{where}: an op named by {len(names)} strings")
+    return str(names[0])
 
 
 def _function(name: str, function: Any, weights: _Weights) -> FunctionSpec:
@@ -323,7 +340,7 @@ def _function(name: str, function: Any, weights: _Weights) -> FunctionSpec:
     while index < len(operations):
         op = operations[index]
         index += 1
-        op_name = op.attributes["name"].immediateValue.tensor.strings.values[0] if "name" in op.attributes else ""
+        op_name = _name_of(op, f"{where}, op #{index - 1} {op.type}")
         at = f"{where}, op {op.type} {op_name or '#' + str(index - 1)!r}"
         if op.type == "const":
             if len(op.outputs) != 1 or "val" not in op.attributes:
@@ -362,6 +379,8 @@ def _function(name: str, function: Any, weights: _Weights) -> FunctionSpec:
             # the read by its name), as the write alone when not: read back as that op, with the
             # read's output or none
             op_type = "coreml_update_state"
+            if not isinstance(inputs_of.get("input"), str) or not isinstance(inputs_of.get("data"), str):
+                raise ReadError(f"{at}: a write_state needs one input and one data")
             inputs_of = {"state": inputs_of["input"], "value": inputs_of["data"]}
             op_name = op_name.removesuffix("_write_state")
             following = operations[index] if index < len(operations) else None
@@ -373,8 +392,7 @@ def _function(name: str, function: Any, weights: _Weights) -> FunctionSpec:
             ):
                 outputs = [_var(named, at) for named in following.outputs]
                 index += 1
-                if "name" in following.attributes:
-                    op_name = following.attributes["name"].immediateValue.tensor.strings.values[0]
+                op_name = _name_of(following, at) or op_name
         for var in outputs:
             fn.variables[var.name] = var
         fn.ops.append(OpSpec(op_type, op_name, inputs_of, outputs, bool(op.blocks)))

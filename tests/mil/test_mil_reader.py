@@ -313,6 +313,25 @@ def test_a_weight_file_outside_the_package_is_never_read(packages, tmp_path):
     _weight_file(package).unlink()
     _weight_file(package).write_bytes(outside.read_bytes())
     assert MilProgram.load(package).function("main").steps  # the same file inside: read
+    # the weights directory itself a link out of the package (to a directory holding weight.bin)
+    weights = _weight_file(package).parent
+    weights.rename(tmp_path / "weights")
+    weights.symlink_to(tmp_path / "weights")
+    with pytest.raises(MilError, match="weight file"):
+        MilProgram.load(package)
+
+
+def test_a_malformed_state_write_is_refused_saying_where(packages, tmp_path):
+    from zoo.core.coreml.tools import load_package_spec, root_model_path
+
+    package = _copy(packages["states, shared"], tmp_path / "write.mlpackage")
+    spec = load_package_spec(package)
+    block = spec.mlProgram.functions["step"].block_specializations["CoreML8"]
+    write = next(op for op in block.operations if op.type == "write_state")
+    del write.inputs["data"]
+    root_model_path(package).write_bytes(spec.SerializeToString())
+    with pytest.raises(MilError, match="write_state needs one input and one data"):
+        MilProgram.load(package)
 
 
 def test_a_spec_that_is_not_a_model_is_refused(packages, tmp_path):
