@@ -18,11 +18,12 @@ Which product runs is a matter of speed, never of values beyond float32 summatio
   weight rows at a time is widened (``BLOCK_VALUES``) and BLAS takes the product, so the float32
   copy never exists whole.
 
-The loop is split over the output columns between ``util.cpus.cpu_share()`` threads (it releases
-the GIL); each output value is computed the same way whatever the split. OpenBLAS's idle threads
+The loop is split over the output columns between the process's threads (``threads``, as many as
+``util.cpus.cpu_share()``; it releases the GIL); each output value is computed the same way
+whatever the split. OpenBLAS's idle threads
 spin on those cores after each BLAS call: zoo's CLI shortens that (``cli.app.main``).
 
-Imports numpy, ``compiled`` and ``util.cpus``.
+Imports numpy, ``compiled`` and ``threads``.
 """
 
 from __future__ import annotations

@@ -224,6 +224,11 @@ def test_a_one_dimensional_conv_through_blas_equals_the_products_and_additions(m
     through_blas = kernels.conv(x, w, b, **args)
     strided = np.zeros((shape[0], shape[1], shape[2] * 2), np.float32)[..., ::2]  # not row-contiguous: numpy path
     strided[...] = x
+    # channels read backwards or broadcast: not rows BLAS can read with a leading dimension (numpy's
+    # products take them; against BLAS on a copy, float32 summation differences only)
+    for view in (x[:, ::-1], np.broadcast_to(x[:, :1], x.shape)):
+        got, want = kernels.conv(view, w, b, **args), kernels.conv(np.ascontiguousarray(view), w, b, **args)
+        assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
     monkeypatch.setattr(kernels, "_SGEMM", [None])
     assert np.array_equal(through_blas, kernels.conv(x, w, b, **args))
     assert np.array_equal(through_blas, kernels.conv(strided, w, b, **args))

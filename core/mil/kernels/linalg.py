@@ -80,9 +80,10 @@ def _conv_pads(
     return pads
 
 
-#: the gathered kernel taps of one conv call are built for at most this many bytes at a time: a
-#: longer output is computed in pieces along its last axis (kokoro's generator: 128 channels x 11
-#: taps x 96,000 samples would be 540 MB at once; each output value is the same dot product)
+#: the gathered kernel taps of one grouped conv call are built for at most this many bytes at a
+#: time (a one-group conv's product buffer for a quarter of it): a longer output is computed in
+#: pieces along its last axis (kokoro's generator: 128 channels x 11 taps x 96,000 samples would be
+#: 540 MB at once; each output value is the same dot product)
 CONV_CHUNK_BYTES = 32 << 20
 
 
@@ -151,7 +152,10 @@ def _conv_by_taps(
     # [T, O, C]: no copy when the weight is held tap by tap (the interpreter's loader does so)
     per_tap = np.ascontiguousarray(np.moveaxis(weight.reshape(cout, cin, len(taps)), 2, 0), dtype=np.float32)
     y = np.zeros((n, cout, *out_sizes), np.float32)
-    if len(ks) == 1 and strides_[0] == 1 and x.dtype == np.float32 and x.strides[2] == 4 and x.strides[1] % 4 == 0:
+    # BLAS reads the window as rows of a leading dimension: channels laid out forward, each row
+    # whole before the next (a reversed or broadcast view is read by numpy's products instead)
+    rows_laid_out = x.strides[2] == 4 and x.strides[1] % 4 == 0 and x.strides[1] >= 4 * max(in_sizes[0], 1)
+    if len(ks) == 1 and strides_[0] == 1 and x.dtype == np.float32 and rows_laid_out:
         gemm = _blas_sgemm()
         if gemm is not None:
             _taps_1d(gemm, x, per_tap, y, dil[0], pads_before[0])
@@ -244,7 +248,8 @@ def _taps_1d(gemm: Any, x: np.ndarray, per_tap: np.ndarray, y: np.ndarray, dilat
     In BLAS's column-major terms, y[b] (C-ordered [O, L]) is an [L, O] matrix of leading dimension
     L, the window an [L', C] one of leading dimension x's row stride, the tap's [O, C] matrix a [C,
     O] one: y'[lo:hi] += window' · tap'. The same sums in the same order as a product followed by
-    an addition per tap (bit for bit on kokoro's decoder convs), without the product's buffer and
+    an addition per tap (bit for bit on kokoro's decoder convs and the tested shapes, though a BLAS
+    may fuse the addition and differ in the last bit elsewhere), without the product's buffer and
     the addition's pass over the output: 12.0 against 16.6 ms for a 128-channel, 11-tap conv over
     7,201 positions (2026-12-05, 2 cores). ``gemm``: ``_blas_sgemm()``."""
     import ctypes
@@ -283,15 +288,11 @@ def _taps_1d(gemm: Any, x: np.ndarray, per_tap: np.ndarray, y: np.ndarray, dilat
 
 
 def _conv_valid(xp: Any, weight: Any, strides_: list[int], dil: list[int], g: int, out_sizes: list[int]) -> Any:
-    """An unpadded convolution whose output has ``out_sizes``: [N, O, *out_sizes]."""
+    """An unpadded grouped convolution whose output has ``out_sizes``: [N, O, *out_sizes] (one
+    group: ``_conv_by_taps``)."""
     ks = list(weight.shape[2:])
     n, cin = xp.shape[:2]
     cout = weight.shape[0]
-    if n == 1 and g == 1 and all(k == 1 for k in ks) and all(s == 1 for s in strides_) and xp.flags.c_contiguous:
-        # a pointwise convolution: the one tap is the input itself, already laid out as [C, L] (the
-        # product below is the one the general path makes, without copying the input first)
-        y = np.matmul(weight.reshape(1, cout, cin), xp.reshape(1, cin, int(np.prod(out_sizes))))
-        return y.reshape(1, cout, *out_sizes)
     # gather every kernel tap as a strided view: [N, C, K..., *out]
     taps = []
     for offs in itertools.product(*[range(k) for k in ks]):
