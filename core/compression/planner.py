@@ -169,6 +169,58 @@ def choose_widths(
     return total
 
 
+def widths_measuring(
+    groups: dict[str, list[str]],
+    energy: dict[str, float],
+    noise4: dict[str, float],
+    gain: dict[str, Any],
+    size: dict[str, int],
+    budget: Any,
+    fixed: set[str],
+    measure_wide: Any,
+    rounds: int = 3,
+) -> tuple[dict[str, int], Any, dict[str, float], int]:
+    """``choose_widths`` over layers (``groups``: layer -> weight names; ``fixed`` layers at 8 bits)
+    from each weight's measured 4-bit noise, measuring 6-bit noise (``measure_wide(names)`` ->
+    {name: relative noise}) only for the weights of layers a plan widens, and planning again on
+    the measurements until every widened layer was measured (``plan_mixed``, step 4). A weight not
+    measured counts its 4-bit noise times the median 6/4-bit ratio measured so far (1/16 before
+    any); 8 bits count the 6-bit noise / 16. After ``rounds`` measuring passes every weight left
+    is measured (the plan is then exact). Returns (layer -> bits, predicted noise per output,
+    the 6-bit noises measured, passes including the 4-bit one)."""
+    narrow, wide, widest = MIXED_BITS
+
+    def relative(per_weight: dict[str, float]) -> dict[str, float]:
+        """A layer's relative noise: its weights' noise energy over their energy."""
+        return {
+            g: sum(per_weight[n] * energy[n] for n in members) / max(sum(energy[n] for n in members), 1e-300)
+            for g, members in groups.items()
+        }
+
+    names = [n for members in groups.values() for n in members]
+    measured: dict[str, float] = {}
+    passes = 1
+    while True:
+        ratios = sorted(measured[n] / noise4[n] for n in measured if noise4[n] > 0)
+        ratio = ratios[len(ratios) // 2] if ratios else 1 / 16
+        noise6 = {n: measured.get(n, noise4[n] * ratio) for n in names}
+        noise = {
+            narrow: relative(noise4),
+            wide: relative(noise6),
+            widest: relative({n: e / 16 for n, e in noise6.items()}),
+        }
+        width = {group: (widest if group in fixed else narrow) for group in groups}
+        total = choose_widths(width, gain, noise, size, budget)
+        wanted = [n for g in gain if width[g] > narrow for n in groups[g] if n not in measured]
+        if not wanted:
+            return width, total, measured, passes
+        if passes > rounds:  # the estimates kept moving the plan: every weight measured, the plan exact
+            wanted = [n for n in names if n not in measured]
+        got = measure_wide(wanted)
+        measured.update({n: got.get(n, noise4[n] * ratio) for n in wanted})  # one coremltools left: the estimate
+        passes += 1
+
+
 @dataclass
 class MixedPlan:
     """How ``plan_mixed`` chose the widths: per output its target and the estimate its measurements
@@ -180,6 +232,9 @@ class MixedPlan:
     layers: int
     unmeasured: tuple[str, ...] = ()  # layers with a weight no executed op reads directly (kept at 8 bits)
     basis: str = ""
+    #: palettizations the plan ran: every weight at 4 bits, then the widened layers' weights at 6
+    passes: int = 1
+    measured_wide: int = 0  # weights whose 6-bit table the plan measured
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -189,6 +244,8 @@ class MixedPlan:
             "executions": self.executions,
             "layers": self.layers,
             "unmeasured": list(self.unmeasured),
+            "passes": self.passes,
+            "measured_wide": self.measured_wide,
             **({"basis": self.basis} if self.basis else {}),
         }
 
@@ -207,10 +264,8 @@ def plan_mixed(
     """Each weight's table width for the ``mixed`` compression (Apple's per-layer recipe for large
     models, executed by zoo's MIL interpreter), one width per layer (``layer_group``).
 
-    1. Every weight palettized at 4 and 6 bits (two passes of the whole package): each layer's
-       relative noise e(l, b) = Σ(w - ŵ)² / Σ w² over its weights; at 8 bits e(l, 6) / 16 (a
-       k-means table gains ~6 dB per bit: measured 20.3 dB at 4 bits, 32.2 dB at 6 on Gaussian
-       weights), which spares the slowest pass; the final package measures every weight again.
+    1. Every weight palettized at 4 bits (one pass of the whole package): each layer's relative
+       noise e(l, 4) = Σ(w - ŵ)² / Σ w² over its weights.
     2. The uncompressed package on the parity examples, then once per layer with only that
        layer's weights at 4 bits: the relative noise it puts on each output o, n(l, o). Small
        perturbations act linearly, so the layer's gain g(l, o) = n(l, o) / e(l, 4) predicts its
@@ -218,6 +273,14 @@ def plan_mixed(
     3. Starting from 4 bits everywhere, while an output's predicted noise Σ_l g(l, o) e(l, b_l) is
        above its target (the most over it first), widen the layer that removes the most of that
        output's noise per byte added (4 -> 6 -> 8 bits).
+    4. e(l, 6) is measured (a pass over those weights only) for the layers step 3 widened, and
+       step 3 runs again on the measurements, until every layer it widens was measured; a layer
+       not measured yet counts e(l, 4) times the median ratio e(l, 6) / e(l, 4) measured so far
+       (1/16 before any: a k-means table gains ~6 dB per bit, measured 20.3 dB at 4 bits, 32.2 at
+       6 on Gaussian weights, 12-14 dB more at 6 than at 4 on heavier tails: ``lut_kmeans``). At
+       8 bits e(l, 6) / 16 (which spares the slowest tables). Clustering a 6-bit table costs
+       twice a 4-bit one, and most layers of a component stay at 4 or 6 bits, not both; the
+       final package measures every weight again.
 
     A spectral output's noise is its squared spectral distance (``MixedTargets.spectral``).
 
@@ -237,42 +300,35 @@ def plan_mixed(
     from ..validation import parity
 
     tables = {} if tables is None else tables  # the look-up tables, for the final pass to reuse
-    noise: dict[int, dict[str, float]] = {}
     packed4: dict[str, Any] = {}  # each weight's 4-bit constexpr op, decompressed when its layer is measured
     energy = {name: float(np.sum(np.asarray(value, np.float64) ** 2)) for name, value in originals.items()}
-    for b in MIXED_BITS[:-1]:
-        spec, prog = loaded if loaded is not None and b == MIXED_BITS[0] else _load(src)
-        _apply(
-            prog,
-            spec,
-            "palette",
-            cto.OptimizationConfig(
-                global_config=palette_config(b, tables), op_name_configs={name: None for name in kept}
-            ),
-        )
-        noise[b] = {name: 10 ** (-snr / 10) for name, snr in weight_snrs(prog, originals).items()}
-        if b == MIXED_BITS[0]:
-            for fn in prog.functions.values():
-                for op in fn.operations:
-                    name = _original_name(op)
-                    if op.op_type.startswith("constexpr_") and name in noise[b] and name not in packed4:
-                        packed4[name] = op
-        del prog
+    spec, prog = loaded if loaded is not None else _load(src)
     loaded = None
-    noise[MIXED_BITS[-1]] = {name: e / 16 for name, e in noise[MIXED_BITS[-2]].items()}
-    names = [n for n in originals if all(n in noise[b] for b in MIXED_BITS)]
+    _apply(
+        prog,
+        spec,
+        "palette",
+        cto.OptimizationConfig(
+            global_config=palette_config(MIXED_BITS[0], tables), op_name_configs={name: None for name in kept}
+        ),
+    )
+    noise4 = {name: 10 ** (-snr / 10) for name, snr in weight_snrs(prog, originals).items()}
+    for fn in prog.functions.values():
+        for op in fn.operations:
+            name = _original_name(op)
+            if op.op_type.startswith("constexpr_") and name in noise4 and name not in packed4:
+                packed4[name] = op
+    del prog
+    names = [n for n in originals if n in noise4]
     groups: dict[str, list[str]] = {}
     for name in names:
         groups.setdefault(layer_group(name), []).append(name)
-    # a layer's relative noise: its weights' noise energy over their energy
-    layer_noise = {
-        b: {
-            g: sum(noise[b][n] * energy[n] for n in members) / max(sum(energy[n] for n in members), 1e-300)
-            for g, members in groups.items()
-        }
-        for b in MIXED_BITS
-    }
 
+    # a layer's relative noise at 4 bits: its weights' noise energy over their energy
+    noise4_layer = {
+        g: sum(noise4[n] * energy[n] for n in members) / max(sum(energy[n] for n in members), 1e-300)
+        for g, members in groups.items()
+    }
     program = MilProgram.load(src) if program is None else program
     cases = parity.load(parity_file)
 
@@ -322,15 +378,26 @@ def plan_mixed(
         else:
             got = outputs(members)
             rel = np.array([rel_noise(g, v, k) for (k, g), (_, v) in zip(got, base)])
-            gain[group] = rel / max(layer_noise[4][group], 1e-30)
+            gain[group] = rel / max(noise4_layer[group], 1e-30)
         for name, value in previous.items():
             program.substitute(name, value)
 
-    width = {group: (MIXED_BITS[-1] if group in unmeasured else MIXED_BITS[0]) for group in groups}
     size = {group: sum(int(np.asarray(originals[n]).size) for n in members) for group, members in groups.items()}
-    noise = layer_noise
 
-    total = choose_widths(width, gain, noise, size, budget)
+    def measure_wide(wanted: list[str]) -> dict[str, float]:
+        spec, prog = _load(src)
+        _apply(
+            prog,
+            spec,
+            "palette",
+            cto.OptimizationConfig(op_name_configs={name: palette_config(MIXED_BITS[1], tables) for name in wanted}),
+        )
+        snrs = weight_snrs(prog, {n: originals[n] for n in wanted})
+        return {name: 10 ** (-snr / 10) for name, snr in snrs.items()}
+
+    width, total, measured6, passes = widths_measuring(
+        groups, energy, noise4, gain, size, budget, set(unmeasured), measure_wide
+    )
     estimated: dict[str, tuple[float, float]] = {}
     for key, value, allowed in zip(keys, total, budget):  # per output name, its worst case over the examples
         db = float("inf") if value <= 0 else -10 * math.log10(value)
@@ -341,5 +408,11 @@ def plan_mixed(
         progress(len(groups), len(groups))
     bits = {name: width[group] for group, members in groups.items() for name in members}
     return bits, MixedPlan(
-        estimated, len(groups) - len(unmeasured) + 1, len(groups), tuple(sorted(unmeasured)), targets.basis
+        estimated,
+        len(groups) - len(unmeasured) + 1,
+        len(groups),
+        tuple(sorted(unmeasured)),
+        targets.basis,
+        passes,
+        len(measured6),
     )

@@ -332,6 +332,58 @@ def test_lut_kmeans_is_as_good_as_coremltools_own_kmeans(bits, law):
     assert snr(lut, index) >= snr(ref_lut, ref_index.reshape(-1)) - 0.1
 
 
+def test_the_optimal_programme_matches_coremltools_kmeans1d_cost_for_cost():
+    """``kmeans.optimal`` (divide and conquer over each row of the programme) reaches the least
+    within-cluster cost kmeans1d's SMAWK finds, on sorted weighted points of heavy-tailed and
+    tied data, for every table width, including more clusters than points."""
+    from coremltools._deps import kmeans1d
+
+    from zoo.core.compression import kmeans
+
+    rng = np.random.default_rng(7)
+
+    def cost(points, weights, centroids):
+        nearest = np.searchsorted((centroids[:-1] + centroids[1:]) / 2, points)
+        return float(np.sum(weights * (points - centroids[nearest]) ** 2))
+
+    for case in range(120):
+        n = int(rng.integers(2, 700))
+        raw = rng.standard_t(3, n) if case % 3 else np.round(rng.standard_normal(n) * 4) / 4
+        points = np.unique(raw * 0.02)
+        weights = rng.random(points.size) * 10 + 0.1
+        k = int(rng.choice([1, 2, 16, 64, 256]))
+        ours = kmeans.optimal(points, weights, k)
+        theirs = np.asarray(kmeans1d.cluster(points, k, weights=weights).centroids)
+        assert len(ours) == len(theirs) == min(k, points.size) and np.all(np.diff(ours) > 0)
+        scale = float(np.sum(weights * (points - np.average(points, weights=weights)) ** 2))
+        assert cost(points, weights, ours) <= cost(points, weights, theirs) + 1e-12 * scale, case
+
+
+def test_lloyd_compiled_takes_the_numpy_steps():
+    """The compiled Lloyd iterations give the numpy formulation's centroids bit for bit (what
+    ``lut_kmeans`` computed before they were compiled), stopping when no value changes centroid."""
+    from zoo.core.compression import kmeans
+
+    rng = np.random.default_rng(3)
+    for case in range(40):
+        values = np.unique(rng.standard_t(3, 3000).astype(np.float16)).astype(np.float64)
+        counts = rng.integers(1, 9, values.size)
+        mass = np.concatenate([[0], np.cumsum(counts)])
+        moment = np.concatenate([[0.0], np.cumsum(counts * values)])
+        start = np.sort(rng.choice(values, 16 if case % 2 else 64, replace=False))
+        centroids, previous = start.copy(), None
+        for _ in range(300):
+            new = np.searchsorted(values, (centroids[:-1] + centroids[1:]) / 2)
+            if previous is not None and np.array_equal(new, previous):
+                break
+            previous = new
+            edges = np.concatenate([[0], new, [values.size]])
+            n = mass[edges[1:]] - mass[edges[:-1]]
+            centroids = np.where(n > 0, (moment[edges[1:]] - moment[edges[:-1]]) / np.maximum(n, 1), centroids)
+        assert np.array_equal(kmeans.lloyd(values, mass, moment, start, 300), centroids), case
+        assert np.array_equal(kmeans.lloyd(values, mass, moment, start, 0), start)
+
+
 def test_the_compressed_loop_is_judged_against_what_another_seed_does():
     from zoo.core.plugin.run import RunResult
     from zoo.core.plugin.spec import CompressedLoop
@@ -373,6 +425,44 @@ def test_widths_grow_where_they_buy_the_most_and_an_unreachable_output_does_not_
     total = choose_widths(width, gain, noise, size, np.array([1e-3, 2e-2]))
     assert width["a"] == MIXED_BITS[-1] and total[0] > 1e-3  # widened to the end, still over: recorded as such
     assert width == {"a": 8, "b": 6, "c": 4} and total[1] <= 2e-2  # then output 1 served, by the layer it hears most
+
+
+def test_six_bit_tables_are_measured_only_for_the_layers_a_plan_widens():
+    """``widths_measuring`` plans on estimated 6-bit noise, measures the layers it widened, and plans
+    again on the measurements: the widths and the predicted noise are those of a plan that knew
+    every 6-bit noise, and a layer no plan widened is never clustered at 6 bits."""
+    from zoo.core.compression.planner import choose_widths, widths_measuring
+
+    groups = {"a": ["a.w", "a.v"], "b": ["b.w"], "c": ["c.w"], "d": ["d.w"]}
+    energy = {"a.w": 1.0, "a.v": 3.0, "b.w": 1.0, "c.w": 1.0, "d.w": 1.0}
+    noise4 = {n: 1e-2 for n in energy}
+    # a's tables gain far more than the 1/16 estimate at 6 bits, b's less: the first plan is off
+    noise6 = {"a.w": 1e-4, "a.v": 2e-4, "b.w": 2e-3, "c.w": 5e-4, "d.w": 6e-4}
+    gain = {g: np.array([1.0, 0.0]) for g in "abc"} | {"d": np.array([0.0, 0.01])}
+    size = {"a": 400, "b": 100, "c": 100, "d": 100}
+    budget = np.array([0.012, 1.0])
+    asked: list[list[str]] = []
+
+    def measure(names):
+        asked.append(sorted(names))
+        return {n: noise6[n] for n in names}
+
+    width, total, measured, passes = widths_measuring(groups, energy, noise4, gain, size, budget, set(), measure)
+
+    def layer(per_weight):
+        return {g: sum(per_weight[n] * energy[n] for n in ns) / sum(energy[n] for n in ns) for g, ns in groups.items()}
+
+    exact = {4: layer(noise4), 6: layer(noise6), 8: layer({n: e / 16 for n, e in noise6.items()})}
+    want = dict.fromkeys(groups, 4)
+    want_total = choose_widths(want, gain, exact, size, budget)
+    assert width == want and np.allclose(total, want_total) and total[0] <= budget[0]
+    assert all(n in measured for g, ns in groups.items() if width[g] > 4 for n in ns)
+    assert "d.w" not in measured and passes == 1 + len(asked) and len(asked) >= 1  # d: heard too little to widen
+    # a layer no op reads directly (no gain) stays at 8 bits; weights coremltools leaves uncompressed
+    # at 6 bits keep their estimates, and the loop still ends
+    fixed_gain = {g: v for g, v in gain.items() if g != "c"}
+    width2, _, measured2, _ = widths_measuring(groups, energy, noise4, fixed_gain, size, budget, {"c"}, lambda n: {})
+    assert width2["c"] == 8 and "c.w" not in measured2 and set(measured2) < set(energy)
 
 
 def test_a_widening_later_ones_made_unneeded_is_narrowed_again():
