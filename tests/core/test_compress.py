@@ -465,6 +465,21 @@ def test_six_bit_tables_are_measured_only_for_the_layers_a_plan_widens():
     assert width2["c"] == 8 and "c.w" not in measured2 and set(measured2) < set(energy)
 
 
+def test_layers_under_one_percent_are_planned_as_one_unless_unmeasurable():
+    from zoo.core.compression.planner import SMALL_LAYERS, merge_small_layers
+
+    groups = {"big": ["big.w"], "s1": ["s1.w", "s1.b"], "s2": ["s2.w"], "list": ["list.w"], "mid": ["mid.w"]}
+    sizes = {"big.w": 9000, "s1.w": 40, "s1.b": 40, "s2.w": 50, "list.w": 30, "mid.w": 900}
+    merged = merge_small_layers(groups, sizes, lambda n: n != "list.w")
+    # s1 (80 of 10,060 values) and s2 (50) merged; the unreadable one kept apart (held at 8 bits); 1% is 100.6
+    assert merged == {"big": ["big.w"], "list": ["list.w"], "mid": ["mid.w"], SMALL_LAYERS: ["s1.w", "s1.b", "s2.w"]}
+    # one small layer alone stays as it was
+    assert merge_small_layers({"big": ["big.w"], "s2": ["s2.w"]}, sizes, lambda n: True) == {
+        "big": ["big.w"],
+        "s2": ["s2.w"],
+    }
+
+
 def test_a_widening_later_ones_made_unneeded_is_narrowed_again():
     from zoo.core.compression.compress import choose_widths
 
