@@ -1,5 +1,6 @@
-"""Optimal 1-D k-means of weighted points, and Lloyd's refinement over a group's exact values,
-compiled with numba (``palette.lut_kmeans`` calls them for every look-up table).
+"""Optimal 1-D k-means of weighted points, Lloyd's refinement over a group's exact values, and
+each fp16 weight's nearest table entry, compiled with numba (``palette.lut_kmeans`` calls them
+for every look-up table).
 
 ``optimal`` is the exact dynamic programme coremltools runs for its own k-means (its bundled
 ``kmeans1d``): the least within-cluster sum of squares over every split of the sorted points into
@@ -116,3 +117,32 @@ def lloyd(
             if count > 0:
                 centroids[c] = (moment[edges[c + 1]] - moment[edges[c]]) / count
     return centroids
+
+
+@numba.njit(cache=True, nogil=True)
+def nearest_codes(
+    codes: np.ndarray, decoded: np.ndarray, edges: np.ndarray, order: np.ndarray, out: np.ndarray
+) -> None:  # pragma: no cover - compiled
+    """``out[i] = order[searchsorted(edges, decoded[codes[i]], side="right")]`` for fp16 values
+    given by their bit patterns ``codes`` (``decoded``: every pattern's value as float64): each
+    distinct pattern searched once, then looked up. NaN sorts after every edge, as numpy's
+    ordering puts it."""
+    memo = np.full(decoded.size, -1, np.int32)
+    n = edges.size
+    for i in range(codes.size):
+        c = codes[i]
+        found = memo[c]
+        if found < 0:
+            v = decoded[c]
+            low, high = 0, n
+            if v != v:
+                low = n
+            while low < high:
+                mid = (low + high) // 2
+                if edges[mid] <= v:
+                    low = mid + 1
+                else:
+                    high = mid
+            found = order[low]
+            memo[c] = found
+        out[i] = found

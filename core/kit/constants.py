@@ -69,10 +69,9 @@ def pack_indices(indices: Any, bits: int) -> Any:
 
 def unpack_indices(packed: Any, bits: int, count: int) -> Any:
     """The ``count`` indices of ``bits`` bits each that :func:`pack_indices` packed."""
-    import numpy as np
+    from ..util.bits import unpack_bits
 
-    field = np.unpackbits(np.asarray(packed, np.uint8))[: count * bits].reshape(count, bits)
-    return np.packbits(np.pad(field, ((0, 0), (8 - bits, 0))), axis=1).reshape(-1)
+    return unpack_bits(packed, bits, count, lsb_first=False)
 
 
 def save_constants(path: Path, tensors: dict[str, Any], palettized: dict[str, Palettized]) -> None:

@@ -78,6 +78,28 @@ def gelu_loop(x: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - com
         out[i] = (half * v) * (np.float32(math.erf(np.float64(t))) + one)
 
 
+#: the tanh approximation's constants, as float32 (sqrt(2 / pi) and the cubic's coefficient)
+_TANH_SCALE = np.float32(math.sqrt(2.0 / math.pi))
+_TANH_CUBIC = np.float32(0.044715)
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def gelu_tanh_inner(x: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``out = sqrt(2/pi) * (x + 0.044715 * x·x·x)`` in float32, each step rounded as numpy's would
+    be (the cube as two products, as torch computes it), for flat float32 arrays."""
+    for i in range(x.size):
+        v = x[i]
+        out[i] = _TANH_SCALE * (v + _TANH_CUBIC * (v * v * v))
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def gelu_tanh_outer(x: np.ndarray, t: np.ndarray, out: np.ndarray) -> None:  # pragma: no cover - compiled
+    """``out = 0.5 * x * (1 + t)`` in float32 (``t`` the tanh of the inner term; ``out`` may be ``t``)."""
+    half, one = np.float32(0.5), np.float32(1.0)
+    for i in range(x.size):
+        out[i] = (half * x[i]) * (t[i] + one)
+
+
 @intrinsic
 def _fp16_to_float32(typingctx, bits):  # type: ignore[no-untyped-def]  # pragma: no cover - compiled
     """An fp16 value's bits (uint16) -> float32, exactly: LLVM's extension from half precision (one

@@ -167,15 +167,15 @@ def _data_type_name(code: int) -> str:
 
 def _unpack(packed: np.ndarray, bits: int, count: int, signed: bool) -> np.ndarray:
     """Sub-byte integers packed from the least significant bit up -> one per element."""
-    flat = np.unpackbits(packed.view(np.uint8), bitorder="little")
-    if flat.size < count * bits:
-        raise ReadError(f"{packed.size} bytes hold fewer than {count} {bits}-bit values")
-    weights = (1 << np.arange(bits, dtype=np.int16)).astype(np.int16)
-    values = flat[: count * bits].reshape(count, bits).astype(np.int16) @ weights
-    if signed:
-        values = np.where(values >= 1 << (bits - 1), values - (1 << bits), values)
-        return values.astype(np.int8)
-    return values.astype(np.uint8)
+    from ..util.bits import unpack_bits
+
+    try:
+        values = unpack_bits(packed, bits, count)
+    except ValueError as error:
+        raise ReadError(str(error)) from None
+    if signed:  # two's complement in ``bits`` bits
+        return np.where(values >= 1 << (bits - 1), values.astype(np.int16) - (1 << bits), values).astype(np.int8)
+    return values
 
 
 def _count(shape: tuple[int | None, ...] | None, where: str) -> int:

@@ -359,6 +359,23 @@ def test_the_optimal_programme_matches_coremltools_kmeans1d_cost_for_cost():
         assert cost(points, weights, ours) <= cost(points, weights, theirs) + 1e-12 * scale, case
 
 
+def test_nearest_entry_of_every_fp16_pattern_is_numpy_searchsorted():
+    """fp16 weights find their table entry by bit pattern (compiled, each pattern searched once):
+    for all 65,536 patterns (both zeros, subnormals, infinities, NaN) in shuffled order, the
+    entry numpy's searchsorted over the midpoints gives, for tables with ties and unsorted ones."""
+    rng = np.random.default_rng(5)
+    every = rng.permutation(np.arange(1 << 16, dtype=np.uint16)).view(np.float16)
+    for case in range(6):
+        lut = (rng.standard_normal(16 if case % 2 else 64) * rng.choice([1e-3, 1.0, 300.0])).astype(np.float16)
+        if case == 4:
+            lut[3] = lut[7]  # two equal entries
+        order = np.argsort(lut, kind="stable")
+        stored = lut[order].astype(np.float64)
+        want = order[np.searchsorted((stored[:-1] + stored[1:]) / 2, every.astype(np.float64), side="right")]
+        assert np.array_equal(palette._nearest(every, lut), want.astype(np.uint8)), case
+        assert np.array_equal(palette._nearest(every[::-1].copy(), lut), want[::-1].astype(np.uint8))
+
+
 def test_lloyd_compiled_takes_the_numpy_steps():
     """The compiled Lloyd iterations give the numpy formulation's centroids bit for bit (what
     ``lut_kmeans`` computed before they were compiled), stopping when no value changes centroid."""

@@ -307,6 +307,51 @@ def test_iOS18_blockwise_and_grouped_lut_weights_decompress(tmp_path):
     np.testing.assert_array_equal(run(program, {"x": x}), want)
 
 
+def test_lut_tables_along_the_first_axis_take_the_general_path_values():
+    """Per-grouped-channel tables (groups along axis 0 only) are looked up block by block; the
+    values are those of the general lookup (every axis's group index broadcast), in the table's
+    dtype, and an index past the table is an error there too."""
+    from zoo.core.mil.kernels import constexpr
+
+    rng = np.random.default_rng(4)
+    for shape, groups, palettes in (((32, 5), 2, 16), ((48, 3, 3), 3, 64), ((7,), 7, 4), ((16, 1, 9), 1, 256)):
+        idx = rng.integers(0, palettes, size=shape).astype(np.uint8)
+        lut = rng.standard_normal((groups,) + (1,) * (len(shape) - 1) + (palettes, 1)).astype(np.float16)
+        got = constexpr._lut_iOS18(idx, lut)
+        blocks = constexpr._block_index(idx.shape, lut.shape[: len(shape)])
+        assert got.dtype == lut.dtype and np.array_equal(got, lut[blocks + (idx.astype(np.int64),)][..., 0])
+    with pytest.raises(IndexError):
+        constexpr._lut_iOS18(np.full((4, 2), 9, np.uint8), np.zeros((2, 1, 4, 1), np.float16))
+
+
+def test_sub_byte_values_unpack_as_unpackbits_spreads_them():
+    """Every width from 1 to 8 bits, both bit orders, counts that end inside a byte and inside an
+    eight-value word, chunk boundaries included: the values numpy's bit-by-bit unpacking gives."""
+    from zoo.core.util import bits as bitsmod
+
+    rng = np.random.default_rng(9)
+    for width in range(1, 9):
+        for count in (1, 7, 8, 9, 61, 1000):
+            values = rng.integers(0, 1 << width, count).astype(np.uint8)
+            for lsb in (True, False):
+                spread = np.unpackbits(values.reshape(-1, 1), axis=1)[:, 8 - width :]
+                if lsb:
+                    spread = spread[:, ::-1]
+                packed = np.packbits(spread.reshape(-1), bitorder="little" if lsb else "big")
+                got = bitsmod.unpack_bits(packed, width, count, lsb_first=lsb)
+                assert got.dtype == np.uint8 and np.array_equal(got, values), (width, count, lsb)
+        with pytest.raises(ValueError, match="fewer than"):
+            bitsmod.unpack_bits(np.zeros(1, np.uint8), width, 9)
+    old = bitsmod.CHUNK_GROUPS
+    try:
+        bitsmod.CHUNK_GROUPS = 3  # many chunks, the last one short
+        values = rng.integers(0, 64, 1001).astype(np.uint8)
+        spread = np.unpackbits(values.reshape(-1, 1), axis=1)[:, 2:]
+        assert np.array_equal(bitsmod.unpack_bits(np.packbits(spread.reshape(-1)), 6, 1001, lsb_first=False), values)
+    finally:
+        bitsmod.CHUNK_GROUPS = old
+
+
 #: every layer_norm the built-in plugins' packages contain, by layout: (who, x shape, affine)
 PLUGIN_LAYER_NORMS = [
     ("pocket_tts transformer LayerNorm", (1, 7, 64), True),

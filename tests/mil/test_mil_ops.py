@@ -574,6 +574,7 @@ def test_rounding_and_gelu_split_between_threads_give_the_same_bits(monkeypatch)
     values = (rng.standard_normal(10_001) * 100).astype(np.float32)
     single_rounded, single_finite = rounded_and_finite(values)
     single_gelu = compiled.gelu_exact(values)
+    single_tanh = compiled.gelu_tanh(values)
     assert single_finite
     monkeypatch.setattr(compiled, "SPLIT_ROUNDING", 1000)
     monkeypatch.setattr(compiled, "SPLIT_GELU", 1000)
@@ -585,10 +586,37 @@ def test_rounding_and_gelu_split_between_threads_give_the_same_bits(monkeypatch)
         rounded, finite = rounded_and_finite(values)
         assert finite and np.array_equal(rounded, single_rounded)
         assert np.array_equal(compiled.gelu_exact(values), single_gelu)
+        assert np.array_equal(compiled.gelu_tanh(values), single_tanh)
         late = values.copy()
         late[-1] = 7e4  # rounds to inf, in the last range
         assert not rounded_and_finite(late)[1]
     assert calls and all(len(b) in (3, 4) for b in calls)  # the work was split
+
+
+def test_gelu_tanh_compiled_gives_the_numpy_formula_bits():
+    """The tanh approximation's compiled passes give numpy's float32 formula (the cube as x·x·x, as
+    torch computes it) bit for bit: large, tiny, signed zeros, infinities and NaN included; and
+    numpy's powf cube (what the kernel computed before) within what an ulp of the cube can move it."""
+    from zoo.core.mil.kernels.elementwise import gelu
+
+    rng = np.random.default_rng(11)
+    x = np.concatenate(
+        [
+            (rng.standard_normal(50_000) * rng.choice([1e-6, 1e-2, 1.0, 5.0, 1e3], 50_000)).astype(np.float32),
+            np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 3e38, -3e38, 1e-45], np.float32),
+        ]
+    ).reshape(2, -1)
+    c, k = np.float32(np.sqrt(2.0 / np.pi)), np.float32(0.044715)
+    want = 0.5 * x * (1.0 + np.tanh(c * (x + k * (x * x * x))))
+    got = gelu(x, mode="TANH_APPROXIMATION")
+    assert got.dtype == np.float32 and got.shape == x.shape
+    assert np.array_equal(got, want, equal_nan=True)
+    # the two cubes differ by an ulp of the cube at most, which moves tanh by an ulp of 1: 2**-23 of
+    # 1 + tanh, so |x| * 2**-23 of the result (for x near -5 that is all of it: 1 + tanh cancels)
+    finite = np.isfinite(x) & (np.abs(x) < 1e4)
+    with np.errstate(over="ignore", invalid="ignore"):
+        powf = 0.5 * x * (1.0 + np.tanh(c * (x + k * x**3)))
+    assert np.all(np.abs(got - powf)[finite] <= np.abs(x[finite]) * 2.0**-22)
 
 
 def test_fp16_widening_matches_numpy_cast():

@@ -25,9 +25,9 @@ from .base import _axis, kernel
 
 def _unpack_bits(packed: Any, nbits: int, count: int) -> np.ndarray:
     """``count`` unsigned ``nbits``-bit values packed LSB-first in bytes."""
-    bits = np.unpackbits(np.asarray(packed, np.uint8), bitorder="little")[: count * nbits]
-    weights = 1 << np.arange(nbits, dtype=np.int64)
-    return (bits.reshape(count, nbits).astype(np.int64) * weights).sum(axis=1)
+    from ...util.bits import unpack_bits
+
+    return unpack_bits(np.asarray(packed, np.uint8), nbits, count)
 
 
 def _along(param: Any, rank: int, axis: Any) -> np.ndarray:
@@ -78,9 +78,20 @@ def _lut_iOS16(indices: Any, lut: Any, shape: Any) -> np.ndarray:
 
 def _lut_iOS18(indices: Any, lut: Any, vector_axis: Any = None) -> np.ndarray:
     """lut [*groups, palettes, vector]: element i of dim d uses group i // (n_d / groups_d)."""
-    idx = np.asarray(indices).astype(np.int64)
     lut = np.asarray(lut)
+    idx = np.asarray(indices)
     rank = idx.ndim
+    groups = lut.shape[0] if rank else 1
+    if rank and lut.shape[-1] == 1 and all(n == 1 for n in lut.shape[1:rank]) and idx.shape[0] % groups == 0:
+        # tables along the first axis only (coremltools' per-grouped-channel palettes): each block
+        # of rows looks its indices up in its own table, without an index array of the full size
+        rows = idx.shape[0] // groups
+        tables = lut.reshape(groups, -1)
+        out = np.empty(idx.shape, lut.dtype)
+        for g in range(groups):
+            np.take(tables[g], idx[g * rows : (g + 1) * rows], out=out[g * rows : (g + 1) * rows])
+        return out
+    idx = idx.astype(np.int64)
     values = lut[_block_index(idx.shape, lut.shape[:rank]) + (idx,)]  # [*indices.shape, vector]
     vector = lut.shape[-1]
     if vector == 1:
