@@ -10,7 +10,7 @@ from typing import Any
 
 from .modes import INTEGER_PLAN_JUMPS, INTEGER_PLAN_SHARE, MIXED_BITS, MIXED_TARGET_DB
 from .palette import palette_config
-from .passes import _apply, _load, _original_name, decompress, weight_snrs
+from .passes import _apply, _load, _original_name, decompress, error_energy, weight_snrs
 
 #: what the sensitivity runs may keep of the parity cases' runs, to restart each layer's run at
 #: the first step reading it (MilProgram.record); past it, fewer restart points, never more memory
@@ -331,7 +331,7 @@ def plan_mixed(
 
     tables = {} if tables is None else tables  # the look-up tables, for the final pass to reuse
     packed4: dict[str, Any] = {}  # each weight's 4-bit constexpr op, decompressed when its layer is measured
-    energy = {name: float(np.sum(np.asarray(value, np.float64) ** 2)) for name, value in originals.items()}
+    energy = {name: error_energy(value, value)[1] for name, value in originals.items()}
     spec, prog = loaded if loaded is not None else _load(src)
     loaded = None
     _apply(

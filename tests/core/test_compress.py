@@ -376,6 +376,24 @@ def test_nearest_entry_of_every_fp16_pattern_is_numpy_searchsorted():
         assert np.array_equal(palette._nearest(every[::-1].copy(), lut), want[::-1].astype(np.uint8))
 
 
+def test_error_energy_in_chunks_is_the_whole_array_sum(monkeypatch):
+    """A weight's error and signal energies summed a chunk at a time (ragged last chunk, fp16
+    against float32) equal the whole-array float64 sums to summation order; sizes must match."""
+    rng = np.random.default_rng(2)
+    exact = (rng.standard_normal((37, 29)) * 0.02).astype(np.float16)
+    approx = (exact.astype(np.float32) + rng.standard_normal((37, 29)).astype(np.float32) * 1e-3).astype(np.float32)
+    want = (
+        float(np.sum((approx.astype(np.float64) - exact.astype(np.float64)) ** 2)),
+        float(np.sum(exact.astype(np.float64) ** 2)),
+    )
+    for chunk in (1 << 20, 100, 7):
+        monkeypatch.setattr(passes, "ENERGY_CHUNK", chunk)
+        got = passes.error_energy(approx, exact)
+        assert got == pytest.approx(want, rel=1e-12)
+    with pytest.raises(ValueError):
+        passes.error_energy(approx[:3], exact)
+
+
 def test_lloyd_compiled_takes_the_numpy_steps():
     """The compiled Lloyd iterations give the numpy formulation's centroids bit for bit (what
     ``lut_kmeans`` computed before they were compiled), stopping when no value changes centroid."""

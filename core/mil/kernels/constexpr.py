@@ -105,7 +105,19 @@ def _lut_iOS18(indices: Any, lut: Any, vector_axis: Any = None) -> np.ndarray:
 
 @kernel("constexpr_lut_to_dense")
 def constexpr_lut_to_dense(indices: Any, lut: Any, shape: Any = None, vector_axis: Any = None, **_: Any) -> Any:
+    lut = _as_stored(np.asarray(lut))
     return _lut_iOS16(indices, lut, shape) if shape is not None else _lut_iOS18(indices, lut, vector_axis)
+
+
+def _as_stored(lut: np.ndarray) -> np.ndarray:
+    """A float32 table whose every value is an fp16 value (an fp16 package's table, as the
+    interpreter holds it) as fp16: the weight comes out fp16, which the interpreter widens by
+    table lookup, instead of float32 it would round value by value (vibevoice's fp16-mixed
+    decoder: 4.5 s of rounding on its first call, 2026-12-05)."""
+    if lut.dtype != np.float32:
+        return lut
+    half = lut.astype(np.float16)
+    return half if np.array_equal(half.astype(np.float32), lut, equal_nan=True) else lut
 
 
 @kernel("constexpr_sparse_to_dense")
