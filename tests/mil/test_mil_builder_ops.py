@@ -322,6 +322,15 @@ def test_lut_tables_along_the_first_axis_take_the_general_path_values():
         assert got.dtype == lut.dtype and np.array_equal(got, lut[blocks + (idx.astype(np.int64),)][..., 0])
     with pytest.raises(IndexError):
         constexpr._lut_iOS18(np.full((4, 2), 9, np.uint8), np.zeros((2, 1, 4, 1), np.float16))
+    # an fp16 package's table, held as float32, decompresses to fp16 (the same values); a float32
+    # table with any value fp16 cannot hold stays float32
+    idx = rng.integers(0, 4, size=(8, 3)).astype(np.uint8)
+    held = rng.standard_normal((2, 1, 4, 1)).astype(np.float16).astype(np.float32)
+    got = constexpr.constexpr_lut_to_dense(indices=idx, lut=held)
+    assert got.dtype == np.float16 and np.array_equal(got.astype(np.float32), constexpr._lut_iOS18(idx, held))
+    wide = held.copy()
+    wide[1, 0, 2, 0] += np.float32(1e-6)
+    assert constexpr.constexpr_lut_to_dense(indices=idx, lut=wide).dtype == np.float32
 
 
 def test_sub_byte_values_unpack_as_unpackbits_spreads_them():
