@@ -210,8 +210,11 @@ def test_a_transposed_conv_made_a_slab_at_a_time_equals_torch(monkeypatch, shape
 )
 def test_a_one_dimensional_conv_through_blas_equals_the_products_and_additions(monkeypatch, shape, weight, kwargs):
     """A 1-d conv at stride 1 accumulates each tap's product in BLAS (numpy's own sgemm, beta 1,
-    reading the window and writing the output piece where they lie): bit for bit the result of
-    the same products made by numpy and added one by one (the path without that sgemm)."""
+    reading the window and writing the output piece where they lie): the result of the same
+    products made by numpy and added one by one (the path without that sgemm), within float32's
+    summation bound. A BLAS may fuse the accumulating addition: bit for bit on the larger shapes,
+    1 ulp on 3 of the smallest case's 50 values with OpenBLAS 0.3.30 on an AVX-512 EPYC
+    (2026-12-05); a window shifted by one position is off by a whole term."""
     from zoo.core.mil.kernels import linalg as kernels
 
     if kernels._blas_sgemm() is None:
@@ -230,8 +233,11 @@ def test_a_one_dimensional_conv_through_blas_equals_the_products_and_additions(m
         got, want = kernels.conv(view, w, b, **args), kernels.conv(np.ascontiguousarray(view), w, b, **args)
         assert np.abs(got - want).max() <= 1e-5 * np.abs(want).max()
     monkeypatch.setattr(kernels, "_SGEMM", [None])
-    assert np.array_equal(through_blas, kernels.conv(x, w, b, **args))
-    assert np.array_equal(through_blas, kernels.conv(strided, w, b, **args))
+    # each value's rounding error is at most n·u·Σ|terms| (n terms: C·K products and the bias)
+    terms = kernels.conv(np.abs(x), np.abs(w), np.abs(b), **args)
+    bound = (weight[1] * weight[2] + 1) * 2.0**-24 * terms
+    for numpy_path in (kernels.conv(x, w, b, **args), kernels.conv(strided, w, b, **args)):
+        assert (np.abs(through_blas - numpy_path) <= bound).all()
 
 
 def test_a_conv_weight_is_held_tap_by_tap_and_read_without_a_copy(tmp_path):

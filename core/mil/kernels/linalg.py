@@ -248,10 +248,10 @@ def _taps_1d(gemm: Any, x: np.ndarray, per_tap: np.ndarray, y: np.ndarray, dilat
     In BLAS's column-major terms, y[b] (C-ordered [O, L]) is an [L, O] matrix of leading dimension
     L, the window an [L', C] one of leading dimension x's row stride, the tap's [O, C] matrix a [C,
     O] one: y'[lo:hi] += window' · tap'. The same sums in the same order as a product followed by
-    an addition per tap (bit for bit on kokoro's decoder convs and the tested shapes, though a BLAS
-    may fuse the addition and differ in the last bit elsewhere), without the product's buffer and
-    the addition's pass over the output: 12.0 against 16.6 ms for a 128-channel, 11-tap conv over
-    7,201 positions (2026-12-05, 2 cores). ``gemm``: ``_blas_sgemm()``."""
+    an addition per tap (bit for bit on kokoro's decoder convs; a BLAS may fuse the addition and
+    differ in the last bit: OpenBLAS 0.3.30 on an AVX-512 EPYC, a 3-channel test shape), without
+    the product's buffer and the addition's pass over the output: 12.0 against 16.6 ms for a
+    128-channel, 11-tap conv over 7,201 positions (2026-12-05, 2 cores). ``gemm``: ``_blas_sgemm()``."""
     import ctypes
 
     gemm, c_int = gemm
