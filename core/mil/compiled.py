@@ -54,6 +54,12 @@ def widen_fp16(value: np.ndarray) -> np.ndarray:
     return out
 
 
+def finite_fp16(value: np.ndarray) -> bool:
+    """Is every value of the fp16 array ``value`` finite? One pass over its bits (no float copy)."""
+    bits = np.ascontiguousarray(value).reshape(-1).view(np.uint16)
+    return bool(_loops().half_peak(bits) != 0x7C00)
+
+
 def gelu_exact(x: np.ndarray) -> np.ndarray:
     """``0.5 * x * (1 + erf(x / sqrt 2))`` for a float32 array, each step in float32 as numpy
     evaluates the formula, erf in float64 rounded to float32 (as scipy's float32 erf does): the

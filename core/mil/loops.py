@@ -66,6 +66,19 @@ def widen_loop(src: np.ndarray, table: np.ndarray, dst: np.ndarray) -> None:  # 
         dst[i] = table[src[i]]
 
 
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def half_peak(bits: np.ndarray) -> np.uint16:  # pragma: no cover - compiled
+    """The largest exponent field (bits & 0x7C00) among fp16 values' ``bits``: 0x7C00 when any is
+    inf or NaN."""
+    peak = np.uint16(0)
+    mask = np.uint16(0x7C00)
+    for i in range(bits.size):
+        e = bits[i] & mask
+        if e > peak:
+            peak = e
+    return peak
+
+
 _SQRT2 = np.float32(np.sqrt(2.0))
 
 

@@ -91,6 +91,9 @@ class _Step:
     #: values no later step reads (nor the function returns): freed once this step ran, so
     #: memory holds the live values only, not every intermediate of the call
     release: tuple[str, ...] = ()
+    #: a decompression step's outputs that only conv/linear weights read: output name -> the form
+    #: they are held in, as a constant weight is (``_weight_form``: "half" or "taps")
+    forms: dict[str, str] = field(default_factory=dict)
 
     def where(self, function: str) -> str:
         return f"op #{self.index} {self.op_type} {self.name!r} in function {function!r}"
@@ -292,6 +295,7 @@ class MilProgram:
         outputs = [TensorInfo(name, fn.variables[name].dtype, fn.variables[name].shape) for name in fn.outputs]
         mil_fn = MilFunction(fn.name, inputs, states, outputs)
         unsupported: dict[str, str] = {}
+        readers: dict[str, list[str]] = {}  # variable -> the form each op reading it takes it in
         for index, op in enumerate(fn.ops):
             if op.has_blocks:
                 unsupported.setdefault(op.type, f"op #{index} {op.name!r} (control flow with nested blocks)")
@@ -306,6 +310,8 @@ class MilProgram:
             state_name = None
             for param, value in op.inputs.items():
                 if isinstance(value, list):
+                    for v in value:
+                        readers.setdefault(v, []).append("")
                     listed = [("const", constants.value(fn.consts[v])) if v in fn.consts else ("var", v) for v in value]
                     args.append((param, "list", listed))
                 elif op.type in ("read_state", "coreml_update_state") and param in ("input", "state"):
@@ -315,6 +321,7 @@ class MilProgram:
                     mil_fn.const_reads.setdefault(const.op_name, []).append((len(mil_fn.steps), len(args)))
                     args.append((param, "const", constants.value(const, _weight_form(op, param, fn))))
                 else:
+                    readers.setdefault(value, []).append(_weight_form(op, param, fn))
                     args.append((param, "var", value))
             outs = [(o.name, o.dtype, o.shape) for o in op.outputs]
             mil_fn.steps.append(
@@ -335,6 +342,13 @@ class MilProgram:
                 f"zoo's MIL interpreter cannot execute op type(s) {', '.join(sorted(unsupported))} in function "
                 f"{fn.name!r}: {where}"
             )
+        returned = set(fn.outputs)
+        for step in mil_fn.steps:
+            if step.op_type.startswith("constexpr_"):
+                for name, _, _ in step.outputs:
+                    taken = set(readers.get(name, ()))
+                    if name not in returned and len(taken) == 1 and taken <= {"half", "taps"}:
+                        step.forms[name] = taken.pop()
         # outputs produced directly by consts still need a value
         mil_fn.const_outputs = {name: _widen(fn.consts[name].load()) for name in fn.outputs if name in fn.consts}
         _plan_releases(mil_fn)
@@ -460,7 +474,7 @@ class MilProgram:
                 entry = holders[id(value)]
                 entry[1] -= 1
                 if entry[1] == 0:
-                    recording.bytes -= np.asarray(value).nbytes
+                    recording.bytes -= value.nbytes
                     del holders[id(value)]
 
         def snapshot(index: int, live: dict[str, Any], states: dict[str, np.ndarray] | None) -> None:
@@ -468,17 +482,19 @@ class MilProgram:
             seen += 1
             if (seen - 1) % stride:
                 return
-            if states and any(np.may_share_memory(v, b) for v in live.values() for b in states.values()):
+            if states and any(
+                isinstance(v, np.ndarray) and np.may_share_memory(v, b) for v in live.values() for b in states.values()
+            ):
                 return
             held = [v for v in live.values() if id(v) not in inputs_held]
-            extra = sum(np.asarray(v).nbytes for v in held if id(v) not in holders)
+            extra = sum(v.nbytes for v in held if id(v) not in holders)
             extra += sum(b.nbytes for b in (states or {}).values())
             while recording.bytes + extra > budget_bytes and len(recording.snapshots) > 1:
                 kept = sorted(i for i in recording.snapshots if i)
                 for i in kept[1::2] if len(kept) > 1 else kept:
                     drop(i)
                 stride *= 2
-                extra = sum(np.asarray(v).nbytes for v in held if id(v) not in holders)
+                extra = sum(v.nbytes for v in held if id(v) not in holders)
                 extra += sum(b.nbytes for b in (states or {}).values())
                 if (seen - 1) % stride:
                     return
@@ -542,7 +558,7 @@ class MilProgram:
         """Keep a decompression step's outputs for the next calls, while within ``FOLD_BYTES`` (a
         non-finite expansion is not kept: each call reports it)."""
         size = sum(v.nbytes for v in values)
-        if self._folded_bytes + size > self.FOLD_BYTES or not all(_finite(v) for v in values if v.dtype.kind == "f"):
+        if self._folded_bytes + size > self.FOLD_BYTES or not all(_value_finite(v) for v in values):
             return
         self._folded[key] = values
         self._folded_bytes += size
@@ -602,8 +618,14 @@ class MilProgram:
                         raise MilError(
                             f"{step.where(function)}: output {name!r} has shape {value.shape}, program declares {shape}"
                         )
-                    finite = None  # known from the rounding, else tested below
-                    if dtype == np.float16 and value.dtype in (np.float32, np.float64):
+                    finite: bool | None = None  # known from the rounding, else tested below
+                    stored: Any
+                    form = step.forms.get(name)
+                    if form == "half" and HalfMatrix.holds(value):
+                        # a decompressed weight only linear/pointwise-conv products read: kept as
+                        # fp16, as a stored weight is (half); widening it doubled its memory
+                        stored, finite = HalfMatrix(value), compiled.finite_fp16(value)
+                    elif dtype == np.float16 and value.dtype in (np.float32, np.float64):
                         # moved values are already fp16-rounded; computed ones are rounded here
                         if step.moves:
                             stored = value.astype(np.float32, copy=False)
@@ -611,11 +633,12 @@ class MilProgram:
                             stored, finite = rounded_and_finite(value)
                     else:
                         stored = _store(value.astype(dtype, copy=False))
+                    if form == "taps" and isinstance(stored, np.ndarray) and stored.ndim >= 3:
+                        stored = _by_taps(stored)  # laid out as a stored multi-tap weight is
                     if (
                         not step.moves
                         and self.first_nonfinite is None
-                        and stored.dtype.kind == "f"
-                        and not (_finite(stored) if finite is None else finite)
+                        and not (_value_finite(stored) if finite is None else finite)
                     ):
                         self.first_nonfinite = f"{step.where(function)} (output {name!r})"
                     env[name] = stored
@@ -656,6 +679,13 @@ def _plan_releases(fn: MilFunction) -> None:
             releases.setdefault(i, []).append(name)
     for i, step in enumerate(fn.steps):
         step.release = tuple(sorted(releases.get(i, [])))
+
+
+def _value_finite(value: Any) -> bool:
+    """Is every value of an array, or of a weight held as fp16, finite (non-float: True)?"""
+    if isinstance(value, HalfMatrix):
+        return compiled.finite_fp16(value.bits.view(np.float16))
+    return value.dtype.kind != "f" or _finite(value)
 
 
 def _finite(value: np.ndarray) -> bool:

@@ -445,3 +445,47 @@ def test_fp16_rounding_leaves_the_float32_values_it_reads(tmp_path):
     assert np.array_equal(x, given)  # the caller's array as it was
     assert np.array_equal(out["exact"], given * 2)  # read after the cast: still the float32 input
     assert np.array_equal(out["doubled"], given.astype(np.float16).astype(np.float32) * 2)
+
+
+def test_a_decompressed_weight_only_products_read_is_held_as_a_stored_weight_is(tmp_path):
+    """A constexpr op's fp16 output read only as a linear's (or pointwise conv's) weight is kept as
+    fp16 (half.HalfMatrix), one read only as a multi-tap conv's weight laid out tap by tap, one any
+    other op reads widened as before; the outputs are those of the widened expansion (up to
+    float32 summation order, then fp16 rounding)."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import types
+
+    from zoo.core.mil.half import HalfMatrix
+
+    def lut_weight(shape: tuple[int, ...]):
+        indices = RNG.integers(0, 16, size=shape).astype(types.np_uint4_dtype)
+        lut = RNG.standard_normal((1,) * len(shape) + (16, 1)).astype(np.float16)
+        return lambda: mb.constexpr_lut_to_dense(indices=indices, lut=lut)
+
+    linear_w, conv_w, shared_w = lut_weight((24, 32)), lut_weight((8, 4, 3)), lut_weight((32, 32))
+    x = RNG.standard_normal((2, 32)).astype(np.float16)
+    s = RNG.standard_normal((1, 4, 10)).astype(np.float16)
+
+    def fn(x, s):
+        y = mb.linear(x=x, weight=linear_w(), name="y")
+        c = mb.conv(x=s, weight=conv_w(), pad_type="same", name="c")
+        w = shared_w()
+        z = mb.add(x=mb.linear(x=x, weight=w), y=mb.reduce_sum(x=w, axes=[0]), name="z")
+        return y, c, z
+
+    program = build(tmp_path, fn, {"x": x, "s": s}, target="iOS18", precision="fp16", name="forms")
+    steps = [step for step in program.function().steps if step.op_type.startswith("constexpr_")]
+    assert sorted(f for step in steps for f in step.forms.values()) == ["half", "taps"]
+    got = program.run({"x": x, "s": s})
+    held = [value for values in program._folded.values() for value in values]
+    assert sum(isinstance(v, HalfMatrix) for v in held) == 1
+    taps = [v for v in held if isinstance(v, np.ndarray) and v.ndim == 3]
+    assert len(taps) == 1 and not taps[0].flags.c_contiguous  # [O, C, K] viewed over [K, O, C] memory
+    for step in steps:
+        step.forms.clear()
+    program._folded.clear()
+    program._folded_bytes = 0
+    want = program.run({"x": x, "s": s})
+    assert not any(isinstance(v, HalfMatrix) for values in program._folded.values() for v in values)
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=2.0**-10, atol=0, err_msg=name)

@@ -1008,3 +1008,22 @@ def test_attention_softmax_and_gelu_computed_in_place_equal_their_formulas_bit_f
             got = KERNELS["gelu"](x=case, mode="EXACT")
             assert got.dtype == np.float32 and got.shape == case.shape
             np.testing.assert_array_equal(got, want_case)
+
+
+def test_fp16_finiteness_from_the_bits_matches_numpy():
+    """``compiled.finite_fp16`` (a decompressed weight held as fp16 is checked by its bits): every
+    fp16 bit pattern alone, and arrays with one inf or NaN anywhere."""
+    from zoo.core.mil import compiled
+
+    every = np.arange(1 << 16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    for value in every[:: 1 << 6].tolist() + [np.float16(65504), np.float16(-np.inf), np.float16(np.nan)]:
+        one = np.array([value], np.float16)
+        assert compiled.finite_fp16(one) == bool(np.isfinite(one).all()), value
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((7, 33)).astype(np.float16)
+    assert compiled.finite_fp16(base)
+    for bad in (np.inf, -np.inf, np.nan):
+        for at in ((0, 0), (6, 32), (3, 17)):
+            spoiled = base.copy()
+            spoiled[at] = bad
+            assert not compiled.finite_fp16(spoiled) and not compiled.finite_fp16(spoiled.T), (bad, at)
