@@ -61,10 +61,9 @@ def packed_size(count: int, bits: int) -> int:
 
 def pack_indices(indices: Any, bits: int) -> Any:
     """``indices`` (uint8, each < 2**bits) as ``bits`` bits each, most significant first, packed."""
-    import numpy as np
+    from ..util.bits import pack_bits
 
-    flat = np.ascontiguousarray(indices, np.uint8).reshape(-1, 1)
-    return np.packbits(np.unpackbits(flat, axis=1)[:, 8 - bits :].reshape(-1))
+    return pack_bits(indices, bits, lsb_first=False)
 
 
 def unpack_indices(packed: Any, bits: int, count: int) -> Any:

@@ -57,3 +57,36 @@ def unpack_bits(packed: Any, bits: int, count: int, lsb_first: bool = True) -> n
             shift = j * bits if lsb_first else (per - 1 - j) * bits
             out[start:stop, j] = (word >> word_type(shift)) & word_type(mask)
     return out.reshape(-1)[:count]
+
+
+def pack_bits(values: Any, bits: int, lsb_first: bool = True) -> np.ndarray:
+    """``values`` (unsigned, each < 2**bits, 1 ≤ bits ≤ 8) packed without gaps, as
+    :func:`unpack_bits` reads them: ceil(count·bits / 8) bytes, the unused bits of the last byte
+    zero. Whole bytes or words at a time, as ``unpack_bits``: numpy's bit-by-bit ``packbits`` of
+    ``unpackbits`` spread took 4.4 s for vibevoice's 136 M-entry token table (2026-12-05)."""
+    if not 1 <= bits <= 8:
+        raise ValueError(f"{bits}-bit values are not sub-byte integers")
+    flat = np.ascontiguousarray(values).reshape(-1)
+    if flat.size and int(flat.max()) >> bits:
+        raise ValueError(f"a value does not fit in {bits} bits")
+    flat = flat.astype(np.uint8, copy=False)
+    count = flat.size
+    need = -(-count * bits // 8)
+    span = math.lcm(bits, 8)
+    per, width = span // bits, span // 8  # values per word, bytes per word
+    groups = -(-count // per)
+    out = np.empty((groups, width), np.uint8)
+    word_type: Any = np.uint8 if span == 8 else np.uint32 if span <= 32 else np.uint64
+    for start in range(0, groups, CHUNK_GROUPS):
+        stop = min(groups, start + CHUNK_GROUPS)
+        chunk = flat[start * per : stop * per]
+        if chunk.size < (stop - start) * per:  # the last word's missing values are zero
+            chunk = np.concatenate([chunk, np.zeros((stop - start) * per - chunk.size, np.uint8)])
+        columns = chunk.reshape(-1, per)
+        word: Any = np.zeros(stop - start, word_type)
+        for j in range(per):
+            shift = j * bits if lsb_first else (per - 1 - j) * bits
+            word |= columns[:, j].astype(word_type) << word_type(shift)
+        for k in range(width):
+            out[start:stop, k] = (word >> word_type(8 * k if lsb_first else 8 * (width - 1 - k))) & word_type(0xFF)
+    return out.reshape(-1)[:need]

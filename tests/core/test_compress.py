@@ -392,6 +392,13 @@ def test_error_energy_in_chunks_is_the_whole_array_sum(monkeypatch):
         assert got == pytest.approx(want, rel=1e-12)
     with pytest.raises(ValueError):
         passes.error_energy(approx[:3], exact)
+    # two fp16 arrays (by their bits) and two float32 ones: one compiled pass, the same sums
+    for a, e in ((approx.astype(np.float16), exact), (approx, exact.astype(np.float32)), (approx.T, exact.T)):
+        want = (
+            float(np.sum((a.astype(np.float64) - e.astype(np.float64)) ** 2)),
+            float(np.sum(e.astype(np.float64) ** 2)),
+        )
+        assert passes.error_energy(a, e) == pytest.approx(want, rel=1e-12), (a.dtype, e.dtype)
 
 
 def test_lloyd_compiled_takes_the_numpy_steps():

@@ -335,7 +335,8 @@ def test_lut_tables_along_the_first_axis_take_the_general_path_values():
 
 def test_sub_byte_values_unpack_as_unpackbits_spreads_them():
     """Every width from 1 to 8 bits, both bit orders, counts that end inside a byte and inside an
-    eight-value word, chunk boundaries included: the values numpy's bit-by-bit unpacking gives."""
+    eight-value word, chunk boundaries included: the values numpy's bit-by-bit unpacking gives,
+    and packed back, the bytes numpy's bit-by-bit packing gives."""
     from zoo.core.util import bits as bitsmod
 
     rng = np.random.default_rng(9)
@@ -349,6 +350,7 @@ def test_sub_byte_values_unpack_as_unpackbits_spreads_them():
                 packed = np.packbits(spread.reshape(-1), bitorder="little" if lsb else "big")
                 got = bitsmod.unpack_bits(packed, width, count, lsb_first=lsb)
                 assert got.dtype == np.uint8 and np.array_equal(got, values), (width, count, lsb)
+                assert np.array_equal(bitsmod.pack_bits(values, width, lsb_first=lsb), packed), (width, count, lsb)
         with pytest.raises(ValueError, match="fewer than"):
             bitsmod.unpack_bits(np.zeros(1, np.uint8), width, 9)
     old = bitsmod.CHUNK_GROUPS
@@ -357,6 +359,9 @@ def test_sub_byte_values_unpack_as_unpackbits_spreads_them():
         values = rng.integers(0, 64, 1001).astype(np.uint8)
         spread = np.unpackbits(values.reshape(-1, 1), axis=1)[:, 2:]
         assert np.array_equal(bitsmod.unpack_bits(np.packbits(spread.reshape(-1)), 6, 1001, lsb_first=False), values)
+        assert np.array_equal(bitsmod.pack_bits(values, 6, lsb_first=False), np.packbits(spread.reshape(-1)))
+        with pytest.raises(ValueError, match="does not fit"):
+            bitsmod.pack_bits(np.array([3, 64], np.uint8), 6)
     finally:
         bitsmod.CHUNK_GROUPS = old
 
