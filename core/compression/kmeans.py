@@ -188,3 +188,53 @@ def energies(approx: np.ndarray, exact: np.ndarray) -> tuple:  # pragma: no cove
         noise += d * d
         signal += e * e
     return noise, signal
+
+
+@numba.njit(cache=True, nogil=True)
+def distinct_fp16(codes: np.ndarray, decoded: np.ndarray) -> tuple:  # pragma: no cover - compiled
+    """The distinct values of fp16 weights given by their bit patterns ``codes``, ascending, as
+    float64 (``decoded``: every pattern's value), with how many weights hold each: -0 counted as
+    0, as ``np.unique`` does. A NaN among them: two empty arrays (the caller takes ``np.unique``).
+
+    Counted per pattern, then each sign's patterns read in value order up to the largest present
+    (the negative ones from the largest down): no sort, and none of the 65,536-entry passes
+    ``palette._distinct`` makes for the inverse, which a table with more values than entries
+    does not use."""
+    counts = np.zeros(1 << 16, np.int64)
+    top_pos, top_neg = -1, -1
+    for i in range(codes.size):
+        c = int(codes[i])
+        counts[c] += 1
+        if c < 0x8000:
+            if c > top_pos:
+                top_pos = c
+        elif c > top_neg:
+            top_neg = c
+    if top_pos > 0x7C00 or top_neg > 0xFC00:
+        return np.empty(0, np.float64), np.empty(0, np.int64)
+    if top_neg >= 0x8000 and counts[0x8000] > 0:
+        counts[0] += counts[0x8000]
+        counts[0x8000] = 0
+        if top_pos < 0:
+            top_pos = 0
+    m = 0
+    for p in range(0x8001, top_neg + 1):
+        if counts[p]:
+            m += 1
+    for p in range(0, top_pos + 1):
+        if counts[p]:
+            m += 1
+    values = np.empty(m, np.float64)
+    held = np.empty(m, np.int64)
+    k = 0
+    for p in range(top_neg, 0x8000, -1):
+        if counts[p]:
+            values[k] = decoded[p]
+            held[k] = counts[p]
+            k += 1
+    for p in range(0, top_pos + 1):
+        if counts[p]:
+            values[k] = decoded[p]
+            held[k] = counts[p]
+            k += 1
+    return values, held

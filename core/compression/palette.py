@@ -279,13 +279,20 @@ def _lut_kmeans(flat: Any, size: int) -> tuple[Any, Any]:
 
     from . import kmeans
 
-    distinct, inverse, counts = _distinct(flat)
-    m = len(distinct)
-    if m <= size:
-        lut = np.zeros(size, flat.dtype)
-        lut[:m] = distinct
-        return lut, inverse.astype(np.uint8)
-    x = distinct.astype(np.float64)
+    x = counts = None
+    if flat.dtype == np.float16:  # the values and counts, compiled (no inverse: unused past ``size``)
+        x, counts = kmeans.distinct_fp16(np.ascontiguousarray(flat).view(np.uint16), _fp16_values())
+        if not x.size or x.size <= size:  # a NaN among them, or a table holding every value
+            x = counts = None
+    if x is None or counts is None:
+        distinct, inverse, counts = _distinct(flat)
+        m = len(distinct)
+        if m <= size:
+            lut = np.zeros(size, flat.dtype)
+            lut[:m] = distinct
+            return lut, inverse.astype(np.uint8)
+        x = distinct.astype(np.float64)
+    m = len(x)
     points, weight = x, counts.astype(np.float64)
     if m > KMEANS_BINS:
         half = KMEANS_BINS // 2

@@ -690,3 +690,33 @@ def test_each_weight_indexes_the_table_entry_nearest_to_it(dtype):
     expected = order[np.searchsorted(edges, flat.astype(np.float64), side="right")]
     np.testing.assert_array_equal(palette._nearest(flat, lut), expected)
     assert palette._nearest(flat, lut).dtype == np.uint8
+
+
+def test_fp16_distinct_values_compiled_equal_np_unique():
+    """``kmeans.distinct_fp16`` (the values and counts a table is clustered from): np.unique's over
+    every non-NaN fp16 pattern shuffled, and over random groups with zeros of both signs (or -0
+    only) and infinities; a NaN: nothing (the caller takes np.unique)."""
+    from zoo.core.compression import kmeans, palette
+
+    decoded = palette._fp16_values()
+    rng = np.random.default_rng(6)
+    every = np.arange(1 << 16, dtype=np.uint16)
+    finite_or_inf = every[~np.isnan(every.view(np.float16))]
+    groups = [rng.permutation(finite_or_inf).view(np.float16)]
+    for trial in range(40):
+        x = (rng.standard_normal(int(rng.integers(1, 4000))) * rng.choice([1e-6, 1e-2, 1.0, 300.0])).astype(np.float16)
+        x[rng.integers(0, x.size, size=max(1, x.size // 10))] = np.float16(-0.0) if trial % 2 else np.float16(0.0)
+        if trial % 5 == 0:
+            x[0], x[-1] = np.float16(np.inf), np.float16(-np.inf)
+        if trial % 7 == 0:
+            x = np.abs(x) if trial % 2 else -np.abs(x)
+        groups.append(x)
+    groups.append(np.full(9, -0.0, np.float16))
+    for x in groups:
+        values, counts = kmeans.distinct_fp16(x.view(np.uint16), decoded)
+        want_values, want_counts = np.unique(x, return_counts=True)
+        np.testing.assert_array_equal(values, want_values.astype(np.float64))
+        np.testing.assert_array_equal(counts, want_counts)
+    spoiled = groups[1].copy()
+    spoiled[3] = np.float16(np.nan)
+    assert kmeans.distinct_fp16(spoiled.view(np.uint16), decoded)[0].size == 0
