@@ -130,3 +130,43 @@ def test_per_call_widens_a_modules_own_weights_only_while_it_runs_and_keeps_buff
     want = 2 * (x @ m.inner.weight.double().T + m.inner.bias.double()).mul(m.scale.double()).sum(0)
     assert torch.allclose(total, want, rtol=1e-14, atol=0)  # computed in float64 throughout
     assert m.total.dtype == torch.float32 and torch.equal(m.total, total.float())
+
+
+def test_a_large_float64_conv1d_runs_in_slabs_with_the_same_values(monkeypatch):
+    """Under as_float64 a 1-d convolution whose unfolded columns would pass SLAB_BYTES runs a slab of
+    output positions at a time (strides, dilations, padding, groups, a batch of two, a ragged
+    last slab): the values of the whole convolution; a small one, or padding given as a string,
+    runs whole."""
+    import torch.nn.functional as F
+
+    from zoo.core.kit import float64
+
+    calls: list[int] = []
+    real = torch.conv1d
+
+    def counting(*args, **kwargs):
+        calls.append(args[0].shape[-1])
+        return real(*args, **kwargs)
+
+    torch.manual_seed(3)
+    cases = [
+        (torch.nn.Conv1d(6, 5, 3), {}),
+        (torch.nn.Conv1d(6, 4, 5, stride=2, padding=3, dilation=2), {}),
+        (torch.nn.Conv1d(6, 6, 4, stride=3, groups=3, bias=False), {}),
+        (torch.nn.Conv1d(6, 5, 3, padding="same"), {"whole": True}),
+    ]
+    x = torch.randn(2, 6, 301, dtype=torch.float64)  # inputs come widened (inputs_float64)
+    monkeypatch.setattr(float64, "SLAB_BYTES", 6 * 5 * 8 * 2 * 7)  # a few dozen output positions a slab
+    for conv, how in cases:
+        want = F.conv1d(
+            x, conv.weight.double(), None if conv.bias is None else conv.bias.double(),
+            conv.stride, conv.padding, conv.dilation, conv.groups,
+        ).detach()  # fmt: skip
+        calls.clear()
+        monkeypatch.setattr(torch, "conv1d", counting)
+        with as_float64(conv), torch.no_grad():
+            got = conv(x)
+        monkeypatch.setattr(torch, "conv1d", real)
+        assert got.dtype == torch.float64 and got.shape == want.shape
+        assert torch.allclose(got, want, rtol=1e-14, atol=1e-14 * float(want.abs().max())), conv
+        assert (not calls) if how.get("whole") else (len(calls) > 3), (conv, calls)
