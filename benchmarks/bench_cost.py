@@ -17,7 +17,9 @@ Prints, measured in this run, with the goal beside each figure (every row of iss
   three): pocket_tts's generation step, kokoro's decoder (its longest parity example), vibevoice's
   decoder;
 * kokoro's decoder: the peak memory its first call adds, interpreter vs torch, each in a fresh
-  process (Linux: the process's peak is reset right before the call);
+  process (Linux: the process's peak is reset right before the call; glibc maps every block of
+  128 KB or more on its own there, so the figure is what the call allocates, not what the heap
+  had left from loading: see ``MEASURE_ENV``);
 * `zoo run --backend mil` on the export, seconds per second of audio and the process's peak
   (kokoro on a sentence; vibevoice on a 30 s and a 2 s piece, `--set max_seconds`);
 * `fp16-mixed` exported after fp16 into the same stage cache (as a user would): its wall over the
@@ -44,6 +46,12 @@ from common import measured_export, workspace_env
 #: 60 s), issue 16 otherwise
 EXPORT_GOALS = {"pocket_tts": (2000, 60), "kokoro": (2500, None), "vibevoice": (6000, 150)}
 VALIDATION = ("parity:", "loop_parity", "mil:", "coreml:", "constants")
+#: the environment of the processes measuring a call's memory: glibc's heap otherwise serves the
+#: call from pages loading freed, and the figure was whatever was left (kokoro's decoder, same
+#: package and input, 2026-12-05: the interpreter's first call added 6.2, 13.3, 20.3 or 31.8 MB from
+#: one process to the next, torch's 12.0 MB every time); every block mapped on its own, each adds
+#: what it allocates, the same in every process (interpreter 31.6-31.7 MB, torch 42.7 MB)
+MEASURE_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072"}
 MIXED_WALL_GOAL = 2.0  # fp16-mixed export wall / its base export's (issue 33)
 MIXED_MB_GOALS = {"pocket_tts": 80, "vibevoice": 600}  # packages + constants, MB (issue 33)
 #: model -> [(label, `zoo run` arguments, goal on seconds per audio second or None, goal on wall
@@ -203,7 +211,10 @@ def kokoro_figures(export_dir: Path) -> dict:
 
     out = torch_vs_kmodel_and_interpreter(export_dir, "fp16")
     seconds = out["decoder_example_frames"] / 40  # 40 frames per second of audio
-    memory = {backend: in_child(decoder_call_memory, str(export_dir), backend) for backend in ("torch", "mil")}
+    memory = {
+        backend: in_child(decoder_call_memory, str(export_dir), backend, env=MEASURE_ENV)
+        for backend in ("torch", "mil")
+    }
     out.update(decoder_audio_seconds=seconds, decoder_call_mb=memory)
     ratio = memory["mil"] / memory["torch"] if memory["torch"] > 0 else float("inf")
     mil_s, torch_s = out["decoder_mil_seconds"], out["decoder_torch_seconds"]
@@ -242,17 +253,27 @@ def torch_threads() -> int:
     return torch.get_num_threads()
 
 
-def in_child(fn: Callable[..., Any], *args: Any) -> Any:
-    """``fn(*args)`` in a fresh interpreter (spawned), its result; the child may spawn its own (its
-    process is not a daemon, as a multiprocessing.Pool's are)."""
+def in_child(fn: Callable[..., Any], *args: Any, env: dict[str, str] | None = None) -> Any:
+    """``fn(*args)`` in a fresh interpreter (spawned, with ``env`` added to its environment), its
+    result; the child may spawn its own (its process is not a daemon, as a multiprocessing.Pool's
+    are)."""
     from concurrent.futures import ProcessPoolExecutor
 
     # as zoo's CLI sets it before numpy loads (core/cli/app.main): OpenBLAS's idle threads would
     # otherwise spin on the cores the interpreter's own loops run on (pocket's step call: 1.87x
     # torch with them spinning, at 2bcf3c5)
     os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(fn, *args).result()
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(fn, *args).result()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _memory() -> dict[str, int]:
