@@ -554,11 +554,11 @@ class MilProgram:
             )
         return env
 
-    def _fold(self, key: tuple, values: tuple[np.ndarray, ...]) -> None:
+    def _fold(self, key: tuple, values: tuple[Any, ...], finite: bool) -> None:
         """Keep a decompression step's outputs for the next calls, while within ``FOLD_BYTES`` (a
-        non-finite expansion is not kept: each call reports it)."""
+        non-finite expansion, ``finite`` False, is not kept: each call reports it)."""
         size = sum(v.nbytes for v in values)
-        if self._folded_bytes + size > self.FOLD_BYTES or not all(_value_finite(v) for v in values):
+        if self._folded_bytes + size > self.FOLD_BYTES or not finite:
             return
         self._folded[key] = values
         self._folded_bytes += size
@@ -610,6 +610,7 @@ class MilProgram:
                     raise MilError(
                         f"{step.where(function)} produced {len(results)} outputs, program declares {len(step.outputs)}"
                     )
+                all_finite = True  # of a decompression step's outputs (whether ``_fold`` may keep them)
                 for value, (name, dtype, shape) in zip(results, step.outputs):
                     value = np.asarray(value)
                     if shape is not None and (
@@ -635,6 +636,9 @@ class MilProgram:
                         stored = _store(value.astype(dtype, copy=False))
                     if form == "taps" and isinstance(stored, np.ndarray) and stored.ndim >= 3:
                         stored = _by_taps(stored)  # laid out as a stored multi-tap weight is
+                    if fold is not None:  # tested once, for the report below and for keeping it
+                        finite = _value_finite(stored) if finite is None else finite
+                        all_finite = all_finite and finite
                     if (
                         not step.moves
                         and self.first_nonfinite is None
@@ -643,7 +647,7 @@ class MilProgram:
                         self.first_nonfinite = f"{step.where(function)} (output {name!r})"
                     env[name] = stored
                 if fold is not None:
-                    self._fold(fold, tuple(env[name] for name, _, _ in step.outputs))
+                    self._fold(fold, tuple(env[name] for name, _, _ in step.outputs), all_finite)
                 for name in step.release:
                     env.pop(name, None)
 

@@ -494,3 +494,31 @@ def test_a_decompressed_weight_only_products_read_is_held_as_a_stored_weight_is(
     assert not any(isinstance(v, HalfMatrix) for values in program._folded.values() for v in values)
     for name in want:
         np.testing.assert_allclose(got[name], want[name], rtol=2.0**-10, atol=0, err_msg=name)
+
+
+@pytest.mark.parametrize("reader", ["linear", "mul"])
+def test_a_non_finite_expansion_is_reported_at_every_call_and_never_kept(tmp_path, reader):
+    """A decompressed weight holding an inf (held as fp16 for a linear, widened for a mul) is
+    reported as the first non-finite value at each call, and not kept between calls."""
+    from coremltools.converters.mil import Builder as mb
+    from coremltools.converters.mil.mil import types
+
+    indices = np.zeros((4, 8), types.np_uint4_dtype)
+    indices[1, 2] = 3
+    lut = RNG.standard_normal((1, 1, 16, 1)).astype(np.float16)
+    lut[0, 0, 3, 0] = np.inf
+    x = RNG.standard_normal((2, 8)).astype(np.float16)
+
+    def fn(x):
+        weight = mb.constexpr_lut_to_dense(indices=indices, lut=lut, name="w")
+        if reader == "linear":
+            return mb.linear(x=x, weight=weight)
+        return mb.mul(x=x, y=mb.reduce_sum(x=weight, axes=[0], keep_dims=True))
+
+    program = build(tmp_path, fn, {"x": x}, target="iOS18", precision="fp16", name=f"inf_{reader}")
+    step = next(s for s in program.function().steps if s.op_type.startswith("constexpr_"))
+    assert step.forms == ({step.outputs[0][0]: "half"} if reader == "linear" else {})
+    for _ in range(2):
+        program.run({"x": x})
+        assert program.first_nonfinite is not None and "constexpr_lut_to_dense" in program.first_nonfinite
+        assert not program._folded
